@@ -1,0 +1,160 @@
+"""The agents' side of the core: presence, offers, and what they do with a conversation.
+
+The web inbox and the CLI call these; each action is one atomic script, then
+any capacity it freed is offered again at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from router import assign, conversations, events
+from router.config import Tenant
+from router.keys import Keys
+from router.store import Store
+
+Presence = Literal["available", "busy", "away", "offline"]
+PRESENCES = ("available", "busy", "away", "offline")
+
+
+class AgentError(ValueError):
+    """An action the agent cannot take (not theirs, unknown, wrong state)."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _known(tenant: Tenant, agent: str) -> None:
+    if agent not in {a.id for a in tenant.agents}:
+        raise AgentError(f"no agent {agent!r} in tenant {tenant.id!r}")
+
+
+async def set_presence(store: Store, tenant: Tenant, agent: str, presence: str, reason: str = "") -> str:
+    """Change presence; an agent who becomes available is offered waiting work at once."""
+    _known(tenant, agent)
+    if presence not in PRESENCES:
+        raise AgentError(f"presence must be one of {', '.join(PRESENCES)}")
+    keys = Keys(tenant.id)
+    before = _text(await store.scripts.presence(keys=[keys.base], args=[agent, presence, reason]))
+    if presence == "available":
+        await assign.assign_agent(store, tenant.id, agent)
+    return before
+
+
+async def status(store: Store, tenant: Tenant, agent: str) -> dict[str, str]:
+    _known(tenant, agent)
+    record = await store.redis.hgetall(Keys(tenant.id).agent(agent))
+    return {k.decode(): v.decode() for k, v in record.items()}
+
+
+async def offers(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]:
+    """The agent's pending reservations (offers), oldest first."""
+    _known(tenant, agent)
+    keys = Keys(tenant.id)
+    result = []
+    for conv in await store.redis.smembers(keys.agent_work(agent)):
+        record = await conversations.get(store, tenant.id, conv.decode())
+        if record.get("state") == "reserved" and record.get("agent") == agent:
+            res = await store.redis.hgetall(keys.reservation(record["reservation"]))
+            result.append({"reservation": record["reservation"], **{k.decode(): v.decode() for k, v in res.items()}})
+    return sorted(result, key=lambda r: r.get("created_at", ""))
+
+
+async def work(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]:
+    """Every conversation holding one of the agent's slots (offered, assigned, in wrap-up)."""
+    _known(tenant, agent)
+    keys = Keys(tenant.id)
+    return [await conversations.get(store, tenant.id, c.decode()) for c in await store.redis.smembers(keys.agent_work(agent))]
+
+
+async def _respond(store: Store, tenant: Tenant, agent: str, reservation: str, action: str) -> str:
+    _known(tenant, agent)
+    state, _queue, _holder = await assign.respond(
+        store, tenant.id, reservation, action, agent, tenant.max_missed_offers
+    )
+    expected = {"accept": "accepted", "reject": "rejected"}[action]
+    if state != expected:
+        raise AgentError(f"reservation {reservation} is {state.replace('_', ' ')}")
+    return state
+
+
+async def accept(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:
+    await _respond(store, tenant, agent, reservation, "accept")
+
+
+async def reject(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:
+    await _respond(store, tenant, agent, reservation, "reject")
+
+
+async def _held(store: Store, tenant: Tenant, agent: str, conversation: str) -> dict[str, str]:
+    _known(tenant, agent)
+    record = await conversations.get(store, tenant.id, conversation)
+    if record.get("agent") != agent or record.get("state") != "assigned":
+        raise AgentError(f"conversation {conversation} is not assigned to {agent}")
+    return record
+
+
+async def reply(
+    store: Store, tenant: Tenant, agent: str, conversation: str, body: str, *,
+    channel: str | None = None, address: str | None = None, subject: str = "",
+) -> events.OutboundMessage:
+    await _held(store, tenant, agent, conversation)
+    return await conversations.send_reply(
+        store, tenant.id, conversation, agent, body, channel=channel, address=address, subject=subject
+    )
+
+
+async def note(store: Store, tenant: Tenant, agent: str, conversation: str, text: str) -> None:
+    await _held(store, tenant, agent, conversation)
+    await conversations.add_note(store, tenant.id, conversation, agent, text)
+
+
+async def transfer(
+    store: Store, tenant: Tenant, agent: str, conversation: str, *,
+    to_agent: str = "", to_queue: str = "", note: str = "",
+) -> str:
+    """Hand a conversation to a colleague (offered to them) or a queue (keeps its age)."""
+    if bool(to_agent) == bool(to_queue):
+        raise AgentError("transfer to exactly one of an agent or a queue")
+    record = await _held(store, tenant, agent, conversation)
+    keys = Keys(tenant.id)
+    queue = tenant.queue(record["queue"])
+    timeout = queue.reservation_timeout if queue.reservation_timeout is not None else tenant.reservation_timeout
+    if note:
+        await conversations.add_note(store, tenant.id, conversation, agent, f"Transfer note: {note}")
+    outcome, target = await store.scripts.transfer(
+        keys=[keys.base], args=[conversation, agent, to_agent, to_queue, note, int(timeout * 1000)]
+    )
+    outcome = _text(outcome)
+    if outcome not in ("offered", "queued"):
+        raise AgentError(f"cannot transfer: {outcome.replace('_', ' ')}")
+    if outcome == "queued":
+        await assign.assign_queue(store, tenant.id, _text(target))
+    await assign.assign_agent(store, tenant.id, agent)
+    return outcome
+
+
+async def close(store: Store, tenant: Tenant, agent: str, conversation: str, disposition: str) -> None:
+    """Close with a disposition; the agent's slot is freed after the queue's wrap-up time."""
+    if disposition not in tenant.dispositions:
+        raise AgentError(f"disposition must be one of {', '.join(tenant.dispositions)}")
+    record = await _held(store, tenant, agent, conversation)
+    queue = tenant.queue(record["queue"])
+    wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
+    keys = Keys(tenant.id)
+    _state, freed = await store.scripts.close(
+        keys=[keys.base], args=[conversation, agent, disposition, int(wrapup * 1000)]
+    )
+    if _text(freed):
+        await assign.assign_agent(store, tenant.id, agent)
+
+
+async def end_wrapup(store: Store, tenant: Tenant, agent: str, conversation: str) -> bool:
+    """The agent is done with wrap-up before its timer; their slot is free now."""
+    _known(tenant, agent)
+    keys = Keys(tenant.id)
+    freed = int(await store.scripts.wrapup(keys=[keys.base], args=[agent, conversation]))
+    if freed:
+        await assign.assign_agent(store, tenant.id, agent)
+    return bool(freed)

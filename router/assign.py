@@ -1,0 +1,47 @@
+"""The reservation decision: offer waiting conversations to agents.
+
+Thin wrappers over the atomic scripts; every decision is one script call on
+the shard, so routing workers can run in any number.
+"""
+
+from __future__ import annotations
+
+from router.keys import Keys
+from router.store import Store
+
+LOOKAHEAD = 50  # waiting conversations examined per queue and decision
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def assign_queue(store: Store, tenant: str, queue: str) -> list[str]:
+    """Offer a queue's best waiting conversations to ready agents; returns the agents offered."""
+    keys = Keys(tenant)
+    made = await store.scripts.assign_queue(keys=[keys.base], args=[queue, LOOKAHEAD])
+    return [_text(agent) for agent in made]
+
+
+async def assign_agent(store: Store, tenant: str, agent: str) -> int:
+    """Offer an agent with free capacity the best waiting conversations of their queues."""
+    keys = Keys(tenant)
+    return int(await store.scripts.assign_agent(keys=[keys.base], args=[agent, LOOKAHEAD]))
+
+
+async def respond(store: Store, tenant: str, reservation: str, action: str, agent: str, max_missed: int) -> tuple[str, str, str]:
+    """Accept, reject or time out a reservation; returns (state, queue, agent).
+
+    The state is the reservation's state after the call: a second answer to the
+    same offer gets the first answer's state back and changes nothing.
+    """
+    keys = Keys(tenant)
+    state, queue, holder = await store.scripts.respond(
+        keys=[keys.base], args=[reservation, action, agent, max_missed]
+    )
+    state, queue, holder = _text(state), _text(queue), _text(holder)
+    if state in ("rejected", "timed_out") and action != "accept":
+        # The conversation is waiting again and the agent may have room.
+        await assign_queue(store, tenant, queue)
+        await assign_agent(store, tenant, holder)
+    return state, queue, holder

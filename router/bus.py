@@ -1,0 +1,208 @@
+"""The stream bus: validated appends, idempotent ingest, and consumer groups.
+
+A consumer acknowledges an entry only after its handler stored the effect; an
+entry whose consumer died is taken over by another after ``claim_idle_ms``
+(XAUTOCLAIM); an entry delivered more than ``max_deliveries`` times goes to the
+shard's dead-letter stream, where an operator can inspect and replay it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from router import events
+from router.keys import Keys, shard_of
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+SEEN_TTL_S = 7 * 24 * 3600  # how long a provider id is remembered for de-duplication
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stream: str
+    id: str
+    payload: bytes
+    deliveries: int = 1
+
+
+# A handler stores the effect of a batch and returns the ids it finished;
+# the others stay pending and are retried after claim_idle_ms.
+Handler = Callable[[list[Entry]], Awaitable[set[str]]]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def publish(store: Store, stream: str, event: msgspec.Struct) -> str:
+    """Append a validated event to a stream; returns the entry id."""
+    entry_id = await store.redis.xadd(stream, {"e": events.encode(event)})
+    return _text(entry_id)
+
+
+async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, str]:
+    """Put a customer's contact on its tenant's inbound stream, once per provider id.
+
+    Returns (added, entry id); a retried webhook gets (False, the first entry's id).
+    """
+    keys = Keys(contact.tenant)
+    payload = events.encode(contact)
+    scope = f"{contact.channel}:{contact.provider_id}"
+    added, entry_id = await store.scripts.ingest(keys=[keys.base, keys.inbound], args=[scope, payload, SEEN_TTL_S])
+    return bool(added), _text(entry_id)
+
+
+async def ensure_group(store: Store, stream: str, group: str) -> None:
+    try:
+        await store.redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class Consumer:
+    """One member of a consumer group reading a set of streams."""
+
+    def __init__(
+        self,
+        store: Store,
+        group: str,
+        name: str,
+        streams: Sequence[str],
+        handler: Handler,
+        *,
+        batch: int = 100,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+    ) -> None:
+        self.store = store
+        self.group = group
+        self.name = name
+        self.streams = list(streams)
+        self.handler = handler
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.max_deliveries = max_deliveries
+        self._last_claim = 0.0
+
+    async def ensure_groups(self) -> None:
+        for stream in self.streams:
+            await ensure_group(self.store, stream, self.group)
+
+    def _read_sets(self) -> list[list[str]]:
+        # One XREADGROUP can read many streams on one Redis; on a cluster each
+        # shard's stream may live on another node, so each gets its own read.
+        if self.store.cluster:
+            return [[stream] for stream in self.streams]
+        return [self.streams] if self.streams else []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_groups()
+        await asyncio.gather(*(self._loop(streams, stop) for streams in self._read_sets()))
+
+    async def _loop(self, streams: list[str], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                if time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
+                    self._last_claim = time.monotonic()
+                    for stream in streams:
+                        await self.reclaim(stream)
+                await self.read(streams)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("consumer %s/%s failed a cycle; retrying", self.group, self.name)
+                await asyncio.sleep(1.0)
+
+    async def read(self, streams: list[str] | None = None) -> int:
+        """Read and handle one batch of new entries; returns how many were read."""
+        streams = self.streams if streams is None else streams
+        started = time.monotonic()
+        reply = await self.store.redis.xreadgroup(
+            self.group, self.name, {s: ">" for s in streams}, count=self.batch, block=self.block_ms
+        )
+        entries = [
+            Entry(_text(stream), _text(entry_id), fields[b"e"] if b"e" in fields else fields.get("e", b""))
+            for stream, items in (reply or [])
+            for entry_id, fields in items
+            if fields
+        ]
+        if not entries:
+            # The embedded store answers a blocking read at once; never spin.
+            remaining = self.block_ms / 1000 - (time.monotonic() - started)
+            if remaining > 0:
+                await asyncio.sleep(min(remaining, 0.02))
+            return 0
+        await self._handle(entries)
+        return len(entries)
+
+    async def reclaim(self, stream: str) -> int:
+        """Take over entries left pending past claim_idle_ms (a dead consumer's work)."""
+        handled = 0
+        start = "0-0"
+        while True:
+            reply = await self.store.redis.xautoclaim(
+                stream, self.group, self.name, min_idle_time=self.claim_idle_ms, start_id=start, count=self.batch
+            )
+            start = _text(reply[0])
+            claimed = [(eid, fields) for eid, fields in reply[1] if fields]
+            if claimed:
+                counts = await self._delivery_counts(stream, [_text(eid) for eid, _ in claimed])
+                entries = []
+                for eid, fields in claimed:
+                    entry_id = _text(eid)
+                    payload = fields.get(b"e", fields.get("e", b""))
+                    entry = Entry(stream, entry_id, payload, counts.get(entry_id, 1))
+                    if entry.deliveries > self.max_deliveries:
+                        await self.dead_letter(entry, "too many deliveries")
+                    else:
+                        entries.append(entry)
+                if entries:
+                    log.warning("consumer %s took over %d entries of %s", self.name, len(entries), stream)
+                    await self._handle(entries)
+                    handled += len(entries)
+            if start == "0-0":
+                return handled
+
+    async def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
+        rows = await self.store.redis.xpending_range(stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2)
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+
+    async def _handle(self, entries: list[Entry]) -> None:
+        done = await self.handler(entries)
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            if entry.id in done:
+                by_stream.setdefault(entry.stream, []).append(entry.id)
+        for stream, ids in by_stream.items():
+            await self.store.redis.xack(stream, self.group, *ids)
+
+    async def dead_letter(self, entry: Entry, reason: str) -> None:
+        """Move an entry to the dead-letter stream and acknowledge it, in one transaction."""
+        keys = Keys(shard_of(entry.stream))
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                keys.dead,
+                {
+                    "stream": entry.stream,
+                    "id": entry.id,
+                    "group": self.group,
+                    "deliveries": entry.deliveries,
+                    "reason": reason,
+                    "e": entry.payload,
+                },
+            )
+            pipe.xack(entry.stream, self.group, entry.id)
+            await pipe.execute()
+        log.error("dead-lettered %s %s after %d deliveries: %s", entry.stream, entry.id, entry.deliveries, reason)

@@ -1,0 +1,233 @@
+"""Configuration: one TOML file per deployment plus environment variables.
+
+Read once at start-up into typed settings and passed in; no other module reads
+the environment. A bad file stops start-up with a message that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from router.events import CHANNELS, TenantId
+from router.hours import BusinessHours
+from router.targets import TargetError, compile_target
+
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+Strategy = Literal["longest_idle", "least_occupied", "round_robin", "sticky", "proficiency"]
+
+
+class ConfigError(ValueError):
+    """The deployment's configuration is unusable; the message names the field."""
+
+
+class ServiceLevel(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: Annotated[int, msgspec.Meta(gt=0)] = 20  # answered (or first response) within
+    percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 80.0
+    breach_queue: str = ""  # escalate a breached contact to this second-line queue
+
+
+class EscalationStep(msgspec.Struct, forbid_unknown_fields=True):
+    after: Seconds  # seconds of waiting, counted from the contact's original age
+    priority: int = 0  # added to the contact's priority
+    widen: str = ""  # an extra target expression; matching agents also qualify
+    overflow: str = ""  # move the contact to this queue
+
+
+class AfterHours(msgspec.Struct, forbid_unknown_fields=True):
+    action: Literal["queue", "autoreply", "overflow"] = "queue"
+    message: str = "We are closed right now; we will answer as soon as we open."
+    queue: str = ""  # for overflow
+
+
+class Queue(msgspec.Struct, forbid_unknown_fields=True):
+    id: Name
+    target: str = "true"
+    name: str = ""
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    channels: list[str] = msgspec.field(default_factory=lambda: list(CHANNELS))
+    strategy: Strategy = "longest_idle"
+    skill: str = ""  # the skill whose level ranks agents for the proficiency strategy
+    sticky_seconds: Seconds = 60
+    reservation_timeout: Seconds | None = None
+    wrapup_seconds: Seconds | None = None
+    sla: ServiceLevel = msgspec.field(default_factory=ServiceLevel)
+    hours: BusinessHours | None = None
+    after_hours: AfterHours = msgspec.field(default_factory=AfterHours)
+    escalation: list[EscalationStep] = []
+
+
+class Agent(msgspec.Struct, forbid_unknown_fields=True):
+    id: Name
+    name: str = ""
+    skills: dict[str, int] = {}
+    languages: list[str] = []
+    level: int = 1
+    attributes: dict[str, str | int | float | bool | list[str]] = {}
+    capacity: dict[str, Annotated[int, msgspec.Meta(ge=0)]] = {}  # per channel, plus "total"
+    phone: str = ""
+
+
+class Tenant(msgspec.Struct, forbid_unknown_fields=True):
+    id: TenantId
+    name: str = ""
+    timezone: str = "UTC"
+    brand_color: str = "#1f6feb"
+    reservation_timeout: Seconds = 30
+    max_missed_offers: Annotated[int, msgspec.Meta(ge=1)] = 3
+    wrapup_seconds: Seconds = 0
+    entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
+    dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
+    queues: list[Queue] = []
+    agents: list[Agent] = []
+    addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
+
+    def queue(self, queue_id: str) -> Queue:
+        for queue in self.queues:
+            if queue.id == queue_id:
+                return queue
+        raise KeyError(queue_id)
+
+    def entry_queue(self, channel: str) -> str:
+        return self.entry.get(channel) or self.entry.get("default") or self.queues[0].id
+
+
+class Deployment(msgspec.Struct, forbid_unknown_fields=True):
+    tenants: list[Tenant]
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        for tenant in self.tenants:
+            if tenant.id == tenant_id:
+                return tenant
+        raise KeyError(tenant_id)
+
+
+DEFAULT_CAPACITY = {"voice": 1, "webchat": 3, "sms": 3, "telegram": 3, "email": 5, "fax": 5}
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    """Process settings from the environment."""
+
+    redis_url: str | None = None  # None: the embedded store
+    cluster: bool = False
+    config_path: str | None = None  # None: the demo deployment
+    consumer: str = ""  # this process's consumer name in the groups
+    claim_idle_ms: int = 30_000  # pending entries idle this long are taken over
+    max_deliveries: int = 5  # then the entry goes to the dead-letter stream
+    batch: int = 100
+    block_ms: int = 1000
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        url = env.get("REDIS_URL") or None
+        cluster = env.get("REDIS_CLUSTER", "").lower() in {"1", "true", "yes"}
+        try:
+            return cls(
+                redis_url=url,
+                cluster=cluster,
+                config_path=env.get("CONTACTROUTER_CONFIG") or None,
+                consumer=env.get("CONTACTROUTER_CONSUMER", ""),
+                claim_idle_ms=int(env.get("CONTACTROUTER_CLAIM_IDLE_MS", 30_000)),
+                max_deliveries=int(env.get("CONTACTROUTER_MAX_DELIVERIES", 5)),
+                batch=int(env.get("CONTACTROUTER_BATCH", 100)),
+                block_ms=int(env.get("CONTACTROUTER_BLOCK_MS", 1000)),
+                host=env.get("HOST", "127.0.0.1"),
+                port=int(env.get("PORT", 8080)),
+                log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"environment: {exc}") from None
+
+
+def load_deployment(path: str | Path | None) -> Deployment:
+    """Parse and check a deployment file; None loads the bundled demo deployment."""
+    if path is None:
+        text = resources.files("router").joinpath("demo.toml").read_text("utf-8")
+        source = "demo.toml"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        source = str(path)
+    return parse_deployment(text, source)
+
+
+def parse_deployment(text: str, source: str = "config") -> Deployment:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        deployment = msgspec.convert(raw, type=Deployment)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    _check(deployment, source)
+    return deployment
+
+
+def _check(deployment: Deployment, source: str) -> None:
+    """Cross-field checks msgspec cannot express; each error names its field."""
+    seen_tenants: set[str] = set()
+    for t_index, tenant in enumerate(deployment.tenants):
+        where = f"{source}: `$.tenants[{t_index}]`"
+        if tenant.id in seen_tenants:
+            raise ConfigError(f"{where}.id: tenant {tenant.id!r} is defined twice")
+        seen_tenants.add(tenant.id)
+        if not tenant.queues:
+            raise ConfigError(f"{where}.queues: a tenant needs at least one queue")
+        queue_ids = [q.id for q in tenant.queues]
+        if len(set(queue_ids)) != len(queue_ids):
+            raise ConfigError(f"{where}.queues: queue ids must be unique")
+        for channel, queue_id in tenant.entry.items():
+            if channel != "default" and channel not in CHANNELS:
+                raise ConfigError(f"{where}.entry: unknown channel {channel!r}")
+            if queue_id not in queue_ids:
+                raise ConfigError(f"{where}.entry.{channel}: unknown queue {queue_id!r}")
+        for q_index, queue in enumerate(tenant.queues):
+            qwhere = f"{where}.queues[{q_index}]"
+            for channel in queue.channels:
+                if channel not in CHANNELS:
+                    raise ConfigError(f"{qwhere}.channels: unknown channel {channel!r}")
+            expressions = [("target", queue.target)] + [
+                (f"escalation[{i}].widen", s.widen) for i, s in enumerate(queue.escalation) if s.widen
+            ]
+            for field, expression in expressions:
+                try:
+                    compile_target(expression)
+                except TargetError as exc:
+                    raise ConfigError(f"{qwhere}.{field}: {exc}") from None
+            for i, step in enumerate(queue.escalation):
+                if step.overflow and step.overflow not in queue_ids:
+                    raise ConfigError(f"{qwhere}.escalation[{i}].overflow: unknown queue {step.overflow!r}")
+            others = [(queue.sla.breach_queue, "sla.breach_queue"), (queue.after_hours.queue, "after_hours.queue")]
+            for other, field in others:
+                if other and other not in queue_ids:
+                    raise ConfigError(f"{qwhere}.{field}: unknown queue {other!r}")
+            if queue.after_hours.action == "overflow" and not queue.after_hours.queue:
+                raise ConfigError(f"{qwhere}.after_hours.queue: overflow needs a queue")
+        agent_ids = [a.id for a in tenant.agents]
+        if len(set(agent_ids)) != len(agent_ids):
+            raise ConfigError(f"{where}.agents: agent ids must be unique")
+        for a_index, agent in enumerate(tenant.agents):
+            for channel in agent.capacity:
+                if channel != "total" and channel not in CHANNELS:
+                    raise ConfigError(f"{where}.agents[{a_index}].capacity: unknown channel {channel!r}")
+
+
+def capacity_of(agent: Agent) -> dict[str, int]:
+    """Per-channel capacity with defaults, and a total that defaults to the largest one."""
+    capacity = dict(DEFAULT_CAPACITY)
+    capacity.update({k: v for k, v in agent.capacity.items() if k != "total"})
+    capacity["total"] = agent.capacity.get("total", max(capacity.values()))
+    return capacity

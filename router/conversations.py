@@ -1,0 +1,95 @@
+"""Conversations: their state, their history, and what agents add to them."""
+
+from __future__ import annotations
+
+import msgspec
+
+from router import events
+from router.customers import identity
+from router.keys import Keys
+from router.store import Store
+
+
+class NotFound(LookupError):
+    """No such conversation for this tenant (a request for another tenant's gets this too)."""
+
+
+def _decode(record: dict) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in record.items()}
+
+
+async def get(store: Store, tenant: str, conversation: str) -> dict[str, str]:
+    record = await store.redis.hgetall(Keys(tenant).conversation(conversation))
+    if not record:
+        raise NotFound(conversation)
+    return _decode(record)
+
+
+async def history(store: Store, tenant: str, conversation: str) -> list[events.HistoryEntry]:
+    raw = await store.redis.lrange(Keys(tenant).conversation_log(conversation), 0, -1)
+    return [events.decode_history(item) for item in raw]
+
+
+async def customer_history(store: Store, tenant: str, customer: str) -> list[tuple[str, list[events.HistoryEntry]]]:
+    """Every conversation of a customer, oldest first, with its messages: one history across channels."""
+    keys = Keys(tenant)
+    conversations = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    return [(c, await history(store, tenant, c)) for c in conversations]
+
+
+async def add_note(store: Store, tenant: str, conversation: str, agent: str, text: str) -> events.HistoryEntry:
+    record = await get(store, tenant, conversation)
+    entry = events.HistoryEntry(
+        id=events.new_id(), kind="note", channel=record.get("channel", ""), occurred_at=events.now_ms(),
+        body=text, agent=agent,
+    )
+    await store.redis.rpush(Keys(tenant).conversation_log(conversation), msgspec.msgpack.encode(entry))
+    return entry
+
+
+async def send_reply(
+    store: Store,
+    tenant: str,
+    conversation: str,
+    agent: str,
+    body: str,
+    *,
+    channel: str | None = None,
+    address: str | None = None,
+    subject: str = "",
+) -> events.OutboundMessage:
+    """Record an agent's reply in the history and queue it for delivery, in one transaction.
+
+    The reply leaves through the channel the customer last wrote on, unless the
+    agent picks another address of the same customer.
+    """
+    keys = Keys(tenant)
+    record = await get(store, tenant, conversation)
+    channel = channel or record.get("last_channel") or record["channel"]
+    address = address or (record.get("last_address") if channel == record.get("last_channel") else None)
+    if not address:
+        raise ValueError(f"no {channel} address known for this customer; give one")
+    owner = await store.redis.hget(keys.identities, identity(channel, address))
+    if owner is None or owner.decode() != record["customer"]:
+        raise ValueError(f"{address} is not an address of this conversation's customer")
+    message = events.OutboundMessage(
+        id=events.new_id(), tenant=tenant, channel=channel, to=address, occurred_at=events.now_ms(),
+        conversation=conversation, body=body, subject=subject, agent=agent,
+    )
+    payload = events.encode(message)
+    entry = events.HistoryEntry(
+        id=message.id, kind="out", channel=channel, occurred_at=message.occurred_at, body=body,
+        subject=subject, address=address, agent=agent,
+    )
+    added = events.MessageAdded(
+        tenant=tenant, occurred_at=message.occurred_at, channel=channel, direction="out",
+        conversation=conversation, message=message.id, customer=record["customer"], agent=agent,
+    )
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.rpush(keys.conversation_log(conversation), msgspec.msgpack.encode(entry))
+        pipe.hset(keys.conversation(conversation), "last_reply_at", str(message.occurred_at))
+        pipe.hsetnx(keys.conversation(conversation), "first_response_at", str(message.occurred_at))
+        pipe.xadd(keys.outbound, {"e": payload})
+        pipe.xadd(keys.events, {"e": events.encode(added)})
+        await pipe.execute()
+    return message

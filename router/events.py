@@ -1,0 +1,269 @@
+"""Every record that crosses a stream, and its MessagePack encoding.
+
+Inbound contacts and outbound messages are built in Python and validated here
+before they reach a stream. State events are appended by the Lua scripts in
+router/lua (they are the atomic decisions), so their field names are part of the
+contract with those scripts: a state event is a flat MessagePack map whose
+"type" field selects the struct below.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal
+
+import msgspec
+from ulid import ULID
+
+Channel = Literal["voice", "sms", "email", "fax", "webchat", "telegram"]
+CHANNELS: tuple[str, ...] = ("voice", "sms", "email", "fax", "webchat", "telegram")
+Direction = Literal["in", "out", "internal"]
+
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+# A message body: big enough for any email text part, small enough for a stream entry.
+Body = Annotated[str, msgspec.Meta(max_length=1_000_000)]
+
+
+class InvalidEvent(ValueError):
+    """A payload that does not match its schema; raised before anything is written."""
+
+
+def new_id() -> str:
+    """A sortable, unique id (ULID) for contacts, messages, conversations."""
+    return str(ULID())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    url: NonEmpty  # provider URL or "store:<sha256>" for the attachment store
+    content_type: str = "application/octet-stream"
+    filename: str = ""
+    size: Annotated[int, msgspec.Meta(ge=0)] = 0
+
+
+class InboundContact(msgspec.Struct, frozen=True, kw_only=True):
+    """One message or call from a customer, as every adapter normalises it."""
+
+    id: NonEmpty
+    tenant: TenantId
+    channel: Channel
+    address: NonEmpty  # the customer's address on this channel (E.164, email, chat id)
+    provider_id: NonEmpty  # the provider's id, used to drop retried webhooks
+    occurred_at: int
+    direction: Literal["in"] = "in"
+    to: str = ""  # the tenant's address that was contacted
+    body: Body = ""
+    subject: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    queue: str = ""  # chosen by the channel (IVR menu, pre-chat form); else the tenant's entry map
+    priority: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    kind: Literal["message", "call", "callback", "voicemail"] = "message"
+    original_at: int | None = None  # a callback keeps the age of the call it replaces
+    thread: tuple[str, ...] = ()  # email Message-ID / In-Reply-To / References
+    metadata: dict[str, str] = {}
+
+
+class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message to a customer: an agent's reply, an auto-reply, a campaign message."""
+
+    id: NonEmpty
+    tenant: TenantId
+    channel: Channel
+    to: NonEmpty
+    occurred_at: int
+    direction: Literal["out"] = "out"
+    provider_id: str = ""  # filled in once the provider accepted it
+    conversation: str = ""
+    sender: str = ""  # the tenant's address it leaves from; empty means the channel default
+    body: Body = ""
+    subject: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    agent: str = ""
+    campaign: str = ""
+    automatic: bool = False  # auto-replies must never answer auto-replies (RFC 3834)
+    metadata: dict[str, str] = {}
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One item of a conversation's history: a message either way, or an internal note."""
+
+    id: str
+    kind: Literal["in", "out", "note"]
+    channel: str
+    occurred_at: int
+    body: str = ""
+    subject: str = ""
+    address: str = ""  # the customer's address it came from or went to
+    agent: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    contact_kind: str = "message"  # message | call | callback | voicemail
+    metadata: dict[str, str] = {}
+
+
+# --- State events. Appended by Lua scripts or Python; id is the stream entry id. ---
+
+
+class _State(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of state events; subclasses add their own (keyword-only) fields."""
+
+    tenant: str
+    occurred_at: int
+    id: str = ""
+    channel: str = ""
+    direction: str = "internal"
+    provider_id: str = ""
+    conversation: str = ""
+
+
+class Queued(_State, kw_only=True, frozen=True, tag="queued"):
+    queue: str
+    priority: int = 0
+    customer: str = ""
+
+
+class MessageAdded(_State, kw_only=True, frozen=True, tag="message"):
+    message: str  # the message id
+    customer: str = ""
+    agent: str = ""
+
+
+class Reserved(_State, kw_only=True, frozen=True, tag="reserved"):
+    reservation: str
+    agent: str
+    queue: str
+    expires_at: int = 0
+
+
+class Accepted(_State, kw_only=True, frozen=True, tag="accepted"):
+    reservation: str
+    agent: str
+    queue: str = ""
+    waited_ms: int = 0
+
+
+class Rejected(_State, kw_only=True, frozen=True, tag="rejected"):
+    reservation: str
+    agent: str
+    queue: str = ""
+
+
+class TimedOut(_State, kw_only=True, frozen=True, tag="timed_out"):
+    reservation: str
+    agent: str
+    queue: str = ""
+    missed: int = 0
+
+
+class Transferred(_State, kw_only=True, frozen=True, tag="transferred"):
+    agent: str  # who handed it over
+    to_agent: str = ""
+    to_queue: str = ""
+    note: str = ""
+
+
+class WrappedUp(_State, kw_only=True, frozen=True, tag="wrapped_up"):
+    agent: str
+
+
+class Closed(_State, kw_only=True, frozen=True, tag="closed"):
+    agent: str = ""
+    disposition: str = ""
+
+
+class Escalated(_State, kw_only=True, frozen=True, tag="escalated"):
+    queue: str
+    step: int
+    action: str  # priority | widen | overflow
+    to_queue: str = ""
+    priority: int = 0
+
+
+class SlaBreached(_State, kw_only=True, frozen=True, tag="sla_breached"):
+    queue: str
+    target_s: int
+    waited_ms: int = 0
+
+
+class PresenceChanged(_State, kw_only=True, frozen=True, tag="presence"):
+    agent: str
+    presence: str
+    reason: str = ""
+
+
+class DeliveryStatus(_State, kw_only=True, frozen=True, tag="delivery"):
+    message: str
+    status: str  # sending | sent | delivered | failed | refused | unknown
+    error: str = ""
+    attempt: int = 0
+
+
+class Abandoned(_State, kw_only=True, frozen=True, tag="abandoned"):
+    queue: str
+    waited_ms: int = 0
+
+
+StateEvent = (
+    Queued
+    | MessageAdded
+    | Reserved
+    | Accepted
+    | Rejected
+    | TimedOut
+    | Transferred
+    | WrappedUp
+    | Closed
+    | Escalated
+    | SlaBreached
+    | PresenceChanged
+    | DeliveryStatus
+    | Abandoned
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_history_decoder = msgspec.msgpack.Decoder(HistoryEntry)
+_state_decoder = msgspec.msgpack.Decoder(StateEvent)
+_inbound_decoder = msgspec.msgpack.Decoder(InboundContact)
+_outbound_decoder = msgspec.msgpack.Decoder(OutboundMessage)
+
+
+def encode(event: msgspec.Struct) -> bytes:
+    """Encode an event, validating it against its own schema first.
+
+    msgspec checks constraints only when decoding, so a round trip is the check:
+    a bad payload raises InvalidEvent here and never reaches a stream.
+    """
+    data = _encoder.encode(event)
+    try:
+        msgspec.msgpack.decode(data, type=type(event))
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"{type(event).__name__}: {exc}") from None
+    return data
+
+
+def build(kind: type[msgspec.Struct], fields: dict) -> msgspec.Struct:
+    """Build an event from untrusted fields (CLI, webhook), with a clear error."""
+    try:
+        return msgspec.convert(fields, type=kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidEvent(f"{kind.__name__}: {exc}") from None
+
+
+def decode_inbound(data: bytes) -> InboundContact:
+    return _inbound_decoder.decode(data)
+
+
+def decode_outbound(data: bytes) -> OutboundMessage:
+    return _outbound_decoder.decode(data)
+
+
+def decode_state(data: bytes, entry_id: str = "") -> StateEvent:
+    event = _state_decoder.decode(data)
+    return msgspec.structs.replace(event, id=entry_id) if entry_id else event
+
+
+def decode_history(data: bytes) -> HistoryEntry:
+    return _history_decoder.decode(data)

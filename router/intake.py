@@ -1,0 +1,100 @@
+"""From the inbound stream into routing: each contact joins or opens a conversation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import msgspec
+
+from router import assign, events
+from router.bus import Entry
+from router.config import Deployment, Tenant
+from router.customers import InvalidAddress, identity, normalise
+from router.keys import Keys, shard_of
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Unroutable(ValueError):
+    """A contact that can never be routed (bad payload, unknown tenant); it is dead-lettered."""
+
+
+def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime) -> tuple[str, bool]:
+    """The queue a new contact enters, and whether it arrived after hours."""
+    queue_ids = {q.id for q in tenant.queues}
+    queue_id = contact.queue if contact.queue in queue_ids else tenant.entry_queue(contact.channel)
+    queue = tenant.queue(queue_id)
+    if queue.hours is None or queue.hours.is_open(when):
+        return queue_id, False
+    if queue.after_hours.action == "overflow":
+        return queue.after_hours.queue, True
+    return queue_id, True
+
+
+def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) -> list:
+    address = normalise(contact.channel, contact.address)
+    queue = tenant.queue(queue_id)
+    priority = contact.priority if contact.priority is not None else queue.priority
+    entry = events.HistoryEntry(
+        id=contact.id, kind="in", channel=contact.channel, occurred_at=contact.occurred_at,
+        body=contact.body, subject=contact.subject, address=address, attachments=contact.attachments,
+        contact_kind=contact.kind, metadata=contact.metadata,
+    )
+    own_ref = contact.provider_id if contact.channel == "email" else ""
+    return [
+        contact.id, identity(contact.channel, address), events.new_id(), events.new_id(),
+        contact.channel, queue_id, priority, contact.original_at or contact.occurred_at,
+        msgspec.msgpack.encode(entry), contact.id, address, "\n".join(contact.thread), own_ref,
+    ]
+
+
+async def route_batch(store: Store, deployment: Deployment, entries: list[Entry], dead_letter) -> set[str]:
+    """Take a batch of inbound entries into routing; returns the entry ids whose effect is stored."""
+    done: set[str] = set()
+    work: list[tuple[Entry, Tenant, events.InboundContact, bool, list]] = []
+    for entry in entries:
+        try:
+            contact = events.decode_inbound(entry.payload)
+            tenant = deployment.tenant(contact.tenant)
+            if shard_of(entry.stream) != tenant.id:
+                raise Unroutable(f"contact of tenant {tenant.id} on {entry.stream}")
+            queue_id, after_hours = pick_queue(tenant, contact, dt.datetime.now(dt.UTC))
+            args = _intake_args(tenant, contact, queue_id)
+        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, InvalidAddress, Unroutable) as exc:
+            await dead_letter(entry, f"unroutable: {exc}")
+            done.add(entry.id)
+            continue
+        work.append((entry, tenant, contact, after_hours, args))
+    if not work:
+        return done
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for _entry, tenant, _contact, _after_hours, args in work:
+            await store.scripts.intake(keys=[Keys(tenant.id).base], args=args, client=pipe)
+        results = await pipe.execute(raise_on_error=False)
+    touched: set[tuple[str, str]] = set()
+    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
+        if isinstance(result, Exception):
+            log.error("intake of %s failed: %s", entry.id, result)
+            continue
+        outcome, conversation, _customer, queue_id = (r.decode() if isinstance(r, bytes) else r for r in result)
+        done.add(entry.id)
+        if outcome == "new":
+            touched.add((tenant.id, queue_id))
+            if after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
+                await _auto_reply(store, tenant, contact, conversation, queue_id)
+    for tenant_id, queue_id in sorted(touched):
+        await assign.assign_queue(store, tenant_id, queue_id)
+    return done
+
+
+async def _auto_reply(store: Store, tenant: Tenant, contact: events.InboundContact, conversation: str, queue_id: str) -> None:
+    if contact.metadata.get("auto_submitted"):  # never answer an automatic message
+        return
+    message = events.OutboundMessage(
+        id=events.new_id(), tenant=tenant.id, channel=contact.channel, to=normalise(contact.channel, contact.address),
+        occurred_at=events.now_ms(), conversation=conversation, body=tenant.queue(queue_id).after_hours.message,
+        automatic=True,
+    )
+    await store.redis.xadd(Keys(tenant.id).outbound, {"e": events.encode(message)})

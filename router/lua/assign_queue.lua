@@ -1,0 +1,62 @@
+-- Offer a queue's waiting conversations, best first, to ready agents. Each
+-- offer is a reservation taken inside this one script, so any number of
+-- routing workers may run it at once without double-booking.
+-- ARGV: queue, how many waiting conversations to look at.
+local queue, limit = ARGV[1], tonumber(ARGV[2])
+local q = queue_conf(queue)
+if not q then return {} end
+local waiting = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait", 0, limit - 1)
+if #waiting == 0 then return {} end
+local timeout_ms = (q.reservation_timeout or 30) * 1000
+local exhausted = {}  -- channel..level combinations with no candidate left
+local made = {}
+
+local function eligible(agent, members, conv)
+  return redis.call("ZSCORE", members, agent) and not declined_recently(conv, agent)
+end
+
+local function pick(conv, channel, level, sticky_agent, sticky_until)
+  local members = B .. ":q:" .. queue .. ":m:" .. level
+  local ready = redis.call("ZRANGE", B .. ":ready:" .. channel, 0, -1)
+  if sticky_agent ~= "" and NOW < sticky_until then
+    for _, agent in ipairs(ready) do
+      if agent == sticky_agent and eligible(agent, members, conv) then return agent end
+    end
+    local presence = redis.call("HGET", B .. ":agent:" .. sticky_agent, "presence")
+    if presence == "available" or presence == "busy" then return nil end  -- wait for them
+  end
+  local best, best_value = nil, nil
+  for _, agent in ipairs(ready) do
+    if eligible(agent, members, conv) then
+      local value
+      if q.strategy == "least_occupied" then
+        local f = redis.call("HMGET", B .. ":agent:" .. agent, "load:total", "cap:total")
+        value = tonumber(f[1] or 0) / math.max(tonumber(f[2] or 1), 1)
+      elseif q.strategy == "round_robin" then
+        value = tonumber(redis.call("HGET", B .. ":agent:" .. agent, "last_offer") or 0)
+      elseif q.strategy == "proficiency" then
+        value = -tonumber(redis.call("ZSCORE", members, agent))
+      else
+        return agent  -- longest idle: the ready set is already in that order
+      end
+      if best == nil or value < best_value then best, best_value = agent, value end
+    end
+  end
+  return best
+end
+
+for _, conv in ipairs(waiting) do
+  local f = redis.call("HMGET", B .. ":conv:" .. conv, "channel", "level", "sticky_agent", "sticky_until")
+  local channel, level = f[1], f[2] or "0"
+  local slot = channel .. ":" .. level
+  if channel and not exhausted[slot] then
+    local agent = pick(conv, channel, level, f[3] or "", tonumber(f[4] or 0))
+    if agent then
+      reserve(conv, agent, queue, channel, timeout_ms)
+      made[#made + 1] = agent
+    elseif f[3] == nil or f[3] == "" then
+      exhausted[slot] = true
+    end
+  end
+end
+return made

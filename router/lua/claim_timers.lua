@@ -1,0 +1,10 @@
+-- Take the timers that are due, with a lease: each is pushed forward by the
+-- lease, so if this worker dies before handling it another worker will. The
+-- handler's own script removes the timer when its effect is done.
+-- ARGV: lease ms, limit.
+local lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local due = redis.call("ZRANGEBYSCORE", B .. ":timers", "-inf", S(NOW), "LIMIT", 0, limit)
+for _, member in ipairs(due) do
+  redis.call("ZADD", B .. ":timers", "XX", S(NOW + lease), member)
+end
+return due

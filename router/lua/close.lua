@@ -1,0 +1,34 @@
+-- Close a conversation with a disposition. The agent's slot is kept through
+-- wrap-up (a timer gives it back) or given back at once without wrap-up.
+-- ARGV: conversation, agent ("" for a supervisor/system close), disposition, wrap-up ms.
+local conv, by, disposition, wrapup_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local c = B .. ":conv:" .. conv
+local f = redis.call("HMGET", c, "state", "agent", "queue", "channel", "reservation", "customer")
+local state, agent, queue, channel, res, customer = f[1], f[2] or "", f[3], f[4], f[5] or "", f[6]
+if not state then return {"unknown", ""} end
+if state == "closed" then return {"closed", agent} end
+if by ~= "" and by ~= agent then return {"not_yours", agent} end
+redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+redis.call("HSET", c, "state", "closed", "closed_at", S(NOW), "disposition", disposition)
+if customer and redis.call("HGET", B .. ":cust:" .. customer, "open_conv") == conv then
+  redis.call("HDEL", B .. ":cust:" .. customer, "open_conv")
+end
+local freed = ""
+if agent ~= "" then
+  if state == "reserved" then
+    redis.call("HSET", B .. ":res:" .. res, "state", "cancelled")
+    redis.call("ZREM", B .. ":timers", "res:" .. res)
+    release_slot(agent, conv, channel)
+    freed = agent
+  elseif wrapup_ms > 0 then
+    redis.call("ZADD", B .. ":timers", S(NOW + wrapup_ms), "wrap:" .. agent .. ":" .. conv)
+  else
+    release_slot(agent, conv, channel)
+    freed = agent
+  end
+end
+emit({type = "closed", conversation = conv, channel = channel or "", agent = agent, disposition = disposition})
+if freed ~= "" and state ~= "reserved" then
+  emit({type = "wrapped_up", conversation = conv, channel = channel or "", agent = agent})
+end
+return {"closed", freed}

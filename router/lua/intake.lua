@@ -1,0 +1,73 @@
+-- A customer's message enters routing, atomically: resolve the customer from
+-- the address, join their open conversation or open a new one, append the
+-- message to its history and, for a new conversation, queue it. A marker per
+-- contact makes a redelivered stream entry a no-op.
+local contact, ident, new_customer, new_conv = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local channel, queue, priority, enqueued_at = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local entry, message, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+
+if not redis.call("SET", B .. ":seen:routed:" .. contact, "1", "NX", "EX", 604800) then
+  return {"duplicate", "", "", ""}
+end
+
+local customer = redis.call("HGET", B .. ":ident", ident)
+if not customer then
+  customer = new_customer
+  redis.call("HSET", B .. ":ident", ident, customer)
+  redis.call("HSET", B .. ":cust:" .. customer, "id", customer, "created_at", S(NOW))
+end
+redis.call("HSET", B .. ":cust:" .. customer, "ident:" .. ident, "1", "last_seen", S(NOW))
+
+local function is_open(conv)
+  if not conv or conv == "" then return false end
+  local state = redis.call("HGET", B .. ":conv:" .. conv, "state")
+  return state and state ~= "closed"
+end
+
+-- An email reply joins the thread it answers, even from another address.
+local conv = nil
+if refs ~= "" then
+  for ref in string.gmatch(refs, "[^\n]+") do
+    local found = redis.call("HGET", B .. ":threads", ref)
+    if is_open(found) then conv = found break end
+  end
+end
+if not conv then
+  local open = redis.call("HGET", B .. ":cust:" .. customer, "open_conv")
+  if is_open(open) then conv = open end
+end
+
+local outcome = "joined"
+local c
+if conv then
+  c = B .. ":conv:" .. conv
+else
+  outcome = "new"
+  conv = new_conv
+  c = B .. ":conv:" .. conv
+  local q = queue_conf(queue) or {}
+  local cust = hgetall(B .. ":cust:" .. customer)
+  redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,
+    "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
+    "attempts", "0", "queue", queue)
+  -- Sticky routing: hold the conversation for the customer's last agent for a while.
+  if q.strategy == "sticky" and cust.last_agent and cust.last_agent ~= "" then
+    local until_ms = NOW + (q.sticky_seconds or 0) * 1000
+    redis.call("HSET", c, "sticky_agent", cust.last_agent, "sticky_until", S(until_ms))
+    redis.call("ZADD", B .. ":timers", S(until_ms), "route:" .. conv)
+  end
+  redis.call("HSET", B .. ":cust:" .. customer, "open_conv", conv)
+  redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)
+  enqueue(conv, queue, 0)
+  schedule_queue_timers(conv, queue, enqueued_at)
+  emit({type = "queued", conversation = conv, channel = channel, queue = queue,
+    priority = priority, customer = customer})
+end
+
+redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
+redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address)
+if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
+local agent = redis.call("HGET", c, "agent") or ""
+emit({type = "message", conversation = conv, channel = channel, direction = "in",
+  message = message, customer = customer, agent = agent, provider_id = contact})
+return {outcome, conv, customer, redis.call("HGET", c, "queue")}

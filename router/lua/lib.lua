@@ -1,0 +1,178 @@
+-- Shared by every routing script (prepended by router/scripts.py).
+-- KEYS[1] is always the shard's base key "cr:{tenant}": every key a script
+-- touches starts with it, so all of them live in one cluster slot and each
+-- script is one atomic decision on one Redis node.
+local B = KEYS[1]
+local TENANT = string.match(B, "{(.-)}")
+local CHANNELS = {"voice", "sms", "email", "fax", "webchat", "telegram"}
+local unpack = unpack or table.unpack
+
+-- Numbers passed to redis.call are formatted with 14 significant digits by
+-- Redis's Lua; scores and millisecond times need all of theirs.
+local function S(x)
+  return string.format("%d", x)
+end
+
+local function now_ms()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local NOW = now_ms()
+
+-- MessagePack encoding of a flat map (strings, integers, booleans): Redis has
+-- cmsgpack but the embedded store does not, so the scripts carry their own.
+local function mp_str(s)
+  local n = #s
+  if n < 32 then return string.char(0xa0 + n) .. s end
+  if n < 256 then return string.char(0xd9, n) .. s end
+  if n < 65536 then return string.char(0xda, math.floor(n / 256), n % 256) .. s end
+  return string.char(0xdb, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+    math.floor(n / 256) % 256, n % 256) .. s
+end
+
+local function mp_int(v)
+  v = math.floor(v)
+  if v >= 0 and v < 128 then return string.char(v) end
+  if v < 0 and v >= -32 then return string.char(256 + v) end
+  if v < 0 then
+    v = 4294967296 + v  -- int32, two's complement
+    return string.char(0xd2, math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256,
+      math.floor(v / 256) % 256, v % 256)
+  end
+  local bytes = {}
+  for i = 8, 1, -1 do
+    bytes[i] = v % 256
+    v = math.floor(v / 256)
+  end
+  return string.char(0xcf, unpack(bytes))
+end
+
+local function mp_map(t)
+  local parts, n = {}, 0
+  for k, v in pairs(t) do
+    n = n + 1
+    parts[#parts + 1] = mp_str(k)
+    local kind = type(v)
+    if kind == "number" then parts[#parts + 1] = mp_int(v)
+    elseif kind == "boolean" then parts[#parts + 1] = v and string.char(0xc3) or string.char(0xc2)
+    else parts[#parts + 1] = mp_str(tostring(v)) end
+  end
+  local head
+  if n < 16 then head = string.char(0x80 + n) else head = string.char(0xde, math.floor(n / 256), n % 256) end
+  return head .. table.concat(parts)
+end
+
+-- Append a state event to the shard's events stream (the audit trail).
+local function emit(event)
+  event.tenant = TENANT
+  event.occurred_at = NOW
+  return redis.call("XADD", B .. ":events", "*", "e", mp_map(event))
+end
+
+local function hgetall(key)
+  local flat = redis.call("HGETALL", key)
+  local map = {}
+  for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
+  return map
+end
+
+local function queue_conf(queue)
+  local raw = redis.call("HGET", B .. ":queues", queue)
+  if not raw then return nil end
+  return cjson.decode(raw)
+end
+
+-- Higher priority first, then older first: one sorted-set score.
+local function wait_score(priority, enqueued_at)
+  return tonumber(enqueued_at) - tonumber(priority) * 1e13
+end
+
+-- Keep an agent's membership of the per-channel "ready" sets true to its
+-- presence and load. Idle agents rank by how long they have been idle; agents
+-- already working rank after them, by their last offer.
+local function refresh_ready(agent)
+  local a = hgetall(B .. ":agent:" .. agent)
+  if not a.presence then return end
+  local load_total = tonumber(a["load:total"] or 0)
+  local cap_total = tonumber(a["cap:total"] or 0)
+  local score
+  if load_total == 0 then score = tonumber(a.idle_since or 0) else score = 1e13 + tonumber(a.last_offer or 0) end
+  for _, ch in ipairs(CHANNELS) do
+    local ok = a.presence == "available" and load_total < cap_total
+      and tonumber(a["load:" .. ch] or 0) < tonumber(a["cap:" .. ch] or 0)
+    if ok then
+      redis.call("ZADD", B .. ":ready:" .. ch, S(score), agent)
+    else
+      redis.call("ZREM", B .. ":ready:" .. ch, agent)
+    end
+  end
+end
+
+local function take_slot(agent, channel)
+  local a = B .. ":agent:" .. agent
+  redis.call("HINCRBY", a, "load:" .. channel, 1)
+  redis.call("HINCRBY", a, "load:total", 1)
+  redis.call("HSET", a, "last_offer", S(NOW))
+end
+
+-- Give back one unit of capacity; returns true when the agent became idle.
+local function release_slot(agent, conv, channel)
+  local a = B .. ":agent:" .. agent
+  if redis.call("SREM", B .. ":agent:" .. agent .. ":work", conv) == 0 then return false end
+  local ch = redis.call("HINCRBY", a, "load:" .. channel, -1)
+  if ch < 0 then redis.call("HSET", a, "load:" .. channel, 0) end
+  local total = redis.call("HINCRBY", a, "load:total", -1)
+  if total <= 0 then
+    redis.call("HSET", a, "load:total", 0, "idle_since", S(NOW))
+  end
+  refresh_ready(agent)
+  return true
+end
+
+local function declined_recently(conv, agent)
+  local at = redis.call("ZSCORE", B .. ":conv:" .. conv .. ":declined", agent)
+  return at and (NOW - tonumber(at)) < 120000
+end
+
+-- Offer a conversation to an agent: the reservation takes capacity at once,
+-- so no other router can hand the agent more than its capacity.
+local function reserve(conv, agent, queue, channel, timeout_ms)
+  local c = B .. ":conv:" .. conv
+  local n = redis.call("HINCRBY", c, "attempts", 1)
+  local res = conv .. "." .. n
+  local expires = NOW + timeout_ms
+  redis.call("HSET", B .. ":res:" .. res, "conv", conv, "agent", agent, "queue", queue,
+    "channel", channel, "state", "pending", "created_at", S(NOW), "expires_at", S(expires))
+  take_slot(agent, channel)
+  redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
+  refresh_ready(agent)
+  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+  redis.call("HSET", c, "state", "reserved", "agent", agent, "reservation", res)
+  redis.call("ZADD", B .. ":timers", S(expires), "res:" .. res)
+  emit({type = "reserved", conversation = conv, channel = channel, reservation = res,
+    agent = agent, queue = queue, expires_at = expires})
+  return res
+end
+
+-- Put a conversation (back) in a queue's waiting set, keeping its original age.
+local function enqueue(conv, queue, level)
+  local c = B .. ":conv:" .. conv
+  local f = redis.call("HMGET", c, "priority", "enqueued_at")
+  redis.call("HSET", c, "state", "queued", "queue", queue, "level", level, "agent", "", "reservation", "")
+  redis.call("ZADD", B .. ":q:" .. queue .. ":wait", S(wait_score(f[1] or 0, f[2] or NOW)), conv)
+end
+
+-- Schedule the escalation steps and the service-level check of a queue for a
+-- conversation, counted from its original age (never in the past).
+local function schedule_queue_timers(conv, queue, enqueued_at)
+  local q = queue_conf(queue)
+  if not q then return end
+  for i, step in ipairs(q.escalation or {}) do
+    local due = math.max(NOW, tonumber(enqueued_at) + step.after * 1000)
+    redis.call("ZADD", B .. ":timers", S(due), "esc:" .. conv .. ":" .. S(i - 1))
+  end
+  if q.sla_seconds and q.sla_seconds > 0 then
+    local due = math.max(NOW, tonumber(enqueued_at) + q.sla_seconds * 1000)
+    redis.call("ZADD", B .. ":timers", S(due), "sla:" .. conv)
+  end
+end

@@ -1,0 +1,18 @@
+-- Set an agent's presence; routing sees the change at once.
+-- ARGV: agent, presence, reason.
+local agent, presence, reason = ARGV[1], ARGV[2], ARGV[3]
+local a = B .. ":agent:" .. agent
+local before = redis.call("HGET", a, "presence")
+if not before then return "unknown" end
+redis.call("HSET", a, "presence", presence, "reason", reason)
+if presence == "available" then
+  redis.call("HSET", a, "missed", "0")
+  if before ~= "available" and tonumber(redis.call("HGET", a, "load:total") or 0) == 0 then
+    redis.call("HSET", a, "idle_since", S(NOW))
+  end
+end
+refresh_ready(agent)
+if before ~= presence then
+  emit({type = "presence", agent = agent, presence = presence, reason = reason})
+end
+return before

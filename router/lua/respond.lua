@@ -1,0 +1,52 @@
+-- An agent's answer to an offer (accept or reject), or the reservation timer
+-- running out (timeout). Only a pending reservation can change, so a late
+-- accept after a timeout, or a timer firing twice, has no effect.
+-- ARGV: reservation, action, agent ("" for the timer), max missed offers.
+local res, action, by, max_missed = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if action == "timeout" then redis.call("ZREM", B .. ":timers", "res:" .. res) end
+local r = hgetall(B .. ":res:" .. res)
+if not r.state then return {"unknown", "", ""} end
+if by ~= "" and by ~= r.agent then return {"not_yours", r.queue, r.agent} end
+if r.state ~= "pending" then return {r.state, r.queue, r.agent} end
+local conv, agent, queue, channel = r.conv, r.agent, r.queue, r.channel
+local c = B .. ":conv:" .. conv
+local a = B .. ":agent:" .. agent
+redis.call("ZREM", B .. ":timers", "res:" .. res)
+
+if action == "accept" then
+  redis.call("HSET", B .. ":res:" .. res, "state", "accepted", "answered_at", S(NOW))
+  local enqueued_at = tonumber(redis.call("HGET", c, "enqueued_at") or NOW)
+  redis.call("HSET", c, "state", "assigned", "accepted_at", S(NOW))
+  redis.call("HSETNX", c, "answered_at", S(NOW))
+  redis.call("HSET", a, "missed", "0")
+  local customer = redis.call("HGET", c, "customer")
+  if customer then
+    redis.call("HSET", B .. ":cust:" .. customer, "last_agent", agent, "last_agent_at", S(NOW))
+  end
+  emit({type = "accepted", conversation = conv, channel = channel, reservation = res,
+    agent = agent, queue = queue, waited_ms = NOW - enqueued_at})
+  return {"accepted", queue, agent}
+end
+
+-- reject or timeout: give the capacity back and put the conversation back in
+-- its queue with its original age; this agent is skipped for a while.
+local state = action == "reject" and "rejected" or "timed_out"
+redis.call("HSET", B .. ":res:" .. res, "state", state, "answered_at", S(NOW))
+release_slot(agent, conv, channel)
+redis.call("ZADD", c .. ":declined", S(NOW), agent)
+if redis.call("HGET", c, "state") == "reserved" then
+  enqueue(conv, queue, tonumber(redis.call("HGET", c, "level") or 0))
+end
+if action == "reject" then
+  emit({type = "rejected", conversation = conv, channel = channel, reservation = res, agent = agent, queue = queue})
+else
+  local missed = redis.call("HINCRBY", a, "missed", 1)
+  emit({type = "timed_out", conversation = conv, channel = channel, reservation = res,
+    agent = agent, queue = queue, missed = missed})
+  if missed >= max_missed and redis.call("HGET", a, "presence") == "available" then
+    redis.call("HSET", a, "presence", "away", "reason", "missed offers")
+    refresh_ready(agent)
+    emit({type = "presence", agent = agent, presence = "away", reason = "missed offers"})
+  end
+end
+return {state, queue, agent}

@@ -1,0 +1,68 @@
+"""Connections: a Redis (or Redis Cluster) from REDIS_URL, or the embedded store.
+
+The embedded store is fakeredis with Lua (lupa); `contactrouter up` also serves
+it over TCP on localhost so the CLI in another terminal can reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import fakeredis
+import redis.asyncio as aioredis
+from fakeredis import aioredis as fake_aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from router.config import Settings
+from router.keys import Keys
+from router.scripts import Scripts
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """A client for the deployment's Redis and the routing scripts registered on it."""
+
+    def __init__(self, redis: Any, *, embedded: bool = False, cluster: bool = False) -> None:
+        self.redis = redis
+        self.embedded = embedded
+        self.cluster = cluster
+        self.scripts = Scripts(redis)
+
+    def keys(self, tenant: str) -> Keys:
+        return Keys(tenant)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None = None) -> Store:
+    """Open the store the settings name; without REDIS_URL, the embedded one."""
+    if settings.redis_url is None:
+        server = embedded_server or fakeredis.FakeServer()
+        return Store(fake_aioredis.FakeRedis(server=server), embedded=True)
+    # Reconnect with backoff: a restarted Redis (AOF) is waited for, not fatal.
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8)
+    errors = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
+    if settings.cluster:
+        client = RedisCluster.from_url(settings.redis_url, retry=retry, retry_on_error=errors)
+        return Store(client, cluster=True)
+    client = aioredis.Redis.from_url(
+        settings.redis_url, retry=retry, retry_on_error=errors, health_check_interval=30
+    )
+    return Store(client)
+
+
+def serve_embedded(host: str, port: int) -> tuple[fakeredis.FakeServer, threading.Thread, Any]:
+    """Serve a fresh embedded store on host:port (RESP over TCP) from a thread."""
+    tcp = fakeredis.TcpFakeServer((host, port), server_type="redis")
+    thread = threading.Thread(target=tcp.serve_forever, name="embedded-redis", daemon=True)
+    thread.start()
+    log.info("embedded store listening on redis://%s:%d", host, port)
+    return tcp.fake_server, thread, tcp

@@ -1,0 +1,62 @@
+"""Timers kept in Redis (a sorted set per shard, scored by due time), so they
+survive restarts: reservation timeouts, wrap-up ends, escalation steps,
+service-level checks and the end of a sticky hold.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from router import assign
+from router.config import Tenant
+from router.keys import Keys
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker died
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
+    """Handle the tenant's due timers; returns how many were handled."""
+    keys = Keys(tenant.id)
+    due = await store.scripts.claim_timers(keys=[keys.base], args=[LEASE_MS, limit])
+    for member in due:
+        member = _text(member)
+        try:
+            await handle(store, tenant, member)
+        except Exception:
+            log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
+    return len(due)
+
+
+async def handle(store: Store, tenant: Tenant, member: str) -> None:
+    keys = Keys(tenant.id)
+    kind, _, rest = member.partition(":")
+    if kind == "res":
+        await assign.respond(store, tenant.id, rest, "timeout", "", tenant.max_missed_offers)
+    elif kind == "wrap":
+        agent, _, conversation = rest.partition(":")
+        if int(await store.scripts.wrapup(keys=[keys.base], args=[agent, conversation])):
+            await assign.assign_agent(store, tenant.id, agent)
+    elif kind == "esc":
+        conversation, _, step = rest.rpartition(":")
+        action, target = await store.scripts.escalate(keys=[keys.base], args=[conversation, int(step)])
+        if _text(action) != "skipped":
+            await assign.assign_queue(store, tenant.id, _text(target))
+    elif kind == "sla":
+        _outcome, target = await store.scripts.sla(keys=[keys.base], args=[rest])
+        if _text(target):
+            await assign.assign_queue(store, tenant.id, _text(target))
+    elif kind == "route":  # a sticky hold ended: anyone may take it now
+        await store.redis.zrem(keys.timers, member)
+        queue = await store.redis.hget(keys.conversation(rest), "queue")
+        if queue:
+            await assign.assign_queue(store, tenant.id, queue.decode())
+    else:
+        log.error("unknown timer %r in %s; dropped", member, tenant.id)
+        await store.redis.zrem(keys.timers, member)
