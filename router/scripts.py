@@ -24,6 +24,7 @@ NAMES = (
     "sla",
     "claim_timers",
     "ingest",
+    "begin_send",
 )
 
 
@@ -40,6 +41,13 @@ class Scripts:
 
     def __init__(self, redis: Any) -> None:
         self._scripts = {name: redis.register_script(source(name)) for name in NAMES}
+
+    async def load(self, redis: Any) -> None:
+        """SCRIPT LOAD them all now. redis-py reloads after NOSCRIPT on its own,
+        but fakeredis's TCP server drops the connection on NOSCRIPT instead."""
+        for script in self._scripts.values():
+            sha = await redis.script_load(script.script)
+            script.sha = sha.decode() if isinstance(sha, bytes) else sha
 
     def __getattr__(self, name: str) -> Any:
         try:

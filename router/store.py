@@ -13,6 +13,7 @@ from typing import Any
 import fakeredis
 import redis.asyncio as aioredis
 from fakeredis import aioredis as fake_aioredis
+from fakeredis._clients._tcp_server import TCPFakeRequestHandler  # no public name; see _BlockingReadHandler
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,6 +35,9 @@ class Store:
         self.embedded = embedded
         self.cluster = cluster
         self.scripts = Scripts(redis)
+
+    async def load_scripts(self) -> None:
+        await self.scripts.load(self.redis)
 
     def keys(self, tenant: str) -> Keys:
         return Keys(tenant)
@@ -59,9 +63,30 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     return Store(client)
 
 
+class _BlockingReadHandler(TCPFakeRequestHandler):
+    """fakeredis's TCP handler reads a non-blocking socket and drops the connection
+    with BlockingIOError when a large command (a 10 kB routing script) arrives in
+    pieces. CLI clients only send request/response commands, so a blocking read is
+    simpler and correct."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setblocking(True)
+
+
+class _EmbeddedTcpServer(fakeredis.TcpFakeServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, server_type="redis")
+        self.RequestHandlerClass = _BlockingReadHandler
+        self.daemon_threads = True
+
+
 def serve_embedded(host: str, port: int) -> tuple[fakeredis.FakeServer, threading.Thread, Any]:
     """Serve a fresh embedded store on host:port (RESP over TCP) from a thread."""
-    tcp = fakeredis.TcpFakeServer((host, port), server_type="redis")
+    tcp = _EmbeddedTcpServer((host, port))
     thread = threading.Thread(target=tcp.serve_forever, name="embedded-redis", daemon=True)
     thread.start()
     log.info("embedded store listening on redis://%s:%d", host, port)

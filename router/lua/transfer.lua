@@ -24,6 +24,8 @@ if to_agent ~= "" then
   reserve(conv, to_agent, queue, channel, timeout_ms)
   return {"offered", queue}
 end
+-- whoever handed it over should not be offered it straight back
+redis.call("ZADD", c .. ":declined", S(NOW), agent)
 redis.call("HSET", c, "level", "0", "sticky_agent", "")
 enqueue(conv, to_queue, 0)
 schedule_queue_timers(conv, to_queue, tonumber(redis.call("HGET", c, "enqueued_at") or NOW))

@@ -1,0 +1,29 @@
+"""What every channel's sender promises the dispatcher."""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+from router.events import OutboundMessage
+
+Reconciled = Literal["sent", "not_sent", "unknown"]
+
+
+class TemporaryFailure(Exception):
+    """The provider may accept the message later (rate limit, timeout, 5xx): retry with backoff."""
+
+
+class PermanentFailure(Exception):
+    """The provider will never accept this message (bad number, blocked): record it failed."""
+
+
+class Sender(Protocol):
+    channel: str
+
+    async def send(self, message: OutboundMessage) -> str:
+        """Hand the message to the provider; returns the provider's id for it."""
+        ...
+
+    async def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str]:
+        """After a dispatcher died mid-send: did the provider get it? (outcome, provider id)."""
+        ...

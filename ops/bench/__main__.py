@@ -1,0 +1,24 @@
+"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing)."""
+
+from __future__ import annotations
+
+import sys
+
+BENCHMARKS = ("routing",)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in BENCHMARKS:
+        print(f"usage: python -m ops.bench {{{','.join(BENCHMARKS)}}} [options]  (--help after the name)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    name, rest = argv[0], argv[1:]
+    if name == "routing":
+        from ops.bench import routing
+
+        return routing.main(rest)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Stream maintenance: trimming that never drops unacknowledged entries, and
+the dead-letter stream (list, replay)."""
+
+from __future__ import annotations
+
+import time
+
+from router import events
+from router.keys import Keys
+from router.store import Store
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+async def safe_trim_point(store: Store, stream: str) -> str | None:
+    """The oldest entry id any consumer group still needs (None: no group reads it)."""
+    try:
+        groups = await store.redis.xinfo_groups(stream)
+    except Exception:
+        return None
+    bounds = []
+    for group in groups:
+        name = _text(group["name"])
+        pending = await store.redis.xpending(stream, name)
+        if pending["pending"]:
+            bounds.append(_text(pending["min"]))
+        else:
+            bounds.append(_text(group["last-delivered-id"]))
+    return min(bounds, key=_id_tuple) if bounds else None
+
+
+async def trim(store: Store, stream: str, *, keep_hours: float = 72.0, approximate: bool = True) -> int:
+    """Drop entries older than keep_hours that every group has acknowledged; returns how many."""
+    cutoff = f"{int((time.time() - keep_hours * 3600) * 1000)}-0"
+    needed = await safe_trim_point(store, stream)
+    if needed is not None and _id_tuple(needed) < _id_tuple(cutoff):
+        cutoff = needed
+    return int(await store.redis.xtrim(stream, minid=cutoff, approximate=approximate))
+
+
+async def trim_tenant(store: Store, tenant: str, *, keep_hours: float = 72.0) -> dict[str, int]:
+    keys = Keys(tenant)
+    streams = [keys.inbound, keys.outbound, keys.events, keys.outbox]
+    return {stream: await trim(store, stream, keep_hours=keep_hours) for stream in streams}
+
+
+async def dead_letters(store: Store, tenant: str, count: int = 100) -> list[dict[str, str]]:
+    """The dead-letter stream, oldest first, with a readable summary of each payload."""
+    rows = await store.redis.xrange(Keys(tenant).dead, count=count)
+    result = []
+    for entry_id, fields in rows:
+        item = {k.decode(): (v.decode(errors="replace") if k != b"e" else "") for k, v in fields.items()}
+        item["dead_id"] = entry_id.decode()
+        item["summary"] = _summary(fields.get(b"e", b""))
+        result.append(item)
+    return result
+
+
+def _summary(payload: bytes) -> str:
+    for decode in (events.decode_inbound, events.decode_outbound):
+        try:
+            event = decode(payload)
+        except Exception:
+            continue
+        return f"{type(event).__name__} {event.channel} {event.id}: {event.body[:60]!r}"
+    return f"{len(payload)} undecodable bytes"
+
+
+async def replay(store: Store, tenant: str, dead_ids: list[str] | None = None) -> list[str]:
+    """Put dead letters back on the stream they came from (all of them when no ids).
+
+    Safe to repeat: consumers are idempotent, so an entry that did take effect
+    before it was dead-lettered has no second effect.
+    """
+    keys = Keys(tenant)
+    rows = await store.redis.xrange(keys.dead)
+    replayed = []
+    for entry_id, fields in rows:
+        dead_id = entry_id.decode()
+        if dead_ids and dead_id not in dead_ids:
+            continue
+        async with store.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(fields[b"stream"].decode(), {"e": fields[b"e"]})
+            pipe.xdel(keys.dead, dead_id)
+            await pipe.execute()
+        replayed.append(dead_id)
+    return replayed

@@ -1,0 +1,307 @@
+"""`contactrouter`: run the product, and operate it.
+
+    contactrouter up                      everything in one process, embedded store, demo data
+    contactrouter run ROLE                one process role (web, routing, dispatch, timers, ...)
+    contactrouter contact add ...         inject a contact by hand
+    contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
+    contactrouter outbox / dead / trim / config check / conversation / customer
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from router import agents, bus, conversations, customers, events, processes
+from router.agents import AgentError
+from router.config import ConfigError, Deployment, Settings, load_deployment
+from router.customers import InvalidAddress
+from router.store import Store, connect
+
+ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram"]
+
+
+class CliError(Exception):
+    """Shown to the operator as one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contactrouter", description="Omnichannel contact router")
+    parser.add_argument("--config", help="deployment file (default: $CONTACTROUTER_CONFIG, else the demo)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("up", help="run everything in one process on the embedded store with demo data")
+    run = sub.add_parser("run", help="run one process role (as the Procfile does)")
+    run.add_argument("role", choices=ROLE_NAMES)
+    run.add_argument("--json-logs", action="store_true", help="structured logs (one JSON object per line)")
+
+    check = sub.add_parser("config", help="configuration")
+    check.add_argument("action", choices=["check"])
+
+    contact = sub.add_parser("contact", help="inject a contact by hand")
+    contact.add_argument("action", choices=["add"])
+    contact.add_argument("text")
+    contact.add_argument("--tenant", required=True)
+    contact.add_argument("--channel", required=True, choices=events.CHANNELS)
+    contact.add_argument("--from", dest="address", required=True)
+    contact.add_argument("--subject", default="")
+    contact.add_argument("--queue", default="")
+    contact.add_argument("--priority", type=int)
+    contact.add_argument("--provider-id", help="the provider's message id (default: a new one)")
+
+    agent = sub.add_parser("agent", help="act as an agent")
+    agent.add_argument(
+        "action",
+        choices=["login", "logout", "presence", "status", "offers", "work", "accept", "reject", "reply", "note",
+                 "transfer", "close", "wrapup"],
+    )
+    agent.add_argument("agent")
+    agent.add_argument("args", nargs="*", help="reservation, or conversation [text], or presence")
+    agent.add_argument("--tenant", required=True)
+    agent.add_argument("--reason", default="")
+    agent.add_argument("--channel")
+    agent.add_argument("--to", help="another address of the customer to reply to")
+    agent.add_argument("--subject", default="")
+    agent.add_argument("--to-agent", default="")
+    agent.add_argument("--to-queue", default="")
+    agent.add_argument("--note", default="")
+    agent.add_argument("--disposition", default="resolved")
+
+    conv = sub.add_parser("conversation", help="show a conversation and its history")
+    conv.add_argument("conversation")
+    conv.add_argument("--tenant", required=True)
+
+    cust = sub.add_parser("customer", help="customers: show, link an address, merge two")
+    cust.add_argument("action", choices=["show", "find", "link", "merge"])
+    cust.add_argument("args", nargs="+", help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS"
+                      " | merge KEEP ABSORB")
+    cust.add_argument("--tenant", required=True)
+
+    outbox = sub.add_parser("outbox", help="messages the sandbox transport kept instead of sending")
+    outbox.add_argument("--tenant", required=True)
+    outbox.add_argument("--count", type=int, default=20)
+
+    dead = sub.add_parser("dead", help="the dead-letter stream")
+    dead.add_argument("action", choices=["list", "replay"])
+    dead.add_argument("ids", nargs="*", help="dead-letter ids to replay (default: all)")
+    dead.add_argument("--tenant", required=True)
+
+    trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
+    trim.add_argument("--tenant", required=True)
+    trim.add_argument("--keep-hours", type=float, default=72.0)
+    return parser
+
+
+def _tenant(deployment: Deployment, tenant_id: str):  # noqa: ANN202
+    try:
+        return deployment.tenant(tenant_id)
+    except KeyError:
+        raise CliError(f"no tenant {tenant_id!r} (known: {', '.join(t.id for t in deployment.tenants)})") from None
+
+
+def _when(ms: str | int) -> str:
+    return dt.datetime.fromtimestamp(int(ms) / 1000).strftime("%Y-%m-%d %H:%M:%S")
+
+
+async def _contact_add(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    _tenant(deployment, a.tenant)
+    contact = events.build(
+        events.InboundContact,
+        {
+            "id": events.new_id(), "tenant": a.tenant, "channel": a.channel, "address": a.address,
+            "provider_id": a.provider_id or f"cli-{events.new_id()}", "occurred_at": events.now_ms(),
+            "body": a.text, "subject": a.subject, "queue": a.queue, "priority": a.priority,
+        },
+    )
+    customers.normalise(a.channel, a.address)  # refuse a bad address here, not in the router
+    added, entry_id = await bus.ingest(store, contact)
+    print(f"{'added' if added else 'duplicate of'} {entry_id} (contact {contact.id})")
+
+
+def _need(args: list[str], count: int, usage: str) -> list[str]:
+    if len(args) < count:
+        raise CliError(f"usage: {usage}")
+    return args
+
+
+async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    tenant = _tenant(deployment, a.tenant)
+    act, who, args = a.action, a.agent, a.args
+    if act in ("login", "logout", "presence"):
+        presence = {"login": "available", "logout": "offline"}.get(act) or _need(args, 1, "presence STATE")[0]
+        before = await agents.set_presence(store, tenant, who, presence, a.reason)
+        print(f"{who}: {before} -> {presence}")
+    elif act == "status":
+        print(json.dumps(await agents.status(store, tenant, who), indent=2, sort_keys=True))
+    elif act == "offers":
+        for offer in await agents.offers(store, tenant, who):
+            left = max(0, (int(offer["expires_at"]) - events.now_ms()) // 1000)
+            print(f"{offer['reservation']}  conversation {offer['conv']}  {offer['channel']}  "
+                  f"queue {offer['queue']}  {left}s left")
+    elif act == "work":
+        for record in await agents.work(store, tenant, who):
+            print(f"{record['id']}  {record.get('state')}  {record.get('channel')}  {record.get('last_address', '')}")
+    elif act in ("accept", "reject"):
+        reservation = _need(args, 1, f"agent {act} AGENT RESERVATION")[0]
+        await (agents.accept if act == "accept" else agents.reject)(store, tenant, who, reservation)
+        print(f"{act}ed {reservation}")
+    elif act == "reply":
+        conversation, text = _need(args, 2, "agent reply AGENT CONVERSATION TEXT")[:2]
+        message = await agents.reply(store, tenant, who, conversation, text, channel=a.channel, address=a.to,
+                                     subject=a.subject)
+        print(f"queued {message.channel} message {message.id} to {message.to}")
+    elif act == "note":
+        conversation, text = _need(args, 2, "agent note AGENT CONVERSATION TEXT")[:2]
+        await agents.note(store, tenant, who, conversation, text)
+        print("noted")
+    elif act == "transfer":
+        conversation = _need(args, 1, "agent transfer AGENT CONVERSATION --to-agent X | --to-queue Q")[0]
+        outcome = await agents.transfer(store, tenant, who, conversation, to_agent=a.to_agent, to_queue=a.to_queue,
+                                        note=a.note)
+        print(f"transferred: {outcome}")
+    elif act == "close":
+        conversation = _need(args, 1, "agent close AGENT CONVERSATION --disposition D")[0]
+        await agents.close(store, tenant, who, conversation, a.disposition)
+        print(f"closed {conversation} ({a.disposition})")
+    elif act == "wrapup":
+        conversation = _need(args, 1, "agent wrapup AGENT CONVERSATION")[0]
+        freed = await agents.end_wrapup(store, tenant, who, conversation)
+        print("wrap-up ended" if freed else "nothing in wrap-up")
+
+
+async def _conversation(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    _tenant(deployment, a.tenant)
+    record = await conversations.get(store, a.tenant, a.conversation)
+    print(json.dumps(record, indent=2, sort_keys=True))
+    for entry in await conversations.history(store, a.tenant, a.conversation):
+        who = entry.agent if entry.kind != "in" else entry.address
+        print(f"[{_when(entry.occurred_at)}] {entry.kind:4} {entry.channel:8} {who}: {entry.body}")
+
+
+async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    _tenant(deployment, a.tenant)
+    args = a.args
+    if a.action == "show":
+        print(json.dumps(await customers.profile(store, a.tenant, args[0]), indent=2))
+    elif a.action == "find":
+        channel, address = _need(args, 2, "customer find CHANNEL ADDRESS")[:2]
+        found = await customers.find(store, a.tenant, customers.identity(channel, customers.normalise(channel, address)))
+        print(found or "no such customer")
+    elif a.action == "link":
+        customer, channel, address = _need(args, 3, "customer link CUSTOMER CHANNEL ADDRESS")[:3]
+        ident = customers.identity(channel, customers.normalise(channel, address))
+        previous = await customers.link(store, a.tenant, customer, ident)
+        print(f"linked {ident} to {customer}" + (f" (was {previous})" if previous else ""))
+    elif a.action == "merge":
+        keep, absorb = _need(args, 2, "customer merge KEEP ABSORB")[:2]
+        await customers.merge(store, a.tenant, keep, absorb)
+        print(f"merged {absorb} into {keep}")
+
+
+async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    from channels.sandbox import outbox
+
+    _tenant(deployment, a.tenant)
+    for _entry_id, provider_id, message in await outbox(store, a.tenant, a.count):
+        subject = f" [{message.subject}]" if message.subject else ""
+        print(f"[{_when(message.occurred_at)}] {message.channel:8} to {message.to}{subject}: {message.body}"
+              f"  ({provider_id})")
+
+
+async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    from ops import streams
+
+    _tenant(deployment, a.tenant)
+    if a.action == "list":
+        letters = await streams.dead_letters(store, a.tenant)
+        for item in letters:
+            print(f"{item['dead_id']}  from {item['stream']} {item['id']}  deliveries={item['deliveries']}  "
+                  f"{item['reason']}  {item['summary']}")
+        if not letters:
+            print("no dead letters")
+    else:
+        replayed = await streams.replay(store, a.tenant, a.ids or None)
+        print(f"replayed {len(replayed)}")
+
+
+async def _trim(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    from ops import streams
+
+    _tenant(deployment, a.tenant)
+    for stream, removed in (await streams.trim_tenant(store, a.tenant, keep_hours=a.keep_hours)).items():
+        print(f"{stream}: {removed} removed")
+
+
+COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[None]]] = {
+    "contact": _contact_add,
+    "agent": _agent,
+    "conversation": _conversation,
+    "customer": _customer,
+    "outbox": _outbox,
+    "dead": _dead,
+    "trim": _trim,
+}
+
+
+async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Namespace) -> None:
+    if settings.redis_url is None:
+        raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
+    store = connect(settings)
+    try:
+        await store.load_scripts()
+        await COMMANDS[a.command](store, deployment, a)
+    finally:
+        await store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if a.config:
+            settings = msgspec.structs.replace(settings, config_path=a.config)
+        deployment = load_deployment(settings.config_path)
+        if a.command == "config":
+            print(f"ok: {len(deployment.tenants)} tenants, "
+                  f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
+                  f"{sum(len(t.agents) for t in deployment.tenants)} agents")
+            return 0
+        if a.command == "up":
+            from router import embedded
+
+            processes.setup_logging(settings, json_logs=False)
+            asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
+            return 0
+        if a.command == "run":
+            processes.setup_logging(settings, json_logs=a.json_logs)
+            asyncio.run(_run_role(settings, deployment, a.role))
+            return 0
+        asyncio.run(_with_store(settings, deployment, a))
+        return 0
+    except (ConfigError, CliError, AgentError, InvalidAddress, events.InvalidEvent,
+            conversations.NotFound, ValueError) as exc:
+        message = f"not found: {exc}" if isinstance(exc, conversations.NotFound) else str(exc)
+        print(f"contactrouter: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _run_role(settings: Settings, deployment: Deployment, role: str) -> None:
+    if settings.redis_url is None:
+        raise CliError("`run` needs REDIS_URL; without Redis use `contactrouter up`")
+    store = connect(settings)
+    try:
+        await processes.run_roles([role], store, deployment, settings)
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""`contactrouter up`: every role in one process on the embedded store, with demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from router import agents, bus, events, processes
+from router.config import Deployment, Settings
+from router.store import connect, serve_embedded
+
+log = logging.getLogger(__name__)
+
+ALL_ROLES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram"]
+
+DEMO_CONTACTS = [
+    ("acme", "sms", "+15551230001", "Hi, my meter reading looks wrong this month."),
+    ("acme", "email", "jane.doe@example.com", "Please send me a copy of my last invoice."),
+    ("globex", "sms", "+15551230002", "I'd like to upgrade my plan."),
+]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+async def load_demo(store, deployment: Deployment) -> None:  # noqa: ANN001
+    """Agents available and a few customers waiting, so there is something to see."""
+    for tenant in deployment.tenants:
+        for agent in tenant.agents[:1]:
+            await agents.set_presence(store, tenant, agent.id, "available")
+    for index, (tenant, channel, address, body) in enumerate(DEMO_CONTACTS):
+        contact = events.InboundContact(
+            id=events.new_id(), tenant=tenant, channel=channel, address=address, provider_id=f"demo-{index}",
+            occurred_at=events.now_ms(), body=body, subject="Invoice copy" if channel == "email" else "",
+        )
+        await bus.ingest(store, contact)
+
+
+async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> None:
+    host = settings.host
+    while not _port_free(host, store_port):
+        store_port += 1
+    server, _thread, tcp = serve_embedded(host, store_port)
+    store = connect(settings, embedded_server=server)
+    await processes.prepare(store, deployment)
+    await load_demo(store, deployment)
+    tenants = ", ".join(t.id for t in deployment.tenants)
+    print(
+        f"""
+Contact router is up: every role in this process, embedded store, demo tenants: {tenants}.
+  health:  http://{host}:{settings.port}/healthz   readiness: http://{host}:{settings.port}/readyz
+  store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
+           export REDIS_URL=redis://{host}:{store_port}/0)
+Next:
+  contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
+  contactrouter agent accept --tenant acme alice <reservation>
+  contactrouter agent reply --tenant acme alice <conversation> "Thanks, looking into it"
+  contactrouter outbox --tenant acme                   # what would have been sent
+  contactrouter contact add --tenant acme --channel sms --from +15551230000 "Hello"
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )
+    try:
+        await processes.run_roles(ALL_ROLES, store, deployment, settings)
+    finally:
+        await store.close()
+        tcp.shutdown()
+        tcp.server_close()

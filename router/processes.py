@@ -1,0 +1,107 @@
+"""Process roles and how one process runs one or several of them.
+
+Each role is `async def run(store, deployment, settings, stop)`. With REDIS_URL
+set, the Procfile runs one role per process; `contactrouter up` runs them all
+in one process on the embedded store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+from router import bus, queues
+from router.config import Deployment, Settings
+from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
+
+
+def roles() -> dict[str, Role]:
+    from router import web
+    from workers import dispatch, idle, routing, timers
+
+    return {
+        "web": web.run,
+        "routing": routing.run,
+        "dispatch": dispatch.run,
+        "timers": timers.run,
+        "smtp": idle.runner("smtp"),
+        "campaigns": idle.runner("campaigns"),
+        "telegram": idle.runner("telegram"),
+    }
+
+
+class JsonLogs(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(settings: Settings, *, json_logs: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def consumer_name(role: str, settings: Settings) -> str:
+    return settings.consumer or f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+async def prepare(store: Store, deployment: Deployment) -> None:
+    """Apply the configuration and create the consumer groups (idempotent; every process does it)."""
+    await store.load_scripts()
+    for tenant in deployment.tenants:
+        await queues.apply_tenant(store, tenant)
+        keys = Keys(tenant.id)
+        await bus.ensure_group(store, keys.inbound, ROUTING_GROUP)
+        await bus.ensure_group(store, keys.outbound, DISPATCH_GROUP)
+
+
+async def run_roles(names: list[str], store: Store, deployment: Deployment, settings: Settings,
+                    stop: asyncio.Event | None = None) -> None:
+    """Run roles until SIGTERM/SIGINT (or `stop`), then let them finish their batch."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await prepare(store, deployment)
+    available = roles()
+    tasks = []
+    for name in names:
+        role_settings = _with_consumer(settings, consumer_name(name, settings))
+        tasks.append(asyncio.create_task(available[name](store, deployment, role_settings, stop), name=name))
+    done, _pending = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task in tasks and task.exception():
+            log.error("role %s stopped: %r", task.get_name(), task.exception())
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _with_consumer(settings: Settings, name: str) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, consumer=name)

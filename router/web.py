@@ -1,0 +1,61 @@
+"""The web process: health and readiness now; channel webhooks and the agents'
+inbox mount here as their issues land."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.config import Deployment
+from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.store import Store
+
+STORE = web.AppKey("store", Store)
+DEPLOYMENT = web.AppKey("deployment", Deployment)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store answers and every tenant's consumer groups exist."""
+    store, deployment = request.app[STORE], request.app[DEPLOYMENT]
+    problems = []
+    try:
+        await store.redis.ping()
+        for tenant in deployment.tenants:
+            keys = Keys(tenant.id)
+            for stream, group in ((keys.inbound, ROUTING_GROUP), (keys.outbound, DISPATCH_GROUP)):
+                try:
+                    names = {g["name"].decode() for g in await store.redis.xinfo_groups(stream)}
+                except Exception:
+                    names = set()
+                if group not in names:
+                    problems.append(f"{stream}: no consumer group {group}")
+    except Exception as exc:
+        problems.append(f"store unreachable: {exc}")
+    status = 200 if not problems else 503
+    return web.json_response({"ready": not problems, "problems": problems}, status=status)
+
+
+def application(store: Store, deployment: Deployment) -> web.Application:
+    app = web.Application(client_max_size=2 * 1024 * 1024)
+    app[STORE] = store
+    app[DEPLOYMENT] = deployment
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def run(store, deployment, settings, stop) -> None:  # noqa: ANN001 - same signature as every role
+    import logging
+
+    runner = web.AppRunner(application(store, deployment), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    logging.getLogger(__name__).info("web listening on http://%s:%d", settings.host, settings.port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

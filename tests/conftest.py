@@ -1,0 +1,76 @@
+"""Fixtures every test folder can use: a real redis-server and deployment files.
+
+Integration tests run against a redis-server the tests start themselves on a
+free port. Without one installed they are skipped with the reason; CI sets
+CI=true, and there a missing redis-server is a failure, never a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from ops.redis_server import RedisServer, RedisServerMissing
+from router.config import Settings
+from router.store import Store, connect
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+REAL_REDIS_FIXTURES = {"redis_server", "redis_url", "real_store"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/integration, or using the real redis-server, is an integration test."""
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.path)).parents or REAL_REDIS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the whole session, on a free loopback port."""
+    try:
+        server = RedisServer()
+    except RedisServerMissing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}: integration tests must run in CI", pytrace=False)
+        pytest.skip(f"integration test needs a real Redis: {exc}")
+    with server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The server's URL, on an empty database: each test starts from nothing."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+        yield redis_server.url
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def real_store(redis_url: str) -> AsyncIterator[Store]:
+    """The routing store on the real redis-server, as a worker process would open it."""
+    store = connect(Settings(redis_url=redis_url, consumer="test"))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a deployment TOML into the test's tmp_path; returns its path."""
+    counter = iter(range(1_000_000))
+
+    def write(text: str, name: str = "") -> Path:
+        path = tmp_path / (name or f"deployment-{next(counter)}.toml")
+        path.write_text(text, "utf-8")
+        return path
+
+    return write

@@ -1,0 +1,170 @@
+"""Small factories for the unit tests: a deployment from a short TOML string,
+applied to a fresh embedded store, and contacts that arrive through intake.
+
+Each test builds its own world (a new in-memory store), so tests never share
+state and read top to bottom as a specification.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+
+from router import agents, bus, events, intake, queues, timers
+from router.config import Deployment, Settings, Tenant, parse_deployment
+from router.keys import Keys
+from router.store import Store, connect
+
+# One tenant, one support queue, two support agents: the default world.
+SUPPORT = """
+[[tenants]]
+id = "acme"
+entry = { default = "support" }
+
+[[tenants.queues]]
+id = "support"
+target = "'support' in skills"
+
+[[tenants.agents]]
+id = "amy"
+skills = { support = 1 }
+
+[[tenants.agents]]
+id = "zoe"
+skills = { support = 1 }
+"""
+
+
+def deployment(text: str) -> Deployment:
+    """A deployment from a TOML snippet, checked as a real configuration file is."""
+    return parse_deployment(textwrap.dedent(text), "test.toml")
+
+
+def contact(
+    tenant: str = "acme",
+    *,
+    channel: str = "sms",
+    address: str = "+15551230000",
+    body: str = "hello",
+    ago: float = 0.0,
+    **fields,
+) -> events.InboundContact:
+    """An inbound contact as an adapter would normalise it; `ago` seconds old."""
+    values = dict(
+        id=events.new_id(),
+        tenant=tenant,
+        channel=channel,
+        address=address,
+        provider_id=events.new_id(),
+        occurred_at=events.now_ms() - int(ago * 1000),
+        body=body,
+    )
+    values.update(fields)
+    return events.build(events.InboundContact, values)
+
+
+def outbound(tenant: str = "acme", *, channel: str = "sms", to: str = "+15551230000", **fields) -> events.OutboundMessage:
+    values = dict(id=events.new_id(), tenant=tenant, channel=channel, to=to, occurred_at=events.now_ms(), body="hi")
+    values.update(fields)
+    return events.build(events.OutboundMessage, values)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class World:
+    """A store with a deployment applied, and the verbs tests use on it."""
+
+    store: Store
+    deployment: Deployment
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.deployment.tenants[0]
+
+    @property
+    def keys(self) -> Keys:
+        return Keys(self.tenant.id)
+
+    async def available(self, *agent_ids: str) -> None:
+        for agent_id in agent_ids:
+            await agents.set_presence(self.store, self.tenant, agent_id, "available")
+
+    async def arrive(self, **fields) -> str:
+        """A contact goes through intake (and routing); returns its conversation id."""
+        return await self.deliver(contact(self.tenant.id, **fields))
+
+    async def deliver(self, item: events.InboundContact) -> str:
+        dead: list[str] = []
+
+        async def dead_letter(_entry: bus.Entry, reason: str) -> None:
+            dead.append(reason)
+
+        entry = bus.Entry(Keys(item.tenant).inbound, f"{events.now_ms()}-0", events.encode(item))
+        done = await intake.route_batch(self.store, self.deployment, [entry], dead_letter)
+        assert not dead, dead
+        assert entry.id in done
+        for event in reversed(await self.events(events.MessageAdded)):
+            if event.provider_id == item.id:
+                return event.conversation
+        raise AssertionError(f"contact {item.id} joined no conversation")
+
+    async def events(self, *kinds: type) -> list:
+        """The tenant's state events, oldest first, optionally only of some types."""
+        rows = await self.store.redis.xrange(self.keys.events)
+        decoded = [events.decode_state(fields[b"e"], _text(entry_id)) for entry_id, fields in rows]
+        return [e for e in decoded if not kinds or isinstance(e, kinds)]
+
+    async def conversation(self, conversation_id: str) -> dict[str, str]:
+        record = await self.store.redis.hgetall(self.keys.conversation(conversation_id))
+        return {_text(k): _text(v) for k, v in record.items()}
+
+    async def agent(self, agent_id: str) -> dict[str, str]:
+        return await agents.status(self.store, self.tenant, agent_id)
+
+    async def offers(self, agent_id: str) -> list[dict[str, str]]:
+        return await agents.offers(self.store, self.tenant, agent_id)
+
+    async def offered(self, agent_id: str) -> list[str]:
+        """The conversations offered to an agent and not yet answered."""
+        return [offer["conv"] for offer in await self.offers(agent_id)]
+
+    async def accept_offer(self, agent_id: str) -> str:
+        """The agent accepts their one pending offer; returns the conversation."""
+        [offer] = await self.offers(agent_id)
+        await agents.accept(self.store, self.tenant, agent_id, offer["reservation"])
+        return offer["conv"]
+
+    async def waiting(self, queue: str) -> list[str]:
+        """A queue's waiting conversations, best first."""
+        return [_text(c) for c in await self.store.redis.zrange(self.keys.waiting(queue), 0, -1)]
+
+    async def ready(self, channel: str) -> list[str]:
+        return [_text(a) for a in await self.store.redis.zrange(self.keys.ready(channel), 0, -1)]
+
+    async def timers(self, prefix: str = "") -> dict[str, int]:
+        rows = await self.store.redis.zrange(self.keys.timers, 0, -1, withscores=True)
+        return {_text(member): int(score) for member, score in rows if _text(member).startswith(prefix)}
+
+    async def fire(self, prefix: str) -> int:
+        """Make the timers whose name starts with prefix due now, and run the timers."""
+        pending = await self.timers(prefix)
+        assert pending, f"no {prefix!r} timer is scheduled"
+        await self.store.redis.zadd(self.keys.timers, dict.fromkeys(pending, 0))
+        return await timers.run_due(self.store, self.tenant)
+
+
+async def world(text: str = SUPPORT) -> World:
+    """A fresh embedded store with the deployment's tenants applied."""
+    config = deployment(text)
+    store = connect(Settings())
+    for tenant in config.tenants:
+        await queues.apply_tenant(store, tenant)
+    return World(store, config)
+
+
+def history_bodies(entries: list[events.HistoryEntry]) -> list[tuple[str, str]]:
+    return [(entry.kind, entry.body) for entry in entries]
+

@@ -1,0 +1,170 @@
+"""Configuration: a deployment file and the environment, checked at start-up."""
+
+import pytest
+
+from router.config import DEFAULT_CAPACITY, Agent, ConfigError, Settings, capacity_of, load_deployment
+from tests.factories import SUPPORT, deployment
+
+
+def test_the_bundled_demo_deployment_loads():
+    demo = load_deployment(None)
+    acme = demo.tenant("acme")
+    assert [q.id for q in acme.queues] == ["support", "billing"]
+    assert acme.entry_queue("email") == "billing"
+    assert acme.entry_queue("sms") == "support"  # the default entry
+    assert demo.tenant("globex").queue("sales").strategy == "least_occupied"
+
+
+def test_a_deployment_file_is_read_from_disk(tmp_path):
+    path = tmp_path / "centre.toml"
+    path.write_text(SUPPORT)
+    assert load_deployment(path).tenant("acme").queue("support").target == "'support' in skills"
+
+
+def test_a_missing_file_names_the_path():
+    with pytest.raises(ConfigError, match=r"nowhere\.toml"):
+        load_deployment("/nonexistent/nowhere.toml")
+
+
+def test_defaults_fill_in_what_a_small_file_leaves_out():
+    tenant = deployment(SUPPORT).tenant("acme")
+    queue = tenant.queue("support")
+    assert queue.strategy == "longest_idle"
+    assert (queue.sla.seconds, queue.sla.percent) == (20, 80.0)
+    assert queue.reservation_timeout is None  # falls back to the tenant's
+    assert tenant.reservation_timeout == 30
+    assert tenant.max_missed_offers == 3
+
+
+def test_the_first_queue_is_the_entry_when_none_is_named():
+    tenant = deployment(
+        """
+        [[tenants]]
+        id = "acme"
+        [[tenants.queues]]
+        id = "first"
+        [[tenants.queues]]
+        id = "second"
+        """
+    ).tenant("acme")
+    assert tenant.entry_queue("voice") == "first"
+
+
+def test_fractional_seconds_are_allowed_for_timeouts():
+    tenant = deployment(SUPPORT.replace('id = "acme"', 'id = "acme"\nreservation_timeout = 0.05')).tenant("acme")
+    assert tenant.reservation_timeout == 0.05
+
+
+ONE_QUEUE = "[[tenants]]\nid = 'acme'\n[[tenants.queues]]\nid = 'q'\n"
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("[[tenants]]\nid = 'acme'\n", r"tenants\[0\]`\.queues: a tenant needs at least one queue"),
+        ("[[tenants]]\nid = 'Acme Corp'\n[[tenants.queues]]\nid = 'q'\n", r"\$\.tenants\[0\]\.id"),
+        ("[[tenants]]\nid = 'acme'\ncolour = 'red'\n[[tenants.queues]]\nid = 'q'\n", "colour"),
+        (
+            ONE_QUEUE + "[[tenants]]\nid = 'acme'\n[[tenants.queues]]\nid = 'q'\n",
+            "defined twice",
+        ),
+        (ONE_QUEUE + "[[tenants.queues]]\nid = 'q'\n", "unique"),
+        (ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nentry = { sms = 'nope' }"), r"entry\.sms: unknown queue"),
+        (ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nentry = { pager = 'q' }"), "unknown channel 'pager'"),
+        (
+            ONE_QUEUE + "target = 'open(1)'\n",
+            r"queues\[0\]\.target: Call is not allowed",
+        ),
+        (
+            ONE_QUEUE + "strategy = 'random'\n",
+            "strategy",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.queues.escalation]]\nafter = 10\noverflow = 'elsewhere'\n",
+            r"escalation\[0\]\.overflow: unknown queue 'elsewhere'",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.queues.escalation]]\nafter = 10\nwiden = 'level >'\n",
+            r"escalation\[0\]\.widen",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.queues.escalation]]\nafter = -1\n",
+            "after",
+        ),
+        (
+            ONE_QUEUE + "sla = { seconds = 20, breach_queue = 'tier2' }\n",
+            r"sla\.breach_queue: unknown queue 'tier2'",
+        ),
+        (
+            ONE_QUEUE + "after_hours = { action = 'overflow' }\n",
+            "overflow needs a queue",
+        ),
+        (
+            ONE_QUEUE + "hours = { timezone = 'Mars/Olympus', mon = '09:00-17:00' }\n",
+            "Mars/Olympus",
+        ),
+        (
+            ONE_QUEUE + "hours = { mon = '9 to 5' }\n",
+            "HH:MM-HH:MM",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.agents]]\nid = 'a'\n[[tenants.agents]]\nid = 'a'\n",
+            "agent ids must be unique",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.agents]]\nid = 'a'\ncapacity = { fax = 1, pager = 2 }\n",
+            r"agents\[0\]\.capacity: unknown channel 'pager'",
+        ),
+        (
+            ONE_QUEUE + "[[tenants.agents]]\nid = 'a'\ncapacity = { sms = -1 }\n",
+            "capacity",
+        ),
+        ("tenants = [", "not valid TOML"),
+    ],
+)
+def test_a_bad_file_stops_start_up_with_a_message_naming_the_field(snippet, message):
+    with pytest.raises(ConfigError, match=message):
+        deployment(snippet)
+
+
+def test_capacity_defaults_per_channel_and_total_is_the_largest():
+    capacity = capacity_of(Agent(id="a", capacity={"webchat": 8}))
+    assert capacity["voice"] == DEFAULT_CAPACITY["voice"]
+    assert capacity["webchat"] == 8
+    assert capacity["total"] == 8
+
+
+def test_an_explicit_total_caps_all_channels_together():
+    capacity = capacity_of(Agent(id="a", capacity={"email": 5, "webchat": 3, "total": 4}))
+    assert (capacity["email"], capacity["webchat"], capacity["total"]) == (5, 3, 4)
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://db:6379/0",
+            "REDIS_CLUSTER": "yes",
+            "CONTACTROUTER_CONSUMER": "routing.2",
+            "CONTACTROUTER_MAX_DELIVERIES": "9",
+            "PORT": "9000",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.redis_url == "redis://db:6379/0"
+    assert settings.cluster is True
+    assert settings.consumer == "routing.2"
+    assert settings.max_deliveries == 9
+    assert settings.port == 9000
+    assert settings.log_level == "DEBUG"
+
+
+def test_no_redis_url_means_the_embedded_store():
+    settings = Settings.from_env({})
+    assert settings.redis_url is None
+    assert settings.config_path is None
+    assert settings.claim_idle_ms == 30_000
+
+
+def test_a_malformed_number_in_the_environment_is_a_config_error():
+    with pytest.raises(ConfigError, match="environment"):
+        Settings.from_env({"PORT": "eighty"})
