@@ -65,7 +65,10 @@ async def work(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]
     """Every conversation holding one of the agent's slots (offered, assigned, in wrap-up)."""
     _known(tenant, agent)
     keys = Keys(tenant.id)
-    return [await conversations.get(store, tenant.id, c.decode()) for c in await store.redis.smembers(keys.agent_work(agent))]
+    return [
+        await conversations.get(store, tenant.id, c.decode())
+        for c in await store.redis.smembers(keys.agent_work(agent))
+    ]
 
 
 async def _respond(store: Store, tenant: Tenant, agent: str, reservation: str, action: str) -> str:
@@ -96,8 +99,15 @@ async def _held(store: Store, tenant: Tenant, agent: str, conversation: str) -> 
 
 
 async def reply(
-    store: Store, tenant: Tenant, agent: str, conversation: str, body: str, *,
-    channel: str | None = None, address: str | None = None, subject: str = "",
+    store: Store,
+    tenant: Tenant,
+    agent: str,
+    conversation: str,
+    body: str,
+    *,
+    channel: str | None = None,
+    address: str | None = None,
+    subject: str = "",
 ) -> events.OutboundMessage:
     await _held(store, tenant, agent, conversation)
     return await conversations.send_reply(
@@ -111,8 +121,14 @@ async def note(store: Store, tenant: Tenant, agent: str, conversation: str, text
 
 
 async def transfer(
-    store: Store, tenant: Tenant, agent: str, conversation: str, *,
-    to_agent: str = "", to_queue: str = "", note: str = "",
+    store: Store,
+    tenant: Tenant,
+    agent: str,
+    conversation: str,
+    *,
+    to_agent: str = "",
+    to_queue: str = "",
+    note: str = "",
 ) -> str:
     """Hand a conversation to a colleague (offered to them) or a queue (keeps its age)."""
     if bool(to_agent) == bool(to_queue):

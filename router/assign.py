@@ -29,16 +29,16 @@ async def assign_agent(store: Store, tenant: str, agent: str) -> int:
     return int(await store.scripts.assign_agent(keys=[keys.base], args=[agent, LOOKAHEAD]))
 
 
-async def respond(store: Store, tenant: str, reservation: str, action: str, agent: str, max_missed: int) -> tuple[str, str, str]:
+async def respond(
+    store: Store, tenant: str, reservation: str, action: str, agent: str, max_missed: int
+) -> tuple[str, str, str]:
     """Accept, reject or time out a reservation; returns (state, queue, agent).
 
     The state is the reservation's state after the call: a second answer to the
     same offer gets the first answer's state back and changes nothing.
     """
     keys = Keys(tenant)
-    state, queue, holder = await store.scripts.respond(
-        keys=[keys.base], args=[reservation, action, agent, max_missed]
-    )
+    state, queue, holder = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
     state, queue, holder = _text(state), _text(queue), _text(holder)
     if state in ("rejected", "timed_out") and action != "accept":
         # The conversation is waiting again and the agent may have room.

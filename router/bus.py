@@ -118,6 +118,7 @@ class Consumer:
                     self._last_claim = time.monotonic()
                     for stream in streams:
                         await self.reclaim(stream)
+                        await self.forget_departed(stream)
                 await self.read(streams)
             except asyncio.CancelledError:
                 raise
@@ -174,6 +175,17 @@ class Consumer:
                     handled += len(entries)
             if start == "0-0":
                 return handled
+
+    async def forget_departed(self, stream: str, idle_ms: int = 3_600_000) -> list[str]:
+        """Remove consumers of restarted processes (no pending entries, idle for an hour)
+        so the group's consumer list shows the live workers."""
+        removed = []
+        for consumer in await self.store.redis.xinfo_consumers(stream, self.group):
+            name = _text(consumer["name"])
+            if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > idle_ms:
+                await self.store.redis.xgroup_delconsumer(stream, self.group, name)
+                removed.append(name)
+        return removed
 
     async def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
         rows = await self.store.redis.xpending_range(stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2)

@@ -1,10 +1,10 @@
 """`contactrouter`: run the product, and operate it.
 
-    contactrouter up                      everything in one process, embedded store, demo data
-    contactrouter run ROLE                one process role (web, routing, dispatch, timers, ...)
-    contactrouter contact add ...         inject a contact by hand
-    contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
-    contactrouter outbox / dead / trim / config check / conversation / customer
+contactrouter up                      everything in one process, embedded store, demo data
+contactrouter run ROLE                one process role (web, routing, dispatch, timers, ...)
+contactrouter contact add ...         inject a contact by hand
+contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
+contactrouter outbox / dead / trim / config check / conversation / customer
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import msgspec
 
 from router import agents, bus, conversations, customers, events, processes
 from router.agents import AgentError
-from router.config import ConfigError, Deployment, Settings, load_deployment
+from router.config import ConfigError, Deployment, Settings, Tenant, load_deployment
 from router.customers import InvalidAddress
 from router.store import Store, connect
 
@@ -58,8 +58,21 @@ def _parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
         "action",
-        choices=["login", "logout", "presence", "status", "offers", "work", "accept", "reject", "reply", "note",
-                 "transfer", "close", "wrapup"],
+        choices=[
+            "login",
+            "logout",
+            "presence",
+            "status",
+            "offers",
+            "work",
+            "accept",
+            "reject",
+            "reply",
+            "note",
+            "transfer",
+            "close",
+            "wrapup",
+        ],
     )
     agent.add_argument("agent")
     agent.add_argument("args", nargs="*", help="reservation, or conversation [text], or presence")
@@ -79,8 +92,11 @@ def _parser() -> argparse.ArgumentParser:
 
     cust = sub.add_parser("customer", help="customers: show, link an address, merge two")
     cust.add_argument("action", choices=["show", "find", "link", "merge"])
-    cust.add_argument("args", nargs="+", help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS"
-                      " | merge KEEP ABSORB")
+    cust.add_argument(
+        "args",
+        nargs="+",
+        help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS | merge KEEP ABSORB",
+    )
     cust.add_argument("--tenant", required=True)
 
     outbox = sub.add_parser("outbox", help="messages the sandbox transport kept instead of sending")
@@ -98,7 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tenant(deployment: Deployment, tenant_id: str):  # noqa: ANN202
+def _tenant(deployment: Deployment, tenant_id: str) -> Tenant:
     try:
         return deployment.tenant(tenant_id)
     except KeyError:
@@ -114,9 +130,16 @@ async def _contact_add(store: Store, deployment: Deployment, a: argparse.Namespa
     contact = events.build(
         events.InboundContact,
         {
-            "id": events.new_id(), "tenant": a.tenant, "channel": a.channel, "address": a.address,
-            "provider_id": a.provider_id or f"cli-{events.new_id()}", "occurred_at": events.now_ms(),
-            "body": a.text, "subject": a.subject, "queue": a.queue, "priority": a.priority,
+            "id": events.new_id(),
+            "tenant": a.tenant,
+            "channel": a.channel,
+            "address": a.address,
+            "provider_id": a.provider_id or f"cli-{events.new_id()}",
+            "occurred_at": events.now_ms(),
+            "body": a.text,
+            "subject": a.subject,
+            "queue": a.queue,
+            "priority": a.priority,
         },
     )
     customers.normalise(a.channel, a.address)  # refuse a bad address here, not in the router
@@ -142,8 +165,10 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
     elif act == "offers":
         for offer in await agents.offers(store, tenant, who):
             left = max(0, (int(offer["expires_at"]) - events.now_ms()) // 1000)
-            print(f"{offer['reservation']}  conversation {offer['conv']}  {offer['channel']}  "
-                  f"queue {offer['queue']}  {left}s left")
+            print(
+                f"{offer['reservation']}  conversation {offer['conv']}  {offer['channel']}  "
+                f"queue {offer['queue']}  {left}s left"
+            )
     elif act == "work":
         for record in await agents.work(store, tenant, who):
             print(f"{record['id']}  {record.get('state')}  {record.get('channel')}  {record.get('last_address', '')}")
@@ -153,8 +178,9 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
         print(f"{act}ed {reservation}")
     elif act == "reply":
         conversation, text = _need(args, 2, "agent reply AGENT CONVERSATION TEXT")[:2]
-        message = await agents.reply(store, tenant, who, conversation, text, channel=a.channel, address=a.to,
-                                     subject=a.subject)
+        message = await agents.reply(
+            store, tenant, who, conversation, text, channel=a.channel, address=a.to, subject=a.subject
+        )
         print(f"queued {message.channel} message {message.id} to {message.to}")
     elif act == "note":
         conversation, text = _need(args, 2, "agent note AGENT CONVERSATION TEXT")[:2]
@@ -162,8 +188,9 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
         print("noted")
     elif act == "transfer":
         conversation = _need(args, 1, "agent transfer AGENT CONVERSATION --to-agent X | --to-queue Q")[0]
-        outcome = await agents.transfer(store, tenant, who, conversation, to_agent=a.to_agent, to_queue=a.to_queue,
-                                        note=a.note)
+        outcome = await agents.transfer(
+            store, tenant, who, conversation, to_agent=a.to_agent, to_queue=a.to_queue, note=a.note
+        )
         print(f"transferred: {outcome}")
     elif act == "close":
         conversation = _need(args, 1, "agent close AGENT CONVERSATION --disposition D")[0]
@@ -191,7 +218,9 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
         print(json.dumps(await customers.profile(store, a.tenant, args[0]), indent=2))
     elif a.action == "find":
         channel, address = _need(args, 2, "customer find CHANNEL ADDRESS")[:2]
-        found = await customers.find(store, a.tenant, customers.identity(channel, customers.normalise(channel, address)))
+        found = await customers.find(
+            store, a.tenant, customers.identity(channel, customers.normalise(channel, address))
+        )
         print(found or "no such customer")
     elif a.action == "link":
         customer, channel, address = _need(args, 3, "customer link CUSTOMER CHANNEL ADDRESS")[:3]
@@ -210,8 +239,10 @@ async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -
     _tenant(deployment, a.tenant)
     for _entry_id, provider_id, message in await outbox(store, a.tenant, a.count):
         subject = f" [{message.subject}]" if message.subject else ""
-        print(f"[{_when(message.occurred_at)}] {message.channel:8} to {message.to}{subject}: {message.body}"
-              f"  ({provider_id})")
+        print(
+            f"[{_when(message.occurred_at)}] {message.channel:8} to {message.to}{subject}: {message.body}"
+            f"  ({provider_id})"
+        )
 
 
 async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
@@ -221,8 +252,10 @@ async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> 
     if a.action == "list":
         letters = await streams.dead_letters(store, a.tenant)
         for item in letters:
-            print(f"{item['dead_id']}  from {item['stream']} {item['id']}  deliveries={item['deliveries']}  "
-                  f"{item['reason']}  {item['summary']}")
+            print(
+                f"{item['dead_id']}  from {item['stream']} {item['id']}  deliveries={item['deliveries']}  "
+                f"{item['reason']}  {item['summary']}"
+            )
         if not letters:
             print("no dead letters")
     else:
@@ -268,9 +301,11 @@ def main(argv: list[str] | None = None) -> int:
             settings = msgspec.structs.replace(settings, config_path=a.config)
         deployment = load_deployment(settings.config_path)
         if a.command == "config":
-            print(f"ok: {len(deployment.tenants)} tenants, "
-                  f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
-                  f"{sum(len(t.agents) for t in deployment.tenants)} agents")
+            print(
+                f"ok: {len(deployment.tenants)} tenants, "
+                f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
+                f"{sum(len(t.agents) for t in deployment.tenants)} agents"
+            )
             return 0
         if a.command == "up":
             from router import embedded
@@ -284,8 +319,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         asyncio.run(_with_store(settings, deployment, a))
         return 0
-    except (ConfigError, CliError, AgentError, InvalidAddress, events.InvalidEvent,
-            conversations.NotFound, ValueError) as exc:
+    except (
+        ConfigError,
+        CliError,
+        AgentError,
+        InvalidAddress,
+        events.InvalidEvent,
+        conversations.NotFound,
+        ValueError,
+    ) as exc:
         message = f"not found: {exc}" if isinstance(exc, conversations.NotFound) else str(exc)
         print(f"contactrouter: {message}", file=sys.stderr)
         return 2

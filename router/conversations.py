@@ -40,8 +40,12 @@ async def customer_history(store: Store, tenant: str, customer: str) -> list[tup
 async def add_note(store: Store, tenant: str, conversation: str, agent: str, text: str) -> events.HistoryEntry:
     record = await get(store, tenant, conversation)
     entry = events.HistoryEntry(
-        id=events.new_id(), kind="note", channel=record.get("channel", ""), occurred_at=events.now_ms(),
-        body=text, agent=agent,
+        id=events.new_id(),
+        kind="note",
+        channel=record.get("channel", ""),
+        occurred_at=events.now_ms(),
+        body=text,
+        agent=agent,
     )
     await store.redis.rpush(Keys(tenant).conversation_log(conversation), msgspec.msgpack.encode(entry))
     return entry
@@ -73,17 +77,36 @@ async def send_reply(
     if owner is None or owner.decode() != record["customer"]:
         raise ValueError(f"{address} is not an address of this conversation's customer")
     message = events.OutboundMessage(
-        id=events.new_id(), tenant=tenant, channel=channel, to=address, occurred_at=events.now_ms(),
-        conversation=conversation, body=body, subject=subject, agent=agent,
+        id=events.new_id(),
+        tenant=tenant,
+        channel=channel,
+        to=address,
+        occurred_at=events.now_ms(),
+        conversation=conversation,
+        body=body,
+        subject=subject,
+        agent=agent,
     )
     payload = events.encode(message)
     entry = events.HistoryEntry(
-        id=message.id, kind="out", channel=channel, occurred_at=message.occurred_at, body=body,
-        subject=subject, address=address, agent=agent,
+        id=message.id,
+        kind="out",
+        channel=channel,
+        occurred_at=message.occurred_at,
+        body=body,
+        subject=subject,
+        address=address,
+        agent=agent,
     )
     added = events.MessageAdded(
-        tenant=tenant, occurred_at=message.occurred_at, channel=channel, direction="out",
-        conversation=conversation, message=message.id, customer=record["customer"], agent=agent,
+        tenant=tenant,
+        occurred_at=message.occurred_at,
+        channel=channel,
+        direction="out",
+        conversation=conversation,
+        message=message.id,
+        customer=record["customer"],
+        agent=agent,
     )
     async with store.redis.pipeline(transaction=True) as pipe:
         pipe.rpush(keys.conversation_log(conversation), msgspec.msgpack.encode(entry))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 
 from router import agents, bus, events, processes
 from router.config import Deployment, Settings
-from router.store import connect, serve_embedded
+from router.store import Store, connect, serve_embedded
 
 log = logging.getLogger(__name__)
 
@@ -26,15 +25,21 @@ def _port_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
-async def load_demo(store, deployment: Deployment) -> None:  # noqa: ANN001
+async def load_demo(store: Store, deployment: Deployment) -> None:
     """Agents available and a few customers waiting, so there is something to see."""
     for tenant in deployment.tenants:
         for agent in tenant.agents[:1]:
             await agents.set_presence(store, tenant, agent.id, "available")
     for index, (tenant, channel, address, body) in enumerate(DEMO_CONTACTS):
         contact = events.InboundContact(
-            id=events.new_id(), tenant=tenant, channel=channel, address=address, provider_id=f"demo-{index}",
-            occurred_at=events.now_ms(), body=body, subject="Invoice copy" if channel == "email" else "",
+            id=events.new_id(),
+            tenant=tenant,
+            channel=channel,
+            address=address,
+            provider_id=f"demo-{index}",
+            occurred_at=events.now_ms(),
+            body=body,
+            subject="Invoice copy" if channel == "email" else "",
         )
         await bus.ingest(store, contact)
 

@@ -38,15 +38,32 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) 
     queue = tenant.queue(queue_id)
     priority = contact.priority if contact.priority is not None else queue.priority
     entry = events.HistoryEntry(
-        id=contact.id, kind="in", channel=contact.channel, occurred_at=contact.occurred_at,
-        body=contact.body, subject=contact.subject, address=address, attachments=contact.attachments,
-        contact_kind=contact.kind, metadata=contact.metadata,
+        id=contact.id,
+        kind="in",
+        channel=contact.channel,
+        occurred_at=contact.occurred_at,
+        body=contact.body,
+        subject=contact.subject,
+        address=address,
+        attachments=contact.attachments,
+        contact_kind=contact.kind,
+        metadata=contact.metadata,
     )
     own_ref = contact.provider_id if contact.channel == "email" else ""
     return [
-        contact.id, identity(contact.channel, address), events.new_id(), events.new_id(),
-        contact.channel, queue_id, priority, contact.original_at or contact.occurred_at,
-        msgspec.msgpack.encode(entry), contact.id, address, "\n".join(contact.thread), own_ref,
+        contact.id,
+        identity(contact.channel, address),
+        events.new_id(),
+        events.new_id(),
+        contact.channel,
+        queue_id,
+        priority,
+        contact.original_at or contact.occurred_at,
+        msgspec.msgpack.encode(entry),
+        contact.provider_id,
+        address,
+        "\n".join(contact.thread),
+        own_ref,
     ]
 
 
@@ -89,12 +106,19 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     return done
 
 
-async def _auto_reply(store: Store, tenant: Tenant, contact: events.InboundContact, conversation: str, queue_id: str) -> None:
+async def _auto_reply(
+    store: Store, tenant: Tenant, contact: events.InboundContact, conversation: str, queue_id: str
+) -> None:
     if contact.metadata.get("auto_submitted"):  # never answer an automatic message
         return
     message = events.OutboundMessage(
-        id=events.new_id(), tenant=tenant.id, channel=contact.channel, to=normalise(contact.channel, contact.address),
-        occurred_at=events.now_ms(), conversation=conversation, body=tenant.queue(queue_id).after_hours.message,
+        id=events.new_id(),
+        tenant=tenant.id,
+        channel=contact.channel,
+        to=normalise(contact.channel, contact.address),
+        occurred_at=events.now_ms(),
+        conversation=conversation,
+        body=tenant.queue(queue_id).after_hours.message,
         automatic=True,
     )
     await store.redis.xadd(Keys(tenant.id).outbound, {"e": events.encode(message)})

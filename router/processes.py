@@ -59,7 +59,9 @@ class JsonLogs(logging.Formatter):
 
 def setup_logging(settings: Settings, *, json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
@@ -77,8 +79,9 @@ async def prepare(store: Store, deployment: Deployment) -> None:
         await bus.ensure_group(store, keys.outbound, DISPATCH_GROUP)
 
 
-async def run_roles(names: list[str], store: Store, deployment: Deployment, settings: Settings,
-                    stop: asyncio.Event | None = None) -> None:
+async def run_roles(
+    names: list[str], store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event | None = None
+) -> None:
     """Run roles until SIGTERM/SIGINT (or `stop`), then let them finish their batch."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

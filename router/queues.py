@@ -21,9 +21,7 @@ from router.targets import compile_target
 def agent_attributes(agent: Agent) -> dict[str, Any]:
     """What a target expression sees of an agent."""
     attributes: dict[str, Any] = dict(agent.attributes)
-    attributes.update(
-        id=agent.id, name=agent.name, skills=agent.skills, languages=agent.languages, level=agent.level
-    )
+    attributes.update(id=agent.id, name=agent.name, skills=agent.skills, languages=agent.languages, level=agent.level)
     return attributes
 
 
@@ -85,7 +83,11 @@ async def apply_tenant(store: Store, tenant: Tenant) -> None:
             pipe.sadd(keys.agents, agent.id)
             pipe.hset(
                 keys.agent(agent.id),
-                mapping={"id": agent.id, "name": agent.name or agent.id, **{f"cap:{c}": n for c, n in capacity.items()}},
+                mapping={
+                    "id": agent.id,
+                    "name": agent.name or agent.id,
+                    **{f"cap:{c}": n for c, n in capacity.items()},
+                },
             )
             for field in ("presence", "load:total", "idle_since", "last_offer", "missed"):
                 pipe.hsetnx(keys.agent(agent.id), field, "offline" if field == "presence" else "0")

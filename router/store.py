@@ -57,9 +57,7 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     if settings.cluster:
         client = RedisCluster.from_url(settings.redis_url, retry=retry, retry_on_error=errors)
         return Store(client, cluster=True)
-    client = aioredis.Redis.from_url(
-        settings.redis_url, retry=retry, retry_on_error=errors, health_check_interval=30
-    )
+    client = aioredis.Redis.from_url(settings.redis_url, retry=retry, retry_on_error=errors, health_check_interval=30)
     return Store(client)
 
 

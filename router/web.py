@@ -3,11 +3,16 @@ inbox mount here as their issues land."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from aiohttp import web
 
-from router.config import Deployment
+from router.config import Deployment, Settings
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.store import Store
+
+log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
 DEPLOYMENT = web.AppKey("deployment", Deployment)
@@ -47,14 +52,12 @@ def application(store: Store, deployment: Deployment) -> web.Application:
     return app
 
 
-async def run(store, deployment, settings, stop) -> None:  # noqa: ANN001 - same signature as every role
-    import logging
-
+async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     runner = web.AppRunner(application(store, deployment), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    logging.getLogger(__name__).info("web listening on http://%s:%d", settings.host, settings.port)
+    log.info("web listening on http://%s:%d", settings.host, settings.port)
     try:
         await stop.wait()
     finally:

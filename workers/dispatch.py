@@ -82,9 +82,16 @@ class Dispatcher:
         if provider_id:
             fields["provider_id"] = provider_id
         event = events.DeliveryStatus(
-            tenant=message.tenant, occurred_at=events.now_ms(), channel=message.channel, direction="out",
-            provider_id=provider_id, conversation=message.conversation, message=message.id, status=status,
-            error=error, attempt=attempt,
+            tenant=message.tenant,
+            occurred_at=events.now_ms(),
+            channel=message.channel,
+            direction="out",
+            provider_id=provider_id,
+            conversation=message.conversation,
+            message=message.id,
+            status=status,
+            error=error,
+            attempt=attempt,
         )
         async with self.store.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.delivery(message.id), mapping=fields)
@@ -111,8 +118,15 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
     dispatcher = Dispatcher(store)
     streams = [Keys(t.id).outbound for t in deployment.tenants]
     consumer = bus.Consumer(
-        store, DISPATCH_GROUP, settings.consumer, streams, dispatcher.handle, batch=settings.batch,
-        block_ms=settings.block_ms, claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+        store,
+        DISPATCH_GROUP,
+        settings.consumer,
+        streams,
+        dispatcher.handle,
+        batch=settings.batch,
+        block_ms=settings.block_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        max_deliveries=settings.max_deliveries,
     )
 
     async def retries() -> None:

@@ -24,8 +24,15 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
         return await intake.route_batch(store, deployment, entries, group.dead_letter)
 
     group = bus.Consumer(
-        store, ROUTING_GROUP, settings.consumer, streams, handle, batch=settings.batch,
-        block_ms=settings.block_ms, claim_idle_ms=settings.claim_idle_ms, max_deliveries=settings.max_deliveries,
+        store,
+        ROUTING_GROUP,
+        settings.consumer,
+        streams,
+        handle,
+        batch=settings.batch,
+        block_ms=settings.block_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        max_deliveries=settings.max_deliveries,
     )
     return group
 

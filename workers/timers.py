@@ -1,4 +1,5 @@
-"""The timers worker: reservation timeouts, wrap-up ends, escalation, SLA checks.
+"""The timers worker: reservation timeouts, wrap-up ends, escalation, SLA checks,
+and the periodic trimming of streams.
 
 Timers live in Redis, claimed with a lease, so a restart or a second timers
 worker loses and doubles nothing.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from ops import streams
 from router import timers
 from router.config import Deployment, Settings
 from router.store import Store
@@ -16,10 +19,12 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 POLL_S = 0.1
+TRIM_EVERY_S = 600
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     log.info("timers worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
+    last_trim = time.monotonic()
     while not stop.is_set():
         handled = 0
         for tenant in deployment.tenants:
@@ -27,5 +32,19 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
                 handled += await timers.run_due(store, tenant)
             except Exception:
                 log.exception("timers of %s failed; retrying", tenant.id)
+        if time.monotonic() - last_trim > TRIM_EVERY_S:
+            last_trim = time.monotonic()
+            await _trim(store, deployment, settings)
         if not handled:
             await asyncio.sleep(POLL_S)
+
+
+async def _trim(store: Store, deployment: Deployment, settings: Settings) -> None:
+    for tenant in deployment.tenants:
+        try:
+            removed = await streams.trim_tenant(store, tenant.id, keep_hours=settings.stream_keep_hours)
+        except Exception:
+            log.exception("trimming the streams of %s failed", tenant.id)
+            continue
+        if any(removed.values()):
+            log.info("trimmed %s: %s", tenant.id, removed)

@@ -7,6 +7,11 @@ redis.call("ZREM", B .. ":timers", "esc:" .. conv .. ":" .. S(step))
 local c = B .. ":conv:" .. conv
 local f = redis.call("HMGET", c, "state", "queue", "priority", "enqueued_at", "level", "channel", "overflows")
 local state, queue = f[1], f[2]
+if state == "reserved" then
+  -- on offer right now: look again shortly, in case the offer is declined
+  redis.call("ZADD", B .. ":timers", S(NOW + 5000), "esc:" .. conv .. ":" .. S(step))
+  return {"skipped", ""}
+end
 if state ~= "queued" then return {"skipped", ""} end
 local q = queue_conf(queue)
 local s = q and q.escalation and q.escalation[step + 1]

@@ -4,7 +4,7 @@
 -- contact makes a redelivered stream entry a no-op.
 local contact, ident, new_customer, new_conv = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local channel, queue, priority, enqueued_at = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local entry, message, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local entry, provider_id, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 
 if not redis.call("SET", B .. ":seen:routed:" .. contact, "1", "NX", "EX", 604800) then
   return {"duplicate", "", "", ""}
@@ -69,5 +69,5 @@ redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_
 if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
 local agent = redis.call("HGET", c, "agent") or ""
 emit({type = "message", conversation = conv, channel = channel, direction = "in",
-  message = message, customer = customer, agent = agent, provider_id = contact})
+  message = contact, customer = customer, agent = agent, provider_id = provider_id})
 return {outcome, conv, customer, redis.call("HGET", c, "queue")}

@@ -129,9 +129,12 @@ local function release_slot(agent, conv, channel)
   return true
 end
 
+-- An agent who rejected or missed an offer is skipped for this long.
+local DECLINE_MS = 120000
+
 local function declined_recently(conv, agent)
   local at = redis.call("ZSCORE", B .. ":conv:" .. conv .. ":declined", agent)
-  return at and (NOW - tonumber(at)) < 120000
+  return at and (NOW - tonumber(at)) < DECLINE_MS
 end
 
 -- Offer a conversation to an agent: the reservation takes capacity at once,

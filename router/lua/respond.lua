@@ -34,6 +34,8 @@ local state = action == "reject" and "rejected" or "timed_out"
 redis.call("HSET", B .. ":res:" .. res, "state", state, "answered_at", S(NOW))
 release_slot(agent, conv, channel)
 redis.call("ZADD", c .. ":declined", S(NOW), agent)
+-- when the agents who declined may be offered it again, look once more
+redis.call("ZADD", B .. ":timers", S(NOW + DECLINE_MS + 1), "route:" .. conv)
 if redis.call("HGET", c, "state") == "reserved" then
   enqueue(conv, queue, tonumber(redis.call("HGET", c, "level") or 0))
 end
