@@ -75,6 +75,10 @@ class Keys:
     def waiting(self, queue: str) -> str:
         return f"{self.base}:q:{queue}:wait"
 
+    def waiting_on(self, queue: str, channel: str) -> str:
+        """The same waiting conversations, one set per channel (what routing scans)."""
+        return f"{self.base}:q:{queue}:wait:{channel}"
+
     def members(self, queue: str, level: int) -> str:
         """Agents a queue's target selects at an escalation level, scored by proficiency."""
         return f"{self.base}:q:{queue}:m:{level}"

@@ -5,10 +5,16 @@ local agent, limit = ARGV[1], tonumber(ARGV[2])
 local a = B .. ":agent:" .. agent
 if redis.call("HGET", a, "presence") ~= "available" then return 0 end
 local candidates = {}
+local open_channels = {}
+for _, ch in ipairs(CHANNELS) do
+  if redis.call("ZSCORE", B .. ":ready:" .. ch, agent) then open_channels[#open_channels + 1] = ch end
+end
 for _, queue in ipairs(redis.call("SMEMBERS", a .. ":queues")) do
-  local head = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait", 0, limit - 1, "WITHSCORES")
-  for i = 1, #head, 2 do
-    candidates[#candidates + 1] = {conv = head[i], score = tonumber(head[i + 1]), queue = queue}
+  for _, ch in ipairs(open_channels) do
+    local head = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait:" .. ch, 0, limit - 1, "WITHSCORES")
+    for i = 1, #head, 2 do
+      candidates[#candidates + 1] = {conv = head[i], score = tonumber(head[i + 1]), queue = queue}
+    end
   end
 end
 table.sort(candidates, function(x, y) return x.score < y.score end)

@@ -5,8 +5,19 @@
 local queue, limit = ARGV[1], tonumber(ARGV[2])
 local q = queue_conf(queue)
 if not q then return {} end
-local waiting = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait", 0, limit - 1)
-if #waiting == 0 then return {} end
+-- The best waiting conversations of each channel that has a ready agent, in
+-- one order: priority, then age.
+local heads = {}
+for _, ch in ipairs(CHANNELS) do
+  if redis.call("ZCARD", B .. ":ready:" .. ch) > 0 then
+    local head = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait:" .. ch, 0, limit - 1, "WITHSCORES")
+    for i = 1, #head, 2 do heads[#heads + 1] = {conv = head[i], score = tonumber(head[i + 1])} end
+  end
+end
+if #heads == 0 then return {} end
+table.sort(heads, function(x, y) return x.score < y.score end)
+local waiting = {}
+for i = 1, math.min(#heads, limit) do waiting[i] = heads[i].conv end
 local timeout_ms = (q.reservation_timeout or 30) * 1000
 local exhausted = {}  -- channel..level combinations with no candidate left
 local made = {}

@@ -4,6 +4,9 @@
 local k = B .. ":msg:" .. ARGV[1]
 local status = redis.call("HGET", k, "status")
 if status and status ~= "retry" then
+  -- finished (or being reconciled): a crash between scheduling a retry and
+  -- recording the outcome must not leave it in the retry schedule for ever
+  if status ~= "sending" then redis.call("ZREM", B .. ":retries", ARGV[1]) end
   return {status, tonumber(redis.call("HGET", k, "attempts") or 0)}
 end
 local attempt = redis.call("HINCRBY", k, "attempts", 1)

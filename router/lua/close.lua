@@ -8,7 +8,7 @@ local state, agent, queue, channel, res, customer = f[1], f[2] or "", f[3], f[4]
 if not state then return {"unknown", ""} end
 if state == "closed" then return {"closed", agent} end
 if by ~= "" and by ~= agent then return {"not_yours", agent} end
-redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+unwait(queue, conv, channel)
 redis.call("HSET", c, "state", "closed", "closed_at", S(NOW), "disposition", disposition)
 if customer and redis.call("HGET", B .. ":cust:" .. customer, "open_conv") == conv then
   redis.call("HDEL", B .. ":cust:" .. customer, "open_conv")

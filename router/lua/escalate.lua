@@ -25,7 +25,7 @@ if s.widen and s.widen ~= "" then action = "widen" end
 if s.overflow and s.overflow ~= "" and tonumber(f[7] or 0) < 5 then
   action = "overflow"
   target = s.overflow
-  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+  unwait(queue, conv, f[6])
   redis.call("HINCRBY", c, "overflows", 1)
   enqueue(conv, target, 0)
   schedule_queue_timers(conv, target, tonumber(f[4]))

@@ -137,6 +137,14 @@ local function declined_recently(conv, agent)
   return at and (NOW - tonumber(at)) < DECLINE_MS
 end
 
+-- A queue's waiting set holds its whole order (what supervisors see); one set
+-- per channel beside it lets routing skip straight to the channels that have
+-- ready agents, so a voice backlog never hides the emails behind it.
+local function unwait(queue, conv, channel)
+  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+  if channel then redis.call("ZREM", B .. ":q:" .. queue .. ":wait:" .. channel, conv) end
+end
+
 -- Offer a conversation to an agent: the reservation takes capacity at once,
 -- so no other router can hand the agent more than its capacity.
 local function reserve(conv, agent, queue, channel, timeout_ms)
@@ -149,7 +157,7 @@ local function reserve(conv, agent, queue, channel, timeout_ms)
   take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
   refresh_ready(agent)
-  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+  unwait(queue, conv, channel)
   redis.call("HSET", c, "state", "reserved", "agent", agent, "reservation", res)
   redis.call("ZADD", B .. ":timers", S(expires), "res:" .. res)
   emit({type = "reserved", conversation = conv, channel = channel, reservation = res,
@@ -160,9 +168,11 @@ end
 -- Put a conversation (back) in a queue's waiting set, keeping its original age.
 local function enqueue(conv, queue, level)
   local c = B .. ":conv:" .. conv
-  local f = redis.call("HMGET", c, "priority", "enqueued_at")
+  local f = redis.call("HMGET", c, "priority", "enqueued_at", "channel")
   redis.call("HSET", c, "state", "queued", "queue", queue, "level", level, "agent", "", "reservation", "")
-  redis.call("ZADD", B .. ":q:" .. queue .. ":wait", S(wait_score(f[1] or 0, f[2] or NOW)), conv)
+  local score = S(wait_score(f[1] or 0, f[2] or NOW))
+  redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
+  redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. f[3], score, conv)
 end
 
 -- Schedule the escalation steps and the service-level check of a queue for a

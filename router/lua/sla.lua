@@ -13,7 +13,7 @@ redis.call("HSET", c, "sla_breached", "1")
 emit({type = "sla_breached", conversation = conv, channel = f[5], queue = queue,
   target_s = q.sla_seconds or 0, waited_ms = NOW - tonumber(f[4] or NOW)})
 if state == "queued" and q.breach_queue and q.breach_queue ~= "" and q.breach_queue ~= queue then
-  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
+  unwait(queue, conv, f[5])
   enqueue(conv, q.breach_queue, 0)
   emit({type = "escalated", conversation = conv, channel = f[5], queue = queue, step = -1,
     action = "overflow", to_queue = q.breach_queue, priority = 0})

@@ -24,8 +24,10 @@ if to_agent ~= "" then
   reserve(conv, to_agent, queue, channel, timeout_ms)
   return {"offered", queue}
 end
--- whoever handed it over should not be offered it straight back
+-- whoever handed it over should not be offered it straight back, but may be
+-- once the decline window has passed (if nobody else took it by then)
 redis.call("ZADD", c .. ":declined", S(NOW), agent)
+redis.call("ZADD", B .. ":timers", S(NOW + DECLINE_MS + 1), "route:" .. conv)
 redis.call("HSET", c, "level", "0", "sticky_agent", "")
 enqueue(conv, to_queue, 0)
 schedule_queue_timers(conv, to_queue, tonumber(redis.call("HGET", c, "enqueued_at") or NOW))
