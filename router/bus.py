@@ -188,8 +188,14 @@ class Consumer:
         return removed
 
     async def _delivery_counts(self, stream: str, ids: list[str]) -> dict[str, int]:
-        rows = await self.store.redis.xpending_range(stream, self.group, min=ids[0], max=ids[-1], count=len(ids) * 2)
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}
+        # One exact lookup per id (in one round trip): a range from the first to the
+        # last claimed id also holds other consumers' entries and, capped by a count,
+        # could miss ours, and a poison entry would then never reach the dead letters.
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        return {_text(row["message_id"]): int(row["times_delivered"]) for rows in replies for row in rows}
 
     async def _handle(self, entries: list[Entry]) -> None:
         done = await self.handler(entries)

@@ -74,7 +74,10 @@ async def send_reply(
     if not address:
         raise ValueError(f"no {channel} address known for this customer; give one")
     owner = await store.redis.hget(keys.identities, identity(channel, address))
-    if owner is None or owner.decode() != record["customer"]:
+    # The address that last wrote into this conversation may be answered even if it
+    # is not the customer's own (an email reply in the thread from a colleague's address).
+    wrote_here = channel == record.get("last_channel") and address == record.get("last_address")
+    if not wrote_here and (owner is None or owner.decode() != record["customer"]):
         raise ValueError(f"{address} is not an address of this conversation's customer")
     message = events.OutboundMessage(
         id=events.new_id(),

@@ -63,7 +63,9 @@ def contact(
     return events.build(events.InboundContact, values)
 
 
-def outbound(tenant: str = "acme", *, channel: str = "sms", to: str = "+15551230000", **fields) -> events.OutboundMessage:
+def outbound(
+    tenant: str = "acme", *, channel: str = "sms", to: str = "+15551230000", **fields
+) -> events.OutboundMessage:
     values = dict(id=events.new_id(), tenant=tenant, channel=channel, to=to, occurred_at=events.now_ms(), body="hi")
     values.update(fields)
     return events.build(events.OutboundMessage, values)
@@ -106,14 +108,14 @@ class World:
         done = await intake.route_batch(self.store, self.deployment, [entry], dead_letter)
         assert not dead, dead
         assert entry.id in done
-        for event in reversed(await self.events(events.MessageAdded)):
-            if event.provider_id == item.id:
+        for event in reversed(await self.events(events.MessageAdded, tenant=item.tenant)):
+            if event.message == item.id:
                 return event.conversation
         raise AssertionError(f"contact {item.id} joined no conversation")
 
-    async def events(self, *kinds: type) -> list:
-        """The tenant's state events, oldest first, optionally only of some types."""
-        rows = await self.store.redis.xrange(self.keys.events)
+    async def events(self, *kinds: type, tenant: str = "") -> list:
+        """A tenant's state events, oldest first, optionally only of some types."""
+        rows = await self.store.redis.xrange(Keys(tenant or self.tenant.id).events)
         decoded = [events.decode_state(fields[b"e"], _text(entry_id)) for entry_id, fields in rows]
         return [e for e in decoded if not kinds or isinstance(e, kinds)]
 
@@ -138,8 +140,15 @@ class World:
         return offer["conv"]
 
     async def waiting(self, queue: str) -> list[str]:
-        """A queue's waiting conversations, best first."""
-        return [_text(c) for c in await self.store.redis.zrange(self.keys.waiting(queue), 0, -1)]
+        """A queue's waiting conversations, best first (checked against the per-channel sets)."""
+        whole = [_text(c) for c in await self.store.redis.zrange(self.keys.waiting(queue), 0, -1)]
+        by_channel = set()
+        for channel in events.CHANNELS:
+            on_channel = [_text(c) for c in await self.store.redis.zrange(self.keys.waiting_on(queue, channel), 0, -1)]
+            assert [c for c in whole if c in on_channel] == on_channel, f"{queue}/{channel} out of order"
+            by_channel.update(on_channel)
+        assert by_channel == set(whole), f"{queue}: per-channel waiting sets disagree with the queue"
+        return whole
 
     async def ready(self, channel: str) -> list[str]:
         return [_text(a) for a in await self.store.redis.zrange(self.keys.ready(channel), 0, -1)]
@@ -167,4 +176,3 @@ async def world(text: str = SUPPORT) -> World:
 
 def history_bodies(entries: list[events.HistoryEntry]) -> list[tuple[str, str]]:
     return [(entry.kind, entry.body) for entry in entries]
-

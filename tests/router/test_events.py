@@ -43,9 +43,7 @@ def test_an_invalid_contact_is_refused_before_it_is_encoded(change):
 
 def test_encode_validates_a_struct_built_without_checks():
     # A Struct constructed directly skips constraint checks; encode() must catch it.
-    bad = events.InboundContact(
-        id="c1", tenant="UPPER", channel="sms", address="+1", provider_id="p", occurred_at=1
-    )
+    bad = events.InboundContact(id="c1", tenant="UPPER", channel="sms", address="+1", provider_id="p", occurred_at=1)
     with pytest.raises(events.InvalidEvent, match="tenant"):
         events.encode(bad)
 

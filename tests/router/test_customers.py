@@ -1,0 +1,152 @@
+"""Customers: one identity and one history across channels."""
+
+import pytest
+
+from router import agents, conversations, customers
+from router.customers import InvalidAddress, identity, normalise
+from tests.factories import contact, world
+
+
+@pytest.mark.parametrize(
+    ("channel", "address", "expected"),
+    [
+        ("sms", "+1 (555) 123-0000", "+15551230000"),
+        ("voice", "555-123-0000", "+15551230000"),  # national format, default region US
+        ("fax", "+44 20 7946 0000", "+442079460000"),
+        ("email", "  Jane.Doe@Example.COM ", "jane.doe@example.com"),
+        ("telegram", "123456789", "123456789"),
+        ("webchat", "visitor-abc", "visitor-abc"),
+    ],
+)
+def test_addresses_are_normalised_per_channel(channel, address, expected):
+    assert normalise(channel, address) == expected
+
+
+@pytest.mark.parametrize(
+    ("channel", "address"),
+    [
+        ("sms", "call me maybe"),
+        ("voice", "+1 555"),
+        ("email", "no-at-sign"),
+        ("email", "@example.com"),
+        ("telegram", " "),
+    ],
+)
+def test_an_address_that_cannot_identify_anyone_is_refused(channel, address):
+    with pytest.raises(InvalidAddress):
+        normalise(channel, address)
+
+
+def test_phone_channels_share_one_identity():
+    assert identity("sms", "+15551230000") == identity("voice", "+15551230000") == "phone:+15551230000"
+    assert identity("email", "a@b.c") == "email:a@b.c"
+
+
+async def test_a_text_and_a_call_from_one_number_are_one_customer_in_one_conversation():
+    w = await world()
+    texted = await w.arrive(channel="sms", address="+1 555 123 0000", body="my bill")
+    called = await w.arrive(channel="voice", address="(555) 123-0000", kind="call")
+    assert called == texted
+    history = await conversations.history(w.store, "acme", texted)
+    assert [(h.channel, h.contact_kind) for h in history] == [("sms", "message"), ("voice", "call")]
+    record = await w.conversation(texted)
+    assert record["last_channel"] == "voice"  # a reply goes where the customer last wrote
+
+
+async def test_different_customers_get_different_conversations():
+    w = await world()
+    first = await w.arrive(address="+15551230000")
+    second = await w.arrive(address="+15559870000")
+    assert first != second
+    assert (await w.conversation(first))["customer"] != (await w.conversation(second))["customer"]
+
+
+async def test_the_same_number_at_two_tenants_is_two_customers():
+    w = await world(
+        """
+        [[tenants]]
+        id = "acme"
+        [[tenants.queues]]
+        id = "support"
+        [[tenants]]
+        id = "globex"
+        [[tenants.queues]]
+        id = "sales"
+        """
+    )
+    await w.deliver(contact("acme"))
+    await w.deliver(contact("globex"))
+    acme = await customers.find(w.store, "acme", "phone:+15551230000")
+    globex = await customers.find(w.store, "globex", "phone:+15551230000")
+    assert acme and globex and acme != globex
+
+
+async def test_after_a_conversation_is_closed_the_next_message_opens_a_new_one_for_the_same_customer():
+    w = await world()
+    await w.available("amy")
+    first = await w.arrive(body="first issue")
+    await w.accept_offer("amy")
+    await agents.close(w.store, w.tenant, "amy", first, "resolved")
+    second = await w.arrive(body="second issue")
+    assert second != first
+    customer = (await w.conversation(first))["customer"]
+    assert (await w.conversation(second))["customer"] == customer
+    timeline = await conversations.customer_history(w.store, "acme", customer)
+    assert [(c, [h.body for h in hs]) for c, hs in timeline] == [(first, ["first issue"]), (second, ["second issue"])]
+
+
+async def test_an_email_reply_joins_the_thread_it_answers_even_from_another_address():
+    w = await world()
+    original = await w.arrive(channel="email", address="jane@example.com", provider_id="<m1@example.com>")
+    reply = await w.arrive(
+        channel="email",
+        address="jane.work@corp.example",
+        provider_id="<m2@corp.example>",
+        thread=("<m1@example.com>",),
+    )
+    assert reply == original
+
+
+async def test_linking_an_address_brings_that_channel_into_the_customers_history():
+    w = await world()
+    conversation = await w.arrive(channel="sms", address="+15551230000")
+    customer = (await w.conversation(conversation))["customer"]
+    previous = await customers.link(w.store, "acme", customer, "email:jane@example.com")
+    assert previous is None
+    assert await w.arrive(channel="email", address="Jane@Example.com") == conversation
+    profile = await customers.profile(w.store, "acme", customer)
+    assert profile["identities"] == ["email:jane@example.com", "phone:+15551230000"]
+
+
+async def test_linking_an_address_moves_it_away_from_its_previous_customer():
+    w = await world()
+    by_email = await w.arrive(channel="email", address="jane@example.com")
+    by_phone = await w.arrive(channel="sms", address="+15551230000")
+    email_customer = (await w.conversation(by_email))["customer"]
+    phone_customer = (await w.conversation(by_phone))["customer"]
+    previous = await customers.link(w.store, "acme", phone_customer, "email:jane@example.com")
+    assert previous == email_customer
+    assert (await customers.profile(w.store, "acme", email_customer))["identities"] == []
+
+
+async def test_merging_customers_moves_identities_and_history():
+    w = await world()
+    by_email = await w.arrive(channel="email", address="jane@example.com")
+    by_phone = await w.arrive(channel="sms", address="+15551230000")
+    keep = (await w.conversation(by_phone))["customer"]
+    absorb = (await w.conversation(by_email))["customer"]
+    await customers.merge(w.store, "acme", keep, absorb)
+    profile = await customers.profile(w.store, "acme", keep)
+    assert profile["identities"] == ["email:jane@example.com", "phone:+15551230000"]
+    assert set(profile["conversations"]) == {by_email, by_phone}
+    assert (await w.conversation(by_email))["customer"] == keep
+    assert await customers.find(w.store, "acme", "email:jane@example.com") == keep
+
+
+async def test_the_profile_remembers_the_last_agent():
+    w = await world()
+    await w.available("amy")
+    conversation = await w.arrive()
+    await w.accept_offer("amy")
+    customer = (await w.conversation(conversation))["customer"]
+    assert (await customers.profile(w.store, "acme", customer))["last_agent"] == "amy"
