@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from ops.redis_server import free_port
+
+T = TypeVar("T")
 
 CLI = str(Path(sys.executable).parent / "contactrouter")
 
@@ -25,7 +29,7 @@ def _cli(url: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=30)
 
 
-def _wait_for(predicate, what: str, timeout: float = 20.0):  # noqa: ANN001, ANN202
+def _wait_for(predicate: Callable[[], T], what: str, timeout: float = 20.0) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -36,7 +40,7 @@ def _wait_for(predicate, what: str, timeout: float = 20.0):  # noqa: ANN001, ANN
 
 
 @pytest.fixture
-def up() -> tuple[str, int]:
+def up() -> Iterator[tuple[str, int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CONTACTROUTER_CONFIG")}
     env["PORT"] = str(port)
