@@ -39,6 +39,11 @@ async def set_presence(store: Store, tenant: Tenant, agent: str, presence: str, 
     before = _text(await store.scripts.presence(keys=[keys.base], args=[agent, presence, reason]))
     if presence == "available":
         await assign.assign_agent(store, tenant.id, agent)
+    elif presence in ("away", "offline"):
+        # Whoever steps away hands back their pending offers now, rather than
+        # making those customers wait out the reservation timeout.
+        for offer in await offers(store, tenant, agent):
+            await assign.respond(store, tenant.id, offer["reservation"], "reject", agent, tenant.max_missed_offers)
     return before
 
 

@@ -82,6 +82,9 @@ async def merge(store: Store, tenant: str, keep: str, absorb: str) -> None:
         for conversation, score in conversations:
             pipe.zadd(keys.customer_conversations(keep), {conversation: score})
             pipe.hset(keys.conversation(conversation.decode()), "customer", keep)
+        for field in ("open_conv", "last_agent", "last_agent_at"):
+            if field.encode() in record:
+                pipe.hsetnx(keys.customer(keep), field, record[field.encode()])
         pipe.delete(keys.customer(absorb), keys.customer_conversations(absorb))
         pipe.hset(keys.customer(keep), "merged:" + absorb, "1")
         await pipe.execute()

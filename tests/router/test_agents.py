@@ -371,3 +371,14 @@ async def test_closing_gives_the_freed_slot_to_the_next_waiting_contact():
     assert await w.waiting("support") == [waiting]
     await agents.close(w.store, w.tenant, "amy", conversation, "resolved")
     assert await w.offered("amy") == [waiting]
+
+
+async def test_agent_going_away_hands_back_pending_offers_at_once() -> None:
+    w = await world()
+    await w.available("amy")
+    conversation = await w.arrive()
+    assert await w.offered("amy") == [conversation]
+    await w.available("zoe")
+    await agents.set_presence(w.store, w.tenant, "amy", "away", "lunch")
+    assert await w.offered("amy") == []
+    assert await w.offered("zoe") == [conversation]

@@ -150,3 +150,14 @@ async def test_the_profile_remembers_the_last_agent():
     await w.accept_offer("amy")
     customer = (await w.conversation(conversation))["customer"]
     assert (await customers.profile(w.store, "acme", customer))["last_agent"] == "amy"
+
+
+async def test_merge_keeps_the_absorbed_customers_open_conversation() -> None:
+    w = await world()
+    conversation = await w.arrive(channel="sms", address="+15551230000")
+    absorbed = (await w.conversation(conversation))["customer"]
+    await customers.link(w.store, "acme", "known-customer", "email:jane@example.com")
+    await customers.merge(w.store, "acme", "known-customer", absorbed)
+    later = await w.arrive(channel="email", address="jane@example.com")
+    assert later == conversation
+    assert (await w.conversation(later))["customer"] == "known-customer"
