@@ -31,9 +31,22 @@ class RedisServer:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="cr-redis-"))
         self.args = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.dir),
-            "--appendonly", "yes" if appendonly else "no", "--appendfsync", appendfsync,
-            "--logfile", str(self.dir / "redis.log"), *(extra or []),
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--appendfsync",
+            appendfsync,
+            "--logfile",
+            str(self.dir / "redis.log"),
+            *(extra or []),
         ]
         self.process: subprocess.Popen | None = None
 

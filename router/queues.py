@@ -95,10 +95,7 @@ async def apply_tenant(store: Store, tenant: Tenant) -> None:
             if agent_queues[agent.id]:
                 pipe.sadd(keys.agent_queues(agent.id), *agent_queues[agent.id])
         await pipe.execute()
-    # Capacities may have changed: let the presence script recompute readiness.
+    # Capacities may have changed: let the presence script recompute readiness,
+    # keeping whatever presence the agent has at that moment.
     for agent in tenant.agents:
-        presence = await store.redis.hget(keys.agent(agent.id), "presence")
-        reason = await store.redis.hget(keys.agent(agent.id), "reason")
-        await store.scripts.presence(
-            keys=[keys.base], args=[agent.id, (presence or b"offline").decode(), (reason or b"").decode()]
-        )
+        await store.scripts.presence(keys=[keys.base], args=[agent.id, "", ""])

@@ -1,9 +1,15 @@
 -- Set an agent's presence; routing sees the change at once.
--- ARGV: agent, presence, reason.
+-- ARGV: agent, presence ("" keeps it: only readiness is recomputed), reason.
 local agent, presence, reason = ARGV[1], ARGV[2], ARGV[3]
 local a = B .. ":agent:" .. agent
 local before = redis.call("HGET", a, "presence")
 if not before then return "unknown" end
+if presence == "" then
+  -- A process applying the configuration: reading the presence and writing it
+  -- back from Python would undo a change the agent made in between.
+  refresh_ready(agent)
+  return before
+end
 redis.call("HSET", a, "presence", presence, "reason", reason)
 if presence == "available" then
   redis.call("HSET", a, "missed", "0")

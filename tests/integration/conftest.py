@@ -1,8 +1,8 @@
 """Integration fixtures: worker processes as operations run them, and the event log.
 
 Workers are started the way the Procfile starts them, `contactrouter run <role>`,
-configured by the environment only. Until the CLI exists in this checkout a
-stand-in with the same contract (apply the tenants, then run the role) is used.
+configured by the environment only (the process applies the deployment's tenants
+at start-up).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis.exceptions import ResponseError
 
 from router import events
 from router.config import Deployment
@@ -25,33 +24,11 @@ from router.keys import ROUTING_GROUP, Keys
 from router.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = Path(sys.executable).parent / "contactrouter"
-
-# The stand-in for `contactrouter run <role>` while router/cli.py is not there yet.
-_STAND_IN = """
-import asyncio, importlib, signal, sys
-from router import queues
-from router.config import Settings, load_deployment
-from router.store import connect
-
-async def main(role):
-    settings = Settings.from_env()
-    deployment = load_deployment(settings.config_path)
-    store = connect(settings)
-    for tenant in deployment.tenants:
-        await queues.apply_tenant(store, tenant)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await importlib.import_module(f"workers.{role}").run(store, deployment, settings, stop)
-
-asyncio.run(main(sys.argv[1]))
-"""
+CLI = Path(sys.executable).parent / "contactrouter"  # the console script of this venv
 
 
 def worker_command(role: str) -> list[str]:
-    if (ROOT / "router" / "cli.py").exists() and CLI.exists():
-        return [str(CLI), "run", role]
-    return [sys.executable, "-c", _STAND_IN, role]
+    return [str(CLI), "run", role]
 
 
 class Workers:
@@ -65,7 +42,8 @@ class Workers:
     def start(self, role: str, consumer: str, config: Path, **env: str | int) -> subprocess.Popen:
         environ = {k: v for k, v in os.environ.items() if not k.startswith("CONTACTROUTER_")}
         environ.update(
-            REDIS_URL=self.redis_url,
+            # Named connections let the test see, in CLIENT LIST, what each worker is doing.
+            REDIS_URL=f"{self.redis_url}?client_name={consumer}",
             CONTACTROUTER_CONFIG=str(config),
             CONTACTROUTER_CONSUMER=consumer,
             PYTHONUNBUFFERED="1",
@@ -77,6 +55,13 @@ class Workers:
         log.close()
         self.processes[consumer] = process
         return process
+
+    def freeze(self, consumer: str) -> None:
+        """SIGSTOP: the worker stops wherever it is, so the test can look at what it holds."""
+        self.processes[consumer].send_signal(signal.SIGSTOP)
+
+    def thaw(self, consumer: str) -> None:
+        self.processes[consumer].send_signal(signal.SIGCONT)
 
     def kill(self, consumer: str) -> None:
         """SIGKILL, as a crash (or the OOM killer) would: no cleanup, no acknowledgements."""
@@ -94,9 +79,26 @@ class Workers:
             if code is not None and code != -signal.SIGKILL:
                 pytest.fail(f"worker {consumer} exited with {code}:\n{self.log(consumer)[-4000:]}")
 
+    def errors(self) -> dict[str, list[str]]:
+        """Error lines and tracebacks the workers logged, by worker."""
+        found = {}
+        for consumer in self.processes:
+            lines = [line for line in self.log(consumer).splitlines() if " ERROR " in line or "Traceback" in line]
+            if lines:
+                found[consumer] = lines[:10]
+        return found
+
+    async def reading(self, store: Store, names: set[str], command: str = "xreadgroup") -> bool:
+        """Whether every named worker is past start-up: its connection's last command is `command`
+        (a routing worker's blocking read of the streams; the timers worker's EVALSHA)."""
+        self.check_alive()
+        busy = {c["name"] for c in await store.redis.client_list() if c.get("cmd") == command}
+        return names <= busy
+
     def stop_all(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a frozen worker could not act on SIGTERM
                 process.terminate()
         deadline = time.monotonic() + 10
         for process in self.processes.values():
@@ -131,19 +133,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-async def joined(store: Store, deployment: Deployment, names: set[str]) -> bool:
-    """Whether every named consumer has joined the routing group on every inbound stream."""
-    for tenant in deployment.tenants:
-        stream = Keys(tenant.id).inbound
-        try:
-            rows = await store.redis.xinfo_consumers(stream, ROUTING_GROUP)
-        except ResponseError:  # no stream or no group yet
-            return False
-        if not names <= {_text(row["name"]) for row in rows}:
-            return False
-    return True
-
-
 async def pending(store: Store, deployment: Deployment) -> int:
     """Routing-group entries read but not acknowledged, over every tenant's inbound stream."""
     total = 0
@@ -154,7 +143,6 @@ async def pending(store: Store, deployment: Deployment) -> int:
 
 
 class GroupProbe:
-    joined = staticmethod(joined)
     pending = staticmethod(pending)
 
     async def pending_of(self, store: Store, deployment: Deployment, consumer: str) -> int:
@@ -204,5 +192,5 @@ def eventually_fixture() -> Callable[..., Awaitable[None]]:
 
 @pytest.fixture(name="group")
 def group_fixture() -> GroupProbe:
-    """Questions about the routing consumer group: who joined, what is still pending."""
+    """Questions about the routing consumer group: what is still pending, and with whom."""
     return GroupProbe()
