@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 
 import msgspec
+from redis.exceptions import NoScriptError
 
 from router import assign, events
 from router.bus import Entry
@@ -86,24 +87,53 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         work.append((entry, tenant, contact, after_hours, args))
     if not work:
         return done
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for _entry, tenant, _contact, _after_hours, args in work:
-            await store.scripts.intake(keys=[Keys(tenant.id).base], args=args, client=pipe)
-        results = await pipe.execute(raise_on_error=False)
+    results = await _intake_all(store, [(Keys(tenant.id).base, args) for _e, tenant, _c, _a, args in work])
     touched: set[tuple[str, str]] = set()
-    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
+    for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
         outcome, conversation, _customer, queue_id = (r.decode() if isinstance(r, bytes) else r for r in result)
         done.add(entry.id)
+        if outcome == "duplicate":
+            # A redelivered entry: the worker that stored it may have died before offering it.
+            touched.add((tenant.id, args[5]))
         if outcome == "new":
             touched.add((tenant.id, queue_id))
             if after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
                 await _auto_reply(store, tenant, contact, conversation, queue_id)
     for tenant_id, queue_id in sorted(touched):
-        await assign.assign_queue(store, tenant_id, queue_id)
+        # One call examines LOOKAHEAD waiting conversations and a batch can queue more
+        # than that: offer again while a call reserved every conversation it examined.
+        while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
+            pass
     return done
+
+
+async def _intake_all(store: Store, calls: list[tuple[str, list]]) -> list:
+    """Run the intake script once per (base key, args) in one pipeline; results (or errors) in order.
+
+    EVALSHA goes out directly: a pipeline given Script objects first asks SCRIPT EXISTS,
+    one more round trip per batch (and a cluster pipeline does not load scripts at all).
+    Calls that found the script missing (a restarted Redis, a new cluster node) had no
+    effect; they run again after the script is loaded.
+    """
+    script = store.scripts.intake
+    results = await _evalsha_all(store, script.sha, calls)
+    missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        await store.redis.script_load(script.script)
+        again = await _evalsha_all(store, script.sha, [calls[i] for i in missing])
+        for i, result in zip(missing, again, strict=True):
+            results[i] = result
+    return results
+
+
+async def _evalsha_all(store: Store, sha: str, calls: list[tuple[str, list]]) -> list:
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for base, args in calls:
+            pipe.evalsha(sha, 1, base, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
 
 async def _auto_reply(
