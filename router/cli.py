@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     dead.add_argument("ids", nargs="*", help="dead-letter ids to replay (default: all)")
     dead.add_argument("--tenant", required=True)
 
+    status = sub.add_parser("status", help="the floor: queues (waiting, oldest wait) and agents (presence, load)")
+    status.add_argument("--tenant", required=True)
+
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
     trim.add_argument("--keep-hours", type=float, default=72.0)
@@ -271,6 +274,21 @@ async def _trim(store: Store, deployment: Deployment, a: argparse.Namespace) -> 
         print(f"{stream}: {removed} removed")
 
 
+async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    from router import floor
+
+    tenant = _tenant(deployment, a.tenant)
+    print(f"{'queue':<16}{'waiting':>8}{'oldest':>10}  by channel")
+    for q in await floor.queues(store, tenant):
+        channels = ", ".join(f"{c} {n}" for c, n in q.by_channel.items())
+        print(f"{q.queue:<16}{q.waiting:>8}{q.oldest_wait_s:>9.0f}s  {channels}")
+    print(f"\n{'agent':<16}{'presence':<12}load")
+    for agent in await floor.agents(store, tenant):
+        load = ", ".join(f"{c} {n}/{agent.capacity.get(c, 0)}" for c, n in agent.load.items() if c != "total")
+        reason = f" ({agent.reason})" if agent.reason else ""
+        print(f"{agent.agent:<16}{agent.presence + reason:<12}{load or '-'}")
+
+
 COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[None]]] = {
     "contact": _contact_add,
     "agent": _agent,
@@ -279,6 +297,7 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
     "outbox": _outbox,
     "dead": _dead,
     "trim": _trim,
+    "status": _status,
 }
 
 

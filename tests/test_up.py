@@ -102,3 +102,15 @@ def _get(url: str) -> int | None:
             return response.status
     except OSError:
         return None
+
+
+def test_status_shows_waiting_contacts_and_agents(up: tuple[str, int]) -> None:
+    url, _port = up
+    added = _cli(url, "contact", "add", "--tenant", "globex", "--channel", "sms", "--from", "+15557654321", "hi")
+    assert added.returncode == 0, added.stderr
+    # globex's demo agent carol is available with room, so the new contact is offered, not waiting
+    status = _wait_for(
+        lambda: (out := _cli(url, "status", "--tenant", "globex").stdout) and "sms 2/" in out and out,
+        "carol holding both globex contacts",
+    )
+    assert "sales" in status and "carol" in status and "available" in status
