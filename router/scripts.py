@@ -25,6 +25,7 @@ NAMES = (
     "claim_timers",
     "ingest",
     "begin_send",
+    "finish_send",
 )
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
 
 from channels import senders as default_senders
 from channels.transport import PermanentFailure, Sender, TemporaryFailure
@@ -22,6 +25,9 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (2, 10, 60, 300, 900)  # wait before attempt 2, 3, ...
+# An attempt older than this is presumed dead and reconciled with the provider;
+# every sender's own timeout must be shorter.
+SEND_LEASE_MS = 120_000
 MAX_ATTEMPTS = len(BACKOFF_S) + 1
 
 
@@ -30,34 +36,58 @@ def _text(value: bytes | str) -> str:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, senders: dict[str, Sender] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        senders: dict[str, Sender] | None = None,
+        *,
+        dead_letter: Callable[[bus.Entry, str], Awaitable[None]] | None = None,
+        lease_ms: int = SEND_LEASE_MS,
+    ) -> None:
         self.store = store
         self.senders = senders if senders is not None else default_senders(store)
+        self.dead_letter = dead_letter
+        self.lease_ms = lease_ms
 
     async def handle(self, entries: list[bus.Entry]) -> set[str]:
+        """Deliver a batch; each entry on its own, so one bad entry holds back no other."""
         done = set()
         for entry in entries:
-            message = events.decode_outbound(entry.payload)
-            await self.deliver(message, entry.payload)
+            try:
+                message = events.decode_outbound(entry.payload)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                if self.dead_letter is not None:
+                    await self.dead_letter(entry, f"undecodable outbound message: {exc}")
+                    done.add(entry.id)
+                continue
+            try:
+                await self.deliver(message, entry.payload)
+            except Exception:
+                # Left pending: its lease lets a later pass reconcile and finish it.
+                log.exception("delivering %s of %s failed", message.id, message.tenant)
+                continue
             done.add(entry.id)
         return done
 
     async def deliver(self, message: events.OutboundMessage, payload: bytes) -> str:
         """Send a message unless it was already attempted; returns its status afterwards."""
         keys = Keys(message.tenant)
-        status, attempt = await self.store.scripts.begin_send(keys=[keys.base], args=[message.id, payload])
-        status = _text(status)
+        status, attempt = await self.store.scripts.begin_send(
+            keys=[keys.base], args=[message.id, payload, self.lease_ms]
+        )
+        status, attempt = _text(status), int(attempt)
         if status == "go":
-            return await self._attempt(message, int(attempt))
-        if status == "sending":  # a dispatcher died between recording and finishing the attempt
+            return await self._attempt(message, attempt)
+        if status == "stale":  # a dispatcher died (or hung past its lease) mid-send
             outcome, provider_id = await self.senders[message.channel].reconcile(message)
             if outcome == "sent":
-                return await self._record(message, "sent", int(attempt), provider_id=provider_id)
+                return await self._finish(message, "sent", attempt, provider_id=provider_id)
             if outcome == "not_sent":
-                await self.store.redis.hset(keys.delivery(message.id), "status", "retry")
+                await self._finish(message, "retry", attempt, error="dispatcher died before sending", due_ms=0)
                 return await self.deliver(message, payload)
-            return await self._record(message, "unknown", int(attempt), error="provider outcome unknown; not resent")
-        return status  # already sent, failed or refused: a redelivered entry has no second effect
+            return await self._finish(message, "unknown", attempt, error="provider outcome unknown; not resent")
+        # in flight elsewhere, scheduled for later, or already final: nothing to do now
+        return status
 
     async def _attempt(self, message: events.OutboundMessage, attempt: int) -> str:
         sender = self.senders[message.channel]
@@ -65,22 +95,25 @@ class Dispatcher:
             provider_id = await sender.send(message)
         except TemporaryFailure as exc:
             if attempt >= MAX_ATTEMPTS:
-                return await self._record(message, "failed", attempt, error=f"gave up: {exc}")
-            due = time.time() + BACKOFF_S[attempt - 1]
-            keys = Keys(message.tenant)
-            await self.store.redis.zadd(keys.retries, {message.id: int(due * 1000)})
-            return await self._record(message, "retry", attempt, error=str(exc))
+                return await self._finish(message, "failed", attempt, error=f"gave up after {attempt} attempts: {exc}")
+            due_ms = int((time.time() + BACKOFF_S[attempt - 1]) * 1000)
+            return await self._finish(message, "retry", attempt, error=str(exc), due_ms=due_ms)
         except PermanentFailure as exc:
-            return await self._record(message, "failed", attempt, error=str(exc))
-        return await self._record(message, "sent", attempt, provider_id=provider_id)
+            return await self._finish(message, "failed", attempt, error=str(exc))
+        return await self._finish(message, "sent", attempt, provider_id=provider_id)
 
-    async def _record(
-        self, message: events.OutboundMessage, status: str, attempt: int, *, provider_id: str = "", error: str = ""
+    async def _finish(
+        self,
+        message: events.OutboundMessage,
+        status: str,
+        attempt: int,
+        *,
+        provider_id: str = "",
+        error: str = "",
+        due_ms: int = 0,
     ) -> str:
+        """Record this attempt's outcome, unless another pass already settled it."""
         keys = Keys(message.tenant)
-        fields = {"status": status, "error": error, "updated_at": str(events.now_ms())}
-        if provider_id:
-            fields["provider_id"] = provider_id
         event = events.DeliveryStatus(
             tenant=message.tenant,
             occurred_at=events.now_ms(),
@@ -93,16 +126,19 @@ class Dispatcher:
             error=error,
             attempt=attempt,
         )
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.delivery(message.id), mapping=fields)
-            pipe.xadd(keys.events, {"e": events.encode(event)})
-            await pipe.execute()
+        recorded = await self.store.scripts.finish_send(
+            keys=[keys.base],
+            args=[message.id, attempt, status, provider_id, error, due_ms, events.encode(event)],
+        )
+        if not int(recorded):
+            current = await self.store.redis.hget(keys.delivery(message.id), "status")
+            return _text(current or b"")
         if status in ("failed", "unknown"):
             log.warning("message %s of %s %s: %s", message.id, message.tenant, status, error)
         return status
 
     async def run_retries(self, tenant: str) -> int:
-        """Attempt again the messages whose backoff has passed."""
+        """Attempt again the messages whose backoff has passed, and reconcile stale sends."""
         keys = Keys(tenant)
         due = await self.store.redis.zrangebyscore(keys.retries, "-inf", int(time.time() * 1000), start=0, num=100)
         for message_id in due:
@@ -110,14 +146,17 @@ class Dispatcher:
             if payload is None:
                 await self.store.redis.zrem(keys.retries, message_id)
                 continue
-            await self.deliver(events.decode_outbound(payload), payload)
+            try:
+                await self.deliver(events.decode_outbound(payload), payload)
+            except Exception:
+                log.exception("retrying %s of %s failed", _text(message_id), tenant)
         return len(due)
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     dispatcher = Dispatcher(store)
     streams = [Keys(t.id).outbound for t in deployment.tenants]
-    consumer = bus.Consumer(
+    consumer = dispatcher_consumer = bus.Consumer(
         store,
         DISPATCH_GROUP,
         settings.consumer,
@@ -128,6 +167,8 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         claim_idle_ms=settings.claim_idle_ms,
         max_deliveries=settings.max_deliveries,
     )
+
+    dispatcher.dead_letter = dispatcher_consumer.dead_letter
 
     async def retries() -> None:
         while not stop.is_set():

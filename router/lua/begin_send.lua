@@ -1,15 +1,29 @@
 -- Record a delivery attempt before the provider is called: a message is sent
--- at most once, so only a new message (or one waiting for its retry) may go.
--- ARGV: message id, payload. Returns {"go", attempt} or {status, attempts}.
-local k = B .. ":msg:" .. ARGV[1]
-local status = redis.call("HGET", k, "status")
+-- at most once. Only a new message, or one whose retry is due, may go; the
+-- attempt holds a lease (a watchdog entry in the retry schedule), so a
+-- dispatcher that dies mid-send is noticed and its attempt reconciled, while
+-- a send still in flight is left alone.
+-- ARGV: message id, payload, lease ms.
+-- Returns {"go", attempt}, {"in_flight", attempt}, {"stale", attempt} or {final status, attempts}.
+local id, payload, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local k = B .. ":msg:" .. id
+local f = redis.call("HMGET", k, "status", "attempts", "sending_since")
+local status, attempts = f[1], tonumber(f[2] or 0)
+if status == "sending" then
+  if NOW - tonumber(f[3] or 0) < lease then return {"in_flight", attempts} end
+  return {"stale", attempts}
+end
 if status and status ~= "retry" then
-  -- finished (or being reconciled): a crash between scheduling a retry and
-  -- recording the outcome must not leave it in the retry schedule for ever
-  if status ~= "sending" then redis.call("ZREM", B .. ":retries", ARGV[1]) end
-  return {status, tonumber(redis.call("HGET", k, "attempts") or 0)}
+  -- finished: a crash between scheduling a retry and recording the outcome
+  -- must not leave it in the retry schedule for ever
+  redis.call("ZREM", B .. ":retries", id)
+  return {status, attempts}
+end
+if status == "retry" then
+  local due = redis.call("ZSCORE", B .. ":retries", id)
+  if due and tonumber(due) > NOW then return {"scheduled", attempts} end
 end
 local attempt = redis.call("HINCRBY", k, "attempts", 1)
-redis.call("HSET", k, "status", "sending", "payload", ARGV[2], "updated_at", S(NOW))
-redis.call("ZREM", B .. ":retries", ARGV[1])
+redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", S(NOW), "updated_at", S(NOW))
+redis.call("ZADD", B .. ":retries", S(NOW + lease), id)
 return {"go", attempt}

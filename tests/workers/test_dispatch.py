@@ -98,9 +98,9 @@ async def test_a_message_the_provider_got_before_the_dispatcher_died_is_reconcil
     entry = await queued_entry(w.store, message)
     dying = Dispatcher(w.store, {"sms": ScriptedSender(w.store, after_send=Crash())})
     with pytest.raises(Crash):
-        await dying.handle([entry])
+        await dying.deliver(message, entry.payload)
     assert (await delivery(w.store, message))["status"] == "sending"
-    survivor = Dispatcher(w.store)
+    survivor = Dispatcher(w.store, lease_ms=0)  # the dead one's lease has run out
     await survivor.handle([entry])  # the entry was never acknowledged: it comes again
     assert len(await outbox(w.store, "acme")) == 1
     record = await delivery(w.store, message)
@@ -113,8 +113,8 @@ async def test_a_message_the_provider_never_got_before_the_dispatcher_died_is_se
     entry = await queued_entry(w.store, message)
     dying = Dispatcher(w.store, {"sms": ScriptedSender(w.store, Crash())})
     with pytest.raises(Crash):
-        await dying.handle([entry])
-    await Dispatcher(w.store).handle([entry])
+        await dying.deliver(message, entry.payload)
+    await Dispatcher(w.store, lease_ms=0).handle([entry])
     assert len(await outbox(w.store, "acme")) == 1
     record = await delivery(w.store, message)
     assert (record["status"], record["attempts"]) == ("sent", "2")
@@ -126,8 +126,8 @@ async def test_when_the_provider_cannot_say_whether_it_got_the_message_it_is_not
     entry = await queued_entry(w.store, message)
     sender = ScriptedSender(w.store, Crash(), reconciled=("unknown", ""))
     with pytest.raises(Crash):
-        await Dispatcher(w.store, {"sms": sender}).handle([entry])
-    await Dispatcher(w.store, {"sms": sender}).handle([entry])
+        await Dispatcher(w.store, {"sms": sender}).deliver(message, entry.payload)
+    await Dispatcher(w.store, {"sms": sender}, lease_ms=0).handle([entry])
     assert sender.calls == 1
     assert (await delivery(w.store, message))["status"] == "unknown"
     assert await statuses(w.store, message) == [("unknown", 1)]
@@ -224,3 +224,53 @@ async def test_each_tenants_messages_are_kept_apart():
     await dispatcher.deliver(globex, events.encode(globex))
     assert [m.id for _e, _p, m in await outbox(w.store, "acme")] == [acme.id]
     assert [m.id for _e, _p, m in await outbox(w.store, "globex")] == [globex.id]
+
+
+async def test_a_send_still_in_flight_is_not_sent_again_by_another_dispatcher():
+    w = await world()
+    message = outbound(body="slow provider")
+    entry = await queued_entry(w.store, message)
+    first = Dispatcher(w.store, {"sms": ScriptedSender(w.store, Crash())})
+    with pytest.raises(Crash):  # stands for a provider call that has not returned yet
+        await first.deliver(message, entry.payload)
+    other = ScriptedSender(w.store)
+    assert await Dispatcher(w.store, {"sms": other}).deliver(message, entry.payload) == "in_flight"
+    assert other.calls == 0
+    # and the retry pass of every dispatcher leaves it alone while the lease holds
+    assert await Dispatcher(w.store, {"sms": other}).run_retries("acme") == 0
+    assert other.calls == 0
+
+
+async def test_one_undecodable_entry_holds_back_no_other_message():
+    w = await world()
+    good = [outbound(body=f"reply {i}") for i in range(3)]
+    entries = [await queued_entry(w.store, m) for m in good]
+    bad_id = await w.store.redis.xadd(KEYS.outbound, {"e": b"\x93not an event"})
+    bad = bus.Entry(KEYS.outbound, bad_id.decode(), b"\x93not an event")
+    dead: list[str] = []
+
+    async def dead_letter(entry, reason):
+        dead.append(entry.id)
+
+    dispatcher = Dispatcher(w.store, dead_letter=dead_letter)
+    done = await dispatcher.handle([entries[0], bad, entries[1], entries[2]])
+    assert done == {e.id for e in entries} | {bad.id}
+    assert dead == [bad.id]
+    assert len(await outbox(w.store, "acme")) == 3
+
+
+async def test_a_retry_whose_dispatcher_crashed_is_reconciled_later_not_stranded():
+    w = await world()
+    message = outbound(body="second try dies")
+    entry = await queued_entry(w.store, message)
+    sender = ScriptedSender(w.store, TemporaryFailure("429"), ConnectionResetError("reset"))
+    dispatcher = Dispatcher(w.store, {"sms": sender}, lease_ms=0)
+    assert await dispatcher.deliver(message, entry.payload) == "retry"
+    await make_due(w.store, message)
+    with pytest.raises(ConnectionResetError):
+        await dispatcher.deliver(message, entry.payload)
+    assert (await delivery(w.store, message))["status"] == "sending"
+    # still in the schedule (as a lease), so a later pass finds it, reconciles, and sends once
+    assert await dispatcher.run_retries("acme") == 1
+    assert (await delivery(w.store, message))["status"] == "sent"
+    assert len(await outbox(w.store, "acme")) == 1
