@@ -52,7 +52,7 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
         _outcome, target = await store.scripts.sla(keys=[keys.base], args=[rest])
         if _text(target):
             await assign.assign_queue(store, tenant.id, _text(target))
-    elif kind == "route":  # a sticky hold ended: anyone may take it now
+    elif kind in ("route", "hold"):  # a decline window or a sticky hold ended: offer it again
         await store.redis.zrem(keys.timers, member)
         queue = await store.redis.hget(keys.conversation(rest), "queue")
         if queue:

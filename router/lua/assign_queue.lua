@@ -5,19 +5,14 @@
 local queue, limit = ARGV[1], tonumber(ARGV[2])
 local q = queue_conf(queue)
 if not q then return {} end
--- The best waiting conversations of each channel that has a ready agent, in
--- one order: priority, then age.
+-- The best usable waiting conversations of each channel that has a ready
+-- agent, in one order: priority, then age.
 local heads = {}
 for _, ch in ipairs(CHANNELS) do
-  if redis.call("ZCARD", B .. ":ready:" .. ch) > 0 then
-    local head = redis.call("ZRANGE", B .. ":q:" .. queue .. ":wait:" .. ch, 0, limit - 1, "WITHSCORES")
-    for i = 1, #head, 2 do heads[#heads + 1] = {conv = head[i], score = tonumber(head[i + 1])} end
-  end
+  if redis.call("ZCARD", B .. ":ready:" .. ch) > 0 then waiting_heads(queue, ch, limit, nil, heads) end
 end
 if #heads == 0 then return {} end
 table.sort(heads, function(x, y) return x.score < y.score end)
-local waiting = {}
-for i = 1, math.min(#heads, limit) do waiting[i] = heads[i].conv end
 local timeout_ms = (q.reservation_timeout or 30) * 1000
 local exhausted = {}  -- channel:level pairs that no ready agent serves at all
 local made = {}
@@ -26,48 +21,53 @@ local made = {}
 -- to the queue at this level (if none does, no later conversation of the same
 -- channel and level can be placed in this call either: offers only remove
 -- agents from the ready sets).
-local function pick(conv, channel, level, sticky_agent, sticky_until)
+local RANKED = {least_occupied = true, round_robin = true, proficiency = true}
+
+local function pick(conv, channel, level, holder)
   local members = B .. ":q:" .. queue .. ":m:" .. level
-  local ready = redis.call("ZRANGE", B .. ":ready:" .. channel, 0, -1)
-  local any_member = false
-  local candidates = {}
-  for _, agent in ipairs(ready) do
-    if redis.call("ZSCORE", members, agent) then
-      any_member = true
-      if not declined_recently(conv, agent) then candidates[#candidates + 1] = agent end
-    end
+  local ready = B .. ":ready:" .. channel
+  if holder then
+    -- held for one agent (sticky): only they may take it, when they are ready
+    if redis.call("ZSCORE", ready, holder) and redis.call("ZSCORE", members, holder) then return holder, true end
+    return nil, true
   end
-  if sticky_agent ~= "" and NOW < sticky_until then
-    for _, agent in ipairs(candidates) do
-      if agent == sticky_agent then return agent, any_member end
+  local ranked = RANKED[q.strategy]
+  local any_member, best, best_value = false, nil, nil
+  local offset = 0
+  while true do
+    -- the ready set is ordered by idle time: longest idle reads only until the
+    -- first eligible agent, a page at a time
+    local page = redis.call("ZRANGE", ready, offset, offset + 15)
+    if #page == 0 then break end
+    for _, agent in ipairs(page) do
+      if redis.call("ZSCORE", members, agent) then
+        any_member = true
+        if not declined_recently(conv, agent) then
+          if not ranked then return agent, true end
+          local value
+          if q.strategy == "least_occupied" then
+            local f = redis.call("HMGET", B .. ":agent:" .. agent, "load:total", "cap:total")
+            value = tonumber(f[1] or 0) / math.max(tonumber(f[2] or 1), 1)
+          elseif q.strategy == "round_robin" then
+            value = tonumber(redis.call("HGET", B .. ":agent:" .. agent, "last_offer") or 0)
+          else
+            value = -tonumber(redis.call("ZSCORE", members, agent))
+          end
+          if best == nil or value < best_value then best, best_value = agent, value end
+        end
+      end
     end
-    local presence = redis.call("HGET", B .. ":agent:" .. sticky_agent, "presence")
-    if presence == "available" or presence == "busy" then return nil, any_member end  -- wait for them
-  end
-  if q.strategy ~= "least_occupied" and q.strategy ~= "round_robin" and q.strategy ~= "proficiency" then
-    return candidates[1], any_member  -- longest idle: the ready set is already in that order
-  end
-  local best, best_value = nil, nil
-  for _, agent in ipairs(candidates) do
-    local value
-    if q.strategy == "least_occupied" then
-      local f = redis.call("HMGET", B .. ":agent:" .. agent, "load:total", "cap:total")
-      value = tonumber(f[1] or 0) / math.max(tonumber(f[2] or 1), 1)
-    elseif q.strategy == "round_robin" then
-      value = tonumber(redis.call("HGET", B .. ":agent:" .. agent, "last_offer") or 0)
-    else
-      value = -tonumber(redis.call("ZSCORE", members, agent))
-    end
-    if best == nil or value < best_value then best, best_value = agent, value end
+    offset = offset + 16
   end
   return best, any_member
 end
 
-for _, conv in ipairs(waiting) do
-  local f = redis.call("HMGET", B .. ":conv:" .. conv, "channel", "level", "sticky_agent", "sticky_until")
+for i = 1, math.min(#heads, limit) do
+  local conv, holder = heads[i].conv, heads[i].holder
+  local f = redis.call("HMGET", B .. ":conv:" .. conv, "channel", "level", "state")
   local channel, level = f[1], f[2] or "0"
-  if channel and not exhausted[channel .. ":" .. level] then
-    local agent, any_member = pick(conv, channel, level, f[3] or "", tonumber(f[4] or 0))
+  if channel and f[3] == "queued" and not exhausted[channel .. ":" .. level] then
+    local agent, any_member = pick(conv, channel, level, holder)
     if agent then
       reserve(conv, agent, queue, channel, timeout_ms)
       made[#made + 1] = agent

@@ -54,7 +54,7 @@ else
   if q.strategy == "sticky" and cust.last_agent and cust.last_agent ~= "" then
     local until_ms = NOW + (q.sticky_seconds or 0) * 1000
     redis.call("HSET", c, "sticky_agent", cust.last_agent, "sticky_until", S(until_ms))
-    redis.call("ZADD", B .. ":timers", S(until_ms), "route:" .. conv)
+    redis.call("ZADD", B .. ":timers", S(until_ms), "hold:" .. conv)
   end
   redis.call("HSET", B .. ":cust:" .. customer, "open_conv", conv)
   redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)

@@ -137,6 +137,50 @@ local function declined_recently(conv, agent)
   return at and (NOW - tonumber(at)) < DECLINE_MS
 end
 
+-- The agent a conversation is held for (sticky routing), or nil. A hold ends
+-- when its time is up, or when that agent declined it or stepped away.
+local function held_for(conv, sticky, until_ms)
+  if not sticky or sticky == "" or NOW >= (tonumber(until_ms) or 0) then return nil end
+  if declined_recently(conv, sticky) then return nil end
+  local presence = redis.call("HGET", B .. ":agent:" .. sticky, "presence")
+  if presence ~= "available" and presence ~= "busy" then return nil end
+  return sticky
+end
+
+-- Up to `limit` conversations a routing decision can use, best first, from a
+-- queue's waiting set of one channel, passing over those it cannot use so
+-- they never hide the ones behind them: for one agent (`agent` given), those
+-- held for someone else, declined by that agent, or not theirs at the
+-- conversation's level; for any agent, those held for an agent who is not
+-- ready. Looks at SCAN_MAX entries at most.
+local SCAN_MAX = 1000
+
+local function waiting_heads(queue, channel, limit, agent, out)
+  local key = B .. ":q:" .. queue .. ":wait:" .. channel
+  local offset, found = 0, 0
+  while found < limit and offset < SCAN_MAX do
+    local page = redis.call("ZRANGE", key, offset, offset + limit - 1, "WITHSCORES")
+    if #page == 0 then break end
+    for i = 1, #page, 2 do
+      local conv = page[i]
+      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level")
+      local holder = held_for(conv, f[1], f[2])
+      local usable
+      if agent then
+        usable = (not holder or holder == agent) and not declined_recently(conv, agent)
+          and redis.call("ZSCORE", B .. ":q:" .. queue .. ":m:" .. (f[3] or "0"), agent)
+      else
+        usable = not holder or redis.call("ZSCORE", B .. ":ready:" .. channel, holder)
+      end
+      if usable and found < limit then
+        found = found + 1
+        out[#out + 1] = {conv = conv, score = tonumber(page[i + 1]), queue = queue, holder = holder}
+      end
+    end
+    offset = offset + limit
+  end
+end
+
 -- A queue's waiting set holds its whole order (what supervisors see); one set
 -- per channel beside it lets routing skip straight to the channels that have
 -- ready agents, so a voice backlog never hides the emails behind it.

@@ -519,7 +519,7 @@ async def test_sticky_holds_the_contact_while_the_last_agent_is_busy():
     again = await w.arrive(body="me again")
     assert await w.offered("amy") == []
     assert await w.waiting("support") == [again]
-    assert "route:" + again in await w.timers("route:")  # the hold ends on a timer
+    assert "hold:" + again in await w.timers("hold:")  # the hold ends on a timer
 
 
 async def test_sticky_does_not_wait_for_a_last_agent_who_is_away():

@@ -458,7 +458,7 @@ async def test_when_the_sticky_hold_ends_anyone_may_take_the_contact():
     again = await w.arrive(body="me again")
     assert await w.offered("amy") == []  # held for zoe
     await w.store.redis.hset(w.keys.conversation(again), "sticky_until", 0)  # the hold's time has passed
-    await w.fire("route:")
+    await w.fire("hold:")
     assert await w.offered("amy") == [again]
 
 
