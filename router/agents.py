@@ -113,10 +113,19 @@ async def reply(
     channel: str | None = None,
     address: str | None = None,
     subject: str = "",
+    idempotency_key: str = "",
 ) -> events.OutboundMessage:
     await _held(store, tenant, agent, conversation)
     return await conversations.send_reply(
-        store, tenant.id, conversation, agent, body, channel=channel, address=address, subject=subject
+        store,
+        tenant.id,
+        conversation,
+        agent,
+        body,
+        channel=channel,
+        address=address,
+        subject=subject,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -142,14 +151,14 @@ async def transfer(
     keys = Keys(tenant.id)
     queue = tenant.queue(record["queue"])
     timeout = queue.reservation_timeout if queue.reservation_timeout is not None else tenant.reservation_timeout
-    if note:
-        await conversations.add_note(store, tenant.id, conversation, agent, f"Transfer note: {note}")
     outcome, target = await store.scripts.transfer(
         keys=[keys.base], args=[conversation, agent, to_agent, to_queue, note, int(timeout * 1000)]
     )
     outcome = _text(outcome)
     if outcome not in ("offered", "queued"):
         raise AgentError(f"cannot transfer: {outcome.replace('_', ' ')}")
+    if note:  # the note travels with the conversation: the colleague reads it in its history
+        await conversations.add_note(store, tenant.id, conversation, agent, f"Transfer note: {note}")
     if outcome == "queued":
         await assign.assign_queue(store, tenant.id, _text(target))
     await assign.assign_agent(store, tenant.id, agent)

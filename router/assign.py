@@ -41,7 +41,25 @@ async def respond(
     state, queue, holder = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
     state, queue, holder = _text(state), _text(queue), _text(holder)
     if state in ("rejected", "timed_out") and action != "accept":
+        if action == "timeout" and await store.redis.hget(keys.agent(holder), "presence") == b"away":
+            # Set away for missed offers: hand back the offers they still hold
+            # now, rather than letting each of those customers wait out its timer.
+            for other in await pending_offers(store, tenant, holder):
+                await respond(store, tenant, other, "reject", holder, max_missed)
         # The conversation is waiting again and the agent may have room.
         await assign_queue(store, tenant, queue)
         await assign_agent(store, tenant, holder)
     return state, queue, holder
+
+
+async def pending_offers(store: Store, tenant: str, agent: str) -> list[str]:
+    """The reservations an agent holds and has not answered."""
+    keys = Keys(tenant)
+    found = []
+    for conversation in await store.redis.smembers(keys.agent_work(agent)):
+        state, holder, reservation = await store.redis.hmget(
+            keys.conversation(_text(conversation)), "state", "agent", "reservation"
+        )
+        if state == b"reserved" and holder == agent.encode() and reservation:
+            found.append(_text(reservation))
+    return found

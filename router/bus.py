@@ -94,7 +94,7 @@ class Consumer:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.max_deliveries = max_deliveries
-        self._last_claim = 0.0
+        self._last_claim: dict[tuple[str, ...], float] = {}  # per read set: each loop reclaims its own streams
 
     async def ensure_groups(self) -> None:
         for stream in self.streams:
@@ -114,8 +114,8 @@ class Consumer:
     async def _loop(self, streams: list[str], stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                if time.monotonic() - self._last_claim > self.claim_idle_ms / 2000:
-                    self._last_claim = time.monotonic()
+                if time.monotonic() - self._last_claim.get(tuple(streams), 0.0) > self.claim_idle_ms / 2000:
+                    self._last_claim[tuple(streams)] = time.monotonic()
                     for stream in streams:
                         await self.reclaim(stream)
                         await self.forget_departed(stream)

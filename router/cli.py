@@ -85,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--to-queue", default="")
     agent.add_argument("--note", default="")
     agent.add_argument("--disposition", default="resolved")
+    agent.add_argument(
+        "--key", default="", help="idempotency key: rerunning a reply with the same key sends nothing new"
+    )
 
     conv = sub.add_parser("conversation", help="show a conversation and its history")
     conv.add_argument("conversation")

@@ -81,6 +81,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     brand_color: str = "#1f6feb"
     reservation_timeout: Seconds = 30
     max_missed_offers: Annotated[int, msgspec.Meta(ge=1)] = 3
+    calls_block_other_work: bool = True  # an agent on a call is offered nothing else meanwhile
     wrapup_seconds: Seconds = 0
     entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
     dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from redis.exceptions import WatchError
 
 from router import events
 from router.customers import identity
@@ -61,11 +62,14 @@ async def send_reply(
     channel: str | None = None,
     address: str | None = None,
     subject: str = "",
+    idempotency_key: str = "",
 ) -> events.OutboundMessage:
     """Record an agent's reply in the history and queue it for delivery, in one transaction.
 
     The reply leaves through the channel the customer last wrote on, unless the
-    agent picks another address of the same customer.
+    agent picks another address of the same customer. A client that may retry
+    (a browser resubmitting, a CLI rerun) passes an idempotency key: the same
+    key gives back the first reply instead of sending a second one.
     """
     keys = Keys(tenant)
     record = await get(store, tenant, conversation)
@@ -111,11 +115,26 @@ async def send_reply(
         customer=record["customer"],
         agent=agent,
     )
+    seen = keys.seen("reply", f"{conversation}:{idempotency_key}") if idempotency_key else None
     async with store.redis.pipeline(transaction=True) as pipe:
+        if seen:
+            # WATCH makes the check and the send one step: a concurrent retry
+            # aborts this transaction and then finds the first reply.
+            await pipe.watch(seen)
+            first = await pipe.get(seen)
+            if first is not None:
+                await pipe.reset()
+                return events.decode_outbound(first)
+            pipe.multi()
+            pipe.set(seen, payload, ex=7 * 24 * 3600)
         pipe.rpush(keys.conversation_log(conversation), msgspec.msgpack.encode(entry))
         pipe.hset(keys.conversation(conversation), "last_reply_at", str(message.occurred_at))
         pipe.hsetnx(keys.conversation(conversation), "first_response_at", str(message.occurred_at))
         pipe.xadd(keys.outbound, {"e": payload})
         pipe.xadd(keys.events, {"e": events.encode(added)})
-        await pipe.execute()
+        try:
+            await pipe.execute()
+        except WatchError:
+            first = await store.redis.get(seen)
+            return events.decode_outbound(first)
     return message

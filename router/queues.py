@@ -86,6 +86,7 @@ async def apply_tenant(store: Store, tenant: Tenant) -> None:
                 mapping={
                     "id": agent.id,
                     "name": agent.name or agent.id,
+                    "exclusive_voice": int(tenant.calls_block_other_work),
                     **{f"cap:{c}": n for c, n in capacity.items()},
                 },
             )

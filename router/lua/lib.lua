@@ -97,8 +97,10 @@ local function refresh_ready(agent)
   local cap_total = tonumber(a["cap:total"] or 0)
   local score
   if load_total == 0 then score = tonumber(a.idle_since or 0) else score = 1e13 + tonumber(a.last_offer or 0) end
+  -- a call in hand blocks everything else when the tenant runs voice that way
+  local on_call = a.exclusive_voice == "1" and tonumber(a["load:voice"] or 0) > 0
   for _, ch in ipairs(CHANNELS) do
-    local ok = a.presence == "available" and load_total < cap_total
+    local ok = a.presence == "available" and load_total < cap_total and not on_call
       and tonumber(a["load:" .. ch] or 0) < tonumber(a["cap:" .. ch] or 0)
     if ok then
       redis.call("ZADD", B .. ":ready:" .. ch, S(score), agent)

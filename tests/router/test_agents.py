@@ -382,3 +382,23 @@ async def test_agent_going_away_hands_back_pending_offers_at_once() -> None:
     await agents.set_presence(w.store, w.tenant, "amy", "away", "lunch")
     assert await w.offered("amy") == []
     assert await w.offered("zoe") == [conversation]
+
+
+async def test_a_failed_transfer_leaves_no_transfer_note() -> None:
+    w = await world()
+    conversation = await assigned_to_amy(w)
+    with pytest.raises(AgentError, match="agent unavailable"):
+        await agents.transfer(w.store, w.tenant, "amy", conversation, to_agent="zoe", note="over to you")
+    history = await conversations.history(w.store, "acme", conversation)
+    assert [e for e in history if e.kind == "note"] == []
+
+
+async def test_a_retried_reply_with_the_same_key_is_sent_once() -> None:
+    w = await world()
+    conversation = await assigned_to_amy(w)
+    first = await agents.reply(w.store, w.tenant, "amy", conversation, "On it", idempotency_key="form-1")
+    again = await agents.reply(w.store, w.tenant, "amy", conversation, "On it", idempotency_key="form-1")
+    assert again == first
+    assert [m.body for m in await outbound_messages(w)] == ["On it"]
+    other = await agents.reply(w.store, w.tenant, "amy", conversation, "On it", idempotency_key="form-2")
+    assert other.id != first.id

@@ -265,13 +265,13 @@ async def test_an_agent_takes_one_call_at_a_time():
     assert "amy" not in await w.ready("voice")
 
 
-async def test_an_agent_on_a_call_can_still_take_chats_up_to_their_capacity():
+async def test_an_agent_in_chats_can_still_take_a_call_up_to_their_capacity():
     w = await world(
         strategy("longest_idle", '[[tenants.agents]]\nid = "amy"\ncapacity = { voice = 1, webchat = 2, total = 3 }')
     )
     await w.available("amy")
+    chats = [await w.arrive(channel="webchat", address=f"visitor-{n}", ago=10 - n) for n in range(3)]
     call = await w.arrive(channel="voice", address="+15550000001")
-    chats = [await w.arrive(channel="webchat", address=f"visitor-{n}") for n in range(3)]
     assert set(await w.offered("amy")) == {call, chats[0], chats[1]}
     assert await w.waiting("support") == [chats[2]]
     status = await w.agent("amy")
@@ -564,3 +564,37 @@ async def test_each_tenant_routes_only_to_its_own_agents():
     assert await w.offered("amy") == []
     assert await agents.offers(w.store, globex, "amy") == []
     assert (await w.agent("amy"))["presence"] == "offline"
+
+
+BLENDED = """
+[[tenants]]
+id = "acme"
+{extra}
+
+[[tenants.queues]]
+id = "support"
+
+[[tenants.agents]]
+id = "amy"
+capacity = {{ voice = 1, sms = 3, total = 4 }}
+"""
+
+
+async def test_an_agent_on_a_call_is_offered_nothing_else_until_it_ends() -> None:
+    w = await world(BLENDED.format(extra=""))
+    await w.available("amy")
+    call = await w.arrive(channel="voice", address="+15550000001")
+    await w.accept_offer("amy")
+    text = await w.arrive(channel="sms", address="+15550000002")
+    assert await w.offered("amy") == []
+    await agents.close(w.store, w.tenant, "amy", call, "resolved")
+    assert await w.offered("amy") == [text]
+
+
+async def test_a_tenant_can_let_agents_text_while_on_a_call() -> None:
+    w = await world(BLENDED.format(extra="calls_block_other_work = false"))
+    await w.available("amy")
+    await w.arrive(channel="voice", address="+15550000001")
+    await w.accept_offer("amy")
+    text = await w.arrive(channel="sms", address="+15550000002")
+    assert await w.offered("amy") == [text]

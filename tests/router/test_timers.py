@@ -482,3 +482,19 @@ async def test_an_unknown_timer_is_dropped():
     await w.store.redis.zadd(w.keys.timers, {"bogus:thing": 0})
     await timers.run_due(w.store, w.tenant)
     assert await w.timers() == {}
+
+
+async def test_an_agent_set_away_for_missed_offers_hands_back_the_others_at_once():
+    w = await world(TIMEOUTS.format(timeout=30))
+    await w.available("amy")
+    first = await w.arrive(address="+15550000001", ago=3)
+    second = await w.arrive(address="+15550000002", ago=2)
+    third = await w.arrive(address="+15550000003", ago=1)
+    assert set(await w.offered("amy")) == {first, second, third}
+    await w.store.redis.hset(w.keys.agent("amy"), "missed", 1)  # one more miss and she is away
+    [timer] = [m for m in await w.timers("res:") if m.startswith(f"res:{first}")]
+    await w.fire(timer)
+    assert (await w.agent("amy"))["presence"] == "away"
+    assert await w.offered("amy") == []
+    await w.available("zoe")
+    assert set(await w.offered("zoe")) == {first, second, third}
