@@ -6,9 +6,8 @@ import datetime as dt
 import logging
 
 import msgspec
-from redis.exceptions import NoScriptError
 
-from router import assign, events
+from router import assign, events, scripts
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
@@ -87,53 +86,27 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         work.append((entry, tenant, contact, after_hours, args))
     if not work:
         return done
-    results = await _intake_all(store, [(Keys(tenant.id).base, args) for _e, tenant, _c, _a, args in work])
-    touched: set[tuple[str, str]] = set()
-    for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=True):
+    # One round trip: every contact's intake, then one offer round per queue the
+    # batch touched (new conversations, and redelivered ones whose first worker
+    # may have died before offering them; a round with nothing to do is cheap).
+    touched = sorted({(tenant.id, args[5]) for _e, tenant, _c, _a, args in work})
+    calls = [(store.scripts.intake, Keys(tenant.id).base, args) for _e, tenant, _c, _a, args in work]
+    calls += [(store.scripts.assign_queue, Keys(t).base, [q, assign.LOOKAHEAD]) for t, q in touched]
+    results = await scripts.run_pipelined(store.redis, calls)
+    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=False):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
         outcome, conversation, _customer, queue_id = (r.decode() if isinstance(r, bytes) else r for r in result)
         done.add(entry.id)
-        if outcome == "duplicate":
-            # A redelivered entry: the worker that stored it may have died before offering it.
-            touched.add((tenant.id, args[5]))
-        if outcome == "new":
-            touched.add((tenant.id, queue_id))
-            if after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
-                await _auto_reply(store, tenant, contact, conversation, queue_id)
-    for tenant_id, queue_id in sorted(touched):
-        # One call examines LOOKAHEAD waiting conversations and a batch can queue more
-        # than that: offer again while a call reserved every conversation it examined.
-        while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
-            pass
+        if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
+            await _auto_reply(store, tenant, contact, conversation, queue_id)
+    for (tenant_id, queue_id), made in zip(touched, results[len(work) :], strict=True):
+        # One round examines LOOKAHEAD waiting conversations and a batch can queue more
+        # than that: offer again while a round reserved every conversation it examined.
+        while isinstance(made, Exception) or len(made) >= assign.LOOKAHEAD:
+            made = await assign.assign_queue(store, tenant_id, queue_id)
     return done
-
-
-async def _intake_all(store: Store, calls: list[tuple[str, list]]) -> list:
-    """Run the intake script once per (base key, args) in one pipeline; results (or errors) in order.
-
-    EVALSHA goes out directly: a pipeline given Script objects first asks SCRIPT EXISTS,
-    one more round trip per batch (and a cluster pipeline does not load scripts at all).
-    Calls that found the script missing (a restarted Redis, a new cluster node) had no
-    effect; they run again after the script is loaded.
-    """
-    script = store.scripts.intake
-    results = await _evalsha_all(store, script.sha, calls)
-    missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-    if missing:
-        await store.redis.script_load(script.script)
-        again = await _evalsha_all(store, script.sha, [calls[i] for i in missing])
-        for i, result in zip(missing, again, strict=True):
-            results[i] = result
-    return results
-
-
-async def _evalsha_all(store: Store, sha: str, calls: list[tuple[str, list]]) -> list:
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for base, args in calls:
-            pipe.evalsha(sha, 1, base, *args)
-        return list(await pipe.execute(raise_on_error=False))
 
 
 async def _auto_reply(

@@ -11,6 +11,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis.exceptions import NoScriptError
+
 NAMES = (
     "intake",
     "assign_queue",
@@ -55,3 +57,30 @@ class Scripts:
             return self._scripts[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
+    """Run (script, base key, args) calls in one pipeline; results (or errors) in order.
+
+    EVALSHA goes out directly: a pipeline given Script objects first asks SCRIPT
+    EXISTS, one more round trip (and a cluster pipeline does not load scripts).
+    Calls that found their script missing (a restarted Redis, a new cluster node)
+    had no effect; they run again once it is loaded.
+    """
+    results = await _evalsha_all(redis, calls)
+    missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+    if missing:
+        for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
+            sha = await redis.script_load(script.script)
+            script.sha = sha.decode() if isinstance(sha, bytes) else sha
+        again = await _evalsha_all(redis, [calls[i] for i in missing])
+        for i, result in zip(missing, again, strict=True):
+            results[i] = result
+    return results
+
+
+async def _evalsha_all(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
+    async with redis.pipeline(transaction=False) as pipe:
+        for script, base, args in calls:
+            pipe.evalsha(script.sha, 1, base, *args)
+        return list(await pipe.execute(raise_on_error=False))

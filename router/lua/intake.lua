@@ -46,20 +46,20 @@ else
   conv = new_conv
   c = B .. ":conv:" .. conv
   local q = queue_conf(queue) or {}
-  local cust = hgetall(B .. ":cust:" .. customer)
   redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,
     "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
     "attempts", "0", "queue", queue)
   -- Sticky routing: hold the conversation for the customer's last agent for a while.
-  if q.strategy == "sticky" and cust.last_agent and cust.last_agent ~= "" then
+  local last_agent = q.strategy == "sticky" and redis.call("HGET", B .. ":cust:" .. customer, "last_agent")
+  if last_agent and last_agent ~= "" then
     local until_ms = NOW + (q.sticky_seconds or 0) * 1000
-    redis.call("HSET", c, "sticky_agent", cust.last_agent, "sticky_until", S(until_ms))
+    redis.call("HSET", c, "sticky_agent", last_agent, "sticky_until", S(until_ms))
     redis.call("ZADD", B .. ":timers", S(until_ms), "hold:" .. conv)
   end
   redis.call("HSET", B .. ":cust:" .. customer, "open_conv", conv)
   redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)
   enqueue(conv, queue, 0)
-  schedule_queue_timers(conv, queue, enqueued_at)
+  schedule_queue_timers(conv, queue, enqueued_at, q)
   emit({type = "queued", conversation = conv, channel = channel, queue = queue,
     priority = priority, customer = customer})
 end

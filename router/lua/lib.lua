@@ -63,10 +63,14 @@ local function mp_map(t)
 end
 
 -- Append a state event to the shard's events stream (the audit trail).
+-- Redis's built-in cmsgpack is used when present (it is faster); the
+-- embedded store has none and uses mp_map.
+local pack = (type(cmsgpack) == "table" and cmsgpack.pack) or mp_map
+
 local function emit(event)
   event.tenant = TENANT
   event.occurred_at = NOW
-  return redis.call("XADD", B .. ":events", "*", "e", mp_map(event))
+  return redis.call("XADD", B .. ":events", "*", "e", pack(event))
 end
 
 local function hgetall(key)
@@ -223,8 +227,8 @@ end
 
 -- Schedule the escalation steps and the service-level check of a queue for a
 -- conversation, counted from its original age (never in the past).
-local function schedule_queue_timers(conv, queue, enqueued_at)
-  local q = queue_conf(queue)
+local function schedule_queue_timers(conv, queue, enqueued_at, q)
+  q = q or queue_conf(queue)
   if not q then return end
   for i, step in ipairs(q.escalation or {}) do
     local due = math.max(NOW, tonumber(enqueued_at) + step.after * 1000)

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from router import agents, assign, bus, events, intake, queues, timers
+from router import agents, bus, events, intake, queues, scripts, timers
 from router.config import Settings
 from router.store import Store
 from tests.factories import World, contact, deployment
@@ -272,11 +272,15 @@ async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offe
     class Killed(BaseException):
         """The worker process dies between queuing the contact and offering it."""
 
-    async def crash(*_args, **_kwargs):
+    real_run = scripts.run_pipelined
+
+    async def intake_then_die(redis, calls):
+        # the intake calls reach Redis, then the process dies before the offer round
+        await real_run(redis, [call for call in calls if call[0] is real_store.scripts.intake])
         raise Killed
 
     with monkeypatch.context() as patch, pytest.raises(Killed):
-        patch.setattr(assign, "assign_queue", crash)
+        patch.setattr(scripts, "run_pipelined", intake_then_die)
         await route_inbound(world)
     [queued] = await world.events(events.Queued)
     assert await world.offered("amy") == [], "the dead worker stored the conversation but offered nothing"
