@@ -166,6 +166,7 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         block_ms=settings.block_ms,
         claim_idle_ms=settings.claim_idle_ms,
         max_deliveries=settings.max_deliveries,
+        defer_acks=True,
     )
 
     dispatcher.dead_letter = dispatcher_consumer.dead_letter

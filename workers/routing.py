@@ -33,6 +33,7 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
         block_ms=settings.block_ms,
         claim_idle_ms=settings.claim_idle_ms,
         max_deliveries=settings.max_deliveries,
+        defer_acks=True,
     )
     return group
 

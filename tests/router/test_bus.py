@@ -196,3 +196,37 @@ async def test_a_poison_entry_is_dead_lettered_even_among_many_entries_other_con
     dead = [fields[b"id"].decode() for _id, fields in await s.redis.xrange(KEYS.dead)]
     assert dead == [ids[0], ids[-1]]
     assert handler.seen == []
+
+
+async def test_deferred_acknowledgements_ride_with_the_next_read():
+    s = store()
+    for n in range(2):
+        await bus.ingest(s, contact(body=f"m{n}"))
+    consumer = bus.Consumer(s, "routing", "w1", [KEYS.inbound], Recorder(), block_ms=1, defer_acks=True)
+    await consumer.ensure_groups()
+    assert await consumer.read() == 2
+    assert await pending_count(s, KEYS.inbound, "routing") == 2  # finished, not yet acknowledged
+    assert await consumer.read() == 0
+    assert await pending_count(s, KEYS.inbound, "routing") == 0
+
+
+async def test_deferred_acknowledgements_lost_in_a_crash_mean_a_redelivery_not_a_loss():
+    s = store()
+    await bus.ingest(s, contact(body="m0"))
+    dying = bus.Consumer(s, "routing", "w1", [KEYS.inbound], Recorder(), block_ms=1, defer_acks=True)
+    await dying.ensure_groups()
+    assert await dying.read() == 1  # handled; the process dies before its next read
+    survivor_handler = Recorder()
+    survivor = bus.Consumer(s, "routing", "w2", [KEYS.inbound], survivor_handler, claim_idle_ms=0)
+    assert await survivor.reclaim(KEYS.inbound) == 1
+    assert [events.decode_inbound(e.payload).body for e in survivor_handler.seen] == ["m0"]
+
+
+async def test_leftover_deferred_acknowledgements_are_flushed_on_the_way_out():
+    s = store()
+    await bus.ingest(s, contact(body="m0"))
+    consumer = bus.Consumer(s, "routing", "w1", [KEYS.inbound], Recorder(), block_ms=1, defer_acks=True)
+    await consumer.ensure_groups()
+    await consumer.read()
+    await consumer.flush_acks()
+    assert await pending_count(s, KEYS.inbound, "routing") == 0
