@@ -31,6 +31,9 @@ class ServiceLevel(msgspec.Struct, forbid_unknown_fields=True):
     seconds: Annotated[int, msgspec.Meta(gt=0)] = 20  # answered (or first response) within
     percent: Annotated[float, msgspec.Meta(gt=0, le=100)] = 80.0
     breach_queue: str = ""  # escalate a breached contact to this second-line queue
+    # what the target counts: an agent taking the contact (voice, chat), or the
+    # first reply reaching the customer (email, SMS: "first response within N hours")
+    measure: Literal["answer", "first_response"] = "answer"
 
 
 class EscalationStep(msgspec.Struct, forbid_unknown_fields=True):

@@ -54,6 +54,7 @@ def queue_settings(tenant: Tenant, queue: Queue) -> str:
             if queue.reservation_timeout is not None
             else tenant.reservation_timeout,
             "sla_seconds": queue.sla.seconds,
+            "sla_measure": queue.sla.measure,
             "breach_queue": queue.sla.breach_queue,
             "escalation": [
                 {"after": s.after, "priority": s.priority, "widen": s.widen, "overflow": s.overflow}

@@ -5,10 +5,12 @@
 local conv = ARGV[1]
 redis.call("ZREM", B .. ":timers", "sla:" .. conv)
 local c = B .. ":conv:" .. conv
-local f = redis.call("HMGET", c, "state", "queue", "answered_at", "enqueued_at", "channel")
+local f = redis.call("HMGET", c, "state", "queue", "answered_at", "enqueued_at", "channel", "first_response_at")
 local state, queue = f[1], f[2]
-if f[3] or not state or state == "closed" then return {"met", ""} end
 local q = queue_conf(queue) or {}
+local met = f[3]
+if q.sla_measure == "first_response" then met = f[6] end
+if met or not state or state == "closed" then return {"met", ""} end
 redis.call("HSET", c, "sla_breached", "1")
 emit({type = "sla_breached", conversation = conv, channel = f[5], queue = queue,
   target_s = q.sla_seconds or 0, waited_ms = NOW - tonumber(f[4] or NOW)})

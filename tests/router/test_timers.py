@@ -427,6 +427,26 @@ async def test_the_service_level_timer_counts_from_the_contacts_original_age():
     assert due == int((await w.conversation(conversation))["enqueued_at"]) + 20_000
 
 
+async def test_an_email_queue_measured_by_first_response_breaches_when_accepted_but_unanswered():
+    w = await world(SLA.format(sla='{ seconds = 3600, measure = "first_response" }'))
+    await w.available("amy")
+    conversation = await w.arrive(channel="email", address="jane@example.com")
+    await w.accept_offer("amy")  # taken, but the customer has heard nothing yet
+    await w.fire("sla:")
+    [breach] = await w.events(events.SlaBreached)
+    assert breach.conversation == conversation
+
+
+async def test_a_first_reply_in_time_meets_a_first_response_target():
+    w = await world(SLA.format(sla='{ seconds = 3600, measure = "first_response" }'))
+    await w.available("amy")
+    conversation = await w.arrive(channel="email", address="jane@example.com")
+    await w.accept_offer("amy")
+    await agents.reply(w.store, w.tenant, "amy", conversation, "We are on it.")
+    await w.fire("sla:")
+    assert await w.events(events.SlaBreached) == []
+
+
 # --- sticky holds and the timers themselves ---
 
 STICKY = """
