@@ -1,15 +1,34 @@
-"""Channel adapters: one module per channel, each with the same shape
+"""Channel adapters: one module (or package) per channel, each with the same shape
 (parse, validate, normalise, append; render, send, follow status)."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from channels.sandbox import SandboxSender
 from channels.transport import Sender
+from router.config import Deployment, Settings
 from router.events import CHANNELS
 from router.store import Store
 
 
-def senders(store: Store) -> dict[str, Sender]:
-    """The sender of every channel. Providers' own senders replace the sandbox as
-    their adapters land; until a channel is configured, it sends to the outbox."""
+def sandbox_senders(store: Store) -> dict[str, Sender]:
+    """Every channel to the sandbox outbox: what runs with no provider configured."""
     return {channel: SandboxSender(store, channel) for channel in CHANNELS}
+
+
+def senders(store: Store, deployment: Deployment, settings: Settings) -> dict[str, Sender]:
+    """The sender of every channel. A channel's own sender sends through its
+    provider for tenants that configured one, and to the sandbox for the others."""
+    from channels.sms import SmsSender
+
+    result = sandbox_senders(store)
+    result["sms"] = SmsSender(store, deployment, settings)
+    return result
+
+
+def setup_webhooks(app: web.Application) -> None:
+    """Mount every channel's provider webhooks on the web process."""
+    from channels import sms
+
+    sms.setup(app)

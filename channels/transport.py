@@ -17,6 +17,10 @@ class PermanentFailure(Exception):
     """The provider will never accept this message (bad number, blocked): record it failed."""
 
 
+class Refused(PermanentFailure):
+    """Never sent, by our own rule (an opted-out or do-not-contact address); recorded as refused."""
+
+
 class Sender(Protocol):
     channel: str
 

@@ -7,6 +7,7 @@ the environment. A bad file stops start-up with a message that names the field.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -77,6 +78,25 @@ class Agent(msgspec.Struct, forbid_unknown_fields=True):
     phone: str = ""
 
 
+class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
+    """A tenant's Twilio account. The auth token is never in the file: the file
+    names the environment variable that holds it, read once at start-up."""
+
+    account_sid: Annotated[str, msgspec.Meta(pattern=r"^AC[0-9a-fA-F]{32}$")]
+    auth_token_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$")]
+    auth_token: str = ""  # filled from auth_token_env by load_deployment
+
+
+class SmsChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """SMS for a tenant: its numbers (inbound: how the tenant is found; outbound: the sender)."""
+
+    numbers: list[str] = []  # E.164; the first one sends unless a messaging service is set
+    messaging_service_sid: str = ""
+    help_text: str = "Reply STOP to stop messages, START to receive them again."
+    stop_text: str = "You will receive no more messages from us. Reply START to resubscribe."
+    start_text: str = "You are subscribed again. Reply STOP to stop, HELP for help."
+
+
 class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     id: TenantId
     name: str = ""
@@ -91,6 +111,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     queues: list[Queue] = []
     agents: list[Agent] = []
     addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
+    twilio: TwilioAccount | None = None  # without it, SMS and voice go to the sandbox outbox
+    sms: SmsChannel = msgspec.field(default_factory=SmsChannel)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -111,6 +133,13 @@ class Deployment(msgspec.Struct, forbid_unknown_fields=True):
                 return tenant
         raise KeyError(tenant_id)
 
+    def tenant_by_number(self, number: str) -> Tenant | None:
+        """The tenant that owns an SMS number (E.164), if any."""
+        for tenant in self.tenants:
+            if number in tenant.sms.numbers:
+                return tenant
+        return None
+
 
 DEFAULT_CAPACITY = {"voice": 1, "webchat": 3, "sms": 3, "telegram": 3, "email": 5, "fax": 5}
 
@@ -130,6 +159,9 @@ class Settings(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
+    public_url: str = ""  # the URL providers call us at (behind a proxy); default http://host:port
+    twilio_signatures: bool = True  # off only for local development: every webhook is then trusted
+    twilio_api_base: str = ""  # e.g. a local recording server in tests; default: Twilio's own API
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -150,6 +182,9 @@ class Settings(msgspec.Struct, kw_only=True):
                 host=env.get("HOST", "127.0.0.1"),
                 port=int(env.get("PORT", 8080)),
                 log_level=env.get("LOG_LEVEL", "INFO").upper(),
+                public_url=env.get("PUBLIC_URL", "").rstrip("/"),
+                twilio_signatures=env.get("TWILIO_SIGNATURES", "on").lower() not in {"off", "0", "false", "no"},
+                twilio_api_base=env.get("TWILIO_API_BASE", "").rstrip("/"),
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None
@@ -166,7 +201,23 @@ def load_deployment(path: str | Path | None) -> Deployment:
         except OSError as exc:
             raise ConfigError(f"{path}: {exc.strerror}") from None
         source = str(path)
-    return parse_deployment(text, source)
+    return resolve_secrets(parse_deployment(text, source), os.environ)
+
+
+def resolve_secrets(deployment: Deployment, env: dict[str, str] | os._Environ) -> Deployment:
+    """Fill each tenant's provider secrets from the environment variables its file names."""
+    tenants = []
+    for index, tenant in enumerate(deployment.tenants):
+        if tenant.twilio is not None and not tenant.twilio.auth_token:
+            token = env.get(tenant.twilio.auth_token_env, "")
+            if not token:
+                raise ConfigError(
+                    f"`$.tenants[{index}].twilio.auth_token_env`: environment variable "
+                    f"{tenant.twilio.auth_token_env} is not set"
+                )
+            tenant = msgspec.structs.replace(tenant, twilio=msgspec.structs.replace(tenant.twilio, auth_token=token))
+        tenants.append(tenant)
+    return msgspec.structs.replace(deployment, tenants=tenants)
 
 
 def parse_deployment(text: str, source: str = "config") -> Deployment:
@@ -185,6 +236,7 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
 def _check(deployment: Deployment, source: str) -> None:
     """Cross-field checks msgspec cannot express; each error names its field."""
     seen_tenants: set[str] = set()
+    sms_numbers: dict[str, str] = {}
     for t_index, tenant in enumerate(deployment.tenants):
         where = f"{source}: `$.tenants[{t_index}]`"
         if tenant.id in seen_tenants:
@@ -222,6 +274,12 @@ def _check(deployment: Deployment, source: str) -> None:
                     raise ConfigError(f"{qwhere}.{field}: unknown queue {other!r}")
             if queue.after_hours.action == "overflow" and not queue.after_hours.queue:
                 raise ConfigError(f"{qwhere}.after_hours.queue: overflow needs a queue")
+        for n_index, number in enumerate(tenant.sms.numbers):
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
+                raise ConfigError(f"{where}.sms.numbers[{n_index}]: {number!r} is not an E.164 number")
+            if number in sms_numbers:
+                raise ConfigError(f"{where}.sms.numbers[{n_index}]: {number} already belongs to {sms_numbers[number]}")
+            sms_numbers[number] = tenant.id
         agent_ids = [a.id for a in tenant.agents]
         if len(set(agent_ids)) != len(agent_ids):
             raise ConfigError(f"{where}.agents: agent ids must be unique")

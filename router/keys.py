@@ -119,6 +119,15 @@ class Keys:
     def delivery(self, message_id: str) -> str:
         return f"{self.base}:msg:{message_id}"
 
+    @property
+    def provider_messages(self) -> str:
+        """A provider's message id (Twilio's MessageSid) -> our message id, for status callbacks."""
+        return f"{self.base}:provider"
+
+    def suppression(self, channel: str) -> str:
+        """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
+        return f"{self.base}:suppress:{channel}"
+
 
 def shard_of(key: str) -> str:
     """The shard named by a key's hash tag."""

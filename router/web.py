@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 STORE = web.AppKey("store", Store)
 DEPLOYMENT = web.AppKey("deployment", Deployment)
+SETTINGS = web.AppKey("settings", Settings)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -43,17 +44,23 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"ready": not problems, "problems": problems}, status=status)
 
 
-def application(store: Store, deployment: Deployment) -> web.Application:
+def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
+    from channels import setup_webhooks
+
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[STORE] = store
     app[DEPLOYMENT] = deployment
+    app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    setup_webhooks(app)
+    if not settings.twilio_signatures:
+        log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")
     return app
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(application(store, deployment), access_log=None)
+    runner = web.AppRunner(application(store, deployment, settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from channels import sandbox_senders
 from channels import senders as default_senders
-from channels.transport import PermanentFailure, Sender, TemporaryFailure
+from channels.transport import PermanentFailure, Refused, Sender, TemporaryFailure
 from router import bus, events
 from router.config import Deployment, Settings
 from router.keys import DISPATCH_GROUP, Keys
@@ -45,7 +46,7 @@ class Dispatcher:
         lease_ms: int = SEND_LEASE_MS,
     ) -> None:
         self.store = store
-        self.senders = senders if senders is not None else default_senders(store)
+        self.senders = senders if senders is not None else sandbox_senders(store)
         self.dead_letter = dead_letter
         self.lease_ms = lease_ms
 
@@ -98,6 +99,8 @@ class Dispatcher:
                 return await self._finish(message, "failed", attempt, error=f"gave up after {attempt} attempts: {exc}")
             due_ms = int((time.time() + BACKOFF_S[attempt - 1]) * 1000)
             return await self._finish(message, "retry", attempt, error=str(exc), due_ms=due_ms)
+        except Refused as exc:
+            return await self._finish(message, "refused", attempt, error=str(exc))
         except PermanentFailure as exc:
             return await self._finish(message, "failed", attempt, error=str(exc))
         return await self._finish(message, "sent", attempt, provider_id=provider_id)
@@ -154,7 +157,7 @@ class Dispatcher:
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    dispatcher = Dispatcher(store)
+    dispatcher = Dispatcher(store, default_senders(store, deployment, settings))
     streams = [Keys(t.id).outbound for t in deployment.tenants]
     consumer = dispatcher_consumer = bus.Consumer(
         store,
