@@ -31,12 +31,20 @@ NAMES = (
 )
 
 
+# Scripts that need none of lib.lua's helpers; the hottest one, ingest, saves
+# defining them on every call.
+STANDALONE = frozenset({"ingest"})
+
+
 @cache
 def source(name: str) -> str:
     if name not in NAMES:
         raise KeyError(name)
     folder = resources.files("router").joinpath("lua")
-    return folder.joinpath("lib.lua").read_text("utf-8") + "\n" + folder.joinpath(f"{name}.lua").read_text("utf-8")
+    own = folder.joinpath(f"{name}.lua").read_text("utf-8")
+    if name in STANDALONE:
+        return own
+    return folder.joinpath("lib.lua").read_text("utf-8") + "\n" + own
 
 
 class Scripts:
