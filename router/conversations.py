@@ -83,11 +83,14 @@ async def send_reply(
     wrote_here = channel == record.get("last_channel") and address == record.get("last_address")
     if not wrote_here and (owner is None or owner.decode() != record["customer"]):
         raise ValueError(f"{address} is not an address of this conversation's customer")
+    # answer from the number or address the customer wrote to (a tenant may have several)
+    sender = record.get("tenant_address", "") if channel == record.get("last_channel") else ""
     message = events.OutboundMessage(
         id=events.new_id(),
         tenant=tenant,
         channel=channel,
         to=address,
+        sender=sender,
         occurred_at=events.now_ms(),
         conversation=conversation,
         body=body,

@@ -64,6 +64,7 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) 
         address,
         "\n".join(contact.thread),
         own_ref,
+        contact.to,
     ]
 
 

@@ -5,6 +5,7 @@
 local contact, ident, new_customer, new_conv = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local channel, queue, priority, enqueued_at = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local entry, provider_id, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local tenant_address = ARGV[14]  -- the tenant's number or address the customer wrote to
 
 if not redis.call("SET", B .. ":seen:routed:" .. contact, "1", "NX", "EX", 604800) then
   return {"duplicate", "", "", ""}
@@ -65,7 +66,8 @@ else
 end
 
 redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
-redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address)
+redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
+  "tenant_address", tenant_address)
 if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
 local agent = redis.call("HGET", c, "agent") or ""
 emit({type = "message", conversation = conv, channel = channel, direction = "in",

@@ -402,3 +402,10 @@ async def test_a_retried_reply_with_the_same_key_is_sent_once() -> None:
     assert [m.body for m in await outbound_messages(w)] == ["On it"]
     other = await agents.reply(w.store, w.tenant, "amy", conversation, "On it", idempotency_key="form-2")
     assert other.id != first.id
+
+
+async def test_a_reply_leaves_from_the_number_the_customer_wrote_to() -> None:
+    w = await world()
+    conversation = await assigned_to_amy(w, to="+15550100009")
+    reply = await agents.reply(w.store, w.tenant, "amy", conversation, "Hello")
+    assert reply.sender == "+15550100009"
