@@ -3,6 +3,7 @@
 contactrouter up                      everything in one process, embedded store, demo data
 contactrouter run ROLE                one process role (web, routing, dispatch, timers, ...)
 contactrouter contact add ...         inject a contact by hand
+contactrouter simulate sms ...        post a signed Twilio webhook to the running web process
 contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
 contactrouter outbox / dead / trim / config check / conversation / customer
 """
@@ -54,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     contact.add_argument("--queue", default="")
     contact.add_argument("--priority", type=int)
     contact.add_argument("--provider-id", help="the provider's message id (default: a new one)")
+
+    simulate = sub.add_parser("simulate", help="post a signed provider webhook to the running web process")
+    simulate.add_argument("channel", choices=["sms"])
+    simulate.add_argument("text")
+    simulate.add_argument("--tenant", required=True)
+    simulate.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
+    simulate.add_argument("--to", help="the tenant's number texted (default: its first SMS number)")
+    simulate.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
+    simulate.add_argument("--media", action="append", default=[], help="an MMS media URL (repeatable)")
 
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
@@ -304,6 +314,74 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
 }
 
 
+async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Namespace) -> None:
+    """Post an incoming-SMS webhook signed as Twilio signs it, and print the TwiML answer."""
+    import mimetypes
+    import uuid
+
+    import aiohttp
+    from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
+
+    from channels._twilio_auth import token_for
+    from channels.sms.inbound import PATH
+
+    tenant = _tenant(deployment, a.tenant)
+    if not tenant.sms.numbers and not a.to:
+        raise CliError(f"tenant {tenant.id} has no SMS numbers (set [tenants.sms] numbers in its deployment file)")
+    token = token_for(tenant, settings) or await _sandbox_token(settings)
+    url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    message_sid = f"SM{uuid.uuid4().hex}"
+    params = {
+        "MessageSid": message_sid,
+        "SmsMessageSid": message_sid,
+        "SmsSid": message_sid,
+        "AccountSid": tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32,
+        "From": a.address,
+        "To": a.to or tenant.sms.numbers[0],
+        "Body": a.text,
+        "NumMedia": str(len(a.media)),
+        "NumSegments": "1",
+        "SmsStatus": "received",
+        "ApiVersion": "2010-04-01",
+    }
+    for index, media in enumerate(a.media):
+        params[f"MediaUrl{index}"] = media
+        params[f"MediaContentType{index}"] = mimetypes.guess_type(media)[0] or "application/octet-stream"
+    # Signed for the URL the web process checks: PUBLIC_URL when it is set there (and here).
+    signature = RequestValidator(token).compute_signature((settings.public_url or url) + PATH, params)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session,
+            session.post(url + PATH, data=params, headers={SIGNATURE_HEADER: signature}) as response,
+        ):
+            answer = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CliError(f"cannot reach the web process at {url}: {exc}") from None
+    if response.status != 200:
+        raise CliError(f"webhook answered {response.status}: {answer.strip()}")
+    print(answer)
+
+
+async def _sandbox_token(settings: Settings) -> str:
+    """The sandbox token `contactrouter up` keeps in its embedded store."""
+    from router.keys import SANDBOX_TWILIO_TOKEN
+
+    if settings.redis_url is None:
+        raise CliError("no sandbox token: set TWILIO_SANDBOX_TOKEN, or REDIS_URL to the store of `contactrouter up`")
+    from redis.exceptions import RedisError
+
+    store = connect(settings)
+    try:
+        token = await store.redis.get(SANDBOX_TWILIO_TOKEN)
+    except RedisError as exc:
+        raise CliError(f"cannot read the sandbox token from {settings.redis_url}: {exc}") from None
+    finally:
+        await store.close()
+    if not token:
+        raise CliError(f"no sandbox token in the store at {settings.redis_url}: set TWILIO_SANDBOX_TOKEN")
+    return token.decode()
+
+
 async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Namespace) -> None:
     if settings.redis_url is None:
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
@@ -338,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
             asyncio.run(_run_role(settings, deployment, a.role))
+            return 0
+        if a.command == "simulate":
+            asyncio.run(_simulate(settings, deployment, a))
             return 0
         asyncio.run(_with_store(settings, deployment, a))
         return 0

@@ -162,6 +162,9 @@ class Settings(msgspec.Struct, kw_only=True):
     public_url: str = ""  # the URL providers call us at (behind a proxy); default http://host:port
     twilio_signatures: bool = True  # off only for local development: every webhook is then trusted
     twilio_api_base: str = ""  # e.g. a local recording server in tests; default: Twilio's own API
+    # signs and checks the webhooks of tenants without a Twilio account (the offline sandbox,
+    # `contactrouter simulate sms`); empty: such webhooks are refused
+    twilio_sandbox_token: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -185,6 +188,7 @@ class Settings(msgspec.Struct, kw_only=True):
                 public_url=env.get("PUBLIC_URL", "").rstrip("/"),
                 twilio_signatures=env.get("TWILIO_SIGNATURES", "on").lower() not in {"off", "0", "false", "no"},
                 twilio_api_base=env.get("TWILIO_API_BASE", "").rstrip("/"),
+                twilio_sandbox_token=env.get("TWILIO_SANDBOX_TOKEN", ""),
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None

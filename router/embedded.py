@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
+
+import msgspec
 
 from router import agents, bus, events, processes
 from router.config import Deployment, Settings
+from router.keys import SANDBOX_TWILIO_TOKEN
 from router.store import Store, connect, serve_embedded
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,11 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
         store_port += 1
     server, _thread, tcp = serve_embedded(host, store_port)
     store = connect(settings, embedded_server=server)
+    # Tenants without a Twilio account take signed webhooks from the simulator:
+    # it signs with this token, which it reads from the store.
+    if not settings.twilio_sandbox_token:
+        settings = msgspec.structs.replace(settings, twilio_sandbox_token=secrets.token_urlsafe(24))
+    await store.redis.set(SANDBOX_TWILIO_TOKEN, settings.twilio_sandbox_token)
     await processes.prepare(store, deployment)
     await load_demo(store, deployment)
     tenants = ", ".join(t.id for t in deployment.tenants)
@@ -65,6 +74,7 @@ Next:
   contactrouter agent reply --tenant acme alice <conversation> "Thanks, looking into it"
   contactrouter outbox --tenant acme                   # what would have been sent
   contactrouter contact add --tenant acme --channel sms --from +15551230000 "Hello"
+  contactrouter simulate sms --tenant acme --from +15551230000 "Hello"   # a signed Twilio webhook
 Stop with Ctrl-C.
 """,
         flush=True,

@@ -206,6 +206,20 @@ class Abandoned(_State, kw_only=True, frozen=True, tag="abandoned"):
     waited_ms: int = 0
 
 
+class OptedOut(_State, kw_only=True, frozen=True, tag="opted_out"):
+    """A customer's address went on the channel's suppression list (SMS STOP)."""
+
+    address: str
+    keyword: str = ""  # the word they sent
+
+
+class OptedIn(_State, kw_only=True, frozen=True, tag="opted_in"):
+    """A customer's address came off the suppression list (SMS START)."""
+
+    address: str
+    keyword: str = ""
+
+
 StateEvent = (
     Queued
     | MessageAdded
@@ -221,6 +235,8 @@ StateEvent = (
     | PresenceChanged
     | DeliveryStatus
     | Abandoned
+    | OptedOut
+    | OptedIn
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -8,10 +8,15 @@ Redis Cluster. The shard is the tenant.
 from __future__ import annotations
 
 PREFIX = "cr"
+PROVIDER_ID_TTL_S = 30 * 24 * 3600
 
 # Consumer groups
 ROUTING_GROUP = "routing"
 DISPATCH_GROUP = "dispatch"
+
+# The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
+# `contactrouter simulate` in another terminal to sign its webhooks.
+SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
 
 
 class Keys:
@@ -119,10 +124,10 @@ class Keys:
     def delivery(self, message_id: str) -> str:
         return f"{self.base}:msg:{message_id}"
 
-    @property
-    def provider_messages(self) -> str:
-        """A provider's message id (Twilio's MessageSid) -> our message id, for status callbacks."""
-        return f"{self.base}:provider"
+    def provider_message(self, provider_id: str) -> str:
+        """A provider's message id (Twilio's MessageSid) -> our message id, for status
+        callbacks; kept for PROVIDER_ID_TTL_S, long past any report a provider sends."""
+        return f"{self.base}:provider:{provider_id}"
 
     def suppression(self, channel: str) -> str:
         """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
