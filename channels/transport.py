@@ -21,6 +21,12 @@ class Refused(PermanentFailure):
     """Never sent, by our own rule (an opted-out or do-not-contact address); recorded as refused."""
 
 
+class OutcomeUnknown(Exception):
+    """The request may have reached the provider but no answer came (a read timeout,
+    a dropped connection): never retried, recorded as unknown, so nobody gets a
+    message twice."""
+
+
 class Sender(Protocol):
     channel: str
 

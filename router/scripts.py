@@ -28,6 +28,7 @@ NAMES = (
     "ingest",
     "begin_send",
     "finish_send",
+    "sms_status",
 )
 
 

@@ -17,7 +17,7 @@ import msgspec
 
 from channels import sandbox_senders
 from channels import senders as default_senders
-from channels.transport import PermanentFailure, Refused, Sender, TemporaryFailure
+from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
 from router import bus, events
 from router.config import Deployment, Settings
 from router.keys import DISPATCH_GROUP, Keys
@@ -99,6 +99,8 @@ class Dispatcher:
                 return await self._finish(message, "failed", attempt, error=f"gave up after {attempt} attempts: {exc}")
             due_ms = int((time.time() + BACKOFF_S[attempt - 1]) * 1000)
             return await self._finish(message, "retry", attempt, error=str(exc), due_ms=due_ms)
+        except OutcomeUnknown as exc:
+            return await self._finish(message, "unknown", attempt, error=str(exc))
         except Refused as exc:
             return await self._finish(message, "refused", attempt, error=str(exc))
         except PermanentFailure as exc:
@@ -184,4 +186,10 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
             await asyncio.sleep(1.0)
 
     log.info("dispatch worker %s reading %d outbound streams", settings.consumer, len(streams))
-    await asyncio.gather(consumer.run(stop), retries())
+    try:
+        await asyncio.gather(consumer.run(stop), retries())
+    finally:
+        for sender in dispatcher.senders.values():
+            close = getattr(sender, "close", None)
+            if close is not None:
+                await close()

@@ -3,7 +3,15 @@ sending (or the sandbox outbox without credentials), delivery status callbacks."
 
 from __future__ import annotations
 
-from channels.sms.inbound import setup
+from aiohttp import web
+
+from channels.sms import inbound, status
 from channels.sms.outbound import SmsSender
 
 __all__ = ["SmsSender", "setup"]
+
+
+def setup(app: web.Application) -> None:
+    """Mount the SMS webhooks: inbound messages and delivery status callbacks."""
+    inbound.setup(app)
+    status.setup(app)

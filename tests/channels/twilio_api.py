@@ -1,0 +1,131 @@
+"""A local stand-in for Twilio's Messages resource, for tests that drive the real
+twilio client: it records every request it receives and answers as Twilio does,
+201 with the created message, or an error when a test asks for one.
+
+    async with TwilioApi() as api:
+        settings = Settings(twilio_api_base=api.url)
+        api.answer(429, 20429, "Too Many Requests")  # the next request; then 201 again
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from aiohttp import web
+from multidict import MultiDict
+
+
+@dataclass
+class Received:
+    """One request as the server got it."""
+
+    method: str
+    path: str
+    account_sid: str  # from the path
+    auth: tuple[str, str]  # HTTP basic auth: (user, password)
+    form: MultiDict[str]
+
+    def __getitem__(self, name: str) -> str:
+        return self.form[name]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.form.get(name, default)
+
+
+@dataclass
+class _Answer:
+    status: int
+    code: int | None = None
+    message: str = ""
+    delay: float = 0.0  # seconds to wait first (a slow or hung Twilio)
+
+
+@dataclass
+class TwilioApi:
+    requests: list[Received] = field(default_factory=list)
+    sids: list[str] = field(default_factory=list)  # of the messages created, in order
+    url: str = ""
+    received: asyncio.Event = field(default_factory=asyncio.Event)  # set once a request arrived
+    _answers: list[_Answer] = field(default_factory=list)
+    _runner: web.AppRunner | None = None
+
+    def answer(self, status: int, code: int | None = None, message: str = "", *, delay: float = 0.0) -> None:
+        """Queue the answer to the next request not yet answered (201: a created message)."""
+        self._answers.append(_Answer(status, code, message, delay))
+
+    async def __aenter__(self) -> TwilioApi:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
+        # A client that gave up on a slow answer leaves the handler sleeping: stop
+        # it then (handler_cancellation), and never wait long for one at cleanup.
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        form = MultiDict(await request.post())
+        account = request.match_info["account"]
+        self.requests.append(Received(request.method, request.path, account, _basic_auth(request), form))
+        self.received.set()
+        answer = self._answers.pop(0) if self._answers else _Answer(201)
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
+        if answer.status != 201:
+            return web.json_response(
+                {
+                    "code": answer.code,
+                    "message": answer.message,
+                    "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
+                    "status": answer.status,
+                },
+                status=answer.status,
+            )
+        sid = "SM" + secrets.token_hex(16)
+        self.sids.append(sid)
+        body = form.get("Body", "")
+        now = formatdate(usegmt=True)
+        return web.json_response(
+            {
+                "sid": sid,
+                "account_sid": account,
+                "api_version": "2010-04-01",
+                "body": body,
+                "date_created": now,
+                "date_updated": now,
+                "date_sent": None,
+                "direction": "outbound-api",
+                "error_code": None,
+                "error_message": None,
+                "from": form.get("From"),
+                "messaging_service_sid": form.get("MessagingServiceSid"),
+                "num_media": str(len(form.getall("MediaUrl", []))),
+                "num_segments": "1",
+                "price": None,
+                "price_unit": "USD",
+                "status": "queued" if "From" in form else "accepted",
+                "to": form.get("To"),
+                "uri": f"/2010-04-01/Accounts/{account}/Messages/{sid}.json",
+                "subresource_uris": {"media": f"/2010-04-01/Accounts/{account}/Messages/{sid}/Media.json"},
+            },
+            status=201,
+        )
+
+
+def _basic_auth(request: web.Request) -> tuple[str, str]:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    user, _, password = base64.b64decode(value).decode().partition(":")
+    return user, password
