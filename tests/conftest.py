@@ -17,6 +17,7 @@ import redis
 from ops.redis_server import RedisServer, RedisServerMissing
 from router.config import Settings
 from router.store import Store, connect
+from tests.processes import running_up
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 REAL_REDIS_FIXTURES = {"redis_server", "redis_url", "real_store"}
@@ -74,3 +75,10 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def up() -> Iterator[tuple[str, int]]:
+    """A running `contactrouter up`: (its embedded store's URL, its web port)."""
+    with running_up() as running:
+        yield running

@@ -25,7 +25,7 @@ from router.config import Settings, resolve_secrets
 from router.keys import Keys
 from router.web import application
 from tests.factories import World, world
-from tests.test_up import CLI, _cli, _wait_for, up  # noqa: F401  (`up`: the running `contactrouter up`)
+from tests.processes import CLI, run_cli, wait_for
 
 ACME_SID = "AC0123456789abcdef0123456789abcdef"
 ACME_TOKEN = "acme-auth-token-0123456789abcdef"
@@ -420,22 +420,22 @@ def simulate(store_url: str, port: int, text: str, **env: str) -> subprocess.Com
     return subprocess.run([CLI, *args], env=environment, capture_output=True, text=True, timeout=30)
 
 
-def test_simulate_sms_reaches_the_demo_agent_through_contactrouter_up(up: tuple[str, int]):  # noqa: F811
+def test_simulate_sms_reaches_the_demo_agent_through_contactrouter_up(up: tuple[str, int]):
     store_url, port = up
-    sent = _wait_for(
+    sent = wait_for(
         lambda: (run := simulate(store_url, port, "Is my meter broken?")).returncode == 0 and run,
         "the web process to take a simulated SMS",
     )
     assert sent.stdout.strip().endswith("<Response />")
 
     def offered_with_text() -> str | None:
-        for line in _cli(store_url, "agent", "offers", "--tenant", "acme", "alice").stdout.splitlines():
+        for line in run_cli(store_url, "agent", "offers", "--tenant", "acme", "alice").stdout.splitlines():
             conversation = line.split()[2]
-            if "Is my meter broken?" in _cli(store_url, "conversation", "--tenant", "acme", conversation).stdout:
+            if "Is my meter broken?" in run_cli(store_url, "conversation", "--tenant", "acme", conversation).stdout:
                 return conversation
         return None
 
-    assert _wait_for(offered_with_text, "the simulated SMS offered to alice")
+    assert wait_for(offered_with_text, "the simulated SMS offered to alice")
 
     stop = simulate(store_url, port, "STOP")
     assert stop.returncode == 0, stop.stderr
