@@ -97,6 +97,34 @@ class SmsChannel(msgspec.Struct, forbid_unknown_fields=True):
     start_text: str = "You are subscribed again. Reply STOP to stop, HELP for help."
 
 
+class MenuOption(msgspec.Struct, forbid_unknown_fields=True):
+    """One choice of the IVR menu: a key, words a caller may say instead, and the queue."""
+
+    digit: Annotated[str, msgspec.Meta(pattern=r"^[0-9*#]$")]
+    label: str  # what the menu says: "For billing, press 1"
+    queue: str
+    speech: list[str] = []  # e.g. ["billing", "invoice"]
+
+
+class CallbackPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3  # dial attempts on busy / no answer
+    spacing_s: Annotated[float, msgspec.Meta(ge=0)] = 300  # between attempts
+
+
+class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """Calls for a tenant (Twilio Voice): numbers, the IVR, waiting, callbacks, voicemail."""
+
+    numbers: list[str] = []  # E.164 numbers callers dial
+    language: str = "en-US"
+    greeting: str = "Thank you for calling."
+    menu: list[MenuOption] = []  # empty: straight to the tenant's voice entry queue
+    offer_callback: bool = True
+    voicemail: bool = True  # after hours, and on request from the queue
+    hold_music_url: str = ""  # played between announcements; empty: a pause
+    expected_handle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 240  # for the expected-wait estimate
+    callback: CallbackPolicy = msgspec.field(default_factory=CallbackPolicy)
+
+
 class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     id: TenantId
     name: str = ""
@@ -113,6 +141,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
     twilio: TwilioAccount | None = None  # without it, SMS and voice go to the sandbox outbox
     sms: SmsChannel = msgspec.field(default_factory=SmsChannel)
+    voice: VoiceChannel = msgspec.field(default_factory=VoiceChannel)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -133,10 +162,10 @@ class Deployment(msgspec.Struct, forbid_unknown_fields=True):
                 return tenant
         raise KeyError(tenant_id)
 
-    def tenant_by_number(self, number: str) -> Tenant | None:
-        """The tenant that owns an SMS number (E.164), if any."""
+    def tenant_by_number(self, number: str, channel: str = "sms") -> Tenant | None:
+        """The tenant that owns a number (E.164) on a channel (sms or voice), if any."""
         for tenant in self.tenants:
-            if number in tenant.sms.numbers:
+            if number in (tenant.voice.numbers if channel == "voice" else tenant.sms.numbers):
                 return tenant
         return None
 
@@ -284,6 +313,12 @@ def _check(deployment: Deployment, source: str) -> None:
             if number in sms_numbers:
                 raise ConfigError(f"{where}.sms.numbers[{n_index}]: {number} already belongs to {sms_numbers[number]}")
             sms_numbers[number] = tenant.id
+        for n_index, number in enumerate(tenant.voice.numbers):
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
+                raise ConfigError(f"{where}.voice.numbers[{n_index}]: {number!r} is not an E.164 number")
+        for m_index, option in enumerate(tenant.voice.menu):
+            if option.queue not in queue_ids:
+                raise ConfigError(f"{where}.voice.menu[{m_index}].queue: unknown queue {option.queue!r}")
         agent_ids = [a.id for a in tenant.agents]
         if len(set(agent_ids)) != len(agent_ids):
             raise ConfigError(f"{where}.agents: agent ids must be unique")

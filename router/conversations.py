@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 from redis.exceptions import WatchError
 
-from router import events
+from router import assign, events
 from router.customers import identity
 from router.keys import Keys
 from router.store import Store
@@ -141,3 +141,17 @@ async def send_reply(
             first = await store.redis.get(seen)
             return events.decode_outbound(first)
     return message
+
+
+async def close_unanswered(store: Store, tenant: str, conversation: str, disposition: str) -> bool:
+    """Close a conversation nobody took (a caller hung up, a callback replaced the
+    call): any offer is withdrawn and its agent's capacity given back at once.
+    Returns False if it was already closed or had been taken by an agent."""
+    keys = Keys(tenant)
+    record = await get(store, tenant, conversation)
+    if record.get("state") not in ("queued", "reserved"):
+        return False
+    _state, freed = await store.scripts.close(keys=[keys.base], args=[conversation, "", disposition, 0])
+    if freed:
+        await assign.assign_agent(store, tenant, freed.decode() if isinstance(freed, bytes) else freed)
+    return True

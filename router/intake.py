@@ -65,6 +65,7 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) 
         "\n".join(contact.thread),
         own_ref,
         contact.to,
+        contact.kind,
     ]
 
 

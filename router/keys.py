@@ -129,6 +129,10 @@ class Keys:
         callbacks; kept for PROVIDER_ID_TTL_S, long past any report a provider sends."""
         return f"{self.base}:provider:{provider_id}"
 
+    def call(self, call_sid: str) -> str:
+        """A phone call (Twilio CallSid): its conversation, contact and progress."""
+        return f"{self.base}:call:{call_sid}"
+
     def suppression(self, channel: str) -> str:
         """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
         return f"{self.base}:suppress:{channel}"

@@ -6,6 +6,7 @@ local contact, ident, new_customer, new_conv = ARGV[1], ARGV[2], ARGV[3], ARGV[4
 local channel, queue, priority, enqueued_at = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local entry, provider_id, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 local tenant_address = ARGV[14]  -- the tenant's number or address the customer wrote to
+local kind = ARGV[15]  -- message | call | callback | voicemail
 
 if not redis.call("SET", B .. ":seen:routed:" .. contact, "1", "NX", "EX", 604800) then
   return {"duplicate", "", "", ""}
@@ -49,7 +50,7 @@ else
   local q = queue_conf(queue) or {}
   redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,
     "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
-    "attempts", "0", "queue", queue)
+    "attempts", "0", "queue", queue, "kind", kind)
   -- Sticky routing: hold the conversation for the customer's last agent for a while.
   local last_agent = q.strategy == "sticky" and redis.call("HGET", B .. ":cust:" .. customer, "last_agent")
   if last_agent and last_agent ~= "" then

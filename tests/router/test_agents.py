@@ -409,3 +409,16 @@ async def test_a_reply_leaves_from_the_number_the_customer_wrote_to() -> None:
     conversation = await assigned_to_amy(w, to="+15550100009")
     reply = await agents.reply(w.store, w.tenant, "amy", conversation, "Hello")
     assert reply.sender == "+15550100009"
+
+
+async def test_a_caller_who_hangs_up_while_offered_frees_the_agent_at_once() -> None:
+    w = await world()
+    await w.available("amy")
+    call = await w.arrive(channel="voice", address="+15550000001", kind="call")
+    assert await w.offered("amy") == [call]
+    assert (await w.conversation(call))["kind"] == "call"
+    assert await conversations.close_unanswered(w.store, "acme", call, "abandoned")
+    record = await w.conversation(call)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    assert (await w.agent("amy"))["load:total"] == "0"
+    assert not await conversations.close_unanswered(w.store, "acme", call, "abandoned")
