@@ -23,12 +23,19 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process; use as a context manager."""
 
-    def __init__(self, *, appendonly: bool = False, appendfsync: str = "everysec", extra: list[str] | None = None):
+    def __init__(
+        self,
+        *,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        extra: list[str] | None = None,
+        port: int | None = None,
+    ):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RedisServerMissing("redis-server is not installed (Debian: apt-get install redis-server)")
         self.binary = binary
-        self.port = free_port()
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="cr-redis-"))
         self.args = [
             binary,

@@ -7,10 +7,12 @@ EVAL after a restart emptied the script cache.
 
 from __future__ import annotations
 
+import asyncio
 from functools import cache
 from importlib import resources
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 NAMES = (
@@ -76,6 +78,8 @@ async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
     Calls that found their script missing (a restarted Redis, a new cluster node)
     had no effect; they run again once it is loaded.
     """
+    if isinstance(redis, RedisCluster):
+        return await _per_shard(calls)
     results = await _evalsha_all(redis, calls)
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
@@ -93,3 +97,24 @@ async def _evalsha_all(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
         for script, base, args in calls:
             pipe.evalsha(script.sha, 1, base, *args)
         return list(await pipe.execute(raise_on_error=False))
+
+
+async def _per_shard(calls: list[tuple[Any, str, list]]) -> list:
+    """redis-py refuses EVALSHA in cluster pipelines: run each shard's calls in
+    their order (an offer round must see the intakes before it), the shards
+    side by side. Script reloads after NOSCRIPT by itself."""
+    results: list = [None] * len(calls)
+    by_shard: dict[str, list[int]] = {}
+    for index, (_script, base, _args) in enumerate(calls):
+        by_shard.setdefault(base, []).append(index)
+
+    async def run(indexes: list[int]) -> None:
+        for index in indexes:
+            script, base, args = calls[index]
+            try:
+                results[index] = await script(keys=[base], args=args)
+            except Exception as exc:  # reported per call, as a pipeline does
+                results[index] = exc
+
+    await asyncio.gather(*(run(indexes) for indexes in by_shard.values()))
+    return results

@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from ops.redis_cluster import RedisClusterNodes
 from ops.redis_server import RedisServer, RedisServerMissing
 from router.config import Settings
 from router.store import Store, connect
 from tests.processes import running_up
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
-REAL_REDIS_FIXTURES = {"redis_server", "redis_url", "real_store"}
+REAL_REDIS_FIXTURES = {"redis_server", "redis_url", "real_store", "redis_cluster"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -41,6 +42,19 @@ def redis_server() -> Iterator[RedisServer]:
         pytest.skip(f"integration test needs a real Redis: {exc}")
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """A 3-primary Redis Cluster for the whole session, on free loopback ports."""
+    try:
+        cluster = RedisClusterNodes(primaries=3)
+    except RedisServerMissing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}: cluster tests must run in CI", pytrace=False)
+        pytest.skip(f"cluster test needs redis-server and redis-cli: {exc}")
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture
