@@ -26,6 +26,9 @@ from router.scripts import Scripts
 
 log = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 200  # per process
+POOL_WAIT_S = 10.0  # how long a request waits for a free connection before it fails
+
 
 class Store:
     """A client for the deployment's Redis and the routing scripts registered on it."""
@@ -57,8 +60,17 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     if settings.cluster:
         client = RedisCluster.from_url(settings.redis_url, retry=retry, retry_on_error=errors)
         return Store(client, cluster=True)
-    client = aioredis.Redis.from_url(settings.redis_url, retry=retry, retry_on_error=errors, health_check_interval=30)
-    return Store(client)
+    # A blocking pool: a burst of webhooks beyond the pool's size waits a moment
+    # for a connection instead of failing (redis-py's default pool raises).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
+        retry=retry,
+        retry_on_error=errors,
+        health_check_interval=30,
+    )
+    return Store(aioredis.Redis(connection_pool=pool))
 
 
 class _BlockingReadHandler(TCPFakeRequestHandler):

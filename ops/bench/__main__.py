@@ -1,10 +1,10 @@
-"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing)."""
+"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing, webhooks)."""
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing",)
+BENCHMARKS = ("routing", "webhooks")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import routing
 
         return routing.main(rest)
+    if name == "webhooks":
+        from ops.bench import webhooks
+
+        return webhooks.main(rest)
     return 2
 
 
