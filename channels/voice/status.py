@@ -1,0 +1,117 @@
+"""Call status callbacks: Twilio reports a call's progress (initiated, ringing,
+in-progress, then completed, busy, failed, no-answer or canceled).
+
+POST /twilio/voice/status, signed like every voice webhook; the tenant owns the
+number called (or, for a call we placed, the number it came from). Each report
+updates the call's record; a repeated report (same CallSid and status) changes
+nothing. A caller who hangs up while their conversation still waits (queued, or
+offered to an agent who has not taken it) abandoned it: the conversation is
+closed "abandoned" (the offered agent freed at once) and one Abandoned event,
+with the queue and the time waited, goes to the tenant's events stream.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from redis.exceptions import WatchError
+
+from channels.voice import calls
+from channels.voice._webhook import call_form
+from router import conversations, events
+from router.keys import PROVIDER_ID_TTL_S, Keys
+from router.store import Store
+from router.web import STORE
+
+log = logging.getLogger(__name__)
+
+PATH = "/twilio/voice/status"
+STATUSES = (
+    "queued",
+    "initiated",
+    "ringing",
+    "in-progress",
+    "answered",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+)
+ENDED = ("completed", "busy", "failed", "no-answer", "canceled")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(PATH, status_callback)
+
+
+async def status_callback(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    tenant, form = await call_form(request, ("CallStatus",), placed_by_us=True)
+    sid, status = form["CallSid"], form["CallStatus"]
+    if status not in STATUSES:
+        raise web.HTTPBadRequest(text=f"unknown CallStatus {status!r}")
+    keys = Keys(tenant.id)
+    seen = keys.seen("voice-status", f"{sid}:{status}")
+    if await store.redis.exists(seen):
+        return web.Response(text="")
+    call = await calls.get_call(store, tenant.id, sid)
+    if not call:
+        # A call we know nothing of (a leg another module placed): answered 200, as
+        # Twilio retrying would not make it ours.
+        log.info("status %s for unknown call %s of %s ignored", status, sid, tenant.id)
+        return web.Response(text="")
+    fields = {"status": status, "status_at": str(events.now_ms())}
+    if status in ENDED:
+        fields["ended_at"] = fields["status_at"]
+        if form.get("CallDuration"):
+            fields["duration_s"] = form["CallDuration"]
+    await calls.update_call(store, tenant.id, sid, **fields)
+    if status in ENDED and call.get("state") == "queued":
+        await abandoned(store, tenant.id, sid, call)
+    # Marked only once the effect is stored: a failure above is redone on a retry.
+    await store.redis.set(seen, "1", ex=PROVIDER_ID_TTL_S)
+    return web.Response(text="")
+
+
+async def abandoned(store: Store, tenant: str, sid: str, call: dict[str, str]) -> bool:
+    """The caller hung up while waiting: close the conversation, count one abandon.
+
+    Returns whether this report counted it. The count is flagged on the call's
+    record in the same transaction that appends the event, so a repeated or
+    racing report never counts it twice, and a report redone after a failure
+    between the close and the count still counts it once.
+    """
+    conversation = await calls.conversation_of(store, tenant, sid, call)
+    if conversation is None:
+        log.warning("call %s of %s ended before routing opened its conversation", sid, tenant)
+        return False
+    await conversations.close_unanswered(store, tenant, conversation, "abandoned")
+    record = await conversations.get(store, tenant, conversation)
+    if record.get("state") != "closed" or record.get("disposition") != "abandoned":
+        return False  # an agent took it just before the caller hung up
+    keys = Keys(tenant)
+    started = int(call.get("started_at") or events.now_ms())
+    event = events.Abandoned(
+        tenant=tenant,
+        occurred_at=events.now_ms(),
+        channel="voice",
+        direction="in",
+        provider_id=sid,
+        conversation=conversation,
+        queue=record.get("queue", call.get("queue", "")),
+        waited_ms=max(0, events.now_ms() - started),
+    )
+    async with store.redis.pipeline(transaction=True) as pipe:
+        try:
+            await pipe.watch(keys.call(sid))
+            if await pipe.hget(keys.call(sid), "abandoned_at"):
+                return False
+            pipe.multi()
+            pipe.hset(keys.call(sid), mapping={"abandoned_at": str(event.occurred_at), "state": "abandoned"})
+            pipe.xadd(keys.events, {"e": events.encode(event)})
+            await pipe.execute()
+        except WatchError:
+            return False  # a concurrent report counted it
+    return True

@@ -1,0 +1,281 @@
+"""The wait loop: a queued caller hears their position and expected wait, may ask
+for a callback or leave a voicemail, and is put through once an agent takes the
+call.
+
+POST /twilio/voice/wait?n=<round> is asked again and again (each answer ends in
+a Redirect back to it): the call's conversation, once routing has opened it, is
+assigned -> Dial the agent; queued -> announce (every ANNOUNCE_EVERY rounds), hold,
+come back. POST /twilio/voice/wait/choice takes a key pressed while holding:
+1 asks for a callback (POST /twilio/voice/callback confirms the caller's number
+or takes another one, /twilio/voice/callback/number), 2 leaves a voicemail.
+
+A callback replaces the call: the call's conversation is closed
+("callback_requested", not an abandon) and a callback contact enters the same
+queue with the call's age, so it keeps the caller's place ahead of later callers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from multidict import MultiDictProxy
+from twilio.twiml.voice_response import VoiceResponse
+
+from channels.voice import calls, voicemail
+from channels.voice._webhook import call_form, twiml, url
+from router import bus, conversations, events
+from router.config import Tenant
+from router.customers import InvalidAddress, normalise
+from router.keys import Keys
+from router.store import Store
+from router.web import STORE
+
+log = logging.getLogger(__name__)
+
+WAIT_PATH = calls.WAIT_PATH
+CHOICE_PATH = "/twilio/voice/wait/choice"
+CALLBACK_PATH = "/twilio/voice/callback"
+CALLBACK_NUMBER_PATH = "/twilio/voice/callback/number"
+
+HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call is put through
+NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
+ANNOUNCE_EVERY = 3  # rounds between announcements of the position (about 30 s)
+WAITING = ("queued", "reserved")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post(WAIT_PATH, wait)
+    app.router.add_post(CHOICE_PATH, choice)
+    app.router.add_post(CALLBACK_PATH, callback)
+    app.router.add_post(CALLBACK_NUMBER_PATH, callback_number)
+
+
+async def wait(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    tenant, form = await call_form(request)
+    sid, language = form["CallSid"], tenant.voice.language
+    round_ = calls.query_int(request.query.get("n"), 0)
+    response = VoiceResponse()
+    call = await calls.get_call(store, tenant.id, sid)
+    if call.get("state") not in ("queued", "connected"):
+        response.say("Sorry, we cannot find your call. Please call again.", language=language)
+        response.hangup()
+        return twiml(response)
+    conversation = await calls.conversation_of(store, tenant.id, sid, call)
+    if conversation is None:
+        if round_ == 0:
+            response.say("Please hold.", language=language)
+        response.pause(length=NOT_ROUTED_PAUSE_S)
+        response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
+        return twiml(response)
+    record = await conversations.get(store, tenant.id, conversation)
+    state = record.get("state")
+    if state == "assigned":
+        await _connect(store, tenant, sid, record, response)
+    elif state in WAITING:
+        announcement = await announce(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else ""
+        _hold(request, response, tenant, announcement)
+        response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
+    else:  # closed by someone else meanwhile (a supervisor, a transfer elsewhere)
+        response.say("Thank you for calling. Goodbye.", language=language)
+        response.hangup()
+    return twiml(response)
+
+
+async def _connect(store: Store, tenant: Tenant, sid: str, record: dict[str, str], response: VoiceResponse) -> None:
+    """Put the caller through to the agent who took the call: their phone, or their
+    browser (a Twilio Client named after the agent id) when they have none."""
+    agent_id = record.get("agent", "")
+    phone = next((a.phone for a in tenant.agents if a.id == agent_id), "")
+    dial = response.dial()
+    if phone:
+        dial.number(phone)
+    else:
+        dial.client(agent_id)
+    response.hangup()
+    await calls.update_call(store, tenant.id, sid, state="connected", agent=agent_id)
+
+
+async def announce(store: Store, tenant: Tenant, record: dict[str, str]) -> str:
+    """ "You are number 2 in the queue. The expected wait is about 4 minutes."
+
+    Expected wait: position x expected_handle_seconds / the queue's members who
+    are available (at least one), in minutes.
+    """
+    keys = Keys(tenant.id)
+    queue, level = record.get("queue", ""), record.get("level", "0") or "0"
+    rank = await store.redis.zrank(keys.waiting(queue), record["id"])
+    if rank is None:  # offered to an agent right now
+        return "An agent will be with you shortly."
+    position = rank + 1
+    members = [_text(m) for m in await store.redis.zrange(keys.members(queue, int(level)), 0, -1)]
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.hget(keys.agent(member), "presence")
+        presences = await pipe.execute()
+    available = sum(1 for p in presences if p is not None and _text(p) == "available")
+    seconds = position * tenant.voice.expected_handle_seconds / max(1, available)
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        expected = "less than a minute"
+    else:
+        expected = "about one minute" if minutes == 1 else f"about {minutes} minutes"
+    return f"You are number {position} in the queue. The expected wait is {expected}."
+
+
+def _options(tenant: Tenant) -> str:
+    said = []
+    if tenant.voice.offer_callback:
+        said.append("To be called back without losing your place, press 1.")
+    if tenant.voice.voicemail:
+        said.append("To leave a voicemail, press 2.")
+    return " ".join(said)
+
+
+def _hold(request: web.Request, response: VoiceResponse, tenant: Tenant, announcement: str) -> None:
+    """The announcement, the options (as a Gather, so a key works during the hold
+    music too) and a round of hold music or silence."""
+    language, options = tenant.voice.language, _options(tenant)
+    where = (
+        response.gather(input="dtmf", num_digits=1, timeout=1, action=url(request, CHOICE_PATH))
+        if options
+        else response
+    )
+    if announcement:
+        where.say(announcement, language=language)
+        if options:
+            where.say(options, language=language)
+    if tenant.voice.hold_music_url:
+        where.play(tenant.voice.hold_music_url)
+    else:
+        where.pause(length=HOLD_S)
+
+
+async def choice(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    tenant, form = await call_form(request)
+    sid, digits = form["CallSid"], form.get("Digits", "")
+    response = VoiceResponse()
+    call = await calls.get_call(store, tenant.id, sid)
+    conversation = await calls.conversation_of(store, tenant.id, sid, call) if call.get("state") == "queued" else None
+    if conversation and digits == "1" and tenant.voice.offer_callback:
+        _ask_number(request, response, tenant, call["from"])
+    elif (
+        conversation
+        and digits == "2"
+        and tenant.voice.voicemail
+        # the voicemail replaces the call; an agent who took it meanwhile keeps it
+        and await conversations.close_unanswered(store, tenant.id, conversation, "voicemail")
+    ):
+        await calls.update_call(store, tenant.id, sid, state="voicemail")
+        voicemail.ask(request, response, tenant)
+    else:
+        response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+    return twiml(response)
+
+
+def _ask_number(request: web.Request, response: VoiceResponse, tenant: Tenant, number: str) -> None:
+    gather = response.gather(input="dtmf", num_digits=1, timeout=5, action=url(request, CALLBACK_PATH))
+    gather.say(
+        f"We will call you back at {_spoken(number)}. To confirm, press 1. To give another number, press 2.",
+        language=tenant.voice.language,
+    )
+    response.redirect(url(request, f"{WAIT_PATH}?n=1"))  # no answer: back to the queue, in the same place
+
+
+def _ask_other_number(request: web.Request, response: VoiceResponse, tenant: Tenant) -> None:
+    gather = response.gather(
+        input="dtmf", num_digits=16, finish_on_key="#", timeout=10, action=url(request, CALLBACK_NUMBER_PATH)
+    )
+    gather.say(
+        "Please enter the number to call, with its country code, then press the pound key.",
+        language=tenant.voice.language,
+    )
+    response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+
+
+async def callback(request: web.Request) -> web.Response:
+    tenant, form = await call_form(request)
+    response = VoiceResponse()
+    digits = form.get("Digits", "")
+    if digits == "1":
+        call = await calls.get_call(request.app[STORE], tenant.id, form["CallSid"])
+        await _request_callback(request, response, tenant, form, call.get("from", ""))
+    elif digits == "2":
+        _ask_other_number(request, response, tenant)
+    else:
+        response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+    return twiml(response)
+
+
+async def callback_number(request: web.Request) -> web.Response:
+    tenant, form = await call_form(request)
+    response = VoiceResponse()
+    digits = form.get("Digits", "").strip("#")
+    try:
+        number = normalise("voice", "+" + digits) if digits.isdigit() else ""
+    except InvalidAddress:
+        number = ""
+    if not number:
+        response.say("Sorry, that is not a number we can call.", language=tenant.voice.language)
+        _ask_other_number(request, response, tenant)
+    else:
+        await _request_callback(request, response, tenant, form, number)
+    return twiml(response)
+
+
+async def _request_callback(
+    request: web.Request, response: VoiceResponse, tenant: Tenant, form: MultiDictProxy[str], number: str
+) -> None:
+    """Replace the waiting call with a callback that keeps its place; say so, hang up.
+
+    The call's conversation is closed before the callback is added, so routing
+    opens the callback's own conversation (a contact from the same caller would
+    otherwise join the call's). A retried webhook finds the conversation closed
+    "callback_requested" and adds the callback once (per CallSid)."""
+    store = request.app[STORE]
+    sid, language = form["CallSid"], tenant.voice.language
+    call = await calls.get_call(store, tenant.id, sid)
+    conversation = await calls.conversation_of(store, tenant.id, sid, call)
+    if conversation is None or call.get("state") not in ("queued", "callback_requested"):
+        response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+        return
+    if not await conversations.close_unanswered(store, tenant.id, conversation, "callback_requested"):
+        record = await conversations.get(store, tenant.id, conversation)
+        if record.get("disposition") != "callback_requested":  # an agent took the call meanwhile
+            response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+            return
+    contact = events.build(
+        events.InboundContact,
+        {
+            "id": events.new_id(),
+            "tenant": tenant.id,
+            "channel": "voice",
+            "kind": "callback",
+            "address": number,
+            "to": form["To"],
+            "provider_id": f"callback:{sid}",
+            "occurred_at": events.now_ms(),
+            "original_at": int(call["started_at"]),
+            "queue": call.get("queue", ""),
+            "body": f"Callback requested to {number}",
+            "metadata": {"call_sid": sid, "call_conversation": conversation},
+        },
+    )
+    await calls.update_call(store, tenant.id, sid, state="callback_requested", callback_to=number)
+    await bus.ingest(store, contact)
+    response.say(
+        f"Thank you. We will call you back at {_spoken(number)} as soon as an agent is free. Goodbye.",
+        language=language,
+    )
+    response.hangup()
+
+
+def _spoken(number: str) -> str:
+    """Digits read one by one: "+15551230000" -> "1 5 5 5 1 2 3 0 0 0 0"."""
+    return " ".join(c for c in number if c.isdigit())

@@ -1,0 +1,98 @@
+"""Call status callbacks: the call's record follows Twilio's reports, and a caller
+who hangs up while waiting is counted as abandoned, once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from channels.voice import calls, status
+from router import events
+from tests.channels.voice_phone import Phone, new_sid, serve
+
+
+@pytest.fixture
+async def phone() -> AsyncIterator[Phone]:
+    async for value in serve():
+        yield value
+
+
+async def waiting_call(phone: Phone) -> str:
+    await phone.answer(calls.PATH)
+    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")
+    await phone.route()
+    return await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+
+
+async def report(phone: Phone, call_status: str, **extra: str) -> None:
+    response = await phone.post(status.PATH, phone.params(CallStatus=call_status, **extra))
+    assert response.status == 200, await response.text()
+
+
+async def test_each_report_updates_the_calls_record(phone):
+    await phone.answer(calls.PATH)
+    await report(phone, "ringing")
+    assert (await phone.call_record())["status"] == "ringing"
+    await report(phone, "in-progress")
+    assert (await phone.call_record())["status"] == "in-progress"
+
+
+async def test_a_caller_who_hangs_up_while_waiting_is_counted_as_abandoned_once(phone):
+    conversation = await waiting_call(phone)
+    for _ in range(3):  # Twilio repeats the callback
+        await report(phone, "completed", CallDuration="42")
+    await report(phone, "canceled")  # and even a second ending changes nothing
+    record = await phone.world.conversation(conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    [abandoned] = await phone.world.events(events.Abandoned)
+    assert (abandoned.queue, abandoned.conversation, abandoned.provider_id) == ("support", conversation, phone.sid)
+    started = int((await phone.call_record())["started_at"])
+    assert 0 <= abandoned.waited_ms <= events.now_ms() - started
+    assert await phone.world.waiting("support") == []
+    call = await phone.call_record()
+    assert (call["state"], call["status"], call["duration_s"]) == ("abandoned", "canceled", "42")
+
+
+async def test_a_caller_who_hangs_up_while_offered_frees_the_agent_at_once(phone):
+    conversation = await waiting_call(phone)
+    await phone.world.available("amy")
+    assert await phone.world.offered("amy") == [conversation]
+    await report(phone, "completed")
+    assert await phone.world.offered("amy") == []
+    assert len(await phone.world.events(events.Abandoned)) == 1
+
+
+async def test_a_caller_put_through_to_an_agent_did_not_abandon(phone):
+    await waiting_call(phone)
+    await phone.world.available("amy")
+    conversation = await phone.world.accept_offer("amy")
+    await phone.answer("/twilio/voice/wait?n=0")  # Dial
+    await report(phone, "completed")
+    assert (await phone.world.conversation(conversation))["state"] == "assigned"
+    assert await phone.world.events(events.Abandoned) == []
+
+
+async def test_a_caller_who_asked_for_a_callback_did_not_abandon(phone):
+    await waiting_call(phone)
+    await phone.answer("/twilio/voice/callback", Digits="1")
+    await report(phone, "completed")
+    assert await phone.world.events(events.Abandoned) == []
+
+
+async def test_a_hang_up_in_the_menu_is_no_abandon(phone):
+    await phone.answer(calls.PATH)
+    await report(phone, "completed")
+    assert await phone.world.events(events.Abandoned) == []
+
+
+async def test_a_report_on_a_call_we_do_not_know_is_acknowledged_and_ignored(phone):
+    await report(phone, "completed", sid=new_sid())
+    assert await phone.world.events(events.Abandoned) == []
+
+
+async def test_a_report_without_its_status_is_400(phone):
+    params = {k: v for k, v in phone.params().items() if k != "CallStatus"}
+    response = await phone.post(status.PATH, params)
+    assert response.status == 400
+    assert "missing parameters: CallStatus" in await response.text()

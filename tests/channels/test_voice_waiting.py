@@ -1,0 +1,185 @@
+"""The wait loop: position and expected wait, the agent put through, and the
+callback that keeps the caller's place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from channels.voice import calls, waiting
+from router import conversations
+from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
+
+WAIT = f"{waiting.WAIT_PATH}?n=0"
+
+
+@pytest.fixture
+async def phone() -> AsyncIterator[Phone]:
+    async for value in serve():
+        yield value
+
+
+async def queued(phone: Phone, digit: str = "1", caller: str = CALLER) -> Phone:
+    """A caller picks a menu option; their call is on the inbound stream."""
+    await phone.answer(calls.PATH, caller=caller)
+    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits=digit, caller=caller)
+    return phone
+
+
+async def test_before_routing_opened_the_conversation_the_caller_is_asked_to_hold(phone):
+    await queued(phone)
+    answer = await phone.answer(WAIT)
+    assert answer.verbs == ["Say", "Pause", "Redirect"]
+    assert answer.said() == "Please hold."
+    assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=1"
+
+
+async def test_a_waiting_caller_hears_their_position_and_expected_wait_and_the_options(phone):
+    callers = [await queued(phone.another(), caller=f"+1555123000{i}") for i in range(3)]
+    await phone.route()
+    for position, caller in enumerate(callers, start=1):
+        answer = await caller.answer(WAIT, caller=f"+1555123000{position - 1}")
+        assert answer.verbs == ["Gather", "Redirect"]
+        gather = answer.one("Gather")
+        assert gather.get("numDigits") == "1"
+        assert answer.path("Gather") == waiting.CHOICE_PATH
+        [announcement, options] = [say.text for say in gather.iter("Say")]
+        # nobody is available: 240 s per caller ahead, and their own
+        assert announcement == (
+            f"You are number {position} in the queue. The expected wait is about {4 * position} minutes."
+        )
+        assert options == "To be called back without losing your place, press 1. To leave a voicemail, press 2."
+        assert gather.find("Pause").get("length") == str(waiting.HOLD_S)
+        assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=1"
+    assert (await callers[0].call_record())["conversation"]
+
+
+async def test_the_expected_wait_is_shared_among_the_queues_available_agents(phone):
+    await phone.world.available("amy", "zoe")
+    for i in range(2):  # both agents take a call: available, but with no room for another
+        await queued(phone.another(), caller=f"+1555777000{i}")
+        await phone.route()
+        [agent] = [a for a in ("amy", "zoe") if await phone.world.offered(a)]
+        await phone.world.accept_offer(agent)
+    first, second = await queued(phone.another()), await queued(phone.another(), caller="+15551230009")
+    await phone.route()
+    assert (
+        (await first.answer(WAIT))
+        .said()
+        .startswith("You are number 1 in the queue. The expected wait is about 2 minutes.")
+    )
+    assert (
+        (await second.answer(WAIT, caller="+15551230009"))
+        .said()
+        .startswith("You are number 2 in the queue. The expected wait is about 4 minutes.")
+    )
+
+
+async def test_between_announcements_the_caller_hears_hold_music_and_may_still_press_a_key(phone):
+    await queued(phone)
+    await phone.route()
+    answer = await phone.answer(f"{waiting.WAIT_PATH}?n=1")
+    assert answer.verbs == ["Gather", "Redirect"]
+    assert answer.said() == ""
+    assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=2"
+
+
+async def test_once_an_agent_takes_the_call_the_caller_is_put_through_to_their_phone(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("amy")
+    assert (await phone.answer(WAIT)).said().startswith("An agent will be with you shortly.")  # offered
+    await phone.world.accept_offer("amy")
+    answer = await phone.answer(f"{waiting.WAIT_PATH}?n=4")
+    assert answer.verbs == ["Dial", "Hangup"]
+    assert answer.one("Number").text == AMY_PHONE
+    record = await phone.call_record()
+    assert (record["state"], record["agent"]) == ("connected", "amy")
+
+
+async def test_an_agent_without_a_phone_takes_the_call_in_the_browser(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("zoe")
+    await phone.world.accept_offer("zoe")
+    answer = await phone.answer(WAIT)
+    assert answer.one("Client").text == "zoe"
+
+
+# --- callbacks ---------------------------------------------------------------------
+
+
+async def test_a_callback_to_the_callers_own_number_replaces_the_call_and_keeps_its_place(phone):
+    await queued(phone)
+    later = await queued(phone.another(), caller="+15559870000")  # a caller after ours
+    await phone.route()
+    call_conversation = await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+
+    offer = await phone.answer(waiting.CHOICE_PATH, Digits="1")
+    assert offer.verbs == ["Gather", "Redirect"]
+    assert offer.path("Gather") == waiting.CALLBACK_PATH
+    assert "We will call you back at 1 5 5 5 1 2 3 0 0 0 0. To confirm, press 1." in offer.said()
+
+    confirmed = await phone.answer(waiting.CALLBACK_PATH, Digits="1")
+    assert confirmed.verbs == ["Say", "Hangup"]
+    assert "We will call you back at 1 5 5 5 1 2 3 0 0 0 0" in confirmed.said()
+
+    record = await phone.world.conversation(call_conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "callback_requested")
+    callback = (await phone.inbound())[-1]
+    assert (callback.kind, callback.address, callback.provider_id) == ("callback", CALLER, f"callback:{phone.sid}")
+    assert callback.original_at == int((await phone.call_record())["started_at"])
+    assert (callback.queue, callback.metadata["call_sid"]) == ("support", phone.sid)
+
+    await phone.route()
+    later_conversation = await calls.conversation_of(phone.world.store, "acme", later.sid, await later.call_record())
+    waiting_now = await phone.world.waiting("support")
+    assert len(waiting_now) == 2 and waiting_now[1] == later_conversation
+    callback_conversation = await phone.world.conversation(waiting_now[0])
+    assert (callback_conversation["kind"], callback_conversation["address"]) == ("callback", CALLER)
+    assert not [e for e in await phone.world.events() if type(e).__name__ == "Abandoned"]
+
+
+async def test_a_callback_to_another_number(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.answer(waiting.CHOICE_PATH, Digits="1")
+    other = await phone.answer(waiting.CALLBACK_PATH, Digits="2")
+    gather = other.one("Gather")
+    assert (gather.get("finishOnKey"), gather.get("numDigits")) == ("#", "16")
+    assert other.path("Gather") == waiting.CALLBACK_NUMBER_PATH
+    wrong = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="12#")
+    assert wrong.said().startswith("Sorry, that is not a number we can call.")
+    assert wrong.path("Gather") == waiting.CALLBACK_NUMBER_PATH
+    done = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="15557654321")
+    assert done.verbs == ["Say", "Hangup"]
+    assert (await phone.inbound())[-1].address == "+15557654321"
+    assert (await phone.call_record())["callback_to"] == "+15557654321"
+
+
+async def test_a_retried_callback_confirmation_adds_one_callback(phone):
+    await queued(phone)
+    await phone.route()
+    for _ in range(3):
+        assert (await phone.answer(waiting.CALLBACK_PATH, Digits="1")).verbs == ["Say", "Hangup"]
+    assert [c.kind for c in await phone.inbound()] == ["call", "callback"]
+
+
+async def test_a_callback_is_not_taken_once_an_agent_has_the_call(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("amy")
+    conversation = await phone.world.accept_offer("amy")
+    answer = await phone.answer(waiting.CALLBACK_PATH, Digits="1")
+    assert answer.verbs == ["Redirect"]  # back to the loop, which puts them through
+    assert (await conversations.get(phone.world.store, "acme", conversation))["state"] == "assigned"
+    assert [c.kind for c in await phone.inbound()] == ["call"]
+
+
+async def test_an_unknown_key_goes_back_to_waiting(phone):
+    await queued(phone)
+    await phone.route()
+    answer = await phone.answer(waiting.CHOICE_PATH, Digits="7")
+    assert answer.verbs == ["Redirect"]
+    assert (await phone.call_record())["state"] == "queued"
