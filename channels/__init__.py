@@ -21,14 +21,17 @@ def senders(store: Store, deployment: Deployment, settings: Settings) -> dict[st
     """The sender of every channel. A channel's own sender sends through its
     provider for tenants that configured one, and to the sandbox for the others."""
     from channels.sms import SmsSender
+    from channels.voice.dialer import VoiceSender
 
     result = sandbox_senders(store)
     result["sms"] = SmsSender(store, deployment, settings)
+    result["voice"] = VoiceSender(store, deployment, settings)
     return result
 
 
 def setup_webhooks(app: web.Application) -> None:
     """Mount every channel's provider webhooks on the web process."""
-    from channels import sms
+    from channels import sms, voice
 
     sms.setup(app)
+    voice.setup(app)

@@ -89,6 +89,11 @@ async def _respond(store: Store, tenant: Tenant, agent: str, reservation: str, a
 
 async def accept(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:
     await _respond(store, tenant, agent, reservation, "accept")
+    # A callback is dialled now, agent first. A repeated accept of the same offer
+    # gets here again and queues nothing more (it completes one cut short).
+    from channels.voice.callbacks import dial_back  # the voice channel places the call
+
+    await dial_back(store, tenant, agent, reservation)
 
 
 async def reject(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:

@@ -1,6 +1,7 @@
-"""A local stand-in for Twilio's Messages resource, for tests that drive the real
-twilio client: it records every request it receives and answers as Twilio does,
-201 with the created message, or an error when a test asks for one.
+"""A local stand-in for Twilio's Messages and Calls resources, for tests that drive
+the real twilio client: it records every request it receives and answers as
+Twilio does, 201 with the created message or call, or an error when a test asks
+for one.
 
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url)
@@ -48,6 +49,7 @@ class _Answer:
 class TwilioApi:
     requests: list[Received] = field(default_factory=list)
     sids: list[str] = field(default_factory=list)  # of the messages created, in order
+    call_sids: list[str] = field(default_factory=list)  # of the calls created, in order
     url: str = ""
     received: asyncio.Event = field(default_factory=asyncio.Event)  # set once a request arrived
     _answers: list[_Answer] = field(default_factory=list)
@@ -60,6 +62,7 @@ class TwilioApi:
     async def __aenter__(self) -> TwilioApi:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
+        app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create_call)
         # A client that gave up on a slow answer leaves the handler sleeping: stop
         # it then (handler_cancellation), and never wait long for one at cleanup.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
@@ -74,7 +77,8 @@ class TwilioApi:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _create_message(self, request: web.Request) -> web.Response:
+    async def _receive(self, request: web.Request) -> tuple[MultiDict[str], web.Response | None]:
+        """Record a request and wait as told; the error to answer with, if any."""
         form = MultiDict(await request.post())
         account = request.match_info["account"]
         self.requests.append(Received(request.method, request.path, account, _basic_auth(request), form))
@@ -82,16 +86,53 @@ class TwilioApi:
         answer = self._answers.pop(0) if self._answers else _Answer(201)
         if answer.delay:
             await asyncio.sleep(answer.delay)
-        if answer.status != 201:
-            return web.json_response(
-                {
-                    "code": answer.code,
-                    "message": answer.message,
-                    "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
-                    "status": answer.status,
-                },
-                status=answer.status,
-            )
+        if answer.status == 201:
+            return form, None
+        error = {
+            "code": answer.code,
+            "message": answer.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{answer.code}",
+            "status": answer.status,
+        }
+        return form, web.json_response(error, status=answer.status)
+
+    async def _create_call(self, request: web.Request) -> web.Response:
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        account = request.match_info["account"]
+        sid = "CA" + secrets.token_hex(16)
+        self.call_sids.append(sid)
+        now = formatdate(usegmt=True)
+        return web.json_response(
+            {
+                "sid": sid,
+                "account_sid": account,
+                "api_version": "2010-04-01",
+                "date_created": now,
+                "date_updated": now,
+                "direction": "outbound-api",
+                "from": form.get("From"),
+                "from_formatted": form.get("From"),
+                "to": form.get("To"),
+                "to_formatted": form.get("To"),
+                "parent_call_sid": None,
+                "status": "queued",
+                "start_time": None,
+                "end_time": None,
+                "duration": None,
+                "price": None,
+                "price_unit": "USD",
+                "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+            },
+            status=201,
+        )
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        account = request.match_info["account"]
         sid = "SM" + secrets.token_hex(16)
         self.sids.append(sid)
         body = form.get("Body", "")

@@ -1,0 +1,208 @@
+"""Outbound calls: dialling a customer back, agent first.
+
+When an agent accepts a callback, the router queues an OutboundMessage on the
+voice channel (channels.voice.callbacks.dial_back); the dispatcher hands it to
+VoiceSender, which asks the tenant's Twilio account to call the agent's phone
+with TwiML that says a word and then dials the customer from the tenant's
+number (the one the customer called, else its first). Each leg reports to
+channels.voice.callbacks, which decides whether the customer was reached or
+the dispatcher's retry schedule dials again.
+
+At most once, as for SMS: a mark before each request, the CallSid written as
+soon as Twilio answers, and a request that got no answer is recorded unknown,
+never dialled again blindly. Tenants without Twilio get the sandbox outbox.
+Voice messages that are not callbacks (a text reply on a call's conversation)
+still go to the sandbox outbox, as before this sender existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from channels._twilio_rest import TIMEOUT_S, TwilioClients
+from channels.sandbox import SandboxSender
+from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
+from router import events
+from router.config import Deployment, Settings, Tenant
+from router.keys import PROVIDER_ID_TTL_S, Keys
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+CALLBACK = "callback"  # OutboundMessage.metadata["action"] of a callback
+GREETING = "Connecting you to the customer."
+AGENT_RING_S = 30  # how long the agent's phone rings
+CUSTOMER_RING_S = 30  # how long the customer's phone rings, once the agent answered
+
+_TwilioError = (TwilioRestException, TwilioServiceException)
+
+
+def callback_status_url(settings: Settings, tenant: str, message: str, attempt: int, leg: str) -> str:
+    """Where Twilio reports the progress of one leg of one dial (channels.voice.callbacks).
+
+    The message, the dispatcher attempt that placed the call and the leg ride in the
+    query (Twilio signs the whole URL), so a report is matched to its dial even when
+    it overtakes our own record of the call, and a late report of an earlier dial
+    is recognised as such.
+    """
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    query = urlencode({"message": message, "attempt": attempt, "leg": leg})
+    return f"{base}/twilio/{tenant}/voice/callback-status?{query}"
+
+
+def agent_first_twiml(
+    customer: str, caller_id: str, status_callback: str, *, language: str = "en-US", greeting: str = GREETING
+) -> str:
+    """What the agent hears when they answer: a word, then the customer's phone
+    ringing; the customer sees the tenant's number."""
+    response = VoiceResponse()
+    response.say(greeting, language=language)
+    dial = Dial(caller_id=caller_id, timeout=CUSTOMER_RING_S)
+    dial.number(
+        customer,
+        status_callback=status_callback,
+        status_callback_event="answered completed",
+        status_callback_method="POST",
+    )
+    response.append(dial)
+    return str(response)
+
+
+def is_callback(message: events.OutboundMessage) -> bool:
+    return message.metadata.get("action") == CALLBACK
+
+
+class VoiceSender:
+    channel = "voice"
+
+    def __init__(
+        self, store: Store, deployment: Deployment, settings: Settings, *, timeout_s: float = TIMEOUT_S
+    ) -> None:
+        self.store = store
+        self.deployment = deployment
+        self.settings = settings
+        self.sandbox = SandboxSender(store, "voice")
+        self.twilio = TwilioClients(settings, timeout_s=timeout_s)
+
+    async def send(self, message: events.OutboundMessage) -> str:
+        tenant = self._tenant(message.tenant)
+        if not is_callback(message) or tenant.twilio is None:
+            return await self.sandbox.send(message)
+        try:
+            return await self._dial(tenant, message)
+        except (PermanentFailure, OutcomeUnknown) as exc:
+            # the dispatcher records the delivery; the conversation shows the outcome too
+            outcome = "refused" if isinstance(exc, Refused) else "failed"
+            if isinstance(exc, OutcomeUnknown):
+                outcome = "unknown"
+            await self._outcome(message, outcome, str(exc))
+            raise
+
+    async def _dial(self, tenant: Tenant, message: events.OutboundMessage) -> str:
+        await self._still_wanted(message)
+        agent_phone = message.metadata.get("agent_phone", "")
+        if not agent_phone:
+            raise PermanentFailure(f"agent {message.metadata.get('agent', '')!r} has no phone to call first")
+        if not tenant.voice.numbers:
+            raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
+        # the number the customer called us on, else the tenant's first
+        caller_id = message.sender if message.sender in tenant.voice.numbers else tenant.voice.numbers[0]
+        attempt = await self._mark_requested(message)
+        twiml = agent_first_twiml(
+            message.to,
+            caller_id,
+            callback_status_url(self.settings, tenant.id, message.id, attempt, "customer"),
+            language=tenant.voice.language,
+        )
+        try:
+            call = await self.twilio.client(tenant).calls.create_async(
+                to=agent_phone,
+                from_=caller_id,
+                twiml=twiml,
+                timeout=AGENT_RING_S,
+                status_callback=callback_status_url(self.settings, tenant.id, message.id, attempt, "agent"),
+                status_callback_event=["completed"],
+                status_callback_method="POST",
+            )
+        except _TwilioError as exc:
+            raise _failure(exc) from exc
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # never connected: Twilio cannot have the call, a retry is safe
+            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # the request may have reached Twilio, which has no idempotency key:
+            # dialling again could ring the customer twice
+            raise OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}") from exc
+        await self._record(message, call.sid, attempt)
+        return call.sid
+
+    async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
+        """After a dispatcher died mid-send: the marks say whether this attempt
+        called Twilio (requested) and got a CallSid back (called). A CallSid of an
+        earlier dial says nothing about this one."""
+        tenant = self._tenant(message.tenant)
+        if not is_callback(message) or tenant.twilio is None:
+            return await self.sandbox.reconcile(message)
+        provider_id, attempts, requested, called = await self.store.redis.hmget(
+            Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested", "called"
+        )
+        attempts = int(attempts or 0)
+        if called is not None and int(called) == attempts and provider_id:
+            return "sent", provider_id.decode()
+        if requested is None or int(requested) != attempts:
+            return "not_sent", ""
+        return "unknown", ""  # it died waiting for Twilio's answer
+
+    async def close(self) -> None:
+        await self.twilio.close()
+
+    def _tenant(self, tenant_id: str) -> Tenant:
+        try:
+            return self.deployment.tenant(tenant_id)
+        except KeyError:
+            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
+
+    async def _still_wanted(self, message: events.OutboundMessage) -> None:
+        """A dial again after a busy line must not ring an agent who has since
+        closed or handed on the conversation."""
+        if not message.conversation:
+            return
+        state, agent = await self.store.redis.hmget(
+            Keys(message.tenant).conversation(message.conversation), "state", "agent"
+        )
+        if state != b"assigned" or (agent or b"").decode() != message.metadata.get("agent", ""):
+            raise Refused(f"conversation {message.conversation} is no longer with the agent who called back")
+
+    async def _outcome(self, message: events.OutboundMessage, outcome: str, error: str) -> None:
+        if message.conversation:
+            await self.store.redis.hset(
+                Keys(message.tenant).conversation(message.conversation),
+                mapping={"callback_outcome": outcome, "callback_error": error},
+            )
+
+    async def _mark_requested(self, message: events.OutboundMessage) -> int:
+        """Note that this attempt is about to call Twilio (see reconcile); returns the attempt."""
+        key = Keys(message.tenant).delivery(message.id)
+        attempt = int(await self.store.redis.hget(key, "attempts") or 0)
+        await self.store.redis.hset(key, mapping={"requested": attempt, "conversation": message.conversation})
+        return attempt
+
+    async def _record(self, message: events.OutboundMessage, sid: str, attempt: int) -> None:
+        keys = Keys(message.tenant)
+        async with self.store.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.delivery(message.id), mapping={"provider_id": sid, "called": attempt})
+            pipe.set(keys.provider_message(sid), message.id, ex=PROVIDER_ID_TTL_S)
+            await pipe.execute()
+
+
+def _failure(exc: TwilioRestException | TwilioServiceException) -> PermanentFailure | TemporaryFailure:
+    """Twilio's refusal as the dispatcher's outcome: retry what may pass later."""
+    detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    if exc.status == 429 or exc.status >= 500:
+        return TemporaryFailure(f"Twilio HTTP {exc.status}: {detail}")
+    return PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})")
