@@ -24,7 +24,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels.voice import calls, voicemail
 from channels.voice._webhook import call_form, twiml, url
-from router import bus, conversations, events
+from router import agents, bus, conversations, events
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
 from router.keys import Keys
@@ -37,6 +37,9 @@ WAIT_PATH = calls.WAIT_PATH
 CHOICE_PATH = "/twilio/voice/wait/choice"
 CALLBACK_PATH = "/twilio/voice/callback"
 CALLBACK_NUMBER_PATH = "/twilio/voice/callback/number"
+DIALED_PATH = "/twilio/voice/dialed"
+# Twilio's DialCallStatus when the agent's phone was not picked up
+AGENT_NOT_REACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call is put through
 NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
@@ -53,6 +56,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post(CHOICE_PATH, choice)
     app.router.add_post(CALLBACK_PATH, callback)
     app.router.add_post(CALLBACK_NUMBER_PATH, callback_number)
+    app.router.add_post(DIALED_PATH, dialed)
 
 
 async def wait(request: web.Request) -> web.Response:
@@ -76,7 +80,7 @@ async def wait(request: web.Request) -> web.Response:
     record = await conversations.get(store, tenant.id, conversation)
     state = record.get("state")
     if state == "assigned":
-        await _connect(store, tenant, sid, record, response)
+        await _connect(store, tenant, sid, record, response, url(request, DIALED_PATH))
     elif state in WAITING:
         announcement = await announce(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else ""
         _hold(request, response, tenant, announcement)
@@ -87,12 +91,15 @@ async def wait(request: web.Request) -> web.Response:
     return twiml(response)
 
 
-async def _connect(store: Store, tenant: Tenant, sid: str, record: dict[str, str], response: VoiceResponse) -> None:
+async def _connect(
+    store: Store, tenant: Tenant, sid: str, record: dict[str, str], response: VoiceResponse, action: str
+) -> None:
     """Put the caller through to the agent who took the call: their phone, or their
-    browser (a Twilio Client named after the agent id) when they have none."""
+    browser (a Twilio Client named after the agent id) when they have none. How
+    the dial ended comes back to `dialed`."""
     agent_id = record.get("agent", "")
     phone = next((a.phone for a in tenant.agents if a.id == agent_id), "")
-    dial = response.dial()
+    dial = response.dial(action=action, method="POST")
     if phone:
         dial.number(phone)
     else:
@@ -279,3 +286,31 @@ async def _request_callback(
 def _spoken(number: str) -> str:
     """Digits read one by one: "+15551230000" -> "1 5 5 5 1 2 3 0 0 0 0"."""
     return " ".join(c for c in number if c.isdigit())
+
+
+async def dialed(request: web.Request) -> web.Response:
+    """The dial to the agent ended. Answered: the call is over. Not picked up: the
+    caller goes back to the queue with their place (their original age), the agent
+    is set away, and the next agent is offered the call."""
+    store = request.app[STORE]
+    tenant, form = await call_form(request)
+    sid, language = form["CallSid"], tenant.voice.language
+    response = VoiceResponse()
+    status = form.get("DialCallStatus", "")
+    call = await calls.get_call(store, tenant.id, sid)
+    agent_id = call.get("agent", "")
+    conversation = call.get("conversation", "")
+    if status not in AGENT_NOT_REACHED or not agent_id or not conversation:
+        response.hangup()
+        return twiml(response)
+    record = await conversations.get(store, tenant.id, conversation)
+    if record.get("state") == "assigned" and record.get("agent") == agent_id:
+        log.warning("agent %s of %s did not pick up call %s (%s): back to the queue", agent_id, tenant.id, sid, status)
+        await agents.transfer(
+            store, tenant, agent_id, conversation, to_queue=record["queue"], note=f"agent phone {status}"
+        )
+        await agents.set_presence(store, tenant, agent_id, "away", "missed call")
+    await calls.update_call(store, tenant.id, sid, state="queued", agent="")
+    response.say("Sorry, we could not reach the agent. You keep your place in the queue.", language=language)
+    response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+    return twiml(response)

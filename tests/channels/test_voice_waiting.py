@@ -98,6 +98,35 @@ async def test_once_an_agent_takes_the_call_the_caller_is_put_through_to_their_p
     assert (record["state"], record["agent"]) == ("connected", "amy")
 
 
+async def test_an_agent_who_does_not_pick_up_sends_the_caller_back_to_their_place(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("amy", "zoe")
+    [offer] = [o for agent in ("amy", "zoe") for o in await phone.world.offers(agent)]
+    taker = offer["agent"]
+    other = "zoe" if taker == "amy" else "amy"
+    await phone.world.accept_offer(taker)
+    await phone.answer(WAIT)  # the Dial to the agent
+    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="no-answer")
+    assert answer.verbs == ["Say", "Redirect"]
+    assert (await phone.world.agent(taker))["presence"] == "away"
+    conversation = (await phone.call_record())["conversation"]
+    assert await phone.world.offered(other) == [conversation]  # the next agent is offered the call
+    assert (await phone.call_record())["state"] == "queued"
+
+
+async def test_an_answered_dial_ends_the_call_when_the_agent_hangs_up(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("amy")
+    await phone.world.accept_offer("amy")
+    await phone.answer(WAIT)
+    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="completed")
+    assert answer.verbs == ["Hangup"]
+    conversation = (await phone.call_record())["conversation"]
+    assert (await conversations.get(phone.world.store, "acme", conversation))["state"] == "assigned"
+
+
 async def test_an_agent_without_a_phone_takes_the_call_in_the_browser(phone):
     await queued(phone)
     await phone.route()
