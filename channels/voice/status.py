@@ -12,6 +12,7 @@ with the queue and the time waited, goes to the tenant's events stream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -25,6 +26,9 @@ from router.store import Store
 from router.web import STORE
 
 log = logging.getLogger(__name__)
+
+ROUTING_WAIT_S = 0.1
+ROUTING_WAIT_ROUNDS = 50  # up to 5 s: Twilio's status callbacks do not hold up the call
 
 PATH = "/twilio/voice/status"
 STATUSES = (
@@ -84,6 +88,14 @@ async def abandoned(store: Store, tenant: str, sid: str, call: dict[str, str]) -
     between the close and the count still counts it once.
     """
     conversation = await calls.conversation_of(store, tenant, sid, call)
+    for _ in range(ROUTING_WAIT_ROUNDS):
+        # Hung up within moments of entering the queue: routing (asynchronous, from
+        # the inbound stream) opens the conversation in milliseconds; wait for it
+        # so nobody is offered a call with no caller on the line.
+        if conversation is not None:
+            break
+        await asyncio.sleep(ROUTING_WAIT_S)
+        conversation = await calls.conversation_of(store, tenant, sid, call)
     if conversation is None:
         log.warning("call %s of %s ended before routing opened its conversation", sid, tenant)
         return False

@@ -3,6 +3,7 @@ who hangs up while waiting is counted as abandoned, once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,3 +97,19 @@ async def test_a_report_without_its_status_is_400(phone):
     response = await phone.post(status.PATH, params)
     assert response.status == 400
     assert "missing parameters: CallStatus" in await response.text()
+
+
+async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_abandoned(phone):
+    await phone.answer(calls.PATH)
+    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")  # on the inbound stream, not routed yet
+
+    async def route_a_moment_later() -> None:
+        await asyncio.sleep(0.3)
+        await phone.route()
+
+    await asyncio.gather(report(phone, "completed"), route_a_moment_later())
+    [abandoned] = await phone.world.events(events.Abandoned)
+    record = await phone.world.conversation(abandoned.conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    await phone.world.available("amy")
+    assert await phone.world.offered("amy") == []  # nobody is offered a call with no caller
