@@ -3,7 +3,7 @@
 contactrouter up                      everything in one process, embedded store, demo data
 contactrouter run ROLE                one process role (web, routing, dispatch, timers, ...)
 contactrouter contact add ...         inject a contact by hand
-contactrouter simulate sms ...        post a signed Twilio webhook to the running web process
+contactrouter simulate sms|call ...   post signed Twilio webhooks to the running web process
 contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
 contactrouter outbox / dead / trim / config check / conversation / customer
 """
@@ -56,14 +56,21 @@ def _parser() -> argparse.ArgumentParser:
     contact.add_argument("--priority", type=int)
     contact.add_argument("--provider-id", help="the provider's message id (default: a new one)")
 
-    simulate = sub.add_parser("simulate", help="post a signed provider webhook to the running web process")
-    simulate.add_argument("channel", choices=["sms"])
-    simulate.add_argument("text")
-    simulate.add_argument("--tenant", required=True)
-    simulate.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
-    simulate.add_argument("--to", help="the tenant's number texted (default: its first SMS number)")
-    simulate.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
-    simulate.add_argument("--media", action="append", default=[], help="an MMS media URL (repeatable)")
+    simulate = sub.add_parser("simulate", help="post signed provider webhooks to the running web process")
+    kinds = simulate.add_subparsers(dest="channel", required=True)
+    sms = kinds.add_parser("sms", help="a customer texts the tenant")
+    sms.add_argument("text")
+    sms.add_argument("--media", action="append", default=[], help="an MMS media URL (repeatable)")
+    call = kinds.add_parser("call", help="a customer calls the tenant and goes through the IVR")
+    call.add_argument(
+        "--press", default="", help="the keys pressed at each prompt, in order, e.g. 11 (menu 1, callback)"
+    )
+    call.add_argument("--hang-up", action="store_true", help="hang up at the end")
+    for kind in (sms, call):
+        kind.add_argument("--tenant", required=True)
+        kind.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
+        kind.add_argument("--to", help="the tenant's number (default: its first number on the channel)")
+        kind.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
 
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
@@ -315,51 +322,27 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
 
 
 async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Namespace) -> None:
-    """Post an incoming-SMS webhook signed as Twilio signs it, and print the TwiML answer."""
-    import mimetypes
-    import uuid
-
-    import aiohttp
-    from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
-
+    """Post webhooks signed as Twilio signs them and print the TwiML answers."""
+    from channels import simulate
     from channels._twilio_auth import token_for
-    from channels.sms.inbound import PATH
 
     tenant = _tenant(deployment, a.tenant)
-    if not tenant.sms.numbers and not a.to:
-        raise CliError(f"tenant {tenant.id} has no SMS numbers (set [tenants.sms] numbers in its deployment file)")
+    try:
+        simulate.check_numbers(tenant, a.channel if a.channel == "sms" else "voice", a.to or "")
+    except simulate.SimulationError as exc:
+        raise CliError(str(exc)) from None
     token = token_for(tenant, settings) or await _sandbox_token(settings)
     url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
-    message_sid = f"SM{uuid.uuid4().hex}"
-    params = {
-        "MessageSid": message_sid,
-        "SmsMessageSid": message_sid,
-        "SmsSid": message_sid,
-        "AccountSid": tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32,
-        "From": a.address,
-        "To": a.to or tenant.sms.numbers[0],
-        "Body": a.text,
-        "NumMedia": str(len(a.media)),
-        "NumSegments": "1",
-        "SmsStatus": "received",
-        "ApiVersion": "2010-04-01",
-    }
-    for index, media in enumerate(a.media):
-        params[f"MediaUrl{index}"] = media
-        params[f"MediaContentType{index}"] = mimetypes.guess_type(media)[0] or "application/octet-stream"
-    # Signed for the URL the web process checks: PUBLIC_URL when it is set there (and here).
-    signature = RequestValidator(token).compute_signature((settings.public_url or url) + PATH, params)
+    account = tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session,
-            session.post(url + PATH, data=params, headers={SIGNATURE_HEADER: signature}) as response,
-        ):
-            answer = await response.text()
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise CliError(f"cannot reach the web process at {url}: {exc}") from None
-    if response.status != 200:
-        raise CliError(f"webhook answered {response.status}: {answer.strip()}")
-    print(answer)
+        async with simulate.Webhooks(url, settings.public_url or url, token, account) as hooks:
+            if a.channel == "sms":
+                print(await simulate.sms(hooks, tenant, a.address, a.text, a.to or "", a.media))
+            else:
+                presses = [key for key in a.press if key.strip()]
+                await simulate.call(hooks, tenant, a.address, presses, to=a.to or "", hang_up=a.hang_up)
+    except simulate.SimulationError as exc:
+        raise CliError(str(exc)) from None
 
 
 async def _sandbox_token(settings: Settings) -> str:

@@ -58,3 +58,19 @@ def test_status_shows_waiting_contacts_and_agents(up: tuple[str, int]) -> None:
         "carol holding both globex contacts",
     )
     assert "sales" in status and "carol" in status and "available" in status
+
+
+def test_a_simulated_call_goes_through_the_menu_and_is_offered_to_an_agent(up: tuple[str, int]) -> None:
+    url, port = up
+    call = run_cli(
+        url, "simulate", "call", "--tenant", "acme", "--from", "+15557770002", "--url", f"http://127.0.0.1:{port}",
+        "--press", "1",
+    )  # fmt: skip
+    assert call.returncode == 0, call.stderr
+    assert "Thank you for calling" in call.stdout
+    offers = wait_for(
+        lambda: [line for line in run_cli(url, "agent", "offers", "--tenant", "acme", "alice").stdout.splitlines()
+                 if " voice " in line],
+        "the call offered to alice",
+    )  # fmt: skip
+    assert len(offers) == 1
