@@ -15,6 +15,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from channels.transport import OutcomeUnknown, TemporaryFailure
 from router.config import Settings, Tenant
 
 log = logging.getLogger(__name__)
@@ -106,3 +107,18 @@ class TwilioClients:
             await self._http.close()
             self._http = None
         self._clients.clear()
+
+
+# Twilio answered that it did nothing and asks to come back later (rate limit,
+# service unavailable): safe to retry. Any other 5xx may come after Twilio
+# created the message or call, so its outcome is unknown and it is never resent.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+def server_failure(status: int, detail: str) -> TemporaryFailure | OutcomeUnknown | None:
+    """The dispatcher's outcome for Twilio's own trouble, or None for a 4xx refusal."""
+    if status in RETRY_STATUSES:
+        return TemporaryFailure(f"Twilio HTTP {status}: {detail}")
+    if status >= 500:
+        return OutcomeUnknown(f"Twilio HTTP {status} (it may have acted on the request): {detail}")
+    return None

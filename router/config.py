@@ -270,6 +270,7 @@ def _check(deployment: Deployment, source: str) -> None:
     """Cross-field checks msgspec cannot express; each error names its field."""
     seen_tenants: set[str] = set()
     sms_numbers: dict[str, str] = {}
+    voice_numbers: dict[str, str] = {}
     for t_index, tenant in enumerate(deployment.tenants):
         where = f"{source}: `$.tenants[{t_index}]`"
         if tenant.id in seen_tenants:
@@ -316,6 +317,11 @@ def _check(deployment: Deployment, source: str) -> None:
         for n_index, number in enumerate(tenant.voice.numbers):
             if not re.fullmatch(r"\+[1-9]\d{6,14}", number):
                 raise ConfigError(f"{where}.voice.numbers[{n_index}]: {number!r} is not an E.164 number")
+            if number in voice_numbers:
+                raise ConfigError(
+                    f"{where}.voice.numbers[{n_index}]: {number} already belongs to {voice_numbers[number]}"
+                )
+            voice_numbers[number] = tenant.id
         for m_index, option in enumerate(tenant.voice.menu):
             if option.queue not in queue_ids:
                 raise ConfigError(f"{where}.voice.menu[{m_index}].queue: unknown queue {option.queue!r}")

@@ -148,10 +148,11 @@ async def close_unanswered(store: Store, tenant: str, conversation: str, disposi
     call): any offer is withdrawn and its agent's capacity given back at once.
     Returns False if it was already closed or had been taken by an agent."""
     keys = Keys(tenant)
-    record = await get(store, tenant, conversation)
-    if record.get("state") not in ("queued", "reserved"):
-        return False
-    _state, freed = await store.scripts.close(keys=[keys.base], args=[conversation, "", disposition, 0])
+    outcome, freed = await store.scripts.close(keys=[keys.base], args=[conversation, "", disposition, 0, "unanswered"])
+    if outcome in (b"unknown", "unknown"):
+        raise NotFound(conversation)
+    if outcome not in (b"closed", "closed"):
+        return False  # taken by an agent meanwhile, or closed before
     if freed:
         await assign.assign_agent(store, tenant, freed.decode() if isinstance(freed, bytes) else freed)
     return True

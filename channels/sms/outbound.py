@@ -14,7 +14,7 @@ import aiohttp
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
-from channels._twilio_rest import TIMEOUT_S, TwilioClients
+from channels._twilio_rest import TIMEOUT_S, TwilioClients, server_failure
 from channels.sandbox import SandboxSender
 from channels.sms import optout
 from channels.sms.segments import segments
@@ -131,11 +131,12 @@ class SmsSender:
 
     async def _failure(
         self, message: events.OutboundMessage, exc: TwilioRestException | TwilioServiceException
-    ) -> PermanentFailure | TemporaryFailure:
+    ) -> PermanentFailure | TemporaryFailure | OutcomeUnknown:
         """Twilio's refusal as the dispatcher's outcome: retry what may pass later."""
         detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
-        if exc.status == 429 or exc.status >= 500:
-            return TemporaryFailure(f"Twilio HTTP {exc.status}: {detail}")
+        trouble = server_failure(exc.status, detail)
+        if trouble is not None:
+            return trouble
         if exc.code == UNSUBSCRIBED:
             await unsubscribed(self.store, message.tenant, message.to)
             return Refused(f"Twilio error {UNSUBSCRIBED}: {message.to} unsubscribed (replied STOP)")

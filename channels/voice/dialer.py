@@ -24,7 +24,7 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from channels._twilio_rest import TIMEOUT_S, TwilioClients
+from channels._twilio_rest import TIMEOUT_S, TwilioClients, server_failure
 from channels.sandbox import SandboxSender
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
 from router import events
@@ -200,9 +200,12 @@ class VoiceSender:
             await pipe.execute()
 
 
-def _failure(exc: TwilioRestException | TwilioServiceException) -> PermanentFailure | TemporaryFailure:
+def _failure(
+    exc: TwilioRestException | TwilioServiceException,
+) -> PermanentFailure | TemporaryFailure | OutcomeUnknown:
     """Twilio's refusal as the dispatcher's outcome: retry what may pass later."""
     detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
-    if exc.status == 429 or exc.status >= 500:
-        return TemporaryFailure(f"Twilio HTTP {exc.status}: {detail}")
+    trouble = server_failure(exc.status, detail)
+    if trouble is not None:
+        return trouble
     return PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})")

@@ -1,12 +1,16 @@
 -- Close a conversation with a disposition. The agent's slot is kept through
 -- wrap-up (a timer gives it back) or given back at once without wrap-up.
--- ARGV: conversation, agent ("" for a supervisor/system close), disposition, wrap-up ms.
+-- ARGV: conversation, agent ("" for a supervisor/system close), disposition, wrap-up ms,
+-- and optionally "unanswered": close only if nobody has taken it yet (a caller hung
+-- up, a callback replaced the call), checked here so an accept racing it wins.
 local conv, by, disposition, wrapup_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local only_unanswered = ARGV[5] == "unanswered"
 local c = B .. ":conv:" .. conv
 local f = redis.call("HMGET", c, "state", "agent", "queue", "channel", "reservation", "customer")
 local state, agent, queue, channel, res, customer = f[1], f[2] or "", f[3], f[4], f[5] or "", f[6]
 if not state then return {"unknown", ""} end
-if state == "closed" then return {"closed", agent} end
+if state == "closed" then return {"already_closed", agent} end
+if only_unanswered and state ~= "queued" and state ~= "reserved" then return {"taken", agent} end
 if by ~= "" and by ~= agent then return {"not_yours", agent} end
 unwait(queue, conv, channel)
 redis.call("HSET", c, "state", "closed", "closed_at", S(NOW), "disposition", disposition)

@@ -422,3 +422,12 @@ async def test_a_caller_who_hangs_up_while_offered_frees_the_agent_at_once() -> 
     assert (record["state"], record["disposition"]) == ("closed", "abandoned")
     assert (await w.agent("amy"))["load:total"] == "0"
     assert not await conversations.close_unanswered(w.store, "acme", call, "abandoned")
+
+
+async def test_closing_an_unanswered_call_leaves_one_an_agent_has_just_accepted() -> None:
+    w = await world()
+    await w.available("amy")
+    call = await w.arrive(channel="voice", address="+15550000001", kind="call")
+    await w.accept_offer("amy")  # the accept wins the race with the caller's hang-up
+    assert not await conversations.close_unanswered(w.store, "acme", call, "abandoned")
+    assert (await w.conversation(call))["state"] == "assigned"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from router.config import DEFAULT_CAPACITY, Agent, ConfigError, Settings, capacity_of, load_deployment
+from router.config import DEFAULT_CAPACITY, Agent, ConfigError, Settings, capacity_of, load_deployment, parse_deployment
 from tests.factories import SUPPORT, deployment
 
 
@@ -168,3 +168,21 @@ def test_no_redis_url_means_the_embedded_store():
 def test_a_malformed_number_in_the_environment_is_a_config_error():
     with pytest.raises(ConfigError, match="environment"):
         Settings.from_env({"PORT": "eighty"})
+
+
+def test_a_voice_number_belongs_to_one_tenant_only():
+    text = """
+[[tenants]]
+id = "acme"
+voice = { numbers = ["+15550100001"] }
+[[tenants.queues]]
+id = "q"
+
+[[tenants]]
+id = "globex"
+voice = { numbers = ["+15550100001"] }
+[[tenants.queues]]
+id = "q"
+"""
+    with pytest.raises(ConfigError, match=r"voice.numbers\[0\]: \+15550100001 already belongs to acme"):
+        parse_deployment(text)
