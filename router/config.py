@@ -109,6 +109,10 @@ class MenuOption(msgspec.Struct, forbid_unknown_fields=True):
 class CallbackPolicy(msgspec.Struct, forbid_unknown_fields=True):
     attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3  # dial attempts on busy / no answer
     spacing_s: Annotated[float, msgspec.Meta(ge=0)] = 300  # between attempts
+    # ISO regions (e.g. "US", "CA") a callback may be dialled in; empty: the region of
+    # the tenant's first voice number. Premium, shared-cost, VoIP, personal and
+    # unknown numbers are refused whatever the region (toll fraud).
+    regions: list[Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")]] = []
 
 
 class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 from router.keys import Keys
@@ -22,10 +24,18 @@ class InvalidAddress(ValueError):
     """An address that cannot identify a customer on its channel."""
 
 
+# A voice caller who withheld their number: "anonymous:<CallSid>", one address per
+# call, so such callers are never one customer together nor match a real number.
+WITHHELD = "anonymous:"
+ANONYMOUS_CALLER = re.compile(WITHHELD + r"CA[0-9a-fA-F]{32}")
+
+
 def normalise(channel: str, address: str, region: str = "US") -> str:
     """The canonical form of an address: E.164 for phone numbers, lower-case email."""
     kind = ADDRESS_KIND[channel]
     address = address.strip()
+    if channel == "voice" and ANONYMOUS_CALLER.fullmatch(address):
+        return address
     if kind == "phone":
         try:
             number = phonenumbers.parse(address, region)

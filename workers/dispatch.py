@@ -20,6 +20,7 @@ from channels import senders as default_senders
 from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
 from router import bus, events
 from router.config import Deployment, Settings
+from router.customers import WITHHELD
 from router.keys import DISPATCH_GROUP, Keys
 from router.store import Store
 
@@ -91,6 +92,8 @@ class Dispatcher:
         return status
 
     async def _attempt(self, message: events.OutboundMessage, attempt: int) -> str:
+        if message.to.startswith(WITHHELD):  # a caller who withheld their number: nothing reaches them
+            return await self._finish(message, "refused", attempt, error="the customer withheld their number")
         sender = self.senders[message.channel]
         try:
             provider_id = await sender.send(message)

@@ -5,6 +5,11 @@ signature, then either answer an opt-out keyword (STOP/START/HELP) or turn the
 message into an InboundContact on the tenant's inbound stream, and only then
 acknowledge Twilio. A retried webhook (same MessageSid) adds nothing; a store
 failure answers 500 so that Twilio retries.
+
+A keyword message's MessageSid is claimed (SET NX) before it is acted on, and
+the claim then keeps what was decided: a retried STOP/START/HELP answers the
+first answer again and does nothing more (a START retried after the first one
+lifted the opt-out must not become a message to an agent).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from channels.sms import optout
 from router import bus, events
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
-from router.keys import Keys
+from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store
 from router.web import DEPLOYMENT, SETTINGS, STORE
 
@@ -38,6 +43,10 @@ MAX_MEDIA = 10  # Twilio delivers at most 10 media items per MMS
 GEO_FIELDS = {"FromCountry": "from_country", "FromState": "from_state", "FromCity": "from_city"}
 
 _STORE_ERRORS = (RedisError, OSError)  # OSError: the connection itself
+
+# What a keyword message's claim holds: being handled, an ordinary message after
+# all (it goes on to the inbound stream, which adds it once), or the answer given.
+_CLAIMED, _ORDINARY, _ANSWERED = "claimed", "message", "reply:"
 
 
 def setup(app: web.Application) -> None:
@@ -73,7 +82,7 @@ async def incoming(request: web.Request) -> web.Response:
 
     try:
         word = optout.keyword(form["Body"])
-        reply = await _keyword(store, tenant, sender, word, form) if word else None
+        reply = await _claimed_keyword(store, tenant, sender, word, form) if word else None
         if reply is not None:
             return twiml(reply)
         contact = _contact(tenant, sender, form)
@@ -100,6 +109,28 @@ def _check(tenant: Tenant, form: MultiDictProxy[str]) -> str:
         return normalise("sms", form["From"])
     except InvalidAddress as exc:
         raise web.HTTPBadRequest(text=f"malformed From: {exc}") from None
+
+
+async def _claimed_keyword(
+    store: Store, tenant: Tenant, sender: str, word: optout.Keyword, form: MultiDictProxy[str]
+) -> str | None:
+    """_keyword, once per MessageSid: a retry gets the first answer back (an empty
+    one while the first is still being handled) and acts on nothing."""
+    claim = Keys(tenant.id).seen("sms-kw", form["MessageSid"])
+    if not await store.redis.set(claim, _CLAIMED, nx=True, ex=PROVIDER_ID_TTL_S):
+        first = await store.redis.get(claim)
+        first = first.decode() if isinstance(first, bytes) else (first or "")
+        log.info("keyword SMS %s for %s was a retry (%s)", form["MessageSid"], tenant.id, first[:16])
+        if first == _ORDINARY:
+            return None  # on to the inbound stream, which adds it only once
+        return first.removeprefix(_ANSWERED) if first.startswith(_ANSWERED) else ""
+    try:
+        reply = await _keyword(store, tenant, sender, word, form)
+    except _STORE_ERRORS:
+        await store.redis.delete(claim)  # best effort: Twilio's retry then acts on it again
+        raise
+    await store.redis.set(claim, _ORDINARY if reply is None else _ANSWERED + reply, xx=True, keepttl=True)
+    return reply
 
 
 async def _keyword(

@@ -54,12 +54,13 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
     )
     if kind != CALLBACK.encode():
         return None
+    dial = await _number_to_dial(store, keys, conversation)
     phone = next((a.phone for a in tenant.agents if a.id == agent), "")
     message = events.OutboundMessage(
         id=f"{reservation}.callback",  # one call per accepted offer, whatever is repeated
         tenant=tenant.id,
         channel="voice",
-        to=_text(last_address or address or b""),
+        to=dial or _text(last_address or address or b""),
         sender=_text(called or b""),  # the customer sees the number they called, when it is the tenant's
         occurred_at=events.now_ms(),
         conversation=conversation,
@@ -87,6 +88,16 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
             return events.decode_outbound(await store.redis.get(seen))
     log.info("calling back %s for %s: agent %s first", message.to, tenant.id, agent)
     return message
+
+
+async def _number_to_dial(store: Store, keys: Keys, conversation: str) -> str:
+    """The number the caller asked to be called back on (a callback contact's
+    metadata "dial"), newest first; "" means the caller's own number."""
+    for raw in reversed(await store.redis.lrange(keys.conversation_log(conversation), 0, -1)):
+        entry = events.decode_history(raw)
+        if entry.contact_kind == CALLBACK and entry.metadata.get("dial"):
+            return entry.metadata["dial"]
+    return ""
 
 
 async def record(

@@ -8,10 +8,13 @@ voicemail (when the tenant takes voicemail). A call that enters a queue becomes
 an InboundContact (kind "call") on the tenant's inbound stream, and the caller
 goes on to the wait loop (channels.voice.waiting).
 
-Each call has a record, Keys.call(CallSid), a hash: tenant, from, to,
+A caller who withheld their number is taken all the same, as "anonymous:<CallSid>"
+(a customer of that one call; see _caller). Each call has a record,
+Keys.call(CallSid), a hash: tenant, from, to,
 started_at, state (ivr, queued, connected, callback_requested, voicemail,
-closed), contact, queue, conversation once routing opened it, Twilio's last
-status. The wait loop and the status callbacks read it.
+closed, abandoned), contact, queue, conversation once routing opened it, Twilio's
+last status, abandon_pending while a hang-up waits for routing to open the
+conversation (channels.voice.status). The wait loop and the status callbacks read it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ WAIT_PATH = "/twilio/voice/wait"  # served by channels.voice.waiting
 CALL_TTL_S = 7 * 24 * 3600  # a call's record outlives any callback Twilio sends about it
 MENU_ATTEMPTS = 2  # the menu is asked once more on no or an unknown answer
 MENU_TIMEOUT_S = 5
+ANONYMOUS = "anonymous:"  # + CallSid: the address of a caller who withheld their number
 
 
 def setup(app: web.Application) -> None:
@@ -222,11 +226,22 @@ async def enter_queue(
 
 
 def _caller(form: MultiDictProxy[str]) -> str:
+    """The caller's E.164 number, or for a withheld one ("anonymous", "Restricted",
+    Twilio's +266696687, anything not a phone number) "anonymous:<CallSid>": an
+    address of this call alone, so anonymous callers are neither one customer
+    together nor ever a real number's customer, and are never called back."""
     try:
-        return normalise("voice", form["From"])
-    except InvalidAddress as exc:
-        # A withheld number ("anonymous") cannot be a customer, nor called back.
-        raise web.HTTPBadRequest(text=f"malformed From: {exc}") from None
+        caller = normalise("voice", form["From"])
+    except InvalidAddress:
+        caller = ""
+    if not caller or is_anonymous(caller):
+        return ANONYMOUS + form["CallSid"]
+    return caller
+
+
+def is_anonymous(address: str) -> bool:
+    """A caller who withheld their number (see _caller)."""
+    return address.startswith(ANONYMOUS)
 
 
 def query_int(value: str | None, default: int) -> int:

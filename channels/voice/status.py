@@ -8,6 +8,13 @@ nothing. A caller who hangs up while their conversation still waits (queued, or
 offered to an agent who has not taken it) abandoned it: the conversation is
 closed "abandoned" (the offered agent freed at once) and one Abandoned event,
 with the queue and the time waited, goes to the tenant's events stream.
+
+A hang-up reported before routing has opened the call's conversation (routing
+lags more than the bounded wait) is not lost: the call's record gets
+abandon_pending and the call joins the tenant's pending set, which every status
+report and every round of the wait loop (resolve_pending) looks at again; once
+routing has opened the conversation it is closed "abandoned" and counted, once,
+so nobody is left offered a call with no caller on the line.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from redis.exceptions import WatchError
 
 from channels.voice import calls
 from channels.voice._webhook import call_form
-from router import conversations, events
+from router import assign, conversations, events
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store
 from router.web import STORE
@@ -29,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ROUTING_WAIT_S = 0.1
 ROUTING_WAIT_ROUNDS = 50  # up to 5 s: Twilio's status callbacks do not hold up the call
+PENDING_BATCH = 20  # pending abandons looked at per resolve_pending
+PENDING_MAX_MS = 24 * 3600 * 1000  # a contact routing never opened (dead-lettered) is given up on
 
 PATH = "/twilio/voice/status"
 STATUSES = (
@@ -56,6 +65,7 @@ async def status_callback(request: web.Request) -> web.Response:
     sid, status = form["CallSid"], form["CallStatus"]
     if status not in STATUSES:
         raise web.HTTPBadRequest(text=f"unknown CallStatus {status!r}")
+    await resolve_pending(store, tenant.id)  # any report, even a repeated one, looks at them again
     keys = Keys(tenant.id)
     seen = keys.seen("voice-status", f"{sid}:{status}")
     if await store.redis.exists(seen):
@@ -79,16 +89,49 @@ async def status_callback(request: web.Request) -> web.Response:
     return web.Response(text="")
 
 
-async def abandoned(store: Store, tenant: str, sid: str, call: dict[str, str]) -> bool:
+def pending_key(tenant: str) -> str:
+    """The tenant's calls whose hang-up came before routing opened their conversation
+    (a sorted set of CallSids, scored by when)."""
+    return f"{Keys(tenant).base}:voice:abandon-pending"
+
+
+async def resolve_pending(store: Store, tenant: str) -> int:
+    """Count the pending abandons whose conversation routing has opened meanwhile;
+    returns how many were counted. Never fails its caller (a webhook of another call)."""
+    key = pending_key(tenant)
+    counted = 0
+    try:
+        await store.redis.zremrangebyscore(key, 0, events.now_ms() - PENDING_MAX_MS)
+        for raw in await store.redis.zrange(key, 0, PENDING_BATCH - 1):
+            sid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            call = await calls.get_call(store, tenant, sid)
+            if not call.get("abandon_pending"):  # counted, or the record expired
+                await store.redis.zrem(key, sid)
+                continue
+            if await calls.conversation_of(store, tenant, sid, call) is not None:
+                counted += await abandoned(store, tenant, sid, call, wait=False)
+    except Exception:
+        log.exception("pending abandons of %s not resolved; the next report tries again", tenant)
+    return counted
+
+
+async def abandoned(
+    store: Store, tenant: str, sid: str, call: dict[str, str], *, agent: str = "", wait: bool = True
+) -> bool:
     """The caller hung up while waiting: close the conversation, count one abandon.
 
     Returns whether this report counted it. The count is flagged on the call's
     record in the same transaction that appends the event, so a repeated or
     racing report never counts it twice, and a report redone after a failure
-    between the close and the count still counts it once.
+    between the close and the count still counts it once. With agent, the
+    conversation that agent took is closed too (the caller hung up while the
+    agent's phone rang); without, only one nobody has taken yet. With no
+    conversation yet (after a bounded wait, unless not wait) the call is left
+    abandon_pending for resolve_pending.
     """
+    keys = Keys(tenant)
     conversation = await calls.conversation_of(store, tenant, sid, call)
-    for _ in range(ROUTING_WAIT_ROUNDS):
+    for _ in range(ROUTING_WAIT_ROUNDS if wait else 0):
         # Hung up within moments of entering the queue: routing (asynchronous, from
         # the inbound stream) opens the conversation in milliseconds; wait for it
         # so nobody is offered a call with no caller on the line.
@@ -97,13 +140,24 @@ async def abandoned(store: Store, tenant: str, sid: str, call: dict[str, str]) -
         await asyncio.sleep(ROUTING_WAIT_S)
         conversation = await calls.conversation_of(store, tenant, sid, call)
     if conversation is None:
-        log.warning("call %s of %s ended before routing opened its conversation", sid, tenant)
+        log.warning("call %s of %s ended before routing opened its conversation: abandon pending", sid, tenant)
+        now = events.now_ms()
+        async with store.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.call(sid), mapping={"abandon_pending": str(now), "state": "abandoned"})
+            pipe.zadd(pending_key(tenant), {sid: now}, nx=True)
+            await pipe.execute()
         return False
-    await conversations.close_unanswered(store, tenant, conversation, "abandoned")
+    if agent:
+        _outcome, freed = await store.scripts.close(keys=[keys.base], args=[conversation, agent, "abandoned", 0])
+        if freed:
+            await assign.assign_agent(store, tenant, freed.decode() if isinstance(freed, bytes) else freed)
+    else:
+        await conversations.close_unanswered(store, tenant, conversation, "abandoned")
     record = await conversations.get(store, tenant, conversation)
     if record.get("state") != "closed" or record.get("disposition") != "abandoned":
-        return False  # an agent took it just before the caller hung up
-    keys = Keys(tenant)
+        # an agent took it just before the caller hung up
+        await _settled(store, tenant, sid)
+        return False
     started = int(call.get("started_at") or events.now_ms())
     event = events.Abandoned(
         tenant=tenant,
@@ -119,11 +173,23 @@ async def abandoned(store: Store, tenant: str, sid: str, call: dict[str, str]) -
         try:
             await pipe.watch(keys.call(sid))
             if await pipe.hget(keys.call(sid), "abandoned_at"):
+                await pipe.reset()
+                await _settled(store, tenant, sid)
                 return False
             pipe.multi()
             pipe.hset(keys.call(sid), mapping={"abandoned_at": str(event.occurred_at), "state": "abandoned"})
+            pipe.hdel(keys.call(sid), "abandon_pending")
+            pipe.zrem(pending_key(tenant), sid)
             pipe.xadd(keys.events, {"e": events.encode(event)})
             await pipe.execute()
         except WatchError:
             return False  # a concurrent report counted it
     return True
+
+
+async def _settled(store: Store, tenant: str, sid: str) -> None:
+    """No abandon is pending for the call any more."""
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hdel(Keys(tenant).call(sid), "abandon_pending")
+        pipe.zrem(pending_key(tenant), sid)
+        await pipe.execute()

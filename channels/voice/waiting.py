@@ -12,17 +12,31 @@ or takes another one, /twilio/voice/callback/number), 2 leaves a voicemail.
 A callback replaces the call: the call's conversation is closed
 ("callback_requested", not an abandon) and a callback contact enters the same
 queue with the call's age, so it keeps the caller's place ahead of later callers.
+The callback stays the caller's (its address is the caller's number) and carries
+the number to dial in metadata["dial"]; only a caller who withheld their number
+becomes the customer of the number they entered. Numbers are called back only in
+the tenant's callback regions ([tenants.voice.callback] regions, else the region
+of its first voice number) and never premium-rate, shared-cost, UAN, VoIP,
+personal or unknown numbers (toll fraud): such a number is asked for again, and
+a caller whose own number is one of them (or withheld) is asked for a number
+instead of being offered their own.
+
+A caller who hangs up while the agent's phone rings (the Dial's action carries
+the caller's CallStatus, or the status callback came first) is not sent back to
+the queue: the conversation is closed "abandoned" and counted once
+(channels.voice.status.abandoned).
 """
 
 from __future__ import annotations
 
 import logging
 
+import phonenumbers
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import calls, voicemail
+from channels.voice import calls, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import agents, bus, conversations, events
 from router.config import Tenant
@@ -38,8 +52,22 @@ CHOICE_PATH = "/twilio/voice/wait/choice"
 CALLBACK_PATH = "/twilio/voice/callback"
 CALLBACK_NUMBER_PATH = "/twilio/voice/callback/number"
 DIALED_PATH = "/twilio/voice/dialed"
-# Twilio's DialCallStatus when the agent's phone was not picked up
-AGENT_NOT_REACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
+# Twilio's DialCallStatus when the agent's phone was not picked up ("canceled" is
+# not one: the dial was cancelled, by the caller hanging up or through the API)
+AGENT_NOT_REACHED = frozenset({"busy", "no-answer", "failed"})
+AGENT_ANSWERED = frozenset({"completed", "answered"})
+NumberType = phonenumbers.PhoneNumberType
+# never called back, whatever the region: where a callback could be toll fraud
+UNCALLABLE_TYPES = frozenset(
+    {
+        NumberType.PREMIUM_RATE,
+        NumberType.SHARED_COST,
+        NumberType.UAN,
+        NumberType.VOIP,
+        NumberType.PERSONAL_NUMBER,
+        NumberType.UNKNOWN,
+    }
+)
 
 HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call is put through
 NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
@@ -65,6 +93,7 @@ async def wait(request: web.Request) -> web.Response:
     sid, language = form["CallSid"], tenant.voice.language
     round_ = calls.query_int(request.query.get("n"), 0)
     response = VoiceResponse()
+    await status.resolve_pending(store, tenant.id)  # calls whose hang-up came before routing
     call = await calls.get_call(store, tenant.id, sid)
     if call.get("state") not in ("queued", "connected"):
         response.say("Sorry, we cannot find your call. Please call again.", language=language)
@@ -171,7 +200,10 @@ async def choice(request: web.Request) -> web.Response:
     call = await calls.get_call(store, tenant.id, sid)
     conversation = await calls.conversation_of(store, tenant.id, sid, call) if call.get("state") == "queued" else None
     if conversation and digits == "1" and tenant.voice.offer_callback:
-        _ask_number(request, response, tenant, call["from"])
+        if callable_number(tenant, call["from"]):
+            _ask_number(request, response, tenant, call["from"])
+        else:  # withheld, or a number we do not call: they may give another
+            _ask_other_number(request, response, tenant)
     elif (
         conversation
         and digits == "2"
@@ -210,10 +242,10 @@ async def callback(request: web.Request) -> web.Response:
     tenant, form = await call_form(request)
     response = VoiceResponse()
     digits = form.get("Digits", "")
-    if digits == "1":
-        call = await calls.get_call(request.app[STORE], tenant.id, form["CallSid"])
-        await _request_callback(request, response, tenant, form, call.get("from", ""))
-    elif digits == "2":
+    call = await calls.get_call(request.app[STORE], tenant.id, form["CallSid"])
+    if digits == "1" and callable_number(tenant, call.get("from", "")):
+        await _request_callback(request, response, tenant, form, call["from"])
+    elif digits in ("1", "2"):  # "1" for a number we do not call was never offered
         _ask_other_number(request, response, tenant)
     else:
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
@@ -228,12 +260,33 @@ async def callback_number(request: web.Request) -> web.Response:
         number = normalise("voice", "+" + digits) if digits.isdigit() else ""
     except InvalidAddress:
         number = ""
-    if not number:
+    if not number or not callable_number(tenant, number):
         response.say("Sorry, that is not a number we can call.", language=tenant.voice.language)
         _ask_other_number(request, response, tenant)
     else:
         await _request_callback(request, response, tenant, form, number)
     return twiml(response)
+
+
+def _region(number: phonenumbers.PhoneNumber) -> str:
+    region = phonenumbers.region_code_for_number(number)
+    return region or phonenumbers.region_code_for_country_code(number.country_code)
+
+
+def callable_number(tenant: Tenant, number: str) -> bool:
+    """Whether a callback may dial the number: a real number (not a withheld
+    caller's placeholder) in one of the tenant's callback regions, and of no type
+    that costs the tenant more than a call (premium, shared cost, ...)."""
+    if not number or calls.is_anonymous(number):
+        return False
+    try:
+        parsed = phonenumbers.parse(number)
+        regions = set(tenant.voice.callback.regions) or {
+            _region(phonenumbers.parse(n)) for n in tenant.voice.numbers[:1]
+        }
+    except phonenumbers.NumberParseException:
+        return False
+    return _region(parsed) in regions and phonenumbers.number_type(parsed) not in UNCALLABLE_TYPES
 
 
 async def _request_callback(
@@ -244,7 +297,11 @@ async def _request_callback(
     The call's conversation is closed before the callback is added, so routing
     opens the callback's own conversation (a contact from the same caller would
     otherwise join the call's). A retried webhook finds the conversation closed
-    "callback_requested" and adds the callback once (per CallSid)."""
+    "callback_requested" and adds the callback once (per CallSid).
+
+    The callback is the caller's (address: their number), whatever number it
+    dials (metadata "dial"); a caller who withheld their number is the customer
+    of the number they gave."""
     store = request.app[STORE]
     sid, language = form["CallSid"], tenant.voice.language
     call = await calls.get_call(store, tenant.id, sid)
@@ -257,6 +314,7 @@ async def _request_callback(
         if record.get("disposition") != "callback_requested":  # an agent took the call meanwhile
             response.redirect(url(request, f"{WAIT_PATH}?n=1"))
             return
+    caller = call.get("from", "")
     contact = events.build(
         events.InboundContact,
         {
@@ -264,14 +322,14 @@ async def _request_callback(
             "tenant": tenant.id,
             "channel": "voice",
             "kind": "callback",
-            "address": number,
+            "address": number if not caller or calls.is_anonymous(caller) else caller,
             "to": form["To"],
             "provider_id": f"callback:{sid}",
             "occurred_at": events.now_ms(),
             "original_at": int(call["started_at"]),
             "queue": call.get("queue", ""),
             "body": f"Callback requested to {number}",
-            "metadata": {"call_sid": sid, "call_conversation": conversation},
+            "metadata": {"call_sid": sid, "call_conversation": conversation, "dial": number},
         },
     )
     await calls.update_call(store, tenant.id, sid, state="callback_requested", callback_to=number)
@@ -289,25 +347,34 @@ def _spoken(number: str) -> str:
 
 
 async def dialed(request: web.Request) -> web.Response:
-    """The dial to the agent ended. Answered: the call is over. Not picked up: the
-    caller goes back to the queue with their place (their original age), the agent
-    is set away, and the next agent is offered the call."""
+    """The dial to the agent ended. Answered: the call is over. The caller hung up
+    before the agent answered (their CallStatus ended, or the status callback
+    said so first): the conversation is closed as abandoned, counted once, and
+    the agent is not blamed. Not picked up: the caller goes back to the queue with
+    their place (their original age), the agent is set away, and the next agent
+    is offered the call."""
     store = request.app[STORE]
     tenant, form = await call_form(request)
     sid, language = form["CallSid"], tenant.voice.language
     response = VoiceResponse()
-    status = form.get("DialCallStatus", "")
+    status_ = form.get("DialCallStatus", "")
     call = await calls.get_call(store, tenant.id, sid)
     agent_id = call.get("agent", "")
     conversation = call.get("conversation", "")
-    if status not in AGENT_NOT_REACHED or not agent_id or not conversation:
+    caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
+    if caller_gone and status_ not in AGENT_ANSWERED and agent_id and conversation:
+        log.info("caller of %s (%s) hung up while agent %s's phone rang: abandoned", sid, tenant.id, agent_id)
+        await status.abandoned(store, tenant.id, sid, call, agent=agent_id, wait=False)
+        response.hangup()
+        return twiml(response)
+    if status_ not in AGENT_NOT_REACHED or not agent_id or not conversation:
         response.hangup()
         return twiml(response)
     record = await conversations.get(store, tenant.id, conversation)
     if record.get("state") == "assigned" and record.get("agent") == agent_id:
-        log.warning("agent %s of %s did not pick up call %s (%s): back to the queue", agent_id, tenant.id, sid, status)
+        log.warning("agent %s of %s did not pick up call %s (%s): back to the queue", agent_id, tenant.id, sid, status_)
         await agents.transfer(
-            store, tenant, agent_id, conversation, to_queue=record["queue"], note=f"agent phone {status}"
+            store, tenant, agent_id, conversation, to_queue=record["queue"], note=f"agent phone {status_}"
         )
         await agents.set_presence(store, tenant, agent_id, "away", "missed call")
     await calls.update_call(store, tenant.id, sid, state="queued", agent="")

@@ -355,6 +355,44 @@ async def test_stop_is_confirmed_once(twilio):
     assert len(await twilio.world.events(events.OptedOut)) == 1
 
 
+@pytest.mark.parametrize("word, answer", [("START", "You are subscribed again"), ("HELP", "Acme: call 0800 ACME.")])
+async def test_a_retried_keyword_message_answers_the_same_and_does_nothing_more(twilio, word, answer):
+    await twilio.text("STOP")
+    params = twilio.params(word)
+    first = await replies(await twilio.post(params))
+    assert len(first) == 1 and first[0].startswith(answer)
+    for _ in range(2):  # Twilio retries the webhook: the opt-out already lifted, it is no message
+        assert await replies(await twilio.post(params)) == first
+    assert await twilio.inbound() == []
+    assert len(await twilio.world.events(events.OptedIn)) == (1 if word == "START" else 0)
+
+
+async def test_a_retried_yes_that_was_an_answer_is_still_one_message(twilio):
+    params = twilio.params("Yes")
+    for _ in range(3):
+        assert await replies(await twilio.post(params)) == []
+    await twilio.text("STOP")
+    assert await replies(await twilio.post(params)) == []  # a late retry, after an opt-out, lifts nothing
+    assert [c.body for c in await twilio.inbound()] == ["Yes"]
+    assert await twilio.world.events(events.OptedIn) == []
+    assert await optout.is_suppressed(twilio.world.store, "acme", CUSTOMER)
+
+
+async def test_a_keyword_whose_handling_failed_is_handled_on_twilios_retry(twilio, monkeypatch):
+    await twilio.text("STOP")
+    params = twilio.params("START")
+
+    async def broken(*_args, **_kwargs):
+        raise RedisConnectionError("store down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(inbound.optout, "lift", broken)
+        assert (await twilio.post(params)).status == 500
+    assert (await replies(await twilio.post(params)))[0].startswith("You are subscribed again")
+    assert not await optout.is_suppressed(twilio.world.store, "acme", CUSTOMER)
+    assert await twilio.inbound() == []
+
+
 async def test_a_stop_inside_a_sentence_is_an_ordinary_message(twilio):
     assert await replies(await twilio.text("Please stop charging me twice")) == []
     assert [c.body for c in await twilio.inbound()] == ["Please stop charging me twice"]

@@ -399,3 +399,10 @@ async def test_after_a_crash_a_call_id_of_an_earlier_dial_does_not_count_as_this
     assert await voice.sender.reconcile(message) == ("not_sent", "")
     await voice.w.store.redis.hset(key, "requested", 2)  # ... or while waiting for Twilio's answer
     assert await voice.sender.reconcile(message) == ("unknown", "")
+
+
+async def test_a_callback_to_another_number_dials_that_number_for_the_callers_conversation(voice):
+    other = "+12025550143"
+    await voice.callback_accepted(metadata={"call_sid": "CA" + "0" * 32, "dial": other})
+    [message] = await voice.queued()
+    assert message.to == other

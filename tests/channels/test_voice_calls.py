@@ -173,11 +173,56 @@ async def test_a_missing_parameter_is_400(phone, name):
     assert f"missing parameters: {name}" in await response.text()
 
 
-@pytest.mark.parametrize(
-    "change, reason",
-    [({"CallSid": "CA123"}, "malformed CallSid"), ({"From": "anonymous"}, "malformed From")],
-)
-async def test_a_malformed_parameter_is_400(phone, change, reason):
-    response = await phone.post(VOICE, {**phone.params(), **change})
+async def test_a_malformed_call_sid_is_400(phone):
+    response = await phone.post(VOICE, {**phone.params(), "CallSid": "CA123"})
     assert response.status == 400
-    assert reason in await response.text()
+    assert "malformed CallSid" in await response.text()
+
+
+# --- callers who withheld their number ----------------------------------------------
+
+
+@pytest.mark.parametrize("withheld", ["anonymous", "Restricted", "+266696687", "", "client:bob"])
+async def test_a_caller_who_withheld_their_number_is_answered_and_queued_as_a_customer_of_that_call(phone, withheld):
+    answer = await phone.answer(VOICE, caller=withheld)
+    assert answer.verbs == ["Say", "Gather"]
+    assert (await phone.call_record())["from"] == f"anonymous:{phone.sid}"
+    await phone.answer(f"{MENU}?attempt=1", Digits="1", caller=withheld)
+    [contact] = await phone.inbound()
+    assert (contact.kind, contact.address) == ("call", f"anonymous:{phone.sid}")
+    await phone.route()  # routing takes it (not dead-lettered) and the call finds its conversation
+    assert await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+
+
+async def test_anonymous_callers_are_never_one_customer_nor_a_numbers_customer(phone):
+    store = phone.world.store
+    known, first, second = phone, phone.another(), phone.another()
+    await known.answer(VOICE)
+    await known.answer(f"{MENU}?attempt=1", Digits="1")
+    for anonymous in (first, second):
+        await anonymous.answer(VOICE, caller="anonymous")
+        await anonymous.answer(f"{MENU}?attempt=1", Digits="1", caller="anonymous")
+    await phone.route()
+    found = [await calls.conversation_of(store, "acme", p.sid, await p.call_record()) for p in (known, first, second)]
+    customers = [(await phone.world.conversation(c))["customer"] for c in found]
+    assert len(set(found)) == len(set(customers)) == 3  # three conversations of three customers
+
+
+async def test_an_anonymous_caller_is_not_offered_a_callback_to_their_number_but_may_give_one(phone):
+    from channels.voice import waiting
+
+    await phone.answer(VOICE, caller="anonymous")
+    await phone.answer(f"{MENU}?attempt=1", Digits="1", caller="anonymous")
+    await phone.route()
+    offer = await phone.answer(waiting.CHOICE_PATH, Digits="1", caller="anonymous")
+    assert "We will call you back at" not in offer.said()
+    assert offer.path("Gather") == waiting.CALLBACK_NUMBER_PATH  # asked for a number instead
+    # a "1" (confirm their own number) never offered, forged or replayed, asks for a number too
+    confirm = await phone.answer(waiting.CALLBACK_PATH, Digits="1", caller="anonymous")
+    assert confirm.path("Gather") == waiting.CALLBACK_NUMBER_PATH
+    assert [c.kind for c in await phone.inbound()] == ["call"]
+    done = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="12025550143#", caller="anonymous")
+    assert done.verbs == ["Say", "Hangup"]
+    callback = (await phone.inbound())[-1]
+    # the customer of the number they gave: the only one they told us
+    assert (callback.kind, callback.address, callback.metadata["dial"]) == ("callback", "+12025550143", "+12025550143")

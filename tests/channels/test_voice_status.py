@@ -113,3 +113,49 @@ async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_aba
     assert (record["state"], record["disposition"]) == ("closed", "abandoned")
     await phone.world.available("amy")
     assert await phone.world.offered("amy") == []  # nobody is offered a call with no caller
+
+
+async def _another_calls_report(phone: Phone) -> None:
+    other = phone.another()
+    await other.answer(calls.PATH, caller="+12025550143")
+    await report(other, "ringing", caller="+12025550143")
+
+
+async def _another_callers_wait_round(phone: Phone) -> None:
+    other = phone.another()
+    await other.answer(calls.PATH, caller="+12025550143")
+    await other.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1", caller="+12025550143")
+    await other.answer("/twilio/voice/wait?n=0", caller="+12025550143")
+
+
+async def _the_hang_up_repeated(phone: Phone) -> None:
+    await report(phone, "completed")
+
+
+@pytest.mark.parametrize("next_webhook", [_another_calls_report, _another_callers_wait_round, _the_hang_up_repeated])
+async def test_a_hang_up_reported_before_routing_is_counted_once_routing_opens_the_conversation(
+    phone, monkeypatch, next_webhook
+):
+    monkeypatch.setattr(status, "ROUTING_WAIT_ROUNDS", 2)  # routing lags longer than the bounded wait
+    await phone.answer(calls.PATH)
+    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")
+    await report(phone, "completed")
+    assert (await phone.call_record())["abandon_pending"]
+    assert await phone.world.events(events.Abandoned) == []
+
+    await phone.world.available("amy")
+    await phone.route()  # routing catches up and offers the dead call
+    conversation = await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    assert await phone.world.offered("amy") == [conversation]
+
+    await next_webhook(phone)  # any later voice webhook of the tenant looks again
+    assert conversation not in await phone.world.offered("amy")
+    record = await phone.world.conversation(conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    for again in ("completed", "canceled"):  # repeated and further reports count nothing more
+        await report(phone, again)
+    await next_webhook(phone)
+    [abandoned] = await phone.world.events(events.Abandoned)
+    assert (abandoned.conversation, abandoned.provider_id) == (conversation, phone.sid)
+    assert "abandon_pending" not in await phone.call_record()
+    assert await phone.world.store.redis.zcard(status.pending_key("acme")) == 0

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import calls, waiting
-from router import conversations
+from channels.voice import calls, status, waiting
+from router import conversations, events
 from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
 
 WAIT = f"{waiting.WAIT_PATH}?n=0"
@@ -115,6 +115,61 @@ async def test_an_agent_who_does_not_pick_up_sends_the_caller_back_to_their_plac
     assert (await phone.call_record())["state"] == "queued"
 
 
+async def _ringing_agent(phone: Phone) -> tuple[str, str, str]:
+    """A queued call taken by one of amy and zoe, whose phone now rings; returns the
+    conversation, the taker and the other agent."""
+    await queued(phone)
+    await phone.route()
+    await phone.world.available("amy", "zoe")
+    [offer] = [o for agent in ("amy", "zoe") for o in await phone.world.offers(agent)]
+    taker = offer["agent"]
+    conversation = await phone.world.accept_offer(taker)
+    assert (await phone.answer(WAIT)).verbs == ["Dial", "Hangup"]
+    return conversation, taker, "zoe" if taker == "amy" else "amy"
+
+
+async def _assert_abandoned_while_ringing(phone: Phone, conversation: str, taker: str, other: str) -> None:
+    record = await phone.world.conversation(conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    [abandoned] = await phone.world.events(events.Abandoned)
+    assert (abandoned.conversation, abandoned.provider_id) == (conversation, phone.sid)
+    assert (await phone.world.agent(taker))["presence"] == "available"  # not the agent's fault
+    assert await phone.world.offered(other) == []  # nobody is offered the caller who left
+    assert await phone.world.waiting("support") == []
+    assert (await phone.call_record())["state"] == "abandoned"
+
+
+@pytest.mark.parametrize("dial_status", ["no-answer", "canceled"])
+async def test_a_caller_who_hangs_up_while_the_agents_phone_rings_abandoned_dial_action_first(phone, dial_status):
+    conversation, taker, other = await _ringing_agent(phone)
+    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus=dial_status, CallStatus="completed")
+    assert answer.verbs == ["Hangup"]
+    response = await phone.post(status.PATH, phone.params(CallStatus="completed"))
+    assert response.status == 200
+    await phone.answer(waiting.DIALED_PATH, DialCallStatus=dial_status, CallStatus="completed")  # a retry
+    await _assert_abandoned_while_ringing(phone, conversation, taker, other)
+
+
+@pytest.mark.parametrize("call_status", ["completed", "in-progress"])  # the record knows it ended either way
+async def test_a_caller_who_hangs_up_while_the_agents_phone_rings_abandoned_status_first(phone, call_status):
+    conversation, taker, other = await _ringing_agent(phone)
+    response = await phone.post(status.PATH, phone.params(CallStatus="completed"))
+    assert response.status == 200
+    assert (await phone.world.conversation(conversation))["state"] == "assigned"  # the Dial action decides
+    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="no-answer", CallStatus=call_status)
+    assert answer.verbs == ["Hangup"]
+    await _assert_abandoned_while_ringing(phone, conversation, taker, other)
+
+
+async def test_a_cancelled_dial_is_not_the_agents_fault(phone):
+    assert "canceled" not in waiting.AGENT_NOT_REACHED
+    conversation, taker, _other = await _ringing_agent(phone)
+    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="canceled")
+    assert answer.verbs == ["Hangup"]
+    assert (await phone.world.agent(taker))["presence"] == "available"
+    assert (await phone.world.conversation(conversation))["state"] == "assigned"
+
+
 async def test_an_answered_dial_ends_the_call_when_the_agent_hangs_up(phone):
     await queued(phone)
     await phone.route()
@@ -148,11 +203,11 @@ async def test_a_callback_to_the_callers_own_number_replaces_the_call_and_keeps_
     offer = await phone.answer(waiting.CHOICE_PATH, Digits="1")
     assert offer.verbs == ["Gather", "Redirect"]
     assert offer.path("Gather") == waiting.CALLBACK_PATH
-    assert "We will call you back at 1 5 5 5 1 2 3 0 0 0 0. To confirm, press 1." in offer.said()
+    assert "We will call you back at 1 2 0 1 5 5 5 1 2 3 0. To confirm, press 1." in offer.said()
 
     confirmed = await phone.answer(waiting.CALLBACK_PATH, Digits="1")
     assert confirmed.verbs == ["Say", "Hangup"]
-    assert "We will call you back at 1 5 5 5 1 2 3 0 0 0 0" in confirmed.said()
+    assert "We will call you back at 1 2 0 1 5 5 5 1 2 3 0" in confirmed.said()
 
     record = await phone.world.conversation(call_conversation)
     assert (record["state"], record["disposition"]) == ("closed", "callback_requested")
@@ -181,10 +236,72 @@ async def test_a_callback_to_another_number(phone):
     wrong = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="12#")
     assert wrong.said().startswith("Sorry, that is not a number we can call.")
     assert wrong.path("Gather") == waiting.CALLBACK_NUMBER_PATH
-    done = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="15557654321")
+    done = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits="12025550143")
     assert done.verbs == ["Say", "Hangup"]
-    assert (await phone.inbound())[-1].address == "+15557654321"
-    assert (await phone.call_record())["callback_to"] == "+15557654321"
+    callback = (await phone.inbound())[-1]
+    # still the caller's callback (their customer), dialling the number they gave
+    assert (callback.address, callback.metadata["dial"]) == (CALLER, "+12025550143")
+    assert (await phone.call_record())["callback_to"] == "+12025550143"
+    await phone.route()
+    call_conversation = await phone.world.conversation((await phone.call_record())["conversation"])
+    [waiting_now] = await phone.world.waiting("support")
+    callback_conversation = await phone.world.conversation(waiting_now)
+    assert callback_conversation["kind"] == "callback"
+    assert callback_conversation["customer"] == call_conversation["customer"]
+
+
+async def test_a_callback_to_their_own_number_dials_it(phone):
+    await queued(phone)
+    await phone.route()
+    await phone.answer(waiting.CALLBACK_PATH, Digits="1")
+    callback = (await phone.inbound())[-1]
+    assert (callback.address, callback.metadata["dial"]) == (CALLER, CALLER)
+
+
+# --- toll fraud: what a callback may dial ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "digits",
+    [
+        "882345678901",  # international networks (+882): no region of ours
+        "447400123456",  # a UK mobile: another region
+        "19005551234",  # US premium rate
+        "15005550006",  # US personal number
+        "15557654321",  # not an assigned number (phonenumbers: UNKNOWN)
+    ],
+)
+async def test_a_callback_number_outside_the_regions_or_of_a_costly_type_is_asked_again(phone, digits):
+    await queued(phone)
+    await phone.route()
+    answer = await phone.answer(waiting.CALLBACK_NUMBER_PATH, Digits=f"{digits}#")
+    assert answer.said().startswith("Sorry, that is not a number we can call.")
+    assert answer.path("Gather") == waiting.CALLBACK_NUMBER_PATH
+    assert [c.kind for c in await phone.inbound()] == ["call"]
+    assert (await phone.call_record())["state"] == "queued"
+
+
+async def test_a_caller_whose_own_number_may_not_be_dialled_is_asked_for_another(phone):
+    premium = "+19005551234"
+    await queued(phone, caller=premium)
+    await phone.route()
+    offer = await phone.answer(waiting.CHOICE_PATH, Digits="1", caller=premium)
+    assert "We will call you back at" not in offer.said()
+    assert offer.path("Gather") == waiting.CALLBACK_NUMBER_PATH
+    await phone.answer(waiting.CALLBACK_PATH, Digits="1", caller=premium)  # never offered: no callback
+    assert [c.kind for c in await phone.inbound()] == ["call"]
+
+
+async def test_the_tenants_callback_regions_widen_what_may_be_dialled():
+    async for phone in serve():
+        acme = phone.world.deployment.tenant("acme")
+        assert waiting.callable_number(acme, "+12025550143")
+        assert not waiting.callable_number(acme, "+447400123456")
+        acme.voice.callback.regions = ["GB"]  # only the UK now
+        assert waiting.callable_number(acme, "+447400123456")
+        assert not waiting.callable_number(acme, "+12025550143")
+        assert not waiting.callable_number(acme, "+448712345678")  # UK premium rate
+        assert not waiting.callable_number(acme, f"anonymous:{phone.sid}")
 
 
 async def test_a_retried_callback_confirmation_adds_one_callback(phone):
@@ -212,3 +329,23 @@ async def test_an_unknown_key_goes_back_to_waiting(phone):
     answer = await phone.answer(waiting.CHOICE_PATH, Digits="7")
     assert answer.verbs == ["Redirect"]
     assert (await phone.call_record())["state"] == "queued"
+
+
+@pytest.mark.parametrize("regions, ok", [('["US", "CA"]', True), ('["us"]', False), ('["USA"]', False)])
+def test_callback_regions_are_iso_region_codes(regions, ok):
+    from router.config import ConfigError, parse_deployment
+
+    text = f"""
+[[tenants]]
+id = "acme"
+[tenants.voice]
+numbers = ["+15550100001"]
+callback = {{ regions = {regions} }}
+[[tenants.queues]]
+id = "support"
+"""
+    if ok:
+        assert parse_deployment(text).tenant("acme").voice.callback.regions == ["US", "CA"]
+    else:
+        with pytest.raises(ConfigError, match="regions"):
+            parse_deployment(text)

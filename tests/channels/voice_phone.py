@@ -24,7 +24,7 @@ ACME_TOKEN = "acme-auth-token-0123456789abcdef"
 SANDBOX_TOKEN = "sandbox-token"
 ACME_NUMBER = "+15550100001"
 GLOBEX_NUMBER = "+15550100002"
-CALLER = "+15551230000"
+CALLER = "+12015551230"  # a valid US number: one a callback may dial
 AMY_PHONE = "+15557000001"
 
 # acme: its own Twilio account, a menu (support, billing, and a queue that is

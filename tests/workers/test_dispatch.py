@@ -274,3 +274,12 @@ async def test_a_retry_whose_dispatcher_crashed_is_reconciled_later_not_stranded
     assert await dispatcher.run_retries("acme") == 1
     assert (await delivery(w.store, message))["status"] == "sent"
     assert len(await outbox(w.store, "acme")) == 1
+
+
+async def test_nothing_is_sent_to_a_caller_who_withheld_their_number():
+    w = await world()
+    message = outbound(channel="voice", to="anonymous:CA0123456789abcdef0123456789abcdef")
+    entry = await queued_entry(w.store, message)
+    assert await Dispatcher(w.store).handle([entry]) == {entry.id}
+    assert await outbox(w.store, "acme") == []
+    assert (await delivery(w.store, message))["status"] == "refused"
