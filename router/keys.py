@@ -129,6 +129,11 @@ class Keys:
         callbacks; kept for PROVIDER_ID_TTL_S, long past any report a provider sends."""
         return f"{self.base}:provider:{provider_id}"
 
+    @property
+    def abandons_pending(self) -> str:
+        """Calls that ended before routing opened their conversation, by end time."""
+        return f"{self.base}:voice:abandon-pending"
+
     def call(self, call_sid: str) -> str:
         """A phone call (Twilio CallSid): its conversation, contact and progress."""
         return f"{self.base}:call:{call_sid}"

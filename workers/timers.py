@@ -1,5 +1,5 @@
 """The timers worker: reservation timeouts, wrap-up ends, escalation, SLA checks,
-and the periodic trimming of streams.
+calls abandoned before routing caught up, and the periodic trimming of streams.
 
 Timers live in Redis, claimed with a lease, so a restart or a second timers
 worker loses and doubles nothing.
@@ -20,11 +20,12 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.1
 TRIM_EVERY_S = 600
+SWEEP_EVERY_S = 2.0
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     log.info("timers worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
-    last_trim = time.monotonic()
+    last_trim = last_sweep = time.monotonic()
     while not stop.is_set():
         handled = 0
         for tenant in deployment.tenants:
@@ -32,8 +33,11 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
                 handled += await timers.run_due(store, tenant)
             except Exception:
                 log.exception("timers of %s failed; retrying", tenant.id)
+        if time.monotonic() - last_sweep > SWEEP_EVERY_S:
+            last_sweep = time.monotonic()
+            await _sweep(store, deployment)
         if time.monotonic() - last_trim > TRIM_EVERY_S:
-            last_trim = time.monotonic()
+            last_trim = last_sweep = time.monotonic()
             await _trim(store, deployment, settings)
         if not handled:
             await asyncio.sleep(POLL_S)
@@ -48,3 +52,14 @@ async def _trim(store: Store, deployment: Deployment, settings: Settings) -> Non
             continue
         if any(removed.values()):
             log.info("trimmed %s: %s", tenant.id, removed)
+
+
+async def _sweep(store: Store, deployment: Deployment) -> None:
+    """Settle what waits on routing: calls that ended before routing opened their
+    conversation are counted abandoned once it exists (without waiting for the
+    tenant's next call)."""
+    from channels.voice.status import resolve_pending
+
+    for tenant in deployment.tenants:
+        if tenant.voice.numbers:
+            await resolve_pending(store, tenant.id)

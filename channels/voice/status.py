@@ -90,9 +90,7 @@ async def status_callback(request: web.Request) -> web.Response:
 
 
 def pending_key(tenant: str) -> str:
-    """The tenant's calls whose hang-up came before routing opened their conversation
-    (a sorted set of CallSids, scored by when)."""
-    return f"{Keys(tenant).base}:voice:abandon-pending"
+    return Keys(tenant).abandons_pending
 
 
 async def resolve_pending(store: Store, tenant: str) -> int:

@@ -132,7 +132,16 @@ async def _the_hang_up_repeated(phone: Phone) -> None:
     await report(phone, "completed")
 
 
-@pytest.mark.parametrize("next_webhook", [_another_calls_report, _another_callers_wait_round, _the_hang_up_repeated])
+async def _the_timers_workers_sweep(phone: Phone) -> None:
+    from workers import timers
+
+    await timers._sweep(phone.world.store, phone.world.deployment)
+
+
+@pytest.mark.parametrize(
+    "next_webhook",
+    [_another_calls_report, _another_callers_wait_round, _the_hang_up_repeated, _the_timers_workers_sweep],
+)
 async def test_a_hang_up_reported_before_routing_is_counted_once_routing_opens_the_conversation(
     phone, monkeypatch, next_webhook
 ):
