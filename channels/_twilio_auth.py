@@ -8,12 +8,14 @@ signature itself is computed and compared by twilio's own RequestValidator.
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
 from router.config import Settings, Tenant
+from router.web import DEPLOYMENT, SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +83,38 @@ def token_for(tenant: Tenant, settings: Settings) -> str | None:
     if tenant.twilio is not None:
         return tenant.twilio.auth_token or None
     return settings.twilio_sandbox_token or None
+
+
+ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
+
+
+async def verified_tenant_form(request: web.Request, tenant: Tenant, settings: Settings) -> MultiDictProxy[str]:
+    """A webhook's form, signed with the tenant's token and sent for the tenant's
+    own Twilio account (AccountSid); 403 otherwise."""
+    token = token_for(tenant, settings)
+    if token is None and settings.twilio_signatures:
+        log.warning("webhook refused: tenant %s has no Twilio auth token (nor a sandbox one)", tenant.id)
+        raise web.HTTPForbidden(text=f"no Twilio auth token for tenant {tenant.id}: webhook refused")
+    form = await verified_form(request, token or "", settings)
+    account = form.get("AccountSid", "")
+    if not ACCOUNT_SID.fullmatch(account):
+        raise web.HTTPBadRequest(text=f"malformed AccountSid {account!r}")
+    if tenant.twilio is not None and account != tenant.twilio.account_sid:
+        log.warning("webhook refused: AccountSid %s is not tenant %s's account", account, tenant.id)
+        raise web.HTTPForbidden(text=f"AccountSid {account} is not tenant {tenant.id}'s account")
+    return form
+
+
+async def tenant_form(request: web.Request, required: tuple[str, ...]) -> tuple[Tenant, MultiDictProxy[str]]:
+    """The tenant named by the URL ({tenant}) and the verified form of a callback
+    that carries no number of theirs (status reports, recordings, transcriptions)."""
+    deployment, settings = request.app[DEPLOYMENT], request.app[SETTINGS]
+    form = await read_form(request)
+    missing = [name for name in ("AccountSid", *required) if not form.get(name)]
+    if missing:
+        raise web.HTTPBadRequest(text=f"missing parameters: {', '.join(missing)}")
+    try:
+        tenant = deployment.tenant(request.match_info["tenant"])
+    except KeyError:
+        raise web.HTTPNotFound(text="unknown tenant") from None
+    return tenant, await verified_tenant_form(request, tenant, settings)

@@ -13,11 +13,11 @@ import logging
 
 from aiohttp import web
 
-from channels._twilio_auth import token_for, verified_form
+from channels._twilio_auth import tenant_form
 from channels.sms.outbound import UNSUBSCRIBED, unsubscribed
 from router.keys import Keys
 from router.store import Store
-from router.web import DEPLOYMENT, SETTINGS, STORE
+from router.web import STORE
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +37,9 @@ async def record(store: Store, tenant: str, sid: str, status: str, error: str = 
 
 
 async def status_callback(request: web.Request) -> web.Response:
-    store, deployment, settings = request.app[STORE], request.app[DEPLOYMENT], request.app[SETTINGS]
-    try:
-        tenant = deployment.tenant(request.match_info["tenant"])
-    except KeyError:
-        raise web.HTTPNotFound(text="unknown tenant") from None
-    form = await verified_form(request, token_for(tenant, settings) or "", settings)
-    sid, status = form.get("MessageSid", ""), form.get("MessageStatus", "")
-    if not sid or not status:
-        raise web.HTTPBadRequest(text="MessageSid and MessageStatus are required")
+    store = request.app[STORE]
+    tenant, form = await tenant_form(request, required=("MessageSid", "MessageStatus"))
+    sid, status = form["MessageSid"], form["MessageStatus"]
     if status not in PROGRESS:
         return web.Response(text="")
     code = form.get("ErrorCode", "")

@@ -17,7 +17,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels._twilio_auth import read_form, token_for, verified_form
+from channels._twilio_auth import read_form, verified_tenant_form
 from router.config import Tenant
 from router.web import DEPLOYMENT, SETTINGS
 
@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 CALL_FIELDS = ("CallSid", "AccountSid", "From", "To")
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
-ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 def twiml(response: VoiceResponse) -> web.Response:
@@ -61,37 +60,7 @@ async def call_form(
     if tenant is None:
         log.warning("call from %s to %s refused: no tenant has that voice number", form["From"], form["To"])
         raise web.HTTPNotFound(text=f"no tenant has the voice number {form['To']}")
-    form = await _verified(request, tenant, settings)
+    form = await verified_tenant_form(request, tenant, settings)
     if not CALL_SID.fullmatch(form["CallSid"]):
         raise web.HTTPBadRequest(text=f"malformed CallSid {form['CallSid']!r}")
     return tenant, form
-
-
-async def tenant_form(request: web.Request, required: tuple[str, ...]) -> tuple[Tenant, MultiDictProxy[str]]:
-    """The tenant named by the URL ({tenant}) and the verified form of a callback
-    that carries no number (recordings, transcriptions)."""
-    deployment, settings = request.app[DEPLOYMENT], request.app[SETTINGS]
-    form = await read_form(request)
-    missing = [name for name in ("AccountSid", *required) if name not in form]
-    if missing:
-        raise web.HTTPBadRequest(text=f"missing parameters: {', '.join(missing)}")
-    try:
-        tenant = deployment.tenant(request.match_info["tenant"])
-    except KeyError:
-        raise web.HTTPNotFound(text="unknown tenant") from None
-    return tenant, await _verified(request, tenant, settings)
-
-
-async def _verified(request: web.Request, tenant: Tenant, settings) -> MultiDictProxy[str]:
-    token = token_for(tenant, settings)
-    if token is None and settings.twilio_signatures:
-        log.warning("voice webhook refused: tenant %s has no Twilio auth token (nor a sandbox one)", tenant.id)
-        raise web.HTTPForbidden(text=f"no Twilio auth token for tenant {tenant.id}: webhook refused")
-    form = await verified_form(request, token or "", settings)
-    account = form["AccountSid"]
-    if not ACCOUNT_SID.fullmatch(account):
-        raise web.HTTPBadRequest(text=f"malformed AccountSid {account!r}")
-    if tenant.twilio is not None and account != tenant.twilio.account_sid:
-        log.warning("voice webhook refused: AccountSid %s is not tenant %s's account", account, tenant.id)
-        raise web.HTTPForbidden(text=f"AccountSid {account} is not tenant {tenant.id}'s account")
-    return form

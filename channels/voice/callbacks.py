@@ -22,13 +22,13 @@ import logging
 from aiohttp import web
 from redis.exceptions import WatchError
 
-from channels._twilio_auth import token_for, verified_form
+from channels._twilio_auth import tenant_form
 from channels.voice.dialer import CALLBACK, GREETING
 from router import events
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from router.web import DEPLOYMENT, SETTINGS, STORE
+from router.web import STORE
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +115,8 @@ async def record(
 
 
 async def status_callback(request: web.Request) -> web.Response:
-    store, deployment, settings = request.app[STORE], request.app[DEPLOYMENT], request.app[SETTINGS]
-    try:
-        tenant = deployment.tenant(request.match_info["tenant"])
-    except KeyError:
-        raise web.HTTPNotFound(text="unknown tenant") from None
-    form = await verified_form(request, token_for(tenant, settings) or "", settings)
+    store = request.app[STORE]
+    tenant, form = await tenant_form(request, required=("CallSid", "CallStatus"))
     message, attempt, leg = (request.query.get(name, "") for name in ("message", "attempt", "leg"))
     sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
     if not message or not attempt.isdigit() or leg not in LEGS or not sid or not status:

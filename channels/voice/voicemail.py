@@ -27,8 +27,9 @@ import logging
 from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
+from channels._twilio_auth import tenant_form
 from channels.voice import calls
-from channels.voice._webhook import call_form, tenant_form, twiml, url
+from channels.voice._webhook import call_form, twiml, url
 from router import bus, events
 from router.config import Tenant
 from router.keys import Keys
