@@ -75,6 +75,7 @@ Next:
   contactrouter outbox --tenant acme                   # what would have been sent
   contactrouter contact add --tenant acme --channel sms --from +15551230000 "Hello"
   contactrouter simulate sms --tenant acme --from +15551230000 "Hello"   # a signed Twilio webhook
+  contactrouter simulate call --tenant acme --from +12015551234 --press 1   # through the IVR
 Stop with Ctrl-C.
 """,
         flush=True,
