@@ -97,6 +97,14 @@ class SmsChannel(msgspec.Struct, forbid_unknown_fields=True):
     start_text: str = "You are subscribed again. Reply STOP to stop, HELP for help."
 
 
+class EmailChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """Email for a tenant: the SMTP server accepts mail for these addresses and for any
+    address of these domains (an exact address wins over another tenant's domain)."""
+
+    addresses: list[str] = []  # e.g. ["help@acme.example"]
+    domains: list[str] = []  # e.g. ["acme.example"]: every address @acme.example
+
+
 class MenuOption(msgspec.Struct, forbid_unknown_fields=True):
     """One choice of the IVR menu: a key, words a caller may say instead, and the queue."""
 
@@ -146,6 +154,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     twilio: TwilioAccount | None = None  # without it, SMS and voice go to the sandbox outbox
     sms: SmsChannel = msgspec.field(default_factory=SmsChannel)
     voice: VoiceChannel = msgspec.field(default_factory=VoiceChannel)
+    email: EmailChannel = msgspec.field(default_factory=EmailChannel)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -170,6 +179,18 @@ class Deployment(msgspec.Struct, forbid_unknown_fields=True):
         """The tenant that owns a number (E.164) on a channel (sms or voice), if any."""
         for tenant in self.tenants:
             if number in (tenant.voice.numbers if channel == "voice" else tenant.sms.numbers):
+                return tenant
+        return None
+
+    def tenant_by_email(self, address: str) -> Tenant | None:
+        """The tenant that receives mail for an address: its own address, else its domain."""
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        for tenant in self.tenants:
+            if address in (a.lower() for a in tenant.email.addresses):
+                return tenant
+        for tenant in self.tenants:
+            if domain and domain in (d.lower() for d in tenant.email.domains):
                 return tenant
         return None
 
@@ -198,6 +219,11 @@ class Settings(msgspec.Struct, kw_only=True):
     # signs and checks the webhooks of tenants without a Twilio account (the offline sandbox,
     # `contactrouter simulate sms`); empty: such webhooks are refused
     twilio_sandbox_token: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_max_bytes: int = 25 * 1024 * 1024  # a bigger message is refused (552)
+    attachment_dir: str = ""  # the attachment store; empty: var/attachments under the working directory
+    attachment_max_bytes: int = 20 * 1024 * 1024  # a bigger attachment is left out (and noted)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -222,6 +248,11 @@ class Settings(msgspec.Struct, kw_only=True):
                 twilio_signatures=env.get("TWILIO_SIGNATURES", "on").lower() not in {"off", "0", "false", "no"},
                 twilio_api_base=env.get("TWILIO_API_BASE", "").rstrip("/"),
                 twilio_sandbox_token=env.get("TWILIO_SANDBOX_TOKEN", ""),
+                smtp_host=env.get("SMTP_HOST", "127.0.0.1"),
+                smtp_port=int(env.get("SMTP_PORT", 2525)),
+                smtp_max_bytes=int(env.get("SMTP_MAX_BYTES", 25 * 1024 * 1024)),
+                attachment_dir=env.get("ATTACHMENT_DIR", ""),
+                attachment_max_bytes=int(env.get("ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None
@@ -275,6 +306,7 @@ def _check(deployment: Deployment, source: str) -> None:
     seen_tenants: set[str] = set()
     sms_numbers: dict[str, str] = {}
     voice_numbers: dict[str, str] = {}
+    mail_names: dict[str, str] = {}  # lower-case address or "@domain" -> tenant
     for t_index, tenant in enumerate(deployment.tenants):
         where = f"{source}: `$.tenants[{t_index}]`"
         if tenant.id in seen_tenants:
@@ -326,6 +358,7 @@ def _check(deployment: Deployment, source: str) -> None:
                     f"{where}.voice.numbers[{n_index}]: {number} already belongs to {voice_numbers[number]}"
                 )
             voice_numbers[number] = tenant.id
+        _check_email(tenant, where, mail_names)
         for m_index, option in enumerate(tenant.voice.menu):
             if option.queue not in queue_ids:
                 raise ConfigError(f"{where}.voice.menu[{m_index}].queue: unknown queue {option.queue!r}")
@@ -336,6 +369,23 @@ def _check(deployment: Deployment, source: str) -> None:
             for channel in agent.capacity:
                 if channel != "total" and channel not in CHANNELS:
                     raise ConfigError(f"{where}.agents[{a_index}].capacity: unknown channel {channel!r}")
+
+
+def _check_email(tenant: Tenant, where: str, seen: dict[str, str]) -> None:
+    """Each email address and domain belongs to one tenant, and looks like one."""
+    names = [("addresses", a, a.lower()) for a in tenant.email.addresses]
+    names += [("domains", d, "@" + d.lower()) for d in tenant.email.domains]
+    counters = {"addresses": 0, "domains": 0}
+    for field, raw, name in names:
+        index = counters[field]
+        counters[field] += 1
+        local, _, domain = name.rpartition("@")
+        if not re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", domain) or (field == "addresses" and not local):
+            noun = "address" if field == "addresses" else "domain"
+            raise ConfigError(f"{where}.email.{field}[{index}]: {raw!r} is not an email {noun}")
+        if name in seen:
+            raise ConfigError(f"{where}.email.{field}[{index}]: {raw} already belongs to {seen[name]}")
+        seen[name] = tenant.id
 
 
 def capacity_of(agent: Agent) -> dict[str, int]:

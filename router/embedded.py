@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import tempfile
 
 import msgspec
 
@@ -59,6 +60,15 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     if not settings.twilio_sandbox_token:
         settings = msgspec.structs.replace(settings, twilio_sandbox_token=secrets.token_urlsafe(24))
     await store.redis.set(SANDBOX_TWILIO_TOKEN, settings.twilio_sandbox_token)
+    # The SMTP server takes the next free port; the demo's attachments go to a temp dir.
+    smtp_port = settings.smtp_port
+    while not _port_free(settings.smtp_host, smtp_port):
+        smtp_port += 1
+    settings = msgspec.structs.replace(
+        settings,
+        smtp_port=smtp_port,
+        attachment_dir=settings.attachment_dir or tempfile.mkdtemp(prefix="contactrouter-attachments-"),
+    )
     await processes.prepare(store, deployment)
     await load_demo(store, deployment)
     tenants = ", ".join(t.id for t in deployment.tenants)
@@ -68,6 +78,7 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   health:  http://{host}:{settings.port}/healthz   readiness: http://{host}:{settings.port}/readyz
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
+  smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
 Next:
   contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
   contactrouter agent accept --tenant acme alice <reservation>

@@ -28,14 +28,14 @@ Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
 
 def roles() -> dict[str, Role]:
     from router import web
-    from workers import dispatch, idle, routing, timers
+    from workers import dispatch, idle, routing, smtp, timers
 
     return {
         "web": web.run,
         "routing": routing.run,
         "dispatch": dispatch.run,
         "timers": timers.run,
-        "smtp": idle.runner("smtp"),
+        "smtp": smtp.run,
         "campaigns": idle.runner("campaigns"),
         "telegram": idle.runner("telegram"),
     }

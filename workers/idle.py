@@ -11,7 +11,6 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 PENDING = {
-    "smtp": "email and fax-to-email (issue 4)",
     "campaigns": "outbound campaigns (issue 7)",
     "telegram": "Telegram polling (issue 5)",
 }

@@ -1,0 +1,163 @@
+"""Inbound email: the aiosmtpd handler behind the `smtp` process.
+
+RCPT: only the tenants' own addresses and domains are accepted (550 for anyone
+else: never an open relay). DATA: parse the message (channels.email.mime),
+store its attachments, normalise it to one InboundContact per tenant addressed,
+append it to the tenant's inbound stream, and only then answer 250. A failure
+before the contact is on the stream answers 451, so the sending server retries;
+the retry carries the same Message-ID and adds nothing twice. The size limit
+(552) is enforced by aiosmtpd's data_size_limit, before this handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+
+from channels.email import mime
+from channels.email.attachments import AttachmentStore, AttachmentTooLarge
+from router import bus, events
+from router.config import Deployment, Tenant
+from router.customers import InvalidAddress, normalise
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1_000_000  # characters; events.Body's limit
+MAX_SUBJECT = 998  # RFC 5322's line limit is plenty for a subject
+
+
+class InboundHandler:
+    """The aiosmtpd handler: handle_RCPT chooses who we accept mail for, handle_DATA takes it in."""
+
+    def __init__(self, store: Store, deployment: Deployment, attachments: AttachmentStore) -> None:
+        self.store = store
+        self.deployment = deployment
+        self.attachments = attachments
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
+        if self.deployment.tenant_by_email(address) is None:
+            log.warning("mail from %s to %s refused: not an address of ours", envelope.mail_from, address)
+            return f"550 5.7.1 <{address}>: relay access denied, no such recipient here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        raw: bytes = envelope.original_content or b""
+        peer = session.peer
+        try:
+            mail = mime.read(raw)
+        except Exception:  # the parser is lenient; this is a bug of ours, so the sender retries
+            log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
+            return "451 4.3.0 message could not be read; try again later"
+        provider_id = mail.message_id or mime.content_id(raw)
+        if mail.bounce:
+            # Marking the outbound message failed comes with outbound email (issue 4).
+            log.info("bounce %s from %s for %s logged, not a conversation", provider_id, mail.sender, envelope.rcpt_tos)
+            return "250 2.0.0 OK: delivery report received"
+        sender = mail.sender or (envelope.mail_from or "").lower()
+        try:
+            sender = normalise("email", sender)
+        except InvalidAddress:
+            log.warning("mail %s from %r (%s) refused: no sender address to answer", provider_id, sender, peer)
+            return "550 5.1.7 message has no usable sender address (From)"
+        if envelope.mail_from in ("", "<>", None):  # a null return path: an automatic message (RFC 3834)
+            mail.auto_submitted = True
+        tenants = self._tenants(envelope.rcpt_tos)
+        try:
+            attachments, metadata = await self._store_files(mail)
+            contacts = [
+                self._contact(mail, tenant, to, sender, provider_id, attachments, metadata) for tenant, to in tenants
+            ]
+            ids = []
+            for contact in contacts:
+                added, entry_id = await bus.ingest(self.store, contact)
+                ids.append(entry_id)
+                if not added:
+                    log.info("mail %s for %s was delivered again; already on the stream", provider_id, contact.tenant)
+        except events.InvalidEvent as exc:
+            log.warning("mail %s from %s refused: %s", provider_id, sender, exc)
+            return "554 5.6.0 message could not be turned into a contact"
+        except (RedisError, OSError) as exc:
+            log.error("mail %s from %s not taken in (%r); the sender will retry", provider_id, sender, exc)
+            return "451 4.3.0 temporary failure, try again later"
+        log.info("mail %s from %s taken in for %s", provider_id, sender, ", ".join(t.id for t, _ in tenants))
+        return f"250 2.0.0 OK: queued as {' '.join(ids)}"
+
+    def _tenants(self, recipients: list[str]) -> list[tuple[Tenant, str]]:
+        """Each tenant addressed, once, with the first of its addresses the mail went to."""
+        found: dict[str, tuple[Tenant, str]] = {}
+        for address in recipients:
+            tenant = self.deployment.tenant_by_email(address)
+            if tenant is not None and tenant.id not in found:
+                found[tenant.id] = (tenant, address.lower())
+        return list(found.values())
+
+    async def _store_files(self, mail: mime.Mail) -> tuple[list[events.Attachment], dict[str, str]]:
+        attachments, omitted, metadata = [], [], {}
+        for part in mail.attachments:
+            try:
+                ref = await self.attachments.put(part.data)
+            except AttachmentTooLarge:
+                log.warning(
+                    "attachment %r of %s (%d bytes) left out: too large", part.filename, mail.message_id, len(part.data)
+                )
+                omitted.append(f"{part.filename or part.content_type} ({len(part.data)} bytes)")
+                continue
+            attachments.append(
+                events.Attachment(url=ref, content_type=part.content_type, filename=part.filename, size=len(part.data))
+            )
+        if omitted:
+            metadata["attachments_omitted"] = "; ".join(omitted)
+        if mail.html:
+            # Kept for display once sanitised; the body holds the readable text.
+            try:
+                metadata["html"] = await self.attachments.put(mail.html.encode("utf-8"))
+            except AttachmentTooLarge:
+                metadata["html_omitted"] = "1"  # the text body is still there
+        return attachments, metadata
+
+    def _contact(
+        self,
+        mail: mime.Mail,
+        tenant: Tenant,
+        to: str,
+        sender: str,
+        provider_id: str,
+        attachments: list[events.Attachment],
+        stored: dict[str, str],
+    ) -> events.InboundContact:
+        metadata = dict(stored)
+        details = {
+            "from_name": mail.sender_name,
+            "reply_to": mail.reply_to if mail.reply_to != sender else "",
+            "date": mail.date,
+            "message_id": mail.message_id,
+            "defects": ", ".join(sorted(set(mail.defects))),
+        }
+        metadata.update({k: v[:1024] for k, v in details.items() if v})
+        if mail.auto_submitted:
+            metadata["auto_submitted"] = "1"
+        body = mail.body
+        if len(body) > MAX_BODY:
+            body = body[: MAX_BODY - 40] + "\n[message shortened]"
+            metadata["truncated"] = "1"
+        return events.build(
+            events.InboundContact,
+            {
+                "id": events.new_id(),
+                "tenant": tenant.id,
+                "channel": "email",
+                "address": sender,
+                "to": to,
+                "provider_id": provider_id[:1024],
+                "occurred_at": events.now_ms(),
+                "body": body,
+                "subject": mail.subject[:MAX_SUBJECT],
+                "attachments": attachments,
+                "thread": mail.thread[:50],
+                "metadata": metadata,
+            },
+        )

@@ -1,0 +1,275 @@
+"""Reading an email: the standard library's email package does the MIME, this module
+decides what an agent sees.
+
+`read(raw)` never raises on a malformed message: what could be read is kept, and
+what could not is counted in `defects`. Text parts are decoded here (not with
+get_content()) so that a mislabelled legacy charset still reads: GB2312 mail is
+often really GBK/GB18030, Big5 often Big5-HKSCS, ISO-2022-JP often uses the
+extensions; each label is read with its superset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
+from html.parser import HTMLParser
+
+# A declared charset -> the codec that reads it and what senders put under its name.
+CHARSET_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "cp936": "gb18030",
+    "big5": "big5hkscs",
+    "x-big5": "big5hkscs",
+    "iso-2022-jp": "iso2022_jp_ext",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "shift_jis": "cp932",
+    "x-sjis": "cp932",
+    "iso-8859-1": "cp1252",  # the web's rule: Latin-1 labels are Windows-1252 in practice
+    "us-ascii": "utf-8",
+    "ascii": "utf-8",
+}
+MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
+AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponse")
+
+
+@dataclass
+class Part:
+    """An attachment (or a nested message) as it came: bytes, type and name."""
+
+    data: bytes
+    content_type: str
+    filename: str
+
+
+@dataclass
+class Mail:
+    """What an email holds for a contact."""
+
+    sender: str = ""  # the From address (addr-spec), lower-case
+    sender_name: str = ""
+    reply_to: str = ""
+    to: list[str] = field(default_factory=list)
+    subject: str = ""
+    body: str = ""
+    html: str = ""  # the HTML alternative or the HTML-only body, kept for sanitised display
+    message_id: str = ""  # without angle brackets
+    thread: list[str] = field(default_factory=list)  # In-Reply-To then References, without brackets
+    date: str = ""
+    auto_submitted: bool = False
+    bounce: bool = False  # a delivery status notification (multipart/report)
+    attachments: list[Part] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+
+
+def read(raw: bytes) -> Mail:
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    mail = Mail()
+    _headers(message, mail)
+    mail.bounce = _is_bounce(message)
+    _content(message, mail)
+    mail.defects += [type(d).__name__ for part in message.walk() for d in part.defects]
+    return mail
+
+
+def content_id(raw: bytes) -> str:
+    """A stand-in Message-ID for mail without one: the same bytes give the same id."""
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def clean(text: str) -> str:
+    """Text safe to store: undecodable bytes (surrogate escapes) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
+
+
+def _header(message: EmailMessage, name: str, default: str = "") -> str:
+    """A header's decoded value (RFC 2047 words decoded); a broken one reads as raw text."""
+    try:
+        value = message.get(name)
+    except Exception:  # the header parser gave up on it: keep the raw bytes as text
+        value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
+    return default if value is None else clean(" ".join(str(value).split()))
+
+
+def _addresses(message: EmailMessage, name: str) -> list[tuple[str, str]]:
+    try:
+        values = [str(v) for v in message.get_all(name, [])]
+    except Exception:
+        values = [v for k, v in message.raw_items() if k.lower() == name.lower()]
+    return [(clean(n), clean(a).strip().lower()) for n, a in getaddresses(values) if "@" in a]
+
+
+def _headers(message: EmailMessage, mail: Mail) -> None:
+    senders = _addresses(message, "From") or _addresses(message, "Sender")
+    if senders:
+        mail.sender_name, mail.sender = senders[0]
+    replies = _addresses(message, "Reply-To")
+    mail.reply_to = replies[0][1] if replies else ""
+    mail.to = [a for _n, a in _addresses(message, "To") + _addresses(message, "Cc")]
+    mail.subject = _header(message, "Subject")
+    mail.date = _header(message, "Date")
+    ids = MESSAGE_ID.findall(_header(message, "Message-ID"))
+    mail.message_id = ids[0] if ids else ""
+    thread = MESSAGE_ID.findall(_header(message, "In-Reply-To"))
+    thread += reversed(MESSAGE_ID.findall(_header(message, "References")))  # nearest ancestor first
+    mail.thread = list(dict.fromkeys(t for t in thread if t != mail.message_id))
+    mail.auto_submitted = _is_automatic(message)
+
+
+def _is_automatic(message: EmailMessage) -> bool:
+    """RFC 3834 Auto-Submitted, Precedence bulk/junk/list, and the vendors' X-Autoreply kin."""
+    auto = _header(message, "Auto-Submitted").lower()
+    if auto and not auto.startswith("no"):
+        return True
+    if _header(message, "Precedence").lower() in AUTO_PRECEDENCE:
+        return True
+    return any(_header(message, name) for name in AUTO_HEADERS)
+
+
+def _is_bounce(message: EmailMessage) -> bool:
+    if message.get_content_type() == "multipart/report":
+        return message.get_param("report-type", "").lower() == "delivery-status"
+    return message.get_content_type() == "message/delivery-status"
+
+
+def _content(message: EmailMessage, mail: Mail) -> None:
+    plain = _body_part(message, "plain")
+    html = _body_part(message, "html")
+    texts = []
+    if plain is not None:
+        texts.append(text_of(plain))
+    if html is not None:
+        mail.html = text_of(html)
+        if plain is None:
+            texts.append(html_to_text(mail.html))
+    forwarded = []
+    _collect(message, {id(plain), id(html)}, mail, texts, forwarded)
+    mail.body = "\n\n".join(t.strip("\n") for t in texts + forwarded if t.strip())
+
+
+def _body_part(message: EmailMessage, subtype: str) -> EmailMessage | None:
+    try:
+        return message.get_body(preferencelist=(subtype,))
+    except Exception:
+        return None
+
+
+def _collect(part: EmailMessage, used: set[int], mail: Mail, texts: list[str], forwarded: list[str]) -> None:
+    """Everything that is not the body: more inline text, attachments, nested messages."""
+    if part.is_multipart() and part.get_content_maintype() == "multipart":
+        for child in part.iter_parts():
+            _collect(child, used, mail, texts, forwarded)
+        return
+    if id(part) in used:
+        return
+    content_type = part.get_content_type()
+    filename = clean(part.get_filename() or "")
+    if content_type == "message/rfc822":
+        nested = part.get_payload(0) if part.is_multipart() else None
+        if nested is not None:
+            data = nested.as_bytes(policy=policy.default.clone(linesep="\r\n"))
+            inner = read(data)
+            forwarded.append(
+                f"---------- Forwarded message ----------\nFrom: {inner.sender_name} <{inner.sender}>\n"
+                f"Subject: {inner.subject}\n\n{inner.body}"
+            )
+            mail.attachments.append(Part(data, content_type, filename or _eml_name(inner.subject)))
+            mail.attachments += inner.attachments
+        return
+    if part.get_content_maintype() == "multipart" or content_type in (
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ):
+        return  # a report's machine-readable parts; the bounce flag tells about them
+    disposition = part.get_content_disposition()
+    if content_type == "text/plain" and not filename and disposition != "attachment":
+        texts.append(text_of(part))  # a body split around inline images
+        return
+    try:
+        data = part.get_payload(decode=True) or b""
+    except Exception:
+        mail.defects.append("UndecodablePart")
+        return
+    mail.attachments.append(Part(data, content_type, filename))
+
+
+def _eml_name(subject: str) -> str:
+    stem = re.sub(r"[^\w .-]+", "", subject).strip()[:60] or "message"
+    return f"{stem}.eml"
+
+
+def text_of(part: EmailMessage) -> str:
+    """A text part's content in its charset (read with the charset's superset), never failing."""
+    try:
+        data = part.get_payload(decode=True) or b""
+    except Exception:
+        data = str(part.get_payload()).encode("utf-8", "surrogateescape")
+    declared = (part.get_content_charset() or "utf-8").lower()
+    codec = CHARSET_SUPERSETS.get(declared, declared)
+    for charset in (codec, declared, "utf-8"):
+        try:
+            return clean(data.decode(charset)).replace("\r\n", "\n")
+        except (LookupError, UnicodeDecodeError):
+            continue
+    try:  # a few bad bytes in a known charset: keep the rest
+        return clean(data.decode(codec, "replace")).replace("\r\n", "\n")
+    except LookupError:  # an unknown charset label
+        return clean(data.decode("utf-8", "replace")).replace("\r\n", "\n")
+
+
+class _TextExtractor(HTMLParser):
+    """Readable text from HTML: blocks on their own lines, list items dashed, links
+    with their address; scripts, styles and the head left out."""
+
+    BLOCKS = {"p", "div", "br", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "hr", "ul", "ol"}
+    HIDDEN = {"script", "style", "head", "title", "template"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.hidden = 0
+        self.href: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BLOCKS:
+            self.out.append("\n")
+        elif tag == "li":
+            self.out.append("\n- ")
+        elif tag in ("td", "th"):
+            self.out.append("\t")
+        elif tag == "a":
+            self.href.append(dict(attrs).get("href") or "")
+        elif tag == "img" and (alt := dict(attrs).get("alt")):
+            self.out.append(f"[{alt}]")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCKS:
+            self.out.append("\n")
+        elif tag == "a" and self.href:
+            href = self.href.pop()
+            if href.startswith(("http://", "https://", "mailto:")) and href not in self.out[-1:]:
+                self.out.append(f" <{href.removeprefix('mailto:')}>")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.out.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    lines = [line.strip() for line in "".join(parser.out).split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
