@@ -15,10 +15,9 @@ end
 table.sort(candidates, function(x, y) return x.score < y.score end)
 local made = 0
 for _, cand in ipairs(candidates) do
-  local f = redis.call("HMGET", B .. ":conv:" .. cand.conv, "channel", "state")
-  local channel = f[1]
-  -- the heads were usable when read; the checks below see this call's own offers
-  if channel and f[2] == "queued" and redis.call("ZSCORE", B .. ":ready:" .. channel, agent) then
+  -- the heads were usable when read; the ready check sees this call's own offers
+  local channel = cand.channel
+  if channel and cand.state == "queued" and redis.call("ZSCORE", B .. ":ready:" .. channel, agent) then
     local q = queue_conf(cand.queue) or {}
     reserve(cand.conv, agent, cand.queue, channel, (q.reservation_timeout or 30) * 1000)
     made = made + 1

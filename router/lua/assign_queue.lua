@@ -63,10 +63,9 @@ local function pick(conv, channel, level, holder)
 end
 
 for i = 1, math.min(#heads, limit) do
-  local conv, holder = heads[i].conv, heads[i].holder
-  local f = redis.call("HMGET", B .. ":conv:" .. conv, "channel", "level", "state")
-  local channel, level = f[1], f[2] or "0"
-  if channel and f[3] == "queued" and not exhausted[channel .. ":" .. level] then
+  -- a conversation's fields cannot change within this call before its own turn
+  local conv, holder, channel, level = heads[i].conv, heads[i].holder, heads[i].channel, heads[i].level
+  if channel and heads[i].state == "queued" and not exhausted[channel .. ":" .. level] then
     local agent, any_member = pick(conv, channel, level, holder)
     if agent then
       reserve(conv, agent, queue, channel, timeout_ms)

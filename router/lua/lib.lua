@@ -114,11 +114,31 @@ local function refresh_ready(agent)
   end
 end
 
+-- Take one unit of an agent's capacity for an offer; returns the new loads.
 local function take_slot(agent, channel)
   local a = B .. ":agent:" .. agent
-  redis.call("HINCRBY", a, "load:" .. channel, 1)
-  redis.call("HINCRBY", a, "load:total", 1)
+  local ch_load = redis.call("HINCRBY", a, "load:" .. channel, 1)
+  local total = redis.call("HINCRBY", a, "load:total", 1)
   redis.call("HSET", a, "last_offer", S(NOW))
+  return ch_load, total
+end
+
+-- After an offer took a slot of a ready agent: they leave the ready sets they
+-- have no room left in, and in the others rank as busy (after idle agents, by
+-- this offer). The same outcome as refresh_ready for an agent who was ready,
+-- without reading their whole record: this runs on every offer.
+local function after_offer(agent, channel, ch_load, total)
+  local f = redis.call("HMGET", B .. ":agent:" .. agent, "cap:" .. channel, "cap:total", "exclusive_voice")
+  local blocked = total >= tonumber(f[2] or 0) or (channel == "voice" and f[3] == "1")
+  local score = S(1e13 + NOW)
+  for _, ch in ipairs(CHANNELS) do
+    local key = B .. ":ready:" .. ch
+    if blocked or (ch == channel and ch_load >= tonumber(f[1] or 0)) then
+      redis.call("ZREM", key, agent)
+    else
+      redis.call("ZADD", key, "XX", score, agent)  -- only where they are ready already
+    end
+  end
 end
 
 -- Give back one unit of capacity; returns true when the agent became idle.
@@ -169,7 +189,7 @@ local function waiting_heads(queue, channel, limit, agent, out)
     if #page == 0 then break end
     for i = 1, #page, 2 do
       local conv = page[i]
-      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level")
+      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level", "channel", "state")
       local holder = held_for(conv, f[1], f[2])
       local usable
       if agent then
@@ -180,7 +200,8 @@ local function waiting_heads(queue, channel, limit, agent, out)
       end
       if usable and found < limit then
         found = found + 1
-        out[#out + 1] = {conv = conv, score = tonumber(page[i + 1]), queue = queue, holder = holder}
+        out[#out + 1] = {conv = conv, score = tonumber(page[i + 1]), queue = queue, holder = holder,
+          level = f[3] or "0", channel = f[4], state = f[5]}
       end
     end
     offset = offset + limit
@@ -204,9 +225,9 @@ local function reserve(conv, agent, queue, channel, timeout_ms)
   local expires = NOW + timeout_ms
   redis.call("HSET", B .. ":res:" .. res, "conv", conv, "agent", agent, "queue", queue,
     "channel", channel, "state", "pending", "created_at", S(NOW), "expires_at", S(expires))
-  take_slot(agent, channel)
+  local ch_load, total = take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
-  refresh_ready(agent)
+  after_offer(agent, channel, ch_load, total)
   unwait(queue, conv, channel)
   redis.call("HSET", c, "state", "reserved", "agent", agent, "reservation", res)
   redis.call("ZADD", B .. ":timers", S(expires), "res:" .. res)
