@@ -7,11 +7,7 @@ import time
 
 from router import events
 from router.keys import Keys
-from router.store import Store
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+from router.store import Store, text
 
 
 def _id_tuple(entry_id: str) -> tuple[int, int]:
@@ -27,12 +23,12 @@ async def safe_trim_point(store: Store, stream: str) -> str | None:
         return None
     bounds = []
     for group in groups:
-        name = _text(group["name"])
+        name = text(group["name"])
         pending = await store.redis.xpending(stream, name)
         if pending["pending"]:
-            bounds.append(_text(pending["min"]))
+            bounds.append(text(pending["min"]))
         else:
-            bounds.append(_text(group["last-delivered-id"]))
+            bounds.append(text(group["last-delivered-id"]))
     return min(bounds, key=_id_tuple) if bounds else None
 
 

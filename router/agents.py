@@ -11,7 +11,7 @@ from typing import Literal
 from router import assign, conversations, events
 from router.config import Tenant
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 
 Presence = Literal["available", "busy", "away", "offline"]
 PRESENCES = ("available", "busy", "away", "offline")
@@ -19,10 +19,6 @@ PRESENCES = ("available", "busy", "away", "offline")
 
 class AgentError(ValueError):
     """An action the agent cannot take (not theirs, unknown, wrong state)."""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _known(tenant: Tenant, agent: str) -> None:
@@ -36,7 +32,7 @@ async def set_presence(store: Store, tenant: Tenant, agent: str, presence: str, 
     if presence not in PRESENCES:
         raise AgentError(f"presence must be one of {', '.join(PRESENCES)}")
     keys = Keys(tenant.id)
-    before = _text(await store.scripts.presence(keys=[keys.base], args=[agent, presence, reason]))
+    before = text(await store.scripts.presence(keys=[keys.base], args=[agent, presence, reason]))
     if presence == "available":
         await assign.assign_agent(store, tenant.id, agent)
     elif presence in ("away", "offline"):
@@ -159,13 +155,13 @@ async def transfer(
     outcome, target = await store.scripts.transfer(
         keys=[keys.base], args=[conversation, agent, to_agent, to_queue, note, int(timeout * 1000)]
     )
-    outcome = _text(outcome)
+    outcome = text(outcome)
     if outcome not in ("offered", "queued"):
         raise AgentError(f"cannot transfer: {outcome.replace('_', ' ')}")
     if note:  # the note travels with the conversation: the colleague reads it in its history
         await conversations.add_note(store, tenant.id, conversation, agent, f"Transfer note: {note}")
     if outcome == "queued":
-        await assign.assign_queue(store, tenant.id, _text(target))
+        await assign.assign_queue(store, tenant.id, text(target))
     await assign.assign_agent(store, tenant.id, agent)
     return outcome
 
@@ -181,7 +177,7 @@ async def close(store: Store, tenant: Tenant, agent: str, conversation: str, dis
     _state, freed = await store.scripts.close(
         keys=[keys.base], args=[conversation, agent, disposition, int(wrapup * 1000)]
     )
-    if _text(freed):
+    if text(freed):
         await assign.assign_agent(store, tenant.id, agent)
 
 

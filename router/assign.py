@@ -7,20 +7,16 @@ the shard, so routing workers can run in any number.
 from __future__ import annotations
 
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 
 LOOKAHEAD = 50  # waiting conversations examined per queue and decision
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def assign_queue(store: Store, tenant: str, queue: str) -> list[str]:
     """Offer a queue's best waiting conversations to ready agents; returns the agents offered."""
     keys = Keys(tenant)
     made = await store.scripts.assign_queue(keys=[keys.base], args=[queue, LOOKAHEAD])
-    return [_text(agent) for agent in made]
+    return [text(agent) for agent in made]
 
 
 async def assign_agent(store: Store, tenant: str, agent: str) -> int:
@@ -39,7 +35,7 @@ async def respond(
     """
     keys = Keys(tenant)
     state, queue, holder = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
-    state, queue, holder = _text(state), _text(queue), _text(holder)
+    state, queue, holder = text(state), text(queue), text(holder)
     if state in ("rejected", "timed_out") and action != "accept":
         if action == "timeout" and await store.redis.hget(keys.agent(holder), "presence") == b"away":
             # Set away for missed offers: hand back the offers they still hold
@@ -58,8 +54,8 @@ async def pending_offers(store: Store, tenant: str, agent: str) -> list[str]:
     found = []
     for conversation in await store.redis.smembers(keys.agent_work(agent)):
         state, holder, reservation = await store.redis.hmget(
-            keys.conversation(_text(conversation)), "state", "agent", "reservation"
+            keys.conversation(text(conversation)), "state", "agent", "reservation"
         )
         if state == b"reserved" and holder == agent.encode() and reservation:
-            found.append(_text(reservation))
+            found.append(text(reservation))
     return found

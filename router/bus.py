@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from router import events
 from router.keys import Keys, shard_of
-from router.store import Store
+from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,10 @@ class Entry:
 Handler = Callable[[list[Entry]], Awaitable[set[str]]]
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 async def publish(store: Store, stream: str, event: msgspec.Struct) -> str:
     """Append a validated event to a stream; returns the entry id."""
     entry_id = await store.redis.xadd(stream, {"e": events.encode(event)})
-    return _text(entry_id)
+    return text(entry_id)
 
 
 async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, str]:
@@ -58,7 +54,7 @@ async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, st
     payload = events.encode(contact)
     scope = f"{contact.channel}:{contact.provider_id}"
     added, entry_id = await store.scripts.ingest(keys=[keys.base, keys.inbound], args=[scope, payload, SEEN_TTL_S])
-    return bool(added), _text(entry_id)
+    return bool(added), text(entry_id)
 
 
 async def ensure_group(store: Store, stream: str, group: str) -> None:
@@ -158,7 +154,7 @@ class Consumer:
                 self._acks.setdefault(stream, []).extend(ids)
             raise
         entries = [
-            Entry(_text(stream), _text(entry_id), fields[b"e"] if b"e" in fields else fields.get("e", b""))
+            Entry(text(stream), text(entry_id), fields[b"e"] if b"e" in fields else fields.get("e", b""))
             for stream, items in (reply or [])
             for entry_id, fields in items
             if fields
@@ -180,13 +176,13 @@ class Consumer:
             reply = await self.store.redis.xautoclaim(
                 stream, self.group, self.name, min_idle_time=self.claim_idle_ms, start_id=start, count=self.batch
             )
-            start = _text(reply[0])
+            start = text(reply[0])
             claimed = [(eid, fields) for eid, fields in reply[1] if fields]
             if claimed:
-                counts = await self._delivery_counts(stream, [_text(eid) for eid, _ in claimed])
+                counts = await self._delivery_counts(stream, [text(eid) for eid, _ in claimed])
                 entries = []
                 for eid, fields in claimed:
-                    entry_id = _text(eid)
+                    entry_id = text(eid)
                     payload = fields.get(b"e", fields.get("e", b""))
                     entry = Entry(stream, entry_id, payload, counts.get(entry_id, 1))
                     if entry.deliveries > self.max_deliveries:
@@ -205,7 +201,7 @@ class Consumer:
         so the group's consumer list shows the live workers."""
         removed = []
         for consumer in await self.store.redis.xinfo_consumers(stream, self.group):
-            name = _text(consumer["name"])
+            name = text(consumer["name"])
             if name != self.name and int(consumer["pending"]) == 0 and int(consumer["idle"]) > idle_ms:
                 await self.store.redis.xgroup_delconsumer(stream, self.group, name)
                 removed.append(name)
@@ -219,7 +215,7 @@ class Consumer:
             for entry_id in ids:
                 pipe.xpending_range(stream, self.group, min=entry_id, max=entry_id, count=1)
             replies = await pipe.execute()
-        return {_text(row["message_id"]): int(row["times_delivered"]) for rows in replies for row in rows}
+        return {text(row["message_id"]): int(row["times_delivered"]) for rows in replies for row in rows}
 
     async def _handle(self, entries: list[Entry]) -> None:
         done = await self.handler(entries)

@@ -8,7 +8,7 @@ from redis.exceptions import WatchError
 from router import assign, events
 from router.customers import identity
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 
 
 class NotFound(LookupError):
@@ -154,5 +154,5 @@ async def close_unanswered(store: Store, tenant: str, conversation: str, disposi
     if outcome not in (b"closed", "closed"):
         return False  # taken by an agent meanwhile, or closed before
     if freed:
-        await assign.assign_agent(store, tenant, freed.decode() if isinstance(freed, bytes) else freed)
+        await assign.assign_agent(store, tenant, text(freed))
     return True

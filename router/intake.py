@@ -12,7 +12,7 @@ from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
 from router.keys import Keys, shard_of
-from router.store import Store
+from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
-        outcome, conversation, _customer, queue_id = (r.decode() if isinstance(r, bytes) else r for r in result)
+        outcome, conversation, _customer, queue_id = (text(r) for r in result)
         done.add(entry.id)
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)

@@ -30,6 +30,11 @@ MAX_CONNECTIONS = 200  # per process
 POOL_WAIT_S = 10.0  # how long a request waits for a free connection before it fails
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (replies are bytes: clients run without decode_responses)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class Store:
     """A client for the deployment's Redis and the routing scripts registered on it."""
 

@@ -10,15 +10,11 @@ import logging
 from router import assign
 from router.config import Tenant
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
 LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker died
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
@@ -26,7 +22,7 @@ async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
     keys = Keys(tenant.id)
     due = await store.scripts.claim_timers(keys=[keys.base], args=[LEASE_MS, limit])
     for member in due:
-        member = _text(member)
+        member = text(member)
         try:
             await handle(store, tenant, member)
         except Exception:
@@ -46,12 +42,12 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
     elif kind == "esc":
         conversation, _, step = rest.rpartition(":")
         action, target = await store.scripts.escalate(keys=[keys.base], args=[conversation, int(step)])
-        if _text(action) != "skipped":
-            await assign.assign_queue(store, tenant.id, _text(target))
+        if text(action) != "skipped":
+            await assign.assign_queue(store, tenant.id, text(target))
     elif kind == "sla":
         _outcome, target = await store.scripts.sla(keys=[keys.base], args=[rest])
-        if _text(target):
-            await assign.assign_queue(store, tenant.id, _text(target))
+        if text(target):
+            await assign.assign_queue(store, tenant.id, text(target))
     elif kind in ("route", "hold"):  # a decline window or a sticky hold ended: offer it again
         await store.redis.zrem(keys.timers, member)
         queue = await store.redis.hget(keys.conversation(rest), "queue")

@@ -22,7 +22,7 @@ from router import bus, events
 from router.config import Deployment, Settings
 from router.customers import WITHHELD
 from router.keys import DISPATCH_GROUP, Keys
-from router.store import Store
+from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ BACKOFF_S = (2, 10, 60, 300, 900)  # wait before attempt 2, 3, ...
 # every sender's own timeout must be shorter.
 SEND_LEASE_MS = 120_000
 MAX_ATTEMPTS = len(BACKOFF_S) + 1
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Dispatcher:
@@ -77,7 +73,7 @@ class Dispatcher:
         status, attempt = await self.store.scripts.begin_send(
             keys=[keys.base], args=[message.id, payload, self.lease_ms]
         )
-        status, attempt = _text(status), int(attempt)
+        status, attempt = text(status), int(attempt)
         if status == "go":
             return await self._attempt(message, attempt)
         if status == "stale":  # a dispatcher died (or hung past its lease) mid-send
@@ -140,7 +136,7 @@ class Dispatcher:
         )
         if not int(recorded):
             current = await self.store.redis.hget(keys.delivery(message.id), "status")
-            return _text(current or b"")
+            return text(current or b"")
         if status in ("failed", "unknown"):
             log.warning("message %s of %s %s: %s", message.id, message.tenant, status, error)
         return status
@@ -150,14 +146,14 @@ class Dispatcher:
         keys = Keys(tenant)
         due = await self.store.redis.zrangebyscore(keys.retries, "-inf", int(time.time() * 1000), start=0, num=100)
         for message_id in due:
-            payload = await self.store.redis.hget(keys.delivery(_text(message_id)), "payload")
+            payload = await self.store.redis.hget(keys.delivery(text(message_id)), "payload")
             if payload is None:
                 await self.store.redis.zrem(keys.retries, message_id)
                 continue
             try:
                 await self.deliver(events.decode_outbound(payload), payload)
             except Exception:
-                log.exception("retrying %s of %s failed", _text(message_id), tenant)
+                log.exception("retrying %s of %s failed", text(message_id), tenant)
         return len(due)
 
 

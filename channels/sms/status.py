@@ -16,7 +16,7 @@ from aiohttp import web
 from channels._twilio_auth import tenant_form
 from channels.sms.outbound import UNSUBSCRIBED, unsubscribed
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 from router.web import STORE
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ async def record(store: Store, tenant: str, sid: str, status: str, error: str = 
     """Apply one status report: ("updated", status), ("unchanged", current status)
     or ("unknown", "") when no message of ours has that MessageSid."""
     outcome, current = await store.scripts.sms_status(keys=[Keys(tenant).base], args=[sid, status, error, *_ORDER])
-    return _text(outcome), _text(current)
+    return text(outcome), text(current)
 
 
 async def status_callback(request: web.Request) -> web.Response:
@@ -56,7 +56,3 @@ async def status_callback(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/twilio/{tenant}/sms/status", status_callback)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -27,16 +27,12 @@ from channels.voice.dialer import CALLBACK, GREETING
 from router import events
 from router.config import Tenant
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 from router.web import STORE
 
 log = logging.getLogger(__name__)
 
 LEGS = ("agent", "customer")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) -> events.OutboundMessage | None:
@@ -48,7 +44,7 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
     conversation = await store.redis.hget(keys.reservation(reservation), "conv")
     if conversation is None:
         return None
-    conversation = _text(conversation)
+    conversation = text(conversation)
     kind, address, last_address, called = await store.redis.hmget(
         keys.conversation(conversation), "kind", "address", "last_address", "tenant_address"
     )
@@ -60,8 +56,8 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
         id=f"{reservation}.callback",  # one call per accepted offer, whatever is repeated
         tenant=tenant.id,
         channel="voice",
-        to=dial or _text(last_address or address or b""),
-        sender=_text(called or b""),  # the customer sees the number they called, when it is the tenant's
+        to=dial or text(last_address or address or b""),
+        sender=text(called or b""),  # the customer sees the number they called, when it is the tenant's
         occurred_at=events.now_ms(),
         conversation=conversation,
         body=GREETING,
@@ -111,7 +107,7 @@ async def record(
         keys=[Keys(tenant.id).base],
         args=[message, attempt, leg, status, sid, policy.attempts, int(policy.spacing_s * 1000)],
     )
-    return _text(outcome), _text(current)
+    return text(outcome), text(current)
 
 
 async def status_callback(request: web.Request) -> web.Response:

@@ -33,7 +33,7 @@ from router import bus, events
 from router.config import Tenant
 from router.customers import InvalidAddress, identity, normalise
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 from router.web import STORE
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,9 @@ def setup(app: web.Application) -> None:
 # --- the call's record -------------------------------------------------------------
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def get_call(store: Store, tenant: str, call_sid: str) -> dict[str, str]:
     record = await store.redis.hgetall(Keys(tenant).call(call_sid))
-    return {_text(k): _text(v) for k, v in record.items()}
+    return {text(k): text(v) for k, v in record.items()}
 
 
 async def update_call(store: Store, tenant: str, call_sid: str, **fields: str) -> None:
@@ -90,10 +86,10 @@ async def conversation_of(store: Store, tenant: str, call_sid: str, call: dict[s
     customer = await store.redis.hget(keys.identities, identity("voice", caller))
     if customer is None:
         return None
-    customer = _text(customer)
+    customer = text(customer)
     candidates = [await store.redis.hget(keys.customer(customer), "open_conv")]
     candidates += await store.redis.zrevrange(keys.customer_conversations(customer), 0, 4)
-    for conversation in dict.fromkeys(_text(c) for c in candidates if c):
+    for conversation in dict.fromkeys(text(c) for c in candidates if c):
         for raw in reversed(await store.redis.lrange(keys.conversation_log(conversation), 0, -1)):
             if events.decode_history(raw).id == contact:
                 await update_call(store, tenant, call_sid, conversation=conversation)

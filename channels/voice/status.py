@@ -29,7 +29,7 @@ from channels.voice import calls
 from channels.voice._webhook import call_form
 from router import assign, conversations, events
 from router.keys import PROVIDER_ID_TTL_S, Keys
-from router.store import Store
+from router.store import Store, text
 from router.web import STORE
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def resolve_pending(store: Store, tenant: str) -> int:
     try:
         await store.redis.zremrangebyscore(key, 0, events.now_ms() - PENDING_MAX_MS)
         for raw in await store.redis.zrange(key, 0, PENDING_BATCH - 1):
-            sid = raw.decode() if isinstance(raw, bytes) else str(raw)
+            sid = text(raw)
             call = await calls.get_call(store, tenant, sid)
             if not call.get("abandon_pending"):  # counted, or the record expired
                 await store.redis.zrem(key, sid)
@@ -148,7 +148,7 @@ async def abandoned(
     if agent:
         _outcome, freed = await store.scripts.close(keys=[keys.base], args=[conversation, agent, "abandoned", 0])
         if freed:
-            await assign.assign_agent(store, tenant, freed.decode() if isinstance(freed, bytes) else freed)
+            await assign.assign_agent(store, tenant, text(freed))
     else:
         await conversations.close_unanswered(store, tenant, conversation, "abandoned")
     record = await conversations.get(store, tenant, conversation)

@@ -42,7 +42,7 @@ from router import agents, bus, conversations, events
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 from router.web import STORE
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,6 @@ HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call
 NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
 ANNOUNCE_EVERY = 3  # rounds between announcements of the position (about 30 s)
 WAITING = ("queued", "reserved")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def setup(app: web.Application) -> None:
@@ -149,12 +145,12 @@ async def announce(store: Store, tenant: Tenant, record: dict[str, str]) -> str:
     if rank is None:  # offered to an agent right now
         return "An agent will be with you shortly."
     position = rank + 1
-    members = [_text(m) for m in await store.redis.zrange(keys.members(queue, int(level)), 0, -1)]
+    members = [text(m) for m in await store.redis.zrange(keys.members(queue, int(level)), 0, -1)]
     async with store.redis.pipeline(transaction=False) as pipe:
         for member in members:
             pipe.hget(keys.agent(member), "presence")
         presences = await pipe.execute()
-    available = sum(1 for p in presences if p is not None and _text(p) == "available")
+    available = sum(1 for p in presences if p is not None and text(p) == "available")
     seconds = position * tenant.voice.expected_handle_seconds / max(1, available)
     minutes = round(seconds / 60)
     if minutes < 1:
