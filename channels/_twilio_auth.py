@@ -101,7 +101,7 @@ async def verified_tenant_form(request: web.Request, tenant: Tenant, settings: S
         raise web.HTTPBadRequest(text=f"malformed AccountSid {account!r}")
     if tenant.twilio is not None and account != tenant.twilio.account_sid:
         log.warning("webhook refused: AccountSid %s is not tenant %s's account", account, tenant.id)
-        raise web.HTTPForbidden(text=f"AccountSid {account} is not tenant {tenant.id}'s account")
+        raise web.HTTPForbidden(text=f"AccountSid {account} does not own tenant {tenant.id}'s numbers")
     return form
 
 
