@@ -15,8 +15,12 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from channels.transport import OutcomeUnknown, TemporaryFailure
-from router.config import Settings, Tenant
+from channels.sandbox import SandboxSender
+from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
+from router.config import Deployment, Settings, Tenant
+from router.events import OutboundMessage
+from router.keys import Keys
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +126,32 @@ def server_failure(status: int, detail: str) -> TemporaryFailure | OutcomeUnknow
     if status >= 500:
         return OutcomeUnknown(f"Twilio HTTP {status} (it may have acted on the request): {detail}")
     return None
+
+
+class TwilioSender:
+    """What the SMS and voice senders share: the deployment's tenants, the sandbox
+    for tenants without Twilio, one pool of Twilio clients, and the mark before
+    each request that reconcile reads."""
+
+    channel = ""
+
+    def __init__(self, store: Store, deployment: Deployment, settings: Settings, *, timeout_s: float = TIMEOUT_S):
+        self.store = store
+        self.deployment = deployment
+        self.settings = settings
+        self.sandbox = SandboxSender(store, self.channel)
+        self.twilio = TwilioClients(settings, timeout_s=timeout_s)
+
+    async def close(self) -> None:
+        await self.twilio.close()
+
+    def _tenant(self, tenant_id: str) -> Tenant:
+        try:
+            return self.deployment.tenant(tenant_id)
+        except KeyError:
+            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
+
+    async def _mark_requested(self, message: OutboundMessage, **fields: str) -> int:
+        """Note, in one round trip, that this attempt is about to call Twilio; returns the attempt."""
+        pairs = [item for pair in fields.items() for item in pair]
+        return int(await self.store.scripts.mark_requested(keys=[Keys(message.tenant).base], args=[message.id, *pairs]))

@@ -32,12 +32,13 @@ NAMES = (
     "finish_send",
     "sms_status",
     "voice_callback",
+    "mark_requested",
 )
 
 
-# Scripts that need none of lib.lua's helpers; the hottest one, ingest, saves
-# defining them on every call.
-STANDALONE = frozenset({"ingest"})
+# Scripts that need none of lib.lua's helpers and run on every webhook or send:
+# they save defining those helpers on each call.
+STANDALONE = frozenset({"ingest", "mark_requested"})
 
 
 @cache

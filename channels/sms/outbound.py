@@ -14,13 +14,12 @@ import aiohttp
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
-from channels._twilio_rest import TIMEOUT_S, TwilioClients, server_failure
-from channels.sandbox import SandboxSender
+from channels._twilio_rest import TwilioSender, server_failure
 from channels.sms import optout
 from channels.sms.segments import segments
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
 from router import bus, events
-from router.config import Deployment, Settings, Tenant
+from router.config import Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store
 
@@ -39,17 +38,8 @@ def status_callback_url(settings: Settings, tenant: str) -> str:
     return f"{base}/twilio/{tenant}/sms/status"
 
 
-class SmsSender:
+class SmsSender(TwilioSender):
     channel = "sms"
-
-    def __init__(
-        self, store: Store, deployment: Deployment, settings: Settings, *, timeout_s: float = TIMEOUT_S
-    ) -> None:
-        self.store = store
-        self.deployment = deployment
-        self.settings = settings
-        self.sandbox = SandboxSender(store, "sms")
-        self.twilio = TwilioClients(settings, timeout_s=timeout_s)
 
     async def send(self, message: events.OutboundMessage) -> str:
         if await optout.is_suppressed(self.store, message.tenant, message.to):
@@ -96,21 +86,6 @@ class SmsSender:
         if requested is None or int(requested) != int(attempts or 0):
             return "not_sent", ""
         return "unknown", ""  # it died waiting for Twilio's answer
-
-    async def close(self) -> None:
-        await self.twilio.close()
-
-    def _tenant(self, tenant_id: str) -> Tenant:
-        try:
-            return self.deployment.tenant(tenant_id)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
-
-    async def _mark_requested(self, message: events.OutboundMessage) -> None:
-        """Note that this attempt is about to call Twilio (see reconcile)."""
-        key = Keys(message.tenant).delivery(message.id)
-        attempts = await self.store.redis.hget(key, "attempts")
-        await self.store.redis.hset(key, "requested", int(attempts or 0))
 
     async def _record(self, message: events.OutboundMessage, provider_id: str, *, twilio: bool) -> None:
         encoding, count = segments(message.body)

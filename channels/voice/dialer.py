@@ -24,13 +24,11 @@ import aiohttp
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from channels._twilio_rest import TIMEOUT_S, TwilioClients, server_failure
-from channels.sandbox import SandboxSender
+from channels._twilio_rest import TwilioSender, server_failure
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
 from router import events
-from router.config import Deployment, Settings, Tenant
+from router.config import Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
-from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +75,8 @@ def is_callback(message: events.OutboundMessage) -> bool:
     return message.metadata.get("action") == CALLBACK
 
 
-class VoiceSender:
+class VoiceSender(TwilioSender):
     channel = "voice"
-
-    def __init__(
-        self, store: Store, deployment: Deployment, settings: Settings, *, timeout_s: float = TIMEOUT_S
-    ) -> None:
-        self.store = store
-        self.deployment = deployment
-        self.settings = settings
-        self.sandbox = SandboxSender(store, "voice")
-        self.twilio = TwilioClients(settings, timeout_s=timeout_s)
 
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = self._tenant(message.tenant)
@@ -112,7 +101,7 @@ class VoiceSender:
             raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
         # the number the customer called us on, else the tenant's first
         caller_id = message.sender if message.sender in tenant.voice.numbers else tenant.voice.numbers[0]
-        attempt = await self._mark_requested(message)
+        attempt = await self._mark_requested(message, conversation=message.conversation)
         twiml = agent_first_twiml(
             message.to,
             caller_id,
@@ -158,15 +147,6 @@ class VoiceSender:
             return "not_sent", ""
         return "unknown", ""  # it died waiting for Twilio's answer
 
-    async def close(self) -> None:
-        await self.twilio.close()
-
-    def _tenant(self, tenant_id: str) -> Tenant:
-        try:
-            return self.deployment.tenant(tenant_id)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
-
     async def _still_wanted(self, message: events.OutboundMessage) -> None:
         """A dial again after a busy line must not ring an agent who has since
         closed or handed on the conversation."""
@@ -184,13 +164,6 @@ class VoiceSender:
                 Keys(message.tenant).conversation(message.conversation),
                 mapping={"callback_outcome": outcome, "callback_error": error},
             )
-
-    async def _mark_requested(self, message: events.OutboundMessage) -> int:
-        """Note that this attempt is about to call Twilio (see reconcile); returns the attempt."""
-        key = Keys(message.tenant).delivery(message.id)
-        attempt = int(await self.store.redis.hget(key, "attempts") or 0)
-        await self.store.redis.hset(key, mapping={"requested": attempt, "conversation": message.conversation})
-        return attempt
 
     async def _record(self, message: events.OutboundMessage, sid: str, attempt: int) -> None:
         keys = Keys(message.tenant)
