@@ -3,9 +3,11 @@ with demo data, and the CLI in another terminal drives it as an agent."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import urllib.request
 
-from tests.processes import run_cli, wait_for
+from tests.processes import CLI, run_cli, wait_for
 
 
 def test_up_serves_health_and_an_agent_takes_the_demo_contact(up: tuple[str, int]) -> None:
@@ -74,3 +76,23 @@ def test_a_simulated_call_goes_through_the_menu_and_is_offered_to_an_agent(up: t
         "the call offered to alice",
     )  # fmt: skip
     assert len(offers) == 1
+
+
+def test_commands_that_need_redis_say_so_without_it() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    for args in (["run", "routing"], ["agent", "offers", "--tenant", "acme", "alice"]):
+        result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2
+        assert "REDIS_URL" in result.stderr
+
+
+def test_simulating_a_call_to_a_tenant_without_voice_numbers_is_refused(tmp_path) -> None:
+    config = tmp_path / "deploy.toml"
+    config.write_text('[[tenants]]\nid = "initech"\n[[tenants.queues]]\nid = "q"\n')
+    env = {**os.environ, "TWILIO_SANDBOX_TOKEN": "t"}
+    result = subprocess.run(
+        [CLI, "--config", str(config), "simulate", "call", "--tenant", "initech", "--from", "+12015551234"],
+        env=env, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "tenant initech has no voice numbers" in result.stderr

@@ -290,3 +290,15 @@ async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offe
     assert await consumer.reclaim(world.keys.inbound) == 1
     assert await world.offered("amy") == [queued.conversation]
     assert len(await world.events(events.Queued)) == 1
+
+
+async def test_routing_goes_on_after_redis_lost_its_script_cache(real_store):
+    # A restarted Redis (or a new cluster node) knows none of the scripts: the batch
+    # that finds them missing loads them and runs again, once.
+    world = await make_world(real_store)
+    await world.available("amy")
+    await real_store.redis.script_flush()
+    await arrive(world, address="+15550001111")
+    assert await route_inbound(world) == 1
+    assert len(await world.offered("amy")) == 1
+    assert len(await world.events(events.Queued)) == 1

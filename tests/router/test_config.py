@@ -186,3 +186,21 @@ id = "q"
 """
     with pytest.raises(ConfigError, match=r"voice.numbers\[0\]: \+15550100001 already belongs to acme"):
         parse_deployment(text)
+
+
+def test_a_twilio_token_variable_that_is_not_set_stops_start_up(tmp_path, monkeypatch):
+    path = tmp_path / "deploy.toml"
+    path.write_text(
+        '[[tenants]]\nid = "acme"\ntwilio = { account_sid = "AC' + "0" * 32 + '", auth_token_env = "ACME_TOKEN" }\n'
+        '[[tenants.queues]]\nid = "q"\n'
+    )
+    monkeypatch.delenv("ACME_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match=r"twilio.auth_token_env`: environment variable ACME_TOKEN is not set"):
+        load_deployment(path)
+    monkeypatch.setenv("ACME_TOKEN", "secret")
+    assert load_deployment(path).tenants[0].twilio.auth_token == "secret"
+
+
+def test_a_malformed_number_in_the_environment_stops_start_up():
+    with pytest.raises(ConfigError, match="environment: "):
+        Settings.from_env({"CONTACTROUTER_BATCH": "lots"})
