@@ -283,20 +283,13 @@ async def test_a_long_wait_widens_the_target_to_more_agents():
     assert escalated.action == "widen"
 
 
-async def test_a_widened_contact_still_goes_to_the_original_team_too():
+@pytest.mark.parametrize("agent", ["amy", "bill"])  # the original team, and the widened one
+async def test_after_the_widening_an_agent_of_either_team_who_comes_online_is_offered_the_contact(agent):
     w = await world(escalating("after = 120\nwiden = \"'billing' in skills\""))
     conversation = await w.arrive(ago=200)
     await timers.run_due(w.store, w.tenant)
-    await w.available("amy")
-    assert await w.offered("amy") == [conversation]
-
-
-async def test_an_agent_who_comes_online_after_the_widening_is_offered_the_contact():
-    w = await world(escalating("after = 120\nwiden = \"'billing' in skills\""))
-    conversation = await w.arrive(ago=200)
-    await timers.run_due(w.store, w.tenant)
-    await w.available("bill")
-    assert await w.offered("bill") == [conversation]
+    await w.available(agent)
+    assert await w.offered(agent) == [conversation]
 
 
 async def test_a_fresh_contact_is_not_widened():
