@@ -13,9 +13,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import importlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from types import ModuleType
 
 import msgspec
 
@@ -25,7 +27,14 @@ from router.config import ConfigError, Deployment, Settings, Tenant, load_deploy
 from router.customers import InvalidAddress
 from router.store import Store, connect
 
+EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
+
 ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram"]
+
+# Commands that live beside their feature. Each module has `register(sub)`, which adds its
+# subcommands and returns their names, and `async def command(store, deployment, a)`; a
+# module whose commands need no store sets `NEEDS_STORE = False` and takes `(deployment, a)`.
+COMMAND_MODULES: list[str] = []
 
 
 class CliError(Exception):
@@ -131,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="the floor: queues (waiting, oldest wait) and agents (presence, load)")
     status.add_argument("--tenant", required=True)
 
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        for command in module.register(sub):
+            EXTENSIONS[command] = module
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
     trim.add_argument("--keep-hours", type=float, default=72.0)
@@ -371,7 +384,8 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
     store = connect(settings)
     try:
         await store.load_scripts()
-        await COMMANDS[a.command](store, deployment, a)
+        run = EXTENSIONS[a.command].command if a.command in EXTENSIONS else COMMANDS[a.command]
+        await run(store, deployment, a)
     finally:
         await store.close()
 
@@ -399,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
             asyncio.run(_run_role(settings, deployment, a.role))
+            return 0
+        extension = EXTENSIONS.get(a.command)
+        if extension is not None and not getattr(extension, "NEEDS_STORE", True):
+            asyncio.run(extension.command(deployment, a))
             return 0
         if a.command == "simulate":
             asyncio.run(_simulate(settings, deployment, a))
