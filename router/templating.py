@@ -1,0 +1,37 @@
+"""Jinja2 environments over templates/: one for our own pages and messages, one
+sandboxed for templates that non-engineers write (campaign texts, canned replies).
+
+templates/ sits beside the packages in the checkout (the layout the product's
+owner fixed); TEMPLATES_DIR overrides it for an installed copy.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+TEMPLATES = Path(os.environ.get("TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates")
+
+
+@cache
+def pages() -> jinja2.Environment:
+    """Our own templates (inbox pages, widget, branded mail): everything escaped for HTML
+    unless a template says otherwise, and a missing variable is an error, not a blank."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "htm", "xml", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        enable_async=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def sandboxed(*, html: bool = False) -> ImmutableSandboxedEnvironment:
+    """For templates written by users: no attribute tricks, no mutation of the data passed
+    in, and a missing field raises UndefinedError naming it (with the template's line)."""
+    return ImmutableSandboxedEnvironment(autoescape=html, undefined=jinja2.StrictUndefined)
