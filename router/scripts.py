@@ -31,6 +31,7 @@ NAMES = (
     "begin_send",
     "finish_send",
     "sms_status",
+    "delivery_status",
     "voice_callback",
     "mark_requested",
 )

@@ -1,4 +1,5 @@
-"""The `smtp` process: an aiosmtpd server on SMTP_HOST:SMTP_PORT until stop.
+"""The `smtp` process: an aiosmtpd server on SMTP_HOST:SMTP_PORT until stop, offering
+STARTTLS when SMTP_TLS_CERT and SMTP_TLS_KEY name a certificate.
 
 The server runs on this process's event loop (not aiosmtpd's Controller, which
 starts its own thread and loop) so the handler shares the store's connection.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from aiosmtpd.smtp import SMTP
 
 from channels.email import AttachmentStore, InboundHandler
-from router.config import Deployment, Settings
+from router.config import ConfigError, Deployment, Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -22,15 +24,47 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
     """Listen for mail; returns the server (close it to stop)."""
     attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
     handler = InboundHandler(store, deployment, attachments)
+    tls = tls_context(settings)
 
     def protocol() -> SMTP:
         # SIZE is advertised in EHLO; MAIL FROM with a bigger SIZE, or more DATA
         # than this, is refused with 552 before the handler sees it.
-        return SMTP(handler, data_size_limit=settings.smtp_max_bytes, enable_SMTPUTF8=True, timeout=60)
+        return SMTP(
+            handler,
+            data_size_limit=settings.smtp_max_bytes,
+            enable_SMTPUTF8=True,
+            timeout=60,
+            tls_context=tls,
+            require_starttls=tls is not None and settings.smtp_require_starttls,
+        )
 
     server = await asyncio.get_running_loop().create_server(protocol, settings.smtp_host, settings.smtp_port)
-    log.info("smtp listening on %s:%d (attachments in %s)", settings.smtp_host, settings.smtp_port, attachments.root)
+    log.info(
+        "smtp listening on %s:%d (STARTTLS %s; attachments in %s)",
+        settings.smtp_host,
+        settings.smtp_port,
+        ("required" if settings.smtp_require_starttls else "offered") if tls else "off",
+        attachments.root,
+    )
     return server
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """STARTTLS with the configured certificate, or None without one. A half or broken
+    configuration stops start-up: mail must not silently arrive in the clear."""
+    if not settings.smtp_tls_cert and not settings.smtp_tls_key:
+        if settings.smtp_require_starttls:
+            raise ConfigError("SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
+        return None
+    if not (settings.smtp_tls_cert and settings.smtp_tls_key):
+        raise ConfigError("SMTP_TLS_CERT and SMTP_TLS_KEY go together: set both or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(settings.smtp_tls_cert, settings.smtp_tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"SMTP_TLS_CERT / SMTP_TLS_KEY: cannot load the certificate: {exc}") from None
+    return context
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:

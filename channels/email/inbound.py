@@ -1,12 +1,16 @@
 """Inbound email: the aiosmtpd handler behind the `smtp` process.
 
 RCPT: only the tenants' own addresses and domains are accepted (550 for anyone
-else: never an open relay). DATA: parse the message (channels.email.mime),
-store its attachments, normalise it to one InboundContact per tenant addressed,
-append it to the tenant's inbound stream, and only then answer 250. A failure
-before the contact is on the stream answers 451, so the sending server retries;
-the retry carries the same Message-ID and adds nothing twice. The size limit
-(552) is enforced by aiosmtpd's data_size_limit, before this handler runs.
+else: never an open relay); an address with a conversation token
+(help+c-xxxxxxxxxx@) is the address without it. DATA: parse the message
+(channels.email.mime), store its attachments, normalise it to one InboundContact
+per tenant addressed, with the conversation tokens it carries ahead of its
+In-Reply-To/References (channels.email.threads), append it to the tenant's
+inbound stream, and only then answer 250. A delivery report marks the message
+it returns instead (channels.email.bounces). A failure before the contact is on
+the stream answers 451, so the sending server retries; the retry carries the
+same Message-ID and adds nothing twice. The size limit (552) is enforced by
+aiosmtpd's data_size_limit, before this handler runs.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import logging
 
 from redis.exceptions import RedisError
 
-from channels.email import mime
+from channels.email import bounces, mime, threads
 from channels.email.attachments import AttachmentStore, AttachmentTooLarge
+from channels.fax import inbound as fax_inbound
 from router import bus, events
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, normalise
@@ -37,7 +42,7 @@ class InboundHandler:
         self.attachments = attachments
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
-        if self.deployment.tenant_by_email(address) is None:
+        if self.deployment.tenant_by_email(threads.without_token(address)) is None:
             log.warning("mail from %s to %s refused: not an address of ours", envelope.mail_from, address)
             return f"550 5.7.1 <{address}>: relay access denied, no such recipient here"
         envelope.rcpt_tos.append(address)
@@ -53,10 +58,16 @@ class InboundHandler:
             log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
             return "451 4.3.0 message could not be read; try again later"
         provider_id = mail.message_id or mime.content_id(raw)
-        if mail.bounce:
-            # Marking the outbound message failed comes with outbound email (issue 4).
-            log.info("bounce %s from %s for %s logged, not a conversation", provider_id, mail.sender, envelope.rcpt_tos)
-            return "250 2.0.0 OK: delivery report received"
+        tenants = self._tenants(envelope.rcpt_tos)
+        # mail from a tenant's fax gateway: a received fax, or a report on one we sent;
+        # the tenants it is no gateway of take it in as email (a retry repeats nothing)
+        faxed, tenants = await fax_inbound.receive(
+            self.store, self.attachments, tenants, mail, envelope.mail_from or "", provider_id
+        )
+        if faxed is not None and (not faxed.startswith("250") or not tenants):
+            return faxed
+        if bounces.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
+            return await self._bounce(raw, tenants, provider_id)
         sender = mail.sender or (envelope.mail_from or "").lower()
         try:
             sender = normalise("email", sender)
@@ -65,7 +76,10 @@ class InboundHandler:
             return "550 5.1.7 message has no usable sender address (From)"
         if envelope.mail_from in ("", "<>", None):  # a null return path: an automatic message (RFC 3834)
             mail.auto_submitted = True
-        tenants = self._tenants(envelope.rcpt_tos)
+        # The conversation's token (reply address, subject) joins it when the client dropped
+        # In-Reply-To; first, so a long References chain cannot crowd it out.
+        tokens = threads.tokens_in(envelope.rcpt_tos + mail.to, mail.subject)
+        mail.thread = [threads.thread_ref(t) for t in tokens] + mail.thread
         try:
             attachments, metadata = await self._store_files(mail)
             contacts = [
@@ -90,10 +104,36 @@ class InboundHandler:
         """Each tenant addressed, once, with the first of its addresses the mail went to."""
         found: dict[str, tuple[Tenant, str]] = {}
         for address in recipients:
+            address = threads.without_token(address.lower())  # help+c-xxxxxxxxxx@ is help@
             tenant = self.deployment.tenant_by_email(address)
             if tenant is not None and tenant.id not in found:
-                found[tenant.id] = (tenant, address.lower())
+                found[tenant.id] = (tenant, address)
         return list(found.values())
+
+    async def _bounce(self, raw: bytes, tenants: list[tuple[Tenant, str]], provider_id: str) -> str:
+        """A delivery report: mark the message it returns, never open a conversation, never
+        answer it (250 even when it matches nothing: a refusal would only bounce again)."""
+        try:
+            report = bounces.read(raw)
+        except Exception:  # a report we cannot read is still only a report
+            log.exception("bounce %s could not be read; dropped", provider_id)
+            return "250 2.0.0 OK: delivery report received"
+        outcomes = []
+        try:
+            for tenant, _to in tenants:
+                outcomes.append((tenant.id, *await bounces.apply(self.store, tenant.id, report)))
+        except (RedisError, OSError) as exc:
+            log.error("bounce %s not recorded (%r); the sender will retry", provider_id, exc)
+            return "451 4.3.0 temporary failure, try again later"
+        for tenant_id, outcome, status in outcomes:
+            if outcome == "unmatched":
+                log.warning(
+                    "bounce %s for %s (%s %s) matches no message of ours (quotes %s); dropped",
+                    provider_id, tenant_id, report.action, report.status, ", ".join(report.quoted_ids) or "nothing",
+                )  # fmt: skip
+            else:
+                log.info("bounce %s for %s: %s %s (%s)", provider_id, tenant_id, outcome, status, report.error)
+        return "250 2.0.0 OK: delivery report received"
 
     async def _store_files(self, mail: mime.Mail) -> tuple[list[events.Attachment], dict[str, str]]:
         attachments, omitted, metadata = [], [], {}

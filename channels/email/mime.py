@@ -17,6 +17,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import getaddresses
+from functools import lru_cache
 from html.parser import HTMLParser
 
 # A declared charset -> the codec that reads it and what senders put under its name.
@@ -70,8 +71,34 @@ class Mail:
     defects: list[str] = field(default_factory=list)
 
 
+class _ParseOnce(policy.EmailPolicy):
+    """policy.default, except that a header value is parsed once, not on every access:
+    the email package builds a new header object each time one is read (a part's
+    Content-Type several times over), which was most of the CPU the `smtp` process
+    spent on a message (ops/bench/email.py). Header objects are immutable."""
+
+    def header_fetch_parse(self, name: str, value: str):
+        if hasattr(value, "name"):
+            return value
+        if len(value) > CACHED_HEADER_CHARS:
+            # the cache outlives the message: a sender's huge headers must not stay in memory
+            return policy.EmailPolicy.header_fetch_parse(READ_POLICY, name, value)
+        return _parsed_header(name, value)
+
+
+CACHED_HEADER_CHARS = 1000  # the cache holds at most 2048 of these: a few megabytes
+
+
+@lru_cache(maxsize=2048)  # a message's headers, and the few that every message shares
+def _parsed_header(name: str, value: str):
+    return policy.EmailPolicy.header_fetch_parse(READ_POLICY, name, value)
+
+
+READ_POLICY = _ParseOnce()
+
+
 def read(raw: bytes) -> Mail:
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    message = BytesParser(policy=READ_POLICY).parsebytes(raw)
     mail = Mail()
     _headers(message, mail)
     mail.bounce = _is_bounce(message)

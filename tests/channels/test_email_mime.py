@@ -180,3 +180,14 @@ def test_undeclared_8bit_body_reads_as_utf8_or_with_replacement() -> None:
     mail = mime.read(raw)
     assert mail.body.startswith("na") and mail.body.endswith("end")
     mail.body.encode("utf-8")  # storable: no surrogates left
+
+
+def test_huge_headers_are_read_but_never_kept_in_the_parsed_header_cache() -> None:
+    # the cache outlives each message: a sender's megabyte headers must not pile up in it
+    def cached_after_reading(subject: str) -> int:
+        mime._parsed_header.cache_clear()
+        mail = mime.read(message(subject=subject).as_bytes())
+        assert mail.subject.replace(" ", "") == subject.replace(" ", "")
+        return mime._parsed_header.cache_info().currsize
+
+    assert cached_after_reading("Invoice " + "x" * 200_000) == cached_after_reading("Invoice x") - 1
