@@ -1,0 +1,25 @@
+"""Web chat: a widget a tenant embeds with one script tag (widget), talking to the
+web process over a websocket (socket) with signed visitor identities (identity),
+flood limits (limits) and an origin allow-list (origins); messages into routing
+(inbound), uploads, an offline form, and agents' replies delivered through Redis
+to every open tab (outbound, transcript, live, signals)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from channels.webchat import offline, socket, uploads, widget
+from channels.webchat._runtime import close_sockets, lifecycle
+from channels.webchat.outbound import WebchatSender
+
+__all__ = ["WebchatSender", "setup"]
+
+
+def setup(app: web.Application) -> None:
+    """Mount the widget, its socket, uploads and the offline form."""
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_sockets)
+    widget.setup(app)
+    socket.setup(app)
+    uploads.setup(app)
+    offline.setup(app)

@@ -1,0 +1,82 @@
+"""What the web chat endpoints share in one web process: the token secret, the
+live fan-out and the attachment store, set up with the app and closed with it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from channels.email.attachments import AttachmentStore
+from channels.webchat.identity import server_secret
+from channels.webchat.live import LiveHub
+from router.config import Tenant, WebchatChannel
+from router.web import DEPLOYMENT, SETTINGS, STORE
+
+MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
+
+
+@dataclass
+class Runtime:
+    secret: str
+    hub: LiveHub
+    attachments: AttachmentStore
+    sockets: Counter[str] = field(default_factory=Counter)  # open sockets per client address
+
+
+RUNTIME = web.AppKey("webchat", Runtime)
+
+
+async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    store, deployment, settings = app[STORE], app[DEPLOYMENT], app[SETTINGS]
+    hub = LiveHub(store, [t.id for t in deployment.tenants if t.webchat is not None])
+    await hub.start()
+    app[RUNTIME] = Runtime(
+        secret=await server_secret(store, settings),
+        hub=hub,
+        attachments=AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes),
+    )
+    try:
+        yield
+    finally:
+        await hub.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """On shutdown: open chats would otherwise hold the server for its whole shutdown timeout."""
+    if RUNTIME in app:
+        await app[RUNTIME].hub.close_tabs()
+
+
+def chat_tenant(request: web.Request) -> tuple[Tenant, WebchatChannel]:
+    """The tenant the path names, if it has a web chat; 404 otherwise (the same for
+    an unknown tenant, so the answer tells nothing about who exists)."""
+    try:
+        tenant = request.app[DEPLOYMENT].tenant(request.match_info["tenant"])
+    except KeyError:
+        raise web.HTTPNotFound(text="no such chat") from None
+    if tenant.webchat is None:
+        raise web.HTTPNotFound(text="no such chat")
+    return tenant, tenant.webchat
+
+
+def is_open(tenant: Tenant, when: dt.datetime | None = None) -> bool:
+    """Within the chat's hours (its own, else its entry queue's); no hours: always open."""
+    assert tenant.webchat is not None
+    hours = tenant.webchat.hours or tenant.queue(tenant.entry_queue("webchat")).hours
+    return hours is None or hours.is_open(when or dt.datetime.now(dt.UTC))
+
+
+def client_ip(request: web.Request) -> str:
+    """The visitor's address: behind TRUSTED_PROXY_HOPS proxies, the entry the outermost one
+    appended to X-Forwarded-For (earlier entries are whatever the client claimed)."""
+    hops = request.app[SETTINGS].trusted_proxy_hops
+    if hops > 0:
+        chain = [part.strip() for part in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+        chain = [part for part in chain if part]
+        if len(chain) >= hops:
+            return chain[-hops]
+    return request.remote or "unknown"

@@ -1,0 +1,117 @@
+"""Who a web chat visitor is.
+
+An anonymous visitor gets a token signed with the server's secret (HMAC-SHA256,
+with an expiry and the tenant inside), kept in the browser's localStorage, so a
+reload or a second tab is the same visitor with the same history. A tenant's own
+site can name a known customer instead: it signs "email:<address>" or "id:<id>"
+with the tenant's identity secret, and anything unsigned or wrongly signed is
+refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import time
+
+from router.config import Settings, WebchatChannel
+from router.keys import WEBCHAT_SECRET
+from router.store import Store, text
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL_S = 90 * 24 * 3600  # renewed at every connection, so only an abandoned browser expires
+IDENTITY_KINDS = ("email", "id")
+ANONYMOUS = re.compile(r"v-[0-9a-f]{32}")
+_CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,128}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,63}")
+
+
+class Refused(ValueError):
+    """A token or an identity that does not check out; `code` names why, for the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def new_visitor() -> str:
+    """A fresh anonymous visitor id: 128 random bits, unguessable."""
+    return "v-" + secrets.token_hex(16)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+
+
+def _mac(secret: str, payload: str) -> str:
+    # The purpose is part of the signed text, so no other signature made with this
+    # secret can ever pass for a visitor token.
+    return _b64(hmac.new(secret.encode(), b"webchat-visitor:" + payload.encode(), hashlib.sha256).digest())
+
+
+def sign_token(secret: str, tenant: str, visitor: str, *, now: float | None = None) -> str:
+    """A visitor token: base64url JSON {t, v, exp}, a dot, and its HMAC."""
+    expires = int((time.time() if now is None else now) + TOKEN_TTL_S)
+    payload = _b64(json.dumps({"t": tenant, "v": visitor, "exp": expires}, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(secret, payload)}"
+
+
+def verify_token(secret: str, tenant: str, token: str, *, now: float | None = None) -> str:
+    """The visitor a token names; raises Refused if it is forged, expired or another tenant's."""
+    payload, _, mac = token.partition(".")
+    if not payload or not mac or len(token) > 1024 or not hmac.compare_digest(mac, _mac(secret, payload)):
+        raise Refused("bad_token", "the visitor token is not valid")
+    try:
+        claims = json.loads(_unb64(payload))
+        visitor, owner, expires = claims["v"], claims["t"], int(claims["exp"])
+    except (ValueError, KeyError, TypeError):
+        raise Refused("bad_token", "the visitor token is not valid") from None
+    if owner != tenant:
+        raise Refused("bad_token", "the visitor token belongs to another chat")
+    if expires < (time.time() if now is None else now):
+        raise Refused("token_expired", "the visitor token has expired")
+    return str(visitor)
+
+
+def customer_signature(secret: str, kind: str, value: str) -> str:
+    """What a tenant's server computes to vouch for a customer: hex HMAC-SHA256 of "kind:value"."""
+    return hmac.new(secret.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def identified_visitor(webchat: WebchatChannel, kind: object, value: object, signature: object) -> str:
+    """The visitor id of a customer the tenant's site vouched for, e.g. "email:jane@example.com".
+
+    Raises Refused unless the tenant has an identity secret and the signature is its HMAC.
+    """
+    if not webchat.identity_secret:
+        raise Refused("identity_refused", "this chat does not accept identified customers")
+    if kind not in IDENTITY_KINDS or not isinstance(value, str) or not isinstance(signature, str):
+        raise Refused("identity_refused", "an identity needs kind (email or id), value and signature")
+    pattern = _EMAIL if kind == "email" else _CUSTOMER_ID
+    if not pattern.fullmatch(value):
+        raise Refused("identity_refused", f"not a valid customer {kind}")
+    expected = customer_signature(webchat.identity_secret, str(kind), value)
+    if not hmac.compare_digest(signature.lower().encode(), expected.encode()):
+        raise Refused("identity_refused", "the customer's identity is not signed by this site")
+    return f"{kind}:{value.lower() if kind == 'email' else value}"
+
+
+async def server_secret(store: Store, settings: Settings) -> str:
+    """The secret visitor tokens are signed with: WEBCHAT_SECRET, else one generated once
+    and kept in the store, so every web process (and a restarted one) signs alike."""
+    if settings.webchat_secret:
+        return settings.webchat_secret
+    await store.redis.set(WEBCHAT_SECRET, secrets.token_urlsafe(32), nx=True)
+    secret = await store.redis.get(WEBCHAT_SECRET)
+    log.info("WEBCHAT_SECRET is not set: web chat tokens are signed with the secret kept in the store")
+    return text(secret)

@@ -1,0 +1,40 @@
+"""Which web pages may talk to a tenant's chat: its allow-list of origins.
+
+Browsers always send Origin with a websocket handshake and a cross-site POST, and
+a page cannot forge it, so a widget copied onto another site is refused here
+before anything is read. The tenant's demo page, served by this process itself,
+is allowed when the tenant enables it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.config import WebchatChannel
+
+
+def request_origin(request: web.Request) -> str:
+    return request.headers.get("Origin", "").strip().rstrip("/").lower()
+
+
+def is_allowed(request: web.Request, webchat: WebchatChannel) -> bool:
+    origin = request_origin(request)
+    if not origin:
+        return False
+    if origin in (o.rstrip("/").lower() for o in webchat.allowed_origins):
+        return True
+    # Host is set by the browser to this server, so Origin equal to it means a page of ours.
+    return webchat.demo_page and origin == f"{request.scheme}://{request.host}".lower()
+
+
+def cors_headers(request: web.Request, webchat: WebchatChannel) -> dict[str, str]:
+    """CORS answer headers for an allowed page (none for any other: the browser then blocks it)."""
+    if not is_allowed(request, webchat):
+        return {}
+    return {
+        "Access-Control-Allow-Origin": request.headers["Origin"],
+        "Access-Control-Allow-Methods": "POST, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type",
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    }

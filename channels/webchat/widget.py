@@ -1,0 +1,77 @@
+"""The widget a tenant embeds with one script tag, and a demo page that shows it.
+
+GET /webchat/{tenant}/widget.js is rendered from templates/webchat/widget.js with
+the tenant's title, greeting, colours, pre-chat fields and limits as one JSON
+value (Jinja2's tojson, safe inside a script); GET /webchat/{tenant}/demo is a
+plain page with the script tag, for tenants that enable it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from channels.webchat._runtime import chat_tenant, is_open
+from router.config import Tenant
+from router.templating import pages
+from router.web import SETTINGS
+
+DEFAULT_COLOR = "#1f6feb"
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/webchat/{tenant}/widget.js", script)
+    app.router.add_get("/webchat/{tenant}/demo", demo)
+
+
+def widget_config(tenant: Tenant) -> dict[str, Any]:
+    """What the widget needs to know, all of it public (it is served to any page)."""
+    webchat = tenant.webchat
+    assert webchat is not None
+    color = webchat.color or tenant.brand_color
+    if not (len(color) == 7 and color[0] == "#" and all(c in "0123456789abcdefABCDEF" for c in color[1:])):
+        color = DEFAULT_COLOR  # brand_color is free text in the file; only a hex colour reaches the CSS
+    return {
+        "tenant": tenant.id,
+        "title": webchat.title or tenant.name or tenant.id,
+        "greeting": webchat.greeting,
+        "color": color,
+        "textColor": webchat.text_color,
+        "offlineMessage": webchat.offline_message,
+        "prechat": list(webchat.prechat),
+        "required": list(webchat.prechat_required),
+        "topics": [t.label for t in webchat.topics],
+        "allowedOrigins": [o.rstrip("/").lower() for o in webchat.allowed_origins],
+        "demoPage": webchat.demo_page,
+        "messageBytes": webchat.limits.message_bytes,
+        "uploadTypes": list(webchat.limits.upload_types),
+        "uploadMaxBytes": webchat.limits.upload_max_bytes,
+    }
+
+
+async def script(request: web.Request) -> web.Response:
+    tenant, _webchat = chat_tenant(request)
+    body = pages().get_template("webchat/widget.js").render(config=widget_config(tenant))
+    return web.Response(
+        text=body,
+        content_type="application/javascript",
+        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def demo(request: web.Request) -> web.Response:
+    tenant, webchat = chat_tenant(request)
+    if not webchat.demo_page:
+        raise web.HTTPNotFound(text="no such chat")
+    script_url = f"/webchat/{tenant.id}/widget.js"
+    public = request.app[SETTINGS].public_url or str(request.url.origin())
+    template = pages().get_template("webchat/demo.html")
+    body = template.render(
+        title=webchat.title or tenant.name or tenant.id,
+        color=widget_config(tenant)["color"],
+        script_url=script_url,
+        embed_url=public + script_url,
+        open=is_open(tenant),
+    )
+    return web.Response(text=body, content_type="text/html", headers={"X-Content-Type-Options": "nosniff"})
