@@ -149,20 +149,52 @@ async def transfer(
     if bool(to_agent) == bool(to_queue):
         raise AgentError("transfer to exactly one of an agent or a queue")
     record = await _held(store, tenant, agent, conversation)
+    outcome = await _move(store, tenant, conversation, record, agent, to_agent, to_queue, note, "Transfer note")
+    if outcome not in ("offered", "queued"):
+        raise AgentError(f"cannot transfer: {outcome.replace('_', ' ')}")
+    return outcome
+
+
+async def reassign(
+    store: Store, tenant: Tenant, conversation: str, *, by: str, to_agent: str = "", to_queue: str = "", note: str = ""
+) -> str:
+    """A supervisor moves an assigned conversation, whoever holds it, to an agent or a queue.
+    Returns the outcome: offered, queued, or why not (the transfer script's word)."""
+    if bool(to_agent) == bool(to_queue):
+        raise AgentError("reassign to exactly one of an agent or a queue")
+    record = await conversations.get(store, tenant.id, conversation)
+    return await _move(store, tenant, conversation, record, "", to_agent, to_queue, note, "Supervisor note", by)
+
+
+async def _move(
+    store: Store,
+    tenant: Tenant,
+    conversation: str,
+    record: dict[str, str],
+    holder: str,
+    to_agent: str,
+    to_queue: str,
+    note: str,
+    note_label: str,
+    author: str = "",
+) -> str:
+    """The transfer script (holder "" means whoever holds it), then the note that travels with
+    the conversation and new work offered to whatever capacity the move freed."""
     keys = Keys(tenant.id)
     queue = tenant.queue(record["queue"])
     timeout = queue.reservation_timeout if queue.reservation_timeout is not None else tenant.reservation_timeout
     outcome, target = await store.scripts.transfer(
-        keys=[keys.base], args=[conversation, agent, to_agent, to_queue, note, int(timeout * 1000)]
+        keys=[keys.base], args=[conversation, holder, to_agent, to_queue, note, int(timeout * 1000)]
     )
     outcome = text(outcome)
     if outcome not in ("offered", "queued"):
-        raise AgentError(f"cannot transfer: {outcome.replace('_', ' ')}")
-    if note:  # the note travels with the conversation: the colleague reads it in its history
-        await conversations.add_note(store, tenant.id, conversation, agent, f"Transfer note: {note}")
+        return outcome
+    if note:  # the colleague reads it in the conversation's history
+        await conversations.add_note(store, tenant.id, conversation, author or holder, f"{note_label}: {note}")
     if outcome == "queued":
         await assign.assign_queue(store, tenant.id, text(target))
-    await assign.assign_agent(store, tenant.id, agent)
+    if record.get("agent"):
+        await assign.assign_agent(store, tenant.id, record["agent"])
     return outcome
 
 

@@ -1,0 +1,269 @@
+"""Inbox accounts: logins with Argon2id password hashes, a role, and memberships.
+
+A membership ties a login to a tenant, and in that tenant to the agent it acts as
+(empty for a supervisor who watches a tenant without taking contacts). Admins see
+every tenant. Repeated wrong passwords lock a login for a while; the attempt count
+and the lock live in the user's own hash, changed in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from typing import Literal
+
+import argon2
+import msgspec
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from router.config import Deployment
+from router.keys import AccountKeys
+from router.store import Store
+
+Role = Literal["agent", "supervisor", "admin"]
+ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
+LOGIN = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,62}$")
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024  # Argon2 takes anything; a cap keeps a huge form field from costing CPU
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+
+HASHER = argon2.PasswordHasher()  # Argon2id with the library's current recommended cost
+# Verified when the login does not exist, so a wrong login costs as much as a wrong password.
+_DECOY = HASHER.hash("decoy password nobody has")
+
+
+class AccountError(ValueError):
+    """A bad login, role, password or membership; the message says which."""
+
+
+class LoginFailed(Exception):
+    """Wrong login or password, or the login is locked (the page says no more than that)."""
+
+    def __init__(self, locked_until: float = 0.0) -> None:
+        super().__init__("wrong login or password" if not locked_until else "locked")
+        self.locked_until = locked_until
+
+
+class User(msgspec.Struct, frozen=True, kw_only=True):
+    login: str
+    role: str
+    memberships: dict[str, str]  # tenant -> agent id ("" : watches the tenant, takes no contacts)
+    name: str = ""
+    locked_until: float = 0.0
+    failures: int = 0
+
+    def tenants(self, deployment: Deployment) -> list[str]:
+        """The tenants this user may see, in the deployment's order."""
+        if self.role == "admin":
+            return [t.id for t in deployment.tenants]
+        return [t.id for t in deployment.tenants if t.id in self.memberships]
+
+    def agent_in(self, tenant: str) -> str:
+        """The agent this user acts as in a tenant, or ""."""
+        return self.memberships.get(tenant, "")
+
+    @property
+    def supervises(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+
+def check_login(login: str) -> str:
+    login = login.strip().lower()
+    if not LOGIN.fullmatch(login):
+        raise AccountError(f"login {login!r}: use 1-63 of a-z 0-9 . _ @ -, starting with a letter or digit")
+    return login
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"a password has at most {MAX_PASSWORD} characters")
+
+
+def parse_memberships(deployment: Deployment, specs: list[str], tenants: list[str] = ()) -> dict[str, str]:
+    """`acme:alice` (act as agent alice in acme) and bare tenants (watch only), checked
+    against the deployment so a typo is refused rather than stored."""
+    memberships: dict[str, str] = {}
+    for spec in [*specs, *tenants]:
+        tenant_id, _, agent = spec.partition(":")
+        try:
+            tenant = deployment.tenant(tenant_id)
+        except KeyError:
+            raise AccountError(f"{spec}: no tenant {tenant_id!r}") from None
+        if agent and agent not in {a.id for a in tenant.agents}:
+            raise AccountError(f"{spec}: no agent {agent!r} in tenant {tenant_id!r}")
+        if memberships.get(tenant_id) and agent and memberships[tenant_id] != agent:
+            raise AccountError(f"{spec}: already agent {memberships[tenant_id]!r} in {tenant_id!r}")
+        memberships[tenant_id] = agent or memberships.get(tenant_id, "")
+    return memberships
+
+
+def _user(record: dict[bytes, bytes]) -> User:
+    fields = {k.decode(): v.decode() for k, v in record.items()}
+    return User(
+        login=fields["login"],
+        role=fields["role"],
+        memberships=json.loads(fields.get("memberships") or "{}"),
+        name=fields.get("name", ""),
+        locked_until=float(fields.get("locked_until") or 0),
+        failures=int(fields.get("failures") or 0),
+    )
+
+
+async def get(store: Store, login: str) -> User | None:
+    try:
+        login = check_login(login)
+    except AccountError:
+        return None
+    record = await store.redis.hgetall(AccountKeys.user(login))
+    return _user(record) if record else None
+
+
+async def add(
+    store: Store,
+    login: str,
+    password: str,
+    role: str,
+    memberships: dict[str, str],
+    *,
+    name: str = "",
+    replace: bool = False,
+) -> User:
+    """Create a user (or, with replace, set one's password, role and memberships)."""
+    login = check_login(login)
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    if role == "agent" and not any(memberships.values()):
+        raise AccountError("an agent account needs at least one --agent TENANT:AGENT")
+    check_password(password)
+    digest = await asyncio.to_thread(HASHER.hash, password)
+    key = AccountKeys.user(login)
+    fields = {
+        "login": login,
+        "hash": digest,
+        "role": role,
+        "memberships": json.dumps(memberships, sort_keys=True),
+        "name": name,
+        "failures": "0",
+        "locked_until": "0",
+        "password_changed_at": str(int(time.time())),
+    }
+    if not replace:
+        if not await store.redis.hsetnx(key, "login", login):
+            raise AccountError(f"user {login!r} exists (use `user passwd` to change the password)")
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping=fields)
+        pipe.sadd(AccountKeys.users, login)
+        await pipe.execute()
+    if replace:
+        await end_sessions(store, login)
+    return User(login=login, role=role, memberships=memberships, name=name)
+
+
+async def authenticate(store: Store, login: str, password: str) -> User:
+    """The user, if the password is right and the login not locked; else LoginFailed.
+
+    A wrong password counts towards the lock; the MAX_FAILURES-th one locks the login
+    for LOCK_SECONDS. A locked login is refused even with the right password.
+    """
+    now = time.time()
+    user = None
+    record: dict[bytes, bytes] = {}
+    try:
+        login = check_login(login)
+        record = await store.redis.hgetall(AccountKeys.user(login))
+    except AccountError:
+        pass
+    if record:
+        user = _user(record)
+        if user.locked_until > now:
+            raise LoginFailed(user.locked_until)
+    digest = record.get(b"hash", b"").decode() or _DECOY
+    try:
+        await asyncio.to_thread(HASHER.verify, digest, password[:MAX_PASSWORD])
+        ok = user is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if user is None:
+        raise LoginFailed()
+    key = AccountKeys.user(user.login)
+    if not ok:
+        failures = await store.redis.hincrby(key, "failures", 1)
+        if failures >= MAX_FAILURES:
+            until = now + LOCK_SECONDS
+            await store.redis.hset(key, mapping={"locked_until": str(until), "failures": "0"})
+            raise LoginFailed(until)
+        raise LoginFailed()
+    await store.redis.hset(key, mapping={"failures": "0", "locked_until": "0", "last_login_at": str(int(now))})
+    if HASHER.check_needs_rehash(digest):  # the library's cost went up since this hash was made
+        await store.redis.hset(key, "hash", await asyncio.to_thread(HASHER.hash, password))
+    return msgspec.structs.replace(user, failures=0, locked_until=0.0)
+
+
+async def set_password(store: Store, login: str, password: str) -> None:
+    """A new password; every session of the login ends (whoever had it is logged out)."""
+    user = await get(store, login)
+    if user is None:
+        raise AccountError(f"no user {login!r}")
+    check_password(password)
+    digest = await asyncio.to_thread(HASHER.hash, password)
+    await store.redis.hset(
+        AccountKeys.user(user.login), mapping={"hash": digest, "password_changed_at": str(int(time.time()))}
+    )
+    await end_sessions(store, user.login)
+
+
+async def unlock(store: Store, login: str) -> None:
+    user = await get(store, login)
+    if user is None:
+        raise AccountError(f"no user {login!r}")
+    await store.redis.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0"})
+
+
+async def remove(store: Store, login: str) -> None:
+    user = await get(store, login)
+    if user is None:
+        raise AccountError(f"no user {login!r}")
+    await end_sessions(store, user.login)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(AccountKeys.user(user.login))
+        pipe.srem(AccountKeys.users, user.login)
+        await pipe.execute()
+
+
+async def all_users(store: Store) -> list[User]:
+    logins = sorted(m.decode() for m in await store.redis.smembers(AccountKeys.users))
+    users = [await get(store, login) for login in logins]
+    return [u for u in users if u is not None]
+
+
+async def end_sessions(store: Store, login: str) -> None:
+    sessions_key = AccountKeys.user_sessions(login)
+    digests = [d.decode() for d in await store.redis.smembers(sessions_key)]
+    async with store.redis.pipeline(transaction=True) as pipe:
+        for digest in digests:
+            pipe.delete(AccountKeys.session(digest))
+        pipe.delete(sessions_key)
+        await pipe.execute()
+
+
+async def demo_accounts(store: Store, deployment: Deployment) -> dict[str, str]:
+    """`contactrouter up`'s logins: one per agent of the deployment (login = agent id) and
+    a `supervisor` of every tenant, each with a fresh random password for this start."""
+    passwords: dict[str, str] = {}
+    for tenant in deployment.tenants:
+        for agent in tenant.agents:
+            login = check_login(agent.id)
+            if login in passwords:
+                continue  # the same id in two tenants: the first one's agent
+            passwords[login] = secrets.token_urlsafe(12)
+            await add(store, login, passwords[login], "agent", {tenant.id: agent.id}, name=agent.name, replace=True)
+    passwords["supervisor"] = secrets.token_urlsafe(12)
+    watched = {tenant.id: "" for tenant in deployment.tenants}
+    await add(store, "supervisor", passwords["supervisor"], "supervisor", watched, name="Supervisor", replace=True)
+    return passwords

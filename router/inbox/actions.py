@@ -1,0 +1,144 @@
+"""What agents do from the inbox's forms: presence, offers, and the actions on a
+conversation (reply, note, transfer, close, end wrap-up, call back).
+
+Each is one call into router.agents. A refusal (not theirs any more, a bad
+disposition, an address that is not the customer's) re-renders the page with the
+reason and status 409; nothing is half done. Success redirects (303) to a page
+with a fixed message code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from router import agents, customers, events
+from router.agents import AgentError
+from router.inbox.access import agent_of, conversation_of, tenant_of
+from router.inbox.pages import conversation, read_form
+from router.inbox.sessions import USER
+from router.keys import Keys
+from router.web import DEPLOYMENT, STORE
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("reply", "note", "transfer", "close", "wrapup", "call")
+
+
+async def presence(request: web.Request) -> web.Response:
+    form = await read_form(request)
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    state = form.get("presence", "")
+    if state not in ("available", "away", "offline"):
+        raise web.HTTPBadRequest(text="presence must be available, away or offline")
+    reason = form.get("reason", "").strip()[:200] if state == "away" else ""
+    tenants = [form["tenant"]] if form.get("tenant") else user.tenants(deployment)
+    for tenant_id in tenants:
+        tenant = tenant_of(request, tenant_id)
+        agent = user.agent_in(tenant.id)
+        if agent:
+            await agents.set_presence(store, tenant, agent, state, reason)
+    raise web.HTTPSeeOther("/inbox?done=presence")
+
+
+async def offer(request: web.Request) -> web.Response:
+    tenant = tenant_of(request, request.match_info["tenant"])
+    agent = agent_of(request, tenant)
+    reservation, action = request.match_info["reservation"], request.match_info["action"]
+    store = request.app[STORE]
+    conversation = await store.redis.hget(Keys(tenant.id).reservation(reservation), "conv")
+    try:
+        if action == "accept":
+            await agents.accept(store, tenant, agent, reservation)
+        else:
+            await agents.reject(store, tenant, agent, reservation)
+    except AgentError as exc:
+        log.info("offer %s of %s by %s: %s", reservation, tenant.id, agent, exc)
+        raise web.HTTPSeeOther("/inbox?done=offer_gone") from None
+    if action == "accept" and conversation is not None:
+        raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{conversation.decode()}?done=accepted")
+    raise web.HTTPSeeOther("/inbox?done=rejected")
+
+
+async def _act(request: web.Request, action: str) -> web.Response:
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    agent = agent_of(request, tenant)
+    store = request.app[STORE]
+    form = await read_form(request)
+    conv = record["id"]
+    try:
+        if action == "reply":
+            body = form.get("body", "").strip()
+            if not body:
+                raise AgentError("write a reply first")
+            channel, _, address = form.get("to", "").partition("|")
+            await agents.reply(
+                store,
+                tenant,
+                agent,
+                conv,
+                body,
+                channel=channel or None,
+                address=address or None,
+                subject=form.get("subject", "").strip()[:200],
+                idempotency_key=form.get("key", "")[:64],
+            )
+            done = "replied"
+        elif action == "note":
+            text = form.get("text", "").strip()
+            if not text:
+                raise AgentError("write the note first")
+            await agents.note(store, tenant, agent, conv, text)
+            done = "noted"
+        elif action == "transfer":
+            target = form.get("target", "")
+            kind, _, name = target.partition(":")
+            if kind not in ("agent", "queue") or not name:
+                raise AgentError("choose a colleague or a queue to transfer to")
+            await agents.transfer(
+                store,
+                tenant,
+                agent,
+                conv,
+                to_agent=name if kind == "agent" else "",
+                to_queue=name if kind == "queue" else "",
+                note=form.get("note", "").strip()[:2000],
+            )
+            raise web.HTTPSeeOther("/inbox?done=transferred")
+        elif action == "close":
+            await agents.close(store, tenant, agent, conv, form.get("disposition", ""))
+            done = "closed"
+        elif action == "wrapup":
+            await agents.end_wrapup(store, tenant, agent, conv)
+            raise web.HTTPSeeOther("/inbox?done=wrapped_up")
+        elif action == "call":
+            if record.get("agent") != agent or record.get("state") != "assigned" or record.get("kind") != "callback":
+                raise AgentError("only an accepted callback can be called")
+            from channels.voice.callbacks import dial_back
+
+            await dial_back(store, tenant, agent, record.get("reservation", ""))
+            done = "calling"
+        else:
+            raise web.HTTPNotFound()
+    except (AgentError, ValueError, customers.InvalidAddress, events.InvalidEvent) as exc:
+        return await conversation(request, error=str(exc), status=409)
+    raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{conv}?done={done}")
+
+
+def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The POST handler of one conversation action."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return await _act(request, name)
+
+    handler.__name__ = f"{name}_action"
+    return handler
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_post("/inbox/presence", presence)
+    app.router.add_post("/inbox/t/{tenant}/offers/{reservation}/{action:accept|reject}", offer)
+    for name in ACTIONS:
+        app.router.add_post(f"/inbox/t/{{tenant}}/c/{{conversation}}/{name}", action(name))

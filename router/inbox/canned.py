@@ -1,0 +1,31 @@
+"""Canned replies: each tenant's ready-made answers, written by its team as Jinja2
+files (templates/inbox/canned/<tenant>/*.txt) and rendered in the sandbox, since
+they are not our code. Fields: customer, agent_name, tenant_name."""
+
+from __future__ import annotations
+
+import logging
+
+from router.config import Tenant
+from router.templating import TEMPLATES, sandboxed
+
+log = logging.getLogger(__name__)
+
+CANNED_DIR = TEMPLATES / "inbox" / "canned"
+
+
+def replies(tenant: Tenant, fields: dict[str, str]) -> list[dict[str, str]]:
+    """The tenant's canned replies (templates/inbox/canned/<tenant>/*.txt), with the
+    customer's fields filled in by the sandboxed environment (they are user-written)."""
+    folder = CANNED_DIR / tenant.id
+    if not folder.is_dir():
+        return []
+    env = sandboxed()
+    result = []
+    for path in sorted(folder.glob("*.txt")):
+        try:
+            rendered = env.from_string(path.read_text("utf-8")).render(fields)
+            result.append({"name": path.stem.replace("_", " "), "text": rendered})
+        except Exception as exc:  # a broken template is the tenant's to fix; the page still works
+            log.warning("canned reply %s of %s: %s", path.name, tenant.id, exc)
+    return result

@@ -1,0 +1,66 @@
+"""Logging in and out of the inbox.
+
+The login form has no session yet, so its CSRF token is a double-submit cookie.
+A successful login always gets a new session id (no session fixation); a failed
+one says no more than "wrong login or password", or that the login is locked.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiohttp import web
+
+from router.inbox import accounts, sessions
+from router.inbox.pages import read_form, render
+from router.inbox.sessions import SESSION
+from router.web import STORE
+
+log = logging.getLogger(__name__)
+
+
+async def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    token = secrets.token_urlsafe(32)
+    response = render(request, "login.html", status=status, login_csrf=token, error=error)
+    sessions.set_cookie(response, request, sessions.LOGIN_COOKIE, token, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    form = await read_form(request)
+    if not sessions.tokens_match(request.cookies.get(sessions.LOGIN_COOKIE, ""), form.get("csrf", "")):
+        raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the login page")
+    store = request.app[STORE]
+    try:
+        user = await accounts.authenticate(store, form.get("login", ""), form.get("password", ""))
+    except accounts.LoginFailed as failed:
+        log.info("inbox login failed for %r%s", form.get("login", "")[:64], " (locked)" if failed.locked_until else "")
+        error = (
+            "Too many wrong passwords: this login is locked for a while (an administrator can unlock it)."
+            if failed.locked_until
+            else "Wrong login or password."
+        )
+        return await login_page(request, error, status=401)
+    old = await sessions.load(store, request.cookies.get(sessions.COOKIE, ""))
+    if old is not None:
+        await sessions.destroy(store, old)  # a new id on every login: no session fixation
+    session_id, _session = await sessions.create(store, user.login)
+    response = web.HTTPSeeOther("/inbox/floor" if user.supervises and not any(user.memberships.values()) else "/inbox")
+    sessions.set_cookie(response, request, sessions.COOKIE, session_id, max_age=sessions.IDLE_SECONDS)
+    response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.PREFIX)
+    log.info("inbox login: %s", user.login)
+    raise response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await sessions.destroy(request.app[STORE], request[SESSION])
+    response = web.HTTPSeeOther("/inbox/login")
+    response.del_cookie(sessions.COOKIE, path=sessions.PREFIX)
+    raise response
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get("/inbox/login", login_page)
+    app.router.add_post("/inbox/login", login)
+    app.router.add_post("/inbox/logout", logout)

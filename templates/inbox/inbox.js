@@ -1,0 +1,244 @@
+// The agent inbox, live: a websocket says what changed, the page fetches what it may
+// see from its JSON routes and redraws. Customer text only ever goes in via textContent.
+(function () {
+  "use strict";
+  const page = document.currentScript.dataset.page;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  let skew = Number(document.querySelector('meta[name="server-now"]').content) - Date.now();
+  const now = () => Date.now() + skew;
+
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) node.setAttribute(name, value);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function postButton(action, label, className) {
+    const form = el("form", { method: "post", action: action, class: "inline" });
+    form.append(el("input", { type: "hidden", name: "csrf", value: csrf }));
+    form.append(el("button", { type: "submit", class: className }, label));
+    return form;
+  }
+
+  const path = (...parts) => parts.map(encodeURIComponent).join("/");
+
+  function duration(seconds) {
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
+    return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+  }
+
+  function tick() {
+    for (const node of document.querySelectorAll("[data-expires]")) {
+      const left = (Number(node.dataset.expires) - now()) / 1000;
+      node.textContent = left > 0 ? duration(left) + " left" : "expired";
+      node.classList.toggle("urgent", left < 10);
+    }
+    for (const node of document.querySelectorAll("[data-due]")) {
+      const due = Number(node.dataset.due);
+      if (!due) { node.textContent = "met"; continue; }
+      const left = (due - now()) / 1000;
+      node.textContent = left >= 0 ? "in " + duration(left) : "overdue " + duration(-left);
+      node.classList.toggle("overdue", left < 0);
+    }
+    for (const node of document.querySelectorAll("[data-since]")) {
+      const since = Number(node.dataset.since);
+      node.textContent = since ? duration((now() - since) / 1000) : "—";
+    }
+  }
+
+  // --- the inbox page ---
+
+  function drawPresences(presences) {
+    const list = document.getElementById("presences");
+    if (!list || !presences.length) return;
+    for (const p of presences) {
+      const node = list.querySelector('[data-tenant="' + CSS.escape(p.tenant) + '"]');
+      if (!node) continue;
+      node.textContent = p.presence + (p.reason ? " (" + p.reason + ")" : "");
+      node.className = "presence presence-" + p.presence;
+    }
+  }
+
+  function drawOffers(offers) {
+    const list = document.getElementById("offers");
+    list.replaceChildren(...offers.map((o) => {
+      const item = el("li", { class: "offer", "data-reservation": o.reservation });
+      item.append(
+        el("span", { class: "icon", title: o.channel }, o.icon),
+        el("span", { class: "tenant" }, o.tenant_name),
+        el("span", { class: "customer" }, o.customer),
+        el("span", { class: "preview" }, o.preview),
+        el("span", { class: "countdown", "data-expires": o.expires_at }),
+        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/accept", "Accept", "accept"),
+        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/reject", "Reject", "reject"),
+      );
+      return item;
+    }));
+    document.getElementById("no-offers").hidden = offers.length > 0;
+  }
+
+  function drawConversations(conversations) {
+    const body = document.getElementById("conversations");
+    const since = now();
+    body.replaceChildren(...conversations.map((c) => {
+      const row = el("tr", { "data-conversation": c.conversation, class: c.unread ? "unread" : "" });
+      const who = el("td");
+      who.append(el("a", { href: "/inbox/t/" + path(c.tenant) + "/c/" + path(c.conversation) }, c.customer), " ",
+        el("small", {}, c.tenant_name));
+      row.append(
+        el("td", { class: "icon", title: c.channel }, c.icon),
+        who,
+        el("td", { class: "preview" }, c.preview),
+        el("td", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
+        el("td", { class: "sla", "data-due": c.sla_due_at }),
+        el("td", {}, c.state),
+      );
+      return row;
+    }));
+    document.getElementById("no-conversations").hidden = conversations.length > 0;
+  }
+
+  async function refreshInbox() {
+    const response = await fetch("/inbox/state.json", { credentials: "same-origin" });
+    if (response.status === 401) { location.assign("/inbox/login"); return; }
+    if (!response.ok) return;
+    const data = await response.json();
+    skew = data.now - Date.now();
+    drawPresences(data.presences);
+    drawOffers(data.offers);
+    drawConversations(data.conversations);
+    tick();
+  }
+
+  // --- the conversation page ---
+
+  const history = document.getElementById("history");
+  const entries = document.getElementById("entries");
+
+  function drawEntry(e) {
+    const item = el("li", { class: "entry entry-" + e.kind, "data-id": e.id });
+    const who = e.kind === "in" ? e.address : e.kind === "out" ? e.agent + " → " + e.address : "note by " + e.agent;
+    const meta = el("div", { class: "meta" });
+    meta.append(el("span", { class: "icon", title: e.channel }, e.icon),
+      " " + who + " · " + e.when + (e.contact_kind !== "message" ? " · " + e.contact_kind : ""));
+    if (e.kind === "out") {
+      meta.append(" · ", el("span", { class: "status", "data-message": e.id }));
+    }
+    item.append(meta);
+    if (e.subject) item.append(el("div", { class: "subject" }, e.subject));
+    item.append(el("div", { class: "body" }, e.body));
+    return item;
+  }
+
+  async function refreshConversation() {
+    const last = entries.lastElementChild;
+    const after = last ? last.dataset.id : "";
+    const url = "/inbox/t/" + path(history.dataset.tenant) + "/c/" + path(history.dataset.conversation) +
+      "/messages.json?after=" + encodeURIComponent(after);
+    const response = await fetch(url, { credentials: "same-origin" });
+    if (!response.ok) return;
+    const data = await response.json();
+    for (const e of data.entries) {
+      if (!entries.querySelector('[data-id="' + CSS.escape(e.id) + '"]')) entries.append(drawEntry(e));
+    }
+    for (const [id, status] of Object.entries(data.statuses || {})) {
+      const node = entries.querySelector('.status[data-message="' + CSS.escape(id) + '"]');
+      if (node) node.textContent = status;
+    }
+    const state = document.getElementById("state");
+    if (state && state.textContent !== data.state && state.textContent !== "wrap-up") {
+      state.textContent = data.state;
+    }
+  }
+
+  // web chat: the customer sees "typing" while the agent writes, and the agent theirs
+  let typingTimer = null;
+  function showTyping(active) {
+    const node = document.getElementById("typing");
+    if (!node) return;
+    node.hidden = !active;
+    clearTimeout(typingTimer);
+    if (active) typingTimer = setTimeout(() => { node.hidden = true; }, 10000);  // a lost "stopped"
+  }
+
+  function markSeen(upTo) {
+    for (const node of entries ? entries.querySelectorAll(".entry-out") : []) {
+      if (node.dataset.id <= upTo) node.classList.add("seen");  // ids are ULIDs: sortable
+    }
+  }
+
+  const replyBody = document.getElementById("reply-body");
+  if (history && history.dataset.chat === "yes" && replyBody) {
+    const url = "/inbox/t/" + path(history.dataset.tenant) + "/c/" + path(history.dataset.conversation) + "/typing";
+    let sentAt = 0;
+    let idle = null;
+    const send = (active) => fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ active: active }),
+    }).catch(() => {});
+    replyBody.addEventListener("input", () => {
+      if (Date.now() - sentAt > 3000) { sentAt = Date.now(); send(true); }
+      clearTimeout(idle);
+      idle = setTimeout(() => { sentAt = 0; send(false); }, 5000);
+    });
+  }
+
+  function notice(text) {
+    const node = document.getElementById("live-notice");
+    if (!node) return;
+    node.textContent = text;
+    node.hidden = false;
+  }
+
+  // --- the socket ---
+
+  let pending = null;
+  function soon(action) {  // many events in a burst: one redraw
+    if (pending) return;
+    pending = setTimeout(() => { pending = null; action().catch(() => {}); }, 300);
+  }
+
+  let delay = 1000;
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    const socket = new WebSocket(scheme + location.host + "/inbox/live");
+    socket.onopen = () => { delay = 1000; };
+    socket.onmessage = (message) => {
+      const event = JSON.parse(message.data);
+      document.body.dataset.live = "on";
+      if (page === "inbox") { soon(refreshInbox); return; }
+      if (page === "conversation" && history) {
+        if (event.conversation === history.dataset.conversation && event.tenant === history.dataset.tenant) {
+          soon(refreshConversation);
+          if (event.kind === "visitor_typing") { showTyping(event.active); return; }
+          if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
+          if (event.kind === "message" && event.direction === "in") showTyping(false);
+          if (event.kind === "transferred") notice("This conversation was transferred.");
+          if (event.kind === "closed") notice("This conversation was closed.");
+        } else if (event.kind === "reserved") {
+          notice("A new offer is waiting in your inbox.");
+        }
+      }
+    };
+    socket.onclose = () => {
+      document.body.dataset.live = "off";
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
+  }
+
+  const canned = document.getElementById("canned");
+  if (canned) {
+    canned.addEventListener("change", () => {
+      if (canned.value) document.getElementById("reply-body").value = canned.value;
+    });
+  }
+
+  tick();
+  setInterval(tick, 1000);
+  connect();
+})();

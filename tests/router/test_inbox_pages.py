@@ -1,0 +1,665 @@
+"""The inbox pages over HTTP: login and lock-out, sessions, CSRF refusal, tenant
+isolation (404), and each agent action through its form."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import argon2
+import pytest
+from aiohttp import ClientResponse, ClientSession, CookieJar
+from aiohttp.test_utils import TestClient, TestServer
+
+from channels.sandbox import outbox
+from router import conversations, events, web
+from router.config import Settings
+from router.inbox import accounts
+from router.keys import AccountKeys
+from tests.factories import World, world
+
+DEPLOYMENT = """
+[[tenants]]
+id = "acme"
+name = "Acme Energy"
+brand_color = "#c2410c"
+entry = { default = "support" }
+dispositions = ["resolved", "promise_to_pay", "follow_up"]
+wrapup_seconds = 60
+
+[[tenants.queues]]
+id = "support"
+target = "'support' in skills"
+
+[[tenants.queues]]
+id = "billing"
+target = "'billing' in skills"
+
+[[tenants.agents]]
+id = "amy"
+name = "Amy Adams"
+skills = { support = 1 }
+
+[[tenants.agents]]
+id = "zoe"
+name = "Zoe Zhang"
+skills = { support = 1, billing = 1 }
+
+[[tenants]]
+id = "globex"
+entry = { default = "sales" }
+
+[[tenants.queues]]
+id = "sales"
+
+[[tenants.agents]]
+id = "gus"
+"""
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same Argon2id code path at a test-friendly cost."""
+    monkeypatch.setattr(accounts, "HASHER", argon2.PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@dataclass
+class Inbox:
+    world: World
+    server: TestServer
+
+    def client(self) -> ClientSession:
+        """A browser-like client with its own cookies (the server outlives it)."""
+        return ClientSession(base_url=str(self.server.make_url("/")), cookie_jar=CookieJar(unsafe=True))
+
+
+async def start_inbox(text: str = DEPLOYMENT, settings: Settings | None = None) -> tuple[World, TestServer]:
+    """A world with agent accounts amy, zoe (acme), gus (globex) and supervisor sue (acme)."""
+    w = await world(text)
+    for login, tenant in (("amy", "acme"), ("zoe", "acme"), ("gus", "globex")):
+        await accounts.add(w.store, login, PASSWORD, "agent", {tenant: login})
+    await accounts.add(w.store, "sue", PASSWORD, "supervisor", {"acme": ""})
+    server = TestServer(web.application(w.store, w.deployment, settings or Settings()))
+    return w, server
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    w, server = await start_inbox()
+    async with server:
+        yield Inbox(w, server)
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, "no CSRF field on the page"
+    return match.group(1)
+
+
+async def log_in(client: ClientSession | TestClient, login: str, password: str = PASSWORD) -> ClientResponse:
+    page = await client.get("/inbox/login")
+    return await client.post(
+        "/inbox/login",
+        data={"login": login, "password": password, "csrf": csrf_of(await page.text())},
+        allow_redirects=False,
+    )
+
+
+async def logged_in(inbox: Inbox, login: str) -> tuple[ClientSession, str]:
+    """A client logged in as login, and the session's CSRF token."""
+    client = inbox.client()
+    response = await log_in(client, login)
+    assert response.status == 303, await response.text()
+    page = await client.get("/inbox")
+    return client, csrf_of(await page.text())
+
+
+async def test_the_inbox_asks_for_a_login_first(inbox: Inbox) -> None:
+    async with inbox.client() as client:
+        response = await client.get("/inbox", allow_redirects=False)
+        assert response.status == 302 and response.headers["Location"] == "/inbox/login"
+        assert (await client.get("/inbox/state.json", allow_redirects=False)).status == 302
+        assert (await client.post("/inbox/presence", data={"presence": "available"})).status == 401
+
+
+async def test_a_login_sets_a_protected_session_cookie_and_logout_ends_it(inbox: Inbox) -> None:
+    async with inbox.client() as client:
+        response = await log_in(client, "amy")
+        assert response.status == 303 and response.headers["Location"] == "/inbox"
+        cookie = response.cookies["cr_session"]
+        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/inbox"
+        assert not cookie["secure"]  # plain http here; see the https test below
+        page = await client.get("/inbox")
+        assert page.status == 200 and "Amy Adams" not in await page.text()  # the login's name, not the agent's
+        assert "amy (agent)" in await page.text()
+        assert await inbox.world.store.redis.keys(AccountKeys.session("*")) != []
+        token = csrf_of(await page.text())
+        out = await client.post("/inbox/logout", data={"csrf": token}, allow_redirects=False)
+        assert out.status == 303
+        assert await inbox.world.store.redis.keys(AccountKeys.session("*")) == []
+        assert (await client.get("/inbox", allow_redirects=False)).status == 302
+
+
+async def test_the_session_cookie_is_secure_behind_an_https_public_url() -> None:
+    _w, server = await start_inbox(settings=Settings(public_url="https://inbox.example"))
+    async with server, TestClient(server) as client:
+        page = await client.get("/inbox/login")
+        login_cookie = page.cookies["cr_login_csrf"]
+        assert login_cookie["secure"]  # so the jar of this plain-http client does not send it back
+        token = csrf_of(await page.text())
+        response = await client.post(
+            "/inbox/login",
+            data={"login": "amy", "password": PASSWORD, "csrf": token},
+            headers={"Cookie": f"cr_login_csrf={login_cookie.value}"},
+            allow_redirects=False,
+        )
+        assert response.status == 303 and response.cookies["cr_session"]["secure"]
+
+
+async def test_a_wrong_password_is_refused_and_the_fifth_locks_the_login(inbox: Inbox) -> None:
+    async with inbox.client() as client:
+        for _ in range(accounts.MAX_FAILURES - 1):
+            response = await log_in(client, "amy", "wrong password")
+            assert response.status == 401 and "Wrong login or password." in await response.text()
+        response = await log_in(client, "amy", "wrong password")
+        assert response.status == 401 and "locked" in await response.text()
+        response = await log_in(client, "amy")
+        assert response.status == 401 and "cr_session" not in response.cookies
+
+
+async def test_a_login_post_without_its_csrf_token_is_refused(inbox: Inbox) -> None:
+    async with inbox.client() as client:
+        response = await client.post("/inbox/login", data={"login": "amy", "password": PASSWORD})
+        assert response.status == 403
+
+
+async def test_posts_without_the_session_csrf_token_are_refused_and_change_nothing(inbox: Inbox) -> None:
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        for data in ({"presence": "available"}, {"presence": "available", "csrf": "forged"}):
+            response = await client.post("/inbox/presence", data=data, allow_redirects=False)
+            assert response.status == 403
+        assert (await inbox.world.agent("amy")).get("presence", "offline") == "offline"
+        response = await client.post("/inbox/logout", allow_redirects=False)
+        assert response.status == 403
+        # the same form with the token works, and the header form of the token too
+        ok = await client.post("/inbox/presence", data={"presence": "available", "csrf": token}, allow_redirects=False)
+        assert ok.status == 303
+        assert (await inbox.world.agent("amy"))["presence"] == "available"
+        ok = await client.post(
+            "/inbox/presence", data={"presence": "offline"}, headers={"X-CSRF-Token": token}, allow_redirects=False
+        )
+        assert ok.status == 303
+
+
+async def test_a_cross_origin_post_is_refused_even_with_the_token(inbox: Inbox) -> None:
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        response = await client.post(
+            "/inbox/presence",
+            data={"presence": "available", "csrf": token},
+            headers={"Origin": "https://evil.example"},
+            allow_redirects=False,
+        )
+        assert response.status == 403
+
+
+async def test_pages_carry_a_strict_content_security_policy(inbox: Inbox) -> None:
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        response = await client.get("/inbox")
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Frame-Options"] == "DENY"
+
+
+async def test_an_agent_goes_available_accepts_an_offer_replies_and_closes(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await client.post("/inbox/presence", data={"presence": "available", "csrf": token})
+        conversation = await w.arrive(address="+15551230000", body="My meter is broken")
+        page = await (await client.get("/inbox")).text()
+        assert "My meter is broken" in page and "+15551230000" in page
+        [offer] = await w.offers("amy")
+        response = await client.post(
+            f"/inbox/t/acme/offers/{offer['reservation']}/accept", data={"csrf": token}, allow_redirects=False
+        )
+        assert response.headers["Location"] == f"/inbox/t/acme/c/{conversation}?done=accepted"
+        page = await (await client.get(response.headers["Location"])).text()
+        assert "Offer accepted." in page and "My meter is broken" in page
+        key = re.search(r'name="key" value="([^"]+)"', page).group(1)
+        reply = {"csrf": token, "body": "Sending an engineer", "key": key, "to": "sms|+15551230000"}
+        for _ in range(2):  # a double submit sends once
+            response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=reply, allow_redirects=False)
+            assert response.status == 303
+        assert [m.body for m in await _outbound(w)] == ["Sending an engineer"]
+        await client.post(f"/inbox/t/acme/c/{conversation}/note", data={"csrf": token, "text": "VIP customer"})
+        response = await client.post(
+            f"/inbox/t/acme/c/{conversation}/close", data={"csrf": token, "disposition": "promise_to_pay"}
+        )
+        assert response.status == 200 and "End wrap-up" in await response.text()
+        record = await w.conversation(conversation)
+        assert (record["state"], record["disposition"]) == ("closed", "promise_to_pay")
+        kinds = [(e.kind, e.body) for e in await conversations.history(w.store, "acme", conversation)]
+        assert kinds == [("in", "My meter is broken"), ("out", "Sending an engineer"), ("note", "VIP customer")]
+        await client.post(f"/inbox/t/acme/c/{conversation}/wrapup", data={"csrf": token})
+        assert conversation not in await w.store.redis.smembers(w.keys.agent_work("amy"))
+
+
+async def _outbound(w: World) -> list[events.OutboundMessage]:
+    return [events.decode_outbound(fields[b"e"]) for _id, fields in await w.store.redis.xrange(w.keys.outbound)]
+
+
+async def test_a_reply_may_switch_to_another_address_of_the_customer(inbox: Inbox) -> None:
+    from router import customers
+
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(address="+15551230000")
+        await w.accept_offer("amy")
+        customer = (await w.conversation(conversation))["customer"]
+        await customers.link(w.store, "acme", customer, "email:jane@example.com")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert 'value="email|jane@example.com"' in page
+        data = {"csrf": token, "body": "Details by mail", "to": "email|jane@example.com", "subject": "Your meter"}
+        await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=data)
+        [message] = await _outbound(w)
+        assert (message.channel, message.to, message.subject) == ("email", "jane@example.com", "Your meter")
+        # an address that is not the customer's is refused, and nothing is sent
+        data["to"] = "email|stranger@example.com"
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=data)
+        assert response.status == 409 and "not an address of this conversation" in await response.text()
+        assert len(await _outbound(w)) == 1
+
+
+async def test_an_agent_rejects_an_offer(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        await w.arrive()
+        [offer] = await w.offers("amy")
+        response = await client.post(
+            f"/inbox/t/acme/offers/{offer['reservation']}/reject", data={"csrf": token}, allow_redirects=False
+        )
+        assert response.headers["Location"] == "/inbox?done=rejected"
+        assert await w.offers("amy") == []
+        again = await client.post(
+            f"/inbox/t/acme/offers/{offer['reservation']}/accept", data={"csrf": token}, allow_redirects=False
+        )
+        assert again.headers["Location"] == "/inbox?done=offer_gone"
+
+
+async def test_a_transfer_to_a_colleague_offers_it_to_them_with_the_note(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive()
+        await w.accept_offer("amy")
+        await w.available("zoe")
+        data = {"csrf": token, "target": "agent:zoe", "note": "wants a refund"}
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/transfer", data=data, allow_redirects=False)
+        assert response.headers["Location"] == "/inbox?done=transferred"
+        assert await w.offered("zoe") == [conversation]
+        history = await conversations.history(w.store, "acme", conversation)
+        assert history[-1].body == "Transfer note: wants a refund"
+
+
+async def test_a_transfer_to_a_queue_and_a_bad_target_are_handled(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive()
+        await w.accept_offer("amy")
+        bad = await client.post(f"/inbox/t/acme/c/{conversation}/transfer", data={"csrf": token, "target": "x"})
+        assert bad.status == 409 and "choose a colleague or a queue" in await bad.text()
+        await client.post(f"/inbox/t/acme/c/{conversation}/transfer", data={"csrf": token, "target": "queue:billing"})
+        assert (await w.conversation(conversation))["queue"] == "billing"
+
+
+async def test_close_takes_only_the_tenants_dispositions(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive()
+        await w.accept_offer("amy")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert 'value="promise_to_pay"' in page
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/close", data={"csrf": token, "disposition": "x"})
+        assert response.status == 409 and "disposition must be one of" in await response.text()
+        assert (await w.conversation(conversation))["state"] == "assigned"
+
+
+async def test_an_agent_of_one_tenant_gets_404_for_another_tenants_conversation(inbox: Inbox) -> None:
+    w = inbox.world
+    await agents_available(w, "globex", "gus")
+    theirs = await w.deliver(_contact("globex"))
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        assert (await client.get(f"/inbox/t/globex/c/{theirs}")).status == 404
+        assert (await client.get(f"/inbox/t/globex/c/{theirs}/messages.json")).status == 404
+        assert (await client.get(f"/inbox/t/acme/c/{theirs}")).status == 404  # wrong tenant in the URL
+        response = await client.post(f"/inbox/t/globex/c/{theirs}/reply", data={"csrf": token, "body": "hi"})
+        assert response.status == 404
+        [offer] = await agents_offers(w, "globex", "gus")
+        response = await client.post(f"/inbox/t/globex/offers/{offer['reservation']}/accept", data={"csrf": token})
+        assert response.status == 404
+        assert (await client.get("/inbox/t/acme/c/NO-SUCH-CONVERSATION")).status == 404
+    assert await _outbound(w) == []
+
+
+async def test_an_agent_cannot_act_on_a_colleagues_conversation(inbox: Inbox) -> None:
+    w = inbox.world
+    await w.available("zoe")
+    conversation = await w.arrive()
+    await w.accept_offer("zoe")
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data={"csrf": token, "body": "hi"})
+        assert response.status == 409 and "not assigned to amy" in await response.text()
+    assert await _outbound(w) == []
+
+
+async def test_a_message_with_html_and_script_is_shown_as_text(inbox: Inbox) -> None:
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        body = '<script>alert("x")</script><img src=x onerror=alert(1)><b>bold</b>'
+        conversation = await w.arrive(body=body)
+        await w.accept_offer("amy")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert "<script>alert" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+        inbox_page = await (await client.get("/inbox")).text()
+        assert "<script>alert" not in inbox_page
+
+
+async def test_an_email_html_body_is_sanitised_and_its_attachments_served_behind_the_login(tmp_path) -> None:
+    from channels.email.attachments import AttachmentStore
+
+    files = AttachmentStore(tmp_path)
+    html = files.put_sync(b'<p onclick="steal()">Dear team<script>alert(1)</script><img src="http://track/x.gif"></p>')
+    pdf = files.put_sync(b"%PDF-1.4 a fax")
+    w, server = await start_inbox(settings=Settings(attachment_dir=str(tmp_path)))
+    async with server:
+        inbox = Inbox(w, server)
+        await w.available("amy")
+        attachment = events.Attachment(url=pdf, content_type="application/pdf", filename="invoice.pdf", size=14)
+        conversation = await w.arrive(
+            channel="email",
+            address="jane@example.com",
+            body="Dear team",
+            metadata={"html": html},
+            attachments=(attachment,),
+            subject="Invoice",
+        )
+        await w.accept_offer("amy")
+        client, _token = await logged_in(inbox, "amy")
+        async with client:
+            page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+            assert '<div class="email-html"><p>Dear team' in page
+            assert "steal()" not in page and "alert(1)" not in page and "http://track" not in page
+            link = f"/inbox/t/acme/c/{conversation}/files/{pdf.removeprefix('store:')}"
+            assert link in page
+            response = await client.get(link)
+            assert response.status == 200 and await response.read() == b"%PDF-1.4 a fax"
+            assert response.headers["Content-Type"] == "application/pdf"
+            assert "sandbox" in response.headers["Content-Security-Policy"]
+            # a file the conversation does not reference is not served, whatever its digest
+            other = files.put_sync(b"someone else's file").removeprefix("store:")
+            assert (await client.get(f"/inbox/t/acme/c/{conversation}/files/{other}")).status == 404
+        async with inbox.client() as anonymous:
+            assert (await anonymous.get(link, allow_redirects=False)).status == 302
+
+
+async def test_the_conversation_page_shows_the_customers_earlier_conversations(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        first = await w.arrive(body="first problem")
+        await w.accept_offer("amy")
+        await client.post(f"/inbox/t/acme/c/{first}/close", data={"csrf": token, "disposition": "resolved"})
+        await client.post(f"/inbox/t/acme/c/{first}/wrapup", data={"csrf": token})
+        second = await w.arrive(body="second problem")
+        assert second != first
+        await w.accept_offer("amy")
+        page = await (await client.get(f"/inbox/t/acme/c/{second}")).text()
+        assert "first problem" in page and "second problem" in page and "Earlier conversation" in page
+
+
+async def test_the_list_marks_unread_conversations_until_opened(inbox: Inbox) -> None:
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(body="hello")
+        await w.accept_offer("amy")
+        [row] = (await (await client.get("/inbox/state.json")).json())["conversations"]
+        assert row["unread"] and row["conversation"] == conversation and row["channel"] == "sms"
+        await client.get(f"/inbox/t/acme/c/{conversation}")
+        [row] = (await (await client.get("/inbox/state.json")).json())["conversations"]
+        assert not row["unread"]
+        await w.arrive(body="are you there?")
+        [row] = (await (await client.get("/inbox/state.json")).json())["conversations"]
+        assert row["unread"] and row["preview"] == "are you there?"
+
+
+async def test_canned_replies_fill_in_the_customers_fields(inbox: Inbox, tmp_path, monkeypatch) -> None:
+    from router.inbox import canned
+
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    (folder / "greeting.txt").write_text("Hello {{ customer }}, this is {{ agent_name }} from {{ tenant_name }}.")
+    monkeypatch.setattr(canned, "CANNED_DIR", tmp_path)
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(address="+15551230000")
+        await w.accept_offer("amy")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert "Hello +15551230000, this is Amy Adams from Acme Energy." in page
+
+
+async def test_a_supervisor_sees_the_floor_and_an_agent_does_not(inbox: Inbox) -> None:
+    w = inbox.world
+    await w.arrive()  # waits: nobody is available
+    client, _token = await logged_in(inbox, "sue")
+    async with client:
+        data = await (await client.get("/inbox/floor.json")).json()
+        [acme] = data["tenants"]  # sue watches acme only
+        support = next(q for q in acme["queues"] if q["queue"] == "support")
+        assert support["waiting"] == 1
+        assert {a["agent"] for a in acme["agents"]} == {"amy", "zoe"}
+        assert (await client.get("/inbox/floor")).status == 200
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        assert (await client.get("/inbox/floor")).status == 403
+
+
+async def test_a_supervisor_may_read_but_not_reply(inbox: Inbox) -> None:
+    w = inbox.world
+    await w.available("amy")
+    conversation = await w.arrive(body="help")
+    await w.accept_offer("amy")
+    client, token = await logged_in(inbox, "sue")
+    async with client:
+        page = await client.get(f"/inbox/t/acme/c/{conversation}")
+        assert page.status == 200 and "help" in await page.text()
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data={"csrf": token, "body": "x"})
+        assert response.status == 404  # sue is no agent in acme
+
+
+def _contact(tenant: str) -> events.InboundContact:
+    from tests.factories import contact
+
+    return contact(tenant, body="globex secret")
+
+
+async def agents_available(w: World, tenant: str, agent: str) -> None:
+    from router import agents
+
+    await agents.set_presence(w.store, w.deployment.tenant(tenant), agent, "available")
+
+
+async def agents_offers(w: World, tenant: str, agent: str) -> list[dict[str, str]]:
+    from router import agents
+
+    return await agents.offers(w.store, w.deployment.tenant(tenant), agent)
+
+
+async def sandbox_outbox(w: World) -> list[events.OutboundMessage]:
+    return [message for _id, _provider, message in await outbox(w.store, "acme")]
+
+
+async def test_a_supervisor_reassigns_a_conversation_to_a_queue_with_a_note(inbox: Inbox) -> None:
+    w = inbox.world
+    await w.available("amy")
+    conversation = await w.arrive(body="billing question")
+    await w.accept_offer("amy")
+    await w.available("zoe")
+    client, token = await logged_in(inbox, "sue")
+    async with client:
+        floor = await (await client.get("/inbox/floor.json")).json()
+        [row] = floor["tenants"][0]["in_progress"]
+        assert (row["conversation"], row["agent"], row["state"]) == (conversation, "Amy Adams", "assigned")
+        data = {"csrf": token, "target": "queue:billing", "note": "needs billing"}
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reassign", data=data, allow_redirects=False)
+        assert response.headers["Location"] == f"/inbox/t/acme/c/{conversation}?done=reassigned"
+    assert await w.offered("zoe") == [conversation]  # the billing agent is offered it at once
+    assert conversation not in {c.decode() for c in await w.store.redis.smembers(w.keys.agent_work("amy"))}
+    history = await conversations.history(w.store, "acme", conversation)
+    assert (history[-1].agent, history[-1].body) == ("sue", "Supervisor note: needs billing")
+
+
+async def test_take_over_needs_an_agent_of_ones_own_and_agents_cannot_reassign(inbox: Inbox) -> None:
+    w = inbox.world
+    await w.available("amy")
+    conversation = await w.arrive()
+    await w.accept_offer("amy")
+    client, token = await logged_in(inbox, "sue")
+    async with client:
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reassign", data={"csrf": token, "target": "me"})
+        assert response.status == 409 and "take over needs an agent" in await response.text()
+    client, token = await logged_in(inbox, "zoe")
+    async with client:
+        data = {"csrf": token, "target": "agent:zoe"}
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reassign", data=data)
+        assert response.status == 403
+    assert (await w.conversation(conversation))["agent"] == "amy"
+
+
+async def test_a_supervisor_who_is_also_an_agent_takes_a_conversation_over(inbox: Inbox) -> None:
+    w = inbox.world
+    await accounts.add(w.store, "lead", PASSWORD, "supervisor", {"acme": "zoe"})
+    await w.available("amy")
+    conversation = await w.arrive()
+    await w.accept_offer("amy")
+    await w.available("zoe")
+    client, token = await logged_in(inbox, "lead")
+    async with client:
+        await client.post(f"/inbox/t/acme/c/{conversation}/reassign", data={"csrf": token, "target": "me"})
+    assert await w.offered("zoe") == [conversation]
+
+
+async def test_an_admin_sees_every_tenant_on_the_floor(inbox: Inbox) -> None:
+    await accounts.add(inbox.world.store, "root", PASSWORD, "admin", {})
+    client, _token = await logged_in(inbox, "root")
+    async with client:
+        floor = await (await client.get("/inbox/floor.json")).json()
+        assert [t["tenant"] for t in floor["tenants"]] == ["acme", "globex"]
+
+
+async def test_a_callback_shows_its_outcome_and_call_now_never_dials_twice(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(channel="voice", kind="callback", address="+15551230000", body="")
+        await w.accept_offer("amy")  # accepting dials: the agent's phone first, then the customer
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert "Callback · outcome: <strong>dialling</strong>" in page and "Call now" in page
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/call", data={"csrf": token})
+        assert "Calling back" in await response.text()
+    calls = [m for m in await _outbound(w) if m.channel == "voice"]
+    assert len(calls) == 1 and calls[0].to == "+15551230000"
+
+
+async def test_a_voicemail_links_its_recording(inbox: Inbox) -> None:
+    w = inbox.world
+    recording = events.Attachment(
+        url="https://api.twilio.com/recordings/RE1.mp3", content_type="audio/mpeg", filename="voicemail.mp3"
+    )
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(
+            channel="voice", kind="voicemail", body="please call me back", attachments=(recording,)
+        )
+        await w.accept_offer("amy")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert re.search(r'Recording:\s*<a href="https://api.twilio.com/recordings/RE1.mp3"', page)
+        assert "please call me back" in page and "voicemail" in page
+
+
+async def test_away_takes_a_reason_and_hands_back_pending_offers(inbox: Inbox) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await client.post("/inbox/presence", data={"presence": "available", "csrf": token})
+        await w.arrive()
+        assert len(await w.offers("amy")) == 1
+        await client.post("/inbox/presence", data={"presence": "away", "reason": "lunch", "csrf": token})
+        status = await w.agent("amy")
+        assert (status["presence"], status["reason"]) == ("away", "lunch")
+        assert await w.offers("amy") == []
+        page = await (await client.get("/inbox")).text()
+        assert "away (lunch)" in page
+        bad = await client.post("/inbox/presence", data={"presence": "busy", "csrf": token})
+        assert bad.status == 400
+
+
+async def test_a_password_change_ends_every_session_of_the_login(inbox: Inbox) -> None:
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        assert (await client.get("/inbox", allow_redirects=False)).status == 200
+        await accounts.set_password(inbox.world.store, "amy", "a brand new passphrase")
+        assert (await client.get("/inbox", allow_redirects=False)).status == 302
+
+
+async def test_a_removed_user_is_logged_out(inbox: Inbox) -> None:
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        await accounts.remove(inbox.world.store, "amy")
+        assert (await client.get("/inbox", allow_redirects=False)).status == 302
+
+
+async def test_a_session_ends_after_its_maximum_age_however_busy(inbox: Inbox) -> None:
+    from router.inbox import sessions
+
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        [key] = await inbox.world.store.redis.keys(AccountKeys.session("*"))
+        old = int(time.time()) - sessions.MAX_SECONDS - 1
+        await inbox.world.store.redis.hset(key, "created_at", str(old))
+        assert (await client.get("/inbox", allow_redirects=False)).status == 302
+        assert await inbox.world.store.redis.keys(AccountKeys.session("*")) == []
+
+
+async def test_an_idle_session_expires_in_the_store(inbox: Inbox) -> None:
+    from router.inbox import sessions
+
+    client, _token = await logged_in(inbox, "amy")
+    async with client:
+        [key] = await inbox.world.store.redis.keys(AccountKeys.session("*"))
+        assert 0 < await inbox.world.store.redis.ttl(key) <= sessions.IDLE_SECONDS
