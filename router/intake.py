@@ -95,12 +95,15 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     calls = [(store.scripts.intake, Keys(tenant.id).base, args) for _e, tenant, _c, _a, args in work]
     calls += [(store.scripts.assign_queue, Keys(t).base, [q, assign.LOOKAHEAD]) for t, q in touched]
     results = await scripts.run_pipelined(store.redis, calls)
-    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=False):
+    elsewhere: set[tuple[str, str]] = set()  # queues intake chose over pick_queue's (campaign replies)
+    for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=False):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
         outcome, conversation, _customer, queue_id = (text(r) for r in result)
         done.add(entry.id)
+        if outcome == "new" and queue_id != args[5]:
+            elsewhere.add((tenant.id, queue_id))
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)
     for (tenant_id, queue_id), made in zip(touched, results[len(work) :], strict=True):
@@ -108,6 +111,9 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         # than that: offer again while a round reserved every conversation it examined.
         while isinstance(made, Exception) or len(made) >= assign.LOOKAHEAD:
             made = await assign.assign_queue(store, tenant_id, queue_id)
+    for tenant_id, queue_id in sorted(elsewhere - set(touched)):
+        while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
+            pass
     return done
 
 

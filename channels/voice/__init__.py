@@ -1,7 +1,8 @@
 """Voice through Twilio Voice: the incoming call and its IVR menu (calls), the wait
 loop with position, expected wait and the callback offer (waiting), voicemail
 (voicemail), call status callbacks (status); dialling customers back when an
-agent takes a callback (callbacks)."""
+agent takes a callback (callbacks); campaign calls with "press 1 for an agent"
+(campaign)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import importlib
 
 from aiohttp import web
 
-from channels.voice import calls, status, voicemail, waiting
+from channels.voice import calls, campaign, status, voicemail, waiting
 
 __all__ = ["setup"]
 
@@ -20,6 +21,7 @@ def setup(app: web.Application) -> None:
     waiting.setup(app)
     voicemail.setup(app)
     status.setup(app)
+    campaign.setup(app)
     try:
         callbacks = importlib.import_module("channels.voice.callbacks")
     except ModuleNotFoundError as exc:

@@ -47,7 +47,9 @@ async def call_form(
     400 for missing or malformed parameters, 404 for a number no tenant owns,
     403 for a forged or unsigned request; nothing is stored before this returns.
     With placed_by_us (status callbacks), a call whose To is not ours is looked
-    up by its From: the leg we dialled out from one of the tenant's numbers.
+    up by its From: the leg we dialled out from one of the tenant's numbers. So is
+    any call Twilio says we placed (Direction outbound-api: a campaign call whose
+    callee entered the wait loop); the tenant's token must still have signed it.
     """
     deployment, settings = request.app[DEPLOYMENT], request.app[SETTINGS]
     form = await read_form(request)
@@ -55,7 +57,7 @@ async def call_form(
     if missing:
         raise web.HTTPBadRequest(text=f"missing parameters: {', '.join(missing)}")
     tenant = deployment.tenant_by_number(form["To"], "voice")
-    if tenant is None and placed_by_us:
+    if tenant is None and (placed_by_us or form.get("Direction", "").startswith("outbound")):
         tenant = deployment.tenant_by_number(form["From"], "voice")
     if tenant is None:
         log.warning("call from %s to %s refused: no tenant has that voice number", form["From"], form["To"])

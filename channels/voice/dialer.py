@@ -11,8 +11,10 @@ the dispatcher's retry schedule dials again.
 At most once, as for SMS: a mark before each request, the CallSid written as
 soon as Twilio answers, and a request that got no answer is recorded unknown,
 never dialled again blindly. Tenants without Twilio get the sandbox outbox.
-Voice messages that are not callbacks (a text reply on a call's conversation)
-still go to the sandbox outbox, as before this sender existed.
+Campaign messages (OutboundMessage.campaign) are calls too, placed by
+channels.voice.campaign.dial with answering-machine detection. Other voice
+messages (a text reply on a call's conversation) still go to the sandbox outbox,
+as before this sender existed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioSender, server_failure
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
+from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
@@ -80,6 +83,8 @@ class VoiceSender(TwilioSender):
 
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = self._tenant(message.tenant)
+        if message.campaign and tenant.twilio is not None:
+            return await campaign_dial.place_call(self, tenant, message)
         if not is_callback(message) or tenant.twilio is None:
             return await self.sandbox.send(message)
         try:
@@ -135,7 +140,7 @@ class VoiceSender(TwilioSender):
         called Twilio (requested) and got a CallSid back (called). A CallSid of an
         earlier dial says nothing about this one."""
         tenant = self._tenant(message.tenant)
-        if not is_callback(message) or tenant.twilio is None:
+        if not (is_callback(message) or message.campaign) or tenant.twilio is None:
             return await self.sandbox.reconcile(message)
         provider_id, attempts, requested, called = await self.store.redis.hmget(
             Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested", "called"

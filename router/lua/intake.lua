@@ -38,6 +38,19 @@ if not conv then
   local open = redis.call("HGET", B .. ":cust:" .. customer, "open_conv")
   if is_open(open) then conv = open end
 end
+-- A reply to a campaign message opens the conversation the campaign started with this
+-- customer (workers/campaigns records it when it sends), in the campaign's queue with
+-- the campaign's context, while the campaign's reply window lasts.
+local campaign_conv = nil
+if not conv then
+  local cc = redis.call("HMGET", B .. ":cust:" .. customer, "campaign_conv", "campaign_until")
+  if cc[1] and tonumber(cc[2] or 0) > NOW then
+    local f = redis.call("HMGET", B .. ":conv:" .. cc[1], "state", "queue", "priority")
+    if f[1] == "campaign" and queue_conf(f[2]) then
+      campaign_conv, queue, priority = cc[1], f[2], tonumber(f[3]) or priority
+    end
+  end
+end
 
 local outcome = "joined"
 local c
@@ -45,7 +58,7 @@ if conv then
   c = B .. ":conv:" .. conv
 else
   outcome = "new"
-  conv = new_conv
+  conv = campaign_conv or new_conv
   c = B .. ":conv:" .. conv
   local q = queue_conf(queue) or {}
   redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,

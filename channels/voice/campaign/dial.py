@@ -1,0 +1,123 @@
+"""Placing a campaign's call: the recipient's phone rings from the tenant's number with
+answering-machine detection; once Twilio knows who answered it asks
+channels.voice.campaign.answer what to play, and it reports the call's end to
+channels.voice.campaign.outcome. Both URLs name the message (Twilio signs them whole).
+
+At most once, as a callback's dial (channels.voice.dialer): the attempt is marked
+before the request and the CallSid recorded with it, so the dispatcher's reconcile tells
+a call never requested from one whose answer was lost, and a redelivered message finds
+its delivery settled and places nothing.
+
+The collections cap (7 calls in 7 days per debt) counts the attempt when the campaigns
+worker queues the message, once per message id (workers/campaigns/scripts.py). A call
+Twilio certainly never placed (it refused the request, or the number opted out since)
+gives that attempt back here, so the cap counts exactly the calls placed; a call whose
+fate is unknown stays counted.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
+
+import aiohttp
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+
+from channels._twilio_rest import server_failure
+from channels.transport import OutcomeUnknown, PermanentFailure, Refused, TemporaryFailure
+from router import events
+from router.config import Settings, Tenant
+from router.keys import Keys
+from router.store import Store
+from workers.campaigns import compliance, registry
+from workers.campaigns.model import Campaign, CampaignError, decode_recipient
+
+if TYPE_CHECKING:
+    from channels.voice.dialer import VoiceSender
+
+log = logging.getLogger(__name__)
+
+ANSWER_PATH = "/twilio/{tenant}/voice/campaign"
+CHOICE_PATH = "/twilio/{tenant}/voice/campaign/choice"
+STATUS_PATH = "/twilio/{tenant}/voice/campaign/status"
+RING_S = 30  # longer mostly reaches voicemail, which AMD then has to sort out
+
+_TwilioError = (TwilioRestException, TwilioServiceException)
+
+
+def campaign_url(settings: Settings, tenant: str, path: str, message: str) -> str:
+    """An absolute URL of a campaign call's webhook, naming the message it plays (one
+    message is one call, so the message names the call too)."""
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    return f"{base}{path.format(tenant=tenant)}?{urlencode({'message': message})}"
+
+
+def machine_detection(campaign: Campaign) -> str:
+    """Twilio's MachineDetection: DetectMessageEnd waits for the beep so a message left on
+    a machine is recorded whole; Enable decides sooner, enough for hanging up."""
+    return "DetectMessageEnd" if campaign.voice.machine_message else "Enable"
+
+
+async def place_call(sender: VoiceSender, tenant: Tenant, message: events.OutboundMessage) -> str:
+    """Call the recipient for a campaign message; returns the CallSid. Raises the
+    dispatcher's outcomes (channels.transport) as the callback dial does."""
+    store = sender.store
+    keys = Keys(tenant.id)
+    if not tenant.voice.numbers:
+        raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
+    try:
+        campaign, _state = await registry.load(store, tenant.id, message.campaign)
+    except CampaignError as exc:
+        raise PermanentFailure(str(exc)) from None
+    # Pressing 9 on an earlier call (or a do-not-contact entry) after this message was
+    # queued: honoured at once, as the campaigns' send script does at queue time.
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.sismember(keys.suppression("voice"), message.to)
+        pipe.sismember(keys.do_not_contact, message.to)
+        opted_out, dnc = await pipe.execute()
+    if opted_out or dnc:
+        await give_back_attempt(store, campaign, message)
+        raise Refused(f"{message.to} is on the {'voice opt-out' if opted_out else 'do-not-contact'} list")
+    caller_id = message.sender if message.sender in tenant.voice.numbers else tenant.voice.numbers[0]
+    settings = sender.settings
+    attempt = await sender._mark_requested(message, conversation=message.conversation)
+    try:
+        call = await sender.twilio.client(tenant).calls.create_async(
+            to=message.to,
+            from_=caller_id,
+            url=campaign_url(settings, tenant.id, ANSWER_PATH, message.id),
+            method="POST",
+            machine_detection=machine_detection(campaign),
+            timeout=RING_S,
+            status_callback=campaign_url(settings, tenant.id, STATUS_PATH, message.id),
+            status_callback_event=["completed"],
+            status_callback_method="POST",
+        )
+    except _TwilioError as exc:
+        detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+        trouble = server_failure(exc.status, detail)
+        if trouble is not None:
+            raise trouble from exc
+        await give_back_attempt(store, campaign, message)  # Twilio refused: no call was placed
+        raise PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})") from exc
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+        # never connected: Twilio cannot have the call, the dispatcher may retry
+        raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        # the request may have reached Twilio (no idempotency key): never dialled again
+        raise OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}") from exc
+    await sender._record(message, call.sid, attempt)
+    log.info("campaign %s of %s: calling %s (%s)", campaign.id, tenant.id, message.to, call.sid)
+    return call.sid
+
+
+async def give_back_attempt(store: Store, campaign: Campaign, message: events.OutboundMessage) -> None:
+    """Take a call that was never placed off the frequency caps that counted it at queue time."""
+    if not any(cap.channel == "voice" for cap in campaign.effective_caps()):
+        return
+    keys = Keys(campaign.tenant)
+    blob = await store.redis.hget(keys.campaign_audience(campaign.id), message.metadata.get("campaign_recipient", ""))
+    fields = decode_recipient(blob).fields if blob else {}
+    subject = compliance.cap_subject(campaign.kind, "voice", message.to, fields, campaign.debt_field)
+    await store.redis.zrem(keys.contact_attempts("voice", subject), message.id)

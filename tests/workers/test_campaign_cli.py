@@ -1,0 +1,73 @@
+"""`contactrouter campaign ...` on the example campaign, against a real redis-server."""
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from router import cli
+from router.config import Settings, load_deployment
+from router.store import connect
+from workers.campaigns.worker import CampaignWorker
+
+EXAMPLES = Path(__file__).parents[2] / "templates" / "campaigns"
+
+
+@pytest.fixture
+def run(redis_url, monkeypatch, capsys):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.delenv("CONTACTROUTER_CONFIG", raising=False)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = cli.main(["campaign", *argv])
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run
+
+
+def test_the_example_campaign_from_file_to_progress(run, redis_url):
+    status, out, _ = run("create", str(EXAMPLES / "acme-collections.toml"))
+    assert status == 0 and "created campaign acme-dues of acme" in out
+    assert "cannot close with paid, disputed, wrong_number, not_interested" in out  # the demo lists promise_to_pay only
+
+    status, out, _ = run("import", "acme-dues", str(EXAMPLES / "acme-audience.csv"))
+    assert status == 0
+    assert "imported 3 recipients, rejected 1 rows" in out
+    assert "line 5: phone 'not-a-number' is not a phone number" in out
+
+    status, out, _ = run("preview", "acme-dues", "-n", "3")
+    assert "Hi Jane Doe, your Acme Energy account AC-1001 has $120.50 due on 2026-12-01." in out
+    assert "Hola Ana García" in out  # her locale's template
+
+    assert run("launch", "acme-dues")[1] == "campaign acme-dues: running\n"
+    status, _, err = run("launch", "acme-dues")
+    assert status == 2 and "cannot launch campaign acme-dues: it is running" in err
+
+    async def send_all() -> None:
+        store = connect(Settings(redis_url=redis_url))
+        try:
+            # Tuesday 1 December 2026, 17:00 UTC: noon in New York, 09:00 in San Francisco, 18:00 in Madrid
+            tuesday = dt.datetime(2026, 12, 1, 17, 0, tzinfo=dt.UTC)
+            worker = CampaignWorker(store, load_deployment(None), clock=lambda: tuesday)
+            await worker.run_batch("acme", "acme-dues")
+        finally:
+            await store.close()
+
+    asyncio.run(send_all())
+    status, out, _ = run("progress", "acme-dues")
+    assert status == 0
+    assert out.startswith("[##############################] 100% running  queued 0  sent 3  delivered 0")
+
+
+def test_operator_lists_and_errors(run):
+    status, out, _ = run("dnc", "add", "(212) 555-0100", "Jane@Example.com", "--tenant", "acme")
+    assert status == 0 and "+12125550100" in out and "jane@example.com" in out
+    assert run("dnc", "show", "--tenant", "acme")[1].split() == ["+12125550100", "jane@example.com"]
+    status, _, err = run("dnc", "add", "not a number", "--tenant", "acme")
+    assert status == 2 and "not a phone number" in err
+    status, _, err = run("launch", "nope")
+    assert status == 2 and "no campaign 'nope'" in err
+    status, _, err = run("create", "/nonexistent.toml")
+    assert status == 2 and "No such file" in err

@@ -1,0 +1,179 @@
+"""Campaign compliance rules: send windows in local time across DST, frequency caps."""
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.campaigns import compliance
+from workers.campaigns.model import COLLECTIONS_CALL_CAP, Cap, Window, parse_campaign
+
+ZONES = [
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Phoenix",
+    "Europe/London",
+    "Europe/Madrid",
+    "Australia/Lord_Howe",  # a 30-minute DST shift
+    "Australia/Sydney",
+    "Asia/Kolkata",
+    "Pacific/Chatham",
+    "America/St_Johns",
+    "UTC",
+]
+COLLECTIONS = Window(start="08:00", end="21:00")
+DAY_MS = compliance.DAY_MS
+
+instants = st.datetimes(
+    min_value=dt.datetime(2025, 1, 1), max_value=dt.datetime(2028, 12, 31), timezones=st.just(dt.UTC)
+)
+windows = st.builds(
+    lambda start, length, days: Window(
+        start=f"{start // 60:02d}:{start % 60:02d}",
+        end=f"{min(start + length, 1440) // 60:02d}:{min(start + length, 1440) % 60:02d}",
+        days=days,
+    ),
+    st.integers(0, 23 * 60).map(lambda m: m - m % 15),
+    st.integers(15, 16 * 60).map(lambda m: m - m % 15),
+    st.lists(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), min_size=1, unique=True),
+)
+
+
+def local_minutes(when: dt.datetime, zone: str) -> int:
+    local = when.astimezone(ZoneInfo(zone))
+    return local.hour * 60 + local.minute
+
+
+@settings(max_examples=300, deadline=None)
+@given(when=instants, zone=st.sampled_from(ZONES))
+def test_collections_never_scheduled_outside_8_to_21_local_time(when, zone):
+    at = compliance.next_allowed(when, [zone], COLLECTIONS)
+    assert at >= when.replace(microsecond=0)
+    assert 8 * 60 <= local_minutes(at, zone) < 21 * 60
+    assert at - when < dt.timedelta(days=2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(when=instants, zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True), window=windows)
+def test_the_next_allowed_instant_is_inside_the_window_in_every_possible_zone(when, zones, window):
+    try:
+        at = compliance.next_allowed(when, zones, window)
+    except compliance.NoWindow:
+        return
+    assert at >= when.replace(microsecond=0)
+    assert compliance.allowed(at, zones, window)
+    for zone in zones:
+        local = at.astimezone(ZoneInfo(zone))
+        assert ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()] in window.days
+
+
+@settings(max_examples=200, deadline=None)
+@given(when=instants, zone=st.sampled_from(ZONES))
+def test_an_instant_inside_the_window_goes_at_once(when, zone):
+    when = when.replace(microsecond=0)
+    if compliance.allowed(when, [zone], COLLECTIONS):
+        assert compliance.next_allowed(when, [zone], COLLECTIONS) == when
+
+
+def test_across_the_spring_forward_change_the_window_follows_the_local_clock():
+    # 2026-03-08: New York goes from EST (UTC-5) to EDT (UTC-4) at 02:00.
+    before = dt.datetime(2026, 3, 7, 12, 30, tzinfo=dt.UTC)  # 07:30 EST
+    assert compliance.next_allowed(before, ["America/New_York"], COLLECTIONS) == dt.datetime(
+        2026, 3, 7, 13, 0, tzinfo=dt.UTC
+    )
+    after = dt.datetime(2026, 3, 8, 11, 30, tzinfo=dt.UTC)  # 07:30 EDT: the same UTC hour would be 06:30 EST
+    assert compliance.next_allowed(after, ["America/New_York"], COLLECTIONS) == dt.datetime(
+        2026, 3, 8, 12, 0, tzinfo=dt.UTC
+    )
+    late = dt.datetime(2026, 3, 9, 1, 0, tzinfo=dt.UTC)  # 21:00 EDT on the 8th: closed
+    assert not compliance.allowed(late, ["America/New_York"], COLLECTIONS)
+
+
+def test_a_window_starting_in_the_skipped_hour_opens_just_after_it():
+    window = Window(start="02:30", end="05:00")
+    at = compliance.next_allowed(dt.datetime(2026, 3, 8, 5, 0, tzinfo=dt.UTC), ["America/New_York"], window)
+    local = at.astimezone(ZoneInfo("America/New_York"))
+    assert local.date() == dt.date(2026, 3, 8) and (local.hour, local.minute) == (3, 30)
+
+
+def test_zones_that_share_no_allowed_hour_mean_no_window():
+    with pytest.raises(compliance.NoWindow):
+        compliance.next_allowed(
+            dt.datetime(2026, 6, 1, tzinfo=dt.UTC),
+            ["Pacific/Honolulu", "Asia/Tokyo"],
+            Window(start="09:00", end="11:00"),
+        )
+
+
+def test_a_phone_number_gives_its_zones_and_an_explicit_zone_wins():
+    assert compliance.zones_for("+12125551234", "", "UTC") == ("America/New_York",)
+    assert compliance.zones_for("+12125551234", "Europe/Paris", "UTC") == ("Europe/Paris",)
+    assert compliance.zones_for("+34600123456", "", "UTC") == ("Atlantic/Canary", "Europe/Madrid")
+    assert compliance.zones_for("+15551230000", "", "Europe/Dublin") == ("Europe/Dublin",)  # a fictional number
+    assert compliance.zones_for("", "", "Europe/Dublin") == ("Europe/Dublin",)
+
+
+SEVEN_IN_SEVEN = Cap(channel="voice", max=7, days=7, quiet_days=7)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    gaps=st.lists(st.integers(0, 3 * DAY_MS), min_size=1, max_size=40),
+    talks=st.lists(st.integers(0, 40), max_size=3),
+)
+def test_no_seven_day_span_ever_holds_more_than_seven_call_attempts(gaps, talks):
+    """A dialler that calls whenever the cap allows (and asks again at once otherwise)."""
+    now = 1_800_000_000_000
+    attempts: list[int] = []
+    talked = 0
+    for index, gap in enumerate(gaps):
+        now += gap
+        if index in talks:
+            talked = now
+        at = compliance.cap_allows_at(attempts, talked, now, SEVEN_IN_SEVEN)
+        assert at >= now
+        attempts.append(at)
+        now = at
+        window_start = at - 7 * DAY_MS
+        assert sum(1 for a in attempts if a > window_start) <= 7
+        if talked:
+            assert at >= talked + 7 * DAY_MS
+
+
+def test_the_eighth_call_waits_until_the_first_leaves_the_seven_days():
+    first = 1_800_000_000_000
+    attempts = [first + i * 3_600_000 for i in range(7)]
+    now = attempts[-1] + 60_000
+    assert compliance.cap_allows_at(attempts, 0, now, SEVEN_IN_SEVEN) == first + 7 * DAY_MS
+    assert compliance.cap_allows_at(attempts[:6], 0, now, SEVEN_IN_SEVEN) == now
+
+
+def test_no_call_for_seven_days_after_a_conversation_about_the_debt():
+    talked = 1_800_000_000_000
+    assert compliance.cap_allows_at([], talked, talked + DAY_MS, SEVEN_IN_SEVEN) == talked + 7 * DAY_MS
+
+
+def test_collections_always_carry_the_legal_call_cap_and_hours():
+    campaign = parse_campaign(
+        """
+        id = "c1"
+        tenant = "acme"
+        kind = "collections"
+        channel = "sms"
+        queue = "support"
+        window = { start = "07:00", end = "22:00" }
+        [templates.sms.en]
+        body = "Hi"
+        """
+    )
+    assert campaign.effective_window() == Window(start="08:00", end="21:00")
+    [cap] = campaign.effective_caps()
+    assert (cap.channel, cap.max, cap.days, cap.quiet_days) == ("voice", *COLLECTIONS_CALL_CAP)
+
+
+def test_a_debt_is_capped_as_a_debt_and_anyone_else_by_address():
+    assert compliance.cap_subject("collections", "voice", "+1", {"account": "A-9"}, "account") == "debt:A-9"
+    assert compliance.cap_subject("collections", "voice", "+1", {}, "account") == "addr:+1"
+    assert compliance.cap_subject("cross_sell", "voice", "+1", {"account": "A-9"}, "account") == "addr:+1"

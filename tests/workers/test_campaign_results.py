@@ -1,0 +1,257 @@
+"""After the send: replies routed to the campaign's queue with its context, delivery
+results with the fallback channel, dispositions, and one-click unsubscribe."""
+
+import datetime as dt
+import io
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from router import agents, events
+from router.keys import Keys
+from router.web import DEPLOYMENT as DEPLOYMENT_KEY
+from router.web import STORE
+from tests.factories import world
+from workers.campaigns import audience, registry, unsubscribe
+from workers.campaigns.model import parse_campaign
+from workers.campaigns.results import Results
+from workers.campaigns.worker import CampaignWorker
+from workers.dispatch import Dispatcher
+
+KEYS = Keys("acme")
+NOON_NY = dt.datetime(2027, 6, 1, 16, 0, tzinfo=dt.UTC)
+DEPLOYMENT = """
+[[tenants]]
+id = "acme"
+entry = { default = "support" }
+dispositions = ["resolved", "promise_to_pay", "paid", "disputed", "converted"]
+
+[[tenants.queues]]
+id = "support"
+
+[[tenants.queues]]
+id = "collections"
+
+[[tenants.agents]]
+id = "amy"
+"""
+CAMPAIGN = """
+id = "dues"
+tenant = "acme"
+kind = "collections"
+channel = "sms"
+fallback_channel = "email"
+queue = "collections"
+retry = { attempts = 2, spacing_minutes = 0 }
+[templates.sms.en]
+body = "Hi {{ name }}, {{ balance }} is due."
+[templates.email.en]
+subject = "Your balance"
+body = "Hi {{ name }}, {{ balance }} is due."
+"""
+AUDIENCE = "phone,email,name,balance,account\n+12125550000,jane@example.com,Jane,$120.00,A-1\n"
+
+
+async def sent_world():
+    w = await world(DEPLOYMENT)
+    campaign = parse_campaign(CAMPAIGN)
+    await registry.create(w.store, w.deployment, campaign)
+    await audience.import_csv(w.store, campaign, io.StringIO(AUDIENCE))
+    await registry.change(w.store, "acme", "dues", "launch")
+    worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
+    assert await worker.step() == 1
+    return w, worker
+
+
+async def follow(w) -> Results:
+    """Feed the tenant's events so far to the results follower."""
+    results = Results(w.store)
+    for event in await w.events():
+        await results.apply("acme", event)
+    return results
+
+
+async def test_a_reply_joins_the_campaign_conversation_in_the_campaigns_queue_with_its_context():
+    w, _worker = await sent_world()
+    conversation = await w.arrive(address="+12125550000", body="I can pay next week")
+    assert conversation == "cmp-dues-1"
+    record = await w.conversation(conversation)
+    assert record["queue"] == "collections" and record["campaign"] == "dues"
+    assert json.loads(record["campaign_context"])["balance"] == "$120.00"
+    assert await w.waiting("collections") == [conversation]
+    history = [(e.kind, e.body) for e in await w_history(w, conversation)]
+    assert history == [("out", "Hi Jane, $120.00 is due. Reply STOP to opt out."), ("in", "I can pay next week")]
+    await follow(w)
+    assert (await registry.progress(w.store, "acme", "dues")).counts["replied"] == 1
+
+
+async def test_a_reply_is_offered_at_once_to_an_agent_waiting_on_the_campaigns_queue():
+    w, _worker = await sent_world()
+    await w.available("amy")
+    conversation = await w.arrive(address="+12125550000", body="I can pay next week")
+    assert await w.offered("amy") == [conversation]
+
+
+async def w_history(w, conversation):
+    from router import conversations
+
+    return await conversations.history(w.store, "acme", conversation)
+
+
+async def test_a_contact_from_someone_else_routes_as_usual():
+    w, _worker = await sent_world()
+    conversation = await w.arrive(address="+12125559999", body="hello")
+    assert conversation != "cmp-dues-1"
+    assert await w.waiting("support") == [conversation]
+
+
+async def test_delivery_is_counted_from_the_dispatchers_reports():
+    w, _worker = await sent_world()
+    dispatcher = Dispatcher(w.store)
+    for _id, fields in await w.store.redis.xrange(KEYS.outbound):
+        await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"])
+    status = events.DeliveryStatus(
+        tenant="acme", occurred_at=events.now_ms(), channel="sms", message="cmp-dues-1-1", status="delivered"
+    )
+    results = await follow(w)
+    await results.apply("acme", status)
+    await results.apply("acme", status)  # a redelivered event counts once
+    progress = await registry.progress(w.store, "acme", "dues")
+    assert progress.counts["delivered"] == 1 and progress.counts["sent"] == 1
+
+
+async def test_a_failed_text_is_retried_once_by_email():
+    w, worker = await sent_world()
+    failed = events.DeliveryStatus(
+        tenant="acme",
+        occurred_at=events.now_ms(),
+        channel="sms",
+        message="cmp-dues-1-1",
+        status="failed",
+        error="30003",
+    )
+    results = Results(w.store)
+    await results.apply("acme", failed)
+    assert await worker.step() == 1
+    outbound = [events.decode_outbound(f[b"e"]) for _id, f in await w.store.redis.xrange(KEYS.outbound)]
+    assert [(m.id, m.channel, m.to) for m in outbound] == [
+        ("cmp-dues-1-1", "sms", "+12125550000"),
+        ("cmp-dues-1-2", "email", "jane@example.com"),
+    ]
+    final = events.DeliveryStatus(
+        tenant="acme", occurred_at=events.now_ms(), channel="email", message="cmp-dues-1-2", status="failed"
+    )
+    await results.apply("acme", final)  # the policy allows two attempts: this one is final
+    progress = await registry.progress(w.store, "acme", "dues")
+    assert (progress.counts["retried"], progress.counts["failed"], progress.queued) == (1, 1, 0)
+
+
+async def test_an_agents_disposition_is_counted_and_a_promise_to_pay_converts():
+    w, _worker = await sent_world()
+    conversation = await w.arrive(address="+12125550000", body="ok")
+    await w.available("amy")
+    assert await w.accept_offer("amy") == conversation
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+    await follow(w)
+    progress = await registry.progress(w.store, "acme", "dues")
+    assert progress.dispositions == {"promise_to_pay": 1} and progress.counts["converted"] == 1
+    # Regulation F: a conversation about the debt starts seven quiet days for calls
+    assert await w.store.redis.get(KEYS.debt_talked("debt:A-1")) is not None
+
+
+async def test_a_dispute_stops_further_collections_to_the_customer():
+    w, _worker = await sent_world()
+    conversation = await w.arrive(address="+12125550000", body="this is not my debt")
+    await w.available("amy")
+    await w.accept_offer("amy")
+    await agents.close(w.store, w.tenant, "amy", conversation, "disputed")
+    await follow(w)
+    customer = (await w.conversation(conversation))["customer"]
+    assert await w.store.redis.sismember(KEYS.disputes, customer)
+    assert await w.store.redis.sismember(KEYS.disputes, "debt:A-1")
+
+
+def test_unsubscribe_links_cannot_be_forged_or_moved_to_another_tenant():
+    key = b"k" * 32
+    token = unsubscribe.make_token(key, "acme", "email", "jane@example.com", "dues")
+    assert unsubscribe.read_token(key, "acme", token) == ("email", "jane@example.com", "dues")
+    forged = unsubscribe.make_token(b"x" * 32, "acme", "email", "bob@example.com", "dues")
+    body, mac = token.split(".")
+    for bad in (forged, f"{forged.split('.')[0]}.{mac}", body, "garbage"):
+        with pytest.raises(unsubscribe.BadToken):
+            unsubscribe.read_token(key, "acme", bad)
+    with pytest.raises(unsubscribe.BadToken):
+        unsubscribe.read_token(key, "globex", token)
+
+
+async def test_one_click_unsubscribe_suppresses_the_address_at_once():
+    w = await world(DEPLOYMENT)
+    app = web.Application()
+    app[STORE] = w.store
+    app[DEPLOYMENT_KEY] = w.deployment
+    unsubscribe.setup(app)
+    key = await unsubscribe.signing_key(w.store, "acme")
+    token = unsubscribe.make_token(key, "acme", "email", "jane@example.com", "dues")
+    async with TestClient(TestServer(app)) as client:
+        page = await client.get(f"/unsubscribe/acme/{token}")
+        assert page.status == 200 and "jane@example.com" in await page.text()
+        assert not await w.store.redis.sismember(KEYS.suppression("email"), "jane@example.com")  # a GET changes nothing
+        done = await client.post(f"/unsubscribe/acme/{token}", data={"List-Unsubscribe": "One-Click"})
+        assert done.status == 200
+        assert (await client.post(f"/unsubscribe/acme/{token[:-2]}xx")).status == 404
+    assert await w.store.redis.sismember(KEYS.suppression("email"), "jane@example.com")
+    [opted] = await w.events(events.OptedOut)
+    assert (opted.channel, opted.address) == ("email", "jane@example.com")
+
+
+AB = """
+id = "dues"
+tenant = "acme"
+kind = "collections"
+channel = "sms"
+queue = "collections"
+pacing = { per_minute = 60000 }
+[templates.sms.en]
+body = "Hi {{ name }}, {{ balance }} is due."
+[[variants]]
+name = "A"
+share = 50
+[[variants]]
+name = "B"
+share = 50
+[variants.templates.sms.en]
+body = "{{ name }}: pay {{ balance }} today and save 5%."
+"""
+
+
+async def test_ab_variants_split_the_audience_and_are_counted_apart():
+    w = await world(DEPLOYMENT)
+    campaign = parse_campaign(AB)
+    await registry.create(w.store, w.deployment, campaign)
+    rows = "".join(f"+1212555{i:04d},,P{i},${i},A-{i}\n" for i in range(40))
+    await audience.import_csv(w.store, campaign, io.StringIO("phone,email,name,balance,account\n" + rows))
+    await registry.change(w.store, "acme", "dues", "launch")
+    worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
+    while await worker.step():
+        pass
+    messages = [events.decode_outbound(f[b"e"]) for _id, f in await w.store.redis.xrange(KEYS.outbound)]
+    for message in messages:
+        variant = message.metadata["variant"]
+        assert variant == campaign.variant_of(int(message.metadata["campaign_recipient"]))
+        assert ("save 5%" in message.body) == (variant == "B")
+    replied = next(m for m in messages if m.metadata["variant"] == "B")
+    await w.arrive(address=replied.to, body="ok")
+    await follow(w)
+    progress = await registry.progress(w.store, "acme", "dues")
+    a, b = progress.variants["A"], progress.variants["B"]
+    assert a["sent"] + b["sent"] == 40 and min(a["sent"], b["sent"]) >= 10
+    assert b["replied"] == 1 and "replied" not in a
+
+
+async def test_a_reply_by_email_to_a_texted_campaign_joins_the_same_conversation():
+    w, _worker = await sent_world()
+    conversation = await w.arrive(channel="email", address="Jane@Example.com", body="About my bill", subject="Re")
+    assert conversation == "cmp-dues-1"
+    assert await w.waiting("collections") == [conversation]

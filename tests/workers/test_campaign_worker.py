@@ -1,0 +1,292 @@
+"""The campaigns worker: compliant, paced, at most once per attempt, resumable."""
+
+import asyncio
+import datetime as dt
+import io
+
+import pytest
+
+from channels.sms import optout
+from router import events
+from router.keys import Keys
+from tests.factories import world
+from workers.campaigns import audience, registry
+from workers.campaigns import scripts as campaign_scripts
+from workers.campaigns.model import CampaignError, parse_campaign
+from workers.campaigns.worker import CampaignWorker
+
+KEYS = Keys("acme")
+DEPLOYMENT = """
+[[tenants]]
+id = "acme"
+entry = { default = "support" }
+
+[[tenants.queues]]
+id = "support"
+
+[[tenants.queues]]
+id = "collections"
+priority = 5
+
+[[tenants.agents]]
+id = "amy"
+"""
+# Midday in New York, a Tuesday: inside every window below for +1212 numbers. In the
+# future, so that what the worker schedules from it is not due yet on Redis's own clock.
+NOON_NY = dt.datetime(2027, 6, 1, 16, 0, tzinfo=dt.UTC)
+
+
+def definition(kind: str = "collections", channel: str = "sms", **settings: str) -> str:
+    """A campaign file; each keyword is a top-level TOML setting (value as TOML)."""
+    settings.setdefault("pacing", "{ per_minute = 6000 }")
+    return f"""
+id = "spring"
+tenant = "acme"
+kind = "{kind}"
+channel = "{channel}"
+queue = "collections"
+{chr(10).join(f"{k} = {v}" for k, v in settings.items())}
+[templates.{channel}.en]
+subject = "About account {{{{ account }}}}"
+body = "Hi {{{{ name }}}}, {{{{ balance }}}} is due."
+"""
+
+
+def people(count: int, start: int = 0, **columns: str) -> str:
+    extra = "".join(f",{k}" for k in columns)
+    rows = [
+        f"+1212555{start + i:04d},Person {i},${i}.00,A-{i}" + "".join(f",{v}" for v in columns.values())
+        for i in range(count)
+    ]
+    return "phone,name,balance,account" + extra + "\n" + "\n".join(rows) + "\n"
+
+
+async def launched(w, csv_text: str, text: str | None = None):
+    campaign = parse_campaign(text or definition())
+    await registry.create(w.store, w.deployment, campaign)
+    report = await audience.import_csv(w.store, campaign, io.StringIO(csv_text))
+    assert report.rejected == 0, report.rejects
+    await registry.change(w.store, "acme", campaign.id, "launch")
+    return campaign
+
+
+async def sent_messages(store) -> list[events.OutboundMessage]:
+    return [events.decode_outbound(f[b"e"]) for _id, f in await store.redis.xrange(KEYS.outbound)]
+
+
+def worker(w, **kwargs) -> CampaignWorker:
+    kwargs.setdefault("clock", lambda: NOON_NY)
+    return CampaignWorker(w.store, w.deployment, **kwargs)
+
+
+async def drain(*workers: CampaignWorker) -> None:
+    for _ in range(50):
+        if not sum(await asyncio.gather(*(wk.step() for wk in workers))):
+            return
+    raise AssertionError("the workers never ran out of work")
+
+
+async def test_each_recipient_gets_one_rendered_message_with_a_deterministic_id():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(3))
+    await drain(worker(w))
+    messages = await sent_messages(w.store)
+    assert [m.id for m in messages] == ["cmp-spring-1-1", "cmp-spring-2-1", "cmp-spring-3-1"]
+    first = messages[0]
+    assert (first.to, first.channel, first.campaign) == ("+12125550000", "sms", "spring")
+    assert first.body == "Hi Person 0, $0.00 is due. Reply STOP to opt out."
+    progress = await registry.progress(w.store, "acme", "spring")
+    assert progress.counts["sent"] == 3 and progress.queued == 0
+
+
+async def test_suppressed_recipients_get_nothing():
+    w = await world(DEPLOYMENT)
+    await optout.suppress(w.store, "acme", "+12125550000")  # texted STOP
+    await w.store.redis.sadd(KEYS.do_not_contact, "+12125550001")
+    await w.store.redis.sadd(KEYS.disputes, "debt:A-2")  # an open dispute about the debt
+    await launched(w, people(4))
+    await drain(worker(w))
+    assert [m.to for m in await sent_messages(w.store)] == ["+12125550003"]
+    statuses = await w.store.redis.hgetall(KEYS.campaign_status("spring"))
+    assert statuses[b"1"] == b"suppressed:opted_out"
+    assert statuses[b"2"] == b"suppressed:do_not_contact"
+    assert statuses[b"3"] == b"suppressed:disputed"
+    assert (await registry.progress(w.store, "acme", "spring")).counts["suppressed"] == 3
+
+
+async def test_a_customer_with_an_open_dispute_gets_no_collections():
+    w = await world(DEPLOYMENT)
+    conversation = await w.arrive(address="+12125550000", body="I dispute this")
+    customer = (await w.conversation(conversation))["customer"]
+    await w.store.redis.sadd(KEYS.disputes, customer)
+    await launched(w, people(1))
+    await drain(worker(w))
+    assert await sent_messages(w.store) == []
+
+
+async def test_a_recipient_asleep_in_their_time_zone_is_rescheduled_to_8_am_local():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(2, timezone="Asia/Tokyo"), definition(window='{ start = "07:00", end = "22:00" }'))
+    # 01:00 in Tokyo at NOON_NY; collections may start at 08:00, whatever the campaign asks
+    await worker(w).step()
+    assert await sent_messages(w.store) == []
+    due = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
+    eight_tokyo = dt.datetime(2027, 6, 2, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
+    assert [score for _seq, score in due] == [eight_tokyo.timestamp() * 1000] * 2
+    assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 2
+
+
+async def test_pause_stops_sending_and_resume_carries_on():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(30))
+    wk = worker(w, batch=10)
+    await wk.step()
+    assert len(await sent_messages(w.store)) == 10
+    await registry.change(w.store, "acme", "spring", "pause")
+    assert await wk.step() == 0
+    assert len(await sent_messages(w.store)) == 10
+    with pytest.raises(CampaignError, match="cannot pause"):
+        await registry.change(w.store, "acme", "spring", "pause")
+    await registry.change(w.store, "acme", "spring", "resume")
+    await drain(wk)
+    assert len(await sent_messages(w.store)) == 30
+
+
+class PausedMidBatch(CampaignWorker):
+    """An operator pauses while this worker holds a claimed batch."""
+
+    async def _send(self, tenant, loaded, now_ms, pending, later, final):
+        await registry.change(self.store, tenant, loaded.campaign.id, "pause")
+        return await super()._send(tenant, loaded, now_ms, pending, later, final)
+
+
+async def test_a_pause_stops_even_the_batch_in_flight():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(5))
+    await PausedMidBatch(w.store, w.deployment, clock=lambda: NOON_NY).step()
+    assert await sent_messages(w.store) == []
+    await registry.change(w.store, "acme", "spring", "resume")
+    await drain(worker(w))
+    assert len(await sent_messages(w.store)) == 5
+
+
+async def test_cancel_sends_nothing_more_and_cannot_be_undone():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(3))
+    await registry.change(w.store, "acme", "spring", "cancel")
+    assert await worker(w).step() == 0
+    with pytest.raises(CampaignError, match="cannot resume"):
+        await registry.change(w.store, "acme", "spring", "resume")
+    progress = await registry.progress(w.store, "acme", "spring")
+    assert (progress.state, progress.queued) == ("cancelled", 3)
+
+
+class Crash(Exception):
+    """The worker process dies."""
+
+
+class DiesMidBatch(CampaignWorker):
+    """Sends the first `survive` recipients of its batch, then dies before the rest."""
+
+    def __init__(self, *args, survive: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.survive = survive
+
+    async def _send(self, tenant, loaded, now_ms, pending, later, final):
+        await super()._send(tenant, loaded, now_ms, pending[: self.survive], later, final)
+        raise Crash
+
+
+async def test_a_worker_killed_between_claim_and_publish_is_resumed_without_duplicates_or_gaps():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(10))
+    dying = DiesMidBatch(w.store, w.deployment, survive=4, lease_ms=50, clock=lambda: NOON_NY)
+    with pytest.raises(Crash):
+        await dying.run_batch("acme", "spring")
+    assert len(await sent_messages(w.store)) == 4
+    assert await worker(w).step() == 0  # the dead worker's claim holds until its lease ends
+    await asyncio.sleep(0.1)
+    await drain(worker(w))
+    ids = [m.id for m in await sent_messages(w.store)]
+    assert sorted(ids) == sorted(f"cmp-spring-{n}-1" for n in range(1, 11))
+
+
+async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
+    w = await world(DEPLOYMENT)
+    campaign = await launched(w, people(3))
+    claim = campaign_scripts.get(w.store).claim
+    args = [KEYS.campaign_due("spring"), KEYS.campaign_audience("spring"), KEYS.campaign_status("spring"), 10, 60_000]
+    seqs, blobs, statuses, *_ = await claim(keys=[KEYS.base], args=args)
+    claimed = list(zip(seqs, blobs, statuses, strict=True))
+    first, stale = worker(w), worker(w)
+    loaded, _ = await first._load("acme", campaign.id)
+    assert await first._handle("acme", loaded, NOON_NY, claimed) == 3
+    # a worker that claimed the same recipients before its lease ran out finally gets to send
+    assert await stale._handle("acme", loaded, NOON_NY, claimed) == 0
+    assert len(await sent_messages(w.store)) == 3
+
+
+async def test_pacing_spends_no_more_than_the_bucket_holds():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(20), definition(pacing="{ per_minute = 60, burst = 5 }"))
+    wk = worker(w)
+    await wk.step()
+    await wk.step()
+    assert len(await sent_messages(w.store)) == 5  # then one a second
+
+
+async def test_collections_calls_stop_at_seven_per_debt_in_seven_days():
+    w = await world(DEPLOYMENT)
+    now_ms = int(NOON_NY.timestamp() * 1000)
+    day = 86_400_000
+    attempts = {f"old-{i}": now_ms - 6 * day + i * 3_600_000 for i in range(7)}
+    await w.store.redis.zadd(KEYS.contact_attempts("voice", "debt:A-0"), attempts)
+    await launched(w, people(2), definition(channel="voice"))
+    await drain(worker(w))
+    assert [m.to for m in await sent_messages(w.store)] == ["+12125550001"]  # A-1 is free; A-0 waits
+    [(seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
+    assert seq == b"1" and due >= now_ms + day  # until the oldest call is seven days old
+
+
+async def test_email_campaigns_carry_one_click_unsubscribe_headers():
+    w = await world(DEPLOYMENT)
+    text = definition(kind="cross_sell", channel="email")
+    campaign = parse_campaign(text)
+    await registry.create(w.store, w.deployment, campaign)
+    await audience.import_csv(w.store, campaign, io.StringIO("email,name,balance,account\nj@example.com,J,1,A\n"))
+    await registry.change(w.store, "acme", "spring", "launch")
+    await drain(worker(w, public_url="https://cc.example"))
+    [message] = await sent_messages(w.store)
+    assert message.subject == "About account A"
+    assert message.metadata["header:List-Unsubscribe"].startswith("<https://cc.example/unsubscribe/acme/")
+    assert message.metadata["header:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_a_campaign_must_name_a_queue_of_its_tenant():
+    w = await world(DEPLOYMENT)
+    with pytest.raises(CampaignError, match="no queue 'nowhere'"):
+        await registry.create(
+            w.store, w.deployment, parse_campaign(definition().replace('queue = "collections"', 'queue = "nowhere"'))
+        )
+
+
+async def test_nothing_goes_before_the_start_and_the_campaign_finishes_at_its_end():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(2), definition(start="2027-06-02T00:00:00Z", end="2027-06-03T00:00:00Z"))
+    assert await worker(w).step() == 0  # NOON_NY is the day before the start
+    progress = await registry.progress(w.store, "acme", "spring")
+    assert (progress.state, progress.queued) == ("running", 2)
+    later = CampaignWorker(w.store, w.deployment, clock=lambda: dt.datetime(2027, 6, 3, 16, tzinfo=dt.UTC))
+    assert await later.step() == 0
+    assert (await registry.progress(w.store, "acme", "spring")).state == "finished"
+    assert await sent_messages(w.store) == []
+
+
+async def test_a_recipient_missing_a_template_field_is_skipped_and_the_rest_go():
+    w = await world(DEPLOYMENT)
+    await launched(w, "phone,name,account\n+12125550000,Jane,A-1\n", definition())  # no balance column
+    await drain(worker(w))
+    assert await sent_messages(w.store) == []
+    status = (await w.store.redis.hget(KEYS.campaign_status("spring"), "1")).decode()
+    assert status == "skipped:template sms/en, line 1: 'balance' is undefined"
+    assert (await registry.progress(w.store, "acme", "spring")).counts["skipped"] == 1

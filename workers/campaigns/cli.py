@@ -1,0 +1,192 @@
+"""`contactrouter campaign ...`: define, fill, check, run and watch outbound campaigns.
+
+campaign create FILE [--replace]         a campaign from TOML or JSON (a draft)
+campaign import CAMPAIGN CSV             add an audience (rejected rows listed by line)
+campaign preview CAMPAIGN [-n 3]         the first recipients' messages, or the template error
+campaign launch|pause|resume|cancel CAMPAIGN
+campaign progress CAMPAIGN [--watch]     counters and a progress bar
+campaign list --tenant T                 the tenant's campaigns and their state
+campaign dnc add|remove --tenant T ADDRESS...     the do-not-contact list
+campaign dispute add|remove --tenant T WHO...     open disputes (customer id, or debt:ACCOUNT)
+campaign pace --tenant T CHANNEL PER_MINUTE       a tenant-wide limit per channel (0 lifts it)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from router.config import Deployment
+from router.customers import InvalidAddress, normalise
+from router.events import CHANNELS
+from router.keys import Keys
+from router.store import Store, text
+from workers.campaigns import audience, pacing, registry
+from workers.campaigns.model import CampaignError, load_campaign, missing_dispositions
+from workers.campaigns.render import preview
+
+SHOWN_REJECTS = 20
+WATCH_S = 1.0
+
+
+def register(sub: argparse._SubParsersAction) -> list[str]:
+    campaign = sub.add_parser("campaign", help="outbound campaigns: create, import, preview, launch, progress")
+    actions = campaign.add_subparsers(dest="campaign_action", required=True)
+    create = actions.add_parser("create", help="a campaign from a TOML or JSON file")
+    create.add_argument("file")
+    create.add_argument("--replace", action="store_true", help="update a campaign not launched yet")
+    imp = actions.add_parser("import", help="add recipients from a CSV file")
+    imp.add_argument("campaign")
+    imp.add_argument("csv")
+    show = actions.add_parser("preview", help="render the first recipients' messages")
+    show.add_argument("campaign")
+    show.add_argument("-n", type=int, default=3)
+    for action in ("launch", "pause", "resume", "cancel"):
+        actions.add_parser(action, help=f"{action} a campaign").add_argument("campaign")
+    prog = actions.add_parser("progress", help="counters and a progress bar")
+    prog.add_argument("campaign")
+    prog.add_argument("--watch", action="store_true", help="refresh every second until the campaign stops")
+    rejects = actions.add_parser("rejects", help="the CSV rows the imports refused, by line")
+    rejects.add_argument("campaign")
+    actions.add_parser("list", help="the tenant's campaigns")
+    for name, what in (("dnc", "addresses"), ("dispute", "customer ids or debt:ACCOUNT")):
+        lst = actions.add_parser(name, help=f"add or remove {what}")
+        lst.add_argument("list_action", choices=["add", "remove", "show"])
+        lst.add_argument("items", nargs="*")
+    pace = actions.add_parser("pace", help="limit a channel's campaign messages per minute for a tenant")
+    pace.add_argument("channel", choices=CHANNELS)
+    pace.add_argument("per_minute", type=int)
+    for parser in actions.choices.values():
+        parser.add_argument("--tenant", help="the tenant (needed when the campaign id alone does not say)")
+    return ["campaign"]
+
+
+async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    act = a.campaign_action
+    if act == "create":
+        campaign = load_campaign(a.file)
+        if a.tenant and a.tenant != campaign.tenant:
+            raise CampaignError(f"{a.file} is a campaign of {campaign.tenant}, not {a.tenant}")
+        await registry.create(store, deployment, campaign, replace=a.replace)
+        print(f"created campaign {campaign.id} of {campaign.tenant} ({campaign.kind}, {campaign.channel}): draft")
+        missing = missing_dispositions(campaign, deployment)
+        if missing:
+            print(f"note: agents of {campaign.tenant} cannot close with {', '.join(missing)} (add to its dispositions)")
+    elif act in ("list", "dnc", "dispute", "pace"):
+        await _tenant_command(store, deployment, a)
+    else:
+        tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
+        await _campaign_command(store, tenant, a)
+
+
+async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) -> None:
+    act = a.campaign_action
+    if act == "import":
+        campaign, state = await registry.load(store, tenant, a.campaign)
+        if state in ("cancelled", "finished"):
+            raise CampaignError(f"campaign {a.campaign} is {state}: nothing more can be added")
+        try:
+            # A one-shot command: reading the file between the batches' writes blocks nobody.
+            with Path(a.csv).open(newline="", encoding="utf-8-sig") as source:  # noqa: ASYNC230
+                report = await audience.import_csv(store, campaign, source)
+        except OSError as exc:
+            raise CampaignError(f"{a.csv}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise CampaignError(f"{a.csv}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        print(f"imported {report.imported:,} recipients, rejected {report.rejected:,} rows")
+        for line, reason in report.rejects[:SHOWN_REJECTS]:
+            print(f"  line {line}: {reason}")
+        if report.rejected > SHOWN_REJECTS:
+            print(f"  ... `contactrouter campaign rejects {a.campaign}` lists them all")
+    elif act == "preview":
+        campaign, _state = await registry.load(store, tenant, a.campaign)
+        recipients = await registry.first_recipients(store, tenant, a.campaign, a.n)
+        if not recipients:
+            print("no recipients yet: `contactrouter campaign import` first")
+        for recipient, channel, result in preview(campaign, recipients):
+            print(f"--- line {recipient.line}: {channel} to {recipient.phone or recipient.email}")
+            if isinstance(result, str):
+                print(f"ERROR {result}")
+            else:
+                if result.subject:
+                    print(f"Subject: {result.subject}")
+                print(result.body)
+    elif act in registry.TRANSITIONS:
+        state = await registry.change(store, tenant, a.campaign, act)
+        print(f"campaign {a.campaign}: {state}")
+    elif act == "progress":
+        await _progress(store, tenant, a.campaign, watch=a.watch)
+    elif act == "rejects":
+        for line, reason in await registry.rejects(store, tenant, a.campaign):
+            print(f"line {line}: {reason}")
+
+
+async def _tenant_command(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    if not a.tenant:
+        raise CampaignError(f"campaign {a.campaign_action} needs --tenant")
+    try:
+        deployment.tenant(a.tenant)
+    except KeyError:
+        raise CampaignError(f"no tenant {a.tenant!r}") from None
+    keys = Keys(a.tenant)
+    act = a.campaign_action
+    if act == "list":
+        for campaign_id in await registry.ids(store, a.tenant):
+            shown = await registry.progress(store, a.tenant, campaign_id)
+            print(f"{campaign_id:<24}{shown.state:<11}queued {shown.queued:,}  sent {shown.counts['sent']:,}")
+    elif act == "pace":
+        await pacing.set_channel_limit(store, a.tenant, a.channel, a.per_minute)
+        limit = f"{a.per_minute}/min" if a.per_minute > 0 else "no limit"
+        print(f"{a.tenant} {a.channel} campaigns: {limit}")
+    else:
+        key = keys.do_not_contact if act == "dnc" else keys.disputes
+        if a.list_action == "show":
+            for item in sorted(text(m) for m in await store.redis.smembers(key)):
+                print(item)
+            return
+        items = [_dnc_address(i) for i in a.items] if act == "dnc" else list(a.items)
+        if not items:
+            raise CampaignError(f"campaign {act} {a.list_action}: give at least one")
+        changed = await (store.redis.sadd if a.list_action == "add" else store.redis.srem)(key, *items)
+        print(f"{a.list_action}: {changed} changed ({', '.join(items)})")
+
+
+def _dnc_address(raw: str) -> str:
+    """An email in lower case, anything else as an E.164 number."""
+    try:
+        return normalise("email" if "@" in raw else "sms", raw)
+    except InvalidAddress as exc:
+        raise CampaignError(str(exc)) from None
+
+
+def bar(progress: registry.Progress, width: int = 30) -> str:
+    """One line: a bar of recipients done, then every counter."""
+    share = progress.share
+    filled = round(share * width)
+    c = progress.counts
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {progress.state}  queued {progress.queued:,}  "
+        f"sent {c['sent']:,}  delivered {c['delivered']:,}  failed {c['failed']:,}  "
+        f"suppressed {c['suppressed']:,}  replied {c['replied']:,}  converted {c['converted']:,}"
+        + (f"  skipped {c['skipped']:,}" if c["skipped"] else "")
+    )
+
+
+async def _progress(store: Store, tenant: str, campaign_id: str, *, watch: bool) -> None:
+    live = watch and sys.stdout.isatty()
+    while True:
+        progress = await registry.progress(store, tenant, campaign_id)
+        line = bar(progress)
+        print(f"\r{line}\033[K" if live else line, end="" if live else "\n", flush=True)
+        if not watch or progress.state != "running" or not progress.queued:
+            break
+        await asyncio.sleep(WATCH_S)
+    if live:
+        print()
+    for name, counts in sorted(progress.variants.items()):
+        shown = "  ".join(f"{k} {counts.get(k, 0):,}" for k in ("sent", "delivered", "failed", "replied", "converted"))
+        print(f"variant {name}: {shown}")
+    if progress.dispositions:
+        print("dispositions: " + ", ".join(f"{k} {v:,}" for k, v in sorted(progress.dispositions.items())))

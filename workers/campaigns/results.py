@@ -1,0 +1,196 @@
+"""Campaign results from the tenants' events streams (consumer group `campaigns`).
+
+- A delivery report of a campaign message (dispatch, provider status callbacks)
+  counts it delivered, or schedules the next attempt by the retry policy (on the
+  fallback channel when there is one) or counts it failed.
+- A customer's message in a campaign conversation counts the recipient replied
+  (once); router/lua/intake.lua has already routed it to the campaign's queue.
+- An agent closing a campaign conversation records the disposition (converted,
+  promise to pay, paid, disputed...), opens a dispute where one was raised, and
+  starts the collections quiet period after a conversation about the debt.
+
+Every effect is idempotent (a flag per recipient, a status that only moves on
+from the attempt it names), so a redelivered event changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import msgspec
+
+from router import bus, events
+from router.config import Deployment, Settings
+from router.keys import CAMPAIGNS_GROUP, Keys, shard_of
+from router.store import Store, text
+from workers.campaigns import compliance, registry
+from workers.campaigns import scripts as campaign_scripts
+from workers.campaigns.audience import address_for
+from workers.campaigns.model import CONVERTED, Campaign, CampaignError, decode_recipient
+from workers.campaigns.worker import parse_conversation_id, parse_message_id, variant_prefix
+
+log = logging.getLogger(__name__)
+
+DELIVERED = frozenset({"delivered", "read"})
+FAILED = frozenset({"failed", "refused", "undelivered", "unknown", "busy", "no-answer", "canceled"})
+# An answering machine took a campaign call (channels.voice.campaign): not reached while
+# the campaign's voice policy retries machines, else delivered if a message was left.
+MACHINE = "machine"
+
+
+class Results:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._campaigns: dict[tuple[str, str], Campaign] = {}
+
+    async def _campaign(self, tenant: str, campaign_id: str) -> Campaign | None:
+        found = self._campaigns.get((tenant, campaign_id))
+        if found is None:
+            try:
+                found, _state = await registry.load(self.store, tenant, campaign_id)
+            except CampaignError:
+                return None
+            self._campaigns[(tenant, campaign_id)] = found
+        return found
+
+    async def handle(self, entries: list[bus.Entry]) -> set[str]:
+        done = set()
+        for entry in entries:
+            try:
+                event = events.decode_state(entry.payload)
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                done.add(entry.id)  # not ours to judge: other readers of the stream report it
+                continue
+            try:
+                await self.apply(shard_of(entry.stream), event)
+            except Exception:
+                log.exception("campaign result of event %s failed", entry.id)
+                continue
+            done.add(entry.id)
+        return done
+
+    async def apply(self, tenant: str, event: events.StateEvent) -> None:
+        if isinstance(event, events.DeliveryStatus):
+            await self._delivery(tenant, event)
+        elif isinstance(event, events.MessageAdded) and event.direction == "in":
+            await self._reply(tenant, event.conversation)
+        elif isinstance(event, events.Closed) and event.agent:
+            await self._closed(tenant, event)
+
+    async def _delivery(self, tenant: str, event: events.DeliveryStatus) -> None:
+        parsed = parse_message_id(event.message)
+        if parsed is None or (event.status not in DELIVERED and event.status not in FAILED and event.status != MACHINE):
+            return
+        campaign_id, seq, attempt = parsed
+        campaign = await self._campaign(tenant, campaign_id)
+        if campaign is None:
+            return
+        keys = Keys(tenant)
+        next_channel, due_ms = "", 0
+        machine = event.status == MACHINE
+        retryable = campaign.voice.machine_retry if machine else event.status in FAILED and event.status != "unknown"
+        if retryable and attempt < campaign.retry.attempts:
+            blob = await self.store.redis.hget(keys.campaign_audience(campaign_id), seq)
+            recipient = decode_recipient(blob) if blob else None
+            next_channel = _next_channel(campaign, event.channel, event.status, recipient)
+            due_ms = events.now_ms() + int(campaign.retry.spacing_minutes * 60_000)
+        left_message = machine and not next_channel and bool(campaign.voice.machine_message)
+        outcome = "delivered" if event.status in DELIVERED or left_message else "failed"
+        await campaign_scripts.get(self.store).outcome(
+            keys=[keys.base],
+            args=[
+                keys.campaign_status(campaign_id),
+                keys.campaign_due(campaign_id),
+                keys.campaign_stats(campaign_id),
+                seq,
+                attempt,
+                outcome,
+                next_channel,
+                due_ms,
+                f"{event.status}: {event.error}"[:300],
+                variant_prefix(campaign.variant_of(seq)),
+            ],
+        )
+
+    async def _reply(self, tenant: str, conversation: str) -> None:
+        parsed = parse_conversation_id(conversation)
+        if parsed is None:
+            return
+        campaign_id, seq = parsed
+        campaign = await self._campaign(tenant, campaign_id)
+        if campaign is not None:
+            await self._once(tenant, campaign, seq, "replied")
+
+    async def _once(self, tenant: str, campaign: Campaign, seq: int, counter: str) -> bool:
+        """Count something once per recipient (a flag beside its status); True the first time."""
+        keys = Keys(tenant)
+        first = await campaign_scripts.get(self.store).once(
+            keys=[keys.base],
+            args=[
+                keys.campaign_status(campaign.id),
+                keys.campaign_stats(campaign.id),
+                f"{seq}:{counter}",
+                counter,
+                variant_prefix(campaign.variant_of(seq)),
+            ],
+        )
+        return bool(first)
+
+    async def _closed(self, tenant: str, event: events.Closed) -> None:
+        parsed = parse_conversation_id(event.conversation)
+        if parsed is None:
+            return
+        campaign_id, seq = parsed
+        campaign = await self._campaign(tenant, campaign_id)
+        if campaign is None:
+            return
+        keys = Keys(tenant)
+        disposition = event.disposition
+        if disposition and await self._once(tenant, campaign, seq, f"disposition:{disposition}"):
+            if disposition in CONVERTED[campaign.kind]:
+                await self._once(tenant, campaign, seq, "converted")
+        if campaign.kind != "collections":
+            return
+        record = await self.store.redis.hmget(keys.conversation(event.conversation), "customer", "campaign_context")
+        customer = text(record[0]) if record[0] else ""
+        fields = json.loads(record[1]) if record[1] else {}
+        subject = compliance.cap_subject(campaign.kind, "", "", fields, campaign.debt_field)
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            if subject != "addr:":  # a debt is named: Regulation F's quiet period starts now
+                pipe.set(keys.debt_talked(subject), event.occurred_at, px=31 * compliance.DAY_MS)
+            if disposition == "disputed":
+                if customer:
+                    pipe.sadd(keys.disputes, customer)
+                if subject.startswith("debt:"):
+                    pipe.sadd(keys.disputes, subject)
+            await pipe.execute()
+
+
+def _next_channel(campaign: Campaign, channel: str, status: str, recipient) -> str:
+    """The channel of the next attempt: the fallback once, else the same channel again
+    (never after a refusal, which repeats itself)."""
+    fallback = campaign.fallback_channel
+    if fallback and channel != fallback and recipient is not None and address_for(fallback, recipient):
+        return fallback
+    if status == "refused":
+        return ""
+    return channel
+
+
+async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
+    results = Results(store)
+    consumer = bus.Consumer(
+        store,
+        CAMPAIGNS_GROUP,
+        settings.consumer,
+        [Keys(t.id).events for t in deployment.tenants],
+        results.handle,
+        batch=settings.batch,
+        block_ms=settings.block_ms,
+        claim_idle_ms=settings.claim_idle_ms,
+        max_deliveries=settings.max_deliveries,
+        defer_acks=True,
+    )
+    await consumer.run(stop)

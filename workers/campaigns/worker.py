@@ -1,0 +1,456 @@
+"""The `campaigns` role: claim due recipients, check, render, publish.
+
+Each round, for every running campaign of every tenant: take tokens (pacing),
+claim a batch of due recipients with a lease (claim script), decide each one
+(send window in local time, frequency caps), render its message, and publish it
+with the send script, which checks suppression and the campaign's state at that
+instant and records everything in one step. The outbound message id is derived
+from campaign, recipient and attempt, and the send script refuses a second send
+of an attempt: a worker killed anywhere leaves its recipients to be claimed again
+when their lease ends, and nothing goes twice. The dispatch process delivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import msgspec
+
+from router import events, scripts
+from router.config import Deployment, Settings
+from router.customers import identity
+from router.keys import Keys
+from router.store import Store, text
+from workers.campaigns import compliance, pacing, registry, unsubscribe
+from workers.campaigns import scripts as campaign_scripts
+from workers.campaigns.audience import address_for
+from workers.campaigns.model import Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
+from workers.campaigns.render import Renderer, TemplateProblem
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+LEASE_MS = 60_000  # a claimed recipient is another worker's again after this
+IDLE_S = 0.2
+SEND_CHUNK = 50  # recipients per send script call
+
+
+def message_id(campaign: str, seq: int, attempt: int) -> str:
+    """The same recipient and attempt always make the same message: dispatch sends an id once."""
+    return f"cmp-{campaign}-{seq}-{attempt}"
+
+
+def variant_prefix(variant: str) -> str:
+    """The stats fields of an A/B variant start with this ("" for none)."""
+    return f"v:{variant}:" if variant else ""
+
+
+def conversation_id(campaign: str, seq: int) -> str:
+    return f"cmp-{campaign}-{seq}"
+
+
+def parse_message_id(message: str) -> tuple[str, int, int] | None:
+    """(campaign, recipient, attempt) of a campaign message id, else None."""
+    if not message.startswith("cmp-"):
+        return None
+    parts = message[4:].rsplit("-", 2)
+    try:
+        return parts[0], int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def parse_conversation_id(conversation: str) -> tuple[str, int] | None:
+    """(campaign, recipient) of a campaign conversation id, else None."""
+    if not conversation.startswith("cmp-"):
+        return None
+    campaign, _, seq = conversation[4:].rpartition("-")
+    return (campaign, int(seq)) if campaign and seq.isdigit() else None
+
+
+@dataclass(slots=True)
+class _Loaded:
+    raw: bytes
+    campaign: Campaign
+    renderer: Renderer
+
+
+@dataclass(slots=True)
+class _Pending:
+    recipient: Recipient
+    attempt: int
+    channel: str
+    address: str
+    subject: str = ""  # cap subject
+    cap_key: str = ""
+    cap_seen: int = -1
+
+
+class CampaignWorker:
+    def __init__(
+        self,
+        store: Store,
+        deployment: Deployment,
+        *,
+        batch: int = BATCH,
+        lease_ms: int = LEASE_MS,
+        public_url: str = "",
+        clock: Callable[[], dt.datetime] | None = None,
+    ) -> None:
+        self.store = store
+        self.deployment = deployment
+        self.batch = batch
+        self.lease_ms = lease_ms
+        self.public_url = public_url or "http://127.0.0.1:8080"
+        self._campaigns: dict[tuple[str, str], _Loaded] = {}
+        self._keys: dict[str, bytes] = {}
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))  # tests move time; Redis's clock runs leases
+
+    async def step(self) -> int:
+        """One round over every running campaign; returns how many recipients were handled."""
+        handled = 0
+        for tenant in self.deployment.tenants:
+            for campaign_id in await registry.running(self.store, tenant.id):
+                try:
+                    handled += await self.run_batch(tenant.id, campaign_id)
+                except Exception:
+                    log.exception("campaign %s of %s failed a batch; retrying", campaign_id, tenant.id)
+        return handled
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if not await self.step():
+                try:
+                    await asyncio.wait_for(stop.wait(), IDLE_S)
+                except TimeoutError:
+                    pass
+
+    async def _load(self, tenant: str, campaign_id: str) -> tuple[_Loaded | None, str]:
+        raw, state = await self.store.redis.hmget(Keys(tenant).campaign(campaign_id), "definition", "state")
+        if raw is None:
+            return None, ""
+        loaded = self._campaigns.get((tenant, campaign_id))
+        if loaded is None or loaded.raw != raw:
+            campaign = decode_campaign(raw)
+            loaded = _Loaded(raw, campaign, Renderer(campaign))
+            self._campaigns[(tenant, campaign_id)] = loaded
+        return loaded, text(state)
+
+    async def run_batch(self, tenant: str, campaign_id: str) -> int:
+        loaded, state = await self._load(tenant, campaign_id)
+        if loaded is None or state != "running":
+            return 0
+        campaign = loaded.campaign
+        now = self.clock()
+        if campaign.start and now < campaign.start:
+            return 0
+        if campaign.end and now >= campaign.end:
+            await registry.finish(self.store, tenant, campaign_id)
+            return 0
+        keys = Keys(tenant)
+        bucket = pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)
+        tokens, _wait = await pacing.take(self.store, tenant, self.batch, [bucket])
+        if not tokens:
+            return 0
+        claim = campaign_scripts.get(self.store).claim
+        seqs, blobs, statuses, _now, *_ = await claim(
+            keys=[keys.base],
+            args=[
+                keys.campaign_due(campaign_id),
+                keys.campaign_audience(campaign_id),
+                keys.campaign_status(campaign_id),
+                tokens,
+                self.lease_ms,
+            ],
+        )
+        if not seqs:
+            await pacing.give_back(self.store, tenant, tokens, [bucket])
+            return 0
+        sent = await self._handle(tenant, loaded, now, list(zip(seqs, blobs, statuses, strict=True)))
+        await pacing.give_back(self.store, tenant, tokens - sent, [bucket])
+        return len(seqs)
+
+    async def _handle(self, tenant: str, loaded: _Loaded, now: dt.datetime, claimed: list) -> int:
+        campaign = loaded.campaign
+        keys = Keys(tenant)
+        fallback_zone = self.deployment.tenant(tenant).timezone
+        window = campaign.effective_window()
+        caps = campaign.effective_caps()
+        later: list[tuple[int, int, str]] = []  # (seq, due ms, counter)
+        final: list[tuple[int, str, str]] = []  # (seq, status, counter)
+        pending: list[_Pending] = []
+        now_ms = int(now.timestamp() * 1000)
+        for seq_raw, blob, status in claimed:
+            seq = int(seq_raw)
+            if not blob:
+                final.append((seq, "skipped:missing", "skipped"))
+                continue
+            recipient = decode_recipient(blob)
+            attempt, channel = _attempt_of(text(status), campaign)
+            address = address_for(channel, recipient)
+            if not address and attempt == 1 and campaign.fallback_channel:
+                channel = campaign.fallback_channel
+                address = address_for(channel, recipient)
+            if not address:
+                final.append((seq, f"skipped:no {channel} address", "skipped"))
+                continue
+            zones = compliance.zones_for(recipient.phone, recipient.timezone, fallback_zone, recipient.zones)
+            try:
+                opens = compliance.next_allowed(now, zones, window)
+            except compliance.NoWindow:
+                final.append((seq, "skipped:no_window", "skipped"))
+                continue
+            if opens > now:
+                later.append((seq, int(opens.timestamp() * 1000), "rescheduled"))
+                continue
+            item = _Pending(recipient, attempt, channel, address)
+            # whose attempts a cap counts; for collections also the debt a dispute may name
+            item.subject = compliance.cap_subject(
+                campaign.kind, channel, address, recipient.fields, campaign.debt_field
+            )
+            if any(c.channel == channel for c in caps):
+                item.cap_key = keys.contact_attempts(channel, item.subject)
+            pending.append(item)
+        pending = await self._check_caps(keys, caps, window, fallback_zone, now_ms, pending, later)
+        sent = await self._send(tenant, loaded, now_ms, pending, later, final)
+        await self._settle(keys, campaign.id, later, final)
+        return sent
+
+    async def _check_caps(
+        self,
+        keys: Keys,
+        caps: list[Cap],
+        window: Window,
+        fallback_zone: str,
+        now_ms: int,
+        pending: list[_Pending],
+        later: list,
+    ) -> list[_Pending]:
+        capped = [p for p in pending if p.cap_key]
+        if not capped:
+            return pending
+        async with self.store.redis.pipeline(transaction=False) as pipe:
+            for item in capped:
+                pipe.zrange(item.cap_key, 0, -1, withscores=True)
+                pipe.get(keys.debt_talked(item.subject))
+            replies = await pipe.execute()
+        ready = [p for p in pending if not p.cap_key]
+        for index, item in enumerate(capped):
+            attempts = [int(score) for _member, score in replies[2 * index]]
+            talked = int(replies[2 * index + 1] or 0)
+            at = now_ms
+            for cap in caps:
+                if cap.channel == item.channel:
+                    at = max(at, compliance.cap_allows_at(attempts, talked, now_ms, cap))
+            if at > now_ms:
+                zones = compliance.zones_for(
+                    item.recipient.phone, item.recipient.timezone, fallback_zone, item.recipient.zones
+                )
+                when = dt.datetime.fromtimestamp(at / 1000, dt.UTC)
+                try:
+                    at = int(compliance.next_allowed(when, zones, window).timestamp() * 1000)
+                except compliance.NoWindow:
+                    pass
+                later.append((item.recipient.seq, at, "rescheduled"))
+                continue
+            item.cap_seen = len(attempts)
+            ready.append(item)
+        return ready
+
+    async def _send(
+        self, tenant: str, loaded: _Loaded, now_ms: int, pending: list[_Pending], later: list, final: list
+    ) -> int:
+        if not pending:
+            return 0
+        campaign = loaded.campaign
+        keys = Keys(tenant)
+        pending = await self._channel_pacing(tenant, now_ms, pending, later)
+        if not pending:
+            return 0
+        # Who the recipients already are (the send script creates the missing ones).
+        owners = await self.store.redis.hmget(keys.identities, [identity(p.channel, p.address) for p in pending])
+        ready: list[tuple[_Pending, list]] = []
+        for item, owner in zip(pending, owners, strict=True):
+            try:
+                fields = await self._recipient_args(
+                    tenant, loaded, keys, now_ms, item, text(owner) if owner else events.new_id()
+                )
+            except TemplateProblem as exc:
+                log.warning("campaign %s recipient %s: %s", campaign.id, item.recipient.seq, exc)
+                final.append((item.recipient.seq, f"skipped:{exc}"[:500], "skipped"))
+                continue
+            ready.append((item, fields))
+        header = [
+            keys.campaign_status(campaign.id),
+            keys.campaign_due(campaign.id),
+            keys.campaign_stats(campaign.id),
+            keys.outbound,
+            keys.events,
+            campaign.queue,
+            campaign.id,
+            now_ms + int(campaign.reply_days * compliance.DAY_MS),
+            int(max([c.days for c in campaign.effective_caps()] + [1]) * compliance.DAY_MS),
+            keys.disputes if campaign.kind == "collections" else "",
+            self.deployment.tenant(tenant).queue(campaign.queue).priority,
+            keys.campaign(campaign.id),
+            keys.do_not_contact,
+        ]
+        # A few dozen recipients per script call: one round trip for the batch, while no
+        # call holds Redis long enough to delay routing.
+        chunks = [ready[i : i + SEND_CHUNK] for i in range(0, len(ready), SEND_CHUNK)]
+        send = campaign_scripts.get(self.store).send
+        calls = [(send, keys.base, header + [f for _item, fields in chunk for f in fields]) for chunk in chunks]
+        sent = 0
+        for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
+            if isinstance(result, Exception):
+                log.error("campaign %s: sending %d recipients failed: %s", campaign.id, len(chunk), result)
+                continue  # their lease runs out and they are claimed again
+            for (item, _fields), outcome in zip(chunk, result, strict=True):
+                outcome = text(outcome)
+                if outcome == "sent":
+                    sent += 1
+                elif outcome in ("recheck", "stopped"):  # due again at once: decided afresh, or after a resume
+                    later.append((item.recipient.seq, 0, ""))
+        return sent
+
+    async def _channel_pacing(self, tenant: str, now_ms: int, pending: list[_Pending], later: list) -> list:
+        limits = await pacing.channel_limits(self.store, tenant)
+        if not limits:
+            return pending
+        ready: list[_Pending] = []
+        by_channel: dict[str, list[_Pending]] = {}
+        for item in pending:
+            by_channel.setdefault(item.channel, []).append(item)
+        for channel, items in by_channel.items():
+            if channel not in limits:
+                ready += items
+                continue
+            bucket = pacing.channel_bucket(tenant, channel, limits[channel])
+            granted, wait = await pacing.take(self.store, tenant, len(items), [bucket])
+            ready += items[:granted]
+            later += [(item.recipient.seq, now_ms + max(wait, 1000), "") for item in items[granted:]]
+        return ready
+
+    async def _recipient_args(
+        self, tenant: str, loaded: _Loaded, keys: Keys, now_ms: int, item: _Pending, customer: str
+    ) -> list:
+        """The send script's RECIPIENT_FIELDS for one recipient, its message rendered."""
+        campaign = loaded.campaign
+        recipient = item.recipient
+        extra: dict[str, str] = {}
+        metadata = {"campaign_recipient": str(recipient.seq), "attempt": str(item.attempt), "kind": campaign.kind}
+        variant = campaign.variant_of(recipient.seq)
+        if variant:
+            metadata["variant"] = variant
+        if item.channel == "email":
+            token = unsubscribe.make_token(await self._signing_key(tenant), tenant, "email", item.address, campaign.id)
+            link = unsubscribe.url(self.public_url, tenant, token)
+            extra["unsubscribe_url"] = link
+            metadata["header:List-Unsubscribe"] = f"<{link}>"
+            metadata["header:List-Unsubscribe-Post"] = unsubscribe.POST_HEADER
+        rendered = loaded.renderer.render(item.channel, recipient, extra)
+        mid = message_id(campaign.id, recipient.seq, item.attempt)
+        conversation = conversation_id(campaign.id, recipient.seq)
+        agent = f"campaign:{campaign.id}"
+        message = events.OutboundMessage(
+            id=mid,
+            tenant=tenant,
+            channel=item.channel,
+            to=item.address,
+            occurred_at=now_ms,
+            conversation=conversation,
+            body=rendered.body,
+            subject=rendered.subject,
+            campaign=campaign.id,
+            automatic=True,
+            metadata=metadata,
+        )
+        entry = events.HistoryEntry(
+            id=mid,
+            kind="out",
+            channel=item.channel,
+            occurred_at=now_ms,
+            body=rendered.body,
+            subject=rendered.subject,
+            address=item.address,
+            agent=agent,
+            metadata=metadata,
+        )
+        added = events.MessageAdded(
+            tenant=tenant,
+            occurred_at=now_ms,
+            channel=item.channel,
+            direction="out",
+            conversation=conversation,
+            message=mid,
+            customer=customer,
+            agent=agent,
+        )
+        debt = item.subject if campaign.kind == "collections" and item.subject.startswith("debt:") else ""
+        fields = [
+            recipient.seq,
+            item.attempt,
+            item.channel,
+            item.address,
+            identity(item.channel, item.address),
+            customer,
+            conversation,
+            events.encode(message),
+            msgspec.msgpack.encode(entry),
+            events.encode(added),
+            json.dumps(recipient.fields, separators=(",", ":"), ensure_ascii=False),
+            item.cap_key,
+            item.cap_seen,
+            mid,
+            keys.suppression(item.channel),
+            debt,
+            variant_prefix(variant),
+            _other_identity(item.channel, recipient),
+        ]
+        return fields
+
+    async def _signing_key(self, tenant: str) -> bytes:
+        if tenant not in self._keys:
+            self._keys[tenant] = await unsubscribe.signing_key(self.store, tenant)
+        return self._keys[tenant]
+
+    async def _settle(self, keys: Keys, campaign_id: str, later: list, final: list) -> None:
+        if not later and not final:
+            return
+        settle = campaign_scripts.get(self.store).settle
+        head = [keys.campaign_status(campaign_id), keys.campaign_due(campaign_id), keys.campaign_stats(campaign_id)]
+        calls = [(settle, keys.base, [*head, seq, "later", due, counter]) for seq, due, counter in later]
+        calls += [(settle, keys.base, [*head, seq, "final", status, counter]) for seq, status, counter in final]
+        for result in await scripts.run_pipelined(self.store.redis, calls):
+            if isinstance(result, Exception):
+                log.error("campaign %s: settling a recipient failed: %s", campaign_id, result)
+
+
+def _other_identity(channel: str, recipient: Recipient) -> str:
+    """The recipient's address of the other kind (email when texted or called, phone when
+    emailed), as an identity, or ""."""
+    if channel == "email":
+        return identity("sms", recipient.phone) if recipient.phone else ""
+    return identity("email", recipient.email) if recipient.email else ""
+
+
+def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
+    """The attempt and channel a claimed recipient is due for: its first, or a retry."""
+    if status.startswith("retry:"):
+        _, attempt, channel = status.split(":", 2)
+        return int(attempt), channel
+    return 1, campaign.channel
+
+
+async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
+    from workers.campaigns import results
+
+    public = settings.public_url or f"http://{settings.host}:{settings.port}"
+    worker = CampaignWorker(store, deployment, batch=max(settings.batch, 1) * 2, public_url=public)
+    log.info("campaigns worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
+    await asyncio.gather(worker.run(stop), results.run(store, deployment, settings, stop))
