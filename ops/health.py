@@ -1,0 +1,90 @@
+"""Readiness of a deployment: the store answers and every consumer group exists,
+with each group's backlog (pending and lag). The web process's /readyz and the
+`contactrouter health` command (for the other roles' probes) both ask here.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from redis.exceptions import RedisError, ResponseError
+
+from router.config import Deployment
+from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.store import Store, text
+
+
+class GroupState(msgspec.Struct, frozen=True, kw_only=True):
+    tenant: str
+    stream: str
+    group: str
+    exists: bool
+    consumers: int = 0
+    pending: int = 0  # delivered to a consumer, not yet acknowledged
+    lag: int | None = None  # not yet delivered to any consumer; None when Redis cannot tell (after a trim)
+    length: int = 0
+
+
+class Health(msgspec.Struct, frozen=True, kw_only=True):
+    ready: bool
+    problems: list[str]
+    groups: list[GroupState]
+
+
+def expected_groups(deployment: Deployment) -> list[tuple[str, str, str]]:
+    """(tenant, stream, group) of every consumer group the roles read."""
+    found = []
+    for tenant in deployment.tenants:
+        keys = Keys(tenant.id)
+        found += [(tenant.id, keys.inbound, ROUTING_GROUP), (tenant.id, keys.outbound, DISPATCH_GROUP)]
+    return found
+
+
+async def group_states(store: Store, deployment: Deployment) -> list[GroupState]:
+    """Every expected group and its backlog (two round trips per stream)."""
+    states = []
+    for tenant, stream, group in expected_groups(deployment):
+        try:
+            groups = {text(g["name"]): g for g in await store.redis.xinfo_groups(stream)}
+            length = int(await store.redis.xlen(stream))
+        except ResponseError:  # no such stream yet
+            groups, length = {}, 0
+        info = groups.get(group)
+        if info is None:
+            states.append(GroupState(tenant=tenant, stream=stream, group=group, exists=False))
+            continue
+        lag = info.get("lag")
+        states.append(
+            GroupState(
+                tenant=tenant,
+                stream=stream,
+                group=group,
+                exists=True,
+                consumers=int(info["consumers"]),
+                pending=int(info["pending"]),
+                lag=None if lag is None else int(lag),
+                length=length,
+            )
+        )
+    return states
+
+
+async def check(
+    store: Store, deployment: Deployment, *, max_pending: int | None = None, max_lag: int | None = None
+) -> Health:
+    """Ready when the store answers and every consumer group exists; with limits, a group
+    holding more pending or undelivered entries than allowed is a problem too."""
+    try:
+        await store.redis.ping()
+        states = await group_states(store, deployment)
+    except (RedisError, OSError) as exc:
+        return Health(ready=False, problems=[f"store unreachable: {exc}"], groups=[])
+    problems = []
+    for state in states:
+        where = f"{state.stream}: consumer group {state.group}"
+        if not state.exists:
+            problems.append(f"{state.stream}: no consumer group {state.group}")
+        elif max_pending is not None and state.pending > max_pending:
+            problems.append(f"{where} has {state.pending} pending entries (limit {max_pending})")
+        elif max_lag is not None and state.lag is not None and state.lag > max_lag:
+            problems.append(f"{where} is {state.lag} entries behind (limit {max_lag})")
+    return Health(ready=not problems, problems=problems, groups=states)

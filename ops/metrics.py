@@ -1,0 +1,262 @@
+"""Prometheus metrics: every process serves its own /metrics.
+
+The web process mounts /metrics on its app (`mount`); the other roles serve it on
+METRICS_PORT when set (`serve`). A scrape reads what it reports from Redis, so no
+code path has to count for it:
+- gauges of the shared state right now: queue depth and oldest wait per queue,
+  stream length, pending and lag per consumer group, dead letters;
+- counters from the tenants' events streams (the audit trail every state change is
+  appended to), read on from where the last scrape stopped: contacts in and out per
+  channel, offers and reservations by outcome, abandons, SLA breaches, deliveries by
+  status, and the wait until an agent accepted, as a histogram.
+Since they describe shared state, every process reports the same values for these:
+query them with max() over the instances, not sum(). What a process measures of its
+own (the routing latency, process CPU and memory) is summed as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from ops import health, reports
+from router import bus, events, floor
+from router.config import Deployment, Settings
+from router.keys import Keys, shard_of
+from router.store import Store, text
+
+log = logging.getLogger(__name__)
+
+EVENTS_PER_SCRAPE = 50_000  # per tenant; a backlog beyond it is counted by the next scrapes
+WAIT_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
+
+# Measured in this process (the default registry also carries process CPU, memory, GC).
+ROUTING_LATENCY = Histogram(
+    "contactrouter_routing_latency_seconds",
+    "From a contact's inbound stream entry to the end of its routing batch (queued, offered or dead-lettered)",
+    ["tenant"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def observe_routed(entries: list[bus.Entry], done: set[str]) -> None:
+    """Record the routing latency of a batch's finished entries (the id is the XADD time)."""
+    now_ms = time.time() * 1000
+    for entry in entries:
+        if entry.id in done:
+            added_ms = int(entry.id.partition("-")[0])
+            ROUTING_LATENCY.labels(shard_of(entry.stream)).observe(max(0.0, now_ms - added_ms) / 1000)
+
+
+class _StateCollector:
+    """Gauges read from Redis by `Metrics.refresh`, handed to the registry as they were read."""
+
+    def __init__(self) -> None:
+        self.families: list[Metric] = []
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+class Metrics:
+    """One process's metrics over a store and deployment; `exposition` refreshes and renders."""
+
+    def __init__(self, store: Store, deployment: Deployment, registry: CollectorRegistry | None = None) -> None:
+        self.store = store
+        self.deployment = deployment
+        # A registry of its own: several apps in one process (tests, `up`) never clash.
+        self.registry = registry or CollectorRegistry()
+        self._state = _StateCollector()
+        self.registry.register(self._state)
+        self._lock = asyncio.Lock()  # two scrapes at once must not count the same events twice
+        self._after: dict[str, str] = {}  # tenant -> last events stream id counted
+        r = self.registry
+        self.contacts_in = Counter(
+            "contactrouter_contacts_in", "Customer messages and calls received", ["tenant", "channel"], registry=r
+        )
+        self.contacts_out = Counter(
+            "contactrouter_contacts_out", "Agent replies sent to customers", ["tenant", "channel"], registry=r
+        )
+        self.queued = Counter(
+            "contactrouter_contacts_queued", "New conversations queued (offered)", ["tenant", "queue"], registry=r
+        )
+        self.offers = Counter("contactrouter_offers", "Reservations offered to agents", ["tenant", "queue"], registry=r)
+        self.reservations = Counter(
+            "contactrouter_reservations",
+            "Offers answered, by outcome (accepted, rejected, timed_out)",
+            ["tenant", "queue", "outcome"],
+            registry=r,
+        )
+        self.abandoned = Counter(
+            "contactrouter_abandoned", "Callers who hung up while waiting", ["tenant", "queue"], registry=r
+        )
+        self.sla_breaches = Counter(
+            "contactrouter_sla_breaches",
+            "Contacts that waited past their queue's target",
+            ["tenant", "queue"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "contactrouter_deliveries",
+            "Outbound delivery attempts by status (sent, delivered, failed, refused, unknown, retry)",
+            ["tenant", "channel", "status"],
+            registry=r,
+        )
+        self.answer_wait = Histogram(
+            "contactrouter_answer_wait_seconds",
+            "How long contacts waited until an agent accepted them",
+            ["tenant", "queue"],
+            buckets=WAIT_BUCKETS,
+            registry=r,
+        )
+
+    async def refresh(self) -> None:
+        async with self._lock:
+            families: list[Metric] = []
+            up = GaugeMetricFamily("contactrouter_store_up", "1 when the store answered this scrape")
+            try:
+                families += await self._gauges()
+                for tenant in self.deployment.tenants:
+                    await self._count_events(tenant.id)
+                up.add_metric([], 1)
+            except Exception as exc:  # the scrape still reports this process and store_up 0
+                log.warning("metrics: reading the store failed: %s", exc)
+                families, up = [], GaugeMetricFamily("contactrouter_store_up", "1 when the store answered this scrape")
+                up.add_metric([], 0)
+            self._state.families = [up, *families]
+
+    async def exposition(self) -> bytes:
+        await self.refresh()
+        return generate_latest(self.registry) + generate_latest(REGISTRY)
+
+    async def _gauges(self) -> list[Metric]:
+        depth = GaugeMetricFamily(
+            "contactrouter_queue_waiting", "Contacts waiting in a queue", labels=["tenant", "queue"]
+        )
+        oldest = GaugeMetricFamily(
+            "contactrouter_queue_oldest_wait_seconds",
+            "How long the longest-waiting contact of a queue has waited",
+            labels=["tenant", "queue"],
+        )
+        for tenant in self.deployment.tenants:
+            for state in await floor.queues(self.store, tenant):
+                depth.add_metric([tenant.id, state.queue], state.waiting)
+                oldest.add_metric([tenant.id, state.queue], state.oldest_wait_s)
+        labels = ["tenant", "stream", "group"]
+        length = GaugeMetricFamily("contactrouter_stream_length", "Entries in a stream", labels=["tenant", "stream"])
+        pending = GaugeMetricFamily(
+            "contactrouter_group_pending", "Entries delivered to a consumer and not yet acknowledged", labels=labels
+        )
+        lag = GaugeMetricFamily("contactrouter_group_lag", "Entries not yet delivered to any consumer", labels=labels)
+        consumers = GaugeMetricFamily("contactrouter_group_consumers", "Consumers in a group", labels=labels)
+        for state in await health.group_states(self.store, self.deployment):
+            kind = state.stream.rpartition(":")[2]
+            length.add_metric([state.tenant, kind], state.length)
+            if state.exists:
+                pending.add_metric([state.tenant, kind, state.group], state.pending)
+                consumers.add_metric([state.tenant, kind, state.group], state.consumers)
+                if state.lag is not None:
+                    lag.add_metric([state.tenant, kind, state.group], state.lag)
+        dead = GaugeMetricFamily(
+            "contactrouter_dead_letters",
+            "Entries in the dead-letter stream, waiting for an operator",
+            labels=["tenant"],
+        )
+        for tenant in self.deployment.tenants:
+            keys = Keys(tenant.id)
+            dead.add_metric([tenant.id], int(await self.store.redis.xlen(keys.dead)))
+            length.add_metric([tenant.id, "events"], int(await self.store.redis.xlen(keys.events)))
+        return [depth, oldest, length, pending, lag, consumers, dead]
+
+    async def _count_events(self, tenant: str) -> None:
+        stream = Keys(tenant).events
+        after = self._after.get(tenant)
+        if after is None:
+            # Counters start with the process: what happened before is in the reports.
+            last = await self.store.redis.xrevrange(stream, count=1)
+            self._after[tenant] = text(last[0][0]) if last else "0-0"
+            return
+        counted = 0
+        while counted < EVENTS_PER_SCRAPE:
+            rows = await self.store.redis.xrange(stream, min=f"({after}", count=reports.PAGE)
+            for entry_id, fields in rows:
+                event = reports.decode_event(entry_id, fields)
+                if event is not None:
+                    self._count(event)
+            if rows:
+                after = text(rows[-1][0])
+                self._after[tenant] = after
+            counted += len(rows)
+            if len(rows) < reports.PAGE:
+                return
+
+    def _count(self, event: events.StateEvent) -> None:
+        t = event.tenant
+        if isinstance(event, events.MessageAdded):
+            (self.contacts_in if event.direction == "in" else self.contacts_out).labels(t, event.channel).inc()
+        elif isinstance(event, events.Queued):
+            self.queued.labels(t, event.queue).inc()
+        elif isinstance(event, events.Reserved):
+            self.offers.labels(t, event.queue).inc()
+        elif isinstance(event, events.Accepted):
+            self.reservations.labels(t, event.queue, "accepted").inc()
+            self.answer_wait.labels(t, event.queue).observe(event.waited_ms / 1000)
+        elif isinstance(event, events.Rejected | events.TimedOut):
+            outcome = "rejected" if isinstance(event, events.Rejected) else "timed_out"
+            self.reservations.labels(t, event.queue, outcome).inc()
+        elif isinstance(event, events.Abandoned):
+            self.abandoned.labels(t, event.queue).inc()
+        elif isinstance(event, events.SlaBreached):
+            self.sla_breaches.labels(t, event.queue).inc()
+        elif isinstance(event, events.DeliveryStatus):
+            self.deliveries.labels(t, event.channel, event.status).inc()
+
+
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def _handle(request: web.Request) -> web.Response:
+    body = await request.app[METRICS].exposition()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def mount(app: web.Application, store: Store, deployment: Deployment) -> None:
+    """Serve GET /metrics on an aiohttp app (the web process's)."""
+    app[METRICS] = Metrics(store, deployment)
+    app.router.add_get("/metrics", _handle)
+
+
+async def serve(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
+    """Serve /metrics on METRICS_PORT until stop, for the roles without a web server.
+
+    A port already taken (two workers of one type on one host given the same port) is
+    logged and the worker carries on without metrics rather than stopping.
+    """
+    app = web.Application()
+    mount(app, store, deployment)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    except OSError as exc:
+        log.error(
+            "metrics: cannot listen on %s:%d (%s); this process serves no metrics",
+            settings.host,
+            settings.metrics_port,
+            exc,
+        )
+        await runner.cleanup()
+        await stop.wait()
+        return
+    log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
