@@ -5,6 +5,8 @@ leaving the building, so the whole product runs offline.
 
 from __future__ import annotations
 
+from redis.exceptions import WatchError
+
 from channels.transport import Reconciled
 from router import events
 from router.keys import Keys
@@ -20,11 +22,23 @@ class SandboxSender:
         keys = Keys(message.tenant)
         provider_id = f"sandbox-{message.id}"
         marker = keys.seen("outbox", message.id)
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(keys.outbox, {"e": events.encode(message), "provider_id": provider_id})
-            pipe.set(marker, provider_id, ex=7 * 24 * 3600)
-            await pipe.execute()
-        return provider_id
+        while True:
+            try:
+                async with self.store.redis.pipeline(transaction=True) as pipe:
+                    # The client replays a transaction whose answer was lost (a dropped
+                    # connection, Redis restarting): that would put the message in the outbox
+                    # twice. Watching the marker, it does not replay; the marker says whether
+                    # the first one ran.
+                    await pipe.watch(marker)
+                    if await pipe.get(marker) is not None:
+                        return provider_id
+                    pipe.multi()
+                    pipe.xadd(keys.outbox, {"e": events.encode(message), "provider_id": provider_id})
+                    pipe.set(marker, provider_id, ex=7 * 24 * 3600)
+                    await pipe.execute()
+                return provider_id
+            except WatchError:
+                continue  # the connection dropped while watching: look at the marker again
 
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         provider_id = await self.store.redis.get(Keys(message.tenant).seen("outbox", message.id))

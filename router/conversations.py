@@ -139,6 +139,20 @@ async def send_reply(
             await pipe.execute()
         except WatchError:
             first = await store.redis.get(seen)
+            if first is None:
+                # redis-py raises WatchError too when the connection dropped before EXEC
+                # ran: nothing was recorded, so the reply is made again.
+                return await send_reply(
+                    store,
+                    tenant,
+                    conversation,
+                    agent,
+                    body,
+                    channel=channel,
+                    address=address,
+                    subject=subject,
+                    idempotency_key=idempotency_key,
+                )
             return events.decode_outbound(first)
     return message
 

@@ -15,10 +15,13 @@ import redis.asyncio as aioredis
 from fakeredis import aioredis as fake_aioredis
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler  # no public name; see _BlockingReadHandler
 from redis.asyncio.cluster import RedisCluster
+
+# The asyncio Retry: redis.retry.Retry (the sync one) returns the coroutine unawaited
+# from call_with_retry, so an asyncio client given it never retried anything.
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from router.config import Settings
 from router.keys import Keys

@@ -158,7 +158,7 @@ class Dispatcher:
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    dispatcher = Dispatcher(store, default_senders(store, deployment, settings))
+    dispatcher = Dispatcher(store, default_senders(store, deployment, settings), lease_ms=settings.send_lease_ms)
     streams = [Keys(t.id).outbound for t in deployment.tenants]
     consumer = dispatcher_consumer = bus.Consumer(
         store,

@@ -1,10 +1,10 @@
-"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing, webhooks)."""
+"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing, webhooks, email, pipeline, campaigns)."""
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "webhooks")
+BENCHMARKS = ("routing", "webhooks", "email", "pipeline", "campaigns")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,18 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import webhooks
 
         return webhooks.main(rest)
+    if name == "email":
+        from ops.bench import email
+
+        return email.main(rest)
+    if name == "pipeline":
+        from ops.bench import pipeline
+
+        return pipeline.main(rest)
+    if name == "campaigns":
+        from ops.bench import campaigns
+
+        return campaigns.main(rest)
     return 2
 
 
