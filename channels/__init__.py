@@ -26,6 +26,18 @@ def senders(store: Store, deployment: Deployment, settings: Settings) -> dict[st
     result = sandbox_senders(store)
     result["sms"] = SmsSender(store, deployment, settings)
     result["voice"] = VoiceSender(store, deployment, settings)
+    from channels.email.outbound import EmailSender
+
+    result["email"] = EmailSender(store, deployment, settings)
+    from channels.webchat import WebchatSender
+
+    result["webchat"] = WebchatSender(store, deployment)
+    from channels.telegram import TelegramSender
+
+    result["telegram"] = TelegramSender(store, deployment, settings)
+    from channels.fax.outbound import FaxSender
+
+    result["fax"] = FaxSender(store, deployment, settings)
     return result
 
 
@@ -35,3 +47,9 @@ def setup_webhooks(app: web.Application) -> None:
 
     sms.setup(app)
     voice.setup(app)
+    from channels import webchat
+
+    webchat.setup(app)
+    from channels import telegram
+
+    telegram.setup(app)

@@ -33,8 +33,15 @@ ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "tele
 
 # Commands that live beside their feature. Each module has `register(sub)`, which adds its
 # subcommands and returns their names, and `async def command(store, deployment, a)`; a
-# module whose commands need no store sets `NEEDS_STORE = False` and takes `(deployment, a)`.
-COMMAND_MODULES: list[str] = []
+# module whose commands need no store sets `NEEDS_STORE = False` and takes `(deployment, a)`;
+# NEEDS_STORE may also be a function of the parsed arguments, when only some of them need it.
+COMMAND_MODULES: list[str] = [
+    "router.inbox.cli",
+    "channels.telegram.commands",
+    "ops.cli",
+    "workers.campaigns.cli",
+    "channels.webchat.commands",
+]
 
 
 class CliError(Exception):
@@ -415,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run_role(settings, deployment, a.role))
             return 0
         extension = EXTENSIONS.get(a.command)
-        if extension is not None and not getattr(extension, "NEEDS_STORE", True):
+        needs_store = getattr(extension, "NEEDS_STORE", True)
+        if extension is not None and not (needs_store(a) if callable(needs_store) else needs_store):
             asyncio.run(extension.command(deployment, a))
             return 0
         if a.command == "simulate":

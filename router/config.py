@@ -103,6 +103,14 @@ class EmailChannel(msgspec.Struct, forbid_unknown_fields=True):
 
     addresses: list[str] = []  # e.g. ["help@acme.example"]
     domains: list[str] = []  # e.g. ["acme.example"]: every address @acme.example
+    # Outbound mail leaves from this address (one the server receives for, so replies
+    # come back); default: the first of `addresses`. from_name is its display name.
+    from_address: str = ""
+    from_name: str = ""  # default: the tenant's name
+
+    def sender(self) -> str:
+        """The address outbound mail leaves from ("" when the tenant has none)."""
+        return (self.from_address or (self.addresses[0] if self.addresses else "")).lower()
 
 
 class MenuOption(msgspec.Struct, forbid_unknown_fields=True):
@@ -137,6 +145,98 @@ class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):
     callback: CallbackPolicy = msgspec.field(default_factory=CallbackPolicy)
 
 
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$")]
+# What Telegram accepts as a webhook's secret_token (1-256 of these characters).
+TELEGRAM_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class TelegramChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """A tenant's Telegram bot. Its token, webhook secret and deep-link key are never in
+    the file: the file names the environment variables that hold them."""
+
+    token_env: EnvName
+    mode: Literal["webhook", "polling"] = "webhook"  # polling: the `telegram` process asks Telegram
+    secret_env: EnvName | None = None  # X-Telegram-Bot-Api-Secret-Token; required in webhook mode
+    # /start deep links (t.me/BOT?start=PAYLOAD): a payload listed here routes to its queue
+    start_queues: dict[str, str] = {}
+    # signs /start payloads that carry a customer's id (`contactrouter telegram link`)
+    link_key_env: EnvName | None = None
+    token: str = ""  # filled from the environment by load_deployment
+    webhook_secret: str = ""
+    link_key: str = ""
+
+
+HexColor = Annotated[str, msgspec.Meta(pattern=r"^#[0-9a-fA-F]{6}$")]
+# A web page's origin as browsers send it: scheme, host and an optional port, no path.
+WebOrigin = Annotated[str, msgspec.Meta(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")]
+PrechatField = Literal["name", "email", "topic"]
+UploadType = Literal["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"]
+
+
+class ChatTopic(msgspec.Struct, forbid_unknown_fields=True):
+    """A topic the visitor picks before chatting, and the queue it routes to."""
+
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=80)]
+    queue: str
+
+
+class WebchatLimits(msgspec.Struct, forbid_unknown_fields=True):
+    message_bytes: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 4000  # UTF-8 bytes of one message
+    per_visitor_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 20  # messages and uploads
+    per_ip_per_minute: Annotated[int, msgspec.Meta(ge=1)] = 60  # messages, uploads and new visitors
+    upload_types: list[UploadType] = msgspec.field(
+        default_factory=lambda: ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"]
+    )
+    upload_max_bytes: Annotated[int, msgspec.Meta(ge=1)] = 5 * 1024 * 1024
+
+
+class WebchatChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """The chat widget a tenant embeds on its site. The identity secret (the tenant's
+    server signs identified customers with it) is never in the file: the file names
+    the environment variable that holds it."""
+
+    allowed_origins: list[WebOrigin] = []  # pages that may open the chat, e.g. "https://www.acme.example"
+    title: str = ""  # the panel's title; default: the tenant's name
+    greeting: str = "Hi! How can we help you today?"
+    color: HexColor | None = None  # default: the tenant's brand_color
+    text_color: HexColor = "#ffffff"
+    offline_message: str = "We are offline right now. Leave your email and a message, and we will write back."
+    hours: BusinessHours | None = None  # default: the hours of the tenant's webchat entry queue
+    prechat: list[PrechatField] = []  # asked before the first message
+    prechat_required: list[PrechatField] = []
+    topics: list[ChatTopic] = []  # the "topic" field's choices, each routing to its queue
+    identity_secret_env: Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]*$")] | None = None
+    identity_secret: str = ""  # filled from identity_secret_env by load_deployment
+    demo_page: bool = False  # serve /webchat/{tenant}/demo, a page showing the widget
+    limits: WebchatLimits = msgspec.field(default_factory=WebchatLimits)
+
+
+class FaxGateway(msgspec.Struct, forbid_unknown_fields=True):
+    """A fax-to-email service: how its mail is recognised and read, and where replies go.
+
+    The patterns are Python regular expressions (case-insensitive), checked at load."""
+
+    name: Name
+    from_addresses: list[str] = []  # its mail comes From (or with a return path) one of these
+    from_domains: list[str] = []  # ... or any address of these domains
+    number_pattern: str = ""  # names a group `number` (and may name `pages`)
+    pages_pattern: str = ""  # names a group `pages`: the page count the gateway claims
+    search_in: Literal["subject", "body", "both"] = "both"
+    region: Annotated[str, msgspec.Meta(pattern="^[A-Z]{2}$")] = "US"  # for numbers without a country code
+    outbound_address: str = ""  # email-to-fax, e.g. "{number}@fax.gateway.example"; empty: receive only
+    number_format: Literal["e164", "e164_digits", "national_digits"] = "e164_digits"  # {number} in it
+    # its confirmation and failure mails; a group `ref` may name our Message-ID, `reason` the failure
+    status_pattern_ok: str = ""
+    status_pattern_failed: str = ""
+
+
+class FaxChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """Fax for a tenant: the gateways whose mail (to the tenant's email addresses) is fax."""
+
+    gateways: list[FaxGateway] = []
+    address: str = ""  # the tenant's address faxes are sent from (one of its email addresses/domains)
+
+
 class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     id: TenantId
     name: str = ""
@@ -155,6 +255,9 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     sms: SmsChannel = msgspec.field(default_factory=SmsChannel)
     voice: VoiceChannel = msgspec.field(default_factory=VoiceChannel)
     email: EmailChannel = msgspec.field(default_factory=EmailChannel)
+    telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
+    webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
+    fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
 
     def queue(self, queue_id: str) -> Queue:
         for queue in self.queues:
@@ -207,6 +310,9 @@ class Settings(msgspec.Struct, kw_only=True):
     consumer: str = ""  # this process's consumer name in the groups
     claim_idle_ms: int = 30_000  # pending entries idle this long are taken over
     max_deliveries: int = 5  # then the entry goes to the dead-letter stream
+    # a send cut short (its dispatcher died) is reconciled with the provider after this;
+    # it must exceed the slowest provider call
+    send_lease_ms: int = 120_000
     batch: int = 100
     block_ms: int = 1000
     stream_keep_hours: float = 168.0  # acknowledged stream entries older than this are trimmed
@@ -224,6 +330,23 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_max_bytes: int = 25 * 1024 * 1024  # a bigger message is refused (552)
     attachment_dir: str = ""  # the attachment store; empty: var/attachments under the working directory
     attachment_max_bytes: int = 20 * 1024 * 1024  # a bigger attachment is left out (and noted)
+    smtp_tls_cert: str = ""  # inbound STARTTLS: certificate chain (PEM) and its key; both or neither
+    smtp_tls_key: str = ""
+    smtp_require_starttls: bool = False  # refuse mail on a connection that did not STARTTLS
+    # Outbound mail goes through this relay; no host: every email goes to the sandbox outbox.
+    smtp_relay_host: str = ""
+    smtp_relay_port: int = 587
+    smtp_relay_user: str = ""
+    smtp_relay_password: str = ""  # from the environment only; never logged
+    smtp_relay_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_relay_ca_file: str = ""  # trust this CA bundle for the relay (a private CA); default: the system's
+    telegram_api_base: str = ""  # e.g. a local Bot API server in tests; default: api.telegram.org
+    # signs web chat visitors' tokens; empty: the web process keeps a generated one in the store
+    webchat_secret: str = ""
+    # reverse proxies in front of the web process that append to X-Forwarded-For: the client's
+    # address (for web chat flood limits) is that many entries from its end; 0: the peer address
+    trusted_proxy_hops: int = 0
+    metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -238,6 +361,7 @@ class Settings(msgspec.Struct, kw_only=True):
                 consumer=env.get("CONTACTROUTER_CONSUMER", ""),
                 claim_idle_ms=int(env.get("CONTACTROUTER_CLAIM_IDLE_MS", 30_000)),
                 max_deliveries=int(env.get("CONTACTROUTER_MAX_DELIVERIES", 5)),
+                send_lease_ms=int(env.get("CONTACTROUTER_SEND_LEASE_MS", 120_000)),
                 batch=int(env.get("CONTACTROUTER_BATCH", 100)),
                 block_ms=int(env.get("CONTACTROUTER_BLOCK_MS", 1000)),
                 stream_keep_hours=float(env.get("CONTACTROUTER_STREAM_KEEP_HOURS", 168)),
@@ -253,9 +377,34 @@ class Settings(msgspec.Struct, kw_only=True):
                 smtp_max_bytes=int(env.get("SMTP_MAX_BYTES", 25 * 1024 * 1024)),
                 attachment_dir=env.get("ATTACHMENT_DIR", ""),
                 attachment_max_bytes=int(env.get("ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
+                smtp_tls_cert=env.get("SMTP_TLS_CERT", ""),
+                smtp_tls_key=env.get("SMTP_TLS_KEY", ""),
+                smtp_require_starttls=env.get("SMTP_REQUIRE_STARTTLS", "").lower() in {"1", "true", "yes", "on"},
+                smtp_relay_host=env.get("SMTP_RELAY_HOST", ""),
+                smtp_relay_port=int(env.get("SMTP_RELAY_PORT") or _relay_port(env.get("SMTP_RELAY_TLS", ""))),
+                smtp_relay_user=env.get("SMTP_RELAY_USER", ""),
+                smtp_relay_password=env.get("SMTP_RELAY_PASSWORD", ""),
+                smtp_relay_tls=_relay_tls(env.get("SMTP_RELAY_TLS", "")),
+                smtp_relay_ca_file=env.get("SMTP_RELAY_CA_FILE", ""),
+                telegram_api_base=env.get("TELEGRAM_API_BASE", "").rstrip("/"),
+                webchat_secret=env.get("WEBCHAT_SECRET", ""),
+                trusted_proxy_hops=int(env.get("TRUSTED_PROXY_HOPS") or 0),
+                metrics_port=int(env.get("METRICS_PORT") or 0),
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None
+
+
+def _relay_tls(value: str) -> Literal["starttls", "tls", "none"]:
+    value = value.strip().lower() or "starttls"
+    if value not in ("starttls", "tls", "none"):
+        raise ValueError(f"SMTP_RELAY_TLS must be starttls, tls or none, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _relay_port(tls: str) -> int:
+    """The relay's usual port for its TLS mode: 465 for implicit TLS, else submission (587)."""
+    return 465 if tls.strip().lower() == "tls" else 587
 
 
 def load_deployment(path: str | Path | None) -> Deployment:
@@ -284,8 +433,47 @@ def resolve_secrets(deployment: Deployment, env: dict[str, str] | os._Environ) -
                     f"{tenant.twilio.auth_token_env} is not set"
                 )
             tenant = msgspec.structs.replace(tenant, twilio=msgspec.structs.replace(tenant.twilio, auth_token=token))
+        if tenant.telegram is not None and not tenant.telegram.token:
+            tenant = msgspec.structs.replace(tenant, telegram=_telegram_secrets(index, tenant.telegram, env))
+        if tenant.webchat is not None and tenant.webchat.identity_secret_env and not tenant.webchat.identity_secret:
+            secret = env.get(tenant.webchat.identity_secret_env, "")
+            if len(secret) < 16:  # an HMAC key a visitor could guess would let anyone pose as a customer
+                raise ConfigError(
+                    f"`$.tenants[{index}].webchat.identity_secret_env`: environment variable "
+                    f"{tenant.webchat.identity_secret_env} is not set or shorter than 16 characters"
+                )
+            tenant = msgspec.structs.replace(
+                tenant, webchat=msgspec.structs.replace(tenant.webchat, identity_secret=secret)
+            )
         tenants.append(tenant)
     return msgspec.structs.replace(deployment, tenants=tenants)
+
+
+def _telegram_secrets(index: int, telegram: TelegramChannel, env: dict[str, str] | os._Environ) -> TelegramChannel:
+    """A bot's token, webhook secret and deep-link key from the variables the file names."""
+    values = {}
+    for field, name in (
+        ("token", telegram.token_env),
+        ("webhook_secret", telegram.secret_env),
+        ("link_key", telegram.link_key_env),
+    ):
+        if name is None:
+            continue
+        value = env.get(name, "")
+        if not value:
+            raise ConfigError(
+                f"`$.tenants[{index}].telegram.{field.removeprefix('webhook_')}_env`: "
+                f"environment variable {name} is not set"
+            )
+        values[field] = value
+    if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", values["token"]):
+        raise ConfigError(f"`$.tenants[{index}].telegram.token_env`: {telegram.token_env} is not a bot token")
+    if "webhook_secret" in values and not TELEGRAM_SECRET.fullmatch(values["webhook_secret"]):
+        raise ConfigError(
+            f"`$.tenants[{index}].telegram.secret_env`: {telegram.secret_env} must be 1-256 "
+            "characters A-Z, a-z, 0-9, _ or -"
+        )
+    return msgspec.structs.replace(telegram, **values)
 
 
 def parse_deployment(text: str, source: str = "config") -> Deployment:
@@ -359,6 +547,11 @@ def _check(deployment: Deployment, source: str) -> None:
                 )
             voice_numbers[number] = tenant.id
         _check_email(tenant, where, mail_names)
+        if tenant.telegram is not None:
+            _check_telegram(tenant.telegram, f"{where}.telegram", queue_ids)
+        if tenant.webchat is not None:
+            _check_webchat(tenant.webchat, f"{where}.webchat", queue_ids)
+        _check_fax(tenant, f"{where}.fax")
         for m_index, option in enumerate(tenant.voice.menu):
             if option.queue not in queue_ids:
                 raise ConfigError(f"{where}.voice.menu[{m_index}].queue: unknown queue {option.queue!r}")
@@ -369,6 +562,83 @@ def _check(deployment: Deployment, source: str) -> None:
             for channel in agent.capacity:
                 if channel != "total" and channel not in CHANNELS:
                     raise ConfigError(f"{where}.agents[{a_index}].capacity: unknown channel {channel!r}")
+
+
+def _check_fax(tenant: Tenant, where: str) -> None:
+    """Each gateway is recognisable, its patterns compile with the groups they need,
+    and replies have an address to leave from."""
+    import phonenumbers  # only here: the rest of the configuration needs no phone numbers
+
+    names = [g.name for g in tenant.fax.gateways]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}.gateways: gateway names must be unique")
+    for index, gateway in enumerate(tenant.fax.gateways):
+        gwhere = f"{where}.gateways[{index}]"
+        if not gateway.from_addresses and not gateway.from_domains:
+            raise ConfigError(f"{gwhere}: a gateway needs from_addresses or from_domains to recognise its mail")
+        for field, groups in (
+            ("number_pattern", ("number",)),
+            ("pages_pattern", ("pages",)),
+            ("status_pattern_ok", ()),
+            ("status_pattern_failed", ()),
+        ):
+            pattern = getattr(gateway, field)
+            if not pattern:
+                if field == "number_pattern":
+                    raise ConfigError(f"{gwhere}.number_pattern: required (a pattern with a group `number`)")
+                continue
+            try:
+                compiled = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise ConfigError(f"{gwhere}.{field}: not a regular expression: {exc}") from None
+            for group in groups:
+                if group not in compiled.groupindex:
+                    raise ConfigError(f"{gwhere}.{field}: needs a named group (?P<{group}>...)")
+        if gateway.region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{gwhere}.region: {gateway.region!r} is not a region phone numbers know")
+        if gateway.outbound_address:
+            try:
+                sample = gateway.outbound_address.format(number="15551234567")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(
+                    f"{gwhere}.outbound_address: {gateway.outbound_address!r} may use only {{number}} ({exc!r})"
+                ) from None
+            if "{number}" not in gateway.outbound_address or not re.fullmatch(r"[^@\s]+@[A-Za-z0-9.-]+\.\w+", sample):
+                raise ConfigError(
+                    f"{gwhere}.outbound_address: {gateway.outbound_address!r} is not an address with {{number}}"
+                )
+    owned = [a.lower() for a in tenant.email.addresses] + ["@" + d.lower() for d in tenant.email.domains]
+    address = tenant.fax.address.lower()
+    if address and address not in owned and "@" + address.rpartition("@")[2] not in owned:
+        raise ConfigError(
+            f"{where}.address: {tenant.fax.address!r} is not one of this tenant's email addresses or domains"
+        )
+    if any(g.outbound_address for g in tenant.fax.gateways) and not (address or tenant.email.sender()):
+        raise ConfigError(f"{where}.address: sending faxes needs an address to send from (or email.addresses)")
+
+
+def _check_webchat(webchat: WebchatChannel, where: str, queue_ids: list[str]) -> None:
+    for field in webchat.prechat_required:
+        if field not in webchat.prechat:
+            raise ConfigError(f"{where}.prechat_required: {field!r} is required but not asked (add it to prechat)")
+    if "topic" in webchat.prechat and not webchat.topics:
+        raise ConfigError(f"{where}.topics: the topic field needs at least one topic")
+    for index, topic in enumerate(webchat.topics):
+        if topic.queue not in queue_ids:
+            raise ConfigError(f"{where}.topics[{index}].queue: unknown queue {topic.queue!r}")
+
+
+def _check_telegram(telegram: TelegramChannel, where: str, queue_ids: list[str]) -> None:
+    for field in ("token", "webhook_secret", "link_key"):
+        if getattr(telegram, field):
+            raise ConfigError(f"{where}.{field}: secrets never go in the file; name an environment variable")
+    if telegram.mode == "webhook" and telegram.secret_env is None:
+        raise ConfigError(f"{where}.secret_env: webhook mode needs a secret (Telegram sends it with every update)")
+    for payload, queue in telegram.start_queues.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", payload):
+            raise ConfigError(f"{where}.start_queues: {payload!r} is not a /start payload (1-64 of A-Z a-z 0-9 _ -)")
+        if queue not in queue_ids:
+            raise ConfigError(f"{where}.start_queues.{payload}: unknown queue {queue!r}")
 
 
 def _check_email(tenant: Tenant, where: str, seen: dict[str, str]) -> None:
@@ -386,6 +656,13 @@ def _check_email(tenant: Tenant, where: str, seen: dict[str, str]) -> None:
         if name in seen:
             raise ConfigError(f"{where}.email.{field}[{index}]: {raw} already belongs to {seen[name]}")
         seen[name] = tenant.id
+    sender = tenant.email.from_address.lower()
+    owned = [a.lower() for a in tenant.email.addresses] + ["@" + d.lower() for d in tenant.email.domains]
+    if sender and sender not in owned and "@" + sender.rpartition("@")[2] not in owned:
+        raise ConfigError(
+            f"{where}.email.from_address: {tenant.email.from_address!r} is not one of this tenant's "
+            "addresses or domains (replies to it would be refused)"
+        )
 
 
 def capacity_of(agent: Agent) -> dict[str, int]:

@@ -71,6 +71,11 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     )
     await processes.prepare(store, deployment)
     await load_demo(store, deployment)
+    from router.inbox.accounts import demo_accounts
+
+    # fresh random passwords on every start, shown once here and never logged
+    passwords = await demo_accounts(store, deployment)
+    logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
     tenants = ", ".join(t.id for t in deployment.tenants)
     print(
         f"""
@@ -79,6 +84,9 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
   smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
+  chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
+  inbox:   http://{host}:{settings.port}/inbox   demo logins (passwords for this start only):
+{logins}
 Next:
   contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
   contactrouter agent accept --tenant acme alice <reservation>

@@ -13,10 +13,15 @@ PROVIDER_ID_TTL_S = 30 * 24 * 3600
 # Consumer groups
 ROUTING_GROUP = "routing"
 DISPATCH_GROUP = "dispatch"
+CAMPAIGNS_GROUP = "campaigns"  # follows the events stream for campaign results
 
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.
 SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
+
+# The secret web chat visitor tokens are signed with, when WEBCHAT_SECRET is not set:
+# the first web process generates it and every web process reads it from here.
+WEBCHAT_SECRET = f"{PREFIX}:webchat:secret"
 
 
 class Keys:
@@ -141,6 +146,132 @@ class Keys:
     def suppression(self, channel: str) -> str:
         """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
         return f"{self.base}:suppress:{channel}"
+
+    @property
+    def fax_routes(self) -> str:
+        """A customer's fax number (E.164) -> the gateway their last fax came through,
+        so a reply leaves by the same gateway."""
+        return f"{self.base}:fax:routes"
+
+    def webchat_visitor(self, visitor: str) -> str:
+        """A web chat visitor's state: pre-chat answers, read marks."""
+        return f"{self.base}:webchat:v:{visitor}"
+
+    def webchat_history(self, visitor: str) -> str:
+        """A web chat visitor's transcript stream (both ways), replayed to every tab that connects."""
+        return f"{self.base}:webchat:v:{visitor}:log"
+
+    @property
+    def webchat_live(self) -> str:
+        """What the tenant's open chat tabs must see now (messages, typing, read marks); every
+        web process reads it and pushes each entry to its own sockets of that visitor."""
+        return f"{self.base}:webchat:live"
+
+    @property
+    def webchat_signals(self) -> str:
+        """Visitors' typing and read marks, for the agents' inbox."""
+        return f"{self.base}:webchat:signals"
+
+    def webchat_rate(self, scope: str, who: str, window: int) -> str:
+        """A rate-limit counter: scope (visitor, ip), who, and the minute it counts."""
+        return f"{self.base}:webchat:rate:{scope}:{who}:{window}"
+
+    def telegram_updates(self, bot_id: str) -> str:
+        """update_ids a Telegram bot delivered and we stored, scored by when (a bounded
+        window): a redelivered update is dropped by membership, whatever its order."""
+        return f"{self.base}:telegram:{bot_id}:updates"
+
+    def telegram_poller(self, bot_id: str) -> str:
+        """The lease of the one `telegram` process polling a bot (Telegram allows one)."""
+        return f"{self.base}:telegram:{bot_id}:poller"
+
+    def agent_read(self, agent_id: str) -> str:
+        """Conversation -> when the agent last read it (ms): the inbox's unread marks."""
+        return f"{self.base}:agent:{agent_id}:read"
+
+    # outbound campaigns (workers/campaigns)
+    @property
+    def campaigns(self) -> str:
+        """The tenant's campaign ids."""
+        return f"{self.base}:cmp"
+
+    @property
+    def campaigns_running(self) -> str:
+        """Campaigns the campaigns workers are sending (launched, not paused or cancelled)."""
+        return f"{self.base}:cmp:running"
+
+    def campaign(self, campaign_id: str) -> str:
+        """A campaign: its definition (JSON), state, and audience size."""
+        return f"{self.base}:cmp:{campaign_id}"
+
+    def campaign_stats(self, campaign_id: str) -> str:
+        """Progress counters: sent, delivered, failed, suppressed, replied, converted..."""
+        return f"{self.base}:cmp:{campaign_id}:stats"
+
+    def campaign_audience(self, campaign_id: str) -> str:
+        """Recipient number -> the recipient (MessagePack): address, time zone, template fields."""
+        return f"{self.base}:cmp:{campaign_id}:aud"
+
+    def campaign_due(self, campaign_id: str) -> str:
+        """Recipients still to send, scored by when they may go (a claimed one: its lease's end)."""
+        return f"{self.base}:cmp:{campaign_id}:due"
+
+    def campaign_status(self, campaign_id: str) -> str:
+        """Recipient number -> what happened to them ("sent:1:sms", "suppressed:dnc", ...)."""
+        return f"{self.base}:cmp:{campaign_id}:st"
+
+    def campaign_rejects(self, campaign_id: str) -> str:
+        """CSV rows the audience import refused: line number -> reason."""
+        return f"{self.base}:cmp:{campaign_id}:rej"
+
+    @property
+    def do_not_contact(self) -> str:
+        """Addresses (E.164, email) nobody may contact on any channel."""
+        return f"{self.base}:dnc"
+
+    @property
+    def disputes(self) -> str:
+        """Customer ids, and debts ("debt:<account>"), with an open dispute: no collections."""
+        return f"{self.base}:disputes"
+
+    def contact_attempts(self, channel: str, subject: str) -> str:
+        """A debt's (or address's) campaign attempts on a channel, scored by time: frequency caps."""
+        return f"{self.base}:cap:{channel}:{subject}"
+
+    def debt_talked(self, subject: str) -> str:
+        """When a conversation with the debtor about a debt last took place (ms)."""
+        return f"{self.base}:talked:{subject}"
+
+    def rate_bucket(self, name: str) -> str:
+        """A token bucket (tokens, updated) that every campaigns worker of the tenant draws from."""
+        return f"{self.base}:bucket:{name}"
+
+    @property
+    def campaign_signing_key(self) -> str:
+        """The secret that signs the tenant's one-click unsubscribe links."""
+        return f"{self.base}:cmp:signing-key"
+
+
+class AccountKeys:
+    """The agent inbox's accounts and sessions. They belong to no tenant (one login may
+    serve several), so they share a hash tag of their own: one cluster slot."""
+
+    base = f"{PREFIX}:{{accounts}}"
+    users = f"{base}:users"  # set of logins
+
+    @classmethod
+    def user(cls, login: str) -> str:
+        return f"{cls.base}:user:{login}"
+
+    @classmethod
+    def user_sessions(cls, login: str) -> str:
+        """The session digests of a login, so a password change ends them all."""
+        return f"{cls.base}:user:{login}:sessions"
+
+    @classmethod
+    def session(cls, digest: str) -> str:
+        """A session by the SHA-256 of its cookie: a copy of the store holds no live cookie."""
+        return f"{cls.base}:session:{digest}"
 
 
 def shard_of(key: str) -> str:

@@ -27,8 +27,10 @@ Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
 
 
 def roles() -> dict[str, Role]:
+    from channels.telegram import polling as telegram_polling
     from router import web
-    from workers import dispatch, idle, routing, smtp, timers
+    from workers import dispatch, routing, smtp, timers
+    from workers.campaigns import worker as campaigns_worker
 
     return {
         "web": web.run,
@@ -36,9 +38,13 @@ def roles() -> dict[str, Role]:
         "dispatch": dispatch.run,
         "timers": timers.run,
         "smtp": smtp.run,
-        "campaigns": idle.runner("campaigns"),
-        "telegram": idle.runner("telegram"),
+        "campaigns": campaigns_worker.run,
+        "telegram": telegram_polling.run,
     }
+
+
+# The ids a log call may pass in `extra`; JSON logs carry them as fields of their own.
+CONTEXT_FIELDS = ("tenant", "conversation", "contact")
 
 
 class JsonLogs(logging.Formatter):
@@ -52,6 +58,10 @@ class JsonLogs(logging.Formatter):
             "msg": record.getMessage(),
             "pid": record.process,
         }
+        for name in CONTEXT_FIELDS:  # passed as log.info(..., extra={"tenant": ..., "conversation": ...})
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = str(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)
@@ -96,6 +106,10 @@ async def run_roles(
     for name in names:
         role_settings = _with_consumer(settings, consumer_name(name, settings))
         tasks.append(asyncio.create_task(available[name](store, deployment, role_settings, stop), name=name))
+    if settings.metrics_port and "web" not in names:  # the web role serves /metrics on its own port
+        from ops import metrics
+
+        tasks.append(asyncio.create_task(metrics.serve(store, deployment, settings, stop), name="metrics"))
     done, _pending = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
     for task in done:
         if task in tasks and task.exception():

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgspec
 from aiohttp import web
 
+from ops import health, metrics
 from router.config import Deployment, Settings
-from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -24,24 +25,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store answers and every tenant's consumer groups exist."""
-    store, deployment = request.app[STORE], request.app[DEPLOYMENT]
-    problems = []
-    try:
-        await store.redis.ping()
-        for tenant in deployment.tenants:
-            keys = Keys(tenant.id)
-            for stream, group in ((keys.inbound, ROUTING_GROUP), (keys.outbound, DISPATCH_GROUP)):
-                try:
-                    names = {g["name"].decode() for g in await store.redis.xinfo_groups(stream)}
-                except Exception:
-                    names = set()
-                if group not in names:
-                    problems.append(f"{stream}: no consumer group {group}")
-    except Exception as exc:
-        problems.append(f"store unreachable: {exc}")
-    status = 200 if not problems else 503
-    return web.json_response({"ready": not problems, "problems": problems}, status=status)
+    """Ready when the store answers and every tenant's consumer groups exist (ops/health.py)."""
+    report = await health.check(request.app[STORE], request.app[DEPLOYMENT])
+    groups = [msgspec.structs.asdict(group) for group in report.groups]
+    status = 200 if report.ready else 503
+    return web.json_response({"ready": report.ready, "problems": report.problems, "groups": groups}, status=status)
 
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
@@ -53,7 +41,14 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    metrics.mount(app, store, deployment)
     setup_webhooks(app)
+    from router import inbox
+
+    inbox.setup(app)
+    from workers.campaigns import unsubscribe
+
+    unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email
     if not settings.twilio_signatures:
         log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")
     return app

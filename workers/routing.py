@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from ops import metrics
 from router import bus, intake
 from router.config import Deployment, Settings
 from router.keys import ROUTING_GROUP, Keys
@@ -21,7 +22,9 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
     streams = [Keys(t.id).inbound for t in deployment.tenants]
 
     async def handle(entries: list[bus.Entry]) -> set[str]:
-        return await intake.route_batch(store, deployment, entries, group.dead_letter)
+        done = await intake.route_batch(store, deployment, entries, group.dead_letter)
+        metrics.observe_routed(entries, done)
+        return done
 
     group = bus.Consumer(
         store,
