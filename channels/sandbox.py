@@ -5,12 +5,37 @@ leaving the building, so the whole product runs offline.
 
 from __future__ import annotations
 
-from redis.exceptions import WatchError
+import weakref
+from typing import Any
 
 from channels.transport import Reconciled
 from router import events
 from router.keys import Keys
 from router.store import Store
+
+MARKER_TTL_S = 7 * 24 * 3600
+
+# Keep a message once: the marker and the outbox entry are written in one step, so a
+# send the client replays after its answer was lost (a dropped connection, Redis
+# restarting) finds the marker and adds nothing; one round trip per message, where a
+# WATCH/GET/MULTI transaction took three. Registered here, as the campaign scripts
+# are, beside the one caller. KEYS: marker, outbox (one hash tag).
+# ARGV: provider id, encoded message, marker ttl seconds.
+# Returns {1, entry id} when added, {0, ""} when already there (ingest.lua's shape).
+SEND = """
+if not redis.call("SET", KEYS[1], ARGV[1], "NX", "EX", tonumber(ARGV[3])) then return {0, ""} end
+return {1, redis.call("XADD", KEYS[2], "*", "e", ARGV[2], "provider_id", ARGV[1])}
+"""
+
+_registered: weakref.WeakKeyDictionary[Store, Any] = weakref.WeakKeyDictionary()
+
+
+def _send_script(store: Store) -> Any:
+    """The send script registered on the store's client (once per store)."""
+    found = _registered.get(store)
+    if found is None:
+        found = _registered[store] = store.redis.register_script(SEND)
+    return found
 
 
 class SandboxSender:
@@ -22,23 +47,10 @@ class SandboxSender:
         keys = Keys(message.tenant)
         provider_id = f"sandbox-{message.id}"
         marker = keys.seen("outbox", message.id)
-        while True:
-            try:
-                async with self.store.redis.pipeline(transaction=True) as pipe:
-                    # The client replays a transaction whose answer was lost (a dropped
-                    # connection, Redis restarting): that would put the message in the outbox
-                    # twice. Watching the marker, it does not replay; the marker says whether
-                    # the first one ran.
-                    await pipe.watch(marker)
-                    if await pipe.get(marker) is not None:
-                        return provider_id
-                    pipe.multi()
-                    pipe.xadd(keys.outbox, {"e": events.encode(message), "provider_id": provider_id})
-                    pipe.set(marker, provider_id, ex=7 * 24 * 3600)
-                    await pipe.execute()
-                return provider_id
-            except WatchError:
-                continue  # the connection dropped while watching: look at the marker again
+        await _send_script(self.store)(
+            keys=[marker, keys.outbox], args=[provider_id, events.encode(message), MARKER_TTL_S]
+        )
+        return provider_id
 
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         provider_id = await self.store.redis.get(Keys(message.tenant).seen("outbox", message.id))

@@ -5,6 +5,7 @@ import pytest
 from channels.sandbox import SandboxSender, outbox
 from channels.transport import PermanentFailure, TemporaryFailure
 from router import agents, bus, events
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.factories import outbound, world
 from workers.dispatch import BACKOFF_S, MAX_ATTEMPTS, Dispatcher
@@ -12,8 +13,9 @@ from workers.dispatch import BACKOFF_S, MAX_ATTEMPTS, Dispatcher
 KEYS = Keys("acme")
 
 
-class Crash(Exception):
-    """The dispatcher process dies (here: at a chosen point inside a send)."""
+class Crash(BaseException):
+    """The dispatcher process dies (here: at a chosen point inside a send). A
+    BaseException, as a kill is: nothing in the dispatcher may catch it."""
 
 
 class ScriptedSender:
@@ -263,11 +265,11 @@ async def test_a_retry_whose_dispatcher_crashed_is_reconciled_later_not_stranded
     w = await world()
     message = outbound(body="second try dies")
     entry = await queued_entry(w.store, message)
-    sender = ScriptedSender(w.store, TemporaryFailure("429"), ConnectionResetError("reset"))
+    sender = ScriptedSender(w.store, TemporaryFailure("429"), Crash())
     dispatcher = Dispatcher(w.store, {"sms": sender}, lease_ms=0)
     assert await dispatcher.deliver(message, entry.payload) == "retry"
     await make_due(w.store, message)
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(Crash):
         await dispatcher.deliver(message, entry.payload)
     assert (await delivery(w.store, message))["status"] == "sending"
     # still in the schedule (as a lease), so a later pass finds it, reconciles, and sends once
@@ -283,3 +285,127 @@ async def test_nothing_is_sent_to_a_caller_who_withheld_their_number():
     assert await Dispatcher(w.store).handle([entry]) == {entry.id}
     assert await outbox(w.store, "acme") == []
     assert (await delivery(w.store, message))["status"] == "refused"
+
+
+class Broken(Exception):
+    """Neither a transport exception nor a crash: a sender's bug, a library's own error."""
+
+
+async def test_an_unexpected_error_before_the_provider_is_retried_with_backoff():
+    w = await world()
+    message = outbound()
+    sender = ScriptedSender(w.store, Broken("template variable missing"))
+    dispatcher = Dispatcher(w.store, {"sms": sender})
+    entry = await queued_entry(w.store, message)
+    before = events.now_ms()
+    assert await dispatcher.handle([entry]) == {entry.id}  # settled for now: the retry schedule has it
+    record = await delivery(w.store, message)
+    assert (record["status"], record["error"]) == ("retry", "Broken: template variable missing")
+    assert int(await w.store.redis.zscore(KEYS.retries, message.id)) >= before + BACKOFF_S[0] * 1000
+    await make_due(w.store, message)
+    await dispatcher.run_retries("acme")
+    assert (await delivery(w.store, message))["status"] == "sent"
+    assert await statuses(w.store, message) == [("retry", 1), ("sent", 2)]
+    assert len(await outbox(w.store, "acme")) == 1
+
+
+async def test_unexpected_errors_give_up_after_max_deliveries_attempts():
+    w = await world()
+    message = outbound()
+    sender = ScriptedSender(w.store, *[Broken(f"bug {i}") for i in range(10)])
+    dispatcher = Dispatcher(w.store, {"sms": sender}, max_deliveries=3)
+    entry = await queued_entry(w.store, message)
+    assert await dispatcher.handle([entry]) == {entry.id}
+    for _ in range(5):  # more passes than attempts allowed
+        await make_due(w.store, message)
+        await dispatcher.run_retries("acme")
+    assert sender.calls == 3
+    record = await delivery(w.store, message)
+    assert (record["status"], record["attempts"]) == ("failed", "3")
+    assert record["error"] == "gave up after 3 attempts: Broken: bug 2"
+    assert await statuses(w.store, message) == [("retry", 1), ("retry", 2), ("failed", 3)]
+    assert await w.store.redis.zcard(KEYS.retries) == 0
+    assert await outbox(w.store, "acme") == []
+
+
+async def test_the_worker_takes_the_limit_from_its_settings():
+    w = await world()
+    message = outbound()
+    sender = ScriptedSender(w.store, Broken("once"))
+    dispatcher = Dispatcher(w.store, {"sms": sender}, max_deliveries=Settings.from_env({}).max_deliveries)
+    await dispatcher.deliver(message, events.encode(message))
+    assert dispatcher.max_deliveries == 5
+    one = Dispatcher(w.store, {"sms": ScriptedSender(w.store, Broken("at once"))}, max_deliveries=1)
+    other = outbound()
+    assert await one.deliver(other, events.encode(other)) == "failed"
+    assert (await delivery(w.store, other))["error"] == "gave up after 1 attempts: Broken: at once"
+
+
+async def test_an_unexpected_error_after_the_provider_got_the_message_records_it_sent_not_resent():
+    w = await world()
+    message = outbound()
+    sender = ScriptedSender(w.store, after_send=Broken("answer parsing failed"))
+    dispatcher = Dispatcher(w.store, {"sms": sender})
+    assert await dispatcher.deliver(message, events.encode(message)) == "sent"
+    await make_due(w.store, message)
+    await dispatcher.run_retries("acme")
+    assert sender.calls == 1
+    record = await delivery(w.store, message)
+    assert (record["status"], record["provider_id"]) == ("sent", f"sandbox-{message.id}")
+
+
+async def test_an_unexpected_error_while_the_provider_may_have_the_message_is_never_resent():
+    w = await world()
+    message = outbound()
+    sender = ScriptedSender(w.store, Broken("connection reset"), reconciled=("unknown", ""))
+    dispatcher = Dispatcher(w.store, {"sms": sender})
+    assert await dispatcher.deliver(message, events.encode(message)) == "unknown"
+    await make_due(w.store, message)
+    await dispatcher.run_retries("acme")
+    assert sender.calls == 1
+    assert (await delivery(w.store, message))["error"] == "Broken: connection reset; provider outcome unknown"
+
+
+async def test_an_unexpected_errors_text_keeps_no_url_or_secret_and_stays_short(caplog):
+    w = await world()
+    message = outbound()
+    token = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    noisy = Broken(
+        f"401 Unauthorized for url 'https://api.telegram.org/bot{token}/sendMessage' "
+        f"password=hunter2 api_key: sk_live_abc {'x' * 500}\nTraceback body: {token}"
+    )
+    sender = ScriptedSender(w.store, noisy, noisy)
+    dispatcher = Dispatcher(w.store, {"sms": sender}, max_deliveries=2)
+    await dispatcher.deliver(message, events.encode(message))
+    await make_due(w.store, message)
+    await dispatcher.run_retries("acme")
+    record = await delivery(w.store, message)
+    assert record["status"] == "failed"
+    rows = await w.store.redis.xrange(KEYS.events)
+    recorded = [record["error"], *(e.error for e in map(events.decode_state, (f[b"e"] for _i, f in rows)))]
+    for text in [*recorded, caplog.text]:
+        for secret in ("api.telegram.org", "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw", "hunter2", "sk_live_abc", "Traceback"):
+            assert secret not in text
+    assert record["error"].startswith("gave up after 2 attempts: Broken: 401 Unauthorized for url '<url>")
+    assert len(record["error"]) < 250
+
+
+async def test_a_message_whose_dispatcher_dies_every_time_is_failed_after_max_deliveries():
+    w = await world()
+    message = outbound()
+    entry = await queued_entry(w.store, message)
+    sender = ScriptedSender(w.store, Crash(), Crash(), Crash(), Crash())  # it kills its dispatcher (say, out of memory)
+    with pytest.raises(Crash):
+        await Dispatcher(w.store, {"sms": sender}).deliver(message, entry.payload)
+    survivor = Dispatcher(w.store, {"sms": sender}, lease_ms=0, max_deliveries=3)
+    for _ in range(2):  # reconciled (never sent), so tried again: and it dies again
+        await make_due(w.store, message)
+        with pytest.raises(Crash):
+            await survivor.run_retries("acme")
+    await make_due(w.store, message)
+    await survivor.run_retries("acme")
+    assert sender.calls == 3
+    record = await delivery(w.store, message)
+    assert (record["status"], record["error"]) == ("failed", "gave up after 3 attempts: the dispatcher died mid-send")
+    assert await statuses(w.store, message) == [("retry", 1), ("retry", 2), ("failed", 3)]
+    assert await w.store.redis.zcard(KEYS.retries) == 0
