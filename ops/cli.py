@@ -1,6 +1,7 @@
 """Operators' commands: `report`, `staffing` and `health`.
 
 contactrouter report --tenant T --period day|week|month [--date D] [--by queue|agent] [--csv FILE]
+contactrouter report rollup --tenant T [--from D] [--to D]    keep days' figures for good (backfill)
 contactrouter staffing --calls-per-interval 100 --interval-minutes 30 --aht 180 --target-sl 80 --target-seconds 20
 contactrouter staffing measured --tenant T --queue Q --date D
 contactrouter health [--max-pending N] [--max-lag N]     exit status 0 when ready, 1 when not
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from ops import health, reports, staffing
+from ops import health, reports, rollups, staffing
+from router import events
 from router.config import Deployment, Tenant
 from router.store import Store
 
@@ -52,12 +54,19 @@ def _targets(parser: argparse.ArgumentParser, *, measured: bool) -> None:
 
 def register(sub: argparse._SubParsersAction) -> list[str]:
     report = sub.add_parser("report", help="service level, ASA, abandons, AHT, occupancy for a day, week or month")
-    report.add_argument("--tenant", required=True)
+    report.add_argument("--tenant", help="required")
     report.add_argument("--period", choices=reports.PERIODS, default="day")
     report.add_argument("--date", type=_date, help="a day in the period (default: today in the tenant's zone)")
     report.add_argument("--by", choices=["queue", "agent"], default="queue")
     report.add_argument("--csv", metavar="FILE", help="also write the rows to a CSV file")
     report.add_argument("--short-abandon", type=float, default=reports.SHORT_ABANDON_S, help="seconds (default 5)")
+    actions = report.add_subparsers(dest="action")
+    rollup = actions.add_parser(
+        "rollup", help="roll days up into their kept reports (the timers worker does it as days end; this backfills)"
+    )
+    rollup.add_argument("--tenant", required=True)
+    rollup.add_argument("--from", dest="first", type=_date, help="first day (default: the first not rolled up)")
+    rollup.add_argument("--to", dest="last", type=_date, help="last day (default: the last that is over)")
 
     plan = sub.add_parser("staffing", help="agents needed for a service level (Erlang C)")
     plan.add_argument("--calls-per-interval", type=float)
@@ -171,7 +180,38 @@ async def _measured(store: Store, deployment: Deployment, a: argparse.Namespace)
         print("no contacts that day")
 
 
+async def _rollup(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    tenant = _tenant(deployment, a.tenant)
+    now_ms = events.now_ms()
+    last = a.last or rollups.last_due(tenant, now_ms)
+    first = a.first
+    if first is None:
+        through = await rollups.rolled_through(store, tenant.id)
+        if through is None:
+            first = await rollups.first_day(store, tenant)
+        else:
+            first = dt.datetime.fromtimestamp(through / 1000, ZoneInfo(tenant.timezone)).date()
+    if first is None or first > last:
+        print(f"{tenant.id}: nothing to roll up")
+    else:
+        if last > rollups.last_due(tenant, now_ms):
+            print(f"days after {rollups.last_due(tenant, now_ms)} are not over yet (their follow-up day neither)")
+        for day, result in await rollups.backfill(store, tenant, first, last, now_ms=now_ms):
+            offered = sum(q.offered for q in result.queues.values())
+            state = "complete" if result.complete else "PARTIAL (the stream no longer held its start)"
+            print(f"{tenant.id} {day}: {offered} offered, {len(result.agents)} agents, {state}")
+    through = await rollups.rolled_through(store, tenant.id)
+    if through is not None:
+        day = dt.datetime.fromtimestamp(through / 1000, ZoneInfo(tenant.timezone)).date()
+        print(f"rolled up without a gap before {day} (the events stream keeps what that day still needs)")
+
+
 async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    if a.action == "rollup":
+        await _rollup(store, deployment, a)
+        return
+    if not a.tenant:
+        raise ValueError("report needs --tenant")
     tenant = _tenant(deployment, a.tenant)
     day = a.date or dt.datetime.now(ZoneInfo(tenant.timezone)).date()
     result = await reports.report(store, tenant, a.period, day, short_abandon_s=a.short_abandon)

@@ -1,10 +1,11 @@
-"""Stream maintenance: trimming that never drops unacknowledged entries, and
-the dead-letter stream (list, replay)."""
+"""Stream maintenance: trimming that never drops unacknowledged entries (nor events
+of a day not rolled up into its report yet), and the dead-letter stream (list, replay)."""
 
 from __future__ import annotations
 
 import time
 
+from ops import rollups
 from router import events
 from router.keys import Keys
 from router.store import Store, text
@@ -32,19 +33,28 @@ async def safe_trim_point(store: Store, stream: str) -> str | None:
     return min(bounds, key=_id_tuple) if bounds else None
 
 
-async def trim(store: Store, stream: str, *, keep_hours: float = 72.0, approximate: bool = True) -> int:
-    """Drop entries older than keep_hours that every group has acknowledged; returns how many."""
+async def trim(
+    store: Store, stream: str, *, keep_hours: float = 72.0, approximate: bool = True, keep_from: str | None = None
+) -> int:
+    """Drop entries older than keep_hours that every group has acknowledged (and older
+    than keep_from, when given); returns how many."""
     cutoff = f"{int((time.time() - keep_hours * 3600) * 1000)}-0"
     needed = await safe_trim_point(store, stream)
-    if needed is not None and _id_tuple(needed) < _id_tuple(cutoff):
-        cutoff = needed
+    for bound in (needed, keep_from):
+        if bound is not None and _id_tuple(bound) < _id_tuple(cutoff):
+            cutoff = bound
     return int(await store.redis.xtrim(stream, minid=cutoff, approximate=approximate))
 
 
 async def trim_tenant(store: Store, tenant: str, *, keep_hours: float = 72.0) -> dict[str, int]:
+    """Trim a tenant's streams; the events stream keeps what the first day not rolled up
+    into its report still needs (ops.rollups), however old."""
     keys = Keys(tenant)
-    streams = [keys.inbound, keys.outbound, keys.events, keys.outbox]
-    return {stream: await trim(store, stream, keep_hours=keep_hours) for stream in streams}
+    removed = {stream: await trim(store, stream, keep_hours=keep_hours) for stream in [keys.inbound, keys.outbound]}
+    floor = await rollups.trim_floor(store, tenant)
+    removed[keys.events] = await trim(store, keys.events, keep_hours=keep_hours, keep_from=floor)
+    removed[keys.outbox] = await trim(store, keys.outbox, keep_hours=keep_hours)
+    return removed
 
 
 async def dead_letters(store: Store, tenant: str, count: int = 100) -> list[dict[str, str]]:

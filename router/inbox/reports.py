@@ -11,8 +11,6 @@ date) is 400 with the reason.
 
 from __future__ import annotations
 
-import asyncio
-import bisect
 import datetime as dt
 import io
 import re
@@ -29,7 +27,6 @@ from router.inbox import charts
 from router.inbox.access import tenant_of
 from router.inbox.pages import brand, render
 from router.inbox.sessions import USER, require_role
-from router.store import Store
 from router.web import DEPLOYMENT, STORE
 
 BY: tuple[str, ...] = ("queue", "agent")
@@ -97,49 +94,10 @@ def intervals(tenant: Tenant, period: str, start: dt.datetime, end: dt.datetime)
     return result
 
 
-class ArrivalCounter:
-    """Contacts offered per queue and interval, counted as ops.reports counts `offered`
-    (so the bars add up to the table): a conversation's first `queued` before the period's
-    end, in the queue it entered first; a call that became a callback or a voicemail
-    without being answered is not counted (its callback is). Fed the events that
-    ops.reports.read_events yields for the period and its follow-up; no I/O of its own."""
-
-    def __init__(self, starts: list[int], end_ms: int) -> None:
-        self.starts, self.end_ms = starts, end_ms
-        self._first: dict[str, tuple[str, int]] = {}  # conversation -> (queue, interval)
-        self._accepted: set[str] = set()
-        self._closed: dict[str, str] = {}  # conversation -> its first disposition
-
-    def add(self, event: events.StateEvent) -> None:
-        conversation = event.conversation
-        if isinstance(event, events.Queued):
-            if event.occurred_at < self.end_ms and conversation not in self._first:
-                # the stream is read by entry id: an event stamped just before the start still counts, first
-                interval = max(0, bisect.bisect_right(self.starts, event.occurred_at) - 1)
-                self._first[conversation] = (event.queue, interval)
-        elif conversation in self._first:
-            if isinstance(event, events.Accepted):
-                self._accepted.add(conversation)
-            elif isinstance(event, events.Closed):
-                self._closed.setdefault(conversation, event.disposition)
-
-    def counts(self) -> dict[str, list[int]]:
-        """queue -> contacts offered in each interval."""
-        result: dict[str, list[int]] = {}
-        for conversation, (queue, interval) in self._first.items():
-            if self._closed.get(conversation) in reports.REPLACED and conversation not in self._accepted:
-                continue
-            result.setdefault(queue, [0] * len(self.starts))[interval] += 1
-        return result
-
-
-async def arrivals(
-    store: Store, tenant: Tenant, start_ms: int, end_ms: int, starts: list[int], now_ms: int
-) -> dict[str, list[int]]:
-    counter = ArrivalCounter(starts, end_ms)
-    async for event in reports.read_events(store, tenant.id, start_ms, min(end_ms + reports.FOLLOW_UP_MS, now_ms)):
-        counter.add(event)
-    return counter.counts()
+def arrivals(result: reports.Report, starts: list[int]) -> dict[str, list[int]]:
+    """queue -> contacts offered in each interval of the chart, from the report's per-minute
+    arrivals (so the bars add up to the table, whether a day came from its rollup or the stream)."""
+    return {queue: reports.per_interval(minutes, starts) for queue, minutes in sorted(result.arrivals.items())}
 
 
 # --- the page ---
@@ -240,11 +198,8 @@ async def page(request: web.Request) -> web.Response:
     tenant, store, now_ms = query.tenant, request.app[STORE], events.now_ms()
     start, end = reports.period_bounds(tenant, query.period, query.day)
     slots = intervals(tenant, query.period, start, end)
-    start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
-    result, counts = await asyncio.gather(
-        reports.report(store, tenant, query.period, query.day, now_ms=now_ms),
-        arrivals(store, tenant, start_ms, end_ms, [ms for ms, _label in slots], now_ms),
-    )
+    result = await reports.report(store, tenant, query.period, query.day, now_ms=now_ms)
+    counts = arrivals(result, [ms for ms, _label in slots])
     last_day = end.date() - dt.timedelta(days=1)
     return _page(
         request,

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 from aiohttp import web
@@ -106,3 +107,51 @@ async def test_the_health_command_exits_0_when_ready_and_1_when_not(redis_url, r
 async def _run_cli(argv: list[str]) -> int:
     """cli.main runs its own event loop: give it a thread of its own."""
     return await asyncio.to_thread(cli.main, argv)
+
+
+def dead_store_url() -> str:
+    from ops.redis_server import free_port
+
+    return f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+
+
+async def test_a_dead_store_is_reported_at_once_not_after_the_clients_retries():
+    """The store's client retries a refused connection for about 9 s; a probe that waited
+    that long would be killed by the orchestrator before it said anything."""
+    from router.config import Settings
+    from router.store import connect
+
+    store = connect(Settings(redis_url=dead_store_url()))
+    try:
+        result = await asyncio.wait_for(health.check(store, load_deployment(None)), health.CHECK_TIMEOUT_S + 1)
+    finally:
+        await store.close()
+    assert not result.ready and result.problems[0].startswith("store unreachable")
+
+
+async def test_the_health_command_on_a_dead_store_exits_1_at_once(monkeypatch, capsys):
+    monkeypatch.setenv("REDIS_URL", dead_store_url())
+    monkeypatch.delenv("CONTACTROUTER_CONFIG", raising=False)
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exit_status:
+        await _run_cli(["health"])  # (a SystemExit cannot cross asyncio.wait_for's task)
+    assert exit_status.value.code == 1
+    assert time.monotonic() - started < health.CHECK_TIMEOUT_S + 1, "no retries, no script load first"
+    assert "problem: store unreachable" in capsys.readouterr().out
+
+
+async def test_readyz_on_a_dead_store_answers_503_at_once():
+    from types import SimpleNamespace
+
+    from router.config import Settings
+    from router.store import connect
+
+    store = connect(Settings(redis_url=dead_store_url()))
+    try:
+        status, body = await asyncio.wait_for(
+            readyz(SimpleNamespace(store=store, deployment=load_deployment(None))), health.CHECK_TIMEOUT_S + 1
+        )
+    finally:
+        await store.close()
+    assert (status, body["ready"]) == (503, False)
+    assert body["problems"][0].startswith("store unreachable")

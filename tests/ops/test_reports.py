@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ops import reports
+from ops import aggregates, reports
 from router import agents, bus, cli, conversations, events, processes
 from tests.factories import World, contact, deployment, world
 
@@ -207,7 +207,7 @@ def test_periods_are_calendar_days_iso_weeks_and_months_in_the_tenants_zone():
 
 
 async def test_reading_pages_through_a_long_stream(clock, monkeypatch):
-    monkeypatch.setattr(reports, "PAGE", 3)  # every read returns a few entries
+    monkeypatch.setattr(aggregates, "PAGE", 3)  # every read returns a few entries
     w = await a_day_on_the_floor(clock)
     report = await reports.report(w.store, w.tenant, "day", DAY)
     assert (report.total.offered, report.total.handled, report.agents[0].handling_s) == (6, 4, 810)
