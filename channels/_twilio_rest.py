@@ -16,7 +16,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from channels.sandbox import SandboxSender
-from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
+from channels.transport import OutcomeUnknown, TemporaryFailure
 from router.config import Deployment, Settings, Tenant
 from router.events import OutboundMessage
 from router.keys import Keys
@@ -144,12 +144,6 @@ class TwilioSender:
 
     async def close(self) -> None:
         await self.twilio.close()
-
-    def _tenant(self, tenant_id: str) -> Tenant:
-        try:
-            return self.deployment.tenant(tenant_id)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
 
     async def _mark_requested(self, message: OutboundMessage, **fields: str) -> int:
         """Note, in one round trip, that this attempt is about to call Twilio; returns the attempt."""

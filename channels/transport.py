@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
+from router.config import Deployment, Tenant
 from router.events import OutboundMessage
+from router.keys import Keys
+from router.store import Store
 
 Reconciled = Literal["sent", "not_sent", "unknown"]
 
@@ -27,6 +30,14 @@ class OutcomeUnknown(Exception):
     message twice."""
 
 
+def tenant_of(deployment: Deployment, tenant_id: str) -> Tenant:
+    """A message's tenant; one the deployment no longer has can never be sent for."""
+    try:
+        return deployment.tenant(tenant_id)
+    except KeyError:
+        raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
+
+
 class Sender(Protocol):
     channel: str
 
@@ -37,3 +48,20 @@ class Sender(Protocol):
     async def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str]:
         """After a dispatcher died mid-send: did the provider get it? (outcome, provider id)."""
         ...
+
+
+async def reconcile_from_record(store: Store, message: OutboundMessage) -> tuple[Reconciled, str]:
+    """After a dispatcher died mid-send, for a provider that cannot be asked by our id
+    (an SMTP relay, Twilio Messaging, the Bot API): only our own record answers. A
+    sender marks each attempt before it calls the provider (mark_requested) and writes
+    the provider's id as soon as it has one, so: an id recorded is sent; no mark, or
+    the mark of an earlier attempt, is not sent (this attempt never called); otherwise
+    it died waiting for the provider's answer, unknown (never resent)."""
+    provider_id, attempts, requested = await store.redis.hmget(
+        Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested"
+    )
+    if provider_id:
+        return "sent", provider_id.decode()
+    if requested is None or int(requested) != int(attempts or 0):
+        return "not_sent", ""
+    return "unknown", ""

@@ -14,6 +14,7 @@ import ssl
 from aiosmtpd.smtp import SMTP
 
 from channels.email import AttachmentStore, InboundHandler
+from channels.email.trust import MailTrust
 from router.config import ConfigError, Deployment, Settings
 from router.store import Store
 
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
     """Listen for mail; returns the server (close it to stop)."""
     attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
-    handler = InboundHandler(store, deployment, attachments)
+    handler = InboundHandler(store, deployment, attachments, MailTrust.from_settings(settings))
     tls = tls_context(settings)
 
     def protocol() -> SMTP:

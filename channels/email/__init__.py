@@ -3,7 +3,8 @@
 content-addressed store (attachments). Outbound: branded mail (compose) with
 threading headers and tokens (threads) through the SMTP relay (delivery) or the
 sandbox outbox (outbound); delivery reports mark messages failed (bounces);
-customers' HTML made safe to show (sanitise)."""
+customers' HTML made safe to show (sanitise); whose say-so counts, by the SMTP
+peer and our MX's Authentication-Results (trust)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ postmaster sender together with a message/delivery-status part. The message it
 reports on is found by the Message-IDs it quotes (the returned headers or the
 returned message) that we recorded when the message left
 (channels.email.threads.remember_sent), looked up only in the keyspace of the
-tenant the report was addressed to.
+tenant the report was addressed to, and only for a report one of our own mail
+servers handed over (channels.email.trust; the SMTP handler checks the peer).
 """
 
 from __future__ import annotations

@@ -9,9 +9,12 @@ reply.txt); the others use templates/email/reply.*.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import policy
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
 
@@ -21,11 +24,44 @@ from router import events
 from router.config import Tenant
 from router.templating import pages
 
+log = logging.getLogger(__name__)
+
 HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_COLOR = "#1f6feb"
+
+
+class _ListHeader(UnstructuredHeader):
+    """RFC 2369/2919 list headers hold URIs and ids in angle brackets, which the email
+    package would RFC 2047-encode once a long one (a signed unsubscribe link) passes 78
+    characters, and no mail client reads a link out of an encoded word. Folded only
+    between its items instead, never encoded (values are checked ASCII, see list_headers)."""
+
+    def fold(self, *, policy: policy.Policy) -> str:
+        items = ITEM_BREAK.split(str(self))
+        return f"{self.name}: " + ("," + policy.linesep + " ").join(items) + policy.linesep
+
+
+ITEM_BREAK = re.compile(r"(?<=>)\s*,\s*")
+_HEADERS = HeaderRegistry()
+for _name in ("list-unsubscribe", "list-unsubscribe-post", "list-id"):
+    _HEADERS.map_to_type(_name, _ListHeader)
+
 # Bodies quoted-printable or base64 and headers RFC 2047-encoded: the message is plain
 # ASCII, so it passes any relay, with or without 8BITMIME.
-SEVEN_BIT = policy.default.clone(cte_type="7bit")
+SEVEN_BIT = policy.default.clone(cte_type="7bit", header_factory=_HEADERS)
+
+# Headers an OutboundMessage's metadata may add to the mail as "header:<Name>" (the
+# campaign worker's RFC 8058 one-click unsubscribe). Only these: metadata must never
+# set an address header or anything else that changes where or how the mail goes.
+METADATA_HEADER = "header:"
+LIST_HEADERS = {name.lower(): name for name in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id")}
+_URI = r"<(?:https?|mailto):[\x21-\x3b\x3d\x3f-\x7e]+>"  # printable ASCII, no angle brackets
+_FORMS = {
+    "List-Unsubscribe": re.compile(rf"{_URI}(?:[ ]*,[ ]*{_URI})*"),
+    "List-Unsubscribe-Post": re.compile(r"List-Unsubscribe=One-Click"),  # the only value RFC 8058 has
+    "List-Id": re.compile(r"(?:[\x20-\x3b\x3d\x3f-\x7e]* )?<[A-Za-z0-9._-]+\.[A-Za-z0-9.-]+>"),
+}
+MAX_LIST_ITEM = 900  # each item on a line of its own, within RFC 5322's 998
 
 
 @dataclass
@@ -69,6 +105,27 @@ def _template(env: jinja2.Environment, tenant: str, name: str) -> jinja2.Templat
     return env.select_template([f"email/{tenant}/{name}", f"email/{name}"])
 
 
+def list_headers(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The allowed list headers a message's metadata asks for, checked; ValueError for
+    a malformed one (no CR/LF or anything else outside printable ASCII gets through) or
+    a one-click POST without an https link to post to (RFC 8058 section 3.1)."""
+    found: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not key.startswith(METADATA_HEADER):
+            continue
+        name = LIST_HEADERS.get(key[len(METADATA_HEADER) :].lower())
+        if name is None:
+            log.warning("metadata %r names a header outbound mail may not carry; left out", key)
+            continue
+        value = value.strip()
+        if not _FORMS[name].fullmatch(value) or any(len(i) > MAX_LIST_ITEM for i in ITEM_BREAK.split(value)):
+            raise ValueError(f"{name} {value[:200]!r} is not a valid {name} header value")
+        found[name] = value
+    if "List-Unsubscribe-Post" in found and "<https://" not in found.get("List-Unsubscribe", ""):
+        raise ValueError("List-Unsubscribe-Post needs a List-Unsubscribe https link (RFC 8058)")
+    return found
+
+
 def build(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> EmailMessage:
     text, html = render(tenant, message, draft)
     mail = EmailMessage(policy=SEVEN_BIT)
@@ -88,6 +145,8 @@ def build(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> Emai
         # Exchange honours only its own header for out-of-office loops
         mail["Auto-Submitted"] = "auto-replied" if message.conversation and not message.campaign else "auto-generated"
         mail["X-Auto-Response-Suppress"] = "All"
+    for name, value in list_headers(message.metadata).items():
+        mail[name] = value
     mail.set_content(text)
     mail.add_alternative(html, subtype="html")
     for attachment, data in draft.files:

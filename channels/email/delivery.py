@@ -23,7 +23,7 @@ from email.utils import getaddresses
 
 import aiosmtplib
 
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, TemporaryFailure
+from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
 from router.config import Settings
 from router.events import OutboundMessage
 from router.keys import Keys
@@ -106,7 +106,7 @@ async def send_recorded(
     timeout_s: float = TIMEOUT_S,
 ) -> str:
     """One attempt of an outbound message (an email, a fax's mail) through the relay,
-    recorded so that `reconcile` can answer after a crash: the mark before the relay is
+    recorded so that channels.transport.reconcile_from_record can answer after a crash: the mark before the relay is
     called (with `fields`, and the conversation a report's event names), the provider
     id as soon as the relay took it. Raises as `deliver` does."""
     keys = Keys(message.tenant)
@@ -116,21 +116,6 @@ async def send_recorded(
     # written at once, so a dispatcher that dies now is reconciled as sent
     await store.redis.hset(keys.delivery(message.id), "provider_id", provider_id)
     return provider_id
-
-
-async def reconcile(store: Store, message: OutboundMessage) -> tuple[Reconciled, str]:
-    """After a dispatcher died mid-send, for a provider that cannot be asked afterwards
-    (an SMTP relay; the Bot API): only our own record answers. The provider's acceptance
-    was recorded (sent), the attempt never got as far as the provider (not sent: no
-    mark, or one of an earlier attempt), or it died waiting for the answer (unknown)."""
-    provider_id, attempts, requested = await store.redis.hmget(
-        Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested"
-    )
-    if provider_id:
-        return "sent", provider_id.decode()
-    if requested is None or int(requested) != int(attempts or 0):
-        return "not_sent", ""
-    return "unknown", ""
 
 
 async def mark(store: Store, tenant: str, ref: str, channel: str, status: str, error: str) -> tuple[str, str]:

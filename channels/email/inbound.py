@@ -7,7 +7,8 @@ else: never an open relay); an address with a conversation token
 per tenant addressed, with the conversation tokens it carries ahead of its
 In-Reply-To/References (channels.email.threads), append it to the tenant's
 inbound stream, and only then answer 250. A delivery report marks the message
-it returns instead (channels.email.bounces). A failure before the contact is on
+it returns instead (channels.email.bounces), when one of our own mail servers
+handed it over (channels.email.trust). A failure before the contact is on
 the stream answers 451, so the sending server retries; the retry carries the
 same Message-ID and adds nothing twice. The size limit (552) is enforced by
 aiosmtpd's data_size_limit, before this handler runs.
@@ -15,12 +16,16 @@ aiosmtpd's data_size_limit, before this handler runs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
 from channels.email import bounces, mime, threads
 from channels.email.attachments import AttachmentStore, AttachmentTooLarge
+from channels.email.trust import MailTrust
 from channels.fax import inbound as fax_inbound
 from router import bus, events
 from router.config import Deployment, Tenant
@@ -31,15 +36,31 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # characters; events.Body's limit
 MAX_SUBJECT = 998  # RFC 5322's line limit is plenty for a subject
+# A message this big is read in a worker thread: parsing holds the event loop for as long
+# as it runs (seconds for a message near SMTP_MAX_BYTES), and every other SMTP session
+# waits meanwhile. A smaller one parses faster than the hand-off to a thread costs.
+THREAD_PARSE_BYTES = 256 * 1024
+
+_T = TypeVar("_T")
+
+
+async def parse(raw: bytes, reader: Callable[[bytes], _T]) -> _T:
+    """`reader(raw)`, in a worker thread when the message is big (THREAD_PARSE_BYTES)."""
+    if len(raw) >= THREAD_PARSE_BYTES:
+        return await asyncio.to_thread(reader, raw)
+    return reader(raw)
 
 
 class InboundHandler:
     """The aiosmtpd handler: handle_RCPT chooses who we accept mail for, handle_DATA takes it in."""
 
-    def __init__(self, store: Store, deployment: Deployment, attachments: AttachmentStore) -> None:
+    def __init__(
+        self, store: Store, deployment: Deployment, attachments: AttachmentStore, trust: MailTrust | None = None
+    ) -> None:
         self.store = store
         self.deployment = deployment
         self.attachments = attachments
+        self.trust = trust or MailTrust()  # whose say-so moves a fax or a delivery record
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         if self.deployment.tenant_by_email(threads.without_token(address)) is None:
@@ -53,7 +74,7 @@ class InboundHandler:
         raw: bytes = envelope.original_content or b""
         peer = session.peer
         try:
-            mail = mime.read(raw)
+            mail = await parse(raw, mime.read)
         except Exception:  # the parser is lenient; this is a bug of ours, so the sender retries
             log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
             return "451 4.3.0 message could not be read; try again later"
@@ -62,11 +83,18 @@ class InboundHandler:
         # mail from a tenant's fax gateway: a received fax, or a report on one we sent;
         # the tenants it is no gateway of take it in as email (a retry repeats nothing)
         faxed, tenants = await fax_inbound.receive(
-            self.store, self.attachments, tenants, mail, envelope.mail_from or "", provider_id
+            self.store, self.attachments, tenants, mail, envelope.mail_from or "", provider_id, self.trust, peer
         )
         if faxed is not None and (not faxed.startswith("250") or not tenants):
             return faxed
         if bounces.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
+            if not self.trust.ours(peer):
+                # anyone can write a DSN quoting a Message-ID they were sent: only one our
+                # MX or relay handed over may mark a message (never answered either way)
+                log.warning(
+                    "bounce %s from %s ignored: not one of our mail servers (SMTP_TRUSTED_NETWORKS)", provider_id, peer
+                )
+                return "250 2.0.0 OK: delivery report received"
             return await self._bounce(raw, tenants, provider_id)
         sender = mail.sender or (envelope.mail_from or "").lower()
         try:
@@ -114,7 +142,7 @@ class InboundHandler:
         """A delivery report: mark the message it returns, never open a conversation, never
         answer it (250 even when it matches nothing: a refusal would only bounce again)."""
         try:
-            report = bounces.read(raw)
+            report = await parse(raw, bounces.read)
         except Exception:  # a report we cannot read is still only a report
             log.exception("bounce %s could not be read; dropped", provider_id)
             return "250 2.0.0 OK: delivery report received"

@@ -67,6 +67,7 @@ class Mail:
     date: str = ""
     auto_submitted: bool = False
     bounce: bool = False  # a delivery status notification (multipart/report)
+    auth_results: list[str] = field(default_factory=list)  # Authentication-Results, topmost first
     attachments: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
 
@@ -149,6 +150,7 @@ def _headers(message: EmailMessage, mail: Mail) -> None:
     thread += reversed(MESSAGE_ID.findall(_header(message, "References")))  # nearest ancestor first
     mail.thread = list(dict.fromkeys(t for t in thread if t != mail.message_id))
     mail.auto_submitted = _is_automatic(message)
+    mail.auth_results = [str(v) for v in message.get_all("Authentication-Results", [])[:20]]
 
 
 def _is_automatic(message: EmailMessage) -> bool:

@@ -22,7 +22,7 @@ from channels.email import delivery, threads
 from channels.email.attachments import AttachmentStore
 from channels.email.compose import Draft, build
 from channels.sandbox import SandboxSender
-from channels.transport import PermanentFailure, Reconciled
+from channels.transport import PermanentFailure, Reconciled, reconcile_from_record, tenant_of
 from router import conversations, events
 from router.config import Deployment, Settings, Tenant
 from router.store import Store
@@ -51,7 +51,7 @@ class EmailSender:
         return bool(self.settings.smtp_relay_host)
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if not ADDRESS.fullmatch(message.to):
             raise PermanentFailure(f"{message.to!r} is not an email address")
         draft = await self.draft(tenant, message)
@@ -69,10 +69,10 @@ class EmailSender:
         )
 
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
-        """After a dispatcher died mid-send (channels.email.delivery.reconcile)."""
+        """After a dispatcher died mid-send (channels.transport.reconcile_from_record)."""
         if not self.relay:
             return await self.sandbox.reconcile(message)
-        return await delivery.reconcile(self.store, message)
+        return await reconcile_from_record(self.store, message)
 
     async def draft(self, tenant: Tenant, message: events.OutboundMessage) -> Draft:
         """Addresses, subject, threading headers and attachments of one message."""
@@ -106,12 +106,6 @@ class EmailSender:
             files=files,
             links=links,
         )
-
-    def _tenant(self, tenant_id: str) -> Tenant:
-        try:
-            return self.deployment.tenant(tenant_id)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
 
     def _sender(self, tenant: Tenant, message: events.OutboundMessage) -> str:
         """The address the customer wrote to when it is the tenant's, else the tenant's own."""

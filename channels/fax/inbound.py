@@ -1,6 +1,7 @@
 """Received faxes: mail from one of a tenant's fax gateways, turned into contacts.
 
-`classify` reads a parsed mail and says what it is: a received fax (the gateway's
+`classify` reads a parsed mail from a gateway it trusts (channels.email.trust: the
+SMTP peer, not the From line) and says what it is: a received fax (the gateway's
 pattern found the sender's number), a report on a fax we sent (its status
 pattern matched, or it is a bounce), or None (not a gateway's, or nothing a
 pattern recognises: it stays an ordinary email, so nothing is lost). `receive`
@@ -22,6 +23,7 @@ from redis.exceptions import RedisError
 
 from channels.email import mime
 from channels.email.attachments import AttachmentStore, AttachmentTooLarge
+from channels.email.trust import MailTrust
 from channels.fax import gateways, pages
 from channels.fax.status import FaxStatus, apply
 from router import bus, events
@@ -48,10 +50,21 @@ class FaxContact:
     cover: str = ""  # the mail's text
 
 
-def classify(tenant: Tenant, mail: mime.Mail, envelope_sender: str) -> FaxContact | FaxStatus | None:
-    """What a mail to this tenant is, fax-wise (see the module's docstring)."""
+def classify(
+    tenant: Tenant, mail: mime.Mail, envelope_sender: str, trust: MailTrust, peer: object
+) -> FaxContact | FaxStatus | None:
+    """What a mail to this tenant is, fax-wise (see the module's docstring), from the SMTP
+    peer `peer` (aiosmtpd's session.peer)."""
     gateway = gateways.gateway_for(tenant, mail.sender, envelope_sender)
     if gateway is None:
+        return None
+    if not trust.gateway(gateway, peer, mail.auth_results):
+        # the gateway's address alone is anyone's to write: without this, anyone could put
+        # a "fax" from any number into a customer's history, or settle our faxes
+        log.warning(
+            "mail %s names fax gateway %s of %s but came from %s, not a network it is trusted from; taken as email",
+            mail.message_id, gateway.name, tenant.id, peer,
+        )  # fmt: skip
         return None
     report = _report(gateway, mail)
     if report is not None:
@@ -182,13 +195,15 @@ async def receive(
     mail: mime.Mail,
     envelope_sender: str,
     provider_id: str,
+    trust: MailTrust,
+    peer: object,
 ) -> tuple[str | None, list[tuple[Tenant, str]]]:
     """A fax gateway's mail to these tenants (tenant, address it came to), taken in for
     the tenants it is a gateway of: (the SMTP reply, or None when it is nobody's
     gateway; the tenants it is no gateway of, for the email path to take in)."""
     found, rest = [], []
     for tenant, to in tenants:
-        item = classify(tenant, mail, envelope_sender or "")
+        item = classify(tenant, mail, envelope_sender or "", trust, peer)
         if item is None:
             rest.append((tenant, to))
         else:

@@ -26,7 +26,7 @@ from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.fax import gateways, render
 from channels.fax.status import REFERENCE_PREFIX
 from channels.sandbox import SandboxSender
-from channels.transport import PermanentFailure, Reconciled, TemporaryFailure
+from channels.transport import PermanentFailure, Reconciled, TemporaryFailure, reconcile_from_record, tenant_of
 from router import events
 from router.config import Deployment, FaxGateway, Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
@@ -74,10 +74,7 @@ class FaxSender:
         self.attachments = attachments or AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
     async def send(self, message: events.OutboundMessage) -> str:
-        try:
-            tenant = self.deployment.tenant(message.tenant)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {message.tenant!r}") from None
+        tenant = tenant_of(self.deployment, message.tenant)
         gateway = await self._gateway(tenant, message)
         sender = tenant.fax.address or tenant.email.sender()
         if not sender:
@@ -105,10 +102,10 @@ class FaxSender:
         return ref
 
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
-        """After a dispatcher died mid-send (channels.email.delivery.reconcile)."""
+        """After a dispatcher died mid-send (channels.transport.reconcile_from_record)."""
         if not self.settings.smtp_relay_host:
             return await self.sandbox.reconcile(message)
-        return await delivery.reconcile(self.store, message)
+        return await reconcile_from_record(self.store, message)
 
     async def _gateway(self, tenant: Tenant, message: events.OutboundMessage) -> FaxGateway:
         sending = [g for g in tenant.fax.gateways if g.outbound_address]

@@ -17,7 +17,15 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from channels._twilio_rest import TwilioSender, server_failure
 from channels.sms import optout
 from channels.sms.segments import segments
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
+from channels.transport import (
+    OutcomeUnknown,
+    PermanentFailure,
+    Reconciled,
+    Refused,
+    TemporaryFailure,
+    reconcile_from_record,
+    tenant_of,
+)
 from router import bus, events
 from router.config import Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
@@ -44,7 +52,7 @@ class SmsSender(TwilioSender):
     async def send(self, message: events.OutboundMessage) -> str:
         if await optout.is_suppressed(self.store, message.tenant, message.to):
             raise Refused(f"{message.to} opted out of SMS")
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if tenant.twilio is None:
             provider_id = await self.sandbox.send(message)
             await self._record(message, provider_id, twilio=False)
@@ -73,19 +81,11 @@ class SmsSender(TwilioSender):
 
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         """After a dispatcher died mid-send. Twilio has no lookup by our id, but our
-        own record is reliable: a MessageSid is written as soon as Twilio returns
-        one, and a mark before each request says whether that attempt called it."""
-        tenant = self._tenant(message.tenant)
+        own record is reliable (channels.transport.reconcile_from_record)."""
+        tenant = tenant_of(self.deployment, message.tenant)
         if tenant.twilio is None:
             return await self.sandbox.reconcile(message)
-        provider_id, attempts, requested = await self.store.redis.hmget(
-            Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested"
-        )
-        if provider_id:
-            return "sent", provider_id.decode()
-        if requested is None or int(requested) != int(attempts or 0):
-            return "not_sent", ""
-        return "unknown", ""  # it died waiting for Twilio's answer
+        return await reconcile_from_record(self.store, message)
 
     async def _record(self, message: events.OutboundMessage, provider_id: str, *, twilio: bool) -> None:
         encoding, count = segments(message.body)

@@ -31,8 +31,11 @@ _ORDER = [str(item) for pair in PROGRESS.items() for item in pair]
 
 async def record(store: Store, tenant: str, sid: str, status: str, error: str = "") -> tuple[str, str]:
     """Apply one status report: ("updated", status), ("unchanged", current status)
-    or ("unknown", "") when no message of ours has that MessageSid."""
-    outcome, current = await store.scripts.sms_status(keys=[Keys(tenant).base], args=[sid, status, error, *_ORDER])
+    or ("unknown", "") when no message of ours has that MessageSid. The same atomic
+    script as every channel's reports (router/lua/delivery_status.lua), with SMS's order."""
+    outcome, current = await store.scripts.delivery_status(
+        keys=[Keys(tenant).base], args=[sid, "sms", status, error, *_ORDER]
+    )
     return text(outcome), text(current)
 
 

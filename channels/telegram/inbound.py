@@ -20,13 +20,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from telegram import Bot, Message, Update
+import httpx
+from telegram import Bot, File, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
 from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.telegram import dedupe, deeplinks, reachability
-from channels.telegram.bots import bot_id, config_of, period_s, redact
+from channels.telegram.bots import CONNECT_TIMEOUT_S, TIMEOUT_S, bot_id, config_of, period_s, redact
 from router import bus, customers, events
 from router.config import Tenant
 from router.keys import Keys
@@ -230,14 +231,37 @@ async def _download(
         file = await bot.get_file(file_id)
         if (file.file_size or 0) > cap:
             return _left_out(parts, reference, f"{filename}: {file.file_size} bytes is over the {cap}-byte cap")
-        data = bytes(await file.download_as_bytearray())
+        data = await fetch(file, cap)
+        if data is None:
+            return _left_out(parts, reference, f"{filename}: over the {cap}-byte cap (size not given; stopped there)")
         ref = await files.put(data)  # OSError (disk full) propagates: the update is retried
     except AttachmentTooLarge as exc:
         return _left_out(parts, reference, f"{filename}: {exc}")
-    except TelegramError as exc:
+    except (TelegramError, httpx.HTTPError) as exc:
         log.warning("Telegram file of %s not downloaded: %s", tenant.id, redact(f"{type(exc).__name__}: {exc}", tenant))
         return _left_out(parts, reference, f"{filename}: not downloaded ({type(exc).__name__})")
     return events.Attachment(url=ref, content_type=content_type, filename=filename, size=len(data))
+
+
+async def fetch(file: File, cap: int) -> bytes | None:
+    """The file's bytes, or None once it passes `cap` bytes. Streamed: a file whose size
+    Telegram did not say (file_size is optional) would otherwise be read whole into
+    memory (python-telegram-bot's download_* methods do) before any cap could apply.
+    Raises httpx.HTTPError."""
+    if not file.file_path:
+        raise TelegramError("Telegram gave no file_path to download the file from")
+    timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    # file_path is the whole URL, with the bot's token in it: never logged (see bots.redact)
+    async with httpx.AsyncClient(timeout=timeout) as client, client.stream("GET", file.file_path) as response:
+        response.raise_for_status()
+        if int(response.headers.get("content-length") or 0) > cap:
+            return None
+        data = bytearray()
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) > cap:
+                return None  # leaving the block closes the connection: the rest is never read
+    return bytes(data)
 
 
 def _left_out(parts: _Parts, reference: events.Attachment, why: str) -> events.Attachment:

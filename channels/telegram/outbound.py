@@ -26,13 +26,20 @@ import httpx
 from telegram import Bot, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from channels.email import delivery
 from channels.email.attachments import AttachmentStore
 from channels.sandbox import SandboxSender
 from channels.telegram import reachability
 from channels.telegram.bots import TIMEOUT_S, TelegramBots, period_s, redact
 from channels.telegram.inbound import FILE_REF
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
+from channels.transport import (
+    OutcomeUnknown,
+    PermanentFailure,
+    Reconciled,
+    Refused,
+    TemporaryFailure,
+    reconcile_from_record,
+    tenant_of,
+)
 from router import events
 from router.config import Deployment, Settings, Tenant
 from router.keys import Keys
@@ -92,14 +99,8 @@ class TelegramSender:
     async def close(self) -> None:
         await self.bots.close()
 
-    def _tenant(self, tenant_id: str) -> Tenant:
-        try:
-            return self.deployment.tenant(tenant_id)
-        except KeyError:
-            raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
-
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if tenant.telegram is None or not tenant.telegram.token:
             return await self.sandbox.send(message)
         if not CHAT_ID.fullmatch(message.to):
@@ -141,10 +142,10 @@ class TelegramSender:
         """After a dispatcher died mid-send: our own record says whether Telegram confirmed
         every part, and the mark before each request whether the last one was asked
         (a new attempt continues after the parts already confirmed)."""
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if tenant.telegram is None or not tenant.telegram.token:
             return await self.sandbox.reconcile(message)
-        return await delivery.reconcile(self.store, message)
+        return await reconcile_from_record(self.store, message)
 
     async def _send_part(
         self,

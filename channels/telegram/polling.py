@@ -24,7 +24,7 @@ from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
 from router.config import Deployment, Settings, Tenant
 from router.keys import Keys
-from router.store import Store
+from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,14 @@ class Poller:
     async def run(self, stop: asyncio.Event) -> None:
         failures = 0
         prepared = False
+        outage = StoreOutage(f"Telegram polling for {self.tenant.id}")
         while not stop.is_set():
             try:
                 if not await self.hold_lease():
+                    outage.recovered()
                     await _sleep(stop, LEASE_MS / 4000)
                     continue
+                outage.recovered()
                 if not prepared:
                     # getUpdates answers 409 while a webhook is set; the pending updates stay.
                     await self.bot.delete_webhook(drop_pending_updates=False)
@@ -84,6 +87,8 @@ class Poller:
                 failures = 0
             except asyncio.CancelledError:
                 raise
+            except STORE_ERRORS as exc:  # the store is away: one warning, not one per attempt
+                await _sleep(stop, outage.failed(exc))
             except InvalidToken as exc:
                 log.error("Telegram refused the bot token of %s: %s", self.tenant.id, redact(str(exc), self.tenant))
                 await _sleep(stop, self.backoff_s[-1])

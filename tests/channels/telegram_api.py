@@ -21,6 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.channels import fake_server
+
 BOT_ID = 7000000001
 BOT_USERNAME = "acme_help_bot"
 
@@ -100,12 +102,7 @@ class TelegramApi:
         app = web.Application(client_max_size=60 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        self._runner, self.url = await fake_server.start(app)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

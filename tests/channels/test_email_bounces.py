@@ -5,10 +5,11 @@ never opens a conversation."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from router import conversations, events
 from router.keys import Keys
-from tests.channels.test_email_outbound import Office, office
+from tests.channels.test_email_outbound import Office, office, open_office
 
 __all__ = ["office"]  # the fixture, shared with the outbound tests
 
@@ -125,3 +126,18 @@ async def test_a_positive_report_marks_the_reply_delivered_and_never_undoes_a_bo
     assert (await delivery(office, reply.id))["status"] == "failed"
     statuses = [e.status for e in await office.world.events(events.DeliveryStatus) if e.message == reply.id]
     assert statuses == ["sent", "delivered", "failed"]
+
+
+async def test_a_bounce_not_handed_over_by_our_mx_or_relay_marks_nothing(tmp_path: Path, caplog) -> None:
+    # anyone who got our mail knows its Message-ID; only our own mail servers' DSNs count
+    office, servers = await open_office(tmp_path, smtp_trusted_networks=["192.0.2.0/24", "2001:db8::/32"])
+    try:
+        reply, message_id = await sent_reply(office)
+        assert await office.customer_writes(dsn(message_id), sender="") == 250
+        assert (await delivery(office, reply.id))["status"] == "sent"
+        assert "not one of our mail servers" in caplog.text
+        assert len(await office.contacts()) == 1  # and it opened nothing either
+    finally:
+        for server in servers:
+            server.close()
+        await office.world.store.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import smtplib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from channels.email import inbound, mime
 from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
 from router import bus, events, intake
@@ -348,3 +350,34 @@ def test_an_own_address_wins_over_another_tenant_domain() -> None:
     assert config.tenant_by_email("Globex@Shared.example").id == "globex"
     assert config.tenant_by_email("anyone@shared.example").id == "acme"
     assert config.tenant_by_email("anyone@sub.shared.example") is None
+
+
+async def test_a_big_message_is_parsed_off_the_event_loop_so_other_sessions_are_answered(
+    mailbox: Mailbox, monkeypatch
+) -> None:
+    monkeypatch.setattr(inbound, "THREAD_PARSE_BYTES", 10_000)
+    parsing, release = threading.Event(), threading.Event()
+    real_read = mime.read
+
+    def slow_read(raw: bytes) -> mime.Mail:
+        if len(raw) >= 10_000:  # the big one: held until the other session was answered
+            parsing.set()
+            release.wait(10)
+        return real_read(raw)
+
+    monkeypatch.setattr(mime, "read", slow_read)
+    big = mail("A long letter. " * 2_500, Message_ID="<big@example.com>")
+
+    def smtp_session_during_the_parse() -> dict:
+        # from a thread of its own: a blocked event loop would answer nothing
+        assert parsing.wait(10), "the big message never reached the parser"
+        try:
+            small = mail("Just a line.", Message_ID="<small@example.com>").as_bytes()
+            with smtplib.SMTP("127.0.0.1", mailbox.port, timeout=3) as client:
+                return client.sendmail("joe@example.com", ["help@acme.example"], small)  # refused: none
+        finally:
+            release.set()
+
+    (big_code, _), small = await asyncio.gather(mailbox.send(big), asyncio.to_thread(smtp_session_during_the_parse))
+    assert big_code == 250 and small == {}
+    assert {c.provider_id for c in await mailbox.contacts()} == {"big@example.com", "small@example.com"}

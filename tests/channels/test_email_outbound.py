@@ -20,6 +20,7 @@ import jinja2
 import pytest
 
 from channels.email.attachments import AttachmentStore
+from channels.email.compose import list_headers
 from channels.email.outbound import EmailSender
 from channels.sandbox import outbox
 from ops.redis_server import free_port
@@ -28,6 +29,7 @@ from router.config import ConfigError, Settings
 from router.keys import Keys
 from router.templating import pages
 from tests.channels.test_email_delivery import RelaySink, start_sink
+from tests.channels.test_email_inbound import mail as customer_mail
 from tests.factories import World, deployment, world
 from workers import smtp
 from workers.dispatch import Dispatcher
@@ -55,17 +57,6 @@ email = { addresses = ["care@globex.example"] }
 [[tenants.queues]]
 id = "sales"
 """
-
-
-def customer_mail(body: str = "My invoice is wrong.", **headers: str) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = headers.pop("From", "Jane Doe <jane@example.com>")
-    message["To"] = headers.pop("To", "help@acme.example")
-    message["Subject"] = headers.pop("Subject", "Invoice")
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message
 
 
 @dataclass
@@ -198,7 +189,7 @@ async def test_the_customer_s_answer_to_our_reply_joins_the_conversation(office:
     await office.dispatch()
     ours = office.relay.received[0].message
     answer = customer_mail(
-        "Thanks!", From="jane.work@example.org", Subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.org>",
+        "Thanks!", From="jane.work@example.org", subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.org>",
         In_Reply_To=ours["Message-ID"], References=f"{ours['References']} {ours['Message-ID']}",
     )  # fmt: skip
     assert await office.customer_writes(answer) == 250
@@ -220,7 +211,7 @@ async def test_a_reply_without_threading_headers_joins_by_the_reply_address(offi
     reply_to = office.relay.received[0].message["Reply-To"]
     # a client that keeps neither In-Reply-To nor the subject, from another address
     assert (
-        await office.customer_writes(customer_mail("Still wrong", From="j@example.net", To=reply_to, Subject="hi"))
+        await office.customer_writes(customer_mail("Still wrong", From="j@example.net", To=reply_to, subject="hi"))
         == 250
     )
     [_first, second] = await office.contacts()
@@ -234,7 +225,7 @@ async def test_a_reply_with_only_the_subject_token_joins_its_conversation(office
     await office.dispatch()
     subject = office.relay.received[0].message["Subject"]
     assert (
-        await office.customer_writes(customer_mail("Me again", From="j@example.net", Subject=f"AW: {subject}")) == 250
+        await office.customer_writes(customer_mail("Me again", From="j@example.net", subject=f"AW: {subject}")) == 250
     )
     assert set((await office.route()).values()) == {conversation}
 
@@ -250,7 +241,7 @@ async def test_a_token_never_leads_into_another_tenant_s_conversation(office: Of
     # someone writes to globex with acme's token, in the subject, the address and the headers
     forged = customer_mail(
         "Let me in", From="mallory@example.com", To=f"care+{token}@globex.example",
-        Subject=ours["Subject"], In_Reply_To=ours["Message-ID"],
+        subject=ours["Subject"], In_Reply_To=ours["Message-ID"],
     )  # fmt: skip
     assert await office.customer_writes(forged) == 250
     globex = set((await office.route("globex")).values())
@@ -258,7 +249,7 @@ async def test_a_token_never_leads_into_another_tenant_s_conversation(office: Of
     acme_log = await conversations.history(office.world.store, "acme", conversation)
     assert [e.kind for e in acme_log] == ["in", "out"]
     # and a made-up token at acme opens a conversation of its own
-    guess = customer_mail("Guessing", From="mallory@example.com", Subject="Re: x [#c-aaaaaaaaaa]")
+    guess = customer_mail("Guessing", From="mallory@example.com", subject="Re: x [#c-aaaaaaaaaa]")
     assert await office.customer_writes(guess) == 250
     assert len(set((await office.route()).values())) == 2
 
@@ -484,3 +475,62 @@ async def test_a_reply_in_another_script_arrives_intact_over_a_7bit_path(office:
     assert got.message["Subject"].startswith("Re: 账单问题 [#c-")
     assert "您好，我们已经更正了账单。" in part_text(got.message, "plain")  # noqa: RUF001
     assert "您好" in part_text(got.message, "html")
+
+
+async def test_campaign_mail_carries_one_click_unsubscribe_headers_unencoded(office: Office) -> None:
+    # as workers.campaigns puts them on the message: a signed link well past 78 characters
+    link = "https://cc.example/unsubscribe/acme/" + "t0k3n" * 30
+    message = events.OutboundMessage(
+        id=events.new_id(), tenant="acme", channel="email", to="jane@example.com", occurred_at=events.now_ms(),
+        subject="Our spring offer", body="Save 10% this spring.", campaign="spring", automatic=True,
+        metadata={
+            "header:List-Unsubscribe": f"<{link}>, <mailto:unsubscribe@acme.example>",
+            "header:List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            "header:List-Id": "Acme offers <offers.acme.example>",
+            "header:Bcc": "someone@evil.example",  # not on the allow-list
+        },
+    )  # fmt: skip
+    assert await office.dispatcher_sends(message) == "sent"
+    [received] = office.relay.received
+    mail = received.message
+    assert received.rcpt_tos == ["jane@example.com"] and mail["Bcc"] is None
+    assert mail["List-Unsubscribe"] == f"<{link}>, <mailto:unsubscribe@acme.example>"
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["List-Id"] == "Acme offers <offers.acme.example>"
+    raw = dict(mail.raw_items())["List-Unsubscribe"]
+    assert "=?" not in raw and f"<{link}>" in raw  # a mail client reads the link as it is
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("List-Unsubscribe", "<https://cc.example/u/1>\r\nBcc: someone@evil.example"),
+        ("List-Unsubscribe", "<https://cc.example/u/1>,\r\n <https://cc.example/u/2>"),
+        ("List-Unsubscribe", "https://cc.example/u/1"),
+        ("List-Unsubscribe", "<javascript:alert(1)>"),
+        ("List-Id", "Offers\n <offers.acme.example>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click\r\nBcc: someone@evil.example"),
+    ],
+)
+async def test_a_list_header_that_could_inject_lines_fails_the_message_and_sends_nothing(
+    office: Office, name: str, value: str
+) -> None:
+    metadata = {f"header:{name}": value}
+    if name == "List-Unsubscribe-Post":
+        metadata["header:List-Unsubscribe"] = "<https://cc.example/u/1>"
+    message = events.OutboundMessage(
+        id=events.new_id(), tenant="acme", channel="email", to="jane@example.com", occurred_at=events.now_ms(),
+        subject="Offer", body="Hello", campaign="spring", automatic=True, metadata=metadata,
+    )  # fmt: skip
+    assert await office.dispatcher_sends(message) == "failed"
+    assert office.relay.received == []
+
+
+def test_one_click_post_needs_an_https_link_to_post_to() -> None:
+    with pytest.raises(ValueError, match="RFC 8058"):
+        list_headers(
+            {
+                "header:List-Unsubscribe": "<mailto:u@acme.example>",
+                "header:List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+            }
+        )

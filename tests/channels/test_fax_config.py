@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from channels.fax import gateways
-from router.config import ConfigError, load_deployment
+from router.config import ConfigError, Settings, load_deployment
 from tests.factories import deployment
 
 TENANT = """
@@ -56,6 +56,8 @@ def test_a_well_formed_gateway_loads() -> None:
         (GOOD + 'outbound_address = "fax@gateway.example"', "outbound_address", "with {number}"),
         (GOOD + 'outbound_address = "{number}@{domain}"', "outbound_address", "may use only {number}"),
         (GOOD + 'region = "XX"', "region", "not a region"),
+        (GOOD + 'trusted_networks = ["203.0.113.0/24", "efax.example"]', "trusted_networks[1]", "does not appear"),
+        (GOOD + 'trusted_networks = ["203.0.113.9/24"]', "trusted_networks[0]", "has host bits set"),
     ],
 )
 def test_a_gateway_that_cannot_work_is_refused_naming_the_field(gateway: str, field: str, reason: str) -> None:
@@ -88,3 +90,16 @@ def test_the_outbound_address_carries_the_number_in_the_gateways_format() -> Non
 def test_the_demo_tenant_has_a_fax_gateway() -> None:
     acme = load_deployment(None).tenant("acme")
     assert acme.fax.gateways and acme.fax.gateways[0].outbound_address
+
+
+def test_a_gateway_s_trusted_networks_load_as_cidrs() -> None:
+    [gateway] = config(GOOD + 'trusted_networks = ["203.0.113.0/24", "2001:db8::/32"]').tenants[0].fax.gateways
+    assert gateway.trusted_networks == ["203.0.113.0/24", "2001:db8::/32"]
+
+
+def test_our_own_mail_servers_networks_come_from_the_environment_checked() -> None:
+    assert Settings.from_env({}).smtp_trusted_networks == ["127.0.0.0/8", "::1/128"]
+    settings = Settings.from_env({"SMTP_TRUSTED_NETWORKS": "10.1.0.0/16, 192.0.2.25/32", "SMTP_AUTHSERV_ID": "MX.acme"})
+    assert (settings.smtp_trusted_networks, settings.smtp_authserv_id) == (["10.1.0.0/16", "192.0.2.25/32"], "mx.acme")
+    with pytest.raises(ConfigError, match="SMTP_TRUSTED_NETWORKS"):
+        Settings.from_env({"SMTP_TRUSTED_NETWORKS": "10.1.0.0/16,mx.example"})

@@ -4,6 +4,7 @@ process's aiosmtpd server, from two gateways that write their mail differently."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import smtplib
 from collections.abc import AsyncIterator
@@ -145,13 +146,16 @@ class FaxServer:
         return [events.decode_inbound(fields[b"e"]) for _id, fields in rows]
 
 
-async def serve(the_world: World, tmp_path: Path, *, attachment_max_bytes: int = MAX_BYTES) -> tuple[FaxServer, object]:
+async def serve(
+    the_world: World, tmp_path: Path, *, attachment_max_bytes: int = MAX_BYTES, **smtp_settings: object
+) -> tuple[FaxServer, object]:
     """Start the `smtp` process's server on a free port; returns it and the asyncio server."""
     settings = Settings(
         smtp_port=free_port(),
         smtp_max_bytes=MAX_BYTES,
         attachment_dir=str(tmp_path / "att"),
         attachment_max_bytes=attachment_max_bytes,
+        **smtp_settings,
     )
     server = await smtp.start(the_world.store, the_world.deployment, settings)
     return FaxServer(the_world, settings.smtp_port, AttachmentStore(settings.attachment_dir)), server
@@ -341,3 +345,60 @@ id = "desk"
     finally:
         server.close()
         await the_world.store.close()
+
+
+@contextlib.asynccontextmanager
+async def fax_server(tmp_path: Path, tenants: str = TENANTS, **smtp_settings: object) -> AsyncIterator[FaxServer]:
+    the_world = await world(tenants)
+    faxes, server = await serve(the_world, tmp_path, **smtp_settings)
+    try:
+        yield faxes
+    finally:
+        server.close()
+        await the_world.store.close()
+
+
+# The tests' SMTP client connects from 127.0.0.1: these put it outside the trusted networks.
+ELSEWHERE = ["192.0.2.0/24"]
+PINNED = TENANTS.replace('name = "efax"\n', 'name = "efax"\ntrusted_networks = ["192.0.2.0/24"]\n')
+
+
+async def test_gateway_mail_from_a_network_the_gateway_is_not_trusted_from_is_ordinary_email(
+    tmp_path: Path, caplog
+) -> None:
+    async with fax_server(tmp_path, PINNED) as faxes:
+        code, _ = await faxes.send(efax_mail(document=pdf_of(1)))
+        assert code == 250
+        [mail] = await faxes.contacts()
+        assert (mail.channel, mail.address) == ("email", "message@efax.example")  # no fax from +15551234567
+    assert "names fax gateway efax of acme but came from ('127.0.0.1'" in caplog.text
+
+
+async def test_without_networks_of_its_own_a_gateway_is_trusted_only_through_our_mail_servers(tmp_path: Path) -> None:
+    async with fax_server(tmp_path, smtp_trusted_networks=ELSEWHERE) as faxes:
+        await faxes.send(efax_mail(document=pdf_of(1)))
+        [mail] = await faxes.contacts()
+        assert mail.channel == "email"
+    async with fax_server(tmp_path) as faxes:  # the default: the local MX in front of us
+        await faxes.send(efax_mail(document=pdf_of(1)))
+        [fax] = await faxes.contacts()
+        assert (fax.channel, fax.address) == ("fax", "+15551234567")
+
+
+@pytest.mark.parametrize(
+    ("stamp", "channel"),
+    [
+        ("mx.acme.example; dkim=pass (2048-bit key) header.d=efax.example header.s=s1; spf=none", "fax"),
+        ("mx.acme.example 1; spf=pass smtp.mailfrom=bounces@mail.efax.example", "fax"),
+        ("mx.acme.example; dkim=fail header.d=efax.example; spf=softfail smtp.mailfrom=efax.example", "email"),
+        ("mx.acme.example; dkim=pass header.d=elsewhere.example", "email"),
+        ("mx.forger.example; dkim=pass header.d=efax.example", "email"),  # not our MX's stamp
+    ],
+)
+async def test_our_mx_s_authentication_results_vouch_for_a_gateway(tmp_path: Path, stamp: str, channel: str) -> None:
+    async with fax_server(tmp_path, PINNED, smtp_authserv_id="mx.acme.example") as faxes:
+        mail = efax_mail(document=pdf_of(1))
+        mail["Authentication-Results"] = stamp
+        await faxes.send(mail)
+        [contact] = await faxes.contacts()
+        assert contact.channel == channel

@@ -7,26 +7,23 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from email import policy
+from dataclasses import dataclass
 from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 
 import pypdf
 import pytest
-from aiosmtpd.smtp import SMTP
 
 from channels.email import threads
 from channels.email.attachments import AttachmentStore
 from channels.fax.outbound import FaxSender
 from channels.sandbox import outbox
-from ops.redis_server import free_port
 from router import events
 from router.config import Settings
 from router.keys import Keys
 from router.store import text
 from tests.channels.test_email_bounces import dsn
+from tests.channels.test_email_delivery import RelaySink, start_sink
 from tests.channels.test_fax_inbound import TENANTS, FaxServer, faxgate_mail, serve, tiff_of
 from tests.factories import World, outbound, world
 from workers.dispatch import Dispatcher
@@ -35,32 +32,11 @@ REPLY = "Dear customer,\n\nyour meter reading of 12345 kWh is now on your accoun
 
 
 @dataclass
-class Relay:
-    """An SMTP relay that keeps what it accepts, or refuses RCPT with `refuse`."""
-
-    port: int
-    received: list[EmailMessage] = field(default_factory=list)
-    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
-    refuse: str = ""
-
-    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
-        if self.refuse:
-            return self.refuse
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        self.received.append(BytesParser(policy=policy.default).parsebytes(envelope.original_content))
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 2.0.0 queued"
-
-
-@dataclass
 class Office:
     """The world: the store, the relay, the dispatcher with FaxSender, the inbound SMTP server."""
 
     world: World
-    relay: Relay
+    relay: RelaySink
     dispatcher: Dispatcher
     gateway: FaxServer
 
@@ -85,10 +61,11 @@ class Office:
         return await self.gateway.send(mail)
 
 
-async def open_office(tmp_path: Path, *, relay: bool = True) -> tuple[Office, list[asyncio.Server]]:
+async def open_office(
+    tmp_path: Path, *, relay: bool = True, **smtp_settings: object
+) -> tuple[Office, list[asyncio.Server]]:
     the_world = await world(TENANTS)
-    sink = Relay(free_port())
-    relay_server = await asyncio.get_running_loop().create_server(lambda: SMTP(sink), "127.0.0.1", sink.port)
+    sink, relay_server = await start_sink()
     settings = Settings(
         smtp_relay_host="127.0.0.1" if relay else "",
         smtp_relay_port=sink.port,
@@ -96,7 +73,7 @@ async def open_office(tmp_path: Path, *, relay: bool = True) -> tuple[Office, li
         attachment_dir=str(tmp_path / "att"),
     )
     sender = FaxSender(the_world.store, the_world.deployment, settings)
-    gateway, smtp_server = await serve(the_world, tmp_path)
+    gateway, smtp_server = await serve(the_world, tmp_path, **smtp_settings)
     return Office(the_world, sink, Dispatcher(the_world.store, {"fax": sender}), gateway), [relay_server, smtp_server]
 
 
@@ -114,8 +91,9 @@ async def office(tmp_path: Path) -> AsyncIterator[Office]:
 async def test_a_reply_is_mailed_as_a_pdf_to_the_gateways_email_to_fax_address(office: Office) -> None:
     message, status = await office.reply(subject="Your meter")
     assert status == "sent"
-    [mail] = office.relay.received
-    assert office.relay.envelopes == [("fax@acme.example", ["15551234567@send.efax.example"])]
+    [got] = office.relay.received
+    mail = got.message
+    assert (got.mail_from, got.rcpt_tos) == ("fax@acme.example", ["15551234567@send.efax.example"])
     assert (mail["To"], mail["From"], mail["Subject"]) == (
         "15551234567@send.efax.example",
         "Acme Energy <fax@acme.example>",
@@ -134,13 +112,14 @@ async def test_a_reply_goes_back_through_the_gateway_the_fax_came_by(office: Off
     code, _ = await office.gateway.send(faxgate_mail(sender="020 7946 0018", document=tiff_of(1), pages=1))
     assert code == 250
     await office.reply(to="+442079460018")
-    [mail] = office.relay.received
+    [got] = office.relay.received
+    mail = got.message
     assert mail["To"] == "02079460018@out.faxgate.example"  # this gateway dials national numbers
 
 
 async def test_the_gateways_confirmation_marks_the_fax_delivered_once(office: Office) -> None:
     message, _ = await office.reply()
-    ref = office.relay.received[0]["Message-ID"]
+    ref = office.relay.received[0].message["Message-ID"]
     for _ in range(2):  # the confirmation, and the same confirmation again
         code, _ = await office.report(
             "Your fax to 15551234567 was sent successfully", "1 page sent.", In_Reply_To=ref, Message_ID="<ok1@efax>"
@@ -156,7 +135,7 @@ async def test_the_gateways_confirmation_marks_the_fax_delivered_once(office: Of
 
 async def test_the_gateways_failure_mail_marks_the_fax_failed_with_its_reason(office: Office) -> None:
     message, _ = await office.reply()
-    ref = office.relay.received[0]["Message-ID"]
+    ref = office.relay.received[0].message["Message-ID"]
     code, _ = await office.report(
         "Fax to 15551234567 failed: the line was busy after 3 attempts",
         f"Your fax could not be delivered.\n\n> Message-ID: {ref}\n> To: 15551234567@send.efax.example",
@@ -170,7 +149,7 @@ async def test_the_gateways_failure_mail_marks_the_fax_failed_with_its_reason(of
 
 async def test_a_late_confirmation_does_not_undo_a_failure(office: Office) -> None:
     message, _ = await office.reply()
-    ref = office.relay.received[0]["Message-ID"]
+    ref = office.relay.received[0].message["Message-ID"]
     await office.report("Fax to 15551234567 failed: no answer", "", In_Reply_To=ref)
     await office.report("Your fax to 15551234567 was sent successfully", "", In_Reply_To=ref)
     assert (await office.record(message))["status"] == "failed"
@@ -198,7 +177,7 @@ async def test_a_report_on_no_fax_of_ours_is_accepted_and_changes_nothing(office
 
 
 async def test_a_relay_refusal_records_the_fax_failed(office: Office) -> None:
-    office.relay.refuse = "550 5.1.1 no such fax gateway user"
+    office.relay.answers["rcpt"] = "550 5.1.1 no such fax gateway user"
     message, status = await office.reply()
     assert status == "failed"
     assert "550" in (await office.record(message))["error"]
@@ -245,7 +224,7 @@ def bounce_of(original: EmailMessage) -> bytes:
 
 async def test_the_gateways_bounce_of_our_fax_mail_marks_it_failed(office: Office) -> None:
     message, _ = await office.reply()
-    raw = bounce_of(office.relay.received[0])
+    raw = bounce_of(office.relay.received[0].message)
     code, _ = await office.gateway.send_raw(raw, sender="")
     assert code == 250
     record = await office.record(message)
@@ -275,7 +254,7 @@ async def test_a_send_that_died_waiting_for_the_relay_is_unknown_and_never_resen
 async def test_a_gateway_can_name_the_fax_in_its_own_words_with_a_ref_group(office: Office) -> None:
     await office.gateway.send(faxgate_mail(sender="020 7946 0018", document=tiff_of(1), pages=1))
     message, _ = await office.reply(to="+442079460018")
-    ref = office.relay.received[0]["Message-ID"].strip("<>")
+    ref = office.relay.received[0].message["Message-ID"].strip("<>")
     report = EmailMessage()
     report["From"] = "FaxGate <noreply@faxgate.example>"
     report["To"] = "fax@acme.example"
@@ -292,7 +271,7 @@ async def test_mail_from_a_gateway_subdomain_is_the_gateways(office: Office) -> 
     report["From"] = "eFax <status@mail.efax.example>"
     report["To"] = "fax@acme.example"
     report["Subject"] = "Your fax to 15551234567 was sent successfully"
-    report["In-Reply-To"] = office.relay.received[0]["Message-ID"]
+    report["In-Reply-To"] = office.relay.received[0].message["Message-ID"]
     report.set_content("Done.")
     assert (await office.gateway.send(report))[0] == 250
     assert (await office.record(message))["status"] == "delivered"
@@ -301,17 +280,37 @@ async def test_mail_from_a_gateway_subdomain_is_the_gateways(office: Office) -> 
 async def test_a_subject_with_line_breaks_is_sent_on_one_line_and_adds_no_header(office: Office) -> None:
     _message, status = await office.reply(subject="Your meter\r\nBcc: someone@evil.example")
     assert status == "sent"
-    [mail] = office.relay.received
+    [got] = office.relay.received
+    mail = got.message
     assert mail["Subject"] == "Your meter Bcc: someone@evil.example" and mail["Bcc"] is None
-    assert office.relay.envelopes == [("fax@acme.example", ["15551234567@send.efax.example"])]
+    assert (got.mail_from, got.rcpt_tos) == ("fax@acme.example", ["15551234567@send.efax.example"])
 
 
 async def test_the_relays_bounce_of_a_fax_mail_fails_the_fax_as_a_fax(office: Office) -> None:
     message, _ = await office.reply()
-    ref = office.relay.received[0]["Message-ID"]
+    ref = office.relay.received[0].message["Message-ID"]
     code, _ = await office.gateway.send_raw(dsn(ref, to="fax@acme.example"), sender="")
     assert code == 250
     assert (await office.record(message))["status"] == "failed"
     [failed] = [e for e in await office.world.events(events.DeliveryStatus) if e.status == "failed"]
     assert (failed.channel, failed.message, failed.conversation) == ("fax", message.id, "conv-1")
     assert await office.gateway.contacts() == []
+
+
+async def test_reports_and_bounces_from_outside_our_mail_servers_settle_no_fax(tmp_path: Path, caplog) -> None:
+    # the tests' SMTP client (127.0.0.1) is then neither the gateway nor our MX or relay
+    office, servers = await open_office(tmp_path, smtp_trusted_networks=["192.0.2.0/24"])
+    try:
+        message, _ = await office.reply()
+        ref = office.relay.received[0].message["Message-ID"]
+        code, _ = await office.report("Fax to 15551234567 failed: no answer", "", In_Reply_To=ref)
+        assert code == 250
+        assert (await office.gateway.send_raw(bounce_of(office.relay.received[0].message), sender=""))[0] == 250
+        assert (await office.gateway.send_raw(dsn(ref, to="fax@acme.example"), sender=""))[0] == 250
+        assert (await office.record(message))["status"] == "sent"
+        assert [e.status for e in await office.world.events(events.DeliveryStatus)] == ["sent"]
+        assert "not one of our mail servers" in caplog.text
+    finally:
+        for server in servers:
+            server.close()
+        await office.world.store.close()

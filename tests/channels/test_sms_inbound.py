@@ -21,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from channels.sms import inbound, optout
 from router import agents, bus, events, intake
 from router.cli import main as cli
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.keys import Keys
 from router.web import application
 from tests.factories import World, world
@@ -117,8 +117,7 @@ async def replies(response: ClientResponse) -> list[str]:
 
 
 async def serve(settings: Settings) -> AsyncIterator[Twilio]:
-    the_world = await world(TENANTS)
-    the_world.deployment = resolve_secrets(the_world.deployment, {"ACME_TWILIO_TOKEN": ACME_TOKEN})
+    the_world = await world(TENANTS, {"ACME_TWILIO_TOKEN": ACME_TOKEN})
     app = application(the_world.store, the_world.deployment, settings)
     async with TestClient(TestServer(app)) as client:
         yield Twilio(client, the_world)

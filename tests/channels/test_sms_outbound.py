@@ -13,13 +13,13 @@ from channels import _twilio_rest
 from channels.sandbox import outbox
 from channels.sms import optout, outbound
 from channels.sms.outbound import SmsSender, status_callback_url
+from channels.transport import reconcile_from_record
 from ops.redis_server import free_port
-from router import agents, bus, events, queues
-from router.config import Settings, resolve_secrets
+from router import agents, bus, events
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
-from router.store import connect
 from tests.channels.twilio_api import TwilioApi
-from tests.factories import World, deployment
+from tests.factories import World, world
 from tests.factories import outbound as outbound_message
 from workers.dispatch import SEND_LEASE_MS, Dispatcher
 
@@ -48,11 +48,7 @@ id = "sales"
 
 
 async def sms_world(text: str = TENANTS) -> World:
-    config = resolve_secrets(deployment(text), {"ACME_TWILIO_TOKEN": TOKEN})
-    store = connect(Settings())
-    for tenant in config.tenants:
-        await queues.apply_tenant(store, tenant)
-    return World(store, config)
+    return await world(text, {"ACME_TWILIO_TOKEN": TOKEN})
 
 
 @pytest.fixture
@@ -361,3 +357,17 @@ async def test_a_dispatcher_that_died_waiting_for_twilio_does_not_send_again(api
     record = await delivery(w, message)
     assert record["status"] == "unknown"
     assert len(api.requests) == 1
+
+
+async def test_after_a_crash_our_own_record_says_sent_not_sent_or_unknown() -> None:
+    # the one answer every sender without a provider lookup gives (email, fax, telegram too)
+    w = await sms_world()
+    message = outbound_message()
+    record = Keys("acme").delivery(message.id)
+    assert await reconcile_from_record(w.store, message) == ("not_sent", "")  # never marked
+    await w.store.redis.hset(record, mapping={"attempts": 2, "requested": 1})
+    assert await reconcile_from_record(w.store, message) == ("not_sent", "")  # an earlier attempt's mark
+    await w.store.redis.hset(record, "requested", 2)
+    assert await reconcile_from_record(w.store, message) == ("unknown", "")  # died waiting for the answer
+    await w.store.redis.hset(record, "provider_id", "SM123")
+    assert await reconcile_from_record(w.store, message) == ("sent", "SM123")

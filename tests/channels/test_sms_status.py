@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from channels.sms import optout
 from channels.sms.outbound import SmsSender
-from router import events, web
+from router import events, scripts, web
 from router.config import Settings
 from router.keys import Keys
 from tests.channels.test_sms_outbound import ACCOUNT, CUSTOMER, PUBLIC, TOKEN, delivery, send, sms_world
@@ -176,3 +178,17 @@ async def test_an_unsubscribed_recipient_reported_by_twilio_is_suppressed(twilio
     assert await optout.is_suppressed(twilio.w.store, "acme", CUSTOMER)
     [opted_out] = await twilio.w.events(events.OptedOut)
     assert (opted_out.address, opted_out.provider_id) == (CUSTOMER, sid)
+
+
+def test_sms_reports_go_through_the_one_delivery_status_script() -> None:
+    # one script applies every channel's reports (router/lua/delivery_status.lua): an SMS-only
+    # copy of it drifted (it kept a settled message on the retry schedule)
+    assert "sms_status" not in scripts.NAMES and "delivery_status" in scripts.NAMES
+    assert not resources.files("router").joinpath("lua", "sms_status.lua").is_file()
+
+
+async def test_a_report_settles_a_message_waiting_on_the_retry_schedule(twilio):
+    message, sid = await twilio.sent()
+    await twilio.w.store.redis.zadd(KEYS.retries, {message.id: 1})  # a lease watchdog's entry
+    assert (await twilio.report(sid, "delivered")).status == 200
+    assert await twilio.w.store.redis.zscore(KEYS.retries, message.id) is None

@@ -4,12 +4,13 @@ real python-telegram-bot client from a local server that speaks the Bot API."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientResponse
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -17,7 +18,7 @@ from channels.email.attachments import AttachmentStore
 from channels.telegram import deeplinks, reachability
 from channels.telegram.webhook import SECRET_HEADER
 from router import bus, events, intake
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.customers import find, identity
 from router.keys import Keys
 from router.web import application
@@ -94,8 +95,7 @@ class Telegram:
 
 @pytest.fixture
 async def telegram(tmp_path: Path) -> AsyncIterator[Telegram]:
-    w = await world(TENANTS)
-    w.deployment = resolve_secrets(w.deployment, ENV)
+    w = await world(TENANTS, ENV)
     async with TelegramApi(TOKEN) as api:
         settings = Settings(telegram_api_base=api.url, attachment_dir=str(tmp_path / "files"))
         async with TestClient(TestServer(application(w.store, w.deployment, settings))) as client:
@@ -339,3 +339,42 @@ async def test_an_attachment_disk_failure_answers_500_and_the_retry_stores_the_p
     assert (await telegram.post(update)).status == 200
     [contact] = await telegram.inbound()
     assert telegram.files.read(contact.attachments[0].url) == b"jpeg" * 100
+
+
+async def test_a_file_of_unknown_size_is_streamed_and_kept_as_a_reference_once_past_the_cap(tmp_path: Path):
+    cap = 1000
+    w = await world(TENANTS, ENV)
+    sent_past_the_cap, done = asyncio.Event(), asyncio.Event()
+
+    async def get_file_without_a_size(params: dict) -> web.Response:
+        # file_size is optional in the Bot API: here Telegram does not say it
+        body = {"file_id": params["file_id"], "file_unique_id": "AgADhuge", "file_path": "documents/huge.bin"}
+        return web.json_response({"ok": True, "result": body})
+
+    async def endless_download(request: web.Request) -> web.StreamResponse:
+        # chunked, no Content-Length: past the cap, then nothing until the client gives up
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"x" * (cap + 1))
+        sent_past_the_cap.set()
+        await done.wait()  # a client reading it whole would wait here until its read timeout
+        return response
+
+    api = TelegramApi(TOKEN)
+    api._getFile = get_file_without_a_size
+    api._download = endless_download
+    huge = {"file_id": "BQACAgIAAxkBAAIhuge", "file_unique_id": "AgADhuge", "file_name": "scan.bin"}
+    try:
+        async with api:
+            settings = Settings(telegram_api_base=api.url, attachment_dir=str(tmp_path), attachment_max_bytes=cap)
+            async with TestClient(TestServer(application(w.store, w.deployment, settings))) as client:
+                telegram = Telegram(client, w, api, AttachmentStore(settings.attachment_dir))
+                assert (await telegram.post(api.push(telegram_api.message(document=huge)))).status == 200
+                [contact] = await telegram.inbound()
+    finally:
+        done.set()
+    assert sent_past_the_cap.is_set()
+    [attachment] = contact.attachments
+    assert attachment.url == "telegram:BQACAgIAAxkBAAIhuge"
+    assert "over the 1000-byte cap (size not given; stopped there)" in contact.metadata["attachments_left_out"]
+    assert await asyncio.to_thread(lambda: list(tmp_path.rglob("*"))) == []  # nothing of it stored

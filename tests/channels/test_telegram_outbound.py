@@ -13,12 +13,11 @@ from channels.email.attachments import AttachmentStore
 from channels.sandbox import outbox
 from channels.telegram import reachability
 from channels.telegram.outbound import TEXT_LIMIT, TelegramSender, split_text
-from router import agents, bus, events, queues
-from router.config import Settings, resolve_secrets
+from router import agents, bus, events
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
-from router.store import connect
 from tests.channels.telegram_api import TelegramApi
-from tests.factories import World, deployment
+from tests.factories import World, world
 from tests.factories import outbound as outbound_message
 from workers.dispatch import Dispatcher
 
@@ -43,11 +42,7 @@ id = "desk"
 
 
 async def telegram_world() -> World:
-    config = resolve_secrets(deployment(TENANTS), {"ACME_TELEGRAM_TOKEN": TOKEN})
-    store = connect(Settings())
-    for tenant in config.tenants:
-        await queues.apply_tenant(store, tenant)
-    return World(store, config)
+    return await world(TENANTS, {"ACME_TELEGRAM_TOKEN": TOKEN})
 
 
 @pytest.fixture

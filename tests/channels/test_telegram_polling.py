@@ -14,7 +14,7 @@ from channels.telegram import polling
 from channels.telegram.bots import TelegramBots
 from channels.telegram.polling import Poller
 from router import bus, events
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.keys import Keys
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi
@@ -50,9 +50,7 @@ async def api():
 
 @pytest.fixture
 async def w() -> World:
-    made = await world(TENANTS)
-    made.deployment = resolve_secrets(made.deployment, ENV)
-    return made
+    return await world(TENANTS, ENV)
 
 
 @pytest.fixture

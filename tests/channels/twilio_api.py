@@ -6,6 +6,7 @@ for one.
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url)
         api.answer(429, 20429, "Too Many Requests")  # the next request; then 201 again
+        api.media["/2010-04-01/Accounts/AC.../Recordings/RE1.mp3"] = ("audio/mpeg", b"ID3...")  # GET serves it
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from email.utils import formatdate
 
 from aiohttp import web
 from multidict import MultiDict
+
+from tests.channels import fake_server
 
 
 @dataclass
@@ -52,6 +55,9 @@ class TwilioApi:
     call_sids: list[str] = field(default_factory=list)  # of the calls created, in order
     url: str = ""
     received: asyncio.Event = field(default_factory=asyncio.Event)  # set once a request arrived
+    # Files served on GET (recordings, MMS media): path -> (content type, bytes), or a
+    # path -> "redirect:<url>" to send the client on, as Twilio does to its storage.
+    media: dict[str, tuple[str, bytes] | str] = field(default_factory=dict)
     _answers: list[_Answer] = field(default_factory=list)
     _runner: web.AppRunner | None = None
 
@@ -63,14 +69,8 @@ class TwilioApi:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create_call)
-        # A client that gave up on a slow answer leaves the handler sleeping: stop
-        # it then (handler_cancellation), and never wait long for one at cleanup.
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        app.router.add_get("/{path:.+}", self._get_media)
+        self._runner, self.url = await fake_server.start(app)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -162,6 +162,19 @@ class TwilioApi:
             },
             status=201,
         )
+
+    async def _get_media(self, request: web.Request) -> web.Response:
+        parts = request.path.split("/")
+        account = parts[3] if len(parts) > 3 and parts[2] == "Accounts" else ""
+        self.requests.append(Received(request.method, request.path, account, _basic_auth(request), MultiDict()))
+        self.received.set()
+        served = self.media.get(request.path)
+        if served is None:
+            return web.json_response({"code": 20404, "message": "not found", "status": 404}, status=404)
+        if isinstance(served, str):
+            raise web.HTTPFound(served.removeprefix("redirect:"))
+        content_type, body = served
+        return web.Response(body=body, content_type=content_type)
 
 
 def _basic_auth(request: web.Request) -> tuple[str, str]:
