@@ -66,22 +66,26 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
     )
     payload = events.encode(message)
     seen = keys.seen("callback", reservation)
-    async with store.redis.pipeline(transaction=True) as pipe:
-        # WATCH makes the check and the append one step: a concurrent accept
-        # aborts this transaction and then finds the first message.
-        await pipe.watch(seen)
-        first = await pipe.get(seen)
-        if first is not None:
-            await pipe.reset()
-            return events.decode_outbound(first)
-        pipe.multi()
-        pipe.set(seen, payload, ex=7 * 24 * 3600)
-        pipe.hset(keys.conversation(conversation), mapping={"callback_outcome": "dialling", "callback_attempts": 0})
-        pipe.xadd(keys.outbound, {"e": payload})
-        try:
-            await pipe.execute()
-        except WatchError:
-            return events.decode_outbound(await store.redis.get(seen))
+    while True:
+        async with store.redis.pipeline(transaction=True) as pipe:
+            # WATCH makes the check and the append one step: a concurrent accept
+            # aborts this transaction and then finds the first message.
+            await pipe.watch(seen)
+            first = await pipe.get(seen)
+            if first is not None:
+                await pipe.reset()
+                return events.decode_outbound(first)
+            pipe.multi()
+            pipe.set(seen, payload, ex=7 * 24 * 3600)
+            pipe.hset(keys.conversation(conversation), mapping={"callback_outcome": "dialling", "callback_attempts": 0})
+            pipe.xadd(keys.outbound, {"e": payload})
+            try:
+                await pipe.execute()
+                break
+            except WatchError:
+                # a concurrent accept wrote first, or the connection dropped while
+                # watching (nothing written): look again
+                continue
     log.info("calling back %s for %s: agent %s first", message.to, tenant.id, agent)
     return message
 

@@ -27,7 +27,7 @@ from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioSender, server_failure
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure
+from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure, tenant_of
 from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Settings, Tenant
@@ -82,7 +82,7 @@ class VoiceSender(TwilioSender):
     channel = "voice"
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if message.campaign and tenant.twilio is not None:
             return await campaign_dial.place_call(self, tenant, message)
         if not is_callback(message) or tenant.twilio is None:
@@ -139,7 +139,7 @@ class VoiceSender(TwilioSender):
         """After a dispatcher died mid-send: the marks say whether this attempt
         called Twilio (requested) and got a CallSid back (called). A CallSid of an
         earlier dial says nothing about this one."""
-        tenant = self._tenant(message.tenant)
+        tenant = tenant_of(self.deployment, message.tenant)
         if not (is_callback(message) or message.campaign) or tenant.twilio is None:
             return await self.sandbox.reconcile(message)
         provider_id, attempts, requested, called = await self.store.redis.hmget(

@@ -167,22 +167,25 @@ async def abandoned(
         queue=record.get("queue", call.get("queue", "")),
         waited_ms=max(0, events.now_ms() - started),
     )
-    async with store.redis.pipeline(transaction=True) as pipe:
-        try:
-            await pipe.watch(keys.call(sid))
-            if await pipe.hget(keys.call(sid), "abandoned_at"):
-                await pipe.reset()
-                await _settled(store, tenant, sid)
-                return False
-            pipe.multi()
-            pipe.hset(keys.call(sid), mapping={"abandoned_at": str(event.occurred_at), "state": "abandoned"})
-            pipe.hdel(keys.call(sid), "abandon_pending")
-            pipe.zrem(pending_key(tenant), sid)
-            pipe.xadd(keys.events, {"e": events.encode(event)})
-            await pipe.execute()
-        except WatchError:
-            return False  # a concurrent report counted it
-    return True
+    while True:
+        async with store.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(keys.call(sid))
+                if await pipe.hget(keys.call(sid), "abandoned_at"):
+                    await pipe.reset()
+                    await _settled(store, tenant, sid)
+                    return False
+                pipe.multi()
+                pipe.hset(keys.call(sid), mapping={"abandoned_at": str(event.occurred_at), "state": "abandoned"})
+                pipe.hdel(keys.call(sid), "abandon_pending")
+                pipe.zrem(pending_key(tenant), sid)
+                pipe.xadd(keys.events, {"e": events.encode(event)})
+                await pipe.execute()
+                return True
+            except WatchError:
+                # a concurrent report counted it, or the connection dropped while
+                # watching and nothing was written: the check above tells which
+                continue
 
 
 async def _settled(store: Store, tenant: str, sid: str) -> None:

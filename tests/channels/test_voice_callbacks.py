@@ -15,12 +15,11 @@ from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
 from channels.voice.dialer import GREETING, VoiceSender
-from router import agents, bus, events, queues, web
-from router.config import Settings, resolve_secrets
+from router import agents, bus, events, web
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
-from router.store import connect
 from tests.channels.twilio_api import Received, TwilioApi
-from tests.factories import World, deployment
+from tests.factories import World, world
 from workers.dispatch import Dispatcher
 
 ACCOUNT = "AC0123456789abcdef0123456789abcdef"
@@ -152,11 +151,7 @@ def query(url: str) -> dict[str, str]:
 
 
 async def voice_world() -> World:
-    config = resolve_secrets(deployment(TENANTS), {"ACME_TWILIO_TOKEN": TOKEN})
-    store = connect(Settings())
-    for tenant in config.tenants:
-        await queues.apply_tenant(store, tenant)
-    return World(store, config)
+    return await world(TENANTS, {"ACME_TWILIO_TOKEN": TOKEN})
 
 
 @pytest.fixture

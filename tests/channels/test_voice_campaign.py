@@ -7,24 +7,26 @@ short message and a retry, 9 stops later voice campaigns, status callbacks settl
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
+from channels.voice.campaign import answer
 from channels.voice.dialer import VoiceSender
 from router import agents, bus, conversations, events, intake, web
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, world
-from workers.campaigns import audience, registry
+from tests.workers.campaigns import create_campaign
+from workers.campaigns import registry
 from workers.campaigns.model import CampaignError, parse_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
@@ -97,12 +99,9 @@ class Campaigns:
         self.dispatcher = Dispatcher(w.store, {"voice": sender})
         self.worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
 
-    async def launch(self, definition: str = "", tenant: str = "acme") -> int:
+    async def launch(self, definition: str = "") -> int:
         """Create, import and launch a campaign; one worker round; returns recipients handled."""
-        campaign = parse_campaign(definition or campaign_toml())
-        await registry.create(self.w.store, self.w.deployment, campaign)
-        await audience.import_csv(self.w.store, campaign, io.StringIO(AUDIENCE))
-        await registry.change(self.w.store, tenant, campaign.id, "launch")
+        await create_campaign(self.w, definition or campaign_toml(), AUDIENCE)
         return await self.worker.step()
 
     async def dispatch(self, tenant: str = "acme") -> int:
@@ -189,8 +188,7 @@ def path(url: str) -> str:
 
 @pytest.fixture
 async def campaigns():
-    w = await world(TENANTS)
-    w.deployment = resolve_secrets(w.deployment, {"ACME_TWILIO_TOKEN": TOKEN})
+    w = await world(TENANTS, {"ACME_TWILIO_TOKEN": TOKEN})
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url, public_url=PUBLIC, twilio_sandbox_token=SANDBOX_TOKEN)
         sender = VoiceSender(w.store, w.deployment, settings, timeout_s=0.5)
@@ -337,6 +335,19 @@ async def test_a_call_queued_before_the_opt_out_is_not_placed_and_not_counted(ca
     assert await campaigns.w.store.redis.zrange(CAP, 0, -1) == [b"cmp-dues-1-1"]
 
 
+async def test_a_call_to_a_number_opted_out_since_it_was_queued_counts_suppressed_not_failed(campaigns):
+    await campaigns.launch()
+    await campaigns.launch(campaign_toml("dues2"))
+    (first, first_payload), (second, second_payload) = await campaigns.queued()
+    await campaigns.dispatcher.deliver(first, first_payload)
+    await campaigns.press(await campaigns.answered_by("human"), "9")
+    await campaigns.dispatcher.deliver(second, second_payload)
+    await campaigns.follow()
+    counts = (await registry.progress(campaigns.w.store, "acme", "dues2")).counts
+    assert (counts["sent"], counts["failed"], counts["suppressed"], counts["retried"]) == (0, 0, 1, 0)
+    assert (await campaigns.status("dues2")).startswith("suppressed:refused:1:voice:")
+
+
 async def test_a_forged_webhook_is_refused_and_changes_nothing(campaigns):
     await campaigns.launch()
     await campaigns.dispatch()
@@ -391,7 +402,7 @@ async def test_a_call_twilio_refuses_fails_and_gives_its_cap_attempt_back(campai
 
 
 async def test_a_tenant_without_twilio_gets_the_campaign_call_in_the_sandbox_outbox(campaigns):
-    await campaigns.launch(campaign_toml(tenant="globex", queue="sales"), tenant="globex")
+    await campaigns.launch(campaign_toml(tenant="globex", queue="sales"))
     assert await campaigns.dispatch("globex") == 1
     [(_entry, provider_id, kept)] = await outbox(campaigns.w.store, "globex")
     assert (kept.channel, kept.to, kept.campaign) == ("voice", JANE, "dues")
@@ -412,3 +423,20 @@ async def test_silence_asks_once_more_then_says_goodbye(campaigns):
 def test_a_machine_message_that_does_not_compile_is_refused_with_its_line():
     with pytest.raises(CampaignError, match=r"voice.machine_message`: line 1"):
         parse_campaign(campaign_toml(voice='machine_message = "Hello {{ name"'))
+
+
+async def test_the_machine_message_is_the_one_rendered_when_the_call_was_queued(campaigns):
+    await campaigns.launch()
+    [(message, _payload)] = await campaigns.queued()
+    assert message.metadata["machine_message"] == "Hello Jane, please call Acme about account A-1."
+    campaign, _state = await registry.load(campaigns.w.store, "acme", "dues")
+    assert await answer.machine_message(campaigns.w.store, campaign, message) == message.metadata["machine_message"]
+    # a call queued before messages carried it: rendered on answer, with the same limits
+    older = msgspec.structs.replace(
+        message, metadata={k: v for k, v in message.metadata.items() if k != "machine_message"}
+    )
+    assert await answer.machine_message(campaigns.w.store, campaign, older) == message.metadata["machine_message"]
+    too_long = parse_campaign(
+        campaign_toml(voice='machine_message = "{% for i in range(1100) %}{{ name }}{% endfor %}"')
+    )
+    assert await answer.machine_message(campaigns.w.store, too_long, older) == ""  # a hang-up, never a broken <Say>

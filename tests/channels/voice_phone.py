@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from router import bus, events, intake
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.keys import Keys
 from router.web import application
 from tests.factories import World, world
@@ -210,8 +210,7 @@ async def twiml(response: ClientResponse) -> Answer:
 
 
 async def serve(settings: Settings | None = None) -> AsyncIterator[Phone]:
-    the_world = await world(TENANTS)
-    the_world.deployment = resolve_secrets(the_world.deployment, {"ACME_TWILIO_TOKEN": ACME_TOKEN})
+    the_world = await world(TENANTS, {"ACME_TWILIO_TOKEN": ACME_TOKEN})
     app = application(the_world.store, the_world.deployment, settings or Settings(twilio_sandbox_token=SANDBOX_TOKEN))
     async with TestClient(TestServer(app)) as client:
         yield Phone(client, the_world)

@@ -71,3 +71,53 @@ def test_operator_lists_and_errors(run):
     assert status == 2 and "no campaign 'nope'" in err
     status, _, err = run("create", "/nonexistent.toml")
     assert status == 2 and "No such file" in err
+
+
+def test_create_accepts_every_example_campaign(run):
+    examples = sorted(EXAMPLES.glob("*.toml"))
+    assert len(examples) >= 3
+    for path in examples:
+        status, out, err = run("create", str(path))
+        assert status == 0, err
+        assert "created campaign" in out
+
+
+def test_preview_of_the_voice_example_shows_what_an_answering_machine_hears(run):
+    run("create", str(EXAMPLES / "acme-voice.toml"))
+    status, out, _ = run("import", "acme-calls", str(EXAMPLES / "acme-audience.csv"))
+    assert status == 0 and "warning" not in out
+    status, out, _ = run("preview", "acme-calls", "-n", "1")
+    assert out.splitlines() == [
+        "--- line 2: voice to +12125550100",
+        "Hello Jane Doe, this is Acme Energy. Your account AC-1001 has a balance of $120.50 due on 2026-12-01.",
+        "--- line 2: voice machine to +12125550100",
+        "Hello, this is Acme Energy with a message for Jane Doe about account AC-1001. "
+        "Please call us back at 555 0100 1. Thank you.",
+    ]
+
+
+def test_import_warns_when_the_first_recipients_messages_do_not_render(run, tmp_path):
+    run("create", str(EXAMPLES / "acme-voice.toml"))
+    audience = tmp_path / "no-due-date.csv"
+    audience.write_text("phone,name,account,balance\n+12125550100,Jane,AC-1,$5\n")
+    status, out, _ = run("import", "acme-calls", str(audience))
+    assert status == 0 and "imported 1 recipients" in out
+    assert "warning: the first recipients' messages do not render (1 of 1):" in out
+    assert "line 2: template voice/en, line 1: 'due_date' is undefined" in out
+
+
+def test_results_per_campaign_and_variant_on_screen_and_as_csv(run, tmp_path):
+    run("create", str(EXAMPLES / "acme-collections.toml"))
+    status, out, _ = run("results", "acme-dues")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0] == "campaign acme-dues of acme (collections): draft"
+    assert lines[1].split() == [
+        "variant", "share", "sent", "delivered", "failed", "suppressed", "replied", "converted", "conversion",
+        "promise_to_pay", "paid", "disputed", "wrong_number", "not_interested",
+    ]  # fmt: skip
+    assert lines[2].split() == ["all", "100%", "0", "0", "0", "0", "0", "0", "0.0%", "0", "0", "0", "0", "0"]
+    target = tmp_path / "results.csv"
+    status, out, _ = run("results", "acme-dues", "--csv", str(target))
+    assert status == 0 and out == f"wrote 1 rows to {target}\n"
+    assert target.read_text().splitlines()[1] == "acme-dues,all,100,0,0,0,0,0,0,0.0000,0,0,0,0,0"

@@ -177,3 +177,83 @@ def test_a_debt_is_capped_as_a_debt_and_anyone_else_by_address():
     assert compliance.cap_subject("collections", "voice", "+1", {"account": "A-9"}, "account") == "debt:A-9"
     assert compliance.cap_subject("collections", "voice", "+1", {}, "account") == "addr:+1"
     assert compliance.cap_subject("cross_sell", "voice", "+1", {"account": "A-9"}, "account") == "addr:+1"
+
+
+caps_of_a_channel = st.lists(
+    st.builds(
+        lambda channel, most, days, quiet: Cap(channel=channel, max=most, days=days, quiet_days=quiet),
+        st.sampled_from(["sms", "email"]),
+        st.integers(1, 5),
+        st.integers(1, 10),
+        st.sampled_from([0, 0, 1, 3]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+
+
+def campaign_with_caps(kind: str, caps: list[Cap]):
+    """A campaign of the kind whose `[[caps]]` are these, through the file format."""
+    blocks = "".join(
+        f'[[caps]]\nchannel = "{c.channel}"\nmax = {c.max}\ndays = {c.days}\nquiet_days = {c.quiet_days}\n'
+        for c in caps
+    )
+    return parse_campaign(
+        f'id = "c1"\ntenant = "acme"\nkind = "{kind}"\nchannel = "sms"\nfallback_channel = "email"\n'
+        f'queue = "q"\n{blocks}[templates.sms.en]\nbody = "Hi"\n'
+        '[templates.email.en]\nsubject = "Hi"\nbody = "Hi"\n'
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kind=st.sampled_from(["collections", "cross_sell", "notice"]),
+    caps=caps_of_a_channel,
+    sends=st.lists(st.tuples(st.sampled_from(["sms", "email"]), st.integers(0, 2 * DAY_MS)), min_size=1, max_size=40),
+    talks=st.lists(st.integers(0, 40), max_size=3),
+)
+def test_text_and_email_caps_of_every_kind_are_never_exceeded(kind, caps, sends, talks):
+    """A sender that texts or emails whenever the campaign's caps allow, for each kind: no
+    `days` span ever holds more than `max` attempts on the cap's channel, none goes within
+    `quiet_days` of a conversation, and several caps on one channel all hold."""
+    effective = campaign_with_caps(kind, caps).effective_caps()
+    assert [c for c in effective if c.channel in ("sms", "email")] == caps  # the kind keeps them all
+    now = 1_800_000_000_000
+    attempts: dict[str, list[int]] = {"sms": [], "email": []}
+    talked = 0
+    for index, (channel, gap) in enumerate(sends):
+        now += gap
+        if index in talks:
+            talked = now
+        at = compliance.caps_allow_at(effective, channel, attempts[channel], talked, now)
+        assert at >= now
+        attempts[channel].append(at)
+        now = at
+        for cap in effective:
+            if cap.channel != channel:
+                continue
+            assert sum(1 for a in attempts[channel] if a > at - cap.days * DAY_MS) <= cap.max
+            if talked and cap.quiet_days:
+                assert at >= talked + cap.quiet_days * DAY_MS
+
+
+@settings(max_examples=100, deadline=None)
+@given(gaps=st.lists(st.integers(0, DAY_MS), min_size=4, max_size=30))
+def test_at_most_three_collections_texts_per_debt_in_seven_days(gaps):
+    """The example of the issue: `[[caps]] channel = "sms", max = 3, days = 7` for collections."""
+    effective = campaign_with_caps("collections", [Cap(channel="sms", max=3, days=7)]).effective_caps()
+    now, texts = 1_800_000_000_000, []
+    for gap in gaps:
+        now = compliance.caps_allow_at(effective, "sms", texts, 0, now + gap)
+        texts.append(now)
+    for index in range(3, len(texts)):
+        assert texts[index] - texts[index - 3] >= 7 * DAY_MS  # the 4th text waits for the 1st to age out
+    assert compliance.caps_allow_at(effective, "email", texts, 0, now) == now  # email is not capped
+
+
+def test_each_kind_counts_its_own_attempts_and_collections_count_per_debt():
+    debt = compliance.cap_subject("collections", "sms", "+1", {"account": "A-9"}, "account")
+    assert compliance.attempts_subject("collections", debt) == "debt:A-9"
+    marketing = compliance.cap_subject("cross_sell", "sms", "+1", {"account": "A-9"}, "account")
+    assert compliance.attempts_subject("cross_sell", marketing) == "cross_sell:addr:+1"
+    assert compliance.attempts_subject("notice", "addr:+1") != compliance.attempts_subject("cross_sell", "addr:+1")

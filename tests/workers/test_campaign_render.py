@@ -3,7 +3,7 @@
 import pytest
 
 from workers.campaigns.model import CampaignError, Recipient, parse_campaign
-from workers.campaigns.render import Renderer, TemplateProblem, preview
+from workers.campaigns.render import Rendered, Renderer, TemplateProblem, preview, problems
 
 
 def campaign(kind: str = "cross_sell", sms: str = "Hi {{ name }}", **extra: str):
@@ -122,3 +122,105 @@ def test_campaigns_send_only_where_an_audience_file_gives_an_address():
             'id = "c"\ntenant = "acme"\nkind = "notice"\nchannel = "telegram"\nqueue = "q"\n'
             '[templates.telegram.en]\nbody = "x"\n'
         )
+
+
+def voice_campaign(body: str = "Hello {{ name }}", machine: str = "Call us back, {{ name }}.", **extra: str):
+    lines = [f"{k} = {v}" for k, v in extra.items()]
+    return parse_campaign(
+        f"""
+id = "calls"
+tenant = "acme"
+kind = "collections"
+channel = "voice"
+fallback_channel = "sms"
+queue = "support"
+{chr(10).join(lines)}
+[voice]
+machine_message = '''{machine}'''
+[templates.voice.en]
+body = '''{body}'''
+[templates.sms.en]
+body = "Hi {{{{ name }}}}, we called about {{{{ balance }}}}."
+"""
+    )
+
+
+def test_a_template_that_would_loop_a_million_times_stops_with_an_error_naming_it():
+    million = "{% for i in range(1000) %}{% for j in range(1000) %}{{ name }}{% endfor %}{% endfor %}"
+    silent = "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}"
+    for source in (million, silent):
+        with pytest.raises(TemplateProblem, match=r"template sms/en, line 1: more than 5,000 loop steps"):
+            Renderer(campaign(sms=source)).render("sms", person(name="Jane"))
+    over_a_string = "{% for a in name %}{% for b in name %}.{% endfor %}{% endfor %}"  # 10,000 steps
+    with pytest.raises(TemplateProblem, match="loop steps"):
+        Renderer(campaign(sms=over_a_string)).render("sms", person(name="x" * 100))
+    # a loop that stays in budget renders as before, loop variables and else included
+    fine = "{% for i in range(3) %}{{ loop.index }}{% if loop.last %}!{% endif %}{% else %}none{% endfor %}"
+    assert Renderer(campaign(sms=fine)).render("sms", person()).body == "123!"
+
+
+def test_rendering_stops_at_the_campaigns_message_size_limit():
+    big = "{% for i in range(100) %}{{ name }}{% endfor %}"  # 100 x 20 characters
+    small = campaign(sms=big, max_message_kb="1")
+    with pytest.raises(TemplateProblem, match=r"^template sms/en: the message passes 1 KB; rendering stopped$"):
+        Renderer(small).render("sms", person(name="x" * 20))
+    assert len(Renderer(campaign(sms=big)).render("sms", person(name="x" * 20)).body) == 2000  # 64 KB by default
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 10**9 }}",
+        "{{ '%999999999s' % name }}",
+        "{{ '%999999999s'|format(name) }}",
+        "{{ '{:>999999999}'.format(name) }}",
+        "{{ '{:0>999999999}'.format(name) }}",
+        "{{ '%.999999999f' % 1.5 }}",
+        "{{ '%*d' % (999999999, 1) }}",
+        "{{ name.ljust(999999999) }}",
+        "{{ name|center(999999999) }}",
+        "{{ name|indent(999999999, true) }}",
+        "{{ ('y' * 6000)|replace('', 'x' * 60000) }}",
+        "{{ range(1000)|join('x' * 60000) }}",
+        "{% set block %}{% for i in range(100) %}{{ 'y' * 60000 }}{% endfor %}{% endset %}{{ block|length }}",
+        "{{ 10 ** 100000 }}",
+    ],
+)
+def test_one_expression_cannot_build_a_huge_value(source):
+    with pytest.raises(TemplateProblem, match=r"template sms/en, line 1: (a|an) \w+"):
+        Renderer(campaign(sms=source)).render("sms", person(name="Jane"))
+
+
+def test_ordinary_operators_and_filters_still_work_in_the_bounded_sandbox():
+    source = "{{ 'ab' * 2 }} {{ 2 ** 10 }} {{ '%05d' % 42 }} {{ 7 % 3 }} {{ '{:>6}'.format(name) }} {{ [1]|join }}"
+    body = Renderer(campaign(sms=source)).render("sms", person(name="Jane")).body
+    assert body == "abab 1024 00042 1   Jane 1"
+    assert Renderer(campaign(sms="{{ '%5.2f%%' % 1.5 }} {{ '{0:.1f}'.format(2) }}")).render("sms", person()).body == (
+        " 1.50% 2.0"
+    )
+
+
+def test_a_voice_message_longer_than_a_call_can_say_fails_with_the_reason():
+    renderer = Renderer(voice_campaign(body="{% for i in range(1000) %}{{ name }}{% endfor %}"))
+    with pytest.raises(TemplateProblem, match=r"voice/en: 5,000 characters, more than a call can say \(4,096\)"):
+        renderer.render("voice", person(name="Janet"))
+    assert renderer.render("voice", person(name="J")).body == "J" * 1000
+    machine = Renderer(voice_campaign(machine="{% for i in range(1000) %}{{ name }}{% endfor %}"))
+    with pytest.raises(TemplateProblem, match=r"template voice machine: 5,000 characters"):
+        machine.render_machine(person(name="Janet"))
+
+
+def test_preview_of_a_voice_campaign_shows_the_answering_machine_message_too():
+    rows = preview(voice_campaign(machine="Call us back, {{ name }}, about {{ account }}."), [person(name="Jane")])
+    assert [(channel, result.body if isinstance(result, Rendered) else result) for _r, channel, result in rows] == [
+        ("voice", "Hello Jane"),
+        ("voice machine", "template voice machine, line 1: 'account' is undefined"),
+    ]
+    rows = preview(voice_campaign(), [person(name="Jane")])
+    assert rows[1][2] == Rendered(body="Call us back, Jane.")
+
+
+def test_problems_renders_every_channel_and_the_machine_message_for_the_first_recipients():
+    campaign_ = voice_campaign()
+    assert problems(campaign_, [person(name="Jane", balance="$5")]) == []
+    assert problems(campaign_, [person(name="Jane")]) == ["line 2: template sms/en, line 1: 'balance' is undefined"]

@@ -9,14 +9,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from channels.transport import Refused
 from router import agents, events
 from router.keys import Keys
 from router.web import DEPLOYMENT as DEPLOYMENT_KEY
 from router.web import STORE
-from tests.factories import world
-from workers.campaigns import audience, registry, unsubscribe
-from workers.campaigns.model import parse_campaign
-from workers.campaigns.results import Results
+from tests.factories import World, world
+from tests.workers.campaigns import create_campaign
+from workers.campaigns import registry, unsubscribe
+from workers.campaigns.model import Campaign
+from workers.campaigns.results import Results, write_csv
+from workers.campaigns.results import report as results_report
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher
 
@@ -56,10 +59,7 @@ AUDIENCE = "phone,email,name,balance,account\n+12125550000,jane@example.com,Jane
 
 async def sent_world():
     w = await world(DEPLOYMENT)
-    campaign = parse_campaign(CAMPAIGN)
-    await registry.create(w.store, w.deployment, campaign)
-    await audience.import_csv(w.store, campaign, io.StringIO(AUDIENCE))
-    await registry.change(w.store, "acme", "dues", "launch")
+    await create_campaign(w, CAMPAIGN, AUDIENCE)
     worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
     assert await worker.step() == 1
     return w, worker
@@ -135,8 +135,7 @@ async def test_a_failed_text_is_retried_once_by_email():
     results = Results(w.store)
     await results.apply("acme", failed)
     assert await worker.step() == 1
-    outbound = [events.decode_outbound(f[b"e"]) for _id, f in await w.store.redis.xrange(KEYS.outbound)]
-    assert [(m.id, m.channel, m.to) for m in outbound] == [
+    assert [(m.id, m.channel, m.to) for m in await w.outgoing()] == [
         ("cmp-dues-1-1", "sms", "+12125550000"),
         ("cmp-dues-1-2", "email", "jane@example.com"),
     ]
@@ -226,17 +225,19 @@ body = "{{ name }}: pay {{ balance }} today and save 5%."
 """
 
 
-async def test_ab_variants_split_the_audience_and_are_counted_apart():
+async def ab_sent(recipients: int) -> tuple[World, Campaign, list[events.OutboundMessage]]:
+    """The A/B campaign sent to `recipients` people: the world, the campaign, the texts queued."""
     w = await world(DEPLOYMENT)
-    campaign = parse_campaign(AB)
-    await registry.create(w.store, w.deployment, campaign)
-    rows = "".join(f"+1212555{i:04d},,P{i},${i},A-{i}\n" for i in range(40))
-    await audience.import_csv(w.store, campaign, io.StringIO("phone,email,name,balance,account\n" + rows))
-    await registry.change(w.store, "acme", "dues", "launch")
+    rows = "".join(f"+1212555{i:04d},,P{i},${i},A-{i}\n" for i in range(recipients))
+    campaign = await create_campaign(w, AB, "phone,email,name,balance,account\n" + rows)
     worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
     while await worker.step():
         pass
-    messages = [events.decode_outbound(f[b"e"]) for _id, f in await w.store.redis.xrange(KEYS.outbound)]
+    return w, campaign, await w.outgoing()
+
+
+async def test_ab_variants_split_the_audience_and_are_counted_apart():
+    w, campaign, messages = await ab_sent(40)
     for message in messages:
         variant = message.metadata["variant"]
         assert variant == campaign.variant_of(int(message.metadata["campaign_recipient"]))
@@ -255,3 +256,84 @@ async def test_a_reply_by_email_to_a_texted_campaign_joins_the_same_conversation
     conversation = await w.arrive(channel="email", address="Jane@Example.com", body="About my bill", subject="Re")
     assert conversation == "cmp-dues-1"
     assert await w.waiting("collections") == [conversation]
+
+
+class RefusingSender:
+    """A channel whose transport refuses by our own rule: the number opted out after queueing."""
+
+    channel = "sms"
+
+    async def send(self, message: events.OutboundMessage) -> str:
+        raise Refused(f"{message.to} opted out of SMS")
+
+    async def reconcile(self, message: events.OutboundMessage):
+        return "not_sent", ""
+
+
+async def texts_only_world():
+    w = await world(DEPLOYMENT)
+    texts_only = CAMPAIGN.replace('fallback_channel = "email"\n', "").split("[templates.email.en]")[0]
+    await create_campaign(w, texts_only, AUDIENCE)
+    assert await CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY).step() == 1
+    return w
+
+
+async def test_a_recipient_who_opted_out_after_queueing_is_refused_at_dispatch_and_counted_suppressed():
+    w = await texts_only_world()
+    dispatcher = Dispatcher(w.store, {"sms": RefusingSender()})
+    [(_id, fields)] = await w.store.redis.xrange(KEYS.outbound)
+    assert await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"]) == "refused"
+    results = await follow(w)
+    for event in await w.events(events.DeliveryStatus):
+        await results.apply("acme", event)  # a redelivered report changes nothing
+    progress = await registry.progress(w.store, "acme", "dues")
+    c = progress.counts
+    assert (c["sent"], c["failed"], c["suppressed"]) == (0, 0, 1)  # it never left
+    assert progress.share == 1.0  # counted once: nobody is left to send to
+    status = (await w.store.redis.hget(KEYS.campaign_status("dues"), "1")).decode()
+    assert status == "suppressed:refused:1:sms:refused: +12125550000 opted out of SMS"
+
+
+async def test_a_refusal_reported_by_a_provider_stays_a_failure():
+    w = await texts_only_world()
+    faxed = events.DeliveryStatus(
+        tenant="acme",
+        occurred_at=events.now_ms(),
+        channel="sms",
+        message="cmp-dues-1-1",
+        status="refused",
+        provider_id="CA123",  # the provider had it: its refusal is not our opt-out
+        error="a fax machine answered",
+    )
+    await Results(w.store).apply("acme", faxed)
+    c = (await registry.progress(w.store, "acme", "dues")).counts
+    assert (c["sent"], c["failed"], c["suppressed"]) == (1, 1, 0)
+
+
+async def test_the_results_report_per_campaign_and_variant():
+    w, _campaign, messages = await ab_sent(20)
+    b_message = next(m for m in messages if m.metadata["variant"] == "B")
+    conversation = await w.arrive(address=b_message.to, body="I will pay on Friday")
+    await w.available("amy")
+    assert await w.accept_offer("amy") == conversation
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+    await follow(w)
+
+    report = await results_report(w.store, "acme", "dues")
+    whole, a, b = report.rows
+    assert (whole.variant, a.variant, b.variant) == ("", "A", "B")
+    assert whole.counts["sent"] == 20 == a.counts["sent"] + b.counts["sent"]
+    assert (b.counts["replied"], b.counts["converted"], b.dispositions) == (1, 1, {"promise_to_pay": 1})
+    assert b.conversion_rate == 1 / b.counts["sent"] and a.conversion_rate == 0.0
+    assert whole.dispositions == {"promise_to_pay": 1} and whole.conversion_rate == 1 / 20
+    assert report.dispositions == ["promise_to_pay", "paid", "disputed", "wrong_number", "not_interested"]
+
+    out = io.StringIO()
+    write_csv(report, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == (
+        "campaign,variant,share,sent,delivered,failed,suppressed,replied,converted,conversion_rate,"
+        "promise_to_pay,paid,disputed,wrong_number,not_interested"
+    )
+    assert lines[1] == "dues,all,100,20,0,0,0,1,1,0.0500,1,0,0,0,0"
+    assert lines[3].startswith(f"dues,B,50,{b.counts['sent']},0,0,0,1,1,")

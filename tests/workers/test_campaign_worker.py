@@ -7,9 +7,9 @@ import io
 import pytest
 
 from channels.sms import optout
-from router import events
 from router.keys import Keys
 from tests.factories import world
+from tests.workers import campaigns
 from workers.campaigns import audience, registry
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.model import CampaignError, parse_campaign
@@ -62,16 +62,8 @@ def people(count: int, start: int = 0, **columns: str) -> str:
 
 
 async def launched(w, csv_text: str, text: str | None = None):
-    campaign = parse_campaign(text or definition())
-    await registry.create(w.store, w.deployment, campaign)
-    report = await audience.import_csv(w.store, campaign, io.StringIO(csv_text))
-    assert report.rejected == 0, report.rejects
-    await registry.change(w.store, "acme", campaign.id, "launch")
-    return campaign
-
-
-async def sent_messages(store) -> list[events.OutboundMessage]:
-    return [events.decode_outbound(f[b"e"]) for _id, f in await store.redis.xrange(KEYS.outbound)]
+    """This module's campaign (or `text`) launched to the people in csv_text."""
+    return await campaigns.create_campaign(w, text or definition(), csv_text)
 
 
 def worker(w, **kwargs) -> CampaignWorker:
@@ -90,7 +82,7 @@ async def test_each_recipient_gets_one_rendered_message_with_a_deterministic_id(
     w = await world(DEPLOYMENT)
     await launched(w, people(3))
     await drain(worker(w))
-    messages = await sent_messages(w.store)
+    messages = await w.outgoing()
     assert [m.id for m in messages] == ["cmp-spring-1-1", "cmp-spring-2-1", "cmp-spring-3-1"]
     first = messages[0]
     assert (first.to, first.channel, first.campaign) == ("+12125550000", "sms", "spring")
@@ -106,7 +98,7 @@ async def test_suppressed_recipients_get_nothing():
     await w.store.redis.sadd(KEYS.disputes, "debt:A-2")  # an open dispute about the debt
     await launched(w, people(4))
     await drain(worker(w))
-    assert [m.to for m in await sent_messages(w.store)] == ["+12125550003"]
+    assert [m.to for m in await w.outgoing()] == ["+12125550003"]
     statuses = await w.store.redis.hgetall(KEYS.campaign_status("spring"))
     assert statuses[b"1"] == b"suppressed:opted_out"
     assert statuses[b"2"] == b"suppressed:do_not_contact"
@@ -121,7 +113,7 @@ async def test_a_customer_with_an_open_dispute_gets_no_collections():
     await w.store.redis.sadd(KEYS.disputes, customer)
     await launched(w, people(1))
     await drain(worker(w))
-    assert await sent_messages(w.store) == []
+    assert await w.outgoing() == []
 
 
 async def test_a_recipient_asleep_in_their_time_zone_is_rescheduled_to_8_am_local():
@@ -129,7 +121,7 @@ async def test_a_recipient_asleep_in_their_time_zone_is_rescheduled_to_8_am_loca
     await launched(w, people(2, timezone="Asia/Tokyo"), definition(window='{ start = "07:00", end = "22:00" }'))
     # 01:00 in Tokyo at NOON_NY; collections may start at 08:00, whatever the campaign asks
     await worker(w).step()
-    assert await sent_messages(w.store) == []
+    assert await w.outgoing() == []
     due = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
     eight_tokyo = dt.datetime(2027, 6, 2, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
     assert [score for _seq, score in due] == [eight_tokyo.timestamp() * 1000] * 2
@@ -141,15 +133,15 @@ async def test_pause_stops_sending_and_resume_carries_on():
     await launched(w, people(30))
     wk = worker(w, batch=10)
     await wk.step()
-    assert len(await sent_messages(w.store)) == 10
+    assert len(await w.outgoing()) == 10
     await registry.change(w.store, "acme", "spring", "pause")
     assert await wk.step() == 0
-    assert len(await sent_messages(w.store)) == 10
+    assert len(await w.outgoing()) == 10
     with pytest.raises(CampaignError, match="cannot pause"):
         await registry.change(w.store, "acme", "spring", "pause")
     await registry.change(w.store, "acme", "spring", "resume")
     await drain(wk)
-    assert len(await sent_messages(w.store)) == 30
+    assert len(await w.outgoing()) == 30
 
 
 class PausedMidBatch(CampaignWorker):
@@ -164,10 +156,10 @@ async def test_a_pause_stops_even_the_batch_in_flight():
     w = await world(DEPLOYMENT)
     await launched(w, people(5))
     await PausedMidBatch(w.store, w.deployment, clock=lambda: NOON_NY).step()
-    assert await sent_messages(w.store) == []
+    assert await w.outgoing() == []
     await registry.change(w.store, "acme", "spring", "resume")
     await drain(worker(w))
-    assert len(await sent_messages(w.store)) == 5
+    assert len(await w.outgoing()) == 5
 
 
 async def test_cancel_sends_nothing_more_and_cannot_be_undone():
@@ -203,11 +195,11 @@ async def test_a_worker_killed_between_claim_and_publish_is_resumed_without_dupl
     dying = DiesMidBatch(w.store, w.deployment, survive=4, lease_ms=50, clock=lambda: NOON_NY)
     with pytest.raises(Crash):
         await dying.run_batch("acme", "spring")
-    assert len(await sent_messages(w.store)) == 4
+    assert len(await w.outgoing()) == 4
     assert await worker(w).step() == 0  # the dead worker's claim holds until its lease ends
     await asyncio.sleep(0.1)
     await drain(worker(w))
-    ids = [m.id for m in await sent_messages(w.store)]
+    ids = [m.id for m in await w.outgoing()]
     assert sorted(ids) == sorted(f"cmp-spring-{n}-1" for n in range(1, 11))
 
 
@@ -223,7 +215,7 @@ async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
     assert await first._handle("acme", loaded, NOON_NY, claimed) == 3
     # a worker that claimed the same recipients before its lease ran out finally gets to send
     assert await stale._handle("acme", loaded, NOON_NY, claimed) == 0
-    assert len(await sent_messages(w.store)) == 3
+    assert len(await w.outgoing()) == 3
 
 
 async def test_pacing_spends_no_more_than_the_bucket_holds():
@@ -232,7 +224,7 @@ async def test_pacing_spends_no_more_than_the_bucket_holds():
     wk = worker(w)
     await wk.step()
     await wk.step()
-    assert len(await sent_messages(w.store)) == 5  # then one a second
+    assert len(await w.outgoing()) == 5  # then one a second
 
 
 async def test_collections_calls_stop_at_seven_per_debt_in_seven_days():
@@ -243,7 +235,7 @@ async def test_collections_calls_stop_at_seven_per_debt_in_seven_days():
     await w.store.redis.zadd(KEYS.contact_attempts("voice", "debt:A-0"), attempts)
     await launched(w, people(2), definition(channel="voice"))
     await drain(worker(w))
-    assert [m.to for m in await sent_messages(w.store)] == ["+12125550001"]  # A-1 is free; A-0 waits
+    assert [m.to for m in await w.outgoing()] == ["+12125550001"]  # A-1 is free; A-0 waits
     [(seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
     assert seq == b"1" and due >= now_ms + day  # until the oldest call is seven days old
 
@@ -256,7 +248,7 @@ async def test_email_campaigns_carry_one_click_unsubscribe_headers():
     await audience.import_csv(w.store, campaign, io.StringIO("email,name,balance,account\nj@example.com,J,1,A\n"))
     await registry.change(w.store, "acme", "spring", "launch")
     await drain(worker(w, public_url="https://cc.example"))
-    [message] = await sent_messages(w.store)
+    [message] = await w.outgoing()
     assert message.subject == "About account A"
     assert message.metadata["header:List-Unsubscribe"].startswith("<https://cc.example/unsubscribe/acme/")
     assert message.metadata["header:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -279,14 +271,99 @@ async def test_nothing_goes_before_the_start_and_the_campaign_finishes_at_its_en
     later = CampaignWorker(w.store, w.deployment, clock=lambda: dt.datetime(2027, 6, 3, 16, tzinfo=dt.UTC))
     assert await later.step() == 0
     assert (await registry.progress(w.store, "acme", "spring")).state == "finished"
-    assert await sent_messages(w.store) == []
+    assert await w.outgoing() == []
 
 
 async def test_a_recipient_missing_a_template_field_is_skipped_and_the_rest_go():
     w = await world(DEPLOYMENT)
     await launched(w, "phone,name,account\n+12125550000,Jane,A-1\n", definition())  # no balance column
     await drain(worker(w))
-    assert await sent_messages(w.store) == []
+    assert await w.outgoing() == []
     status = (await w.store.redis.hget(KEYS.campaign_status("spring"), "1")).decode()
     assert status == "skipped:template sms/en, line 1: 'balance' is undefined"
+    assert (await registry.progress(w.store, "acme", "spring")).counts["skipped"] == 1
+
+
+def now_utc() -> dt.datetime:
+    """Redis's own clock records the attempts caps count, so these tests run on it."""
+    return dt.datetime.now(dt.UTC)
+
+
+ALL_DAY = '{ start = "00:00", end = "24:00" }'
+
+
+async def run_campaign(w, campaign_id: str, kind: str, csv_text: str, caps: str = "") -> None:
+    text = definition(kind=kind, window=ALL_DAY).replace('id = "spring"', f'id = "{campaign_id}"') + caps
+    await launched(w, csv_text, text)
+    await drain(worker(w, clock=now_utc))
+
+
+TEXTS_CAP = '[[caps]]\nchannel = "sms"\nmax = 1\ndays = 7\n'
+
+
+async def test_a_text_cap_counts_the_texts_of_campaigns_without_it():
+    w = await world(DEPLOYMENT)
+    await run_campaign(w, "first", "cross_sell", people(1))  # no caps of its own
+    await run_campaign(w, "second", "cross_sell", people(2), TEXTS_CAP)
+    assert [(m.campaign, m.to) for m in await w.outgoing()] == [
+        ("first", "+12125550000"),
+        ("second", "+12125550001"),  # +12125550000 had its one text this week
+    ]
+    progress = await registry.progress(w.store, "acme", "second")
+    assert (progress.counts["sent"], progress.counts["rescheduled"], progress.queued) == (1, 1, 1)
+
+
+async def test_a_kinds_cap_leaves_other_kinds_texts_out_and_collections_count_per_debt():
+    w = await world(DEPLOYMENT)
+    await run_campaign(w, "notice", "notice", people(1))
+    await run_campaign(w, "offer", "cross_sell", people(1), TEXTS_CAP)  # a notice is not an offer
+    await run_campaign(w, "dues", "collections", people(1), TEXTS_CAP)  # debt A-0: never texted
+    await run_campaign(w, "dues2", "collections", people(1), TEXTS_CAP)  # debt A-0: texted by dues
+    assert [m.campaign for m in await w.outgoing()] == ["notice", "offer", "dues"]
+    assert await w.store.redis.zcard(KEYS.contact_attempts("sms", "debt:A-0")) == 1
+
+
+async def test_a_short_cap_never_cuts_short_the_history_a_longer_one_counts():
+    w = await world(DEPLOYMENT)
+    long_cap = '[[caps]]\nchannel = "sms"\nmax = 5\ndays = 90\n'
+    await run_campaign(w, "quarterly", "cross_sell", people(1), long_cap)
+    await run_campaign(w, "weekly", "cross_sell", people(1), TEXTS_CAP.replace("max = 1", "max = 5"))
+    key = KEYS.contact_attempts("sms", "cross_sell:addr:+12125550000")
+    assert await w.store.redis.zcard(key) == 2
+    assert await w.store.redis.pttl(key) > 89 * 86_400_000
+
+
+async def test_a_collections_text_cap_of_three_in_seven_days_holds_the_fourth_text():
+    w = await world(DEPLOYMENT)
+    now_ms = int(NOON_NY.timestamp() * 1000)
+    day = 86_400_000
+    texts = {f"old-{i}": now_ms - 5 * day + i * 3_600_000 for i in range(3)}
+    await w.store.redis.zadd(KEYS.contact_attempts("sms", "debt:A-0"), texts)
+    await launched(w, people(2), definition() + '[[caps]]\nchannel = "sms"\nmax = 3\ndays = 7\n')
+    await drain(worker(w))
+    assert [m.to for m in await w.outgoing()] == ["+12125550001"]
+    [(seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
+    assert seq == b"1" and due >= now_ms + 2 * day  # until the first of the three is seven days old
+
+
+def voice(machine: str) -> str:
+    return definition(channel="voice") + f'[voice]\nmachine_message = "{machine}"\n'
+
+
+async def test_a_call_carries_its_answering_machine_message_rendered_when_queued():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(1), voice("Please call Acme back about {{ account }}."))
+    await drain(worker(w))
+    [call] = await w.outgoing()
+    assert call.metadata["machine_message"] == "Please call Acme back about A-0."
+
+
+async def test_a_machine_message_too_long_to_say_skips_the_recipient_with_the_reason():
+    w = await world(DEPLOYMENT)
+    long = "{% for i in range(900) %}{{ name }}{% endfor %}"  # "Person 0" x 900: 7,200 characters
+    await launched(w, people(1), voice(long))
+    await drain(worker(w))
+    assert await w.outgoing() == []
+    status = (await w.store.redis.hget(KEYS.campaign_status("spring"), "1")).decode()
+    assert status == "skipped:template voice machine: 7,200 characters, more than a call can say (4,096)"
     assert (await registry.progress(w.store, "acme", "spring")).counts["skipped"] == 1

@@ -2,13 +2,14 @@
 
 model.py       the campaign definition and its recipients
 audience.py    streaming CSV import (E.164, email checks, rejected rows with their line)
-render.py      user-written templates in Jinja2's sandbox, preview
+render.py      user-written templates in a bounded Jinja2 sandbox, preview
 compliance.py  send windows in local time, frequency caps, suppression
 pacing.py      token buckets shared by every worker
 registry.py    campaigns in Redis: create, launch, pause, resume, cancel, progress
 scripts.py     the Lua scripts: claim with a lease, send at most once, settle, count
 worker.py      the role: claim, check, render, publish (at most once per attempt)
-results.py     delivery, replies, dispositions from the events stream; fallback channel
+results.py     delivery, replies, dispositions from the events stream; fallback channel;
+               the results report per campaign and A/B variant
 unsubscribe.py one-click List-Unsubscribe (RFC 8058) on the web process
 cli.py         `contactrouter campaign ...`
 """

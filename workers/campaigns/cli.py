@@ -5,6 +5,7 @@ campaign import CAMPAIGN CSV             add an audience (rejected rows listed b
 campaign preview CAMPAIGN [-n 3]         the first recipients' messages, or the template error
 campaign launch|pause|resume|cancel CAMPAIGN
 campaign progress CAMPAIGN [--watch]     counters and a progress bar
+campaign results CAMPAIGN [--csv FILE]   sent ... converted, dispositions, conversion rate, per A/B variant
 campaign list --tenant T                 the tenant's campaigns and their state
 campaign dnc add|remove --tenant T ADDRESS...     the do-not-contact list
 campaign dispute add|remove --tenant T WHO...     open disputes (customer id, or debt:ACCOUNT)
@@ -23,11 +24,12 @@ from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, pacing, registry
-from workers.campaigns.model import CampaignError, load_campaign, missing_dispositions
-from workers.campaigns.render import preview
+from workers.campaigns import audience, pacing, registry, results
+from workers.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
+from workers.campaigns.render import preview, problems
 
 SHOWN_REJECTS = 20
+CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would
 WATCH_S = 1.0
 
 
@@ -48,6 +50,9 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
     prog = actions.add_parser("progress", help="counters and a progress bar")
     prog.add_argument("campaign")
     prog.add_argument("--watch", action="store_true", help="refresh every second until the campaign stops")
+    res = actions.add_parser("results", help="results per campaign and A/B variant")
+    res.add_argument("campaign")
+    res.add_argument("--csv", metavar="FILE", help="write them as CSV to FILE (- for standard output)")
     rejects = actions.add_parser("rejects", help="the CSV rows the imports refused, by line")
     rejects.add_argument("campaign")
     actions.add_parser("list", help="the tenant's campaigns")
@@ -74,6 +79,7 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         missing = missing_dispositions(campaign, deployment)
         if missing:
             print(f"note: agents of {campaign.tenant} cannot close with {', '.join(missing)} (add to its dispositions)")
+        await _check_templates(store, campaign)  # a replaced draft may have its audience already
     elif act in ("list", "dnc", "dispute", "pace"):
         await _tenant_command(store, deployment, a)
     else:
@@ -100,13 +106,15 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
             print(f"  line {line}: {reason}")
         if report.rejected > SHOWN_REJECTS:
             print(f"  ... `contactrouter campaign rejects {a.campaign}` lists them all")
+        await _check_templates(store, campaign)
     elif act == "preview":
         campaign, _state = await registry.load(store, tenant, a.campaign)
         recipients = await registry.first_recipients(store, tenant, a.campaign, a.n)
         if not recipients:
             print("no recipients yet: `contactrouter campaign import` first")
         for recipient, channel, result in preview(campaign, recipients):
-            print(f"--- line {recipient.line}: {channel} to {recipient.phone or recipient.email}")
+            to = audience.address_for(channel, recipient) or recipient.phone  # the machine row: the phone
+            print(f"--- line {recipient.line}: {channel} to {to}")
             if isinstance(result, str):
                 print(f"ERROR {result}")
             else:
@@ -118,6 +126,8 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
         print(f"campaign {a.campaign}: {state}")
     elif act == "progress":
         await _progress(store, tenant, a.campaign, watch=a.watch)
+    elif act == "results":
+        await _results(store, tenant, a.campaign, a.csv)
     elif act == "rejects":
         for line, reason in await registry.rejects(store, tenant, a.campaign):
             print(f"line {line}: {reason}")
@@ -151,6 +161,46 @@ async def _tenant_command(store: Store, deployment: Deployment, a: argparse.Name
             raise CampaignError(f"campaign {act} {a.list_action}: give at least one")
         changed = await (store.redis.sadd if a.list_action == "add" else store.redis.srem)(key, *items)
         print(f"{a.list_action}: {changed} changed ({', '.join(items)})")
+
+
+async def _check_templates(store: Store, campaign: Campaign) -> None:
+    """Render the first recipients' messages on every channel (the answering-machine message
+    too): a field the file lacks, or a message too long to send or say, shows now rather
+    than when the campaign runs (where it skips the recipient)."""
+    recipients = await registry.first_recipients(store, campaign.tenant, campaign.id, CHECKED)
+    found = problems(campaign, recipients)
+    if found:
+        print(f"warning: the first recipients' messages do not render ({len(found)} of {len(recipients)}):")
+        for problem in found:
+            print(f"  {problem}")
+
+
+async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | None) -> None:
+    report = await results.report(store, tenant, campaign_id)
+    if csv_file == "-":
+        results.write_csv(report, sys.stdout)
+        return
+    if csv_file:
+        try:
+            # A one-shot command writing a small file: blocking here holds nobody up.
+            with Path(csv_file).open("w", newline="", encoding="utf-8") as out:  # noqa: ASYNC230
+                results.write_csv(report, out)
+        except OSError as exc:
+            raise CampaignError(f"{csv_file}: {exc.strerror}") from None
+        print(f"wrote {len(report.rows)} rows to {csv_file}")
+        return
+    print(f"campaign {report.campaign} of {report.tenant} ({report.kind}): {report.state}")
+    columns = [*results.REPORTED, "conversion", *report.dispositions]
+    widths = [max(len(c), 8) for c in columns]
+    print(f"{'variant':<10}{'share':>6}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for row in report.rows:
+        values = [
+            *(f"{row.counts[k]:,}" for k in results.REPORTED),
+            f"{row.conversion_rate:.1%}",
+            *(f"{row.dispositions.get(d, 0):,}" for d in report.dispositions),
+        ]
+        cells = "  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
+        print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
 
 
 def _dnc_address(raw: str) -> str:

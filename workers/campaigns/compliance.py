@@ -23,6 +23,9 @@ from phonenumbers import timezone as phone_timezones
 from workers.campaigns.model import DAYS, Cap, Window
 
 DAY_MS = 86_400_000
+# Every campaign attempt is kept at least this long (longer for a campaign with a longer cap),
+# so a campaign that caps a channel sees what campaigns without that cap sent.
+HISTORY_DAYS = 31
 HORIZON = dt.timedelta(days=15)  # a window that never opens within this is none at all
 UNKNOWN_ZONE = "Etc/Unknown"
 
@@ -131,8 +134,26 @@ def cap_allows_at(attempts_ms: Sequence[int], talked_ms: int, now_ms: int, cap: 
     return at
 
 
+def caps_allow_at(caps: Sequence[Cap], channel: str, attempts_ms: Sequence[int], talked_ms: int, now_ms: int) -> int:
+    """The first time (ms, at or after now) an attempt on `channel` satisfies every cap on
+    that channel (the campaign's `[[caps]]` and, for collections calls, the legal one)."""
+    at = now_ms
+    for cap in caps:
+        if cap.channel == channel:
+            at = max(at, cap_allows_at(attempts_ms, talked_ms, now_ms, cap))
+    return at
+
+
 def cap_subject(kind: str, channel: str, address: str, fields: dict[str, str], debt_field: str) -> str:
     """Whose attempts a cap counts: the debt for collections (Regulation F counts per
     debt), else the address."""
     debt = fields.get(debt_field, "") if kind == "collections" else ""
     return f"debt:{debt}" if debt else f"addr:{address}"
+
+
+def attempts_subject(kind: str, subject: str) -> str:
+    """Whose attempts a kind's caps count together (the key under keys.contact_attempts):
+    collections per debt or address, whatever the campaign (Regulation F counts the
+    collector's calls); other kinds by kind as well, so marketing texts never use up
+    a notice's allowance or the other way round."""
+    return subject if kind == "collections" else f"{kind}:{subject}"

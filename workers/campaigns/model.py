@@ -131,6 +131,9 @@ class Campaign(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     optout_text: str = "Reply STOP to opt out."  # appended to collections texts that lack it
     variants: list[Variant] = []  # A/B: shares add up to 100
     voice: VoicePolicy = msgspec.field(default_factory=VoicePolicy)  # calls: answering machines
+    # A rendered message's size limit (UTF-8): rendering stops there, so a runaway template
+    # fails its recipient instead of holding a worker; well under a stream entry's limit.
+    max_message_kb: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 64
 
     @property
     def channels(self) -> tuple[str, ...]:

@@ -16,8 +16,10 @@ from the attempt it names), so a redelivered event changes nothing.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import logging
+from typing import TextIO
 
 import msgspec
 
@@ -28,7 +30,7 @@ from router.store import Store, text
 from workers.campaigns import compliance, registry
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
-from workers.campaigns.model import CONVERTED, Campaign, CampaignError, decode_recipient
+from workers.campaigns.model import CONVERTED, DISPOSITIONS, Campaign, CampaignError, decode_recipient
 from workers.campaigns.worker import parse_conversation_id, parse_message_id, variant_prefix
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,16 @@ class Results:
             next_channel = _next_channel(campaign, event.channel, event.status, recipient)
             due_ms = events.now_ms() + int(campaign.retry.spacing_minutes * 60_000)
         left_message = machine and not next_channel and bool(campaign.voice.machine_message)
-        outcome = "delivered" if event.status in DELIVERED or left_message else "failed"
+        if event.status in DELIVERED or left_message:
+            outcome = "delivered"
+        elif event.status == "refused" and not event.provider_id:
+            # The dispatcher's own refusal (channels.transport.Refused: the address opted
+            # out or went on the do-not-contact list after it was queued) never reached a
+            # provider, hence no provider id; a provider's "refused" (a fax machine took a
+            # campaign call) carries its reference and stays a failure.
+            outcome = "suppressed"
+        else:
+            outcome = "failed"
         await campaign_scripts.get(self.store).outcome(
             keys=[keys.base],
             args=[
@@ -166,6 +177,88 @@ class Results:
                 if subject.startswith("debt:"):
                     pipe.sadd(keys.disputes, subject)
             await pipe.execute()
+
+
+REPORTED = ("sent", "delivered", "failed", "suppressed", "replied", "converted")
+
+
+class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of a campaign's results: the whole campaign (variant "") or one A/B variant."""
+
+    variant: str
+    share: int  # percent of the audience
+    counts: dict[str, int]  # REPORTED counters, plus "retried"
+    dispositions: dict[str, int]
+
+    @property
+    def contacted(self) -> int:
+        """Recipients sent a message (a retry is the same recipient; a refusal at dispatch is none)."""
+        return max(self.counts.get("sent", 0) - self.counts.get("retried", 0), 0)
+
+    @property
+    def conversion_rate(self) -> float:
+        """Converted (paid, promise to pay, converted) per recipient contacted."""
+        return self.counts.get("converted", 0) / self.contacted if self.contacted else 0.0
+
+
+class Report(msgspec.Struct, frozen=True, kw_only=True):
+    campaign: str
+    tenant: str
+    kind: str
+    state: str
+    dispositions: list[str]  # the columns: the kind's, then any other recorded
+    rows: list[VariantResult]  # the campaign as a whole first, then each variant
+
+
+async def report(store: Store, tenant: str, campaign_id: str) -> Report:
+    """A campaign's results as a whole and per A/B variant, from its counters."""
+    campaign, _state = await registry.load(store, tenant, campaign_id)
+    progress = await registry.progress(store, tenant, campaign_id)
+    rows = [
+        VariantResult(
+            variant="",
+            share=100,
+            counts={k: progress.counts.get(k, 0) for k in (*REPORTED, "retried")},
+            dispositions=dict(progress.dispositions),
+        )
+    ]
+    for variant in campaign.variants:
+        counters = progress.variants.get(variant.name, {})
+        rows.append(
+            VariantResult(
+                variant=variant.name,
+                share=variant.share,
+                counts={k: counters.get(k, 0) for k in (*REPORTED, "retried")},
+                dispositions={k.partition(":")[2]: v for k, v in counters.items() if k.startswith("disposition:")},
+            )
+        )
+    known = list(DISPOSITIONS[campaign.kind])
+    others = sorted({d for row in rows for d in row.dispositions} - set(known))
+    return Report(
+        campaign=campaign.id,
+        tenant=tenant,
+        kind=campaign.kind,
+        state=progress.state,
+        dispositions=known + others,
+        rows=rows,
+    )
+
+
+def write_csv(result: Report, out: TextIO) -> None:
+    """The report as CSV: one row for the campaign ("all"), then one per variant."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["campaign", "variant", "share", *REPORTED, "conversion_rate", *result.dispositions])
+    for row in result.rows:
+        writer.writerow(
+            [
+                result.campaign,
+                row.variant or "all",
+                row.share,
+                *(row.counts[k] for k in REPORTED),
+                f"{row.conversion_rate:.4f}",
+                *(row.dispositions.get(d, 0) for d in result.dispositions),
+            ]
+        )
 
 
 def _next_channel(campaign: Campaign, channel: str, status: str, recipient) -> str:

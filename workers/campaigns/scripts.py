@@ -58,11 +58,12 @@ return {seqs, recipients, states, NOW}
 # reply routes to the campaign's queue: router/lua/intake.lua reads campaign_conv),
 # the history entry, the outbound message and its event, the cap attempt, its status.
 # ARGV: 1 status key, 2 due key, 3 stats key, 4 outbound stream, 5 events stream,
-# 6 queue, 7 campaign, 8 replies route to the campaign until (ms), 9 cap key ttl ms,
+# 6 queue, 7 campaign, 8 replies route to the campaign until (ms), 9 cap key ttl ms (at least),
 # 10 disputes key or "" (not collections), 11 queue priority, 12 campaign key,
 # 13 do-not-contact key, then RECIPIENT_FIELDS per recipient: seq, attempt, channel,
 # address, identity, customer id if new, conversation, message, history entry,
-# message event, context JSON, cap key or "", cap attempts seen, message id,
+# message event, context JSON, cap key (attempts recorded) or "", cap attempts seen (-1:
+# no cap of this campaign applies, nothing to recheck), message id,
 # the channel's suppression key, debt ("debt:<account>" or ""), the A/B variant's counter
 # prefix ("v:<name>:" or ""), the recipient's other identity ("" or, say, their email when
 # texted), linked to the customer if nobody has it yet, so a reply on that channel routes too.
@@ -105,7 +106,8 @@ local function one(a)
     if variant ~= "" then redis.call("HINCRBY", stats, variant .. "suppressed", 1) end
     return "suppressed:" .. reason
   end
-  if cap ~= "" and redis.call("ZCARD", cap) ~= tonumber(ARGV[a + 12]) then return "recheck" end
+  local seen = tonumber(ARGV[a + 12])
+  if cap ~= "" and seen >= 0 and redis.call("ZCARD", cap) ~= seen then return "recheck" end
   if not customer then
     customer = ARGV[a + 5]
     redis.call("HSET", B .. ":ident", ident, customer)
@@ -131,7 +133,8 @@ local function one(a)
   redis.call("XADD", events, "*", "e", ARGV[a + 9])
   if cap ~= "" then
     redis.call("ZADD", cap, S(NOW), ARGV[a + 13])
-    redis.call("PEXPIRE", cap, cap_ttl)
+    -- only ever lengthened: a campaign with a shorter cap must not drop what a longer one counts
+    if redis.call("PTTL", cap) < tonumber(cap_ttl) then redis.call("PEXPIRE", cap, cap_ttl) end
   end
   redis.call("HSET", status, seq, "sent:" .. ARGV[a + 1] .. ":" .. channel)
   redis.call("ZREM", due, seq)
@@ -171,7 +174,7 @@ return 1
 
 # A delivery outcome of one attempt: counted once, and a failure schedules the next
 # attempt (on the fallback channel) when the policy allows one.
-# ARGV: status key, due key, stats key, seq, attempt, outcome (delivered | failed),
+# ARGV: status key, due key, stats key, seq, attempt, outcome (delivered | failed | suppressed),
 # next channel ("" for no further attempt), due ms, reason, the A/B variant's counter prefix or "".
 OUTCOME = (
     _NOW
@@ -189,6 +192,13 @@ elseif ARGV[7] ~= "" then
   redis.call("HSET", status, seq, "retry:" .. S(tonumber(n) + 1) .. ":" .. ARGV[7])
   redis.call("ZADD", due, ARGV[8], seq)
   counter = "retried"
+elseif ARGV[6] == "suppressed" then
+  -- never left (refused by our own rule at dispatch): suppressed instead of sent, so the
+  -- recipient counts once in the progress bar's done (sent - retried + suppressed + skipped)
+  redis.call("HSET", status, seq, "suppressed:refused:" .. n .. ":" .. channel .. ":" .. ARGV[9])
+  counter = "suppressed"
+  redis.call("HINCRBY", stats, "sent", -1)
+  if ARGV[10] ~= "" then redis.call("HINCRBY", stats, ARGV[10] .. "sent", -1) end
 else
   redis.call("HSET", status, seq, "failed:" .. n .. ":" .. channel .. ":" .. ARGV[9])
   counter = "failed"

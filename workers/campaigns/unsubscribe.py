@@ -19,7 +19,7 @@ import secrets
 import msgspec
 from aiohttp import web
 
-from router import events
+from router import bus, events
 from router.keys import Keys
 from router.store import Store
 
@@ -78,10 +78,10 @@ async def unsubscribe(store: Store, tenant: str, channel: str, address: str, cam
     event = events.OptedOut(
         tenant=tenant, occurred_at=events.now_ms(), channel=channel, address=address, keyword=f"unsubscribe:{campaign}"
     )
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.sadd(keys.suppression(channel), address)
-        pipe.xadd(keys.events, {"e": events.encode(event)})
-        added, _ = await pipe.execute()
+    added = await store.redis.sadd(keys.suppression(channel), address)
+    # Once per link and address: a repeated click, or a command replayed after a lost
+    # answer, must not count the opt-out twice in the campaign's results.
+    await bus.publish(store, keys.events, event, dedup=f"unsubscribe:{campaign}:{channel}:{address}")
     return bool(added)
 
 

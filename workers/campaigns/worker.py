@@ -25,12 +25,16 @@ from router import events, scripts
 from router.config import Deployment, Settings
 from router.customers import identity
 from router.keys import Keys
-from router.store import Store, text
+from router.store import STORE_ERRORS, Store, StoreOutage, text
 from workers.campaigns import compliance, pacing, registry, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
 from workers.campaigns.model import Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
 from workers.campaigns.render import Renderer, TemplateProblem
+
+# The outbound message's metadata field with a voice campaign's rendered answering-machine
+# message (channels.voice.campaign.answer plays it).
+MACHINE_MESSAGE = "machine_message"
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +91,9 @@ class _Pending:
     channel: str
     address: str
     subject: str = ""  # cap subject
-    cap_key: str = ""
-    cap_seen: int = -1
+    cap_key: str = ""  # where the attempt is recorded (always, so every campaign's caps see it)
+    capped: bool = False  # a cap of this campaign applies: checked before sending
+    cap_seen: int = -1  # attempts seen by that check (-1: not checked)
 
 
 class CampaignWorker:
@@ -118,17 +123,24 @@ class CampaignWorker:
             for campaign_id in await registry.running(self.store, tenant.id):
                 try:
                     handled += await self.run_batch(tenant.id, campaign_id)
+                except STORE_ERRORS:
+                    raise  # the store is away: run() waits it out, not one traceback per campaign
                 except Exception:
                     log.exception("campaign %s of %s failed a batch; retrying", campaign_id, tenant.id)
         return handled
 
     async def run(self, stop: asyncio.Event) -> None:
+        outage = StoreOutage("campaigns worker")
         while not stop.is_set():
-            if not await self.step():
-                try:
-                    await asyncio.wait_for(stop.wait(), IDLE_S)
-                except TimeoutError:
-                    pass
+            try:
+                handled = await self.step()
+            except STORE_ERRORS as exc:
+                # Claimed recipients go back when their lease ends; nothing is lost by waiting.
+                await _wait(stop, outage.failed(exc))
+                continue
+            outage.recovered()
+            if not handled:
+                await _wait(stop, IDLE_S)
 
     async def _load(self, tenant: str, campaign_id: str) -> tuple[_Loaded | None, str]:
         raw, state = await self.store.redis.hmget(Keys(tenant).campaign(campaign_id), "definition", "state")
@@ -213,8 +225,10 @@ class CampaignWorker:
             item.subject = compliance.cap_subject(
                 campaign.kind, channel, address, recipient.fields, campaign.debt_field
             )
-            if any(c.channel == channel for c in caps):
-                item.cap_key = keys.contact_attempts(channel, item.subject)
+            # Recorded whether or not this campaign caps the channel: a cap counts the
+            # texts of every campaign of the kind, not only of the campaigns that have it.
+            item.cap_key = keys.contact_attempts(channel, compliance.attempts_subject(campaign.kind, item.subject))
+            item.capped = any(c.channel == channel for c in caps)
             pending.append(item)
         pending = await self._check_caps(keys, caps, window, fallback_zone, now_ms, pending, later)
         sent = await self._send(tenant, loaded, now_ms, pending, later, final)
@@ -231,7 +245,7 @@ class CampaignWorker:
         pending: list[_Pending],
         later: list,
     ) -> list[_Pending]:
-        capped = [p for p in pending if p.cap_key]
+        capped = [p for p in pending if p.capped]
         if not capped:
             return pending
         async with self.store.redis.pipeline(transaction=False) as pipe:
@@ -239,14 +253,11 @@ class CampaignWorker:
                 pipe.zrange(item.cap_key, 0, -1, withscores=True)
                 pipe.get(keys.debt_talked(item.subject))
             replies = await pipe.execute()
-        ready = [p for p in pending if not p.cap_key]
+        ready = [p for p in pending if not p.capped]
         for index, item in enumerate(capped):
             attempts = [int(score) for _member, score in replies[2 * index]]
             talked = int(replies[2 * index + 1] or 0)
-            at = now_ms
-            for cap in caps:
-                if cap.channel == item.channel:
-                    at = max(at, compliance.cap_allows_at(attempts, talked, now_ms, cap))
+            at = compliance.caps_allow_at(caps, item.channel, attempts, talked, now_ms)
             if at > now_ms:
                 zones = compliance.zones_for(
                     item.recipient.phone, item.recipient.timezone, fallback_zone, item.recipient.zones
@@ -294,7 +305,7 @@ class CampaignWorker:
             campaign.queue,
             campaign.id,
             now_ms + int(campaign.reply_days * compliance.DAY_MS),
-            int(max([c.days for c in campaign.effective_caps()] + [1]) * compliance.DAY_MS),
+            int(max([c.days for c in campaign.effective_caps()] + [compliance.HISTORY_DAYS]) * compliance.DAY_MS),
             keys.disputes if campaign.kind == "collections" else "",
             self.deployment.tenant(tenant).queue(campaign.queue).priority,
             keys.campaign(campaign.id),
@@ -344,6 +355,9 @@ class CampaignWorker:
         recipient = item.recipient
         extra: dict[str, str] = {}
         metadata = {"campaign_recipient": str(recipient.seq), "attempt": str(item.attempt), "kind": campaign.kind}
+        # Rendered now, not when the machine answers: a template that cannot be said skips
+        # the recipient with its reason instead of placing a call that can only hang up.
+        machine = loaded.renderer.render_machine(recipient) if item.channel == "voice" else ""
         variant = campaign.variant_of(recipient.seq)
         if variant:
             metadata["variant"] = variant
@@ -368,7 +382,7 @@ class CampaignWorker:
             subject=rendered.subject,
             campaign=campaign.id,
             automatic=True,
-            metadata=metadata,
+            metadata={**metadata, MACHINE_MESSAGE: machine} if machine else metadata,
         )
         entry = events.HistoryEntry(
             id=mid,
@@ -429,6 +443,13 @@ class CampaignWorker:
         for result in await scripts.run_pipelined(self.store.redis, calls):
             if isinstance(result, Exception):
                 log.error("campaign %s: settling a recipient failed: %s", campaign_id, result)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
 
 
 def _other_identity(channel: str, recipient: Recipient) -> str:

@@ -23,7 +23,6 @@ import logging
 from functools import lru_cache
 from urllib.parse import urlencode
 
-import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
@@ -37,10 +36,11 @@ from router import bus, events
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from router.templating import sandboxed
 from router.web import STORE
 from workers.campaigns import registry
-from workers.campaigns.model import Campaign, CampaignError, decode_recipient
+from workers.campaigns.model import Campaign, CampaignError, decode_campaign, decode_recipient, encode_campaign
+from workers.campaigns.render import Renderer, TemplateProblem
+from workers.campaigns.worker import MACHINE_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -251,22 +251,25 @@ async def opt_out(store: Store, tenant: str, message: events.OutboundMessage, si
 
 
 @lru_cache(maxsize=64)
-def _template(source: str) -> jinja2.Template:
-    return sandboxed().from_string(source)
+def _renderer(definition: bytes) -> Renderer:
+    return Renderer(decode_campaign(definition))
 
 
 async def machine_message(store: Store, campaign: Campaign, message: events.OutboundMessage) -> str:
-    """The campaign's machine message rendered with the recipient's fields; "" for none,
-    or when it cannot be rendered (logged: the machine then gets a hang-up, never a
-    message with a blank in it)."""
-    source = campaign.voice.machine_message
-    if not source:
+    """The recipient's answering-machine message, rendered by the campaigns worker when it
+    queued the call (so it is known to render and to fit a <Say>); "" for none. A call
+    queued before messages carried it renders it here, with the same limits, and gets a
+    hang-up when it cannot be rendered (logged), never a message with a blank in it."""
+    if MACHINE_MESSAGE in message.metadata:
+        return message.metadata[MACHINE_MESSAGE]
+    if not campaign.voice.machine_message:
         return ""
     seq = message.metadata.get("campaign_recipient", "")
     blob = await store.redis.hget(Keys(campaign.tenant).campaign_audience(campaign.id), seq)
-    fields = decode_recipient(blob).fields if blob else {}
+    if not blob:
+        return ""
     try:
-        return _template(source).render(fields).strip()
-    except Exception as exc:  # anything a user's template can raise
+        return _renderer(encode_campaign(campaign)).render_machine(decode_recipient(blob))
+    except TemplateProblem as exc:
         log.warning("campaign %s recipient %s: machine message not rendered: %s", campaign.id, seq, exc)
         return ""

@@ -113,11 +113,12 @@ async def place_call(sender: VoiceSender, tenant: Tenant, message: events.Outbou
 
 
 async def give_back_attempt(store: Store, campaign: Campaign, message: events.OutboundMessage) -> None:
-    """Take a call that was never placed off the frequency caps that counted it at queue time."""
-    if not any(cap.channel == "voice" for cap in campaign.effective_caps()):
-        return
+    """Take a call that was never placed off the attempts every campaign records at queue
+    time (what frequency caps count)."""
     keys = Keys(campaign.tenant)
     blob = await store.redis.hget(keys.campaign_audience(campaign.id), message.metadata.get("campaign_recipient", ""))
     fields = decode_recipient(blob).fields if blob else {}
     subject = compliance.cap_subject(campaign.kind, "voice", message.to, fields, campaign.debt_field)
-    await store.redis.zrem(keys.contact_attempts("voice", subject), message.id)
+    await store.redis.zrem(
+        keys.contact_attempts("voice", compliance.attempts_subject(campaign.kind, subject)), message.id
+    )
