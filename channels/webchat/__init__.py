@@ -1,14 +1,15 @@
 """Web chat: a widget a tenant embeds with one script tag (widget), talking to the
 web process over a websocket (socket) with signed visitor identities (identity),
 flood limits (limits) and an origin allow-list (origins); messages into routing
-(inbound), uploads, an offline form, and agents' replies delivered through Redis
-to every open tab (outbound, transcript, live, signals)."""
+(inbound), uploads and signed links to download files again (files), an offline
+form, and agents' replies delivered through Redis to every open tab (outbound,
+transcript, live, signals)."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from channels.webchat import offline, socket, uploads, widget
+from channels.webchat import files, offline, socket, uploads, widget
 from channels.webchat._runtime import close_sockets, lifecycle
 from channels.webchat.outbound import WebchatSender
 
@@ -22,4 +23,5 @@ def setup(app: web.Application) -> None:
     widget.setup(app)
     socket.setup(app)
     uploads.setup(app)
+    files.setup(app)
     offline.setup(app)

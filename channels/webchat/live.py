@@ -16,7 +16,7 @@ from collections import defaultdict
 from aiohttp import web
 
 from router.keys import Keys, shard_of
-from router.store import Store, text
+from router.store import STORE_ERRORS, Store, StoreOutage, text
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class LiveHub:
                 del self.tabs[(tenant, visitor)]
 
     async def _run(self, streams: list[str]) -> None:
+        outage = StoreOutage("web chat live feed")
         while True:
             try:
                 reply = await self.store.redis.xread(
@@ -92,10 +93,14 @@ class LiveHub:
                 )
             except asyncio.CancelledError:
                 raise
+            except STORE_ERRORS as exc:
+                await asyncio.sleep(outage.failed(exc))
+                continue
             except Exception:
                 log.exception("reading the web chat live streams failed; retrying")
                 await asyncio.sleep(1.0)
                 continue
+            outage.recovered()
             for stream, rows in reply or []:
                 stream = text(stream)
                 tenant = shard_of(stream)

@@ -16,7 +16,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from channels.webchat import limits, origins
-from channels.webchat._runtime import chat_tenant, client_ip
+from channels.webchat._runtime import client_ip
 from channels.webchat.socket import CLIENT_ID
 from router import bus, events
 from router.web import STORE
@@ -30,15 +30,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 def setup(app: web.Application) -> None:
     app.router.add_post(PATH, leave_message)
-    app.router.add_route("OPTIONS", PATH, preflight)
-
-
-async def preflight(request: web.Request) -> web.Response:
-    _tenant, webchat = chat_tenant(request)
-    headers = origins.cors_headers(request, webchat)
-    if not headers:
-        raise web.HTTPForbidden(text="this site may not use this chat")
-    return web.Response(status=204, headers=headers)
+    app.router.add_route("OPTIONS", PATH, origins.preflight)
 
 
 def _refuse(status: int, code: str, message: str, headers: dict[str, str]) -> web.Response:
@@ -46,11 +38,7 @@ def _refuse(status: int, code: str, message: str, headers: dict[str, str]) -> we
 
 
 async def leave_message(request: web.Request) -> web.Response:
-    tenant, webchat = chat_tenant(request)
-    headers = origins.cors_headers(request, webchat)
-    if not headers:
-        log.warning("offline form of %s refused: origin %r", tenant.id, origins.request_origin(request))
-        raise web.HTTPForbidden(text="this site may not use this chat")
+    tenant, webchat, headers = origins.allowed_post(request, "offline form of")
     if (request.content_length or 0) > MAX_REQUEST_BYTES:
         return _refuse(413, "too_large", "the form is too large", headers)
     try:

@@ -8,9 +8,14 @@ is allowed when the tenant enables it.
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
-from router.config import WebchatChannel
+from channels.webchat._runtime import chat_tenant
+from router.config import Tenant, WebchatChannel
+
+log = logging.getLogger(__name__)
 
 
 def request_origin(request: web.Request) -> str:
@@ -38,3 +43,21 @@ def cors_headers(request: web.Request, webchat: WebchatChannel) -> dict[str, str
         "Access-Control-Max-Age": "600",
         "Vary": "Origin",
     }
+
+
+def allowed_post(request: web.Request, what: str = "") -> tuple[Tenant, WebchatChannel, dict[str, str]]:
+    """The chat's tenant and settings, and the CORS headers to answer with, for a request
+    from an allowed page; any other is refused (403), logged as `what` when given."""
+    tenant, webchat = chat_tenant(request)
+    headers = cors_headers(request, webchat)
+    if not headers:
+        if what:
+            log.warning("%s %s refused: origin %r", what, tenant.id, request_origin(request))
+        raise web.HTTPForbidden(text="this site may not use this chat")
+    return tenant, webchat, headers
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """The answer to a browser's OPTIONS before a cross-site POST to the chat."""
+    _tenant, _webchat, headers = allowed_post(request)
+    return web.Response(status=204, headers=headers)

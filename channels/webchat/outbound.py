@@ -8,6 +8,7 @@ a dispatcher that died mid-send find out it did send.
 
 from __future__ import annotations
 
+from channels.email.attachments import PREFIX as STORED
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled
 from channels.webchat import transcript
@@ -48,7 +49,12 @@ class WebchatSender:
             at=message.occurred_at,
             agent=sender,
             files=tuple(
-                transcript.FileRef(name=a.filename or "file", content_type=a.content_type, size=a.size)
+                transcript.FileRef(
+                    name=a.filename or "file",
+                    content_type=a.content_type,
+                    size=a.size,
+                    ref=a.url if a.url.startswith(STORED) else "",  # the widget gets a signed link to it
+                )
                 for a in message.attachments
             ),
         )

@@ -10,8 +10,10 @@ Frames (JSON), tab -> server:
   {"type": "prechat", "fields": {"name"?, "email"?, "topic"?}}
   {"type": "message", "id": <the tab's own id for it>, "text"}
   {"type": "typing", "active": bool}        {"type": "read", "up_to": <message id>}
+  {"type": "links"}                         (fresh file links for an open tab; once a minute at most)
 server -> tab:
   {"type": "welcome", "token", "history", "open", "prechat_done", "agent_read"}
+  {"type": "links", "items": [{"id", "files"}]}  (the history's files, newly signed)
   {"type": "ack", "id", "duplicate"}   {"type": "error", "code", "message", "id"?, "retry_after"?}
   message / typing / read items (transcript.ChatItem)
 
@@ -30,7 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from channels.webchat import identity, inbound, limits, origins, signals, transcript
+from channels.webchat import files, identity, inbound, limits, origins, signals, transcript
 from channels.webchat._runtime import MAX_SOCKETS_PER_ADDRESS, RUNTIME, Runtime, chat_tenant, client_ip, is_open
 from channels.webchat.live import Tab
 from router import customers, events
@@ -46,6 +48,7 @@ HELLO_TIMEOUT_S = 10
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 MESSAGE_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")  # a ULID
 TYPING_EVERY_S = 2.0  # a visitor's typing marks reach the inbox at most this often
+LINKS_EVERY_S = 60.0  # fresh file links at most this often (each asks for the whole history)
 _STORE_ERRORS = (RedisError, OSError)
 
 
@@ -113,6 +116,7 @@ class ChatSession:
         self.page = ""
         self._typing_at = 0.0
         self._typing_active = False
+        self._links_at = float("-inf")
 
     def send(self, frame: dict[str, Any]) -> None:
         self.tab.push(json.dumps(frame))
@@ -145,6 +149,8 @@ class ChatSession:
             if self.tab.overflowed:  # too slow to keep up: it reconnects and replays instead
                 await self.ws.close(code=1013, message=b"too slow")
                 return
+            if self.visitor:  # a live message's files: links signed now, for this visitor
+                frame = files.linked_frame(frame, self.runtime.secret, self.tenant.id, self.visitor)
             try:
                 await self.ws.send_str(frame)
             except (ConnectionError, RuntimeError):
@@ -172,6 +178,7 @@ class ChatSession:
                 "prechat": self._prechat,
                 "typing": self._typing,
                 "read": self._read,
+                "links": self._links,
             }.get(frame.get("type"))
             if handler is None:
                 self.send(_error("bad_request", f"unknown frame type {str(frame.get('type'))[:32]!r}"))
@@ -236,7 +243,9 @@ class ChatSession:
             {
                 "type": "welcome",
                 "token": identity.sign_token(self.runtime.secret, self.tenant.id, self.visitor),
-                "history": [_item(item) for item in history],
+                "history": [
+                    files.linked(_item(item), self.runtime.secret, self.tenant.id, self.visitor) for item in history
+                ],
                 "open": is_open(self.tenant),
                 "prechat_done": bool(state.get(b"prechat")) or not self.webchat.prechat,
                 "agent_read": text(state.get(b"agent_read", b"")),
@@ -336,6 +345,18 @@ class ChatSession:
             type="read", visitor=self.visitor, conversation=conversation, at=events.now_ms(), up_to=up_to
         )
         await signals.from_visitor(self.store, self.tenant.id, signal)
+
+
+    async def _links(self, _frame: dict[str, Any]) -> None:
+        """The history's files with links signed anew: a tab open longer than a link lives."""
+        now = asyncio.get_running_loop().time()
+        if now - self._links_at < LINKS_EVERY_S:
+            return
+        self._links_at = now
+        history = await transcript.history(self.store, self.tenant.id, self.visitor)
+        secret, tenant = self.runtime.secret, self.tenant.id
+        items = [files.linked(_item(item), secret, tenant, self.visitor) for item in history if item.files]
+        self.send({"type": "links", "items": [{"id": item["id"], "files": item["files"]} for item in items]})
 
 
 def _item(item: transcript.ChatItem) -> dict[str, Any]:

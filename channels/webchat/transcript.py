@@ -22,10 +22,11 @@ REPLAY = 200  # the newest messages a connecting tab is shown
 LIVE_MAXLEN = 10_000  # the live stream only bridges processes; readers are always at its end
 
 
-class FileRef(msgspec.Struct, frozen=True, kw_only=True):
+class FileRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str
     content_type: str
     size: int
+    ref: str = ""  # "store:<sha256>"; a tab gets a signed link instead (channels.webchat.files)
 
 
 class ChatItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -13,14 +13,15 @@ import io
 import logging
 import re
 import unicodedata
+from collections.abc import Sequence
 from urllib.parse import unquote
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from PIL import Image, UnidentifiedImageError
 from redis.exceptions import RedisError
 
 from channels.webchat import identity, limits, origins
-from channels.webchat._runtime import RUNTIME, chat_tenant, client_ip, is_open
+from channels.webchat._runtime import RUNTIME, client_ip, is_open
 from channels.webchat.inbound import deliver
 from channels.webchat.socket import CLIENT_ID
 from router import events
@@ -41,7 +42,7 @@ SIGNATURES = (
 
 def setup(app: web.Application) -> None:
     app.router.add_post(PATH, upload)
-    app.router.add_route("OPTIONS", PATH, preflight)
+    app.router.add_route("OPTIONS", PATH, origins.preflight)
 
 
 def sniff(data: bytes) -> str:
@@ -52,6 +53,27 @@ def sniff(data: bytes) -> str:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return ""
+
+
+def checked_type(data: bytes, allowed: Sequence[str]) -> str:
+    """The type the bytes are, if it is one of `allowed` (an image must also open as one);
+    "" when refused. The agents' inbox checks its files with this too."""
+    content_type = sniff(data)
+    if content_type not in allowed or (content_type.startswith("image/") and not _is_image(data)):
+        return ""
+    return content_type
+
+
+def allowed_names(allowed: Sequence[str]) -> str:
+    return ", ".join(t.split("/")[1].upper() for t in allowed)
+
+
+async def read_capped(part: BodyPartReader, cap: int) -> bytes | None:
+    """A multipart file part's bytes, read no further than one byte past `cap`: None when over it."""
+    data = await part.read_chunk(cap + 1)
+    while len(data) <= cap and (chunk := await part.read_chunk(cap + 1 - len(data))):
+        data += chunk
+    return None if len(data) > cap else data
 
 
 def _is_image(data: bytes) -> bool:
@@ -71,20 +93,8 @@ def safe_filename(name: str | None) -> str:
     return name[:120] or "file"
 
 
-async def preflight(request: web.Request) -> web.Response:
-    _tenant, webchat = chat_tenant(request)
-    headers = origins.cors_headers(request, webchat)
-    if not headers:
-        raise web.HTTPForbidden(text="this site may not use this chat")
-    return web.Response(status=204, headers=headers)
-
-
 async def upload(request: web.Request) -> web.Response:
-    tenant, webchat = chat_tenant(request)
-    headers = origins.cors_headers(request, webchat)
-    if not headers:
-        log.warning("upload to %s refused: origin %r", tenant.id, origins.request_origin(request))
-        raise web.HTTPForbidden(text="this site may not use this chat")
+    tenant, webchat, headers = origins.allowed_post(request, "upload to")
 
     def refuse(status: int, code: str, message: str) -> web.Response:
         return web.json_response({"ok": False, "code": code, "message": message}, status=status, headers=headers)
@@ -98,13 +108,12 @@ async def upload(request: web.Request) -> web.Response:
     fields: dict[str, str] = {}
     data, filename = b"", ""
     while (part := await reader.next()) is not None:
-        if part.name == "file":
+        if part.name == "file" and isinstance(part, BodyPartReader):
             filename = safe_filename(part.filename)
-            data = await part.read_chunk(cap + 1)  # type: ignore[union-attr]
-            while len(data) <= cap and (chunk := await part.read_chunk(cap + 1 - len(data))):  # type: ignore[union-attr]
-                data += chunk
-            if len(data) > cap:
+            read = await read_capped(part, cap)
+            if read is None:
                 return refuse(413, "too_large", f"files may be at most {cap // 1024} kB")
+            data = read
             break
         if part.name in ("token", "id", "text"):
             fields[part.name] = (await part.read(decode=False))[:16384].decode("utf-8", "replace")  # type: ignore[union-attr]
@@ -119,9 +128,9 @@ async def upload(request: web.Request) -> web.Response:
         return refuse(400, "empty", "no file was sent")
     if len(caption.encode()) > webchat.limits.message_bytes:
         return refuse(413, "too_large", f"the caption is over {webchat.limits.message_bytes} bytes")
-    content_type = sniff(data)
-    if content_type not in webchat.limits.upload_types or (content_type.startswith("image/") and not _is_image(data)):
-        allowed = ", ".join(t.split("/")[1].upper() for t in webchat.limits.upload_types)
+    content_type = checked_type(data, webchat.limits.upload_types)
+    if not content_type:
+        allowed = allowed_names(webchat.limits.upload_types)
         return refuse(415, "bad_type", f"this kind of file cannot be sent here (allowed: {allowed})")
     try:
         state = await store.redis.hgetall(Keys(tenant.id).webchat_visitor(visitor))

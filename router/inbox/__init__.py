@@ -24,7 +24,19 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def setup(app: web.Application) -> None:
     """Mount the inbox under /inbox on the web process's application."""
-    from router.inbox import actions, campaigns, chat, live, login, pages, reports, search, sessions, supervisor
+    from router.inbox import (
+        actions,
+        campaigns,
+        chat,
+        live,
+        login,
+        media,
+        pages,
+        reports,
+        search,
+        sessions,
+        supervisor,
+    )
 
     app.middlewares.append(sessions.middleware)
     app.on_response_prepare.append(_security_headers)
@@ -32,6 +44,7 @@ def setup(app: web.Application) -> None:
     app.on_shutdown.append(live.close_sockets)
     login.routes(app)
     pages.routes(app)
+    media.routes(app)
     actions.routes(app)
     chat.routes(app)
     supervisor.routes(app)

@@ -2,13 +2,15 @@
 
 A membership ties a login to a tenant, and in that tenant to the agent it acts as
 (empty for a supervisor who watches a tenant without taking contacts). Admins see
-every tenant. Repeated wrong passwords lock a login for a while; the attempt count
-and the lock live in the user's own hash, changed in one transaction.
+every tenant. Repeated failures lock the name typed for a while, whether or not such
+a login exists (so the lock-out does not reveal which do); the count lives in a
+counter of its own that expires, and a lock is also kept on the user's hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import secrets
@@ -19,7 +21,7 @@ import argon2
 import msgspec
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from router.config import Deployment
+from router.config import Deployment, Tenant
 from router.keys import AccountKeys
 from router.store import Store
 
@@ -30,6 +32,7 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 takes anything; a cap keeps a huge form field from costing CPU
 MAX_FAILURES = 5
 LOCK_SECONDS = 15 * 60
+MAX_LOGIN_TYPED = 256  # of a typed login, what counts towards its lock
 
 HASHER = argon2.PasswordHasher()  # Argon2id with the library's current recommended cost
 # Verified when the login does not exist, so a wrong login costs as much as a wrong password.
@@ -65,6 +68,10 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     def agent_in(self, tenant: str) -> str:
         """The agent this user acts as in a tenant, or ""."""
         return self.memberships.get(tenant, "")
+
+    def seats(self, deployment: Deployment) -> list[tuple[Tenant, str]]:
+        """The tenants where this user takes contacts, each with the agent it acts as there."""
+        return [(deployment.tenant(t), self.agent_in(t)) for t in self.tenants(deployment) if self.agent_in(t)]
 
     @property
     def supervises(self) -> bool:
@@ -165,44 +172,76 @@ async def add(
     return User(login=login, role=role, memberships=memberships, name=name)
 
 
+def _attempts_key(login: str) -> str:
+    """The failure counter of whatever was typed as a login, existing or not. A digest,
+    so a long or odd string costs a fixed-size key."""
+    digest = hashlib.sha256(login.strip().lower()[:MAX_LOGIN_TYPED].encode()).hexdigest()[:32]
+    return f"{AccountKeys.base}:attempts:{digest}"
+
+
 async def authenticate(store: Store, login: str, password: str) -> User:
     """The user, if the password is right and the login not locked; else LoginFailed.
 
-    A wrong password counts towards the lock; the MAX_FAILURES-th one locks the login
-    for LOCK_SECONDS. A locked login is refused even with the right password.
+    Every name typed is counted alike, existing or not, so the lock-out cannot tell
+    anyone which logins exist: MAX_FAILURES failures within LOCK_SECONDS of each other
+    lock that name for LOCK_SECONDS (even against the right password). A counter
+    expires LOCK_SECONDS after its last failure, and every attempt pays for one Argon2
+    verification, so the counters stay few. Known and unknown names, locked or not,
+    cost the same work: one hash read, one verification, one pipeline.
     """
     now = time.time()
-    user = None
-    record: dict[bytes, bytes] = {}
+    attempts = _attempts_key(login)
     try:
         login = check_login(login)
-        record = await store.redis.hgetall(AccountKeys.user(login))
     except AccountError:
-        pass
-    if record:
-        user = _user(record)
-        if user.locked_until > now:
-            raise LoginFailed(user.locked_until)
-    digest = record.get(b"hash", b"").decode() or _DECOY
+        login = ""
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(AccountKeys.user(login or "-"))  # "-" is no valid login: the same round trip
+        pipe.hget(attempts, "locked_until")
+        record, counted_lock = await pipe.execute()
+    user = _user(record) if login and record else None
+    locked_until = max(float(counted_lock or 0), user.locked_until if user else 0.0)
+    digest = record.get(b"hash", b"").decode() if user else ""
     try:
-        await asyncio.to_thread(HASHER.verify, digest, password[:MAX_PASSWORD])
+        # Verified even for a locked or unknown login: the answer takes as long whatever the case.
+        await asyncio.to_thread(HASHER.verify, digest or _DECOY, password[:MAX_PASSWORD])
         ok = user is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if user is None:
-        raise LoginFailed()
-    key = AccountKeys.user(user.login)
+    if locked_until > now:
+        raise LoginFailed(locked_until)
     if not ok:
-        failures = await store.redis.hincrby(key, "failures", 1)
-        if failures >= MAX_FAILURES:
-            until = now + LOCK_SECONDS
-            await store.redis.hset(key, mapping={"locked_until": str(until), "failures": "0"})
-            raise LoginFailed(until)
-        raise LoginFailed()
-    await store.redis.hset(key, mapping={"failures": "0", "locked_until": "0", "last_login_at": str(int(now))})
+        raise LoginFailed(await _count_failure(store, attempts, user, now))
+    assert user is not None
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.delete(attempts)
+        pipe.hset(
+            AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0", "last_login_at": str(int(now))}
+        )
+        await pipe.execute()
     if HASHER.check_needs_rehash(digest):  # the library's cost went up since this hash was made
-        await store.redis.hset(key, "hash", await asyncio.to_thread(HASHER.hash, password))
+        await store.redis.hset(AccountKeys.user(user.login), "hash", await asyncio.to_thread(HASHER.hash, password))
     return msgspec.structs.replace(user, failures=0, locked_until=0.0)
+
+
+async def _count_failure(store: Store, attempts: str, user: User | None, now: float) -> float:
+    """Count a failure against the name typed; returns the lock's end if this one locks it, else 0."""
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hincrby(attempts, "failures", 1)
+        pipe.expire(attempts, LOCK_SECONDS)
+        if user is not None:  # in the same round trip, so a known login answers no slower
+            pipe.hincrby(AccountKeys.user(user.login), "failures", 1)
+        failures = (await pipe.execute())[0]
+    if failures < MAX_FAILURES:
+        return 0.0
+    until = now + LOCK_SECONDS
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(attempts, mapping={"failures": "0", "locked_until": str(until)})
+        pipe.expire(attempts, LOCK_SECONDS)
+        if user is not None:  # kept on the user too, for `user list` and `user unlock`
+            pipe.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": str(until)})
+        await pipe.execute()
+    return until
 
 
 async def set_password(store: Store, login: str, password: str) -> None:
@@ -222,7 +261,10 @@ async def unlock(store: Store, login: str) -> None:
     user = await get(store, login)
     if user is None:
         raise AccountError(f"no user {login!r}")
-    await store.redis.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0"})
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0"})
+        pipe.delete(_attempts_key(user.login))
+        await pipe.execute()
 
 
 async def remove(store: Store, login: str) -> None:

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from router import agents, customers, events
 from router.agents import AgentError
+from router.inbox import attachments
 from router.inbox.access import agent_of, conversation_of, tenant_of
 from router.inbox.pages import conversation, read_form
 from router.inbox.sessions import USER
@@ -66,14 +67,21 @@ async def _act(request: web.Request, action: str) -> web.Response:
     tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
     agent = agent_of(request, tenant)
     store = request.app[STORE]
-    form = await read_form(request)
+    upload = attachments.ReplyForm()
+    form = {} if attachments.is_multipart(request) else await read_form(request)
     conv = record["id"]
     try:
         if action == "reply":
+            if attachments.is_multipart(request):  # a reply with a file: read as a stream, checked as it comes
+                upload = await attachments.read(request, tenant)
+                form = upload.fields
             body = form.get("body", "").strip()
-            if not body:
-                raise AgentError("write a reply first")
             channel, _, address = form.get("to", "").partition("|")
+            files = await attachments.store(
+                request, tenant, channel or record.get("last_channel") or record.get("channel", ""), upload
+            )
+            if not body and not files:
+                raise AgentError("write a reply first")
             await agents.reply(
                 store,
                 tenant,
@@ -84,6 +92,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
                 address=address or None,
                 subject=form.get("subject", "").strip()[:200],
                 idempotency_key=form.get("key", "")[:64],
+                attachments=files,
             )
             done = "replied"
         elif action == "note":
@@ -124,6 +133,9 @@ async def _act(request: web.Request, action: str) -> web.Response:
             raise web.HTTPNotFound()
     except (AgentError, ValueError, customers.InvalidAddress, events.InvalidEvent) as exc:
         return await conversation(request, error=str(exc), status=409)
+    except OSError:  # the attachment store (a full or unwritable disk)
+        log.exception("reply of %s in %s: the attached file was not stored", agent, tenant.id)
+        return await conversation(request, error="the file could not be stored; try again", status=503)
     raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{conv}?done={done}")
 
 

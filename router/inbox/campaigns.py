@@ -135,7 +135,7 @@ def _preview_view(campaign: Campaign, rows: list) -> list[dict[str, str]]:
             {
                 "line": str(recipient.line),
                 "channel": channel,
-                "address": address_for(channel, recipient),
+                "address": address_for(channel, recipient) or recipient.phone,  # the machine row: the phone
                 "variant": campaign.variant_of(recipient.seq),
                 "subject": rendered.subject if rendered else "",
                 "body": rendered.body if rendered else "",

@@ -55,11 +55,7 @@ def sla_due_ms(tenant: Tenant, record: dict[str, str]) -> int:
 
 async def offers(store: Store, deployment: Deployment, user: User) -> list[dict[str, object]]:
     result = []
-    for tenant_id in user.tenants(deployment):
-        agent = user.agent_in(tenant_id)
-        if not agent:
-            continue
-        tenant = deployment.tenant(tenant_id)
+    for tenant, agent in user.seats(deployment):
         for offer in await agents.offers(store, tenant, agent):
             record = await conversations.get(store, tenant.id, offer["conv"])
             result.append(
@@ -84,11 +80,7 @@ async def conversations_of(store: Store, deployment: Deployment, user: User) -> 
     """The conversations holding the user's slots in every tenant, newest activity first."""
     now = events.now_ms()
     result = []
-    for tenant_id in user.tenants(deployment):
-        agent = user.agent_in(tenant_id)
-        if not agent:
-            continue
-        tenant = deployment.tenant(tenant_id)
+    for tenant, agent in user.seats(deployment):
         keys = Keys(tenant.id)
         read = {k.decode(): int(v) for k, v in (await store.redis.hgetall(keys.agent_read(agent))).items()}
         for record in await agents.work(store, tenant, agent):

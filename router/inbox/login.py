@@ -2,7 +2,8 @@
 
 The login form has no session yet, so its CSRF token is a double-submit cookie.
 A successful login always gets a new session id (no session fixation); a failed
-one says no more than "wrong login or password", or that the login is locked.
+one says no more than "wrong login or password", or "too many attempts" for any name
+tried too often, existing or not (so the answer never tells which logins exist).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from router.inbox.sessions import SESSION
 from router.web import STORE
 
 log = logging.getLogger(__name__)
+
+WRONG = "Wrong login or password."
+TOO_MANY = "Too many attempts, try again later."
 
 
 async def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
@@ -36,11 +40,8 @@ async def login(request: web.Request) -> web.Response:
         user = await accounts.authenticate(store, form.get("login", ""), form.get("password", ""))
     except accounts.LoginFailed as failed:
         log.info("inbox login failed for %r%s", form.get("login", "")[:64], " (locked)" if failed.locked_until else "")
-        error = (
-            "Too many wrong passwords: this login is locked for a while (an administrator can unlock it)."
-            if failed.locked_until
-            else "Wrong login or password."
-        )
+        # The same words whether or not the login exists: unknown names are locked alike.
+        error = TOO_MANY if failed.locked_until else WRONG
         return await login_page(request, error, status=401)
     old = await sessions.load(store, request.cookies.get(sessions.COOKIE, ""))
     if old is not None:

@@ -27,6 +27,18 @@ INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg", "image/gif", "audi
 MAX_HTML_BYTES = 2 * 1024 * 1024
 
 
+def file_headers(content_type: str, inline: bool) -> dict[str, str]:
+    """Headers for a customer's file sent to an agent's browser: shown when `inline`, else a
+    download, and sandboxed either way so nothing in it runs with the inbox's origin."""
+    return {
+        "Content-Type": content_type if inline else "application/octet-stream",
+        "Content-Disposition": "inline" if inline else "attachment",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, max-age=3600",
+    }
+
+
 def sanitise_html(html: str) -> Markup:
     """An email's HTML made inert: safe to put into the page as markup."""
     return Markup(safe_html(html))
@@ -50,6 +62,17 @@ def refs_of(entries: list[events.HistoryEntry]) -> dict[str, str]:
     return refs
 
 
+def provider_media(entries: list[events.HistoryEntry]) -> list[events.Attachment]:
+    """The provider-hosted files of a history (recordings, MMS media), in order: the n of
+    /media/{n}, the only URLs the inbox fetches for it (router.inbox.media)."""
+    return [a for e in entries for a in e.attachments if a.url.startswith(("https://", "http://"))]
+
+
+def media_links(entries: list[events.HistoryEntry], media_url: str) -> dict[str, str]:
+    """Each provider URL of a history -> its address behind the login."""
+    return {a.url: f"{media_url}/{n}" for n, a in enumerate(provider_media(entries))}
+
+
 def _when(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -67,18 +90,19 @@ def _read_html(root: Path | None, digest: str) -> str | None:
         return None
 
 
-def view(entry: events.HistoryEntry, files_url: str, attachment_root: Path | None) -> dict[str, object]:
-    """One entry for the template: text stays text; links point only at our own file route
-    (behind the login) or at a provider's http(s) URL."""
+def view(
+    entry: events.HistoryEntry, files_url: str, attachment_root: Path | None, media: dict[str, str] | None = None
+) -> dict[str, object]:
+    """One entry for the template: text stays text; links point only at our own routes
+    behind the login: stored files, and provider media (`media`, from media_links) that
+    the web process fetches with the tenant's credentials."""
     attachments = []
     for attachment in entry.attachments:
         digest = file_ref(attachment.url)
         if digest:
             href = f"{files_url}/{digest}"
-        elif attachment.url.startswith(("https://", "http://")):
-            href = attachment.url
         else:
-            href = ""
+            href = (media or {}).get(attachment.url, "")
         attachments.append(
             {
                 "name": attachment.filename or attachment.content_type,
@@ -91,24 +115,16 @@ def view(entry: events.HistoryEntry, files_url: str, attachment_root: Path | Non
         )
     html = _read_html(attachment_root, file_ref(entry.metadata.get("html", "")))
     return {
-        "id": entry.id,
-        "kind": entry.kind,
-        "channel": entry.channel,
-        "icon": CHANNEL_ICONS.get(entry.channel, "•"),
-        "contact_kind": entry.contact_kind,
-        "when": _when(entry.occurred_at),
+        **live_view(entry),
         "occurred_at": entry.occurred_at,
-        "body": entry.body,
-        "subject": entry.subject,
-        "address": entry.address,
-        "agent": entry.agent,
         "html": sanitise_html(html) if html is not None else None,
         "attachments": attachments,
     }
 
 
 def live_view(entry: events.HistoryEntry) -> dict[str, object]:
-    """The same entry for the live JSON: text only (the page shows formatted mail on reload)."""
+    """An entry for the live JSON: text only (the page shows formatted mail on reload); `view`
+    adds the rest to it."""
     return {
         "id": entry.id,
         "kind": entry.kind,

@@ -100,21 +100,18 @@ async def read_form(request: web.Request) -> dict[str, str]:
 async def _presences(request: web.Request) -> list[dict[str, str]]:
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
     result = []
-    for tenant_id in user.tenants(deployment):
-        agent = user.agent_in(tenant_id)
-        if agent:
-            tenant = deployment.tenant(tenant_id)
-            status = await agents.status(store, tenant, agent)
-            result.append(
-                {
-                    "tenant": tenant.id,
-                    "tenant_name": tenant.name or tenant.id,
-                    "brand": brand(tenant),
-                    "agent": agent,
-                    "presence": status.get("presence", "offline"),
-                    "reason": status.get("reason", ""),
-                }
-            )
+    for tenant, agent in user.seats(deployment):
+        status = await agents.status(store, tenant, agent)
+        result.append(
+            {
+                "tenant": tenant.id,
+                "tenant_name": tenant.name or tenant.id,
+                "brand": brand(tenant),
+                "agent": agent,
+                "presence": status.get("presence", "offline"),
+                "reason": status.get("reason", ""),
+            }
+        )
     return result
 
 
@@ -193,12 +190,13 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
         statuses.update(await delivery_statuses(store, tenant.id, entries))
         files_url = f"/inbox/t/{tenant.id}/c/{conv_id}/files"
+        media = messages.media_links(entries, f"/inbox/t/{tenant.id}/c/{conv_id}/media")
         threads.append(
             {
                 "id": conv_id,
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
-                "entries": [messages.view(entry, files_url, root) for entry in entries],
+                "entries": [messages.view(entry, files_url, root, media) for entry in entries],
             }
         )
     holding = record.get("agent") == agent and record.get("state") == "assigned"
@@ -208,6 +206,13 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         and bool(await store.redis.sismember(Keys(tenant.id).agent_work(agent), record["id"]))
     )
     names = {a.id: a.name or a.id for a in tenant.agents}
+    reply_options = _reply_options(profile["identities"], record)
+    # A file may go along where the channel can deliver one (router.inbox.attachments).
+    attach_types = (
+        list(tenant.webchat.limits.upload_types)
+        if tenant.webchat is not None and any(o["value"].startswith("webchat|") for o in reply_options)
+        else []
+    )
     fields = {
         "customer": record.get("last_address") or record.get("address", ""),
         "agent_name": names.get(agent, agent),
@@ -229,7 +234,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         colleagues=[(a.id, a.name or a.id) for a in tenant.agents if a.id != agent],
         all_agents=[(a.id, a.name or a.id) for a in tenant.agents if a.id != record.get("agent")],
         queues=[(q.id, q.name or q.id) for q in tenant.queues],
-        reply_options=_reply_options(profile["identities"], record),
+        reply_options=reply_options,
+        attach_types=attach_types,
         canned=canned.replies(tenant, fields) if holding else [],
         idempotency_key=events.new_id(),
         sla_due_at=listing.sla_due_ms(tenant, record),
@@ -279,14 +285,7 @@ async def file(request: web.Request) -> web.FileResponse:
     path = attachment_store(request).path(messages.STORE_PREFIX + digest)
     if not path.is_file():
         raise web.HTTPNotFound()
-    inline = content_type in messages.INLINE_TYPES
-    headers = {
-        "Content-Type": content_type if inline else "application/octet-stream",
-        "Content-Disposition": "inline" if inline else "attachment",
-        "Content-Security-Policy": "sandbox; default-src 'none'",
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, max-age=3600",
-    }
+    headers = messages.file_headers(content_type, inline=content_type in messages.INLINE_TYPES)
     return web.FileResponse(path, headers=headers)
 
 

@@ -3,8 +3,8 @@
 The cookie holds a random session id; Redis holds the session under the id's
 SHA-256 (a copy of the store has no live cookie), with an idle expiry that every
 request renews. Each session has its own CSRF token, which every POST must carry
-(form field `csrf` or header `X-CSRF-Token`). The login form, before any session,
-is protected by a double-submit cookie.
+(form field `csrf`, the first field of a multipart form, or header `X-CSRF-Token`).
+The login form, before any session, is protected by a double-submit cookie.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
 
 from router.inbox import accounts
 from router.keys import AccountKeys
@@ -47,6 +47,8 @@ class Session(msgspec.Struct, frozen=True, kw_only=True):
 
 
 SESSION = web.RequestKey("inbox_session", Session)
+# A multipart form's reader, past its CSRF field (the first), for the handler to read on.
+MULTIPART = web.RequestKey("inbox_multipart", MultipartReader)
 
 
 def _digest(session_id: str) -> str:
@@ -134,7 +136,17 @@ async def _csrf_given(request: web.Request) -> str:
     header = request.headers.get(CSRF_HEADER, "")
     if header:
         return header
-    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if request.content_type == "multipart/form-data":
+        # Read as a stream, so a file is never buffered whole before its checks: the token
+        # must be the form's first field, and the handler reads the rest from MULTIPART.
+        reader = await request.multipart()
+        part = await reader.next()
+        if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:
+            return ""
+        request[MULTIPART] = reader
+        value = await part.read_chunk(256)  # a token is 43 characters: never read a huge field whole
+        return value.decode("utf-8", "replace") if part.at_eof() else ""
+    if request.content_type == "application/x-www-form-urlencoded":
         form = await request.post()
         value = form.get(CSRF_FIELD, "")
         return value if isinstance(value, str) else ""

@@ -114,7 +114,8 @@
     ".greeting, .msg.out { align-self: flex-start; background: #f3f4f6; }",
     ".msg.in { align-self: flex-end; background: var(--cr-color); color: var(--cr-text); }",
     ".who { font-size: 12px; font-weight: 600; margin-bottom: 2px; }",
-    ".file { display: block; font-size: 13px; text-decoration: underline dotted; }",
+    ".file { display: block; font-size: 13px; text-decoration: underline dotted; color: inherit; }",
+    ".preview { display: block; max-width: 100%; max-height: 200px; border-radius: 6px; margin-top: 4px; }",
     ".state { display: block; font-size: 11px; opacity: .8; margin-top: 3px; }",
     ".msg.failed { outline: 2px solid #dc2626; }",
     ".state button { border: 0; background: transparent; color: inherit; text-decoration: underline; cursor: pointer;",
@@ -310,10 +311,30 @@
     var bubble = el("div", "msg " + item.kind);
     if (item.kind === "out") bubble.appendChild(el("div", "who", item.agent || CONFIG.title));
     if (item.text) bubble.appendChild(el("div", "text", item.text));
-    (item.files || []).forEach(function (file) {
-      bubble.appendChild(el("span", "file", "File: " + file.name + " (" + size(file.size) + ")"));
-    });
+    (item.files || []).forEach(function (file) { bubble.appendChild(fileView(file)); });
     return bubble;
+  }
+
+  var PREVIEWED = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+  var LINKS_EVERY_MS = 20 * 60 * 1000;  // file links live an hour: an open tab asks for fresh ones
+
+  function fileView(file) {
+    // A file with a link (signed by the server for this visitor, short-lived) can be opened;
+    // an image shows a preview. One still uploading has no link yet.
+    var label = "File: " + file.name + " (" + size(file.size) + ")";
+    if (!file.link) return el("span", "file", label);
+    var link = el("a", "file");
+    link.href = httpBase + "/files/" + encodeURIComponent(file.link);
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    if (PREVIEWED.indexOf(file.content_type) >= 0) {
+      var image = el("img", "preview");
+      image.src = link.href;
+      image.alt = file.name;
+      link.appendChild(image);
+    }
+    link.appendChild(document.createTextNode(label));
+    return link;
   }
 
   function scrollDown() { log.scrollTop = log.scrollHeight; }
@@ -431,6 +452,13 @@
     } else if (frame.type === "read") {
       agentRead = frame.up_to > agentRead ? frame.up_to : agentRead;
       markRead();
+    } else if (frame.type === "links") {
+      frame.items.forEach(function (item) {
+        var bubble = shown[item.id];
+        if (!bubble) return;
+        var old = bubble.querySelectorAll(".file");
+        item.files.forEach(function (file, i) { if (old[i]) bubble.replaceChild(fileView(file), old[i]); });
+      });
     } else if (frame.type === "prechat_ok") {
       prechatError.textContent = "";
       show("chat");
@@ -602,6 +630,8 @@
   });
   closeButton.addEventListener("click", function () { panel.hidden = true; stored(sessionStorage, openKey, null); });
   document.addEventListener("visibilitychange", markRead);
+
+  setInterval(function () { send({ type: "links" }); }, LINKS_EVERY_MS);
 
   function start() {
     document.body.appendChild(host);

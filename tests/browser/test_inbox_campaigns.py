@@ -8,15 +8,16 @@ from pathlib import Path
 from playwright.async_api import Browser, expect
 
 from tests.browser.test_inbox import TIMEOUT_MS, log_in
-from tests.router.test_inbox_campaigns import AUDIENCE, DEPLOYMENT, DUES, create, worker
+from tests.router.test_inbox_campaigns import AUDIENCE, DEPLOYMENT, DUES, worker
 from tests.router.test_inbox_pages import cheap_hashes, start_inbox  # noqa: F401 - autouse fixture
+from tests.workers.campaigns import create_campaign
 from workers.campaigns import registry
 
 
 async def test_a_supervisor_watches_a_campaign_live_and_pauses_it(browser: Browser, artifacts: Path) -> None:
     w, server = await start_inbox(DEPLOYMENT)
     async with server:
-        await create(w, DUES, AUDIENCE)
+        await create_campaign(w, DUES, AUDIENCE, rejected=1)
         sue = await log_in(browser, server, "sue")
         problems: list[str] = []  # a CSP refusal or a script error shows up here
         sue.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

@@ -21,8 +21,10 @@ from channels.webchat import signals
 from channels.webchat.outbound import WebchatSender
 from router import agents, bus, events, processes, web
 from router.config import Settings
+from router.inbox import accounts
 from router.keys import DISPATCH_GROUP, Keys
 from tests.factories import World, world
+from tests.router.test_inbox_pages import PASSWORD, cheap_hashes  # noqa: F401 - autouse: cheap Argon2id
 from workers import routing
 from workers.dispatch import Dispatcher
 
@@ -287,3 +289,46 @@ async def test_the_widget_reconnects_after_a_restart_and_sends_what_was_written_
         await expect(page.locator(".msg .text")).to_have_text(["Before the restart", "During the restart"])
     contacts = [events.decode_inbound(f[b"e"]) for _id, f in await w.store.redis.xrange(Keys("acme").inbound)]
     assert [c.body for c in contacts] == ["Before the restart", "During the restart"]
+
+
+async def test_an_agent_attaches_a_picture_in_the_inbox_and_the_visitor_sees_it(
+    browser: Browser, tmp_path: Path, artifacts: Path
+) -> None:
+    w = await world(acme())
+    await accounts.add(w.store, "alice", PASSWORD, "agent", {"acme": "alice"})
+    await w.available("alice")
+    async with running(w, tmp_path) as server:
+        visitor = await browser.new_page()
+        await open_widget(visitor, str(server.make_url("/webchat/acme/demo")))
+        await write(visitor, "Where is the meter's serial number?")
+        await expect(visitor.locator(".msg.in .state")).to_have_text("Sent")
+        conversation = await offered_conversation(w, "alice")
+
+        agent = await (await browser.new_context()).new_page()
+        agent.set_default_timeout(5_000)
+        await agent.goto(str(server.make_url("/inbox/login")))
+        await agent.fill("input[name=login]", "alice")
+        await agent.fill("input[name=password]", PASSWORD)
+        await agent.click("button[type=submit]")
+        await agent.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+        picture = io.BytesIO()
+        Image.new("RGB", (40, 30), "purple").save(picture, "PNG")
+        await agent.fill("#reply-body", "Here, on the label:")
+        await agent.locator("#reply-file").set_input_files(
+            {"name": "label.png", "mimeType": "image/png", "buffer": picture.getvalue()}
+        )
+        await agent.click("#reply-form button[type=submit]")
+        await expect(agent.locator(".done")).to_have_text("Reply sent.")
+        await expect(agent.locator("#entries .entry-out .attachments a")).to_have_text("label.png")
+
+        reply = visitor.locator(".msg.out")
+        await expect(reply.locator(".text")).to_have_text("Here, on the label:")
+        await expect(reply.locator("a.file")).to_have_text("File: label.png (1 kB)")
+        preview = reply.locator("img.preview")
+        await expect(preview).to_be_visible()
+        await visitor.wait_for_function(
+            "() => { const host = document.querySelector('[id^=contactrouter-webchat-]');"
+            " const img = host.shadowRoot.querySelector('.msg.out img.preview');"
+            " return img && img.complete && img.naturalWidth === 40; }"
+        )
+        await visitor.screenshot(path=artifacts / "webchat-agent-picture.png")

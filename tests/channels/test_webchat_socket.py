@@ -20,7 +20,7 @@ from channels.webchat import identity, signals, socket
 from channels.webchat.live import QUEUE_SIZE, Tab
 from channels.webchat.outbound import WebchatSender
 from router import agents, bus, conversations, events, intake, web
-from router.config import Settings, resolve_secrets
+from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.factories import World, world
 from workers.dispatch import Dispatcher
@@ -73,9 +73,8 @@ allowed_origins = ["https://globex.example"]
 
 async def chat_world(extra: str = "", limits: str = "") -> World:
     """acme with a chat (its [tenants.webchat] plus `extra`, its limits plus `limits`), and globex."""
-    w = await world(CHAT.replace("{extra}", extra).replace("{limits}", limits))
-    w.deployment = resolve_secrets(w.deployment, {"ACME_CHAT_SECRET": CUSTOMER_SECRET})
-    return w
+    text = CHAT.replace("{extra}", extra).replace("{limits}", limits)
+    return await world(text, {"ACME_CHAT_SECRET": CUSTOMER_SECRET})
 
 
 @asynccontextmanager

@@ -40,7 +40,13 @@ async def test_an_image_becomes_a_chat_message_with_the_file_in_the_attachment_s
             )
             assert response.status == 200 and response.headers["Access-Control-Allow-Origin"] == SHOP
         shown = await frame(ws, "message")
-        assert shown["files"] == [{"name": "metergnp.png", "content_type": "image/png", "size": len(png())}]
+        [file] = shown["files"]
+        assert {k: file[k] for k in ("name", "content_type", "size")} == {
+            "name": "metergnp.png",
+            "content_type": "image/png",
+            "size": len(png()),
+        }
+        assert "ref" not in file and file["link"]  # a signed link, never the store's reference
     [contact] = await inbound(w)
     [attachment] = contact.attachments
     assert (attachment.content_type, attachment.filename) == ("image/png", "metergnp.png")

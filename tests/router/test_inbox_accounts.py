@@ -101,6 +101,50 @@ async def test_five_wrong_passwords_lock_the_login_even_against_the_right_one() 
     assert (await accounts.authenticate(w.store, "amy", PASSWORD)).login == "amy"
 
 
+async def test_an_unknown_login_is_locked_after_as_many_failures_as_a_known_one() -> None:
+    w = await world(TWO_TENANTS)
+    for name in ("nobody", "not a valid login!"):
+        for _ in range(accounts.MAX_FAILURES - 1):
+            with pytest.raises(accounts.LoginFailed) as failed:
+                await accounts.authenticate(w.store, name, PASSWORD)
+            assert not failed.value.locked_until
+        with pytest.raises(accounts.LoginFailed) as failed:
+            await accounts.authenticate(w.store, name, PASSWORD)
+        assert failed.value.locked_until >= time.time() + accounts.LOCK_SECONDS - 5
+        with pytest.raises(accounts.LoginFailed) as failed:
+            await accounts.authenticate(w.store, name.upper(), PASSWORD)
+        assert failed.value.locked_until and str(failed.value) == "locked"
+
+
+async def test_failure_counters_of_unknown_logins_expire() -> None:
+    w = await world(TWO_TENANTS)
+    with pytest.raises(accounts.LoginFailed):
+        await accounts.authenticate(w.store, "x" * 5000, PASSWORD)
+    keys = [k async for k in w.store.redis.scan_iter(match=AccountKeys.base + ":attempts:*")]
+    assert len(keys) == 1 and len(keys[0]) < 100  # a digest, however long the name typed
+    assert 0 < await w.store.redis.ttl(keys[0]) <= accounts.LOCK_SECONDS
+
+
+async def test_every_attempt_costs_one_verification_known_or_not_locked_or_not(monkeypatch) -> None:
+    """The answer takes as long whether the login exists or is locked: the hash is always checked."""
+    w = await world(TWO_TENANTS)
+    await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})
+    verified: list[str] = []
+    hasher = accounts.HASHER
+
+    class Counting:
+        def verify(self, digest: str, password: str) -> bool:
+            verified.append(password)
+            return hasher.verify(digest, password)
+
+    monkeypatch.setattr(accounts, "HASHER", Counting())
+    for name in ("amy", "nobody"):
+        for _ in range(accounts.MAX_FAILURES + 2):
+            with pytest.raises(accounts.LoginFailed):
+                await accounts.authenticate(w.store, name, "guess")
+    assert len(verified) == 2 * (accounts.MAX_FAILURES + 2)
+
+
 async def test_a_right_password_resets_the_failure_count() -> None:
     w = await world(TWO_TENANTS)
     await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})

@@ -5,7 +5,6 @@ registry the CLI uses; agents see a reply's campaign context on its conversation
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 from collections.abc import AsyncIterator
 
@@ -14,7 +13,8 @@ import pytest
 from router import events
 from tests.factories import World
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
-from workers.campaigns import audience, registry
+from tests.workers.campaigns import create_campaign
+from workers.campaigns import registry
 from workers.campaigns.model import parse_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
@@ -92,15 +92,6 @@ async def inbox() -> AsyncIterator[Inbox]:
         yield Inbox(w, server)
 
 
-async def create(w: World, definition: str, csv: str, *, launch: bool = True) -> None:
-    """A campaign as `contactrouter campaign create`, `import` and `launch` make it."""
-    campaign = parse_campaign(definition)
-    await registry.create(w.store, w.deployment, campaign)
-    await audience.import_csv(w.store, campaign, io.StringIO(csv))
-    if launch:
-        await registry.change(w.store, campaign.tenant, campaign.id, "launch")
-
-
 def worker(w: World) -> CampaignWorker:
     return CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
 
@@ -124,7 +115,7 @@ def row_of(page: str, pattern: str) -> str:
 
 async def test_the_list_shows_each_campaign_with_its_live_figures(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE)
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
     assert await worker(w).step() == 3
     delivered = events.DeliveryStatus(
         tenant="acme", occurred_at=events.now_ms(), channel="sms", message="cmp-dues-1-1", status="delivered"
@@ -161,7 +152,7 @@ async def test_the_list_shows_each_campaign_with_its_live_figures(inbox: Inbox) 
 
 async def test_the_campaign_page_shows_variants_rejects_and_an_inert_preview(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE, launch=False)
+    await create_campaign(w, DUES, AUDIENCE, rejected=1, launch=False)
     client, _csrf = await logged_in(inbox, "sue")
     async with client:
         page = await (await client.get("/inbox/campaigns/acme/dues")).text()
@@ -195,7 +186,7 @@ async def test_the_campaign_page_shows_variants_rejects_and_an_inert_preview(inb
 
 async def test_pause_and_resume_need_the_csrf_token_and_stop_the_sending(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE)
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
     client, csrf = await logged_in(inbox, "sue")
     async with client:
         refused = await client.post("/inbox/campaigns/acme/dues/pause", allow_redirects=False)
@@ -226,7 +217,7 @@ async def test_pause_and_resume_need_the_csrf_token_and_stop_the_sending(inbox: 
 
 async def test_agents_may_not_see_or_run_campaigns(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE)
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
     client, csrf = await logged_in(inbox, "amy")
     async with client:
         for url in ("/inbox/campaigns", "/inbox/campaigns.json", "/inbox/campaigns/acme/dues"):
@@ -239,8 +230,8 @@ async def test_agents_may_not_see_or_run_campaigns(inbox: Inbox) -> None:
 
 async def test_another_tenants_campaign_is_not_found(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE)
-    await create(w, UPGRADE, "phone,name\n+12125550009,Gil\n")
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
+    await create_campaign(w, UPGRADE, "phone,name\n+12125550009,Gil\n")
     client, csrf = await logged_in(inbox, "sue")  # supervises acme only
     async with client:
         for url in ("/inbox/campaigns/globex/upgrade", "/inbox/campaigns/globex/upgrade/progress.json"):
@@ -257,7 +248,7 @@ async def test_another_tenants_campaign_is_not_found(inbox: Inbox) -> None:
 
 async def test_a_reply_shows_its_campaign_context_inert_and_the_kinds_dispositions(inbox: Inbox) -> None:
     w = inbox.world
-    await create(w, DUES, AUDIENCE)
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
     assert await worker(w).step() == 3
     conversation = await w.arrive(address="+12125550001", body="I can pay half now")
     assert conversation == "cmp-dues-1"
@@ -288,9 +279,7 @@ async def test_a_reply_shows_its_campaign_context_inert_and_the_kinds_dispositio
 
 async def test_a_conversation_of_no_campaign_has_no_campaign_panel(inbox: Inbox) -> None:
     w = inbox.world
-    await w.available("amy")
-    conversation = await w.arrive(address="+15550001111", body="hello")
-    await w.accept_offer("amy")
+    conversation = await w.assigned_to("amy", address="+15550001111", body="hello")
     client, _csrf = await logged_in(inbox, "amy")
     async with client:
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()

@@ -23,11 +23,7 @@ async def inbox() -> AsyncIterator[Inbox]:
 
 
 async def chat_held_by_amy(inbox: Inbox) -> str:
-    w = inbox.world
-    await w.available("amy")
-    conversation = await w.arrive(channel="webchat", address=VISITOR, body="anyone there?")
-    await w.accept_offer("amy")
-    return conversation
+    return await inbox.world.assigned_to("amy", channel="webchat", address=VISITOR, body="anyone there?")
 
 
 async def shown_to_visitor(inbox: Inbox) -> list[transcript.ChatItem]:
@@ -67,9 +63,7 @@ async def test_the_agents_typing_is_shown_to_the_visitor(inbox: Inbox) -> None:
 async def test_typing_marks_are_only_for_a_web_chat_one_holds(inbox: Inbox) -> None:
     w = inbox.world
     chat = await chat_held_by_amy(inbox)
-    await w.available("zoe")
-    sms = await w.arrive(address="+15551230000")
-    await w.accept_offer("zoe")
+    sms = await w.assigned_to("zoe", address="+15551230000")
     client, token = await logged_in(inbox, "zoe")
     async with client:
         for conversation in (chat, sms):  # amy's chat; zoe's own, but an SMS

@@ -31,9 +31,7 @@ id = "zoe"
 async def test_answered_within_target_over_everything_handled_today() -> None:
     w = await world(FLOOR)
     levels = ServiceLevels()
-    await w.available("amy")
-    quick = await w.arrive(address="+15551230001")
-    await w.accept_offer("amy")
+    quick = await w.assigned_to("amy", address="+15551230001")
     await w.arrive(address="+15551230002", ago=60)  # its wait counts from a minute ago
     [offer] = await w.offers("amy")
     await agents.accept(w.store, w.tenant, "amy", offer["reservation"])
@@ -50,9 +48,7 @@ async def test_answered_within_target_over_everything_handled_today() -> None:
 async def test_first_response_queues_count_the_first_reply_not_the_accept() -> None:
     w = await world(FLOOR)
     levels = ServiceLevels()
-    await w.available("amy")
-    mail = await w.arrive(channel="email", address="jane@example.com", body="invoice?")
-    await w.accept_offer("amy")
+    mail = await w.assigned_to("amy", channel="email", address="jane@example.com", body="invoice?")
     assert "billing" not in await levels.today(w.store, w.tenant)
     await conversations.send_reply(w.store, "acme", mail, "amy", "attached")
     await conversations.send_reply(w.store, "acme", mail, "amy", "and again")

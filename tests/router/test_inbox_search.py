@@ -23,9 +23,7 @@ async def inbox() -> AsyncIterator[Inbox]:
 
 async def closed_conversation(inbox: Inbox, address: str, body: str, disposition: str, **fields) -> str:
     w = inbox.world
-    await w.available("amy")
-    conversation = await w.arrive(address=address, body=body, **fields)
-    await w.accept_offer("amy")
+    conversation = await w.assigned_to("amy", address=address, body=body, **fields)
     await agents.close(w.store, w.tenant, "amy", conversation, disposition)
     await agents.end_wrapup(w.store, w.tenant, "amy", conversation)
     return conversation

@@ -12,7 +12,7 @@ import aiohttp
 
 from ops.redis_server import free_port
 from tests.processes import CLI, wait_for
-from tests.router.test_inbox_pages import csrf_of
+from tests.router.test_inbox_pages import log_in
 
 
 def start_up() -> tuple[subprocess.Popen, int, dict[str, str]]:
@@ -48,16 +48,9 @@ async def test_up_prints_demo_logins_with_fresh_passwords_and_alice_can_log_in()
         assert len(set(logins.values())) == len(logins) and all(len(p) >= 16 for p in logins.values())
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
-
-            async def inbox_page() -> str:
-                page = await client.get("/inbox/login")
-                token = csrf_of(await page.text())
-                data = {"login": "alice", "password": logins["alice"], "csrf": token}
-                async with client.post("/inbox/login", data=data) as response:
-                    assert response.status == 200 and str(response.url) == f"{base}/inbox"
-                    return await response.text()
-
-            page = await inbox_page()
+            response = await log_in(client, "alice", logins["alice"])
+            assert response.status == 303 and response.headers["Location"] == "/inbox"
+            page = await (await client.get("/inbox")).text()
             assert re.search(r"Hi, my meter reading looks wrong this month", page), "the demo contact is offered"
     finally:
         stop(process)
