@@ -5,12 +5,19 @@ with each group's backlog (pending and lag). The web process's /readyz and the
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from router.config import Deployment
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
-from router.store import Store, text
+from router.store import STORE_ERRORS, Store, text
+
+# A probe answers within this, whatever the store does: a load balancer or an
+# orchestrator gives up on a slow answer and learns nothing from it.
+CHECK_TIMEOUT_S = 2.0
 
 
 class GroupState(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,13 +46,15 @@ def expected_groups(deployment: Deployment) -> list[tuple[str, str, str]]:
     return found
 
 
-async def group_states(store: Store, deployment: Deployment) -> list[GroupState]:
-    """Every expected group and its backlog (two round trips per stream)."""
+async def group_states(store: Store, deployment: Deployment, *, redis: Any = None) -> list[GroupState]:
+    """Every expected group and its backlog (two round trips per stream), through
+    `redis` if given (check() passes the store's fail-fast probe client)."""
+    redis = store.redis if redis is None else redis
     states = []
     for tenant, stream, group in expected_groups(deployment):
         try:
-            groups = {text(g["name"]): g for g in await store.redis.xinfo_groups(stream)}
-            length = int(await store.redis.xlen(stream))
+            groups = {text(g["name"]): g for g in await redis.xinfo_groups(stream)}
+            length = int(await redis.xlen(stream))
         except ResponseError:  # no such stream yet
             groups, length = {}, 0
         info = groups.get(group)
@@ -73,10 +82,15 @@ async def check(
 ) -> Health:
     """Ready when the store answers and every consumer group exists; with limits, a group
     holding more pending or undelivered entries than allowed is a problem too."""
+    # The probe client: no retries, a short timeout. The main client would wait out
+    # an outage (seconds of retries) before the check could say "not ready".
     try:
-        await store.redis.ping()
-        states = await group_states(store, deployment)
-    except (RedisError, OSError) as exc:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await store.probe.ping()
+            states = await group_states(store, deployment, redis=store.probe)
+    except TimeoutError:
+        return Health(ready=False, problems=[f"store unreachable: no answer within {CHECK_TIMEOUT_S:g} s"], groups=[])
+    except (*STORE_ERRORS, RedisError, OSError) as exc:
         return Health(ready=False, problems=[f"store unreachable: {exc}"], groups=[])
     problems = []
     for state in states:

@@ -115,6 +115,7 @@ async def reply(
     address: str | None = None,
     subject: str = "",
     idempotency_key: str = "",
+    attachments: tuple[events.Attachment, ...] = (),
 ) -> events.OutboundMessage:
     await _held(store, tenant, agent, conversation)
     return await conversations.send_reply(
@@ -127,6 +128,7 @@ async def reply(
         address=address,
         subject=subject,
         idempotency_key=idempotency_key,
+        attachments=attachments,
     )
 
 
@@ -187,6 +189,12 @@ async def _move(
         keys=[keys.base], args=[conversation, holder, to_agent, to_queue, note, int(timeout * 1000)]
     )
     outcome = text(outcome)
+    if outcome == "not_assigned":
+        # The script ran, its answer was lost and the client sent it again: the repeat
+        # finds the conversation moved and answers "not_assigned". If it is with the
+        # requested target, the transfer is done; what follows it is not, yet.
+        moved = await _moved(store, tenant, conversation, to_agent, to_queue)
+        outcome, target = (moved, to_queue) if moved else (outcome, target)
     if outcome not in ("offered", "queued"):
         return outcome
     if note:  # the colleague reads it in the conversation's history
@@ -198,6 +206,16 @@ async def _move(
     return outcome
 
 
+async def _moved(store: Store, tenant: Tenant, conversation: str, to_agent: str, to_queue: str) -> str:
+    """The transfer's outcome if the conversation is with its target (offered to the
+    agent, or waiting in the queue): "offered" or "queued"; else ""."""
+    record = await conversations.get(store, tenant.id, conversation)
+    state = record.get("state")
+    if to_agent:
+        return "offered" if state in ("reserved", "assigned") and record.get("agent") == to_agent else ""
+    return "queued" if state == "queued" and record.get("queue") == to_queue else ""
+
+
 async def close(store: Store, tenant: Tenant, agent: str, conversation: str, disposition: str) -> None:
     """Close with a disposition; the agent's slot is freed after the queue's wrap-up time."""
     if disposition not in tenant.dispositions:
@@ -206,9 +224,17 @@ async def close(store: Store, tenant: Tenant, agent: str, conversation: str, dis
     queue = tenant.queue(record["queue"])
     wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
     keys = Keys(tenant.id)
-    _state, freed = await store.scripts.close(
+    state, freed = await store.scripts.close(
         keys=[keys.base], args=[conversation, agent, disposition, int(wrapup * 1000)]
     )
+    if text(state) != "closed":
+        # The store's client sends a script again when its answer was lost; the repeat
+        # finds the conversation closed and says so. Closed by this agent with this
+        # disposition is this close, done: not a failure to show the agent.
+        after = await conversations.get(store, tenant.id, conversation)
+        if (after.get("state"), after.get("agent"), after.get("disposition")) != ("closed", agent, disposition):
+            raise AgentError(f"cannot close: {text(state).replace('_', ' ')}")
+        freed = agent if wrapup <= 0 else ""  # the first run gave the slot back only without wrap-up
     if text(freed):
         await assign.assign_agent(store, tenant.id, agent)
 

@@ -19,7 +19,7 @@ from redis.exceptions import ResponseError
 
 from router import events
 from router.keys import Keys, shard_of
-from router.store import Store, text
+from router.store import STORE_ERRORS, Store, StoreOutage, text
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,24 @@ class Entry:
 Handler = Callable[[list[Entry]], Awaitable[set[str]]]
 
 
-async def publish(store: Store, stream: str, event: msgspec.Struct) -> str:
-    """Append a validated event to a stream; returns the entry id."""
-    entry_id = await store.redis.xadd(stream, {"e": events.encode(event)})
+async def publish(store: Store, stream: str, event: msgspec.Struct, *, dedup: str = "") -> str:
+    """Append a validated event to a stream once; returns the entry id.
+
+    The store's client sends a command again when its answer was lost, and providers
+    retry webhooks: a plain XADD would then count an opt-out (or any event) twice in
+    reports. So an event is appended once per `dedup` key, by default its kind and
+    provider id, through the same script as ingest; a repeat gets the first entry's id.
+    An event with neither (an internal notice) is appended as is.
+    """
+    payload = events.encode(event)
+    provider_id = getattr(event, "provider_id", "")
+    if not dedup and provider_id:
+        dedup = f"{type(event).__name__}:{getattr(event, 'channel', '')}:{provider_id}"
+    if not dedup:
+        return text(await store.redis.xadd(stream, {"e": payload}))
+    # "event:" keeps these markers apart from ingest's per-contact ones (scope channel:id).
+    base = Keys(shard_of(stream)).base
+    _added, entry_id = await store.scripts.ingest(keys=[base, stream], args=[f"event:{dedup}", payload, SEEN_TTL_S])
     return text(entry_id)
 
 
@@ -117,8 +132,13 @@ class Consumer:
             await self.flush_acks()
 
     async def _loop(self, streams: list[str], stop: asyncio.Event) -> None:
+        outage = StoreOutage(f"consumer {self.group}/{self.name}")
+        regroup = False
         while not stop.is_set():
             try:
+                if regroup:
+                    await self.ensure_groups()
+                    regroup = False
                 if time.monotonic() - self._last_claim.get(tuple(streams), 0.0) > self.claim_idle_ms / 2000:
                     self._last_claim[tuple(streams)] = time.monotonic()
                     for stream in streams:
@@ -127,9 +147,28 @@ class Consumer:
                 await self.read(streams)
             except asyncio.CancelledError:
                 raise
+            except STORE_ERRORS as exc:
+                # The store is away: one warning per outage and a capped backoff, not a
+                # traceback per attempt.
+                await _wait(stop, outage.failed(exc))
+                continue
+            except ResponseError as exc:
+                outage.recovered()  # it answered
+                if not str(exc).startswith("NOGROUP"):
+                    log.exception("consumer %s/%s failed a cycle; retrying", self.group, self.name)
+                    await _wait(stop, 1.0)
+                    continue
+                # The store came back without its data (no AOF, an empty replica promoted, a
+                # deleted stream): without its group every read fails; make it again, as a
+                # process starting now would.
+                log.warning("consumer group %s is gone from %s; creating it again", self.group, ", ".join(streams))
+                regroup = True
+                continue
             except Exception:
                 log.exception("consumer %s/%s failed a cycle; retrying", self.group, self.name)
-                await asyncio.sleep(1.0)
+                await _wait(stop, 1.0)
+                continue
+            outage.recovered()
 
     async def read(self, streams: list[str] | None = None) -> int:
         """Read and handle one batch of new entries; returns how many were read."""
@@ -253,3 +292,11 @@ class Consumer:
             pipe.xack(entry.stream, self.group, entry.id)
             await pipe.execute()
         log.error("dead-lettered %s %s after %d deliveries: %s", entry.stream, entry.id, entry.deliveries, reason)
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, or less if stop is set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass

@@ -390,7 +390,8 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
     store = connect(settings)
     try:
-        await store.load_scripts()
+        if a.command != "health":  # health answers fast on a dead store: no script load, which retries
+            await store.load_scripts()
         run = EXTENSIONS[a.command].command if a.command in EXTENSIONS else COMMANDS[a.command]
         await run(store, deployment, a)
     finally:
@@ -415,12 +416,12 @@ def main(argv: list[str] | None = None) -> int:
             from router import embedded
 
             processes.setup_logging(settings, json_logs=False)
-            asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
-            return 0
+            failed = asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
+            return 1 if failed else 0
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
-            asyncio.run(_run_role(settings, deployment, a.role))
-            return 0
+            failed = asyncio.run(_run_role(settings, deployment, a.role))
+            return 1 if failed else 0  # so a process manager restarts a failed role
         extension = EXTENSIONS.get(a.command)
         needs_store = getattr(extension, "NEEDS_STORE", True)
         if extension is not None and not (needs_store(a) if callable(needs_store) else needs_store):
@@ -447,12 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-async def _run_role(settings: Settings, deployment: Deployment, role: str) -> None:
+async def _run_role(settings: Settings, deployment: Deployment, role: str) -> list[str]:
+    """Run one role; returns the roles that failed (see processes.run_roles)."""
     if settings.redis_url is None:
         raise CliError("`run` needs REDIS_URL; without Redis use `contactrouter up`")
     store = connect(settings)
     try:
-        await processes.run_roles([role], store, deployment, settings)
+        return await processes.run_roles([role], store, deployment, settings)
     finally:
         await store.close()
 

@@ -6,6 +6,7 @@ the environment. A bad file stops start-up with a message that names the field.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -228,6 +229,10 @@ class FaxGateway(msgspec.Struct, forbid_unknown_fields=True):
     # its confirmation and failure mails; a group `ref` may name our Message-ID, `reason` the failure
     status_pattern_ok: str = ""
     status_pattern_failed: str = ""
+    # CIDRs its mail servers connect to the smtp process from: a From address is easily
+    # forged, so mail that claims to be the gateway's from elsewhere is ordinary email.
+    # Empty: only mail handed over by our own mail servers (Settings.smtp_trusted_networks).
+    trusted_networks: list[str] = []
 
 
 class FaxChannel(msgspec.Struct, forbid_unknown_fields=True):
@@ -313,6 +318,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # a send cut short (its dispatcher died) is reconciled with the provider after this;
     # it must exceed the slowest provider call
     send_lease_ms: int = 120_000
+    dispatch_concurrency: int = 16  # sends in flight at once per dispatch process
     batch: int = 100
     block_ms: int = 1000
     stream_keep_hours: float = 168.0  # acknowledged stream entries older than this are trimmed
@@ -333,6 +339,11 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_tls_cert: str = ""  # inbound STARTTLS: certificate chain (PEM) and its key; both or neither
     smtp_tls_key: str = ""
     smtp_require_starttls: bool = False  # refuse mail on a connection that did not STARTTLS
+    # CIDRs of our own mail servers that hand mail to the smtp process (the MX in front of
+    # it, the relay that delivers its bounces): only their DSNs mark messages failed
+    smtp_trusted_networks: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # the authserv-id of the Authentication-Results those servers add (RFC 8601); empty: not read
+    smtp_authserv_id: str = ""
     # Outbound mail goes through this relay; no host: every email goes to the sandbox outbox.
     smtp_relay_host: str = ""
     smtp_relay_port: int = 587
@@ -362,6 +373,7 @@ class Settings(msgspec.Struct, kw_only=True):
                 claim_idle_ms=int(env.get("CONTACTROUTER_CLAIM_IDLE_MS", 30_000)),
                 max_deliveries=int(env.get("CONTACTROUTER_MAX_DELIVERIES", 5)),
                 send_lease_ms=int(env.get("CONTACTROUTER_SEND_LEASE_MS", 120_000)),
+                dispatch_concurrency=int(env.get("CONTACTROUTER_DISPATCH_CONCURRENCY", 16)),
                 batch=int(env.get("CONTACTROUTER_BATCH", 100)),
                 block_ms=int(env.get("CONTACTROUTER_BLOCK_MS", 1000)),
                 stream_keep_hours=float(env.get("CONTACTROUTER_STREAM_KEEP_HOURS", 168)),
@@ -380,6 +392,8 @@ class Settings(msgspec.Struct, kw_only=True):
                 smtp_tls_cert=env.get("SMTP_TLS_CERT", ""),
                 smtp_tls_key=env.get("SMTP_TLS_KEY", ""),
                 smtp_require_starttls=env.get("SMTP_REQUIRE_STARTTLS", "").lower() in {"1", "true", "yes", "on"},
+                smtp_trusted_networks=_networks(env.get("SMTP_TRUSTED_NETWORKS", "127.0.0.0/8,::1/128")),
+                smtp_authserv_id=env.get("SMTP_AUTHSERV_ID", "").strip().lower(),
                 smtp_relay_host=env.get("SMTP_RELAY_HOST", ""),
                 smtp_relay_port=int(env.get("SMTP_RELAY_PORT") or _relay_port(env.get("SMTP_RELAY_TLS", ""))),
                 smtp_relay_user=env.get("SMTP_RELAY_USER", ""),
@@ -393,6 +407,17 @@ class Settings(msgspec.Struct, kw_only=True):
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None
+
+
+def _networks(value: str) -> list[str]:
+    """Comma-separated CIDRs (SMTP_TRUSTED_NETWORKS), each checked; ValueError names a bad one."""
+    networks = [n.strip() for n in value.split(",") if n.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network)
+        except ValueError as exc:
+            raise ValueError(f"SMTP_TRUSTED_NETWORKS: {exc}") from None
+    return networks
 
 
 def _relay_tls(value: str) -> Literal["starttls", "tls", "none"]:
@@ -594,6 +619,11 @@ def _check_fax(tenant: Tenant, where: str) -> None:
             for group in groups:
                 if group not in compiled.groupindex:
                     raise ConfigError(f"{gwhere}.{field}: needs a named group (?P<{group}>...)")
+        for n_index, network in enumerate(gateway.trusted_networks):
+            try:
+                ipaddress.ip_network(network)  # strict: 10.0.0.1/8 is a typo, not a network
+            except ValueError as exc:
+                raise ConfigError(f"{gwhere}.trusted_networks[{n_index}]: {exc}") from None
         if gateway.region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError(f"{gwhere}.region: {gateway.region!r} is not a region phone numbers know")
         if gateway.outbound_address:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import msgspec
 from redis.exceptions import WatchError
 
@@ -9,6 +12,10 @@ from router import assign, events
 from router.customers import identity
 from router.keys import Keys
 from router.store import Store, text
+
+SEEN_TTL_S = 7 * 24 * 3600  # how long an idempotency key is remembered
+LOST_ANSWER_TTL_S = 3600  # a keyless write's marker only has to outlive the client's retry
+ONCE_ATTEMPTS = 5
 
 
 class NotFound(LookupError):
@@ -38,7 +45,11 @@ async def customer_history(store: Store, tenant: str, customer: str) -> list[tup
     return [(c, await history(store, tenant, c)) for c in conversations]
 
 
-async def add_note(store: Store, tenant: str, conversation: str, agent: str, text: str) -> events.HistoryEntry:
+async def add_note(
+    store: Store, tenant: str, conversation: str, agent: str, text: str, *, idempotency_key: str = ""
+) -> events.HistoryEntry:
+    """Add an agent's note to the history, once: a retried command (the store's client
+    after a lost answer) or a resubmitted form with the same key adds nothing more."""
     record = await get(store, tenant, conversation)
     entry = events.HistoryEntry(
         id=events.new_id(),
@@ -48,8 +59,16 @@ async def add_note(store: Store, tenant: str, conversation: str, agent: str, tex
         body=text,
         agent=agent,
     )
-    await store.redis.rpush(Keys(tenant).conversation_log(conversation), msgspec.msgpack.encode(entry))
-    return entry
+    keys = Keys(tenant)
+    encoded = msgspec.msgpack.encode(entry)
+    first = await _once(
+        store,
+        keys.seen("note", f"{conversation}:{idempotency_key or entry.id}"),
+        encoded,
+        lambda pipe: pipe.rpush(keys.conversation_log(conversation), encoded),
+        keyed=bool(idempotency_key),
+    )
+    return events.decode_history(first)
 
 
 async def send_reply(
@@ -63,6 +82,7 @@ async def send_reply(
     address: str | None = None,
     subject: str = "",
     idempotency_key: str = "",
+    attachments: tuple[events.Attachment, ...] = (),  # e.g. a file the agent attached ("store:<sha256>")
 ) -> events.OutboundMessage:
     """Record an agent's reply in the history and queue it for delivery, in one transaction.
 
@@ -96,6 +116,7 @@ async def send_reply(
         body=body,
         subject=subject,
         agent=agent,
+        attachments=attachments,
     )
     payload = events.encode(message)
     entry = events.HistoryEntry(
@@ -107,6 +128,7 @@ async def send_reply(
         subject=subject,
         address=address,
         agent=agent,
+        attachments=attachments,
     )
     added = events.MessageAdded(
         tenant=tenant,
@@ -118,43 +140,51 @@ async def send_reply(
         customer=record["customer"],
         agent=agent,
     )
-    seen = keys.seen("reply", f"{conversation}:{idempotency_key}") if idempotency_key else None
-    async with store.redis.pipeline(transaction=True) as pipe:
-        if seen:
-            # WATCH makes the check and the send one step: a concurrent retry
-            # aborts this transaction and then finds the first reply.
-            await pipe.watch(seen)
-            first = await pipe.get(seen)
-            if first is not None:
-                await pipe.reset()
-                return events.decode_outbound(first)
-            pipe.multi()
-            pipe.set(seen, payload, ex=7 * 24 * 3600)
+
+    def record(pipe: Any) -> None:
         pipe.rpush(keys.conversation_log(conversation), msgspec.msgpack.encode(entry))
         pipe.hset(keys.conversation(conversation), "last_reply_at", str(message.occurred_at))
         pipe.hsetnx(keys.conversation(conversation), "first_response_at", str(message.occurred_at))
         pipe.xadd(keys.outbound, {"e": payload})
         pipe.xadd(keys.events, {"e": events.encode(added)})
+
+    # Without a key the marker is the message's own id: it still tells a lost answer
+    # (recorded: return it) from a transaction that never ran (run it again).
+    seen = keys.seen("reply", f"{conversation}:{idempotency_key or message.id}")
+    first = await _once(store, seen, payload, record, keyed=bool(idempotency_key))
+    return events.decode_outbound(first)
+
+
+async def _once(store: Store, seen: str, value: bytes, write: Callable[[Any], object], *, keyed: bool) -> bytes:
+    """Run `write`'s commands in one MULTI/EXEC that also sets the marker `seen` to
+    `value`, unless the marker exists; returns the marker's value (ours, or the first
+    run's). The ingest script's pattern (a marker set in the step it guards), as a
+    transaction.
+
+    Why WATCH: the store's client sends a transaction again when the connection dropped,
+    and if EXEC had run and only its answer was lost, everything in it would be recorded
+    twice (a reply sent twice). Watching the marker makes redis-py raise WatchError
+    instead of resending; the marker then tells whether EXEC ran.
+    """
+    for _attempt in range(ONCE_ATTEMPTS):
         try:
-            await pipe.execute()
+            async with store.redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(seen)
+                if keyed:  # a fresh id's marker cannot exist yet: skip the round trip
+                    first = await pipe.get(seen)
+                    if first is not None:
+                        return first
+                pipe.multi()
+                pipe.set(seen, value, ex=SEEN_TTL_S if keyed else LOST_ANSWER_TTL_S)
+                write(pipe)
+                await pipe.execute()
+                return value
         except WatchError:
+            # A dropped connection (EXEC ran or not) or a concurrent retry with the same key.
             first = await store.redis.get(seen)
-            if first is None:
-                # redis-py raises WatchError too when the connection dropped before EXEC
-                # ran: nothing was recorded, so the reply is made again.
-                return await send_reply(
-                    store,
-                    tenant,
-                    conversation,
-                    agent,
-                    body,
-                    channel=channel,
-                    address=address,
-                    subject=subject,
-                    idempotency_key=idempotency_key,
-                )
-            return events.decode_outbound(first)
-    return message
+            if first is not None:
+                return first
+    raise WatchError(f"{seen}: the connection dropped on each of {ONCE_ATTEMPTS} attempts")
 
 
 async def close_unanswered(store: Store, tenant: str, conversation: str, disposition: str) -> bool:

@@ -49,7 +49,8 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
         await bus.ingest(store, contact)
 
 
-async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> None:
+async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:
+    """Run every role on the embedded store until stopped; returns the roles that failed."""
     host = settings.host
     while not _port_free(host, store_port):
         store_port += 1
@@ -100,8 +101,9 @@ Stop with Ctrl-C.
         flush=True,
     )
     try:
-        await processes.run_roles(ALL_ROLES, store, deployment, settings)
+        failed = await processes.run_roles(ALL_ROLES, store, deployment, settings)
     finally:
         await store.close()
         tcp.shutdown()
         tcp.server_close()
+    return failed

@@ -189,6 +189,19 @@ class Keys:
         """Conversation -> when the agent last read it (ms): the inbox's unread marks."""
         return f"{self.base}:agent:{agent_id}:read"
 
+    # reports (ops/reports.py, ops/rollups.py)
+    @property
+    def report_days(self) -> str:
+        """Daily report rollups: local date (YYYY-MM-DD) -> the day's summable figures (MessagePack)."""
+        return f"{self.base}:reports:days"
+
+    @property
+    def report_rolled(self) -> str:
+        """Rollup marks scored by a day's start (ms): "through", the first day not rolled up yet
+        (the events stream is never trimmed past what it still needs), and "since", the first
+        day of a history the stream held whole."""
+        return f"{self.base}:reports:rolled"
+
     # outbound campaigns (workers/campaigns)
     @property
     def campaigns(self) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from router import bus, queues
 from router.config import Deployment, Settings
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
-from router.store import Store
+from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,31 @@ def consumer_name(role: str, settings: Settings) -> str:
     return settings.consumer or f"{role}-{socket.gethostname()}-{os.getpid()}"
 
 
-async def prepare(store: Store, deployment: Deployment) -> None:
-    """Apply the configuration and create the consumer groups (idempotent; every process does it)."""
+async def prepare(store: Store, deployment: Deployment, stop: asyncio.Event | None = None) -> None:
+    """Apply the configuration and create the consumer groups (idempotent; every process does it).
+
+    A store that is down (a Redis restarting, a worker started before it) is waited for
+    with a capped backoff and one log line per attempt, until it answers or `stop` is set;
+    a worker started during an outage comes up when Redis does instead of exiting.
+    """
+    outage = StoreOutage("start-up")
+    while True:
+        try:
+            # A fast probe first: the main client retries each command for seconds.
+            await store.probe.ping()
+            await _prepare(store, deployment)
+        except STORE_ERRORS as exc:
+            wait = outage.failed(exc, every_attempt=True)
+            if stop is None:
+                await asyncio.sleep(wait)
+            elif await stopped(stop, wait):
+                return
+            continue
+        outage.recovered()
+        return
+
+
+async def _prepare(store: Store, deployment: Deployment) -> None:
     await store.load_scripts()
     for tenant in deployment.tenants:
         await queues.apply_tenant(store, tenant)
@@ -89,10 +112,23 @@ async def prepare(store: Store, deployment: Deployment) -> None:
         await bus.ensure_group(store, keys.outbound, DISPATCH_GROUP)
 
 
+async def stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for stop; True if it was set."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
 async def run_roles(
     names: list[str], store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event | None = None
-) -> None:
-    """Run roles until SIGTERM/SIGINT (or `stop`), then let them finish their batch."""
+) -> list[str]:
+    """Run roles until SIGTERM/SIGINT (or `stop`), then let them finish their batch.
+
+    Returns the roles that stopped by error (or ended on their own): the caller exits
+    non-zero then, so a process manager that restarts on failure restarts the process.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -100,7 +136,9 @@ async def run_roles(
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):
             pass
-    await prepare(store, deployment)
+    await prepare(store, deployment, stop)
+    if stop.is_set():  # asked to stop while waiting for the store
+        return []
     available = roles()
     tasks = []
     for name in names:
@@ -110,12 +148,23 @@ async def run_roles(
         from ops import metrics
 
         tasks.append(asyncio.create_task(metrics.serve(store, deployment, settings, stop), name="metrics"))
-    done, _pending = await asyncio.wait([*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
-    for task in done:
-        if task in tasks and task.exception():
-            log.error("role %s stopped: %r", task.get_name(), task.exception())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+    # A role that ended before anyone asked it to stopped working: that is a failure too.
+    early = {task.get_name() for task in tasks if task.done() and not stop.is_set()}
     stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, stopping, return_exceptions=True)
+    failed = []
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("role %s failed, so the process stops: %r", task.get_name(), error, exc_info=error)
+        elif task.get_name() in early:
+            log.error("role %s ended before a stop was requested, so the process stops", task.get_name())
+        else:
+            continue
+        failed.append(task.get_name())
+    return failed
 
 
 def _with_consumer(settings: Settings, name: str) -> Settings:

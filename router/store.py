@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import fakeredis
@@ -19,7 +20,8 @@ from redis.asyncio.cluster import RedisCluster
 # The asyncio Retry: redis.retry.Retry (the sync one) returns the coroutine unawaited
 # from call_with_retry, so an asyncio client given it never retried anything.
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -31,6 +33,19 @@ log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS = 200  # per process
 POOL_WAIT_S = 10.0  # how long a request waits for a free connection before it fails
+PROBE_TIMEOUT_S = 1.0  # the probe client's connect and read timeout (health checks, start-up)
+
+# What an unreachable or restarting store raises (BusyLoadingError, while an AOF
+# loads, is a ConnectionError; a socket error redis-py did not wrap is a builtin
+# ConnectionError; a cluster with no reachable node raises RedisClusterException,
+# which is no RedisError); loops wait these out quietly.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    RedisClusterException,
+    ClusterDownError,
+)
 
 
 def text(value: bytes | str) -> str:
@@ -41,8 +56,11 @@ def text(value: bytes | str) -> str:
 class Store:
     """A client for the deployment's Redis and the routing scripts registered on it."""
 
-    def __init__(self, redis: Any, *, embedded: bool = False, cluster: bool = False) -> None:
+    def __init__(self, redis: Any, *, embedded: bool = False, cluster: bool = False, probe: Any = None) -> None:
         self.redis = redis
+        # A client that fails fast (short timeout, no retries) for questions whose answer
+        # is "is the store there?": /readyz, `contactrouter health`, start-up's wait.
+        self.probe = redis if probe is None else probe
         self.embedded = embedded
         self.cluster = cluster
         self.scripts = Scripts(redis)
@@ -55,6 +73,52 @@ class Store:
 
     async def close(self) -> None:
         await self.redis.aclose()
+        if self.probe is not self.redis:
+            await self.probe.aclose()
+
+
+class StoreOutage:
+    """How a loop rides out an unreachable store: one warning when it goes, one line
+    when it is back, and a capped exponential wait between attempts (not a traceback
+    every poll)."""
+
+    def __init__(self, what: str, *, first_s: float = 0.1, cap_s: float = 5.0) -> None:
+        self.what = what
+        self.first_s = first_s
+        self.cap_s = cap_s
+        self.failures = 0
+        self._since = 0.0
+
+    def failed(self, error: BaseException, *, every_attempt: bool = False) -> float:
+        """Count a failed attempt; returns how long to wait before the next one."""
+        self.failures += 1
+        wait = min(self.cap_s, self.first_s * 2 ** (self.failures - 1))
+        if self.failures == 1:
+            self._since = time.monotonic()
+        if self.failures == 1 or every_attempt:
+            log.warning(
+                "%s: store unreachable, retrying (attempt %d, next in %.1f s): %s",
+                self.what,
+                self.failures,
+                wait,
+                _reason(error),
+            )
+        return wait
+
+    def recovered(self) -> None:
+        """An attempt succeeded: say so once if the store had been away."""
+        if self.failures:
+            log.info(
+                "%s: store back after %.1f s and %d failed attempts",
+                self.what,
+                time.monotonic() - self._since,
+                self.failures,
+            )
+        self.failures = 0
+
+
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None = None) -> Store:
@@ -65,9 +129,12 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     # Reconnect with backoff: a restarted Redis (AOF) is waited for, not fatal.
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8)
     errors = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
+    # No retries and a short timeout: a probe that waited out an outage would answer nothing.
+    fast = {"socket_timeout": PROBE_TIMEOUT_S, "socket_connect_timeout": PROBE_TIMEOUT_S}
     if settings.cluster:
         client = RedisCluster.from_url(settings.redis_url, retry=retry, retry_on_error=errors)
-        return Store(client, cluster=True)
+        probe = RedisCluster.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **fast)
+        return Store(client, cluster=True, probe=probe)
     # A blocking pool: a burst of webhooks beyond the pool's size waits a moment
     # for a connection instead of failing (redis-py's default pool raises).
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -78,7 +145,10 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
         retry_on_error=errors,
         health_check_interval=30,
     )
-    return Store(aioredis.Redis(connection_pool=pool))
+    probe_pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=4, timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0), **fast
+    )
+    return Store(aioredis.Redis(connection_pool=pool), probe=aioredis.Redis.from_pool(probe_pool))
 
 
 class _BlockingReadHandler(TCPFakeRequestHandler):

@@ -11,7 +11,7 @@ import textwrap
 from dataclasses import dataclass
 
 from router import agents, bus, events, intake, queues, timers
-from router.config import Deployment, Settings, Tenant, parse_deployment
+from router.config import Deployment, Settings, Tenant, parse_deployment, resolve_secrets
 from router.keys import Keys
 from router.store import Store, connect
 
@@ -119,6 +119,11 @@ class World:
         decoded = [events.decode_state(fields[b"e"], _text(entry_id)) for entry_id, fields in rows]
         return [e for e in decoded if not kinds or isinstance(e, kinds)]
 
+    async def outgoing(self) -> list[events.OutboundMessage]:
+        """The messages on the tenant's outbound stream for the dispatcher, oldest first."""
+        rows = await self.store.redis.xrange(self.keys.outbound)
+        return [events.decode_outbound(fields[b"e"]) for _id, fields in rows]
+
     async def conversation(self, conversation_id: str) -> dict[str, str]:
         record = await self.store.redis.hgetall(self.keys.conversation(conversation_id))
         return {_text(k): _text(v) for k, v in record.items()}
@@ -138,6 +143,14 @@ class World:
         [offer] = await self.offers(agent_id)
         await agents.accept(self.store, self.tenant, agent_id, offer["reservation"])
         return offer["conv"]
+
+    async def assigned_to(self, agent_id: str, **fields) -> str:
+        """The agent is available, a contact arrives and the agent accepts its offer;
+        returns the contact's conversation."""
+        await self.available(agent_id)
+        conversation = await self.arrive(**fields)
+        await self.accept_offer(agent_id)
+        return conversation
 
     async def waiting(self, queue: str) -> list[str]:
         """A queue's waiting conversations, best first (checked against the per-channel sets)."""
@@ -165,9 +178,12 @@ class World:
         return await timers.run_due(self.store, self.tenant)
 
 
-async def world(text: str = SUPPORT) -> World:
-    """A fresh embedded store with the deployment's tenants applied."""
+async def world(text: str = SUPPORT, env: dict[str, str] | None = None) -> World:
+    """A fresh embedded store with the deployment's tenants applied; given `env`, their
+    provider secrets are read from it, as the processes do at start-up."""
     config = deployment(text)
+    if env is not None:
+        config = resolve_secrets(config, env)
     store = connect(Settings())
     for tenant in config.tenants:
         await queues.apply_tenant(store, tenant)

@@ -1,5 +1,7 @@
 """The timers worker: reservation timeouts, wrap-up ends, escalation, SLA checks,
-calls abandoned before routing caught up, and the periodic trimming of streams.
+calls abandoned before routing caught up, and the periodic upkeep of streams: each
+tenant's days that are over are rolled up into their reports first, then the streams
+are trimmed (never past what a day not rolled up still needs).
 
 Timers live in Redis, claimed with a lease, so a restart or a second timers
 worker loses and doubles nothing.
@@ -11,10 +13,10 @@ import asyncio
 import logging
 import time
 
-from ops import streams
+from ops import rollups, streams
 from router import timers
 from router.config import Deployment, Settings
-from router.store import Store
+from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +28,74 @@ SWEEP_EVERY_S = 2.0
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     log.info("timers worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
     last_trim = last_sweep = time.monotonic()
-    while not stop.is_set():
-        handled = 0
-        for tenant in deployment.tenants:
+    outage = StoreOutage("timers worker")
+    upkeep: asyncio.Task[None] | None = None
+    try:
+        while not stop.is_set():
             try:
-                handled += await timers.run_due(store, tenant)
-            except Exception:
-                log.exception("timers of %s failed; retrying", tenant.id)
-        if time.monotonic() - last_sweep > SWEEP_EVERY_S:
-            last_sweep = time.monotonic()
-            await _sweep(store, deployment)
-        if time.monotonic() - last_trim > TRIM_EVERY_S:
-            last_trim = last_sweep = time.monotonic()
-            await _trim(store, deployment, settings)
-        if not handled:
-            await asyncio.sleep(POLL_S)
+                handled = await _run_due(store, deployment)
+                if time.monotonic() - last_sweep > SWEEP_EVERY_S:
+                    last_sweep = time.monotonic()
+                    await _sweep(store, deployment)
+                if time.monotonic() - last_trim > TRIM_EVERY_S and (upkeep is None or upkeep.done()):
+                    last_trim = last_sweep = time.monotonic()
+                    # Rolling up a day reads days of events: beside the timers, not in their way.
+                    upkeep = asyncio.create_task(_upkeep(store, deployment, settings))
+            except STORE_ERRORS as exc:
+                # The store is away (restarting, unreachable): one warning, then a quiet backoff.
+                await _sleep(stop, outage.failed(exc))
+                continue
+            outage.recovered()
+            if not handled:
+                await asyncio.sleep(POLL_S)
+    finally:
+        if upkeep is not None and not upkeep.done():
+            upkeep.cancel()
+            await asyncio.gather(upkeep, return_exceptions=True)
+
+
+async def _run_due(store: Store, deployment: Deployment) -> int:
+    handled = 0
+    for tenant in deployment.tenants:
+        try:
+            handled += await timers.run_due(store, tenant)
+        except STORE_ERRORS:
+            raise
+        except Exception:  # one tenant's bad timer must not stop the others'
+            log.exception("timers of %s failed; retrying", tenant.id)
+    return handled
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        pass
+
+
+async def _upkeep(store: Store, deployment: Deployment, settings: Settings) -> None:
+    try:
+        await _trim(store, deployment, settings)
+    except STORE_ERRORS as exc:  # the main loop reports the outage; the next pass catches up
+        log.info("stream upkeep stopped by the store: %s", exc)
 
 
 async def _trim(store: Store, deployment: Deployment, settings: Settings) -> None:
+    """Each tenant's days that are over are rolled up, then its streams trimmed."""
     for tenant in deployment.tenants:
         try:
+            rolled = await rollups.roll_up_due(store, tenant)
+        except STORE_ERRORS:
+            raise
+        except Exception:  # the trim below still keeps every event of a day not rolled up
+            log.exception("rolling up the reports of %s failed", tenant.id)
+        else:
+            if rolled:
+                log.info("rolled up the reports of %s: %s to %s", tenant.id, rolled[0], rolled[-1])
+        try:
             removed = await streams.trim_tenant(store, tenant.id, keep_hours=settings.stream_keep_hours)
+        except STORE_ERRORS:
+            raise
         except Exception:
             log.exception("trimming the streams of %s failed", tenant.id)
             continue
@@ -62,4 +111,9 @@ async def _sweep(store: Store, deployment: Deployment) -> None:
 
     for tenant in deployment.tenants:
         if tenant.voice.numbers:
-            await resolve_pending(store, tenant.id)
+            try:
+                await resolve_pending(store, tenant.id)
+            except STORE_ERRORS:
+                raise
+            except Exception:  # a bug here must not stop the timers role
+                log.exception("settling the pending calls of %s failed", tenant.id)

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from ops.faults._supervisor import Supervisor
 from ops.redis_server import RedisServer
+from router.processes import stopped
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Injector:
         slots = [name for name, slot in self.supervisor.slots.items() if slot.role in roles]
         if not slots:
             return
-        while not await _wait(stop, self.rng.expovariate(1 / every_s)):
+        while not await stopped(stop, self.rng.expovariate(1 / every_s)):
             name = self.rng.choice(slots)
             if not self.supervisor.kill(name):
                 continue  # still dead from the last kill: a kill of nothing is not counted
@@ -101,15 +102,6 @@ def _moments(rng: random.Random, times: int, seconds: float) -> list[float]:
     return [width * (i + rng.uniform(0.2, 0.8)) for i in range(times)]
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep; True if `stop` was set meanwhile."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
-
-
 async def _wait_until(stop: asyncio.Event, when: float) -> bool:
     """Sleep until the event loop's time `when`; True if `stop` was set meanwhile."""
-    return await _wait(stop, max(0.0, when - asyncio.get_running_loop().time()))
+    return await stopped(stop, max(0.0, when - asyncio.get_running_loop().time()))

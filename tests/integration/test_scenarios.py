@@ -267,7 +267,15 @@ async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offe
 ):
     world = await make_world(real_store)
     await world.available("amy")
+    # A contact that nothing waits ahead of is offered by its intake call itself, so the
+    # worker can only die between queuing and offering when others wait: here one amy
+    # declined, so she is free while it waits.
     await arrive(world)
+    await route_inbound(world)
+    [declined] = await world.offers("amy")
+    await agents.reject(real_store, world.tenant, "amy", declined["reservation"])
+    assert await world.waiting("support") == [declined["conv"]]
+    await arrive(world, address="+15559870000")  # another customer
 
     class Killed(BaseException):
         """The worker process dies between queuing the contact and offering it."""
@@ -282,14 +290,14 @@ async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offe
     with monkeypatch.context() as patch, pytest.raises(Killed):
         patch.setattr(scripts, "run_pipelined", intake_then_die)
         await route_inbound(world)
-    [queued] = await world.events(events.Queued)
+    [_, queued] = await world.events(events.Queued)
     assert await world.offered("amy") == [], "the dead worker stored the conversation but offered nothing"
 
     # Another worker takes the unacknowledged entry over.
     consumer = routing.consumer(real_store, world.deployment, Settings(consumer="survivor", claim_idle_ms=0))
     assert await consumer.reclaim(world.keys.inbound) == 1
     assert await world.offered("amy") == [queued.conversation]
-    assert len(await world.events(events.Queued)) == 1
+    assert len(await world.events(events.Queued)) == 2
 
 
 async def test_routing_goes_on_after_redis_lost_its_script_cache(real_store):

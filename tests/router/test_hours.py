@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from router import events, intake
+from router import intake
 from router.hours import BusinessHours
 from tests.factories import contact, deployment, world
 
@@ -110,8 +110,7 @@ async def test_an_overflowed_contact_is_offered_to_the_after_hours_team():
 async def test_after_hours_autoreply_answers_on_the_same_channel_and_still_queues():
     w = await world(ALWAYS_CLOSED.format(after_hours='{ action = "autoreply", message = "We open at 8." }'))
     conversation = await w.arrive(channel="sms", address="+1 555 123 0000")
-    rows = await w.store.redis.xrange(w.keys.outbound)
-    [reply] = [events.decode_outbound(fields[b"e"]) for _id, fields in rows]
+    [reply] = await w.outgoing()
     assert (reply.channel, reply.to, reply.body) == ("sms", "+15551230000", "We open at 8.")
     assert reply.automatic
     assert reply.conversation == conversation
