@@ -6,7 +6,10 @@ any capacity it freed is offered again at once.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from router import assign, conversations, events
 from router.config import Tenant
@@ -216,11 +219,47 @@ async def _moved(store: Store, tenant: Tenant, conversation: str, to_agent: str,
     return "queued" if state == "queued" and record.get("queue") == to_queue else ""
 
 
-async def close(store: Store, tenant: Tenant, agent: str, conversation: str, disposition: str) -> None:
-    """Close with a disposition; the agent's slot is freed after the queue's wrap-up time."""
+PROMISE = "promise_to_pay"  # the disposition that carries terms: an amount and a date
+
+
+def promise_terms(amount: str, due: str, today: dt.date) -> dict[str, str]:
+    """A promise to pay's amount (more than 0, cents at most) and date (today or later),
+    checked here so that campaign results and reports can add them up."""
+    try:
+        value = decimal.Decimal(amount.strip().replace(",", ""))
+    except decimal.InvalidOperation:
+        raise AgentError("a promise to pay needs the amount, e.g. 120.50") from None
+    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2 or value >= 10**9:
+        raise AgentError("a promise to pay needs an amount above 0 with at most two decimals")
+    try:
+        when = dt.date.fromisoformat(due.strip())
+    except ValueError:
+        raise AgentError("a promise to pay needs the date it is due, as YYYY-MM-DD") from None
+    if when < today:
+        raise AgentError(f"a promise to pay cannot be due in the past ({when.isoformat()})")
+    return {"promise_amount": f"{value:.2f}", "promise_date": when.isoformat()}
+
+
+async def close(
+    store: Store,
+    tenant: Tenant,
+    agent: str,
+    conversation: str,
+    disposition: str,
+    *,
+    promise_amount: str = "",
+    promise_date: str = "",
+) -> None:
+    """Close with a disposition; the agent's slot is freed after the queue's wrap-up time.
+    A promise to pay needs its amount and date, kept on the conversation."""
     if disposition not in tenant.dispositions:
         raise AgentError(f"disposition must be one of {', '.join(tenant.dispositions)}")
     record = await _held(store, tenant, agent, conversation)
+    if disposition == PROMISE:
+        today = dt.datetime.now(ZoneInfo(tenant.timezone)).date()
+        terms = promise_terms(promise_amount, promise_date, today)
+        # written before the close, so whoever follows the Closed event finds them
+        await store.redis.hset(Keys(tenant.id).conversation(conversation), mapping=terms)
     queue = tenant.queue(record["queue"])
     wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
     keys = Keys(tenant.id)

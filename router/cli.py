@@ -111,6 +111,8 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("args", nargs="*", help="reservation, or conversation [text], or presence")
     agent.add_argument("--tenant", required=True)
     agent.add_argument("--reason", default="")
+    agent.add_argument("--amount", default="", help="close as promise_to_pay: the amount promised")
+    agent.add_argument("--date", default="", help="close as promise_to_pay: the date it is due (YYYY-MM-DD)")
     agent.add_argument("--channel")
     agent.add_argument("--to", help="another address of the customer to reply to")
     agent.add_argument("--subject", default="")
@@ -237,7 +239,9 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
         print(f"transferred: {outcome}")
     elif act == "close":
         conversation = _need(args, 1, "agent close AGENT CONVERSATION --disposition D")[0]
-        await agents.close(store, tenant, who, conversation, a.disposition)
+        await agents.close(
+            store, tenant, who, conversation, a.disposition, promise_amount=a.amount, promise_date=a.date
+        )
         print(f"closed {conversation} ({a.disposition})")
     elif act == "wrapup":
         conversation = _need(args, 1, "agent wrapup AGENT CONVERSATION")[0]

@@ -35,6 +35,10 @@ skills = { support = 1 }
 """
 
 
+# The terms an agent gives when closing as promise_to_pay (required by agents.close).
+PROMISE = {"promise_amount": "120.50", "promise_date": "2099-01-31"}
+
+
 def deployment(text: str) -> Deployment:
     """A deployment from a TOML snippet, checked as a real configuration file is."""
     return parse_deployment(textwrap.dedent(text), "test.toml")

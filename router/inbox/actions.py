@@ -117,7 +117,15 @@ async def _act(request: web.Request, action: str) -> web.Response:
             )
             raise web.HTTPSeeOther("/inbox?done=transferred")
         elif action == "close":
-            await agents.close(store, tenant, agent, conv, form.get("disposition", ""))
+            await agents.close(
+                store,
+                tenant,
+                agent,
+                conv,
+                form.get("disposition", ""),
+                promise_amount=form.get("promise_amount", ""),
+                promise_date=form.get("promise_date", ""),
+            )
             done = "closed"
         elif action == "wrapup":
             await agents.end_wrapup(store, tenant, agent, conv)

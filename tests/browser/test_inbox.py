@@ -84,6 +84,8 @@ async def test_an_sms_is_offered_accepted_answered_transferred_live_and_closed(
         await expect(zoe.locator("#entries")).to_contain_text("Transfer note: meter exchange needed")
         await expect(zoe.locator("#entries")).to_contain_text("An engineer is on the way.")
         await zoe.select_option("#close-form select[name=disposition]", "promise_to_pay")
+        await zoe.fill("#close-form input[name=promise_amount]", "120.50")
+        await zoe.fill("#close-form input[name=promise_date]", "2099-01-31")
         await zoe.click("#close-form button")
         await expect(zoe.locator(".done")).to_have_text("Conversation closed.")
         await expect(zoe.locator("#wrapup-form")).to_be_visible()

@@ -4,7 +4,7 @@ import pytest
 
 from router import agents, conversations, customers, events
 from router.agents import AgentError
-from tests.factories import history_bodies, world
+from tests.factories import PROMISE, history_bodies, world
 
 CENTRE = """
 [[tenants]]
@@ -323,7 +323,7 @@ async def test_only_the_assigned_agent_may_transfer():
 async def test_closing_with_a_disposition_ends_the_conversation_and_frees_the_agent():
     w = await world(CENTRE)
     conversation = await assigned_to_amy(w)
-    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **PROMISE)
     record = await w.conversation(conversation)
     assert (record["state"], record["disposition"]) == ("closed", "promise_to_pay")
     assert (await w.agent("amy"))["load:total"] == "0"
@@ -431,3 +431,32 @@ async def test_closing_an_unanswered_call_leaves_one_an_agent_has_just_accepted(
     await w.accept_offer("amy")  # the accept wins the race with the caller's hang-up
     assert not await conversations.close_unanswered(w.store, "acme", call, "abandoned")
     assert (await w.conversation(call))["state"] == "assigned"
+
+
+@pytest.mark.parametrize(
+    ("amount", "due", "problem"),
+    [
+        ("", "2099-01-31", "needs the amount"),
+        ("-5", "2099-01-31", "above 0"),
+        ("1.005", "2099-01-31", "at most two decimals"),
+        ("120", "", "needs the date"),
+        ("120", "2000-01-01", "cannot be due in the past"),
+    ],
+)
+async def test_a_promise_to_pay_needs_an_amount_and_a_date_to_come(amount, due, problem):
+    w = await world(CENTRE)
+    conversation = await assigned_to_amy(w)
+    with pytest.raises(AgentError, match=problem):
+        await agents.close(
+            w.store, w.tenant, "amy", conversation, "promise_to_pay", promise_amount=amount, promise_date=due
+        )
+    assert (await conversations.get(w.store, "acme", conversation))["state"] == "assigned"
+
+
+async def test_a_promise_to_pay_keeps_its_terms_on_the_conversation():
+    w = await world(CENTRE)
+    conversation = await assigned_to_amy(w)
+    terms = {"promise_amount": "1,200.5", "promise_date": "2099-01-31"}
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **terms)
+    record = await conversations.get(w.store, "acme", conversation)
+    assert (record["promise_amount"], record["promise_date"]) == ("1200.50", "2099-01-31")

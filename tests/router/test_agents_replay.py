@@ -7,7 +7,7 @@ import pytest
 from router import agents, conversations, events, queues
 from router.agents import AgentError
 from router.store import Store
-from tests.factories import World, deployment, world
+from tests.factories import PROMISE, World, deployment, world
 from tests.router.test_agents import CENTRE, assigned_to_amy
 from tests.router.test_store_retries import lose_one_answer
 
@@ -33,7 +33,7 @@ async def test_a_close_whose_answer_was_lost_is_reported_closed():
     conversation = await assigned_to_amy(w)
     with pytest.MonkeyPatch.context() as patch:
         run_twice(patch, w.store, "close")
-        await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+        await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **PROMISE)
     record = await conversations.get(w.store, "acme", conversation)
     assert (record["state"], record["agent"], record["disposition"]) == ("closed", "amy", "promise_to_pay")
     assert len(await kinds(w, events.Closed)) == 1
@@ -46,7 +46,7 @@ async def test_a_close_that_lost_a_race_to_another_disposition_is_refused():
         # a supervisor closed it "resolved" between amy's check and her script
         run_twice(patch, w.store, "close", first_args=lambda args: [args[0], "", "resolved", args[3]])
         with pytest.raises(AgentError, match="already closed"):
-            await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+            await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **PROMISE)
     assert (await conversations.get(w.store, "acme", conversation))["disposition"] == "resolved"
 
 

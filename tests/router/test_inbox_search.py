@@ -11,6 +11,7 @@ import pytest
 
 from router import agents
 from router.inbox import search
+from tests.factories import PROMISE
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 
 
@@ -24,7 +25,8 @@ async def inbox() -> AsyncIterator[Inbox]:
 async def closed_conversation(inbox: Inbox, address: str, body: str, disposition: str, **fields) -> str:
     w = inbox.world
     conversation = await w.assigned_to("amy", address=address, body=body, **fields)
-    await agents.close(w.store, w.tenant, "amy", conversation, disposition)
+    terms = PROMISE if disposition == "promise_to_pay" else {}
+    await agents.close(w.store, w.tenant, "amy", conversation, disposition, **terms)
     await agents.end_wrapup(w.store, w.tenant, "amy", conversation)
     return conversation
 

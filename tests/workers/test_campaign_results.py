@@ -14,7 +14,7 @@ from router import agents, events
 from router.keys import Keys
 from router.web import DEPLOYMENT as DEPLOYMENT_KEY
 from router.web import STORE
-from tests.factories import World, world
+from tests.factories import PROMISE, World, world
 from tests.workers.campaigns import create_campaign
 from workers.campaigns import registry, unsubscribe
 from workers.campaigns.model import Campaign
@@ -152,7 +152,7 @@ async def test_an_agents_disposition_is_counted_and_a_promise_to_pay_converts():
     conversation = await w.arrive(address="+12125550000", body="ok")
     await w.available("amy")
     assert await w.accept_offer("amy") == conversation
-    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **PROMISE)
     await follow(w)
     progress = await registry.progress(w.store, "acme", "dues")
     assert progress.dispositions == {"promise_to_pay": 1} and progress.counts["converted"] == 1
@@ -316,7 +316,7 @@ async def test_the_results_report_per_campaign_and_variant():
     conversation = await w.arrive(address=b_message.to, body="I will pay on Friday")
     await w.available("amy")
     assert await w.accept_offer("amy") == conversation
-    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay")
+    await agents.close(w.store, w.tenant, "amy", conversation, "promise_to_pay", **PROMISE)
     await follow(w)
 
     report = await results_report(w.store, "acme", "dues")
@@ -324,6 +324,7 @@ async def test_the_results_report_per_campaign_and_variant():
     assert (whole.variant, a.variant, b.variant) == ("", "A", "B")
     assert whole.counts["sent"] == 20 == a.counts["sent"] + b.counts["sent"]
     assert (b.counts["replied"], b.counts["converted"], b.dispositions) == (1, 1, {"promise_to_pay": 1})
+    assert (whole.counts["promised_cents"], b.counts["promised_cents"], a.counts["promised_cents"]) == (12050, 12050, 0)
     assert b.conversion_rate == 1 / b.counts["sent"] and a.conversion_rate == 0.0
     assert whole.dispositions == {"promise_to_pay": 1} and whole.conversion_rate == 1 / 20
     assert report.dispositions == ["promise_to_pay", "paid", "disputed", "wrong_number", "not_interested"]
@@ -332,8 +333,8 @@ async def test_the_results_report_per_campaign_and_variant():
     write_csv(report, out)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
-        "campaign,variant,share,sent,delivered,failed,suppressed,replied,converted,conversion_rate,"
+        "campaign,variant,share,sent,delivered,failed,suppressed,replied,converted,promised,conversion_rate,"
         "promise_to_pay,paid,disputed,wrong_number,not_interested"
     )
-    assert lines[1] == "dues,all,100,20,0,0,0,1,1,0.0500,1,0,0,0,0"
-    assert lines[3].startswith(f"dues,B,50,{b.counts['sent']},0,0,0,1,1,")
+    assert lines[1] == "dues,all,100,20,0,0,0,1,1,120.50,0.0500,1,0,0,0,0"
+    assert lines[3].startswith(f"dues,B,50,{b.counts['sent']},0,0,0,1,1,120.50,")

@@ -190,12 +190,12 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         print(f"wrote {len(report.rows)} rows to {csv_file}")
         return
     print(f"campaign {report.campaign} of {report.tenant} ({report.kind}): {report.state}")
-    columns = [*results.REPORTED, "conversion", *report.dispositions]
+    columns = [*(results.LABELS.get(k, k) for k in results.REPORTED), "conversion", *report.dispositions]
     widths = [max(len(c), 8) for c in columns]
     print(f"{'variant':<10}{'share':>6}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     for row in report.rows:
         values = [
-            *(f"{row.counts[k]:,}" for k in results.REPORTED),
+            *(results.shown(k, row.counts[k]) for k in results.REPORTED),
             f"{row.conversion_rate:.1%}",
             *(f"{row.dispositions.get(d, 0):,}" for d in report.dispositions),
         ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import decimal
 import json
 import logging
 from typing import TextIO
@@ -24,6 +25,7 @@ from typing import TextIO
 import msgspec
 
 from router import bus, events
+from router.agents import PROMISE
 from router.config import Deployment, Settings
 from router.keys import CAMPAIGNS_GROUP, Keys, shard_of
 from router.store import Store, text
@@ -134,7 +136,9 @@ class Results:
         if campaign is not None:
             await self._once(tenant, campaign, seq, "replied")
 
-    async def _once(self, tenant: str, campaign: Campaign, seq: int, counter: str) -> bool:
+    async def _once(
+        self, tenant: str, campaign: Campaign, seq: int, counter: str, by: int = 1, flag: str = "1"
+    ) -> bool:
         """Count something once per recipient (a flag beside its status); True the first time."""
         keys = Keys(tenant)
         first = await campaign_scripts.get(self.store).once(
@@ -145,6 +149,8 @@ class Results:
                 f"{seq}:{counter}",
                 counter,
                 variant_prefix(campaign.variant_of(seq)),
+                by,
+                flag,
             ],
         )
         return bool(first)
@@ -162,6 +168,13 @@ class Results:
         if disposition and await self._once(tenant, campaign, seq, f"disposition:{disposition}"):
             if disposition in CONVERTED[campaign.kind]:
                 await self._once(tenant, campaign, seq, "converted")
+        if disposition == PROMISE:  # the amount promised adds up per campaign and variant
+            amount, due = await self.store.redis.hmget(
+                keys.conversation(event.conversation), "promise_amount", "promise_date"
+            )
+            if amount:
+                cents = int(decimal.Decimal(text(amount)) * 100)
+                await self._once(tenant, campaign, seq, "promised_cents", cents, f"{text(amount)} {text(due or b'')}")
         if campaign.kind != "collections":
             return
         record = await self.store.redis.hmget(keys.conversation(event.conversation), "customer", "campaign_context")
@@ -179,7 +192,13 @@ class Results:
             await pipe.execute()
 
 
-REPORTED = ("sent", "delivered", "failed", "suppressed", "replied", "converted")
+REPORTED = ("sent", "delivered", "failed", "suppressed", "replied", "converted", "promised_cents")
+LABELS = {"promised_cents": "promised"}  # a column's name where it differs from the counter's
+
+
+def shown(counter: str, value: int) -> str:
+    """A counter as a report shows it: promised money in units with cents, the rest as counts."""
+    return f"{value / 100:.2f}" if counter == "promised_cents" else str(value)
 
 
 class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -247,14 +266,15 @@ async def report(store: Store, tenant: str, campaign_id: str) -> Report:
 def write_csv(result: Report, out: TextIO) -> None:
     """The report as CSV: one row for the campaign ("all"), then one per variant."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["campaign", "variant", "share", *REPORTED, "conversion_rate", *result.dispositions])
+    labels = [LABELS.get(k, k) for k in REPORTED]
+    writer.writerow(["campaign", "variant", "share", *labels, "conversion_rate", *result.dispositions])
     for row in result.rows:
         writer.writerow(
             [
                 result.campaign,
                 row.variant or "all",
                 row.share,
-                *(row.counts[k] for k in REPORTED),
+                *(shown(k, row.counts[k]) for k in REPORTED),
                 f"{row.conversion_rate:.4f}",
                 *(row.dispositions.get(d, 0) for d in result.dispositions),
             ]

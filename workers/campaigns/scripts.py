@@ -246,11 +246,13 @@ return 1
 """
 
 # Count something once per recipient: a flag beside its status, then the counter.
-# ARGV: status key, stats key, flag field, counter, the A/B variant's counter prefix or "".
+# ARGV: status key, stats key, flag field, counter, the A/B variant's counter prefix or "",
+# and optionally how much to add (default 1: a promise adds its cents) and the flag's value.
 ONCE = """
-if redis.call("HSETNX", ARGV[1], ARGV[3], "1") == 0 then return 0 end
-redis.call("HINCRBY", ARGV[2], ARGV[4], 1)
-if ARGV[5] ~= "" then redis.call("HINCRBY", ARGV[2], ARGV[5] .. ARGV[4], 1) end
+if redis.call("HSETNX", ARGV[1], ARGV[3], ARGV[7] or "1") == 0 then return 0 end
+local by = tonumber(ARGV[6] or "1")
+redis.call("HINCRBY", ARGV[2], ARGV[4], by)
+if ARGV[5] ~= "" then redis.call("HINCRBY", ARGV[2], ARGV[5] .. ARGV[4], by) end
 return 1
 """
 
