@@ -1,7 +1,7 @@
 -- A provider's report on a message we sent, for any channel that reports by a
--- reference we recorded (`provider:<ref>` -> our message id): an email bounce
--- or DSN, a fax gateway's confirmation or failure mail, a campaign call's status
--- (sms_status.lua is this script with the channel fixed to "sms"). Atomic: the lookup by
+-- reference we recorded (`provider:<ref>` -> our message id): an SMS status
+-- callback, an email bounce or DSN, a fax gateway's confirmation or failure mail,
+-- a campaign call's status. Atomic: the lookup by
 -- reference, the order check, the update and its event are one step, so two
 -- reports racing each other (a retried SMTP delivery, a late confirmation after
 -- a failure) can never move a status back or count twice.

@@ -1,10 +1,16 @@
--- Shared by every routing script (prepended by router/scripts.py).
+-- Shared by the routing scripts: router/scripts.py prepends to each script the
+-- blocks of this file (separated by blank lines) that define a name the script
+-- uses, directly or through another block, so a call defines only the helpers
+-- it needs (each local function is a closure made anew on every call).
 -- KEYS[1] is always the shard's base key "cr:{tenant}": every key a script
 -- touches starts with it, so all of them live in one cluster slot and each
 -- script is one atomic decision on one Redis node.
 local B = KEYS[1]
+
 local TENANT = string.match(B, "{(.-)}")
+
 local CHANNELS = {"voice", "sms", "email", "fax", "webchat", "telegram"}
+
 local unpack = unpack or table.unpack
 
 -- Numbers passed to redis.call are formatted with 14 significant digits by
@@ -19,54 +25,54 @@ local function now_ms()
 end
 local NOW = now_ms()
 
--- MessagePack encoding of a flat map (strings, integers, booleans): Redis has
--- cmsgpack but the embedded store does not, so the scripts carry their own.
-local function mp_str(s)
-  local n = #s
-  if n < 32 then return string.char(0xa0 + n) .. s end
-  if n < 256 then return string.char(0xd9, n) .. s end
-  if n < 65536 then return string.char(0xda, math.floor(n / 256), n % 256) .. s end
-  return string.char(0xdb, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
-    math.floor(n / 256) % 256, n % 256) .. s
-end
+-- Events go on the stream as MessagePack: Redis's built-in cmsgpack, or, in
+-- the embedded store, which has none, this encoder of a flat map (strings,
+-- integers, booleans), defined only there.
+local pack = type(cmsgpack) == "table" and cmsgpack.pack
+if not pack then
+  local function mp_str(s)
+    local n = #s
+    if n < 32 then return string.char(0xa0 + n) .. s end
+    if n < 256 then return string.char(0xd9, n) .. s end
+    if n < 65536 then return string.char(0xda, math.floor(n / 256), n % 256) .. s end
+    return string.char(0xdb, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+      math.floor(n / 256) % 256, n % 256) .. s
+  end
 
-local function mp_int(v)
-  v = math.floor(v)
-  if v >= 0 and v < 128 then return string.char(v) end
-  if v < 0 and v >= -32 then return string.char(256 + v) end
-  if v < 0 then
-    v = 4294967296 + v  -- int32, two's complement
-    return string.char(0xd2, math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256,
-      math.floor(v / 256) % 256, v % 256)
+  local function mp_int(v)
+    v = math.floor(v)
+    if v >= 0 and v < 128 then return string.char(v) end
+    if v < 0 and v >= -32 then return string.char(256 + v) end
+    if v < 0 then
+      v = 4294967296 + v  -- int32, two's complement
+      return string.char(0xd2, math.floor(v / 16777216) % 256, math.floor(v / 65536) % 256,
+        math.floor(v / 256) % 256, v % 256)
+    end
+    local bytes = {}
+    for i = 8, 1, -1 do
+      bytes[i] = v % 256
+      v = math.floor(v / 256)
+    end
+    return string.char(0xcf, unpack(bytes))
   end
-  local bytes = {}
-  for i = 8, 1, -1 do
-    bytes[i] = v % 256
-    v = math.floor(v / 256)
-  end
-  return string.char(0xcf, unpack(bytes))
-end
 
-local function mp_map(t)
-  local parts, n = {}, 0
-  for k, v in pairs(t) do
-    n = n + 1
-    parts[#parts + 1] = mp_str(k)
-    local kind = type(v)
-    if kind == "number" then parts[#parts + 1] = mp_int(v)
-    elseif kind == "boolean" then parts[#parts + 1] = v and string.char(0xc3) or string.char(0xc2)
-    else parts[#parts + 1] = mp_str(tostring(v)) end
+  pack = function(t)
+    local parts, n = {}, 0
+    for k, v in pairs(t) do
+      n = n + 1
+      parts[#parts + 1] = mp_str(k)
+      local kind = type(v)
+      if kind == "number" then parts[#parts + 1] = mp_int(v)
+      elseif kind == "boolean" then parts[#parts + 1] = v and string.char(0xc3) or string.char(0xc2)
+      else parts[#parts + 1] = mp_str(tostring(v)) end
+    end
+    local head
+    if n < 16 then head = string.char(0x80 + n) else head = string.char(0xde, math.floor(n / 256), n % 256) end
+    return head .. table.concat(parts)
   end
-  local head
-  if n < 16 then head = string.char(0x80 + n) else head = string.char(0xde, math.floor(n / 256), n % 256) end
-  return head .. table.concat(parts)
 end
 
 -- Append a state event to the shard's events stream (the audit trail).
--- Redis's built-in cmsgpack is used when present (it is faster); the
--- embedded store has none and uses mp_map.
-local pack = (type(cmsgpack) == "table" and cmsgpack.pack) or mp_map
-
 local function emit(event)
   event.tenant = TENANT
   event.occurred_at = NOW
@@ -114,26 +120,21 @@ local function refresh_ready(agent)
   end
 end
 
--- Take one unit of an agent's capacity for an offer; returns the new loads.
+-- Take one unit of an agent's capacity for an offer. Then they leave the
+-- ready sets they have no room left in, and in the others rank as busy (after
+-- idle agents, by this offer): the same outcome as refresh_ready for an agent
+-- who was ready, from one read of the fields that decide it (this runs on every
+-- offer).
 local function take_slot(agent, channel)
   local a = B .. ":agent:" .. agent
-  local ch_load = redis.call("HINCRBY", a, "load:" .. channel, 1)
-  local total = redis.call("HINCRBY", a, "load:total", 1)
-  redis.call("HSET", a, "last_offer", S(NOW))
-  return ch_load, total
-end
-
--- After an offer took a slot of a ready agent: they leave the ready sets they
--- have no room left in, and in the others rank as busy (after idle agents, by
--- this offer). The same outcome as refresh_ready for an agent who was ready,
--- without reading their whole record: this runs on every offer.
-local function after_offer(agent, channel, ch_load, total)
-  local f = redis.call("HMGET", B .. ":agent:" .. agent, "cap:" .. channel, "cap:total", "exclusive_voice")
-  local blocked = total >= tonumber(f[2] or 0) or (channel == "voice" and f[3] == "1")
+  local f = redis.call("HMGET", a, "load:" .. channel, "load:total", "cap:" .. channel, "cap:total", "exclusive_voice")
+  local ch_load, total = tonumber(f[1] or 0) + 1, tonumber(f[2] or 0) + 1
+  redis.call("HSET", a, "load:" .. channel, S(ch_load), "load:total", S(total), "last_offer", S(NOW))
+  local blocked = total >= tonumber(f[4] or 0) or (channel == "voice" and f[5] == "1")
   local score = S(1e13 + NOW)
   for _, ch in ipairs(CHANNELS) do
     local key = B .. ":ready:" .. ch
-    if blocked or (ch == channel and ch_load >= tonumber(f[1] or 0)) then
+    if blocked or (ch == channel and ch_load >= tonumber(f[3] or 0)) then
       redis.call("ZREM", key, agent)
     else
       redis.call("ZADD", key, "XX", score, agent)  -- only where they are ready already
@@ -159,6 +160,7 @@ end
 local DECLINE_MS = 120000
 
 local function declined_recently(conv, agent)
+  if not conv then return false end  -- a conversation no agent has been offered yet
   local at = redis.call("ZSCORE", B .. ":conv:" .. conv .. ":declined", agent)
   return at and (NOW - tonumber(at)) < DECLINE_MS
 end
@@ -189,7 +191,8 @@ local function waiting_heads(queue, channel, limit, agent, out)
     if #page == 0 then break end
     for i = 1, #page, 2 do
       local conv = page[i]
-      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level", "channel", "state")
+      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level", "channel", "state",
+        "attempts")
       local holder = held_for(conv, f[1], f[2])
       local usable
       if agent then
@@ -201,11 +204,57 @@ local function waiting_heads(queue, channel, limit, agent, out)
       if usable and found < limit then
         found = found + 1
         out[#out + 1] = {conv = conv, score = tonumber(page[i + 1]), queue = queue, holder = holder,
-          level = f[3] or "0", channel = f[4], state = f[5]}
+          level = f[3] or "0", channel = f[4], state = f[5], attempts = tonumber(f[6] or 0)}
       end
     end
     offset = offset + limit
   end
+end
+
+-- The agent to offer a queue's conversation to, and whether any ready agent
+-- belongs to the queue at this level (if none does, no later conversation of
+-- the same channel and level can be placed in the same call either: offers only
+-- remove agents from the ready sets). `q` is the queue's configuration.
+local RANKED = {least_occupied = true, round_robin = true, proficiency = true}
+
+local function pick(q, queue, conv, channel, level, holder)
+  local members = B .. ":q:" .. queue .. ":m:" .. level
+  local ready = B .. ":ready:" .. channel
+  if holder then
+    -- held for one agent (sticky): only they may take it, when they are ready
+    if redis.call("ZSCORE", ready, holder) and redis.call("ZSCORE", members, holder) then return holder, true end
+    return nil, true
+  end
+  local ranked = RANKED[q.strategy]
+  local any_member, best, best_value = false, nil, nil
+  -- the ready set is ordered by idle time: longest idle reads only until the
+  -- first eligible agent, a page at a time (the first agent alone, who is
+  -- usually the one; then 16 at a time)
+  local offset, size = 0, ranked and 16 or 1
+  while true do
+    local page = redis.call("ZRANGE", ready, offset, offset + size - 1)
+    if #page == 0 then break end
+    for _, agent in ipairs(page) do
+      if redis.call("ZSCORE", members, agent) then
+        any_member = true
+        if not declined_recently(conv, agent) then
+          if not ranked then return agent, true end
+          local value
+          if q.strategy == "least_occupied" then
+            local f = redis.call("HMGET", B .. ":agent:" .. agent, "load:total", "cap:total")
+            value = tonumber(f[1] or 0) / math.max(tonumber(f[2] or 1), 1)
+          elseif q.strategy == "round_robin" then
+            value = tonumber(redis.call("HGET", B .. ":agent:" .. agent, "last_offer") or 0)
+          else
+            value = -tonumber(redis.call("ZSCORE", members, agent))
+          end
+          if best == nil or value < best_value then best, best_value = agent, value end
+        end
+      end
+    end
+    offset, size = offset + size, 16
+  end
+  return best, any_member
 end
 
 -- A queue's waiting set holds its whole order (what supervisors see); one set
@@ -216,23 +265,29 @@ local function unwait(queue, conv, channel)
   if channel then redis.call("ZREM", B .. ":q:" .. queue .. ":wait:" .. channel, conv) end
 end
 
--- Offer a conversation to an agent: the reservation takes capacity at once,
--- so no other router can hand the agent more than its capacity.
-local function reserve(conv, agent, queue, channel, timeout_ms)
-  local c = B .. ":conv:" .. conv
-  local n = redis.call("HINCRBY", c, "attempts", 1)
-  local res = conv .. "." .. n
+-- The reservation `res` of a conversation for an agent, offered now: it takes
+-- capacity at once, so no other router can hand the agent more than its
+-- capacity. The conversation's own record is the caller's to update.
+local function offer(conv, res, agent, queue, channel, timeout_ms)
   local expires = NOW + timeout_ms
   redis.call("HSET", B .. ":res:" .. res, "conv", conv, "agent", agent, "queue", queue,
     "channel", channel, "state", "pending", "created_at", S(NOW), "expires_at", S(expires))
-  local ch_load, total = take_slot(agent, channel)
+  take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
-  after_offer(agent, channel, ch_load, total)
-  unwait(queue, conv, channel)
-  redis.call("HSET", c, "state", "reserved", "agent", agent, "reservation", res)
   redis.call("ZADD", B .. ":timers", S(expires), "res:" .. res)
   emit({type = "reserved", conversation = conv, channel = channel, reservation = res,
     agent = agent, queue = queue, expires_at = expires})
+end
+
+-- Offer a waiting conversation to an agent. `attempts`, when the caller read
+-- it in this call, saves reading it again.
+local function reserve(conv, agent, queue, channel, timeout_ms, attempts)
+  local c = B .. ":conv:" .. conv
+  local n = (attempts or tonumber(redis.call("HGET", c, "attempts") or 0)) + 1
+  local res = conv .. "." .. n
+  unwait(queue, conv, channel)
+  redis.call("HSET", c, "attempts", S(n), "state", "reserved", "agent", agent, "reservation", res)
+  offer(conv, res, agent, queue, channel, timeout_ms)
   return res
 end
 
