@@ -7,7 +7,7 @@ import logging
 
 import msgspec
 
-from router import assign, events, scripts
+from router import assign, bus, events, scripts
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
@@ -123,7 +123,7 @@ async def _auto_reply(
     if contact.metadata.get("auto_submitted"):  # never answer an automatic message
         return
     message = events.OutboundMessage(
-        id=events.new_id(),
+        id=f"{contact.id}.autoreply",  # one per contact, whoever runs this again
         tenant=tenant.id,
         channel=contact.channel,
         to=normalise(contact.channel, contact.address),
@@ -132,4 +132,5 @@ async def _auto_reply(
         body=tenant.queue(queue_id).after_hours.message,
         automatic=True,
     )
-    await store.redis.xadd(Keys(tenant.id).outbound, {"e": events.encode(message)})
+    # A command replayed after a lost answer, or a redelivered batch, appends nothing twice.
+    await bus.publish(store, Keys(tenant.id).outbound, message, dedup=f"autoreply:{contact.id}")

@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from router import intake
+from router import events, intake
 from router.hours import BusinessHours
 from tests.factories import contact, deployment, world
 
@@ -129,3 +129,14 @@ async def test_after_hours_autoreply_is_sent_once_per_conversation():
     second = await w.arrive(body="anyone there?")
     assert first == second
     assert await w.store.redis.xlen(w.keys.outbound) == 1
+
+
+async def test_an_after_hours_autoreply_replayed_for_the_same_contact_is_queued_once():
+    w = await world(ALWAYS_CLOSED.format(after_hours='{ action = "autoreply" }'))
+    conversation = await w.arrive(body="hello?")
+    [contact_id] = [e.message for e in await w.events(events.MessageAdded)]
+    item = contact(id=contact_id, body="hello?")
+    # the store's client sends a command again when its answer was lost
+    await intake._auto_reply(w.store, w.tenant, item, conversation, "front")
+    [reply] = await w.outgoing()
+    assert reply.id == f"{contact_id}.autoreply"
