@@ -141,9 +141,10 @@ class Hub:
     async def close(self) -> None:
         for task in self.followers.values():
             task.cancel()
-        for task in list(self.followers.values()):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # A read blocked inside the client can be slow to notice the cancel: never hold the
+        # web process's shutdown for it.
+        if self.followers:
+            await asyncio.wait(list(self.followers.values()), timeout=2.0)
         self.followers.clear()
 
 
