@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import msgspec
-from redis.exceptions import WatchError
 
 from router import assign, events
 from router.customers import identity
@@ -15,7 +11,6 @@ from router.store import Store, text
 
 SEEN_TTL_S = 7 * 24 * 3600  # how long an idempotency key is remembered
 LOST_ANSWER_TTL_S = 3600  # a keyless write's marker only has to outlive the client's retry
-ONCE_ATTEMPTS = 5
 
 
 class NotFound(LookupError):
@@ -61,13 +56,8 @@ async def add_note(
     )
     keys = Keys(tenant)
     encoded = msgspec.msgpack.encode(entry)
-    first = await _once(
-        store,
-        keys.seen("note", f"{conversation}:{idempotency_key or entry.id}"),
-        encoded,
-        lambda pipe: pipe.rpush(keys.conversation_log(conversation), encoded),
-        keyed=bool(idempotency_key),
-    )
+    seen = keys.seen("note", f"{conversation}:{idempotency_key or entry.id}")
+    first = await _record_once(store, keys, conversation, seen, encoded, encoded, keyed=bool(idempotency_key))
     return events.decode_history(first)
 
 
@@ -141,50 +131,58 @@ async def send_reply(
         agent=agent,
     )
 
-    def record(pipe: Any) -> None:
-        pipe.rpush(keys.conversation_log(conversation), msgspec.msgpack.encode(entry))
-        pipe.hset(keys.conversation(conversation), "last_reply_at", str(message.occurred_at))
-        pipe.hsetnx(keys.conversation(conversation), "first_response_at", str(message.occurred_at))
-        pipe.xadd(keys.outbound, {"e": payload})
-        pipe.xadd(keys.events, {"e": events.encode(added)})
-
     # Without a key the marker is the message's own id: it still tells a lost answer
-    # (recorded: return it) from a transaction that never ran (run it again).
+    # (recorded: return it) from a first run, when the client sends the script again.
     seen = keys.seen("reply", f"{conversation}:{idempotency_key or message.id}")
-    first = await _once(store, seen, payload, record, keyed=bool(idempotency_key))
+    first = await _record_once(
+        store,
+        keys,
+        conversation,
+        seen,
+        payload,
+        msgspec.msgpack.encode(entry),
+        keyed=bool(idempotency_key),
+        reply_at=str(message.occurred_at),
+        outbound=payload,
+        added=events.encode(added),
+    )
     return events.decode_outbound(first)
 
 
-async def _once(store: Store, seen: str, value: bytes, write: Callable[[Any], object], *, keyed: bool) -> bytes:
-    """Run `write`'s commands in one MULTI/EXEC that also sets the marker `seen` to
-    `value`, unless the marker exists; returns the marker's value (ours, or the first
-    run's). The ingest script's pattern (a marker set in the step it guards), as a
-    transaction.
+async def _record_once(
+    store: Store,
+    keys: Keys,
+    conversation: str,
+    seen: str,
+    value: bytes,
+    entry: bytes,
+    *,
+    keyed: bool,
+    reply_at: str = "",
+    outbound: bytes = b"",
+    added: bytes = b"",
+) -> bytes:
+    """Add `entry` to the history (and, given `reply_at`, queue the reply) in one script
+    that also sets the marker `seen` to `value`, unless the marker exists; returns the
+    marker's value (ours, or the first run's).
 
-    Why WATCH: the store's client sends a transaction again when the connection dropped,
-    and if EXEC had run and only its answer was lost, everything in it would be recorded
-    twice (a reply sent twice). Watching the marker makes redis-py raise WatchError
-    instead of resending; the marker then tells whether EXEC ran.
+    The store's client sends a command again when the connection dropped; had the first
+    run happened and only its answer been lost, the marker set in the same step makes
+    the second run add nothing (a reply sent twice) and return the first's value.
     """
-    for _attempt in range(ONCE_ATTEMPTS):
-        try:
-            async with store.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(seen)
-                if keyed:  # a fresh id's marker cannot exist yet: skip the round trip
-                    first = await pipe.get(seen)
-                    if first is not None:
-                        return first
-                pipe.multi()
-                pipe.set(seen, value, ex=SEEN_TTL_S if keyed else LOST_ANSWER_TTL_S)
-                write(pipe)
-                await pipe.execute()
-                return value
-        except WatchError:
-            # A dropped connection (EXEC ran or not) or a concurrent retry with the same key.
-            first = await store.redis.get(seen)
-            if first is not None:
-                return first
-    raise WatchError(f"{seen}: the connection dropped on each of {ONCE_ATTEMPTS} attempts")
+    ttl = SEEN_TTL_S if keyed else LOST_ANSWER_TTL_S
+    _wrote, first = await store.scripts.record_once(
+        keys=[
+            keys.base,
+            seen,
+            keys.conversation_log(conversation),
+            keys.conversation(conversation),
+            keys.outbound,
+            keys.events,
+        ],
+        args=[value, ttl, entry, reply_at, outbound, added],
+    )
+    return first
 
 
 async def close_unanswered(store: Store, tenant: str, conversation: str, disposition: str) -> bool:

@@ -34,6 +34,7 @@ NAMES = (
     "delivery_status",
     "voice_callback",
     "mark_requested",
+    "record_once",
 )
 
 
