@@ -76,23 +76,27 @@ async def work(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]
 
 
 async def _respond(store: Store, tenant: Tenant, agent: str, reservation: str, action: str) -> str:
+    """Returns the conversation's kind."""
     _known(tenant, agent)
-    state, _queue, _holder = await assign.respond(
+    state, _queue, _holder, kind = await assign.respond(
         store, tenant.id, reservation, action, agent, tenant.max_missed_offers
     )
     expected = {"accept": "accepted", "reject": "rejected"}[action]
     if state != expected:
         raise AgentError(f"reservation {reservation} is {state.replace('_', ' ')}")
-    return state
+    return kind
 
 
 async def accept(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:
-    await _respond(store, tenant, agent, reservation, "accept")
+    kind = await _respond(store, tenant, agent, reservation, "accept")
     # A callback is dialled now, agent first. A repeated accept of the same offer
     # gets here again and queues nothing more (it completes one cut short).
+    # Any other kind of conversation: no reads of dial_back's own on every accept.
     from channels.voice.callbacks import dial_back  # the voice channel places the call
+    from channels.voice.dialer import CALLBACK
 
-    await dial_back(store, tenant, agent, reservation)
+    if kind == CALLBACK:
+        await dial_back(store, tenant, agent, reservation)
 
 
 async def reject(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:

@@ -27,15 +27,16 @@ async def assign_agent(store: Store, tenant: str, agent: str) -> int:
 
 async def respond(
     store: Store, tenant: str, reservation: str, action: str, agent: str, max_missed: int
-) -> tuple[str, str, str]:
-    """Accept, reject or time out a reservation; returns (state, queue, agent).
+) -> tuple[str, str, str, str]:
+    """Accept, reject or time out a reservation; returns (state, queue, agent, the
+    conversation's kind: message, call, callback, voicemail).
 
     The state is the reservation's state after the call: a second answer to the
     same offer gets the first answer's state back and changes nothing.
     """
     keys = Keys(tenant)
-    state, queue, holder = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
-    state, queue, holder = text(state), text(queue), text(holder)
+    reply = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
+    state, queue, holder, kind = (text(value) for value in reply)
     if state in ("rejected", "timed_out") and action != "accept":
         if action == "timeout" and await store.redis.hget(keys.agent(holder), "presence") == b"away":
             # Set away for missed offers: hand back the offers they still hold
@@ -45,7 +46,7 @@ async def respond(
         # The conversation is waiting again and the agent may have room.
         await assign_queue(store, tenant, queue)
         await assign_agent(store, tenant, holder)
-    return state, queue, holder
+    return state, queue, holder, kind
 
 
 async def pending_offers(store: Store, tenant: str, agent: str) -> list[str]:

@@ -2,14 +2,17 @@
 -- running out (timeout). Only a pending reservation can change, so a late
 -- accept after a timeout, or a timer firing twice, has no effect.
 -- ARGV: reservation, action, agent ("" for the timer), max missed offers.
+-- Returns {state, queue, agent, the conversation's kind}: whoever accepts learns
+-- here whether it is a callback to dial, with no read of its own.
 local res, action, by, max_missed = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if action == "timeout" then redis.call("ZREM", B .. ":timers", "res:" .. res) end
 local r = hgetall(B .. ":res:" .. res)
-if not r.state then return {"unknown", "", ""} end
-if by ~= "" and by ~= r.agent then return {"not_yours", r.queue, r.agent} end
-if r.state ~= "pending" then return {r.state, r.queue, r.agent} end
+if not r.state then return {"unknown", "", "", ""} end
+if by ~= "" and by ~= r.agent then return {"not_yours", r.queue, r.agent, ""} end
 local conv, agent, queue, channel = r.conv, r.agent, r.queue, r.channel
 local c = B .. ":conv:" .. conv
+local kind = redis.call("HGET", c, "kind") or ""
+if r.state ~= "pending" then return {r.state, queue, agent, kind} end
 local a = B .. ":agent:" .. agent
 redis.call("ZREM", B .. ":timers", "res:" .. res)
 
@@ -25,7 +28,7 @@ if action == "accept" then
   end
   emit({type = "accepted", conversation = conv, channel = channel, reservation = res,
     agent = agent, queue = queue, waited_ms = NOW - enqueued_at})
-  return {"accepted", queue, agent}
+  return {"accepted", queue, agent, kind}
 end
 
 -- reject or timeout: give the capacity back and put the conversation back in
@@ -51,4 +54,4 @@ else
     emit({type = "presence", agent = agent, presence = "away", reason = "missed offers"})
   end
 end
-return {state, queue, agent}
+return {state, queue, agent, kind}
