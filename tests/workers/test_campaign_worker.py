@@ -2,7 +2,6 @@
 
 import asyncio
 import datetime as dt
-import io
 
 import pytest
 
@@ -10,7 +9,7 @@ from channels.sms import optout
 from router.keys import Keys
 from tests.factories import world
 from tests.workers import campaigns
-from workers.campaigns import audience, registry
+from workers.campaigns import registry
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.model import CampaignError, parse_campaign
 from workers.campaigns.worker import CampaignWorker
@@ -69,6 +68,16 @@ async def launched(w, csv_text: str, text: str | None = None):
 def worker(w, **kwargs) -> CampaignWorker:
     kwargs.setdefault("clock", lambda: NOON_NY)
     return CampaignWorker(w.store, w.deployment, **kwargs)
+
+
+DAY_MS = 86_400_000
+NOON_NY_MS = int(NOON_NY.timestamp() * 1000)
+
+
+async def earlier_attempts(w, channel: str, subject: str, *, count: int, days_ago: int) -> None:
+    """`count` attempts on `subject` an hour apart, the first `days_ago` days before NOON_NY."""
+    attempts = {f"old-{i}": NOON_NY_MS - days_ago * DAY_MS + i * 3_600_000 for i in range(count)}
+    await w.store.redis.zadd(KEYS.contact_attempts(channel, subject), attempts)
 
 
 async def drain(*workers: CampaignWorker) -> None:
@@ -218,6 +227,21 @@ async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
     assert len(await w.outgoing()) == 3
 
 
+async def test_settling_a_batch_in_one_call_leaves_a_recipient_sent_meanwhile_alone():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(3))
+    status, due, stats = KEYS.campaign_status("spring"), KEYS.campaign_due("spring"), KEYS.campaign_stats("spring")
+    await w.store.redis.hset(status, "2", "sent:1:sms")  # another worker's send got there first
+    settle = campaign_scripts.get(w.store).settle
+    args = [status, due, stats, 1, "later", 5, "rescheduled", 2, "final", "skipped:x", "skipped"]
+    args += [3, "final", "skipped:no_window", "skipped"]
+    assert await settle(keys=[KEYS.base], args=args) == 2
+    assert await w.store.redis.hmget(status, ["1", "2", "3"]) == [None, b"sent:1:sms", b"skipped:no_window"]
+    assert await w.store.redis.zrange(due, 0, -1, withscores=True) == [(b"1", 5.0)]
+    counts = await w.store.redis.hmget(stats, ["rescheduled", "skipped"])
+    assert counts == [b"1", b"1"]
+
+
 async def test_pacing_spends_no_more_than_the_bucket_holds():
     w = await world(DEPLOYMENT)
     await launched(w, people(20), definition(pacing="{ per_minute = 60, burst = 5 }"))
@@ -229,24 +253,19 @@ async def test_pacing_spends_no_more_than_the_bucket_holds():
 
 async def test_collections_calls_stop_at_seven_per_debt_in_seven_days():
     w = await world(DEPLOYMENT)
-    now_ms = int(NOON_NY.timestamp() * 1000)
-    day = 86_400_000
-    attempts = {f"old-{i}": now_ms - 6 * day + i * 3_600_000 for i in range(7)}
-    await w.store.redis.zadd(KEYS.contact_attempts("voice", "debt:A-0"), attempts)
+    await earlier_attempts(w, "voice", "debt:A-0", count=7, days_ago=6)
     await launched(w, people(2), definition(channel="voice"))
     await drain(worker(w))
     assert [m.to for m in await w.outgoing()] == ["+12125550001"]  # A-1 is free; A-0 waits
     [(seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
-    assert seq == b"1" and due >= now_ms + day  # until the oldest call is seven days old
+    assert seq == b"1" and due >= NOON_NY_MS + DAY_MS  # until the oldest call is seven days old
 
 
 async def test_email_campaigns_carry_one_click_unsubscribe_headers():
     w = await world(DEPLOYMENT)
-    text = definition(kind="cross_sell", channel="email")
-    campaign = parse_campaign(text)
-    await registry.create(w.store, w.deployment, campaign)
-    await audience.import_csv(w.store, campaign, io.StringIO("email,name,balance,account\nj@example.com,J,1,A\n"))
-    await registry.change(w.store, "acme", "spring", "launch")
+    await launched(
+        w, "email,name,balance,account\nj@example.com,J,1,A\n", definition(kind="cross_sell", channel="email")
+    )
     await drain(worker(w, public_url="https://cc.example"))
     [message] = await w.outgoing()
     assert message.subject == "About account A"
@@ -335,15 +354,12 @@ async def test_a_short_cap_never_cuts_short_the_history_a_longer_one_counts():
 
 async def test_a_collections_text_cap_of_three_in_seven_days_holds_the_fourth_text():
     w = await world(DEPLOYMENT)
-    now_ms = int(NOON_NY.timestamp() * 1000)
-    day = 86_400_000
-    texts = {f"old-{i}": now_ms - 5 * day + i * 3_600_000 for i in range(3)}
-    await w.store.redis.zadd(KEYS.contact_attempts("sms", "debt:A-0"), texts)
+    await earlier_attempts(w, "sms", "debt:A-0", count=3, days_ago=5)
     await launched(w, people(2), definition() + '[[caps]]\nchannel = "sms"\nmax = 3\ndays = 7\n')
     await drain(worker(w))
     assert [m.to for m in await w.outgoing()] == ["+12125550001"]
     [(seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
-    assert seq == b"1" and due >= now_ms + 2 * day  # until the first of the three is seven days old
+    assert seq == b"1" and due >= NOON_NY_MS + 2 * DAY_MS  # until the first of the three is seven days old
 
 
 def voice(machine: str) -> str:

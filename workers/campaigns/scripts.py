@@ -151,25 +151,33 @@ return results
 )
 RECIPIENT_FIELDS = 18
 
-# Settle a claimed recipient without sending, unless it was sent meanwhile (a worker
-# whose lease ran out must not undo another's send).
-# ARGV: status key, due key, stats key, seq, action (later | final), due ms (later) or
-# status (final), counter to add 1 to ("" for none).
+# Settle claimed recipients without sending, each unless it was sent meanwhile (a worker
+# whose lease ran out must not undo another's send). A batch's recipients in one call:
+# each one's check and write are atomic together, as they must be; one call saves a
+# script run per recipient.
+# ARGV: status key, due key, stats key, then per recipient: seq, action (later | final),
+# due ms (later) or status (final), counter to add 1 to ("" for none).
+# Returns how many were settled (the others had been sent).
 SETTLE = """
-local status, due, stats, seq = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local st = redis.call("HGET", status, seq)
-if st and string.sub(st, 1, 6) ~= "retry:" then
-  redis.call("ZREM", due, seq)
-  return 0
+local status, due, stats = ARGV[1], ARGV[2], ARGV[3]
+local settled = 0
+for i = 4, #ARGV, 4 do
+  local seq, action, value, counter = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local st = redis.call("HGET", status, seq)
+  if st and string.sub(st, 1, 6) ~= "retry:" then
+    redis.call("ZREM", due, seq)
+  else
+    if action == "later" then
+      redis.call("ZADD", due, value, seq)
+    else
+      redis.call("HSET", status, seq, value)
+      redis.call("ZREM", due, seq)
+    end
+    if counter ~= "" then redis.call("HINCRBY", stats, counter, 1) end
+    settled = settled + 1
+  end
 end
-if ARGV[5] == "later" then
-  redis.call("ZADD", due, ARGV[6], seq)
-else
-  redis.call("HSET", status, seq, ARGV[6])
-  redis.call("ZREM", due, seq)
-end
-if ARGV[7] ~= "" then redis.call("HINCRBY", stats, ARGV[7], 1) end
-return 1
+return settled
 """
 
 # A delivery outcome of one attempt: counted once, and a failure schedules the next

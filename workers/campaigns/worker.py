@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 BATCH = 200
 LEASE_MS = 60_000  # a claimed recipient is another worker's again after this
 IDLE_S = 0.2
-SEND_CHUNK = 50  # recipients per send script call
+SEND_CHUNK = 50  # recipients per send (and settle) script call
 
 
 def message_id(campaign: str, seq: int, attempt: int) -> str:
@@ -90,6 +90,7 @@ class _Pending:
     attempt: int
     channel: str
     address: str
+    zones: tuple[str, ...]  # the recipient's time zones, for a send a cap pushes out of the window
     subject: str = ""  # cap subject
     cap_key: str = ""  # where the attempt is recorded (always, so every campaign's caps see it)
     capped: bool = False  # a cap of this campaign applies: checked before sending
@@ -220,7 +221,7 @@ class CampaignWorker:
             if opens > now:
                 later.append((seq, int(opens.timestamp() * 1000), "rescheduled"))
                 continue
-            item = _Pending(recipient, attempt, channel, address)
+            item = _Pending(recipient, attempt, channel, address, zones)
             # whose attempts a cap counts; for collections also the debt a dispute may name
             item.subject = compliance.cap_subject(
                 campaign.kind, channel, address, recipient.fields, campaign.debt_field
@@ -230,7 +231,7 @@ class CampaignWorker:
             item.cap_key = keys.contact_attempts(channel, compliance.attempts_subject(campaign.kind, item.subject))
             item.capped = any(c.channel == channel for c in caps)
             pending.append(item)
-        pending = await self._check_caps(keys, caps, window, fallback_zone, now_ms, pending, later)
+        pending = await self._check_caps(keys, caps, window, now_ms, pending, later)
         sent = await self._send(tenant, loaded, now_ms, pending, later, final)
         await self._settle(keys, campaign.id, later, final)
         return sent
@@ -240,7 +241,6 @@ class CampaignWorker:
         keys: Keys,
         caps: list[Cap],
         window: Window,
-        fallback_zone: str,
         now_ms: int,
         pending: list[_Pending],
         later: list,
@@ -259,12 +259,9 @@ class CampaignWorker:
             talked = int(replies[2 * index + 1] or 0)
             at = compliance.caps_allow_at(caps, item.channel, attempts, talked, now_ms)
             if at > now_ms:
-                zones = compliance.zones_for(
-                    item.recipient.phone, item.recipient.timezone, fallback_zone, item.recipient.zones
-                )
                 when = dt.datetime.fromtimestamp(at / 1000, dt.UTC)
                 try:
-                    at = int(compliance.next_allowed(when, zones, window).timestamp() * 1000)
+                    at = int(compliance.next_allowed(when, item.zones, window).timestamp() * 1000)
                 except compliance.NoWindow:
                     pass
                 later.append((item.recipient.seq, at, "rescheduled"))
@@ -438,11 +435,13 @@ class CampaignWorker:
             return
         settle = campaign_scripts.get(self.store).settle
         head = [keys.campaign_status(campaign_id), keys.campaign_due(campaign_id), keys.campaign_stats(campaign_id)]
-        calls = [(settle, keys.base, [*head, seq, "later", due, counter]) for seq, due, counter in later]
-        calls += [(settle, keys.base, [*head, seq, "final", status, counter]) for seq, status, counter in final]
-        for result in await scripts.run_pipelined(self.store.redis, calls):
-            if isinstance(result, Exception):
-                log.error("campaign %s: settling a recipient failed: %s", campaign_id, result)
+        entries = [[seq, "later", due, counter] for seq, due, counter in later]
+        entries += [[seq, "final", status, counter] for seq, status, counter in final]
+        chunks = [entries[i : i + SEND_CHUNK] for i in range(0, len(entries), SEND_CHUNK)]
+        calls = [(settle, keys.base, head + [arg for entry in chunk for arg in entry]) for chunk in chunks]
+        for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
+            if isinstance(result, Exception):  # their lease runs out and they are claimed again
+                log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -471,7 +470,7 @@ def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     from workers.campaigns import results
 
-    public = settings.public_url or f"http://{settings.host}:{settings.port}"
+    public = settings.base_url
     worker = CampaignWorker(store, deployment, batch=max(settings.batch, 1) * 2, public_url=public)
     log.info("campaigns worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
     await asyncio.gather(worker.run(stop), results.run(store, deployment, settings, stop))
