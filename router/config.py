@@ -12,7 +12,7 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -359,6 +359,11 @@ class Settings(msgspec.Struct, kw_only=True):
     trusted_proxy_hops: int = 0
     metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
 
+    @property
+    def base_url(self) -> str:
+        """Where providers and browsers reach the web process: PUBLIC_URL, else host and port."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -370,43 +375,52 @@ class Settings(msgspec.Struct, kw_only=True):
                 cluster=cluster,
                 config_path=env.get("CONTACTROUTER_CONFIG") or None,
                 consumer=env.get("CONTACTROUTER_CONSUMER", ""),
-                claim_idle_ms=int(env.get("CONTACTROUTER_CLAIM_IDLE_MS", 30_000)),
-                max_deliveries=int(env.get("CONTACTROUTER_MAX_DELIVERIES", 5)),
-                send_lease_ms=int(env.get("CONTACTROUTER_SEND_LEASE_MS", 120_000)),
-                dispatch_concurrency=int(env.get("CONTACTROUTER_DISPATCH_CONCURRENCY", 16)),
-                batch=int(env.get("CONTACTROUTER_BATCH", 100)),
-                block_ms=int(env.get("CONTACTROUTER_BLOCK_MS", 1000)),
-                stream_keep_hours=float(env.get("CONTACTROUTER_STREAM_KEEP_HOURS", 168)),
+                claim_idle_ms=_number(env, "CONTACTROUTER_CLAIM_IDLE_MS", 30_000),
+                max_deliveries=_number(env, "CONTACTROUTER_MAX_DELIVERIES", 5),
+                send_lease_ms=_number(env, "CONTACTROUTER_SEND_LEASE_MS", 120_000),
+                dispatch_concurrency=_number(env, "CONTACTROUTER_DISPATCH_CONCURRENCY", 16),
+                batch=_number(env, "CONTACTROUTER_BATCH", 100),
+                block_ms=_number(env, "CONTACTROUTER_BLOCK_MS", 1000),
+                stream_keep_hours=_number(env, "CONTACTROUTER_STREAM_KEEP_HOURS", 168, float),
                 host=env.get("HOST", "127.0.0.1"),
-                port=int(env.get("PORT", 8080)),
+                port=_number(env, "PORT", 8080),
                 log_level=env.get("LOG_LEVEL", "INFO").upper(),
                 public_url=env.get("PUBLIC_URL", "").rstrip("/"),
                 twilio_signatures=env.get("TWILIO_SIGNATURES", "on").lower() not in {"off", "0", "false", "no"},
                 twilio_api_base=env.get("TWILIO_API_BASE", "").rstrip("/"),
                 twilio_sandbox_token=env.get("TWILIO_SANDBOX_TOKEN", ""),
                 smtp_host=env.get("SMTP_HOST", "127.0.0.1"),
-                smtp_port=int(env.get("SMTP_PORT", 2525)),
-                smtp_max_bytes=int(env.get("SMTP_MAX_BYTES", 25 * 1024 * 1024)),
+                smtp_port=_number(env, "SMTP_PORT", 2525),
+                smtp_max_bytes=_number(env, "SMTP_MAX_BYTES", 25 * 1024 * 1024),
                 attachment_dir=env.get("ATTACHMENT_DIR", ""),
-                attachment_max_bytes=int(env.get("ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024)),
+                attachment_max_bytes=_number(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024),
                 smtp_tls_cert=env.get("SMTP_TLS_CERT", ""),
                 smtp_tls_key=env.get("SMTP_TLS_KEY", ""),
                 smtp_require_starttls=env.get("SMTP_REQUIRE_STARTTLS", "").lower() in {"1", "true", "yes", "on"},
                 smtp_trusted_networks=_networks(env.get("SMTP_TRUSTED_NETWORKS", "127.0.0.0/8,::1/128")),
                 smtp_authserv_id=env.get("SMTP_AUTHSERV_ID", "").strip().lower(),
                 smtp_relay_host=env.get("SMTP_RELAY_HOST", ""),
-                smtp_relay_port=int(env.get("SMTP_RELAY_PORT") or _relay_port(env.get("SMTP_RELAY_TLS", ""))),
+                smtp_relay_port=_number(env, "SMTP_RELAY_PORT", _relay_port(env.get("SMTP_RELAY_TLS", ""))),
                 smtp_relay_user=env.get("SMTP_RELAY_USER", ""),
                 smtp_relay_password=env.get("SMTP_RELAY_PASSWORD", ""),
                 smtp_relay_tls=_relay_tls(env.get("SMTP_RELAY_TLS", "")),
                 smtp_relay_ca_file=env.get("SMTP_RELAY_CA_FILE", ""),
                 telegram_api_base=env.get("TELEGRAM_API_BASE", "").rstrip("/"),
                 webchat_secret=env.get("WEBCHAT_SECRET", ""),
-                trusted_proxy_hops=int(env.get("TRUSTED_PROXY_HOPS") or 0),
-                metrics_port=int(env.get("METRICS_PORT") or 0),
+                trusted_proxy_hops=_number(env, "TRUSTED_PROXY_HOPS", 0),
+                metrics_port=_number(env, "METRICS_PORT", 0),
             )
         except ValueError as exc:
             raise ConfigError(f"environment: {exc}") from None
+
+
+def _number(env: dict[str, str], name: str, default: int | float, kind: type = int) -> Any:
+    """The number in variable `name` (blank or unset: default); ValueError names the variable."""
+    value = env.get(name) or default
+    try:
+        return kind(value)
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a number") from None
 
 
 def _networks(value: str) -> list[str]:

@@ -73,6 +73,14 @@ def test_the_fax_address_must_be_one_the_tenant_receives_mail_at() -> None:
         config(address="fax@other.example")
 
 
+def test_a_gateway_that_sends_faxes_needs_an_address_to_send_from() -> None:
+    text = TENANT.replace('email = {{ addresses = ["fax@acme.example"] }}\n', "").format(
+        gateway=GOOD + 'outbound_address = "{number}@send.efax.example"', address=""
+    )
+    with pytest.raises(ConfigError, match=r"fax\.address: sending faxes needs an address to send from"):
+        deployment(text)
+
+
 def test_gateway_names_are_unique_within_a_tenant() -> None:
     text = TENANT.format(gateway=GOOD, address="") + '\n[[tenants.fax.gateways]]\nname = "efax"\n' + GOOD
     with pytest.raises(ConfigError, match=r"fax\.gateways: gateway names must be unique"):

@@ -120,6 +120,29 @@ ONE_QUEUE = "[[tenants]]\nid = 'acme'\n[[tenants.queues]]\nid = 'q'\n"
             "capacity",
         ),
         ("tenants = [", "not valid TOML"),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nsms = { numbers = ['555-0100'] }"),
+            r"sms\.numbers\[0\]: '555-0100' is not an E\.164 number",
+        ),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nsms = { numbers = ['+15550100001'] }")
+            + ONE_QUEUE.replace("id = 'acme'", "id = 'globex'\nsms = { numbers = ['+15550100001'] }"),
+            r"tenants\[1\]`\.sms\.numbers\[0\]: \+15550100001 already belongs to acme",
+        ),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nvoice = { numbers = ['0800 ACME'] }"),
+            r"voice\.numbers\[0\]: '0800 ACME' is not an E\.164 number",
+        ),
+        (
+            ONE_QUEUE.replace(
+                "id = 'acme'", "id = 'acme'\nvoice = { menu = [{ digit = '1', label = 'Sales', queue = 'sales' }] }"
+            ),
+            r"voice\.menu\[0\]\.queue: unknown queue 'sales'",
+        ),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nemail = { domains = ['localhost'] }"),
+            r"email\.domains\[0\]: 'localhost' is not an email domain",
+        ),
     ],
 )
 def test_a_bad_file_stops_start_up_with_a_message_naming_the_field(snippet, message):
@@ -204,3 +227,25 @@ def test_a_twilio_token_variable_that_is_not_set_stops_start_up(tmp_path, monkey
 def test_a_malformed_number_in_the_environment_stops_start_up():
     with pytest.raises(ConfigError, match="environment: "):
         Settings.from_env({"CONTACTROUTER_BATCH": "lots"})
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "PORT",
+        "METRICS_PORT",
+        "CONTACTROUTER_SEND_LEASE_MS",
+        "CONTACTROUTER_DISPATCH_CONCURRENCY",
+        "CONTACTROUTER_STREAM_KEEP_HOURS",
+        "SMTP_RELAY_PORT",
+        "TRUSTED_PROXY_HOPS",
+    ],
+)
+def test_a_non_numeric_number_in_the_environment_names_the_variable(variable):
+    with pytest.raises(ConfigError, match=rf"^environment: {variable}: 'lots' is not a number$"):
+        Settings.from_env({variable: "lots"})
+
+
+def test_a_blank_number_in_the_environment_means_its_default():
+    settings = Settings.from_env({"METRICS_PORT": "", "CONTACTROUTER_SEND_LEASE_MS": ""})
+    assert (settings.metrics_port, settings.send_lease_ms) == (0, 120_000)
