@@ -11,12 +11,13 @@ import logging
 from urllib.parse import urlsplit
 
 import aiohttp
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from channels.sandbox import SandboxSender
-from channels.transport import OutcomeUnknown, TemporaryFailure
+from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
 from router.config import Deployment, Settings, Tenant
 from router.events import OutboundMessage
 from router.keys import Keys
@@ -126,6 +127,32 @@ def server_failure(status: int, detail: str) -> TemporaryFailure | OutcomeUnknow
     if status >= 500:
         return OutcomeUnknown(f"Twilio HTTP {status} (it may have acted on the request): {detail}")
     return None
+
+
+# What Twilio's client raises when Twilio answered with an error.
+TwilioError = (TwilioRestException, TwilioServiceException)
+
+
+def twilio_failure(
+    exc: TwilioRestException | TwilioServiceException,
+) -> PermanentFailure | TemporaryFailure | OutcomeUnknown:
+    """Twilio's error answer as the dispatcher's outcome: retry what may pass later,
+    never resend what Twilio may have acted on, and give up on a refusal."""
+    detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    trouble = server_failure(exc.status, detail)
+    if trouble is not None:
+        return trouble
+    return PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})")
+
+
+def no_answer(exc: aiohttp.ClientError | TimeoutError) -> TemporaryFailure | OutcomeUnknown:
+    """The dispatcher's outcome when a request got no answer from Twilio."""
+    if isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        # never connected: Twilio cannot have the message or call, a retry is safe
+        return TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}")
+    # The request may have reached Twilio, which has no idempotency key: sending
+    # again could text or ring the customer twice, so the outcome is unknown.
+    return OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}")
 
 
 class TwilioSender:

@@ -14,7 +14,7 @@ import aiohttp
 from twilio.base import values
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
-from channels._twilio_rest import TwilioSender, server_failure
+from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
 from channels.sms import optout
 from channels.sms.segments import segments
 from channels.transport import (
@@ -37,12 +37,10 @@ log = logging.getLogger(__name__)
 # again, so the number joins the tenant's suppression list too.
 UNSUBSCRIBED = 21610
 
-_TwilioError = (TwilioRestException, TwilioServiceException)
-
 
 def status_callback_url(settings: Settings, tenant: str) -> str:
     """Where Twilio reports a message's delivery status (channels.sms.status)."""
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = settings.base_url
     return f"{base}/twilio/{tenant}/sms/status"
 
 
@@ -67,15 +65,10 @@ class SmsSender(TwilioSender):
                 status_callback=status_callback_url(self.settings, tenant.id),
                 **sender,
             )
-        except _TwilioError as exc:
+        except TwilioError as exc:
             raise await self._failure(message, exc) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # never connected: Twilio cannot have the message, a retry is safe
-            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            # the request may have reached Twilio, which has no idempotency key:
-            # retrying could text the customer twice, so the outcome is recorded unknown
-            raise OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}") from exc
+            raise no_answer(exc) from exc
         await self._record(message, created.sid, twilio=True)
         return created.sid
 
@@ -108,14 +101,11 @@ class SmsSender(TwilioSender):
         self, message: events.OutboundMessage, exc: TwilioRestException | TwilioServiceException
     ) -> PermanentFailure | TemporaryFailure | OutcomeUnknown:
         """Twilio's refusal as the dispatcher's outcome: retry what may pass later."""
-        detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
-        trouble = server_failure(exc.status, detail)
-        if trouble is not None:
-            return trouble
-        if exc.code == UNSUBSCRIBED:
+        failure = twilio_failure(exc)
+        if isinstance(failure, PermanentFailure) and exc.code == UNSUBSCRIBED:
             await unsubscribed(self.store, message.tenant, message.to)
             return Refused(f"Twilio error {UNSUBSCRIBED}: {message.to} unsubscribed (replied STOP)")
-        return PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})")
+        return failure
 
 
 async def unsubscribed(store: Store, tenant: str, number: str, provider_id: str = "") -> None:

@@ -56,7 +56,7 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
 
 
 def webhook_url(settings: Settings, tenant: Tenant) -> str:
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = settings.base_url
     return base + PATH.format(tenant=tenant.id)
 
 

@@ -23,11 +23,10 @@ import logging
 from urllib.parse import urlencode
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
-from channels._twilio_rest import TwilioSender, server_failure
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, TemporaryFailure, tenant_of
+from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
+from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, tenant_of
 from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Settings, Tenant
@@ -40,8 +39,6 @@ GREETING = "Connecting you to the customer."
 AGENT_RING_S = 30  # how long the agent's phone rings
 CUSTOMER_RING_S = 30  # how long the customer's phone rings, once the agent answered
 
-_TwilioError = (TwilioRestException, TwilioServiceException)
-
 
 def callback_status_url(settings: Settings, tenant: str, message: str, attempt: int, leg: str) -> str:
     """Where Twilio reports the progress of one leg of one dial (channels.voice.callbacks).
@@ -51,7 +48,7 @@ def callback_status_url(settings: Settings, tenant: str, message: str, attempt: 
     it overtakes our own record of the call, and a late report of an earlier dial
     is recognised as such.
     """
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = settings.base_url
     query = urlencode({"message": message, "attempt": attempt, "leg": leg})
     return f"{base}/twilio/{tenant}/voice/callback-status?{query}"
 
@@ -123,15 +120,10 @@ class VoiceSender(TwilioSender):
                 status_callback_event=["completed"],
                 status_callback_method="POST",
             )
-        except _TwilioError as exc:
-            raise _failure(exc) from exc
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # never connected: Twilio cannot have the call, a retry is safe
-            raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+        except TwilioError as exc:
+            raise twilio_failure(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
-            # the request may have reached Twilio, which has no idempotency key:
-            # dialling again could ring the customer twice
-            raise OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}") from exc
+            raise no_answer(exc) from exc
         await self._record(message, call.sid, attempt)
         return call.sid
 
@@ -176,14 +168,3 @@ class VoiceSender(TwilioSender):
             pipe.hset(keys.delivery(message.id), mapping={"provider_id": sid, "called": attempt})
             pipe.set(keys.provider_message(sid), message.id, ex=PROVIDER_ID_TTL_S)
             await pipe.execute()
-
-
-def _failure(
-    exc: TwilioRestException | TwilioServiceException,
-) -> PermanentFailure | TemporaryFailure | OutcomeUnknown:
-    """Twilio's refusal as the dispatcher's outcome: retry what may pass later."""
-    detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
-    trouble = server_failure(exc.status, detail)
-    if trouble is not None:
-        return trouble
-    return PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})")

@@ -11,9 +11,6 @@ check out is a 404, the same as a file that is not there.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -23,6 +20,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from channels.webchat._runtime import RUNTIME, chat_tenant
+from channels.webchat.identity import seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +35,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get(PATH, download)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _mac(secret: str, payload: str) -> str:
-    # Its own purpose in the signed text: no visitor token can pass for a link, nor a link for a token.
-    return _b64(hmac.new(secret.encode(), b"webchat-file:" + payload.encode(), hashlib.sha256).digest())
-
-
 def sign_link(
     secret: str, tenant: str, visitor: str, ref: str, content_type: str, name: str, *, now: float | None = None
 ) -> str:
@@ -58,17 +47,13 @@ def sign_link(
         "n": name,
         "exp": int((time.time() if now is None else now) + LINK_TTL_S),
     }
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_mac(secret, payload)}"
+    return seal(secret, "webchat-file", claims)
 
 
 def verify_link(secret: str, tenant: str, link: str, *, now: float | None = None) -> dict[str, Any] | None:
     """The claims of a link signed for this tenant and still valid, else None."""
-    payload, _, mac = link.partition(".")
-    if not payload or not mac or len(link) > MAX_LINK or not hmac.compare_digest(mac, _mac(secret, payload)):
-        return None
+    claims = unseal(secret, "webchat-file", link, max_length=MAX_LINK)
     try:
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         if claims["t"] != tenant or int(claims["exp"]) < (time.time() if now is None else now):
             return None
         return {k: str(claims[k]) for k in ("v", "r", "c", "n")}

@@ -18,6 +18,7 @@ import logging
 import re
 import secrets
 import time
+from typing import Any
 
 from router.config import Settings, WebchatChannel
 from router.keys import WEBCHAT_SECRET
@@ -53,26 +54,41 @@ def _unb64(data: str) -> bytes:
     return base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
 
 
-def _mac(secret: str, payload: str) -> str:
-    # The purpose is part of the signed text, so no other signature made with this
-    # secret can ever pass for a visitor token.
-    return _b64(hmac.new(secret.encode(), b"webchat-visitor:" + payload.encode(), hashlib.sha256).digest())
+def _mac(secret: str, purpose: str, payload: str) -> str:
+    # The purpose is part of the signed text, so no signature made with this secret
+    # for one purpose (a visitor token) can ever pass for another (a file link).
+    return _b64(hmac.new(secret.encode(), f"{purpose}:{payload}".encode(), hashlib.sha256).digest())
+
+
+def seal(secret: str, purpose: str, claims: dict[str, Any]) -> str:
+    """Claims signed with the server's secret for one purpose: base64url JSON, a dot, and its HMAC."""
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return f"{payload}.{_mac(secret, purpose, payload)}"
+
+
+def unseal(secret: str, purpose: str, sealed: str, *, max_length: int) -> Any:
+    """The claims of a string seal() made for this purpose, else None (forged, too long or garbled)."""
+    payload, _, mac = sealed.partition(".")
+    if not payload or not mac or len(sealed) > max_length:
+        return None
+    if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+        return None
+    try:
+        return json.loads(_unb64(payload))
+    except ValueError:
+        return None
 
 
 def sign_token(secret: str, tenant: str, visitor: str, *, now: float | None = None) -> str:
     """A visitor token: base64url JSON {t, v, exp}, a dot, and its HMAC."""
     expires = int((time.time() if now is None else now) + TOKEN_TTL_S)
-    payload = _b64(json.dumps({"t": tenant, "v": visitor, "exp": expires}, separators=(",", ":")).encode())
-    return f"{payload}.{_mac(secret, payload)}"
+    return seal(secret, "webchat-visitor", {"t": tenant, "v": visitor, "exp": expires})
 
 
 def verify_token(secret: str, tenant: str, token: str, *, now: float | None = None) -> str:
     """The visitor a token names; raises Refused if it is forged, expired or another tenant's."""
-    payload, _, mac = token.partition(".")
-    if not payload or not mac or len(token) > 1024 or not hmac.compare_digest(mac, _mac(secret, payload)):
-        raise Refused("bad_token", "the visitor token is not valid")
+    claims = unseal(secret, "webchat-visitor", token, max_length=1024)
     try:
-        claims = json.loads(_unb64(payload))
         visitor, owner, expires = claims["v"], claims["t"], int(claims["exp"])
     except (ValueError, KeyError, TypeError):
         raise Refused("bad_token", "the visitor token is not valid") from None

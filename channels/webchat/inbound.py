@@ -7,7 +7,6 @@ history and open tabs; the caller acknowledges the tab after that.
 
 from __future__ import annotations
 
-from channels.email.attachments import PREFIX as STORED
 from channels.webchat import transcript
 from router import bus, events
 from router.config import Tenant
@@ -69,15 +68,7 @@ async def deliver(
         text=contact.body,
         at=contact.occurred_at,
         client_id=client_id,
-        files=tuple(
-            transcript.FileRef(name=a.filename, content_type=a.content_type, size=a.size, ref=_stored(a.url))
-            for a in contact.attachments
-        ),
+        files=transcript.file_refs(contact.attachments),
     )
     await transcript.append(store, tenant.id, visitor, item)
     return not added
-
-
-def _stored(url: str) -> str:
-    """The attachment store reference a visitor may download again; "" for anything else."""
-    return url if url.startswith(STORED) else ""

@@ -8,7 +8,6 @@ a dispatcher that died mid-send find out it did send.
 
 from __future__ import annotations
 
-from channels.email.attachments import PREFIX as STORED
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled
 from channels.webchat import transcript
@@ -48,15 +47,7 @@ class WebchatSender:
             text=message.body,
             at=message.occurred_at,
             agent=sender,
-            files=tuple(
-                transcript.FileRef(
-                    name=a.filename or "file",
-                    content_type=a.content_type,
-                    size=a.size,
-                    ref=a.url if a.url.startswith(STORED) else "",  # the widget gets a signed link to it
-                )
-                for a in message.attachments
-            ),
+            files=transcript.file_refs(message.attachments),  # the widget gets a signed link to each
         )
         provider_id = f"webchat-{message.id}"
         await transcript.append(self.store, tenant.id, message.to, item, marker=marker, mark=provider_id)

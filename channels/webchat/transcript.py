@@ -9,10 +9,13 @@ only: they matter now, not in the history.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import msgspec
 
+from channels.email.attachments import PREFIX as STORED
+from router.events import Attachment
 from router.keys import Keys
 from router.store import Store, text
 
@@ -27,6 +30,20 @@ class FileRef(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     content_type: str
     size: int
     ref: str = ""  # "store:<sha256>"; a tab gets a signed link instead (channels.webchat.files)
+
+
+def file_refs(attachments: Iterable[Attachment]) -> tuple[FileRef, ...]:
+    """A message's files as its transcript keeps them: the attachment store reference of
+    a file we hold (a visitor may download it again), never any other URL."""
+    return tuple(
+        FileRef(
+            name=a.filename or "file",
+            content_type=a.content_type,
+            size=a.size,
+            ref=a.url if a.url.startswith(STORED) else "",
+        )
+        for a in attachments
+    )
 
 
 class ChatItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

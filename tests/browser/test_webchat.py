@@ -23,6 +23,7 @@ from router import agents, bus, events, processes, web
 from router.config import Settings
 from router.inbox import accounts
 from router.keys import DISPATCH_GROUP, Keys
+from tests.browser.test_inbox import log_in
 from tests.factories import World, world
 from tests.router.test_inbox_pages import PASSWORD, cheap_hashes  # noqa: F401 - autouse: cheap Argon2id
 from workers import routing
@@ -304,12 +305,7 @@ async def test_an_agent_attaches_a_picture_in_the_inbox_and_the_visitor_sees_it(
         await expect(visitor.locator(".msg.in .state")).to_have_text("Sent")
         conversation = await offered_conversation(w, "alice")
 
-        agent = await (await browser.new_context()).new_page()
-        agent.set_default_timeout(5_000)
-        await agent.goto(str(server.make_url("/inbox/login")))
-        await agent.fill("input[name=login]", "alice")
-        await agent.fill("input[name=password]", PASSWORD)
-        await agent.click("button[type=submit]")
+        agent = await log_in(browser, server, "alice")
         await agent.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
         picture = io.BytesIO()
         Image.new("RGB", (40, 30), "purple").save(picture, "PNG")

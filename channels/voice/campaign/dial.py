@@ -22,10 +22,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 
-from channels._twilio_rest import server_failure
-from channels.transport import OutcomeUnknown, PermanentFailure, Refused, TemporaryFailure
+from channels._twilio_rest import TwilioError, no_answer, twilio_failure
+from channels.transport import PermanentFailure, Refused
 from router import events
 from router.config import Settings, Tenant
 from router.keys import Keys
@@ -43,13 +42,11 @@ CHOICE_PATH = "/twilio/{tenant}/voice/campaign/choice"
 STATUS_PATH = "/twilio/{tenant}/voice/campaign/status"
 RING_S = 30  # longer mostly reaches voicemail, which AMD then has to sort out
 
-_TwilioError = (TwilioRestException, TwilioServiceException)
-
 
 def campaign_url(settings: Settings, tenant: str, path: str, message: str) -> str:
     """An absolute URL of a campaign call's webhook, naming the message it plays (one
     message is one call, so the message names the call too)."""
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = settings.base_url
     return f"{base}{path.format(tenant=tenant)}?{urlencode({'message': message})}"
 
 
@@ -94,19 +91,13 @@ async def place_call(sender: VoiceSender, tenant: Tenant, message: events.Outbou
             status_callback_event=["completed"],
             status_callback_method="POST",
         )
-    except _TwilioError as exc:
-        detail = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
-        trouble = server_failure(exc.status, detail)
-        if trouble is not None:
-            raise trouble from exc
-        await give_back_attempt(store, campaign, message)  # Twilio refused: no call was placed
-        raise PermanentFailure(f"Twilio error {exc.code}: {detail} (HTTP {exc.status})") from exc
-    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-        # never connected: Twilio cannot have the call, the dispatcher may retry
-        raise TemporaryFailure(f"Twilio unreachable: {type(exc).__name__}: {exc}") from exc
+    except TwilioError as exc:
+        failure = twilio_failure(exc)
+        if isinstance(failure, PermanentFailure):
+            await give_back_attempt(store, campaign, message)  # Twilio refused: no call was placed
+        raise failure from exc
     except (aiohttp.ClientError, TimeoutError) as exc:
-        # the request may have reached Twilio (no idempotency key): never dialled again
-        raise OutcomeUnknown(f"no answer from Twilio after sending: {type(exc).__name__}: {exc}") from exc
+        raise no_answer(exc) from exc
     await sender._record(message, call.sid, attempt)
     log.info("campaign %s of %s: calling %s (%s)", campaign.id, tenant.id, message.to, call.sid)
     return call.sid
