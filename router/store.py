@@ -26,6 +26,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.config import Settings
+from router.connections import WaitingPool
 from router.keys import Keys
 from router.scripts import Scripts
 
@@ -137,7 +138,7 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
         return Store(client, cluster=True, probe=probe)
     # A blocking pool: a burst of webhooks beyond the pool's size waits a moment
     # for a connection instead of failing (redis-py's default pool raises).
-    pool = aioredis.BlockingConnectionPool.from_url(
+    pool = WaitingPool.from_url(
         settings.redis_url,
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_S,

@@ -13,16 +13,23 @@ import subprocess
 import sys
 import time
 
-import redis.asyncio as aioredis
+from redis.asyncio import Redis
 
 from ops.bench._load import make_contacts, produce
 from ops.bench._measure import CpuMeter, self_cpu
 from ops.bench._processes import ROOT, child_env
 from ops.bench._streams import group_state, wait_blocked, wait_consumed
 from router import events
+from router.config import Settings
 from router.keys import ROUTING_GROUP
+from router.store import connect
 
 RAW_STREAM = "bench:{raw}:inbound"
+
+
+def client(url: str) -> Redis:
+    """A client as the router's (router.store.connect): the same connection class and pool."""
+    return connect(Settings(redis_url=url)).redis
 
 
 def consumer_main(argv: list[str]) -> None:
@@ -31,7 +38,7 @@ def consumer_main(argv: list[str]) -> None:
     warmup, total, batch = int(argv[4]), int(argv[5]), int(argv[6])
 
     async def run() -> dict:
-        r = aioredis.Redis.from_url(url)
+        r = client(url)
         count = batches = 0
         last_ack = cpu_warm = 0.0
         try:
@@ -61,7 +68,7 @@ def spawn_consumer(url: str, warmup: int, total: int, batch: int) -> subprocess.
 
 async def raw_ceiling(url: str, opts: argparse.Namespace, tenants: list[str]) -> dict:
     """Ceiling = N / (first XADD .. last XACK), from `opts.producers` tasks here and one consumer process."""
-    r = aioredis.Redis.from_url(url)
+    r = client(url)
     try:
         await r.xgroup_create(RAW_STREAM, ROUTING_GROUP, id="0", mkstream=True)
         total = opts.warmup + opts.contacts
