@@ -1,30 +1,20 @@
--- A customer's message enters routing, atomically: resolve the customer from
--- the address, join their open conversation or open a new one, append the
--- message to its history and, for a new conversation, queue it (or offer it
--- at once, below). A marker per contact makes a redelivered stream entry a no-op.
--- This runs once per contact: each hash is written once, with every field the
--- call sets in it, and nothing is read back that this call knows already.
-local contact, ident, new_customer, new_conv = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local channel, queue, priority, enqueued_at = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
-local entry, provider_id, address, refs, own_ref = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local tenant_address = ARGV[14]  -- the tenant's number or address the customer wrote to
-local kind = ARGV[15]  -- message | call | callback | voicemail
+-- Customers' messages enter routing, atomically each: resolve the customer
+-- from the address, join their open conversation or open a new one, append
+-- the message to its history and, for a new conversation, queue it (or offer
+-- it at once, below). A marker per contact makes a redelivered stream entry a
+-- no-op. This runs once per contact: each hash is written once, with every
+-- field the call sets in it, and nothing is read back that this call knows
+-- already.
+-- One call takes a routing worker's whole batch for the shard, in order (the
+-- fixed cost of a script call, a sixth of a contact's, is paid once):
+-- ARGV[1] is the number of contacts, then ARGS_PER_CONTACT arguments for each.
+-- Returns {outcome, conversation, customer, queue} per contact.
+local ARGS_PER_CONTACT = 15
 
-if not redis.call("SET", B .. ":seen:routed:" .. contact, "1", "NX", "EX", 604800) then
-  return {"duplicate", "", "", ""}
-end
-
--- The customer's fields this call sets, written at the end.
-local cust_fields = {"ident:" .. ident, "1", "last_seen", S(NOW)}
-local customer = redis.call("HGET", B .. ":ident", ident)
-local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
-if customer then
-  known = redis.call("HMGET", B .. ":cust:" .. customer, "open_conv", "campaign_conv", "campaign_until", "last_agent")
-else
-  customer = new_customer
-  redis.call("HSET", B .. ":ident", ident, customer)
-  cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "id", customer
-  cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "created_at", S(NOW)
+local confs = {}  -- queue configurations read in this call (false: no such queue)
+local function conf(queue)
+  if confs[queue] == nil then confs[queue] = queue_conf(queue) or false end
+  return confs[queue] or nil
 end
 
 local function is_open(conv)
@@ -33,88 +23,123 @@ local function is_open(conv)
   return state and state ~= "closed"
 end
 
--- An email reply joins the thread it answers, even from another address.
-local conv = nil
-if refs ~= "" then
-  for ref in string.gmatch(refs, "[^\n]+") do
-    local found = redis.call("HGET", B .. ":threads", ref)
-    if is_open(found) then conv = found break end
-  end
-end
-if not conv and is_open(known[1]) then conv = known[1] end
--- A reply to a campaign message opens the conversation the campaign started with this
--- customer (workers/campaigns records it when it sends), in the campaign's queue with
--- the campaign's context, while the campaign's reply window lasts.
-local campaign_conv = nil
-if not conv and known[2] and tonumber(known[3] or 0) > NOW then
-  local f = redis.call("HMGET", B .. ":conv:" .. known[2], "state", "queue", "priority")
-  if f[1] == "campaign" and queue_conf(f[2]) then
-    campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) or priority
-  end
-end
+local function intake(at)
+  local contact, ident, new_customer, new_conv = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  local channel, queue = ARGV[at + 5], ARGV[at + 6]
+  local priority, enqueued_at = tonumber(ARGV[at + 7]), tonumber(ARGV[at + 8])
+  local entry, provider_id, address = ARGV[at + 9], ARGV[at + 10], ARGV[at + 11]
+  local refs, own_ref = ARGV[at + 12], ARGV[at + 13]
+  local tenant_address = ARGV[at + 14]  -- the tenant's number or address the customer wrote to
+  local kind = ARGV[at + 15]  -- message | call | callback | voicemail
 
-local outcome, agent, chosen = "joined", "", nil
-local c, q
-if conv then
-  c = B .. ":conv:" .. conv
-  redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
-    "tenant_address", tenant_address)
-  local f = redis.call("HMGET", c, "agent", "queue")
-  agent, queue = f[1] or "", f[2]
-else
-  outcome = "new"
-  conv = campaign_conv or new_conv
-  c = B .. ":conv:" .. conv
-  q = queue_conf(queue)
-  -- Sticky routing: hold the conversation for the customer's last agent for a while.
-  local holder, hold_until = q and q.strategy == "sticky" and known[4], nil
-  if holder and holder ~= "" then
-    hold_until = NOW + (q.sticky_seconds or 0) * 1000
+  -- The marker is set last: a contact whose call failed part way (a Redis error)
+  -- is not marked, so its redelivery stores it instead of passing it over.
+  local marker = B .. ":seen:routed:" .. contact
+  if redis.call("EXISTS", marker) == 1 then return {"duplicate", "", "", ""} end
+
+  -- The customer's fields this call sets, written at the end.
+  local cust_fields = {"ident:" .. ident, "1", "last_seen", S(NOW)}
+  local customer = redis.call("HGET", B .. ":ident", ident)
+  local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
+  if customer then
+    known = redis.call("HMGET", B .. ":cust:" .. customer, "open_conv", "campaign_conv", "campaign_until", "last_agent")
   else
-    holder = nil
+    customer = new_customer
+    redis.call("HSET", B .. ":ident", ident, customer)
+    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "id", customer
+    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "created_at", S(NOW)
   end
-  -- A new conversation that nothing waits ahead of in its queue is offered at
-  -- once: the offer round route_batch runs after the batch (assign_queue.lua)
-  -- would make the same offer with this conversation the only one waiting, so
-  -- one call does both, and the conversation never enters the waiting sets.
-  -- When others wait, that round decides, in their order.
-  -- (A conversation opened just now has no declines to look up: nil for its id.)
-  if q and redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") == 0 then
-    local declines = conv ~= new_conv and conv or nil
-    local held = held_for(declines, holder, hold_until)
-    if not held or redis.call("ZSCORE", B .. ":ready:" .. channel, held) then
-      chosen = pick(q, queue, declines, channel, "0", held)
+
+  -- An email reply joins the thread it answers, even from another address.
+  local conv = nil
+  if refs ~= "" then
+    for ref in string.gmatch(refs, "[^\n]+") do
+      local found = redis.call("HGET", B .. ":threads", ref)
+      if is_open(found) then conv = found break end
     end
   end
-  -- the conversation as enqueue (and then reserve) would leave it, with this first message
-  local fields = {"id", conv, "customer", customer, "channel", channel, "address", address,
-    "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
-    "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
-    "agent", chosen or "", "reservation", chosen and conv .. ".1" or "",
-    "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
-    "tenant_address", tenant_address}
-  if holder then
-    fields[#fields + 1], fields[#fields + 2] = "sticky_agent", holder
-    fields[#fields + 1], fields[#fields + 2] = "sticky_until", S(hold_until)
-    redis.call("ZADD", B .. ":timers", S(hold_until), "hold:" .. conv)
+  if not conv and is_open(known[1]) then conv = known[1] end
+  -- A reply to a campaign message opens the conversation the campaign started with this
+  -- customer (workers/campaigns records it when it sends), in the campaign's queue with
+  -- the campaign's context, while the campaign's reply window lasts.
+  local campaign_conv = nil
+  if not conv and known[2] and tonumber(known[3] or 0) > NOW then
+    local f = redis.call("HMGET", B .. ":conv:" .. known[2], "state", "queue", "priority")
+    if f[1] == "campaign" and conf(f[2]) then
+      campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) or priority
+    end
   end
-  redis.call("HSET", c, unpack(fields))
-  cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "open_conv", conv
-  redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)
-  if not chosen then
-    local score = S(wait_score(S(priority), S(enqueued_at)))
-    redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
-    redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
-  end
-  schedule_queue_timers(conv, queue, enqueued_at, q or {})
-  emit({type = "queued", conversation = conv, channel = channel, queue = queue,
-    priority = priority, customer = customer})
-end
-redis.call("HSET", B .. ":cust:" .. customer, unpack(cust_fields))
 
-redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
-if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
-emit({type = "message", conversation = conv, channel = channel, direction = "in",
-  message = contact, customer = customer, agent = agent, provider_id = provider_id})
-if chosen then offer(conv, conv .. ".1", chosen, queue, channel, (q.reservation_timeout or 30) * 1000) end
-return {outcome, conv, customer, queue}
+  local outcome, agent, chosen = "joined", "", nil
+  local timers = {}  -- added in one ZADD
+  local c, q
+  if conv then
+    c = B .. ":conv:" .. conv
+    redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
+      "tenant_address", tenant_address)
+    local f = redis.call("HMGET", c, "agent", "queue")
+    agent, queue = f[1] or "", f[2]
+  else
+    outcome = "new"
+    conv = campaign_conv or new_conv
+    c = B .. ":conv:" .. conv
+    q = conf(queue)
+    -- Sticky routing: hold the conversation for the customer's last agent for a while.
+    local holder, hold_until = q and q.strategy == "sticky" and known[4], nil
+    if holder and holder ~= "" then
+      hold_until = NOW + (q.sticky_seconds or 0) * 1000
+    else
+      holder = nil
+    end
+    -- A new conversation that nothing waits ahead of in its queue is offered at
+    -- once: the offer round route_batch runs after the batch (assign_queue.lua)
+    -- would make the same offer with this conversation the only one waiting, so
+    -- one call does both, and the conversation never enters the waiting sets.
+    -- When others wait, that round decides, in their order.
+    -- (A conversation opened just now has no declines to look up: nil for its id.)
+    if q and redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") == 0 then
+      local declines = conv ~= new_conv and conv or nil
+      local held = held_for(declines, holder, hold_until)
+      if not held or redis.call("ZSCORE", B .. ":ready:" .. channel, held) then
+        chosen = pick(q, queue, declines, channel, "0", held)
+      end
+    end
+    -- the conversation as enqueue (and then reserve) would leave it, with this first message
+    local fields = {"id", conv, "customer", customer, "channel", channel, "address", address,
+      "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
+      "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
+      "agent", chosen or "", "reservation", chosen and conv .. ".1" or "",
+      "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
+      "tenant_address", tenant_address}
+    if holder then
+      fields[#fields + 1], fields[#fields + 2] = "sticky_agent", holder
+      fields[#fields + 1], fields[#fields + 2] = "sticky_until", S(hold_until)
+      timers[#timers + 1], timers[#timers + 2] = S(hold_until), "hold:" .. conv
+    end
+    redis.call("HSET", c, unpack(fields))
+    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "open_conv", conv
+    redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)
+    if not chosen then
+      local score = S(wait_score(S(priority), S(enqueued_at)))
+      redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
+      redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
+    end
+    schedule_queue_timers(conv, queue, enqueued_at, q or {}, timers)
+    emit({type = "queued", conversation = conv, channel = channel, queue = queue,
+      priority = priority, customer = customer})
+  end
+  redis.call("HSET", B .. ":cust:" .. customer, unpack(cust_fields))
+
+  redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
+  if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
+  emit({type = "message", conversation = conv, channel = channel, direction = "in",
+    message = contact, customer = customer, agent = agent, provider_id = provider_id})
+  if chosen then offer(conv, conv .. ".1", chosen, queue, channel, (q.reservation_timeout or 30) * 1000, timers) end
+  add_timers(timers)
+  redis.call("SET", marker, "1", "EX", 604800)
+  return {outcome, conv, customer, queue}
+end
+
+local results = {}
+for i = 1, tonumber(ARGV[1]) do results[i] = intake((i - 1) * ARGS_PER_CONTACT + 1) end
+return results

@@ -265,16 +265,25 @@ local function unwait(queue, conv, channel)
   if channel then redis.call("ZREM", B .. ":q:" .. queue .. ":wait:" .. channel, conv) end
 end
 
+-- Add timers (a flat list of due, name) to the shard's timer set, or to
+-- `pending`, a list the caller adds in one ZADD with its own.
+local function add_timers(timers, pending)
+  if #timers == 0 then return end
+  if not pending then redis.call("ZADD", B .. ":timers", unpack(timers)) return end
+  for _, v in ipairs(timers) do pending[#pending + 1] = v end
+end
+
 -- The reservation `res` of a conversation for an agent, offered now: it takes
 -- capacity at once, so no other router can hand the agent more than its
 -- capacity. The conversation's own record is the caller's to update.
-local function offer(conv, res, agent, queue, channel, timeout_ms)
+-- `timers`, when given, collects its timeout (see add_timers).
+local function offer(conv, res, agent, queue, channel, timeout_ms, timers)
   local expires = NOW + timeout_ms
   redis.call("HSET", B .. ":res:" .. res, "conv", conv, "agent", agent, "queue", queue,
     "channel", channel, "state", "pending", "created_at", S(NOW), "expires_at", S(expires))
   take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
-  redis.call("ZADD", B .. ":timers", S(expires), "res:" .. res)
+  add_timers({S(expires), "res:" .. res}, timers)
   emit({type = "reserved", conversation = conv, channel = channel, reservation = res,
     agent = agent, queue = queue, expires_at = expires})
 end
@@ -302,16 +311,19 @@ local function enqueue(conv, queue, level)
 end
 
 -- Schedule the escalation steps and the service-level check of a queue for a
--- conversation, counted from its original age (never in the past).
-local function schedule_queue_timers(conv, queue, enqueued_at, q)
+-- conversation, counted from its original age (never in the past). `timers`,
+-- when given, collects them (see add_timers).
+local function schedule_queue_timers(conv, queue, enqueued_at, q, timers)
   q = q or queue_conf(queue)
   if not q then return end
+  local due = {}
   for i, step in ipairs(q.escalation or {}) do
-    local due = math.max(NOW, tonumber(enqueued_at) + step.after * 1000)
-    redis.call("ZADD", B .. ":timers", S(due), "esc:" .. conv .. ":" .. S(i - 1))
+    due[#due + 1] = S(math.max(NOW, tonumber(enqueued_at) + step.after * 1000))
+    due[#due + 1] = "esc:" .. conv .. ":" .. S(i - 1)
   end
   if q.sla_seconds and q.sla_seconds > 0 then
-    local due = math.max(NOW, tonumber(enqueued_at) + q.sla_seconds * 1000)
-    redis.call("ZADD", B .. ":timers", S(due), "sla:" .. conv)
+    due[#due + 1] = S(math.max(NOW, tonumber(enqueued_at) + q.sla_seconds * 1000))
+    due[#due + 1] = "sla:" .. conv
   end
+  add_timers(due, timers)
 end

@@ -1,0 +1,93 @@
+"""A routing worker's batch goes to Redis as one intake call per shard: the same
+outcome as one call per contact, and a contact that cannot be stored fails alone."""
+
+from router import agents, bus, events, intake
+from router.keys import Keys
+from tests.factories import contact, world
+
+TWO_TENANTS = """
+[[tenants]]
+id = "acme"
+entry = { default = "support" }
+
+[[tenants.queues]]
+id = "support"
+target = "true"
+
+[[tenants.agents]]
+id = "amy"
+
+[[tenants]]
+id = "bolt"
+entry = { default = "support" }
+
+[[tenants.queues]]
+id = "support"
+target = "true"
+
+[[tenants.agents]]
+id = "bob"
+"""
+
+
+async def route(w, items: list[events.InboundContact]) -> list[bool]:
+    """Route the items as one batch; whether each one's entry is done (to acknowledge)."""
+    dead: list[str] = []
+
+    async def dead_letter(_entry: bus.Entry, reason: str) -> None:
+        dead.append(reason)
+
+    at = events.now_ms()
+    entries = [bus.Entry(Keys(i.tenant).inbound, f"{at}-{n}", events.encode(i)) for n, i in enumerate(items)]
+    done = await intake.route_batch(w.store, w.deployment, entries, dead_letter)
+    assert not dead, dead
+    return [e.id in done for e in entries]
+
+
+async def test_a_batch_over_two_tenants_is_stored_in_order_in_each():
+    w = await world(TWO_TENANTS)
+    await w.available("amy")
+    await agents.set_presence(w.store, w.deployment.tenants[1], "bob", "available")
+    items = [
+        contact("acme", address="+15550000001", body="first"),
+        contact("bolt", address="+15550000002", body="other tenant"),
+        contact("acme", address="+15550000001", body="second"),
+        contact("acme", address="+15550000003", body="someone else"),
+    ]
+    assert await route(w, items) == [True] * 4
+    added = await w.events(events.MessageAdded)
+    assert [e.message for e in added] == [items[0].id, items[2].id, items[3].id]
+    first, second, third = added
+    assert first.conversation == second.conversation != third.conversation  # the second joins the first
+    assert sorted(await w.offered("amy")) == sorted([first.conversation, third.conversation])
+    [other] = await w.events(events.MessageAdded, tenant="bolt")
+    assert other.message == items[1].id
+    assert [e.conversation for e in await w.events(events.Reserved, tenant="bolt")] == [other.conversation]
+
+
+async def test_a_contact_that_cannot_be_stored_fails_alone_and_the_rest_is_routed_once():
+    w = await world()
+    await w.available("amy", "zoe")
+    broken = await w.arrive(address="+15550000001")
+    log_key = f"{Keys('acme').base}:conv:{broken}:log"
+    # Its history has become something else: the customer's next message cannot be appended.
+    await w.store.redis.delete(log_key)
+    await w.store.redis.set(log_key, "not a list")
+    before = len(await w.events(events.MessageAdded))
+    items = [
+        contact(address="+15550000002", body="before it"),
+        contact(address="+15550000001", body="cannot be stored"),
+        contact(address="+15550000003", body="after it"),
+    ]
+    assert await route(w, items) == [True, False, True], "the failed one stays unacknowledged, for redelivery"
+    added = (await w.events(events.MessageAdded))[before:]
+    assert [e.message for e in added] == [items[0].id, items[2].id], "each stored once"
+    reserved = [e.conversation for e in await w.events(events.Reserved)][1:]
+    assert reserved == [added[0].conversation, added[1].conversation], "each offered once"
+
+    # Redelivered once the history is repaired, it joins its conversation; the others are not stored again.
+    await w.store.redis.delete(log_key)
+    assert await route(w, items) == [True, True, True]
+    added = (await w.events(events.MessageAdded))[before:]
+    assert [e.message for e in added] == [items[0].id, items[2].id, items[1].id]
+    assert added[2].conversation == broken
