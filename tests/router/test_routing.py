@@ -415,6 +415,24 @@ async def test_an_agent_with_no_work_ranks_before_an_agent_with_some():
     assert await w.offered("zoe") == [second]
 
 
+async def test_busy_agents_rank_in_a_channel_by_their_last_offer_there():
+    # Both busy: amy's last offer overall is a chat, after zoe's; for sms amy's last offer
+    # is still the older one, so an sms goes to her.
+    w = await world(strategy("longest_idle", '[[tenants.agents]]\nid = "amy"\n[[tenants.agents]]\nid = "zoe"'))
+    await w.available("amy")
+    await w.arrive(channel="sms", address="+15550000001")
+    await tick()
+    await w.available("zoe")
+    await w.arrive(channel="sms", address="+15550000002")  # zoe: no work, ranks first
+    await tick()
+    chat = await w.arrive(channel="webchat", address="visitor-1")  # zoe got the last sms: amy
+    assert chat in await w.offered("amy")
+    assert await w.ready("sms") == ["amy", "zoe"]  # the chat moved amy in the chat set only
+    assert await w.ready("webchat") == ["zoe", "amy"]
+    sms = await w.arrive(channel="sms", address="+15550000003")
+    assert sms in await w.offered("amy")
+
+
 async def test_least_occupied_offers_the_agent_with_the_smallest_share_of_their_capacity():
     # amy is 1 of 2 busy (50%); zoe is 2 of 10 busy (20%) and got her last offer more recently.
     w = await world(
