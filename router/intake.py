@@ -33,6 +33,9 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
     return queue_id, True
 
 
+QUEUE_ARG = 3  # where _intake_args puts the queue id
+
+
 def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) -> list:
     address = normalise(contact.channel, contact.address)
     queue = tenant.queue(queue_id)
@@ -53,8 +56,6 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) 
     return [
         contact.id,
         identity(contact.channel, address),
-        events.new_id(),
-        events.new_id(),
         contact.channel,
         queue_id,
         priority,
@@ -88,7 +89,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         work.append((entry, tenant, contact, after_hours, args))
     if not work:
         return done
-    touched = sorted({(tenant.id, args[5]) for _e, tenant, _c, _a, args in work})
+    touched = sorted({(tenant.id, args[QUEUE_ARG]) for _e, tenant, _c, _a, args in work})
     results, rounds, redone = await _intake_all(store, work, touched)
     elsewhere: set[tuple[str, str]] = set()  # queues intake chose over pick_queue's (campaign replies)
     for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=True):
@@ -97,7 +98,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             continue
         outcome, conversation, _customer, queue_id = (text(r) for r in result)
         done.add(entry.id)
-        if outcome == "new" and queue_id != args[5]:
+        if outcome == "new" and queue_id != args[QUEUE_ARG]:
             elsewhere.add((tenant.id, queue_id))
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)

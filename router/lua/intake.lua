@@ -9,7 +9,7 @@
 -- fixed cost of a script call, a sixth of a contact's, is paid once):
 -- ARGV[1] is the number of contacts, then ARGS_PER_CONTACT arguments for each.
 -- Returns {outcome, conversation, customer, queue} per contact.
-local ARGS_PER_CONTACT = 15
+local ARGS_PER_CONTACT = 13
 
 local confs = {}  -- queue configurations read in this call (false: no such queue)
 local function conf(queue)
@@ -24,13 +24,16 @@ local function is_open(conv)
 end
 
 local function intake(at)
-  local contact, ident, new_customer, new_conv = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
-  local channel, queue = ARGV[at + 5], ARGV[at + 6]
-  local priority, enqueued_at = tonumber(ARGV[at + 7]), tonumber(ARGV[at + 8])
-  local entry, provider_id, address = ARGV[at + 9], ARGV[at + 10], ARGV[at + 11]
-  local refs, own_ref = ARGV[at + 12], ARGV[at + 13]
-  local tenant_address = ARGV[at + 14]  -- the tenant's number or address the customer wrote to
-  local kind = ARGV[at + 15]  -- message | call | callback | voicemail
+  local contact, ident, channel, queue = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  local priority, enqueued_at = tonumber(ARGV[at + 5]), tonumber(ARGV[at + 6])
+  local entry, provider_id, address = ARGV[at + 7], ARGV[at + 8], ARGV[at + 9]
+  local refs, own_ref = ARGV[at + 10], ARGV[at + 11]
+  local tenant_address = ARGV[at + 12]  -- the tenant's number or address the customer wrote to
+  local kind = ARGV[at + 13]  -- message | call | callback | voicemail
+  -- A customer or conversation this contact opens takes the contact's id: a call
+  -- that failed part way and runs again on redelivery fills in the same records
+  -- instead of leaving a half-made conversation behind.
+  local new_customer, new_conv = contact, contact
 
   -- The marker is set last: a contact whose call failed part way (a Redis error)
   -- is not marked, so its redelivery stores it instead of passing it over.
