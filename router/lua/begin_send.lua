@@ -24,6 +24,6 @@ if status == "retry" then
   if due and tonumber(due) > NOW then return {"scheduled", attempts} end
 end
 local attempt = redis.call("HINCRBY", k, "attempts", 1)
-redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", S(NOW), "updated_at", S(NOW))
+redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", NOW_S, "updated_at", NOW_S)
 redis.call("ZADD", B .. ":retries", S(NOW + lease), id)
 return {"go", attempt}

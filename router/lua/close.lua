@@ -13,7 +13,7 @@ if state == "closed" then return {"already_closed", agent} end
 if only_unanswered and state ~= "queued" and state ~= "reserved" then return {"taken", agent} end
 if by ~= "" and by ~= agent then return {"not_yours", agent} end
 unwait(queue, conv, channel)
-redis.call("HSET", c, "state", "closed", "closed_at", S(NOW), "disposition", disposition)
+redis.call("HSET", c, "state", "closed", "closed_at", NOW_S, "disposition", disposition)
 if customer and redis.call("HGET", B .. ":cust:" .. customer, "open_conv") == conv then
   redis.call("HDEL", B .. ":cust:" .. customer, "open_conv")
 end

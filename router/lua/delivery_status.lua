@@ -17,7 +17,7 @@ local current = f[1] or ""
 if (rank[current] or 0) >= rank[status] then return {"unchanged", current} end
 -- the reference is the provider's id for the message (a report may overtake the
 -- sender's own record of it)
-redis.call("HSET", k, "status", status, "error", err, "provider_id", ref, "updated_at", S(NOW))
+redis.call("HSET", k, "status", status, "error", err, "provider_id", ref, "updated_at", NOW_S)
 -- settled: a report that overtook the dispatcher's own record of the send (or a
 -- retry it scheduled) leaves the retry schedule, so it is never sent again
 redis.call("ZREM", B .. ":retries", id)

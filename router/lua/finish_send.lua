@@ -6,7 +6,7 @@ local id, attempt, status = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local k = B .. ":msg:" .. id
 local f = redis.call("HMGET", k, "status", "attempts")
 if f[1] ~= "sending" or tonumber(f[2] or 0) ~= attempt then return 0 end
-redis.call("HSET", k, "status", status, "error", ARGV[5], "updated_at", S(NOW))
+redis.call("HSET", k, "status", status, "error", ARGV[5], "updated_at", NOW_S)
 if ARGV[4] ~= "" then redis.call("HSET", k, "provider_id", ARGV[4]) end
 if status == "retry" then
   redis.call("ZADD", B .. ":retries", ARGV[6], id)

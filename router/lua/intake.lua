@@ -41,7 +41,7 @@ local function intake(at)
   if redis.call("EXISTS", marker) == 1 then return {"duplicate", "", "", ""} end
 
   -- The customer's fields this call sets, written at the end.
-  local cust_fields = {"ident:" .. ident, "1", "last_seen", S(NOW)}
+  local cust_fields = {"ident:" .. ident, "1", "last_seen", NOW_S}
   local customer = redis.call("HGET", B .. ":ident", ident)
   local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
   if customer then
@@ -50,7 +50,7 @@ local function intake(at)
     customer = new_customer
     redis.call("HSET", B .. ":ident", ident, customer)
     cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "id", customer
-    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "created_at", S(NOW)
+    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "created_at", NOW_S
   end
 
   -- An email reply joins the thread it answers, even from another address.
@@ -78,7 +78,7 @@ local function intake(at)
   local c, q
   if conv then
     c = B .. ":conv:" .. conv
-    redis.call("HSET", c, "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
+    redis.call("HSET", c, "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
       "tenant_address", tenant_address)
     local f = redis.call("HMGET", c, "agent", "queue")
     agent, queue = f[1] or "", f[2]
@@ -109,10 +109,10 @@ local function intake(at)
     end
     -- the conversation as enqueue (and then reserve) would leave it, with this first message
     local fields = {"id", conv, "customer", customer, "channel", channel, "address", address,
-      "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", S(NOW), "level", "0",
+      "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", NOW_S, "level", "0",
       "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
       "agent", chosen or "", "reservation", chosen and conv .. ".1" or "",
-      "last_message_at", S(NOW), "last_channel", channel, "last_address", address,
+      "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
       "tenant_address", tenant_address}
     if holder then
       fields[#fields + 1], fields[#fields + 2] = "sticky_agent", holder
@@ -121,7 +121,7 @@ local function intake(at)
     end
     redis.call("HSET", c, unpack(fields))
     cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "open_conv", conv
-    redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", S(NOW), conv)
+    redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", NOW_S, conv)
     if not chosen then
       local score = S(wait_score(S(priority), S(enqueued_at)))
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)

@@ -24,6 +24,7 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local NOW = now_ms()
+local NOW_S = S(NOW)  -- NOW as text, made once (formatting a number costs about a third of a redis.call)
 
 -- Events go on the stream as MessagePack: Redis's built-in cmsgpack, or, in
 -- the embedded store, which has none, this encoder of a flat map (strings,
@@ -128,13 +129,14 @@ end
 -- only in the offered channel's set: among busy agents each channel ranks by
 -- its own last offer until their state next changes (one update per offer
 -- instead of one per channel, a fifth of an offer's time on Redis).
+local BUSY_SCORE = S(1e13 + NOW)  -- the rank of an agent offered work now
 local function take_slot(agent, channel)
   local a = B .. ":agent:" .. agent
   local f = redis.call("HMGET", a, "load:" .. channel, "load:total", "cap:" .. channel, "cap:total", "exclusive_voice")
   local ch_load, total = tonumber(f[1] or 0) + 1, tonumber(f[2] or 0) + 1
-  redis.call("HSET", a, "load:" .. channel, S(ch_load), "load:total", S(total), "last_offer", S(NOW))
+  redis.call("HSET", a, "load:" .. channel, S(ch_load), "load:total", S(total), "last_offer", NOW_S)
   local blocked = total >= tonumber(f[4] or 0) or (channel == "voice" and f[5] == "1")
-  local score = S(1e13 + NOW)
+  local score = BUSY_SCORE
   if total > 1 and not blocked then
     local key = B .. ":ready:" .. channel
     if ch_load >= tonumber(f[3] or 0) then
@@ -162,7 +164,7 @@ local function release_slot(agent, conv, channel)
   if ch < 0 then redis.call("HSET", a, "load:" .. channel, 0) end
   local total = redis.call("HINCRBY", a, "load:total", -1)
   if total <= 0 then
-    redis.call("HSET", a, "load:total", 0, "idle_since", S(NOW))
+    redis.call("HSET", a, "load:total", 0, "idle_since", NOW_S)
   end
   refresh_ready(agent)
   return true
@@ -292,7 +294,7 @@ end
 local function offer(conv, res, agent, queue, channel, timeout_ms, timers)
   local expires = NOW + timeout_ms
   redis.call("HSET", B .. ":res:" .. res, "conv", conv, "agent", agent, "queue", queue,
-    "channel", channel, "state", "pending", "created_at", S(NOW), "expires_at", S(expires))
+    "channel", channel, "state", "pending", "created_at", NOW_S, "expires_at", S(expires))
   take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
   add_timers({S(expires), "res:" .. res}, timers)

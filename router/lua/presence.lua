@@ -14,7 +14,7 @@ redis.call("HSET", a, "presence", presence, "reason", reason)
 if presence == "available" then
   redis.call("HSET", a, "missed", "0")
   if before ~= "available" and tonumber(redis.call("HGET", a, "load:total") or 0) == 0 then
-    redis.call("HSET", a, "idle_since", S(NOW))
+    redis.call("HSET", a, "idle_since", NOW_S)
   end
 end
 refresh_ready(agent)

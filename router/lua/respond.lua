@@ -17,14 +17,14 @@ local a = B .. ":agent:" .. agent
 redis.call("ZREM", B .. ":timers", "res:" .. res)
 
 if action == "accept" then
-  redis.call("HSET", B .. ":res:" .. res, "state", "accepted", "answered_at", S(NOW))
+  redis.call("HSET", B .. ":res:" .. res, "state", "accepted", "answered_at", NOW_S)
   local enqueued_at = tonumber(redis.call("HGET", c, "enqueued_at") or NOW)
-  redis.call("HSET", c, "state", "assigned", "accepted_at", S(NOW))
-  redis.call("HSETNX", c, "answered_at", S(NOW))
+  redis.call("HSET", c, "state", "assigned", "accepted_at", NOW_S)
+  redis.call("HSETNX", c, "answered_at", NOW_S)
   redis.call("HSET", a, "missed", "0")
   local customer = redis.call("HGET", c, "customer")
   if customer then
-    redis.call("HSET", B .. ":cust:" .. customer, "last_agent", agent, "last_agent_at", S(NOW))
+    redis.call("HSET", B .. ":cust:" .. customer, "last_agent", agent, "last_agent_at", NOW_S)
   end
   emit({type = "accepted", conversation = conv, channel = channel, reservation = res,
     agent = agent, queue = queue, waited_ms = NOW - enqueued_at})
@@ -34,9 +34,9 @@ end
 -- reject or timeout: give the capacity back and put the conversation back in
 -- its queue with its original age; this agent is skipped for a while.
 local state = action == "reject" and "rejected" or "timed_out"
-redis.call("HSET", B .. ":res:" .. res, "state", state, "answered_at", S(NOW))
+redis.call("HSET", B .. ":res:" .. res, "state", state, "answered_at", NOW_S)
 release_slot(agent, conv, channel)
-redis.call("ZADD", c .. ":declined", S(NOW), agent)
+redis.call("ZADD", c .. ":declined", NOW_S, agent)
 -- when the agents who declined may be offered it again, look once more
 redis.call("ZADD", B .. ":timers", S(NOW + DECLINE_MS + 1), "route:" .. conv)
 if redis.call("HGET", c, "state") == "reserved" then

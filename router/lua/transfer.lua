@@ -26,7 +26,7 @@ if to_agent ~= "" then
 end
 -- whoever handed it over should not be offered it straight back, but may be
 -- once the decline window has passed (if nobody else took it by then)
-redis.call("ZADD", c .. ":declined", S(NOW), agent)
+redis.call("ZADD", c .. ":declined", NOW_S, agent)
 redis.call("ZADD", B .. ":timers", S(NOW + DECLINE_MS + 1), "route:" .. conv)
 redis.call("HSET", c, "level", "0", "sticky_agent", "")
 enqueue(conv, to_queue, 0)

@@ -48,7 +48,7 @@ else
 end
 -- provider_id stays the agent's call (the sender records it); a report on the
 -- customer's leg carries that leg's own CallSid
-redis.call("HSET", k, "status", outcome, "error", err, "settled", attempt, "updated_at", S(NOW))
+redis.call("HSET", k, "status", outcome, "error", err, "settled", attempt, "updated_at", NOW_S)
 if conv then
   redis.call("HSET", conv, "callback_attempts", S(dials), "callback_last_status", status)
   if outcome ~= "retry" then redis.call("HSET", conv, "callback_outcome", outcome) end
