@@ -5,17 +5,17 @@ from __future__ import annotations
 
 def render(report: dict) -> str:
     """The report as the tables printed without --json."""
-    s, raw = report["setup"], report["raw"]
+    s = report["setup"]
 
     def plural(n: int) -> str:
         return "s" if n > 1 else ""
 
-    def row(name: str, t: dict, backlog: int) -> str:
+    def row(name: str, t: dict, backlog: int, ratio: float | None) -> str:
         cpu = t["cpu_percent"]
         consumers = "+".join(str(c) for c in cpu["consumers"])
-        ratio = t["per_second"] / raw["per_second"]
+        shown = f"{ratio:>7.2f}" if ratio is not None else f"{'':>7}"
         return (
-            f"{name:<44}{t['contacts']:>8}{t['seconds']:>8.2f}{t['per_second']:>8.0f}{ratio:>7.2f}{backlog:>8}"
+            f"{name:<44}{t['contacts']:>8}{t['seconds']:>8.2f}{t['per_second']:>8.0f}{shown}{backlog:>8}"
             f"  {cpu['redis']:>6} {consumers:>13}{cpu['producers']:>10}{cpu['others']:>8}"
         )
 
@@ -26,22 +26,29 @@ def render(report: dict) -> str:
         f" {s['producers']} concurrent producer tasks in this process add one contact per call",
         "  (raw: XADD of the encoded InboundContact; router: router.bus.ingest); one consumer process per row reads",
         f"  XREADGROUP COUNT {s['batch']} and XACKs each batch (raw: nothing else; router: a routing worker);"
-        f" {s['warmup']} warm-up contacts per phase",
+        f" {s['warmup']} warm-up contacts; {s['rounds']} router runs per worker count, each between two raw runs",
         "",
         f"{'throughput: first add .. last ack/reserved':<44}{'contacts':>8}{'seconds':>8}{'per s':>8}{'ratio':>7}"
         f"{'backlog':>8}  cpu %: redis      consumers  producers  others",
     ]
-    runs = report["raw_runs"]
-    for i, run in enumerate(runs):
-        when = ("first" if i == 0 else "last") if len(runs) > 1 else ""
-        lines.append(row(f"raw ceiling ({when}): XADD/XREADGROUP/XACK", run, run["backlog_when_added"]))
+    raw_name = "raw ceiling: XADD/XREADGROUP/XACK"
     for result in report["router"]:
-        t = result["throughput"]
-        lines.append(row(f"router: {t['workers']} routing worker{plural(t['workers'])}", t, t["backlog_when_ingested"]))
+        t, raws = result["throughput"], result["raw_runs"]
+        who = f"{t['workers']} routing worker{plural(t['workers'])}"
+        lines.append(row(raw_name, raws[0], raws[0]["backlog_when_added"], None))
+        for n, (r, raw) in enumerate(zip(t["rounds"], raws[1:], strict=True)):
+            name = f"router: {who}, round {n + 1}"
+            if r["per_second"] == t["per_second"]:  # the median round: its whole row
+                lines.append(row(name, t, t["backlog_when_ingested"], r["ratio"]))
+            else:
+                lines.append(f"{name:<44}{t['contacts']:>8}{'':>8}{r['per_second']:>8.0f}{r['ratio']:>7.2f}")
+            lines.append(row(raw_name, raw, raw["backlog_when_added"], None))
+        rounds = ", ".join(f"{r['ratio']:.2f}" for r in t["rounds"])
+        lines.append(f"  => {who}: ratio {t['ratio']:.2f} (the median round; all rounds: {rounds})")
     lines += [
-        f"  ratio = per s / best raw run ({raw['per_second']:.0f}/s). backlog = entries not yet read when the producers"
-        " finished",
-        "  (> 0: the consumers were the limit). cpu % of one CPU over the phase; others = the rest of the machine.",
+        "  a round's ratio = its per s / the mean of the raw runs before and after it. backlog = entries not yet",
+        "  read when the producers finished (> 0: the consumers were the limit). cpu % of one CPU over the run;",
+        "  others = the rest of the machine (during raw runs, the router's idle workers too).",
         "",
         f"{'latency: inbound XADD -> reserved event':<44}{'offered/s':>10}{'reserved':>12}"
         f"{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'max ms':>8}",
@@ -54,11 +61,12 @@ def render(report: dict) -> str:
             f"{lat['p50_ms']:>8}{lat['p90_ms']:>8}{lat['p99_ms']:>8}{lat['max_ms']:>8}"
         )
     lines += ["", "detail"]
-    for i, run in enumerate(runs):
-        lines.append(
-            f"  raw run {i + 1}: producers added {run['added_per_second']:.0f}/s;"
-            f" consumer batches averaged {run['avg_batch']} entries"
-        )
+    for result in report["router"]:
+        for i, run in enumerate(result["raw_runs"]):
+            lines.append(
+                f"  raw run {i + 1} of the {result['throughput']['workers']}-worker rows: producers added"
+                f" {run['added_per_second']:.0f}/s; consumer batches averaged {run['avg_batch']} entries"
+            )
     for result in report["router"]:
         t = result["throughput"]
         missing = t["contacts"] - t["reserved"]

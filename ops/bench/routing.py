@@ -6,16 +6,20 @@ It starts its own redis-server (ops.redis_server.RedisServer) and measures:
 
 1. The raw ceiling. ``--producers`` concurrent tasks in this process (one
    connection each) XADD one encoded InboundContact (router.events.encode) per
-   call, as webhooks do, while one consumer *process* reads XREADGROUP
+   call, as concurrent webhooks do (32 by default: with fewer, on 2 cores, the
+   raw run waits for replies and measures less than the stream can take), while one consumer *process* reads XREADGROUP
    COUNT=batch BLOCK and XACKs each batch: the router's read pattern without the
-   routing work, on the same client library (redis.asyncio + hiredis).
-   Ceiling = N / (first XADD .. last XACK). It is measured before and after the
-   router runs and the better run counts (other load only ever lowers it).
+   routing work, on the same client (router.store.connect: redis.asyncio with
+   hiredis). Ceiling = N / (first XADD .. last XACK).
 2. The router. The same producers call router.bus.ingest (the de-duplicating
    ingest script) for N fresh contacts while K routing workers
    (``contactrouter run routing`` subprocesses) route them. Agents have room
    for every contact, so nobody waits for capacity. Throughput = `reserved`
    events / (first ingest .. last `reserved` event id), read from the events stream.
+   It runs ``--rounds`` times, each run between two ceiling runs, and a round's
+   ratio is its throughput over the mean of the ceilings on either side: a shared
+   machine that slows down for a few seconds slows both sides of that round. The
+   ratio reported is the median round's.
 3. Latency. An open-loop producer offers ``--rate`` contacts/s for
    ``--duration`` seconds; latency = the `reserved` event's stream id ms minus
    the inbound entry's stream id ms (both stamped by the Redis clock, 1 ms resolution).
@@ -71,7 +75,7 @@ def code_version() -> str:
 
 async def run(opts: argparse.Namespace) -> dict:
     tenants = [f"bench{i}" for i in range(opts.tenants)]
-    per_tenant = math.ceil((opts.warmup + opts.contacts + opts.rate * opts.duration) / opts.tenants)
+    per_tenant = math.ceil((opts.warmup + opts.contacts * opts.rounds + opts.rate * opts.duration) / opts.tenants)
     capacity = max(50, math.ceil(per_tenant * 1.2 / opts.agents))
     logdir = Path(tempfile.mkdtemp(prefix="cr-bench-"))
     config = logdir / "bench.toml"
@@ -94,19 +98,18 @@ async def run(opts: argparse.Namespace) -> dict:
                     "batch": opts.batch,
                     "producers": opts.producers,
                     "warmup": opts.warmup,
+                    "rounds": opts.rounds,
                 },
-                "raw_runs": [await raw_ceiling(server.url, opts, tenants)],
                 "router": [],
             }
+
+            async def ceiling() -> dict:
+                return await raw_ceiling(server.url, opts, tenants)
+
             for workers in opts.workers:
-                report["router"].append(await router_run(server.url, opts, workers, deployment, config, logdir))
-            # The ceiling is measured again at the end, and the better run counts: a ceiling is
-            # what the machine can do, and other load on a shared machine only ever lowers it.
-            report["raw_runs"].append(await raw_ceiling(server.url, opts, tenants))
-            report["raw"] = max(report["raw_runs"], key=lambda run: run["per_second"])
-            for result in report["router"]:
-                t = result["throughput"]
-                t["ratio"] = round(t["per_second"] / report["raw"]["per_second"], 3)
+                report["router"].append(
+                    await router_run(server.url, opts, workers, deployment, config, logdir, ceiling)
+                )
             return report
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
@@ -122,15 +125,34 @@ def _workers(value: str) -> list[int]:
     return counts
 
 
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return n
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ops.bench routing", description=__doc__.split("\n\n")[0])
     p.add_argument("--contacts", type=int, default=20_000, help="contacts in each throughput phase (20000)")
+    p.add_argument(
+        "--rounds", type=_positive, default=3, help="throughput rounds per worker count, each between two ceilings (3)"
+    )
     p.add_argument("--rate", type=float, default=500, help="offered contacts/s in the latency phase (500)")
     p.add_argument("--duration", type=float, default=10, help="seconds of the latency phase (10)")
     p.add_argument("--workers", type=_workers, default=[1], help="routing workers, or a list to run each: 1,2,4 (1)")
     p.add_argument("--tenants", type=int, default=1, help="tenants (shards) the contacts spread over (1)")
     p.add_argument("--agents", type=int, default=200, help="agents per tenant (200)")
-    p.add_argument("--producers", type=int, default=8, help="concurrent producer tasks (8)")
+    p.add_argument(
+        "--producers",
+        type=int,
+        default=32,
+        help="concurrent producer tasks (32: on 2 cores, the fewest at which the raw ceiling is bound by the"
+        " producers' own CPU rather than by waiting for replies)",
+    )
     p.add_argument("--batch", type=int, default=100, help="XREADGROUP COUNT, for the router and the ceiling (100)")
     p.add_argument("--warmup", type=int, default=200, help="contacts routed before each measurement (200)")
     p.add_argument(
