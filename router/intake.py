@@ -17,6 +17,10 @@ from router.store import Store, text
 log = logging.getLogger(__name__)
 
 
+class IntakeFailed(RuntimeError):
+    """Redis refused one contact's intake (its error); the entry stays pending, for redelivery."""
+
+
 class Unroutable(ValueError):
     """A contact that can never be routed (bad payload, unknown tenant); it is dead-lettered."""
 
@@ -90,7 +94,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     if not work:
         return done
     touched = sorted({(tenant.id, args[QUEUE_ARG]) for _e, tenant, _c, _a, args in work})
-    results, rounds, redone = await _intake_all(store, work, touched)
+    results, rounds = await _intake_all(store, work, touched)
     elsewhere: set[tuple[str, str]] = set()  # queues intake chose over pick_queue's (campaign replies)
     for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):
@@ -103,8 +107,6 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)
     for (tenant_id, queue_id), made in zip(touched, rounds, strict=True):
-        if tenant_id in redone:  # that round ran before the contacts were stored
-            made = await assign.assign_queue(store, tenant_id, queue_id)
         # One round examines LOOKAHEAD waiting conversations and a batch can queue more
         # than that: offer again while a round reserved every conversation it examined.
         while isinstance(made, Exception) or len(made) >= assign.LOOKAHEAD:
@@ -115,14 +117,13 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     return done
 
 
-async def _intake_all(store: Store, work: list, touched: list[tuple[str, str]]) -> tuple[list, list, set[str]]:
+async def _intake_all(store: Store, work: list, touched: list[tuple[str, str]]) -> tuple[list, list]:
     """Run every contact's intake, then one offer round per queue the batch touched
     (new conversations, and redelivered ones whose first worker may have died before
     offering them; a round with nothing to do is cheap), in one round trip: each
     shard's contacts go in one intake call.
 
-    Returns each contact's result (or error), each round's offers (or error), and
-    the shards whose contacts had to run again one by one.
+    Returns each contact's result (or error) and each round's offers (or error).
     """
     shards: dict[str, list[int]] = {}
     for index, (_e, tenant, _c, _a, _args) in enumerate(work):
@@ -131,23 +132,16 @@ async def _intake_all(store: Store, work: list, touched: list[tuple[str, str]]) 
     calls += [(store.scripts.assign_queue, Keys(t).base, [q, assign.LOOKAHEAD]) for t, q in touched]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
-    redone: set[str] = set()
     for (tenant_id, indexes), reply in zip(shards.items(), replies, strict=False):
-        if isinstance(reply, Exception):
-            redone.add(tenant_id)
-        else:
-            for index, result in zip(indexes, reply, strict=True):
-                results[index] = result
-    if redone:
-        # A script stops at its first error, so one contact that cannot be stored
-        # would hold back the rest of its shard's batch: those contacts run one per
-        # call, each succeeding or failing alone (the ones the failed call stored
-        # are duplicates now, and cost nothing).
-        redo = [i for t in sorted(redone) for i in shards[t]]
-        calls = [(store.scripts.intake, Keys(work[i][1].id).base, _batch_args([work[i][4]])) for i in redo]
-        for index, reply in zip(redo, await scripts.run_pipelined(store.redis, calls), strict=True):
-            results[index] = reply if isinstance(reply, Exception) else reply[0]
-    return results, replies[len(shards) :], redone
+        if isinstance(reply, Exception):  # the call as a whole: none of its contacts is done
+            log.error("intake of %d contacts of %s failed: %s", len(indexes), tenant_id, reply)
+            reply = [reply] * len(indexes)
+        for index, result in zip(indexes, reply, strict=True):
+            # a contact that failed alone (intake.lua catches each one's error)
+            if not isinstance(result, Exception) and text(result[0]) == "error":
+                result = IntakeFailed(text(result[1]))
+            results[index] = result
+    return results, replies[len(shards) :]
 
 
 def _batch_args(contacts: list[list]) -> list:

@@ -8,7 +8,7 @@
 -- One call takes a routing worker's whole batch for the shard, in order (the
 -- fixed cost of a script call, a sixth of a contact's, is paid once):
 -- ARGV[1] is the number of contacts, then ARGS_PER_CONTACT arguments for each.
--- Returns {outcome, conversation, customer, queue} per contact.
+-- Returns {outcome, conversation, customer, queue} per contact, or {"error", message}.
 local ARGS_PER_CONTACT = 13
 
 local confs = {}  -- queue configurations read in this call (false: no such queue)
@@ -61,7 +61,9 @@ local function intake(at)
       if is_open(found) then conv = found break end
     end
   end
-  if not conv and is_open(known[1]) then conv = known[1] end
+  -- (An open conversation with this contact's own id is one an earlier call for
+  -- this contact began and failed to finish: it is made again, below.)
+  if not conv and known[1] ~= contact and is_open(known[1]) then conv = known[1] end
   -- A reply to a campaign message opens the conversation the campaign started with this
   -- customer (workers/campaigns records it when it sends), in the campaign's queue with
   -- the campaign's context, while the campaign's reply window lasts.
@@ -143,6 +145,15 @@ local function intake(at)
   return {outcome, conv, customer, queue}
 end
 
+-- A contact whose intake fails (a key of the wrong type, say) fails alone: the
+-- batch goes on, and it comes back as {"error", message}, unmarked, to be
+-- redelivered. (Redis keeps what a failed call wrote before its error.)
 local results = {}
-for i = 1, tonumber(ARGV[1]) do results[i] = intake((i - 1) * ARGS_PER_CONTACT + 1) end
+for i = 1, tonumber(ARGV[1]) do
+  local ok, result = pcall(intake, (i - 1) * ARGS_PER_CONTACT + 1)
+  if not ok then
+    result = {"error", type(result) == "table" and result.err or tostring(result)}
+  end
+  results[i] = result
+end
 return results
