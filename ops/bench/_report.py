@@ -74,7 +74,7 @@ def render(report: dict) -> str:
             f"  router, {t['workers']} worker{plural(t['workers'])}:"
             f" producers ingested {t['ingested_per_second']:.0f}/s;"
             f" {t['batches']} batches of {t['avg_batch']} on average, {t['worker_round_trips_per_batch']} round trips"
-            " each; Redis ran"
+            f" and {t['worker_scripts_per_batch']} scripts each; Redis ran"
             f" {t['redis_script_usec_per_contact']:.0f} us of scripts per contact (ingest+intake+assign_queue)"
             + (f"; {missing} NOT reserved ({t['left_waiting']} left waiting)" if missing else "")
         )

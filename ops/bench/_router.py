@@ -153,16 +153,16 @@ def _round_trips(stats: dict[str, tuple[int, int]], contacts: int) -> dict:
     evalsha = stats.get("evalsha", (0, 0))[0] + stats.get("eval", (0, 0))[0]
     reads = stats.get("xreadgroup", (0, 0))[0]
     acks = stats.get("xack", (0, 0))[0]
-    # evalsha = ingest (one per contact) + intake (one per contact) + assign_queue (one per batch and queue)
-    assigns = max(evalsha - 2 * contacts, 0)
-    batches = acks or 1
+    batches = acks or 1  # a batch's XACK rides with the next read, one per batch
     exists = stats.get("script|exists", (0, 0))[0]  # a pipeline handed Script objects asks this first
-    # per batch: XREADGROUP, one pipeline of intake scripts, assign_queue per touched queue, XACK per stream
-    worker_round_trips = reads + exists + batches + assigns + acks
+    # per batch: XREADGROUP (with the last batch's XACK), then one pipeline of scripts
+    # (intake per shard, assign_queue per queue touched); ingest is one script per contact
+    worker_round_trips = reads + exists + batches
     script_usec = stats.get("evalsha", (0, 0))[1] + stats.get("eval", (0, 0))[1]
     return {
         "batches": acks,
         "avg_batch": round(contacts / batches, 1),
+        "worker_scripts_per_batch": round(max(evalsha - contacts, 0) / batches, 2),
         "worker_round_trips_per_batch": round(worker_round_trips / batches, 2),
         "worker_round_trips_per_contact": round(worker_round_trips / contacts, 3),
         "redis_script_usec_per_contact": round(script_usec / contacts, 1),

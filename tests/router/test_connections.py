@@ -7,10 +7,11 @@ import pytest
 import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 
-from router.connections import PackedConnection, WaitingPool
+from router.connections import PackedConnection, PackedSSLConnection, PackedUnixConnection, WaitingPool
 
 ARGUMENT = st.one_of(
     st.binary(max_size=200),
@@ -32,10 +33,31 @@ def test_commands_are_packed_byte_for_byte_as_redis_py_packs_them(args):
     assert b"".join(ours.pack_commands(commands)) == b"".join(theirs.pack_commands(commands))
 
 
-def test_a_two_word_command_goes_out_as_two_words():
-    assert bytes_of(PackedConnection(), "SCRIPT LOAD", "return 1") == bytes_of(
-        aioredis.Connection(), "SCRIPT LOAD", "return 1"
-    )
+@pytest.mark.parametrize("command", ["SCRIPT LOAD", b"SCRIPT LOAD"])
+def test_a_two_word_command_goes_out_as_two_words(command):
+    packed = bytes_of(PackedConnection(), command, "return 1")
+    assert packed == bytes_of(aioredis.Connection(), command, "return 1")
+    assert packed.startswith(b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n")
+
+
+def test_text_in_another_encoding_is_packed_by_redis_py():
+    ours = PackedConnection(encoding="latin-1")
+    assert bytes_of(ours, "SET", "k", "café") == bytes_of(aioredis.Connection(encoding="latin-1"), "SET", "k", "café")
+    assert b"caf\xe9" in bytes_of(ours, "SET", "k", "café")
+
+
+@pytest.mark.parametrize(
+    ("url", "packed", "kind"),
+    [
+        ("redis://127.0.0.1:6379/0", PackedConnection, aioredis.Connection),
+        ("rediss://127.0.0.1:6380/0", PackedSSLConnection, SSLConnection),
+        ("unix:///run/redis.sock", PackedUnixConnection, UnixDomainSocketConnection),
+    ],
+)
+def test_every_kind_of_address_gets_a_packing_connection_of_its_kind(url, packed, kind):
+    pool = WaitingPool.from_url(url)
+    assert pool.connection_class is packed
+    assert isinstance(pool.make_connection(), kind)
 
 
 @pytest.mark.parametrize("bad", [None, True, object()])
