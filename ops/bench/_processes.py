@@ -80,3 +80,14 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def code_version(*folders: str) -> str:
+    """The commit measured, and the files of `folders` changed on top of it."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", *folders], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    changed = [line[3:] for line in dirty.stdout.splitlines() if line.strip()]
+    return head.stdout.strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")

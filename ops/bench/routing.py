@@ -43,7 +43,6 @@ import math
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -52,25 +51,12 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from ops.bench._load import deployment_toml
-from ops.bench._processes import ROOT
+from ops.bench._processes import code_version
 from ops.bench._raw import raw_ceiling
 from ops.bench._report import render
 from ops.bench._router import router_run
 from ops.redis_server import RedisServer
 from router.config import load_deployment
-
-
-def code_version() -> str:
-    """The commit measured, and the routing files changed on top of it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "router", "workers"], cwd=ROOT, capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    changed = [line[3:] for line in dirty.stdout.splitlines() if line.strip()]
-    return head.stdout.strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")
 
 
 async def run(opts: argparse.Namespace) -> dict:
@@ -91,7 +77,7 @@ async def run(opts: argparse.Namespace) -> dict:
                     "redis": f"redis-server {version} on 127.0.0.1:{server.port} (no AOF, no RDB)",
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
-                    "code": code_version(),
+                    "code": code_version("router", "workers"),
                     "tenants": opts.tenants,
                     "agents_per_tenant": opts.agents,
                     "webchat_capacity": capacity,

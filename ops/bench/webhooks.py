@@ -63,24 +63,11 @@ from ops.bench._http import (
     wait_ready,
 )
 from ops.bench._measure import CpuMeter, command_delta, command_stats, percentile, proc_cpu, redis_cpu, self_cpu
-from ops.bench._processes import ROOT, check_alive
+from ops.bench._processes import check_alive, code_version
 from ops.bench._streams import as_text, last_id
 from ops.redis_server import RedisServer, free_port
 from router import events
 from router.keys import Keys
-
-
-def code_version() -> str:
-    """The commit measured, and the web-path files changed on top of it."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "router", "channels"], cwd=ROOT, capture_output=True, text=True
-        )
-    except OSError:
-        return "unknown"
-    changed = [line[3:] for line in dirty.stdout.splitlines() if line.strip()]
-    return head.stdout.strip() + (f" + uncommitted {', '.join(changed)}" if changed else "")
 
 
 async def phase(
@@ -210,7 +197,7 @@ async def run(opts: argparse.Namespace) -> dict:
                     "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "aiohttp": aiohttp.__version__,
-                    "code": code_version(),
+                    "code": code_version("router", "channels"),
                     "tenant": f"{TENANT}: SMS number {NUMBER}, Twilio account with its token in ${TOKEN_ENV}",
                     "requests": opts.requests,
                     "concurrency": opts.concurrency,
