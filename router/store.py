@@ -6,6 +6,7 @@ it over TCP on localhost so the CLI in another terminal can reach it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -116,6 +117,27 @@ class StoreOutage:
                 self.failures,
             )
         self.failures = 0
+
+
+async def read_streams(
+    store: Store, positions: dict[str, str], outage: StoreOutage, *, count: int, block_ms: int
+) -> list:
+    """One XREAD of `positions` for a loop that follows streams for as long as it
+    runs: a store outage waits as `outage` says, any other failure is logged and
+    waits a second, and both return no rows, so the loop simply reads again."""
+    try:
+        rows = await store.redis.xread(positions, count=count, block=block_ms)
+    except asyncio.CancelledError:
+        raise
+    except STORE_ERRORS as exc:
+        await asyncio.sleep(outage.failed(exc))
+        return []
+    except Exception:
+        log.exception("%s: reading %s failed; retrying", outage.what, ", ".join(positions))
+        await asyncio.sleep(1.0)
+        return []
+    outage.recovered()
+    return rows or []
 
 
 def _reason(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from aiohttp import web
 
 from router.keys import Keys, shard_of
-from router.store import STORE_ERRORS, Store, StoreOutage, text
+from router.store import Store, StoreOutage, read_streams, text
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +93,8 @@ class LiveHub:
     async def _run(self, streams: list[str]) -> None:
         outage = StoreOutage("web chat live feed")
         while True:
-            try:
-                reply = await self.store.redis.xread(
-                    {s: self.positions[s] for s in streams}, count=BATCH, block=BLOCK_MS
-                )
-            except asyncio.CancelledError:
-                raise
-            except STORE_ERRORS as exc:
-                await asyncio.sleep(outage.failed(exc))
-                continue
-            except Exception:
-                log.exception("reading the web chat live streams failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            outage.recovered()
-            for stream, rows in reply or []:
+            positions = {s: self.positions[s] for s in streams}
+            for stream, rows in await read_streams(self.store, positions, outage, count=BATCH, block_ms=BLOCK_MS):
                 stream = text(stream)
                 tenant = shard_of(stream)
                 for entry_id, fields in rows:

@@ -26,7 +26,7 @@ from router import events
 from router.inbox.accounts import User
 from router.inbox.sessions import USER, same_origin
 from router.keys import Keys
-from router.store import STORE_ERRORS, Store, StoreOutage, text
+from router.store import Store, StoreOutage, read_streams, text
 from router.web import DEPLOYMENT, STORE
 
 log = logging.getLogger(__name__)
@@ -71,19 +71,7 @@ class Hub:
         last = {keys.events: "$", keys.webchat_signals: "$"}
         outage = StoreOutage(f"inbox live feed of {tenant}")
         while True:
-            try:
-                rows = await self.store.redis.xread(last, count=BATCH, block=BLOCK_MS)
-            except asyncio.CancelledError:
-                raise
-            except STORE_ERRORS as exc:
-                await asyncio.sleep(outage.failed(exc))
-                continue
-            except Exception:
-                log.exception("following the streams of %s failed; retrying", tenant)
-                await asyncio.sleep(1.0)
-                continue
-            outage.recovered()
-            for stream, entries in rows or ():
+            for stream, entries in await read_streams(self.store, last, outage, count=BATCH, block_ms=BLOCK_MS):
                 stream = text(stream)
                 for entry_id, fields in entries:
                     last[stream] = text(entry_id)
