@@ -19,6 +19,7 @@ from redis.exceptions import ResponseError
 
 from router import events
 from router.keys import Keys, shard_of
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
 
 log = logging.getLogger(__name__)
@@ -150,13 +151,13 @@ class Consumer:
             except STORE_ERRORS as exc:
                 # The store is away: one warning per outage and a capped backoff, not a
                 # traceback per attempt.
-                await _wait(stop, outage.failed(exc))
+                await stopped(stop, outage.failed(exc))
                 continue
             except ResponseError as exc:
                 outage.recovered()  # it answered
                 if not str(exc).startswith("NOGROUP"):
                     log.exception("consumer %s/%s failed a cycle; retrying", self.group, self.name)
-                    await _wait(stop, 1.0)
+                    await stopped(stop, 1.0)
                     continue
                 # The store came back without its data (no AOF, an empty replica promoted, a
                 # deleted stream): without its group every read fails; make it again, as a
@@ -166,7 +167,7 @@ class Consumer:
                 continue
             except Exception:
                 log.exception("consumer %s/%s failed a cycle; retrying", self.group, self.name)
-                await _wait(stop, 1.0)
+                await stopped(stop, 1.0)
                 continue
             outage.recovered()
 
@@ -292,11 +293,3 @@ class Consumer:
             pipe.xack(entry.stream, self.group, entry.id)
             await pipe.execute()
         log.error("dead-lettered %s %s after %d deliveries: %s", entry.stream, entry.id, entry.deliveries, reason)
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, or less if stop is set meanwhile."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

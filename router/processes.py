@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from router import bus, queues
 from router.config import Deployment, Settings
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
@@ -110,15 +111,6 @@ async def _prepare(store: Store, deployment: Deployment) -> None:
         keys = Keys(tenant.id)
         await bus.ensure_group(store, keys.inbound, ROUTING_GROUP)
         await bus.ensure_group(store, keys.outbound, DISPATCH_GROUP)
-
-
-async def stopped(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait up to `seconds` for stop; True if it was set."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
 
 
 async def run_roles(

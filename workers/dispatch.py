@@ -32,6 +32,7 @@ from router import bus, events, scripts
 from router.config import Deployment, Settings
 from router.customers import WITHHELD
 from router.keys import DISPATCH_GROUP, Keys
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
 
 log = logging.getLogger(__name__)
@@ -333,10 +334,7 @@ async def retry_loop(dispatcher: Dispatcher, deployment: Deployment, stop: async
                 log.exception("retrying messages of %s failed", tenant.id)
         else:
             outage.recovered()
-        try:
-            await asyncio.wait_for(stop.wait(), wait)
-        except TimeoutError:
-            pass
+        await stopped(stop, wait)
 
 
 def _due_ms(attempt: int) -> int:

@@ -16,6 +16,7 @@ import time
 from ops import rollups, streams
 from router import timers
 from router.config import Deployment, Settings
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
                     upkeep = asyncio.create_task(_upkeep(store, deployment, settings))
             except STORE_ERRORS as exc:
                 # The store is away (restarting, unreachable): one warning, then a quiet backoff.
-                await _sleep(stop, outage.failed(exc))
+                await stopped(stop, outage.failed(exc))
                 continue
             outage.recovered()
             if not handled:
@@ -66,11 +67,6 @@ async def _run_due(store: Store, deployment: Deployment) -> int:
     return handled
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 async def _upkeep(store: Store, deployment: Deployment, settings: Settings) -> None:

@@ -24,6 +24,7 @@ from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
 from router.config import Deployment, Settings, Tenant
 from router.keys import Keys
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class Poller:
             try:
                 if not await self.hold_lease():
                     outage.recovered()
-                    await _sleep(stop, LEASE_MS / 4000)
+                    await stopped(stop, LEASE_MS / 4000)
                     continue
                 outage.recovered()
                 if not prepared:
@@ -88,16 +89,16 @@ class Poller:
             except asyncio.CancelledError:
                 raise
             except STORE_ERRORS as exc:  # the store is away: one warning, not one per attempt
-                await _sleep(stop, outage.failed(exc))
+                await stopped(stop, outage.failed(exc))
             except InvalidToken as exc:
                 log.error("Telegram refused the bot token of %s: %s", self.tenant.id, redact(str(exc), self.tenant))
-                await _sleep(stop, self.backoff_s[-1])
+                await stopped(stop, self.backoff_s[-1])
             except (TelegramError, *_STORE_ERRORS) as exc:
                 failures += 1
                 wait = self.backoff_s[min(failures, len(self.backoff_s)) - 1]
                 detail = redact(f"{type(exc).__name__}: {exc}", self.tenant)
                 log.warning("Telegram polling for %s failed (%s); again in %g s", self.tenant.id, detail, wait)
-                await _sleep(stop, wait)
+                await stopped(stop, wait)
         await self.release_lease()
 
     async def hold_lease(self) -> bool:
@@ -117,9 +118,9 @@ class Poller:
             self.bot.get_updates(offset=self.offset, timeout=self.poll_timeout_s, allowed_updates=ALLOWED_UPDATES)
         )
         if stop is not None:
-            stopped = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({poll, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            stopped.cancel()
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({poll, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
             if not poll.done():
                 poll.cancel()
                 return 0
@@ -163,8 +164,3 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         await bots.close()
 
 
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass

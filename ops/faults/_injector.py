@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 
 from ops.faults._supervisor import Supervisor
 from ops.redis_server import RedisServer
-from router.processes import stopped
+from router.stopping import stopped
 
 log = logging.getLogger(__name__)
 

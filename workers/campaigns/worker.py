@@ -25,6 +25,7 @@ from router import events, scripts
 from router.config import Deployment, Settings
 from router.customers import identity
 from router.keys import Keys
+from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
 from workers.campaigns import compliance, pacing, registry, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
@@ -137,11 +138,11 @@ class CampaignWorker:
                 handled = await self.step()
             except STORE_ERRORS as exc:
                 # Claimed recipients go back when their lease ends; nothing is lost by waiting.
-                await _wait(stop, outage.failed(exc))
+                await stopped(stop, outage.failed(exc))
                 continue
             outage.recovered()
             if not handled:
-                await _wait(stop, IDLE_S)
+                await stopped(stop, IDLE_S)
 
     async def _load(self, tenant: str, campaign_id: str) -> tuple[_Loaded | None, str]:
         raw, state = await self.store.redis.hmget(Keys(tenant).campaign(campaign_id), "definition", "state")
@@ -444,11 +445,6 @@ class CampaignWorker:
                 log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)
 
 
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
 
 
 def _other_identity(channel: str, recipient: Recipient) -> str:
