@@ -375,12 +375,12 @@ class Settings(msgspec.Struct, kw_only=True):
                 cluster=cluster,
                 config_path=env.get("CONTACTROUTER_CONFIG") or None,
                 consumer=env.get("CONTACTROUTER_CONSUMER", ""),
-                claim_idle_ms=_number(env, "CONTACTROUTER_CLAIM_IDLE_MS", 30_000),
-                max_deliveries=_number(env, "CONTACTROUTER_MAX_DELIVERIES", 5),
-                send_lease_ms=_number(env, "CONTACTROUTER_SEND_LEASE_MS", 120_000),
-                dispatch_concurrency=_number(env, "CONTACTROUTER_DISPATCH_CONCURRENCY", 16),
-                batch=_number(env, "CONTACTROUTER_BATCH", 100),
-                block_ms=_number(env, "CONTACTROUTER_BLOCK_MS", 1000),
+                claim_idle_ms=_number(env, "CONTACTROUTER_CLAIM_IDLE_MS", 30_000, minimum=1),
+                max_deliveries=_number(env, "CONTACTROUTER_MAX_DELIVERIES", 5, minimum=1),
+                send_lease_ms=_number(env, "CONTACTROUTER_SEND_LEASE_MS", 120_000, minimum=1),
+                dispatch_concurrency=_number(env, "CONTACTROUTER_DISPATCH_CONCURRENCY", 16, minimum=1),
+                batch=_number(env, "CONTACTROUTER_BATCH", 100, minimum=1),
+                block_ms=_number(env, "CONTACTROUTER_BLOCK_MS", 1000, minimum=1),  # 0: XREADGROUP would block for ever
                 stream_keep_hours=_number(env, "CONTACTROUTER_STREAM_KEEP_HOURS", 168, float),
                 host=env.get("HOST", "127.0.0.1"),
                 port=_number(env, "PORT", 8080),
@@ -391,9 +391,9 @@ class Settings(msgspec.Struct, kw_only=True):
                 twilio_sandbox_token=env.get("TWILIO_SANDBOX_TOKEN", ""),
                 smtp_host=env.get("SMTP_HOST", "127.0.0.1"),
                 smtp_port=_number(env, "SMTP_PORT", 2525),
-                smtp_max_bytes=_number(env, "SMTP_MAX_BYTES", 25 * 1024 * 1024),
+                smtp_max_bytes=_number(env, "SMTP_MAX_BYTES", 25 * 1024 * 1024, minimum=1),
                 attachment_dir=env.get("ATTACHMENT_DIR", ""),
-                attachment_max_bytes=_number(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024),
+                attachment_max_bytes=_number(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
                 smtp_tls_cert=env.get("SMTP_TLS_CERT", ""),
                 smtp_tls_key=env.get("SMTP_TLS_KEY", ""),
                 smtp_require_starttls=env.get("SMTP_REQUIRE_STARTTLS", "").lower() in {"1", "true", "yes", "on"},
@@ -414,13 +414,17 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError(f"environment: {exc}") from None
 
 
-def _number(env: dict[str, str], name: str, default: int | float, kind: type = int) -> Any:
-    """The number in variable `name` (blank or unset: default); ValueError names the variable."""
+def _number(env: dict[str, str], name: str, default: int | float, kind: type = int, minimum: int = 0) -> Any:
+    """The number in variable `name` (blank or unset: default), at least `minimum`;
+    ValueError names the variable."""
     value = env.get(name) or default
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
         raise ValueError(f"{name}: {value!r} is not a number") from None
+    if number < minimum:
+        raise ValueError(f"{name}: must be at least {minimum}, not {value!r}")
+    return number
 
 
 def _networks(value: str) -> list[str]:

@@ -246,6 +246,22 @@ def test_a_non_numeric_number_in_the_environment_names_the_variable(variable):
         Settings.from_env({variable: "lots"})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "least"),
+    [
+        ("CONTACTROUTER_DISPATCH_CONCURRENCY", "0", 1),
+        ("CONTACTROUTER_BATCH", "0", 1),
+        ("CONTACTROUTER_BLOCK_MS", "0", 1),  # Redis would block for ever
+        ("CONTACTROUTER_MAX_DELIVERIES", "0", 1),
+        ("PORT", "-1", 0),
+        ("TRUSTED_PROXY_HOPS", "-2", 0),
+    ],
+)
+def test_a_number_out_of_range_in_the_environment_stops_start_up_naming_the_variable(variable, value, least):
+    with pytest.raises(ConfigError, match=rf"^environment: {variable}: must be at least {least}, not '{value}'$"):
+        Settings.from_env({variable: value})
+
+
 def test_a_blank_number_in_the_environment_means_its_default():
     settings = Settings.from_env({"METRICS_PORT": "", "CONTACTROUTER_SEND_LEASE_MS": ""})
     assert (settings.metrics_port, settings.send_lease_ms) == (0, 120_000)
