@@ -72,7 +72,7 @@ _PACKED = {
 class WaitingPool(aioredis.BlockingConnectionPool):
     """A BlockingConnectionPool that waits (up to `timeout`) only when every
     connection is in use: a burst of webhooks beyond the pool's size waits a
-    moment instead of failing, and the usual case costs no lock. (The fast path
+    moment instead of failing, and the usual case waits on no condition. (The fast path
     skips redis-py's connection metrics, which this project does not export.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

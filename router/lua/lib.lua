@@ -136,22 +136,14 @@ local function take_slot(agent, channel)
   local ch_load, total = tonumber(f[1] or 0) + 1, tonumber(f[2] or 0) + 1
   redis.call("HSET", a, "load:" .. channel, S(ch_load), "load:total", S(total), "last_offer", NOW_S)
   local blocked = total >= tonumber(f[4] or 0) or (channel == "voice" and f[5] == "1")
-  local score = BUSY_SCORE
-  if total > 1 and not blocked then
-    local key = B .. ":ready:" .. channel
-    if ch_load >= tonumber(f[3] or 0) then
-      redis.call("ZREM", key, agent)
-    else
-      redis.call("ZADD", key, "XX", score, agent)
-    end
-    return
-  end
-  for _, ch in ipairs(CHANNELS) do
+  -- already working, and room left: only the offered channel's rank changes
+  local channels = (total > 1 and not blocked) and {channel} or CHANNELS
+  for _, ch in ipairs(channels) do
     local key = B .. ":ready:" .. ch
     if blocked or (ch == channel and ch_load >= tonumber(f[3] or 0)) then
       redis.call("ZREM", key, agent)
     else
-      redis.call("ZADD", key, "XX", score, agent)  -- only where they are ready already
+      redis.call("ZADD", key, "XX", BUSY_SCORE, agent)  -- only where they are ready already
     end
   end
 end
