@@ -1,7 +1,9 @@
 """A routing worker's batch goes to Redis as one intake call per shard: the same
 outcome as one call per contact, and a contact that cannot be stored fails alone."""
 
-from router import agents, bus, conversations, events, intake, queues
+from redis.exceptions import ResponseError
+
+from router import agents, bus, conversations, events, intake, queues, scripts
 from router.keys import Keys
 from tests.factories import SUPPORT, World, contact, deployment, world
 
@@ -109,3 +111,25 @@ async def test_a_new_conversation_whose_intake_failed_part_way_is_made_again_and
     assert await w.offered("amy") == [item.id], "offered, not left reserved with no reservation"
     assert [e.body for e in await conversations.history(w.store, "acme", item.id)] == ["first words"]
     assert "res:" + item.id + ".1" in await w.timers("res:")
+
+
+async def test_an_intake_call_redis_refuses_leaves_its_shards_contacts_pending_and_says_so(monkeypatch, caplog):
+    w = await world(TWO_TENANTS)
+    await w.available("amy")
+    await agents.set_presence(w.store, w.deployment.tenants[1], "bob", "available")
+    real_run = scripts.run_pipelined
+
+    async def acme_refused(redis, calls):
+        replies = await real_run(redis, [c for c in calls if not (c[0] is w.store.scripts.intake and "acme" in c[1])])
+        refused = [i for i, c in enumerate(calls) if c[0] is w.store.scripts.intake and "acme" in c[1]]
+        for i in refused:  # as Redis answers a script that stopped with an error
+            replies.insert(i, ResponseError("ERR Error running script: out of cheese"))
+        return replies
+
+    monkeypatch.setattr(scripts, "run_pipelined", acme_refused)
+    items = [contact("acme", address="+15550000001"), contact("bolt", address="+15550000002")]
+    assert await route(w, items) == [False, True], "acme's contact stays pending; bolt's shard is not held back"
+    assert "intake of 1 contacts of acme failed: ERR Error running script: out of cheese" in caplog.text
+    assert await w.events(events.MessageAdded) == []
+    [stored] = await w.events(events.MessageAdded, tenant="bolt")
+    assert stored.message == items[1].id
