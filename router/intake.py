@@ -132,9 +132,8 @@ async def _intake_all(store: Store, work: list, touched: list[tuple[str, str]]) 
     calls += [(store.scripts.assign_queue, Keys(t).base, [q, assign.LOOKAHEAD]) for t, q in touched]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
-    for (tenant_id, indexes), reply in zip(shards.items(), replies, strict=False):
+    for indexes, reply in zip(shards.values(), replies, strict=False):
         if isinstance(reply, Exception):  # the call as a whole: none of its contacts is done
-            log.error("intake of %d contacts of %s failed: %s", len(indexes), tenant_id, reply)
             reply = [reply] * len(indexes)
         for index, result in zip(indexes, reply, strict=True):
             # a contact that failed alone (intake.lua catches each one's error)
