@@ -130,15 +130,27 @@ local function intake(at)
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
     end
     schedule_queue_timers(conv, queue, enqueued_at, q or {}, timers)
-    emit({type = "queued", conversation = conv, channel = channel, queue = queue,
-      priority = priority, customer = customer})
+    -- {type = "queued", conversation, channel, queue, priority, customer}: see EVENT_TAIL
+    append_event("\136\164type\166queued"
+      .. "\172conversation" .. (FIXSTR[#conv] or str_head(conv)) .. conv
+      .. "\167channel" .. (FIXSTR[#channel] or str_head(channel)) .. channel
+      .. "\165queue" .. (FIXSTR[#queue] or str_head(queue)) .. queue
+      .. "\168priority" .. mp_int(priority)
+      .. "\168customer" .. (FIXSTR[#customer] or str_head(customer)) .. customer .. EVENT_TAIL)
   end
   redis.call("HSET", B .. ":cust:" .. customer, unpack(cust_fields))
 
   redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
   if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
-  emit({type = "message", conversation = conv, channel = channel, direction = "in",
-    message = contact, customer = customer, agent = agent, provider_id = provider_id})
+  -- {type = "message", conversation, channel, direction = "in", message, customer, agent, provider_id}
+  append_event("\138\164type\167message"
+    .. "\172conversation" .. (FIXSTR[#conv] or str_head(conv)) .. conv
+    .. "\167channel" .. (FIXSTR[#channel] or str_head(channel)) .. channel
+    .. "\169direction\162in"
+    .. "\167message" .. (FIXSTR[#contact] or str_head(contact)) .. contact
+    .. "\168customer" .. (FIXSTR[#customer] or str_head(customer)) .. customer
+    .. "\165agent" .. (FIXSTR[#agent] or str_head(agent)) .. agent
+    .. "\171provider_id" .. (FIXSTR[#provider_id] or str_head(provider_id)) .. provider_id .. EVENT_TAIL)
   if chosen then offer(conv, conv .. ".1", chosen, queue, channel, (q.reservation_timeout or 30) * 1000, timers) end
   add_timers(timers)
   redis.call("SET", marker, "1", "EX", 604800)
