@@ -67,8 +67,6 @@ async def _run_due(store: Store, deployment: Deployment) -> int:
     return handled
 
 
-
-
 async def _upkeep(store: Store, deployment: Deployment, settings: Settings) -> None:
     try:
         await _trim(store, deployment, settings)

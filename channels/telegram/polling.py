@@ -162,5 +162,3 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         await asyncio.gather(*(poller.run(stop) for poller in pollers))
     finally:
         await bots.close()
-
-

@@ -346,7 +346,6 @@ class ChatSession:
         )
         await signals.from_visitor(self.store, self.tenant.id, signal)
 
-
     async def _links(self, _frame: dict[str, Any]) -> None:
         """The history's files with links signed anew: a tab open longer than a link lives."""
         now = asyncio.get_running_loop().time()

@@ -254,12 +254,13 @@ async def test_an_agent_goes_available_accepts_an_offer_replies_and_closes(inbox
         assert [m.body for m in await w.outgoing()] == ["Sending an engineer"]
         await client.post(f"/inbox/t/acme/c/{conversation}/note", data={"csrf": token, "text": "VIP customer"})
         response = await client.post(
-            f"/inbox/t/acme/c/{conversation}/close", data={
+            f"/inbox/t/acme/c/{conversation}/close",
+            data={
                 "csrf": token,
                 "disposition": "promise_to_pay",
                 "promise_amount": "120.50",
                 "promise_date": "2099-01-31",
-            }
+            },
         )
         assert response.status == 200 and "End wrap-up" in await response.text()
         record = await w.conversation(conversation)

@@ -445,8 +445,6 @@ class CampaignWorker:
                 log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)
 
 
-
-
 def _other_identity(channel: str, recipient: Recipient) -> str:
     """The recipient's address of the other kind (email when texted or called, phone when
     emailed), as an identity, or ""."""
