@@ -276,20 +276,21 @@ class Consumer:
             await self.store.redis.xack(stream, self.group, *ids)
 
     async def dead_letter(self, entry: Entry, reason: str) -> None:
-        """Move an entry to the dead-letter stream and acknowledge it, in one transaction."""
-        keys = Keys(shard_of(entry.stream))
-        async with self.store.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                keys.dead,
-                {
-                    "stream": entry.stream,
-                    "id": entry.id,
-                    "group": self.group,
-                    "deliveries": entry.deliveries,
-                    "reason": reason,
-                    "e": entry.payload,
-                },
-            )
-            pipe.xack(entry.stream, self.group, entry.id)
-            await pipe.execute()
+        """Move an entry to the dead-letter stream and acknowledge it, as one step,
+        unless another consumer finished it meanwhile (dead_letter.lua)."""
+        fields = {
+            "stream": entry.stream,
+            "id": entry.id,
+            "group": self.group,
+            "deliveries": entry.deliveries,
+            "reason": reason,
+            "e": entry.payload,
+        }
+        moved = await self.store.scripts.dead_letter(
+            keys=[entry.stream, Keys(shard_of(entry.stream)).dead],
+            args=[self.group, entry.id, *(part for pair in fields.items() for part in pair)],
+        )
+        if not moved:
+            log.info("%s %s was finished elsewhere meanwhile; not dead-lettered", entry.stream, entry.id)
+            return
         log.error("dead-lettered %s %s after %d deliveries: %s", entry.stream, entry.id, entry.deliveries, reason)

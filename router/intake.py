@@ -11,7 +11,7 @@ from router import assign, bus, events, scripts
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
-from router.keys import Keys, shard_of
+from router.keys import ROUTING_GROUP, Keys, shard_of
 from router.store import Store, text
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,7 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
     return queue_id, True
 
 
-QUEUE_ARG = 3  # where _intake_args puts the queue id
-
-
-def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) -> list:
+def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> list:
     address = normalise(contact.channel, contact.address)
     queue = tenant.queue(queue_id)
     priority = contact.priority if contact.priority is not None else queue.priority
@@ -71,12 +68,19 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str) 
         own_ref,
         contact.to,
         contact.kind,
+        entry_id,
     ]
 
 
-async def route_batch(store: Store, deployment: Deployment, entries: list[Entry], dead_letter) -> set[str]:
-    """Take a batch of inbound entries into routing; returns the entry ids whose effect is stored."""
-    done: set[str] = set()
+async def route_batch(
+    store: Store, deployment: Deployment, entries: list[Entry], dead_letter, consumer: str
+) -> set[Entry]:
+    """Take a batch of inbound entries, which `consumer` of the routing group read,
+    into routing; returns the entries that are done: stored (intake acknowledges
+    those itself), passed over as stored already, or dead-lettered (and so
+    acknowledged). An id alone would not do: two tenants' streams can hold the same id.
+    """
+    done: set[Entry] = set()
     work: list[tuple[Entry, Tenant, events.InboundContact, bool, list]] = []
     for entry in entries:
         try:
@@ -85,67 +89,71 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             if shard_of(entry.stream) != tenant.id:
                 raise Unroutable(f"contact of tenant {tenant.id} on {entry.stream}")
             queue_id, after_hours = pick_queue(tenant, contact, dt.datetime.now(dt.UTC))
-            args = _intake_args(tenant, contact, queue_id)
+            args = _intake_args(tenant, contact, queue_id, entry.id)
         except (msgspec.ValidationError, msgspec.DecodeError, KeyError, InvalidAddress, Unroutable) as exc:
             await dead_letter(entry, f"unroutable: {exc}")
-            done.add(entry.id)
+            done.add(entry)
             continue
         work.append((entry, tenant, contact, after_hours, args))
     if not work:
         return done
-    touched = sorted({(tenant.id, args[QUEUE_ARG]) for _e, tenant, _c, _a, args in work})
-    results, rounds = await _intake_all(store, work, touched)
-    elsewhere: set[tuple[str, str]] = set()  # queues intake chose over pick_queue's (campaign replies)
-    for (entry, tenant, contact, after_hours, args), result in zip(work, results, strict=True):
+    results, full = await _intake_all(store, work, consumer)
+    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
         outcome, conversation, _customer, queue_id = (text(r) for r in result)
-        done.add(entry.id)
-        if outcome == "new" and queue_id != args[QUEUE_ARG]:
-            elsewhere.add((tenant.id, queue_id))
+        done.add(entry)
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)
-    for (tenant_id, queue_id), made in zip(touched, rounds, strict=True):
-        # One round examines LOOKAHEAD waiting conversations and a batch can queue more
+    for tenant_id, queue_id in full:
+        # A round examines LOOKAHEAD waiting conversations and a batch can queue more
         # than that: offer again while a round reserved every conversation it examined.
-        while isinstance(made, Exception) or len(made) >= assign.LOOKAHEAD:
-            made = await assign.assign_queue(store, tenant_id, queue_id)
-    for tenant_id, queue_id in sorted(elsewhere - set(touched)):
         while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
             pass
     return done
 
 
-async def _intake_all(store: Store, work: list, touched: list[tuple[str, str]]) -> tuple[list, list]:
-    """Run every contact's intake, then one offer round per queue the batch touched
-    (new conversations, and redelivered ones whose first worker may have died before
-    offering them; a round with nothing to do is cheap), in one round trip: each
-    shard's contacts go in one intake call.
+async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, list[tuple[str, str]]]:
+    """Run every contact's intake in one round trip: each shard's contacts go in one
+    intake call, which ends with an offer round on each queue it left conversations
+    waiting in.
 
-    Returns each contact's result (or error) and each round's offers (or error).
+    Returns each contact's result (or error), and the (tenant, queue) pairs whose
+    round was full (there may be more to offer) or failed.
     """
     shards: dict[str, list[int]] = {}
     for index, (_e, tenant, _c, _a, _args) in enumerate(work):
         shards.setdefault(tenant.id, []).append(index)
-    calls = [(store.scripts.intake, Keys(t).base, _batch_args([work[i][4] for i in idx])) for t, idx in shards.items()]
-    calls += [(store.scripts.assign_queue, Keys(t).base, [q, assign.LOOKAHEAD]) for t, q in touched]
+    calls = [
+        (store.scripts.intake, Keys(t).base, _batch_args([work[i][4] for i in idx], consumer))
+        for t, idx in shards.items()
+    ]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
-    for indexes, reply in zip(shards.values(), replies, strict=False):
+    full: list[tuple[str, str]] = []
+    for (tenant_id, indexes), reply in zip(shards.items(), replies, strict=True):
         if isinstance(reply, Exception):  # the call as a whole: none of its contacts is done
-            reply = [reply] * len(indexes)
-        for index, result in zip(indexes, reply, strict=True):
+            per_contact = [reply] * len(indexes)
+        else:
+            per_contact, rounds = reply
+            for queue, made, error in rounds:
+                if error:
+                    log.error("offer round on %s/%s failed: %s", tenant_id, text(queue), text(error))
+                if error or int(made) >= assign.LOOKAHEAD:
+                    full.append((tenant_id, text(queue)))
+        for index, result in zip(indexes, per_contact, strict=True):
             # a contact that failed alone (intake.lua catches each one's error)
             if not isinstance(result, Exception) and text(result[0]) == "error":
                 result = IntakeFailed(text(result[1]))
             results[index] = result
-    return results, replies[len(shards) :]
+    return results, full
 
 
-def _batch_args(contacts: list[list]) -> list:
-    """intake.lua's arguments for contacts of one shard: their number, then each one's."""
-    return [len(contacts), *(arg for args in contacts for arg in args)]
+def _batch_args(contacts: list[list], consumer: str) -> list:
+    """intake.lua's arguments for contacts of one shard: their number, who read
+    them, an offer round's reach, then each one's."""
+    return [len(contacts), ROUTING_GROUP, consumer, assign.LOOKAHEAD, *(arg for args in contacts for arg in args)]
 
 
 async def _auto_reply(

@@ -35,6 +35,7 @@ NAMES = (
     "voice_callback",
     "mark_requested",
     "record_once",
+    "dead_letter",
 )
 
 

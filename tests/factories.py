@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from router import agents, bus, events, intake, queues, timers
 from router.config import Deployment, Settings, Tenant, parse_deployment, resolve_secrets
-from router.keys import Keys
+from router.keys import ROUTING_GROUP, Keys
 from router.store import Store, connect
 
 # One tenant, one support queue, two support agents: the default world.
@@ -103,15 +103,10 @@ class World:
         return await self.deliver(contact(self.tenant.id, **fields))
 
     async def deliver(self, item: events.InboundContact) -> str:
-        dead: list[str] = []
-
-        async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-            dead.append(reason)
-
-        entry = bus.Entry(Keys(item.tenant).inbound, f"{events.now_ms()}-0", events.encode(item))
-        done = await intake.route_batch(self.store, self.deployment, [entry], dead_letter)
-        assert not dead, dead
-        assert entry.id in done
+        """The contact arrives on its inbound stream and a routing worker takes it
+        (with whatever else arrived there unrouted); returns its conversation id."""
+        entries = await inbound_entries(self.store, [item])
+        assert await route_entries(self.store, self.deployment, entries) == set(entries)
         for event in reversed(await self.events(events.MessageAdded, tenant=item.tenant)):
             if event.message == item.id:
                 return event.conversation
@@ -196,3 +191,43 @@ async def world(text: str = SUPPORT, env: dict[str, str] | None = None) -> World
 
 def history_bodies(entries: list[events.HistoryEntry]) -> list[tuple[str, str]]:
     return [(entry.kind, entry.body) for entry in entries]
+
+
+ROUTING_CONSUMER = "tests"  # the routing worker the tests play
+
+
+async def read_inbound(store: Store, *tenants: str) -> list[bus.Entry]:
+    """The entries of the tenants' inbound streams the routing group has not handed
+    out yet, read now as ROUTING_CONSUMER (pending, theirs, until intake stores them)."""
+    streams = [Keys(t).inbound for t in tenants]
+    for stream in streams:
+        await bus.ensure_group(store, stream, ROUTING_GROUP)
+    reply = await store.redis.xreadgroup(ROUTING_GROUP, ROUTING_CONSUMER, {s: ">" for s in streams})
+    return [bus.Entry(_text(s), _text(i), f[b"e"]) for s, rows in reply or [] for i, f in rows if f]
+
+
+async def inbound_entries(store: Store, items: list[events.InboundContact]) -> list[bus.Entry]:
+    """Contacts put on their tenants' inbound streams, then every entry unread there,
+    read as the routing worker reads them."""
+    if not items:
+        return []
+    for item in items:
+        await store.redis.xadd(Keys(item.tenant).inbound, {"e": events.encode(item)})
+    return await read_inbound(store, *dict.fromkeys(item.tenant for item in items))
+
+
+async def route_entries(
+    store: Store, deployment: Deployment, entries: list[bus.Entry], dead_letter=None
+) -> set[bus.Entry]:
+    """What the routing worker does with entries it read; returns those done. An
+    entry dead-lettered fails the test unless `dead_letter` is given."""
+
+    async def refuse(_entry: bus.Entry, reason: str) -> None:
+        raise AssertionError(reason)
+
+    return await intake.route_batch(store, deployment, entries, dead_letter or refuse, ROUTING_CONSUMER)
+
+
+async def route_inbound(store: Store, deployment: Deployment, *tenants: str, dead_letter=None) -> set[bus.Entry]:
+    """What the routing worker does with what arrived on the tenants' inbound streams."""
+    return await route_entries(store, deployment, await read_inbound(store, *tenants), dead_letter)

@@ -22,9 +22,11 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
     streams = [Keys(t.id).inbound for t in deployment.tenants]
 
     async def handle(entries: list[bus.Entry]) -> set[str]:
-        done = await intake.route_batch(store, deployment, entries, group.dead_letter)
+        done = await intake.route_batch(store, deployment, entries, group.dead_letter, group.name)
         metrics.observe_routed(entries, done)
-        return done
+        # Nothing left to acknowledge: intake acknowledges each entry in the call
+        # that stores its contact, and dead_letter the entries it moves.
+        return set()
 
     group = bus.Consumer(
         store,
@@ -36,7 +38,6 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
         block_ms=settings.block_ms,
         claim_idle_ms=settings.claim_idle_ms,
         max_deliveries=settings.max_deliveries,
-        defer_acks=True,
     )
     return group
 

@@ -1,20 +1,45 @@
 -- Customers' messages enter routing, atomically each: resolve the customer
 -- from the address, join their open conversation or open a new one, append
 -- the message to its history and, for a new conversation, queue it (or offer
--- it at once, below). A marker per contact makes a redelivered stream entry a
--- no-op. This runs once per contact: each hash is written once, with every
--- field the call sets in it, and nothing is read back that this call knows
--- already.
+-- it at once, below). This runs once per contact: each hash is written once,
+-- with every field the call sets in it, and nothing is read back that this
+-- call knows already.
 -- One call takes a routing worker's whole batch for the shard, in order (the
 -- fixed cost of a script call, a sixth of a contact's, is paid once):
--- ARGV[1] is the number of contacts, then ARGS_PER_CONTACT arguments for each.
--- Returns {outcome, conversation, customer, queue} per contact, or {"error", message}.
-local ARGS_PER_CONTACT = 13
+-- ARGV[1] is the number of contacts, ARGV[2] and ARGV[3] the consumer group
+-- and consumer that read them from the shard's inbound stream, ARGV[4] how many
+-- waiting conversations an offer round looks at, then ARGS_PER_CONTACT
+-- arguments for each contact, the last its stream entry's id.
+-- Each contact's entry is acknowledged in the call that stores it, so a
+-- contact is stored exactly when its entry leaves the pending list: an entry
+-- no longer pending (another worker took it over and stored it) is passed
+-- over as a duplicate, and one whose contact failed stays pending.
+-- Then one offer round on each queue the call left conversations waiting in,
+-- in the same step: no worker can die between queueing a conversation and
+-- offering it.
+-- Returns {results, rounds}: results has {outcome, conversation, customer,
+-- queue} per contact, or {"error", message}; rounds has {queue, offers made,
+-- error or ""} for each round.
+local ARGS_PER_CONTACT, HEADER = 14, 4
+local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local INBOUND = B .. ":inbound"
+local PENDING = {}  -- entry id -> true for the batch's entries still pending (filled below)
 
 local confs = {}  -- queue configurations read in this call (false: no such queue)
 local function conf(queue)
   if confs[queue] == nil then confs[queue] = queue_conf(queue) or false end
   return confs[queue] or nil
+end
+
+-- Whether a queue has conversations waiting: read once per call, then kept
+-- here (within this call only this call adds to a waiting set).
+local waiting = {}
+local queued_in = {}  -- the queues this call added waiting conversations to
+local function has_waiting(queue)
+  if waiting[queue] == nil then
+    waiting[queue] = redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") > 0
+  end
+  return waiting[queue]
 end
 
 local function is_open(conv)
@@ -30,15 +55,13 @@ local function intake(at)
   local refs, own_ref = ARGV[at + 10], ARGV[at + 11]
   local tenant_address = ARGV[at + 12]  -- the tenant's number or address the customer wrote to
   local kind = ARGV[at + 13]  -- message | call | callback | voicemail
+  local entry_id = ARGV[at + 14]
   -- A customer or conversation this contact opens takes the contact's id: a call
   -- that failed part way and runs again on redelivery fills in the same records
   -- instead of leaving a half-made conversation behind.
   local new_customer, new_conv = contact, contact
 
-  -- The marker is set last: a contact whose call failed part way (a Redis error)
-  -- is not marked, so its redelivery stores it instead of passing it over.
-  local marker = B .. ":seen:routed:" .. contact
-  if redis.call("EXISTS", marker) == 1 then return {"duplicate", "", "", ""} end
+  if not PENDING[entry_id] then return {"duplicate", "", "", ""} end
 
   -- The customer's fields this call sets, written at the end.
   local cust_fields = {"ident:" .. ident, "1", "last_seen", NOW_S}
@@ -102,7 +125,7 @@ local function intake(at)
     -- one call does both, and the conversation never enters the waiting sets.
     -- When others wait, that round decides, in their order.
     -- (A conversation opened just now has no declines to look up: nil for its id.)
-    if q and redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") == 0 then
+    if q and not has_waiting(queue) then
       local declines = conv ~= new_conv and conv or nil
       local held = held_for(declines, holder, hold_until)
       if not held or redis.call("ZSCORE", B .. ":ready:" .. channel, held) then
@@ -128,6 +151,8 @@ local function intake(at)
       local score = S(wait_score(S(priority), S(enqueued_at)))
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
+      waiting[queue] = true
+      queued_in[queue] = true
     end
     schedule_queue_timers(conv, queue, enqueued_at, q or {}, timers)
     -- {type = "queued", conversation, channel, queue, priority, customer}: see EVENT_TAIL
@@ -153,19 +178,46 @@ local function intake(at)
     .. "\171provider_id" .. (FIXSTR[#provider_id] or str_head(provider_id)) .. provider_id .. EVENT_TAIL)
   if chosen then offer(conv, conv .. ".1", chosen, queue, channel, (q.reservation_timeout or 30) * 1000, timers) end
   add_timers(timers)
-  redis.call("SET", marker, "1", "EX", 604800)
   return {outcome, conv, customer, queue}
 end
 
+-- The batch's entries still pending, now this consumer's: XCLAIM (JUSTID: no
+-- delivery counted) returns only those, so an entry another worker took over
+-- and stored in the meantime is left out.
+local ids, claim = {}, {INBOUND, GROUP, CONSUMER, 0}
+for i = 1, COUNT do
+  ids[i] = ARGV[HEADER + i * ARGS_PER_CONTACT]
+  claim[4 + i] = ids[i]
+end
+claim[#claim + 1] = "JUSTID"
+for _, id in ipairs(redis.call("XCLAIM", unpack(claim))) do PENDING[id] = true end
+
 -- A contact whose intake fails (a key of the wrong type, say) fails alone: the
--- batch goes on, and it comes back as {"error", message}, unmarked, to be
--- redelivered. (Redis keeps what a failed call wrote before its error.)
-local results = {}
-for i = 1, tonumber(ARGV[1]) do
-  local ok, result = pcall(intake, (i - 1) * ARGS_PER_CONTACT + 1)
+-- batch goes on, and it comes back as {"error", message}, its entry still
+-- pending, to be redelivered. (Redis keeps what a failed call wrote before its
+-- error.)
+local results, stored = {}, {}
+for i = 1, COUNT do
+  local ok, result = pcall(intake, HEADER + (i - 1) * ARGS_PER_CONTACT)
   if not ok then
     result = {"error", type(result) == "table" and result.err or tostring(result)}
+  elseif result[1] ~= "duplicate" then
+    stored[#stored + 1] = ids[i]
   end
   results[i] = result
 end
-return results
+if #stored > 0 then redis.call("XACK", INBOUND, GROUP, unpack(stored)) end
+
+local rounds = {}
+for queue in pairs(queued_in) do rounds[#rounds + 1] = queue end
+table.sort(rounds)  -- the same order on every run
+for i, queue in ipairs(rounds) do
+  -- a round that fails (a Redis error) leaves the contacts stored: the worker reports it and tries again
+  local ok, made = pcall(offer_round, queue, LOOKAHEAD)
+  if ok then
+    rounds[i] = {queue, #made, ""}
+  else
+    rounds[i] = {queue, 0, type(made) == "table" and made.err or tostring(made)}
+  end
+end
+return {results, rounds}

@@ -336,6 +336,42 @@ local function reserve(conv, agent, queue, channel, timeout_ms, attempts)
   return res
 end
 
+-- An offer round on a queue: its waiting conversations, best first (priority,
+-- then age), each offered to a ready agent. Each offer is a reservation taken
+-- inside the calling script, so any number of routing workers may run rounds
+-- at once without double-booking. Looks at `limit` conversations of each
+-- channel that has a ready agent; returns the agents offered (`limit` of them:
+-- there may be more to offer).
+local function offer_round(queue, limit)
+  -- Most rounds find nothing waiting (intake offers a conversation at once when it can).
+  if redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") == 0 then return {} end
+  local q = queue_conf(queue)
+  if not q then return {} end
+  local heads = {}
+  for _, ch in ipairs(CHANNELS) do
+    if redis.call("ZCARD", B .. ":ready:" .. ch) > 0 then waiting_heads(queue, ch, limit, nil, heads) end
+  end
+  if #heads == 0 then return {} end
+  table.sort(heads, function(x, y) return x.score < y.score end)
+  local timeout_ms = (q.reservation_timeout or 30) * 1000
+  local exhausted = {}  -- channel:level pairs that no ready agent serves at all
+  local made = {}
+  for i = 1, math.min(#heads, limit) do
+    -- a conversation's fields cannot change within this call before its own turn
+    local conv, holder, channel, level = heads[i].conv, heads[i].holder, heads[i].channel, heads[i].level
+    if channel and heads[i].state == "queued" and not exhausted[channel .. ":" .. level] then
+      local agent, any_member = pick(q, queue, conv, channel, level, holder)
+      if agent then
+        reserve(conv, agent, queue, channel, timeout_ms, heads[i].attempts)
+        made[#made + 1] = agent
+      elseif not any_member then
+        exhausted[channel .. ":" .. level] = true
+      end
+    end
+  end
+  return made
+end
+
 -- Put a conversation (back) in a queue's waiting set, keeping its original age.
 local function enqueue(conv, queue, level)
   local c = B .. ":conv:" .. conv

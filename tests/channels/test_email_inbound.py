@@ -18,10 +18,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from channels.email import inbound, mime
 from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
-from router import bus, events, intake
+from router import bus, events
 from router.config import ConfigError, Settings
 from router.keys import Keys
-from tests.factories import World, deployment, world
+from tests.factories import World, deployment, route_inbound, world
 from workers import smtp
 
 TENANTS = """
@@ -87,13 +87,7 @@ class Mailbox:
 
     async def route(self, tenant: str = "acme") -> dict[str, str]:
         """Route everything on the inbound stream; returns contact id -> conversation."""
-        rows = await self.world.store.redis.xrange(Keys(tenant).inbound)
-        entries = [bus.Entry(Keys(tenant).inbound, eid.decode(), fields[b"e"]) for eid, fields in rows]
-
-        async def dead_letter(_entry, reason):
-            raise AssertionError(reason)
-
-        await intake.route_batch(self.world.store, self.world.deployment, entries, dead_letter)
+        await route_inbound(self.world.store, self.world.deployment, tenant)
         return {e.message: e.conversation for e in await self.world.events(events.MessageAdded, tenant=tenant)}
 
 

@@ -24,13 +24,13 @@ from channels.email.compose import list_headers
 from channels.email.outbound import EmailSender
 from channels.sandbox import outbox
 from ops.redis_server import free_port
-from router import bus, conversations, events, intake
+from router import conversations, events
 from router.config import ConfigError, Settings
 from router.keys import Keys
 from router.templating import pages
 from tests.channels.test_email_delivery import RelaySink, start_sink
 from tests.channels.test_email_inbound import mail as customer_mail
-from tests.factories import World, deployment, world
+from tests.factories import World, deployment, route_inbound, world
 from workers import smtp
 from workers.dispatch import Dispatcher
 
@@ -90,14 +90,7 @@ class Office:
 
     async def route(self, tenant: str = "acme") -> dict[str, str]:
         """Route what arrived; returns contact id -> conversation."""
-        keys = Keys(tenant)
-        rows = await self.world.store.redis.xrange(keys.inbound)
-        entries = [bus.Entry(keys.inbound, eid.decode(), fields[b"e"]) for eid, fields in rows]
-
-        async def dead_letter(_entry, reason):
-            raise AssertionError(reason)
-
-        await intake.route_batch(self.world.store, self.world.deployment, entries, dead_letter)
+        await route_inbound(self.world.store, self.world.deployment, tenant)
         return {e.message: e.conversation for e in await self.world.events(events.MessageAdded, tenant=tenant)}
 
     async def dispatch(self, tenant: str = "acme") -> list[str]:

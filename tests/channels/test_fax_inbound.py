@@ -18,10 +18,10 @@ from PIL import Image
 
 from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
-from router import bus, events, intake
+from router import bus, events
 from router.config import Settings
 from router.keys import Keys
-from tests.factories import World, world
+from tests.factories import World, route_inbound, world
 from workers import smtp
 
 # Two gateways: an eFax-like one that puts everything in the subject (US numbers),
@@ -211,14 +211,7 @@ async def test_a_body_pattern_gateway_with_a_tiff_reads_a_national_number_in_its
 
 async def test_a_fax_routes_into_a_conversation_on_the_fax_channel(faxes: FaxServer) -> None:
     await faxes.send(efax_mail(document=pdf_of(2)))
-    inbound = Keys("acme").inbound
-    rows = await faxes.world.store.redis.xrange(inbound)
-    entries = [bus.Entry(inbound, eid.decode(), fields[b"e"]) for eid, fields in rows]
-
-    async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-        raise AssertionError(reason)
-
-    await intake.route_batch(faxes.world.store, faxes.world.deployment, entries, dead_letter)
+    await route_inbound(faxes.world.store, faxes.world.deployment, "acme")
     [added] = await faxes.world.events(events.MessageAdded)
     conversation = await faxes.world.conversation(added.conversation)
     assert (conversation["channel"], conversation["last_address"]) == ("fax", "+15551234567")

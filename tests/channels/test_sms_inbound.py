@@ -19,12 +19,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from twilio.request_validator import RequestValidator
 
 from channels.sms import inbound, optout
-from router import agents, bus, events, intake
+from router import agents, events
 from router.cli import main as cli
 from router.config import Settings
 from router.keys import Keys
 from router.web import application
-from tests.factories import World, world
+from tests.factories import World, read_inbound, route_entries, world
 from tests.processes import CLI, run_cli, wait_for
 
 ACME_SID = "AC0123456789abcdef0123456789abcdef"
@@ -419,15 +419,8 @@ async def test_an_inbound_text_is_routed_and_the_agents_reply_leaves_on_the_outb
     await twilio.world.available("amy")
     await replies(await twilio.text("My meter reading is wrong"))
 
-    rows = await store.redis.xrange(Keys("acme").inbound)
-    entries = [bus.Entry(Keys("acme").inbound, entry_id.decode(), fields[b"e"]) for entry_id, fields in rows]
-    dead: list[str] = []
-
-    async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-        dead.append(reason)
-
-    done = await intake.route_batch(store, twilio.world.deployment, entries, dead_letter)
-    assert done == {entry.id for entry in entries} and not dead
+    entries = await read_inbound(store, "acme")
+    assert await route_entries(store, twilio.world.deployment, entries) == set(entries)
 
     conversation = await twilio.world.accept_offer("amy")
     sent = await agents.reply(store, tenant, "amy", conversation, "Sorry, fixing it now")

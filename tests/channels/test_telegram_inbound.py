@@ -17,14 +17,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from channels.email.attachments import AttachmentStore
 from channels.telegram import deeplinks, reachability
 from channels.telegram.webhook import SECRET_HEADER
-from router import bus, events, intake
+from router import bus, events
 from router.config import Settings
 from router.customers import find, identity
 from router.keys import Keys
 from router.web import application
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi
-from tests.factories import World, world
+from tests.factories import World, read_inbound, route_entries, world
 
 TOKEN = "7000000001:AAHacmeTestToken-0123456789abcdefghi"
 SECRET = "acme-webhook-secret_0123456789"
@@ -233,7 +233,7 @@ async def test_a_signed_start_link_joins_the_chat_to_the_customers_history(teleg
     assert len(payload) <= 64
     await telegram.post(telegram.api.push(telegram_api.message(text=f"/start {payload}")))
     assert await find(w.store, "acme", identity("telegram", str(CHAT))) == customer
-    [contact] = await telegram.inbound()
+    [contact] = [c for c in await telegram.inbound() if c.channel == "telegram"]
     assert (await w.conversation(await w.deliver(contact)))["customer"] == customer
 
 
@@ -244,7 +244,7 @@ async def test_a_forged_start_link_links_nobody(telegram):
     forged = f"c{customer}{'A' * 22}"
     await telegram.post(telegram.api.push(telegram_api.message(text=f"/start {forged}")))
     assert await find(w.store, "acme", identity("telegram", str(CHAT))) is None
-    [contact] = await telegram.inbound()
+    [contact] = [c for c in await telegram.inbound() if c.channel == "telegram"]
     assert contact.metadata["telegram_start_forged"] == "yes"
 
 
@@ -311,8 +311,8 @@ async def test_a_contact_with_a_stored_photo_reaches_routing_with_its_reference(
     sizes = telegram_api.photo_sizes(telegram.api, b"jpeg bytes" * 10)
     await telegram.post(telegram.api.push(telegram_api.message(photo=sizes)))
     [contact] = await telegram.inbound()
-    entry = bus.Entry(Keys("acme").inbound, "1-0", events.encode(contact))
-    assert entry.id in await intake.route_batch(telegram.world.store, telegram.world.deployment, [entry], None)
+    [entry] = await read_inbound(telegram.world.store, "acme")
+    assert entry in await route_entries(telegram.world.store, telegram.world.deployment, [entry])
     assert contact.body == "" and contact.attachments[0].url.startswith("store:")
 
 

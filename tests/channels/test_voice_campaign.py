@@ -20,11 +20,11 @@ from twilio.request_validator import RequestValidator
 from channels.sandbox import outbox
 from channels.voice.campaign import answer
 from channels.voice.dialer import VoiceSender
-from router import agents, bus, conversations, events, intake, web
+from router import agents, bus, conversations, events, web
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.channels.twilio_api import Received, TwilioApi
-from tests.factories import World, world
+from tests.factories import World, route_inbound, world
 from tests.workers.campaigns import create_campaign
 from workers.campaigns import registry
 from workers.campaigns.model import CampaignError, parse_campaign
@@ -165,13 +165,7 @@ class Campaigns:
 
     async def route(self) -> None:
         """The routing worker takes the inbound stream."""
-        rows = await self.w.store.redis.xrange(KEYS.inbound)
-        entries = [bus.Entry(KEYS.inbound, i.decode(), f[b"e"]) for i, f in rows]
-
-        async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-            raise AssertionError(reason)
-
-        await intake.route_batch(self.w.store, self.w.deployment, entries, dead_letter)
+        await route_inbound(self.w.store, self.w.deployment, KEYS.shard)
 
     async def status(self, campaign: str = "dues") -> str:
         return (await self.w.store.redis.hget(KEYS.campaign_status(campaign), "1") or b"").decode()

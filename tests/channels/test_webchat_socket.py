@@ -19,10 +19,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from channels.webchat import identity, signals, socket
 from channels.webchat.live import QUEUE_SIZE, Tab
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, conversations, events, intake, web
+from router import agents, bus, conversations, events, web
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
-from tests.factories import World, world
+from tests.factories import World, route_inbound, world
 from workers.dispatch import Dispatcher
 
 SHOP = "https://shop.acme.example"
@@ -119,13 +119,7 @@ async def inbound(w: World) -> list[events.InboundContact]:
 
 async def route_all(w: World) -> None:
     """What the routing worker does with everything on the inbound stream."""
-    rows = await w.store.redis.xrange(KEYS.inbound)
-    entries = [bus.Entry(KEYS.inbound, entry_id.decode(), fields[b"e"]) for entry_id, fields in rows]
-
-    async def dead(_entry: bus.Entry, reason: str) -> None:
-        raise AssertionError(reason)
-
-    await intake.route_batch(w.store, w.deployment, entries, dead)
+    await route_inbound(w.store, w.deployment, KEYS.shard)
 
 
 async def dispatch_all(w: World) -> None:
@@ -232,7 +226,7 @@ async def test_a_signed_email_joins_the_customer_who_already_wrote_from_that_add
     async with chat_server(w) as client:
         ws, _ = await open_chat(client, identity={"kind": "email", "value": "jane@example.com", "signature": signature})
         await say(ws, "And now a chat")
-    [chat] = await inbound(w)
+    [chat] = [c for c in await inbound(w) if c.channel == "webchat"]
     assert chat.address == "email:jane@example.com"
     await route_all(w)
     # one customer, one history: the chat joined Jane's open conversation

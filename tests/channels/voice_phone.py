@@ -13,11 +13,11 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
-from router import bus, events, intake
+from router import events
 from router.config import Settings
 from router.keys import Keys
 from router.web import application
-from tests.factories import World, world
+from tests.factories import World, route_inbound, world
 
 ACME_SID = "AC0123456789abcdef0123456789abcdef"
 ACME_TOKEN = "acme-auth-token-0123456789abcdef"
@@ -171,17 +171,8 @@ class Phone:
         return [events.decode_inbound(fields[b"e"]) for _id, fields in rows]
 
     async def route(self, tenant: str = "acme") -> None:
-        """What the routing worker does with the inbound stream (intake is idempotent
-        per contact, so routing the whole stream again is harmless)."""
-        rows = await self.world.store.redis.xrange(Keys(tenant).inbound)
-        entries = [bus.Entry(Keys(tenant).inbound, i.decode(), f[b"e"]) for i, f in rows]
-        dead: list[str] = []
-
-        async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-            dead.append(reason)
-
-        await intake.route_batch(self.world.store, self.world.deployment, entries, dead_letter)
-        assert not dead, dead
+        """What the routing worker does with what arrived on the inbound stream."""
+        await route_inbound(self.world.store, self.world.deployment, tenant)
 
     async def call_record(self, sid: str = "") -> dict[str, str]:
         record = await self.world.store.redis.hgetall(Keys("acme").call(sid or self.sid))

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from router import agents, bus, events, intake, queues, scripts, timers
 from router.config import Settings
+from router.keys import ROUTING_GROUP
 from router.store import Store
 from tests.factories import World, contact, deployment
 from workers import routing
@@ -75,7 +76,8 @@ async def test_the_same_provider_message_submitted_twice_is_one_contact(real_sto
     assert same_id == entry_id
 
     assert await route_inbound(world) == 1
-    # The stream entry delivered a second time (a worker died before acknowledging) changes nothing.
+    # The stream entry handled a second time (by a worker that had read it, stalled and
+    # lost it to the one that stored it) changes nothing.
     [(raw_id, fields)] = await real_store.redis.xrange(world.keys.inbound)
     redelivered = bus.Entry(world.keys.inbound, raw_id.decode(), fields[b"e"], deliveries=2)
     dead: list[str] = []
@@ -83,8 +85,8 @@ async def test_the_same_provider_message_submitted_twice_is_one_contact(real_sto
     async def dead_letter(_entry: bus.Entry, reason: str) -> None:
         dead.append(reason)
 
-    done = await intake.route_batch(real_store, world.deployment, [redelivered], dead_letter)
-    assert done == {raw_id.decode()} and not dead
+    done = await intake.route_batch(real_store, world.deployment, [redelivered], dead_letter, "stalled")
+    assert done == {redelivered} and not dead
 
     [queued] = await world.events(events.Queued)
     [message] = await world.events(events.MessageAdded)
@@ -262,14 +264,14 @@ async def test_a_process_starting_up_does_not_undo_a_presence_change_made_meanwh
     assert "amy" in await world.ready("sms")
 
 
-async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offered_on_redelivery(
+async def test_a_contact_queued_behind_others_is_offered_in_its_intake_call_even_if_the_worker_then_dies(
     real_store, monkeypatch
 ):
     world = await make_world(real_store)
     await world.available("amy")
-    # A contact that nothing waits ahead of is offered by its intake call itself, so the
-    # worker can only die between queuing and offering when others wait: here one amy
-    # declined, so she is free while it waits.
+    # A contact that nothing waits ahead of is offered by its intake call itself; one that
+    # queues behind others gets its offer round in that call too: here the one amy
+    # declined waits, so she is free while the new one queues.
     await arrive(world)
     await route_inbound(world)
     [declined] = await world.offers("amy")
@@ -278,26 +280,20 @@ async def test_a_contact_queued_by_a_worker_that_died_before_offering_it_is_offe
     await arrive(world, address="+15559870000")  # another customer
 
     class Killed(BaseException):
-        """The worker process dies between queuing the contact and offering it."""
+        """The worker process dies as soon as its intake call is answered."""
 
     real_run = scripts.run_pipelined
 
     async def intake_then_die(redis, calls):
-        # the intake calls reach Redis, then the process dies before the offer round
-        await real_run(redis, [call for call in calls if call[0] is real_store.scripts.intake])
+        await real_run(redis, calls)
         raise Killed
 
     with monkeypatch.context() as patch, pytest.raises(Killed):
         patch.setattr(scripts, "run_pipelined", intake_then_die)
         await route_inbound(world)
     [_, queued] = await world.events(events.Queued)
-    assert await world.offered("amy") == [], "the dead worker stored the conversation but offered nothing"
-
-    # Another worker takes the unacknowledged entry over.
-    consumer = routing.consumer(real_store, world.deployment, Settings(consumer="survivor", claim_idle_ms=0))
-    assert await consumer.reclaim(world.keys.inbound) == 1
-    assert await world.offered("amy") == [queued.conversation]
-    assert len(await world.events(events.Queued)) == 2
+    assert await world.offered("amy") == [queued.conversation], "offered in the same step as it was stored"
+    assert (await real_store.redis.xpending(world.keys.inbound, ROUTING_GROUP))["pending"] == 0
 
 
 async def test_routing_goes_on_after_redis_lost_its_script_cache(real_store):

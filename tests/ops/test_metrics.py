@@ -18,7 +18,7 @@ from ops import metrics
 from router import agents, bus, conversations, processes
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP
-from tests.factories import contact, world
+from tests.factories import contact, read_inbound, world
 from workers import routing
 from workers.dispatch import Dispatcher
 
@@ -77,9 +77,10 @@ async def a_busy_minute(w) -> None:
     await agents.reply(w.store, w.tenant, "amy", conversation, "On it")
     outbound = bus.Consumer(w.store, DISPATCH_GROUP, "d1", [w.keys.outbound], Dispatcher(w.store).handle, block_ms=1)
     assert await outbound.read() == 1
-    await bus.ingest(w.store, contact(address="+15551230003"))
-    poison = bus.Entry(w.keys.inbound, "1-1", b"not msgpack")
+    await w.store.redis.xadd(w.keys.inbound, {"e": b"not msgpack"})
+    [poison] = await read_inbound(w.store, "acme")
     await bus.Consumer(w.store, ROUTING_GROUP, "r1", [w.keys.inbound], None).dead_letter(poison, "undecodable")
+    await bus.ingest(w.store, contact(address="+15551230003"))
 
 
 async def test_queue_depth_and_oldest_wait_per_queue(floor):
@@ -99,7 +100,8 @@ async def test_stream_backlog_per_consumer_group_and_dead_letters(floor):
     assert value(scraped, "contactrouter_group_lag", **routing_group) == 1  # the unread contact
     assert value(scraped, "contactrouter_group_pending", **routing_group) == 0
     assert value(scraped, "contactrouter_group_pending", tenant="acme", stream="outbound", group="dispatch") == 0
-    assert value(scraped, "contactrouter_stream_length", tenant="acme", stream="inbound") == 1
+    # the two routed contacts, the dead-lettered entry and the unread one (until trimmed)
+    assert value(scraped, "contactrouter_stream_length", tenant="acme", stream="inbound") == 4
     assert value(scraped, "contactrouter_dead_letters", tenant="acme") == 1
 
 

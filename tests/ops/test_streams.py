@@ -5,7 +5,7 @@ import asyncio
 from ops import streams
 from router import bus, events, intake
 from router.keys import ROUTING_GROUP, Keys
-from tests.factories import contact, world
+from tests.factories import contact, inbound_entries, read_inbound, world
 
 KEYS = Keys("acme")
 
@@ -23,7 +23,7 @@ class Failing:
 
 def routing_consumer(w, handler=None, **options):
     async def route(entries):
-        return await intake.route_batch(w.store, w.deployment, entries, consumer.dead_letter)
+        return await intake.route_batch(w.store, w.deployment, entries, consumer.dead_letter, consumer.name)
 
     consumer = bus.Consumer(w.store, ROUTING_GROUP, "r1", [KEYS.inbound], handler or route, block_ms=1, **options)
     return consumer
@@ -106,31 +106,32 @@ async def test_a_replayed_dead_letter_is_routed_again():
     assert await w.offered("amy") == [queued.conversation]
 
 
-async def test_replaying_an_entry_that_already_took_effect_has_no_second_effect():
+async def test_an_entry_that_already_took_effect_is_not_dead_lettered_so_never_replayed():
     w = await world()
     item = contact()
     await bus.ingest(w.store, item)
     consumer = routing_consumer(w)
     await consumer.ensure_groups()
-    await consumer.read()  # routed
     [(entry_id, fields)] = await w.store.redis.xrange(KEYS.inbound)
-    await consumer.dead_letter(bus.Entry(KEYS.inbound, entry_id.decode(), fields[b"e"], 9), "lost ack")
-    await streams.replay(w.store, "acme")
-    assert await consumer.read() == 1
+    stale = bus.Entry(KEYS.inbound, entry_id.decode(), fields[b"e"], 9)
+    await consumer.read()  # routed by this consumer while another one was giving up on it
+    await consumer.dead_letter(stale, "too many deliveries")
+    assert await streams.dead_letters(w.store, "acme") == []
+    assert await streams.replay(w.store, "acme") == []
     assert len(await w.events(events.Queued)) == 1
 
 
 async def test_replay_can_pick_single_dead_letters():
     w = await world()
     consumer = routing_consumer(w)
-    for n in range(3):
-        await consumer.dead_letter(bus.Entry(KEYS.inbound, f"1-{n}", events.encode(contact(body=f"m{n}"))), "test")
+    for entry in await inbound_entries(w.store, [contact(body=f"m{n}") for n in range(3)]):
+        await consumer.dead_letter(entry, "test")
     dead = await streams.dead_letters(w.store, "acme")
     assert await streams.replay(w.store, "acme", [dead[1]["dead_id"]]) == [dead[1]["dead_id"]]
     left = await streams.dead_letters(w.store, "acme")
     assert [d["dead_id"] for d in left] == [dead[0]["dead_id"], dead[2]["dead_id"]]
-    [(_id, fields)] = await w.store.redis.xrange(KEYS.inbound)
-    assert events.decode_inbound(fields[b"e"]).body == "m1"
+    [replayed] = await read_inbound(w.store, "acme")
+    assert events.decode_inbound(replayed.payload).body == "m1"
 
 
 # --- trimming ---

@@ -4,8 +4,8 @@ outcome as one call per contact, and a contact that cannot be stored fails alone
 from redis.exceptions import ResponseError
 
 from router import agents, bus, conversations, events, intake, queues, scripts
-from router.keys import Keys
-from tests.factories import SUPPORT, World, contact, deployment, world
+from router.keys import ROUTING_GROUP, Keys
+from tests.factories import SUPPORT, World, contact, deployment, inbound_entries, route_entries, world
 
 TENANT = """
 [[tenants]]
@@ -23,17 +23,18 @@ TWO_TENANTS = TENANT.format(tenant="acme", agent="amy") + TENANT.format(tenant="
 
 
 async def route(w, items: list[events.InboundContact]) -> list[bool]:
-    """Route the items as one batch; whether each one's entry is done (to acknowledge)."""
-    dead: list[str] = []
-
-    async def dead_letter(_entry: bus.Entry, reason: str) -> None:
-        dead.append(reason)
-
-    at = events.now_ms()
-    entries = [bus.Entry(Keys(i.tenant).inbound, f"{at}-{n}", events.encode(i)) for n, i in enumerate(items)]
-    done = await intake.route_batch(w.store, w.deployment, entries, dead_letter)
-    assert not dead, dead
-    return [e.id in done for e in entries]
+    """Route the items as one batch (those routed before: delivered again); whether
+    each one's entry is done."""
+    known: dict[str, bus.Entry] = {}
+    for tenant in {i.tenant for i in items}:
+        for entry_id, fields in await w.store.redis.xrange(Keys(tenant).inbound):
+            entry = bus.Entry(Keys(tenant).inbound, entry_id.decode(), fields[b"e"])
+            known[events.decode_inbound(entry.payload).id] = entry
+    for entry in await inbound_entries(w.store, [i for i in items if i.id not in known]):
+        known[events.decode_inbound(entry.payload).id] = entry
+    entries = [known[i.id] for i in items]
+    done = await route_entries(w.store, w.deployment, entries)
+    return [e in done for e in entries]
 
 
 async def test_a_batch_over_two_tenants_is_stored_in_order_in_each():
@@ -133,3 +134,27 @@ async def test_an_intake_call_redis_refuses_leaves_its_shards_contacts_pending_a
     assert await w.events(events.MessageAdded) == []
     [stored] = await w.events(events.MessageAdded, tenant="bolt")
     assert stored.message == items[1].id
+
+
+async def taken_over(w: World) -> None:
+    await w.available("amy")
+    [entry] = await inbound_entries(w.store, [contact(address="+15550000004")])  # the tests' worker read it
+    stream = Keys("acme").inbound
+    # It sat too long: another worker takes it over, as Consumer.reclaim does.
+    await w.store.redis.xclaim(stream, ROUTING_GROUP, "other", 0, [entry.id], justid=True)
+    # The first worker wakes up and stores it; the other's copy then has no second effect.
+    assert await route_entries(w.store, w.deployment, [entry]) == {entry}
+    assert await intake.route_batch(w.store, w.deployment, [entry], None, "other") == {entry}
+    assert len(await w.events(events.MessageAdded)) == len(await w.events(events.Reserved)) == 1
+    assert (await w.store.redis.xpending(stream, ROUTING_GROUP))["pending"] == 0
+
+
+async def test_an_entry_taken_over_by_another_worker_is_stored_once_whichever_runs_first():
+    await taken_over(await world())
+
+
+async def test_an_entry_taken_over_by_another_worker_is_stored_once_on_redis_too(real_store):
+    config = deployment(SUPPORT)
+    for tenant in config.tenants:
+        await queues.apply_tenant(real_store, tenant)
+    await taken_over(World(real_store, config))
