@@ -152,8 +152,15 @@ async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, li
 
 def _batch_args(contacts: list[list], consumer: str) -> list:
     """intake.lua's arguments for contacts of one shard: their number, who read
-    them, an offer round's reach, then each one's."""
-    return [len(contacts), ROUTING_GROUP, consumer, assign.LOOKAHEAD, *(arg for args in contacts for arg in args)]
+    them, an offer round's reach, the range of their entries' ids, then each one's."""
+    ids = [args[-1] for args in contacts]
+    header = [len(contacts), ROUTING_GROUP, consumer, assign.LOOKAHEAD, min(ids, key=_id_key), max(ids, key=_id_key)]
+    return [*header, *(arg for args in contacts for arg in args)]
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq)
 
 
 async def _auto_reply(

@@ -8,20 +8,24 @@
 -- fixed cost of a script call, a sixth of a contact's, is paid once):
 -- ARGV[1] is the number of contacts, ARGV[2] and ARGV[3] the consumer group
 -- and consumer that read them from the shard's inbound stream, ARGV[4] how many
--- waiting conversations an offer round looks at, then ARGS_PER_CONTACT
--- arguments for each contact, the last its stream entry's id.
+-- waiting conversations an offer round looks at, ARGV[5] and ARGV[6] the
+-- lowest and highest of their entries' ids, then ARGS_PER_CONTACT arguments
+-- for each contact, the last its stream entry's id.
 -- Each contact's entry is acknowledged in the call that stores it, so a
--- contact is stored exactly when its entry leaves the pending list: an entry
--- no longer pending (another worker took it over and stored it) is passed
--- over as a duplicate, and one whose contact failed stays pending.
+-- contact is stored exactly when its entry leaves the pending list. Only the
+-- batch's entries still pending for this consumer are stored: one no longer
+-- pending was stored already, and one another worker took over (it sat too
+-- long) is that worker's to store; both are passed over as duplicates. One
+-- whose contact failed stays pending.
 -- Then one offer round on each queue the call left conversations waiting in,
 -- in the same step: no worker can die between queueing a conversation and
 -- offering it.
 -- Returns {results, rounds}: results has {outcome, conversation, customer,
 -- queue} per contact, or {"error", message}; rounds has {queue, offers made,
 -- error or ""} for each round.
-local ARGS_PER_CONTACT, HEADER = 14, 4
+local ARGS_PER_CONTACT, HEADER = 14, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
+local LOWEST, HIGHEST = ARGV[5], ARGV[6]
 local INBOUND = B .. ":inbound"
 local PENDING = {}  -- entry id -> true for the batch's entries still pending (filled below)
 
@@ -181,16 +185,24 @@ local function intake(at)
   return {outcome, conv, customer, queue}
 end
 
--- The batch's entries still pending, now this consumer's: XCLAIM (JUSTID: no
--- delivery counted) returns only those, so an entry another worker took over
--- and stored in the meantime is left out.
-local ids, claim = {}, {INBOUND, GROUP, CONSUMER, 0}
-for i = 1, COUNT do
-  ids[i] = ARGV[HEADER + i * ARGS_PER_CONTACT]
-  claim[4 + i] = ids[i]
+-- The batch's entries pending for this consumer, from the group's pending list
+-- over the batch's range of ids (XCLAIM would also look each one up in the
+-- stream: 9k instructions an entry, against about 2k). Should the range hold
+-- more of this consumer's entries than the reply's limit, the batch's entries
+-- the reply missed are looked up one by one.
+local ids = {}
+for i = 1, COUNT do ids[i] = ARGV[HEADER + i * ARGS_PER_CONTACT] end
+local function note_pending(rows)
+  for _, row in ipairs(rows) do PENDING[row[1]] = true end
 end
-claim[#claim + 1] = "JUSTID"
-for _, id in ipairs(redis.call("XCLAIM", unpack(claim))) do PENDING[id] = true end
+local LIMIT = COUNT + 100
+local rows = redis.call("XPENDING", INBOUND, GROUP, LOWEST, HIGHEST, LIMIT, CONSUMER)
+note_pending(rows)
+if #rows >= LIMIT then
+  for _, id in ipairs(ids) do
+    if not PENDING[id] then note_pending(redis.call("XPENDING", INBOUND, GROUP, id, id, 1, CONSUMER)) end
+  end
+end
 
 -- A contact whose intake fails (a key of the wrong type, say) fails alone: the
 -- batch goes on, and it comes back as {"error", message}, its entry still

@@ -142,14 +142,17 @@ async def taken_over(w: World) -> None:
     stream = Keys("acme").inbound
     # It sat too long: another worker takes it over, as Consumer.reclaim does.
     await w.store.redis.xclaim(stream, ROUTING_GROUP, "other", 0, [entry.id], justid=True)
-    # The first worker wakes up and stores it; the other's copy then has no second effect.
+    # The first worker wakes up: the entry is the other's now, so it passes it over.
     assert await route_entries(w.store, w.deployment, [entry]) == {entry}
+    assert await w.events(events.MessageAdded) == []
     assert await intake.route_batch(w.store, w.deployment, [entry], None, "other") == {entry}
+    # And a copy of the entry handled once more (a worker stalled yet longer) has no second effect.
+    assert await route_entries(w.store, w.deployment, [entry]) == {entry}
     assert len(await w.events(events.MessageAdded)) == len(await w.events(events.Reserved)) == 1
     assert (await w.store.redis.xpending(stream, ROUTING_GROUP))["pending"] == 0
 
 
-async def test_an_entry_taken_over_by_another_worker_is_stored_once_whichever_runs_first():
+async def test_an_entry_taken_over_by_another_worker_is_stored_once_by_that_worker():
     await taken_over(await world())
 
 
@@ -158,3 +161,18 @@ async def test_an_entry_taken_over_by_another_worker_is_stored_once_on_redis_too
     for tenant in config.tenants:
         await queues.apply_tenant(real_store, tenant)
     await taken_over(World(real_store, config))
+
+
+async def test_a_batch_spread_over_many_pending_entries_finds_its_own():
+    # intake.lua reads the consumer's pending entries over the batch's range of ids, up
+    # to a limit; past it, it looks the batch's entries up one by one.
+    w = await world()
+    await w.available("amy")
+    entries = await inbound_entries(w.store, [contact(address=f"+1555{i:07d}") for i in range(150)])
+    first, last = entries[0], entries[-1]
+    assert await route_entries(w.store, w.deployment, [last, first]) == {first, last}
+    assert {e.message for e in await w.events(events.MessageAdded)} == {
+        events.decode_inbound(e.payload).id for e in (first, last)
+    }
+    pending = await w.store.redis.xpending(Keys("acme").inbound, ROUTING_GROUP)
+    assert pending["pending"] == 148, "the two are acknowledged, the rest still pending"
