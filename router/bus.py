@@ -35,9 +35,10 @@ class Entry:
     deliveries: int = 1
 
 
-# A handler stores the effect of a batch and returns the ids it finished;
-# the others stay pending and are retried after claim_idle_ms.
-Handler = Callable[[list[Entry]], Awaitable[set[str]]]
+# A handler stores the effect of a batch and returns the entries it finished
+# (entries, not ids: a consumer reading several streams can get the same id
+# from two of them); the others stay pending and are retried after claim_idle_ms.
+Handler = Callable[[list[Entry]], Awaitable[set[Entry]]]
 
 
 async def publish(store: Store, stream: str, event: msgspec.Struct, *, dedup: str = "") -> str:
@@ -261,7 +262,7 @@ class Consumer:
         done = await self.handler(entries)
         by_stream: dict[str, list[str]] = {}
         for entry in entries:
-            if entry.id in done:
+            if entry in done:
                 by_stream.setdefault(entry.stream, []).append(entry.id)
         for stream, ids in by_stream.items():
             if self.defer_acks:

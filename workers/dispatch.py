@@ -19,9 +19,9 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -34,6 +34,8 @@ from router.customers import WITHHELD
 from router.keys import DISPATCH_GROUP, Keys
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
+
+Ref = TypeVar("Ref", bound=Hashable)  # what a caller of _deliver_all gets back for a settled item
 
 log = logging.getLogger(__name__)
 
@@ -139,29 +141,29 @@ class Dispatcher:
         self._gate = asyncio.Semaphore(concurrency)  # for the process: batches and retry passes together
         self._scripts = _Pipeliner(store.redis)
 
-    async def handle(self, entries: list[bus.Entry]) -> set[str]:
+    async def handle(self, entries: list[bus.Entry]) -> set[bus.Entry]:
         """Deliver a batch; each entry on its own, so one bad entry holds back no other.
-        Returns the ids whose outcome is stored (the consumer acknowledges only those)."""
-        done: set[str] = set()
-        work: list[tuple[events.OutboundMessage, bytes, str]] = []
+        Returns the entries whose outcome is stored (the consumer acknowledges only those)."""
+        done: set[bus.Entry] = set()
+        work: list[tuple[events.OutboundMessage, bytes, bus.Entry]] = []
         for entry in entries:
             try:
                 message = events.decode_outbound(entry.payload)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 if self.dead_letter is not None:
                     await self.dead_letter(entry, f"undecodable outbound message: {exc}")
-                    done.add(entry.id)
+                    done.add(entry)
                 continue
-            work.append((message, entry.payload, entry.id))
+            work.append((message, entry.payload, entry))
         done.update(await self._deliver_all(work))
         return done
 
-    async def _deliver_all(self, work: list[tuple[events.OutboundMessage, bytes, str]]) -> set[str]:
+    async def _deliver_all(self, work: list[tuple[events.OutboundMessage, bytes, Ref]]) -> set[Ref]:
         """Deliver (message, payload, ref) items: sequences side by side, each in its order;
-        returns the refs that were settled."""
-        done: set[str] = set()
+        returns the refs (the caller's: stream entries, message ids) that were settled."""
+        done: set[Ref] = set()
 
-        async def in_order(sequence: list[tuple[events.OutboundMessage, bytes, str]]) -> None:
+        async def in_order(sequence: list[tuple[events.OutboundMessage, bytes, Ref]]) -> None:
             for message, payload, ref in sequence:
                 try:
                     async with self._gate:

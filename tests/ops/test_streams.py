@@ -150,7 +150,7 @@ async def five_entries_two_acknowledged_one_pending(w) -> list[str]:
 
 
 async def _finish(entries, finished):
-    return {e.id for e in entries if e.id in finished}
+    return {e for e in entries if e.id in finished}
 
 
 async def test_trimming_drops_only_entries_every_group_has_acknowledged():

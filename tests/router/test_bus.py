@@ -27,7 +27,7 @@ class Recorder:
 
     async def __call__(self, entries):
         self.seen.extend(entries)
-        return {entry.id for entry in entries if self.finish(entry)}
+        return {entry for entry in entries if self.finish(entry)}
 
 
 async def pending_count(s, stream, group):
@@ -230,3 +230,18 @@ async def test_leftover_deferred_acknowledgements_are_flushed_on_the_way_out():
     await consumer.read()
     await consumer.flush_acks()
     assert await pending_count(s, KEYS.inbound, "routing") == 0
+
+
+async def test_entries_with_the_same_id_on_two_streams_are_acknowledged_apart():
+    # Two tenants' streams can hold the same id (added in the same millisecond): a
+    # handler that finishes one of them must not get the other acknowledged too.
+    s = store()
+    ours, theirs = Keys("acme").outbound, Keys("bolt").outbound
+    for stream in (ours, theirs):
+        await s.redis.xadd(stream, {"e": b"x"}, id="5-1")
+    recorder = Recorder(finish=lambda entry: entry.stream == ours)
+    consumer = bus.Consumer(s, "g", "c1", [ours, theirs], recorder, block_ms=1)
+    await consumer.ensure_groups()
+    assert await consumer.read() == 2
+    assert sorted(e.stream for e in recorder.seen) == sorted([ours, theirs])
+    assert (await pending_count(s, ours, "g"), await pending_count(s, theirs, "g")) == (0, 1)

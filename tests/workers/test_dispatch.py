@@ -88,8 +88,8 @@ async def test_a_redelivered_message_is_not_sent_again():
     message = outbound(body="only once")
     entry = await queued_entry(w.store, message)
     dispatcher = Dispatcher(w.store)
-    assert await dispatcher.handle([entry]) == {entry.id}
-    assert await dispatcher.handle([entry]) == {entry.id}  # e.g. the ack was lost
+    assert await dispatcher.handle([entry]) == {entry}
+    assert await dispatcher.handle([entry]) == {entry}  # e.g. the ack was lost
     assert len(await outbox(w.store, "acme")) == 1
     assert await statuses(w.store, message) == [("sent", 1)]
 
@@ -256,7 +256,7 @@ async def test_one_undecodable_entry_holds_back_no_other_message():
 
     dispatcher = Dispatcher(w.store, dead_letter=dead_letter)
     done = await dispatcher.handle([entries[0], bad, entries[1], entries[2]])
-    assert done == {e.id for e in entries} | {bad.id}
+    assert done == {*entries, bad}
     assert dead == [bad.id]
     assert len(await outbox(w.store, "acme")) == 3
 
@@ -282,7 +282,7 @@ async def test_nothing_is_sent_to_a_caller_who_withheld_their_number():
     w = await world()
     message = outbound(channel="voice", to="anonymous:CA0123456789abcdef0123456789abcdef")
     entry = await queued_entry(w.store, message)
-    assert await Dispatcher(w.store).handle([entry]) == {entry.id}
+    assert await Dispatcher(w.store).handle([entry]) == {entry}
     assert await outbox(w.store, "acme") == []
     assert (await delivery(w.store, message))["status"] == "refused"
 
@@ -298,7 +298,7 @@ async def test_an_unexpected_error_before_the_provider_is_retried_with_backoff()
     dispatcher = Dispatcher(w.store, {"sms": sender})
     entry = await queued_entry(w.store, message)
     before = events.now_ms()
-    assert await dispatcher.handle([entry]) == {entry.id}  # settled for now: the retry schedule has it
+    assert await dispatcher.handle([entry]) == {entry}  # settled for now: the retry schedule has it
     record = await delivery(w.store, message)
     assert (record["status"], record["error"]) == ("retry", "Broken: template variable missing")
     assert int(await w.store.redis.zscore(KEYS.retries, message.id)) >= before + BACKOFF_S[0] * 1000
@@ -315,7 +315,7 @@ async def test_unexpected_errors_give_up_after_max_deliveries_attempts():
     sender = ScriptedSender(w.store, *[Broken(f"bug {i}") for i in range(10)])
     dispatcher = Dispatcher(w.store, {"sms": sender}, max_deliveries=3)
     entry = await queued_entry(w.store, message)
-    assert await dispatcher.handle([entry]) == {entry.id}
+    assert await dispatcher.handle([entry]) == {entry}
     for _ in range(5):  # more passes than attempts allowed
         await make_due(w.store, message)
         await dispatcher.run_retries("acme")

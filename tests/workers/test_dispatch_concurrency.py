@@ -104,7 +104,7 @@ async def test_a_batch_is_sent_concurrently_but_never_more_at_once_than_the_limi
         await asyncio.sleep(0)
     assert provider.started == ["m0", "m1", "m2", "m3"]
     provider.release()
-    assert await batch == {e.id for e in entries}
+    assert await batch == set(entries)
     assert provider.peak == 4
     assert sorted(provider.ended) == sorted(m.body for m in messages)
     assert len(await outbox(w.store, "acme")) == 10
@@ -121,7 +121,7 @@ async def test_messages_of_one_conversation_go_out_one_after_the_other_while_oth
     await until(lambda: provider.ended == ["b1", "b2"])  # the other conversation is not held up
     assert provider.started == ["a1", "b1", "b2"]  # a2 waits for a1
     provider.release("a1")
-    assert await batch == {e.id for e in entries}
+    assert await batch == set(entries)
     conversation_a = [f"{what} {body}" for what, body in provider.log if body.startswith("a")]
     assert conversation_a == ["start a1", "end a1", "start a2", "end a2", "start a3", "end a3"]
     sent = [m.body for _e, _p, m in reversed(await outbox(w.store, "acme"))]
@@ -160,7 +160,7 @@ async def test_a_batchs_leases_and_outcomes_each_travel_in_one_round_trip(monkey
     messages = [outbound(to=f"+1555123000{i}", body=f"m{i}") for i in range(8)]
     provider = Provider(w.store, barrier=8)
     entries = await entries_of(w.store, messages)
-    assert await Dispatcher(w.store, {"sms": provider}, concurrency=8).handle(entries) == {e.id for e in entries}
+    assert await Dispatcher(w.store, {"sms": provider}, concurrency=8).handle(entries) == set(entries)
     assert calls == [["begin_send"] * 8, ["finish_send"] * 8]
     for message in messages:
         assert await status_of(w.store, message) == ("sent", "1")
@@ -177,7 +177,7 @@ async def test_an_unexpected_error_in_one_message_holds_back_no_other_in_the_bat
             return await super().send(message)
 
     entries = await entries_of(w.store, messages)
-    assert await Dispatcher(w.store, {"sms": Flaky(w.store)}).handle(entries) == {e.id for e in entries}
+    assert await Dispatcher(w.store, {"sms": Flaky(w.store)}).handle(entries) == set(entries)
     assert [await status_of(w.store, m) for m in messages] == [("sent", "1"), ("retry", "1"), ("sent", "1")]
     error = await w.store.redis.hget(KEYS.delivery(messages[1].id), "error")
     assert error == b"KeyError: 'segments'"

@@ -59,20 +59,20 @@ class Results:
             self._campaigns[(tenant, campaign_id)] = found
         return found
 
-    async def handle(self, entries: list[bus.Entry]) -> set[str]:
+    async def handle(self, entries: list[bus.Entry]) -> set[bus.Entry]:
         done = set()
         for entry in entries:
             try:
                 event = events.decode_state(entry.payload)
             except (msgspec.ValidationError, msgspec.DecodeError):
-                done.add(entry.id)  # not ours to judge: other readers of the stream report it
+                done.add(entry)  # not ours to judge: other readers of the stream report it
                 continue
             try:
                 await self.apply(shard_of(entry.stream), event)
             except Exception:
                 log.exception("campaign result of event %s failed", entry.id)
                 continue
-            done.add(entry.id)
+            done.add(entry)
         return done
 
     async def apply(self, tenant: str, event: events.StateEvent) -> None:
