@@ -177,13 +177,14 @@ class World:
         return await timers.run_due(self.store, self.tenant)
 
 
-async def world(text: str = SUPPORT, env: dict[str, str] | None = None) -> World:
-    """A fresh embedded store with the deployment's tenants applied; given `env`, their
-    provider secrets are read from it, as the processes do at start-up."""
+async def world(text: str = SUPPORT, env: dict[str, str] | None = None, store: Store | None = None) -> World:
+    """A fresh embedded store (or `store`, a real one) with the deployment's tenants
+    applied; given `env`, their provider secrets are read from it, as the processes do
+    at start-up."""
     config = deployment(text)
     if env is not None:
         config = resolve_secrets(config, env)
-    store = connect(Settings())
+    store = store or connect(Settings())
     for tenant in config.tenants:
         await queues.apply_tenant(store, tenant)
     return World(store, config)

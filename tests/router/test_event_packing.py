@@ -7,8 +7,8 @@ from importlib import resources
 
 import msgspec
 
-from router import events, queues, scripts
-from tests.factories import World, contact, deployment, world
+from router import events, scripts
+from tests.factories import World, contact, world
 
 QUEUE = "q" * 40  # past a fixstr's 31 bytes
 CONFIG = f"""
@@ -67,10 +67,7 @@ async def test_hand_packed_events_decode_on_the_embedded_store():
 
 
 async def test_hand_packed_events_decode_on_redis(real_store):
-    config = deployment(CONFIG)
-    for tenant in config.tenants:
-        await queues.apply_tenant(real_store, tenant)
-    await check_packing(World(real_store, config))
+    await check_packing(await world(CONFIG, store=real_store))
 
 
 # The pieces by themselves, at every boundary of their encodings.

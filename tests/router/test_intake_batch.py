@@ -3,9 +3,9 @@ outcome as one call per contact, and a contact that cannot be stored fails alone
 
 from redis.exceptions import ResponseError
 
-from router import agents, bus, conversations, events, intake, queues, scripts
+from router import agents, bus, conversations, events, intake, scripts
 from router.keys import ROUTING_GROUP, Keys
-from tests.factories import SUPPORT, World, contact, deployment, inbound_entries, route_entries, world
+from tests.factories import World, contact, inbound_entries, route_entries, world
 
 TENANT = """
 [[tenants]]
@@ -64,10 +64,7 @@ async def test_a_contact_that_cannot_be_stored_fails_alone_and_the_rest_is_route
 
 async def test_a_contact_that_cannot_be_stored_fails_alone_on_redis_too(real_store):
     # A Lua error reaches intake.lua's pcall as a table on Redis, as a message in the embedded store.
-    config = deployment(SUPPORT)
-    for tenant in config.tenants:
-        await queues.apply_tenant(real_store, tenant)
-    await fails_alone(World(real_store, config))
+    await fails_alone(await world(store=real_store))
 
 
 async def fails_alone(w: World) -> None:
@@ -157,10 +154,7 @@ async def test_an_entry_taken_over_by_another_worker_is_stored_once_by_that_work
 
 
 async def test_an_entry_taken_over_by_another_worker_is_stored_once_on_redis_too(real_store):
-    config = deployment(SUPPORT)
-    for tenant in config.tenants:
-        await queues.apply_tenant(real_store, tenant)
-    await taken_over(World(real_store, config))
+    await taken_over(await world(store=real_store))
 
 
 async def test_a_batch_spread_over_many_pending_entries_finds_its_own():
