@@ -25,7 +25,8 @@ async def get(store: Store, tenant: str, conversation: str) -> dict[str, str]:
     record = await store.redis.hgetall(Keys(tenant).conversation(conversation))
     if not record:
         raise NotFound(conversation)
-    return _decode(record)
+    # intake.lua leaves out what goes without saying: the id (the key's), escalation level 0
+    return {"id": conversation, "level": "0", **_decode(record)}
 
 
 async def history(store: Store, tenant: str, conversation: str) -> list[events.HistoryEntry]:
