@@ -1,10 +1,13 @@
-"""Benchmarks: `python -m ops.bench <name> [options]` (names: routing, webhooks, email, pipeline, campaigns)."""
+"""Benchmarks: `python -m ops.bench <name> [options]`.
+
+Names: routing, instructions, webhooks, email, pipeline, campaigns.
+"""
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "webhooks", "email", "pipeline", "campaigns")
+BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import routing
 
         return routing.main(rest)
+    if name == "instructions":
+        from ops.bench import instructions
+
+        return instructions.main(rest)
     if name == "webhooks":
         from ops.bench import webhooks
 
