@@ -61,7 +61,9 @@ async def offers(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str
         record = await conversations.get(store, tenant.id, conv.decode())
         if record.get("state") == "reserved" and record.get("agent") == agent:
             res = await store.redis.hgetall(keys.reservation(record["reservation"]))
-            result.append({"reservation": record["reservation"], **{k.decode(): v.decode() for k, v in res.items()}})
+            offer = {"reservation": record["reservation"], "conv": record["id"]}
+            offer |= {"queue": record.get("queue", ""), "channel": record.get("channel", "")}
+            result.append(offer | {k.decode(): v.decode() for k, v in res.items()})
     return sorted(result, key=lambda r: r.get("created_at", ""))
 
 

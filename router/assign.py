@@ -12,6 +12,11 @@ from router.store import Store, text
 LOOKAHEAD = 50  # waiting conversations examined per queue and decision
 
 
+def conversation_of(reservation: str) -> str:
+    """A reservation's conversation: its id is the conversation's and a count (conv.N)."""
+    return reservation.rpartition(".")[0]
+
+
 async def assign_queue(store: Store, tenant: str, queue: str) -> list[str]:
     """Offer a queue's best waiting conversations to ready agents; returns the agents offered."""
     keys = Keys(tenant)

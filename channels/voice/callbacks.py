@@ -24,7 +24,7 @@ from redis.exceptions import WatchError
 
 from channels._twilio_auth import tenant_form
 from channels.voice.dialer import CALLBACK, GREETING
-from router import events
+from router import assign, events
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store, text
@@ -41,10 +41,7 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
     and gives back the first message, so an accept interrupted between the
     reservation and this step is completed by accepting again."""
     keys = Keys(tenant.id)
-    conversation = await store.redis.hget(keys.reservation(reservation), "conv")
-    if conversation is None:
-        return None
-    conversation = text(conversation)
+    conversation = assign.conversation_of(reservation)
     kind, address, last_address, called = await store.redis.hmget(
         keys.conversation(conversation), "kind", "address", "last_address", "tenant_address"
     )

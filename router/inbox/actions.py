@@ -14,13 +14,12 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from router import agents, customers, events
+from router import agents, assign, customers, events
 from router.agents import AgentError
 from router.inbox import attachments
 from router.inbox.access import agent_of, conversation_of, tenant_of
 from router.inbox.pages import conversation, read_form
 from router.inbox.sessions import USER
-from router.keys import Keys
 from router.web import DEPLOYMENT, STORE
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ async def offer(request: web.Request) -> web.Response:
     agent = agent_of(request, tenant)
     reservation, action = request.match_info["reservation"], request.match_info["action"]
     store = request.app[STORE]
-    conversation = await store.redis.hget(Keys(tenant.id).reservation(reservation), "conv")
     try:
         if action == "accept":
             await agents.accept(store, tenant, agent, reservation)
@@ -58,8 +56,8 @@ async def offer(request: web.Request) -> web.Response:
     except AgentError as exc:
         log.info("offer %s of %s by %s: %s", reservation, tenant.id, agent, exc)
         raise web.HTTPSeeOther("/inbox?done=offer_gone") from None
-    if action == "accept" and conversation is not None:
-        raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{conversation.decode()}?done=accepted")
+    if action == "accept":
+        raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{assign.conversation_of(reservation)}?done=accepted")
     raise web.HTTPSeeOther("/inbox?done=rejected")
 
 

@@ -6,13 +6,14 @@
 -- here whether it is a callback to dial, with no read of its own.
 local res, action, by, max_missed = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if action == "timeout" then redis.call("ZREM", B .. ":timers", "res:" .. res) end
-local r = hgetall(B .. ":res:" .. res)
-if not r.state then return {"unknown", "", "", ""} end
-if by ~= "" and by ~= r.agent then return {"not_yours", r.queue, r.agent, ""} end
-local conv, agent, queue, channel = r.conv, r.agent, r.queue, r.channel
+local r = redis.call("HMGET", B .. ":res:" .. res, "state", "agent")
+if not r[1] then return {"unknown", "", "", ""} end
+local conv, agent = string.match(res, "^(.+)%.%d+$"), r[2]  -- a reservation's id: its conversation's, and a count
 local c = B .. ":conv:" .. conv
-local kind = redis.call("HGET", c, "kind") or ""
-if r.state ~= "pending" then return {r.state, queue, agent, kind} end
+local f = redis.call("HMGET", c, "kind", "queue", "channel")
+local kind, queue, channel = f[1] or "", f[2] or "", f[3] or ""
+if by ~= "" and by ~= agent then return {"not_yours", queue, agent, ""} end
+if r[1] ~= "pending" then return {r[1], queue, agent, kind} end
 local a = B .. ":agent:" .. agent
 redis.call("ZREM", B .. ":timers", "res:" .. res)
 
