@@ -120,7 +120,7 @@ async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, li
     waiting in.
 
     Returns each contact's result (or error), and the (tenant, queue) pairs whose
-    round was full (there may be more to offer) or failed.
+    round was full (there may be more to offer).
     """
     shards: dict[str, list[int]] = {}
     for index, (_e, tenant, _c, _a, _args) in enumerate(work):
@@ -139,8 +139,10 @@ async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, li
             per_contact, rounds = reply
             for queue, made, error in rounds:
                 if error:
+                    # Its contacts are stored and wait in the queue: the queue's next round
+                    # (a contact arriving, an agent with room, a timer) offers them.
                     log.error("offer round on %s/%s failed: %s", tenant_id, text(queue), text(error))
-                if error or int(made) >= assign.LOOKAHEAD:
+                elif int(made) >= assign.LOOKAHEAD:
                     full.append((tenant_id, text(queue)))
         for index, result in zip(indexes, per_contact, strict=True):
             # a contact that failed alone (intake.lua catches each one's error)

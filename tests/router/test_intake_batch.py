@@ -170,3 +170,23 @@ async def test_a_batch_spread_over_many_pending_entries_finds_its_own():
     }
     pending = await w.store.redis.xpending(Keys("acme").inbound, ROUTING_GROUP)
     assert pending["pending"] == 148, "the two are acknowledged, the rest still pending"
+
+
+async def test_an_offer_round_that_fails_leaves_the_contact_stored_and_waiting_and_says_so(caplog):
+    w = await world()
+    await w.available("amy")
+    first = await w.arrive(address="+15550000001")
+    [offer] = await w.offers("amy")
+    await agents.reject(w.store, w.tenant, "amy", offer["reservation"])  # it waits, amy is free
+    # The queue's members at level 0 have become something else: the round cannot pick anyone.
+    members = f"{Keys('acme').base}:q:support:m:0"
+    await w.store.redis.delete(members)
+    await w.store.redis.set(members, "not a sorted set")
+    item = contact(address="+15550000002")
+    entries = await inbound_entries(w.store, [item])
+    assert await route_entries(w.store, w.deployment, entries) == set(entries), "stored: done"
+    assert "offer round on acme/support failed" in caplog.text
+    [_, added] = await w.events(events.MessageAdded)
+    assert added.message == item.id
+    assert await w.waiting("support") == [first, added.conversation]
+    assert (await w.store.redis.xpending(Keys("acme").inbound, ROUTING_GROUP))["pending"] == 0
