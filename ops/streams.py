@@ -82,8 +82,10 @@ def _summary(payload: bytes) -> str:
 async def replay(store: Store, tenant: str, dead_ids: list[str] | None = None) -> list[str]:
     """Put dead letters back on the stream they came from (all of them when no ids).
 
-    Safe to repeat: consumers are idempotent, so an entry that did take effect
-    before it was dead-lettered has no second effect.
+    Safe to repeat: each dead letter goes back once (its XADD and its removal are one
+    transaction), and no entry that took effect was dead-lettered in the first place
+    (dead_letter.lua moves only entries still pending). A contact whose intake failed part
+    way may have left events or history behind, which its replay does not undo.
     """
     keys = Keys(tenant)
     rows = await store.redis.xrange(keys.dead)

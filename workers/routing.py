@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Consumer:
     streams = [Keys(t.id).inbound for t in deployment.tenants]
 
-    async def handle(entries: list[bus.Entry]) -> set[str]:
+    async def handle(entries: list[bus.Entry]) -> set[bus.Entry]:
         done = await intake.route_batch(store, deployment, entries, group.dead_letter, group.name)
         metrics.observe_routed(entries, done)
         # Nothing left to acknowledge: intake acknowledges each entry in the call

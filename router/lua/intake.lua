@@ -26,6 +26,7 @@
 local ARGS_PER_CONTACT, HEADER = 14, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local LOWEST, HIGHEST = ARGV[5], ARGV[6]
+local ACK_CHUNK = 1000
 local INBOUND = B .. ":inbound"
 local PENDING = {}  -- entry id -> true for the batch's entries still pending (filled below)
 
@@ -220,13 +221,18 @@ for i = 1, COUNT do
   end
   results[i] = result
 end
-if #stored > 0 then redis.call("XACK", INBOUND, GROUP, unpack(stored)) end
+-- In chunks: Lua unpacks no more than about 8000 values at once, and a batch
+-- (CONTACTROUTER_BATCH) may be bigger.
+for first = 1, #stored, ACK_CHUNK do
+  redis.call("XACK", INBOUND, GROUP, unpack(stored, first, math.min(first + ACK_CHUNK - 1, #stored)))
+end
 
 local rounds = {}
 for queue in pairs(queued_in) do rounds[#rounds + 1] = queue end
 table.sort(rounds)  -- the same order on every run
 for i, queue in ipairs(rounds) do
-  -- a round that fails (a Redis error) leaves the contacts stored: the worker reports it and tries again
+  -- a round that fails (a Redis error) leaves its contacts stored and waiting: the worker logs
+  -- it, and the queue's next round (a contact, an agent with room, a timer) offers them
   local ok, made = pcall(offer_round, queue, LOOKAHEAD)
   if ok then
     rounds[i] = {queue, #made, ""}

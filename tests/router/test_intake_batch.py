@@ -5,7 +5,7 @@ from redis.exceptions import ResponseError
 
 from router import agents, bus, conversations, events, intake, scripts
 from router.keys import ROUTING_GROUP, Keys
-from tests.factories import World, contact, inbound_entries, route_entries, world
+from tests.factories import World, contact, inbound_entries, read_inbound, route_entries, world
 
 TENANT = """
 [[tenants]]
@@ -190,3 +190,18 @@ async def test_an_offer_round_that_fails_leaves_the_contact_stored_and_waiting_a
     assert added.message == item.id
     assert await w.waiting("support") == [first, added.conversation]
     assert (await w.store.redis.xpending(Keys("acme").inbound, ROUTING_GROUP))["pending"] == 0
+
+
+async def test_a_batch_bigger_than_one_acknowledgement_is_acknowledged_whole(real_store):
+    # intake.lua acknowledges in chunks of 1000: Lua unpacks no more than about 8000 values.
+    w = await world(store=real_store)
+    items = [contact(address=f"+1555{i:07d}") for i in range(2_500)]
+    async with real_store.redis.pipeline(transaction=False) as pipe:
+        for item in items:
+            pipe.xadd(Keys("acme").inbound, {"e": events.encode(item)})
+        await pipe.execute()
+    entries = await read_inbound(real_store, "acme")
+    assert len(entries) == 2_500
+    assert await route_entries(real_store, w.deployment, entries) == set(entries)
+    assert (await real_store.redis.xpending(Keys("acme").inbound, ROUTING_GROUP))["pending"] == 0
+    assert len(await w.events(events.MessageAdded)) == 2_500
