@@ -47,12 +47,13 @@ ROUTING_LATENCY = Histogram(
 )
 
 
-def observe_routed(entries: list[bus.Entry], done: set[bus.Entry]) -> None:
-    """Record the routing latency of a batch's finished entries (the id is the XADD time)."""
+def observe_routed(entries: list[bus.Entry], routed: set[bus.Entry]) -> None:
+    """Record the routing latency of the batch's entries routed now (the id is the XADD time);
+    one passed over as stored before was counted when it was stored."""
     now_ms = time.time() * 1000
     shards: dict[str, Any] = {}  # a batch reads few streams: each one's series looked up once
     for entry in entries:
-        if entry in done:
+        if entry in routed:
             if (series := shards.get(entry.stream)) is None:
                 series = shards[entry.stream] = ROUTING_LATENCY.labels(shard_of(entry.stream))
             series.observe(max(0.0, now_ms - int(entry.id.partition("-")[0])) / 1000)

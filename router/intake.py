@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import NamedTuple
 
 import msgspec
 
@@ -72,16 +73,27 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
     ]
 
 
-async def route_batch(
-    store: Store, deployment: Deployment, entries: list[Entry], dead_letter, consumer: str
-) -> set[Entry]:
-    """Take a batch of inbound entries, which `consumer` of the routing group read,
-    into routing; returns the entries that are done: stored (intake acknowledges
-    those itself), passed over as stored already, or dead-lettered (and so
-    acknowledged). An id alone would not do: two tenants' streams can hold the same id.
-    """
+class Routed(NamedTuple):
+    """What route_batch did with a batch. Entries, not ids: two tenants' streams can hold the same id."""
+
+    done: set[Entry]  # stored (intake acknowledges those itself), passed over, or dead-lettered
+    passed_over: set[Entry]  # of those, stored before: by a call whose answer was lost, or by another worker
+
+
+class _Work(NamedTuple):
+    entry: Entry
+    tenant: Tenant
+    contact: events.InboundContact
+    queue: str  # the queue it enters if it opens a conversation
+    after_hours: bool
+    args: list  # its part of intake.lua's arguments
+
+
+async def route_batch(store: Store, deployment: Deployment, entries: list[Entry], dead_letter, consumer: str) -> Routed:
+    """Take a batch of inbound entries, which `consumer` of the routing group read, into routing."""
     done: set[Entry] = set()
-    work: list[tuple[Entry, Tenant, events.InboundContact, bool, list]] = []
+    passed_over: set[Entry] = set()
+    work: list[_Work] = []
     for entry in entries:
         try:
             contact = events.decode_inbound(entry.payload)
@@ -94,16 +106,25 @@ async def route_batch(
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue
-        work.append((entry, tenant, contact, after_hours, args))
+        work.append(_Work(entry, tenant, contact, queue_id, after_hours, args))
     if not work:
-        return done
+        return Routed(done, passed_over)
     results, full = await _intake_all(store, work, consumer)
-    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
+    for (entry, tenant, contact, picked, after_hours, _args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
         outcome, conversation, _customer, queue_id = (text(r) for r in result)
         done.add(entry)
+        if outcome == "duplicate":
+            passed_over.add(entry)
+            if after_hours:
+                # The client sends a call again when its answer was lost: the first run stored
+                # this contact and the answer saying it opened a conversation never came. A
+                # conversation this contact opened has the contact's id (intake.lua).
+                conversation, queue_id = contact.id, picked
+                if await store.redis.exists(Keys(tenant.id).conversation(conversation)):
+                    outcome = "new"
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)
     for tenant_id, queue_id in full:
@@ -111,10 +132,10 @@ async def route_batch(
         # than that: offer again while a round reserved every conversation it examined.
         while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
             pass
-    return done
+    return Routed(done, passed_over)
 
 
-async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, list[tuple[str, str]]]:
+async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[list, list[tuple[str, str]]]:
     """Run every contact's intake in one round trip: each shard's contacts go in one
     intake call, which ends with an offer round on each queue it left conversations
     waiting in.
@@ -123,10 +144,10 @@ async def _intake_all(store: Store, work: list, consumer: str) -> tuple[list, li
     round was full (there may be more to offer).
     """
     shards: dict[str, list[int]] = {}
-    for index, (_e, tenant, _c, _a, _args) in enumerate(work):
-        shards.setdefault(tenant.id, []).append(index)
+    for index, item in enumerate(work):
+        shards.setdefault(item.tenant.id, []).append(index)
     calls = [
-        (store.scripts.intake, Keys(t).base, _batch_args([work[i][4] for i in idx], consumer))
+        (store.scripts.intake, Keys(t).base, _batch_args([work[i].args for i in idx], consumer))
         for t, idx in shards.items()
     ]
     replies = await scripts.run_pipelined(store.redis, calls)

@@ -226,7 +226,7 @@ async def route_entries(
     async def refuse(_entry: bus.Entry, reason: str) -> None:
         raise AssertionError(reason)
 
-    return await intake.route_batch(store, deployment, entries, dead_letter or refuse, ROUTING_CONSUMER)
+    return (await intake.route_batch(store, deployment, entries, dead_letter or refuse, ROUTING_CONSUMER)).done
 
 
 async def route_inbound(store: Store, deployment: Deployment, *tenants: str, dead_letter=None) -> set[bus.Entry]:

@@ -22,8 +22,8 @@ def consumer(store: Store, deployment: Deployment, settings: Settings) -> bus.Co
     streams = [Keys(t.id).inbound for t in deployment.tenants]
 
     async def handle(entries: list[bus.Entry]) -> set[bus.Entry]:
-        done = await intake.route_batch(store, deployment, entries, group.dead_letter, group.name)
-        metrics.observe_routed(entries, done)
+        routed = await intake.route_batch(store, deployment, entries, group.dead_letter, group.name)
+        metrics.observe_routed(entries, routed.done - routed.passed_over)
         # Nothing left to acknowledge: intake acknowledges each entry in the call
         # that stores its contact, and dead_letter the entries it moves.
         return set()

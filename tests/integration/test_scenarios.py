@@ -85,8 +85,8 @@ async def test_the_same_provider_message_submitted_twice_is_one_contact(real_sto
     async def dead_letter(_entry: bus.Entry, reason: str) -> None:
         dead.append(reason)
 
-    done = await intake.route_batch(real_store, world.deployment, [redelivered], dead_letter, "stalled")
-    assert done == {redelivered} and not dead
+    routed = await intake.route_batch(real_store, world.deployment, [redelivered], dead_letter, "stalled")
+    assert routed == ({redelivered}, {redelivered}) and not dead
 
     [queued] = await world.events(events.Queued)
     [message] = await world.events(events.MessageAdded)

@@ -143,6 +143,11 @@ async def test_a_routing_worker_measures_its_latency(floor):
     assert await worker.read() == 1
     after = REGISTRY.get_sample_value("contactrouter_routing_latency_seconds_count", {"tenant": "acme"})
     assert after == before + 1
+    # A copy of the entry handled again (a worker that stalled with it) is passed over, not counted again.
+    [(entry_id, fields)] = await w.store.redis.xrange(w.keys.inbound)
+    copy = bus.Entry(w.keys.inbound, entry_id.decode(), fields[b"e"], deliveries=2)
+    assert await worker.handler([copy]) == set()
+    assert REGISTRY.get_sample_value("contactrouter_routing_latency_seconds_count", {"tenant": "acme"}) == after
 
 
 async def test_a_store_that_does_not_answer_still_gets_a_scrape_with_store_up_0(floor, monkeypatch):

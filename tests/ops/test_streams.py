@@ -23,7 +23,7 @@ class Failing:
 
 def routing_consumer(w, handler=None, **options):
     async def route(entries):
-        return await intake.route_batch(w.store, w.deployment, entries, consumer.dead_letter, consumer.name)
+        return (await intake.route_batch(w.store, w.deployment, entries, consumer.dead_letter, consumer.name)).done
 
     consumer = bus.Consumer(w.store, ROUTING_GROUP, "r1", [KEYS.inbound], handler or route, block_ms=1, **options)
     return consumer

@@ -2,7 +2,9 @@
 
 import datetime as dt
 
-from router import events, intake
+import pytest
+
+from router import events, intake, scripts
 from router.hours import BusinessHours
 from tests.factories import contact, deployment, world
 
@@ -140,3 +142,31 @@ async def test_an_after_hours_autoreply_replayed_for_the_same_contact_is_queued_
     await intake._auto_reply(w.store, w.tenant, item, conversation, "front")
     [reply] = await w.outgoing()
     assert reply.id == f"{contact_id}.autoreply"
+
+
+@pytest.fixture
+def answer_lost(monkeypatch):
+    """Every intake call runs and its answer is lost: the client sends it again, which
+    finds the contacts stored and their entries acknowledged."""
+    run_pipelined = scripts.run_pipelined
+
+    async def twice(redis, calls):
+        await run_pipelined(redis, calls)
+        return await run_pipelined(redis, calls)
+
+    monkeypatch.setattr(scripts, "run_pipelined", twice)
+
+
+async def test_after_hours_autoreply_goes_out_when_the_intake_calls_answer_was_lost(answer_lost):
+    w = await world(ALWAYS_CLOSED.format(after_hours='{ action = "autoreply", message = "We open at 8." }'))
+    conversation = await w.arrive(channel="sms", address="+1 555 123 0000")
+    [reply] = await w.outgoing()
+    assert (reply.conversation, reply.body) == (conversation, "We open at 8.")
+    assert await w.waiting("front") == [conversation]
+
+
+async def test_a_contact_joining_a_conversation_after_hours_gets_no_autoreply_after_a_lost_answer(answer_lost):
+    w = await world(ALWAYS_CLOSED.format(after_hours='{ action = "autoreply" }'))
+    first = await w.arrive(body="hello?")
+    assert await w.arrive(body="anyone there?") == first
+    assert len(await w.outgoing()) == 1  # the first contact's, only

@@ -142,7 +142,7 @@ async def taken_over(w: World) -> None:
     # The first worker wakes up: the entry is the other's now, so it passes it over.
     assert await route_entries(w.store, w.deployment, [entry]) == {entry}
     assert await w.events(events.MessageAdded) == []
-    assert await intake.route_batch(w.store, w.deployment, [entry], None, "other") == {entry}
+    assert await intake.route_batch(w.store, w.deployment, [entry], None, "other") == ({entry}, set())
     # And a copy of the entry handled once more (a worker stalled yet longer) has no second effect.
     assert await route_entries(w.store, w.deployment, [entry]) == {entry}
     assert len(await w.events(events.MessageAdded)) == len(await w.events(events.Reserved)) == 1
