@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.exceptions import ResponseError
 
-from router import events
+from router import events, scripts
 from router.keys import Keys, shard_of
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
@@ -58,7 +58,9 @@ async def publish(store: Store, stream: str, event: msgspec.Struct, *, dedup: st
         return text(await store.redis.xadd(stream, {"e": payload}))
     # "event:" keeps these markers apart from ingest's per-contact ones (scope channel:id).
     base = Keys(shard_of(stream)).base
-    _added, entry_id = await store.scripts.ingest(keys=[base, stream], args=[f"event:{dedup}", payload, SEEN_TTL_S])
+    _added, entry_id = await scripts.call(
+        store.redis, store.scripts.ingest, [base, stream], [f"event:{dedup}", payload, SEEN_TTL_S]
+    )
     return text(entry_id)
 
 
@@ -70,7 +72,9 @@ async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, st
     keys = Keys(contact.tenant)
     payload = events.encode(contact)
     scope = f"{contact.channel}:{contact.provider_id}"
-    added, entry_id = await store.scripts.ingest(keys=[keys.base, keys.inbound], args=[scope, payload, SEEN_TTL_S])
+    added, entry_id = await scripts.call(
+        store.redis, store.scripts.ingest, [keys.base, keys.inbound], [scope, payload, SEEN_TTL_S]
+    )
     return bool(added), text(entry_id)
 
 

@@ -101,6 +101,21 @@ class Scripts:
             raise AttributeError(name) from None
 
 
+async def call(redis: Any, script: Any, keys: list[str], args: list) -> Any:
+    """One call of a registered script, as EVALSHA sent straight through the client.
+
+    For the calls made once per contact (ingest): redis-py's Script.__call__ costs
+    about 9 us of Python more per call than the command itself, a sixth of what a
+    webhook's ingest costs its process. Reloads the script after NOSCRIPT, as it does.
+    """
+    try:
+        return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        sha = await redis.script_load(script.script)
+        script.sha = sha.decode() if isinstance(sha, bytes) else sha
+        return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
 async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
     """Run (script, base key, args) calls in one pipeline; results (or errors) in order.
 
