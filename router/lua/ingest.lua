@@ -6,5 +6,5 @@ local seen = KEYS[1] .. ":seen:" .. ARGV[1]
 local existing = redis.call("GET", seen)
 if existing then return {0, existing} end
 local id = redis.call("XADD", KEYS[2], "*", "e", ARGV[2])
-redis.call("SET", seen, id, "EX", tonumber(ARGV[3]))
+redis.call("SET", seen, id, "EX", ARGV[3])  -- as text: a Lua number would be formatted back
 return {1, id}

@@ -55,7 +55,9 @@ end
 
 local function intake(at)
   local contact, ident, channel, queue = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
-  local priority, enqueued_at = tonumber(ARGV[at + 5]), tonumber(ARGV[at + 6])
+  -- priority and enqueued_at stay text (whole numbers, from Python): they are stored as
+  -- they came, and a number would be formatted back for each command
+  local priority, enqueued_at = ARGV[at + 5], ARGV[at + 6]
   local entry, provider_id, address = ARGV[at + 7], ARGV[at + 8], ARGV[at + 9]
   local refs, own_ref = ARGV[at + 10], ARGV[at + 11]
   local tenant_address = ARGV[at + 12]  -- the tenant's number or address the customer wrote to
@@ -99,7 +101,7 @@ local function intake(at)
   if not conv and known[2] and tonumber(known[3] or 0) > NOW then
     local f = redis.call("HMGET", B .. ":conv:" .. known[2], "state", "queue", "priority")
     if f[1] == "campaign" and conf(f[2]) then
-      campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) or priority
+      campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) and f[3] or priority
     end
   end
 
@@ -141,7 +143,7 @@ local function intake(at)
     -- its id and level 0 go without saying (conversations.get fills them in): a field
     -- fewer costs less than its share, each one being searched for before it is added
     local fields = {"customer", customer, "channel", channel, "address", address,
-      "priority", S(priority), "enqueued_at", S(enqueued_at), "created_at", NOW_S,
+      "priority", priority, "enqueued_at", enqueued_at, "created_at", NOW_S,
       "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
       "agent", chosen or "", "reservation", chosen and conv .. ".1" or "",
       "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
@@ -155,7 +157,7 @@ local function intake(at)
     cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "open_conv", conv
     redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", NOW_S, conv)
     if not chosen then
-      local score = S(wait_score(S(priority), S(enqueued_at)))
+      local score = S(wait_score(priority, enqueued_at))
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
       redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
       waiting[queue] = true
@@ -167,7 +169,7 @@ local function intake(at)
       .. "\172conversation" .. (FIXSTR[#conv] or str_head(conv)) .. conv
       .. "\167channel" .. (FIXSTR[#channel] or str_head(channel)) .. channel
       .. "\165queue" .. (FIXSTR[#queue] or str_head(queue)) .. queue
-      .. "\168priority" .. mp_int(priority)
+      .. "\168priority" .. mp_int(tonumber(priority))
       .. "\168customer" .. (FIXSTR[#customer] or str_head(customer)) .. customer .. EVENT_TAIL)
   end
   redis.call("HSET", B .. ":cust:" .. customer, unpack(cust_fields))

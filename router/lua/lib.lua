@@ -19,6 +19,28 @@ local function S(x)
   return string.format("%d", x)
 end
 
+-- Whole numbers to and from text, remembered within a call: agents' loads and
+-- capacities repeat from one offer to the next, and formatting or parsing one
+-- costs Redis's Lua about 2k instructions (snprintf, strtod), a lookup a tenth.
+local TEXT_OF, NUMBER_OF = {}, {}
+local function text_of(n)
+  local s = TEXT_OF[n]
+  if not s then
+    s = S(n)
+    TEXT_OF[n] = s
+  end
+  return s
+end
+local function number_of(s)  -- nil (a field not set) is 0
+  if not s then return 0 end
+  local n = NUMBER_OF[s]
+  if not n then
+    n = tonumber(s)
+    NUMBER_OF[s] = n
+  end
+  return n
+end
+
 local function now_ms()
   local t = redis.call("TIME")
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -152,14 +174,14 @@ local BUSY_SCORE = S(1e13 + NOW)  -- the rank of an agent offered work now
 local function take_slot(agent, channel)
   local a = B .. ":agent:" .. agent
   local f = redis.call("HMGET", a, "load:" .. channel, "load:total", "cap:" .. channel, "cap:total", "exclusive_voice")
-  local ch_load, total = tonumber(f[1] or 0) + 1, tonumber(f[2] or 0) + 1
-  redis.call("HSET", a, "load:" .. channel, S(ch_load), "load:total", S(total), "last_offer", NOW_S)
-  local blocked = total >= tonumber(f[4] or 0) or (channel == "voice" and f[5] == "1")
+  local ch_load, total = number_of(f[1]) + 1, number_of(f[2]) + 1
+  redis.call("HSET", a, "load:" .. channel, text_of(ch_load), "load:total", text_of(total), "last_offer", NOW_S)
+  local blocked = total >= number_of(f[4]) or (channel == "voice" and f[5] == "1")
   -- already working, and room left: only the offered channel's rank changes
   local channels = (total > 1 and not blocked) and {channel} or CHANNELS
   for _, ch in ipairs(channels) do
     local key = B .. ":ready:" .. ch
-    if blocked or (ch == channel and ch_load >= tonumber(f[3] or 0)) then
+    if blocked or (ch == channel and ch_load >= number_of(f[3])) then
       redis.call("ZREM", key, agent)
     else
       redis.call("ZADD", key, "XX", BUSY_SCORE, agent)  -- only where they are ready already
@@ -257,7 +279,10 @@ local function pick(q, queue, conv, channel, level, holder)
   -- usually the one; then 16 at a time)
   local offset, size = 0, ranked and 16 or 1
   while true do
-    local page = redis.call("ZRANGE", ready, offset, offset + size - 1)
+    -- (the usual first page, the first agent alone, with its bounds as text: Redis
+    -- formats a number argument with snprintf)
+    local page = offset == 0 and size == 1 and redis.call("ZRANGE", ready, "0", "0")
+      or redis.call("ZRANGE", ready, offset, offset + size - 1)
     if #page == 0 then break end
     for _, agent in ipairs(page) do
       if redis.call("ZSCORE", members, agent) then
