@@ -21,12 +21,27 @@ def _decode(record: dict) -> dict[str, str]:
     return {k.decode(): v.decode() for k, v in record.items()}
 
 
+def complete(conversation: str, record: dict[str, str]) -> dict[str, str]:
+    """A conversation's stored fields with what intake.lua leaves out of a new one
+    because it goes without saying: its id (the key's), escalation level 0, where and
+    when the customer last wrote (its first message: its channel, address and time),
+    and the tenant's address they wrote to when there was none."""
+    return {
+        "id": conversation,
+        "level": "0",
+        "last_channel": record.get("channel", ""),
+        "last_address": record.get("address", ""),
+        "last_message_at": record.get("created_at", ""),
+        "tenant_address": "",
+        **record,
+    }
+
+
 async def get(store: Store, tenant: str, conversation: str) -> dict[str, str]:
     record = await store.redis.hgetall(Keys(tenant).conversation(conversation))
     if not record:
         raise NotFound(conversation)
-    # intake.lua leaves out what goes without saying: the id (the key's), escalation level 0
-    return {"id": conversation, "level": "0", **_decode(record)}
+    return complete(conversation, _decode(record))
 
 
 async def history(store: Store, tenant: str, conversation: str) -> list[events.HistoryEntry]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from dataclasses import dataclass
 
-from router import agents, bus, events, intake, queues, timers
+from router import agents, bus, conversations, events, intake, queues, timers
 from router.config import Deployment, Settings, Tenant, parse_deployment, resolve_secrets
 from router.keys import ROUTING_GROUP, Keys
 from router.store import Store, connect
@@ -124,8 +124,10 @@ class World:
         return [events.decode_outbound(fields[b"e"]) for _id, fields in rows]
 
     async def conversation(self, conversation_id: str) -> dict[str, str]:
+        """Its fields as the product reads them (conversations.complete), or {} if there is none."""
         record = await self.store.redis.hgetall(self.keys.conversation(conversation_id))
-        return {_text(k): _text(v) for k, v in record.items()}
+        fields = {_text(k): _text(v) for k, v in record.items()}
+        return conversations.complete(conversation_id, fields) if fields else {}
 
     async def agent(self, agent_id: str) -> dict[str, str]:
         return await agents.status(self.store, self.tenant, agent_id)

@@ -140,14 +140,22 @@ local function intake(at)
       end
     end
     -- the conversation as enqueue (and then reserve) would leave it, with this first message;
-    -- its id and level 0 go without saying (conversations.get fills them in): a field
-    -- fewer costs less than its share, each one being searched for before it is added
+    -- what goes without saying is left out (conversations.complete fills it in): its id,
+    -- level 0, and for a conversation opened now, where and when the customer last wrote
+    -- (this message: its channel, address, time) and an empty tenant address. A field
+    -- fewer costs less than its share, each one being searched for before it is added.
     local fields = {"customer", customer, "channel", channel, "address", address,
       "priority", priority, "enqueued_at", enqueued_at, "created_at", NOW_S,
       "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
-      "agent", chosen or "", "reservation", chosen and conv .. ".1" or "",
-      "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
-      "tenant_address", tenant_address}
+      "agent", chosen or "", "reservation", chosen and conv .. ".1" or ""}
+    if conv ~= new_conv then  -- a campaign's conversation: its own were the campaign's
+      fields[#fields + 1], fields[#fields + 2] = "last_message_at", NOW_S
+      fields[#fields + 1], fields[#fields + 2] = "last_channel", channel
+      fields[#fields + 1], fields[#fields + 2] = "last_address", address
+    end
+    if tenant_address ~= "" or conv ~= new_conv then
+      fields[#fields + 1], fields[#fields + 2] = "tenant_address", tenant_address
+    end
     if holder then
       fields[#fields + 1], fields[#fields + 2] = "sticky_agent", holder
       fields[#fields + 1], fields[#fields + 2] = "sticky_until", S(hold_until)

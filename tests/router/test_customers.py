@@ -53,6 +53,27 @@ async def test_a_text_and_a_call_from_one_number_are_one_customer_in_one_convers
     assert record["last_channel"] == "voice"  # a reply goes where the customer last wrote
 
 
+async def test_where_the_customer_last_wrote_is_their_first_message_until_they_write_again():
+    w = await world()
+    opened = await w.arrive(channel="sms", address="+15551230000", to="+15557770000")
+    stored = {k.decode() for k in await w.store.redis.hkeys(w.keys.conversation(opened))}
+    # left out of a new conversation's hash (it goes without saying), but not its tenant address
+    assert not stored & {"last_channel", "last_address", "last_message_at"}
+    assert "tenant_address" in stored
+    record = await conversations.get(w.store, "acme", opened)
+    assert (record["last_channel"], record["last_address"]) == ("sms", "+15551230000")
+    assert record["last_message_at"] == record["created_at"]
+    assert record["tenant_address"] == "+15557770000"
+
+    chat = await w.arrive(channel="webchat", address="visitor-1")
+    assert (await conversations.get(w.store, "acme", chat))["tenant_address"] == ""
+
+    assert await w.arrive(channel="voice", address="+15551230000", kind="call") == opened
+    record = await conversations.get(w.store, "acme", opened)
+    assert (record["last_channel"], record["last_address"]) == ("voice", "+15551230000")
+    assert int(record["last_message_at"]) >= int(record["created_at"])
+
+
 async def test_different_customers_get_different_conversations():
     w = await world()
     first = await w.arrive(address="+15551230000")
