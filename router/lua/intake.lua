@@ -78,9 +78,9 @@ local function intake(at)
     known = redis.call("HMGET", B .. ":cust:" .. customer, "open_conv", "campaign_conv", "campaign_until", "last_agent")
   else
     customer = new_customer
+    -- (its id is its key's, and when it was first seen its first conversation's score
+    -- in cust:<id>:convs: neither is written, a field fewer costing less than its share)
     redis.call("HSET", B .. ":ident", ident, customer)
-    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "id", customer
-    cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "created_at", NOW_S
   end
 
   -- An email reply joins the thread it answers, even from another address.
