@@ -56,11 +56,9 @@ async def publish(store: Store, stream: str, event: msgspec.Struct, *, dedup: st
         dedup = f"{type(event).__name__}:{getattr(event, 'channel', '')}:{provider_id}"
     if not dedup:
         return text(await store.redis.xadd(stream, {"e": payload}))
-    # "event:" keeps these markers apart from ingest's per-contact ones (scope channel:id).
-    base = Keys(shard_of(stream)).base
-    _added, entry_id = await scripts.call(
-        store.redis, store.scripts.ingest, [base, stream], [f"event:{dedup}", payload, SEEN_TTL_S]
-    )
+    # "event" keeps these markers apart from ingest's per-contact ones (scope: the channel).
+    seen = Keys(shard_of(stream)).seen("event", dedup)
+    _added, entry_id = await scripts.call(store.redis, store.scripts.ingest, [seen, stream], [payload, SEEN_TTL_S])
     return text(entry_id)
 
 
@@ -71,10 +69,8 @@ async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, st
     """
     keys = Keys(contact.tenant)
     payload = events.encode(contact)
-    scope = f"{contact.channel}:{contact.provider_id}"
-    added, entry_id = await scripts.call(
-        store.redis, store.scripts.ingest, [keys.base, keys.inbound], [scope, payload, SEEN_TTL_S]
-    )
+    seen = keys.seen(contact.channel, contact.provider_id)
+    added, entry_id = await scripts.call(store.redis, store.scripts.ingest, [seen, keys.inbound], [payload, SEEN_TTL_S])
     return bool(added), text(entry_id)
 
 
