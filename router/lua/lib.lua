@@ -23,23 +23,16 @@ end
 -- capacities repeat from one offer to the next, and formatting or parsing one
 -- costs Redis's Lua about 2k instructions (snprintf, strtod), a lookup a tenth.
 local TEXT_OF, NUMBER_OF = {}, {}
-local function text_of(n)
-  local s = TEXT_OF[n]
-  if not s then
-    s = S(n)
-    TEXT_OF[n] = s
+local function remembered(cache, key, convert)
+  local value = cache[key]
+  if value == nil then
+    value = convert(key)
+    cache[key] = value
   end
-  return s
+  return value
 end
-local function number_of(s)  -- nil (a field not set) is 0
-  if not s then return 0 end
-  local n = NUMBER_OF[s]
-  if not n then
-    n = tonumber(s)
-    NUMBER_OF[s] = n
-  end
-  return n
-end
+local function text_of(n) return remembered(TEXT_OF, n, S) end
+local function number_of(s) return s and remembered(NUMBER_OF, s, tonumber) or 0 end  -- nil (a field not set) is 0
 
 local function now_ms()
   local t = redis.call("TIME")
