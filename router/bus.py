@@ -201,7 +201,8 @@ class Consumer:
             if fields
         ]
         if not entries:
-            # The embedded store answers a blocking read at once; never spin.
+            # A store that answers a blocking read at once (the embedded one, on fakeredis
+            # before 2.41) must not make this loop spin.
             remaining = self.block_ms / 1000 - (time.monotonic() - started)
             if remaining > 0:
                 await asyncio.sleep(min(remaining, 0.02))
