@@ -48,8 +48,10 @@ ROUTING_LATENCY = Histogram(
 
 
 def observe_routed(entries: list[bus.Entry], routed: set[bus.Entry]) -> None:
-    """Record the routing latency of the batch's entries routed now (the id is the XADD time);
-    one passed over as stored before was counted when it was stored."""
+    """Record the routing latency of the batch's entries routed now (the id is the XADD time).
+    One passed over as stored before is left out: the worker that stored it counted it, except
+    when it was this worker's own call whose answer was lost (a dropped connection; rare), which
+    goes uncounted rather than a stalled worker's copy being counted twice."""
     now_ms = time.time() * 1000
     shards: dict[str, Any] = {}  # a batch reads few streams: each one's series looked up once
     for entry in entries:

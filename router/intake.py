@@ -84,7 +84,6 @@ class _Work(NamedTuple):
     entry: Entry
     tenant: Tenant
     contact: events.InboundContact
-    queue: str  # the queue it enters if it opens a conversation
     after_hours: bool
     args: list  # its part of intake.lua's arguments
 
@@ -106,11 +105,11 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue
-        work.append(_Work(entry, tenant, contact, queue_id, after_hours, args))
+        work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)
     results, full = await _intake_all(store, work, consumer)
-    for (entry, tenant, contact, picked, after_hours, _args), result in zip(work, results, strict=True):
+    for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):
             log.error("intake of %s failed: %s", entry.id, result)
             continue
@@ -118,13 +117,17 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         done.add(entry)
         if outcome == "duplicate":
             passed_over.add(entry)
-            if after_hours:
+            if any(q.hours is not None for q in tenant.queues):
                 # The client sends a call again when its answer was lost: the first run stored
                 # this contact and the answer saying it opened a conversation never came. A
-                # conversation this contact opened has the contact's id (intake.lua).
-                conversation, queue_id = contact.id, picked
-                if await store.redis.exists(Keys(tenant.id).conversation(conversation)):
-                    outcome = "new"
+                # conversation this contact opened has the contact's id (intake.lua); whether
+                # it came after hours is decided as of when it was stored (a worker passing
+                # over another's entry may read its clock on the other side of opening time).
+                created = await store.redis.hget(Keys(tenant.id).conversation(contact.id), "created_at")
+                if created:
+                    when = dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC)
+                    queue_id, after_hours = pick_queue(tenant, contact, when)
+                    conversation, outcome = contact.id, "new"
         if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
             await _auto_reply(store, tenant, contact, conversation, queue_id)
     for tenant_id, queue_id in full:

@@ -1,7 +1,8 @@
 """The routing scripts (router/lua/*.lua), each one atomic decision.
 
 Every script gets the parts of lib.lua it uses prepended and the shard's base
-key as KEYS[1], so it runs inside one cluster slot. redis-py's Script sends
+key as KEYS[1], so it runs inside one cluster slot (ingest, which uses nothing of
+lib.lua, gets its marker key there, under the same hash tag). redis-py's Script sends
 EVALSHA and falls back to EVAL after a restart emptied the script cache.
 """
 

@@ -170,3 +170,25 @@ async def test_a_contact_joining_a_conversation_after_hours_gets_no_autoreply_af
     first = await w.arrive(body="hello?")
     assert await w.arrive(body="anyone there?") == first
     assert len(await w.outgoing()) == 1  # the first contact's, only
+
+
+async def test_a_contact_stored_in_hours_gets_no_autoreply_from_a_worker_passing_it_over_after_hours(monkeypatch):
+    # Open all day every day but today: the call that stored the contact ran yesterday (as
+    # far as the conversation's record says), the one that passes it over runs now.
+    today = dt.datetime.now(UTC).date()
+    days = ", ".join(f'{day} = "00:00-24:00"' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
+    hours = f'{{{{ timezone = "UTC", {days}, holidays = ["{today.isoformat()}"] }}}}'
+    config = ALWAYS_CLOSED.replace('{{ timezone = "UTC" }}', hours)
+    w = await world(config.format(after_hours='{ action = "autoreply" }'))
+    item = contact(w.tenant.id, body="hello?")
+    yesterday_ms = int((dt.datetime.now(UTC) - dt.timedelta(days=1)).timestamp() * 1000)
+    run_pipelined = scripts.run_pipelined
+
+    async def stored_yesterday(redis, calls):
+        await run_pipelined(redis, calls)
+        await w.store.redis.hset(w.keys.conversation(item.id), "created_at", yesterday_ms)
+        return await run_pipelined(redis, calls)
+
+    monkeypatch.setattr(scripts, "run_pipelined", stored_yesterday)
+    assert await w.deliver(item) == item.id
+    assert await w.outgoing() == []
