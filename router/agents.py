@@ -53,18 +53,21 @@ async def status(store: Store, tenant: Tenant, agent: str) -> dict[str, str]:
 
 
 async def offers(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]:
-    """The agent's pending reservations (offers), oldest first."""
+    """The agent's pending reservations (offers), the first to expire first.
+
+    A pending offer is its conversation's record (state reserved, agent, reservation)
+    and its timer, whose score is when it expires (lib.lua's offer)."""
     _known(tenant, agent)
     keys = Keys(tenant.id)
     result = []
     for conv in await store.redis.smembers(keys.agent_work(agent)):
         record = await conversations.get(store, tenant.id, conv.decode())
         if record.get("state") == "reserved" and record.get("agent") == agent:
-            res = await store.redis.hgetall(keys.reservation(record["reservation"]))
-            offer = {"reservation": record["reservation"], "conv": record["id"]}
+            expires = await store.redis.zscore(keys.timers, f"res:{record['reservation']}")
+            offer = {"reservation": record["reservation"], "conv": record["id"], "state": "pending"}
             offer |= {"queue": record.get("queue", ""), "channel": record.get("channel", "")}
-            result.append(offer | {k.decode(): v.decode() for k, v in res.items()})
-    return sorted(result, key=lambda r: r.get("created_at", ""))
+            result.append(offer | {"agent": agent, "expires_at": str(int(expires or 0))})
+    return sorted(result, key=lambda r: int(r["expires_at"]))
 
 
 async def work(store: Store, tenant: Tenant, agent: str) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ end
 local freed = ""
 if agent ~= "" then
   if state == "reserved" then
-    redis.call("HSET", B .. ":res:" .. res, "state", "cancelled")
+    redis.call("HSET", B .. ":res:" .. res, "state", "cancelled", "agent", agent, "answered_at", NOW_S)
     redis.call("ZREM", B .. ":timers", "res:" .. res)
     release_slot(agent, conv, channel)
     freed = agent

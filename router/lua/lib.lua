@@ -318,10 +318,12 @@ end
 
 -- The reservation `res` of a conversation for an agent, offered now: it takes
 -- capacity at once, so no other router can hand the agent more than its
--- capacity. The conversation's own record is the caller's to update. The
--- reservation's hash holds what the conversation's does not: its agent (who
--- may answer it), its state and its times; its id is the conversation's and a
--- count (conv.N), and its queue and channel are the conversation's.
+-- capacity. The conversation's own record is the caller's to update. While the
+-- offer is pending it is that record (state reserved, its agent, reservation
+-- `res`) and its timer (when it expires); its id is the conversation's and a
+-- count (conv.N). Its own hash is written when it ends (respond.lua, close.lua),
+-- saying how, for a late answer to be told (writing one per offer cost about 15k
+-- instructions of the 300k a contact costs).
 -- `timers`, when given, collects its timeout (see add_timers).
 local EXPIRES = {}  -- timeout -> {NOW + timeout as text, packed}: made once per queue in a call
 local function offer(conv, res, agent, queue, channel, timeout_ms, timers)
@@ -330,8 +332,6 @@ local function offer(conv, res, agent, queue, channel, timeout_ms, timers)
     expires = {S(NOW + timeout_ms), mp_int(NOW + timeout_ms)}
     EXPIRES[timeout_ms] = expires
   end
-  redis.call("HSET", B .. ":res:" .. res, "agent", agent, "state", "pending", "created_at", NOW_S,
-    "expires_at", expires[1])
   take_slot(agent, channel)
   redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
   add_timers({expires[1], "res:" .. res}, timers)

@@ -6,19 +6,27 @@
 -- here whether it is a callback to dial, with no read of its own.
 local res, action, by, max_missed = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if action == "timeout" then redis.call("ZREM", B .. ":timers", "res:" .. res) end
-local r = redis.call("HMGET", B .. ":res:" .. res, "state", "agent")
-if not r[1] then return {"unknown", "", "", ""} end
-local conv, agent = string.match(res, "^(.+)%.%d+$"), r[2]  -- a reservation's id: its conversation's, and a count
+local conv = string.match(res, "^(.+)%.%d+$")  -- a reservation's id: its conversation's, and a count
+if not conv then return {"unknown", "", "", ""} end
 local c = B .. ":conv:" .. conv
-local f = redis.call("HMGET", c, "kind", "queue", "channel")
+local f = redis.call("HMGET", c, "kind", "queue", "channel", "state", "agent", "reservation")
 local kind, queue, channel = f[1] or "", f[2] or "", f[3] or ""
+-- An offer that ended has a hash of its own saying how; a pending one is its
+-- conversation's record (lib.lua's offer). (An offer made before that change has
+-- its own hash while pending too, its state "pending".)
+local r = redis.call("HMGET", B .. ":res:" .. res, "state", "agent")
+local state, agent = r[1], r[2]
+if not state then
+  if f[6] ~= res or f[4] ~= "reserved" then return {"unknown", "", "", ""} end
+  state, agent = "pending", f[5]
+end
 if by ~= "" and by ~= agent then return {"not_yours", queue, agent, ""} end
-if r[1] ~= "pending" then return {r[1], queue, agent, kind} end
+if state ~= "pending" then return {state, queue, agent, kind} end
 local a = B .. ":agent:" .. agent
 redis.call("ZREM", B .. ":timers", "res:" .. res)
 
 if action == "accept" then
-  redis.call("HSET", B .. ":res:" .. res, "state", "accepted", "answered_at", NOW_S)
+  redis.call("HSET", B .. ":res:" .. res, "state", "accepted", "agent", agent, "answered_at", NOW_S)
   local enqueued_at = tonumber(redis.call("HGET", c, "enqueued_at") or NOW)
   redis.call("HSET", c, "state", "assigned", "accepted_at", NOW_S)
   redis.call("HSETNX", c, "answered_at", NOW_S)
@@ -34,8 +42,8 @@ end
 
 -- reject or timeout: give the capacity back and put the conversation back in
 -- its queue with its original age; this agent is skipped for a while.
-local state = action == "reject" and "rejected" or "timed_out"
-redis.call("HSET", B .. ":res:" .. res, "state", state, "answered_at", NOW_S)
+state = action == "reject" and "rejected" or "timed_out"
+redis.call("HSET", B .. ":res:" .. res, "state", state, "agent", agent, "answered_at", NOW_S)
 release_slot(agent, conv, channel)
 redis.call("ZADD", c .. ":declined", NOW_S, agent)
 -- when the agents who declined may be offered it again, look once more

@@ -72,8 +72,42 @@ async def test_a_rejected_offer_leaves_the_agents_work():
 
 async def test_an_unknown_reservation_is_refused():
     w = await world(CENTRE)
-    with pytest.raises(AgentError, match="unknown"):
-        await agents.accept(w.store, w.tenant, "amy", "nope.1")
+    for reservation in ("nope.1", "nope", ""):
+        with pytest.raises(AgentError, match="unknown"):
+            await agents.accept(w.store, w.tenant, "amy", reservation)
+
+
+async def test_a_late_answer_to_an_offer_is_told_how_the_offer_ended():
+    w = await world(CENTRE)
+    await w.available("amy")
+    conversation = await w.arrive()
+    [rejected] = await w.offers("amy")
+    await agents.reject(w.store, w.tenant, "amy", rejected["reservation"])
+    with pytest.raises(AgentError, match="is rejected"):
+        await agents.accept(w.store, w.tenant, "amy", rejected["reservation"])
+    with pytest.raises(AgentError, match="is not yours"):
+        await agents.accept(w.store, w.tenant, "zoe", rejected["reservation"])
+
+    await w.available("zoe")  # offered again, to zoe; the customer hangs up before she answers
+    [cancelled] = await w.offers("zoe")
+    assert cancelled["conv"] == conversation and cancelled["reservation"] != rejected["reservation"]
+    assert await conversations.close_unanswered(w.store, "acme", conversation, "abandoned")
+    with pytest.raises(AgentError, match="is cancelled"):
+        await agents.accept(w.store, w.tenant, "zoe", cancelled["reservation"])
+
+
+async def test_an_offer_made_before_offers_lived_on_their_conversation_is_answered_as_before():
+    # Until 2026-12 a pending offer had a hash of its own, state "pending": one made then
+    # and still pending when the routers are upgraded is accepted like any other.
+    w = await world(CENTRE)
+    await w.available("amy")
+    conversation = await w.arrive()
+    [offer] = await w.offers("amy")
+    key = f"{w.keys.base}:res:{offer['reservation']}"
+    await w.store.redis.hset(key, mapping={"agent": "amy", "state": "pending", "expires_at": offer["expires_at"]})
+    await agents.accept(w.store, w.tenant, "amy", offer["reservation"])
+    assert (await w.conversation(conversation))["state"] == "assigned"
+    assert (await w.store.redis.hget(key, "state")) == b"accepted"
 
 
 # --- reply ---
