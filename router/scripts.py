@@ -82,6 +82,12 @@ def prelude(lib: str, own: str) -> str:
     return "\n\n".join(block for (_defined, block), kept in zip(blocks, keep, strict=True) if kept)
 
 
+async def load_script(redis: Any, script: Any) -> None:
+    """SCRIPT LOAD a registered script and keep the SHA the server gave."""
+    sha = await redis.script_load(script.script)
+    script.sha = sha.decode() if isinstance(sha, bytes) else sha
+
+
 class Scripts:
     """The scripts registered on one client; attribute access by script name."""
 
@@ -92,8 +98,7 @@ class Scripts:
         """SCRIPT LOAD them all now. redis-py reloads after NOSCRIPT on its own,
         but fakeredis's TCP server drops the connection on NOSCRIPT instead."""
         for script in self._scripts.values():
-            sha = await redis.script_load(script.script)
-            script.sha = sha.decode() if isinstance(sha, bytes) else sha
+            await load_script(redis, script)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -112,8 +117,7 @@ async def call(redis: Any, script: Any, keys: list[str], args: list) -> Any:
     try:
         return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
     except NoScriptError:
-        sha = await redis.script_load(script.script)
-        script.sha = sha.decode() if isinstance(sha, bytes) else sha
+        await load_script(redis, script)
         return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
@@ -131,8 +135,7 @@ async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
     missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
     if missing:
         for script in {id(calls[i][0]): calls[i][0] for i in missing}.values():
-            sha = await redis.script_load(script.script)
-            script.sha = sha.decode() if isinstance(sha, bytes) else sha
+            await load_script(redis, script)
         again = await _evalsha_all(redis, [calls[i] for i in missing])
         for i, result in zip(missing, again, strict=True):
             results[i] = result
