@@ -7,8 +7,9 @@ from aiohttp import web
 
 from channels.sandbox import SandboxSender
 from channels.transport import Sender
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.events import CHANNELS
+from router.settings import Settings
 from router.store import Store
 
 

@@ -14,7 +14,9 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
-from router.config import Settings, Tenant
+from router.config import Tenant
+from router.errors import UnknownTenant
+from router.settings import Settings
 from router.web import DEPLOYMENT, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,6 @@ async def tenant_form(request: web.Request, required: tuple[str, ...]) -> tuple[
         raise web.HTTPBadRequest(text=f"missing parameters: {', '.join(missing)}")
     try:
         tenant = deployment.tenant(request.match_info["tenant"])
-    except KeyError:
+    except UnknownTenant:
         raise web.HTTPNotFound(text="unknown tenant") from None
     return tenant, await verified_tenant_form(request, tenant, settings)

@@ -18,9 +18,10 @@ from twilio.rest import Client
 
 from channels.sandbox import SandboxSender
 from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
-from router.config import Deployment, Settings, Tenant
+from router.config import Deployment, Tenant
 from router.events import OutboundMessage
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)

@@ -16,11 +16,12 @@ from channels.sms.inbound import PATH as SMS_PATH
 from channels.voice.calls import PATH as VOICE_PATH
 from channels.voice.status import PATH as VOICE_STATUS_PATH
 from router.config import Tenant
+from router.errors import ContactRouterError
 
 REDIRECT_PAUSE_S = 0.5
 
 
-class SimulationError(RuntimeError):
+class SimulationError(ContactRouterError, RuntimeError):
     """The web process could not be reached or refused the webhook."""
 
 

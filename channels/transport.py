@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from router.config import Deployment, Tenant
 from router.events import OutboundMessage
 from router.keys import Keys
 from router.store import Store
@@ -28,14 +27,6 @@ class OutcomeUnknown(Exception):
     """The request may have reached the provider but no answer came (a read timeout,
     a dropped connection): never retried, recorded as unknown, so nobody gets a
     message twice."""
-
-
-def tenant_of(deployment: Deployment, tenant_id: str) -> Tenant:
-    """A message's tenant; one the deployment no longer has can never be sent for."""
-    try:
-        return deployment.tenant(tenant_id)
-    except KeyError:
-        raise PermanentFailure(f"unknown tenant {tenant_id!r}") from None
 
 
 class Sender(Protocol):

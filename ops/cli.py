@@ -20,8 +20,13 @@ import msgspec
 
 from ops import health, reports, rollups, staffing
 from router import events
-from router.config import Deployment, Tenant
+from router.config import Deployment
+from router.errors import ContactRouterError
 from router.store import Store
+
+
+class OpsCommandError(ContactRouterError):
+    """Shown to the operator as one line, exit status 2."""
 
 
 def NEEDS_STORE(a: argparse.Namespace) -> bool:  # the name router/cli.py asks modules for
@@ -97,14 +102,6 @@ async def command(*args: Any) -> None:
     await run(*args)
 
 
-def _tenant(deployment: Deployment, tenant_id: str) -> Tenant:
-    try:
-        return deployment.tenant(tenant_id)
-    except KeyError:
-        known = ", ".join(t.id for t in deployment.tenants)
-        raise ValueError(f"no tenant {tenant_id!r} (known: {known})") from None
-
-
 def _s(value: float | None) -> str:
     if value is None:
         return "-"
@@ -119,7 +116,7 @@ def _pct(value: float | None) -> str:
 
 def _given(a: argparse.Namespace) -> None:
     if a.calls_per_interval is None or a.aht is None:
-        raise ValueError("staffing needs --calls-per-interval and --aht (or: staffing measured --tenant ...)")
+        raise OpsCommandError("staffing needs --calls-per-interval and --aht (or: staffing measured --tenant ...)")
     result = staffing.agents_needed(
         a.calls_per_interval,
         a.interval_minutes * 60,
@@ -147,11 +144,11 @@ def _given(a: argparse.Namespace) -> None:
 
 
 async def _measured(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     try:
         tenant.queue(a.queue)
     except KeyError:
-        raise ValueError(f"no queue {a.queue!r} in tenant {tenant.id!r}") from None
+        raise OpsCommandError(f"no queue {a.queue!r} in tenant {tenant.id!r}") from None
     result = await staffing.measured(
         store,
         tenant,
@@ -181,7 +178,7 @@ async def _measured(store: Store, deployment: Deployment, a: argparse.Namespace)
 
 
 async def _rollup(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     now_ms = events.now_ms()
     last = a.last or rollups.last_due(tenant, now_ms)
     first = a.first
@@ -211,8 +208,8 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
         await _rollup(store, deployment, a)
         return
     if not a.tenant:
-        raise ValueError("report needs --tenant")
-    tenant = _tenant(deployment, a.tenant)
+        raise OpsCommandError("report needs --tenant")
+    tenant = deployment.tenant(a.tenant)
     day = a.date or dt.datetime.now(ZoneInfo(tenant.timezone)).date()
     result = await reports.report(store, tenant, a.period, day, short_abandon_s=a.short_abandon)
     print(

@@ -29,8 +29,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ops import health, reports
 from router import bus, events, floor
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import Keys, shard_of
+from router.settings import Settings
 from router.store import Store, text
 
 log = logging.getLogger(__name__)

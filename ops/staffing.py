@@ -20,7 +20,12 @@ import msgspec
 
 from ops import reports
 from router.config import Tenant
+from router.errors import ContactRouterError
 from router.store import Store
+
+
+class StaffingError(ContactRouterError, ValueError):
+    """Inputs the Erlang C model cannot work with (a target above 100%, no interval)."""
 
 
 class Staffing(msgspec.Struct, frozen=True, kw_only=True):
@@ -39,7 +44,7 @@ class Staffing(msgspec.Struct, frozen=True, kw_only=True):
 def traffic(contacts: float, interval_s: float, aht_s: float) -> float:
     """Offered load in Erlangs: the hours of work arriving per hour."""
     if interval_s <= 0:
-        raise ValueError("the interval must be longer than 0 seconds")
+        raise StaffingError("the interval must be longer than 0 seconds")
     return contacts * aht_s / interval_s
 
 
@@ -102,13 +107,13 @@ def agents_needed(
     """The fewest agents that answer target_sl of contacts within target_s while
     nobody is busier than max_occupancy; fractions are 0..1."""
     if not 0 < target_sl < 1:
-        raise ValueError("the service-level target must be above 0% and below 100%")
+        raise StaffingError("the service-level target must be above 0% and below 100%")
     if not 0 < max_occupancy <= 1:
-        raise ValueError("the maximum occupancy must be above 0% and at most 100%")
+        raise StaffingError("the maximum occupancy must be above 0% and at most 100%")
     if not 0 <= shrinkage < 1:
-        raise ValueError("shrinkage must be at least 0% and below 100%")
+        raise StaffingError("shrinkage must be at least 0% and below 100%")
     if contacts < 0 or aht_s < 0 or target_s < 0:
-        raise ValueError("contacts, handle time and target time cannot be negative")
+        raise StaffingError("contacts, handle time and target time cannot be negative")
     load = traffic(contacts, interval_s, aht_s)
     if load == 0:
         nobody = dict(agents=0, scheduled=0, service_level=1.0, probability_wait=0.0, asa_s=0.0, occupancy=0.0)
@@ -174,12 +179,12 @@ async def measured(
     target_sl = config.sla.percent / 100 if target_sl is None else target_sl
     target_s = config.sla.seconds if target_s is None else target_s
     if not 0 < interval_minutes <= 24 * 60 or (24 * 60) % interval_minutes:
-        raise ValueError("the interval must divide a day evenly (e.g. 15, 30 or 60 minutes)")
+        raise StaffingError("the interval must divide a day evenly (e.g. 15, 30 or 60 minutes)")
     traffic_by_interval = await reports.arrivals(store, tenant, queue, day, interval_minutes)
     if aht_s is None:
         aht_s, handled = traffic_by_interval.aht_s, traffic_by_interval.handled
         if not handled:
-            raise ValueError(f"nothing was handled in queue {queue} on {day}: give the handle time (--aht)")
+            raise StaffingError(f"nothing was handled in queue {queue} on {day}: give the handle time (--aht)")
     else:
         handled = traffic_by_interval.handled
     intervals = [

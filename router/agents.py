@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from router import assign, conversations, events
 from router.config import Tenant
+from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store, text
 
@@ -20,7 +21,7 @@ Presence = Literal["available", "busy", "away", "offline"]
 PRESENCES = ("available", "busy", "away", "offline")
 
 
-class AgentError(ValueError):
+class AgentError(ContactRouterError, ValueError):
     """An action the agent cannot take (not theirs, unknown, wrong state)."""
 
 

@@ -22,9 +22,9 @@ from types import ModuleType
 import msgspec
 
 from router import agents, bus, conversations, customers, events, processes
-from router.agents import AgentError
-from router.config import ConfigError, Deployment, Settings, Tenant, load_deployment
-from router.customers import InvalidAddress
+from router.config import Deployment, load_deployment
+from router.errors import ContactRouterError
+from router.settings import Settings
 from router.store import Store, connect
 
 EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
@@ -44,7 +44,7 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
-class CliError(Exception):
+class CliError(ContactRouterError):
     """Shown to the operator as one line, exit status 2."""
 
 
@@ -159,19 +159,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tenant(deployment: Deployment, tenant_id: str) -> Tenant:
-    try:
-        return deployment.tenant(tenant_id)
-    except KeyError:
-        raise CliError(f"no tenant {tenant_id!r} (known: {', '.join(t.id for t in deployment.tenants)})") from None
-
-
 def _when(ms: str | int) -> str:
     return dt.datetime.fromtimestamp(int(ms) / 1000).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def _contact_add(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     contact = events.build(
         events.InboundContact,
         {
@@ -199,7 +192,7 @@ def _need(args: list[str], count: int, usage: str) -> list[str]:
 
 
 async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     act, who, args = a.action, a.agent, a.args
     if act in ("login", "logout", "presence"):
         presence = {"login": "available", "logout": "offline"}.get(act) or _need(args, 1, "presence STATE")[0]
@@ -250,7 +243,7 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
 
 
 async def _conversation(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     record = await conversations.get(store, a.tenant, a.conversation)
     print(json.dumps(record, indent=2, sort_keys=True))
     for entry in await conversations.history(store, a.tenant, a.conversation):
@@ -259,7 +252,7 @@ async def _conversation(store: Store, deployment: Deployment, a: argparse.Namesp
 
 
 async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     args = a.args
     if a.action == "show":
         print(json.dumps(await customers.profile(store, a.tenant, args[0]), indent=2))
@@ -283,7 +276,7 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
     from channels.sandbox import outbox
 
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     for _entry_id, provider_id, message in await outbox(store, a.tenant, a.count):
         subject = f" [{message.subject}]" if message.subject else ""
         print(
@@ -295,7 +288,7 @@ async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -
 async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
     from ops import streams
 
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     if a.action == "list":
         letters = await streams.dead_letters(store, a.tenant)
         for item in letters:
@@ -313,7 +306,7 @@ async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> 
 async def _trim(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
     from ops import streams
 
-    _tenant(deployment, a.tenant)
+    deployment.tenant(a.tenant)
     for stream, removed in (await streams.trim_tenant(store, a.tenant, keep_hours=a.keep_hours)).items():
         print(f"{stream}: {removed} removed")
 
@@ -321,7 +314,7 @@ async def _trim(store: Store, deployment: Deployment, a: argparse.Namespace) -> 
 async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
     from router import floor
 
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     print(f"{'queue':<16}{'waiting':>8}{'oldest':>10}  by channel")
     for q in await floor.queues(store, tenant):
         channels = ", ".join(f"{c} {n}" for c, n in q.by_channel.items())
@@ -350,7 +343,7 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
     from channels import simulate
     from channels._twilio_auth import token_for
 
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     try:
         simulate.check_numbers(tenant, a.channel if a.channel == "sms" else "voice", a.to or "")
     except simulate.SimulationError as exc:
@@ -409,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.config:
             settings = msgspec.structs.replace(settings, config_path=a.config)
         deployment = load_deployment(settings.config_path)
-        if a.command == "config":
+        if a.command == "config":  # the same settings and file `run` reads, checked the same way
             print(
                 f"ok: {len(deployment.tenants)} tenants, "
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
@@ -436,15 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         asyncio.run(_with_store(settings, deployment, a))
         return 0
-    except (
-        ConfigError,
-        CliError,
-        AgentError,
-        InvalidAddress,
-        events.InvalidEvent,
-        conversations.NotFound,
-        ValueError,
-    ) as exc:
+    except ContactRouterError as exc:  # a refused request: one line; anything else is a bug, with its traceback
         message = f"not found: {exc}" if isinstance(exc, conversations.NotFound) else str(exc)
         print(f"contactrouter: {message}", file=sys.stderr)
         return 2

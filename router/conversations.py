@@ -6,6 +6,7 @@ import msgspec
 
 from router import assign, events
 from router.customers import identity
+from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store, text
 
@@ -13,8 +14,12 @@ SEEN_TTL_S = 7 * 24 * 3600  # how long an idempotency key is remembered
 LOST_ANSWER_TTL_S = 3600  # a keyless write's marker only has to outlive the client's retry
 
 
-class NotFound(LookupError):
+class NotFound(ContactRouterError, LookupError):
     """No such conversation for this tenant (a request for another tenant's gets this too)."""
+
+
+class AddressError(ContactRouterError, ValueError):
+    """A reply has no address of the customer to go to."""
 
 
 def _decode(record: dict) -> dict[str, str]:
@@ -102,13 +107,13 @@ async def send_reply(
     channel = channel or record.get("last_channel") or record["channel"]
     address = address or (record.get("last_address") if channel == record.get("last_channel") else None)
     if not address:
-        raise ValueError(f"no {channel} address known for this customer; give one")
+        raise AddressError(f"no {channel} address known for this customer; give one")
     owner = await store.redis.hget(keys.identities, identity(channel, address))
     # The address that last wrote into this conversation may be answered even if it
     # is not the customer's own (an email reply in the thread from a colleague's address).
     wrote_here = channel == record.get("last_channel") and address == record.get("last_address")
     if not wrote_here and (owner is None or owner.decode() != record["customer"]):
-        raise ValueError(f"{address} is not an address of this conversation's customer")
+        raise AddressError(f"{address} is not an address of this conversation's customer")
     # answer from the number or address the customer wrote to (a tenant may have several)
     sender = record.get("tenant_address", "") if channel == record.get("last_channel") else ""
     message = events.OutboundMessage(

@@ -6,6 +6,7 @@ import re
 
 import phonenumbers
 
+from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store
 
@@ -20,7 +21,7 @@ ADDRESS_KIND = {
 }
 
 
-class InvalidAddress(ValueError):
+class InvalidAddress(ContactRouterError, ValueError):
     """An address that cannot identify a customer on its channel."""
 
 

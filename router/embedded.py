@@ -10,8 +10,9 @@ import tempfile
 import msgspec
 
 from router import agents, bus, events, processes
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import SANDBOX_TWILIO_TOKEN
+from router.settings import Settings
 from router.store import Store, connect, serve_embedded
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import msgspec
 from ulid import ULID
 
+from router.errors import ContactRouterError
+
 Channel = Literal["voice", "sms", "email", "fax", "webchat", "telegram"]
 CHANNELS: tuple[str, ...] = ("voice", "sms", "email", "fax", "webchat", "telegram")
 Direction = Literal["in", "out", "internal"]
@@ -25,7 +27,7 @@ TenantId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Body = Annotated[str, msgspec.Meta(max_length=1_000_000)]
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(ContactRouterError, ValueError):
     """A payload that does not match its schema; raised before anything is written."""
 
 

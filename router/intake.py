@@ -12,6 +12,7 @@ from router import assign, bus, events, scripts
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
+from router.errors import ContactRouterError, UnknownTenant
 from router.keys import ROUTING_GROUP, Keys, shard_of
 from router.store import Store, text
 
@@ -22,7 +23,7 @@ class IntakeFailed(RuntimeError):
     """Redis refused one contact's intake (its error); the entry stays pending, for redelivery."""
 
 
-class Unroutable(ValueError):
+class Unroutable(ContactRouterError, ValueError):
     """A contact that can never be routed (bad payload, unknown tenant); it is dead-lettered."""
 
 
@@ -101,7 +102,14 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
                 raise Unroutable(f"contact of tenant {tenant.id} on {entry.stream}")
             queue_id, after_hours = pick_queue(tenant, contact, dt.datetime.now(dt.UTC))
             args = _intake_args(tenant, contact, queue_id, entry.id)
-        except (msgspec.ValidationError, msgspec.DecodeError, KeyError, InvalidAddress, Unroutable) as exc:
+        except (
+            msgspec.ValidationError,
+            msgspec.DecodeError,
+            KeyError,
+            UnknownTenant,
+            InvalidAddress,
+            Unroutable,
+        ) as exc:
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue

@@ -17,8 +17,9 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from router import bus, queues
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from router.config import Agent, Queue, Tenant, capacity_of
+from router.config import Tenant
+from router.config.routing import Agent, Queue, capacity_of
 from router.keys import Keys
 from router.store import Store
 from router.targets import compile_target

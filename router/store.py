@@ -26,10 +26,10 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.config import Settings
 from router.connections import WaitingPool
 from router.keys import Keys
 from router.scripts import Scripts
+from router.settings import Settings
 
 log = logging.getLogger(__name__)
 

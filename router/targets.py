@@ -14,10 +14,12 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from router.errors import ContactRouterError
+
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 
-class TargetError(ValueError):
+class TargetError(ContactRouterError, ValueError):
     """An expression outside the supported grammar."""
 
 

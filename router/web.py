@@ -10,7 +10,8 @@ import msgspec
 from aiohttp import web
 
 from ops import health, metrics
-from router.config import Deployment, Settings
+from router.config import Deployment
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import redis
 
 from ops.redis_cluster import RedisClusterNodes
 from ops.redis_server import RedisServer, RedisServerMissing
-from router.config import Settings
+from router.settings import Settings
 from router.store import Store, connect
 from tests.processes import running_up
 

@@ -11,8 +11,9 @@ import textwrap
 from dataclasses import dataclass
 
 from router import agents, bus, conversations, events, intake, queues, timers
-from router.config import Deployment, Settings, Tenant, parse_deployment, resolve_secrets
+from router.config import Deployment, Tenant, parse_deployment, resolve_secrets
 from router.keys import ROUTING_GROUP, Keys
+from router.settings import Settings
 from router.store import Store, connect
 
 # One tenant, one support queue, two support agents: the default world.

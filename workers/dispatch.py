@@ -29,9 +29,11 @@ from channels import sandbox_senders
 from channels import senders as default_senders
 from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
 from router import bus, events, scripts
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.customers import WITHHELD
+from router.errors import UnknownTenant
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
 
@@ -231,6 +233,8 @@ class Dispatcher:
             return await self._finish(message, "refused", attempt, error=str(exc))
         except PermanentFailure as exc:
             return await self._finish(message, "failed", attempt, error=str(exc))
+        except UnknownTenant as exc:  # a tenant since removed from the deployment: never sendable
+            return await self._finish(message, "failed", attempt, error=f"unknown tenant {exc.tenant_id!r}")
         except Exception as exc:
             failure = exc
         else:

@@ -11,8 +11,9 @@ import logging
 
 from ops import metrics
 from router import bus, intake
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import ROUTING_GROUP, Keys
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,9 @@ from aiosmtpd.smtp import SMTP
 
 from channels.email import AttachmentStore, InboundHandler
 from channels.email.trust import MailTrust
-from router.config import ConfigError, Deployment, Settings
+from router.config import Deployment
+from router.errors import ConfigError
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,8 @@ import time
 
 from ops import rollups, streams
 from router import timers
-from router.config import Deployment, Settings
+from router.config import Deployment
+from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 

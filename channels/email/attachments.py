@@ -13,11 +13,13 @@ import os
 import tempfile
 from pathlib import Path
 
+from router.errors import ContactRouterError
+
 PREFIX = "store:"
 DEFAULT_DIR = Path("var") / "attachments"
 
 
-class AttachmentTooLarge(ValueError):
+class AttachmentTooLarge(ContactRouterError, ValueError):
     """An attachment over the store's size cap; it is not stored."""
 
 

@@ -24,9 +24,9 @@ from email.utils import getaddresses
 import aiosmtplib
 
 from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
-from router.config import Settings
 from router.events import OutboundMessage
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store, text
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,10 @@ from channels.email import delivery, threads
 from channels.email.attachments import AttachmentStore
 from channels.email.compose import Draft, build
 from channels.sandbox import SandboxSender
-from channels.transport import PermanentFailure, Reconciled, reconcile_from_record, tenant_of
+from channels.transport import PermanentFailure, Reconciled, reconcile_from_record
 from router import conversations, events
-from router.config import Deployment, Settings, Tenant
+from router.config import Deployment, Tenant
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class EmailSender:
         return bool(self.settings.smtp_relay_host)
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if not ADDRESS.fullmatch(message.to):
             raise PermanentFailure(f"{message.to!r} is not an email address")
         draft = await self.draft(tenant, message)

@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 
-from router.config import FaxGateway, Settings
+from router.config.fax import FaxGateway
+from router.settings import Settings
 
 log = logging.getLogger(__name__)
 

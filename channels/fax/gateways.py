@@ -8,7 +8,8 @@ from functools import cache
 
 import phonenumbers
 
-from router.config import FaxGateway, Tenant
+from router.config import Tenant
+from router.config.fax import FaxGateway
 
 # The part of a mail body the patterns read: gateway text is at the top, and an
 # operator's pattern must never meet a megabyte of quoted text.

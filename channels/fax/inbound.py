@@ -27,7 +27,8 @@ from channels.email.trust import MailTrust
 from channels.fax import gateways, pages
 from channels.fax.status import FaxStatus, apply
 from router import bus, events
-from router.config import FaxGateway, Tenant
+from router.config import Tenant
+from router.config.fax import FaxGateway
 from router.customers import InvalidAddress, normalise
 from router.keys import Keys
 from router.store import Store

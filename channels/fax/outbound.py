@@ -26,10 +26,12 @@ from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.fax import gateways, render
 from channels.fax.status import REFERENCE_PREFIX
 from channels.sandbox import SandboxSender
-from channels.transport import PermanentFailure, Reconciled, TemporaryFailure, reconcile_from_record, tenant_of
+from channels.transport import PermanentFailure, Reconciled, TemporaryFailure, reconcile_from_record
 from router import events
-from router.config import Deployment, FaxGateway, Settings, Tenant
+from router.config import Deployment, Tenant
+from router.config.fax import FaxGateway
 from router.keys import PROVIDER_ID_TTL_S, Keys
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class FaxSender:
         self.attachments = attachments or AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         gateway = await self._gateway(tenant, message)
         sender = tenant.fax.address or tenant.email.sender()
         if not sender:

@@ -9,11 +9,13 @@ import pypdf
 from PIL import Image, UnidentifiedImageError
 from pypdf.errors import PyPdfError
 
+from router.errors import ContactRouterError
+
 PDF = "application/pdf"
 TIFF = "image/tiff"
 
 
-class Unreadable(ValueError):
+class Unreadable(ContactRouterError, ValueError):
     """A fax document whose pages cannot be counted (damaged, encrypted, not what it claims)."""
 
 

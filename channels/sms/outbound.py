@@ -24,11 +24,11 @@ from channels.transport import (
     Refused,
     TemporaryFailure,
     reconcile_from_record,
-    tenant_of,
 )
 from router import bus, events
-from router.config import Settings, Tenant
+from router.config import Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class SmsSender(TwilioSender):
     async def send(self, message: events.OutboundMessage) -> str:
         if await optout.is_suppressed(self.store, message.tenant, message.to):
             raise Refused(f"{message.to} opted out of SMS")
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if tenant.twilio is None:
             provider_id = await self.sandbox.send(message)
             await self._record(message, provider_id, twilio=False)
@@ -75,7 +75,7 @@ class SmsSender(TwilioSender):
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         """After a dispatcher died mid-send. Twilio has no lookup by our id, but our
         own record is reliable (channels.transport.reconcile_from_record)."""
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if tenant.twilio is None:
             return await self.sandbox.reconcile(message)
         return await reconcile_from_record(self.store, message)

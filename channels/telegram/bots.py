@@ -16,7 +16,9 @@ from telegram import Bot
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from router.config import Settings, TelegramChannel, Tenant
+from router.config import Tenant
+from router.config.telegram import TelegramChannel
+from router.settings import Settings
 
 # A Bot API URL holds the bot's token (https://api.telegram.org/bot<token>/sendMessage),
 # and httpx logs every request's URL at INFO, python-telegram-bot its base URL at DEBUG.

@@ -14,15 +14,17 @@ from telegram.error import TelegramError
 from channels.telegram.bots import TelegramBots, config_of, redact
 from channels.telegram.deeplinks import customer_payload
 from channels.telegram.webhook import PATH
-from router.config import Deployment, Settings, Tenant
+from router.config import Deployment, Tenant
+from router.errors import ContactRouterError
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store
 
 NAME = "telegram"
 
 
-class TelegramCommandError(ValueError):
-    """Shown to the operator as one line (the CLI prints ValueErrors, exit status 2)."""
+class TelegramCommandError(ContactRouterError, ValueError):
+    """Shown to the operator as one line (the CLI prints a ContactRouterError, exit status 2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> list[str]:
@@ -35,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
 
 async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
     settings = Settings.from_env()  # the CLI hands commands no settings; PUBLIC_URL is read here
-    tenant = _tenant(deployment, a.tenant)
+    tenant = deployment.tenant(a.tenant)
     try:
         config_of(tenant)
     except ValueError as exc:
@@ -87,10 +89,3 @@ async def deep_link(store: Store, bots: TelegramBots, tenant: Tenant, customer: 
         raise TelegramCommandError(str(exc)) from None
     me = await bots.bot(tenant).get_me()
     return f"https://t.me/{me.username}?start={payload}"
-
-
-def _tenant(deployment: Deployment, tenant_id: str) -> Tenant:
-    try:
-        return deployment.tenant(tenant_id)
-    except KeyError:
-        raise TelegramCommandError(f"no tenant {tenant_id!r}") from None

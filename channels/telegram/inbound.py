@@ -30,6 +30,7 @@ from channels.telegram import dedupe, deeplinks, reachability
 from channels.telegram.bots import CONNECT_TIMEOUT_S, TIMEOUT_S, bot_id, config_of, period_s, redact
 from router import bus, customers, events
 from router.config import Tenant
+from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store
 
@@ -42,7 +43,7 @@ FILE_REF = "telegram:"  # an attachment not downloaded: "telegram:<file_id>", fe
 Outcome = Literal["added", "repeated", "duplicate", "ignored", "blocked", "unblocked"]
 
 
-class MalformedUpdate(ValueError):
+class MalformedUpdate(ContactRouterError, ValueError):
     """Not an Update the Bot API would send; nothing of it is stored."""
 
 

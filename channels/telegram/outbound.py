@@ -38,11 +38,11 @@ from channels.transport import (
     Refused,
     TemporaryFailure,
     reconcile_from_record,
-    tenant_of,
 )
 from router import events
-from router.config import Deployment, Settings, Tenant
+from router.config import Deployment, Tenant
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class TelegramSender:
         await self.bots.close()
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if tenant.telegram is None or not tenant.telegram.token:
             return await self.sandbox.send(message)
         if not CHAT_ID.fullmatch(message.to):
@@ -142,7 +142,7 @@ class TelegramSender:
         """After a dispatcher died mid-send: our own record says whether Telegram confirmed
         every part, and the mark before each request whether the last one was asked
         (a new attempt continues after the parts already confirmed)."""
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if tenant.telegram is None or not tenant.telegram.token:
             return await self.sandbox.reconcile(message)
         return await reconcile_from_record(self.store, message)

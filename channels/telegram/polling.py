@@ -22,8 +22,9 @@ from telegram.error import InvalidToken, TelegramError
 from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
-from router.config import Deployment, Settings, Tenant
+from router.config import Deployment, Tenant
 from router.keys import Keys
+from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
 

@@ -18,7 +18,9 @@ from redis.exceptions import RedisError
 from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots
-from router.config import Settings, Tenant
+from router.config import Tenant
+from router.errors import UnknownTenant
+from router.settings import Settings
 from router.web import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def _webhook_tenant(request: web.Request) -> Tenant:
     """The tenant the URL names, once the request carries its secret."""
     try:
         tenant = request.app[DEPLOYMENT].tenant(request.match_info["tenant"])
-    except KeyError:
+    except UnknownTenant:
         raise web.HTTPNotFound(text="no such tenant") from None
     telegram = tenant.telegram
     if telegram is None or telegram.mode != "webhook" or not telegram.webhook_secret:

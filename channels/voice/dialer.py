@@ -26,11 +26,12 @@ import aiohttp
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
-from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused, tenant_of
+from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused
 from channels.voice.campaign import dial as campaign_dial
 from router import events
-from router.config import Settings, Tenant
+from router.config import Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
+from router.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class VoiceSender(TwilioSender):
     channel = "voice"
 
     async def send(self, message: events.OutboundMessage) -> str:
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if message.campaign and tenant.twilio is not None:
             return await campaign_dial.place_call(self, tenant, message)
         if not is_callback(message) or tenant.twilio is None:
@@ -131,7 +132,7 @@ class VoiceSender(TwilioSender):
         """After a dispatcher died mid-send: the marks say whether this attempt
         called Twilio (requested) and got a CallSid back (called). A CallSid of an
         earlier dial says nothing about this one."""
-        tenant = tenant_of(self.deployment, message.tenant)
+        tenant = self.deployment.tenant(message.tenant)
         if not (is_callback(message) or message.campaign) or tenant.twilio is None:
             return await self.sandbox.reconcile(message)
         provider_id, attempts, requested, called = await self.store.redis.hmget(

@@ -13,7 +13,9 @@ from aiohttp import web
 from channels.email.attachments import AttachmentStore
 from channels.webchat.identity import server_secret
 from channels.webchat.live import LiveHub
-from router.config import Tenant, WebchatChannel
+from router.config import Tenant
+from router.config.webchat import WebchatChannel
+from router.errors import UnknownTenant
 from router.web import DEPLOYMENT, SETTINGS, STORE
 
 MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
@@ -56,7 +58,7 @@ def chat_tenant(request: web.Request) -> tuple[Tenant, WebchatChannel]:
     an unknown tenant, so the answer tells nothing about who exists)."""
     try:
         tenant = request.app[DEPLOYMENT].tenant(request.match_info["tenant"])
-    except KeyError:
+    except UnknownTenant:
         raise web.HTTPNotFound(text="no such chat") from None
     if tenant.webchat is None:
         raise web.HTTPNotFound(text="no such chat")

@@ -9,12 +9,13 @@ import html
 
 from channels.webchat.identity import customer_signature, identified_visitor
 from router.config import Deployment
+from router.errors import ContactRouterError
 
 NEEDS_STORE = False
 
 
-class WebchatCommandError(ValueError):
-    """Shown to the operator as one line (the CLI prints ValueErrors, exit status 2)."""
+class WebchatCommandError(ContactRouterError, ValueError):
+    """Shown to the operator as one line (the CLI prints a ContactRouterError, exit status 2)."""
 
 
 def register(sub: argparse._SubParsersAction) -> list[str]:
@@ -29,10 +30,7 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
 
 
 async def command(deployment: Deployment, a: argparse.Namespace) -> None:
-    try:
-        tenant = deployment.tenant(a.tenant)
-    except KeyError:
-        raise WebchatCommandError(f"no tenant {a.tenant!r}") from None
+    tenant = deployment.tenant(a.tenant)
     if tenant.webchat is None or not tenant.webchat.identity_secret:
         raise WebchatCommandError(f"tenant {tenant.id} has no [tenants.webchat] identity_secret_env")
     kind, value = ("email", a.email) if a.email else ("id", a.customer_id)

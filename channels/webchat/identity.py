@@ -20,8 +20,10 @@ import secrets
 import time
 from typing import Any
 
-from router.config import Settings, WebchatChannel
+from router.config.webchat import WebchatChannel
+from router.errors import ContactRouterError
 from router.keys import WEBCHAT_SECRET
+from router.settings import Settings
 from router.store import Store, text
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,7 @@ _CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,128}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,63}")
 
 
-class Refused(ValueError):
+class Refused(ContactRouterError, ValueError):
     """A token or an identity that does not check out; `code` names why, for the client."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -13,7 +13,8 @@ import logging
 from aiohttp import web
 
 from channels.webchat._runtime import chat_tenant
-from router.config import Tenant, WebchatChannel
+from router.config import Tenant
+from router.config.webchat import WebchatChannel
 
 log = logging.getLogger(__name__)
 

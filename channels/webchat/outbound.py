@@ -9,7 +9,7 @@ a dispatcher that died mid-send find out it did send.
 from __future__ import annotations
 
 from channels.sandbox import SandboxSender
-from channels.transport import PermanentFailure, Reconciled
+from channels.transport import Reconciled
 from channels.webchat import transcript
 from router.config import Deployment
 from router.events import OutboundMessage
@@ -26,10 +26,7 @@ class WebchatSender:
         self.sandbox = SandboxSender(store, "webchat")  # tenants without a chat (a contact added by hand)
 
     async def send(self, message: OutboundMessage) -> str:
-        try:
-            tenant = self.deployment.tenant(message.tenant)
-        except KeyError:
-            raise PermanentFailure(f"no tenant {message.tenant!r}") from None
+        tenant = self.deployment.tenant(message.tenant)
         if tenant.webchat is None:
             return await self.sandbox.send(message)
         marker = Keys(tenant.id).seen("webchat-out", message.id)

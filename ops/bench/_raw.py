@@ -20,8 +20,8 @@ from ops.bench._measure import CpuMeter, self_cpu
 from ops.bench._processes import ROOT, child_env
 from ops.bench._streams import group_state, wait_blocked, wait_consumed
 from router import events
-from router.config import Settings
 from router.keys import ROUTING_GROUP
+from router.settings import Settings
 from router.store import connect
 
 RAW_STREAM = "bench:{raw}:inbound"

@@ -13,8 +13,9 @@ from ops.bench._measure import CpuMeter, command_delta, command_stats, percentil
 from ops.bench._processes import start_workers, stop_workers
 from ops.bench._streams import group_state, last_id, scan_events, wait_blocked, wait_consumed
 from router import bus, events, processes
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import ROUTING_GROUP, Keys
+from router.settings import Settings
 from router.store import Store, connect
 
 

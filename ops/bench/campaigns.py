@@ -35,8 +35,9 @@ import redis.asyncio as aioredis
 from ops.bench._processes import ROOT, child_env
 from ops.redis_server import RedisServer
 from router import events
-from router.config import Settings, parse_deployment
+from router.config import parse_deployment
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 
 TENANT = "bench"

@@ -81,8 +81,9 @@ async def serve(kind: str, port: int, redis_url: str) -> None:
     from aiosmtpd.smtp import SMTP
 
     from router import queues
-    from router.config import Settings, parse_deployment
+    from router.config import parse_deployment
     from router.keys import Keys
+    from router.settings import Settings
     from router.store import connect
     from workers import smtp
 

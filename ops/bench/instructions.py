@@ -31,8 +31,9 @@ from ops.bench._load import deployment_toml, make_contacts
 from ops.bench._router import make_available
 from ops.redis_server import RedisServer
 from router import bus, intake, processes
-from router.config import Deployment, Settings, load_deployment
+from router.config import Deployment, load_deployment
 from router.keys import ROUTING_GROUP, Keys
+from router.settings import Settings
 from router.store import Store, connect
 
 TENANT = "bench0"

@@ -53,8 +53,9 @@ from ops.bench._streams import as_text, entry_ms, last_id
 from ops.redis_cluster import RedisClusterNodes
 from ops.redis_server import RedisServer
 from router import agents, bus, events, processes
-from router.config import Deployment, Settings, load_deployment
+from router.config import Deployment, load_deployment
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from ops.faults._supervisor import Supervisor
 from ops.redis_server import RedisServer
 from router import agents as desk_actions
 from router import processes
-from router.config import Deployment, Settings, load_deployment
+from router.config import Deployment, load_deployment
+from router.settings import Settings
 from router.store import Store, connect
 
 log = logging.getLogger(__name__)

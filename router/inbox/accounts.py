@@ -22,6 +22,7 @@ import msgspec
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from router.config import Deployment, Tenant
+from router.errors import ContactRouterError, UnknownTenant
 from router.keys import AccountKeys
 from router.store import Store
 
@@ -39,7 +40,7 @@ HASHER = argon2.PasswordHasher()  # Argon2id with the library's current recommen
 _DECOY = HASHER.hash("decoy password nobody has")
 
 
-class AccountError(ValueError):
+class AccountError(ContactRouterError, ValueError):
     """A bad login, role, password or membership; the message says which."""
 
 
@@ -100,7 +101,7 @@ def parse_memberships(deployment: Deployment, specs: list[str], tenants: list[st
         tenant_id, _, agent = spec.partition(":")
         try:
             tenant = deployment.tenant(tenant_id)
-        except KeyError:
+        except UnknownTenant:
             raise AccountError(f"{spec}: no tenant {tenant_id!r}") from None
         if agent and agent not in {a.id for a in tenant.agents}:
             raise AccountError(f"{spec}: no agent {agent!r} in tenant {tenant_id!r}")

@@ -20,9 +20,10 @@ import aiohttp
 from aiohttp import web
 
 from router import conversations, events
-from router.config import Settings, Tenant
+from router.config import Tenant
 from router.inbox import messages
 from router.inbox.access import conversation_of
+from router.settings import Settings
 from router.web import SETTINGS, STORE
 
 log = logging.getLogger(__name__)

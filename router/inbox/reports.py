@@ -23,6 +23,7 @@ from aiohttp import web
 from ops import reports
 from router import events
 from router.config import Tenant
+from router.errors import ContactRouterError
 from router.inbox import charts
 from router.inbox.access import tenant_of
 from router.inbox.pages import brand, render
@@ -38,7 +39,7 @@ YEARS = (1971, 9998)
 UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class BadQuery(ValueError):
+class BadQuery(ContactRouterError, ValueError):
     """A report query that cannot run; the message says which parameter and why."""
 
 

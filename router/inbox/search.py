@@ -18,6 +18,7 @@ from aiohttp import web
 
 from router import conversations, customers, events
 from router.config import Tenant
+from router.errors import ContactRouterError
 from router.inbox.access import tenant_of
 from router.inbox.pages import render
 from router.inbox.sessions import USER, require_role
@@ -41,7 +42,7 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     disposition: str = ""
 
 
-class SearchError(ValueError):
+class SearchError(ContactRouterError, ValueError):
     """A query that cannot run (a date that is not a date, say)."""
 
 

@@ -6,7 +6,7 @@ from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser
 
 from router import web
-from router.config import Settings
+from router.settings import Settings
 from tests.factories import world
 
 

@@ -20,9 +20,9 @@ from playwright.async_api import Browser, Page, expect
 from channels.webchat import signals
 from channels.webchat.outbound import WebchatSender
 from router import agents, bus, events, processes, web
-from router.config import Settings
 from router.inbox import accounts
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.browser.test_inbox import log_in
 from tests.factories import World, world
 from tests.router.test_inbox_pages import PASSWORD, cheap_hashes  # noqa: F401 - autouse: cheap Argon2id

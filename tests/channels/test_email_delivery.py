@@ -21,7 +21,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 from channels.email.delivery import NoRelay, deliver
 from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
 from ops.redis_server import free_port
-from router.config import ConfigError, Settings
+from router.errors import ConfigError
+from router.settings import Settings
 
 
 @dataclass
@@ -225,5 +226,5 @@ def test_relay_settings_come_from_the_environment() -> None:
     )
     assert Settings.from_env({"SMTP_RELAY_PORT": "2587"}).smtp_relay_port == 2587
     assert Settings.from_env({}).smtp_relay_tls == "starttls"
-    with pytest.raises(ConfigError, match="SMTP_RELAY_TLS must be starttls, tls or none"):
+    with pytest.raises(ConfigError, match="SMTP_RELAY_TLS: must be one of starttls, tls, none, not 'ssl'"):
         Settings.from_env({"SMTP_RELAY_TLS": "ssl"})

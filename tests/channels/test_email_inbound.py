@@ -19,8 +19,9 @@ from channels.email import inbound, mime
 from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
 from router import bus, events
-from router.config import ConfigError, Settings
+from router.errors import ConfigError
 from router.keys import Keys
+from router.settings import Settings
 from tests.factories import World, deployment, route_inbound, world
 from workers import smtp
 
@@ -320,7 +321,7 @@ def test_an_address_or_domain_belongs_to_one_tenant_only() -> None:
         [[tenants.queues]]
         id = "sales"
         """
-        with pytest.raises(ConfigError, match=r"tenants\[1\]`\.email\.\w+\[0\]: .* already belongs to acme"):
+        with pytest.raises(ConfigError, match=r"tenants\[1\]\.email\.\w+\[0\]`: .* already belongs to acme"):
             deployment(text)
     with pytest.raises(ConfigError, match="is not an email address"):
         deployment('[[tenants]]\nid = "acme"\nemail = { addresses = ["help"] }\n[[tenants.queues]]\nid = "q"\n')

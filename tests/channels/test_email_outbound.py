@@ -25,8 +25,9 @@ from channels.email.outbound import EmailSender
 from channels.sandbox import outbox
 from ops.redis_server import free_port
 from router import conversations, events
-from router.config import ConfigError, Settings
+from router.errors import ConfigError
 from router.keys import Keys
+from router.settings import Settings
 from router.templating import pages
 from tests.channels.test_email_delivery import RelaySink, start_sink
 from tests.channels.test_email_inbound import mail as customer_mail
@@ -393,7 +394,7 @@ async def test_mail_leaves_from_the_address_the_customer_wrote_to_or_the_configu
 
 
 def test_a_from_address_must_be_one_the_tenant_receives_mail_for() -> None:
-    with pytest.raises(ConfigError, match=r"email\.from_address: 'help@globex\.example' is not one of this tenant's"):
+    with pytest.raises(ConfigError, match=r"email\.from_address`: 'help@globex\.example' is not one of this tenant's"):
         deployment(
             """
             [[tenants]]

@@ -13,8 +13,9 @@ import pytest
 
 from ops.redis_server import free_port
 from router import events
-from router.config import ConfigError, Settings
+from router.errors import ConfigError
 from router.keys import Keys
+from router.settings import Settings
 from tests.channels.test_email_delivery import Certificate, certificate
 from tests.channels.test_email_inbound import TENANTS, mail
 from tests.factories import World, world

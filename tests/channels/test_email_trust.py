@@ -6,9 +6,14 @@ from __future__ import annotations
 import pytest
 
 from channels.email.trust import MailTrust, authenticated_domains, peer_address
-from router.config import FaxGateway
+from router.config.fax import FaxGateway
 
-GATEWAY = FaxGateway(name="efax", from_domains=["efax.example"], trusted_networks=["203.0.113.0/24"])
+GATEWAY = FaxGateway(
+    name="efax",
+    from_domains=["efax.example"],
+    number_pattern=r"from (?P<number>\+?\d+)",
+    trusted_networks=["203.0.113.0/24"],
+)
 
 
 @pytest.mark.parametrize(

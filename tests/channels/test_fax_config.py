@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from channels.fax import gateways
-from router.config import ConfigError, Settings, load_deployment
+from router.config import load_deployment
+from router.errors import ConfigError
+from router.settings import Settings
 from tests.factories import deployment
 
 TENANT = """
@@ -64,12 +66,12 @@ def test_a_gateway_that_cannot_work_is_refused_naming_the_field(gateway: str, fi
     with pytest.raises(ConfigError) as error:
         config(gateway)
     message = str(error.value)
-    assert message.startswith("test.toml: `$.tenants[0]`.fax.gateways[0]"), message
+    assert message.startswith("test.toml: `$.tenants[0].fax.gateways[0]"), message
     assert field in message and reason in message, message
 
 
 def test_the_fax_address_must_be_one_the_tenant_receives_mail_at() -> None:
-    with pytest.raises(ConfigError, match=r"fax\.address: 'fax@other\.example' is not one of this tenant's"):
+    with pytest.raises(ConfigError, match=r"fax\.address`: 'fax@other\.example' is not one of this tenant's"):
         config(address="fax@other.example")
 
 
@@ -77,13 +79,13 @@ def test_a_gateway_that_sends_faxes_needs_an_address_to_send_from() -> None:
     text = TENANT.replace('email = {{ addresses = ["fax@acme.example"] }}\n', "").format(
         gateway=GOOD + 'outbound_address = "{number}@send.efax.example"', address=""
     )
-    with pytest.raises(ConfigError, match=r"fax\.address: sending faxes needs an address to send from"):
+    with pytest.raises(ConfigError, match=r"fax\.address`: sending faxes needs an address to send from"):
         deployment(text)
 
 
 def test_gateway_names_are_unique_within_a_tenant() -> None:
     text = TENANT.format(gateway=GOOD, address="") + '\n[[tenants.fax.gateways]]\nname = "efax"\n' + GOOD
-    with pytest.raises(ConfigError, match=r"fax\.gateways: gateway names must be unique"):
+    with pytest.raises(ConfigError, match=r"fax\.gateways`: gateway names must be unique"):
         deployment(text)
 
 

@@ -19,8 +19,8 @@ from PIL import Image
 from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
 from router import bus, events
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from tests.factories import World, route_inbound, world
 from workers import smtp
 

@@ -19,8 +19,8 @@ from channels.email.attachments import AttachmentStore
 from channels.fax.outbound import FaxSender
 from channels.sandbox import outbox
 from router import events
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from router.store import text
 from tests.channels.test_email_bounces import dsn
 from tests.channels.test_email_delivery import RelaySink, start_sink

@@ -16,8 +16,8 @@ from channels.sms.outbound import SmsSender, status_callback_url
 from channels.transport import reconcile_from_record
 from ops.redis_server import free_port
 from router import agents, bus, events
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.channels.twilio_api import TwilioApi
 from tests.factories import World, world
 from tests.factories import outbound as outbound_message

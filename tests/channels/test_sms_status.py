@@ -11,8 +11,8 @@ from twilio.request_validator import RequestValidator
 from channels.sms import optout
 from channels.sms.outbound import SmsSender
 from router import events, scripts, web
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from tests.channels.test_sms_outbound import ACCOUNT, CUSTOMER, PUBLIC, TOKEN, delivery, send, sms_world
 from tests.channels.twilio_api import TwilioApi
 from tests.factories import World

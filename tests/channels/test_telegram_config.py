@@ -12,8 +12,10 @@ import pytest
 from channels.telegram import deeplinks
 from channels.telegram.bots import TelegramBots
 from channels.telegram.commands import TelegramCommandError, deep_link, set_webhook
-from router.config import ConfigError, Settings, parse_deployment, resolve_secrets
+from router.config import parse_deployment, resolve_secrets
+from router.errors import ConfigError
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 from tests.channels.telegram_api import BOT_USERNAME, TelegramApi
 from tests.factories import deployment
@@ -74,12 +76,12 @@ def test_a_malformed_token_or_secret_is_refused(variable, value, message):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('secret_env = "ACME_TELEGRAM_SECRET"', ""), r"telegram\.secret_env: webhook mode needs a secret"),
-        (('pay = "billing"', 'pay = "nowhere"'), r"telegram\.start_queues\.pay: unknown queue 'nowhere'"),
+        (('secret_env = "ACME_TELEGRAM_SECRET"', ""), r"telegram\.secret_env`: webhook mode needs a secret"),
+        (('pay = "billing"', 'pay = "nowhere"'), r"telegram\.start_queues\.pay`: unknown queue 'nowhere'"),
         (('pay = "billing"', '"pay me" = "billing"'), r"'pay me' is not a /start payload"),
         (
             ('token_env = "ACME_TELEGRAM_TOKEN"', f'token_env = "X"\ntoken = "{TOKEN}"'),
-            r"telegram\.token: secrets never",
+            r"telegram\.token`: secrets never",
         ),
         (('token_env = "ACME_TELEGRAM_TOKEN"', 'token_env = "acme-token"'), r"token_env"),
         (("start_queues", 'mode = "hook"\nstart_queues'), r"mode"),

@@ -18,9 +18,9 @@ from channels.email.attachments import AttachmentStore
 from channels.telegram import deeplinks, reachability
 from channels.telegram.webhook import SECRET_HEADER
 from router import bus, events
-from router.config import Settings
 from router.customers import find, identity
 from router.keys import Keys
+from router.settings import Settings
 from router.web import application
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi

@@ -14,8 +14,8 @@ from channels.sandbox import outbox
 from channels.telegram import reachability
 from channels.telegram.outbound import TEXT_LIMIT, TelegramSender, split_text
 from router import agents, bus, events
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.channels.telegram_api import TelegramApi
 from tests.factories import World, world
 from tests.factories import outbound as outbound_message

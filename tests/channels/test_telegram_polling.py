@@ -14,8 +14,8 @@ from channels.telegram import polling
 from channels.telegram.bots import TelegramBots
 from channels.telegram.polling import Poller
 from router import bus, events
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi
 from tests.factories import World, world

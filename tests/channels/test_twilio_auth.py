@@ -8,7 +8,8 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from twilio.request_validator import RequestValidator
 
 from channels._twilio_auth import MAX_FORM_BYTES, public_url, token_for, verified_form
-from router.config import Settings, resolve_secrets
+from router.config import resolve_secrets
+from router.settings import Settings
 from tests.factories import deployment
 
 TOKEN = "12345678901234567890123456789012"

@@ -16,8 +16,8 @@ from twilio.request_validator import RequestValidator
 from channels.sandbox import outbox
 from channels.voice.dialer import GREETING, VoiceSender
 from router import agents, bus, events, web
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, world
 from workers.dispatch import Dispatcher

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from channels.voice import calls, status, voicemail
-from router.config import Settings
+from router.settings import Settings
 from tests.channels.voice_phone import ACME_NUMBER, CALLER, GLOBEX_NUMBER, Phone, serve
 
 VOICE, MENU = calls.PATH, calls.MENU_PATH

@@ -21,8 +21,8 @@ from channels.sandbox import outbox
 from channels.voice.campaign import answer
 from channels.voice.dialer import VoiceSender
 from router import agents, bus, conversations, events, web
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, route_inbound, world
 from tests.workers.campaigns import create_campaign

@@ -333,7 +333,8 @@ async def test_an_unknown_key_goes_back_to_waiting(phone):
 
 @pytest.mark.parametrize("regions, ok", [('["US", "CA"]', True), ('["us"]', False), ('["USA"]', False)])
 def test_callback_regions_are_iso_region_codes(regions, ok):
-    from router.config import ConfigError, parse_deployment
+    from router.config import parse_deployment
+    from router.errors import ConfigError
 
     text = f"""
 [[tenants]]

@@ -12,7 +12,7 @@ from channels.email.attachments import AttachmentStore
 from channels.webchat import files, signals
 from channels.webchat._runtime import RUNTIME
 from router import conversations, events
-from router.config import Settings
+from router.settings import Settings
 from tests.channels.test_webchat_socket import (
     KEYS,
     SHOP,

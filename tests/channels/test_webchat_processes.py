@@ -7,8 +7,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webchat.outbound import WebchatSender
 from router import agents, bus, processes, web
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from router.store import connect
 from tests.channels.test_webchat_socket import CHAT, frame, open_chat, route_all, say
 from tests.factories import World, deployment

@@ -20,8 +20,8 @@ from channels.webchat import identity, signals, socket
 from channels.webchat.live import QUEUE_SIZE, Tab
 from channels.webchat.outbound import WebchatSender
 from router import agents, bus, conversations, events, web
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.factories import World, route_inbound, world
 from workers.dispatch import Dispatcher
 

@@ -10,7 +10,7 @@ from aiohttp import FormData
 from PIL import Image
 
 from channels.email.attachments import AttachmentStore
-from router.config import Settings
+from router.settings import Settings
 from tests.channels.test_webchat_socket import SHOP, chat_server, chat_world, frame, inbound, open_chat
 
 

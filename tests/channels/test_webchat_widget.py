@@ -11,7 +11,8 @@ from channels.sandbox import outbox
 from channels.webchat import identity, transcript
 from channels.webchat.outbound import WebchatSender
 from router import cli
-from router.config import ConfigError, resolve_secrets
+from router.config import resolve_secrets
+from router.errors import ConfigError
 from tests.channels.test_webchat_socket import CHAT, CUSTOMER_SECRET, chat_server, chat_world
 from tests.factories import deployment, outbound, world
 

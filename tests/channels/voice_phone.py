@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from router import events
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from router.web import application
 from tests.factories import World, route_inbound, world
 

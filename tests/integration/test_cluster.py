@@ -8,8 +8,9 @@ import textwrap
 from channels import sandbox_senders
 from channels.sandbox import outbox
 from router import agents, bus, events, processes
-from router.config import Settings, parse_deployment
+from router.config import parse_deployment
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 from workers import routing
 from workers.dispatch import Dispatcher

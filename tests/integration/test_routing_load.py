@@ -15,7 +15,8 @@ from collections import Counter, defaultdict
 import pytest
 
 from router import agents, bus, events, queues
-from router.config import capacity_of, load_deployment
+from router.config import load_deployment
+from router.config.routing import capacity_of
 from router.keys import ROUTING_GROUP, Keys
 
 pytestmark = pytest.mark.timeout(180)

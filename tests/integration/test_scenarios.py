@@ -11,8 +11,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from router import agents, bus, events, intake, queues, scripts, timers
-from router.config import Settings
 from router.keys import ROUTING_GROUP
+from router.settings import Settings
 from router.store import Store
 from tests.factories import World, contact, deployment
 from workers import routing

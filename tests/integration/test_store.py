@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from router.config import Settings
+from router.settings import Settings
 from router.store import MAX_CONNECTIONS, connect
 
 

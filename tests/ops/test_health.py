@@ -118,7 +118,7 @@ def dead_store_url() -> str:
 async def test_a_dead_store_is_reported_at_once_not_after_the_clients_retries():
     """The store's client retries a refused connection for about 9 s; a probe that waited
     that long would be killed by the orchestrator before it said anything."""
-    from router.config import Settings
+    from router.settings import Settings
     from router.store import connect
 
     store = connect(Settings(redis_url=dead_store_url()))
@@ -143,7 +143,7 @@ async def test_the_health_command_on_a_dead_store_exits_1_at_once(monkeypatch, c
 async def test_readyz_on_a_dead_store_answers_503_at_once():
     from types import SimpleNamespace
 
-    from router.config import Settings
+    from router.settings import Settings
     from router.store import connect
 
     store = connect(Settings(redis_url=dead_store_url()))

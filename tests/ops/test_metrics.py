@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops import metrics
 from router import agents, bus, conversations, processes
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP
+from router.settings import Settings
 from tests.factories import contact, read_inbound, world
 from workers import routing
 from workers.dispatch import Dispatcher

@@ -14,8 +14,8 @@ import pytest
 
 from ops import aggregates, reports, rollups, streams
 from router import agents, cli, events, processes
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from tests.factories import World, deployment
 from tests.ops.test_reports import FLOOR, Clock, a_day_on_the_floor, hang_up
 from workers import timers as timers_worker

@@ -6,8 +6,8 @@ import msgspec
 import pytest
 
 from router import bus, events
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 from tests.factories import contact
 

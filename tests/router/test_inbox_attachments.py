@@ -14,7 +14,7 @@ from PIL import Image
 
 from channels.email.attachments import AttachmentStore
 from router import events
-from router.config import Settings
+from router.settings import Settings
 from tests.router.test_inbox_pages import DEPLOYMENT, Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401
 
 WITH_CHAT = DEPLOYMENT.replace(

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from channels.sandbox import outbox
 from router import conversations, events, web
-from router.config import Settings
 from router.inbox import accounts
 from router.keys import AccountKeys
+from router.settings import Settings
 from tests.factories import World, world
 
 DEPLOYMENT = """

@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestServer
 
 from ops import reports as reports_api
 from router import web
-from router.config import Settings
 from router.inbox import accounts, charts, reports
 from router.keys import Keys
+from router.settings import Settings
 from tests.factories import World, deployment, world
 from tests.ops.test_reports import DAY, FLOOR, a_day_on_the_floor, clock  # noqa: F401 - fixture
 from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, log_in, start_inbox  # noqa: F401 - fixture

@@ -13,8 +13,8 @@ from redis.backoff import NoBackoff
 
 from ops.redis_server import RedisServer, RedisServerMissing, free_port
 from router import cli, processes
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store, StoreOutage
 from tests.factories import world
 

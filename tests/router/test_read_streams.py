@@ -4,7 +4,7 @@ import logging
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from router.config import Settings
+from router.settings import Settings
 from router.store import StoreOutage, connect, read_streams
 
 STREAM = "cr:{acme}:events"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from router import cli
-from router.config import Settings, load_deployment
+from router.config import load_deployment
+from router.settings import Settings
 from router.store import connect
 from workers.campaigns.worker import CampaignWorker
 

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 
 from router import events, queues
-from router.config import Settings
 from router.keys import Keys
+from router.settings import Settings
 from router.store import connect
 from tests.factories import deployment
 from workers.campaigns import audience, registry

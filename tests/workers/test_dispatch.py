@@ -5,8 +5,8 @@ import pytest
 from channels.sandbox import SandboxSender, outbox
 from channels.transport import PermanentFailure, TemporaryFailure
 from router import agents, bus, events
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from tests.factories import outbound, world
 from workers.dispatch import BACKOFF_S, MAX_ATTEMPTS, Dispatcher
 

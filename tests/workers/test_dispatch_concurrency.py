@@ -7,8 +7,8 @@ import pytest
 
 from channels.sandbox import SandboxSender, outbox
 from router import bus, events
-from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
+from router.settings import Settings
 from router.store import Store
 from tests.factories import outbound, world
 from workers import dispatch

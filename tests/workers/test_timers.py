@@ -8,7 +8,7 @@ import logging
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from router.config import Settings
+from router.settings import Settings
 from router.store import StoreOutage
 from tests.factories import world
 from workers import timers as timers_worker

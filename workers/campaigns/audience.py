@@ -17,6 +17,7 @@ from typing import TextIO
 
 import phonenumbers
 
+from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store
 from workers.campaigns.compliance import phone_zones
@@ -39,11 +40,11 @@ _EMAIL = re.compile(
 _LOCALE = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 
-class AudienceError(ValueError):
+class AudienceError(ContactRouterError, ValueError):
     """The file as a whole cannot be imported (no header, no address column)."""
 
 
-class RowError(ValueError):
+class RowError(ContactRouterError, ValueError):
     """One row is refused; the import goes on."""
 
 

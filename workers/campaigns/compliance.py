@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
+from router.errors import ContactRouterError
 from workers.campaigns.model import DAYS, Cap, Window
 
 DAY_MS = 86_400_000
@@ -30,7 +31,7 @@ HORIZON = dt.timedelta(days=15)  # a window that never opens within this is none
 UNKNOWN_ZONE = "Etc/Unknown"
 
 
-class NoWindow(ValueError):
+class NoWindow(ContactRouterError, ValueError):
     """A recipient who can never be contacted inside the window (their possible time
     zones share no allowed hour)."""
 

@@ -18,6 +18,7 @@ import jinja2
 import msgspec
 
 from router.config import Deployment
+from router.errors import ContactRouterError, UnknownTenant
 from router.events import Channel, TenantId
 from router.templating import sandboxed
 
@@ -49,7 +50,7 @@ DISPOSITIONS = {
 }
 
 
-class CampaignError(ValueError):
+class CampaignError(ContactRouterError, ValueError):
     """A campaign definition or command that cannot be used; the message names the field."""
 
 
@@ -278,7 +279,7 @@ def check_against(campaign: Campaign, deployment: Deployment) -> None:
     """The tenant exists and has the campaign's queue."""
     try:
         tenant = deployment.tenant(campaign.tenant)
-    except KeyError:
+    except UnknownTenant:
         raise CampaignError(f"unknown tenant {campaign.tenant!r}") from None
     if campaign.queue not in {q.id for q in tenant.queues}:
         raise CampaignError(f"`$.queue`: tenant {tenant.id} has no queue {campaign.queue!r}")

@@ -26,8 +26,9 @@ import msgspec
 
 from router import bus, events
 from router.agents import PROMISE
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.keys import CAMPAIGNS_GROUP, Keys, shard_of
+from router.settings import Settings
 from router.store import Store, text
 from workers.campaigns import compliance, registry
 from workers.campaigns import scripts as campaign_scripts

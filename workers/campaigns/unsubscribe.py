@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from router import bus, events
+from router.errors import ContactRouterError, UnknownTenant
 from router.keys import Keys
 from router.store import Store
 
@@ -27,7 +28,7 @@ PATH = "/unsubscribe/{tenant}/{token}"
 POST_HEADER = "List-Unsubscribe=One-Click"
 
 
-class BadToken(ValueError):
+class BadToken(ContactRouterError, ValueError):
     """A link that was not made by us for this tenant (or was altered)."""
 
 
@@ -91,7 +92,7 @@ async def _verified(request: web.Request) -> tuple[Store, str, str, str, str]:
     store, tenant = request.app[STORE], request.match_info["tenant"]
     try:
         request.app[DEPLOYMENT].tenant(tenant)
-    except KeyError:
+    except UnknownTenant:
         raise web.HTTPNotFound(text="unknown link") from None
     try:
         channel, address, campaign = read_token(await signing_key(store, tenant), tenant, request.match_info["token"])

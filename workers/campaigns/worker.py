@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import msgspec
 
 from router import events, scripts
-from router.config import Deployment, Settings
+from router.config import Deployment
 from router.customers import identity
 from router.keys import Keys
+from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
 from workers.campaigns import compliance, pacing, registry, unsubscribe

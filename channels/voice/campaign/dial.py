@@ -26,8 +26,9 @@ import aiohttp
 from channels._twilio_rest import TwilioError, no_answer, twilio_failure
 from channels.transport import PermanentFailure, Refused
 from router import events
-from router.config import Settings, Tenant
+from router.config import Tenant
 from router.keys import Keys
+from router.settings import Settings
 from router.store import Store
 from workers.campaigns import compliance, registry
 from workers.campaigns.model import Campaign, CampaignError, decode_recipient

@@ -1,0 +1,246 @@
+"""The deployment: one TOML file of tenants, each with its queues, agents and channels.
+
+Parsed once at start-up into Structs and passed in. Each section checks itself where
+it is defined (`router.config.routing` for queues and agents, one module per channel);
+`Tenant` checks that what its sections name (queues, the fax sender) exists, and
+`Deployment` that a number or address belongs to one tenant. A bad file stops
+start-up with a message that names the field's path. The process's own settings come
+from the environment: `router.settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from router.config import telegram as _telegram
+from router.config.email import EmailChannel
+from router.config.fax import FaxChannel
+from router.config.fields import DESCRIPTIONS, AccountSid, EnvName, FieldError, Seconds
+from router.config.routing import Agent, Queue
+from router.config.sms import SmsChannel
+from router.config.telegram import TelegramChannel
+from router.config.voice import VoiceChannel
+from router.config.webchat import WebchatChannel
+from router.errors import ConfigError, UnknownTenant
+from router.events import CHANNELS, TenantId
+
+
+class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
+    """A tenant's Twilio account (SMS and voice). The auth token is never in the file:
+    the file names the environment variable that holds it, read once at start-up."""
+
+    account_sid: AccountSid
+    auth_token_env: EnvName
+    auth_token: str = ""  # filled from auth_token_env by load_deployment
+
+
+class Tenant(msgspec.Struct, forbid_unknown_fields=True):
+    id: TenantId
+    name: str = ""
+    timezone: str = "UTC"
+    brand_color: str = "#1f6feb"
+    reservation_timeout: Seconds = 30
+    max_missed_offers: Annotated[int, msgspec.Meta(ge=1)] = 3
+    calls_block_other_work: bool = True  # an agent on a call is offered nothing else meanwhile
+    wrapup_seconds: Seconds = 0
+    entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
+    dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
+    queues: list[Queue] = []
+    agents: list[Agent] = []
+    addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
+    twilio: TwilioAccount | None = None  # without it, SMS and voice go to the sandbox outbox
+    sms: SmsChannel = msgspec.field(default_factory=SmsChannel)
+    voice: VoiceChannel = msgspec.field(default_factory=VoiceChannel)
+    email: EmailChannel = msgspec.field(default_factory=EmailChannel)
+    telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
+    webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
+    fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
+
+    def __post_init__(self) -> None:
+        """Queues and agents are there and unique, and every queue a section names exists."""
+        if not self.queues:
+            raise FieldError("queues", "a tenant needs at least one queue")
+        queue_ids = {q.id for q in self.queues}
+        if len(queue_ids) != len(self.queues):
+            raise FieldError("queues", "queue ids must be unique")
+        if len({a.id for a in self.agents}) != len(self.agents):
+            raise FieldError("agents", "agent ids must be unique")
+        for channel in self.entry:
+            if channel != "default" and channel not in CHANNELS:
+                raise FieldError("entry", f"unknown channel {channel!r}")
+        for field, queue in self._queue_references():
+            if queue not in queue_ids:
+                raise FieldError(field, f"unknown queue {queue!r}")
+        try:
+            self.fax.check_sender(self.email)
+        except FieldError as exc:
+            raise FieldError(f"fax.{exc.field}", exc.problem) from None
+
+    def _queue_references(self) -> Iterator[tuple[str, str]]:
+        """(field, queue id) for every field of the tenant that names one of its queues."""
+        for channel, queue in self.entry.items():
+            yield f"entry.{channel}", queue
+        for index, queue in enumerate(self.queues):
+            for field, other in queue.queue_references():
+                yield f"queues[{index}].{field}", other
+        sections = [("voice", self.voice), ("telegram", self.telegram), ("webchat", self.webchat)]
+        for name, section in sections:
+            if section is not None:
+                for field, queue in section.queue_references():
+                    yield f"{name}.{field}", queue
+
+    def queue(self, queue_id: str) -> Queue:
+        for queue in self.queues:
+            if queue.id == queue_id:
+                return queue
+        raise KeyError(queue_id)
+
+    def entry_queue(self, channel: str) -> str:
+        return self.entry.get(channel) or self.entry.get("default") or self.queues[0].id
+
+
+class Deployment(msgspec.Struct, forbid_unknown_fields=True):
+    tenants: list[Tenant]
+
+    def __post_init__(self) -> None:
+        """Each tenant once; each number, address and mail domain belongs to one tenant."""
+        ids: set[str] = set()
+        owners: dict[tuple[str, str], str] = {}  # (channel, number or address) -> its tenant
+        for index, tenant in enumerate(self.tenants):
+            if tenant.id in ids:
+                raise FieldError(f"tenants[{index}].id", f"tenant {tenant.id!r} is defined twice")
+            ids.add(tenant.id)
+            names = [("sms", f"sms.numbers[{i}]", n, n) for i, n in enumerate(tenant.sms.numbers)]
+            names += [("voice", f"voice.numbers[{i}]", n, n) for i, n in enumerate(tenant.voice.numbers)]
+            names += [("email", f"email.{field}", raw, key) for field, raw, key in tenant.email.names()]
+            for channel, field, raw, key in names:
+                if (channel, key) in owners:
+                    raise FieldError(f"tenants[{index}].{field}", f"{raw} already belongs to {owners[channel, key]}")
+                owners[channel, key] = tenant.id
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        for tenant in self.tenants:
+            if tenant.id == tenant_id:
+                return tenant
+        raise UnknownTenant(tenant_id, (t.id for t in self.tenants))
+
+    def tenant_by_number(self, number: str, channel: str = "sms") -> Tenant | None:
+        """The tenant that owns a number (E.164) on a channel (sms or voice), if any."""
+        for tenant in self.tenants:
+            if number in (tenant.voice.numbers if channel == "voice" else tenant.sms.numbers):
+                return tenant
+        return None
+
+    def tenant_by_email(self, address: str) -> Tenant | None:
+        """The tenant that receives mail for an address: its own address, else its domain."""
+        address = address.strip().lower()
+        domain = address.rpartition("@")[2]
+        for tenant in self.tenants:
+            if address in (a.lower() for a in tenant.email.addresses):
+                return tenant
+        for tenant in self.tenants:
+            if domain and domain in (d.lower() for d in tenant.email.domains):
+                return tenant
+        return None
+
+
+def load_deployment(path: str | Path | None) -> Deployment:
+    """Parse and check a deployment file; None loads the bundled demo deployment."""
+    if path is None:
+        text = resources.files("router").joinpath("demo.toml").read_text("utf-8")
+        source = "demo.toml"
+    else:
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: {exc.strerror}") from None
+        source = str(path)
+    return resolve_secrets(parse_deployment(text, source), os.environ)
+
+
+def parse_deployment(text: str, source: str = "config") -> Deployment:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        deployment = msgspec.convert(raw, type=Deployment)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_explain(exc, raw)}") from None
+    # Checked here, not in TelegramChannel.__post_init__: resolve_secrets fills these
+    # fields, and msgspec.structs.replace runs __post_init__ again.
+    for index, tenant in enumerate(deployment.tenants):
+        for field in _telegram.SECRETS if tenant.telegram is not None else ():
+            if getattr(tenant.telegram, field):
+                raise ConfigError(
+                    f"{source}: `$.tenants[{index}].telegram.{field}`: "
+                    "secrets never go in the file; name an environment variable"
+                )
+    return deployment
+
+
+def _explain(exc: msgspec.ValidationError, raw: dict[str, Any]) -> str:
+    """The message of a refused file, as `$.path.to.field`: what is wrong.
+
+    msgspec says where the Struct that refused is (" - at `$.tenants[0].fax`"); a
+    FieldError from its __post_init__ says which of its fields, and a pattern that did
+    not match is named for what it stands for ("is not an E.164 number")."""
+    message, _, where = str(exc).partition(" - at `")
+    path = where.rstrip("`") or "$"
+    if isinstance(exc.__cause__, FieldError):
+        field, problem = exc.__cause__.field, exc.__cause__.problem
+        path += ("" if not field or field.startswith("[") else ".") + field
+        return f"`{path}`: {problem}"
+    pattern = message.removeprefix("Expected `str` matching regex ")  # msgspec shows the pattern's repr
+    if described := DESCRIPTIONS.get(pattern):
+        value = _at(raw, path)
+        return f"`{path}`: {'' if value is None else f'{value!r} '}is not {described}"
+    return str(exc)
+
+
+def _at(raw: Any, path: str) -> Any:
+    """The value at a msgspec path ($.a[0].b) of the parsed TOML, or None."""
+    for name, index in re.findall(r"\.([^.\[]+)|\[([^\]]*)\]", path):
+        try:
+            raw = raw[name] if name else raw[int(index)]  # a dict's key shows as [...]: not found
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return raw
+
+
+def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deployment:
+    """Fill each tenant's provider secrets from the environment variables its file names."""
+    tenants = []
+    for index, tenant in enumerate(deployment.tenants):
+        where = f"$.tenants[{index}]"
+        if tenant.twilio is not None and not tenant.twilio.auth_token:
+            token = env.get(tenant.twilio.auth_token_env, "")
+            if not token:
+                raise ConfigError(
+                    f"`{where}.twilio.auth_token_env`: environment variable {tenant.twilio.auth_token_env} is not set"
+                )
+            tenant = msgspec.structs.replace(tenant, twilio=msgspec.structs.replace(tenant.twilio, auth_token=token))
+        if tenant.telegram is not None and not tenant.telegram.token:
+            tenant = msgspec.structs.replace(
+                tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")
+            )
+        if tenant.webchat is not None and tenant.webchat.identity_secret_env and not tenant.webchat.identity_secret:
+            secret = env.get(tenant.webchat.identity_secret_env, "")
+            if len(secret) < 16:  # an HMAC key a visitor could guess would let anyone pose as a customer
+                raise ConfigError(
+                    f"`{where}.webchat.identity_secret_env`: environment variable "
+                    f"{tenant.webchat.identity_secret_env} is not set or shorter than 16 characters"
+                )
+            tenant = msgspec.structs.replace(
+                tenant, webchat=msgspec.structs.replace(tenant.webchat, identity_secret=secret)
+            )
+        tenants.append(tenant)
+    return msgspec.structs.replace(deployment, tenants=tenants)

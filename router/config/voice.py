@@ -1,0 +1,47 @@
+"""A tenant's voice section (Twilio Voice): numbers, the IVR menu, waiting, callbacks, voicemail."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+import msgspec
+
+from router.config.fields import E164, MenuKey, Region
+
+
+class MenuOption(msgspec.Struct, forbid_unknown_fields=True):
+    """One choice of the IVR menu: a key, words a caller may say instead, and the queue."""
+
+    digit: MenuKey
+    label: str  # what the menu says: "For billing, press 1"
+    queue: str
+    speech: list[str] = []  # e.g. ["billing", "invoice"]
+
+
+class CallbackPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    attempts: Annotated[int, msgspec.Meta(ge=1, le=10)] = 3  # dial attempts on busy / no answer
+    spacing_s: Annotated[float, msgspec.Meta(ge=0)] = 300  # between attempts
+    # ISO regions (e.g. "US", "CA") a callback may be dialled in; empty: the region of
+    # the tenant's first voice number. Premium, shared-cost, VoIP, personal and
+    # unknown numbers are refused whatever the region (toll fraud).
+    regions: list[Region] = []
+
+
+class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):
+    """Calls for a tenant. A number belongs to one tenant (`Deployment` checks that across tenants)."""
+
+    numbers: list[E164] = []  # numbers callers dial
+    language: str = "en-US"
+    greeting: str = "Thank you for calling."
+    menu: list[MenuOption] = []  # empty: straight to the tenant's voice entry queue
+    offer_callback: bool = True
+    voicemail: bool = True  # after hours, and on request from the queue
+    hold_music_url: str = ""  # played between announcements; empty: a pause
+    expected_handle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 240  # for the expected-wait estimate
+    callback: CallbackPolicy = msgspec.field(default_factory=CallbackPolicy)
+
+    def queue_references(self) -> Iterator[tuple[str, str]]:
+        """(field, queue id) for each menu choice."""
+        for index, option in enumerate(self.menu):
+            yield f"menu[{index}].queue", option.queue

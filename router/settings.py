@@ -1,0 +1,201 @@
+"""Process settings: the environment, read once at start-up into a typed `Settings`.
+
+Every variable parses one way: a flag accepts 1/true/yes/on or 0/false/no/off (any
+case), a number is checked against its least value, and a blank or unset variable
+means the field's default, written once on the Struct below. A value that does not
+parse stops start-up (and `contactrouter config check`) with a ConfigError naming
+the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from router.errors import ConfigError
+
+RelayTls = Literal["starttls", "tls", "none"]
+
+
+class Settings(msgspec.Struct, kw_only=True):
+    """Process settings from the environment."""
+
+    redis_url: str | None = None  # None: the embedded store
+    cluster: bool = False
+    config_path: str | None = None  # None: the demo deployment
+    consumer: str = ""  # this process's consumer name in the groups
+    claim_idle_ms: int = 30_000  # pending entries idle this long are taken over
+    max_deliveries: int = 5  # then the entry goes to the dead-letter stream
+    # a send cut short (its dispatcher died) is reconciled with the provider after this;
+    # it must exceed the slowest provider call
+    send_lease_ms: int = 120_000
+    dispatch_concurrency: int = 16  # sends in flight at once per dispatch process
+    batch: int = 100
+    block_ms: int = 1000
+    stream_keep_hours: float = 168.0  # acknowledged stream entries older than this are trimmed
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "INFO"
+    public_url: str = ""  # the URL providers call us at (behind a proxy); default http://host:port
+    twilio_signatures: bool = True  # off only for local development: every webhook is then trusted
+    twilio_api_base: str = ""  # e.g. a local recording server in tests; default: Twilio's own API
+    # signs and checks the webhooks of tenants without a Twilio account (the offline sandbox,
+    # `contactrouter simulate sms`); empty: such webhooks are refused
+    twilio_sandbox_token: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_max_bytes: int = 25 * 1024 * 1024  # a bigger message is refused (552)
+    attachment_dir: str = ""  # the attachment store; empty: var/attachments under the working directory
+    attachment_max_bytes: int = 20 * 1024 * 1024  # a bigger attachment is left out (and noted)
+    smtp_tls_cert: str = ""  # inbound STARTTLS: certificate chain (PEM) and its key; both or neither
+    smtp_tls_key: str = ""
+    smtp_require_starttls: bool = False  # refuse mail on a connection that did not STARTTLS
+    # CIDRs of our own mail servers that hand mail to the smtp process (the MX in front of
+    # it, the relay that delivers its bounces): only their DSNs mark messages failed
+    smtp_trusted_networks: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # the authserv-id of the Authentication-Results those servers add (RFC 8601); empty: not read
+    smtp_authserv_id: str = ""
+    # Outbound mail goes through this relay; no host: every email goes to the sandbox outbox.
+    smtp_relay_host: str = ""
+    smtp_relay_port: int = 587  # 465 when SMTP_RELAY_TLS is tls (implicit TLS), unless set
+    smtp_relay_user: str = ""
+    smtp_relay_password: str = ""  # from the environment only; never logged
+    smtp_relay_tls: RelayTls = "starttls"
+    smtp_relay_ca_file: str = ""  # trust this CA bundle for the relay (a private CA); default: the system's
+    telegram_api_base: str = ""  # e.g. a local Bot API server in tests; default: api.telegram.org
+    # signs web chat visitors' tokens; empty: the web process keeps a generated one in the store
+    webchat_secret: str = ""
+    # reverse proxies in front of the web process that append to X-Forwarded-For: the client's
+    # address (for web chat flood limits) is that many entries from its end; 0: the peer address
+    trusted_proxy_hops: int = 0
+    metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
+
+    @property
+    def base_url(self) -> str:
+        """Where providers and browsers reach the web process: PUBLIC_URL, else host and port."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings the environment (default: os.environ) gives; ConfigError names a bad variable."""
+        read = _Reader(os.environ if env is None else env)
+        read.text("redis_url", "REDIS_URL")
+        read.flag("cluster", "REDIS_CLUSTER")
+        read.text("config_path", "CONTACTROUTER_CONFIG")
+        read.text("consumer", "CONTACTROUTER_CONSUMER")
+        read.number("claim_idle_ms", "CONTACTROUTER_CLAIM_IDLE_MS", least=1)
+        read.number("max_deliveries", "CONTACTROUTER_MAX_DELIVERIES", least=1)
+        read.number("send_lease_ms", "CONTACTROUTER_SEND_LEASE_MS", least=1)
+        read.number("dispatch_concurrency", "CONTACTROUTER_DISPATCH_CONCURRENCY", least=1)
+        read.number("batch", "CONTACTROUTER_BATCH", least=1)
+        read.number("block_ms", "CONTACTROUTER_BLOCK_MS", least=1)  # 0: XREADGROUP would block for ever
+        read.number("stream_keep_hours", "CONTACTROUTER_STREAM_KEEP_HOURS")
+        read.text("host", "HOST")
+        read.number("port", "PORT")
+        read.choice("log_level", "LOG_LEVEL", logging.getLevelNamesMapping(), str.upper)
+        read.text("public_url", "PUBLIC_URL", _without_slash)
+        read.flag("twilio_signatures", "TWILIO_SIGNATURES")
+        read.text("twilio_api_base", "TWILIO_API_BASE", _without_slash)
+        read.text("twilio_sandbox_token", "TWILIO_SANDBOX_TOKEN")
+        read.text("smtp_host", "SMTP_HOST")
+        read.number("smtp_port", "SMTP_PORT")
+        read.number("smtp_max_bytes", "SMTP_MAX_BYTES", least=1)
+        read.text("attachment_dir", "ATTACHMENT_DIR")
+        read.number("attachment_max_bytes", "ATTACHMENT_MAX_BYTES", least=1)
+        read.text("smtp_tls_cert", "SMTP_TLS_CERT")
+        read.text("smtp_tls_key", "SMTP_TLS_KEY")
+        read.flag("smtp_require_starttls", "SMTP_REQUIRE_STARTTLS")
+        read.networks("smtp_trusted_networks", "SMTP_TRUSTED_NETWORKS")
+        read.text("smtp_authserv_id", "SMTP_AUTHSERV_ID", lambda v: v.strip().lower())
+        read.text("smtp_relay_host", "SMTP_RELAY_HOST")
+        read.choice("smtp_relay_tls", "SMTP_RELAY_TLS", typing.get_args(RelayTls), str.lower)
+        if not read.number("smtp_relay_port", "SMTP_RELAY_PORT") and read.values.get("smtp_relay_tls") == "tls":
+            read.values["smtp_relay_port"] = 465  # the port of implicit TLS; submission (587) otherwise
+        read.text("smtp_relay_user", "SMTP_RELAY_USER")
+        read.text("smtp_relay_password", "SMTP_RELAY_PASSWORD")
+        read.text("smtp_relay_ca_file", "SMTP_RELAY_CA_FILE")
+        read.text("telegram_api_base", "TELEGRAM_API_BASE", _without_slash)
+        read.text("webchat_secret", "WEBCHAT_SECRET")
+        read.number("trusted_proxy_hops", "TRUSTED_PROXY_HOPS")
+        read.number("metrics_port", "METRICS_PORT")
+        return cls(**read.values)
+
+
+# A field's type decides how its number parses (an int field refuses "1.5").
+_TYPES = {field.name: field.type for field in msgspec.structs.fields(Settings)}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class _Reader:
+    """Reads variables into Settings fields. A blank or unset variable adds nothing, so
+    the field keeps the default written on Settings; a value that does not parse is a
+    ConfigError naming the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.values: dict[str, Any] = {}
+
+    def _given(self, name: str) -> str:
+        """The variable's value as set (a password may end in a space); "" when blank."""
+        value = self.env.get(name, "")
+        return value if value.strip() else ""
+
+    def _refuse(self, name: str, problem: str) -> ConfigError:
+        return ConfigError(f"environment: {name}: {problem}")
+
+    def text(self, field: str, name: str, normalise: Callable[[str], str] = str) -> bool:
+        if value := self._given(name):
+            self.values[field] = normalise(value)
+        return bool(value)
+
+    def flag(self, field: str, name: str) -> bool:
+        if not (value := self._given(name)):
+            return False
+        if (word := value.strip().lower()) not in _TRUE | _FALSE:
+            raise self._refuse(name, f"{value!r} is neither on (1, true, yes, on) nor off (0, false, no, off)")
+        self.values[field] = word in _TRUE
+        return True
+
+    def number(self, field: str, name: str, least: int = 0) -> bool:
+        if not (value := self._given(name)):
+            return False
+        try:
+            number = _TYPES[field](value.strip())
+        except ValueError:
+            raise self._refuse(name, f"{value!r} is not a number") from None
+        if number < least:
+            raise self._refuse(name, f"must be at least {least}, not {value!r}")
+        self.values[field] = number
+        return True
+
+    def choice(self, field: str, name: str, choices: Iterable[str], normalise: Callable[[str], str]) -> bool:
+        if not (value := self._given(name)):
+            return False
+        if (normalised := normalise(value.strip())) not in choices:
+            raise self._refuse(name, f"must be one of {', '.join(choices)}, not {value!r}")
+        self.values[field] = normalised
+        return True
+
+    def networks(self, field: str, name: str) -> bool:
+        """Comma-separated CIDRs, each checked. Set but blank trusts no network (unset: the default)."""
+        if name not in self.env:
+            return False
+        networks = [n.strip() for n in self.env[name].split(",") if n.strip()]
+        for network in networks:
+            try:
+                ipaddress.ip_network(network)
+            except ValueError as exc:
+                raise self._refuse(name, str(exc)) from None
+        self.values[field] = networks
+        return True
+
+
+def _without_slash(url: str) -> str:
+    return url.strip().rstrip("/")

@@ -1,0 +1,139 @@
+"""Process settings: the environment, read once at start-up, one way for every variable."""
+
+import pytest
+
+from router.errors import ConfigError
+from router.settings import Settings
+
+
+def test_settings_come_from_the_environment():
+    settings = Settings.from_env(
+        {
+            "REDIS_URL": "redis://db:6379/0",
+            "REDIS_CLUSTER": "yes",
+            "CONTACTROUTER_CONSUMER": "routing.2",
+            "CONTACTROUTER_MAX_DELIVERIES": "9",
+            "PORT": "9000",
+            "LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.redis_url == "redis://db:6379/0"
+    assert settings.cluster is True
+    assert settings.consumer == "routing.2"
+    assert settings.max_deliveries == 9
+    assert settings.port == 9000
+    assert settings.log_level == "DEBUG"
+
+
+def test_no_redis_url_means_the_embedded_store():
+    settings = Settings.from_env({})
+    assert settings.redis_url is None
+    assert settings.config_path is None
+    assert settings.claim_idle_ms == 30_000
+
+
+def test_a_malformed_number_in_the_environment_is_a_config_error():
+    with pytest.raises(ConfigError, match="environment"):
+        Settings.from_env({"PORT": "eighty"})
+
+
+def test_a_malformed_number_in_the_environment_stops_start_up():
+    with pytest.raises(ConfigError, match="environment: "):
+        Settings.from_env({"CONTACTROUTER_BATCH": "lots"})
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "PORT",
+        "METRICS_PORT",
+        "CONTACTROUTER_SEND_LEASE_MS",
+        "CONTACTROUTER_DISPATCH_CONCURRENCY",
+        "CONTACTROUTER_STREAM_KEEP_HOURS",
+        "SMTP_RELAY_PORT",
+        "TRUSTED_PROXY_HOPS",
+    ],
+)
+def test_a_non_numeric_number_in_the_environment_names_the_variable(variable):
+    with pytest.raises(ConfigError, match=rf"^environment: {variable}: 'lots' is not a number$"):
+        Settings.from_env({variable: "lots"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "least"),
+    [
+        ("CONTACTROUTER_DISPATCH_CONCURRENCY", "0", 1),
+        ("CONTACTROUTER_BATCH", "0", 1),
+        ("CONTACTROUTER_BLOCK_MS", "0", 1),  # Redis would block for ever
+        ("CONTACTROUTER_MAX_DELIVERIES", "0", 1),
+        ("PORT", "-1", 0),
+        ("TRUSTED_PROXY_HOPS", "-2", 0),
+    ],
+)
+def test_a_number_out_of_range_in_the_environment_stops_start_up_naming_the_variable(variable, value, least):
+    with pytest.raises(ConfigError, match=rf"^environment: {variable}: must be at least {least}, not '{value}'$"):
+        Settings.from_env({variable: value})
+
+
+def test_a_blank_number_in_the_environment_means_its_default():
+    settings = Settings.from_env({"METRICS_PORT": "", "CONTACTROUTER_SEND_LEASE_MS": ""})
+    assert (settings.metrics_port, settings.send_lease_ms) == (0, 120_000)
+
+
+def test_an_empty_environment_gives_the_defaults_written_on_settings():
+    assert Settings.from_env({}) == Settings()
+
+
+def test_blank_variables_mean_their_defaults_too():
+    blank = {"HOST": "", "REDIS_CLUSTER": " ", "LOG_LEVEL": "", "SMTP_RELAY_TLS": "", "PUBLIC_URL": ""}
+    assert Settings.from_env(blank) == Settings()
+
+
+FLAGS = [
+    ("REDIS_CLUSTER", "cluster"),
+    ("SMTP_REQUIRE_STARTTLS", "smtp_require_starttls"),
+    ("TWILIO_SIGNATURES", "twilio_signatures"),
+]
+
+
+@pytest.mark.parametrize(("variable", "field"), FLAGS)
+@pytest.mark.parametrize("value", ["1", "true", "yes", "on", "ON", "True", " yes "])
+def test_every_flag_is_on_for_the_same_words(variable, field, value):
+    assert getattr(Settings.from_env({variable: value}), field) is True
+
+
+@pytest.mark.parametrize(("variable", "field"), FLAGS)
+@pytest.mark.parametrize("value", ["0", "false", "no", "off", "OFF", "False"])
+def test_every_flag_is_off_for_the_same_words(variable, field, value):
+    assert getattr(Settings.from_env({variable: value}), field) is False
+
+
+@pytest.mark.parametrize(("variable", "_field"), FLAGS)
+@pytest.mark.parametrize("value", ["enabled", "2", "y", "nope"])
+def test_a_flag_that_is_neither_on_nor_off_stops_start_up_naming_the_variable(variable, _field, value):
+    with pytest.raises(ConfigError, match=rf"^environment: {variable}: '{value}' is neither on .* nor off"):
+        Settings.from_env({variable: value})
+
+
+@pytest.mark.parametrize("value", ["debug", "Warning", "ERROR", "critical"])
+def test_the_log_level_is_one_of_loggings_names_in_any_case(value):
+    assert Settings.from_env({"LOG_LEVEL": value}).log_level == value.upper()
+
+
+def test_an_unknown_log_level_stops_start_up_naming_the_levels():
+    with pytest.raises(ConfigError, match=r"^environment: LOG_LEVEL: must be one of .*DEBUG.*, not 'verbose'$"):
+        Settings.from_env({"LOG_LEVEL": "verbose"})
+
+
+def test_the_relay_port_follows_its_tls_mode_unless_set():
+    assert Settings.from_env({"SMTP_RELAY_TLS": "TLS"}).smtp_relay_port == 465
+    assert Settings.from_env({"SMTP_RELAY_TLS": "starttls"}).smtp_relay_port == 587
+    assert Settings.from_env({"SMTP_RELAY_TLS": "tls", "SMTP_RELAY_PORT": "2465"}).smtp_relay_port == 2465
+
+
+def test_a_secret_is_kept_as_set():
+    assert Settings.from_env({"SMTP_RELAY_PASSWORD": " pass word "}).smtp_relay_password == " pass word "
+
+
+def test_trusted_networks_set_blank_trust_no_network():
+    assert Settings.from_env({"SMTP_TRUSTED_NETWORKS": ""}).smtp_trusted_networks == []
