@@ -3,8 +3,9 @@
 import pytest
 
 from router.config import load_deployment, parse_deployment
-from router.config.routing import DEFAULT_CAPACITY, Agent, capacity_of
-from router.errors import ConfigError
+from router.config.fields import FieldError
+from router.config.routing import DEFAULT_CAPACITY, Agent, Queue, capacity_of
+from router.errors import ConfigError, ContactRouterError, UnknownTenant
 from tests.factories import SUPPORT, deployment
 
 
@@ -194,3 +195,34 @@ def test_a_twilio_token_variable_that_is_not_set_stops_start_up(tmp_path, monkey
     monkeypatch.setenv("ACME_TOKEN", "secret")
     assert load_deployment(path).tenants[0].twilio.auth_token == "secret"
 
+
+def test_a_section_checks_itself_and_names_its_own_field():
+    with pytest.raises(FieldError) as error:
+        Queue(id="q", target="open(1)")
+    assert (error.value.field, str(error.value)) == ("target", "target: Call is not allowed in 'open(1)'")
+    with pytest.raises(FieldError, match=r"^capacity: unknown channel 'pager'$"):
+        Agent(id="a", capacity={"pager": 1})
+
+
+def test_in_a_file_the_sections_own_field_is_named_by_its_whole_path():
+    with pytest.raises(
+        ConfigError, match=r"^test\.toml: `\$\.tenants\[0\]\.agents\[1\]\.capacity`: unknown channel 'pager'$"
+    ):
+        deployment(ONE_QUEUE + "[[tenants.agents]]\nid = 'a'\n[[tenants.agents]]\nid = 'b'\ncapacity = { pager = 2 }\n")
+
+
+def test_a_value_of_the_wrong_shape_is_named_for_what_it_should_be():
+    with pytest.raises(ConfigError, match=r"`\$\.tenants\[0\]\.twilio\.account_sid`: 'AC' is not a Twilio account SID"):
+        deployment(
+            ONE_QUEUE.replace(
+                "id = 'acme'", "id = 'acme'\ntwilio = { account_sid = 'AC' , auth_token_env = 'ACME_TOKEN' }", 1
+            )
+        )
+
+
+def test_an_unknown_tenant_is_a_lookup_error_naming_the_known_ones():
+    demo = load_deployment(None)
+    with pytest.raises(UnknownTenant, match=r"^no tenant 'initech' \(known: acme, globex\)$") as error:
+        demo.tenant("initech")
+    assert isinstance(error.value, LookupError) and isinstance(error.value, ContactRouterError)
+    assert error.value.tenant_id == "initech"

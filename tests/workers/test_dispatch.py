@@ -5,6 +5,7 @@ import pytest
 from channels.sandbox import SandboxSender, outbox
 from channels.transport import PermanentFailure, TemporaryFailure
 from router import agents, bus, events
+from router.errors import UnknownTenant
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.factories import outbound, world
@@ -202,6 +203,20 @@ async def test_a_permanent_failure_is_recorded_and_never_retried():
     record = await delivery(w.store, message)
     assert (record["status"], record["error"]) == ("failed", "21211 invalid 'To' number")
     assert await w.store.redis.zcard(KEYS.retries) == 0
+    assert await statuses(w.store, message) == [("failed", 1)]
+
+
+async def test_a_message_of_a_tenant_no_longer_deployed_is_failed_and_never_retried():
+    w = await world()
+    message = outbound()
+    entry = await queued_entry(w.store, message)
+    sender = ScriptedSender(w.store, UnknownTenant("acme", ["globex"]))  # the sender looked the tenant up
+    dispatcher = Dispatcher(w.store, {"sms": sender})
+    await dispatcher.handle([entry])
+    await dispatcher.run_retries("acme")
+    assert sender.calls == 1
+    record = await delivery(w.store, message)
+    assert (record["status"], record["error"]) == ("failed", "unknown tenant 'acme'")
     assert await statuses(w.store, message) == [("failed", 1)]
 
 

@@ -1,0 +1,56 @@
+"""`contactrouter`: a refused request is one line and exit status 2; a bug is a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from ops import staffing
+from router import cli
+
+STAFFING = ["staffing", "--calls-per-interval", "100", "--aht", "180"]  # needs no store
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOG_LEVEL", "REDIS_URL", "REDIS_CLUSTER", "CONTACTROUTER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_config_check_passes_the_demo_deployment(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["config", "check"]) == 0
+    assert capsys.readouterr().out.startswith("ok: 2 tenants")
+
+
+def test_config_check_refuses_a_log_level_run_would_refuse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    assert cli.main(["config", "check"]) == 2
+    assert capsys.readouterr().err.startswith("contactrouter: environment: LOG_LEVEL: must be one of ")
+
+
+def test_config_check_refuses_a_flag_that_is_neither_on_nor_off(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REDIS_CLUSTER", "enabled")
+    assert cli.main(["config", "check"]) == 2
+    assert "REDIS_CLUSTER: 'enabled' is neither on" in capsys.readouterr().err
+
+
+def test_an_unknown_tenant_is_one_line_naming_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["webchat", "sign", "--tenant", "initech", "--id", "42"]) == 2
+    assert capsys.readouterr().err == "contactrouter: no tenant 'initech' (known: acme, globex)\n"
+
+
+def test_a_refused_request_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main([*STAFFING, "--target-sl", "100"]) == 2
+    assert capsys.readouterr().err == "contactrouter: the service-level target must be above 0% and below 100%\n"
+
+
+def test_a_value_error_from_a_bug_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("a bug, not the operator's mistake")
+
+    monkeypatch.setattr(staffing, "agents_needed", broken)
+    with pytest.raises(ValueError, match="a bug"):
+        cli.main(STAFFING)
