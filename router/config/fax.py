@@ -21,6 +21,16 @@ _PATTERNS = {
 }
 
 
+def _check_pattern(field: str, pattern: str, groups: tuple[str, ...]) -> None:
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as exc:
+        raise FieldError(field, f"not a regular expression: {exc}") from None
+    for group in groups:
+        if group not in compiled.groupindex:
+            raise FieldError(field, f"needs a named group (?P<{group}>...)")
+
+
 class FaxGateway(msgspec.Struct, forbid_unknown_fields=True):
     """A fax-to-email service: how its mail is recognised and read, and where replies go.
 
@@ -53,13 +63,7 @@ class FaxGateway(msgspec.Struct, forbid_unknown_fields=True):
             raise FieldError("number_pattern", "required (a pattern with a group `number`)")
         for field, groups in _PATTERNS.items():
             if pattern := getattr(self, field):
-                try:
-                    compiled = re.compile(pattern, re.IGNORECASE)
-                except re.error as exc:
-                    raise FieldError(field, f"not a regular expression: {exc}") from None
-                for group in groups:
-                    if group not in compiled.groupindex:
-                        raise FieldError(field, f"needs a named group (?P<{group}>...)")
+                _check_pattern(field, pattern, groups)
         for index, network in enumerate(self.trusted_networks):
             try:
                 ipaddress.ip_network(network)  # strict: 10.0.0.1/8 is a typo, not a network
