@@ -33,7 +33,9 @@ class Sender(Protocol):
     channel: str
 
     async def send(self, message: OutboundMessage) -> str:
-        """Hand the message to the provider; returns the provider's id for it."""
+        """Hand the message to the provider; returns the provider's id for it. A message
+        of a tenant the deployment no longer has raises the deployment's UnknownTenant,
+        which the dispatcher records as failed, like a PermanentFailure."""
         ...
 
     async def reconcile(self, message: OutboundMessage) -> tuple[Reconciled, str]:
