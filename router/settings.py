@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import os
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 import msgspec
@@ -175,7 +175,7 @@ class _Reader:
         self.values[field] = number
         return True
 
-    def choice(self, field: str, name: str, choices: Iterable[str], normalise: Callable[[str], str]) -> bool:
+    def choice(self, field: str, name: str, choices: Collection[str], normalise: Callable[[str], str]) -> bool:
         if not (value := self._given(name)):
             return False
         if (normalised := normalise(value.strip())) not in choices:
