@@ -14,8 +14,8 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
+from router.appkeys import DEPLOYMENT, SETTINGS
 from router.config import Settings, Tenant
-from router.web import DEPLOYMENT, SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from router.config import Deployment, Tenant
 from router.store import Store
 
 
-def NEEDS_STORE(a: argparse.Namespace) -> bool:  # the name router/cli.py asks modules for
+def NEEDS_STORE(a: argparse.Namespace) -> bool:  # the name router/app/cli.py asks modules for
     """Staffing from given figures needs no Redis; everything else reads the store."""
     return not (a.command == "staffing" and a.source is None)
 

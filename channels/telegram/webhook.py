@@ -18,8 +18,8 @@ from redis.exceptions import RedisError
 from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Settings, Tenant
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 

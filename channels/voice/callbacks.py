@@ -25,10 +25,10 @@ from redis.exceptions import WatchError
 from channels._twilio_auth import tenant_form
 from channels.voice.dialer import CALLBACK, GREETING
 from router import assign, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

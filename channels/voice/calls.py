@@ -30,11 +30,11 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels.voice import voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.customers import InvalidAddress, identity, normalise
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

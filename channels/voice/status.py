@@ -28,9 +28,9 @@ from redis.exceptions import WatchError
 from channels.voice import calls
 from channels.voice._webhook import call_form
 from router import assign, conversations, events
+from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from channels._twilio_auth import tenant_form
 from channels.voice import calls
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

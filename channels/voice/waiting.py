@@ -39,11 +39,11 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels.voice import calls, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import agents, bus, conversations, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from aiohttp import web
 from channels.email.attachments import AttachmentStore
 from channels.webchat.identity import server_secret
 from channels.webchat.live import LiveHub
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant, WebchatChannel
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
 

@@ -25,8 +25,8 @@ from channels.webchat._runtime import RUNTIME, client_ip, is_open
 from channels.webchat.inbound import deliver
 from channels.webchat.socket import CLIENT_ID
 from router import events
+from router.appkeys import STORE
 from router.keys import Keys
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ from playwright.async_api import Browser, Page, expect
 
 from channels.webchat import signals
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, events, processes, web
+from router import agents, bus, events
+from router.app import processes, web
+from router.app.inbox import accounts
 from router.config import Settings
-from router.inbox import accounts
 from router.keys import DISPATCH_GROUP, Keys
 from tests.browser.test_inbox import log_in
 from tests.factories import World, world

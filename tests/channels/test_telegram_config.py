@@ -114,7 +114,7 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "router.cli",
+        "router.app.cli",
         *args,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,

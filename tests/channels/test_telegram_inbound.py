@@ -18,10 +18,10 @@ from channels.email.attachments import AttachmentStore
 from channels.telegram import deeplinks, reachability
 from channels.telegram.webhook import SECRET_HEADER
 from router import bus, events
+from router.app.web import application
 from router.config import Settings
 from router.customers import find, identity
 from router.keys import Keys
-from router.web import application
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi
 from tests.factories import World, read_inbound, route_entries, world

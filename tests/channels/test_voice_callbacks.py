@@ -15,7 +15,8 @@ from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
 from channels.voice.dialer import GREETING, VoiceSender
-from router import agents, bus, events, web
+from router import agents, bus, events
+from router.app import web
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.channels.twilio_api import Received, TwilioApi

@@ -20,7 +20,8 @@ from twilio.request_validator import RequestValidator
 from channels.sandbox import outbox
 from channels.voice.campaign import answer
 from channels.voice.dialer import VoiceSender
-from router import agents, bus, conversations, events, web
+from router import agents, bus, conversations, events
+from router.app import web
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.channels.twilio_api import Received, TwilioApi

@@ -14,9 +14,10 @@ from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.sandbox import outbox
-from router import conversations, events, web
+from router import conversations, events
+from router.app import web
+from router.app.inbox import accounts
 from router.config import Settings
-from router.inbox import accounts
 from router.keys import AccountKeys
 from tests.factories import World, world
 
@@ -459,7 +460,7 @@ async def test_the_list_marks_unread_conversations_until_opened(inbox: Inbox) ->
 
 
 async def test_canned_replies_fill_in_the_customers_fields(inbox: Inbox, tmp_path, monkeypatch) -> None:
-    from router.inbox import canned
+    from router.app.inbox import canned
 
     folder = tmp_path / "acme"
     folder.mkdir()
@@ -602,7 +603,7 @@ async def test_a_voicemail_links_its_recording(inbox: Inbox) -> None:
         )
         await w.accept_offer("amy")
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
-        # behind the login (router.inbox.media fetches it with the tenant's credentials)
+        # behind the login (router.app.inbox.media fetches it with the tenant's credentials)
         assert re.search(rf'Recording:\s*<a href="/inbox/t/acme/c/{conversation}/media/0"', page)
         assert "api.twilio.com" not in page
         assert "please call me back" in page and "voicemail" in page
@@ -641,7 +642,7 @@ async def test_a_removed_user_is_logged_out(inbox: Inbox) -> None:
 
 
 async def test_a_session_ends_after_its_maximum_age_however_busy(inbox: Inbox) -> None:
-    from router.inbox import sessions
+    from router.app.inbox import sessions
 
     client, _token = await logged_in(inbox, "amy")
     async with client:
@@ -653,7 +654,7 @@ async def test_a_session_ends_after_its_maximum_age_however_busy(inbox: Inbox) -
 
 
 async def test_an_idle_session_expires_in_the_store(inbox: Inbox) -> None:
-    from router.inbox import sessions
+    from router.app.inbox import sessions
 
     client, _token = await logged_in(inbox, "amy")
     async with client:

@@ -15,9 +15,9 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
 from ops import reports as reports_api
-from router import web
+from router.app import web
+from router.app.inbox import accounts, charts, reports
 from router.config import Settings
-from router.inbox import accounts, charts, reports
 from router.keys import Keys
 from tests.factories import World, deployment, world
 from tests.ops.test_reports import DAY, FLOOR, a_day_on_the_floor, clock  # noqa: F401 - fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router import cli
+from router.app import cli
 from router.config import Settings, load_deployment
 from router.store import connect
 from workers.campaigns.worker import CampaignWorker

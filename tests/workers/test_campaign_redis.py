@@ -109,7 +109,7 @@ async def test_a_killed_workers_claim_is_finished_by_another_once_its_lease_ends
 
 async def test_the_campaigns_role_sends_through_dispatch_to_the_sandbox_outbox(real_store, redis_url):
     from channels.sandbox import outbox
-    from router import processes
+    from router.app import processes
 
     config = await prepared(real_store, 20)
     stop = asyncio.Event()

@@ -11,9 +11,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from channels.transport import Refused
 from router import agents, events
+from router.appkeys import DEPLOYMENT as DEPLOYMENT_KEY
+from router.appkeys import STORE
 from router.keys import Keys
-from router.web import DEPLOYMENT as DEPLOYMENT_KEY
-from router.web import STORE
 from tests.factories import PROMISE, World, world
 from tests.workers.campaigns import create_campaign
 from workers.campaigns import registry, unsubscribe

@@ -86,7 +86,7 @@ async def unsubscribe(store: Store, tenant: str, channel: str, address: str, cam
 
 
 async def _verified(request: web.Request) -> tuple[Store, str, str, str, str]:
-    from router.web import DEPLOYMENT, STORE
+    from router.appkeys import DEPLOYMENT, STORE
 
     store, tenant = request.app[STORE], request.match_info["tenant"]
     try:

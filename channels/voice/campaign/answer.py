@@ -33,10 +33,10 @@ from channels.voice._webhook import twiml, url
 from channels.voice.campaign import outcome
 from channels.voice.campaign.dial import ANSWER_PATH, CHOICE_PATH
 from router import bus, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from router.web import STORE
 from workers.campaigns import registry
 from workers.campaigns.model import Campaign, CampaignError, decode_campaign, decode_recipient, encode_campaign
 from workers.campaigns.render import Renderer, TemplateProblem

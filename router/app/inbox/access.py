@@ -11,12 +11,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from router import conversations
+from router.app.inbox.accounts import User
+from router.app.inbox.sessions import USER
+from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
-from router.inbox.accounts import User
-from router.inbox.sessions import USER
 from router.keys import Keys
 from router.store import Store
-from router.web import DEPLOYMENT, STORE
 
 
 def tenant_of(request: web.Request, tenant_id: str) -> Tenant:

@@ -23,11 +23,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels.webchat.signals import VisitorSignal
 from router import events
-from router.inbox.accounts import User
-from router.inbox.sessions import USER, same_origin
+from router.app.inbox.accounts import User
+from router.app.inbox.sessions import USER, same_origin
+from router.appkeys import DEPLOYMENT, STORE
 from router.keys import Keys
 from router.store import Store, StoreOutage, read_streams, text
-from router.web import DEPLOYMENT, STORE
 
 log = logging.getLogger(__name__)
 

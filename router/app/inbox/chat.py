@@ -9,11 +9,11 @@ from aiohttp import web
 
 from channels.webchat import signals
 from router import conversations
+from router.app.inbox.access import agent_of, conversation_of
+from router.appkeys import STORE
 from router.config import Tenant
-from router.inbox.access import agent_of, conversation_of
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from aiohttp import web
 
 from ops import reports
 from router import events
+from router.app.inbox import charts
+from router.app.inbox.access import tenant_of
+from router.app.inbox.pages import brand, render
+from router.app.inbox.sessions import USER, require_role
+from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
-from router.inbox import charts
-from router.inbox.access import tenant_of
-from router.inbox.pages import brand, render
-from router.inbox.sessions import USER, require_role
-from router.web import DEPLOYMENT, STORE
 
 BY: tuple[str, ...] = ("queue", "agent")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")  # fromisoformat alone also takes 20261102 and week dates

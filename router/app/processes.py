@@ -29,7 +29,7 @@ Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
 
 def roles() -> dict[str, Role]:
     from channels.telegram import polling as telegram_polling
-    from router import web
+    from router.app import web
     from workers import dispatch, routing, smtp, timers
     from workers.campaigns import worker as campaigns_worker
 

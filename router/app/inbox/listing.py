@@ -4,8 +4,8 @@ as plain dicts the page template and the live JSON share."""
 from __future__ import annotations
 
 from router import agents, conversations, events
+from router.app.inbox.accounts import User
 from router.config import Deployment, Tenant
-from router.inbox.accounts import User
 from router.keys import Keys
 from router.store import Store
 

@@ -23,12 +23,12 @@ import math
 from aiohttp import web
 
 from router import events
+from router.app.inbox.access import tenant_of
+from router.app.inbox.pages import brand, render
+from router.app.inbox.sessions import USER, require_role
+from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
-from router.inbox.access import tenant_of
-from router.inbox.pages import brand, render
-from router.inbox.sessions import USER, require_role
 from router.store import Store
-from router.web import DEPLOYMENT, STORE
 from workers.campaigns import registry
 from workers.campaigns.audience import address_for
 from workers.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions

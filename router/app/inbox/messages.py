@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from channels.email.sanitise import safe_html
 from router import events
-from router.inbox.listing import CHANNEL_ICONS
+from router.app.inbox.listing import CHANNEL_ICONS
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def refs_of(entries: list[events.HistoryEntry]) -> dict[str, str]:
 
 def provider_media(entries: list[events.HistoryEntry]) -> list[events.Attachment]:
     """The provider-hosted files of a history (recordings, MMS media), in order: the n of
-    /media/{n}, the only URLs the inbox fetches for it (router.inbox.media)."""
+    /media/{n}, the only URLs the inbox fetches for it (router.app.inbox.media)."""
     return [a for e in entries for a in e.attachments if a.url.startswith(("https://", "http://"))]
 
 

@@ -15,14 +15,14 @@ from aiohttp import web
 
 from channels.email.attachments import AttachmentStore
 from router import agents, conversations, customers, events
+from router.app.inbox import canned, chat, listing, messages
+from router.app.inbox.access import conversation_of
+from router.app.inbox.sessions import SESSION, USER
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
-from router.inbox import canned, chat, listing, messages
-from router.inbox.access import conversation_of
-from router.inbox.sessions import SESSION, USER
 from router.keys import Keys
 from router.store import Store
 from router.templating import TEMPLATES, pages
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     )
     names = {a.id: a.name or a.id for a in tenant.agents}
     reply_options = _reply_options(profile["identities"], record)
-    # A file may go along where the channel can deliver one (router.inbox.attachments).
+    # A file may go along where the channel can deliver one (router.app.inbox.attachments).
     attach_types = (
         list(tenant.webchat.limits.upload_types)
         if tenant.webchat is not None and any(o["value"].startswith("webchat|") for o in reply_options)
@@ -246,8 +246,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
 
 
 async def _campaign_panel(store: Store, tenant: Tenant, record: dict[str, str]) -> dict[str, object] | None:
-    # Imported here: router.inbox.campaigns builds its pages on this module.
-    from router.inbox.campaigns import conversation_panel
+    # Imported here: router.app.inbox.campaigns builds its pages on this module.
+    from router.app.inbox.campaigns import conversation_panel
 
     return await conversation_panel(store, tenant, record)
 

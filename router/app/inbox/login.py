@@ -13,10 +13,10 @@ import secrets
 
 from aiohttp import web
 
-from router.inbox import accounts, sessions
-from router.inbox.pages import read_form, render
-from router.inbox.sessions import SESSION
-from router.web import STORE
+from router.app.inbox import accounts, sessions
+from router.app.inbox.pages import read_form, render
+from router.app.inbox.sessions import SESSION
+from router.appkeys import STORE
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ import tempfile
 
 import msgspec
 
-from router import agents, bus, events, processes
+from router import agents, bus, events
+from router.app import processes
 from router.config import Deployment, Settings
 from router.keys import SANDBOX_TWILIO_TOKEN
 from router.store import Store, connect, serve_embedded
@@ -72,7 +73,7 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     )
     await processes.prepare(store, deployment)
     await load_demo(store, deployment)
-    from router.inbox.accounts import demo_accounts
+    from router.app.inbox.accounts import demo_accounts
 
     # fresh random passwords on every start, shown once here and never logged
     passwords = await demo_accounts(store, deployment)

@@ -17,13 +17,13 @@ import msgspec
 from aiohttp import web
 
 from router import conversations, customers, events
+from router.app.inbox.access import tenant_of
+from router.app.inbox.pages import render
+from router.app.inbox.sessions import USER, require_role
+from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
-from router.inbox.access import tenant_of
-from router.inbox.pages import render
-from router.inbox.sessions import USER, require_role
 from router.keys import Keys
 from router.store import Store, text
-from router.web import DEPLOYMENT, STORE
 
 MAX_RESULTS = 100
 MAX_CANDIDATES = 2000  # conversations looked at per search

@@ -16,11 +16,11 @@ from aiohttp import web
 
 from router import agents, assign, customers, events
 from router.agents import AgentError
-from router.inbox import attachments
-from router.inbox.access import agent_of, conversation_of, tenant_of
-from router.inbox.pages import conversation, read_form
-from router.inbox.sessions import USER
-from router.web import DEPLOYMENT, STORE
+from router.app.inbox import attachments
+from router.app.inbox.access import agent_of, conversation_of, tenant_of
+from router.app.inbox.pages import conversation, read_form
+from router.app.inbox.sessions import USER
+from router.appkeys import DEPLOYMENT, STORE
 
 log = logging.getLogger(__name__)
 

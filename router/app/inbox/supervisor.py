@@ -12,13 +12,13 @@ from aiohttp import web
 
 from router import agents as agents_api
 from router import events, floor
+from router.app.inbox.access import conversation_of
+from router.app.inbox.pages import brand, conversation, render
+from router.app.inbox.sessions import USER, require_role
+from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
-from router.inbox.access import conversation_of
-from router.inbox.pages import brand, conversation, render
-from router.inbox.sessions import USER, require_role
 from router.keys import Keys
 from router.store import Store, text
-from router.web import DEPLOYMENT, STORE
 
 SCAN_BATCH = 1000
 

@@ -21,8 +21,9 @@ from types import ModuleType
 
 import msgspec
 
-from router import agents, bus, conversations, customers, events, processes
+from router import agents, bus, conversations, customers, events
 from router.agents import AgentError
+from router.app import processes
 from router.config import ConfigError, Deployment, Settings, Tenant, load_deployment
 from router.customers import InvalidAddress
 from router.store import Store, connect
@@ -36,7 +37,7 @@ ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "tele
 # module whose commands need no store sets `NEEDS_STORE = False` and takes `(deployment, a)`;
 # NEEDS_STORE may also be a function of the parsed arguments, when only some of them need it.
 COMMAND_MODULES: list[str] = [
-    "router.inbox.cli",
+    "router.app.inbox.cli",
     "channels.telegram.commands",
     "ops.cli",
     "workers.campaigns.cli",
@@ -417,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         if a.command == "up":
-            from router import embedded
+            from router.app import embedded
 
             processes.setup_logging(settings, json_logs=False)
             failed = asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))

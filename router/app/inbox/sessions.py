@@ -19,10 +19,10 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
 
-from router.inbox import accounts
+from router.app.inbox import accounts
+from router.appkeys import SETTINGS, STORE
 from router.keys import AccountKeys
 from router.store import Store
-from router.web import SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import os
 import sys
 import time
 
+from router.app.inbox import accounts
 from router.config import Deployment
-from router.inbox import accounts
 from router.store import Store
 
 PASSWORD_ENV = "CONTACTROUTER_PASSWORD"

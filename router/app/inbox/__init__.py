@@ -24,7 +24,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def setup(app: web.Application) -> None:
     """Mount the inbox under /inbox on the web process's application."""
-    from router.inbox import (
+    from router.app.inbox import (
         actions,
         campaigns,
         chat,

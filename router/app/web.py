@@ -10,14 +10,11 @@ import msgspec
 from aiohttp import web
 
 from ops import health, metrics
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment, Settings
 from router.store import Store
 
 log = logging.getLogger(__name__)
-
-STORE = web.AppKey("store", Store)
-DEPLOYMENT = web.AppKey("deployment", Deployment)
-SETTINGS = web.AppKey("settings", Settings)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -43,7 +40,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     app.router.add_get("/readyz", readyz)
     metrics.mount(app, store, deployment)
     setup_webhooks(app)
-    from router import inbox
+    from router.app import inbox
 
     inbox.setup(app)
     from workers.campaigns import unsubscribe

@@ -20,10 +20,10 @@ import aiohttp
 from aiohttp import web
 
 from router import conversations, events
+from router.app.inbox import messages
+from router.app.inbox.access import conversation_of
+from router.appkeys import SETTINGS, STORE
 from router.config import Settings, Tenant
-from router.inbox import messages
-from router.inbox.access import conversation_of
-from router.web import SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 
