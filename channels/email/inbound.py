@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from redis.exceptions import RedisError
 
 from channels.email import bounces, mime, threads
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.email.trust import MailTrust
-from channels.fax import inbound as fax_inbound
 from router import bus, events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, normalise
 from router.store import Store
@@ -43,6 +42,12 @@ THREAD_PARSE_BYTES = 256 * 1024
 
 _T = TypeVar("_T")
 
+Addressed = list[tuple[Tenant, str]]  # each tenant a mail is for, with the address it came to
+Claim = Callable[[Addressed, mime.Mail, str, str, object], Awaitable[tuple[str | None, Addressed]]]
+"""Another channel's first look at a parsed mail, given (tenants, mail, envelope sender,
+provider id, SMTP peer): it takes the mail in for the tenants it claims and returns
+(its SMTP reply, or None when it claims none of them; the tenants left to email)."""
+
 
 async def parse(raw: bytes, reader: Callable[[bytes], _T]) -> _T:
     """`reader(raw)`, in a worker thread when the message is big (THREAD_PARSE_BYTES)."""
@@ -55,12 +60,18 @@ class InboundHandler:
     """The aiosmtpd handler: handle_RCPT chooses who we accept mail for, handle_DATA takes it in."""
 
     def __init__(
-        self, store: Store, deployment: Deployment, attachments: AttachmentStore, trust: MailTrust | None = None
+        self,
+        store: Store,
+        deployment: Deployment,
+        attachments: AttachmentStore,
+        trust: MailTrust | None = None,
+        claims: Sequence[Claim] = (),
     ) -> None:
         self.store = store
         self.deployment = deployment
         self.attachments = attachments
-        self.trust = trust or MailTrust()  # whose say-so moves a fax or a delivery record
+        self.trust = trust or MailTrust()  # whose say-so moves a delivery record
+        self.claims = tuple(claims)  # asked in turn before a mail is taken in as email
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         if self.deployment.tenant_by_email(threads.without_token(address)) is None:
@@ -80,13 +91,12 @@ class InboundHandler:
             return "451 4.3.0 message could not be read; try again later"
         provider_id = mail.message_id or mime.content_id(raw)
         tenants = self._tenants(envelope.rcpt_tos)
-        # mail from a tenant's fax gateway: a received fax, or a report on one we sent;
-        # the tenants it is no gateway of take it in as email (a retry repeats nothing)
-        faxed, tenants = await fax_inbound.receive(
-            self.store, self.attachments, tenants, mail, envelope.mail_from or "", provider_id, self.trust, peer
-        )
-        if faxed is not None and (not faxed.startswith("250") or not tenants):
-            return faxed
+        # another channel's mail (a fax gateway's: a received fax, or a report on one we
+        # sent): it answers for the tenants it claims; the others take it in as email
+        for claim in self.claims:
+            claimed, tenants = await claim(tenants, mail, envelope.mail_from or "", provider_id, peer)
+            if claimed is not None and (not claimed.startswith("250") or not tenants):
+                return claimed
         if bounces.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
             if not self.trust.ours(peer):
                 # anyone can write a DSN quoting a Message-ID they were sent: only one our

@@ -19,11 +19,11 @@ import jinja2
 import msgspec
 
 from channels.email import delivery, threads
-from channels.email.attachments import AttachmentStore
 from channels.email.compose import Draft, build
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled, reconcile_from_record, tenant_of
 from router import conversations, events
+from router.attachments import AttachmentStore
 from router.config import Deployment, Settings, Tenant
 from router.store import Store
 

@@ -22,12 +22,12 @@ import phonenumbers
 from fpdf.errors import FPDFException
 
 from channels.email import delivery
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.fax import gateways, render
 from channels.fax.status import REFERENCE_PREFIX
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled, TemporaryFailure, reconcile_from_record, tenant_of
 from router import events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Deployment, FaxGateway, Settings, Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store

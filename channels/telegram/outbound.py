@@ -26,7 +26,6 @@ import httpx
 from telegram import Bot, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from channels.email.attachments import AttachmentStore
 from channels.sandbox import SandboxSender
 from channels.telegram import reachability
 from channels.telegram.bots import TIMEOUT_S, TelegramBots, period_s, redact
@@ -41,6 +40,7 @@ from channels.transport import (
     tenant_of,
 )
 from router import events
+from router.attachments import AttachmentStore
 from router.config import Deployment, Settings, Tenant
 from router.keys import Keys
 from router.store import Store

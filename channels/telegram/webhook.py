@@ -15,10 +15,10 @@ import logging
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.attachments import AttachmentStore
 from router.config import Settings, Tenant
 
 log = logging.getLogger(__name__)

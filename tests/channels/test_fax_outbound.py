@@ -15,10 +15,10 @@ import pypdf
 import pytest
 
 from channels.email import threads
-from channels.email.attachments import AttachmentStore
 from channels.fax.outbound import FaxSender
 from channels.sandbox import outbox
 from router import events
+from router.attachments import AttachmentStore
 from router.config import Settings
 from router.keys import Keys
 from router.store import text

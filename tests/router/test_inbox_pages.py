@@ -393,7 +393,7 @@ async def test_a_message_with_html_and_script_is_shown_as_text(inbox: Inbox) -> 
 
 
 async def test_an_email_html_body_is_sanitised_and_its_attachments_served_behind_the_login(tmp_path) -> None:
-    from channels.email.attachments import AttachmentStore
+    from router.attachments import AttachmentStore
 
     files = AttachmentStore(tmp_path)
     html = files.put_sync(b'<p onclick="steal()">Dear team<script>alert(1)</script><img src="http://track/x.gif"></p>')

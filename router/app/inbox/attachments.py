@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
-from channels.webchat.uploads import allowed_names, checked_type, read_capped, safe_filename
 from router import events
 from router.agents import AgentError
 from router.app.inbox.pages import MAX_TEXT, attachment_store
 from router.app.inbox.sessions import MULTIPART
 from router.config import Tenant
+from router.files import allowed_names, checked_type, read_capped, safe_filename
 
 ATTACHABLE = ("webchat",)  # channels whose sender delivers a stored file to the customer
 

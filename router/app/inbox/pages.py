@@ -13,12 +13,12 @@ import re
 
 from aiohttp import web
 
-from channels.email.attachments import AttachmentStore
 from router import agents, conversations, customers, events
 from router.app.inbox import canned, chat, listing, messages
 from router.app.inbox.access import conversation_of
 from router.app.inbox.sessions import SESSION, USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.attachments import AttachmentStore
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
