@@ -6,3 +6,7 @@ HTML made safe to show (sanitise); whose say-so counts, by the SMTP peer and our
 Authentication-Results (trust). Attachments live in the core's attachment store
 (router/attachments.py). The smtp process (workers/smtp.py) lets the fax channel claim
 its gateways' mail before this channel takes the rest."""
+
+from channels.email.outbound import EmailSender
+
+__all__ = ["EmailSender"]

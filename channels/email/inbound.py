@@ -7,7 +7,7 @@ else: never an open relay); an address with a conversation token
 per tenant addressed, with the conversation tokens it carries ahead of its
 In-Reply-To/References (channels.email.threads), append it to the tenant's
 inbound stream, and only then answer 250. A delivery report marks the message
-it returns instead (channels.email.bounces), when one of our own mail servers
+it returns instead (channels.email.status), when one of our own mail servers
 handed it over (channels.email.trust). A failure before the contact is on
 the stream answers 451, so the sending server retries; the retry carries the
 same Message-ID and adds nothing twice. The size limit (552) is enforced by
@@ -23,7 +23,8 @@ from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from channels.email import bounces, mime, threads
+from channels.email import mime, threads
+from channels.email import status as reports
 from channels.email.trust import MailTrust
 from router import bus, events
 from router.attachments import AttachmentStore, AttachmentTooLarge
@@ -97,7 +98,7 @@ class InboundHandler:
             claimed, tenants = await claim(tenants, mail, envelope.mail_from or "", provider_id, peer)
             if claimed is not None and (not claimed.startswith("250") or not tenants):
                 return claimed
-        if bounces.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
+        if reports.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
             if not self.trust.ours(peer):
                 # anyone can write a DSN quoting a Message-ID they were sent: only one our
                 # MX or relay handed over may mark a message (never answered either way)
@@ -152,14 +153,14 @@ class InboundHandler:
         """A delivery report: mark the message it returns, never open a conversation, never
         answer it (250 even when it matches nothing: a refusal would only bounce again)."""
         try:
-            report = await parse(raw, bounces.read)
+            report = await parse(raw, reports.read)
         except Exception:  # a report we cannot read is still only a report
             log.exception("bounce %s could not be read; dropped", provider_id)
             return "250 2.0.0 OK: delivery report received"
         outcomes = []
         try:
             for tenant, _to in tenants:
-                outcomes.append((tenant.id, *await bounces.apply(self.store, tenant.id, report)))
+                outcomes.append((tenant.id, *await reports.apply(self.store, tenant.id, report)))
         except (RedisError, OSError) as exc:
             log.error("bounce %s not recorded (%r); the sender will retry", provider_id, exc)
             return "451 4.3.0 temporary failure, try again later"

@@ -46,6 +46,9 @@ class EmailSender:
         self.sandbox = SandboxSender(store, self.channel)
         self.attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
+    async def close(self) -> None:
+        """Nothing held between sends."""
+
     @property
     def relay(self) -> bool:
         return bool(self.settings.smtp_relay_host)

@@ -73,6 +73,9 @@ class FaxSender:
         self.sandbox = SandboxSender(store, self.channel)
         self.attachments = attachments or AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
+    async def close(self) -> None:
+        """Nothing held between sends."""
+
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = tenant_of(self.deployment, message.tenant)
         gateway = await self._gateway(tenant, message)

@@ -38,10 +38,10 @@ ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "tele
 # NEEDS_STORE may also be a function of the parsed arguments, when only some of them need it.
 COMMAND_MODULES: list[str] = [
     "router.app.inbox.cli",
-    "channels.telegram.commands",
+    "channels.telegram.cli",
     "ops.cli",
     "workers.campaigns.cli",
-    "channels.webchat.commands",
+    "channels.webchat.cli",
 ]
 
 

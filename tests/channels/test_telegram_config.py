@@ -11,7 +11,7 @@ import pytest
 
 from channels.telegram import deeplinks
 from channels.telegram.bots import TelegramBots
-from channels.telegram.commands import TelegramCommandError, deep_link, set_webhook
+from channels.telegram.cli import TelegramCommandError, deep_link, set_webhook
 from router.config import ConfigError, Settings, parse_deployment, resolve_secrets
 from router.keys import Keys
 from router.store import connect

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
-from channels.voice.dialer import GREETING, VoiceSender
+from channels.voice.outbound import GREETING, VoiceSender
 from router import agents, bus, events
 from router.app import web
 from router.config import Settings

@@ -19,7 +19,7 @@ from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
 from channels.voice.campaign import answer
-from channels.voice.dialer import VoiceSender
+from channels.voice.outbound import VoiceSender
 from router import agents, bus, conversations, events
 from router.app import web
 from router.config import Settings

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import calls, status, voicemail
+from channels.voice import inbound, status, voicemail
 from router.config import Settings
 from tests.channels.voice_phone import ACME_NUMBER, CALLER, GLOBEX_NUMBER, Phone, serve
 
-VOICE, MENU = calls.PATH, calls.MENU_PATH
+VOICE, MENU = inbound.PATH, inbound.MENU_PATH
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ async def test_a_caller_who_withheld_their_number_is_answered_and_queued_as_a_cu
     [contact] = await phone.inbound()
     assert (contact.kind, contact.address) == ("call", f"anonymous:{phone.sid}")
     await phone.route()  # routing takes it (not dead-lettered) and the call finds its conversation
-    assert await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    assert await inbound.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
 
 
 async def test_anonymous_callers_are_never_one_customer_nor_a_numbers_customer(phone):
@@ -203,7 +203,7 @@ async def test_anonymous_callers_are_never_one_customer_nor_a_numbers_customer(p
         await anonymous.answer(VOICE, caller="anonymous")
         await anonymous.answer(f"{MENU}?attempt=1", Digits="1", caller="anonymous")
     await phone.route()
-    found = [await calls.conversation_of(store, "acme", p.sid, await p.call_record()) for p in (known, first, second)]
+    found = [await inbound.conversation_of(store, "acme", p.sid, await p.call_record()) for p in (known, first, second)]
     customers = [(await phone.world.conversation(c))["customer"] for c in found]
     assert len(set(found)) == len(set(customers)) == 3  # three conversations of three customers
 
