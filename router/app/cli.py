@@ -21,6 +21,7 @@ from types import ModuleType
 
 import msgspec
 
+import channels  # noqa: F401  (registers the channels' accept hooks: `agent accept` dials a callback)
 from router import agents, bus, conversations, customers, events
 from router.agents import AgentError
 from router.app import processes
@@ -325,8 +326,8 @@ async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -
     tenant = _tenant(deployment, a.tenant)
     print(f"{'queue':<16}{'waiting':>8}{'oldest':>10}  by channel")
     for q in await floor.queues(store, tenant):
-        channels = ", ".join(f"{c} {n}" for c, n in q.by_channel.items())
-        print(f"{q.queue:<16}{q.waiting:>8}{q.oldest_wait_s:>9.0f}s  {channels}")
+        by_channel = ", ".join(f"{c} {n}" for c, n in q.by_channel.items())
+        print(f"{q.queue:<16}{q.waiting:>8}{q.oldest_wait_s:>9.0f}s  {by_channel}")
     print(f"\n{'agent':<16}{'presence':<12}load")
     for agent in await floor.agents(store, tenant):
         load = ", ".join(f"{c} {n}/{agent.capacity.get(c, 0)}" for c, n in agent.load.items() if c != "total")

@@ -1,5 +1,6 @@
-"""The web process: health and readiness now; channel webhooks and the agents'
-inbox mount here as their issues land."""
+"""The web process: health and readiness, metrics, every channel's webhooks (from the
+channels' registry), the agents' inbox under /inbox and campaign email's one-click
+unsubscribe."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import logging
 import msgspec
 from aiohttp import web
 
+from channels import setup_webhooks
 from ops import health, metrics
+from router.app import inbox
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment, Settings
 from router.store import Store
+from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,6 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
-    from channels import setup_webhooks
-
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[STORE] = store
     app[DEPLOYMENT] = deployment
@@ -40,11 +42,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     app.router.add_get("/readyz", readyz)
     metrics.mount(app, store, deployment)
     setup_webhooks(app)
-    from router.app import inbox
-
     inbox.setup(app)
-    from workers.campaigns import unsubscribe
-
     unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email
     if not settings.twilio_signatures:
         log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")

@@ -22,8 +22,8 @@ from router.attachments import AttachmentStore
 from router.config import Settings
 from router.keys import Keys
 from router.store import text
-from tests.channels.test_email_status import dsn
 from tests.channels.test_email_delivery import RelaySink, start_sink
+from tests.channels.test_email_status import dsn
 from tests.channels.test_fax_inbound import TENANTS, FaxServer, faxgate_mail, serve, tiff_of
 from tests.factories import World, outbound, world
 from workers.dispatch import Dispatcher

@@ -22,13 +22,13 @@ from channels.voice.campaign import answer
 from channels.voice.outbound import VoiceSender
 from router import agents, bus, conversations, events
 from router.app import web
+from router.campaigns import registry
+from router.campaigns.model import CampaignError, parse_campaign
 from router.config import Settings
 from router.keys import DISPATCH_GROUP, Keys
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, route_inbound, world
 from tests.workers.campaigns import create_campaign
-from workers.campaigns import registry
-from workers.campaigns.model import CampaignError, parse_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher

@@ -9,12 +9,13 @@ from collections import Counter
 import pytest
 
 from router import events, queues
+from router.campaigns import registry
+from router.campaigns.model import parse_campaign
 from router.config import Settings
 from router.keys import Keys
 from router.store import connect
 from tests.factories import deployment
-from workers.campaigns import audience, registry
-from workers.campaigns.model import parse_campaign
+from workers.campaigns import audience
 from workers.campaigns.worker import CampaignWorker
 
 KEYS = Keys("acme")

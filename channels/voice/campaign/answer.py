@@ -34,13 +34,19 @@ from channels.voice.campaign import outcome
 from channels.voice.campaign.dial import ANSWER_PATH, CHOICE_PATH
 from router import bus, events
 from router.appkeys import STORE
+from router.campaigns import registry
+from router.campaigns.model import (
+    MACHINE_MESSAGE,
+    Campaign,
+    CampaignError,
+    decode_campaign,
+    decode_recipient,
+    encode_campaign,
+)
+from router.campaigns.render import Renderer, TemplateProblem
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from workers.campaigns import registry
-from workers.campaigns.model import Campaign, CampaignError, decode_campaign, decode_recipient, encode_campaign
-from workers.campaigns.render import Renderer, TemplateProblem
-from workers.campaigns.worker import MACHINE_MESSAGE
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ import aiohttp
 from channels._twilio_rest import TwilioError, no_answer, twilio_failure
 from channels.transport import PermanentFailure, Refused
 from router import events
+from router.campaigns import compliance, registry
+from router.campaigns.model import Campaign, CampaignError, decode_recipient
 from router.config import Settings, Tenant
 from router.keys import Keys
 from router.store import Store
-from workers.campaigns import compliance, registry
-from workers.campaigns.model import Campaign, CampaignError, decode_recipient
 
 if TYPE_CHECKING:
     from channels.voice.outbound import VoiceSender

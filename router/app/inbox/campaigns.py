@@ -9,7 +9,7 @@ campaign panel an agent sees on a reply's conversation.
     GET  /inbox/campaigns/{tenant}/{campaign}/progress.json its figures
     POST /inbox/campaigns/{tenant}/{campaign}/{action}      launch | pause | resume | cancel
 
-Every action is workers.campaigns.registry's own, the one the CLI calls, so the web and
+Every action is router.campaigns.registry's own, the one the CLI calls, so the web and
 the CLI cannot disagree on what a state allows. A tenant the user is no member of, or a
 campaign it does not have, is 404.
 """
@@ -27,12 +27,12 @@ from router.app.inbox.access import tenant_of
 from router.app.inbox.pages import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
+from router.campaigns import registry
+from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions
+from router.campaigns.render import Rendered, preview
 from router.config import Tenant
 from router.store import Store
-from workers.campaigns import registry
 from workers.campaigns.audience import address_for
-from workers.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions
-from workers.campaigns.render import Rendered, preview
 
 log = logging.getLogger(__name__)
 

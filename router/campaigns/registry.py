@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from router.config import Deployment
-from router.events import now_ms
-from router.keys import Keys
-from router.store import Store, text
-from workers.campaigns.model import (
+from router.campaigns.model import (
     Campaign,
     CampaignError,
     Recipient,
@@ -23,7 +19,11 @@ from workers.campaigns.model import (
     decode_recipient,
     encode_campaign,
 )
-from workers.campaigns.render import Renderer
+from router.campaigns.render import Renderer
+from router.config import Deployment
+from router.events import now_ms
+from router.keys import Keys
+from router.store import Store, text
 
 # action -> (states it may start from, the state it leads to)
 TRANSITIONS = {

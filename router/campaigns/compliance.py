@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 from phonenumbers import timezone as phone_timezones
 
-from workers.campaigns.model import DAYS, Cap, Window
+from router.campaigns.model import DAYS, Cap, Window
 
 DAY_MS = 86_400_000
 # Every campaign attempt is kept at least this long (longer for a campaign with a longer cap),

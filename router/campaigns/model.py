@@ -24,6 +24,9 @@ from router.templating import sandboxed
 Kind = Literal["collections", "cross_sell", "notice"]
 # The channels an audience file gives addresses for (a phone number or an email).
 CAMPAIGN_CHANNELS = ("sms", "voice", "email")
+# A voice message's metadata key for what an answering machine hears (the worker writes
+# it, the voice channel's answer webhook plays it).
+MACHINE_MESSAGE = "machine_message"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CampaignId = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]

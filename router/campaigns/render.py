@@ -23,7 +23,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from workers.campaigns.model import Campaign, CampaignError, Recipient
+from router.campaigns.model import Campaign, CampaignError, Recipient
 
 MAX_RANGE = 1000  # range() in a template: a typo must not become a billion-step loop
 # Loop iterations per message, all loops together: nested loops multiply (1000 x 1000
