@@ -21,7 +21,6 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 from channels.email import delivery
-from channels.fax.status import REFERENCE_PREFIX as FAX_REFERENCE
 from router.keys import Keys
 from router.store import Store
 
@@ -134,7 +133,7 @@ async def apply(store: Store, tenant: str, report: Report) -> tuple[str, str]:
     for quoted in report.quoted_ids:
         # a fax mail the relay's MAILER-DAEMON returned is a fax that failed; a positive
         # report only says the gateway has the mail: the fax itself is the gateway's to report
-        channel = "fax" if quoted.startswith(FAX_REFERENCE) else "email"
+        channel = "fax" if quoted.startswith(delivery.FAX_REFERENCE_PREFIX) else "email"
         if channel == "fax" and report.outcome != "failed":
             continue
         outcome, status = await delivery.mark(store, tenant, quoted, channel, report.outcome, report.error)
