@@ -660,3 +660,17 @@ async def test_an_idle_session_expires_in_the_store(inbox: Inbox) -> None:
     async with client:
         [key] = await inbox.world.store.redis.keys(AccountKeys.session("*"))
         assert 0 < await inbox.world.store.redis.ttl(key) <= sessions.IDLE_SECONDS
+
+
+async def test_the_inbox_is_a_sub_application_whose_sessions_and_headers_stay_off_other_paths(inbox: Inbox):
+    async with inbox.client() as client:
+        page = await client.get("/inbox/login")
+        assert page.status == 200 and "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        root = await client.get("/inbox", allow_redirects=False)  # the mount point itself is the inbox page
+        assert root.status == 302 and root.headers["Location"] == "/inbox/login"
+        health = await client.get("/healthz")
+        assert health.status == 200 and "Content-Security-Policy" not in health.headers
+        # a provider's POST from anywhere is no cross-origin form: the inbox's CSRF guard never sees it
+        webhook = await client.post("/webchat/acme/offline", data={"x": "1"}, headers={"Origin": "https://evil.test"})
+        assert "cross-origin request refused" not in await webhook.text()
+        assert "Content-Security-Policy" not in webhook.headers

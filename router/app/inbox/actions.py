@@ -156,7 +156,7 @@ def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_post("/inbox/presence", presence)
-    app.router.add_post("/inbox/t/{tenant}/offers/{reservation}/{action:accept|reject}", offer)
+    app.router.add_post("/presence", presence)
+    app.router.add_post("/t/{tenant}/offers/{reservation}/{action:accept|reject}", offer)
     for name in ACTIONS:
-        app.router.add_post(f"/inbox/t/{{tenant}}/c/{{conversation}}/{name}", action(name))
+        app.router.add_post(f"/t/{{tenant}}/c/{{conversation}}/{name}", action(name))

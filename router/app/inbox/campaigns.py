@@ -42,7 +42,7 @@ PREVIEWS = 3
 BAR = ("queued", "sent", "delivered", "failed", "suppressed", "replied", "converted")
 MORE = ("imported", "rejected", "skipped", "retried", "rescheduled")
 VARIANT_COUNTS = ("sent", "delivered", "failed", "suppressed", "replied", "converted")
-CAMPAIGN_PATH = "/inbox/campaigns/{tenant}/{campaign:[a-z0-9][a-z0-9_-]{0,62}}"
+CAMPAIGN_PATH = "/campaigns/{tenant}/{campaign:[a-z0-9][a-z0-9_-]{0,62}}"
 
 
 def actions_from(state: str) -> list[str]:
@@ -239,8 +239,8 @@ async def conversation_panel(store: Store, tenant: Tenant, record: dict[str, str
 
 def routes(app: web.Application) -> None:
     add = app.router
-    add.add_get("/inbox/campaigns", campaigns_page)
-    add.add_get("/inbox/campaigns.json", campaigns_json)
+    add.add_get("/campaigns", campaigns_page)
+    add.add_get("/campaigns.json", campaigns_json)
     add.add_get(CAMPAIGN_PATH, campaign_page)
     add.add_get(CAMPAIGN_PATH + "/progress.json", campaign_json)
     actions = "|".join(registry.TRANSITIONS)

@@ -53,4 +53,4 @@ async def typing(request: web.Request) -> web.Response:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_post("/inbox/t/{tenant}/c/{conversation}/typing", typing)
+    app.router.add_post("/t/{tenant}/c/{conversation}/typing", typing)

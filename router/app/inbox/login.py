@@ -62,6 +62,6 @@ async def logout(request: web.Request) -> web.Response:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_get("/inbox/login", login_page)
-    app.router.add_post("/inbox/login", login)
-    app.router.add_post("/inbox/logout", logout)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)

@@ -153,4 +153,4 @@ async def _relay(
 
 def routes(app: web.Application) -> None:
     app.cleanup_ctx.append(client_context)
-    app.router.add_get("/inbox/t/{tenant}/c/{conversation}/media/{n:[0-9]{1,4}}", media)
+    app.router.add_get("/t/{tenant}/c/{conversation}/media/{n:[0-9]{1,4}}", media)

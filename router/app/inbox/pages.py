@@ -299,10 +299,10 @@ async def static(request: web.Request) -> web.Response:
 
 def routes(app: web.Application) -> None:
     add = app.router
-    add.add_get("/inbox", inbox)
-    add.add_get("/inbox/state.json", state_json)
-    base = "/inbox/t/{tenant}/c/{conversation}"
+    add.add_get("", inbox)
+    add.add_get("/state.json", state_json)
+    base = "/t/{tenant}/c/{conversation}"
     add.add_get(base, conversation)
     add.add_get(base + "/messages.json", messages_json)
     add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)
-    add.add_get("/inbox/static/{name}", static)
+    add.add_get("/static/{name}", static)

@@ -239,5 +239,5 @@ async def csv_download(request: web.Request) -> web.Response:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_get("/inbox/reports", page)
-    app.router.add_get("/inbox/reports.csv", csv_download)
+    app.router.add_get("/reports", page)
+    app.router.add_get("/reports.csv", csv_download)

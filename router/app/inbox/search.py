@@ -204,4 +204,4 @@ async def search_page(request: web.Request) -> web.Response:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_get("/inbox/search", search_page)
+    app.router.add_get("/search", search_page)

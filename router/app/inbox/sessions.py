@@ -158,10 +158,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Under /inbox: a session for every page but the login, and a CSRF token on every POST."""
+    """The inbox's (a sub-application's, so only its own paths): a session for every
+    page but the login, and a CSRF token on every POST."""
     path = request.path
-    if not (path == PREFIX or path.startswith(PREFIX + "/")):
-        return await handler(request)
     if request.method not in SAFE_METHODS and not same_origin(request):
         raise web.HTTPForbidden(text="cross-origin request refused")
     if path in PUBLIC:

@@ -202,6 +202,6 @@ async def reassign(request: web.Request) -> web.Response:
 
 def routes(app: web.Application) -> None:
     app[LEVELS] = ServiceLevels()
-    app.router.add_get("/inbox/floor", floor_page)
-    app.router.add_get("/inbox/floor.json", floor_json)
-    app.router.add_post("/inbox/t/{tenant}/c/{conversation}/reassign", reassign)
+    app.router.add_get("/floor", floor_page)
+    app.router.add_get("/floor.json", floor_json)
+    app.router.add_post("/t/{tenant}/c/{conversation}/reassign", reassign)
