@@ -1,16 +1,40 @@
-"""Channel adapters: one module (or package) per channel, each with the same shape
-(parse, validate, normalise, append; render, send, follow status)."""
+"""Channel adapters: one package per channel, each with the same shape (parse, validate,
+normalise, append; render, send, follow status) and the same file names (inbound,
+outbound, status, cli). ADAPTERS is the one table of them: the dispatcher takes every
+channel's sender from it, and the web process mounts every channel's webhooks from it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from channels import email, fax, sms, telegram, voice, webchat
 from channels.sandbox import SandboxSender
 from channels.transport import Sender
 from router.config import Deployment
 from router.events import CHANNELS
 from router.settings import Settings
 from router.store import Store
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """What the processes need of a channel package."""
+
+    sender: Callable[[Store, Deployment, Settings], Sender]  # sends for every tenant (the sandbox without a provider)
+    setup: Callable[[web.Application], None] | None = None  # mounts its webhooks on the web process; None: it has none
+
+
+ADAPTERS: dict[str, Adapter] = {
+    "sms": Adapter(sms.SmsSender, sms.setup),
+    "voice": Adapter(voice.VoiceSender, voice.setup),
+    "email": Adapter(email.EmailSender),  # mail comes in through the smtp process
+    "fax": Adapter(fax.FaxSender),  # faxes come in as mail from the tenants' gateways
+    "webchat": Adapter(webchat.sender, webchat.setup),
+    "telegram": Adapter(telegram.TelegramSender, telegram.setup),
+}
 
 
 def sandbox_senders(store: Store) -> dict[str, Sender]:
@@ -21,36 +45,11 @@ def sandbox_senders(store: Store) -> dict[str, Sender]:
 def senders(store: Store, deployment: Deployment, settings: Settings) -> dict[str, Sender]:
     """The sender of every channel. A channel's own sender sends through its
     provider for tenants that configured one, and to the sandbox for the others."""
-    from channels.sms import SmsSender
-    from channels.voice.dialer import VoiceSender
-
-    result = sandbox_senders(store)
-    result["sms"] = SmsSender(store, deployment, settings)
-    result["voice"] = VoiceSender(store, deployment, settings)
-    from channels.email.outbound import EmailSender
-
-    result["email"] = EmailSender(store, deployment, settings)
-    from channels.webchat import WebchatSender
-
-    result["webchat"] = WebchatSender(store, deployment)
-    from channels.telegram import TelegramSender
-
-    result["telegram"] = TelegramSender(store, deployment, settings)
-    from channels.fax.outbound import FaxSender
-
-    result["fax"] = FaxSender(store, deployment, settings)
-    return result
+    return {channel: adapter.sender(store, deployment, settings) for channel, adapter in ADAPTERS.items()}
 
 
 def setup_webhooks(app: web.Application) -> None:
     """Mount every channel's provider webhooks on the web process."""
-    from channels import sms, voice
-
-    sms.setup(app)
-    voice.setup(app)
-    from channels import webchat
-
-    webchat.setup(app)
-    from channels import telegram
-
-    telegram.setup(app)
+    for adapter in ADAPTERS.values():
+        if adapter.setup is not None:
+            adapter.setup(app)

@@ -14,10 +14,10 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
+from router.appkeys import DEPLOYMENT, SETTINGS
 from router.config import Tenant
 from router.errors import UnknownTenant
 from router.settings import Settings
-from router.web import DEPLOYMENT, SETTINGS
 
 log = logging.getLogger(__name__)
 

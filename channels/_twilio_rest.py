@@ -1,6 +1,6 @@
 """Twilio's REST API through its official client, one client per tenant account.
 
-Shared by every Twilio sender (SMS now, voice later). The client speaks the
+Shared by every Twilio sender (SMS, voice). The client speaks the
 protocol; this module only decides where it goes (Twilio, or another base URL
 such as a local recording server in tests) and how long a request may take.
 """
@@ -27,7 +27,7 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 # A whole request (connect, send, answer). The dispatcher presumes a send older
-# than its lease (workers.dispatch.SEND_LEASE_MS, 120 s) dead and reconciles it,
+# than its lease (CONTACTROUTER_SEND_LEASE_MS, 120 s by default) dead and reconciles it,
 # so a request must always end long before that.
 TIMEOUT_S = 20.0
 

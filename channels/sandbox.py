@@ -52,6 +52,9 @@ class SandboxSender:
         )
         return provider_id
 
+    async def close(self) -> None:
+        """Nothing held between sends."""
+
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         provider_id = await self.store.redis.get(Keys(message.tenant).seen("outbox", message.id))
         return ("sent", provider_id.decode()) if provider_id else ("not_sent", "")

@@ -13,7 +13,7 @@ import aiohttp
 from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 
 from channels.sms.inbound import PATH as SMS_PATH
-from channels.voice.calls import PATH as VOICE_PATH
+from channels.voice.inbound import PATH as VOICE_PATH
 from channels.voice.status import PATH as VOICE_STATUS_PATH
 from router.config import Tenant
 from router.errors import ContactRouterError

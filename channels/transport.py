@@ -42,6 +42,10 @@ class Sender(Protocol):
         """After a dispatcher died mid-send: did the provider get it? (outcome, provider id)."""
         ...
 
+    async def close(self) -> None:
+        """Release what the sender holds (HTTP sessions, bots) when its process stops."""
+        ...
+
 
 async def reconcile_from_record(store: Store, message: OutboundMessage) -> tuple[Reconciled, str]:
     """After a dispatcher died mid-send, for a provider that cannot be asked by our id

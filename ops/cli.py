@@ -29,7 +29,7 @@ class OpsCommandError(ContactRouterError):
     """Shown to the operator as one line, exit status 2."""
 
 
-def NEEDS_STORE(a: argparse.Namespace) -> bool:  # the name router/cli.py asks modules for
+def NEEDS_STORE(a: argparse.Namespace) -> bool:  # the name router/app/cli.py asks modules for
     """Staffing from given figures needs no Redis; everything else reads the store."""
     return not (a.command == "staffing" and a.source is None)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from collections.abc import Awaitable, Callable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -19,6 +20,12 @@ from router.store import Store, text
 
 Presence = Literal["available", "busy", "away", "offline"]
 PRESENCES = ("available", "busy", "away", "offline")
+
+AcceptHook = Callable[[Store, Tenant, str, str], Awaitable[object]]
+ON_ACCEPT: dict[str, AcceptHook] = {}
+"""What follows an accepted offer, by the conversation's kind, as (store, tenant, agent,
+reservation): a channel registers its own when its package is imported (the voice
+channel dials a callback), so the core never imports a channel."""
 
 
 class AgentError(ContactRouterError, ValueError):
@@ -95,14 +102,12 @@ async def _respond(store: Store, tenant: Tenant, agent: str, reservation: str, a
 
 async def accept(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:
     kind = await _respond(store, tenant, agent, reservation, "accept")
-    # A callback is dialled now, agent first. A repeated accept of the same offer
-    # gets here again and queues nothing more (it completes one cut short).
-    # Any other kind of conversation: no reads of dial_back's own on every accept.
-    from channels.voice.callbacks import dial_back  # the voice channel places the call
-    from channels.voice.dialer import CALLBACK
-
-    if kind == CALLBACK:
-        await dial_back(store, tenant, agent, reservation)
+    # A repeated accept of the same offer gets here again and runs the hook again, which
+    # must have no second effect (it completes one cut short). Kinds without a hook, the
+    # usual case, cost no reads.
+    hook = ON_ACCEPT.get(kind)
+    if hook is not None:
+        await hook(store, tenant, agent, reservation)
 
 
 async def reject(store: Store, tenant: Tenant, agent: str, reservation: str) -> None:

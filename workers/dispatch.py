@@ -410,6 +410,4 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         await asyncio.gather(consumer.run(stop), retry_loop(dispatcher, deployment, stop))
     finally:
         for sender in dispatcher.senders.values():
-            close = getattr(sender, "close", None)
-            if close is not None:
-                await close()
+            await sender.close()

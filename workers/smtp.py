@@ -1,5 +1,7 @@
 """The `smtp` process: an aiosmtpd server on SMTP_HOST:SMTP_PORT until stop, offering
-STARTTLS when SMTP_TLS_CERT and SMTP_TLS_KEY name a certificate.
+STARTTLS when SMTP_TLS_CERT and SMTP_TLS_KEY name a certificate. It decides which
+channel a mail is for: the fax channel claims its gateways' mail first, and email takes
+the rest, so neither channel knows the other's.
 
 The server runs on this process's event loop (not aiosmtpd's Controller, which
 starts its own thread and loop) so the handler shares the store's connection.
@@ -13,8 +15,11 @@ import ssl
 
 from aiosmtpd.smtp import SMTP
 
-from channels.email import AttachmentStore, InboundHandler
+from channels.email import mime
+from channels.email.inbound import Addressed, InboundHandler
 from channels.email.trust import MailTrust
+from channels.fax import inbound as fax_inbound
+from router.attachments import AttachmentStore
 from router.config import Deployment
 from router.errors import ConfigError
 from router.settings import Settings
@@ -26,7 +31,15 @@ log = logging.getLogger(__name__)
 async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
     """Listen for mail; returns the server (close it to stop)."""
     attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
-    handler = InboundHandler(store, deployment, attachments, MailTrust.from_settings(settings))
+    trust = MailTrust.from_settings(settings)
+
+    async def fax(
+        tenants: Addressed, mail: mime.Mail, sender: str, provider_id: str, peer: object
+    ) -> tuple[str | None, Addressed]:
+        # mail from a tenant's fax gateway is a received fax, or a report on one we sent
+        return await fax_inbound.receive(store, attachments, tenants, mail, sender, provider_id, trust, peer)
+
+    handler = InboundHandler(store, deployment, attachments, trust, claims=[fax])
     tls = tls_context(settings)
 
     def protocol() -> SMTP:

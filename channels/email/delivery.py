@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # a send older than its lease (workers.dispatch.SEND_LEASE_MS, 120 s) dead, so a
 # delivery must always end well before that.
 TIMEOUT_S = 60.0
+# The Message-IDs of mail sent for the fax channel begin so (channels.fax.outbound makes
+# them): a bounce quoting one is a failed fax, and a gateway's report may settle only those.
+FAX_REFERENCE_PREFIX = "fax."
 
 
 # Reports on mail we sent (a DSN, a fax gateway's mail) only ever move a message forward:

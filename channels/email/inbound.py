@@ -7,7 +7,7 @@ else: never an open relay); an address with a conversation token
 per tenant addressed, with the conversation tokens it carries ahead of its
 In-Reply-To/References (channels.email.threads), append it to the tenant's
 inbound stream, and only then answer 250. A delivery report marks the message
-it returns instead (channels.email.bounces), when one of our own mail servers
+it returns instead (channels.email.status), when one of our own mail servers
 handed it over (channels.email.trust). A failure before the contact is on
 the stream answers 451, so the sending server retries; the retry carries the
 same Message-ID and adds nothing twice. The size limit (552) is enforced by
@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from redis.exceptions import RedisError
 
-from channels.email import bounces, mime, threads
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
+from channels.email import mime, threads
+from channels.email import status as reports
 from channels.email.trust import MailTrust
-from channels.fax import inbound as fax_inbound
 from router import bus, events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, normalise
 from router.store import Store
@@ -43,6 +43,12 @@ THREAD_PARSE_BYTES = 256 * 1024
 
 _T = TypeVar("_T")
 
+Addressed = list[tuple[Tenant, str]]  # each tenant a mail is for, with the address it came to
+Claim = Callable[[Addressed, mime.Mail, str, str, object], Awaitable[tuple[str | None, Addressed]]]
+"""Another channel's first look at a parsed mail, given (tenants, mail, envelope sender,
+provider id, SMTP peer): it takes the mail in for the tenants it claims and returns
+(its SMTP reply, or None when it claims none of them; the tenants left to email)."""
+
 
 async def parse(raw: bytes, reader: Callable[[bytes], _T]) -> _T:
     """`reader(raw)`, in a worker thread when the message is big (THREAD_PARSE_BYTES)."""
@@ -55,12 +61,18 @@ class InboundHandler:
     """The aiosmtpd handler: handle_RCPT chooses who we accept mail for, handle_DATA takes it in."""
 
     def __init__(
-        self, store: Store, deployment: Deployment, attachments: AttachmentStore, trust: MailTrust | None = None
+        self,
+        store: Store,
+        deployment: Deployment,
+        attachments: AttachmentStore,
+        trust: MailTrust | None = None,
+        claims: Sequence[Claim] = (),
     ) -> None:
         self.store = store
         self.deployment = deployment
         self.attachments = attachments
-        self.trust = trust or MailTrust()  # whose say-so moves a fax or a delivery record
+        self.trust = trust or MailTrust()  # whose say-so moves a delivery record
+        self.claims = tuple(claims)  # asked in turn before a mail is taken in as email
 
     async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options: list[str]) -> str:
         if self.deployment.tenant_by_email(threads.without_token(address)) is None:
@@ -80,14 +92,13 @@ class InboundHandler:
             return "451 4.3.0 message could not be read; try again later"
         provider_id = mail.message_id or mime.content_id(raw)
         tenants = self._tenants(envelope.rcpt_tos)
-        # mail from a tenant's fax gateway: a received fax, or a report on one we sent;
-        # the tenants it is no gateway of take it in as email (a retry repeats nothing)
-        faxed, tenants = await fax_inbound.receive(
-            self.store, self.attachments, tenants, mail, envelope.mail_from or "", provider_id, self.trust, peer
-        )
-        if faxed is not None and (not faxed.startswith("250") or not tenants):
-            return faxed
-        if bounces.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
+        # another channel's mail (a fax gateway's: a received fax, or a report on one we
+        # sent): it answers for the tenants it claims; the others take it in as email
+        for claim in self.claims:
+            claimed, tenants = await claim(tenants, mail, envelope.mail_from or "", provider_id, peer)
+            if claimed is not None and (not claimed.startswith("250") or not tenants):
+                return claimed
+        if reports.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
             if not self.trust.ours(peer):
                 # anyone can write a DSN quoting a Message-ID they were sent: only one our
                 # MX or relay handed over may mark a message (never answered either way)
@@ -142,14 +153,14 @@ class InboundHandler:
         """A delivery report: mark the message it returns, never open a conversation, never
         answer it (250 even when it matches nothing: a refusal would only bounce again)."""
         try:
-            report = await parse(raw, bounces.read)
+            report = await parse(raw, reports.read)
         except Exception:  # a report we cannot read is still only a report
             log.exception("bounce %s could not be read; dropped", provider_id)
             return "250 2.0.0 OK: delivery report received"
         outcomes = []
         try:
             for tenant, _to in tenants:
-                outcomes.append((tenant.id, *await bounces.apply(self.store, tenant.id, report)))
+                outcomes.append((tenant.id, *await reports.apply(self.store, tenant.id, report)))
         except (RedisError, OSError) as exc:
             log.error("bounce %s not recorded (%r); the sender will retry", provider_id, exc)
             return "451 4.3.0 temporary failure, try again later"

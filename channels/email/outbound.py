@@ -19,11 +19,11 @@ import jinja2
 import msgspec
 
 from channels.email import delivery, threads
-from channels.email.attachments import AttachmentStore
 from channels.email.compose import Draft, build
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled, reconcile_from_record
 from router import conversations, events
+from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.settings import Settings
 from router.store import Store
@@ -46,6 +46,9 @@ class EmailSender:
         self.timeout_s = timeout_s
         self.sandbox = SandboxSender(store, self.channel)
         self.attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
+
+    async def close(self) -> None:
+        """Nothing held between sends."""
 
     @property
     def relay(self) -> bool:

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from redis.exceptions import RedisError
 
 from channels.email import mime
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.email.trust import MailTrust
 from channels.fax import gateways, pages
 from channels.fax.status import FaxStatus, apply
 from router import bus, events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Tenant
 from router.config.fax import FaxGateway
 from router.customers import InvalidAddress, normalise

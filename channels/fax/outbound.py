@@ -22,12 +22,12 @@ import phonenumbers
 from fpdf.errors import FPDFException
 
 from channels.email import delivery
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.fax import gateways, render
 from channels.fax.status import REFERENCE_PREFIX
 from channels.sandbox import SandboxSender
 from channels.transport import PermanentFailure, Reconciled, TemporaryFailure, reconcile_from_record
 from router import events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Deployment, Tenant
 from router.config.fax import FaxGateway
 from router.keys import PROVIDER_ID_TTL_S, Keys
@@ -74,6 +74,9 @@ class FaxSender:
         self.settings = settings
         self.sandbox = SandboxSender(store, self.channel)
         self.attachments = attachments or AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
+
+    async def close(self) -> None:
+        """Nothing held between sends."""
 
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = self.deployment.tenant(message.tenant)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from channels.email.delivery import FAX_REFERENCE_PREFIX as REFERENCE_PREFIX
 from channels.email.delivery import mark
 from router.store import Store
 
-# Our fax mails' Message-IDs begin so (channels.fax.outbound.reference): a gateway's
-# report may settle only a fax, never an email of the tenant whose Message-ID it quotes.
-REFERENCE_PREFIX = "fax."
+# A gateway's report may settle only a fax (its Message-ID begins with REFERENCE_PREFIX),
+# never an email of the tenant whose Message-ID it quotes.
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from twilio.twiml.messaging_response import MessagingResponse
 from channels._twilio_auth import read_form, verified_tenant_form
 from channels.sms import optout
 from router import bus, events
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from channels._twilio_auth import tenant_form
 from channels.sms.outbound import UNSUBSCRIBED, unsubscribed
+from router.appkeys import STORE
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

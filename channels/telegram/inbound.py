@@ -25,10 +25,10 @@ from telegram import Bot, File, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
-from channels.email.attachments import AttachmentStore, AttachmentTooLarge
 from channels.telegram import dedupe, deeplinks, reachability
 from channels.telegram.bots import CONNECT_TIMEOUT_S, TIMEOUT_S, bot_id, config_of, period_s, redact
 from router import bus, customers, events
+from router.attachments import AttachmentStore, AttachmentTooLarge
 from router.config import Tenant
 from router.errors import ContactRouterError
 from router.keys import Keys

@@ -26,7 +26,6 @@ import httpx
 from telegram import Bot, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
-from channels.email.attachments import AttachmentStore
 from channels.sandbox import SandboxSender
 from channels.telegram import reachability
 from channels.telegram.bots import TIMEOUT_S, TelegramBots, period_s, redact
@@ -40,6 +39,7 @@ from channels.transport import (
     reconcile_from_record,
 )
 from router import events
+from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
 from router.settings import Settings

@@ -19,9 +19,9 @@ from redis.exceptions import RedisError
 from telegram import Bot
 from telegram.error import InvalidToken, TelegramError
 
-from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
+from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
 from router.settings import Settings

@@ -15,13 +15,13 @@ import logging
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.attachments import AttachmentStore
 from router.config import Tenant
 from router.errors import UnknownTenant
 from router.settings import Settings
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
 

@@ -1,32 +1,30 @@
-"""Voice through Twilio Voice: the incoming call and its IVR menu (calls), the wait
+"""Voice through Twilio Voice: the incoming call and its IVR menu (inbound), the wait
 loop with position, expected wait and the callback offer (waiting), voicemail
-(voicemail), call status callbacks (status); dialling customers back when an
-agent takes a callback (callbacks); campaign calls with "press 1 for an agent"
-(campaign)."""
+(voicemail), call status callbacks (status); dialling customers back when an agent
+takes a callback (callbacks, placed by outbound's VoiceSender); campaign calls with
+"press 1 for an agent" (campaign).
+
+Importing the package registers what an accepted offer of a callback does (dial it):
+the core's agents.accept runs the hook without knowing the voice channel."""
 
 from __future__ import annotations
 
-import importlib
-
 from aiohttp import web
 
-from channels.voice import calls, campaign, status, voicemail, waiting
+from channels.voice import callbacks, campaign, inbound, status, voicemail, waiting
+from channels.voice.outbound import CALLBACK, VoiceSender
+from router import agents
 
-__all__ = ["setup"]
+__all__ = ["VoiceSender", "setup"]
+
+agents.ON_ACCEPT[CALLBACK] = callbacks.dial_back
 
 
 def setup(app: web.Application) -> None:
     """Mount the voice webhooks."""
-    calls.setup(app)
+    inbound.setup(app)
     waiting.setup(app)
     voicemail.setup(app)
     status.setup(app)
     campaign.setup(app)
-    try:
-        callbacks = importlib.import_module("channels.voice.callbacks")
-    except ModuleNotFoundError as exc:
-        if exc.name != "channels.voice.callbacks":
-            raise
-        return
-    if hasattr(callbacks, "setup"):
-        callbacks.setup(app)
+    callbacks.setup(app)

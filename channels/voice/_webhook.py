@@ -18,8 +18,8 @@ from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import read_form, verified_tenant_form
+from router.appkeys import DEPLOYMENT, SETTINGS
 from router.config import Tenant
-from router.web import DEPLOYMENT, SETTINGS
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ the customer (agent first), and follows each dial to its outcome.
 - dial_back: accept() of a conversation of kind "callback" queues one voice
   OutboundMessage on the tenant's outbound stream, with an id made from the
   reservation, once per reservation however often the accept is repeated. The
-  dispatcher sends it through channels.voice.dialer.VoiceSender, at most once.
+  dispatcher sends it through channels.voice.outbound.VoiceSender, at most once.
 - POST /twilio/{tenant}/voice/callback-status (signed): Twilio's reports on
   both legs of a dial. The customer answering records "connected"; a busy line,
   no answer or a failure before that schedules the next dial on the
@@ -23,12 +23,12 @@ from aiohttp import web
 from redis.exceptions import WatchError
 
 from channels._twilio_auth import tenant_form
-from channels.voice.dialer import CALLBACK, GREETING
+from channels.voice.outbound import CALLBACK, GREETING
 from router import assign, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

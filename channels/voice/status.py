@@ -25,12 +25,12 @@ import logging
 from aiohttp import web
 from redis.exceptions import WatchError
 
-from channels.voice import calls
+from channels.voice import inbound
 from channels.voice._webhook import call_form
 from router import assign, conversations, events
+from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ async def status_callback(request: web.Request) -> web.Response:
     seen = keys.seen("voice-status", f"{sid}:{status}")
     if await store.redis.exists(seen):
         return web.Response(text="")
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     if not call:
         # A call we know nothing of (a leg another module placed): answered 200, as
         # Twilio retrying would not make it ours.
@@ -81,7 +81,7 @@ async def status_callback(request: web.Request) -> web.Response:
         fields["ended_at"] = fields["status_at"]
         if form.get("CallDuration"):
             fields["duration_s"] = form["CallDuration"]
-    await calls.update_call(store, tenant.id, sid, **fields)
+    await inbound.update_call(store, tenant.id, sid, **fields)
     if status in ENDED and call.get("state") == "queued":
         await abandoned(store, tenant.id, sid, call)
     # Marked only once the effect is stored: a failure above is redone on a retry.
@@ -102,11 +102,11 @@ async def resolve_pending(store: Store, tenant: str) -> int:
         await store.redis.zremrangebyscore(key, 0, events.now_ms() - PENDING_MAX_MS)
         for raw in await store.redis.zrange(key, 0, PENDING_BATCH - 1):
             sid = text(raw)
-            call = await calls.get_call(store, tenant, sid)
+            call = await inbound.get_call(store, tenant, sid)
             if not call.get("abandon_pending"):  # counted, or the record expired
                 await store.redis.zrem(key, sid)
                 continue
-            if await calls.conversation_of(store, tenant, sid, call) is not None:
+            if await inbound.conversation_of(store, tenant, sid, call) is not None:
                 counted += await abandoned(store, tenant, sid, call, wait=False)
     except Exception:
         log.exception("pending abandons of %s not resolved; the next report tries again", tenant)
@@ -128,7 +128,7 @@ async def abandoned(
     abandon_pending for resolve_pending.
     """
     keys = Keys(tenant)
-    conversation = await calls.conversation_of(store, tenant, sid, call)
+    conversation = await inbound.conversation_of(store, tenant, sid, call)
     for _ in range(ROUTING_WAIT_ROUNDS if wait else 0):
         # Hung up within moments of entering the queue: routing (asynchronous, from
         # the inbound stream) opens the conversation in milliseconds; wait for it
@@ -136,7 +136,7 @@ async def abandoned(
         if conversation is not None:
             break
         await asyncio.sleep(ROUTING_WAIT_S)
-        conversation = await calls.conversation_of(store, tenant, sid, call)
+        conversation = await inbound.conversation_of(store, tenant, sid, call)
     if conversation is None:
         log.warning("call %s of %s ended before routing opened its conversation: abandon pending", sid, tenant)
         now = events.now_ms()

@@ -28,12 +28,12 @@ from aiohttp import web
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import tenant_form
-from channels.voice import calls
+from channels.voice import inbound
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ async def recording(request: web.Request) -> web.Response:
     if form["RecordingStatus"] != "completed":  # absent (too short, silent) or failed: nothing to hear
         log.info("recording %s of call %s (%s): %s", recording_sid, sid, tenant.id, form["RecordingStatus"])
         return web.Response(text="")
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     if not call.get("from"):
         # Answered 200 all the same: Twilio retrying would not make the call ours.
         log.warning("recording %s of unknown call %s of %s ignored", recording_sid, sid, tenant.id)
         return web.Response(text="")
     contact_id = call.get("voicemail_contact") or events.new_id()
     await store.redis.hsetnx(Keys(tenant.id).call(sid), "voicemail_contact", contact_id)
-    call = await calls.get_call(store, tenant.id, sid)  # the first writer's id, and any transcription so far
+    call = await inbound.get_call(store, tenant.id, sid)  # the first writer's id, and any transcription so far
     duration = form.get("RecordingDuration", "")
     try:
         contact = events.build(
@@ -114,7 +114,7 @@ async def recording(request: web.Request) -> web.Response:
         )
     except events.InvalidEvent as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    await calls.update_call(store, tenant.id, sid, recording_sid=recording_sid, recording_url=form["RecordingUrl"])
+    await inbound.update_call(store, tenant.id, sid, recording_sid=recording_sid, recording_url=form["RecordingUrl"])
     await bus.ingest(store, contact)
     return web.Response(text="")
 
@@ -138,12 +138,12 @@ async def transcription(request: web.Request) -> web.Response:
             "transcription of %s (call %s, %s): %s", form["RecordingSid"], sid, tenant.id, form["TranscriptionStatus"]
         )
         return web.Response(text="")
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     if not call.get("from"):
         log.warning("transcription for unknown call %s of %s ignored", sid, tenant.id)
         return web.Response(text="")
-    await calls.update_call(store, tenant.id, sid, transcription=text)
-    call = await calls.get_call(store, tenant.id, sid)
+    await inbound.update_call(store, tenant.id, sid, transcription=text)
+    call = await inbound.get_call(store, tenant.id, sid)
     if not call.get("voicemail_contact"):
         return web.Response(text="")  # the voicemail contact, when added, carries the text
     contact = events.build(

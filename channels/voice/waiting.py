@@ -36,18 +36,18 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import calls, status, voicemail
+from channels.voice import inbound, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import agents, bus, conversations, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 
-WAIT_PATH = calls.WAIT_PATH
+WAIT_PATH = inbound.WAIT_PATH
 CHOICE_PATH = "/twilio/voice/wait/choice"
 CALLBACK_PATH = "/twilio/voice/callback"
 CALLBACK_NUMBER_PATH = "/twilio/voice/callback/number"
@@ -87,15 +87,15 @@ async def wait(request: web.Request) -> web.Response:
     store = request.app[STORE]
     tenant, form = await call_form(request)
     sid, language = form["CallSid"], tenant.voice.language
-    round_ = calls.query_int(request.query.get("n"), 0)
+    round_ = inbound.query_int(request.query.get("n"), 0)
     response = VoiceResponse()
     await status.resolve_pending(store, tenant.id)  # calls whose hang-up came before routing
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     if call.get("state") not in ("queued", "connected"):
         response.say("Sorry, we cannot find your call. Please call again.", language=language)
         response.hangup()
         return twiml(response)
-    conversation = await calls.conversation_of(store, tenant.id, sid, call)
+    conversation = await inbound.conversation_of(store, tenant.id, sid, call)
     if conversation is None:
         if round_ == 0:
             response.say("Please hold.", language=language)
@@ -130,7 +130,7 @@ async def _connect(
     else:
         dial.client(agent_id)
     response.hangup()
-    await calls.update_call(store, tenant.id, sid, state="connected", agent=agent_id)
+    await inbound.update_call(store, tenant.id, sid, state="connected", agent=agent_id)
 
 
 async def announce(store: Store, tenant: Tenant, record: dict[str, str]) -> str:
@@ -193,8 +193,8 @@ async def choice(request: web.Request) -> web.Response:
     tenant, form = await call_form(request)
     sid, digits = form["CallSid"], form.get("Digits", "")
     response = VoiceResponse()
-    call = await calls.get_call(store, tenant.id, sid)
-    conversation = await calls.conversation_of(store, tenant.id, sid, call) if call.get("state") == "queued" else None
+    call = await inbound.get_call(store, tenant.id, sid)
+    conversation = await inbound.conversation_of(store, tenant.id, sid, call) if call.get("state") == "queued" else None
     if conversation and digits == "1" and tenant.voice.offer_callback:
         if callable_number(tenant, call["from"]):
             _ask_number(request, response, tenant, call["from"])
@@ -207,7 +207,7 @@ async def choice(request: web.Request) -> web.Response:
         # the voicemail replaces the call; an agent who took it meanwhile keeps it
         and await conversations.close_unanswered(store, tenant.id, conversation, "voicemail")
     ):
-        await calls.update_call(store, tenant.id, sid, state="voicemail")
+        await inbound.update_call(store, tenant.id, sid, state="voicemail")
         voicemail.ask(request, response, tenant)
     else:
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
@@ -238,7 +238,7 @@ async def callback(request: web.Request) -> web.Response:
     tenant, form = await call_form(request)
     response = VoiceResponse()
     digits = form.get("Digits", "")
-    call = await calls.get_call(request.app[STORE], tenant.id, form["CallSid"])
+    call = await inbound.get_call(request.app[STORE], tenant.id, form["CallSid"])
     if digits == "1" and callable_number(tenant, call.get("from", "")):
         await _request_callback(request, response, tenant, form, call["from"])
     elif digits in ("1", "2"):  # "1" for a number we do not call was never offered
@@ -273,7 +273,7 @@ def callable_number(tenant: Tenant, number: str) -> bool:
     """Whether a callback may dial the number: a real number (not a withheld
     caller's placeholder) in one of the tenant's callback regions, and of no type
     that costs the tenant more than a call (premium, shared cost, ...)."""
-    if not number or calls.is_anonymous(number):
+    if not number or inbound.is_anonymous(number):
         return False
     try:
         parsed = phonenumbers.parse(number)
@@ -300,8 +300,8 @@ async def _request_callback(
     of the number they gave."""
     store = request.app[STORE]
     sid, language = form["CallSid"], tenant.voice.language
-    call = await calls.get_call(store, tenant.id, sid)
-    conversation = await calls.conversation_of(store, tenant.id, sid, call)
+    call = await inbound.get_call(store, tenant.id, sid)
+    conversation = await inbound.conversation_of(store, tenant.id, sid, call)
     if conversation is None or call.get("state") not in ("queued", "callback_requested"):
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
         return
@@ -318,7 +318,7 @@ async def _request_callback(
             "tenant": tenant.id,
             "channel": "voice",
             "kind": "callback",
-            "address": number if not caller or calls.is_anonymous(caller) else caller,
+            "address": number if not caller or inbound.is_anonymous(caller) else caller,
             "to": form["To"],
             "provider_id": f"callback:{sid}",
             "occurred_at": events.now_ms(),
@@ -328,7 +328,7 @@ async def _request_callback(
             "metadata": {"call_sid": sid, "call_conversation": conversation, "dial": number},
         },
     )
-    await calls.update_call(store, tenant.id, sid, state="callback_requested", callback_to=number)
+    await inbound.update_call(store, tenant.id, sid, state="callback_requested", callback_to=number)
     await bus.ingest(store, contact)
     response.say(
         f"Thank you. We will call you back at {_spoken(number)} as soon as an agent is free. Goodbye.",
@@ -354,7 +354,7 @@ async def dialed(request: web.Request) -> web.Response:
     sid, language = form["CallSid"], tenant.voice.language
     response = VoiceResponse()
     status_ = form.get("DialCallStatus", "")
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     agent_id = call.get("agent", "")
     conversation = call.get("conversation", "")
     caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
@@ -373,7 +373,7 @@ async def dialed(request: web.Request) -> web.Response:
             store, tenant, agent_id, conversation, to_queue=record["queue"], note=f"agent phone {status_}"
         )
         await agents.set_presence(store, tenant, agent_id, "away", "missed call")
-    await calls.update_call(store, tenant.id, sid, state="queued", agent="")
+    await inbound.update_call(store, tenant.id, sid, state="queued", agent="")
     response.say("Sorry, we could not reach the agent. You keep your place in the queue.", language=language)
     response.redirect(url(request, f"{WAIT_PATH}?n=1"))
     return twiml(response)

@@ -12,8 +12,16 @@ from aiohttp import web
 from channels.webchat import files, offline, socket, uploads, widget
 from channels.webchat._runtime import close_sockets, lifecycle
 from channels.webchat.outbound import WebchatSender
+from router.config import Deployment
+from router.settings import Settings
+from router.store import Store
 
-__all__ = ["WebchatSender", "setup"]
+__all__ = ["WebchatSender", "sender", "setup"]
+
+
+def sender(store: Store, deployment: Deployment, settings: Settings) -> WebchatSender:
+    """Replies go to the visitor's open tabs through Redis; no provider, so no settings."""
+    return WebchatSender(store, deployment)
 
 
 def setup(app: web.Application) -> None:

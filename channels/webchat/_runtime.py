@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from channels.email.attachments import AttachmentStore
 from channels.webchat.identity import server_secret
 from channels.webchat.live import LiveHub
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.attachments import AttachmentStore
 from router.config import Tenant
 from router.config.webchat import WebchatChannel
 from router.errors import UnknownTenant
-from router.web import DEPLOYMENT, SETTINGS, STORE
 
 MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
 

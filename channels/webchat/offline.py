@@ -19,7 +19,7 @@ from channels.webchat import limits, origins
 from channels.webchat._runtime import client_ip
 from channels.webchat.socket import CLIENT_ID
 from router import bus, events
-from router.web import STORE
+from router.appkeys import STORE
 
 log = logging.getLogger(__name__)
 

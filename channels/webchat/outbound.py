@@ -25,6 +25,9 @@ class WebchatSender:
         self.deployment = deployment
         self.sandbox = SandboxSender(store, "webchat")  # tenants without a chat (a contact added by hand)
 
+    async def close(self) -> None:
+        """Nothing held between sends."""
+
     async def send(self, message: OutboundMessage) -> str:
         tenant = self.deployment.tenant(message.tenant)
         if tenant.webchat is None:

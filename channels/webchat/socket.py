@@ -36,11 +36,11 @@ from channels.webchat import files, identity, inbound, limits, origins, signals,
 from channels.webchat._runtime import MAX_SOCKETS_PER_ADDRESS, RUNTIME, Runtime, chat_tenant, client_ip, is_open
 from channels.webchat.live import Tab
 from router import customers, events
+from router.appkeys import STORE
 from router.config import Tenant
 from router.config.webchat import WebchatChannel
 from router.keys import Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import msgspec
 
-from channels.email.attachments import PREFIX as STORED
+from router.attachments import PREFIX as STORED
 from router.events import Attachment
 from router.keys import Keys
 from router.store import Store, text

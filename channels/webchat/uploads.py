@@ -2,22 +2,16 @@
 
 Fields, in this order: token (the visitor's), id (the tab's id for the message),
 text (an optional caption), file. The type is what the bytes are, never what the
-browser claims: the first bytes are sniffed and images are opened with Pillow; only
+browser claims (router/files.py: the first bytes, and an image must open); only
 the tenant's allowed types and sizes are kept. A kept file is stored by content
 (the attachment store) and becomes a web chat message, added once per id.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import re
-import unicodedata
-from collections.abc import Sequence
-from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
-from PIL import Image, UnidentifiedImageError
 from redis.exceptions import RedisError
 
 from channels.webchat import identity, limits, origins
@@ -25,72 +19,18 @@ from channels.webchat._runtime import RUNTIME, client_ip, is_open
 from channels.webchat.inbound import deliver
 from channels.webchat.socket import CLIENT_ID
 from router import events
+from router.appkeys import STORE
+from router.files import allowed_names, checked_type, read_capped, safe_filename
 from router.keys import Keys
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 
 PATH = "/webchat/{tenant}/upload"
-SIGNATURES = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-    (b"%PDF-", "application/pdf"),
-)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_post(PATH, upload)
     app.router.add_route("OPTIONS", PATH, origins.preflight)
-
-
-def sniff(data: bytes) -> str:
-    """The type the bytes are (by their signature), or "" when unknown."""
-    for signature, content_type in SIGNATURES:
-        if data.startswith(signature):
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return ""
-
-
-def checked_type(data: bytes, allowed: Sequence[str]) -> str:
-    """The type the bytes are, if it is one of `allowed` (an image must also open as one);
-    "" when refused. The agents' inbox checks its files with this too."""
-    content_type = sniff(data)
-    if content_type not in allowed or (content_type.startswith("image/") and not _is_image(data)):
-        return ""
-    return content_type
-
-
-def allowed_names(allowed: Sequence[str]) -> str:
-    return ", ".join(t.split("/")[1].upper() for t in allowed)
-
-
-async def read_capped(part: BodyPartReader, cap: int) -> bytes | None:
-    """A multipart file part's bytes, read no further than one byte past `cap`: None when over it."""
-    data = await part.read_chunk(cap + 1)
-    while len(data) <= cap and (chunk := await part.read_chunk(cap + 1 - len(data))):
-        data += chunk
-    return None if len(data) > cap else data
-
-
-def _is_image(data: bytes) -> bool:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        return False
-    return True
-
-
-def safe_filename(name: str | None) -> str:
-    """A display name: the last path part, control and direction characters dropped, 120
-    characters at most. Browsers percent-encode quotes and line breaks in it; so do clients."""
-    name = re.split(r"[\\/]", unquote(name or ""))[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
-    return name[:120] or "file"
 
 
 async def upload(request: web.Request) -> web.Response:

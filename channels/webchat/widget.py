@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from channels.webchat._runtime import chat_tenant, is_open
+from router.appkeys import SETTINGS
 from router.config import Tenant
 from router.templating import pages
-from router.web import SETTINGS
 
 DEFAULT_COLOR = "#1f6feb"
 

@@ -54,8 +54,8 @@ def deployment_toml() -> str:
 def web_command(profile: str | None) -> tuple[list[str], str]:
     """How the web process is started (as operations run it), and a label saying so."""
     if profile:
-        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "router.cli", "run", "web"], (
-            "python -m cProfile -m router.cli run web"
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "router.app.cli", "run", "web"], (
+            "python -m cProfile -m router.app.cli run web"
         )
     script = Path(sys.executable).with_name("contactrouter")  # the console script next to this interpreter
     if not script.exists():

@@ -31,8 +31,8 @@ def check_alive(procs: list[subprocess.Popen]) -> None:
 def worker_command(profile: str | None) -> tuple[list[str], str]:
     """How a routing worker is started, and a label saying so."""
     if profile:
-        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "router.cli", "run", "routing"], (
-            "python -m cProfile -m router.cli run routing"
+        return [sys.executable, "-m", "cProfile", "-o", profile, "-m", "router.app.cli", "run", "routing"], (
+            "python -m cProfile -m router.app.cli run routing"
         )
     # The console script installed next to this interpreter.
     script = Path(sys.executable).with_name("contactrouter")

@@ -12,7 +12,8 @@ from ops.bench._load import make_contacts, paced, produce
 from ops.bench._measure import CpuMeter, command_delta, command_stats, percentile, slowlog_breakdown, slowlog_start
 from ops.bench._processes import start_workers, stop_workers
 from ops.bench._streams import group_state, last_id, scan_events, wait_blocked, wait_consumed
-from router import bus, events, processes
+from router import bus, events
+from router.app import processes
 from router.config import Deployment
 from router.keys import ROUTING_GROUP, Keys
 from router.settings import Settings

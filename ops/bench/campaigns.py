@@ -107,8 +107,9 @@ async def raw_ceiling(url: str, rows: int, batch: int) -> float:
 
 async def child(url: str, rows: int, batch: int, trace: bool) -> dict:
     """One audience size: import, launch, send everything; times and memory."""
-    from workers.campaigns import audience, registry
-    from workers.campaigns.model import parse_campaign
+    from router.campaigns import registry
+    from router.campaigns.model import parse_campaign
+    from workers.campaigns import audience
     from workers.campaigns.worker import CampaignWorker
 
     store = connect(Settings(redis_url=url))

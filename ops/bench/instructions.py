@@ -30,7 +30,8 @@ from pathlib import Path
 from ops.bench._load import deployment_toml, make_contacts
 from ops.bench._router import make_available
 from ops.redis_server import RedisServer
-from router import bus, intake, processes
+from router import bus, intake
+from router.app import processes
 from router.config import Deployment, load_deployment
 from router.keys import ROUTING_GROUP, Keys
 from router.settings import Settings

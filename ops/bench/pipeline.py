@@ -52,7 +52,8 @@ from ops.bench._raw import raw_ceiling
 from ops.bench._streams import as_text, entry_ms, last_id
 from ops.redis_cluster import RedisClusterNodes
 from ops.redis_server import RedisServer
-from router import agents, bus, events, processes
+from router import agents, bus, events
+from router.app import processes
 from router.config import Deployment, load_deployment
 from router.keys import Keys
 from router.settings import Settings

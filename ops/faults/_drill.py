@@ -24,7 +24,7 @@ from ops.faults._injector import Injector, RedisCrash
 from ops.faults._supervisor import Supervisor
 from ops.redis_server import RedisServer
 from router import agents as desk_actions
-from router import processes
+from router.app import processes
 from router.config import Deployment, load_deployment
 from router.settings import Settings
 from router.store import Store, connect

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser
 
-from router import web
+from router.app import web
 from router.settings import Settings
 from tests.factories import world
 

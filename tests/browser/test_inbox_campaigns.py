@@ -7,11 +7,11 @@ from pathlib import Path
 
 from playwright.async_api import Browser, expect
 
+from router.campaigns import registry
 from tests.browser.test_inbox import TIMEOUT_MS, log_in
 from tests.router.test_inbox_campaigns import AUDIENCE, DEPLOYMENT, DUES, worker
 from tests.router.test_inbox_pages import cheap_hashes, start_inbox  # noqa: F401 - autouse fixture
 from tests.workers.campaigns import create_campaign
-from workers.campaigns import registry
 
 
 async def test_a_supervisor_watches_a_campaign_live_and_pauses_it(browser: Browser, artifacts: Path) -> None:

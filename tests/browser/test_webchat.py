@@ -19,8 +19,9 @@ from playwright.async_api import Browser, Page, expect
 
 from channels.webchat import signals
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, events, processes, web
-from router.inbox import accounts
+from router import agents, bus, events
+from router.app import processes, web
+from router.app.inbox import accounts
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.browser.test_inbox import log_in

@@ -16,9 +16,9 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from channels.email import inbound, mime
-from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
 from router import bus, events
+from router.attachments import AttachmentStore
 from router.errors import ConfigError
 from router.keys import Keys
 from router.settings import Settings

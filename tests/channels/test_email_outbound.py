@@ -19,12 +19,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from channels.email.attachments import AttachmentStore
 from channels.email.compose import list_headers
 from channels.email.outbound import EmailSender
 from channels.sandbox import outbox
 from ops.redis_server import free_port
 from router import conversations, events
+from router.attachments import AttachmentStore
 from router.errors import ConfigError
 from router.keys import Keys
 from router.settings import Settings

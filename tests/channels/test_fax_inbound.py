@@ -16,9 +16,9 @@ import pytest
 from fpdf import FPDF
 from PIL import Image
 
-from channels.email.attachments import AttachmentStore
 from ops.redis_server import free_port
 from router import bus, events
+from router.attachments import AttachmentStore
 from router.keys import Keys
 from router.settings import Settings
 from tests.factories import World, route_inbound, world

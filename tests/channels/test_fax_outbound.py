@@ -15,15 +15,15 @@ import pypdf
 import pytest
 
 from channels.email import threads
-from channels.email.attachments import AttachmentStore
 from channels.fax.outbound import FaxSender
 from channels.sandbox import outbox
 from router import events
+from router.attachments import AttachmentStore
 from router.keys import Keys
 from router.settings import Settings
 from router.store import text
-from tests.channels.test_email_bounces import dsn
 from tests.channels.test_email_delivery import RelaySink, start_sink
+from tests.channels.test_email_status import dsn
 from tests.channels.test_fax_inbound import TENANTS, FaxServer, faxgate_mail, serve, tiff_of
 from tests.factories import World, outbound, world
 from workers.dispatch import Dispatcher

@@ -20,10 +20,10 @@ from twilio.request_validator import RequestValidator
 
 from channels.sms import inbound, optout
 from router import agents, events
-from router.cli import main as cli
+from router.app.cli import main as cli
+from router.app.web import application
 from router.keys import Keys
 from router.settings import Settings
-from router.web import application
 from tests.factories import World, read_inbound, route_entries, world
 from tests.processes import CLI, run_cli, wait_for
 

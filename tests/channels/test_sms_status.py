@@ -10,7 +10,8 @@ from twilio.request_validator import RequestValidator
 
 from channels.sms import optout
 from channels.sms.outbound import SmsSender
-from router import events, scripts, web
+from router import events, scripts
+from router.app import web
 from router.keys import Keys
 from router.settings import Settings
 from tests.channels.test_sms_outbound import ACCOUNT, CUSTOMER, PUBLIC, TOKEN, delivery, send, sms_world

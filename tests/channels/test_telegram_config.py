@@ -11,7 +11,7 @@ import pytest
 
 from channels.telegram import deeplinks
 from channels.telegram.bots import TelegramBots
-from channels.telegram.commands import TelegramCommandError, deep_link, set_webhook
+from channels.telegram.cli import TelegramCommandError, deep_link, set_webhook
 from router.config import parse_deployment, resolve_secrets
 from router.errors import ConfigError
 from router.keys import Keys
@@ -116,7 +116,7 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "router.cli",
+        "router.app.cli",
         *args,
         env={**os.environ, **env},
         stdout=asyncio.subprocess.PIPE,

@@ -14,14 +14,14 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from channels.email.attachments import AttachmentStore
 from channels.telegram import deeplinks, reachability
 from channels.telegram.webhook import SECRET_HEADER
 from router import bus, events
+from router.app.web import application
+from router.attachments import AttachmentStore
 from router.customers import find, identity
 from router.keys import Keys
 from router.settings import Settings
-from router.web import application
 from tests.channels import telegram_api
 from tests.channels.telegram_api import TelegramApi
 from tests.factories import World, read_inbound, route_entries, world

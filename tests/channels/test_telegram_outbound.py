@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 import channels
-from channels.email.attachments import AttachmentStore
 from channels.sandbox import outbox
 from channels.telegram import reachability
 from channels.telegram.outbound import TEXT_LIMIT, TelegramSender, split_text
 from router import agents, bus, events
+from router.attachments import AttachmentStore
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.channels.telegram_api import TelegramApi

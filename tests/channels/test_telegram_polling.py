@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from channels.email.attachments import AttachmentStore
 from channels.telegram import polling
 from channels.telegram.bots import TelegramBots
 from channels.telegram.polling import Poller
 from router import bus, events
+from router.attachments import AttachmentStore
 from router.keys import Keys
 from router.settings import Settings
 from tests.channels import telegram_api

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
-from channels.voice.dialer import GREETING, VoiceSender
-from router import agents, bus, events, web
+from channels.voice.outbound import GREETING, VoiceSender
+from router import agents, bus, events
+from router.app import web
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.channels.twilio_api import Received, TwilioApi

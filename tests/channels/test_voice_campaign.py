@@ -19,15 +19,16 @@ from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
 from channels.voice.campaign import answer
-from channels.voice.dialer import VoiceSender
-from router import agents, bus, conversations, events, web
+from channels.voice.outbound import VoiceSender
+from router import agents, bus, conversations, events
+from router.app import web
+from router.campaigns import registry
+from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, route_inbound, world
 from tests.workers.campaigns import create_campaign
-from workers.campaigns import registry
-from workers.campaigns.model import CampaignError, parse_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher

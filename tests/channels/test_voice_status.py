@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import calls, status
+from channels.voice import inbound, status
 from router import events
 from tests.channels.voice_phone import Phone, new_sid, serve
 
@@ -20,10 +20,10 @@ async def phone() -> AsyncIterator[Phone]:
 
 
 async def waiting_call(phone: Phone) -> str:
-    await phone.answer(calls.PATH)
-    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")
+    await phone.answer(inbound.PATH)
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
     await phone.route()
-    return await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    return await inbound.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
 
 
 async def report(phone: Phone, call_status: str, **extra: str) -> None:
@@ -32,7 +32,7 @@ async def report(phone: Phone, call_status: str, **extra: str) -> None:
 
 
 async def test_each_report_updates_the_calls_record(phone):
-    await phone.answer(calls.PATH)
+    await phone.answer(inbound.PATH)
     await report(phone, "ringing")
     assert (await phone.call_record())["status"] == "ringing"
     await report(phone, "in-progress")
@@ -82,7 +82,7 @@ async def test_a_caller_who_asked_for_a_callback_did_not_abandon(phone):
 
 
 async def test_a_hang_up_in_the_menu_is_no_abandon(phone):
-    await phone.answer(calls.PATH)
+    await phone.answer(inbound.PATH)
     await report(phone, "completed")
     assert await phone.world.events(events.Abandoned) == []
 
@@ -100,8 +100,8 @@ async def test_a_report_without_its_status_is_400(phone):
 
 
 async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_abandoned(phone):
-    await phone.answer(calls.PATH)
-    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")  # on the inbound stream, not routed yet
+    await phone.answer(inbound.PATH)
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")  # on the inbound stream, not routed yet
 
     async def route_a_moment_later() -> None:
         await asyncio.sleep(0.3)
@@ -117,14 +117,14 @@ async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_aba
 
 async def _another_calls_report(phone: Phone) -> None:
     other = phone.another()
-    await other.answer(calls.PATH, caller="+12025550143")
+    await other.answer(inbound.PATH, caller="+12025550143")
     await report(other, "ringing", caller="+12025550143")
 
 
 async def _another_callers_wait_round(phone: Phone) -> None:
     other = phone.another()
-    await other.answer(calls.PATH, caller="+12025550143")
-    await other.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1", caller="+12025550143")
+    await other.answer(inbound.PATH, caller="+12025550143")
+    await other.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1", caller="+12025550143")
     await other.answer("/twilio/voice/wait?n=0", caller="+12025550143")
 
 
@@ -146,15 +146,15 @@ async def test_a_hang_up_reported_before_routing_is_counted_once_routing_opens_t
     phone, monkeypatch, next_webhook
 ):
     monkeypatch.setattr(status, "ROUTING_WAIT_ROUNDS", 2)  # routing lags longer than the bounded wait
-    await phone.answer(calls.PATH)
-    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")
+    await phone.answer(inbound.PATH)
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
     await report(phone, "completed")
     assert (await phone.call_record())["abandon_pending"]
     assert await phone.world.events(events.Abandoned) == []
 
     await phone.world.available("amy")
     await phone.route()  # routing catches up and offers the dead call
-    conversation = await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    conversation = await inbound.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
     assert await phone.world.offered("amy") == [conversation]
 
     await next_webhook(phone)  # any later voice webhook of the tenant looks again

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import calls, voicemail, waiting
+from channels.voice import inbound, voicemail, waiting
 from router import conversations
 from tests.channels.voice_phone import CALLER, Phone, new_sid, serve
 
@@ -23,8 +23,8 @@ async def phone() -> AsyncIterator[Phone]:
 
 
 async def after_hours(phone: Phone) -> None:
-    await phone.answer(calls.PATH)
-    assert "Record" in (await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="3")).verbs
+    await phone.answer(inbound.PATH)
+    assert "Record" in (await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="3")).verbs
 
 
 def recorded(phone: Phone, recording_sid: str, **extra: str) -> dict:
@@ -120,10 +120,10 @@ async def test_a_failed_transcription_or_an_absent_recording_adds_nothing(phone)
 
 
 async def test_a_waiting_caller_may_leave_a_voicemail_instead(phone):
-    await phone.answer(calls.PATH)
-    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits="1")
+    await phone.answer(inbound.PATH)
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
     await phone.route()
-    call_conversation = await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    call_conversation = await inbound.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
     answer = await phone.answer(waiting.CHOICE_PATH, Digits="2")
     assert answer.verbs == ["Say", "Record"]
     record = await phone.world.conversation(call_conversation)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import calls, status, waiting
+from channels.voice import inbound, status, waiting
 from router import conversations, events
 from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
 
@@ -22,8 +22,8 @@ async def phone() -> AsyncIterator[Phone]:
 
 async def queued(phone: Phone, digit: str = "1", caller: str = CALLER) -> Phone:
     """A caller picks a menu option; their call is on the inbound stream."""
-    await phone.answer(calls.PATH, caller=caller)
-    await phone.answer(f"{calls.MENU_PATH}?attempt=1", Digits=digit, caller=caller)
+    await phone.answer(inbound.PATH, caller=caller)
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits=digit, caller=caller)
     return phone
 
 
@@ -198,7 +198,7 @@ async def test_a_callback_to_the_callers_own_number_replaces_the_call_and_keeps_
     await queued(phone)
     later = await queued(phone.another(), caller="+15559870000")  # a caller after ours
     await phone.route()
-    call_conversation = await calls.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
+    call_conversation = await inbound.conversation_of(phone.world.store, "acme", phone.sid, await phone.call_record())
 
     offer = await phone.answer(waiting.CHOICE_PATH, Digits="1")
     assert offer.verbs == ["Gather", "Redirect"]
@@ -217,7 +217,7 @@ async def test_a_callback_to_the_callers_own_number_replaces_the_call_and_keeps_
     assert (callback.queue, callback.metadata["call_sid"]) == ("support", phone.sid)
 
     await phone.route()
-    later_conversation = await calls.conversation_of(phone.world.store, "acme", later.sid, await later.call_record())
+    later_conversation = await inbound.conversation_of(phone.world.store, "acme", later.sid, await later.call_record())
     waiting_now = await phone.world.waiting("support")
     assert len(waiting_now) == 2 and waiting_now[1] == later_conversation
     callback_conversation = await phone.world.conversation(waiting_now[0])

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
-from channels.email.attachments import AttachmentStore
 from channels.webchat import files, signals
 from channels.webchat._runtime import RUNTIME
 from router import conversations, events
+from router.attachments import AttachmentStore
 from router.settings import Settings
 from tests.channels.test_webchat_socket import (
     KEYS,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, processes, web
+from router import agents, bus
+from router.app import processes, web
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from router.store import connect

@@ -19,7 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from channels.webchat import identity, signals, socket
 from channels.webchat.live import QUEUE_SIZE, Tab
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, conversations, events, web
+from router import agents, bus, conversations, events
+from router.app import web
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.factories import World, route_inbound, world

@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import FormData
 from PIL import Image
 
-from channels.email.attachments import AttachmentStore
+from router.attachments import AttachmentStore
 from router.settings import Settings
 from tests.channels.test_webchat_socket import SHOP, chat_server, chat_world, frame, inbound, open_chat
 

@@ -10,7 +10,7 @@ import pytest
 from channels.sandbox import outbox
 from channels.webchat import identity, transcript
 from channels.webchat.outbound import WebchatSender
-from router import cli
+from router.app import cli
 from router.config import resolve_secrets
 from router.errors import ConfigError
 from tests.channels.test_webchat_socket import CHAT, CUSTOMER_SECRET, chat_server, chat_world

@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from router import events
+from router.app.web import application
 from router.keys import Keys
 from router.settings import Settings
-from router.web import application
 from tests.factories import World, route_inbound, world
 
 ACME_SID = "AC0123456789abcdef0123456789abcdef"

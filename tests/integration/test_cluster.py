@@ -7,7 +7,8 @@ import textwrap
 
 from channels import sandbox_senders
 from channels.sandbox import outbox
-from router import agents, bus, events, processes
+from router import agents, bus, events
+from router.app import processes
 from router.config import parse_deployment
 from router.keys import Keys
 from router.settings import Settings

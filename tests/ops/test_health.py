@@ -10,8 +10,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ops import health
-from router import bus, cli, processes
-from router import web as web_process
+from router import bus
+from router.app import cli, processes
+from router.app import web as web_process
 from router.config import load_deployment
 from tests.factories import contact, world
 

@@ -15,7 +15,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops import metrics
-from router import agents, bus, conversations, processes
+from router import agents, bus, conversations
+from router.app import processes
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP
 from router.settings import Settings
 from tests.factories import contact, read_inbound, world
@@ -163,7 +164,7 @@ async def test_a_store_that_does_not_answer_still_gets_a_scrape_with_store_up_0(
 
 
 async def test_the_web_process_serves_metrics_beside_readyz():
-    from router.web import application
+    from router.app.web import application
 
     w = await world()
     await processes.prepare(w.store, w.deployment)

@@ -13,7 +13,8 @@ import msgspec
 import pytest
 
 from ops import aggregates, reports, rollups, streams
-from router import agents, cli, events, processes
+from router import agents, events
+from router.app import cli, processes
 from router.keys import Keys
 from router.settings import Settings
 from tests.factories import World, deployment

@@ -11,7 +11,8 @@ import time
 import pytest
 
 from ops import aggregates, reports
-from router import agents, bus, cli, conversations, events, processes
+from router import agents, bus, conversations, events
+from router.app import cli, processes
 from tests.factories import World, contact, deployment, world
 
 FLOOR = """

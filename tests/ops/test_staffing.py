@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ops import staffing
-from router import cli
+from router.app import cli
 
 
 def test_the_published_worked_example_needs_14_agents_and_20_scheduled():

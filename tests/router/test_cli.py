@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ops import staffing
-from router import cli
+from router.app import cli
 
 STAFFING = ["staffing", "--calls-per-interval", "100", "--aht", "180"]  # needs no store
 

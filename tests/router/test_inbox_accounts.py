@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from router.inbox import accounts
-from router.inbox import cli as user_cli
+from router.app.inbox import accounts
+from router.app.inbox import cli as user_cli
 from router.keys import AccountKeys
 from tests.factories import world
 from tests.router.test_inbox_pages import cheap_hashes  # noqa: F401 - autouse: the same Argon2id, cheaper
@@ -209,7 +209,7 @@ async def test_user_add_refuses_an_unknown_agent_and_stores_nothing(monkeypatch)
 
 
 def test_the_cli_parses_user_commands() -> None:
-    from router import cli
+    from router.app import cli
 
     a = cli._parser().parse_args(["user", "add", "amy", "--role", "agent", "--agent", "acme:amy"])
     assert (a.command, a.user_action, a.login, a.agent) == ("user", "add", "amy", ["acme:amy"])

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import FormData
 from PIL import Image
 
-from channels.email.attachments import AttachmentStore
 from router import events
+from router.attachments import AttachmentStore
 from router.settings import Settings
 from tests.router.test_inbox_pages import DEPLOYMENT, Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401
 

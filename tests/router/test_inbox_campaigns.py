@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router import events
+from router.campaigns import registry
+from router.campaigns.model import parse_campaign
 from tests.factories import World
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 from tests.workers.campaigns import create_campaign
-from workers.campaigns import registry
-from workers.campaigns.model import parse_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 

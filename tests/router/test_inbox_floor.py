@@ -4,7 +4,7 @@ conversation by the measure its queue is set to."""
 from __future__ import annotations
 
 from router import agents, bus, conversations, events
-from router.inbox.supervisor import ServiceLevels
+from router.app.inbox.supervisor import ServiceLevels
 from tests.factories import world
 
 FLOOR = """

@@ -108,9 +108,10 @@ async def test_the_socket_needs_a_session_and_the_sites_own_origin(inbox: Inbox)
 
 
 async def test_followers_stop_when_the_last_socket_of_a_tenant_closes(inbox: Inbox) -> None:
-    from router.inbox.live import HUB
+    from router.app.inbox import INBOX
+    from router.app.inbox.live import HUB
 
-    hub = inbox.server.app[HUB]
+    hub = inbox.server.app[INBOX][HUB]
     client, _token = await logged_in(inbox, "amy")
     async with client:
         async with client.ws_connect("/inbox/live") as socket:

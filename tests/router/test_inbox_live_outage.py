@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 from router import events
-from router.inbox import live
+from router.app.inbox import live
 from router.keys import Keys
 from router.store import StoreOutage
 from tests.factories import world

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import pytest
 from aiohttp.test_utils import TestServer
 
-from router import events, web
+from router import events
+from router.app import web
+from router.app.inbox import accounts
+from router.app.inbox.media import STORAGE_HOSTS, credentials, fetch_url
 from router.config import resolve_secrets
-from router.inbox import accounts
-from router.inbox.media import STORAGE_HOSTS, credentials, fetch_url
 from router.settings import Settings
 from tests.channels.twilio_api import TwilioApi
 from tests.factories import deployment, world

@@ -14,8 +14,9 @@ from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 
 from channels.sandbox import outbox
-from router import conversations, events, web
-from router.inbox import accounts
+from router import conversations, events
+from router.app import web
+from router.app.inbox import accounts
 from router.keys import AccountKeys
 from router.settings import Settings
 from tests.factories import World, world
@@ -392,7 +393,7 @@ async def test_a_message_with_html_and_script_is_shown_as_text(inbox: Inbox) -> 
 
 
 async def test_an_email_html_body_is_sanitised_and_its_attachments_served_behind_the_login(tmp_path) -> None:
-    from channels.email.attachments import AttachmentStore
+    from router.attachments import AttachmentStore
 
     files = AttachmentStore(tmp_path)
     html = files.put_sync(b'<p onclick="steal()">Dear team<script>alert(1)</script><img src="http://track/x.gif"></p>')
@@ -459,7 +460,7 @@ async def test_the_list_marks_unread_conversations_until_opened(inbox: Inbox) ->
 
 
 async def test_canned_replies_fill_in_the_customers_fields(inbox: Inbox, tmp_path, monkeypatch) -> None:
-    from router.inbox import canned
+    from router.app.inbox import canned
 
     folder = tmp_path / "acme"
     folder.mkdir()
@@ -602,7 +603,7 @@ async def test_a_voicemail_links_its_recording(inbox: Inbox) -> None:
         )
         await w.accept_offer("amy")
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
-        # behind the login (router.inbox.media fetches it with the tenant's credentials)
+        # behind the login (router.app.inbox.media fetches it with the tenant's credentials)
         assert re.search(rf'Recording:\s*<a href="/inbox/t/acme/c/{conversation}/media/0"', page)
         assert "api.twilio.com" not in page
         assert "please call me back" in page and "voicemail" in page
@@ -641,7 +642,7 @@ async def test_a_removed_user_is_logged_out(inbox: Inbox) -> None:
 
 
 async def test_a_session_ends_after_its_maximum_age_however_busy(inbox: Inbox) -> None:
-    from router.inbox import sessions
+    from router.app.inbox import sessions
 
     client, _token = await logged_in(inbox, "amy")
     async with client:
@@ -653,9 +654,23 @@ async def test_a_session_ends_after_its_maximum_age_however_busy(inbox: Inbox) -
 
 
 async def test_an_idle_session_expires_in_the_store(inbox: Inbox) -> None:
-    from router.inbox import sessions
+    from router.app.inbox import sessions
 
     client, _token = await logged_in(inbox, "amy")
     async with client:
         [key] = await inbox.world.store.redis.keys(AccountKeys.session("*"))
         assert 0 < await inbox.world.store.redis.ttl(key) <= sessions.IDLE_SECONDS
+
+
+async def test_the_inbox_is_a_sub_application_whose_sessions_and_headers_stay_off_other_paths(inbox: Inbox):
+    async with inbox.client() as client:
+        page = await client.get("/inbox/login")
+        assert page.status == 200 and "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        root = await client.get("/inbox", allow_redirects=False)  # the mount point itself is the inbox page
+        assert root.status == 302 and root.headers["Location"] == "/inbox/login"
+        health = await client.get("/healthz")
+        assert health.status == 200 and "Content-Security-Policy" not in health.headers
+        # a provider's POST from anywhere is no cross-origin form: the inbox's CSRF guard never sees it
+        webhook = await client.post("/webchat/acme/offline", data={"x": "1"}, headers={"Origin": "https://evil.test"})
+        assert "cross-origin request refused" not in await webhook.text()
+        assert "Content-Security-Policy" not in webhook.headers

@@ -15,8 +15,8 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 
 from ops import reports as reports_api
-from router import web
-from router.inbox import accounts, charts, reports
+from router.app import web
+from router.app.inbox import accounts, charts, reports
 from router.keys import Keys
 from router.settings import Settings
 from tests.factories import World, deployment, world

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router import agents
-from router.inbox import search
+from router.app.inbox import search
 from tests.factories import PROMISE
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 

@@ -12,7 +12,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ops.redis_server import RedisServer, RedisServerMissing, free_port
-from router import cli, processes
+from router.app import cli, processes
 from router.keys import Keys
 from router.settings import Settings
 from router.store import Store, StoreOutage

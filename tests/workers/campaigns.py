@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 
+from router.campaigns import registry
+from router.campaigns.model import Campaign, parse_campaign
 from tests.factories import World
-from workers.campaigns import audience, registry
-from workers.campaigns.model import Campaign, parse_campaign
+from workers.campaigns import audience
 
 
 async def create_campaign(

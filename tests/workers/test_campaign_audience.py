@@ -4,10 +4,10 @@ import io
 
 import pytest
 
+from router.campaigns.model import decode_recipient, parse_campaign
 from router.keys import Keys
 from tests.factories import world
 from workers.campaigns import audience
-from workers.campaigns.model import decode_recipient, parse_campaign
 
 CAMPAIGN = """
 id = "spring"

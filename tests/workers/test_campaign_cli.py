@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router import cli
+from router.app import cli
 from router.config import load_deployment
 from router.settings import Settings
 from router.store import connect

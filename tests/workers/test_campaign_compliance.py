@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workers.campaigns import compliance
-from workers.campaigns.model import COLLECTIONS_CALL_CAP, Cap, Window, parse_campaign
+from router.campaigns import compliance
+from router.campaigns.model import COLLECTIONS_CALL_CAP, Cap, Window, parse_campaign
 
 ZONES = [
     "America/New_York",

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from router.campaigns import registry
+from router.campaigns.model import check_against, load_campaign
+from router.campaigns.render import problems
 from router.config import load_deployment
 from tests.factories import world
-from workers.campaigns import audience, registry
-from workers.campaigns.model import check_against, load_campaign
-from workers.campaigns.render import problems
+from workers.campaigns import audience
 
 EXAMPLES = Path(__file__).parents[2] / "templates" / "campaigns"
 FILES = sorted(EXAMPLES.glob("*.toml")) + sorted(EXAMPLES.glob("*.json"))

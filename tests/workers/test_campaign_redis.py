@@ -9,12 +9,13 @@ from collections import Counter
 import pytest
 
 from router import events, queues
+from router.campaigns import registry
+from router.campaigns.model import parse_campaign
 from router.keys import Keys
 from router.settings import Settings
 from router.store import connect
 from tests.factories import deployment
-from workers.campaigns import audience, registry
-from workers.campaigns.model import parse_campaign
+from workers.campaigns import audience
 from workers.campaigns.worker import CampaignWorker
 
 KEYS = Keys("acme")
@@ -109,7 +110,7 @@ async def test_a_killed_workers_claim_is_finished_by_another_once_its_lease_ends
 
 async def test_the_campaigns_role_sends_through_dispatch_to_the_sandbox_outbox(real_store, redis_url):
     from channels.sandbox import outbox
-    from router import processes
+    from router.app import processes
 
     config = await prepared(real_store, 20)
     stop = asyncio.Event()

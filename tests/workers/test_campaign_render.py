@@ -2,8 +2,8 @@
 
 import pytest
 
-from workers.campaigns.model import CampaignError, Recipient, parse_campaign
-from workers.campaigns.render import Rendered, Renderer, TemplateProblem, preview, problems
+from router.campaigns.model import CampaignError, Recipient, parse_campaign
+from router.campaigns.render import Rendered, Renderer, TemplateProblem, preview, problems
 
 
 def campaign(kind: str = "cross_sell", sms: str = "Hi {{ name }}", **extra: str):

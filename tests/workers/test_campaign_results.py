@@ -11,13 +11,14 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from channels.transport import Refused
 from router import agents, events
+from router.appkeys import DEPLOYMENT as DEPLOYMENT_KEY
+from router.appkeys import STORE
+from router.campaigns import registry
+from router.campaigns.model import Campaign
 from router.keys import Keys
-from router.web import DEPLOYMENT as DEPLOYMENT_KEY
-from router.web import STORE
 from tests.factories import PROMISE, World, world
 from tests.workers.campaigns import create_campaign
-from workers.campaigns import registry, unsubscribe
-from workers.campaigns.model import Campaign
+from workers.campaigns import unsubscribe
 from workers.campaigns.results import Results, write_csv
 from workers.campaigns.results import report as results_report
 from workers.campaigns.worker import CampaignWorker

@@ -6,12 +6,12 @@ import datetime as dt
 import pytest
 
 from channels.sms import optout
+from router.campaigns import registry
+from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
 from tests.factories import world
 from tests.workers import campaigns
-from workers.campaigns import registry
 from workers.campaigns import scripts as campaign_scripts
-from workers.campaigns.model import CampaignError, parse_campaign
 from workers.campaigns.worker import CampaignWorker
 
 KEYS = Keys("acme")

@@ -11,14 +11,15 @@ import logging
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from channels.transport import TemporaryFailure
+from router.campaigns import registry
+from router.campaigns.model import parse_campaign
 from router.store import StoreOutage
 from tests.factories import outbound, world
 from tests.workers.test_campaign_results import AUDIENCE, CAMPAIGN, DEPLOYMENT, KEYS, NOON_NY
 from tests.workers.test_dispatch import ScriptedSender, make_due, queued_entry
 from workers import dispatch
-from workers.campaigns import audience, registry
+from workers.campaigns import audience
 from workers.campaigns import worker as campaign_worker
-from workers.campaigns.model import parse_campaign
 
 
 class Unreachable:

@@ -1,11 +1,9 @@
 """Outbound campaigns (collections, cross-selling, notices): the `campaigns` process.
 
-model.py       the campaign definition and its recipients
+The campaign itself (model, render, compliance, registry) is the core's: router/campaigns/.
+
 audience.py    streaming CSV import (E.164, email checks, rejected rows with their line)
-render.py      user-written templates in a bounded Jinja2 sandbox, preview
-compliance.py  send windows in local time, frequency caps, suppression
 pacing.py      token buckets shared by every worker
-registry.py    campaigns in Redis: create, launch, pause, resume, cancel, progress
 scripts.py     the Lua scripts: claim with a lease, send at most once, settle, count
 worker.py      the role: claim, check, render, publish (at most once per attempt)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;

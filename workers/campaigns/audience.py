@@ -17,11 +17,11 @@ from typing import TextIO
 
 import phonenumbers
 
+from router.campaigns.compliance import phone_zones
+from router.campaigns.model import Campaign, Recipient, encode_recipient, valid_zone
 from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store
-from workers.campaigns.compliance import phone_zones
-from workers.campaigns.model import Campaign, Recipient, encode_recipient, valid_zone
 
 BATCH = 1000
 KEEP_REJECTS = 10_000  # reasons stored per campaign; the count is always exact

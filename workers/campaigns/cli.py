@@ -19,14 +19,15 @@ import asyncio
 import sys
 from pathlib import Path
 
+from router.campaigns import registry
+from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
+from router.campaigns.render import preview, problems
 from router.config import Deployment
 from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, pacing, registry, results
-from workers.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
-from workers.campaigns.render import preview, problems
+from workers.campaigns import audience, pacing, results
 
 SHOWN_REJECTS = 20
 CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would

@@ -26,14 +26,14 @@ import msgspec
 
 from router import bus, events
 from router.agents import PROMISE
+from router.campaigns import compliance, registry
+from router.campaigns.model import CONVERTED, DISPOSITIONS, Campaign, CampaignError, decode_recipient
 from router.config import Deployment
 from router.keys import CAMPAIGNS_GROUP, Keys, shard_of
 from router.settings import Settings
 from router.store import Store, text
-from workers.campaigns import compliance, registry
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
-from workers.campaigns.model import CONVERTED, DISPOSITIONS, Campaign, CampaignError, decode_recipient
 from workers.campaigns.worker import parse_conversation_id, parse_message_id, variant_prefix
 
 log = logging.getLogger(__name__)

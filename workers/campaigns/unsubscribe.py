@@ -20,6 +20,7 @@ import msgspec
 from aiohttp import web
 
 from router import bus, events
+from router.appkeys import DEPLOYMENT, STORE
 from router.errors import ContactRouterError, UnknownTenant
 from router.keys import Keys
 from router.store import Store
@@ -87,8 +88,6 @@ async def unsubscribe(store: Store, tenant: str, channel: str, address: str, cam
 
 
 async def _verified(request: web.Request) -> tuple[Store, str, str, str, str]:
-    from router.web import DEPLOYMENT, STORE
-
     store, tenant = request.app[STORE], request.match_info["tenant"]
     try:
         request.app[DEPLOYMENT].tenant(tenant)

@@ -22,21 +22,18 @@ from dataclasses import dataclass
 import msgspec
 
 from router import events, scripts
+from router.campaigns import compliance, registry
+from router.campaigns.model import MACHINE_MESSAGE, Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
+from router.campaigns.render import Renderer, TemplateProblem
 from router.config import Deployment
 from router.customers import identity
 from router.keys import Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
-from workers.campaigns import compliance, pacing, registry, unsubscribe
+from workers.campaigns import pacing, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
-from workers.campaigns.model import Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
-from workers.campaigns.render import Renderer, TemplateProblem
-
-# The outbound message's metadata field with a voice campaign's rendered answering-machine
-# message (channels.voice.campaign.answer plays it).
-MACHINE_MESSAGE = "machine_message"
 
 log = logging.getLogger(__name__)
 

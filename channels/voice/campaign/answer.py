@@ -13,7 +13,7 @@ POST /twilio/{tenant}/voice/campaign/choice?message=<id>&attempt=<n> takes the k
 1 makes the callee an inbound voice contact in the campaign's queue, which joins the
 recipient's campaign conversation with its context (router/lua/intake.lua), and sends
 them on to the wait loop (channels.voice.waiting) like any caller; 9 puts the number on
-the tenant's voice suppression list, which every voice campaign checks before it calls.
+the tenant's voice suppression list, which every voice campaign checks before it inbound.
 """
 
 from __future__ import annotations
@@ -28,19 +28,25 @@ from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import tenant_form
-from channels.voice import calls
+from channels.voice import inbound
 from channels.voice._webhook import twiml, url
 from channels.voice.campaign import outcome
 from channels.voice.campaign.dial import ANSWER_PATH, CHOICE_PATH
 from router import bus, events
+from router.appkeys import STORE
+from router.campaigns import registry
+from router.campaigns.model import (
+    MACHINE_MESSAGE,
+    Campaign,
+    CampaignError,
+    decode_campaign,
+    decode_recipient,
+    encode_campaign,
+)
+from router.campaigns.render import Renderer, TemplateProblem
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from router.web import STORE
-from workers.campaigns import registry
-from workers.campaigns.model import Campaign, CampaignError, decode_campaign, decode_recipient, encode_campaign
-from workers.campaigns.render import Renderer, TemplateProblem
-from workers.campaigns.worker import MACHINE_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ async def choice(request: web.Request) -> web.Response:
         return twiml(response)
     message, campaign = found
     digits, language = form.get("Digits", ""), tenant.voice.language
-    attempt = calls.query_int(request.query.get("attempt"), 1)
+    attempt = inbound.query_int(request.query.get("attempt"), 1)
     if digits == AGENT_DIGIT:
         if _queue_open(tenant, campaign.queue):
             await _enter_queue(request, response, tenant, form, campaign, message)
@@ -180,7 +186,7 @@ async def _enter_queue(
     agent sees the campaign's context; its metadata names the campaign and message too."""
     store = request.app[STORE]
     sid = form["CallSid"]
-    call = await calls.get_call(store, tenant.id, sid)
+    call = await inbound.get_call(store, tenant.id, sid)
     if not call.get("contact"):  # a repeated press or a retried webhook queues nothing more
         contact = events.build(
             events.InboundContact,
@@ -221,11 +227,11 @@ async def _enter_queue(
                     "message": message.id,
                 },
             )
-            pipe.expire(key, calls.CALL_TTL_S)
+            pipe.expire(key, inbound.CALL_TTL_S)
             await pipe.execute()
         await bus.ingest(store, contact)
         log.info("campaign call %s of %s: %s asked for an agent (%s)", sid, tenant.id, message.to, campaign.queue)
-    response.redirect(url(request, f"{calls.WAIT_PATH}?n=0"))
+    response.redirect(url(request, f"{inbound.WAIT_PATH}?n=0"))
 
 
 async def opt_out(store: Store, tenant: str, message: events.OutboundMessage, sid: str) -> bool:

@@ -3,7 +3,7 @@ answering-machine detection; once Twilio knows who answered it asks
 channels.voice.campaign.answer what to play, and it reports the call's end to
 channels.voice.campaign.outcome. Both URLs name the message (Twilio signs them whole).
 
-At most once, as a callback's dial (channels.voice.dialer): the attempt is marked
+At most once, as a callback's dial (channels.voice.outbound): the attempt is marked
 before the request and the CallSid recorded with it, so the dispatcher's reconcile tells
 a call never requested from one whose answer was lost, and a redelivered message finds
 its delivery settled and places nothing.
@@ -26,15 +26,15 @@ import aiohttp
 from channels._twilio_rest import TwilioError, no_answer, twilio_failure
 from channels.transport import PermanentFailure, Refused
 from router import events
+from router.campaigns import compliance, registry
+from router.campaigns.model import Campaign, CampaignError, decode_recipient
 from router.config import Tenant
 from router.keys import Keys
 from router.settings import Settings
 from router.store import Store
-from workers.campaigns import compliance, registry
-from workers.campaigns.model import Campaign, CampaignError, decode_recipient
 
 if TYPE_CHECKING:
-    from channels.voice.dialer import VoiceSender
+    from channels.voice.outbound import VoiceSender
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from aiohttp import web
 from channels._twilio_auth import tenant_form
 from channels.voice import status
 from channels.voice.campaign.dial import STATUS_PATH
+from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
-from router.web import STORE
 
 log = logging.getLogger(__name__)
 

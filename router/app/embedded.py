@@ -1,0 +1,111 @@
+"""`contactrouter up`: every role in one process on the embedded store, with demo data."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import socket
+import tempfile
+
+import msgspec
+
+from router import agents, bus, events
+from router.app import processes
+from router.config import Deployment
+from router.keys import SANDBOX_TWILIO_TOKEN
+from router.settings import Settings
+from router.store import Store, connect, serve_embedded
+
+log = logging.getLogger(__name__)
+
+ALL_ROLES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram"]
+
+DEMO_CONTACTS = [
+    ("acme", "sms", "+15551230001", "Hi, my meter reading looks wrong this month."),
+    ("acme", "email", "jane.doe@example.com", "Please send me a copy of my last invoice."),
+    ("globex", "sms", "+15551230002", "I'd like to upgrade my plan."),
+]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+async def load_demo(store: Store, deployment: Deployment) -> None:
+    """Agents available and a few customers waiting, so there is something to see."""
+    for tenant in deployment.tenants:
+        for agent in tenant.agents[:1]:
+            await agents.set_presence(store, tenant, agent.id, "available")
+    for index, (tenant, channel, address, body) in enumerate(DEMO_CONTACTS):
+        contact = events.InboundContact(
+            id=events.new_id(),
+            tenant=tenant,
+            channel=channel,
+            address=address,
+            provider_id=f"demo-{index}",
+            occurred_at=events.now_ms(),
+            body=body,
+            subject="Invoice copy" if channel == "email" else "",
+        )
+        await bus.ingest(store, contact)
+
+
+async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:
+    """Run every role on the embedded store until stopped; returns the roles that failed."""
+    host = settings.host
+    while not _port_free(host, store_port):
+        store_port += 1
+    server, _thread, tcp = serve_embedded(host, store_port)
+    store = connect(settings, embedded_server=server)
+    # Tenants without a Twilio account take signed webhooks from the simulator:
+    # it signs with this token, which it reads from the store.
+    if not settings.twilio_sandbox_token:
+        settings = msgspec.structs.replace(settings, twilio_sandbox_token=secrets.token_urlsafe(24))
+    await store.redis.set(SANDBOX_TWILIO_TOKEN, settings.twilio_sandbox_token)
+    # The SMTP server takes the next free port; the demo's attachments go to a temp dir.
+    smtp_port = settings.smtp_port
+    while not _port_free(settings.smtp_host, smtp_port):
+        smtp_port += 1
+    settings = msgspec.structs.replace(
+        settings,
+        smtp_port=smtp_port,
+        attachment_dir=settings.attachment_dir or tempfile.mkdtemp(prefix="contactrouter-attachments-"),
+    )
+    await processes.prepare(store, deployment)
+    await load_demo(store, deployment)
+    from router.app.inbox.accounts import demo_accounts
+
+    # fresh random passwords on every start, shown once here and never logged
+    passwords = await demo_accounts(store, deployment)
+    logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
+    tenants = ", ".join(t.id for t in deployment.tenants)
+    print(
+        f"""
+Contact router is up: every role in this process, embedded store, demo tenants: {tenants}.
+  health:  http://{host}:{settings.port}/healthz   readiness: http://{host}:{settings.port}/readyz
+  store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
+           export REDIS_URL=redis://{host}:{store_port}/0)
+  smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
+  chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
+  inbox:   http://{host}:{settings.port}/inbox   demo logins (passwords for this start only):
+{logins}
+Next:
+  contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
+  contactrouter agent accept --tenant acme alice <reservation>
+  contactrouter agent reply --tenant acme alice <conversation> "Thanks, looking into it"
+  contactrouter outbox --tenant acme                   # what would have been sent
+  contactrouter contact add --tenant acme --channel sms --from +15551230000 "Hello"
+  contactrouter simulate sms --tenant acme --from +15551230000 "Hello"   # a signed Twilio webhook
+  contactrouter simulate call --tenant acme --from +12015551234 --press 1   # through the IVR
+Stop with Ctrl-C.
+""",
+        flush=True,
+    )
+    try:
+        failed = await processes.run_roles(ALL_ROLES, store, deployment, settings)
+    finally:
+        await store.close()
+        tcp.shutdown()
+        tcp.server_close()
+    return failed

@@ -1,0 +1,78 @@
+"""`contactrouter user ...`: the inbox's accounts from the operator's terminal.
+
+The password is read from $CONTACTROUTER_PASSWORD (for scripts) or asked for twice
+at a prompt; it never appears on the command line, where `ps` would show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import time
+
+from router.app.inbox import accounts
+from router.config import Deployment
+from router.store import Store
+
+PASSWORD_ENV = "CONTACTROUTER_PASSWORD"
+
+
+def register(sub: argparse._SubParsersAction) -> list[str]:
+    user = sub.add_parser("user", help="inbox accounts: add, passwd, list, unlock, remove")
+    actions = user.add_subparsers(dest="user_action", required=True)
+    add = actions.add_parser("add", help="create a login (password from $CONTACTROUTER_PASSWORD or a prompt)")
+    add.add_argument("login")
+    add.add_argument("--role", choices=accounts.ROLES, default="agent")
+    add.add_argument("--agent", action="append", default=[], metavar="TENANT:AGENT", help="act as AGENT in TENANT")
+    add.add_argument("--tenant", action="append", default=[], help="see TENANT without taking contacts (supervisors)")
+    add.add_argument("--name", default="")
+    passwd = actions.add_parser("passwd", help="set a new password (ends the login's sessions)")
+    passwd.add_argument("login")
+    actions.add_parser("list", help="every login with its role, memberships and lock")
+    unlock = actions.add_parser("unlock", help="lift a lock-out after repeated wrong passwords")
+    unlock.add_argument("login")
+    remove = actions.add_parser("remove", help="delete a login and end its sessions")
+    remove.add_argument("login")
+    return ["user"]
+
+
+def read_password(env: dict[str, str] | os._Environ = os.environ) -> str:
+    if env.get(PASSWORD_ENV):
+        return env[PASSWORD_ENV]
+    if not sys.stdin.isatty():
+        raise accounts.AccountError(f"no terminal to ask for the password: set {PASSWORD_ENV}")
+    first = getpass.getpass("Password: ")
+    if first != getpass.getpass("Again: "):
+        raise accounts.AccountError("the passwords differ")
+    return first
+
+
+async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    act = a.user_action
+    if act == "add":
+        memberships = accounts.parse_memberships(deployment, a.agent, a.tenant)
+        user = await accounts.add(store, a.login, read_password(), a.role, memberships, name=a.name)
+        print(f"added {user.login} ({user.role}): {_memberships(user)}")
+    elif act == "passwd":
+        if await accounts.get(store, a.login) is None:
+            raise accounts.AccountError(f"no user {a.login!r}")
+        await accounts.set_password(store, a.login, read_password())
+        print(f"password of {a.login} changed; its sessions ended")
+    elif act == "list":
+        for user in await accounts.all_users(store):
+            lock = "  LOCKED" if user.locked_until > time.time() else ""
+            print(f"{user.login}  {user.role}  {_memberships(user)}{lock}")
+    elif act == "unlock":
+        await accounts.unlock(store, a.login)
+        print(f"unlocked {a.login}")
+    elif act == "remove":
+        await accounts.remove(store, a.login)
+        print(f"removed {a.login}")
+
+
+def _memberships(user: accounts.User) -> str:
+    if user.role == "admin" and not user.memberships:
+        return "all tenants"
+    return ", ".join(f"{t}:{a}" if a else t for t, a in sorted(user.memberships.items())) or "no tenants"

@@ -1,0 +1,232 @@
+"""`/inbox/live`: the inbox's websocket, fed from the tenants' events streams.
+
+One follower per tenant and web process reads the tenant's events stream (and its
+web chat visitors' typing and read marks) with XREAD BLOCK from the last ids it
+saw and hands each entry to the sockets that subscribed to that tenant, so a
+hundred open inboxes cost one blocked Redis connection per tenant, not a hundred.
+A socket only ever receives what its user may see: an agent what names them or
+happens to a conversation they hold, a supervisor everything in their tenants.
+Notices carry ids and states, never customer text: the page fetches that over its
+authenticated JSON routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import NamedTuple
+
+import msgspec
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from channels.webchat.signals import VisitorSignal
+from router import events
+from router.app.inbox.accounts import User
+from router.app.inbox.sessions import USER, same_origin
+from router.appkeys import DEPLOYMENT, STORE
+from router.keys import Keys
+from router.store import Store, StoreOutage, read_streams, text
+
+log = logging.getLogger(__name__)
+
+BLOCK_MS = 5000
+BATCH = 200
+QUEUE_SIZE = 1000  # a socket this far behind is closed (the page reconnects and redraws)
+HEARTBEAT_S = 25.0
+
+
+class Notice(NamedTuple):
+    """One thing to tell the tenant's sockets, and the agents it concerns."""
+
+    tenant: str
+    payload: dict[str, object]
+    agents: frozenset[str]
+
+
+class Hub:
+    """The tenants' event followers, shared by every socket of this web process."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.subscribers: dict[str, set[asyncio.Queue]] = {}
+        self.followers: dict[str, asyncio.Task] = {}
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def subscribe(self, tenant: str, queue: asyncio.Queue) -> None:
+        self.subscribers.setdefault(tenant, set()).add(queue)
+        if tenant not in self.followers or self.followers[tenant].done():
+            self.followers[tenant] = asyncio.create_task(self._follow(tenant), name=f"inbox-live-{tenant}")
+
+    def unsubscribe(self, tenant: str, queue: asyncio.Queue) -> None:
+        waiting = self.subscribers.get(tenant, set())
+        waiting.discard(queue)
+        if not waiting and tenant in self.followers:
+            self.followers.pop(tenant).cancel()  # nobody watches this tenant: free the connection
+
+    async def _follow(self, tenant: str) -> None:
+        keys = Keys(tenant)
+        # both streams share the tenant's hash tag: one XREAD, one slot, one connection
+        last = {keys.events: "$", keys.webchat_signals: "$"}
+        outage = StoreOutage(f"inbox live feed of {tenant}")
+        while True:
+            for stream, entries in await read_streams(self.store, last, outage, count=BATCH, block_ms=BLOCK_MS):
+                stream = text(stream)
+                for entry_id, fields in entries:
+                    last[stream] = text(entry_id)
+                    try:
+                        if stream == keys.events:
+                            notice = await self._event_notice(tenant, last[stream], fields[b"e"])
+                        else:
+                            notice = await self._signal_notice(tenant, fields[b"e"])
+                    except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
+                        log.warning("undecodable entry %s on %s skipped", last[stream], stream)
+                        continue
+                    self._publish(tenant, notice)
+
+    def _publish(self, tenant: str, notice: Notice) -> None:
+        for queue in list(self.subscribers.get(tenant, ())):
+            try:
+                queue.put_nowait(notice)
+            except asyncio.QueueFull:  # a stalled socket: tell it to go and redraw
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(None)
+                self.subscribers[tenant].discard(queue)
+
+    async def _event_notice(self, tenant: str, entry_id: str, data: bytes) -> Notice:
+        event = events.decode_state(data, entry_id)
+        # an event that names no agent (a delivery report, an SLA breach) concerns
+        # whoever holds its conversation: looked up once here, not once per socket
+        holder = "" if hasattr(event, "agent") else await self._holder(tenant, event.conversation)
+        agents = {getattr(event, "agent", ""), getattr(event, "to_agent", ""), holder} - {""}
+        return Notice(tenant, payload(event), frozenset(agents))
+
+    async def _signal_notice(self, tenant: str, data: bytes) -> Notice:
+        """A web chat visitor typing, or reading the agents' messages."""
+        signal = msgspec.json.decode(data, type=VisitorSignal)
+        fields: dict[str, object] = {"tenant": tenant, "kind": f"visitor_{signal.type}"}
+        fields.update(conversation=signal.conversation, active=signal.active, up_to=signal.up_to)
+        holder = await self._holder(tenant, signal.conversation)
+        return Notice(tenant, fields, frozenset({holder} - {""}))
+
+    async def _holder(self, tenant: str, conversation: str) -> str:
+        if not conversation:
+            return ""
+        try:
+            holder = await self.store.redis.hget(Keys(tenant).conversation(conversation), "agent")
+        except Exception:
+            log.warning("cannot look up the holder of %s/%s", tenant, conversation)
+            return ""
+        return text(holder) if holder else ""
+
+    async def close_sockets(self) -> None:
+        """On shutdown: open sockets would hold the server for its whole shutdown timeout."""
+        for socket in list(self.sockets):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    async def close(self) -> None:
+        for task in self.followers.values():
+            task.cancel()
+        # A read blocked inside the client can be slow to notice the cancel: never hold the
+        # web process's shutdown for it.
+        if self.followers:
+            await asyncio.wait(list(self.followers.values()), timeout=2.0)
+        self.followers.clear()
+
+
+HUB = web.AppKey("inbox_hub", Hub)
+
+
+async def hub_context(app: web.Application) -> AsyncIterator[None]:
+    app[HUB] = Hub(app[STORE])
+    yield
+    await app[HUB].close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    if HUB in app:
+        await app[HUB].close_sockets()
+
+
+def concerns(user: User, notice: Notice) -> bool:
+    """Whether a user's socket gets a notice: a supervisor's, everything in their tenants
+    (a socket subscribes only to those); an agent's, what names them or happens to a
+    conversation they hold."""
+    if user.supervises:
+        return True
+    agent = user.agent_in(notice.tenant)
+    return bool(agent) and agent in notice.agents
+
+
+def payload(event: events.StateEvent) -> dict[str, object]:
+    fields = {
+        "tenant": event.tenant,
+        "type": type(event).__name__,
+        "kind": event.__struct_config__.tag,
+        "id": event.id,
+        "conversation": event.conversation,
+        "channel": event.channel,
+    }
+    for name in (
+        "agent",
+        "to_agent",
+        "to_queue",
+        "queue",
+        "reservation",
+        "expires_at",
+        "presence",
+        "status",
+        "message",
+    ):
+        if hasattr(event, name):
+            fields[name] = getattr(event, name)
+    if isinstance(event, events.MessageAdded):
+        fields["direction"] = event.direction
+    return fields
+
+
+async def live(request: web.Request) -> web.WebSocketResponse:
+    if not same_origin(request):
+        raise web.HTTPForbidden(text="cross-origin websocket refused")
+    user = request[USER]
+    hub = request.app[HUB]
+    tenants = user.tenants(request.app[DEPLOYMENT])
+    socket = web.WebSocketResponse(heartbeat=HEARTBEAT_S)
+    await socket.prepare(request)
+    hub.sockets.add(socket)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
+    for tenant in tenants:
+        hub.subscribe(tenant, queue)
+
+    async def drain_client() -> None:
+        async for message in socket:  # the page sends nothing; this notices a close
+            if message.type == WSMsgType.ERROR:
+                break
+
+    reader = asyncio.create_task(drain_client())
+    try:
+        await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms()})
+        while not reader.done():
+            getter = asyncio.ensure_future(queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            notice = getter.result()
+            if notice is None:  # fell behind: the page reconnects and redraws everything
+                break
+            if concerns(user, notice):
+                await socket.send_json(notice.payload)
+    except ConnectionResetError:
+        pass
+    finally:
+        hub.sockets.discard(socket)
+        for tenant in tenants:
+            hub.unsubscribe(tenant, queue)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await socket.close()
+    return socket

@@ -1,0 +1,308 @@
+"""The inbox's pages: the inbox itself, a conversation, their live JSON, and the
+files a conversation references.
+
+Every page is a Jinja2 template from templates/inbox/ (autoescaped); every form on
+them posts the session's CSRF token (checked by the sessions middleware). After an
+action, a page shows a fixed message picked by a code (?done=...), never free text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from router import agents, conversations, customers, events
+from router.app.inbox import canned, chat, listing, messages
+from router.app.inbox.access import conversation_of
+from router.app.inbox.sessions import SESSION, USER
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.attachments import AttachmentStore
+from router.config import Tenant
+from router.keys import Keys
+from router.store import Store
+from router.templating import TEMPLATES, pages
+
+log = logging.getLogger(__name__)
+
+DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put words on our page
+    "presence": "Presence changed.",
+    "accepted": "Offer accepted.",
+    "rejected": "Offer rejected.",
+    "offer_gone": "That offer is no longer open.",
+    "replied": "Reply sent.",
+    "noted": "Note added.",
+    "transferred": "Conversation transferred.",
+    "closed": "Conversation closed.",
+    "wrapped_up": "Wrap-up ended.",
+    "calling": "Calling back: your phone rings first.",
+    "reassigned": "Conversation reassigned.",
+    "campaign_launch": "Campaign launched.",
+    "campaign_pause": "Campaign paused.",
+    "campaign_resume": "Campaign resumed.",
+    "campaign_cancel": "Campaign cancelled.",
+}
+COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+REPLY_CHANNELS = {"phone": "sms", "email": "email", "telegram": "telegram", "webchat": "webchat"}
+MAX_TEXT = 100_000
+STATIC = {
+    "inbox.js": "application/javascript",
+    "inbox.css": "text/css",
+    "floor.js": "application/javascript",
+    "campaigns.js": "application/javascript",
+}
+
+
+def attachment_store(request: web.Request) -> AttachmentStore:
+    """Where the email adapter keeps attachments (and HTML bodies), by SHA-256."""
+    settings = request.app[SETTINGS]
+    return AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
+
+
+def brand(tenant: Tenant) -> str:
+    """The tenant's brand colour, if it is a plain colour (it goes into a style attribute)."""
+    return tenant.brand_color if COLOUR.fullmatch(tenant.brand_color) else "#1f6feb"
+
+
+def render(request: web.Request, name: str, status: int = 200, **context: object) -> web.Response:
+    session = request.get(SESSION)
+    user = request.get(USER)
+    body = (
+        pages()
+        .get_template(f"inbox/{name}")
+        .render(
+            user=user,
+            csrf=session.csrf if session else "",
+            done=DONE.get(request.query.get("done", ""), ""),
+            now_ms=events.now_ms(),
+            **context,
+        )
+    )
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    """A form's text fields, each at most MAX_TEXT characters."""
+    form = await request.post()
+    result = {}
+    for name, value in form.items():
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_TEXT, actual_size=len(value))
+            result[name] = value
+    return result
+
+
+# --- the inbox ---
+
+
+async def _presences(request: web.Request) -> list[dict[str, str]]:
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    result = []
+    for tenant, agent in user.seats(deployment):
+        status = await agents.status(store, tenant, agent)
+        result.append(
+            {
+                "tenant": tenant.id,
+                "tenant_name": tenant.name or tenant.id,
+                "brand": brand(tenant),
+                "agent": agent,
+                "presence": status.get("presence", "offline"),
+                "reason": status.get("reason", ""),
+            }
+        )
+    return result
+
+
+async def inbox(request: web.Request) -> web.Response:
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    return render(
+        request,
+        "inbox.html",
+        presences=await _presences(request),
+        offers=await listing.offers(store, deployment, user),
+        conversations=await listing.conversations_of(store, deployment, user),
+        presence_choices=("available", "away", "offline"),
+    )
+
+
+async def state_json(request: web.Request) -> web.Response:
+    """What the inbox page shows, for the live script to redraw it without a reload."""
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    return web.json_response(
+        {
+            "now": events.now_ms(),
+            "presences": await _presences(request),
+            "offers": await listing.offers(store, deployment, user),
+            "conversations": await listing.conversations_of(store, deployment, user),
+        }
+    )
+
+
+# --- a conversation ---
+
+
+def _reply_options(identities: list[str], record: dict[str, str]) -> list[dict[str, str]]:
+    """Where a reply may go: the address the customer last wrote from first, then the
+    customer's other addresses on channels that carry text."""
+    current = (record.get("last_channel") or record.get("channel", ""), record.get("last_address", ""))
+    options = []
+    if current[1] and current[0] != "voice":
+        options.append({"value": f"{current[0]}|{current[1]}", "label": f"{current[0]}: {current[1]}"})
+    for ident in identities:
+        kind, _, address = ident.partition(":")
+        channel = REPLY_CHANNELS.get(kind)
+        if channel and (channel, address) != current:
+            options.append({"value": f"{channel}|{address}", "label": f"{channel}: {address}"})
+    return options
+
+
+async def delivery_statuses(store: Store, tenant: str, entries: list[events.HistoryEntry]) -> dict[str, str]:
+    """Where each reply stands with its provider (queued, sent, delivered, failed: why)."""
+    outgoing = [e.id for e in entries if e.kind == "out"]
+    if not outgoing:
+        return {}
+    keys = Keys(tenant)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for message_id in outgoing:
+            pipe.hmget(keys.delivery(message_id), "status", "error")
+        rows = await pipe.execute()
+    result = {}
+    for message_id, (state, error) in zip(outgoing, rows, strict=True):
+        label = state.decode() if state else "queued"
+        result[message_id] = f"{label}: {error.decode()}" if error and label in ("failed", "refused") else label
+    return result
+
+
+async def conversation(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    store, user = request.app[STORE], request[USER]
+    agent = user.agent_in(tenant.id)
+    if agent:
+        await listing.mark_read(store, tenant.id, agent, record["id"])
+        if record.get("agent") == agent:
+            await chat.mark_read(store, tenant, record)
+    profile = await customers.profile(store, tenant.id, record["customer"])
+    root = attachment_store(request).root
+    threads = []
+    statuses: dict[str, str] = {}
+    for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
+        statuses.update(await delivery_statuses(store, tenant.id, entries))
+        files_url = f"/inbox/t/{tenant.id}/c/{conv_id}/files"
+        media = messages.media_links(entries, f"/inbox/t/{tenant.id}/c/{conv_id}/media")
+        threads.append(
+            {
+                "id": conv_id,
+                "current": conv_id == record["id"],
+                "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
+                "entries": [messages.view(entry, files_url, root, media) for entry in entries],
+            }
+        )
+    holding = record.get("agent") == agent and record.get("state") == "assigned"
+    in_wrapup = (
+        bool(agent)
+        and record.get("state") == "closed"
+        and bool(await store.redis.sismember(Keys(tenant.id).agent_work(agent), record["id"]))
+    )
+    names = {a.id: a.name or a.id for a in tenant.agents}
+    reply_options = _reply_options(profile["identities"], record)
+    # A file may go along where the channel can deliver one (router.app.inbox.attachments).
+    attach_types = (
+        list(tenant.webchat.limits.upload_types)
+        if tenant.webchat is not None and any(o["value"].startswith("webchat|") for o in reply_options)
+        else []
+    )
+    fields = {
+        "customer": record.get("last_address") or record.get("address", ""),
+        "agent_name": names.get(agent, agent),
+        "tenant_name": tenant.name or tenant.id,
+    }
+    return render(
+        request,
+        "conversation.html",
+        status=status,
+        error=error,
+        tenant=tenant,
+        brand=brand(tenant),
+        record=record,
+        profile=profile,
+        threads=threads,
+        holding=holding,
+        in_wrapup=in_wrapup,
+        agent=agent,
+        colleagues=[(a.id, a.name or a.id) for a in tenant.agents if a.id != agent],
+        all_agents=[(a.id, a.name or a.id) for a in tenant.agents if a.id != record.get("agent")],
+        queues=[(q.id, q.name or q.id) for q in tenant.queues],
+        reply_options=reply_options,
+        attach_types=attach_types,
+        canned=canned.replies(tenant, fields) if holding else [],
+        idempotency_key=events.new_id(),
+        sla_due_at=listing.sla_due_ms(tenant, record),
+        icons=listing.CHANNEL_ICONS,
+        statuses=statuses,
+        campaign=await _campaign_panel(store, tenant, record),
+    )
+
+
+async def _campaign_panel(store: Store, tenant: Tenant, record: dict[str, str]) -> dict[str, object] | None:
+    # Imported here: router.app.inbox.campaigns builds its pages on this module.
+    from router.app.inbox.campaigns import conversation_panel
+
+    return await conversation_panel(store, tenant, record)
+
+
+async def messages_json(request: web.Request) -> web.Response:
+    """The conversation's entries after a given one, and its state: for live updates."""
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    after = request.query.get("after", "")
+    entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
+    ids = [e.id for e in entries]
+    start = ids.index(after) + 1 if after in ids else 0
+    agent = request[USER].agent_in(tenant.id)
+    if agent:
+        await listing.mark_read(request.app[STORE], tenant.id, agent, record["id"])
+        if record.get("agent") == agent:
+            await chat.mark_read(request.app[STORE], tenant, record)
+    return web.json_response(
+        {
+            "state": record.get("state", ""),
+            "agent": record.get("agent", ""),
+            "entries": [messages.live_view(e) for e in entries[start:]],
+            "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
+        }
+    )
+
+
+async def file(request: web.Request) -> web.FileResponse:
+    """A stored attachment, only if this conversation's history references it."""
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    digest = request.match_info["digest"]
+    entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
+    content_type = messages.refs_of(entries).get(digest)
+    if content_type is None or not messages.file_ref(messages.STORE_PREFIX + digest):
+        raise web.HTTPNotFound()
+    path = attachment_store(request).path(messages.STORE_PREFIX + digest)
+    if not path.is_file():
+        raise web.HTTPNotFound()
+    headers = messages.file_headers(content_type, inline=content_type in messages.INLINE_TYPES)
+    return web.FileResponse(path, headers=headers)
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in STATIC:
+        raise web.HTTPNotFound()
+    body = (TEMPLATES / "inbox" / name).read_text("utf-8")
+    return web.Response(text=body, content_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def routes(app: web.Application) -> None:
+    add = app.router
+    add.add_get("", inbox)
+    add.add_get("/state.json", state_json)
+    base = "/t/{tenant}/c/{conversation}"
+    add.add_get(base, conversation)
+    add.add_get(base + "/messages.json", messages_json)
+    add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)
+    add.add_get("/static/{name}", static)

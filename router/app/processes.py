@@ -1,0 +1,166 @@
+"""Process roles and how one process runs one or several of them.
+
+Each role is `async def run(store, deployment, settings, stop)`. With REDIS_URL
+set, the Procfile runs one role per process; `contactrouter up` runs them all
+in one process on the embedded store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+
+from router import bus, queues
+from router.config import Deployment
+from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.settings import Settings
+from router.stopping import stopped
+from router.store import STORE_ERRORS, Store, StoreOutage
+
+log = logging.getLogger(__name__)
+
+Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
+
+
+def roles() -> dict[str, Role]:
+    from channels.telegram import polling as telegram_polling
+    from router.app import web
+    from workers import dispatch, routing, smtp, timers
+    from workers.campaigns import worker as campaigns_worker
+
+    return {
+        "web": web.run,
+        "routing": routing.run,
+        "dispatch": dispatch.run,
+        "timers": timers.run,
+        "smtp": smtp.run,
+        "campaigns": campaigns_worker.run,
+        "telegram": telegram_polling.run,
+    }
+
+
+# The ids a log call may pass in `extra`; JSON logs carry them as fields of their own.
+CONTEXT_FIELDS = ("tenant", "conversation", "contact")
+
+
+class JsonLogs(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "pid": record.process,
+        }
+        for name in CONTEXT_FIELDS:  # passed as log.info(..., extra={"tenant": ..., "conversation": ...})
+            value = getattr(record, name, None)
+            if value:
+                entry[name] = str(value)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def setup_logging(settings: Settings, *, json_logs: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
+
+
+def consumer_name(role: str, settings: Settings) -> str:
+    return settings.consumer or f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+async def prepare(store: Store, deployment: Deployment, stop: asyncio.Event | None = None) -> None:
+    """Apply the configuration and create the consumer groups (idempotent; every process does it).
+
+    A store that is down (a Redis restarting, a worker started before it) is waited for
+    with a capped backoff and one log line per attempt, until it answers or `stop` is set;
+    a worker started during an outage comes up when Redis does instead of exiting.
+    """
+    outage = StoreOutage("start-up")
+    while True:
+        try:
+            # A fast probe first: the main client retries each command for seconds.
+            await store.probe.ping()
+            await _prepare(store, deployment)
+        except STORE_ERRORS as exc:
+            wait = outage.failed(exc, every_attempt=True)
+            if stop is None:
+                await asyncio.sleep(wait)
+            elif await stopped(stop, wait):
+                return
+            continue
+        outage.recovered()
+        return
+
+
+async def _prepare(store: Store, deployment: Deployment) -> None:
+    await store.load_scripts()
+    for tenant in deployment.tenants:
+        await queues.apply_tenant(store, tenant)
+        keys = Keys(tenant.id)
+        await bus.ensure_group(store, keys.inbound, ROUTING_GROUP)
+        await bus.ensure_group(store, keys.outbound, DISPATCH_GROUP)
+
+
+async def run_roles(
+    names: list[str], store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event | None = None
+) -> list[str]:
+    """Run roles until SIGTERM/SIGINT (or `stop`), then let them finish their batch.
+
+    Returns the roles that stopped by error (or ended on their own): the caller exits
+    non-zero then, so a process manager that restarts on failure restarts the process.
+    """
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    await prepare(store, deployment, stop)
+    if stop.is_set():  # asked to stop while waiting for the store
+        return []
+    available = roles()
+    tasks = []
+    for name in names:
+        role_settings = _with_consumer(settings, consumer_name(name, settings))
+        tasks.append(asyncio.create_task(available[name](store, deployment, role_settings, stop), name=name))
+    if settings.metrics_port and "web" not in names:  # the web role serves /metrics on its own port
+        from ops import metrics
+
+        tasks.append(asyncio.create_task(metrics.serve(store, deployment, settings, stop), name="metrics"))
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
+    # A role that ended before anyone asked it to stopped working: that is a failure too.
+    early = {task.get_name() for task in tasks if task.done() and not stop.is_set()}
+    stop.set()
+    await asyncio.gather(*tasks, stopping, return_exceptions=True)
+    failed = []
+    for task in tasks:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.error("role %s failed, so the process stops: %r", task.get_name(), error, exc_info=error)
+        elif task.get_name() in early:
+            log.error("role %s ended before a stop was requested, so the process stops", task.get_name())
+        else:
+            continue
+        failed.append(task.get_name())
+    return failed
+
+
+def _with_consumer(settings: Settings, name: str) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, consumer=name)

@@ -1,0 +1,198 @@
+"""Campaigns in Redis: create, launch, pause, resume, cancel, and their progress.
+
+A campaign is a hash (definition as JSON, state, row count) in its tenant's
+keyspace; the running ones are in a set the campaigns workers read each round,
+and the send script checks the state again at the moment of sending, so a pause
+or a cancel stops sending at once, even mid-batch.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from router.campaigns.model import (
+    Campaign,
+    CampaignError,
+    Recipient,
+    check_against,
+    decode_campaign,
+    decode_recipient,
+    encode_campaign,
+)
+from router.campaigns.render import Renderer
+from router.config import Deployment
+from router.events import now_ms
+from router.keys import Keys
+from router.store import Store, text
+
+# action -> (states it may start from, the state it leads to)
+TRANSITIONS = {
+    "launch": (("draft",), "running"),
+    "pause": (("running",), "paused"),
+    "resume": (("paused",), "running"),
+    "cancel": (("draft", "running", "paused"), "cancelled"),
+}
+COUNTERS = (
+    "imported",
+    "rejected",
+    "sent",
+    "delivered",
+    "failed",
+    "suppressed",
+    "replied",
+    "converted",
+    "skipped",
+    "retried",
+    "rescheduled",
+)
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    campaign: str
+    tenant: str
+    state: str
+    queued: int  # recipients still to send (due now or later)
+    counts: dict[str, int]
+    dispositions: dict[str, int] = {}
+    variants: dict[str, dict[str, int]] = {}  # A/B variant -> its own counters
+
+    @property
+    def done(self) -> int:
+        """Recipients whose message went or never will."""
+        c = self.counts
+        return c.get("sent", 0) - c.get("retried", 0) + c.get("suppressed", 0) + c.get("skipped", 0)
+
+    @property
+    def share(self) -> float:
+        """The part of the audience done, 0.0 to 1.0 (1.0 when nobody is left to send to)."""
+        total = self.done + self.queued
+        return self.done / total if total else 1.0
+
+
+async def create(store: Store, deployment: Deployment, campaign: Campaign, *, replace: bool = False) -> None:
+    """Store a new campaign (draft). `replace` updates one that has not been launched."""
+    check_against(campaign, deployment)
+    Renderer(campaign)  # every template compiles, or the error names it and its line
+    keys = Keys(campaign.tenant)
+    key = keys.campaign(campaign.id)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(key)
+        state = await pipe.hget(key, "state")
+        if state is not None and not (replace and text(state) == "draft"):
+            await pipe.reset()
+            hint = "" if replace else " (--replace updates a draft)"
+            raise CampaignError(f"campaign {campaign.id} of {campaign.tenant} exists ({text(state)}){hint}")
+        pipe.multi()
+        pipe.hset(key, mapping={"definition": encode_campaign(campaign), "state": "draft", "created_at": now_ms()})
+        pipe.sadd(keys.campaigns, campaign.id)
+        await pipe.execute()
+
+
+async def load(store: Store, tenant: str, campaign_id: str) -> tuple[Campaign, str]:
+    """A campaign's definition and state."""
+    definition, state = await store.redis.hmget(Keys(tenant).campaign(campaign_id), "definition", "state")
+    if definition is None:
+        raise CampaignError(f"no campaign {campaign_id!r} for tenant {tenant}")
+    return decode_campaign(definition), text(state)
+
+
+async def ids(store: Store, tenant: str) -> list[str]:
+    """The tenant's campaign ids, sorted."""
+    return sorted(text(c) for c in await store.redis.smembers(Keys(tenant).campaigns))
+
+
+async def rejects(store: Store, tenant: str, campaign_id: str) -> list[tuple[int, str]]:
+    """The CSV rows the imports refused, (line, reason) by line (each import keeps its first ones)."""
+    rows = await store.redis.hgetall(Keys(tenant).campaign_rejects(campaign_id))
+    return sorted((int(k), text(v)) for k, v in rows.items())
+
+
+async def first_recipients(store: Store, tenant: str, campaign_id: str, n: int) -> list[Recipient]:
+    """The audience's first n recipients, for a preview. Rejected rows leave gaps in the
+    numbering, so a few times n numbers are read."""
+    numbers = list(range(1, max(n, 0) * 4 + 1))
+    if not numbers:
+        return []
+    blobs = await store.redis.hmget(Keys(tenant).campaign_audience(campaign_id), numbers)
+    return [decode_recipient(b) for b in blobs if b][:n]
+
+
+async def find_tenant(store: Store, deployment: Deployment, campaign_id: str, tenant: str | None = None) -> str:
+    """The tenant a campaign belongs to: the one given, else the only tenant with that campaign id."""
+    if tenant:
+        return tenant
+    owners = [t.id for t in deployment.tenants if await store.redis.sismember(Keys(t.id).campaigns, campaign_id)]
+    if not owners:
+        raise CampaignError(f"no campaign {campaign_id!r} (create it first)")
+    if len(owners) > 1:
+        raise CampaignError(f"campaign {campaign_id!r} exists for {', '.join(owners)}: give --tenant")
+    return owners[0]
+
+
+async def change(store: Store, tenant: str, campaign_id: str, action: str) -> str:
+    """Launch, pause, resume or cancel; returns the new state."""
+    starts, target = TRANSITIONS[action]
+    keys = Keys(tenant)
+    key = keys.campaign(campaign_id)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        await pipe.watch(key)
+        state = await pipe.hget(key, "state")
+        if state is None:
+            await pipe.reset()
+            raise CampaignError(f"no campaign {campaign_id!r} for tenant {tenant}")
+        if text(state) not in starts:
+            await pipe.reset()
+            raise CampaignError(f"cannot {action} campaign {campaign_id}: it is {text(state)}")
+        pipe.multi()
+        pipe.hset(key, mapping={"state": target, f"{action}ed_at": now_ms()})
+        if target == "running":
+            pipe.sadd(keys.campaigns_running, campaign_id)
+        else:
+            pipe.srem(keys.campaigns_running, campaign_id)
+        await pipe.execute()
+    return target
+
+
+async def finish(store: Store, tenant: str, campaign_id: str) -> None:
+    """A running campaign past its end: nothing more goes out."""
+    keys = Keys(tenant)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.campaign(campaign_id), mapping={"state": "finished", "finished_at": now_ms()})
+        pipe.srem(keys.campaigns_running, campaign_id)
+        await pipe.execute()
+
+
+async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
+    keys = Keys(tenant)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hget(keys.campaign(campaign_id), "state")
+        pipe.zcard(keys.campaign_due(campaign_id))
+        pipe.hgetall(keys.campaign_stats(campaign_id))
+        state, queued, stats = await pipe.execute()
+    if state is None:
+        raise CampaignError(f"no campaign {campaign_id!r} for tenant {tenant}")
+    counts = dict.fromkeys(COUNTERS, 0)
+    dispositions: dict[str, int] = {}
+    variants: dict[str, dict[str, int]] = {}
+    for field, value in stats.items():
+        name = text(field)
+        if name.startswith("v:"):  # v:<variant>:<counter>
+            _, variant, counter = name.split(":", 2)
+            variants.setdefault(variant, {})[counter] = int(value)
+        elif name.startswith("disposition:"):
+            dispositions[name.partition(":")[2]] = int(value)
+        else:
+            counts[name] = int(value)
+    return Progress(
+        campaign=campaign_id,
+        tenant=tenant,
+        state=text(state),
+        queued=queued,
+        counts=counts,
+        dispositions=dispositions,
+        variants=variants,
+    )
+
+
+async def running(store: Store, tenant: str) -> list[str]:
+    return sorted(text(c) for c in await store.redis.smembers(Keys(tenant).campaigns_running))
