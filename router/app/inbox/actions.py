@@ -20,7 +20,8 @@ from router import agents, assign, customers, events
 from router.agents import AgentError
 from router.app.inbox import attachments
 from router.app.inbox.access import agent_of, conversation_of, tenant_of
-from router.app.inbox.pages import conversation, read_form
+from router.app.inbox.pages import conversation
+from router.app.inbox.rendering import read_form
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
