@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 
+from channels.voice.status import resolve_pending
 from ops import rollups, streams
 from router import timers
 from router.config import Deployment
@@ -102,8 +103,6 @@ async def _sweep(store: Store, deployment: Deployment) -> None:
     """Settle what waits on routing: calls that ended before routing opened their
     conversation are counted abandoned once it exists (without waiting for the
     tenant's next call)."""
-    from channels.voice.status import resolve_pending
-
     for tenant in deployment.tenants:
         if tenant.voice.numbers:
             try:

@@ -21,7 +21,6 @@ from types import ModuleType
 
 import msgspec
 
-import channels  # noqa: F401  (registers the channels' accept hooks: `agent accept` dials a callback)
 from router import agents, bus, conversations, customers, events
 from router.app import processes
 from router.config import Deployment, load_deployment
@@ -214,6 +213,10 @@ async def _agent(store: Store, deployment: Deployment, a: argparse.Namespace) ->
             print(f"{record['id']}  {record.get('state')}  {record.get('channel')}  {record.get('last_address', '')}")
     elif act in ("accept", "reject"):
         reservation = _need(args, 1, f"agent {act} AGENT RESERVATION")[0]
+        # Imported only here (it loads every adapter): the channels register what an accept
+        # sets off (agents.ON_ACCEPT), such as dialling a callback.
+        import channels  # noqa: F401
+
         await (agents.accept if act == "accept" else agents.reject)(store, tenant, who, reservation)
         print(f"{act}ed {reservation}")
     elif act == "reply":

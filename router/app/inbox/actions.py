@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from channels.voice.callbacks import dial_back
 from router import agents, assign, customers, events
 from router.agents import AgentError
 from router.app.inbox import attachments
 from router.app.inbox.access import agent_of, conversation_of, tenant_of
-from router.app.inbox.pages import conversation, read_form
+from router.app.inbox.pages import conversation
+from router.app.inbox.rendering import read_form
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, STORE
+from router.config import Tenant
+from router.store import Store
 
 log = logging.getLogger(__name__)
-
-ACTIONS = ("reply", "note", "transfer", "close", "wrapup", "call")
 
 
 async def presence(request: web.Request) -> web.Response:
@@ -61,102 +64,139 @@ async def offer(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/inbox?done=rejected")
 
 
-async def _act(request: web.Request, action: str) -> web.Response:
-    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
-    agent = agent_of(request, tenant)
-    store = request.app[STORE]
-    upload = attachments.ReplyForm()
-    form = {} if attachments.is_multipart(request) else await read_form(request)
-    conv = record["id"]
-    try:
-        if action == "reply":
-            if attachments.is_multipart(request):  # a reply with a file: read as a stream, checked as it comes
-                upload = await attachments.read(request, tenant)
-                form = upload.fields
-            body = form.get("body", "").strip()
-            channel, _, address = form.get("to", "").partition("|")
-            files = await attachments.store(
-                request, tenant, channel or record.get("last_channel") or record.get("channel", ""), upload
-            )
-            if not body and not files:
-                raise AgentError("write a reply first")
-            await agents.reply(
-                store,
-                tenant,
-                agent,
-                conv,
-                body,
-                channel=channel or None,
-                address=address or None,
-                subject=form.get("subject", "").strip()[:200],
-                idempotency_key=form.get("key", "")[:64],
-                attachments=files,
-            )
-            done = "replied"
-        elif action == "note":
-            text = form.get("text", "").strip()
-            if not text:
-                raise AgentError("write the note first")
-            await agents.note(store, tenant, agent, conv, text)
-            done = "noted"
-        elif action == "transfer":
-            target = form.get("target", "")
-            kind, _, name = target.partition(":")
-            if kind not in ("agent", "queue") or not name:
-                raise AgentError("choose a colleague or a queue to transfer to")
-            await agents.transfer(
-                store,
-                tenant,
-                agent,
-                conv,
-                to_agent=name if kind == "agent" else "",
-                to_queue=name if kind == "queue" else "",
-                note=form.get("note", "").strip()[:2000],
-            )
-            raise web.HTTPSeeOther("/inbox?done=transferred")
-        elif action == "close":
-            await agents.close(
-                store,
-                tenant,
-                agent,
-                conv,
-                form.get("disposition", ""),
-                promise_amount=form.get("promise_amount", ""),
-                promise_date=form.get("promise_date", ""),
-            )
-            done = "closed"
-        elif action == "wrapup":
-            await agents.end_wrapup(store, tenant, agent, conv)
-            raise web.HTTPSeeOther("/inbox?done=wrapped_up")
-        elif action == "call":
-            if record.get("agent") != agent or record.get("state") != "assigned" or record.get("kind") != "callback":
-                raise AgentError("only an accepted callback can be called")
-            from channels.voice.callbacks import dial_back
+@dataclass(frozen=True)
+class _Context:
+    """What every conversation action starts from: whose conversation, and the form."""
 
-            await dial_back(store, tenant, agent, record.get("reservation", ""))
-            done = "calling"
-        else:
-            raise web.HTTPNotFound()
-    except (AgentError, ValueError, customers.InvalidAddress, events.InvalidEvent) as exc:
-        return await conversation(request, error=str(exc), status=409)
-    except OSError:  # the attachment store (a full or unwritable disk)
-        log.exception("reply of %s in %s: the attached file was not stored", agent, tenant.id)
-        return await conversation(request, error="the file could not be stored; try again", status=503)
-    raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{conv}?done={done}")
+    store: Store
+    tenant: Tenant
+    agent: str
+    record: dict[str, str]
+    form: dict[str, str]  # empty for a multipart reply, which reads its own as a stream
+
+    @property
+    def conversation(self) -> str:
+        return self.record["id"]
+
+    def done(self, code: str) -> str:
+        return f"/inbox/t/{self.tenant.id}/c/{self.conversation}?done={code}"
 
 
-def action(name: str) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """The POST handler of one conversation action."""
+async def reply(request: web.Request, c: _Context) -> str:
+    upload, form = attachments.ReplyForm(), c.form
+    if attachments.is_multipart(request):  # a reply with a file: read as a stream, checked as it comes
+        upload = await attachments.read(request, c.tenant)
+        form = upload.fields
+    body = form.get("body", "").strip()
+    channel, _, address = form.get("to", "").partition("|")
+    files = await attachments.store(
+        request, c.tenant, channel or c.record.get("last_channel") or c.record.get("channel", ""), upload
+    )
+    if not body and not files:
+        raise AgentError("write a reply first")
+    await agents.reply(
+        c.store,
+        c.tenant,
+        c.agent,
+        c.conversation,
+        body,
+        channel=channel or None,
+        address=address or None,
+        subject=form.get("subject", "").strip()[:200],
+        idempotency_key=form.get("key", "")[:64],
+        attachments=files,
+    )
+    return c.done("replied")
+
+
+async def note(request: web.Request, c: _Context) -> str:
+    text = c.form.get("text", "").strip()
+    if not text:
+        raise AgentError("write the note first")
+    await agents.note(c.store, c.tenant, c.agent, c.conversation, text)
+    return c.done("noted")
+
+
+async def transfer(request: web.Request, c: _Context) -> str:
+    kind, _, name = c.form.get("target", "").partition(":")
+    if kind not in ("agent", "queue") or not name:
+        raise AgentError("choose a colleague or a queue to transfer to")
+    await agents.transfer(
+        c.store,
+        c.tenant,
+        c.agent,
+        c.conversation,
+        to_agent=name if kind == "agent" else "",
+        to_queue=name if kind == "queue" else "",
+        note=c.form.get("note", "").strip()[:2000],
+    )
+    return "/inbox?done=transferred"
+
+
+async def close(request: web.Request, c: _Context) -> str:
+    await agents.close(
+        c.store,
+        c.tenant,
+        c.agent,
+        c.conversation,
+        c.form.get("disposition", ""),
+        promise_amount=c.form.get("promise_amount", ""),
+        promise_date=c.form.get("promise_date", ""),
+    )
+    return c.done("closed")
+
+
+async def wrapup(request: web.Request, c: _Context) -> str:
+    await agents.end_wrapup(c.store, c.tenant, c.agent, c.conversation)
+    return "/inbox?done=wrapped_up"
+
+
+async def call(request: web.Request, c: _Context) -> str:
+    """Dial an accepted callback again (after a failed attempt), agent first."""
+    record = c.record
+    if record.get("agent") != c.agent or record.get("state") != "assigned" or record.get("kind") != "callback":
+        raise AgentError("only an accepted callback can be called")
+    await dial_back(c.store, c.tenant, c.agent, record.get("reservation", ""))
+    return c.done("calling")
+
+
+Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
+ACTIONS: dict[str, Action] = {
+    "reply": reply,
+    "note": note,
+    "transfer": transfer,
+    "close": close,
+    "wrapup": wrapup,
+    "call": call,
+}
+
+
+def action(act: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The POST handler of one conversation action: a refusal re-renders the page with
+    the reason (409), success redirects (303)."""
 
     async def handler(request: web.Request) -> web.Response:
-        return await _act(request, name)
+        tenant, record = await conversation_of(
+            request, request.match_info["tenant"], request.match_info["conversation"]
+        )
+        agent = agent_of(request, tenant)
+        form = {} if attachments.is_multipart(request) else await read_form(request)
+        c = _Context(request.app[STORE], tenant, agent, record, form)
+        try:
+            location = await act(request, c)
+        except (AgentError, ValueError, customers.InvalidAddress, events.InvalidEvent) as exc:
+            return await conversation(request, error=str(exc), status=409)
+        except OSError:  # the attachment store (a full or unwritable disk)
+            log.exception("reply of %s in %s: the attached file was not stored", agent, tenant.id)
+            return await conversation(request, error="the file could not be stored; try again", status=503)
+        raise web.HTTPSeeOther(location)
 
-    handler.__name__ = f"{name}_action"
+    handler.__name__ = f"{act.__name__}_action"
     return handler
 
 
 def routes(app: web.Application) -> None:
     app.router.add_post("/presence", presence)
     app.router.add_post("/t/{tenant}/offers/{reservation}/{action:accept|reject}", offer)
-    for name in ACTIONS:
-        app.router.add_post(f"/t/{{tenant}}/c/{{conversation}}/{name}", action(name))
+    for name, act in ACTIONS.items():
+        app.router.add_post(f"/t/{{tenant}}/c/{{conversation}}/{name}", action(act))

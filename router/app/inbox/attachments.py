@@ -15,7 +15,8 @@ from aiohttp import BodyPartReader, web
 
 from router import events
 from router.agents import AgentError
-from router.app.inbox.pages import MAX_TEXT, attachment_store
+from router.app.inbox.pages import attachment_store
+from router.app.inbox.rendering import MAX_TEXT
 from router.app.inbox.sessions import MULTIPART
 from router.config import Tenant
 from router.files import allowed_names, checked_type, read_capped, safe_filename

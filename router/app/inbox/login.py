@@ -14,7 +14,7 @@ import secrets
 from aiohttp import web
 
 from router.app.inbox import accounts, sessions
-from router.app.inbox.pages import read_form, render
+from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import SESSION
 from router.appkeys import STORE
 

@@ -1,51 +1,30 @@
 """The inbox's pages: the inbox itself, a conversation, their live JSON, and the
 files a conversation references.
 
-Every page is a Jinja2 template from templates/inbox/ (autoescaped); every form on
-them posts the session's CSRF token (checked by the sessions middleware). After an
-action, a page shows a fixed message picked by a code (?done=...), never free text.
+Every page is a Jinja2 template from templates/inbox/ rendered by rendering.render;
+every form on them posts the session's CSRF token (checked by the sessions middleware).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 from aiohttp import web
 
 from router import agents, conversations, customers, events
-from router.app.inbox import canned, chat, listing, messages
+from router.app.inbox import campaigns, canned, chat, listing, messages
 from router.app.inbox.access import conversation_of
-from router.app.inbox.sessions import SESSION, USER
+from router.app.inbox.rendering import brand, render
+from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.attachments import AttachmentStore
-from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
-from router.templating import TEMPLATES, pages
+from router.templating import TEMPLATES
 
 log = logging.getLogger(__name__)
 
-DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put words on our page
-    "presence": "Presence changed.",
-    "accepted": "Offer accepted.",
-    "rejected": "Offer rejected.",
-    "offer_gone": "That offer is no longer open.",
-    "replied": "Reply sent.",
-    "noted": "Note added.",
-    "transferred": "Conversation transferred.",
-    "closed": "Conversation closed.",
-    "wrapped_up": "Wrap-up ended.",
-    "calling": "Calling back: your phone rings first.",
-    "reassigned": "Conversation reassigned.",
-    "campaign_launch": "Campaign launched.",
-    "campaign_pause": "Campaign paused.",
-    "campaign_resume": "Campaign resumed.",
-    "campaign_cancel": "Campaign cancelled.",
-}
-COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 REPLY_CHANNELS = {"phone": "sms", "email": "email", "telegram": "telegram", "webchat": "webchat"}
-MAX_TEXT = 100_000
 STATIC = {
     "inbox.js": "application/javascript",
     "inbox.css": "text/css",
@@ -58,40 +37,6 @@ def attachment_store(request: web.Request) -> AttachmentStore:
     """Where the email adapter keeps attachments (and HTML bodies), by SHA-256."""
     settings = request.app[SETTINGS]
     return AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
-
-
-def brand(tenant: Tenant) -> str:
-    """The tenant's brand colour, if it is a plain colour (it goes into a style attribute)."""
-    return tenant.brand_color if COLOUR.fullmatch(tenant.brand_color) else "#1f6feb"
-
-
-def render(request: web.Request, name: str, status: int = 200, **context: object) -> web.Response:
-    session = request.get(SESSION)
-    user = request.get(USER)
-    body = (
-        pages()
-        .get_template(f"inbox/{name}")
-        .render(
-            user=user,
-            csrf=session.csrf if session else "",
-            done=DONE.get(request.query.get("done", ""), ""),
-            now_ms=events.now_ms(),
-            **context,
-        )
-    )
-    return web.Response(text=body, status=status, content_type="text/html")
-
-
-async def read_form(request: web.Request) -> dict[str, str]:
-    """A form's text fields, each at most MAX_TEXT characters."""
-    form = await request.post()
-    result = {}
-    for name, value in form.items():
-        if isinstance(value, str):
-            if len(value) > MAX_TEXT:
-                raise web.HTTPRequestEntityTooLarge(max_size=MAX_TEXT, actual_size=len(value))
-            result[name] = value
-    return result
 
 
 # --- the inbox ---
@@ -241,15 +186,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         sla_due_at=listing.sla_due_ms(tenant, record),
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
-        campaign=await _campaign_panel(store, tenant, record),
+        campaign=await campaigns.conversation_panel(store, tenant, record),
     )
-
-
-async def _campaign_panel(store: Store, tenant: Tenant, record: dict[str, str]) -> dict[str, object] | None:
-    # Imported here: router.app.inbox.campaigns builds its pages on this module.
-    from router.app.inbox.campaigns import conversation_panel
-
-    return await conversation_panel(store, tenant, record)
 
 
 async def messages_json(request: web.Request) -> web.Response:

@@ -24,7 +24,7 @@ from ops import reports
 from router import events
 from router.app.inbox import charts
 from router.app.inbox.access import tenant_of
-from router.app.inbox.pages import brand, render
+from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant

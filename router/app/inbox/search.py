@@ -18,7 +18,7 @@ from aiohttp import web
 
 from router import conversations, customers, events
 from router.app.inbox.access import tenant_of
-from router.app.inbox.pages import render
+from router.app.inbox.rendering import render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant

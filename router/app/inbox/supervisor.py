@@ -13,7 +13,8 @@ from aiohttp import web
 from router import agents as agents_api
 from router import events, floor
 from router.app.inbox.access import conversation_of
-from router.app.inbox.pages import brand, conversation, render
+from router.app.inbox.pages import conversation
+from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
