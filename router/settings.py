@@ -76,6 +76,14 @@ class Settings(msgspec.Struct, kw_only=True):
     trusted_proxy_hops: int = 0
     metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
 
+    def __post_init__(self) -> None:
+        """Settings that only work together, checked however Settings are made: `config check`
+        then refuses what the smtp process would (mail must not silently arrive in the clear)."""
+        if bool(self.smtp_tls_cert) != bool(self.smtp_tls_key):
+            raise ConfigError("environment: SMTP_TLS_CERT and SMTP_TLS_KEY go together: set both or neither")
+        if self.smtp_require_starttls and not self.smtp_tls_cert:
+            raise ConfigError("environment: SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
+
     @property
     def base_url(self) -> str:
         """Where providers and browsers reach the web process: PUBLIC_URL, else host and port."""

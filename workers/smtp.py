@@ -66,14 +66,11 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """STARTTLS with the configured certificate, or None without one. A half or broken
-    configuration stops start-up: mail must not silently arrive in the clear."""
-    if not settings.smtp_tls_cert and not settings.smtp_tls_key:
-        if settings.smtp_require_starttls:
-            raise ConfigError("SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
+    """STARTTLS with the configured certificate, or None without one (Settings has
+    checked that the two come together). A certificate that does not load stops start-up:
+    mail must not silently arrive in the clear."""
+    if not settings.smtp_tls_cert:
         return None
-    if not (settings.smtp_tls_cert and settings.smtp_tls_key):
-        raise ConfigError("SMTP_TLS_CERT and SMTP_TLS_KEY go together: set both or neither")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:

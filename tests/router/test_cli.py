@@ -12,7 +12,7 @@ STAFFING = ["staffing", "--calls-per-interval", "100", "--aht", "180"]  # needs 
 
 @pytest.fixture(autouse=True)
 def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LOG_LEVEL", "REDIS_URL", "REDIS_CLUSTER", "CONTACTROUTER_CONFIG"):
+    for name in ("LOG_LEVEL", "REDIS_URL", "REDIS_CLUSTER", "CONTACTROUTER_CONFIG", "SMTP_REQUIRE_STARTTLS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -54,3 +54,12 @@ def test_a_value_error_from_a_bug_is_not_swallowed(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(staffing, "agents_needed", broken)
     with pytest.raises(ValueError, match="a bug"):
         cli.main(STAFFING)
+
+
+def test_config_check_refuses_half_a_tls_certificate_as_the_smtp_process_would(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMTP_TLS_CERT", "/etc/ssl/mx.pem")
+    monkeypatch.delenv("SMTP_TLS_KEY", raising=False)
+    assert cli.main(["config", "check"]) == 2
+    assert "SMTP_TLS_CERT and SMTP_TLS_KEY go together" in capsys.readouterr().err

@@ -89,6 +89,7 @@ def test_blank_variables_mean_their_defaults_too():
     assert Settings.from_env(blank) == Settings()
 
 
+TLS = {"SMTP_TLS_CERT": "cert.pem", "SMTP_TLS_KEY": "key.pem"}  # what requiring STARTTLS needs
 FLAGS = [
     ("REDIS_CLUSTER", "cluster"),
     ("SMTP_REQUIRE_STARTTLS", "smtp_require_starttls"),
@@ -99,13 +100,13 @@ FLAGS = [
 @pytest.mark.parametrize(("variable", "field"), FLAGS)
 @pytest.mark.parametrize("value", ["1", "true", "yes", "on", "ON", "True", " yes "])
 def test_every_flag_is_on_for_the_same_words(variable, field, value):
-    assert getattr(Settings.from_env({variable: value}), field) is True
+    assert getattr(Settings.from_env({**TLS, variable: value}), field) is True
 
 
 @pytest.mark.parametrize(("variable", "field"), FLAGS)
 @pytest.mark.parametrize("value", ["0", "false", "no", "off", "OFF", "False"])
 def test_every_flag_is_off_for_the_same_words(variable, field, value):
-    assert getattr(Settings.from_env({variable: value}), field) is False
+    assert getattr(Settings.from_env({**TLS, variable: value}), field) is False
 
 
 @pytest.mark.parametrize(("variable", "_field"), FLAGS)
@@ -137,3 +138,16 @@ def test_a_secret_is_kept_as_set():
 
 def test_trusted_networks_set_blank_trust_no_network():
     assert Settings.from_env({"SMTP_TRUSTED_NETWORKS": ""}).smtp_trusted_networks == []
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SMTP_TLS_CERT": "cert.pem"}, "SMTP_TLS_CERT and SMTP_TLS_KEY go together"),
+        ({"SMTP_TLS_KEY": "key.pem"}, "SMTP_TLS_CERT and SMTP_TLS_KEY go together"),
+        ({"SMTP_REQUIRE_STARTTLS": "on"}, "SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY"),
+    ],
+)
+def test_tls_settings_that_only_work_together_stop_start_up_in_every_process(env, message):
+    with pytest.raises(ConfigError, match=f"^environment: {message}"):
+        Settings.from_env(env)
