@@ -23,6 +23,8 @@ from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailur
 from ops.redis_server import free_port
 from router.config import ConfigError, Settings
 
+pytestmark = pytest.mark.e2e  # a real SMTP relay on a loopback port, TLS with an openssl-made certificate
+
 
 @dataclass
 class Received:
