@@ -2,19 +2,30 @@
 sandboxed for templates that non-engineers write (campaign texts, canned replies).
 
 templates/ sits beside the packages in the checkout (the layout the product's
-owner fixed); TEMPLATES_DIR overrides it for an installed copy.
+owner fixed). The router package reaches it as its resource "templates": in the
+checkout router/templates links to it (an editable install reads the checkout's
+files), and a wheel carries a copy as package data, so an installed copy renders
+the same pages. TEMPLATES_DIR overrides it (a deployment's own templates).
 """
 
 from __future__ import annotations
 
 import os
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-TEMPLATES = Path(os.environ.get("TEMPLATES_DIR") or Path(__file__).resolve().parents[1] / "templates")
+
+def _packaged() -> Path:
+    """The templates installed with the router package: a folder on disk, as the
+    loader and the inbox's static files read it (a wheel is installed unpacked)."""
+    return Path(str(resources.files(__package__) / "templates"))
+
+
+TEMPLATES = Path(os.environ.get("TEMPLATES_DIR") or _packaged())
 
 
 @cache

@@ -21,14 +21,23 @@ from router.store import Store, connect
 from tests.processes import running_up
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+BROWSER_DIR = Path(__file__).parent / "browser"
 REAL_REDIS_FIXTURES = {"redis_server", "redis_url", "real_store", "redis_cluster"}
+PRODUCT_PROCESS_FIXTURES = {"up"}  # a running `contactrouter up`
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Everything under tests/integration, or using the real redis-server, is an integration test."""
+    """Everything under tests/integration, or using the real redis-server, is an integration
+    test; everything under tests/browser a browser test; a test using `contactrouter up` an
+    end-to-end test (other e2e tests carry the mark in their module)."""
     for item in items:
-        if INTEGRATION_DIR in Path(str(item.path)).parents or REAL_REDIS_FIXTURES & set(item.fixturenames):
+        folders = Path(str(item.path)).parents
+        if INTEGRATION_DIR in folders or REAL_REDIS_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.integration)
+        if BROWSER_DIR in folders:
+            item.add_marker(pytest.mark.browser)
+        if PRODUCT_PROCESS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")

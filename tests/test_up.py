@@ -7,7 +7,11 @@ import os
 import subprocess
 import urllib.request
 
+import pytest
+
 from tests.processes import CLI, run_cli, wait_for
+
+pytestmark = pytest.mark.e2e  # `contactrouter up` and the CLI, each in its own process
 
 
 def test_up_serves_health_and_an_agent_takes_the_demo_contact(up: tuple[str, int]) -> None:

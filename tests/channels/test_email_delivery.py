@@ -24,6 +24,8 @@ from ops.redis_server import free_port
 from router.errors import ConfigError
 from router.settings import Settings
 
+pytestmark = pytest.mark.e2e  # a real SMTP relay on a loopback port, TLS with an openssl-made certificate
+
 
 @dataclass
 class Received:

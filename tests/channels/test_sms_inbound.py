@@ -450,6 +450,7 @@ def simulate(store_url: str, port: int, text: str, **env: str) -> subprocess.Com
     return subprocess.run([CLI, *args], env=environment, capture_output=True, text=True, timeout=30)
 
 
+@pytest.mark.e2e
 def test_simulate_sms_reaches_the_demo_agent_through_contactrouter_up(up: tuple[str, int]):
     store_url, port = up
     sent = wait_for(

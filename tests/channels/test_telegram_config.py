@@ -126,6 +126,7 @@ async def cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.e2e
 async def test_set_webhook_points_the_bot_at_the_public_url_with_the_secret(redis_url, tmp_path: Path):
     # the operator's command end to end, in its own process, once
     config = tmp_path / "deploy.toml"

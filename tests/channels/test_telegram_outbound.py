@@ -138,6 +138,7 @@ async def test_a_revoked_token_fails_the_message_without_the_token_in_its_record
     assert TOKEN not in failed.error and TOKEN not in caplog.text
 
 
+@pytest.mark.e2e  # waits out Telegram's retry_after of a whole second
 async def test_a_reply_hitting_429_retry_after_waits_and_then_succeeds_in_the_same_attempt(api, settings, make_sender):
     w = await telegram_world()
     api.fail("sendMessage", 429, "Too Many Requests: retry after 1", retry_after=1)

@@ -99,15 +99,24 @@ async def test_a_report_without_its_status_is_400(phone):
     assert "missing parameters: CallStatus" in await response.text()
 
 
-async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_abandoned(phone):
+async def test_a_caller_who_hangs_up_before_routing_has_run_is_still_counted_abandoned(phone, monkeypatch):
     await phone.answer(inbound.PATH)
     await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")  # on the inbound stream, not routed yet
+    looked = asyncio.Event()  # set when the report has looked for the call's conversation and found none
+    find = inbound.conversation_of
 
-    async def route_a_moment_later() -> None:
-        await asyncio.sleep(0.3)
-        await phone.route()
+    async def conversation_of(*args, **kwargs) -> str | None:
+        found = await find(*args, **kwargs)
+        if found is None:
+            looked.set()
+        return found
 
-    await asyncio.gather(report(phone, "completed"), route_a_moment_later())
+    monkeypatch.setattr(inbound, "conversation_of", conversation_of)
+    # The report first: it finds no conversation and waits for routing; then routing runs.
+    hang_up = asyncio.create_task(report(phone, "completed"))
+    await asyncio.wait_for(looked.wait(), timeout=5)
+    await phone.route()
+    await asyncio.wait_for(hang_up, timeout=status.ROUTING_WAIT_ROUNDS * status.ROUTING_WAIT_S + 5)
     [abandoned] = await phone.world.events(events.Abandoned)
     record = await phone.world.conversation(abandoned.conversation)
     assert (record["state"], record["disposition"]) == ("closed", "abandoned")

@@ -21,6 +21,15 @@ ARGUMENT = st.one_of(
 )
 
 
+async def until(condition, what: str, timeout_s: float = 5.0) -> None:
+    """Poll condition() until it holds (a task got as far as the test needs); fail naming what did not happen."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(0.005)
+
+
 def bytes_of(connection: aioredis.Connection, *args) -> bytes:
     return b"".join(connection.pack_command(*args))
 
@@ -79,7 +88,7 @@ async def test_requests_beyond_the_pool_wait_for_a_connection_and_all_complete(r
         # Five blocking pops hold connections until something is pushed: two get one at once,
         # three wait; each push frees one, and a waiter takes it.
         pops = [asyncio.create_task(client.blpop(["cr:{pool}:list"], timeout=5)) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        await until(lambda: pool._waiters == 3, "three pops waiting for a connection")
         assert len(pool._in_use_connections) == 2
         pusher = aioredis.Redis.from_url(redis_url)
         for n in range(5):
@@ -97,7 +106,7 @@ async def test_a_request_that_finds_no_connection_in_time_fails_clearly(redis_ur
     client = aioredis.Redis(connection_pool=pool)
     try:
         held = asyncio.create_task(client.blpop(["cr:{pool}:empty"], timeout=1))
-        await asyncio.sleep(0.1)
+        await until(lambda: len(pool._in_use_connections) == 1, "the pop holding the only connection")
         with pytest.raises(RedisConnectionError, match="No connection available"):
             await client.get("cr:{pool}:x")
         await held

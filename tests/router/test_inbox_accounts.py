@@ -101,6 +101,7 @@ async def test_five_wrong_passwords_lock_the_login_even_against_the_right_one() 
     assert (await accounts.authenticate(w.store, "amy", PASSWORD)).login == "amy"
 
 
+@pytest.mark.e2e  # seconds: a deliberately slow Argon2 verification per attempt
 async def test_an_unknown_login_is_locked_after_as_many_failures_as_a_known_one() -> None:
     w = await world(TWO_TENANTS)
     for name in ("nobody", "not a valid login!"):
@@ -125,6 +126,7 @@ async def test_failure_counters_of_unknown_logins_expire() -> None:
     assert 0 < await w.store.redis.ttl(keys[0]) <= accounts.LOCK_SECONDS
 
 
+@pytest.mark.e2e  # seconds: a deliberately slow Argon2 verification per attempt
 async def test_every_attempt_costs_one_verification_known_or_not_locked_or_not(monkeypatch) -> None:
     """The answer takes as long whether the login exists or is locked: the hash is always checked."""
     w = await world(TWO_TENANTS)

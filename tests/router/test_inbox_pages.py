@@ -175,6 +175,7 @@ def _message_of(page: str) -> str:
     return page.split('<p class="error" role="alert">', 1)[1].split("<", 1)[0]
 
 
+@pytest.mark.e2e  # seconds: a deliberately slow Argon2 verification per attempt
 async def test_the_login_form_answers_alike_for_an_unknown_login_and_a_known_one(inbox: Inbox) -> None:
     """Someone trying names learns nothing from the lock-out: every name gets the same
     answers, attempt after attempt, whether or not a login of that name exists."""

@@ -9,10 +9,13 @@ import signal
 import subprocess
 
 import aiohttp
+import pytest
 
 from ops.redis_server import free_port
 from tests.processes import CLI, wait_for
 from tests.router.test_inbox_pages import log_in
+
+pytestmark = pytest.mark.e2e  # a `contactrouter up` process per test
 
 
 def start_up() -> tuple[subprocess.Popen, int, dict[str, str]]:
