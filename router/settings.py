@@ -75,6 +75,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # address (for web chat flood limits) is that many entries from its end; 0: the peer address
     trusted_proxy_hops: int = 0
     metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
+    templates_dir: str = ""  # a deployment's own templates/ folder; empty: the one installed with the package
 
     def __post_init__(self) -> None:
         """Settings that only work together, checked however Settings are made: `config check`
@@ -83,6 +84,8 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError("environment: SMTP_TLS_CERT and SMTP_TLS_KEY go together: set both or neither")
         if self.smtp_require_starttls and not self.smtp_tls_cert:
             raise ConfigError("environment: SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
+        if self.templates_dir and not os.path.isdir(self.templates_dir):
+            raise ConfigError(f"environment: TEMPLATES_DIR: {self.templates_dir!r} is not a folder")
 
     @property
     def base_url(self) -> str:
@@ -96,6 +99,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("redis_url", "REDIS_URL")
         read.flag("cluster", "REDIS_CLUSTER")
         read.text("config_path", "CONTACTROUTER_CONFIG")
+        read.text("templates_dir", "TEMPLATES_DIR")
         read.text("consumer", "CONTACTROUTER_CONSUMER")
         read.number("claim_idle_ms", "CONTACTROUTER_CLAIM_IDLE_MS", least=1)
         read.number("max_deliveries", "CONTACTROUTER_MAX_DELIVERIES", least=1)

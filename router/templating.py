@@ -5,12 +5,12 @@ templates/ sits beside the packages in the checkout (the layout the product's
 owner fixed). The router package reaches it as its resource "templates": in the
 checkout router/templates links to it (an editable install reads the checkout's
 files), and a wheel carries a copy as package data, so an installed copy renders
-the same pages. TEMPLATES_DIR overrides it (a deployment's own templates).
+the same pages. A deployment may use its own folder instead (TEMPLATES_DIR, read
+into Settings): each process applies it once at start-up with `use`.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,7 +25,20 @@ def _packaged() -> Path:
     return Path(str(resources.files(__package__) / "templates"))
 
 
-TEMPLATES = Path(os.environ.get("TEMPLATES_DIR") or _packaged())
+_folder = _packaged()
+
+
+def use(folder: str) -> None:
+    """Read templates from `folder` from now on ("" for the installed ones). Called once
+    at start-up, before any page is rendered."""
+    global _folder
+    _folder = Path(folder) if folder else _packaged()
+    pages.cache_clear()
+
+
+def folder() -> Path:
+    """Where the templates are read from."""
+    return _folder
 
 
 @cache
@@ -33,7 +46,7 @@ def pages() -> jinja2.Environment:
     """Our own templates (inbox pages, widget, branded mail): everything escaped for HTML
     unless a template says otherwise, and a missing variable is an error, not a blank."""
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
+        loader=jinja2.FileSystemLoader(_folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml", "j2"]),
         undefined=jinja2.StrictUndefined,
         enable_async=False,

@@ -41,7 +41,7 @@ def check_templates(checkout_templates: Path) -> list[str]:
     """The package's templates are its own copy, complete, and our page templates compile."""
     from router import templating
 
-    installed = templating.TEMPLATES.resolve()
+    installed = templating.folder().resolve()
     problems = []
     if Path(sys.prefix).resolve() not in installed.parents:
         problems.append(f"templates read from {installed}, outside the installed copy ({sys.prefix})")

@@ -21,7 +21,7 @@ from types import ModuleType
 
 import msgspec
 
-from router import agents, bus, conversations, customers, events
+from router import agents, bus, conversations, customers, events, templating
 from router.app import processes
 from router.config import Deployment, load_deployment
 from router.errors import ContactRouterError
@@ -404,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
         settings = Settings.from_env()
+        templating.use(settings.templates_dir)
         if a.config:
             settings = msgspec.structs.replace(settings, config_path=a.config)
         deployment = load_deployment(settings.config_path)

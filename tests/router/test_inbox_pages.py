@@ -466,7 +466,7 @@ async def test_canned_replies_fill_in_the_customers_fields(inbox: Inbox, tmp_pat
     folder = tmp_path / "acme"
     folder.mkdir()
     (folder / "greeting.txt").write_text("Hello {{ customer }}, this is {{ agent_name }} from {{ tenant_name }}.")
-    monkeypatch.setattr(canned, "CANNED_DIR", tmp_path)
+    monkeypatch.setattr(canned, "replies_folder", lambda: tmp_path)
     w = inbox.world
     client, _token = await logged_in(inbox, "amy")
     async with client:

@@ -151,3 +151,24 @@ def test_trusted_networks_set_blank_trust_no_network():
 def test_tls_settings_that_only_work_together_stop_start_up_in_every_process(env, message):
     with pytest.raises(ConfigError, match=f"^environment: {message}"):
         Settings.from_env(env)
+
+
+def test_templates_dir_must_be_a_folder(tmp_path):
+    assert Settings.from_env({"TEMPLATES_DIR": str(tmp_path)}).templates_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match="TEMPLATES_DIR: .* is not a folder"):
+        Settings.from_env({"TEMPLATES_DIR": str(tmp_path / "missing")})
+
+
+def test_a_deployments_own_templates_are_used_once_applied_and_the_installed_ones_after_reset(tmp_path):
+    from router import templating
+
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "login.html").write_text("our own login for {{ who }}")
+    installed = templating.folder()
+    try:
+        templating.use(str(tmp_path))
+        assert templating.pages().get_template("inbox/login.html").render(who="acme") == "our own login for acme"
+    finally:
+        templating.use("")
+    assert templating.folder() == installed
+    assert "our own login" not in (installed / "inbox" / "login.html").read_text()

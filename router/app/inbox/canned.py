@@ -5,19 +5,25 @@ they are not our code. Fields: customer, agent_name, tenant_name."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
+from router import templating
 from router.config import Tenant
-from router.templating import TEMPLATES, sandboxed
+from router.templating import sandboxed
 
 log = logging.getLogger(__name__)
 
-CANNED_DIR = TEMPLATES / "inbox" / "canned"
+
+
+def replies_folder() -> Path:
+    """templates/inbox/canned/ of the templates in use."""
+    return templating.folder() / "inbox" / "canned"
 
 
 def replies(tenant: Tenant, fields: dict[str, str]) -> list[dict[str, str]]:
     """The tenant's canned replies (templates/inbox/canned/<tenant>/*.txt), with the
     customer's fields filled in by the sandboxed environment (they are user-written)."""
-    folder = CANNED_DIR / tenant.id
+    folder = replies_folder() / tenant.id
     if not folder.is_dir():
         return []
     env = sandboxed()

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from router import agents, conversations, customers, events
+from router import agents, conversations, customers, events, templating
 from router.app.inbox import campaigns, canned, chat, listing, messages
 from router.app.inbox.access import conversation_of
 from router.app.inbox.rendering import brand, render
@@ -20,7 +20,6 @@ from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.attachments import AttachmentStore
 from router.keys import Keys
 from router.store import Store
-from router.templating import TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +230,7 @@ async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC:
         raise web.HTTPNotFound()
-    body = (TEMPLATES / "inbox" / name).read_text("utf-8")
+    body = (templating.folder() / "inbox" / name).read_text("utf-8")
     return web.Response(text=body, content_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
 
