@@ -21,10 +21,12 @@ from types import ModuleType
 
 import msgspec
 
-from router import agents, bus, conversations, customers, events, templating
+from ops import streams
+from router import agents, bus, conversations, customers, events, floor, templating
 from router.app import processes
 from router.config import Deployment, load_deployment
 from router.errors import ContactRouterError
+from router.keys import SANDBOX_TWILIO_TOKEN
 from router.settings import Settings
 from router.store import Store, connect
 
@@ -279,6 +281,7 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    # The channels are imported only by the commands that use them: they load every adapter.
     from channels.sandbox import outbox
 
     deployment.tenant(a.tenant)
@@ -291,8 +294,6 @@ async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -
 
 
 async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    from ops import streams
-
     deployment.tenant(a.tenant)
     if a.action == "list":
         letters = await streams.dead_letters(store, a.tenant)
@@ -309,16 +310,12 @@ async def _dead(store: Store, deployment: Deployment, a: argparse.Namespace) -> 
 
 
 async def _trim(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    from ops import streams
-
     deployment.tenant(a.tenant)
     for stream, removed in (await streams.trim_tenant(store, a.tenant, keep_hours=a.keep_hours)).items():
         print(f"{stream}: {removed} removed")
 
 
 async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
-    from router import floor
-
     tenant = deployment.tenant(a.tenant)
     print(f"{'queue':<16}{'waiting':>8}{'oldest':>10}  by channel")
     for q in await floor.queues(store, tenant):
@@ -369,8 +366,6 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
 
 async def _sandbox_token(settings: Settings) -> str:
     """The sandbox token `contactrouter up` keeps in its embedded store."""
-    from router.keys import SANDBOX_TWILIO_TOKEN
-
     if settings.redis_url is None:
         raise CliError("no sandbox token: set TWILIO_SANDBOX_TOKEN, or REDIS_URL to the store of `contactrouter up`")
     from redis.exceptions import RedisError

@@ -11,6 +11,7 @@ import msgspec
 
 from router import agents, bus, events
 from router.app import processes
+from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
 from router.keys import SANDBOX_TWILIO_TOKEN
 from router.settings import Settings
@@ -74,8 +75,6 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     )
     await processes.prepare(store, deployment)
     await load_demo(store, deployment)
-    from router.app.inbox.accounts import demo_accounts
-
     # fresh random passwords on every start, shown once here and never logged
     passwords = await demo_accounts(store, deployment)
     logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())

@@ -29,6 +29,8 @@ Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
 
 
 def roles() -> dict[str, Role]:
+    # Imported when asked for, not with this module: the CLI imports it for every command,
+    # and the roles load every channel adapter and worker.
     from channels.telegram import polling as telegram_polling
     from router.app import web
     from workers import dispatch, routing, smtp, timers

@@ -155,7 +155,7 @@ def test_tls_settings_that_only_work_together_stop_start_up_in_every_process(env
 
 def test_templates_dir_must_be_a_folder(tmp_path):
     assert Settings.from_env({"TEMPLATES_DIR": str(tmp_path)}).templates_dir == str(tmp_path)
-    with pytest.raises(ConfigError, match="TEMPLATES_DIR: .* is not a folder"):
+    with pytest.raises(ConfigError, match=r"TEMPLATES_DIR: .* is not a folder"):
         Settings.from_env({"TEMPLATES_DIR": str(tmp_path / "missing")})
 
 
