@@ -1,9 +1,13 @@
-"""The routing scripts (router/lua/*.lua), each one atomic decision.
+"""The Lua scripts (router/lua/**/*.lua), each one atomic decision: the one registry.
 
-Every script gets the parts of lib.lua it uses prepended and the shard's base
-key as KEYS[1], so it runs inside one cluster slot (ingest, which uses nothing of
-lib.lua, gets its marker key there, under the same hash tag). redis-py's Script sends
-EVALSHA and falls back to EVAL after a restart emptied the script cache.
+Every script is a file here, whoever calls it: the routing scripts at the top, the
+campaigns' in campaigns/. Each gets the parts of lib.lua it uses prepended and the
+shard's base key as KEYS[1], so it runs inside one cluster slot (those that use
+nothing of lib.lua, such as ingest, get their own keys, under the same hash tag).
+Each is called through one typed wrapper with named parameters (router/atomic.py,
+or the module of its one owner), so its ARGV order is written once in Python and
+once in the script's header. redis-py's Script sends EVALSHA and falls back to EVAL
+after a restart emptied the script cache.
 """
 
 from __future__ import annotations
@@ -12,41 +16,52 @@ import asyncio
 import re
 from functools import cache
 from importlib import resources
-from typing import Any
+from importlib.resources.abc import Traversable
+from typing import Any, NamedTuple
 
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-NAMES = (
-    "intake",
-    "assign_queue",
-    "assign_agent",
-    "respond",
-    "close",
-    "wrapup",
-    "transfer",
-    "presence",
-    "escalate",
-    "sla",
-    "claim_timers",
-    "ingest",
-    "begin_send",
-    "finish_send",
-    "delivery_status",
-    "voice_callback",
-    "mark_requested",
-    "record_once",
-    "dead_letter",
-)
+from router.events import CHANNELS
+
+_FOLDER = resources.files("router").joinpath("lua")
+_LIB = "lib"
+
+
+def _names(folder: Traversable, under: str = "") -> list[str]:
+    found = []
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            found += _names(entry, f"{under}{entry.name}/")
+        elif entry.name.endswith(".lua"):
+            found.append(under + entry.name.removesuffix(".lua"))
+    return found
+
+
+# Every script, by its path under router/lua without ".lua" ("close", "campaigns/send").
+NAMES: tuple[str, ...] = tuple(sorted(name for name in _names(_FOLDER) if name != _LIB))
+
+# lib.lua's channel list is router/events.py's, written in when a script is made.
+_CHANNELS_LINE = "local CHANNELS = {}"
+
+
+@cache
+def lib() -> str:
+    """lib.lua, its CHANNELS filled in from router.events."""
+    text = _FOLDER.joinpath(f"{_LIB}.lua").read_text("utf-8")
+    if _CHANNELS_LINE not in text:
+        raise RuntimeError(f"lib.lua lost its line {_CHANNELS_LINE!r}")
+    listed = ", ".join(f'"{channel}"' for channel in CHANNELS)
+    return text.replace(_CHANNELS_LINE, f"local CHANNELS = {{{listed}}}", 1)
 
 
 @cache
 def source(name: str) -> str:
+    """The script `name` as it runs: the blocks of lib.lua it needs, then its file."""
     if name not in NAMES:
         raise KeyError(name)
-    folder = resources.files("router").joinpath("lua")
-    own = folder.joinpath(f"{name}.lua").read_text("utf-8")
-    needed = prelude(folder.joinpath("lib.lua").read_text("utf-8"), own)
+    own = _FOLDER.joinpath(f"{name}.lua").read_text("utf-8")
+    needed = prelude(lib(), own)
     return f"{needed}\n{own}" if needed else own
 
 
@@ -82,6 +97,14 @@ def prelude(lib: str, own: str) -> str:
     return "\n\n".join(block for (_defined, block), kept in zip(blocks, keep, strict=True) if kept)
 
 
+class Call(NamedTuple):
+    """A script call to run pipelined with others (run_pipelined)."""
+
+    script: Any  # a registered script (Scripts[name])
+    base: str  # the shard's base key, KEYS[1]
+    args: list
+
+
 async def load_script(redis: Any, script: Any) -> None:
     """SCRIPT LOAD a registered script and keep the SHA the server gave."""
     sha = await redis.script_load(script.script)
@@ -89,7 +112,8 @@ async def load_script(redis: Any, script: Any) -> None:
 
 
 class Scripts:
-    """The scripts registered on one client; attribute access by script name."""
+    """Every script, registered on one client: `scripts["campaigns/send"]`, or for the
+    routing scripts `scripts.close`. Called through their wrappers, not from here."""
 
     def __init__(self, redis: Any) -> None:
         self._scripts = {name: redis.register_script(source(name)) for name in NAMES}
@@ -99,6 +123,9 @@ class Scripts:
         but fakeredis's TCP server drops the connection on NOSCRIPT instead."""
         for script in self._scripts.values():
             await load_script(redis, script)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._scripts[name]
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -121,7 +148,7 @@ async def call(redis: Any, script: Any, keys: list[str], args: list) -> Any:
         return await redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
 
 
-async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
+async def run_pipelined(redis: Any, calls: list[Call]) -> list:
     """Run (script, base key, args) calls in one pipeline; results (or errors) in order.
 
     EVALSHA goes out directly: a pipeline given Script objects first asks SCRIPT
@@ -142,14 +169,14 @@ async def run_pipelined(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
     return results
 
 
-async def _evalsha_all(redis: Any, calls: list[tuple[Any, str, list]]) -> list:
+async def _evalsha_all(redis: Any, calls: list[Call]) -> list:
     async with redis.pipeline(transaction=False) as pipe:
         for script, base, args in calls:
             pipe.evalsha(script.sha, 1, base, *args)
         return list(await pipe.execute(raise_on_error=False))
 
 
-async def _per_shard(calls: list[tuple[Any, str, list]]) -> list:
+async def _per_shard(calls: list[Call]) -> list:
     """redis-py refuses EVALSHA in cluster pipelines: run each shard's calls in
     their order (an offer round must see the intakes before it), the shards
     side by side. Script reloads after NOSCRIPT by itself."""

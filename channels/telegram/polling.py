@@ -35,15 +35,6 @@ BACKOFF_S = (1, 2, 5, 10, 30)
 ALLOWED_UPDATES = ["message", "my_chat_member"]  # what inbound acts on; Telegram filters the rest
 _STORE_ERRORS = (RedisError, OSError)
 
-# Take the poller lease, or renew it when we hold it: atomic, so two processes never
-# both believe they hold it. KEYS: the lease. ARGV: owner, lease ms. Returns 1 if held.
-LEASE = """
-local current = redis.call("GET", KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call("SET", KEYS[1], ARGV[1], "PX", tonumber(ARGV[2]))
-return 1
-"""
-
 
 class Poller:
     """Long polling of one tenant's bot."""
@@ -102,7 +93,13 @@ class Poller:
         await self.release_lease()
 
     async def hold_lease(self) -> bool:
-        return bool(await self.store.redis.eval(LEASE, 1, self.lease_key, self.owner, LEASE_MS))
+        """Take the poller lease, or renew it when we hold it (lease.lua: atomic, so two
+        processes never both believe they hold it). Sent by the store's client of the moment,
+        as every other call of the poller is."""
+        held = await self.store.scripts.lease(
+            keys=[self.lease_key], args=[self.owner, LEASE_MS], client=self.store.redis
+        )
+        return bool(int(held))
 
     async def release_lease(self) -> None:
         try:

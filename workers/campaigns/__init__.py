@@ -6,7 +6,8 @@ render.py      user-written templates in a bounded Jinja2 sandbox, preview
 compliance.py  send windows in local time, frequency caps, suppression
 pacing.py      token buckets shared by every worker
 registry.py    campaigns in Redis: create, launch, pause, resume, cancel, progress
-scripts.py     the Lua scripts: claim with a lease, send at most once, settle, count
+scripts.py     calls of the Lua scripts (router/lua/campaigns): claim with a lease, send at
+               most once, settle, count
 worker.py      the role: claim, check, render, publish (at most once per attempt)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;
                the results report per campaign and A/B variant

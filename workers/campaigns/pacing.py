@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import scripts
 
 LIMITS = "limits"  # the bucket name of the hash holding the tenant's per-channel limits
 
@@ -55,7 +54,8 @@ async def take(store: Store, tenant: str, want: int, buckets: list[Bucket]) -> t
     args: list = [want]
     for bucket in buckets:
         args += [bucket.key, bucket.per_minute, bucket.burst]
-    granted, wait = await scripts.get(store).take_tokens(keys=[Keys(tenant).base], args=args)
+    # campaigns/take_tokens.lua: this is its one wrapper
+    granted, wait = await store.scripts["campaigns/take_tokens"](keys=[Keys(tenant).base], args=args)
     return int(granted), int(wait)
 
 
@@ -66,4 +66,5 @@ async def give_back(store: Store, tenant: str, count: int, buckets: list[Bucket]
     args: list = [count]
     for bucket in buckets:
         args += [bucket.key, bucket.per_minute, bucket.burst]
-    await scripts.get(store).give_tokens(keys=[Keys(tenant).base], args=args)
+    # campaigns/give_tokens.lua: this is its one wrapper
+    await store.scripts["campaigns/give_tokens"](keys=[Keys(tenant).base], args=args)
