@@ -38,7 +38,38 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
     return queue_id, True
 
 
-def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> list:
+class IntakeArgs(NamedTuple):
+    """intake.lua's arguments for one contact (tests/router/test_scripts.py holds these
+    names to the `local name = ARGV[at + n]` lines of its header)."""
+
+    contact: str  # the contact's id: a conversation or customer it opens takes it
+    ident: str  # the address as an identity
+    channel: str
+    queue: str  # the queue a new conversation enters
+    priority: int
+    enqueued_at: int  # ms: its original time, for a contact that comes back
+    entry: bytes  # its history entry (MessagePack)
+    provider_id: str
+    address: str
+    refs: str  # the email Message-IDs it answers, one a line
+    own_ref: str  # its own Message-ID (email), or ""
+    tenant_address: str  # the tenant's number or address the customer wrote to
+    kind: str  # message | call | callback | voicemail
+    entry_id: str  # its inbound stream entry
+
+
+class IntakeBatch(NamedTuple):
+    """intake.lua's first arguments, for the whole batch; each contact's IntakeArgs follow."""
+
+    count: int
+    group: str  # the consumer group and consumer that read the batch's entries
+    consumer: str
+    lookahead: int  # how many waiting conversations an offer round looks at
+    lowest: str  # the lowest and highest of the entries' ids
+    highest: str
+
+
+def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> IntakeArgs:
     address = normalise(contact.channel, contact.address)
     queue = tenant.queue(queue_id)
     priority = contact.priority if contact.priority is not None else queue.priority
@@ -54,23 +85,22 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
         contact_kind=contact.kind,
         metadata=contact.metadata,
     )
-    own_ref = contact.provider_id if contact.channel == "email" else ""
-    return [
-        contact.id,
-        identity(contact.channel, address),
-        contact.channel,
-        queue_id,
-        priority,
-        contact.original_at or contact.occurred_at,
-        msgspec.msgpack.encode(entry),
-        contact.provider_id,
-        address,
-        "\n".join(contact.thread),
-        own_ref,
-        contact.to,
-        contact.kind,
-        entry_id,
-    ]
+    return IntakeArgs(
+        contact=contact.id,
+        ident=identity(contact.channel, address),
+        channel=contact.channel,
+        queue=queue_id,
+        priority=priority,
+        enqueued_at=contact.original_at or contact.occurred_at,
+        entry=msgspec.msgpack.encode(entry),
+        provider_id=contact.provider_id,
+        address=address,
+        refs="\n".join(contact.thread),
+        own_ref=contact.provider_id if contact.channel == "email" else "",
+        tenant_address=contact.to,
+        kind=contact.kind,
+        entry_id=entry_id,
+    )
 
 
 class Routed(NamedTuple):
@@ -85,7 +115,7 @@ class _Work(NamedTuple):
     tenant: Tenant
     contact: events.InboundContact
     after_hours: bool
-    args: list  # its part of intake.lua's arguments
+    args: IntakeArgs
 
 
 async def route_batch(store: Store, deployment: Deployment, entries: list[Entry], dead_letter, consumer: str) -> Routed:
@@ -149,10 +179,7 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     shards: dict[str, list[int]] = {}
     for index, item in enumerate(work):
         shards.setdefault(item.tenant.id, []).append(index)
-    calls = [
-        (store.scripts.intake, Keys(t).base, _batch_args([work[i].args for i in idx], consumer))
-        for t, idx in shards.items()
-    ]
+    calls = [intake_call(store, t, [work[i].args for i in idx], consumer) for t, idx in shards.items()]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
     full: list[tuple[str, str]] = []
@@ -176,12 +203,19 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     return results, full
 
 
-def _batch_args(contacts: list[list], consumer: str) -> list:
-    """intake.lua's arguments for contacts of one shard: their number, who read
-    them, an offer round's reach, the range of their entries' ids, then each one's."""
-    ids = [args[-1] for args in contacts]
-    header = [len(contacts), ROUTING_GROUP, consumer, assign.LOOKAHEAD, min(ids, key=_id_key), max(ids, key=_id_key)]
-    return [*header, *(arg for args in contacts for arg in args)]
+def intake_call(store: Store, tenant: str, contacts: list[IntakeArgs], consumer: str) -> scripts.Call:
+    """One intake.lua call for contacts of one shard, which `consumer` of the routing
+    group read, to run pipelined (router.scripts.run_pipelined)."""
+    ids = [contact.entry_id for contact in contacts]
+    batch = IntakeBatch(
+        count=len(contacts),
+        group=ROUTING_GROUP,
+        consumer=consumer,
+        lookahead=assign.LOOKAHEAD,
+        lowest=min(ids, key=_id_key),
+        highest=max(ids, key=_id_key),
+    )
+    return scripts.Call(store.scripts.intake, Keys(tenant).base, [*batch, *(a for args in contacts for a in args)])
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

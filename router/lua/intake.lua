@@ -9,8 +9,9 @@
 -- ARGV[1] is the number of contacts, ARGV[2] and ARGV[3] the consumer group
 -- and consumer that read them from the shard's inbound stream, ARGV[4] how many
 -- waiting conversations an offer round looks at, ARGV[5] and ARGV[6] the
--- lowest and highest of their entries' ids, then ARGS_PER_CONTACT arguments
--- for each contact, the last its stream entry's id.
+-- lowest and highest of their entries' ids (router/intake.py IntakeBatch), then
+-- ARGS_PER_CONTACT arguments for each contact (IntakeArgs), the last its stream
+-- entry's id. tests/router/test_scripts.py holds both to the names below.
 -- Each contact's entry is acknowledged in the call that stores it, so a
 -- contact is stored exactly when its entry leaves the pending list. Only the
 -- batch's entries still pending for this consumer are stored: one no longer

@@ -1,8 +1,16 @@
-"""router.scripts: each script carries the parts of lib.lua it uses, and no others."""
+"""router.scripts: every script a .lua file in one registry; each carries the parts of
+lib.lua it uses, and no others; the long argument lists are named as the scripts read them."""
 
 from __future__ import annotations
 
-from router import scripts
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from router import events, intake, scripts
+from workers.campaigns import scripts as campaign_scripts
 
 LIB = """-- header
 local B = KEYS[1]
@@ -45,3 +53,67 @@ def test_the_routing_scripts_define_only_what_they_use():
     assert "local function emit" not in scripts.source("claim_timers")
     intake = scripts.source("intake")
     assert "local function pick" in intake and "local function refresh_ready" not in intake
+
+
+def test_every_lua_file_is_a_registered_script_and_runs_as_one():
+    folder = resources.files("router").joinpath("lua")
+    files = {p.relative_to(folder).with_suffix("").as_posix() for p in Path(str(folder)).rglob("*.lua")}
+    assert set(scripts.NAMES) == files - {"lib"}
+    assert {"campaigns/send", "campaigns/claim", "outbox_send", "lease", "intake"} <= set(scripts.NAMES)
+
+
+def test_lib_lua_lists_the_channels_of_router_events_in_their_order():
+    defined = re.search(r"^local CHANNELS = \{(.*)\}", scripts.lib(), re.MULTILINE)
+    assert defined is not None
+    assert tuple(re.findall(r'"(\w+)"', defined.group(1))) == events.CHANNELS
+    assert "local CHANNELS = {}" not in scripts.source("assign_agent")
+
+
+# `local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])`: names, then expressions
+_LOCALS = re.compile(r"^\s*local ([\w, ]+?) = (.+)$", re.MULTILINE)
+_ARGV = re.compile(r"ARGV\[(?:(\w+) \+ )?(\d+)\]")
+
+
+def argv_names(name: str, base: str | None) -> list[str]:
+    return argv_names_in(scripts.source(name), base)
+
+
+def argv_names_in(lua: str, base: str | None) -> list[str]:
+    """The names the `local` lines of `lua` give ARGV[base + n] (ARGV[n] when base is
+    None), in the order of n from 1; fails on a gap."""
+    found: dict[int, str] = {}
+    for names, values in _LOCALS.findall(lua):
+        for local, value in zip(names.split(","), re.split(r",\s*(?![^(]*\))", values), strict=False):
+            argv = _ARGV.search(value)
+            if argv and argv.group(1) == base:
+                found[int(argv.group(2))] = local.strip().lower()
+    assert sorted(found) == list(range(1, len(found) + 1)), f"ARGV offsets {sorted(found)}"
+    return [found[n] for n in sorted(found)]
+
+
+def test_intake_args_are_named_as_intake_lua_reads_them():
+    assert argv_names("intake", None) == list(intake.IntakeBatch._fields)
+    assert argv_names("intake", "at") == list(intake.IntakeArgs._fields)
+    sizes = re.search(r"local ARGS_PER_CONTACT, HEADER = (\d+), (\d+)", scripts.source("intake"))
+    assert sizes is not None
+    assert (int(sizes.group(1)), int(sizes.group(2))) == (
+        len(intake.IntakeArgs._fields),
+        len(intake.IntakeBatch._fields),
+    )
+
+
+def test_campaign_send_args_are_named_as_send_lua_reads_them():
+    assert argv_names("campaigns/send", None) == list(campaign_scripts.SendBatch._fields)
+    assert argv_names("campaigns/send", "at") == list(campaign_scripts.RecipientArgs._fields)
+    sizes = re.search(r"local HEAD, PER_RECIPIENT = (\d+), (\d+)", scripts.source("campaigns/send"))
+    assert sizes is not None
+    assert (int(sizes.group(1)), int(sizes.group(2))) == (
+        len(campaign_scripts.SendBatch._fields),
+        len(campaign_scripts.RecipientArgs._fields),
+    )
+
+
+def test_the_header_reader_sees_a_gap_in_the_arguments():
+    assert argv_names_in("local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])", "at") == ["a", "b"]
+    with pytest.raises(AssertionError, match="offsets"):
+        argv_names_in("local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])\nlocal c = ARGV[at + 4]", "at")
