@@ -6,7 +6,7 @@ leaving the building, so the whole product runs offline.
 from __future__ import annotations
 
 from channels.transport import Reconciled
-from router import events
+from router import atomic, events
 from router.keys import Keys
 from router.store import Store
 
@@ -17,10 +17,14 @@ async def keep_once(store: Store, tenant: str, message_id: str, *, provider_id: 
     """Add a message to the tenant's outbox unless it is there already (outbox_send.lua:
     the marker and the entry in one step, so a replayed send adds nothing); True if added."""
     keys = Keys(tenant)
-    added, _entry_id = await store.scripts.outbox_send(
-        keys=[keys.seen("outbox", message_id), keys.outbox], args=[provider_id, payload, MARKER_TTL_S]
+    return await atomic.outbox_send(
+        store,
+        marker=keys.seen("outbox", message_id),
+        outbox=keys.outbox,
+        provider_id=provider_id,
+        message=payload,
+        ttl_s=MARKER_TTL_S,
     )
-    return bool(int(added))
 
 
 class SandboxSender:

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, bus, events, scripts
+from router import assign, atomic, bus, events, scripts
+from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
@@ -36,37 +37,6 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
     if queue.after_hours.action == "overflow":
         return queue.after_hours.queue, True
     return queue_id, True
-
-
-class IntakeArgs(NamedTuple):
-    """intake.lua's arguments for one contact (tests/router/test_scripts.py holds these
-    names to the `local name = ARGV[at + n]` lines of its header)."""
-
-    contact: str  # the contact's id: a conversation or customer it opens takes it
-    ident: str  # the address as an identity
-    channel: str
-    queue: str  # the queue a new conversation enters
-    priority: int
-    enqueued_at: int  # ms: its original time, for a contact that comes back
-    entry: bytes  # its history entry (MessagePack)
-    provider_id: str
-    address: str
-    refs: str  # the email Message-IDs it answers, one a line
-    own_ref: str  # its own Message-ID (email), or ""
-    tenant_address: str  # the tenant's number or address the customer wrote to
-    kind: str  # message | call | callback | voicemail
-    entry_id: str  # its inbound stream entry
-
-
-class IntakeBatch(NamedTuple):
-    """intake.lua's first arguments, for the whole batch; each contact's IntakeArgs follow."""
-
-    count: int
-    group: str  # the consumer group and consumer that read the batch's entries
-    consumer: str
-    lookahead: int  # how many waiting conversations an offer round looks at
-    lowest: str  # the lowest and highest of the entries' ids
-    highest: str
 
 
 def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> IntakeArgs:
@@ -179,7 +149,7 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     shards: dict[str, list[int]] = {}
     for index, item in enumerate(work):
         shards.setdefault(item.tenant.id, []).append(index)
-    calls = [intake_call(store, t, [work[i].args for i in idx], consumer) for t, idx in shards.items()]
+    calls = [_intake_call(store, t, [work[i].args for i in idx], consumer) for t, idx in shards.items()]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
     full: list[tuple[str, str]] = []
@@ -203,9 +173,8 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     return results, full
 
 
-def intake_call(store: Store, tenant: str, contacts: list[IntakeArgs], consumer: str) -> scripts.Call:
-    """One intake.lua call for contacts of one shard, which `consumer` of the routing
-    group read, to run pipelined (router.scripts.run_pipelined)."""
+def _intake_call(store: Store, tenant: str, contacts: list[IntakeArgs], consumer: str) -> scripts.Call:
+    """One intake.lua call for contacts of one shard, which `consumer` of the routing group read."""
     ids = [contact.entry_id for contact in contacts]
     batch = IntakeBatch(
         count=len(contacts),
@@ -215,7 +184,7 @@ def intake_call(store: Store, tenant: str, contacts: list[IntakeArgs], consumer:
         lowest=min(ids, key=_id_key),
         highest=max(ids, key=_id_key),
     )
-    return scripts.Call(store.scripts.intake, Keys(tenant).base, [*batch, *(a for args in contacts for a in args)])
+    return atomic.intake_call(store, tenant, batch, contacts)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from telegram.error import InvalidToken, TelegramError
 from channels.email.attachments import AttachmentStore
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
+from router import atomic
 from router.config import Deployment, Settings, Tenant
 from router.keys import Keys
 from router.stopping import stopped
@@ -94,12 +95,8 @@ class Poller:
 
     async def hold_lease(self) -> bool:
         """Take the poller lease, or renew it when we hold it (lease.lua: atomic, so two
-        processes never both believe they hold it). Sent by the store's client of the moment,
-        as every other call of the poller is."""
-        held = await self.store.scripts.lease(
-            keys=[self.lease_key], args=[self.owner, LEASE_MS], client=self.store.redis
-        )
-        return bool(int(held))
+        processes never both believe they hold it)."""
+        return await atomic.lease(self.store, key=self.lease_key, owner=self.owner, lease_ms=LEASE_MS)
 
     async def release_lease(self) -> None:
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from router import events, intake, scripts
+from router import atomic, events, scripts
 from workers.campaigns import scripts as campaign_scripts
 
 LIB = """-- header
@@ -92,13 +92,13 @@ def argv_names_in(lua: str, base: str | None) -> list[str]:
 
 
 def test_intake_args_are_named_as_intake_lua_reads_them():
-    assert argv_names("intake", None) == list(intake.IntakeBatch._fields)
-    assert argv_names("intake", "at") == list(intake.IntakeArgs._fields)
+    assert argv_names("intake", None) == list(atomic.IntakeBatch._fields)
+    assert argv_names("intake", "at") == list(atomic.IntakeArgs._fields)
     sizes = re.search(r"local ARGS_PER_CONTACT, HEADER = (\d+), (\d+)", scripts.source("intake"))
     assert sizes is not None
     assert (int(sizes.group(1)), int(sizes.group(2))) == (
-        len(intake.IntakeArgs._fields),
-        len(intake.IntakeBatch._fields),
+        len(atomic.IntakeArgs._fields),
+        len(atomic.IntakeBatch._fields),
     )
 
 
@@ -117,3 +117,24 @@ def test_the_header_reader_sees_a_gap_in_the_arguments():
     assert argv_names_in("local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])", "at") == ["a", "b"]
     with pytest.raises(AssertionError, match="offsets"):
         argv_names_in("local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])\nlocal c = ARGV[at + 4]", "at")
+
+
+def test_every_script_has_its_one_typed_call():
+    for name in scripts.NAMES:
+        folder, _, stem = name.rpartition("/")
+        module = campaign_scripts if folder == "campaigns" else atomic
+        assert hasattr(module, stem) or hasattr(module, f"{stem}_call"), f"{name} has no call in {module.__name__}"
+
+
+def test_only_the_calls_of_the_scripts_reach_the_registry():
+    root = Path(__file__).resolve().parents[2]
+    owners = {root / "router" / "atomic.py", root / "workers" / "campaigns" / "scripts.py"}
+    reaching = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("router", "channels", "workers", "ops")
+        for path in sorted((root / package).rglob("*.py"))
+        if path not in owners
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if re.search(r"\bscripts(\.[a-z_]+\(|\[)", line) and "store.scripts" in line
+    ]
+    assert reaching == []

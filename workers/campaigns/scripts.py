@@ -2,12 +2,13 @@
 
 Each script is one atomic decision on the tenant's shard. KEYS[1] is the shard's base
 key (as for every script); the other keys, built by router.keys, come as arguments, and
-all of them share the tenant's hash tag. The token buckets' two scripts are called from
-workers/campaigns/pacing.py, their one owner.
+all of them share the tenant's hash tag.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from router import scripts
@@ -151,3 +152,30 @@ async def once(
         args=[keys.campaign_status(campaign), keys.campaign_stats(campaign), flag, counter, variant, by, value],
     )
     return bool(int(first))
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket (workers/campaigns/pacing.py): its key, refill per minute, burst."""
+
+    key: str
+    per_minute: float
+    burst: float
+
+
+def _bucket_args(buckets: Sequence[Bucket]) -> list:
+    return [arg for bucket in buckets for arg in (bucket.key, bucket.per_minute, bucket.burst)]
+
+
+async def take_tokens(store: Store, tenant: str, *, want: int, buckets: Sequence[Bucket]) -> tuple[int, int]:
+    """campaigns/take_tokens.lua: up to `want` tokens from every bucket at once;
+    (granted, ms until the next token when none was granted)."""
+    granted, wait = await store.scripts["campaigns/take_tokens"](
+        keys=[Keys(tenant).base], args=[want, *_bucket_args(buckets)]
+    )
+    return int(granted), int(wait)
+
+
+async def give_tokens(store: Store, tenant: str, *, count: int, buckets: Sequence[Bucket]) -> None:
+    """campaigns/give_tokens.lua: return `count` unspent tokens to every bucket."""
+    await store.scripts["campaigns/give_tokens"](keys=[Keys(tenant).base], args=[count, *_bucket_args(buckets)])
