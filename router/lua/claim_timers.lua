@@ -3,8 +3,8 @@
 -- handler's own script removes the timer when its effect is done.
 -- ARGV: lease ms, limit.
 local lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local due = redis.call("ZRANGEBYSCORE", B .. ":timers", "-inf", NOW_S, "LIMIT", 0, limit)
+local due = redis.call("ZRANGEBYSCORE", TIMERS, "-inf", NOW_S, "LIMIT", 0, limit)
 for _, member in ipairs(due) do
-  redis.call("ZADD", B .. ":timers", "XX", S(NOW + lease), member)
+  redis.call("ZADD", TIMERS, "XX", S(NOW + lease), member)
 end
 return due

@@ -11,7 +11,7 @@
 -- spacing ms.
 local id, attempt, leg, status, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local allowed, spacing = tonumber(ARGV[6]), tonumber(ARGV[7])
-local k = B .. ":msg:" .. id
+local k = delivery_key(id)
 local f = redis.call("HMGET", k, "attempts", "status", "conversation", "settled", "provider_id")
 local current = f[2] or ""
 if not f[1] then return {"unknown", ""} end
@@ -31,20 +31,20 @@ else
   return {"unchanged", current}  -- ringing, queued, initiated: nothing decided yet
 end
 
-local conv = f[3] and f[3] ~= "" and (B .. ":conv:" .. f[3]) or nil
+local conv = f[3] and f[3] ~= "" and (conversation_key(f[3])) or nil
 local dials = redis.call("HINCRBY", k, "dials", 1)
 local outcome, err = "", ""
 if reached then
   outcome = "connected"
-  redis.call("ZREM", B .. ":retries", id)
+  redis.call("ZREM", RETRIES, id)
 elseif dials < allowed then
   outcome = "retry"
   err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. allowed .. ")"
-  redis.call("ZADD", B .. ":retries", S(NOW + spacing), id)
+  redis.call("ZADD", RETRIES, S(NOW + spacing), id)
 else
   outcome = "no-answer"
   err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. allowed .. ")"
-  redis.call("ZREM", B .. ":retries", id)
+  redis.call("ZREM", RETRIES, id)
 end
 -- provider_id stays the agent's call (the sender records it); a report on the
 -- customer's leg carries that leg's own CallSid

@@ -7,9 +7,11 @@ import re
 from importlib import resources
 from pathlib import Path
 
+import fakeredis
 import pytest
 
 from router import atomic, events, scripts
+from router.keys import Keys
 from workers.campaigns import scripts as campaign_scripts
 
 LIB = """-- header
@@ -138,3 +140,52 @@ def test_only_the_calls_of_the_scripts_reach_the_registry():
         if re.search(r"\bscripts(\.[a-z_]+\(|\[)", line) and "store.scripts" in line
     ]
     assert reaching == []
+
+
+# lib.lua's key builders and the Keys members they stand for: (Lua, Keys member, arguments)
+_KEY_BUILDERS = [
+    ("IDENTITIES", "identities", ()),
+    ("THREADS", "threads", ()),
+    ("QUEUES", "queues", ()),
+    ("TIMERS", "timers", ()),
+    ("RETRIES", "retries", ()),
+    ("EVENTS", "events", ()),
+    ("INBOUND", "inbound", ()),
+    ("customer_key", "customer", ("c1",)),
+    ("customer_conversations_key", "customer_conversations", ("c1",)),
+    ("conversation_key", "conversation", ("v1",)),
+    ("conversation_log_key", "conversation_log", ("v1",)),
+    ("conversation_declined_key", "conversation_declined", ("v1",)),
+    ("waiting_key", "waiting", ("sales",)),
+    ("waiting_on_key", "waiting_on", ("sales", "sms")),
+    ("members_key", "members", ("sales", 2)),
+    ("agent_key", "agent", ("ann",)),
+    ("agent_queues_key", "agent_queues", ("ann",)),
+    ("agent_work_key", "agent_work", ("ann",)),
+    ("ready_key", "ready", ("voice",)),
+    ("reservation_key", "reservation", ("v1.2",)),
+    ("delivery_key", "delivery", ("m1",)),
+    ("provider_message_key", "provider_message", ("SM1",)),
+]
+
+
+def test_lib_lua_builds_every_key_as_router_keys_does():
+    defined = {
+        name
+        for fn, names in re.findall(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", scripts.lib(), re.MULTILINE)
+        for name in [fn or names]
+    }
+    builders = {name for name in defined if name.endswith("_key") or (name.isupper() and hasattr(Keys, name.lower()))}
+    assert builders == {lua for lua, _member, _args in _KEY_BUILDERS}, "a builder without its row here"
+    calls = [f"{lua}({', '.join(map(repr, args))})" if args else lua for lua, _member, args in _KEY_BUILDERS]
+    body = "return {" + ", ".join(calls) + "}"  # (Lua reads Python's reprs of strings and numbers)
+    keys = Keys("acme")
+    lua = fakeredis.FakeRedis().eval(scripts.prelude(scripts.lib(), body) + "\n" + body, 1, keys.base)
+    python = [getattr(keys, member)(*args) if args else getattr(keys, member) for _lua, member, args in _KEY_BUILDERS]
+    assert [key.decode() for key in lua] == python
+
+
+def test_no_script_spells_a_key_of_its_own():
+    for name in scripts.NAMES:
+        own = resources.files("router").joinpath("lua", f"{name}.lua").read_text("utf-8")
+        assert not re.findall(r'(?:\bB|KEYS\[\d\]) \.\. ":', own), f"{name} builds a key outside lib.lua"

@@ -42,7 +42,7 @@ local function one(at)
       return "done:" .. st
     end
   end
-  local customer = redis.call("HGET", B .. ":ident", ident)
+  local customer = redis.call("HGET", IDENTITIES, ident)
   local reason = nil
   if redis.call("SISMEMBER", suppression, address) == 1 then reason = "opted_out"
   elseif redis.call("SISMEMBER", dnc, address) == 1 then reason = "do_not_contact"
@@ -59,22 +59,22 @@ local function one(at)
   if cap ~= "" and seen >= 0 and redis.call("ZCARD", cap) ~= seen then return "recheck" end
   if not customer then
     customer = new_customer
-    redis.call("HSET", B .. ":ident", ident, customer)
-    redis.call("HSET", B .. ":cust:" .. customer, "id", customer, "created_at", S(NOW))
+    redis.call("HSET", IDENTITIES, ident, customer)
+    redis.call("HSET", customer_key(customer), "id", customer, "created_at", S(NOW))
   end
-  local cust = B .. ":cust:" .. customer
-  local c = B .. ":conv:" .. conv
+  local cust = customer_key(customer)
+  local c = conversation_key(conv)
   if redis.call("EXISTS", c) == 0 then
     redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,
       "state", "campaign", "queue", queue, "kind", "campaign", "campaign", campaign,
       "campaign_recipient", seq, "campaign_context", context, "created_at", S(NOW),
       "priority", priority, "level", "0", "attempts", "0")
-    redis.call("ZADD", cust .. ":convs", S(NOW), conv)
+    redis.call("ZADD", customer_conversations_key(customer), S(NOW), conv)
   end
-  redis.call("RPUSH", c .. ":log", entry)
+  redis.call("RPUSH", conversation_log_key(conv), entry)
   redis.call("HSET", c, "last_channel", channel, "last_address", address, "last_reply_at", S(NOW))
   redis.call("HSET", cust, "ident:" .. ident, "1", "campaign_conv", conv, "campaign_until", reply_until)
-  if other_ident ~= "" and redis.call("HSETNX", B .. ":ident", other_ident, customer) == 1 then
+  if other_ident ~= "" and redis.call("HSETNX", IDENTITIES, other_ident, customer) == 1 then
     redis.call("HSET", cust, "ident:" .. other_ident, "1")
   end
   redis.call("XADD", outbound, "*", "e", message)
