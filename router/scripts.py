@@ -4,9 +4,9 @@ Every script is a file here, whoever calls it: the routing scripts at the top, t
 campaigns' in campaigns/. Each gets the parts of lib.lua it uses prepended and the
 shard's base key as KEYS[1], so it runs inside one cluster slot (those that use
 nothing of lib.lua, such as ingest, get their own keys, under the same hash tag).
-Each is called through one typed wrapper with named parameters (router/atomic.py,
-or the module of its one owner), so its ARGV order is written once in Python and
-once in the script's header. redis-py's Script sends EVALSHA and falls back to EVAL
+Each is called through one typed function with named parameters (router/atomic.py;
+workers/campaigns/scripts.py for the campaigns'), so its ARGV order is written once
+in Python and once in the script's header. redis-py's Script sends EVALSHA and falls back to EVAL
 after a restart emptied the script cache.
 """
 

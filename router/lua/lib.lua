@@ -1,4 +1,4 @@
--- Shared by the routing scripts: router/scripts.py prepends to each script the
+-- Shared by the scripts (router/lua/**/*.lua): router/scripts.py prepends to each script the
 -- blocks of this file (separated by blank lines) that define a name the script
 -- uses, directly or through another block, so a call defines only the helpers
 -- it needs (each local function is a closure made anew on every call).

@@ -4,6 +4,7 @@ lib.lua it uses, and no others; the long argument lists are named as the scripts
 from __future__ import annotations
 
 import re
+import tomllib
 from importlib import resources
 from pathlib import Path
 
@@ -189,3 +190,10 @@ def test_no_script_spells_a_key_of_its_own():
     for name in scripts.NAMES:
         own = resources.files("router").joinpath("lua", f"{name}.lua").read_text("utf-8")
         assert not re.findall(r'(?:\bB|KEYS\[\d\]) \.\. ":', own), f"{name} builds a key outside lib.lua"
+
+
+def test_the_package_data_ships_every_lua_file():
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["package-data"]
+    shipped = {path for pattern in patterns["router"] for path in (root / "router").glob(pattern)}
+    assert set((root / "router" / "lua").rglob("*.lua")) <= shipped
