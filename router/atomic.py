@@ -201,17 +201,17 @@ async def record_once(
 # delivery
 
 
-def begin_send_call(store: Store, tenant: str, *, message: str, payload: bytes, lease_ms: int) -> scripts.Call:
+def begin_send_call(store: Store, tenant: str, *, message_id: str, payload: bytes, lease_ms: int) -> scripts.Call:
     """begin_send.lua: take a send's lease; its reply is (go | in_flight | stale |
     scheduled | a final status, attempt)."""
-    return scripts.Call(store.scripts.begin_send, Keys(tenant).base, [message, payload, lease_ms])
+    return scripts.Call(store.scripts.begin_send, Keys(tenant).base, [message_id, payload, lease_ms])
 
 
 def finish_send_call(
     store: Store,
     tenant: str,
     *,
-    message: str,
+    message_id: str,
     attempt: int,
     status: str,
     provider_id: str,
@@ -221,15 +221,15 @@ def finish_send_call(
 ) -> scripts.Call:
     """finish_send.lua: record an attempt's outcome if it is still the current one
     (retry_at_ms: 0 for no retry); its reply is 1 if recorded."""
-    args = [message, attempt, status, provider_id, error, retry_at_ms, event]
+    args = [message_id, attempt, status, provider_id, error, retry_at_ms, event]
     return scripts.Call(store.scripts.finish_send, Keys(tenant).base, args)
 
 
-async def mark_requested(store: Store, tenant: str, message: str, **fields: str) -> int:
+async def mark_requested(store: Store, tenant: str, message_id: str, **fields: str) -> int:
     """mark_requested.lua: note that the current attempt is about to call its provider
     (recording `fields` beside it); the attempt."""
     pairs = [item for pair in fields.items() for item in pair]
-    return int(await store.scripts.mark_requested(keys=[Keys(tenant).base], args=[message, *pairs]))
+    return int(await store.scripts.mark_requested(keys=[Keys(tenant).base], args=[message_id, *pairs]))
 
 
 async def delivery_status(
@@ -248,18 +248,18 @@ async def voice_callback(
     store: Store,
     tenant: str,
     *,
-    message: str,
+    message_id: str,
     attempt: str,
     leg: str,
     status: str,
     sid: str,
-    dials: int,
+    dials_allowed: int,
     spacing_ms: int,
 ) -> tuple[str, str]:
-    """voice_callback.lua: a report on one dial of a callback (of `dials` allowed,
-    `spacing_ms` apart); (updated | unchanged | unknown, outcome or status)."""
+    """voice_callback.lua: a report on one dial of a callback (`spacing_ms` apart);
+    (updated | unchanged | unknown, outcome or status)."""
     outcome, current = await store.scripts.voice_callback(
-        keys=[Keys(tenant).base], args=[message, attempt, leg, status, sid, dials, spacing_ms]
+        keys=[Keys(tenant).base], args=[message_id, attempt, leg, status, sid, dials_allowed, spacing_ms]
     )
     return text(outcome), text(current)
 

@@ -198,7 +198,7 @@ class Dispatcher:
         """Send a message unless it was already attempted; returns its status afterwards."""
         status, attempt = await self._scripts.call(
             atomic.begin_send_call(
-                self.store, message.tenant, message=message.id, payload=payload, lease_ms=self.lease_ms
+                self.store, message.tenant, message_id=message.id, payload=payload, lease_ms=self.lease_ms
             )
         )
         status, attempt = text(status), int(attempt)
@@ -287,7 +287,7 @@ class Dispatcher:
             atomic.finish_send_call(
                 self.store,
                 message.tenant,
-                message=message.id,
+                message_id=message.id,
                 attempt=attempt,
                 status=status,
                 provider_id=provider_id,

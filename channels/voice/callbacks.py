@@ -107,12 +107,12 @@ async def record(
     return await atomic.voice_callback(
         store,
         tenant.id,
-        message=message,
+        message_id=message,
         attempt=attempt,
         leg=leg,
         status=status,
         sid=sid,
-        dials=policy.attempts,
+        dials_allowed=policy.attempts,
         spacing_ms=int(policy.spacing_s * 1000),
     )
 

@@ -1,7 +1,7 @@
 -- An agent has free capacity: offer them the best waiting conversations of
 -- all their queues (priority, then age), as long as their capacity lasts.
 -- ARGV: agent, how many waiting conversations to look at per queue.
-local agent, limit = ARGV[1], tonumber(ARGV[2])
+local agent, lookahead = ARGV[1], tonumber(ARGV[2])
 local a = agent_key(agent)
 if redis.call("HGET", a, "presence") ~= "available" then return 0 end
 local candidates = {}
@@ -10,7 +10,7 @@ for _, ch in ipairs(CHANNELS) do
   if redis.call("ZSCORE", ready_key(ch), agent) then open_channels[#open_channels + 1] = ch end
 end
 for _, queue in ipairs(redis.call("SMEMBERS", agent_queues_key(agent))) do
-  for _, ch in ipairs(open_channels) do waiting_heads(queue, ch, limit, agent, candidates) end
+  for _, ch in ipairs(open_channels) do waiting_heads(queue, ch, lookahead, agent, candidates) end
 end
 table.sort(candidates, function(x, y) return x.score < y.score end)
 local made = 0

@@ -2,9 +2,9 @@
 -- lease, so if this worker dies before handling it another worker will. The
 -- handler's own script removes the timer when its effect is done.
 -- ARGV: lease ms, limit.
-local lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local lease_ms, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local due = redis.call("ZRANGEBYSCORE", TIMERS, "-inf", NOW_S, "LIMIT", 0, limit)
 for _, member in ipairs(due) do
-  redis.call("ZADD", TIMERS, "XX", S(NOW + lease), member)
+  redis.call("ZADD", TIMERS, "XX", S(NOW + lease_ms), member)
 end
 return due

@@ -1,12 +1,12 @@
 -- Hand an assigned conversation to another agent (a direct offer) or to a
 -- queue (it keeps its original age). The history goes with the conversation.
 -- ARGV: conversation, from agent, to agent, to queue, note, reservation timeout ms.
-local conv, from, to_agent, to_queue, note, timeout_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local conv, by, to_agent, to_queue, note, timeout_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
 local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "agent", "queue", "channel")
 local state, agent, queue, channel = f[1], f[2], f[3], f[4]
 if state ~= "assigned" then return {"not_assigned", ""} end
-if from ~= "" and agent ~= from then return {"not_yours", ""} end
+if by ~= "" and agent ~= by then return {"not_yours", ""} end
 if to_agent ~= "" then
   local t = hgetall(agent_key(to_agent))
   if not t.presence then return {"unknown_agent", ""} end

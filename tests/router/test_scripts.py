@@ -3,6 +3,7 @@ lib.lua it uses, and no others; the long argument lists are named as the scripts
 
 from __future__ import annotations
 
+import inspect
 import re
 import tomllib
 from importlib import resources
@@ -197,3 +198,67 @@ def test_the_package_data_ships_every_lua_file():
     patterns = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["package-data"]
     shipped = {path for pattern in patterns["router"] for path in (root / "router").glob(pattern)}
     assert set((root / "router" / "lua").rglob("*.lua")) <= shipped
+
+
+def test_settlement_args_are_named_as_settle_lua_reads_them():
+    assert argv_names("campaigns/settle", "at") == list(campaign_scripts.Settlement._fields)
+
+
+class _Captured(Exception):
+    def __init__(self, keys: list, args: list) -> None:
+        self.sent = (list(keys), list(args))
+
+
+class _Recorder:
+    """A store whose scripts (and EVALSHA) only record the keys and arguments they are sent."""
+
+    def __init__(self) -> None:
+        self.scripts = self
+        self.redis = self
+
+    def __getattr__(self, name: str):
+        return self[name]
+
+    def __getitem__(self, name: str):
+        async def call(keys: list, args: list, client=None):
+            raise _Captured(keys, args)
+
+        call.sha = "0" * 40
+        return call
+
+    async def execute_command(self, *command):  # scripts.call: EVALSHA sha numkeys keys... args...
+        raise _Captured(command[3 : 3 + command[2]], command[3 + command[2] :])
+
+
+# Lua's short names for what the Python side spells out
+_ALIASES = {"conv": "conversation", "res": "reservation", "err": "error"}
+# values a call turns into others before sending (a flag, lists of pairs)
+_CONVERTED = {"fields": {}, "order": {}, "buckets": [], "only_unanswered": False}
+_STRUCTS = {"intake", "campaigns/send", "campaigns/settle"}  # checked field by field above
+
+
+async def sent_by(name: str) -> tuple[list[str], list, list]:
+    """Call the one call of script `name` with each parameter's name as its value: its
+    parameters, and the keys and arguments it sent."""
+    folder, _, stem = name.rpartition("/")
+    module = campaign_scripts if folder == "campaigns" else atomic
+    call = getattr(module, stem, None) or getattr(module, f"{stem}_call")
+    params = [p.name for p in inspect.signature(call).parameters.values() if p.kind is not p.VAR_KEYWORD]
+    given = {p: _CONVERTED.get(p, f"<{p}>") for p in params if p != "store"}
+    try:
+        made = call(_Recorder(), **given)
+        keys, args = ([made.base], made.args) if isinstance(made, scripts.Call) else await made
+    except _Captured as captured:
+        keys, args = captured.sent
+    return [p for p in params if p != "store" and p not in _CONVERTED], keys, args
+
+
+async def test_every_call_sends_its_arguments_in_the_order_its_script_names_them():
+    for name in sorted(set(scripts.NAMES) - _STRUCTS):
+        params, keys, args = await sent_by(name)
+        as_args = [value[1:-1] for value in args if isinstance(value, str) and value[1:-1] in params]
+        # the others go into keys (KEYS, or keys among the arguments, as the campaigns' do)
+        built = {p for p in params for sent in keys + args if isinstance(sent, str) and f"<{p}>" in sent}
+        assert set(as_args) | built == set(params), f"{name}: {params} sent as {keys}, {args}"
+        header = [_ALIASES.get(local, local) for local in argv_names(name, None)]
+        assert [local for local in header if local in as_args] == as_args, f"{name} reads {header}, is sent {as_args}"

@@ -7,8 +7,8 @@
 -- Returns how many were settled (the others had been sent).
 local status, due, stats = ARGV[1], ARGV[2], ARGV[3]
 local settled = 0
-for at = 4, #ARGV, 4 do
-  local seq, action, value, counter = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+for at = 3, #ARGV - 1, 4 do  -- (workers/campaigns/scripts.py Settlement)
+  local seq, action, value, counter = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
   local st = redis.call("HGET", status, seq)
   if st and string.sub(st, 1, 6) ~= "retry:" then
     redis.call("ZREM", due, seq)
