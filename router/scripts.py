@@ -57,12 +57,77 @@ def lib() -> str:
 
 @cache
 def source(name: str) -> str:
-    """The script `name` as it runs: the blocks of lib.lua it needs, then its file."""
+    """The script `name` as it runs: the blocks of lib.lua it needs, then its file,
+    the calls of lib.lua's key builders written out."""
     if name not in NAMES:
         raise KeyError(name)
-    own = _FOLDER.joinpath(f"{name}.lua").read_text("utf-8")
-    needed = prelude(lib(), own)
+    builders = key_builders(lib())
+    own = inline_keys(_FOLDER.joinpath(f"{name}.lua").read_text("utf-8"), builders)
+    needed = prelude(inline_keys(_BUILDER.sub("", lib()), builders), own)
     return f"{needed}\n{own}" if needed else own
+
+
+# lib.lua's key builders are one-line functions (`local function conversation_key(id)
+# return B .. ":conv:" .. id end`): each key's shape written once, and a test runs them
+# against router/keys.py. They are not called at run time: a closure made on every
+# call and a call per key cost about 900 instructions a key (callgrind), 9k of close's
+# 60k. So a script's call of a builder is replaced by the builder's body, each argument
+# in parentheses: the same concatenation the scripts used to spell out.
+_BUILDER = re.compile(r"^local function (\w+_key)\(([\w, ]*)\) return (.+) end$", re.MULTILINE)
+_STRING = r'"(?:\\.|[^"\\])*"'
+
+
+def key_builders(lib: str) -> dict[str, tuple[list[str], str]]:
+    """lib.lua's key builders: name -> (parameters, body)."""
+    found = _BUILDER.findall(lib)
+    return {name: ([p.strip() for p in params.split(",") if p.strip()], body) for name, params, body in found}
+
+
+def inline_keys(code: str, builders: dict[str, tuple[list[str], str]]) -> str:
+    """`code` with every call of a key builder replaced by its body."""
+    call = re.compile(rf"{_STRING}|\b({'|'.join(builders)})\(")
+    at = 0
+    while found := call.search(code, at):
+        if not found.group(1):  # a string: skipped whole
+            at = found.end()
+            continue
+        params, body = builders[found.group(1)]
+        args, end = _arguments(code, found.end())
+        if len(args) != len(params):
+            raise ValueError(f"{found.group(1)} takes {len(params)} arguments: {code[found.start() : end]}")
+        written = _substitute(body, dict(zip(params, args, strict=True)))
+        code = f"{code[: found.start()]}({written}){code[end:]}"
+        at = found.start()  # an argument may itself call a builder
+    return code
+
+
+def _substitute(body: str, given: dict[str, str]) -> str:
+    """A builder's body, each parameter (outside strings) replaced by its argument in parentheses."""
+    if not given:
+        return body
+    names = re.compile(rf"({_STRING})|\b({'|'.join(given)})\b")
+    return names.sub(lambda m: m.group(1) or f"({given[m.group(2)]})", body)
+
+
+def _arguments(code: str, start: int) -> tuple[list[str], int]:
+    """The comma-separated arguments of a call whose "(" ends at `start`, and where it ends."""
+    args, depth, first, i = [], 1, start, start
+    while depth:
+        strings = re.match(_STRING, code[i:])
+        if strings:
+            i += strings.end()
+            continue
+        ch = code[i]
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 1:
+            args.append(code[first:i].strip())
+            first = i + 1
+        i += 1
+    last = code[first : i - 1].strip()
+    return ([*args, last] if args or last else []), i
 
 
 # A script defines every local function of its prelude anew on each call (Lua

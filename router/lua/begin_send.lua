@@ -16,14 +16,14 @@ end
 if status and status ~= "retry" then
   -- finished: a crash between scheduling a retry and recording the outcome
   -- must not leave it in the retry schedule for ever
-  redis.call("ZREM", RETRIES, message_id)
+  redis.call("ZREM", retries_key(), message_id)
   return {status, attempts}
 end
 if status == "retry" then
-  local due = redis.call("ZSCORE", RETRIES, message_id)
+  local due = redis.call("ZSCORE", retries_key(), message_id)
   if due and tonumber(due) > NOW then return {"scheduled", attempts} end
 end
 local attempt = redis.call("HINCRBY", k, "attempts", 1)
 redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", NOW_S, "updated_at", NOW_S)
-redis.call("ZADD", RETRIES, S(NOW + lease_ms), message_id)
+redis.call("ZADD", retries_key(), S(NOW + lease_ms), message_id)
 return {"go", attempt}

@@ -3,8 +3,8 @@
 -- handler's own script removes the timer when its effect is done.
 -- ARGV: lease ms, limit.
 local lease_ms, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
-local due = redis.call("ZRANGEBYSCORE", TIMERS, "-inf", NOW_S, "LIMIT", 0, limit)
+local due = redis.call("ZRANGEBYSCORE", timers_key(), "-inf", NOW_S, "LIMIT", 0, limit)
 for _, member in ipairs(due) do
-  redis.call("ZADD", TIMERS, "XX", S(NOW + lease_ms), member)
+  redis.call("ZADD", timers_key(), "XX", S(NOW + lease_ms), member)
 end
 return due

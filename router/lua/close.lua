@@ -21,11 +21,11 @@ local freed = ""
 if agent ~= "" then
   if state == "reserved" then
     redis.call("HSET", reservation_key(res), "state", "cancelled", "agent", agent, "answered_at", NOW_S)
-    redis.call("ZREM", TIMERS, "res:" .. res)
+    redis.call("ZREM", timers_key(), "res:" .. res)
     release_slot(agent, conv, channel)
     freed = agent
   elseif wrapup_ms > 0 then
-    redis.call("ZADD", TIMERS, S(NOW + wrapup_ms), "wrap:" .. agent .. ":" .. conv)
+    redis.call("ZADD", timers_key(), S(NOW + wrapup_ms), "wrap:" .. agent .. ":" .. conv)
   else
     release_slot(agent, conv, channel)
     freed = agent

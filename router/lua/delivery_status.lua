@@ -20,7 +20,7 @@ if (rank[current] or 0) >= rank[status] then return {"unchanged", current} end
 redis.call("HSET", k, "status", status, "error", err, "provider_id", ref, "updated_at", NOW_S)
 -- settled: a report that overtook the dispatcher's own record of the send (or a
 -- retry it scheduled) leaves the retry schedule, so it is never sent again
-redis.call("ZREM", RETRIES, id)
+redis.call("ZREM", retries_key(), id)
 emit({type = "delivery", channel = channel, direction = "out", provider_id = ref,
   conversation = f[3] or "", message = id, status = status, error = err,
   attempt = tonumber(f[2] or 0)})

@@ -11,9 +11,9 @@ if f[1] ~= "sending" or tonumber(f[2] or 0) ~= attempt then return 0 end
 redis.call("HSET", k, "status", status, "error", err, "updated_at", NOW_S)
 if provider_id ~= "" then redis.call("HSET", k, "provider_id", provider_id) end
 if status == "retry" then
-  redis.call("ZADD", RETRIES, retry_at_ms, message_id)
+  redis.call("ZADD", retries_key(), retry_at_ms, message_id)
 else
-  redis.call("ZREM", RETRIES, message_id)
+  redis.call("ZREM", retries_key(), message_id)
 end
-redis.call("XADD", EVENTS, "*", "e", event)
+redis.call("XADD", events_key(), "*", "e", event)
 return 1

@@ -28,6 +28,7 @@ local ARGS_PER_CONTACT, HEADER = 14, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local LOWEST, HIGHEST = ARGV[5], ARGV[6]
 local ACK_CHUNK = 1000
+local INBOUND = inbound_key()
 local PENDING = {}  -- entry id -> true for the batch's entries still pending (filled below)
 
 local confs = {}  -- queue configurations read in this call (false: no such queue)
@@ -72,7 +73,7 @@ local function intake(at)
 
   -- The customer's fields this call sets, written at the end.
   local cust_fields = {"ident:" .. ident, "1", "last_seen", NOW_S}
-  local customer = redis.call("HGET", IDENTITIES, ident)
+  local customer = redis.call("HGET", identities_key(), ident)
   local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
   if customer then
     known = redis.call("HMGET", customer_key(customer), "open_conv", "campaign_conv", "campaign_until", "last_agent")
@@ -80,14 +81,14 @@ local function intake(at)
     customer = new_customer
     -- (its id is its key's, and when it was first seen its first conversation's score
     -- in cust:<id>:convs: neither is written, a field fewer costing less than its share)
-    redis.call("HSET", IDENTITIES, ident, customer)
+    redis.call("HSET", identities_key(), ident, customer)
   end
 
   -- An email reply joins the thread it answers, even from another address.
   local conv = nil
   if refs ~= "" then
     for ref in string.gmatch(refs, "[^\n]+") do
-      local found = redis.call("HGET", THREADS, ref)
+      local found = redis.call("HGET", threads_key(), ref)
       if is_open(found) then conv = found break end
     end
   end
@@ -183,7 +184,7 @@ local function intake(at)
   redis.call("HSET", customer_key(customer), unpack(cust_fields))
 
   redis.call("RPUSH", conversation_log_key(conv), entry)
-  if own_ref ~= "" then redis.call("HSET", THREADS, own_ref, conv) end
+  if own_ref ~= "" then redis.call("HSET", threads_key(), own_ref, conv) end
   -- {type = "message", conversation, channel, direction = "in", message, customer, agent, provider_id}
   append_event("\138\164type\167message"
     .. "\172conversation" .. (FIXSTR[#conv] or str_head(conv)) .. conv

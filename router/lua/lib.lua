@@ -13,23 +13,23 @@ local CHANNELS = {}  -- router/events.py CHANNELS, written in by router/scripts.
 
 local unpack = unpack or table.unpack
 
--- The shard's keys, each built here once, as router/keys.py builds it (a builder's
--- name is the Keys method's with _key, a constant its property's in capitals;
--- tests/router/test_scripts.py compares them). One block each: a script defines
--- only those it uses.
-local IDENTITIES = B .. ":ident"
+-- The shard's keys, each built here once, as router/keys.py builds it: a builder's
+-- name is the Keys member's with _key (tests/router/test_scripts.py compares them).
+-- router/scripts.py writes each call of one out as the builder's body, so a key
+-- costs what its concatenation costs and no closure or call.
+local function identities_key() return B .. ":ident" end
 
-local THREADS = B .. ":threads"
+local function threads_key() return B .. ":threads" end
 
-local QUEUES = B .. ":queues"
+local function queues_key() return B .. ":queues" end
 
-local TIMERS = B .. ":timers"
+local function timers_key() return B .. ":timers" end
 
-local RETRIES = B .. ":retries"
+local function retries_key() return B .. ":retries" end
 
-local EVENTS = B .. ":events"
+local function events_key() return B .. ":events" end
 
-local INBOUND = B .. ":inbound"
+local function inbound_key() return B .. ":inbound" end
 
 local function customer_key(id) return B .. ":cust:" .. id end
 
@@ -146,7 +146,7 @@ end
 
 -- Append a state event, packed, to the shard's events stream (the audit trail).
 local function append_event(payload)
-  return redis.call("XADD", EVENTS, "*", "e", payload)
+  return redis.call("XADD", events_key(), "*", "e", payload)
 end
 
 local function emit(event)
@@ -171,7 +171,7 @@ local function hgetall(key)
 end
 
 local function queue_conf(queue)
-  local raw = redis.call("HGET", QUEUES, queue)
+  local raw = redis.call("HGET", queues_key(), queue)
   if not raw then return nil end
   return cjson.decode(raw)
 end
@@ -361,7 +361,7 @@ end
 -- `pending`, a list the caller adds in one ZADD with its own.
 local function add_timers(timers, pending)
   if #timers == 0 then return end
-  if not pending then redis.call("ZADD", TIMERS, unpack(timers)) return end
+  if not pending then redis.call("ZADD", timers_key(), unpack(timers)) return end
   for _, v in ipairs(timers) do pending[#pending + 1] = v end
 end
 

@@ -5,7 +5,7 @@
 -- Returns {state, queue, agent, the conversation's kind}: whoever accepts learns
 -- here whether it is a callback to dial, with no read of its own.
 local res, action, by, max_missed = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-if action == "timeout" then redis.call("ZREM", TIMERS, "res:" .. res) end
+if action == "timeout" then redis.call("ZREM", timers_key(), "res:" .. res) end
 local conv = string.match(res, "^(.+)%.%d+$")  -- a reservation's id: its conversation's, and a count
 if not conv then return {"unknown", "", "", ""} end
 local c = conversation_key(conv)
@@ -23,7 +23,7 @@ end
 if by ~= "" and by ~= agent then return {"not_yours", queue, agent, ""} end
 if state ~= "pending" then return {state, queue, agent, kind} end
 local a = agent_key(agent)
-redis.call("ZREM", TIMERS, "res:" .. res)
+redis.call("ZREM", timers_key(), "res:" .. res)
 
 if action == "accept" then
   redis.call("HSET", reservation_key(res), "state", "accepted", "agent", agent, "answered_at", NOW_S)
@@ -47,7 +47,7 @@ redis.call("HSET", reservation_key(res), "state", state, "agent", agent, "answer
 release_slot(agent, conv, channel)
 redis.call("ZADD", conversation_declined_key(conv), NOW_S, agent)
 -- when the agents who declined may be offered it again, look once more
-redis.call("ZADD", TIMERS, S(NOW + DECLINE_MS + 1), "route:" .. conv)
+redis.call("ZADD", timers_key(), S(NOW + DECLINE_MS + 1), "route:" .. conv)
 if redis.call("HGET", c, "state") == "reserved" then
   enqueue(conv, queue, tonumber(redis.call("HGET", c, "level") or 0))
 end

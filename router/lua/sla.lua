@@ -3,7 +3,7 @@
 -- its second-line queue.
 -- ARGV: conversation.
 local conv = ARGV[1]
-redis.call("ZREM", TIMERS, "sla:" .. conv)
+redis.call("ZREM", timers_key(), "sla:" .. conv)
 local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "queue", "answered_at", "enqueued_at", "channel", "first_response_at")
 local state, queue = f[1], f[2]

@@ -27,7 +27,7 @@ end
 -- whoever handed it over should not be offered it straight back, but may be
 -- once the decline window has passed (if nobody else took it by then)
 redis.call("ZADD", conversation_declined_key(conv), NOW_S, agent)
-redis.call("ZADD", TIMERS, S(NOW + DECLINE_MS + 1), "route:" .. conv)
+redis.call("ZADD", timers_key(), S(NOW + DECLINE_MS + 1), "route:" .. conv)
 redis.call("HSET", c, "level", "0", "sticky_agent", "")
 enqueue(conv, to_queue, 0)
 schedule_queue_timers(conv, to_queue, tonumber(redis.call("HGET", c, "enqueued_at") or NOW))

@@ -36,15 +36,15 @@ local dials = redis.call("HINCRBY", k, "dials", 1)
 local outcome, err = "", ""
 if reached then
   outcome = "connected"
-  redis.call("ZREM", RETRIES, message_id)
+  redis.call("ZREM", retries_key(), message_id)
 elseif dials < dials_allowed then
   outcome = "retry"
   err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. dials_allowed .. ")"
-  redis.call("ZADD", RETRIES, S(NOW + spacing_ms), message_id)
+  redis.call("ZADD", retries_key(), S(NOW + spacing_ms), message_id)
 else
   outcome = "no-answer"
   err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. dials_allowed .. ")"
-  redis.call("ZREM", RETRIES, message_id)
+  redis.call("ZREM", retries_key(), message_id)
 end
 -- provider_id stays the agent's call (the sender records it); a report on the
 -- customer's leg carries that leg's own CallSid

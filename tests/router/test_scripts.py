@@ -146,13 +146,13 @@ def test_only_the_calls_of_the_scripts_reach_the_registry():
 
 # lib.lua's key builders and the Keys members they stand for: (Lua, Keys member, arguments)
 _KEY_BUILDERS = [
-    ("IDENTITIES", "identities", ()),
-    ("THREADS", "threads", ()),
-    ("QUEUES", "queues", ()),
-    ("TIMERS", "timers", ()),
-    ("RETRIES", "retries", ()),
-    ("EVENTS", "events", ()),
-    ("INBOUND", "inbound", ()),
+    ("identities_key", "identities", ()),
+    ("threads_key", "threads", ()),
+    ("queues_key", "queues", ()),
+    ("timers_key", "timers", ()),
+    ("retries_key", "retries", ()),
+    ("events_key", "events", ()),
+    ("inbound_key", "inbound", ()),
     ("customer_key", "customer", ("c1",)),
     ("customer_conversations_key", "customer_conversations", ("c1",)),
     ("conversation_key", "conversation", ("v1",)),
@@ -172,19 +172,28 @@ _KEY_BUILDERS = [
 
 
 def test_lib_lua_builds_every_key_as_router_keys_does():
-    defined = {
-        name
-        for fn, names in re.findall(r"^local (?:function (\w+)|([\w, ]+?)\s*=)", scripts.lib(), re.MULTILINE)
-        for name in [fn or names]
-    }
-    builders = {name for name in defined if name.endswith("_key") or (name.isupper() and hasattr(Keys, name.lower()))}
-    assert builders == {lua for lua, _member, _args in _KEY_BUILDERS}, "a builder without its row here"
-    calls = [f"{lua}({', '.join(map(repr, args))})" if args else lua for lua, _member, args in _KEY_BUILDERS]
+    builders = scripts.key_builders(scripts.lib())
+    assert set(builders) == {lua for lua, _member, _args in _KEY_BUILDERS}, "a builder without its row here"
+    assert set(builders) == set(re.findall(r"^local function (\w+_key)\b", scripts.lib(), re.MULTILINE))
+    calls = [f"{lua}({', '.join(map(repr, args))})" for lua, _member, args in _KEY_BUILDERS]
     body = "return {" + ", ".join(calls) + "}"  # (Lua reads Python's reprs of strings and numbers)
     keys = Keys("acme")
-    lua = fakeredis.FakeRedis().eval(scripts.prelude(scripts.lib(), body) + "\n" + body, 1, keys.base)
     python = [getattr(keys, member)(*args) if args else getattr(keys, member) for _lua, member, args in _KEY_BUILDERS]
-    assert [key.decode() for key in lua] == python
+    called = fakeredis.FakeRedis().eval(scripts.prelude(scripts.lib(), body) + "\n" + body, 1, keys.base)
+    written_out = fakeredis.FakeRedis().eval("local B = KEYS[1]\n" + scripts.inline_keys(body, builders), 1, keys.base)
+    assert [key.decode() for key in called] == python
+    assert [key.decode() for key in written_out] == python
+
+
+def test_a_builder_call_is_written_out_with_its_arguments_whatever_they_hold():
+    builders = scripts.key_builders(scripts.lib())
+    lua = 'x(members_key(q, f[3] or "0"), agent_work_key(agent_key(a)), timers_key(), "conversation_key(x)")'
+    assert scripts.inline_keys(lua, builders) == (
+        'x((B .. ":q:" .. (q) .. ":m:" .. (f[3] or "0")), (B .. ":agent:" .. ((B .. ":agent:" .. (a))) .. ":work"), '
+        '(B .. ":timers"), "conversation_key(x)")'
+    )
+    for name in scripts.NAMES:
+        assert "_key(" not in scripts.source(name), f"{name} calls a builder at run time"
 
 
 def test_no_script_spells_a_key_of_its_own():

@@ -42,7 +42,7 @@ local function one(at)
       return "done:" .. st
     end
   end
-  local customer = redis.call("HGET", IDENTITIES, ident)
+  local customer = redis.call("HGET", identities_key(), ident)
   local reason = nil
   if redis.call("SISMEMBER", suppression, address) == 1 then reason = "opted_out"
   elseif redis.call("SISMEMBER", dnc, address) == 1 then reason = "do_not_contact"
@@ -59,7 +59,7 @@ local function one(at)
   if cap ~= "" and seen >= 0 and redis.call("ZCARD", cap) ~= seen then return "recheck" end
   if not customer then
     customer = new_customer
-    redis.call("HSET", IDENTITIES, ident, customer)
+    redis.call("HSET", identities_key(), ident, customer)
     redis.call("HSET", customer_key(customer), "id", customer, "created_at", S(NOW))
   end
   local cust = customer_key(customer)
@@ -74,7 +74,7 @@ local function one(at)
   redis.call("RPUSH", conversation_log_key(conv), entry)
   redis.call("HSET", c, "last_channel", channel, "last_address", address, "last_reply_at", S(NOW))
   redis.call("HSET", cust, "ident:" .. ident, "1", "campaign_conv", conv, "campaign_until", reply_until)
-  if other_ident ~= "" and redis.call("HSETNX", IDENTITIES, other_ident, customer) == 1 then
+  if other_ident ~= "" and redis.call("HSETNX", identities_key(), other_ident, customer) == 1 then
     redis.call("HSET", cust, "ident:" .. other_ident, "1")
   end
   redis.call("XADD", outbound, "*", "e", message)
