@@ -18,9 +18,9 @@ from twilio.rest import Client
 
 from channels.sandbox import SandboxSender
 from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
+from router import atomic
 from router.config import Deployment, Tenant
 from router.events import OutboundMessage
-from router.keys import Keys
 from router.settings import Settings
 from router.store import Store
 
@@ -175,5 +175,4 @@ class TwilioSender:
 
     async def _mark_requested(self, message: OutboundMessage, **fields: str) -> int:
         """Note, in one round trip, that this attempt is about to call Twilio; returns the attempt."""
-        pairs = [item for pair in fields.items() for item in pair]
-        return int(await self.store.scripts.mark_requested(keys=[Keys(message.tenant).base], args=[message.id, *pairs]))
+        return await atomic.mark_requested(self.store, message.tenant, message.id, **fields)

@@ -5,37 +5,26 @@ leaving the building, so the whole product runs offline.
 
 from __future__ import annotations
 
-import weakref
-from typing import Any
-
 from channels.transport import Reconciled
-from router import events
+from router import atomic, events
 from router.keys import Keys
 from router.store import Store
 
 MARKER_TTL_S = 7 * 24 * 3600
 
-# Keep a message once: the marker and the outbox entry are written in one step, so a
-# send the client replays after its answer was lost (a dropped connection, Redis
-# restarting) finds the marker and adds nothing; one round trip per message, where a
-# WATCH/GET/MULTI transaction took three. Registered here, as the campaign scripts
-# are, beside the one caller. KEYS: marker, outbox (one hash tag).
-# ARGV: provider id, encoded message, marker ttl seconds.
-# Returns {1, entry id} when added, {0, ""} when already there (ingest.lua's shape).
-SEND = """
-if not redis.call("SET", KEYS[1], ARGV[1], "NX", "EX", tonumber(ARGV[3])) then return {0, ""} end
-return {1, redis.call("XADD", KEYS[2], "*", "e", ARGV[2], "provider_id", ARGV[1])}
-"""
 
-_registered: weakref.WeakKeyDictionary[Store, Any] = weakref.WeakKeyDictionary()
-
-
-def _send_script(store: Store) -> Any:
-    """The send script registered on the store's client (once per store)."""
-    found = _registered.get(store)
-    if found is None:
-        found = _registered[store] = store.redis.register_script(SEND)
-    return found
+async def keep_once(store: Store, tenant: str, message_id: str, *, provider_id: str, payload: bytes) -> bool:
+    """Add a message to the tenant's outbox unless it is there already (outbox_send.lua:
+    the marker and the entry in one step, so a replayed send adds nothing); True if added."""
+    keys = Keys(tenant)
+    return await atomic.outbox_send(
+        store,
+        marker=keys.seen("outbox", message_id),
+        outbox=keys.outbox,
+        provider_id=provider_id,
+        message=payload,
+        ttl_s=MARKER_TTL_S,
+    )
 
 
 class SandboxSender:
@@ -44,12 +33,8 @@ class SandboxSender:
         self.channel = channel
 
     async def send(self, message: events.OutboundMessage) -> str:
-        keys = Keys(message.tenant)
         provider_id = f"sandbox-{message.id}"
-        marker = keys.seen("outbox", message.id)
-        await _send_script(self.store)(
-            keys=[marker, keys.outbox], args=[provider_id, events.encode(message), MARKER_TTL_S]
-        )
+        await keep_once(self.store, message.tenant, message.id, provider_id=provider_id, payload=events.encode(message))
         return provider_id
 
     async def close(self) -> None:

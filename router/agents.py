@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from router import assign, conversations, events
+from router import assign, atomic, conversations, events
 from router.config import Tenant
 from router.errors import ContactRouterError
 from router.keys import Keys
@@ -42,8 +42,7 @@ async def set_presence(store: Store, tenant: Tenant, agent: str, presence: str, 
     _known(tenant, agent)
     if presence not in PRESENCES:
         raise AgentError(f"presence must be one of {', '.join(PRESENCES)}")
-    keys = Keys(tenant.id)
-    before = text(await store.scripts.presence(keys=[keys.base], args=[agent, presence, reason]))
+    before = await atomic.presence(store, tenant.id, agent, presence=presence, reason=reason)
     if presence == "available":
         await assign.assign_agent(store, tenant.id, agent)
     elif presence in ("away", "offline"):
@@ -200,13 +199,18 @@ async def _move(
 ) -> str:
     """The transfer script (holder "" means whoever holds it), then the note that travels with
     the conversation and new work offered to whatever capacity the move freed."""
-    keys = Keys(tenant.id)
     queue = tenant.queue(record["queue"])
     timeout = queue.reservation_timeout if queue.reservation_timeout is not None else tenant.reservation_timeout
-    outcome, target = await store.scripts.transfer(
-        keys=[keys.base], args=[conversation, holder, to_agent, to_queue, note, int(timeout * 1000)]
+    outcome, target = await atomic.transfer(
+        store,
+        tenant.id,
+        conversation,
+        by=holder,
+        to_agent=to_agent,
+        to_queue=to_queue,
+        note=note,
+        timeout_ms=int(timeout * 1000),
     )
-    outcome = text(outcome)
     if outcome == "not_assigned":
         # The script ran, its answer was lost and the client sent it again: the repeat
         # finds the conversation moved and answers "not_assigned". If it is with the
@@ -277,9 +281,8 @@ async def close(
         await store.redis.hset(Keys(tenant.id).conversation(conversation), mapping=terms)
     queue = tenant.queue(record["queue"])
     wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
-    keys = Keys(tenant.id)
-    state, freed = await store.scripts.close(
-        keys=[keys.base], args=[conversation, agent, disposition, int(wrapup * 1000)]
+    state, freed = await atomic.close(
+        store, tenant.id, conversation, by=agent, disposition=disposition, wrapup_ms=int(wrapup * 1000)
     )
     if text(state) != "closed":
         # The store's client sends a script again when its answer was lost; the repeat
@@ -296,8 +299,7 @@ async def close(
 async def end_wrapup(store: Store, tenant: Tenant, agent: str, conversation: str) -> bool:
     """The agent is done with wrap-up before its timer; their slot is free now."""
     _known(tenant, agent)
-    keys = Keys(tenant.id)
-    freed = int(await store.scripts.wrapup(keys=[keys.base], args=[agent, conversation]))
+    freed = await atomic.wrapup(store, tenant.id, agent=agent, conversation=conversation)
     if freed:
         await assign.assign_agent(store, tenant.id, agent)
     return bool(freed)

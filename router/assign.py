@@ -6,6 +6,7 @@ the shard, so routing workers can run in any number.
 
 from __future__ import annotations
 
+from router import atomic
 from router.keys import Keys
 from router.store import Store, text
 
@@ -19,15 +20,12 @@ def conversation_of(reservation: str) -> str:
 
 async def assign_queue(store: Store, tenant: str, queue: str) -> list[str]:
     """Offer a queue's best waiting conversations to ready agents; returns the agents offered."""
-    keys = Keys(tenant)
-    made = await store.scripts.assign_queue(keys=[keys.base], args=[queue, LOOKAHEAD])
-    return [text(agent) for agent in made]
+    return await atomic.assign_queue(store, tenant, queue=queue, lookahead=LOOKAHEAD)
 
 
 async def assign_agent(store: Store, tenant: str, agent: str) -> int:
     """Offer an agent with free capacity the best waiting conversations of their queues."""
-    keys = Keys(tenant)
-    return int(await store.scripts.assign_agent(keys=[keys.base], args=[agent, LOOKAHEAD]))
+    return await atomic.assign_agent(store, tenant, agent=agent, lookahead=LOOKAHEAD)
 
 
 async def respond(
@@ -40,8 +38,9 @@ async def respond(
     same offer gets the first answer's state back and changes nothing.
     """
     keys = Keys(tenant)
-    reply = await store.scripts.respond(keys=[keys.base], args=[reservation, action, agent, max_missed])
-    state, queue, holder, kind = (text(value) for value in reply)
+    state, queue, holder, kind = await atomic.respond(
+        store, tenant, reservation=reservation, action=action, by=agent, max_missed=max_missed
+    )
     if state in ("rejected", "timed_out") and action != "accept":
         if action == "timeout" and await store.redis.hget(keys.agent(holder), "presence") == b"away":
             # Set away for missed offers: hand back the offers they still hold

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.exceptions import ResponseError
 
-from router import events, scripts
+from router import atomic, events
 from router.keys import Keys, shard_of
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
@@ -58,8 +58,8 @@ async def publish(store: Store, stream: str, event: msgspec.Struct, *, dedup: st
         return text(await store.redis.xadd(stream, {"e": payload}))
     # "event" keeps these markers apart from ingest's per-contact ones (scope: the channel).
     seen = Keys(shard_of(stream)).seen("event", dedup)
-    _added, entry_id = await scripts.call(store.redis, store.scripts.ingest, [seen, stream], [payload, SEEN_TTL_S])
-    return text(entry_id)
+    _added, entry_id = await atomic.ingest(store, seen=seen, stream=stream, payload=payload, ttl_s=SEEN_TTL_S)
+    return entry_id
 
 
 async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, str]:
@@ -70,8 +70,7 @@ async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, st
     keys = Keys(contact.tenant)
     payload = events.encode(contact)
     seen = keys.seen(contact.channel, contact.provider_id)
-    added, entry_id = await scripts.call(store.redis, store.scripts.ingest, [seen, keys.inbound], [payload, SEEN_TTL_S])
-    return bool(added), text(entry_id)
+    return await atomic.ingest(store, seen=seen, stream=keys.inbound, payload=payload, ttl_s=SEEN_TTL_S)
 
 
 async def ensure_group(store: Store, stream: str, group: str) -> None:
@@ -288,9 +287,13 @@ class Consumer:
             "reason": reason,
             "e": entry.payload,
         }
-        moved = await self.store.scripts.dead_letter(
-            keys=[entry.stream, Keys(shard_of(entry.stream)).dead],
-            args=[self.group, entry.id, *(part for pair in fields.items() for part in pair)],
+        moved = await atomic.dead_letter(
+            self.store,
+            stream=entry.stream,
+            dead=Keys(shard_of(entry.stream)).dead,
+            group=self.group,
+            entry_id=entry.id,
+            fields=fields,
         )
         if not moved:
             log.info("%s %s was finished elsewhere meanwhile; not dead-lettered", entry.stream, entry.id)

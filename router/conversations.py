@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from router import assign, events
+from router import assign, atomic, events
 from router.customers import identity
 from router.errors import ContactRouterError
 from router.keys import Keys
@@ -192,16 +192,17 @@ async def _record_once(
     the second run add nothing (a reply sent twice) and return the first's value.
     """
     ttl = SEEN_TTL_S if keyed else LOST_ANSWER_TTL_S
-    _wrote, first = await store.scripts.record_once(
-        keys=[
-            keys.base,
-            seen,
-            keys.conversation_log(conversation),
-            keys.conversation(conversation),
-            keys.outbound,
-            keys.events,
-        ],
-        args=[value, ttl, entry, reply_at, outbound, added],
+    _wrote, first = await atomic.record_once(
+        store,
+        keys.shard,
+        conversation,
+        seen=seen,
+        value=value,
+        ttl_s=ttl,
+        entry=entry,
+        reply_at=reply_at,
+        outbound=outbound,
+        added=added,
     )
     return first
 
@@ -210,11 +211,10 @@ async def close_unanswered(store: Store, tenant: str, conversation: str, disposi
     """Close a conversation nobody took (a caller hung up, a callback replaced the
     call): any offer is withdrawn and its agent's capacity given back at once.
     Returns False if it was already closed or had been taken by an agent."""
-    keys = Keys(tenant)
-    outcome, freed = await store.scripts.close(keys=[keys.base], args=[conversation, "", disposition, 0, "unanswered"])
-    if outcome in (b"unknown", "unknown"):
+    outcome, freed = await atomic.close(store, tenant, conversation, disposition=disposition, only_unanswered=True)
+    if outcome == "unknown":
         raise NotFound(conversation)
-    if outcome not in (b"closed", "closed"):
+    if outcome != "closed":
         return False  # taken by an agent meanwhile, or closed before
     if freed:
         await assign.assign_agent(store, tenant, text(freed))

@@ -2,7 +2,7 @@
 bad configuration (shown as one line) from a bug (a traceback).
 
 Each module keeps the error it raises beside its code (`router.agents.AgentError`,
-`workers.campaigns.model.CampaignError`, ...); they all derive from
+`router.campaigns.model.CampaignError`, ...); they all derive from
 `ContactRouterError`. Most also stay ValueErrors, as they were, for the callers that
 catch a ValueError around a parse.
 """

@@ -8,7 +8,8 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, bus, events, scripts
+from router import assign, atomic, bus, events, scripts
+from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
 from router.customers import InvalidAddress, identity, normalise
@@ -39,7 +40,7 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
     return queue_id, True
 
 
-def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> list:
+def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> IntakeArgs:
     address = normalise(contact.channel, contact.address)
     queue = tenant.queue(queue_id)
     priority = contact.priority if contact.priority is not None else queue.priority
@@ -55,23 +56,22 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
         contact_kind=contact.kind,
         metadata=contact.metadata,
     )
-    own_ref = contact.provider_id if contact.channel == "email" else ""
-    return [
-        contact.id,
-        identity(contact.channel, address),
-        contact.channel,
-        queue_id,
-        priority,
-        contact.original_at or contact.occurred_at,
-        msgspec.msgpack.encode(entry),
-        contact.provider_id,
-        address,
-        "\n".join(contact.thread),
-        own_ref,
-        contact.to,
-        contact.kind,
-        entry_id,
-    ]
+    return IntakeArgs(
+        contact=contact.id,
+        ident=identity(contact.channel, address),
+        channel=contact.channel,
+        queue=queue_id,
+        priority=priority,
+        enqueued_at=contact.original_at or contact.occurred_at,
+        entry=msgspec.msgpack.encode(entry),
+        provider_id=contact.provider_id,
+        address=address,
+        refs="\n".join(contact.thread),
+        own_ref=contact.provider_id if contact.channel == "email" else "",
+        tenant_address=contact.to,
+        kind=contact.kind,
+        entry_id=entry_id,
+    )
 
 
 class Routed(NamedTuple):
@@ -86,7 +86,7 @@ class _Work(NamedTuple):
     tenant: Tenant
     contact: events.InboundContact
     after_hours: bool
-    args: list  # its part of intake.lua's arguments
+    args: IntakeArgs
 
 
 async def route_batch(store: Store, deployment: Deployment, entries: list[Entry], dead_letter, consumer: str) -> Routed:
@@ -157,10 +157,7 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     shards: dict[str, list[int]] = {}
     for index, item in enumerate(work):
         shards.setdefault(item.tenant.id, []).append(index)
-    calls = [
-        (store.scripts.intake, Keys(t).base, _batch_args([work[i].args for i in idx], consumer))
-        for t, idx in shards.items()
-    ]
+    calls = [_intake_call(store, t, [work[i].args for i in idx], consumer) for t, idx in shards.items()]
     replies = await scripts.run_pipelined(store.redis, calls)
     results: list = [None] * len(work)
     full: list[tuple[str, str]] = []
@@ -184,12 +181,18 @@ async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[l
     return results, full
 
 
-def _batch_args(contacts: list[list], consumer: str) -> list:
-    """intake.lua's arguments for contacts of one shard: their number, who read
-    them, an offer round's reach, the range of their entries' ids, then each one's."""
-    ids = [args[-1] for args in contacts]
-    header = [len(contacts), ROUTING_GROUP, consumer, assign.LOOKAHEAD, min(ids, key=_id_key), max(ids, key=_id_key)]
-    return [*header, *(arg for args in contacts for arg in args)]
+def _intake_call(store: Store, tenant: str, contacts: list[IntakeArgs], consumer: str) -> scripts.Call:
+    """One intake.lua call for contacts of one shard, which `consumer` of the routing group read."""
+    ids = [contact.entry_id for contact in contacts]
+    batch = IntakeBatch(
+        count=len(contacts),
+        group=ROUTING_GROUP,
+        consumer=consumer,
+        lookahead=assign.LOOKAHEAD,
+        lowest=min(ids, key=_id_key),
+        highest=max(ids, key=_id_key),
+    )
+    return atomic.intake_call(store, tenant, batch, contacts)
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -76,6 +76,10 @@ class Keys:
     def conversation_log(self, conversation_id: str) -> str:
         return f"{self.base}:conv:{conversation_id}:log"
 
+    def conversation_declined(self, conversation_id: str) -> str:
+        """Agents who declined (or missed) the conversation's offer, scored by when."""
+        return f"{self.base}:conv:{conversation_id}:declined"
+
     @property
     def threads(self) -> str:
         """Email Message-ID -> conversation id."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from router import atomic
 from router.config import Tenant
 from router.config.routing import Agent, Queue, capacity_of
 from router.keys import Keys
@@ -101,4 +102,4 @@ async def apply_tenant(store: Store, tenant: Tenant) -> None:
     # Capacities may have changed: let the presence script recompute readiness,
     # keeping whatever presence the agent has at that moment.
     for agent in tenant.agents:
-        await store.scripts.presence(keys=[keys.base], args=[agent.id, "", ""])
+        await atomic.presence(store, tenant.id, agent.id, presence="")

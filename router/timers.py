@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 
-from router import assign
+from router import assign, atomic
 from router.config import Tenant
 from router.keys import Keys
-from router.store import Store, text
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +19,8 @@ LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker di
 
 async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
     """Handle the tenant's due timers; returns how many were handled."""
-    keys = Keys(tenant.id)
-    due = await store.scripts.claim_timers(keys=[keys.base], args=[LEASE_MS, limit])
+    due = await atomic.claim_timers(store, tenant.id, lease_ms=LEASE_MS, limit=limit)
     for member in due:
-        member = text(member)
         try:
             await handle(store, tenant, member)
         except Exception:
@@ -37,17 +35,17 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
         await assign.respond(store, tenant.id, rest, "timeout", "", tenant.max_missed_offers)
     elif kind == "wrap":
         agent, _, conversation = rest.partition(":")
-        if int(await store.scripts.wrapup(keys=[keys.base], args=[agent, conversation])):
+        if await atomic.wrapup(store, tenant.id, agent=agent, conversation=conversation):
             await assign.assign_agent(store, tenant.id, agent)
     elif kind == "esc":
         conversation, _, step = rest.rpartition(":")
-        action, target = await store.scripts.escalate(keys=[keys.base], args=[conversation, int(step)])
-        if text(action) != "skipped":
-            await assign.assign_queue(store, tenant.id, text(target))
+        action, target = await atomic.escalate(store, tenant.id, conversation, step=int(step))
+        if action != "skipped":
+            await assign.assign_queue(store, tenant.id, target)
     elif kind == "sla":
-        _outcome, target = await store.scripts.sla(keys=[keys.base], args=[rest])
-        if text(target):
-            await assign.assign_queue(store, tenant.id, text(target))
+        _outcome, target = await atomic.sla(store, tenant.id, rest)
+        if target:
+            await assign.assign_queue(store, tenant.id, target)
     elif kind in ("route", "hold"):  # a decline window or a sticky hold ended: offer it again
         await store.redis.zrem(keys.timers, member)
         queue = await store.redis.hget(keys.conversation(rest), "queue")

@@ -28,7 +28,7 @@ import msgspec
 from channels import sandbox_senders
 from channels import senders as default_senders
 from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
-from router import bus, events, scripts
+from router import atomic, bus, events, scripts
 from router.config import Deployment
 from router.customers import WITHHELD
 from router.errors import UnknownTenant
@@ -88,9 +88,9 @@ class _Pipeliner:
         self._queue: list[tuple[Any, str, list, asyncio.Future]] = []
         self._flusher: asyncio.Task | None = None
 
-    async def call(self, script: Any, base: str, args: list) -> Any:
+    async def call(self, call: scripts.Call) -> Any:
         future = asyncio.get_running_loop().create_future()
-        self._queue.append((script, base, args, future))
+        self._queue.append((*call, future))
         if self._flusher is None:
             # Started after the tasks already scheduled, so their calls of this moment go along.
             self._flusher = asyncio.create_task(self._flush())
@@ -102,7 +102,9 @@ class _Pipeliner:
             while self._queue:
                 calls, self._queue = self._queue, []
                 try:
-                    results = await scripts.run_pipelined(self.redis, [(s, base, args) for s, base, args, _ in calls])
+                    results = await scripts.run_pipelined(
+                        self.redis, [scripts.Call(s, base, args) for s, base, args, _ in calls]
+                    )
                 except Exception as exc:  # the pipeline as a whole failed (connection lost): every caller hears it
                     results = [exc] * len(calls)
                 for (*_call, future), result in zip(calls, results, strict=True):
@@ -196,9 +198,10 @@ class Dispatcher:
 
     async def deliver(self, message: events.OutboundMessage, payload: bytes) -> str:
         """Send a message unless it was already attempted; returns its status afterwards."""
-        keys = Keys(message.tenant)
         status, attempt = await self._scripts.call(
-            self.store.scripts.begin_send, keys.base, [message.id, payload, self.lease_ms]
+            atomic.begin_send_call(
+                self.store, message.tenant, message_id=message.id, payload=payload, lease_ms=self.lease_ms
+            )
         )
         status, attempt = text(status), int(attempt)
         if status == "go":
@@ -285,9 +288,17 @@ class Dispatcher:
             attempt=attempt,
         )
         recorded = await self._scripts.call(
-            self.store.scripts.finish_send,
-            keys.base,
-            [message.id, attempt, status, provider_id, error, due_ms, events.encode(event)],
+            atomic.finish_send_call(
+                self.store,
+                message.tenant,
+                message_id=message.id,
+                attempt=attempt,
+                status=status,
+                provider_id=provider_id,
+                error=error,
+                retry_at_ms=due_ms,
+                event=events.encode(event),
+            )
         )
         if not int(recorded):
             current = await self.store.redis.hget(keys.delivery(message.id), "status")

@@ -24,10 +24,11 @@ from email.utils import getaddresses
 import aiosmtplib
 
 from channels.transport import OutcomeUnknown, PermanentFailure, TemporaryFailure
+from router import atomic
 from router.events import OutboundMessage
 from router.keys import Keys
 from router.settings import Settings
-from router.store import Store, text
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ FAX_REFERENCE_PREFIX = "fax."
 # Reports on mail we sent (a DSN, a fax gateway's mail) only ever move a message forward:
 # a late "delivered" never undoes a failure, a repeated report counts once.
 RANK = {"sending": 0, "retry": 0, "sent": 1, "unknown": 1, "delivered": 2, "failed": 3, "refused": 3}
-_RANK_ARGS = [str(item) for pair in RANK.items() for item in pair]
 
 
 class NoRelay(Exception):
@@ -114,7 +114,7 @@ async def send_recorded(
     id as soon as the relay took it. Raises as `deliver` does."""
     keys = Keys(message.tenant)
     record = {"conversation": message.conversation, **(fields or {})}
-    await store.scripts.mark_requested(keys=[keys.base], args=[message.id, *(v for kv in record.items() for v in kv)])
+    await atomic.mark_requested(store, message.tenant, message.id, **record)
     await deliver(settings, mail, timeout_s=timeout_s)
     # written at once, so a dispatcher that dies now is reconciled as sent
     await store.redis.hset(keys.delivery(message.id), "provider_id", provider_id)
@@ -126,10 +126,7 @@ async def mark(store: Store, tenant: str, ref: str, channel: str, status: str, e
     delivery event, atomically (router/lua/delivery_status.lua, which SMS's status
     callbacks' order also fits): ("updated", status), ("unchanged", current), or
     ("unknown", "") when `ref` is none of this tenant's messages."""
-    outcome, current = await store.scripts.delivery_status(
-        keys=[Keys(tenant).base], args=[ref, channel, status, error, *_RANK_ARGS]
-    )
-    return text(outcome), text(current)
+    return await atomic.delivery_status(store, tenant, ref=ref, channel=channel, status=status, error=error, order=RANK)
 
 
 def envelope(message: EmailMessage) -> tuple[str, list[str]]:

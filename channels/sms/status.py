@@ -15,9 +15,9 @@ from aiohttp import web
 
 from channels._twilio_auth import tenant_form
 from channels.sms.outbound import UNSUBSCRIBED, unsubscribed
+from router import atomic
 from router.appkeys import STORE
-from router.keys import Keys
-from router.store import Store, text
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +26,14 @@ log = logging.getLogger(__name__)
 # (accepted, scheduled, queued, sending) add nothing and change nothing.
 PROGRESS = {"sent": 1, "delivered": 2, "read": 3, "undelivered": 4, "failed": 4}
 
-_ORDER = [str(item) for pair in PROGRESS.items() for item in pair]
-
 
 async def record(store: Store, tenant: str, sid: str, status: str, error: str = "") -> tuple[str, str]:
     """Apply one status report: ("updated", status), ("unchanged", current status)
     or ("unknown", "") when no message of ours has that MessageSid. The same atomic
     script as every channel's reports (router/lua/delivery_status.lua), with SMS's order."""
-    outcome, current = await store.scripts.delivery_status(
-        keys=[Keys(tenant).base], args=[sid, "sms", status, error, *_ORDER]
+    return await atomic.delivery_status(
+        store, tenant, ref=sid, channel="sms", status=status, error=error, order=PROGRESS
     )
-    return text(outcome), text(current)
 
 
 async def status_callback(request: web.Request) -> web.Response:

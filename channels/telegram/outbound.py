@@ -38,7 +38,7 @@ from channels.transport import (
     TemporaryFailure,
     reconcile_from_record,
 )
-from router import events
+from router import atomic, events
 from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
@@ -156,10 +156,9 @@ class TelegramSender:
         budget: _Budget,
     ) -> int:
         """One Bot API request (again after flood control, within bounds); Telegram's message id."""
-        keys = Keys(message.tenant)
         content = await self._content(part)
         while True:
-            await self.store.scripts.mark_requested(keys=[keys.base], args=[message.id])
+            await atomic.mark_requested(self.store, message.tenant, message.id)
             try:
                 sent = await _request(bot, int(message.to), part, content)
             except RetryAfter as exc:

@@ -21,6 +21,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
+from router import atomic
 from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
@@ -35,15 +36,6 @@ LEASE_MS = 60_000  # renewed before every poll: longer than one poll, short enou
 BACKOFF_S = (1, 2, 5, 10, 30)
 ALLOWED_UPDATES = ["message", "my_chat_member"]  # what inbound acts on; Telegram filters the rest
 _STORE_ERRORS = (RedisError, OSError)
-
-# Take the poller lease, or renew it when we hold it: atomic, so two processes never
-# both believe they hold it. KEYS: the lease. ARGV: owner, lease ms. Returns 1 if held.
-LEASE = """
-local current = redis.call("GET", KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call("SET", KEYS[1], ARGV[1], "PX", tonumber(ARGV[2]))
-return 1
-"""
 
 
 class Poller:
@@ -103,7 +95,9 @@ class Poller:
         await self.release_lease()
 
     async def hold_lease(self) -> bool:
-        return bool(await self.store.redis.eval(LEASE, 1, self.lease_key, self.owner, LEASE_MS))
+        """Take the poller lease, or renew it when we hold it (lease.lua: atomic, so two
+        processes never both believe they hold it)."""
+        return await atomic.lease(self.store, key=self.lease_key, owner=self.owner, lease_ms=LEASE_MS)
 
     async def release_lease(self) -> None:
         try:

@@ -24,7 +24,7 @@ from redis.exceptions import WatchError
 
 from channels._twilio_auth import tenant_form
 from channels.voice.outbound import CALLBACK, GREETING
-from router import assign, events
+from router import assign, atomic, events
 from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
@@ -104,11 +104,17 @@ async def record(
     retry or no-answer; ("unchanged", current status); ("unknown", "") for no
     callback of ours."""
     policy = tenant.voice.callback
-    outcome, current = await store.scripts.voice_callback(
-        keys=[Keys(tenant.id).base],
-        args=[message, attempt, leg, status, sid, policy.attempts, int(policy.spacing_s * 1000)],
+    return await atomic.voice_callback(
+        store,
+        tenant.id,
+        message_id=message,
+        attempt=attempt,
+        leg=leg,
+        status=status,
+        sid=sid,
+        dials_allowed=policy.attempts,
+        spacing_ms=int(policy.spacing_s * 1000),
     )
-    return text(outcome), text(current)
 
 
 async def status_callback(request: web.Request) -> web.Response:

@@ -27,7 +27,7 @@ from redis.exceptions import WatchError
 
 from channels.voice import inbound
 from channels.voice._webhook import call_form
-from router import assign, conversations, events
+from router import assign, atomic, conversations, events
 from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
@@ -146,9 +146,9 @@ async def abandoned(
             await pipe.execute()
         return False
     if agent:
-        _outcome, freed = await store.scripts.close(keys=[keys.base], args=[conversation, agent, "abandoned", 0])
+        _outcome, freed = await atomic.close(store, tenant, conversation, by=agent, disposition="abandoned")
         if freed:
-            await assign.assign_agent(store, tenant, text(freed))
+            await assign.assign_agent(store, tenant, freed)
     else:
         await conversations.close_unanswered(store, tenant, conversation, "abandoned")
     record = await conversations.get(store, tenant, conversation)

@@ -12,7 +12,7 @@ from ops.bench._load import make_contacts, paced, produce
 from ops.bench._measure import CpuMeter, command_delta, command_stats, percentile, slowlog_breakdown, slowlog_start
 from ops.bench._processes import start_workers, stop_workers
 from ops.bench._streams import group_state, last_id, scan_events, wait_blocked, wait_consumed
-from router import bus, events
+from router import atomic, bus, events, scripts
 from router.app import processes
 from router.config import Deployment
 from router.keys import ROUTING_GROUP, Keys
@@ -22,11 +22,10 @@ from router.store import Store, connect
 
 async def make_available(store: Store, deployment: Deployment) -> None:
     for tenant in deployment.tenants:
-        base = Keys(tenant.id).base
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for agent in tenant.agents:
-                await store.scripts.presence(keys=[base], args=[agent.id, "available", ""], client=pipe)
-            await pipe.execute()
+        calls = [atomic.presence_call(store, tenant.id, agent.id, presence="available") for agent in tenant.agents]
+        for result in await scripts.run_pipelined(store.redis, calls):
+            if isinstance(result, Exception):
+                raise result
 
 
 async def router_run(

@@ -6,7 +6,7 @@
 - Frequency caps: no more than `max` attempts within any `days` window per debt (or
   address), and none for `quiet_days` after a conversation about it.
 Suppression (the channel's opt-outs, the do-not-contact list, open disputes) is
-checked by the send script (workers/campaigns/scripts.py) in the same step as the
+checked by the send script (router/lua/campaigns/send.lua) in the same step as the
 send, so an opt-out is honoured at once, even for a batch already claimed.
 """
 

@@ -5,25 +5,25 @@
 -- a send still in flight is left alone.
 -- ARGV: message id, payload, lease ms.
 -- Returns {"go", attempt}, {"in_flight", attempt}, {"stale", attempt} or {final status, attempts}.
-local id, payload, lease = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local k = B .. ":msg:" .. id
+local message_id, payload, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local k = delivery_key(message_id)
 local f = redis.call("HMGET", k, "status", "attempts", "sending_since")
 local status, attempts = f[1], tonumber(f[2] or 0)
 if status == "sending" then
-  if NOW - tonumber(f[3] or 0) < lease then return {"in_flight", attempts} end
+  if NOW - tonumber(f[3] or 0) < lease_ms then return {"in_flight", attempts} end
   return {"stale", attempts}
 end
 if status and status ~= "retry" then
   -- finished: a crash between scheduling a retry and recording the outcome
   -- must not leave it in the retry schedule for ever
-  redis.call("ZREM", B .. ":retries", id)
+  redis.call("ZREM", retries_key(), message_id)
   return {status, attempts}
 end
 if status == "retry" then
-  local due = redis.call("ZSCORE", B .. ":retries", id)
+  local due = redis.call("ZSCORE", retries_key(), message_id)
   if due and tonumber(due) > NOW then return {"scheduled", attempts} end
 end
 local attempt = redis.call("HINCRBY", k, "attempts", 1)
 redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", NOW_S, "updated_at", NOW_S)
-redis.call("ZADD", B .. ":retries", S(NOW + lease), id)
+redis.call("ZADD", retries_key(), S(NOW + lease_ms), message_id)
 return {"go", attempt}

@@ -5,7 +5,7 @@
 -- up, a callback replaced the call), checked here so an accept racing it wins.
 local conv, by, disposition, wrapup_ms = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local only_unanswered = ARGV[5] == "unanswered"
-local c = B .. ":conv:" .. conv
+local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "agent", "queue", "channel", "reservation", "customer")
 local state, agent, queue, channel, res, customer = f[1], f[2] or "", f[3], f[4], f[5] or "", f[6]
 if not state then return {"unknown", ""} end
@@ -14,18 +14,18 @@ if only_unanswered and state ~= "queued" and state ~= "reserved" then return {"t
 if by ~= "" and by ~= agent then return {"not_yours", agent} end
 unwait(queue, conv, channel)
 redis.call("HSET", c, "state", "closed", "closed_at", NOW_S, "disposition", disposition)
-if customer and redis.call("HGET", B .. ":cust:" .. customer, "open_conv") == conv then
-  redis.call("HDEL", B .. ":cust:" .. customer, "open_conv")
+if customer and redis.call("HGET", customer_key(customer), "open_conv") == conv then
+  redis.call("HDEL", customer_key(customer), "open_conv")
 end
 local freed = ""
 if agent ~= "" then
   if state == "reserved" then
-    redis.call("HSET", B .. ":res:" .. res, "state", "cancelled", "agent", agent, "answered_at", NOW_S)
-    redis.call("ZREM", B .. ":timers", "res:" .. res)
+    redis.call("HSET", reservation_key(res), "state", "cancelled", "agent", agent, "answered_at", NOW_S)
+    redis.call("ZREM", timers_key(), "res:" .. res)
     release_slot(agent, conv, channel)
     freed = agent
   elseif wrapup_ms > 0 then
-    redis.call("ZADD", B .. ":timers", S(NOW + wrapup_ms), "wrap:" .. agent .. ":" .. conv)
+    redis.call("ZADD", timers_key(), S(NOW + wrapup_ms), "wrap:" .. agent .. ":" .. conv)
   else
     release_slot(agent, conv, channel)
     freed = agent

@@ -7,5 +7,6 @@
 -- the dead-letter entry's fields and values.
 -- Returns the dead-letter entry's id, or "" when the entry was no longer pending.
 -- Stands alone: lib.lua is not prepended.
-if redis.call("XACK", KEYS[1], ARGV[1], ARGV[2]) == 0 then return "" end
+local group, entry_id = ARGV[1], ARGV[2]
+if redis.call("XACK", KEYS[1], group, entry_id) == 0 then return "" end
 return redis.call("XADD", KEYS[2], "*", unpack(ARGV, 3))

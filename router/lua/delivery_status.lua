@@ -9,9 +9,9 @@
 local ref, channel, status, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local rank = {}
 for i = 5, #ARGV, 2 do rank[ARGV[i]] = tonumber(ARGV[i + 1]) end
-local id = redis.call("GET", B .. ":provider:" .. ref)
+local id = redis.call("GET", provider_message_key(ref))
 if not id then return {"unknown", ""} end
-local k = B .. ":msg:" .. id
+local k = delivery_key(id)
 local f = redis.call("HMGET", k, "status", "attempts", "conversation")
 local current = f[1] or ""
 if (rank[current] or 0) >= rank[status] then return {"unchanged", current} end
@@ -20,7 +20,7 @@ if (rank[current] or 0) >= rank[status] then return {"unchanged", current} end
 redis.call("HSET", k, "status", status, "error", err, "provider_id", ref, "updated_at", NOW_S)
 -- settled: a report that overtook the dispatcher's own record of the send (or a
 -- retry it scheduled) leaves the retry schedule, so it is never sent again
-redis.call("ZREM", B .. ":retries", id)
+redis.call("ZREM", retries_key(), id)
 emit({type = "delivery", channel = channel, direction = "out", provider_id = ref,
   conversation = f[3] or "", message = id, status = status, error = err,
   attempt = tonumber(f[2] or 0)})

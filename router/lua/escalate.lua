@@ -3,13 +3,13 @@
 -- another queue. Steps apply only while it still waits in the same queue.
 -- ARGV: conversation, step index (0-based).
 local conv, step = ARGV[1], tonumber(ARGV[2])
-redis.call("ZREM", B .. ":timers", "esc:" .. conv .. ":" .. S(step))
-local c = B .. ":conv:" .. conv
+redis.call("ZREM", timers_key(), "esc:" .. conv .. ":" .. S(step))
+local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "queue", "priority", "enqueued_at", "level", "channel", "overflows")
 local state, queue = f[1], f[2]
 if state == "reserved" then
   -- on offer right now: look again shortly, in case the offer is declined
-  redis.call("ZADD", B .. ":timers", S(NOW + 5000), "esc:" .. conv .. ":" .. S(step))
+  redis.call("ZADD", timers_key(), S(NOW + 5000), "esc:" .. conv .. ":" .. S(step))
   return {"skipped", ""}
 end
 if state ~= "queued" then return {"skipped", ""} end

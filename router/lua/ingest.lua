@@ -3,8 +3,9 @@
 -- KEYS: the provider id's marker (Keys.seen), the stream. ARGV: payload, ttl seconds.
 -- Runs on every webhook, so it stands alone: lib.lua is not prepended, and the
 -- marker's key comes made (a concatenation here costs more than an argument).
+local payload, ttl_s = ARGV[1], ARGV[2]
 local existing = redis.call("GET", KEYS[1])
 if existing then return {0, existing} end
-local id = redis.call("XADD", KEYS[2], "*", "e", ARGV[1])
-redis.call("SET", KEYS[1], id, "EX", ARGV[2])  -- as text: a Lua number would be formatted back
+local id = redis.call("XADD", KEYS[2], "*", "e", payload)
+redis.call("SET", KEYS[1], id, "EX", ttl_s)  -- as text: a Lua number would be formatted back
 return {1, id}

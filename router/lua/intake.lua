@@ -9,8 +9,9 @@
 -- ARGV[1] is the number of contacts, ARGV[2] and ARGV[3] the consumer group
 -- and consumer that read them from the shard's inbound stream, ARGV[4] how many
 -- waiting conversations an offer round looks at, ARGV[5] and ARGV[6] the
--- lowest and highest of their entries' ids, then ARGS_PER_CONTACT arguments
--- for each contact, the last its stream entry's id.
+-- lowest and highest of their entries' ids (router/intake.py IntakeBatch), then
+-- ARGS_PER_CONTACT arguments for each contact (IntakeArgs), the last its stream
+-- entry's id. tests/router/test_scripts.py holds both to the names below.
 -- Each contact's entry is acknowledged in the call that stores it, so a
 -- contact is stored exactly when its entry leaves the pending list. Only the
 -- batch's entries still pending for this consumer are stored: one no longer
@@ -27,7 +28,7 @@ local ARGS_PER_CONTACT, HEADER = 14, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local LOWEST, HIGHEST = ARGV[5], ARGV[6]
 local ACK_CHUNK = 1000
-local INBOUND = B .. ":inbound"
+local INBOUND = inbound_key()
 local PENDING = {}  -- entry id -> true for the batch's entries still pending (filled below)
 
 local confs = {}  -- queue configurations read in this call (false: no such queue)
@@ -42,14 +43,14 @@ local waiting = {}
 local queued_in = {}  -- the queues this call added waiting conversations to
 local function has_waiting(queue)
   if waiting[queue] == nil then
-    waiting[queue] = redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") > 0
+    waiting[queue] = redis.call("ZCARD", waiting_key(queue)) > 0
   end
   return waiting[queue]
 end
 
 local function is_open(conv)
   if not conv or conv == "" then return false end
-  local state = redis.call("HGET", B .. ":conv:" .. conv, "state")
+  local state = redis.call("HGET", conversation_key(conv), "state")
   return state and state ~= "closed"
 end
 
@@ -72,22 +73,22 @@ local function intake(at)
 
   -- The customer's fields this call sets, written at the end.
   local cust_fields = {"ident:" .. ident, "1", "last_seen", NOW_S}
-  local customer = redis.call("HGET", B .. ":ident", ident)
+  local customer = redis.call("HGET", identities_key(), ident)
   local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
   if customer then
-    known = redis.call("HMGET", B .. ":cust:" .. customer, "open_conv", "campaign_conv", "campaign_until", "last_agent")
+    known = redis.call("HMGET", customer_key(customer), "open_conv", "campaign_conv", "campaign_until", "last_agent")
   else
     customer = new_customer
     -- (its id is its key's, and when it was first seen its first conversation's score
     -- in cust:<id>:convs: neither is written, a field fewer costing less than its share)
-    redis.call("HSET", B .. ":ident", ident, customer)
+    redis.call("HSET", identities_key(), ident, customer)
   end
 
   -- An email reply joins the thread it answers, even from another address.
   local conv = nil
   if refs ~= "" then
     for ref in string.gmatch(refs, "[^\n]+") do
-      local found = redis.call("HGET", B .. ":threads", ref)
+      local found = redis.call("HGET", threads_key(), ref)
       if is_open(found) then conv = found break end
     end
   end
@@ -99,7 +100,7 @@ local function intake(at)
   -- the campaign's context, while the campaign's reply window lasts.
   local campaign_conv = nil
   if not conv and known[2] and tonumber(known[3] or 0) > NOW then
-    local f = redis.call("HMGET", B .. ":conv:" .. known[2], "state", "queue", "priority")
+    local f = redis.call("HMGET", conversation_key(known[2]), "state", "queue", "priority")
     if f[1] == "campaign" and conf(f[2]) then
       campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) and f[3] or priority
     end
@@ -109,7 +110,7 @@ local function intake(at)
   local timers = {}  -- added in one ZADD
   local c, q
   if conv then
-    c = B .. ":conv:" .. conv
+    c = conversation_key(conv)
     redis.call("HSET", c, "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
       "tenant_address", tenant_address)
     local f = redis.call("HMGET", c, "agent", "queue")
@@ -117,7 +118,7 @@ local function intake(at)
   else
     outcome = "new"
     conv = campaign_conv or new_conv
-    c = B .. ":conv:" .. conv
+    c = conversation_key(conv)
     q = conf(queue)
     -- Sticky routing: hold the conversation for the customer's last agent for a while.
     local holder, hold_until = q and q.strategy == "sticky" and known[4], nil
@@ -135,7 +136,7 @@ local function intake(at)
     if q and not has_waiting(queue) then
       local declines = conv ~= new_conv and conv or nil
       local held = held_for(declines, holder, hold_until)
-      if not held or redis.call("ZSCORE", B .. ":ready:" .. channel, held) then
+      if not held or redis.call("ZSCORE", ready_key(channel), held) then
         chosen = pick(q, queue, declines, channel, "0", held)
       end
     end
@@ -163,11 +164,11 @@ local function intake(at)
     end
     redis.call("HSET", c, unpack(fields))
     cust_fields[#cust_fields + 1], cust_fields[#cust_fields + 2] = "open_conv", conv
-    redis.call("ZADD", B .. ":cust:" .. customer .. ":convs", NOW_S, conv)
+    redis.call("ZADD", customer_conversations_key(customer), NOW_S, conv)
     if not chosen then
       local score = S(wait_score(priority, enqueued_at))
-      redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
-      redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. channel, score, conv)
+      redis.call("ZADD", waiting_key(queue), score, conv)
+      redis.call("ZADD", waiting_on_key(queue, channel), score, conv)
       waiting[queue] = true
       queued_in[queue] = true
     end
@@ -180,10 +181,10 @@ local function intake(at)
       .. "\168priority" .. mp_int(tonumber(priority))
       .. "\168customer" .. (FIXSTR[#customer] or str_head(customer)) .. customer .. EVENT_TAIL)
   end
-  redis.call("HSET", B .. ":cust:" .. customer, unpack(cust_fields))
+  redis.call("HSET", customer_key(customer), unpack(cust_fields))
 
-  redis.call("RPUSH", B .. ":conv:" .. conv .. ":log", entry)
-  if own_ref ~= "" then redis.call("HSET", B .. ":threads", own_ref, conv) end
+  redis.call("RPUSH", conversation_log_key(conv), entry)
+  if own_ref ~= "" then redis.call("HSET", threads_key(), own_ref, conv) end
   -- {type = "message", conversation, channel, direction = "in", message, customer, agent, provider_id}
   append_event("\138\164type\167message"
     .. "\172conversation" .. (FIXSTR[#conv] or str_head(conv)) .. conv

@@ -1,4 +1,4 @@
--- Shared by the routing scripts: router/scripts.py prepends to each script the
+-- Shared by the scripts (router/lua/**/*.lua): router/scripts.py prepends to each script the
 -- blocks of this file (separated by blank lines) that define a name the script
 -- uses, directly or through another block, so a call defines only the helpers
 -- it needs (each local function is a closure made anew on every call).
@@ -9,9 +9,58 @@ local B = KEYS[1]
 
 local TENANT = string.match(B, "{(.-)}")
 
-local CHANNELS = {"voice", "sms", "email", "fax", "webchat", "telegram"}
+local CHANNELS = {}  -- router/events.py CHANNELS, written in by router/scripts.py
 
 local unpack = unpack or table.unpack
+
+-- The shard's keys, each built here once, as router/keys.py builds it: a builder's
+-- name is the Keys member's with _key (tests/router/test_scripts.py compares them).
+-- router/scripts.py writes each call of one out as the builder's body, so a key
+-- costs what its concatenation costs and no closure or call.
+local function identities_key() return B .. ":ident" end
+
+local function threads_key() return B .. ":threads" end
+
+local function queues_key() return B .. ":queues" end
+
+local function timers_key() return B .. ":timers" end
+
+local function retries_key() return B .. ":retries" end
+
+local function events_key() return B .. ":events" end
+
+local function inbound_key() return B .. ":inbound" end
+
+local function customer_key(id) return B .. ":cust:" .. id end
+
+local function customer_conversations_key(id) return B .. ":cust:" .. id .. ":convs" end
+
+local function conversation_key(id) return B .. ":conv:" .. id end
+
+local function conversation_log_key(id) return B .. ":conv:" .. id .. ":log" end
+
+local function conversation_declined_key(id) return B .. ":conv:" .. id .. ":declined" end
+
+local function waiting_key(queue) return B .. ":q:" .. queue .. ":wait" end
+
+local function waiting_on_key(queue, channel) return B .. ":q:" .. queue .. ":wait:" .. channel end
+
+local function members_key(queue, level) return B .. ":q:" .. queue .. ":m:" .. level end
+
+local function agent_key(id) return B .. ":agent:" .. id end
+
+local function agent_queues_key(id) return B .. ":agent:" .. id .. ":queues" end
+
+local function agent_work_key(id) return B .. ":agent:" .. id .. ":work" end
+
+local function ready_key(channel) return B .. ":ready:" .. channel end
+
+local function reservation_key(id) return B .. ":res:" .. id end
+
+local function delivery_key(id) return B .. ":msg:" .. id end
+
+local function provider_message_key(ref) return B .. ":provider:" .. ref end
+
 
 -- Numbers passed to redis.call are formatted with 14 significant digits by
 -- Redis's Lua; scores and millisecond times need all of theirs.
@@ -97,7 +146,7 @@ end
 
 -- Append a state event, packed, to the shard's events stream (the audit trail).
 local function append_event(payload)
-  return redis.call("XADD", B .. ":events", "*", "e", payload)
+  return redis.call("XADD", events_key(), "*", "e", payload)
 end
 
 local function emit(event)
@@ -122,7 +171,7 @@ local function hgetall(key)
 end
 
 local function queue_conf(queue)
-  local raw = redis.call("HGET", B .. ":queues", queue)
+  local raw = redis.call("HGET", queues_key(), queue)
   if not raw then return nil end
   return cjson.decode(raw)
 end
@@ -136,7 +185,7 @@ end
 -- presence and load. Idle agents rank by how long they have been idle; agents
 -- already working rank after them, by their last offer.
 local function refresh_ready(agent)
-  local a = hgetall(B .. ":agent:" .. agent)
+  local a = hgetall(agent_key(agent))
   if not a.presence then return end
   local load_total = tonumber(a["load:total"] or 0)
   local cap_total = tonumber(a["cap:total"] or 0)
@@ -148,9 +197,9 @@ local function refresh_ready(agent)
     local ok = a.presence == "available" and load_total < cap_total and not on_call
       and tonumber(a["load:" .. ch] or 0) < tonumber(a["cap:" .. ch] or 0)
     if ok then
-      redis.call("ZADD", B .. ":ready:" .. ch, S(score), agent)
+      redis.call("ZADD", ready_key(ch), S(score), agent)
     else
-      redis.call("ZREM", B .. ":ready:" .. ch, agent)
+      redis.call("ZREM", ready_key(ch), agent)
     end
   end
 end
@@ -165,7 +214,7 @@ end
 -- instead of one per channel, a fifth of an offer's time on Redis).
 local BUSY_SCORE = S(1e13 + NOW)  -- the rank of an agent offered work now
 local function take_slot(agent, channel)
-  local a = B .. ":agent:" .. agent
+  local a = agent_key(agent)
   local f = redis.call("HMGET", a, "load:" .. channel, "load:total", "cap:" .. channel, "cap:total", "exclusive_voice")
   local ch_load, total = number_of(f[1]) + 1, number_of(f[2]) + 1
   redis.call("HSET", a, "load:" .. channel, text_of(ch_load), "load:total", text_of(total), "last_offer", NOW_S)
@@ -173,7 +222,7 @@ local function take_slot(agent, channel)
   -- already working, and room left: only the offered channel's rank changes
   local channels = (total > 1 and not blocked) and {channel} or CHANNELS
   for _, ch in ipairs(channels) do
-    local key = B .. ":ready:" .. ch
+    local key = ready_key(ch)
     if blocked or (ch == channel and ch_load >= number_of(f[3])) then
       redis.call("ZREM", key, agent)
     else
@@ -184,8 +233,8 @@ end
 
 -- Give back one unit of capacity; returns true when the agent became idle.
 local function release_slot(agent, conv, channel)
-  local a = B .. ":agent:" .. agent
-  if redis.call("SREM", B .. ":agent:" .. agent .. ":work", conv) == 0 then return false end
+  local a = agent_key(agent)
+  if redis.call("SREM", agent_work_key(agent), conv) == 0 then return false end
   local ch = redis.call("HINCRBY", a, "load:" .. channel, -1)
   if ch < 0 then redis.call("HSET", a, "load:" .. channel, 0) end
   local total = redis.call("HINCRBY", a, "load:total", -1)
@@ -201,7 +250,7 @@ local DECLINE_MS = 120000
 
 local function declined_recently(conv, agent)
   if not conv then return false end  -- a conversation no agent has been offered yet
-  local at = redis.call("ZSCORE", B .. ":conv:" .. conv .. ":declined", agent)
+  local at = redis.call("ZSCORE", conversation_declined_key(conv), agent)
   return at and (NOW - tonumber(at)) < DECLINE_MS
 end
 
@@ -210,7 +259,7 @@ end
 local function held_for(conv, sticky, until_ms)
   if not sticky or sticky == "" or NOW >= (tonumber(until_ms) or 0) then return nil end
   if declined_recently(conv, sticky) then return nil end
-  local presence = redis.call("HGET", B .. ":agent:" .. sticky, "presence")
+  local presence = redis.call("HGET", agent_key(sticky), "presence")
   if presence ~= "available" and presence ~= "busy" then return nil end
   return sticky
 end
@@ -224,22 +273,22 @@ end
 local SCAN_MAX = 1000
 
 local function waiting_heads(queue, channel, limit, agent, out)
-  local key = B .. ":q:" .. queue .. ":wait:" .. channel
+  local key = waiting_on_key(queue, channel)
   local offset, found = 0, 0
   while found < limit and offset < SCAN_MAX do
     local page = redis.call("ZRANGE", key, offset, offset + limit - 1, "WITHSCORES")
     if #page == 0 then break end
     for i = 1, #page, 2 do
       local conv = page[i]
-      local f = redis.call("HMGET", B .. ":conv:" .. conv, "sticky_agent", "sticky_until", "level", "channel", "state",
+      local f = redis.call("HMGET", conversation_key(conv), "sticky_agent", "sticky_until", "level", "channel", "state",
         "attempts")
       local holder = held_for(conv, f[1], f[2])
       local usable
       if agent then
         usable = (not holder or holder == agent) and not declined_recently(conv, agent)
-          and redis.call("ZSCORE", B .. ":q:" .. queue .. ":m:" .. (f[3] or "0"), agent)
+          and redis.call("ZSCORE", members_key(queue, (f[3] or "0")), agent)
       else
-        usable = not holder or redis.call("ZSCORE", B .. ":ready:" .. channel, holder)
+        usable = not holder or redis.call("ZSCORE", ready_key(channel), holder)
       end
       if usable and found < limit then
         found = found + 1
@@ -258,8 +307,8 @@ end
 local RANKED = {least_occupied = true, round_robin = true, proficiency = true}
 
 local function pick(q, queue, conv, channel, level, holder)
-  local members = B .. ":q:" .. queue .. ":m:" .. level
-  local ready = B .. ":ready:" .. channel
+  local members = members_key(queue, level)
+  local ready = ready_key(channel)
   if holder then
     -- held for one agent (sticky): only they may take it, when they are ready
     if redis.call("ZSCORE", ready, holder) and redis.call("ZSCORE", members, holder) then return holder, true end
@@ -284,10 +333,10 @@ local function pick(q, queue, conv, channel, level, holder)
           if not ranked then return agent, true end
           local value
           if q.strategy == "least_occupied" then
-            local f = redis.call("HMGET", B .. ":agent:" .. agent, "load:total", "cap:total")
+            local f = redis.call("HMGET", agent_key(agent), "load:total", "cap:total")
             value = tonumber(f[1] or 0) / math.max(tonumber(f[2] or 1), 1)
           elseif q.strategy == "round_robin" then
-            value = tonumber(redis.call("HGET", B .. ":agent:" .. agent, "last_offer") or 0)
+            value = tonumber(redis.call("HGET", agent_key(agent), "last_offer") or 0)
           else
             value = -tonumber(redis.call("ZSCORE", members, agent))
           end
@@ -304,15 +353,15 @@ end
 -- per channel beside it lets routing skip straight to the channels that have
 -- ready agents, so a voice backlog never hides the emails behind it.
 local function unwait(queue, conv, channel)
-  redis.call("ZREM", B .. ":q:" .. queue .. ":wait", conv)
-  if channel then redis.call("ZREM", B .. ":q:" .. queue .. ":wait:" .. channel, conv) end
+  redis.call("ZREM", waiting_key(queue), conv)
+  if channel then redis.call("ZREM", waiting_on_key(queue, channel), conv) end
 end
 
 -- Add timers (a flat list of due, name) to the shard's timer set, or to
 -- `pending`, a list the caller adds in one ZADD with its own.
 local function add_timers(timers, pending)
   if #timers == 0 then return end
-  if not pending then redis.call("ZADD", B .. ":timers", unpack(timers)) return end
+  if not pending then redis.call("ZADD", timers_key(), unpack(timers)) return end
   for _, v in ipairs(timers) do pending[#pending + 1] = v end
 end
 
@@ -333,7 +382,7 @@ local function offer(conv, res, agent, queue, channel, timeout_ms, timers)
     EXPIRES[timeout_ms] = expires
   end
   take_slot(agent, channel)
-  redis.call("SADD", B .. ":agent:" .. agent .. ":work", conv)
+  redis.call("SADD", agent_work_key(agent), conv)
   add_timers({expires[1], "res:" .. res}, timers)
   -- {type = "reserved", conversation, channel, reservation, agent, queue, expires_at}
   append_event("\137\164type\168reserved"
@@ -348,7 +397,7 @@ end
 -- Offer a waiting conversation to an agent. `attempts`, when the caller read
 -- it in this call, saves reading it again.
 local function reserve(conv, agent, queue, channel, timeout_ms, attempts)
-  local c = B .. ":conv:" .. conv
+  local c = conversation_key(conv)
   local n = (attempts or tonumber(redis.call("HGET", c, "attempts") or 0)) + 1
   local res = conv .. "." .. n
   unwait(queue, conv, channel)
@@ -365,12 +414,12 @@ end
 -- there may be more to offer).
 local function offer_round(queue, limit)
   -- Most rounds find nothing waiting (intake offers a conversation at once when it can).
-  if redis.call("ZCARD", B .. ":q:" .. queue .. ":wait") == 0 then return {} end
+  if redis.call("ZCARD", waiting_key(queue)) == 0 then return {} end
   local q = queue_conf(queue)
   if not q then return {} end
   local heads = {}
   for _, ch in ipairs(CHANNELS) do
-    if redis.call("ZCARD", B .. ":ready:" .. ch) > 0 then waiting_heads(queue, ch, limit, nil, heads) end
+    if redis.call("ZCARD", ready_key(ch)) > 0 then waiting_heads(queue, ch, limit, nil, heads) end
   end
   if #heads == 0 then return {} end
   table.sort(heads, function(x, y) return x.score < y.score end)
@@ -395,12 +444,12 @@ end
 
 -- Put a conversation (back) in a queue's waiting set, keeping its original age.
 local function enqueue(conv, queue, level)
-  local c = B .. ":conv:" .. conv
+  local c = conversation_key(conv)
   local f = redis.call("HMGET", c, "priority", "enqueued_at", "channel")
   redis.call("HSET", c, "state", "queued", "queue", queue, "level", level, "agent", "", "reservation", "")
   local score = S(wait_score(f[1] or 0, f[2] or NOW))
-  redis.call("ZADD", B .. ":q:" .. queue .. ":wait", score, conv)
-  redis.call("ZADD", B .. ":q:" .. queue .. ":wait:" .. f[3], score, conv)
+  redis.call("ZADD", waiting_key(queue), score, conv)
+  redis.call("ZADD", waiting_on_key(queue, f[3]), score, conv)
 end
 
 -- Schedule the escalation steps and the service-level check of a queue for a

@@ -1,7 +1,7 @@
 -- Set an agent's presence; routing sees the change at once.
 -- ARGV: agent, presence ("" keeps it: only readiness is recomputed), reason.
 local agent, presence, reason = ARGV[1], ARGV[2], ARGV[3]
-local a = B .. ":agent:" .. agent
+local a = agent_key(agent)
 local before = redis.call("HGET", a, "presence")
 if not before then return "unknown" end
 if presence == "" then

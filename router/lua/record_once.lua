@@ -8,14 +8,15 @@
 -- a note: nothing to queue), outbound payload, MessageAdded payload.
 -- Returns {1, value} if this run wrote, {0, first run's value} if it had run.
 -- Runs on every reply, so it stands alone: lib.lua is not prepended.
+local value, ttl_s, entry, reply_at, outbound, added = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local first = redis.call("GET", KEYS[2])
 if first then return {0, first} end
-redis.call("SET", KEYS[2], ARGV[1], "EX", tonumber(ARGV[2]))
-redis.call("RPUSH", KEYS[3], ARGV[3])
-if ARGV[4] ~= "" then
-  redis.call("HSET", KEYS[4], "last_reply_at", ARGV[4])
-  redis.call("HSETNX", KEYS[4], "first_response_at", ARGV[4])
-  redis.call("XADD", KEYS[5], "*", "e", ARGV[5])
-  redis.call("XADD", KEYS[6], "*", "e", ARGV[6])
+redis.call("SET", KEYS[2], value, "EX", tonumber(ttl_s))
+redis.call("RPUSH", KEYS[3], entry)
+if reply_at ~= "" then
+  redis.call("HSET", KEYS[4], "last_reply_at", reply_at)
+  redis.call("HSETNX", KEYS[4], "first_response_at", reply_at)
+  redis.call("XADD", KEYS[5], "*", "e", outbound)
+  redis.call("XADD", KEYS[6], "*", "e", added)
 end
-return {1, ARGV[1]}
+return {1, value}

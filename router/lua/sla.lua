@@ -3,8 +3,8 @@
 -- its second-line queue.
 -- ARGV: conversation.
 local conv = ARGV[1]
-redis.call("ZREM", B .. ":timers", "sla:" .. conv)
-local c = B .. ":conv:" .. conv
+redis.call("ZREM", timers_key(), "sla:" .. conv)
+local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "queue", "answered_at", "enqueued_at", "channel", "first_response_at")
 local state, queue = f[1], f[2]
 local q = queue_conf(queue) or {}

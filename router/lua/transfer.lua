@@ -1,16 +1,16 @@
 -- Hand an assigned conversation to another agent (a direct offer) or to a
 -- queue (it keeps its original age). The history goes with the conversation.
 -- ARGV: conversation, from agent, to agent, to queue, note, reservation timeout ms.
-local conv, from, to_agent, to_queue, note, timeout_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
-local c = B .. ":conv:" .. conv
+local conv, by, to_agent, to_queue, note, timeout_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6])
+local c = conversation_key(conv)
 local f = redis.call("HMGET", c, "state", "agent", "queue", "channel")
 local state, agent, queue, channel = f[1], f[2], f[3], f[4]
 if state ~= "assigned" then return {"not_assigned", ""} end
-if from ~= "" and agent ~= from then return {"not_yours", ""} end
+if by ~= "" and agent ~= by then return {"not_yours", ""} end
 if to_agent ~= "" then
-  local t = hgetall(B .. ":agent:" .. to_agent)
+  local t = hgetall(agent_key(to_agent))
   if not t.presence then return {"unknown_agent", ""} end
-  if t.presence ~= "available" or not redis.call("ZSCORE", B .. ":ready:" .. channel, to_agent) then
+  if t.presence ~= "available" or not redis.call("ZSCORE", ready_key(channel), to_agent) then
     return {"agent_unavailable", ""}
   end
 else
@@ -26,8 +26,8 @@ if to_agent ~= "" then
 end
 -- whoever handed it over should not be offered it straight back, but may be
 -- once the decline window has passed (if nobody else took it by then)
-redis.call("ZADD", c .. ":declined", NOW_S, agent)
-redis.call("ZADD", B .. ":timers", S(NOW + DECLINE_MS + 1), "route:" .. conv)
+redis.call("ZADD", conversation_declined_key(conv), NOW_S, agent)
+redis.call("ZADD", timers_key(), S(NOW + DECLINE_MS + 1), "route:" .. conv)
 redis.call("HSET", c, "level", "0", "sticky_agent", "")
 enqueue(conv, to_queue, 0)
 schedule_queue_timers(conv, to_queue, tonumber(redis.call("HGET", c, "enqueued_at") or NOW))

@@ -9,9 +9,9 @@
 -- ARGV: message id, attempt (the dispatcher attempt that placed the call, from
 -- the callback URL), leg (agent | customer), CallStatus, CallSid, dials allowed,
 -- spacing ms.
-local id, attempt, leg, status, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local allowed, spacing = tonumber(ARGV[6]), tonumber(ARGV[7])
-local k = B .. ":msg:" .. id
+local message_id, attempt, leg, status, sid = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local dials_allowed, spacing_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local k = delivery_key(message_id)
 local f = redis.call("HMGET", k, "attempts", "status", "conversation", "settled", "provider_id")
 local current = f[2] or ""
 if not f[1] then return {"unknown", ""} end
@@ -31,20 +31,20 @@ else
   return {"unchanged", current}  -- ringing, queued, initiated: nothing decided yet
 end
 
-local conv = f[3] and f[3] ~= "" and (B .. ":conv:" .. f[3]) or nil
+local conv = f[3] and f[3] ~= "" and (conversation_key(f[3])) or nil
 local dials = redis.call("HINCRBY", k, "dials", 1)
 local outcome, err = "", ""
 if reached then
   outcome = "connected"
-  redis.call("ZREM", B .. ":retries", id)
-elseif dials < allowed then
+  redis.call("ZREM", retries_key(), message_id)
+elseif dials < dials_allowed then
   outcome = "retry"
-  err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. allowed .. ")"
-  redis.call("ZADD", B .. ":retries", S(NOW + spacing), id)
+  err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. dials_allowed .. ")"
+  redis.call("ZADD", retries_key(), S(NOW + spacing_ms), message_id)
 else
   outcome = "no-answer"
-  err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. allowed .. ")"
-  redis.call("ZREM", B .. ":retries", id)
+  err = (leg == "agent" and "agent " or "customer ") .. status .. " (dial " .. dials .. " of " .. dials_allowed .. ")"
+  redis.call("ZREM", retries_key(), message_id)
 end
 -- provider_id stays the agent's call (the sender records it); a report on the
 -- customer's leg carries that leg's own CallSid
@@ -54,5 +54,5 @@ if conv then
   if outcome ~= "retry" then redis.call("HSET", conv, "callback_outcome", outcome) end
 end
 emit({type = "delivery", channel = "voice", direction = "out", provider_id = f[5] or sid,
-  conversation = f[3] or "", message = id, status = outcome, error = err, attempt = tonumber(attempt)})
+  conversation = f[3] or "", message = message_id, status = outcome, error = err, attempt = tonumber(attempt)})
 return {"updated", outcome}

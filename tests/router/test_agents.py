@@ -322,7 +322,7 @@ async def test_a_transfer_to_a_queue_only_its_sender_serves_comes_back_to_them_a
     conversation = await assigned_to_amy(w)
     await agents.transfer(w.store, w.tenant, "amy", conversation, to_queue="billing")
     assert await w.offered("amy") == []  # nobody else serves billing right now
-    await w.store.redis.zadd(w.keys.conversation(conversation) + ":declined", {"amy": 0})  # the window passed
+    await w.store.redis.zadd(w.keys.conversation_declined(conversation), {"amy": 0})  # the window passed
     await w.fire("route:")
     assert await w.offered("amy") == [conversation]
 

@@ -139,7 +139,7 @@ async def test_a_declined_contact_is_offered_again_once_the_decline_window_has_p
     await agents.reject(w.store, w.tenant, "amy", offer["reservation"])
     assert await w.offered("amy") == []
     # The decline is old now; the re-route timer it scheduled comes due.
-    await w.store.redis.zadd(w.keys.conversation(conversation) + ":declined", {"amy": 0})
+    await w.store.redis.zadd(w.keys.conversation_declined(conversation), {"amy": 0})
     await w.fire("route:")
     assert await w.offered("amy") == [conversation]
 

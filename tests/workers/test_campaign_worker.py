@@ -9,6 +9,7 @@ from channels.sms import optout
 from router.campaigns import registry
 from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
+from router.scripts import run_pipelined
 from tests.factories import world
 from tests.workers import campaigns
 from workers.campaigns import scripts as campaign_scripts
@@ -215,9 +216,7 @@ async def test_a_worker_killed_between_claim_and_publish_is_resumed_without_dupl
 async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
     w = await world(DEPLOYMENT)
     campaign = await launched(w, people(3))
-    claim = campaign_scripts.get(w.store).claim
-    args = [KEYS.campaign_due("spring"), KEYS.campaign_audience("spring"), KEYS.campaign_status("spring"), 10, 60_000]
-    seqs, blobs, statuses, *_ = await claim(keys=[KEYS.base], args=args)
+    seqs, blobs, statuses = await campaign_scripts.claim(w.store, "acme", "spring", count=10, lease_ms=60_000)
     claimed = list(zip(seqs, blobs, statuses, strict=True))
     first, stale = worker(w), worker(w)
     loaded, _ = await first._load("acme", campaign.id)
@@ -232,10 +231,13 @@ async def test_settling_a_batch_in_one_call_leaves_a_recipient_sent_meanwhile_al
     await launched(w, people(3))
     status, due, stats = KEYS.campaign_status("spring"), KEYS.campaign_due("spring"), KEYS.campaign_stats("spring")
     await w.store.redis.hset(status, "2", "sent:1:sms")  # another worker's send got there first
-    settle = campaign_scripts.get(w.store).settle
-    args = [status, due, stats, 1, "later", 5, "rescheduled", 2, "final", "skipped:x", "skipped"]
-    args += [3, "final", "skipped:no_window", "skipped"]
-    assert await settle(keys=[KEYS.base], args=args) == 2
+    entries = [
+        campaign_scripts.Settlement(1, "later", 5, "rescheduled"),
+        campaign_scripts.Settlement(2, "final", "skipped:x", "skipped"),
+        campaign_scripts.Settlement(3, "final", "skipped:no_window", "skipped"),
+    ]
+    [settled] = await run_pipelined(w.store.redis, [campaign_scripts.settle_call(w.store, "acme", "spring", entries)])
+    assert settled == 2
     assert await w.store.redis.hmget(status, ["1", "2", "3"]) == [None, b"sent:1:sms", b"skipped:no_window"]
     assert await w.store.redis.zrange(due, 0, -1, withscores=True) == [(b"1", 5.0)]
     counts = await w.store.redis.hmget(stats, ["rescheduled", "skipped"])

@@ -4,7 +4,8 @@ The campaign itself (model, render, compliance, registry) is the core's: router/
 
 audience.py    streaming CSV import (E.164, email checks, rejected rows with their line)
 pacing.py      token buckets shared by every worker
-scripts.py     the Lua scripts: claim with a lease, send at most once, settle, count
+scripts.py     calls of the Lua scripts (router/lua/campaigns): claim with a lease, send at
+               most once, settle, count
 worker.py      the role: claim, check, render, publish (at most once per attempt)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;
                the results report per campaign and A/B variant

@@ -8,20 +8,12 @@ never spend the same token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from router.keys import Keys
 from router.store import Store, text
 from workers.campaigns import scripts
+from workers.campaigns.scripts import Bucket
 
 LIMITS = "limits"  # the bucket name of the hash holding the tenant's per-channel limits
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    key: str
-    per_minute: float
-    burst: float
 
 
 def campaign_bucket(tenant: str, campaign: str, per_minute: int, burst: int | None) -> Bucket:
@@ -52,18 +44,11 @@ async def take(store: Store, tenant: str, want: int, buckets: list[Bucket]) -> t
     token when none was granted)."""
     if not buckets or want <= 0:
         return want, 0
-    args: list = [want]
-    for bucket in buckets:
-        args += [bucket.key, bucket.per_minute, bucket.burst]
-    granted, wait = await scripts.get(store).take_tokens(keys=[Keys(tenant).base], args=args)
-    return int(granted), int(wait)
+    return await scripts.take_tokens(store, tenant, want=want, buckets=buckets)
 
 
 async def give_back(store: Store, tenant: str, count: int, buckets: list[Bucket]) -> None:
     """Return unspent tokens (recipients that were claimed but not sent)."""
     if count <= 0 or not buckets:
         return
-    args: list = [count]
-    for bucket in buckets:
-        args += [bucket.key, bucket.per_minute, bucket.burst]
-    await scripts.get(store).give_tokens(keys=[Keys(tenant).base], args=args)
+    await scripts.give_tokens(store, tenant, count=count, buckets=buckets)

@@ -112,20 +112,17 @@ class Results:
             outcome = "suppressed"
         else:
             outcome = "failed"
-        await campaign_scripts.get(self.store).outcome(
-            keys=[keys.base],
-            args=[
-                keys.campaign_status(campaign_id),
-                keys.campaign_due(campaign_id),
-                keys.campaign_stats(campaign_id),
-                seq,
-                attempt,
-                outcome,
-                next_channel,
-                due_ms,
-                f"{event.status}: {event.error}"[:300],
-                variant_prefix(campaign.variant_of(seq)),
-            ],
+        await campaign_scripts.outcome(
+            self.store,
+            tenant,
+            campaign_id,
+            seq=seq,
+            attempt=attempt,
+            outcome=outcome,
+            next_channel=next_channel,
+            due_ms=due_ms,
+            reason=f"{event.status}: {event.error}"[:300],
+            variant=variant_prefix(campaign.variant_of(seq)),
         )
 
     async def _reply(self, tenant: str, conversation: str) -> None:
@@ -141,18 +138,15 @@ class Results:
         self, tenant: str, campaign: Campaign, seq: int, counter: str, by: int = 1, flag: str = "1"
     ) -> bool:
         """Count something once per recipient (a flag beside its status); True the first time."""
-        keys = Keys(tenant)
-        first = await campaign_scripts.get(self.store).once(
-            keys=[keys.base],
-            args=[
-                keys.campaign_status(campaign.id),
-                keys.campaign_stats(campaign.id),
-                f"{seq}:{counter}",
-                counter,
-                variant_prefix(campaign.variant_of(seq)),
-                by,
-                flag,
-            ],
+        first = await campaign_scripts.once(
+            self.store,
+            tenant,
+            campaign.id,
+            flag=f"{seq}:{counter}",
+            counter=counter,
+            variant=variant_prefix(campaign.variant_of(seq)),
+            by=by,
+            value=flag,
         )
         return bool(first)
 

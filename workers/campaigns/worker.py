@@ -164,21 +164,12 @@ class CampaignWorker:
         if campaign.end and now >= campaign.end:
             await registry.finish(self.store, tenant, campaign_id)
             return 0
-        keys = Keys(tenant)
         bucket = pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)
         tokens, _wait = await pacing.take(self.store, tenant, self.batch, [bucket])
         if not tokens:
             return 0
-        claim = campaign_scripts.get(self.store).claim
-        seqs, blobs, statuses, _now, *_ = await claim(
-            keys=[keys.base],
-            args=[
-                keys.campaign_due(campaign_id),
-                keys.campaign_audience(campaign_id),
-                keys.campaign_status(campaign_id),
-                tokens,
-                self.lease_ms,
-            ],
+        seqs, blobs, statuses = await campaign_scripts.claim(
+            self.store, tenant, campaign_id, count=tokens, lease_ms=self.lease_ms
         )
         if not seqs:
             await pacing.give_back(self.store, tenant, tokens, [bucket])
@@ -281,7 +272,7 @@ class CampaignWorker:
             return 0
         # Who the recipients already are (the send script creates the missing ones).
         owners = await self.store.redis.hmget(keys.identities, [identity(p.channel, p.address) for p in pending])
-        ready: list[tuple[_Pending, list]] = []
+        ready: list[tuple[_Pending, campaign_scripts.RecipientArgs]] = []
         for item, owner in zip(pending, owners, strict=True):
             try:
                 fields = await self._recipient_args(
@@ -292,26 +283,29 @@ class CampaignWorker:
                 final.append((item.recipient.seq, f"skipped:{exc}"[:500], "skipped"))
                 continue
             ready.append((item, fields))
-        header = [
-            keys.campaign_status(campaign.id),
-            keys.campaign_due(campaign.id),
-            keys.campaign_stats(campaign.id),
-            keys.outbound,
-            keys.events,
-            campaign.queue,
-            campaign.id,
-            now_ms + int(campaign.reply_days * compliance.DAY_MS),
-            int(max([c.days for c in campaign.effective_caps()] + [compliance.HISTORY_DAYS]) * compliance.DAY_MS),
-            keys.disputes if campaign.kind == "collections" else "",
-            self.deployment.tenant(tenant).queue(campaign.queue).priority,
-            keys.campaign(campaign.id),
-            keys.do_not_contact,
-        ]
+        cap_days = max([c.days for c in campaign.effective_caps()] + [compliance.HISTORY_DAYS])
+        batch = campaign_scripts.SendBatch(
+            status=keys.campaign_status(campaign.id),
+            due=keys.campaign_due(campaign.id),
+            stats=keys.campaign_stats(campaign.id),
+            outbound=keys.outbound,
+            events=keys.events,
+            queue=campaign.queue,
+            campaign=campaign.id,
+            reply_until=now_ms + int(campaign.reply_days * compliance.DAY_MS),
+            cap_ttl=int(cap_days * compliance.DAY_MS),
+            disputes=keys.disputes if campaign.kind == "collections" else "",
+            priority=self.deployment.tenant(tenant).queue(campaign.queue).priority,
+            campaign_key=keys.campaign(campaign.id),
+            dnc=keys.do_not_contact,
+        )
         # A few dozen recipients per script call: one round trip for the batch, while no
         # call holds Redis long enough to delay routing.
         chunks = [ready[i : i + SEND_CHUNK] for i in range(0, len(ready), SEND_CHUNK)]
-        send = campaign_scripts.get(self.store).send
-        calls = [(send, keys.base, header + [f for _item, fields in chunk for f in fields]) for chunk in chunks]
+        calls = [
+            campaign_scripts.send_call(self.store, tenant, batch, [fields for _item, fields in chunk])
+            for chunk in chunks
+        ]
         sent = 0
         for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
             if isinstance(result, Exception):
@@ -345,8 +339,8 @@ class CampaignWorker:
 
     async def _recipient_args(
         self, tenant: str, loaded: _Loaded, keys: Keys, now_ms: int, item: _Pending, customer: str
-    ) -> list:
-        """The send script's RECIPIENT_FIELDS for one recipient, its message rendered."""
+    ) -> campaign_scripts.RecipientArgs:
+        """The send script's arguments for one recipient, its message rendered."""
         campaign = loaded.campaign
         recipient = item.recipient
         extra: dict[str, str] = {}
@@ -402,26 +396,26 @@ class CampaignWorker:
             agent=agent,
         )
         debt = item.subject if campaign.kind == "collections" and item.subject.startswith("debt:") else ""
-        fields = [
-            recipient.seq,
-            item.attempt,
-            item.channel,
-            item.address,
-            identity(item.channel, item.address),
-            customer,
-            conversation,
-            events.encode(message),
-            msgspec.msgpack.encode(entry),
-            events.encode(added),
-            json.dumps(recipient.fields, separators=(",", ":"), ensure_ascii=False),
-            item.cap_key,
-            item.cap_seen,
-            mid,
-            keys.suppression(item.channel),
-            debt,
-            variant_prefix(variant),
-            _other_identity(item.channel, recipient),
-        ]
+        fields = campaign_scripts.RecipientArgs(
+            seq=recipient.seq,
+            attempt=item.attempt,
+            channel=item.channel,
+            address=item.address,
+            ident=identity(item.channel, item.address),
+            new_customer=customer,
+            conv=conversation,
+            message=events.encode(message),
+            entry=msgspec.msgpack.encode(entry),
+            message_event=events.encode(added),
+            context=json.dumps(recipient.fields, separators=(",", ":"), ensure_ascii=False),
+            cap=item.cap_key,
+            cap_seen=item.cap_seen,
+            message_id=mid,
+            suppression=keys.suppression(item.channel),
+            debt=debt,
+            variant=variant_prefix(variant),
+            other_ident=_other_identity(item.channel, recipient),
+        )
         return fields
 
     async def _signing_key(self, tenant: str) -> bytes:
@@ -432,12 +426,10 @@ class CampaignWorker:
     async def _settle(self, keys: Keys, campaign_id: str, later: list, final: list) -> None:
         if not later and not final:
             return
-        settle = campaign_scripts.get(self.store).settle
-        head = [keys.campaign_status(campaign_id), keys.campaign_due(campaign_id), keys.campaign_stats(campaign_id)]
-        entries = [[seq, "later", due, counter] for seq, due, counter in later]
-        entries += [[seq, "final", status, counter] for seq, status, counter in final]
+        entries = [campaign_scripts.Settlement(seq, "later", due, counter) for seq, due, counter in later]
+        entries += [campaign_scripts.Settlement(seq, "final", status, counter) for seq, status, counter in final]
         chunks = [entries[i : i + SEND_CHUNK] for i in range(0, len(entries), SEND_CHUNK)]
-        calls = [(settle, keys.base, head + [arg for entry in chunk for arg in entry]) for chunk in chunks]
+        calls = [campaign_scripts.settle_call(self.store, keys.shard, campaign_id, chunk) for chunk in chunks]
         for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
             if isinstance(result, Exception):  # their lease runs out and they are claimed again
                 log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)

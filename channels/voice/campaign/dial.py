@@ -9,7 +9,7 @@ a call never requested from one whose answer was lost, and a redelivered message
 its delivery settled and places nothing.
 
 The collections cap (7 calls in 7 days per debt) counts the attempt when the campaigns
-worker queues the message, once per message id (workers/campaigns/scripts.py). A call
+worker queues the message, once per message id (router/lua/campaigns/send.lua). A call
 Twilio certainly never placed (it refused the request, or the number opted out since)
 gives that attempt back here, so the cap counts exactly the calls placed; a call whose
 fate is unknown stays counted.

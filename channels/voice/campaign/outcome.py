@@ -21,6 +21,7 @@ from aiohttp import web
 from channels._twilio_auth import tenant_form
 from channels.voice import status
 from channels.voice.campaign.dial import STATUS_PATH
+from router import atomic
 from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
@@ -42,7 +43,6 @@ RANK = {
     "failed": 2,
     "canceled": 2,
 }
-_RANK_ARGS = [str(item) for pair in RANK.items() for item in pair]
 NOT_ANSWERED = {
     "busy": "the line was busy",
     "no-answer": "nobody answered",
@@ -75,10 +75,7 @@ async def mark(
         if answered_by:
             pipe.hset(keys.delivery(message), "answered_by", answered_by)
         await pipe.execute()
-    outcome, current = await store.scripts.delivery_status(
-        keys=[keys.base], args=[sid, "voice", state, error, *_RANK_ARGS]
-    )
-    return text(outcome), text(current)
+    return await atomic.delivery_status(store, tenant, ref=sid, channel="voice", status=state, error=error, order=RANK)
 
 
 async def status_callback(request: web.Request) -> web.Response:

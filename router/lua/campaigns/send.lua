@@ -1,0 +1,97 @@
+-- Send a batch of recipients' messages, each at most once per attempt, with the
+-- compliance checks that must hold at the instant of sending: the campaign still
+-- running (a pause stops even a batch in flight), the channel's opt-outs, the
+-- do-not-contact list, an open dispute (of the customer or the debt), and an
+-- unchanged frequency-cap history (else the worker decides again). A sent recipient
+-- gets, in this one step: the customer and their campaign conversation (so that a
+-- reply routes to the campaign's queue: intake.lua reads campaign_conv), the history
+-- entry, the outbound message and its event, the cap attempt, its status.
+-- ARGV: the batch's 13 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
+-- (RecipientArgs); tests/router/test_scripts.py holds both to the names below.
+-- Returns one outcome per recipient: sent | done:<status> | suppressed:<reason> | recheck | stopped.
+local status, due, stats, outbound, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local queue, campaign, reply_until, cap_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local disputes, priority, campaign_key, dnc = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local HEAD, PER_RECIPIENT = 13, 18
+local results = {}
+if redis.call("HGET", campaign_key, "state") ~= "running" then
+  for _ = HEAD + 1, #ARGV, PER_RECIPIENT do results[#results + 1] = "stopped" end
+  return results
+end
+local sent, suppressed = 0, 0
+
+local function one(at)
+  local seq, attempt, channel, address = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
+  -- the customer's id if the identity has none yet
+  local ident, new_customer, conv = ARGV[at + 5], ARGV[at + 6], ARGV[at + 7]
+  -- the outbound message, its history entry, its event (MessagePack); the recipient's
+  -- template fields (JSON)
+  local message, entry, message_event, context = ARGV[at + 8], ARGV[at + 9], ARGV[at + 10], ARGV[at + 11]
+  -- the cap's attempts key ("" for none), the attempts the worker saw (-1: nothing to recheck)
+  local cap, cap_seen, message_id = ARGV[at + 12], ARGV[at + 13], ARGV[at + 14]
+  -- the channel's opt-outs, "debt:<account>" or "", the A/B variant's counter prefix or ""
+  local suppression, debt, variant = ARGV[at + 15], ARGV[at + 16], ARGV[at + 17]
+  -- the recipient's other identity ("" or, say, their email when texted), linked to the
+  -- customer if nobody has it yet, so a reply on that channel routes too
+  local other_ident = ARGV[at + 18]
+  local st = redis.call("HGET", status, seq)
+  if st then
+    local state, n = string.match(st, "^(%a+):?(%d*)")
+    if state ~= "retry" and not (state == "sent" and tonumber(n) < tonumber(attempt)) then
+      redis.call("ZREM", due, seq)
+      return "done:" .. st
+    end
+  end
+  local customer = redis.call("HGET", identities_key(), ident)
+  local reason = nil
+  if redis.call("SISMEMBER", suppression, address) == 1 then reason = "opted_out"
+  elseif redis.call("SISMEMBER", dnc, address) == 1 then reason = "do_not_contact"
+  elseif disputes ~= "" and ((debt ~= "" and redis.call("SISMEMBER", disputes, debt) == 1)
+      or (customer and redis.call("SISMEMBER", disputes, customer) == 1)) then reason = "disputed" end
+  if reason then
+    redis.call("HSET", status, seq, "suppressed:" .. reason)
+    redis.call("ZREM", due, seq)
+    suppressed = suppressed + 1
+    if variant ~= "" then redis.call("HINCRBY", stats, variant .. "suppressed", 1) end
+    return "suppressed:" .. reason
+  end
+  local seen = tonumber(cap_seen)
+  if cap ~= "" and seen >= 0 and redis.call("ZCARD", cap) ~= seen then return "recheck" end
+  if not customer then
+    customer = new_customer
+    redis.call("HSET", identities_key(), ident, customer)
+    redis.call("HSET", customer_key(customer), "id", customer, "created_at", S(NOW))
+  end
+  local cust = customer_key(customer)
+  local c = conversation_key(conv)
+  if redis.call("EXISTS", c) == 0 then
+    redis.call("HSET", c, "id", conv, "customer", customer, "channel", channel, "address", address,
+      "state", "campaign", "queue", queue, "kind", "campaign", "campaign", campaign,
+      "campaign_recipient", seq, "campaign_context", context, "created_at", S(NOW),
+      "priority", priority, "level", "0", "attempts", "0")
+    redis.call("ZADD", customer_conversations_key(customer), S(NOW), conv)
+  end
+  redis.call("RPUSH", conversation_log_key(conv), entry)
+  redis.call("HSET", c, "last_channel", channel, "last_address", address, "last_reply_at", S(NOW))
+  redis.call("HSET", cust, "ident:" .. ident, "1", "campaign_conv", conv, "campaign_until", reply_until)
+  if other_ident ~= "" and redis.call("HSETNX", identities_key(), other_ident, customer) == 1 then
+    redis.call("HSET", cust, "ident:" .. other_ident, "1")
+  end
+  redis.call("XADD", outbound, "*", "e", message)
+  redis.call("XADD", events, "*", "e", message_event)
+  if cap ~= "" then
+    redis.call("ZADD", cap, S(NOW), message_id)
+    -- only ever lengthened: a campaign with a shorter cap must not drop what a longer one counts
+    if redis.call("PTTL", cap) < tonumber(cap_ttl) then redis.call("PEXPIRE", cap, cap_ttl) end
+  end
+  redis.call("HSET", status, seq, "sent:" .. attempt .. ":" .. channel)
+  redis.call("ZREM", due, seq)
+  sent = sent + 1
+  if variant ~= "" then redis.call("HINCRBY", stats, variant .. "sent", 1) end
+  return "sent"
+end
+
+for at = HEAD, #ARGV - 1, PER_RECIPIENT do results[#results + 1] = one(at) end
+if sent > 0 then redis.call("HINCRBY", stats, "sent", sent) end
+if suppressed > 0 then redis.call("HINCRBY", stats, "suppressed", suppressed) end
+return results
