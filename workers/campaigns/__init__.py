@@ -6,6 +6,7 @@ audience.py    streaming CSV import (E.164, email checks, rejected rows with the
 pacing.py      token buckets shared by every worker
 scripts.py     calls of the Lua scripts (router/lua/campaigns): claim with a lease, send at
                most once, settle, count
+ids.py         the ids of a campaign's messages, conversations and variant stats
 worker.py      the role: claim, check, render, publish (at most once per attempt)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;
                the results report per campaign and A/B variant

@@ -34,7 +34,7 @@ from router.settings import Settings
 from router.store import Store, text
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
-from workers.campaigns.worker import parse_conversation_id, parse_message_id, variant_prefix
+from workers.campaigns.ids import parse_conversation_id, parse_message_id, variant_prefix
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,10 @@ from router.keys import Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
-from workers.campaigns import pacing, unsubscribe
+from workers.campaigns import pacing, results, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
+from workers.campaigns.ids import conversation_id, message_id, variant_prefix
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +42,6 @@ BATCH = 200
 LEASE_MS = 60_000  # a claimed recipient is another worker's again after this
 IDLE_S = 0.2
 SEND_CHUNK = 50  # recipients per send (and settle) script call
-
-
-def message_id(campaign: str, seq: int, attempt: int) -> str:
-    """The same recipient and attempt always make the same message: dispatch sends an id once."""
-    return f"cmp-{campaign}-{seq}-{attempt}"
-
-
-def variant_prefix(variant: str) -> str:
-    """The stats fields of an A/B variant start with this ("" for none)."""
-    return f"v:{variant}:" if variant else ""
-
-
-def conversation_id(campaign: str, seq: int) -> str:
-    return f"cmp-{campaign}-{seq}"
-
-
-def parse_message_id(message: str) -> tuple[str, int, int] | None:
-    """(campaign, recipient, attempt) of a campaign message id, else None."""
-    if not message.startswith("cmp-"):
-        return None
-    parts = message[4:].rsplit("-", 2)
-    try:
-        return parts[0], int(parts[1]), int(parts[2])
-    except (IndexError, ValueError):
-        return None
-
-
-def parse_conversation_id(conversation: str) -> tuple[str, int] | None:
-    """(campaign, recipient) of a campaign conversation id, else None."""
-    if not conversation.startswith("cmp-"):
-        return None
-    campaign, _, seq = conversation[4:].rpartition("-")
-    return (campaign, int(seq)) if campaign and seq.isdigit() else None
 
 
 @dataclass(slots=True)
@@ -452,8 +420,6 @@ def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    from workers.campaigns import results
-
     public = settings.base_url
     worker = CampaignWorker(store, deployment, batch=max(settings.batch, 1) * 2, public_url=public)
     log.info("campaigns worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
