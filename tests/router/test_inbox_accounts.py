@@ -147,6 +147,43 @@ async def test_every_attempt_costs_one_verification_known_or_not_locked_or_not(m
     assert len(verified) == 2 * (accounts.MAX_FAILURES + 2)
 
 
+async def test_a_parallel_burst_of_guesses_is_judged_no_more_often_than_the_lock_out_allows() -> None:
+    """40 guesses at once, the right password last: each is counted before it is judged,
+    so only MAX_FAILURES get an answer, the rest are refused as locked, and the right one
+    does not get in."""
+    import asyncio
+
+    w = await world(TWO_TENANTS)
+    await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})
+    guesses = [f"guess number {n}" for n in range(39)] + [PASSWORD]
+    results = await asyncio.gather(
+        *(accounts.authenticate(w.store, "amy", guess) for guess in guesses), return_exceptions=True
+    )
+    assert not any(isinstance(r, accounts.User) for r in results), "the right password got in"
+    assert all(isinstance(r, accounts.LoginFailed) for r in results)
+    judged = [r for r in results if not r.locked_until]
+    assert len(judged) <= accounts.MAX_FAILURES - 1  # the MAX_FAILURES-th failure locks as it answers
+    with pytest.raises(accounts.LoginFailed) as failed:
+        await accounts.authenticate(w.store, "amy", PASSWORD)
+    assert failed.value.locked_until
+
+
+async def test_attempts_refused_by_a_lock_do_not_count_towards_the_next_one() -> None:
+    w = await world(TWO_TENANTS)
+    await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(accounts.LoginFailed):
+            await accounts.authenticate(w.store, "amy", "guess")
+    for _ in range(accounts.MAX_FAILURES + 3):  # the owner keeps trying while locked
+        with pytest.raises(accounts.LoginFailed) as failed:
+            await accounts.authenticate(w.store, "amy", PASSWORD)
+        assert failed.value.locked_until
+    attempts = [k async for k in w.store.redis.scan_iter(match=AccountKeys.base + ":attempts:*")]
+    await w.store.redis.hset(attempts[0], "locked_until", str(time.time() - 1))  # the lock ran out
+    await w.store.redis.hset(AccountKeys.user("amy"), "locked_until", str(time.time() - 1))
+    assert (await accounts.authenticate(w.store, "amy", PASSWORD)).login == "amy"
+
+
 async def test_a_right_password_resets_the_failure_count() -> None:
     w = await world(TWO_TENANTS)
     await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})

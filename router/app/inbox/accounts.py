@@ -186,9 +186,14 @@ async def authenticate(store: Store, login: str, password: str) -> User:
     Every name typed is counted alike, existing or not, so the lock-out cannot tell
     anyone which logins exist: MAX_FAILURES failures within LOCK_SECONDS of each other
     lock that name for LOCK_SECONDS (even against the right password). A counter
-    expires LOCK_SECONDS after its last failure, and every attempt pays for one Argon2
+    expires LOCK_SECONDS after its last attempt, and every attempt pays for one Argon2
     verification, so the counters stay few. Known and unknown names, locked or not,
     cost the same work: one hash read, one verification, one pipeline.
+
+    An attempt is counted before it is judged, in the transaction that reads the lock:
+    guesses sent in parallel cannot all be judged before their failures are counted.
+    The attempt numbered past MAX_FAILURES in a window is refused unjudged and locks
+    the name; a right password clears the count.
     """
     now = time.time()
     attempts = _attempts_key(login)
@@ -196,10 +201,12 @@ async def authenticate(store: Store, login: str, password: str) -> User:
         login = check_login(login)
     except AccountError:
         login = ""
-    async with store.redis.pipeline(transaction=False) as pipe:
+    async with store.redis.pipeline(transaction=True) as pipe:
         pipe.hgetall(AccountKeys.user(login or "-"))  # "-" is no valid login: the same round trip
         pipe.hget(attempts, "locked_until")
-        record, counted_lock = await pipe.execute()
+        pipe.hincrby(attempts, "tries", 1)
+        pipe.expire(attempts, LOCK_SECONDS)
+        record, counted_lock, tries, _ = await pipe.execute()
     user = _user(record) if login and record else None
     locked_until = max(float(counted_lock or 0), user.locked_until if user else 0.0)
     digest = record.get(b"hash", b"").decode() if user else ""
@@ -210,9 +217,19 @@ async def authenticate(store: Store, login: str, password: str) -> User:
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if locked_until > now:
+        # refused by the lock, not judged: not counted towards the next one either
+        await store.redis.hincrby(attempts, "tries", -1)
         raise LoginFailed(locked_until)
+    if tries > MAX_FAILURES:  # came in behind as many attempts as a window allows
+        raise LoginFailed(await _lock(store, attempts, user, now))
     if not ok:
-        raise LoginFailed(await _count_failure(store, attempts, user, now))
+        async with store.redis.pipeline(transaction=False) as pipe:
+            if user is not None:  # for `user list`
+                pipe.hincrby(AccountKeys.user(user.login), "failures", 1)
+            else:  # the same round trip, so a known login answers no slower than an unknown one
+                pipe.exists(attempts)
+            await pipe.execute()
+        raise LoginFailed(await _lock(store, attempts, user, now) if tries >= MAX_FAILURES else 0.0)
     assert user is not None
     async with store.redis.pipeline(transaction=True) as pipe:
         pipe.delete(attempts)
@@ -225,19 +242,11 @@ async def authenticate(store: Store, login: str, password: str) -> User:
     return msgspec.structs.replace(user, failures=0, locked_until=0.0)
 
 
-async def _count_failure(store: Store, attempts: str, user: User | None, now: float) -> float:
-    """Count a failure against the name typed; returns the lock's end if this one locks it, else 0."""
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hincrby(attempts, "failures", 1)
-        pipe.expire(attempts, LOCK_SECONDS)
-        if user is not None:  # in the same round trip, so a known login answers no slower
-            pipe.hincrby(AccountKeys.user(user.login), "failures", 1)
-        failures = (await pipe.execute())[0]
-    if failures < MAX_FAILURES:
-        return 0.0
+async def _lock(store: Store, attempts: str, user: User | None, now: float) -> float:
+    """Lock the name typed (and the user, if it is one) for LOCK_SECONDS; returns the lock's end."""
     until = now + LOCK_SECONDS
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(attempts, mapping={"failures": "0", "locked_until": str(until)})
+        pipe.hset(attempts, mapping={"tries": "0", "locked_until": str(until)})
         pipe.expire(attempts, LOCK_SECONDS)
         if user is not None:  # kept on the user too, for `user list` and `user unlock`
             pipe.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": str(until)})
