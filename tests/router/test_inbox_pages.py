@@ -675,3 +675,22 @@ async def test_the_inbox_is_a_sub_application_whose_sessions_and_headers_stay_of
         webhook = await client.post("/webchat/acme/offline", data={"x": "1"}, headers={"Origin": "https://evil.test"})
         assert "cross-origin request refused" not in await webhook.text()
         assert "Content-Security-Policy" not in webhook.headers
+
+
+async def test_an_id_in_a_url_that_is_not_of_its_shape_is_404_not_another_key(inbox: Inbox) -> None:
+    """`<id>:log` names the conversation's history list: read as its hash it answered 500."""
+    w = inbox.world
+    await agents_available(w, "acme", "amy")
+    conversation = await w.deliver(_contact("acme"))
+    client, token = await logged_in(inbox, "sue")  # a supervisor may see every conversation of acme
+    async with client:
+        assert (await client.get(f"/inbox/t/acme/c/{conversation}")).status == 200
+        for suffix in (":log", ":declined", ".1", "%3Alog"):
+            assert (await client.get(f"/inbox/t/acme/c/{conversation}{suffix}")).status == 404, suffix
+            assert (await client.get(f"/inbox/t/acme/c/{conversation}{suffix}/messages.json")).status == 404
+        response = await client.post(f"/inbox/t/acme/c/{conversation}:log/note", data={"csrf": token, "text": "x"})
+        assert response.status == 404
+        [offer] = await agents_offers(w, "acme", "amy")
+        bad = offer["reservation"].replace(".", ":")
+        response = await client.post(f"/inbox/t/acme/offers/{bad}/accept", data={"csrf": token})
+        assert response.status == 404

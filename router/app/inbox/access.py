@@ -18,6 +18,13 @@ from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
 
+# An id taken from a URL has its shape, or the route does not match and the answer is 404.
+# A colon or a dot in it would name another key of the record ("<id>:log" answered 500,
+# Redis's WRONGTYPE); a reservation is its conversation's id and a count.
+ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+CONVERSATION_PATH = "/t/{tenant}/c/{conversation:" + ID + "}"
+OFFER_PATH = "/t/{tenant}/offers/{reservation:" + ID + r"\.[0-9]{1,9}}"
+
 
 def tenant_of(request: web.Request, tenant_id: str) -> Tenant:
     user = request[USER]

@@ -19,7 +19,7 @@ from channels.voice.callbacks import dial_back
 from router import agents, assign, customers, events
 from router.agents import AgentError
 from router.app.inbox import attachments
-from router.app.inbox.access import agent_of, conversation_of, tenant_of
+from router.app.inbox.access import CONVERSATION_PATH, OFFER_PATH, agent_of, conversation_of, tenant_of
 from router.app.inbox.pages import conversation
 from router.app.inbox.rendering import read_form
 from router.app.inbox.sessions import USER
@@ -197,6 +197,6 @@ def action(act: Action) -> Callable[[web.Request], Awaitable[web.Response]]:
 
 def routes(app: web.Application) -> None:
     app.router.add_post("/presence", presence)
-    app.router.add_post("/t/{tenant}/offers/{reservation}/{action:accept|reject}", offer)
+    app.router.add_post(OFFER_PATH + "/{action:accept|reject}", offer)
     for name, act in ACTIONS.items():
-        app.router.add_post(f"/t/{{tenant}}/c/{{conversation}}/{name}", action(act))
+        app.router.add_post(f"{CONVERSATION_PATH}/{name}", action(act))

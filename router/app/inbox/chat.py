@@ -9,7 +9,7 @@ from aiohttp import web
 
 from channels.webchat import signals
 from router import conversations
-from router.app.inbox.access import agent_of, conversation_of
+from router.app.inbox.access import CONVERSATION_PATH, agent_of, conversation_of
 from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
@@ -53,4 +53,4 @@ async def typing(request: web.Request) -> web.Response:
 
 
 def routes(app: web.Application) -> None:
-    app.router.add_post("/t/{tenant}/c/{conversation}/typing", typing)
+    app.router.add_post(CONVERSATION_PATH + "/typing", typing)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from router import conversations, events
 from router.app.inbox import messages
-from router.app.inbox.access import conversation_of
+from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.appkeys import SETTINGS, STORE
 from router.config import Tenant
 from router.settings import Settings
@@ -154,4 +154,4 @@ async def _relay(
 
 def routes(app: web.Application) -> None:
     app.cleanup_ctx.append(client_context)
-    app.router.add_get("/t/{tenant}/c/{conversation}/media/{n:[0-9]{1,4}}", media)
+    app.router.add_get(CONVERSATION_PATH + "/media/{n:[0-9]{1,4}}", media)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from router import agents, conversations, customers, events, templating
 from router.app.inbox import campaigns, canned, chat, listing, messages
-from router.app.inbox.access import conversation_of
+from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
@@ -238,7 +238,7 @@ def routes(app: web.Application) -> None:
     add = app.router
     add.add_get("", inbox)
     add.add_get("/state.json", state_json)
-    base = "/t/{tenant}/c/{conversation}"
+    base = CONVERSATION_PATH
     add.add_get(base, conversation)
     add.add_get(base + "/messages.json", messages_json)
     add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from router import agents as agents_api
 from router import events, floor
-from router.app.inbox.access import conversation_of
+from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.pages import conversation
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
@@ -205,4 +205,4 @@ def routes(app: web.Application) -> None:
     app[LEVELS] = ServiceLevels()
     app.router.add_get("/floor", floor_page)
     app.router.add_get("/floor.json", floor_json)
-    app.router.add_post("/t/{tenant}/c/{conversation}/reassign", reassign)
+    app.router.add_post(CONVERSATION_PATH + "/reassign", reassign)
