@@ -37,6 +37,15 @@ MACHINE = "voice machine"  # the preview row and template name of the answering-
 # Channels whose collections messages must tell the debtor how to opt out (Regulation F
 # 12 CFR 1006.6(e)): SMS says the keyword, email carries the unsubscribe link.
 OPTOUT_CHANNELS = frozenset({"sms", "email", "telegram", "webchat"})
+# A text that already tells how to opt out: an instruction to send an opt-out keyword
+# ("Reply STOP", "text stop to ...", "STOP to opt out"). A word that merely contains
+# "stop" (Christopher, non-stop, stopped) is no notice, so the engine still adds one.
+_KEYWORDS = r"(?:STOP|STOPALL|UNSUBSCRIBE|CANCEL|END|QUIT)"
+_NOTICE = re.compile(
+    rf"\b(?i:reply|text|txt|send|respond)(?i:\s+with)?\s+[\"'\u201c\u2018]?(?i:{_KEYWORDS})\b"
+    rf"|\b{_KEYWORDS}[\"'\u201d\u2019]?\s+(?i:to\s+(?:opt[\s-]?out|unsubscribe|stop|end|cancel|quit))\b"
+)
+
 _LOOP_FILTER = "_loop_budget"
 # Widths and precisions in format strings allocate that much ("%999999999s", "%.999999999f",
 # "{:>999999999}"); one given as an argument ("%*s", "{:{w}}") cannot be checked, so is refused.
@@ -303,9 +312,17 @@ class Renderer:
             if url and url not in body:
                 return f"{body.rstrip()}\n\nTo stop these emails: {url}\n"
             return body
-        if "stop" in body.lower():
+        if tells_how_to_opt_out(body, self.campaign.optout_text):
             return body
         return f"{body.rstrip()} {self.campaign.optout_text}"
+
+
+def tells_how_to_opt_out(body: str, optout_text: str) -> bool:
+    """Whether a text already carries an opt-out notice: the campaign's own, or an
+    instruction to send an opt-out keyword."""
+    if optout_text and " ".join(optout_text.split()).casefold() in " ".join(body.split()).casefold():
+        return True
+    return _NOTICE.search(body) is not None
 
 
 def _check_say(text: str, name: str) -> None:

@@ -68,6 +68,36 @@ def test_collections_texts_always_say_how_to_opt_out():
     assert marketing.render("sms", person(name="Jane")).body == "Hi Jane"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi Christopher, your balance is due",  # a name with "stop" in it
+        "Our non-stop service: your balance is due",
+        "Your payments stopped in May",
+        "Please don't stop paying",
+    ],
+)
+def test_a_word_containing_stop_is_no_opt_out_notice_so_the_engine_adds_one(text):
+    renderer = Renderer(campaign(kind="collections", sms=text))
+    assert renderer.render("sms", person(name="Jane")).body == f"{text} Reply STOP to opt out."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Balance due. Reply STOP to opt out.",
+        "Balance due. reply stop to end these",
+        "Balance due. Text \u201cSTOP\u201d to cancel.",
+        "Balance due. STOP to opt-out",
+        "Balance due. Send UNSUBSCRIBE to stop these texts.",
+        "Balance due.   reply   STOP   TO OPT OUT.",
+    ],
+)
+def test_a_text_that_tells_how_to_opt_out_gets_no_second_notice(text):
+    renderer = Renderer(campaign(kind="collections", sms=text))
+    assert renderer.render("sms", person(name="Jane")).body == text
+
+
 def test_collections_email_carries_the_unsubscribe_link():
     renderer = Renderer(campaign(kind="collections"))
     message = renderer.render("email", person(name="Jane", balance="$10"), {"unsubscribe_url": "https://x/u/1"})
