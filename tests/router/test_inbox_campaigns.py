@@ -68,11 +68,11 @@ share = 50
 body = "{{ name }}: please pay {{ balance }} by {{ due_date }}. {{ offer }}"
 """
 AUDIENCE = (
-    "phone,name,balance,due_date,offer\n"
-    "+12125550001,Jane,$120.00,2027-06-30,<script>alert('offer')</script>\n"
-    "+12125550002,<b>Bob</b>,$80.00,2027-07-01,\n"
-    "not-a-number,Nobody,$1.00,2027-07-01,\n"
-    "+12125550004,Ana,$15.50,2027-07-02,3 x $5.17\n"
+    "phone,name,account,balance,due_date,offer\n"
+    "+12125550001,Jane,AC-1,$120.00,2027-06-30,<script>alert('offer')</script>\n"
+    "+12125550002,<b>Bob</b>,AC-2,$80.00,2027-07-01,\n"
+    "not-a-number,Nobody,AC-3,$1.00,2027-07-01,\n"
+    "+12125550004,Ana,AC-4,$15.50,2027-07-02,3 x $5.17\n"
 )
 UPGRADE = """
 id = "upgrade"

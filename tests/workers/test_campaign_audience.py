@@ -37,9 +37,9 @@ async def test_good_rows_import_with_e164_numbers_and_their_fields():
     w = await world()
     report, recipients = await imported(
         w.store,
-        "Phone,Email,Name,Balance,Due date,Timezone\n"
-        "(212) 555-1234,Jane@Example.com,Jane,120.50,2026-12-01,America/New_York\n"
-        "+44 7911 123456,,Tom,80,2026-12-02,\n",
+        "Phone,Email,Name,Account,Balance,Due date,Timezone\n"
+        "(212) 555-1234,Jane@Example.com,Jane,AC-1,120.50,2026-12-01,America/New_York\n"
+        "+44 7911 123456,,Tom,AC-2,80,2026-12-02,\n",
     )
     assert (report.imported, report.rejected) == (2, 0)
     jane, tom = recipients
@@ -60,27 +60,29 @@ async def test_a_csv_with_bad_rows_reports_each_by_line_and_imports_the_rest():
     w = await world()
     report, recipients = await imported(
         w.store,
-        "phone,email,name,timezone\n"
-        "+12125551234,,Ann,\n"  # line 2: fine
-        "not a number,,Bob,\n"  # 3
-        ",not-an-email,Cy,\n"  # 4
-        "+12125550000,,Di,Mars/Olympus\n"  # 5
-        "+1 212 555 1234,,Ann again,\n"  # 6: the same number as line 2
-        "+12125559876,,Ed\n"  # 7: a column short
-        ",,Nobody,\n"  # 8: no address
-        '+12125554321,,"Multi\nline",\n'  # 9-10: fine
-        "+12125550101,,Fay,\n",  # 11: fine
+        "phone,email,name,account,timezone\n"
+        "+12125551234,,Ann,A1,\n"  # line 2: fine
+        "not a number,,Bob,A2,\n"  # 3
+        ",not-an-email,Cy,A3,\n"  # 4
+        "+12125550000,,Di,A4,Mars/Olympus\n"  # 5
+        "+1 212 555 1234,,Ann again,A5,\n"  # 6: the same number as line 2
+        "+12125559876,,Ed,A6\n"  # 7: a column short
+        ",,Nobody,A7,\n"  # 8: no address
+        '+12125554321,,"Multi\nline",A8,\n'  # 9-10: fine
+        "+12125550101,,Fay,A9,\n"  # 11: fine
+        "+12125550102,,Gus,,\n",  # 12: no debt named
     )
     assert [r.fields["name"] for r in recipients] == ["Ann", "Multi\nline", "Fay"]
-    assert report.imported == 3 and report.rejected == 6
+    assert report.imported == 3 and report.rejected == 7
     reasons = dict(report.rejects)
-    assert sorted(reasons) == [3, 4, 5, 6, 7, 8]
+    assert sorted(reasons) == [3, 4, 5, 6, 7, 8, 12]
     assert "not a phone number" in reasons[3]
     assert "not an email address" in reasons[4]
     assert "unknown time zone" in reasons[5]
     assert "earlier row" in reasons[6]
     assert "columns" in reasons[7]
     assert "no address" in reasons[8]
+    assert reasons[12] == "no account: a collections row needs the debt it is about"
     stored = await w.store.redis.hgetall(Keys("acme").campaign_rejects("spring"))
     assert {int(k): v.decode() for k, v in stored.items()} == reasons
 
@@ -93,11 +95,25 @@ async def test_a_file_without_an_address_column_is_refused_whole():
         await imported(w.store, "")
 
 
+async def test_a_collections_file_without_its_debt_column_is_refused_whole():
+    """Caps and the quiet period count per debt: without the column they would silently
+    count per address instead."""
+    w = await world()
+    with pytest.raises(audience.AudienceError, match=r"^no 'account' column: a collections audience names the debt"):
+        await imported(w.store, "phone,name\n+12125551234,Ann\n")
+    named = parse_campaign(CAMPAIGN.replace('kind = "collections"', 'kind = "collections"\ndebt_field = "loan_no"'))
+    report = await audience.import_csv(w.store, named, io.StringIO("phone,name,Loan No\n+12125551234,Ann,L-9\n"))
+    assert report.imported == 1  # a header names the field as a template would: "Loan No" is loan_no
+    marketing = parse_campaign(CAMPAIGN.replace('kind = "collections"', 'kind = "cross_sell"'))
+    report = await audience.import_csv(w.store, marketing, io.StringIO("phone,name\n+12125551235,Bo\n"))
+    assert report.imported == 1
+
+
 class Streamed:
     """A file that hands out its lines one at a time and counts how many were read."""
 
     def __init__(self, rows: int) -> None:
-        self.lines = ["phone,name\n"] + [f"+1212555{i:04d},n{i}\n" for i in range(rows)]
+        self.lines = ["phone,name,account\n"] + [f"+1212555{i:04d},n{i},a{i}\n" for i in range(rows)]
         self.read = 0
 
     def __iter__(self):

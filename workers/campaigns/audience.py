@@ -79,7 +79,7 @@ def parse_phone(raw: str, region: str) -> phonenumbers.PhoneNumber:
 class _Columns:
     """Which header column holds what."""
 
-    def __init__(self, header: list[str]) -> None:
+    def __init__(self, header: list[str], campaign: Campaign) -> None:
         self.names = [field_name(h) for h in header]
         if not any(self.names):
             raise AudienceError("the first line must be a header naming the columns")
@@ -94,6 +94,14 @@ class _Columns:
         self.zone, self.locale = find(ZONE_COLUMNS), find(LOCALE_COLUMNS)
         if self.phone is None and self.email is None:
             raise AudienceError(f"no phone ({', '.join(PHONE_COLUMNS)}) or email ({', '.join(EMAIL_COLUMNS)}) column")
+        # Collections caps and the quiet period count per debt (Regulation F): without the
+        # debt's column they would silently fall back to counting per address.
+        self.debt = find((campaign.debt_field,)) if campaign.kind == "collections" else None
+        if campaign.kind == "collections" and self.debt is None:
+            raise AudienceError(
+                f"no {campaign.debt_field!r} column: a collections audience names the debt each row is about "
+                "(the campaign's debt_field), which its caps and quiet period count by"
+            )
 
 
 def parse_row(campaign: Campaign, columns: _Columns, row: list[str], line: int, seq: int) -> Recipient:
@@ -113,6 +121,8 @@ def parse_row(campaign: Campaign, columns: _Columns, row: list[str], line: int, 
     if not any(_address_for(channel, phone, email) for channel in campaign.channels):
         needs = " or ".join(f"{'an email' if c == 'email' else 'a phone'} ({c})" for c in campaign.channels)
         raise RowError(f"no address to send to: needs {needs}")
+    if columns.debt is not None and not values[columns.debt]:
+        raise RowError(f"no {columns.names[columns.debt]}: a collections row needs the debt it is about")
     zone = values[columns.zone] if columns.zone is not None else ""
     if zone and not valid_zone(zone):
         raise RowError(f"unknown time zone {zone!r}")
@@ -158,7 +168,7 @@ async def import_csv(store: Store, campaign: Campaign, source: TextIO, *, batch:
     first = next(rows, None)
     if first is None or isinstance(first[1], csv.Error):
         raise AudienceError("the file is empty" if first is None else f"line 1: {first[1]}")
-    columns = _Columns(first[1])
+    columns = _Columns(first[1], campaign)
     report = ImportReport()
     chunk: list[tuple[int, list[str] | csv.Error]] = []
     for item in rows:
