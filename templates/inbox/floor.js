@@ -59,7 +59,11 @@
     const socket = new WebSocket(scheme + location.host + "/inbox/live");
     socket.onopen = () => { delay = 1000; };
     socket.onmessage = () => { document.body.dataset.live = "on"; refresh().catch(() => {}); };
-    socket.onclose = () => { setTimeout(connect, delay); delay = Math.min(delay * 2, 30000); };
+    socket.onclose = (closed) => {
+      if (closed.code === 4401) { location.href = "/inbox/login"; return; }  // the session ended
+      setTimeout(connect, delay);
+      delay = Math.min(delay * 2, 30000);
+    };
   }
 
   setInterval(() => refresh().catch(() => {}), 3000);

@@ -224,8 +224,9 @@
         }
       }
     };
-    socket.onclose = () => {
+    socket.onclose = (closed) => {
       document.body.dataset.live = "off";
+      if (closed.code === 4401) { location.href = "/inbox/login"; return; }  // the session ended
       setTimeout(connect, delay);
       delay = Math.min(delay * 2, 30000);
     };

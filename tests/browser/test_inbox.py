@@ -198,3 +198,18 @@ async def test_in_a_web_chat_each_side_sees_the_other_typing(browser: Browser) -
             await amy.wait_for_timeout(50)
         assert any(item.type == "typing" and item.agent == "Amy Adams" for item in shown)
         assert any(item.type == "read" for item in shown)  # opening the chat marked the visitor's message read
+
+
+async def test_the_page_goes_to_the_login_soon_after_the_password_is_changed(browser: Browser, monkeypatch) -> None:
+    import re
+
+    from router.app.inbox import accounts, live
+
+    monkeypatch.setattr(live, "SESSION_CHECK_S", 0.2)
+    w, server = await start_inbox()
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        await expect(amy.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+        await accounts.set_password(w.store, "amy", "a brand new long password")
+        await expect(amy).to_have_url(re.compile(r"/inbox/login$"), timeout=TIMEOUT_MS)
+        await expect(amy.locator("input[name=login]")).to_be_visible()

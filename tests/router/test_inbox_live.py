@@ -145,3 +145,40 @@ async def test_a_delivery_report_reaches_the_agent_holding_the_conversation(inbo
         await no_event(zoe_socket)
         statuses = (await (await amy.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json())["statuses"]
         assert statuses == {message.id: "sent"}
+
+
+@pytest.mark.parametrize("end", ["passwd", "remove"])
+async def test_the_socket_closes_when_its_session_ends_and_no_notice_reaches_it_after(
+    inbox: Inbox, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    from router.app.inbox import accounts, live
+
+    monkeypatch.setattr(live, "SESSION_CHECK_S", 0.05)
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client, client.ws_connect("/inbox/live") as socket:
+        await next_event(socket, "hello")
+        if end == "passwd":
+            await accounts.set_password(w.store, "amy", "a brand new long password")
+        else:
+            await accounts.remove(w.store, "amy")
+        assert await next_event(socket, "session_ended") == {"kind": "session_ended"}
+        closed = await asyncio.wait_for(socket.receive(), TIMEOUT)
+        assert closed.type == aiohttp.WSMsgType.CLOSE and closed.data == live.SESSION_ENDED
+        await w.available("amy")
+        await w.arrive(body="after the session ended")
+    assert socket.closed
+
+
+async def test_a_socket_whose_session_lasts_stays_open(inbox: Inbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    from router.app.inbox import live
+
+    monkeypatch.setattr(live, "SESSION_CHECK_S", 0.05)
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client, client.ws_connect("/inbox/live") as socket:
+        await next_event(socket, "hello")
+        await asyncio.sleep(0.3)  # several checks of the session
+        await w.available("amy")
+        await w.arrive()
+        assert (await next_event(socket, "reserved"))["agent"] == "amy"

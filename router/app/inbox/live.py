@@ -24,10 +24,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from channels.webchat.signals import VisitorSignal
 from router import events
 from router.app.inbox.accounts import User
-from router.app.inbox.sessions import USER, same_origin
+from router.app.inbox.sessions import SESSION, USER, same_origin
 from router.appkeys import DEPLOYMENT, STORE
-from router.keys import Keys
-from router.store import Store, StoreOutage, read_streams, text
+from router.keys import AccountKeys, Keys
+from router.store import STORE_ERRORS, Store, StoreOutage, read_streams, text
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,10 @@ BLOCK_MS = 5000
 BATCH = 200
 QUEUE_SIZE = 1000  # a socket this far behind is closed (the page reconnects and redraws)
 HEARTBEAT_S = 25.0
+# How soon an open socket notices that its session ended (password changed, login removed,
+# logged out elsewhere, expired): it then says so and closes, and no notice reaches it after.
+SESSION_CHECK_S = 5.0
+SESSION_ENDED = 4401  # the close code: the page goes to the login instead of reconnecting
 
 
 class Notice(NamedTuple):
@@ -205,12 +209,29 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             if message.type == WSMsgType.ERROR:
                 break
 
+    async def session_lasts() -> None:
+        """Returns once the socket's session is gone; a store outage is not its end."""
+        key = AccountKeys.session(request[SESSION].digest)
+        while True:
+            await asyncio.sleep(SESSION_CHECK_S)
+            try:
+                if not await hub.store.redis.exists(key):
+                    return
+            except STORE_ERRORS:
+                continue
+
     reader = asyncio.create_task(drain_client())
+    watcher = asyncio.create_task(session_lasts())
     try:
         await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms()})
         while not reader.done():
             getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if watcher in done:
+                getter.cancel()
+                await socket.send_json({"kind": "session_ended"})
+                await socket.close(code=SESSION_ENDED, message=b"session ended")
+                break
             if getter not in done:
                 getter.cancel()
                 break
@@ -225,8 +246,9 @@ async def live(request: web.Request) -> web.WebSocketResponse:
         hub.sockets.discard(socket)
         for tenant in tenants:
             hub.unsubscribe(tenant, queue)
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        for task in (reader, watcher):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await socket.close()
     return socket
