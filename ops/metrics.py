@@ -27,7 +27,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ops import health, reports
+from ops import access, health, reports
 from router import bus, events, floor
 from router.config import Deployment
 from router.keys import Keys, shard_of
@@ -227,16 +227,25 @@ class Metrics:
 
 
 METRICS = web.AppKey("metrics", Metrics)
+METRICS_TOKEN = web.AppKey("metrics_token", object)  # str | None: see mount
 
 
 async def _handle(request: web.Request) -> web.Response:
+    token = request.app[METRICS_TOKEN]
+    if token == "":
+        raise web.HTTPNotFound(text="metrics are not served on this port without OPS_TOKEN (or use METRICS_PORT)")
+    if token is not None and not access.bearer(request, token):
+        raise web.HTTPUnauthorized(text="send OPS_TOKEN as a bearer token", headers={"WWW-Authenticate": "Bearer"})
     body = await request.app[METRICS].exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def mount(app: web.Application, store: Store, deployment: Deployment) -> None:
-    """Serve GET /metrics on an aiohttp app (the web process's)."""
+def mount(app: web.Application, store: Store, deployment: Deployment, token: str | None = None) -> None:
+    """Serve GET /metrics on an aiohttp app. `token`: None serves anyone who reaches the
+    listener (a private one, METRICS_PORT); a token must come as the bearer token; ""
+    serves nobody (the public web port of a deployment without OPS_TOKEN)."""
     app[METRICS] = Metrics(store, deployment)
+    app[METRICS_TOKEN] = token
     app.router.add_get("/metrics", _handle)
 
 
@@ -247,7 +256,7 @@ async def serve(store: Store, deployment: Deployment, settings: Settings, stop: 
     logged and the worker carries on without metrics rather than stopping.
     """
     app = web.Application()
-    mount(app, store, deployment)
+    mount(app, store, deployment, settings.ops_token or None)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

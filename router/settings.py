@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, kw_only=True):
     # address (for web chat flood limits) is that many entries from its end; 0: the peer address
     trusted_proxy_hops: int = 0
     metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
+    # the token that reads /metrics and /readyz's detail on the web port (a secret: never logged);
+    # empty: the web port serves no metrics and only readiness's status
+    ops_token: str = ""
     templates_dir: str = ""  # a deployment's own templates/ folder; empty: the one installed with the package
 
     def __post_init__(self) -> None:
@@ -100,6 +103,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.flag("cluster", "REDIS_CLUSTER")
         read.text("config_path", "CONTACTROUTER_CONFIG")
         read.text("templates_dir", "TEMPLATES_DIR")
+        read.text("ops_token", "OPS_TOKEN")
         read.text("consumer", "CONTACTROUTER_CONSUMER")
         read.number("claim_idle_ms", "CONTACTROUTER_CLAIM_IDLE_MS", least=1)
         read.number("max_deliveries", "CONTACTROUTER_MAX_DELIVERIES", least=1)

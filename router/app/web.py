@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 
 from channels import setup_webhooks
-from ops import health, metrics
+from ops import access, health, metrics
 from router.app import inbox
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
@@ -27,10 +27,14 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store answers and every tenant's consumer groups exist (ops/health.py)."""
+    """Ready when the store answers and every tenant's consumer groups exist (ops/health.py).
+    Anyone may read the status; the problems and the groups (which name every tenant and
+    their volumes) only with OPS_TOKEN as the bearer token."""
     report = await health.check(request.app[STORE], request.app[DEPLOYMENT])
-    groups = [msgspec.structs.asdict(group) for group in report.groups]
     status = 200 if report.ready else 503
+    if not access.bearer(request, request.app[SETTINGS].ops_token):
+        return web.json_response({"ready": report.ready}, status=status)
+    groups = [msgspec.structs.asdict(group) for group in report.groups]
     return web.json_response({"ready": report.ready, "problems": report.problems, "groups": groups}, status=status)
 
 
@@ -41,7 +45,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     app[SETTINGS] = settings
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    metrics.mount(app, store, deployment)
+    metrics.mount(app, store, deployment, settings.ops_token)  # the public port: only with the token
     setup_webhooks(app)
     inbox.setup(app)
     unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email

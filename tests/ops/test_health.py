@@ -14,6 +14,7 @@ from router import bus
 from router.app import cli, processes
 from router.app import web as web_process
 from router.config import load_deployment
+from router.settings import Settings
 from tests.factories import contact, world
 
 
@@ -64,13 +65,29 @@ async def test_an_unreachable_store_is_not_ready(monkeypatch):
     assert (result.ready, result.problems) == (False, ["store unreachable: Connection refused"])
 
 
-async def readyz(w) -> tuple[int, dict]:
+OPS_TOKEN = "an operator's token"
+
+
+async def readyz(w, token: str | None = OPS_TOKEN) -> tuple[int, dict]:
+    """GET /readyz, with the operator's token as the bearer token unless token is None."""
     app = web.Application()
     app[web_process.STORE], app[web_process.DEPLOYMENT] = w.store, w.deployment
+    app[web_process.SETTINGS] = Settings(ops_token=OPS_TOKEN)
     app.router.add_get("/readyz", web_process.readyz)
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with TestClient(TestServer(app)) as client:
-        response = await client.get("/readyz")
+        response = await client.get("/readyz", headers=headers)
         return response.status, await response.json()
+
+
+async def test_readyz_tells_anyone_its_status_and_only_the_operator_its_detail():
+    w = await world()
+    assert await readyz(w, token=None) == (503, {"ready": False})
+    assert await readyz(w, token="a guess") == (503, {"ready": False})
+    status, body = await readyz(w)
+    assert status == 503 and len(body["problems"]) == 2
+    await processes.prepare(w.store, w.deployment)
+    assert await readyz(w, token=None) == (200, {"ready": True})
 
 
 async def test_readyz_answers_503_until_the_groups_exist_then_200_with_their_backlog():
@@ -119,7 +136,6 @@ def dead_store_url() -> str:
 async def test_a_dead_store_is_reported_at_once_not_after_the_clients_retries():
     """The store's client retries a refused connection for about 9 s; a probe that waited
     that long would be killed by the orchestrator before it said anything."""
-    from router.settings import Settings
     from router.store import connect
 
     store = connect(Settings(redis_url=dead_store_url()))
@@ -144,7 +160,6 @@ async def test_the_health_command_on_a_dead_store_exits_1_at_once(monkeypatch, c
 async def test_readyz_on_a_dead_store_answers_503_at_once():
     from types import SimpleNamespace
 
-    from router.settings import Settings
     from router.store import connect
 
     store = connect(Settings(redis_url=dead_store_url()))

@@ -168,10 +168,26 @@ async def test_the_web_process_serves_metrics_beside_readyz():
 
     w = await world()
     await processes.prepare(w.store, w.deployment)
+    settings = Settings(ops_token="an operator's token")
+    async with TestClient(TestServer(application(w.store, w.deployment, settings))) as client:
+        response = await client.get("/metrics", headers={"Authorization": "Bearer an operator's token"})
+        scraped = samples(await response.text())
+        refused = await client.get("/metrics")
+        guessed = await client.get("/metrics", headers={"Authorization": "Bearer a guess"})
+    assert value(scraped, "contactrouter_queue_waiting", tenant="acme", queue="support") == 0
+    assert refused.status == guessed.status == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_the_web_port_serves_no_metrics_without_an_ops_token():
+    """They name every tenant, queue and volume: not for whoever reaches the webhooks."""
+    from router.app.web import application
+
+    w = await world()
     async with TestClient(TestServer(application(w.store, w.deployment, Settings()))) as client:
         response = await client.get("/metrics")
-        scraped = samples(await response.text())
-    assert value(scraped, "contactrouter_queue_waiting", tenant="acme", queue="support") == 0
+        assert response.status == 404 and "OPS_TOKEN" in await response.text()
+        response = await client.get("/metrics", headers={"Authorization": "Bearer "})
+        assert response.status == 404
 
 
 def free_port() -> int:
