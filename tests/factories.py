@@ -14,7 +14,7 @@ from router import agents, bus, conversations, events, intake, queues, timers
 from router.config import Deployment, Tenant, parse_deployment, resolve_secrets
 from router.keys import ROUTING_GROUP, Keys
 from router.settings import Settings
-from router.store import Store, connect
+from router.store import Store, connect, text
 
 # One tenant, one support queue, two support agents: the default world.
 SUPPORT = """
@@ -76,10 +76,6 @@ def outbound(
     return events.build(events.OutboundMessage, values)
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @dataclass
 class World:
     """A store with a deployment applied, and the verbs tests use on it."""
@@ -116,7 +112,7 @@ class World:
     async def events(self, *kinds: type, tenant: str = "") -> list:
         """A tenant's state events, oldest first, optionally only of some types."""
         rows = await self.store.redis.xrange(Keys(tenant or self.tenant.id).events)
-        decoded = [events.decode_state(fields[b"e"], _text(entry_id)) for entry_id, fields in rows]
+        decoded = [events.decode_state(fields[b"e"], text(entry_id)) for entry_id, fields in rows]
         return [e for e in decoded if not kinds or isinstance(e, kinds)]
 
     async def outgoing(self) -> list[events.OutboundMessage]:
@@ -127,7 +123,7 @@ class World:
     async def conversation(self, conversation_id: str) -> dict[str, str]:
         """Its fields as the product reads them (conversations.complete), or {} if there is none."""
         record = await self.store.redis.hgetall(self.keys.conversation(conversation_id))
-        fields = {_text(k): _text(v) for k, v in record.items()}
+        fields = {text(k): text(v) for k, v in record.items()}
         return conversations.complete(conversation_id, fields) if fields else {}
 
     async def agent(self, agent_id: str) -> dict[str, str]:
@@ -156,21 +152,21 @@ class World:
 
     async def waiting(self, queue: str) -> list[str]:
         """A queue's waiting conversations, best first (checked against the per-channel sets)."""
-        whole = [_text(c) for c in await self.store.redis.zrange(self.keys.waiting(queue), 0, -1)]
+        whole = [text(c) for c in await self.store.redis.zrange(self.keys.waiting(queue), 0, -1)]
         by_channel = set()
         for channel in events.CHANNELS:
-            on_channel = [_text(c) for c in await self.store.redis.zrange(self.keys.waiting_on(queue, channel), 0, -1)]
+            on_channel = [text(c) for c in await self.store.redis.zrange(self.keys.waiting_on(queue, channel), 0, -1)]
             assert [c for c in whole if c in on_channel] == on_channel, f"{queue}/{channel} out of order"
             by_channel.update(on_channel)
         assert by_channel == set(whole), f"{queue}: per-channel waiting sets disagree with the queue"
         return whole
 
     async def ready(self, channel: str) -> list[str]:
-        return [_text(a) for a in await self.store.redis.zrange(self.keys.ready(channel), 0, -1)]
+        return [text(a) for a in await self.store.redis.zrange(self.keys.ready(channel), 0, -1)]
 
     async def timers(self, prefix: str = "") -> dict[str, int]:
         rows = await self.store.redis.zrange(self.keys.timers, 0, -1, withscores=True)
-        return {_text(member): int(score) for member, score in rows if _text(member).startswith(prefix)}
+        return {text(member): int(score) for member, score in rows if text(member).startswith(prefix)}
 
     async def fire(self, prefix: str) -> int:
         """Make the timers whose name starts with prefix due now, and run the timers."""
@@ -207,7 +203,7 @@ async def read_inbound(store: Store, *tenants: str) -> list[bus.Entry]:
     for stream in streams:
         await bus.ensure_group(store, stream, ROUTING_GROUP)
     reply = await store.redis.xreadgroup(ROUTING_GROUP, ROUTING_CONSUMER, {s: ">" for s in streams})
-    return [bus.Entry(_text(s), _text(i), f[b"e"]) for s, rows in reply or [] for i, f in rows if f]
+    return [bus.Entry(text(s), text(i), f[b"e"]) for s, rows in reply or [] for i, f in rows if f]
 
 
 async def inbound_entries(store: Store, items: list[events.InboundContact]) -> list[bus.Entry]:

@@ -31,6 +31,7 @@ from router.agents import AgentError
 from router.config import Tenant
 from router.config.routing import capacity_of
 from router.keys import Keys
+from router.store import text
 from tests.factories import World, contact, world
 
 # Two tenants (the same agent id in both), queues that target different skills, agents
@@ -91,10 +92,6 @@ TENANTS = ("acme", "globex")
 T = TypeVar("T")
 
 pick = st.integers(min_value=0, max_value=50)  # an index into whatever the store holds now
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass
@@ -163,7 +160,7 @@ class RoutingMachine(RuleBasedStateMachine):
         for tenant in self.world.deployment.tenants:
             keys = Keys(tenant.id)
             opened = sorted(self.opened[tenant.id])
-            waiting_keys = sorted(_text(k) for k in await self.redis.keys(f"{keys.base}:q:*:wait*"))
+            waiting_keys = sorted(text(k) for k in await self.redis.keys(f"{keys.base}:q:*:wait*"))
             pipe = self.redis.pipeline(transaction=False)
             for conv in opened:
                 pipe.hmget(keys.conversation(conv), ["state", "agent", "queue", "channel", "reservation"])
@@ -175,13 +172,13 @@ class RoutingMachine(RuleBasedStateMachine):
                 pipe.zrange(key, 0, -1)
             replies = iter(await pipe.execute())
             for conv in opened:
-                fields = (_text(f) if f is not None else "" for f in next(replies))
+                fields = (text(f) if f is not None else "" for f in next(replies))
                 floor.conversations.append(Conversation(tenant.id, conv, *fields))
             for agent in tenant.agents:
-                record = {_text(k): _text(v) for k, v in next(replies).items()}
-                floor.agents[tenant.id, agent.id] = Agent(record, {_text(c) for c in next(replies)})
-            floor.timers[tenant.id] = [_text(m) for m in next(replies)]
-            floor.waiting[tenant.id] = {key: [_text(m) for m in next(replies)] for key in waiting_keys}
+                record = {text(k): text(v) for k, v in next(replies).items()}
+                floor.agents[tenant.id, agent.id] = Agent(record, {text(c) for c in next(replies)})
+            floor.timers[tenant.id] = [text(m) for m in next(replies)]
+            floor.waiting[tenant.id] = {key: [text(m) for m in next(replies)] for key in waiting_keys}
         return floor
 
     def step(self, awaitable: Awaitable[object]) -> None:
