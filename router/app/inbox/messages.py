@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from markupsafe import Markup
 
 from channels.email.sanitise import safe_html
-from router import events
+from router import events, names
 from router.app.inbox.listing import CHANNEL_ICONS
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,11 @@ def _read_html(root: Path | None, digest: str) -> str | None:
 
 
 def view(
-    entry: events.HistoryEntry, files_url: str, attachment_root: Path | None, media: dict[str, str] | None = None
+    entry: events.HistoryEntry,
+    files_url: str,
+    attachment_root: Path | None,
+    media: dict[str, str] | None = None,
+    agent_names: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """One entry for the template: text stays text; links point only at our own routes
     behind the login: stored files, and provider media (`media`, from media_links) that
@@ -115,16 +120,30 @@ def view(
         )
     html = _read_html(attachment_root, file_ref(entry.metadata.get("html", "")))
     return {
-        **live_view(entry),
+        **live_view(entry, agent_names),
         "occurred_at": entry.occurred_at,
         "html": sanitise_html(html) if html is not None else None,
         "attachments": attachments,
     }
 
 
-def live_view(entry: events.HistoryEntry) -> dict[str, object]:
+# Where messages stored before HistoryEntry.name kept the name they were sent under.
+SENDER_NAME_FIELDS = ("from_name", "telegram_name", "prechat_name")
+
+
+def sender(entry: events.HistoryEntry) -> str:
+    """Who a message is from or to, for people: the name it came with and the address
+    (formatted), "Ana Lima <ana@example.com>"; never a visitor's or chat's id."""
+    name = entry.name or names.clean(next((entry.metadata[f] for f in SENDER_NAME_FIELDS if entry.metadata.get(f)), ""))
+    address = names.formatted_address(entry.channel, entry.address)
+    if name and address:
+        return f"{name} <{address}>"
+    return name or address or names.display({}, entry.channel, entry.address)
+
+
+def live_view(entry: events.HistoryEntry, agent_names: Mapping[str, str] | None = None) -> dict[str, object]:
     """An entry for the live JSON: text only (the page shows formatted mail on reload); `view`
-    adds the rest to it."""
+    adds the rest to it. `address` and `agent` are for people: names, not ids."""
     return {
         "id": entry.id,
         "kind": entry.kind,
@@ -134,6 +153,6 @@ def live_view(entry: events.HistoryEntry) -> dict[str, object]:
         "when": _when(entry.occurred_at),
         "body": entry.body,
         "subject": entry.subject,
-        "address": entry.address,
-        "agent": entry.agent,
+        "address": sender(entry),
+        "agent": (agent_names or {}).get(entry.agent, entry.agent),
     }
