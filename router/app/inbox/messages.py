@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 STORE_PREFIX = "store:"
 # Shown in the browser rather than downloaded: formats the browser renders without running anything.
-INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg", "image/gif", "audio/mpeg", "audio/wav", "audio/x-wav"}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}  # shown in the page as pictures
+INLINE_TYPES = {"application/pdf", "audio/mpeg", "audio/wav", "audio/x-wav", *IMAGE_TYPES}
 MAX_HTML_BYTES = 2 * 1024 * 1024
 
 
@@ -99,32 +100,38 @@ def view(
     agent_names: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """One entry for the template: text stays text; links point only at our own routes
-    behind the login: stored files, and provider media (`media`, from media_links) that
-    the web process fetches with the tenant's credentials."""
-    attachments = []
-    for attachment in entry.attachments:
-        digest = file_ref(attachment.url)
-        if digest:
-            href = f"{files_url}/{digest}"
-        else:
-            href = (media or {}).get(attachment.url, "")
-        attachments.append(
-            {
-                "name": attachment.filename or attachment.content_type,
-                "href": href,
-                "content_type": attachment.content_type,
-                "size": attachment.size,
-                "is_pdf": attachment.content_type == "application/pdf",
-                "is_audio": attachment.content_type.startswith("audio/"),
-            }
-        )
+    behind the login (see attachment_views)."""
     html = _read_html(attachment_root, file_ref(entry.metadata.get("html", "")))
     return {
         **live_view(entry, agent_names),
         "occurred_at": entry.occurred_at,
         "html": sanitise_html(html) if html is not None else None,
-        "attachments": attachments,
+        "attachments": attachment_views(entry, files_url, media),
     }
+
+
+def attachment_views(
+    entry: events.HistoryEntry, files_url: str, media: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """An entry's files for the page and the live JSON, each linked only at our own routes
+    behind the login: stored files, and provider media (`media`, from media_links) that the
+    web process fetches with the tenant's credentials. Pictures are shown as pictures."""
+    views = []
+    for attachment in entry.attachments:
+        digest = file_ref(attachment.url)
+        href = f"{files_url}/{digest}" if digest else (media or {}).get(attachment.url, "")
+        views.append(
+            {
+                "name": attachment.filename or attachment.content_type,
+                "href": href,
+                "content_type": attachment.content_type,
+                "size": attachment.size,
+                "is_image": bool(href) and attachment.content_type in IMAGE_TYPES,
+                "is_pdf": attachment.content_type == "application/pdf",
+                "is_audio": attachment.content_type.startswith("audio/"),
+            }
+        )
+    return views
 
 
 # Where messages stored before HistoryEntry.name kept the name they were sent under.

@@ -12,12 +12,13 @@ import logging
 from aiohttp import web
 
 from router import agents, conversations, customers, events, names, templating
-from router.app.inbox import campaigns, canned, chat, listing, messages
+from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
-from router.appkeys import DEPLOYMENT, SETTINGS, STORE
-from router.attachments import AttachmentStore
+from router.appkeys import DEPLOYMENT, STORE
+from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
 
@@ -30,12 +31,6 @@ STATIC = {
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
 }
-
-
-def attachment_store(request: web.Request) -> AttachmentStore:
-    """Where the email adapter keeps attachments (and HTML bodies), by SHA-256."""
-    settings = request.app[SETTINGS]
-    return AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
 
 # --- the inbox ---
@@ -145,6 +140,11 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
+    """Each agent's id to what people call them."""
+    return {a.id: a.name or a.id for a in tenant.agents}
+
+
 async def conversation(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
     store, user = request.app[STORE], request[USER]
@@ -155,7 +155,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
             await chat.mark_read(store, tenant, record)
     profile = await customers.profile(store, tenant.id, record["customer"])
     customer_record = (await names.records(store, tenant.id, [record["customer"]])).get(record["customer"], {})
-    agent_names = {a.id: a.name or a.id for a in tenant.agents}
+    agent_names = tenant_agent_names(tenant)
     root = attachment_store(request).root
     threads = []
     statuses: dict[str, str] = {}
@@ -180,10 +180,12 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     )
     reply_options = _reply_options(profile["identities"], record)
     # A file may go along where the channel can deliver one (router.app.inbox.attachments).
-    attach_types = (
-        list(tenant.webchat.limits.upload_types)
-        if tenant.webchat is not None and any(o["value"].startswith("webchat|") for o in reply_options)
-        else []
+    attach_types = sorted(
+        {
+            content_type
+            for option in reply_options
+            for content_type in (attachments.policy(tenant, option["value"].partition("|")[0]) or ([], 0))[0]
+        }
     )
     fields = canned.fields(names.known_name(customer_record), agent_names.get(agent, agent), tenant.name or tenant.id)
     return render(
@@ -226,6 +228,9 @@ async def messages_json(request: web.Request) -> web.Response:
     entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
     ids = [e.id for e in entries]
     start = ids.index(after) + 1 if after in ids else 0
+    base = f"/inbox/t/{tenant.id}/c/{record['id']}"
+    files_url, media = base + "/files", messages.media_links(entries, base + "/media")
+    agent_names = tenant_agent_names(tenant)
     agent = request[USER].agent_in(tenant.id)
     if agent:
         await listing.mark_read(request.app[STORE], tenant.id, agent, record["id"])
@@ -235,7 +240,10 @@ async def messages_json(request: web.Request) -> web.Response:
         {
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
-            "entries": [messages.live_view(e, {a.id: a.name or a.id for a in tenant.agents}) for e in entries[start:]],
+            "entries": [
+                {**messages.live_view(e, agent_names), "attachments": messages.attachment_views(e, files_url, media)}
+                for e in entries[start:]
+            ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
         }
     )

@@ -13,7 +13,7 @@ from aiohttp import web
 from router import agents as agents_api
 from router import events, floor, names
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
-from router.app.inbox.pages import conversation
+from router.app.inbox.pages import conversation, tenant_agent_names
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
@@ -117,7 +117,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                     "handled": total,
                 }
             )
-        agent_names = {a.id: a.name or a.id for a in tenant.agents}
+        agent_names = tenant_agent_names(tenant)
         work = [(a.id, record) for a in tenant.agents for record in await agents_api.work(store, tenant, a.id)]
         known = await names.records(store, tenant.id, (record.get("customer", "") for _, record in work))
         in_progress = []
