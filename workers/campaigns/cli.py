@@ -27,7 +27,7 @@ from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, pacing, results
+from workers.campaigns import audience, pacing, results, unsubscribe
 
 SHOWN_REJECTS = 20
 CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would
@@ -64,6 +64,9 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
     pace = actions.add_parser("pace", help="limit a channel's campaign messages per minute for a tenant")
     pace.add_argument("channel", choices=CHANNELS)
     pace.add_argument("per_minute", type=int)
+    actions.add_parser(
+        "rotate-link-key", help="a new key signs unsubscribe links; links signed with the last 5 keys still work"
+    )
     for parser in actions.choices.values():
         parser.add_argument("--tenant", help="the tenant (needed when the campaign id alone does not say)")
     return ["campaign"]
@@ -81,7 +84,7 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         if missing:
             print(f"note: agents of {campaign.tenant} cannot close with {', '.join(missing)} (add to its dispositions)")
         await _check_templates(store, campaign)  # a replaced draft may have its audience already
-    elif act in ("list", "dnc", "dispute", "pace"):
+    elif act in ("list", "dnc", "dispute", "pace", "rotate-link-key"):
         await _tenant_command(store, deployment, a)
     else:
         tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
@@ -148,6 +151,12 @@ async def _tenant_command(store: Store, deployment: Deployment, a: argparse.Name
         await pacing.set_channel_limit(store, a.tenant, a.channel, a.per_minute)
         limit = f"{a.per_minute}/min" if a.per_minute > 0 else "no limit"
         print(f"{a.tenant} {a.channel} campaigns: {limit}")
+    elif act == "rotate-link-key":
+        await unsubscribe.rotate_signing_key(store, a.tenant)
+        print(
+            f"{a.tenant}: unsubscribe links are signed with a new key once the campaigns workers restart; "
+            f"links already sent keep working until {unsubscribe.KEPT_KEYS} more rotations"
+        )
     else:
         key = keys.do_not_contact if act == "dnc" else keys.disputes
         if a.list_action == "show":
