@@ -19,9 +19,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from router.campaigns import registry
+from router.campaigns import isolated, registry
 from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
-from router.campaigns.render import preview, problems
 from router.config import Deployment
 from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
@@ -116,7 +115,7 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
         recipients = await registry.first_recipients(store, tenant, a.campaign, a.n)
         if not recipients:
             print("no recipients yet: `contactrouter campaign import` first")
-        for recipient, channel, result in preview(campaign, recipients):
+        for recipient, channel, result in await isolated.shared().preview(campaign, recipients):
             to = audience.address_for(channel, recipient) or recipient.phone  # the machine row: the phone
             print(f"--- line {recipient.line}: {channel} to {to}")
             if isinstance(result, str):
@@ -175,7 +174,7 @@ async def _check_templates(store: Store, campaign: Campaign) -> None:
     too): a field the file lacks, or a message too long to send or say, shows now rather
     than when the campaign runs (where it skips the recipient)."""
     recipients = await registry.first_recipients(store, campaign.tenant, campaign.id, CHECKED)
-    found = problems(campaign, recipients)
+    found = await isolated.shared().problems(campaign, recipients)
     if found:
         print(f"warning: the first recipients' messages do not render ({len(found)} of {len(recipients)}):")
         for problem in found:
