@@ -107,6 +107,47 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def waited_for_cpu(pid: int | None = None) -> float | None:
+    """Seconds a process's main thread (its event loop) has spent ready to run but waiting for a CPU."""
+    try:
+        with open(f"/proc/{pid or 'self'}/schedstat") as handle:
+            return int(handle.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_pressure() -> float | None:
+    """Seconds during which some runnable task of the machine waited for a CPU (Linux PSI)."""
+    try:
+        with open("/proc/pressure/cpu") as handle:
+            return int(handle.readline().rsplit("total=", 1)[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Waits:
+    """How long the parties waited for a CPU over a phase: on a shared machine, what a latency is made of."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = pids
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float | None]:
+        return {name: waited_for_cpu(pid) for name, pid in self.pids.items()} | {"machine": cpu_pressure()}
+
+    def stop(self, seconds: float) -> dict[str, float | None]:
+        end = self._read()
+        waits = {
+            f"{name}_ms": round(1000 * (end[name] - self.start[name]), 1) if end[name] is not None else None
+            for name in self.pids
+        }
+        pressure = end["machine"] is not None and self.start["machine"] is not None
+        waits["machine_pressure_percent"] = (
+            round(100 * (end["machine"] - self.start["machine"]) / seconds, 1) if pressure else None
+        )
+        return waits
+
+
 def chat(agent_index: int, address: str, tag: str) -> events.InboundContact:
     return events.InboundContact(
         id=events.new_id(),
@@ -393,12 +434,14 @@ async def _measure(
         meter = CpuMeter(r, [web.pid, procs[0].pid])
         await meter.start()
         me0, web0 = self_cpu(), proc_cpu(web.pid)
+        waits = Waits({"web": web.pid, "routing": procs[0].pid, "loadgen": None})
         started = time.perf_counter()
         ingested = await send_messages(store, opts, [(a, seats[a]) for a in agent_ids], feed)
         sent_s = time.perf_counter() - started
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(feed.complete.wait(), opts.settle)
         phase_s = time.perf_counter() - started
+        waited = waits.stop(phase_s)
         cpu = await meter.stop()
         web_cpu, me_cpu = proc_cpu(web.pid) - web0, self_cpu() - me0
         rss_end = rss_bytes(web.pid)
@@ -447,6 +490,9 @@ async def _measure(
             "others": cpu["others"],
         },
         "loadgen_cpu_us_per_message": round(1e6 * me_cpu / opts.messages, 1),
+        # Ready to run but waiting for a CPU over the messages phase (/proc/PID/schedstat), and the share of
+        # the phase in which any task of the machine was (/proc/pressure/cpu): the other load's part.
+        "waited_for_cpu": waited,
         "delivery": {
             "elsewhere": feed.elsewhere,
             "twice": feed.twice,
@@ -515,6 +561,12 @@ def render(report: dict) -> str:
         f" {1000 * report['web_cpu_s_per_agent']:.2f} ms per agent over the {sec['messages_phase']} s phase;"
         f" RSS {rss['after_messages'] / 2**20:.1f} MB after it",
     ]
+    w = report["waited_for_cpu"]
+    lines.append(
+        f"  waiting for a CPU (ready to run) over the phase: web {w['web_ms']} ms, routing {w['routing_ms']} ms,"
+        f" this process {w['loadgen_ms']} ms; some task of the machine waited"
+        f" {w['machine_pressure_percent']}% of the time (CPU pressure)"
+    )
     lines += [f"  web process log: {line}" for line in report["web_log_errors"]]
     if cpu["loadgen"] >= 90:
         lines.append(f"  note: this process (the sockets' client) used {cpu['loadgen']}% of a CPU: it may be the limit")

@@ -57,3 +57,9 @@ def test_the_web_process_memory_and_cpu_are_reported_per_agent(report: dict) -> 
     assert report["web_cpu_s_per_agent"] >= 0 and report["web_cpu_us_per_message"] >= 0
     assert report["web_idle_cpu_percent"] >= 0
     assert set(report["cpu_percent"]) == {"web", "routing", "redis", "loadgen", "others"}
+
+
+def test_the_time_spent_waiting_for_a_cpu_is_reported_for_each_party_and_the_machine(report: dict) -> None:
+    waited = report["waited_for_cpu"]
+    assert set(waited) == {"web_ms", "routing_ms", "loadgen_ms", "machine_pressure_percent"}
+    assert all(value is None or value >= 0 for value in waited.values())
