@@ -1,4 +1,5 @@
-"""Start a throwaway Redis Cluster of primaries on free loopback ports (tests, benchmarks)."""
+"""Start a throwaway Redis Cluster on free loopback ports (tests, benchmarks): primaries, and
+optionally a replica of each so a killed primary fails over."""
 
 from __future__ import annotations
 
@@ -30,15 +31,36 @@ def _free(port: int) -> bool:
 
 
 class RedisClusterNodes:
-    """N cluster-enabled redis-server processes joined into one cluster; a context manager."""
+    """Cluster-enabled redis-server processes joined into one cluster; a context manager.
+    With `replicas`, `redis-cli --cluster create` pairs each primary with that many of the
+    nodes; `node_timeout_ms` is how long a node may be unreachable before its replica
+    takes over (Redis's default is 15 s)."""
 
-    def __init__(self, primaries: int = 3) -> None:
+    def __init__(self, primaries: int = 3, *, replicas: int = 0, node_timeout_ms: int | None = None) -> None:
         if shutil.which("redis-cli") is None:
             raise RedisServerMissing("redis-cli is not installed (Debian: apt-get install redis-tools)")
-        self.nodes = [
-            RedisServer(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"], port=_cluster_port())
-            for _ in range(primaries)
-        ]
+        self.replicas = replicas
+        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+        if node_timeout_ms is not None:
+            extra += ["--cluster-node-timeout", str(node_timeout_ms)]
+        self.nodes = [RedisServer(extra=extra, port=_cluster_port()) for _ in range(primaries * (1 + replicas))]
+
+    @property
+    def urls(self) -> str:
+        """Every node, comma-separated: REDIS_URL's form for several seed nodes."""
+        return ",".join(node.url for node in self.nodes)
+
+    def states(self) -> list[str]:
+        """Each running node's `cluster_state` (ok or fail)."""
+        states = []
+        for node in self.nodes:
+            if node.process is None:
+                continue
+            info = subprocess.run(
+                ["redis-cli", "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
+            ).stdout
+            states += [line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("cluster_state:")]
+        return states
 
     @property
     def url(self) -> str:
@@ -57,24 +79,28 @@ class RedisClusterNodes:
             node.start()
         addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            states = [
-                subprocess.run(
-                    ["redis-cli", "-p", str(node.port), "cluster", "info"], capture_output=True, text=True
-                ).stdout
-                for node in self.nodes
-            ]
-            if all("cluster_state:ok" in state for state in states):
+            if self.states() == ["ok"] * len(self.nodes) and self._replicas_joined():
                 return self
             time.sleep(0.1)
         self.stop()
         raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+
+    def _replicas_joined(self) -> bool:
+        """Every replica has its primary's data (a failover before that would lose it)."""
+        for node in self.nodes:
+            info = subprocess.run(
+                ["redis-cli", "-p", str(node.port), "info", "replication"], capture_output=True, text=True
+            ).stdout
+            if "role:slave" in info and "master_link_status:up" not in info:
+                return False
+        return True
 
     def stop(self) -> None:
         for node in self.nodes:

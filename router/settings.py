@@ -26,8 +26,12 @@ RelayTls = Literal["starttls", "tls", "none"]
 class Settings(msgspec.Struct, kw_only=True):
     """Process settings from the environment."""
 
-    redis_url: str | None = None  # None: the embedded store
+    redis_url: str | None = None  # None: the embedded store; for a cluster, several seed nodes split by commas
     cluster: bool = False
+    # how long a command keeps retrying a lost connection or a cluster failing over before its
+    # error reaches the caller (a webhook then answers 503); above Redis Cluster's node timeout
+    # (cluster-node-timeout, 15 s by default) plus the replica's election, so a failover is waited out
+    redis_retry_s: float = 20.0
     config_path: str | None = None  # None: the demo deployment
     consumer: str = ""  # this process's consumer name in the groups
     claim_idle_ms: int = 30_000  # pending entries idle this long are taken over
@@ -41,6 +45,8 @@ class Settings(msgspec.Struct, kw_only=True):
     stream_keep_hours: float = 168.0  # acknowledged stream entries older than this are trimmed
     host: str = "127.0.0.1"
     port: int = 8080
+    # several web processes listen on one PORT (SO_REUSEPORT; the kernel spreads the connections)
+    web_reuse_port: bool = False
     log_level: str = "INFO"
     public_url: str = ""  # the URL providers call us at (behind a proxy); default http://host:port
     twilio_signatures: bool = True  # off only for local development: every webhook is then trusted
@@ -87,6 +93,8 @@ class Settings(msgspec.Struct, kw_only=True):
             raise ConfigError("environment: SMTP_TLS_CERT and SMTP_TLS_KEY go together: set both or neither")
         if self.smtp_require_starttls and not self.smtp_tls_cert:
             raise ConfigError("environment: SMTP_REQUIRE_STARTTLS needs SMTP_TLS_CERT and SMTP_TLS_KEY")
+        if self.redis_url and "," in self.redis_url and not self.cluster:
+            raise ConfigError("environment: REDIS_URL: several nodes are for a Redis Cluster: set REDIS_CLUSTER=true")
         if self.templates_dir and not os.path.isdir(self.templates_dir):
             raise ConfigError(f"environment: TEMPLATES_DIR: {self.templates_dir!r} is not a folder")
 
@@ -101,6 +109,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read = _Reader(os.environ if env is None else env)
         read.text("redis_url", "REDIS_URL")
         read.flag("cluster", "REDIS_CLUSTER")
+        read.number("redis_retry_s", "REDIS_RETRY_S")
         read.text("config_path", "CONTACTROUTER_CONFIG")
         read.text("templates_dir", "TEMPLATES_DIR")
         read.text("ops_token", "OPS_TOKEN")
@@ -114,6 +123,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.number("stream_keep_hours", "CONTACTROUTER_STREAM_KEEP_HOURS")
         read.text("host", "HOST")
         read.number("port", "PORT")
+        read.flag("web_reuse_port", "WEB_REUSE_PORT")
         read.choice("log_level", "LOG_LEVEL", logging.getLevelNamesMapping(), str.upper)
         read.text("public_url", "PUBLIC_URL", _without_slash)
         read.flag("twilio_signatures", "TWILIO_SIGNATURES")

@@ -16,7 +16,8 @@ import fakeredis
 import redis.asyncio as aioredis
 from fakeredis import aioredis as fake_aioredis
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler  # no public name; see _BlockingReadHandler
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import SSLConnection, parse_url
 
 # The asyncio Retry: redis.retry.Retry (the sync one) returns the coroutine unawaited
 # from call_with_retry, so an asyncio client given it never retried anything.
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 200  # per process
 POOL_WAIT_S = 10.0  # how long a request waits for a free connection before it fails
 PROBE_TIMEOUT_S = 1.0  # the probe client's connect and read timeout (health checks, start-up)
+RETRY_BASE_S, RETRY_CAP_S = 0.05, 1.0  # the reconnect backoff: 0.1 s, 0.2 s, ... then every second
 
 # What an unreachable or restarting store raises (BusyLoadingError, while an AOF
 # loads, is a ConnectionError; a socket error redis-py did not wrap is a builtin
@@ -144,19 +146,57 @@ def _reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
+def retry_policy(budget_s: float) -> Retry:
+    """Reconnect with backoff for at least `budget_s` seconds of waiting (REDIS_RETRY_S): a
+    restarted Redis (AOF) or a cluster failing over is waited out, not an error. Only the
+    waits count, not the attempts' own timeouts, so a command gives up a little later."""
+    backoff = ExponentialBackoff(cap=RETRY_CAP_S, base=RETRY_BASE_S)
+    retries, waited = 0, 0.0
+    while waited < budget_s:
+        retries += 1
+        waited += backoff.compute(retries)
+    return Retry(backoff, retries=retries)
+
+
+def cluster_nodes(url: str) -> tuple[list[ClusterNode], dict[str, Any]]:
+    """REDIS_URL's seed nodes and the client options they share. Nodes are split by commas,
+    each a URL or host:port (`redis://:pw@a:7000,b:7000,c:7000`); the first one's scheme,
+    credentials and query options apply to every node."""
+    given = [part.strip() for part in url.split(",") if part.strip()]
+    options = parse_url(given[0])
+    scheme = given[0].split("://", 1)[0]
+    nodes = []
+    for part in given:
+        parsed = parse_url(part if "://" in part else f"{scheme}://{part}")
+        nodes.append(ClusterNode(parsed.get("host", "localhost"), int(parsed.get("port", 6379))))
+    options.pop("host", None)
+    options.pop("port", None)
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return nodes, options
+
+
 def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None = None) -> Store:
     """Open the store the settings name; without REDIS_URL, the embedded one."""
     if settings.redis_url is None:
         server = embedded_server or fakeredis.FakeServer()
-        return Store(fake_aioredis.FakeRedis(server=server), embedded=True)
-    # Reconnect with backoff: a restarted Redis (AOF) is waited for, not fatal.
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=8)
+        # A pool that waits for a free connection: a burst of requests (200 logins at once)
+        # beyond the pool's size waits a moment instead of raising MaxConnectionsError.
+        client = fake_aioredis.FakeRedis(
+            server=server, connection_pool_class=aioredis.BlockingConnectionPool, max_connections=MAX_CONNECTIONS
+        )
+        return Store(client, embedded=True)
+    retry = retry_policy(settings.redis_retry_s)
     errors = [RedisConnectionError, RedisTimeoutError, ConnectionResetError]
     # No retries and a short timeout: a probe that waited out an outage would answer nothing.
     fast = {"socket_timeout": PROBE_TIMEOUT_S, "socket_connect_timeout": PROBE_TIMEOUT_S}
     if settings.cluster:
-        client = RedisCluster.from_url(settings.redis_url, retry=retry, retry_on_error=errors)
-        probe = RedisCluster.from_url(settings.redis_url, retry=Retry(NoBackoff(), 0), **fast)
+        # Several seed nodes: the process starts (and restarts) while any one of them is down.
+        nodes, options = cluster_nodes(settings.redis_url)
+        client = RedisCluster(
+            startup_nodes=nodes, retry=retry, retry_on_error=errors, max_connections=MAX_CONNECTIONS, **options
+        )
+        probe = RedisCluster(startup_nodes=nodes, retry=Retry(NoBackoff(), 0), **{**options, **fast})
         return Store(client, cluster=True, probe=probe)
     # A blocking pool: a burst of webhooks beyond the pool's size waits a moment
     # for a connection instead of failing (redis-py's default pool raises).

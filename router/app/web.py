@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from redis.exceptions import ReadOnlyError, TryAgainError
 
 from channels import setup_webhooks
 from ops import access, health, metrics
@@ -16,10 +19,69 @@ from router.app import inbox
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
 from router.settings import Settings
-from router.store import Store
+from router.store import STORE_ERRORS, Store
 from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 5  # what a 503 asks the caller to wait (Twilio retries a 5xx webhook anyway)
+# The store is away for a moment (failing over, restarting, out of connections), not broken:
+# beyond the client's retry budget (REDIS_RETRY_S), a request is answered 503, never 500.
+# TRYAGAIN: a multi-key command during resharding; READONLY: a write reached a demoted primary.
+UNAVAILABLE = (*STORE_ERRORS, TryAgainError, ReadOnlyError)
+
+
+_RESPONDING = web.RequestKey("responding", bool)  # set once a response to the request is being sent
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Unavailable:
+    """Answers 503 with Retry-After for a request the store could not serve. Logs the
+    first such answer, then at most one line a minute with how many followed, so an
+    outage is one warning and not a traceback per webhook."""
+
+    def __init__(self) -> None:
+        self._logged_at = 0.0
+        self._since_logged = 0
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except UNAVAILABLE as exc:
+            cause: BaseException = exc
+        except web.HTTPInternalServerError as exc:
+            # A webhook that answers 500 itself so the provider retries (channels/sms, telegram):
+            # a store that is away makes it 503 as well.
+            if not isinstance(exc.__context__, UNAVAILABLE):
+                raise
+            cause = exc.__context__
+        if request.get(_RESPONDING):
+            raise cause  # a response (a websocket) had begun: there is no status left to send
+        self._log(request, cause)
+        return web.Response(
+            status=503,
+            text="briefly unavailable: try again in a few seconds\n",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @staticmethod
+    async def responding(request: web.Request, response: web.StreamResponse) -> None:
+        request[_RESPONDING] = True
+
+    def _log(self, request: web.Request, cause: BaseException) -> None:
+        self._since_logged += 1
+        if time.monotonic() - self._logged_at < 60:
+            return
+        log.warning(
+            "store unavailable: %s %s answered 503 (%d since the last such line): %s: %s",
+            request.method,
+            request.path,
+            self._since_logged,
+            type(cause).__name__,
+            cause,
+        )
+        self._logged_at, self._since_logged = time.monotonic(), 0
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -39,7 +101,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=2 * 1024 * 1024)
+    unavailable = _Unavailable()
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[unavailable.middleware])
+    app.on_response_prepare.append(unavailable.responding)
     app[STORE] = store
     app[DEPLOYMENT] = deployment
     app[SETTINGS] = settings
@@ -57,9 +121,16 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     runner = web.AppRunner(application(store, deployment, settings), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    # WEB_REUSE_PORT: several web processes share PORT, and the kernel spreads the connections
+    # among them; one that dies or restarts leaves the others listening.
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.web_reuse_port or None)
     await site.start()
-    log.info("web listening on http://%s:%d", settings.host, settings.port)
+    log.info(
+        "web listening on http://%s:%d%s",
+        settings.host,
+        settings.port,
+        " (shared with other web processes: WEB_REUSE_PORT)" if settings.web_reuse_port else "",
+    )
     try:
         await stop.wait()
     finally:

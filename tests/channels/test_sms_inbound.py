@@ -282,14 +282,14 @@ async def test_a_retried_webhook_adds_one_contact(twilio):
     assert [c.body for c in await twilio.inbound()] == ["only once"]
 
 
-async def test_when_the_store_fails_the_answer_is_500_and_twilios_retry_lands(twilio, monkeypatch):
+async def test_when_the_store_is_away_the_answer_is_503_and_twilios_retry_lands(twilio, monkeypatch):
     async def broken(*_args, **_kwargs):
         raise RedisConnectionError("store down")
 
     params = twilio.params("are you there?")
     with monkeypatch.context() as patch:
         patch.setattr(inbound.bus, "ingest", broken)
-        assert (await twilio.post(params)).status == 500
+        assert (await twilio.post(params)).status == 503
     assert await replies(await twilio.post(params)) == []
     assert [c.body for c in await twilio.inbound()] == ["are you there?"]
 
@@ -386,7 +386,7 @@ async def test_a_keyword_whose_handling_failed_is_handled_on_twilios_retry(twili
 
     with monkeypatch.context() as patch:
         patch.setattr(inbound.optout, "lift", broken)
-        assert (await twilio.post(params)).status == 500
+        assert (await twilio.post(params)).status == 503
     assert (await replies(await twilio.post(params)))[0].startswith("You are subscribed again")
     assert not await optout.is_suppressed(twilio.world.store, "acme", CUSTOMER)
     assert await twilio.inbound() == []

@@ -293,7 +293,7 @@ async def test_a_malformed_update_is_refused_400_and_stores_nothing(telegram, bo
     assert await telegram.inbound() == []
 
 
-async def test_a_store_failure_answers_500_so_telegram_retries_and_the_retry_is_stored_once(telegram, monkeypatch):
+async def test_a_store_that_is_away_answers_503_so_telegram_retries_and_the_retry_is_stored_once(telegram, monkeypatch):
     update = telegram.api.push(telegram_api.message(text="please call me"))
 
     async def broken(*args, **kwargs):
@@ -301,7 +301,7 @@ async def test_a_store_failure_answers_500_so_telegram_retries_and_the_retry_is_
 
     with monkeypatch.context() as patch:
         patch.setattr(bus, "ingest", broken)
-        assert (await telegram.post(update)).status == 500
+        assert (await telegram.post(update)).status == 503
     assert await telegram.inbound() == []
     assert (await telegram.post(update)).status == 200
     assert (await telegram.post(update)).status == 200
