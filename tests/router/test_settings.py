@@ -172,3 +172,17 @@ def test_a_deployments_own_templates_are_used_once_applied_and_the_installed_one
         templating.use("")
     assert templating.folder() == installed
     assert "our own login" not in (installed / "inbox" / "login.html").read_text()
+
+
+def test_several_redis_nodes_are_seeds_of_a_cluster_and_only_of_one():
+    seeds = "redis://:pw@10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000"
+    assert Settings.from_env({"REDIS_URL": seeds, "REDIS_CLUSTER": "on"}).redis_url == seeds
+    with pytest.raises(ConfigError, match=r"^environment: REDIS_URL: several nodes .* REDIS_CLUSTER=true$"):
+        Settings.from_env({"REDIS_URL": seeds})
+
+
+def test_the_retry_budget_outlasts_a_cluster_failover_unless_told_otherwise():
+    assert Settings.from_env({}).redis_retry_s == 20.0
+    assert Settings.from_env({"REDIS_RETRY_S": "35.5"}).redis_retry_s == 35.5
+    with pytest.raises(ConfigError, match=r"^environment: REDIS_RETRY_S: 'soon' is not a number$"):
+        Settings.from_env({"REDIS_RETRY_S": "soon"})
