@@ -6,6 +6,7 @@ contactrouter contact add ...         inject a contact by hand
 contactrouter simulate sms|call ...   post signed Twilio webhooks to the running web process
 contactrouter agent ACTION ...        presence, offers, accept, reject, reply, transfer, close
 contactrouter outbox / dead / trim / config check / conversation / customer
+contactrouter supervisor-config ...   a supervisord.conf from the Procfile and a formation
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import asyncio
 import datetime as dt
 import importlib
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import ModuleType
 
 import msgspec
@@ -60,6 +63,21 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one process role (as the Procfile does)")
     run.add_argument("role", choices=ROLE_NAMES)
     run.add_argument("--json-logs", action="store_true", help="structured logs (one JSON object per line)")
+
+    supervise = sub.add_parser(
+        "supervisor-config", help="a supervisord configuration that runs the Procfile's types, restarting what dies"
+    )
+    supervise.add_argument(
+        "--formation", default="", help="how many of each type, e.g. web=2,routing=3,telegram=0 (default: one each)"
+    )
+    supervise.add_argument(
+        "--procfile", help="the Procfile to read (default: ./Procfile, else `contactrouter run ROLE` for every role)"
+    )
+    supervise.add_argument("--directory", help="the processes' working directory (default: the current one)")
+    supervise.add_argument("--log-dir", help="a log file per process here (default: supervisord's own output)")
+    supervise.add_argument(
+        "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
+    )
 
     check = sub.add_parser("config", help="configuration")
     check.add_argument("action", choices=["check"])
@@ -395,9 +413,32 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
         await store.close()
 
 
+def _supervisor_config(a: argparse.Namespace) -> str:
+    from ops import supervisord
+
+    procfile = Path(a.procfile or "Procfile")
+    if procfile.is_file():
+        types, source = supervisord.parse_procfile(procfile.read_text("utf-8")), str(procfile)
+    elif a.procfile:
+        raise CliError(f"no Procfile at {a.procfile}")
+    else:  # an installed package has no Procfile: the one of the checkout, written out
+        types, source = {role: f"contactrouter run {role} --json-logs" for role in ROLE_NAMES}, "every role"
+    return supervisord.render(
+        types,
+        supervisord.parse_formation(a.formation, list(types)),
+        directory=os.path.abspath(a.directory or "."),
+        log_dir=os.path.abspath(a.log_dir) if a.log_dir else "",
+        programs_only=a.programs_only,
+        source=source,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
+        if a.command == "supervisor-config":  # needs neither the store nor the deployment
+            print(_supervisor_config(a), end="")
+            return 0
         settings = Settings.from_env()
         templating.use(settings.templates_dir)
         if a.config:

@@ -1,0 +1,190 @@
+"""Production runs the Procfile's types under supervisord: a process that dies is started
+again and the others go on (honcho stops them all). `contactrouter supervisor-config` writes
+the configuration from the Procfile and a formation; systemd's unit template does the same
+one process at a time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from twilio.request_validator import RequestValidator
+
+from ops import supervisord
+from ops.redis_server import free_port
+from router.errors import ConfigError
+from router.keys import ROUTING_GROUP, Keys
+from tests.processes import CLI, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(CLI).parent
+UNIT = ROOT / "ops" / "systemd" / "contactrouter@.service"
+
+
+def test_the_formation_names_how_many_of_each_type_and_the_rest_run_once():
+    types = supervisord.parse_procfile((ROOT / "Procfile").read_text())
+    assert list(types) == ["web", "smtp", "routing", "dispatch", "campaigns", "timers", "telegram"]
+    formation = supervisord.parse_formation("web=2, routing=3,telegram=0", list(types))
+    assert formation == {"web": 2, "smtp": 1, "routing": 3, "dispatch": 1, "campaigns": 1, "timers": 1, "telegram": 0}
+    with pytest.raises(ConfigError, match="no process type 'routers'"):
+        supervisord.parse_formation("routers=3", list(types))
+    with pytest.raises(ConfigError, match="'routing=many' is not TYPE=COUNT"):
+        supervisord.parse_formation("routing=many", list(types))
+
+
+def test_each_type_is_one_program_restarted_whatever_its_exit_and_webs_share_their_port():
+    types = {"web": "contactrouter run web --json-logs", "routing": "contactrouter run routing --json-logs"}
+    conf = supervisord.render(types, {"web": 2, "routing": 0}, directory="/srv/cr")
+    programs = dict(re.findall(r"\[program:(\w+)\]\n(.*?)\n\n", conf + "\n", re.S))
+    assert list(programs) == ["web"], "a type formed at 0 is left out"
+    web = dict(line.split("=", 1) for line in programs["web"].splitlines())
+    assert web["command"] == f"{BIN / 'contactrouter'} run web --json-logs", "found now, not on supervisord's PATH"
+    assert (web["numprocs"], web["autorestart"], web["stopsignal"]) == ("2", "true", "TERM")
+    assert web["environment"] == 'WEB_REUSE_PORT="true"'
+    assert "[supervisord]" in conf
+    assert "[supervisord]" not in supervisord.render(types, {"web": 1}, directory="/srv", programs_only=True)
+
+
+@pytest.mark.parametrize(("instance", "role"), [("routing-2", "routing"), ("web-1", "web"), ("timers", "timers")])
+def test_the_systemd_template_runs_the_role_its_instance_names(instance, role):
+    [exec_start] = [line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith("ExecStart=")]
+    # As systemd does: specifiers first (%i, and %% for a literal %), then $$ for a literal $.
+    command = re.sub(r"%(.)", lambda m: {"i": instance, "%": "%"}[m.group(1)], exec_start).replace("$$", "$")
+    argv = [word.replace("/srv/contactrouter/.venv/bin/contactrouter", "echo") for word in shlex.split(command)]
+    assert subprocess.run(argv, capture_output=True, text=True, check=True).stdout == f"run {role} --json-logs\n"
+
+
+# --- a real supervisord ------------------------------------------------------------------
+
+TOKEN = "sandbox-token"
+ACME_NUMBER = "+15550100001"  # acme's SMS number in the demo deployment
+
+
+class Supervised:
+    """supervisord running the formation; its processes by name (contactrouter:routing-0)."""
+
+    def __init__(self, conf: Path, env: dict[str, str]) -> None:
+        self.conf, self.env = conf, env
+        self.process = subprocess.Popen(
+            [str(BIN / "supervisord"), "-c", str(conf)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+    def status(self) -> dict[str, tuple[str, int]]:
+        """name -> (state, pid) of every process."""
+        out = subprocess.run(
+            [str(BIN / "supervisorctl"), "-c", str(self.conf), "status"], capture_output=True, text=True
+        ).stdout
+        found = {}
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) >= 2:
+                pid = re.search(r"pid (\d+)", line)
+                found[words[0]] = (words[1], int(pid.group(1)) if pid else 0)
+        return found
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)  # supervisord stops its processes, then exits
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def post_sms(port: int, body: str) -> int:
+    """A signed Twilio webhook on a new connection (a dead web process's kept-alive one is gone)."""
+    url = f"http://127.0.0.1:{port}/twilio/sms"
+    sid = f"SM{uuid.uuid4().hex}"
+    params = {"MessageSid": sid, "AccountSid": "AC" + "0" * 32, "From": "+15551230000", "To": ACME_NUMBER,
+              "Body": body}  # fmt: skip
+    request = urllib.request.Request(
+        url,
+        data=urllib.parse.urlencode(params).encode(),
+        headers={"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, params)},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # nothing listening yet
+
+
+@pytest.mark.e2e
+def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_are_answered(redis_url, tmp_path):
+    port = free_port()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    generated = subprocess.run(
+        [CLI, "supervisor-config", "--formation", "web=2,routing=2,smtp=0,campaigns=0,telegram=0",
+         "--log-dir", str(logs)],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(generated.stdout)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTACTROUTER_", "REDIS_"))}
+    env.update(REDIS_URL=redis_url, HOST="127.0.0.1", PORT=str(port), TWILIO_SANDBOX_TOKEN=TOKEN,
+               ATTACHMENT_DIR=str(tmp_path / "attachments"),
+               CONTACTROUTER_CLAIM_IDLE_MS="1000")  # fmt: skip  # what the dead worker held is taken over soon
+    supervised = Supervised(conf, env)
+
+    def listening(web: str) -> int:
+        """How many times the web process started listening (it logs each start)."""
+        log = logs / f"{web}.log"
+        return log.read_text().count('"web listening on') if log.exists() else 0
+
+    posted = 0
+    try:
+        # Started is not yet listening (supervisord's RUNNING): each web process says when it is.
+        wait_for(lambda: listening("web-0") and listening("web-1"), "both web processes listening", timeout=120)
+        processes = wait_for(
+            lambda: (s := supervised.status()) and all(state == "RUNNING" for state, _ in s.values()) and s,
+            "every process running",
+            timeout=120,
+        )
+        assert post_sms(port, "before") == 200
+        posted += 1
+        formed = ("dispatch-0", "routing-0", "routing-1", "timers-0", "web-0", "web-1")
+        assert sorted(processes) == [f"contactrouter:{name}" for name in formed]
+        killed = ["contactrouter:routing-0", "contactrouter:web-0"]
+        for name in killed:
+            os.kill(processes[name][1], signal.SIGKILL)
+
+        def restarted() -> bool:
+            nonlocal posted
+            assert post_sms(port, f"during {posted}") == 200  # the other web process answers meanwhile
+            posted += 1
+            now = supervised.status()
+            again = all(now[name][0] == "RUNNING" and now[name][1] != processes[name][1] for name in killed)
+            return again and listening("web-0") == 2
+
+        wait_for(restarted, "the killed processes started again", timeout=120)
+        left_alone = {name: pid for name, (_state, pid) in processes.items() if name not in killed}
+        assert {name: supervised.status()[name][1] for name in left_alone} == left_alone
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            stream = Keys("acme").inbound
+            assert client.xlen(stream) == posted
+            routed = wait_for(
+                lambda: [g for g in client.xinfo_groups(stream) if g["name"] == ROUTING_GROUP.encode()
+                         and g["pending"] == 0 and g["lag"] == 0],
+                "every webhook's contact routed",
+                timeout=120,
+            )  # fmt: skip
+            assert routed
+        finally:
+            client.close()
+    finally:
+        supervised.stop()
