@@ -22,6 +22,7 @@ from twilio.request_validator import RequestValidator
 
 from ops import supervisord
 from ops.redis_server import free_port
+from router.app import cli
 from router.errors import ConfigError
 from router.keys import ROUTING_GROUP, Keys
 from tests.processes import CLI, wait_for
@@ -53,6 +54,16 @@ def test_each_type_is_one_program_restarted_whatever_its_exit_and_webs_share_the
     assert web["environment"] == 'WEB_REUSE_PORT="true"'
     assert "[supervisord]" in conf
     assert "[supervisord]" not in supervisord.render(types, {"web": 1}, directory="/srv", programs_only=True)
+
+
+def test_an_installation_without_a_procfile_runs_every_role(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["supervisor-config", "--formation", "routing=2"]) == 0
+    conf = capsys.readouterr().out
+    assert re.findall(r"\[program:(\w+)\]", conf) == cli.ROLE_NAMES
+    assert f"command={BIN / 'contactrouter'} run routing --json-logs\nprocess_name" in conf
+    assert cli.main(["supervisor-config", "--procfile", "Procfile.missing"]) == 2
+    assert "no Procfile at Procfile.missing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("instance", "role"), [("routing-2", "routing"), ("web-1", "web"), ("timers", "timers")])
