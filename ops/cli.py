@@ -254,8 +254,10 @@ async def _health(store: Store, deployment: Deployment, a: argparse.Namespace) -
             state = "missing" if not group.exists else f"pending {group.pending}, lag {group.lag}, "
             state += f"{group.consumers} consumers, {group.length} entries" if group.exists else ""
             print(f"{group.stream} [{group.group}]: {state}")
+        for worker in result.workers:
+            print(f"{worker.tenant} {worker.role}: " + (f"alive ({worker.last})" if worker.alive else "NO LIVE WORKER"))
         for problem in result.problems:
             print(f"problem: {problem}")
-        print("ready" if result.ready else "NOT READY")
-    if not result.ready:
+        print({"ready": "ready", "degraded": "DEGRADED", "unready": "NOT READY"}[result.status])
+    if result.status != "ready":  # a tenant not served is worth an alert, even if the web process can serve
         raise SystemExit(1)

@@ -190,6 +190,11 @@ class Keys:
         """The lease of the one `telegram` process polling a bot (Telegram allows one)."""
         return f"{self.base}:telegram:{bot_id}:poller"
 
+    def worker_alive(self, role: str) -> str:
+        """A worker of the role serves this tenant: set by each one's heartbeat, expiring
+        soon after the last (ops/health.py), holding the name of the one that beat last."""
+        return f"{self.base}:alive:{role}"
+
     def agent_read(self, agent_id: str) -> str:
         """Conversation -> when the agent last read it (ms): the inbox's unread marks."""
         return f"{self.base}:agent:{agent_id}:read"

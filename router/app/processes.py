@@ -16,6 +16,7 @@ import socket
 import sys
 from collections.abc import Awaitable, Callable
 
+from ops import health
 from router import bus, queues
 from router.config import Deployment
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
@@ -139,6 +140,11 @@ async def run_roles(
     for name in names:
         role_settings = _with_consumer(settings, consumer_name(name, settings))
         tasks.append(asyncio.create_task(available[name](store, deployment, role_settings, stop), name=name))
+    # Readiness learns from these beats that this process serves every tenant's routing,
+    # dispatch or timers (ops/health.py); a process that stops, or cannot reach a shard, stops them.
+    beats = asyncio.create_task(
+        health.heartbeat(store, deployment, names, consumer_name("+".join(names), settings), stop), name="heartbeat"
+    )
     if settings.metrics_port and "web" not in names:  # the web role serves /metrics on its own port
         from ops import metrics
 
@@ -148,7 +154,7 @@ async def run_roles(
     # A role that ended before anyone asked it to stopped working: that is a failure too.
     early = {task.get_name() for task in tasks if task.done() and not stop.is_set()}
     stop.set()
-    await asyncio.gather(*tasks, stopping, return_exceptions=True)
+    await asyncio.gather(*tasks, stopping, beats, return_exceptions=True)
     failed = []
     for task in tasks:
         error = None if task.cancelled() else task.exception()

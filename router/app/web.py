@@ -89,15 +89,17 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store answers and every tenant's consumer groups exist (ops/health.py).
-    Anyone may read the status; the problems and the groups (which name every tenant and
-    their volumes) only with OPS_TOKEN as the bearer token."""
+    """200 while the web process can take traffic: some shard answers and the consumer
+    groups exist (ops/health.py). `status` tells the rest: `degraded` when a tenant is not
+    served (no live routing, dispatch or timers worker, its shard away), which taking web
+    processes out of a load balancer would not mend. Anyone may read the status; the problems,
+    groups and workers (which name every tenant and their volumes) only with OPS_TOKEN."""
     report = await health.check(request.app[STORE], request.app[DEPLOYMENT])
-    status = 200 if report.ready else 503
+    code = 200 if report.ready else 503
     if not access.bearer(request, request.app[SETTINGS].ops_token):
-        return web.json_response({"ready": report.ready}, status=status)
-    groups = [msgspec.structs.asdict(group) for group in report.groups]
-    return web.json_response({"ready": report.ready, "problems": report.problems, "groups": groups}, status=status)
+        return web.json_response({"ready": report.ready, "status": report.status}, status=code)
+    detail = msgspec.to_builtins(report)
+    return web.json_response(detail, status=code)
 
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
