@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 200  # per process
 POOL_WAIT_S = 10.0  # how long a request waits for a free connection before it fails
 PROBE_TIMEOUT_S = 1.0  # the probe client's connect and read timeout (health checks, start-up)
+# A cluster client's read timeout (redis-py's default is 5 s): above every blocking read,
+# or an idle live feed (XREAD BLOCK 5000) times out and is logged as "store unreachable".
+SOCKET_TIMEOUT_S = 10.0
 RETRY_BASE_S, RETRY_CAP_S = 0.05, 1.0  # the reconnect backoff: 0.1 s, 0.2 s, ... then every second
 
 # What an unreachable or restarting store raises (BusyLoadingError, while an AOF
@@ -194,7 +197,12 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
         # Several seed nodes: the process starts (and restarts) while any one of them is down.
         nodes, options = cluster_nodes(settings.redis_url)
         client = RedisCluster(
-            startup_nodes=nodes, retry=retry, retry_on_error=errors, max_connections=MAX_CONNECTIONS, **options
+            startup_nodes=nodes,
+            retry=retry,
+            retry_on_error=errors,
+            max_connections=MAX_CONNECTIONS,
+            socket_timeout=max(SOCKET_TIMEOUT_S, settings.block_ms / 1000 + 5),
+            **options,
         )
         probe = RedisCluster(startup_nodes=nodes, retry=Retry(NoBackoff(), 0), **{**options, **fast})
         return Store(client, cluster=True, probe=probe)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from channels import sandbox_senders
 from channels.sandbox import outbox
 from router import agents, bus, events
@@ -94,4 +96,18 @@ async def test_tenants_on_different_shards_are_routed_once_each(redis_cluster) -
             assert pending["pending"] == 0
     finally:
         await store.redis.flushall(target_nodes="primaries")
+        await store.close()
+
+
+@pytest.mark.e2e  # a blocking read of its full length
+async def test_a_live_feeds_blocking_read_on_an_idle_cluster_waits_without_timing_out(redis_cluster) -> None:
+    """The inbox's and web chat's live feeds block 5 s on XREAD; the cluster client's read
+    timeout must outlast that, or every idle feed logs a false "store unreachable"."""
+    store = connect(Settings(redis_url=redis_cluster.url, cluster=True))
+    try:
+        stream = Keys("acme").events
+        await store.redis.xadd(stream, {"e": b"x"})
+        assert await store.redis.xread({stream: "$"}, block=5_500) in (None, [], {})
+    finally:
+        await store.redis.delete(Keys("acme").events)
         await store.close()
