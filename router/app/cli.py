@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     supervise.add_argument(
         "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
     )
+    supervise.add_argument(
+        "--metrics-port", type=int, default=0, help="METRICS_PORT of the first process but web; the next get the next"
+    )
 
     check = sub.add_parser("config", help="configuration")
     check.add_argument("action", choices=["check"])
@@ -429,6 +432,7 @@ def _supervisor_config(a: argparse.Namespace) -> str:
         directory=os.path.abspath(a.directory or "."),
         log_dir=os.path.abspath(a.log_dir) if a.log_dir else "",
         programs_only=a.programs_only,
+        metrics_port=a.metrics_port,
         source=source,
     )
 

@@ -43,25 +43,44 @@ def test_the_formation_names_how_many_of_each_type_and_the_rest_run_once():
         supervisord.parse_formation("routing=many", list(types))
 
 
-def test_each_type_is_one_program_restarted_whatever_its_exit_and_webs_share_their_port():
-    types = {"web": "contactrouter run web --json-logs", "routing": "contactrouter run routing --json-logs"}
-    conf = supervisord.render(types, {"web": 2, "routing": 0}, directory="/srv/cr")
-    programs = dict(re.findall(r"\[program:(\w+)\]\n(.*?)\n\n", conf + "\n", re.S))
-    assert list(programs) == ["web"], "a type formed at 0 is left out"
-    web = dict(line.split("=", 1) for line in programs["web"].splitlines())
+def test_each_process_is_a_program_restarted_whatever_its_exit_and_webs_share_their_port():
+    types = {name: f"contactrouter run {name} --json-logs" for name in ("web", "routing", "timers", "telegram")}
+    conf = supervisord.render(types, {"web": 2, "routing": 2, "timers": 1, "telegram": 0}, directory="/srv/cr")
+    programs = {
+        name: dict(line.split("=", 1) for line in body.splitlines())
+        for name, body in re.findall(r"\[program:([\w-]+)\]\n(.*?)\n\n", conf + "\n", re.S)
+    }
+    assert list(programs) == ["web-0", "web-1", "routing-0", "routing-1", "timers-0"], "telegram=0 is left out"
+    assert "programs=web-0,web-1,routing-0,routing-1,timers-0" in conf
+    web = programs["web-1"]
     assert web["command"] == f"{BIN / 'contactrouter'} run web --json-logs", "found now, not on supervisord's PATH"
-    assert (web["numprocs"], web["autorestart"], web["stopsignal"]) == ("2", "true", "TERM")
+    assert (web["autorestart"], web["stopsignal"], web["directory"]) == ("true", "TERM", "/srv/cr")
     assert web["environment"] == 'WEB_REUSE_PORT="true"'
+    assert "environment" not in programs["routing-0"]
     assert "[supervisord]" in conf
     assert "[supervisord]" not in supervisord.render(types, {"web": 1}, directory="/srv", programs_only=True)
+
+
+def test_with_a_metrics_port_each_worker_serves_its_metrics_on_a_port_of_its_own():
+    types = {name: f"contactrouter run {name}" for name in ("web", "routing", "timers")}
+    conf = supervisord.render(types, {"web": 2, "routing": 2, "timers": 1}, directory="/srv", metrics_port=9100)
+    assert re.findall(r"\[program:([\w-]+)\][^[]*?environment=(.*)", conf) == [
+        ("web-0", 'WEB_REUSE_PORT="true"'),  # web serves /metrics on its PORT
+        ("web-1", 'WEB_REUSE_PORT="true"'),
+        ("routing-0", 'METRICS_PORT="9100"'),
+        ("routing-1", 'METRICS_PORT="9101"'),
+        ("timers-0", 'METRICS_PORT="9102"'),
+    ]
 
 
 def test_an_installation_without_a_procfile_runs_every_role(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["supervisor-config", "--formation", "routing=2"]) == 0
     conf = capsys.readouterr().out
-    assert re.findall(r"\[program:(\w+)\]", conf) == cli.ROLE_NAMES
-    assert f"command={BIN / 'contactrouter'} run routing --json-logs\nprocess_name" in conf
+    assert re.findall(r"\[program:([\w-]+)\]", conf) == [
+        f"{role}-{n}" for role in cli.ROLE_NAMES for n in range(2 if role == "routing" else 1)
+    ]
+    assert f"command={BIN / 'contactrouter'} run routing --json-logs\n" in conf
     assert cli.main(["supervisor-config", "--procfile", "Procfile.missing"]) == 2
     assert "no Procfile at Procfile.missing" in capsys.readouterr().err
 
