@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, kw_only=True):
     # several web processes listen on one PORT (SO_REUSEPORT; the kernel spreads the connections)
     web_reuse_port: bool = False
     log_level: str = "INFO"
+    access_log: bool = True  # the web process logs each request (method, path, status, time)
     public_url: str = ""  # the URL providers call us at (behind a proxy); default http://host:port
     twilio_signatures: bool = True  # off only for local development: every webhook is then trusted
     twilio_api_base: str = ""  # e.g. a local recording server in tests; default: Twilio's own API
@@ -125,6 +126,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.number("port", "PORT")
         read.flag("web_reuse_port", "WEB_REUSE_PORT")
         read.choice("log_level", "LOG_LEVEL", logging.getLevelNamesMapping(), str.upper)
+        read.flag("access_log", "ACCESS_LOG")
         read.text("public_url", "PUBLIC_URL", _without_slash)
         read.flag("twilio_signatures", "TWILIO_SIGNATURES")
         read.text("twilio_api_base", "TWILIO_API_BASE", _without_slash)

@@ -48,8 +48,10 @@ def roles() -> dict[str, Role]:
     }
 
 
-# The ids a log call may pass in `extra`; JSON logs carry them as fields of their own.
+# The ids a log call may pass in `extra`, and the access log's parts; JSON logs carry
+# them as fields of their own.
 CONTEXT_FIELDS = ("tenant", "conversation", "contact")
+ACCESS_FIELDS = ("method", "path", "status", "ms", "peer")
 
 
 class JsonLogs(logging.Formatter):
@@ -67,6 +69,10 @@ class JsonLogs(logging.Formatter):
             value = getattr(record, name, None)
             if value:
                 entry[name] = str(value)
+        for name in ACCESS_FIELDS:  # router/app/web.py's access log: numbers stay numbers
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry)

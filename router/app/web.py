@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from redis.exceptions import ReadOnlyError, TryAgainError
 
 from channels import setup_webhooks
@@ -84,6 +85,47 @@ class _Unavailable:
         self._logged_at, self._since_logged = time.monotonic(), 0
 
 
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, every few seconds
+SECRET_PARTS = ("token", "link")  # path parts that are credentials: an unsubscribe token, a signed file link
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request, its parts as fields of their own in JSON logs (method, path,
+    status, ms, peer). The path without its query, and with the parts that are credentials
+    named instead of shown (`/unsubscribe/acme/{token}`). Successful probes and scrapes are
+    left out."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = request.path
+        if path in QUIET_PATHS and response.status < 400:
+            return
+        match = getattr(request, "match_info", None) or {}
+        for part in SECRET_PARTS:
+            if match.get(part):
+                path = path.replace(match[part], "{" + part + "}")
+        ms = round(time * 1000, 1)
+        self.logger.info(
+            "%s %s %d %.1f ms",
+            request.method,
+            path,
+            response.status,
+            ms,
+            extra={"method": request.method, "path": path, "status": response.status, "ms": ms,
+                   "peer": request.remote or ""},
+        )  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+def runner_options(settings: Settings) -> dict:
+    """The access log, unless ACCESS_LOG is off."""
+    if not settings.access_log:
+        return {"access_log": None}
+    return {"access_log": logging.getLogger("router.app.access"), "access_log_class": AccessLog}
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
@@ -121,7 +163,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(application(store, deployment, settings), access_log=None)
+    runner = web.AppRunner(application(store, deployment, settings), **runner_options(settings))
     await runner.setup()
     # WEB_REUSE_PORT: several web processes share PORT, and the kernel spreads the connections
     # among them; one that dies or restarts leaves the others listening.
