@@ -201,8 +201,7 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
             retry=retry,
             retry_on_error=errors,
             max_connections=MAX_CONNECTIONS,
-            socket_timeout=max(SOCKET_TIMEOUT_S, settings.block_ms / 1000 + 5),
-            **options,
+            **{"socket_timeout": max(SOCKET_TIMEOUT_S, settings.block_ms / 1000 + 5), **options},  # the URL's wins
         )
         probe = RedisCluster(startup_nodes=nodes, retry=Retry(NoBackoff(), 0), **{**options, **fast})
         return Store(client, cluster=True, probe=probe)

@@ -113,4 +113,3 @@ async def test_a_request_that_finds_no_connection_in_time_fails_clearly(redis_ur
         assert await client.get("cr:{pool}:x") is None  # and the pool serves again
     finally:
         await client.aclose()
-
