@@ -79,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
     )
     supervise.add_argument(
-        "--metrics-port", type=int, default=0, help="METRICS_PORT of the first process but web; the next get the next"
+        "--metrics-port", type=int, default=0, help="each process but web gets a METRICS_PORT, counting up from this"
     )
 
     check = sub.add_parser("config", help="configuration")
