@@ -131,6 +131,14 @@ class Supervised:
             self.process.wait()
 
 
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def post_sms(port: int, body: str) -> int:
     """A signed Twilio webhook on a new connection (a dead web process's kept-alive one is gone)."""
     url = f"http://127.0.0.1:{port}/twilio/sms"
@@ -174,6 +182,10 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
         log = logs / f"{web}.log"
         return log.read_text().count('"web listening on') if log.exists() else 0
 
+    def diagnosis(answer: int) -> str:
+        tails = {log.name: log.read_text()[-1500:] for log in sorted(logs.glob("web-*.log"))}
+        return f"answered {answer}; {supervised.status()}; " + "; ".join(f"{k}: {v}" for k, v in tails.items())
+
     posted = 0
     try:
         # Started is not yet listening (supervisord's RUNNING): each web process says when it is.
@@ -190,10 +202,14 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
         killed = ["contactrouter:routing-0", "contactrouter:web-0"]
         for name in killed:
             os.kill(processes[name][1], signal.SIGKILL)
+        # A connection that reaches web-0 while it dies is lost with it, as with any crash:
+        # the webhooks below start once it is gone.
+        wait_for(lambda: not any(alive(processes[name][1]) for name in killed), "the killed processes gone")
 
         def restarted() -> bool:
             nonlocal posted
-            assert post_sms(port, f"during {posted}") == 200  # the other web process answers meanwhile
+            answer = post_sms(port, f"during {posted}")
+            assert answer == 200, diagnosis(answer)  # the other web process answers meanwhile
             posted += 1
             now = supervised.status()
             again = all(now[name][0] == "RUNNING" and now[name][1] != processes[name][1] for name in killed)
