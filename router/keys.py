@@ -22,6 +22,7 @@ SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
 # The secret web chat visitor tokens are signed with, when WEBCHAT_SECRET is not set:
 # the first web process generates it and every web process reads it from here.
 WEBCHAT_SECRET = f"{PREFIX}:webchat:secret"
+WEBCHAT_PREVIOUS_SECRET = f"{PREFIX}:webchat:secret:previous"  # still verifies after a rotation
 
 
 class Keys:
@@ -267,6 +268,11 @@ class Keys:
     def campaign_signing_key(self) -> str:
         """The secret that signs the tenant's one-click unsubscribe links."""
         return f"{self.base}:cmp:signing-key"
+
+    @property
+    def campaign_previous_signing_keys(self) -> str:
+        """The keys that signed those links before a rotation (a list, newest first): still verify."""
+        return f"{self.base}:cmp:signing-key:previous"
 
 
 class AccountKeys:

@@ -17,13 +17,14 @@ from router.attachments import AttachmentStore
 from router.config import Tenant
 from router.config.webchat import WebchatChannel
 from router.errors import UnknownTenant
+from router.keyring import KeyRing
 
 MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
 
 
 @dataclass
 class Runtime:
-    secret: str
+    secret: KeyRing  # signs with the newest key, verifies with each (router.keyring)
     hub: LiveHub
     attachments: AttachmentStore
     sockets: Counter[str] = field(default_factory=Counter)  # open sockets per client address

@@ -130,7 +130,26 @@
     item.append(meta);
     if (e.subject) item.append(el("div", { class: "subject" }, e.subject));
     item.append(el("div", { class: "body" }, e.body));
+    if (e.attachments && e.attachments.length) item.append(drawFiles(e.attachments));
     return item;
+  }
+
+  // hrefs are the server's own routes behind the login; pictures are shown as pictures
+  function drawFiles(files) {
+    const list = el("ul", { class: "attachments" });
+    for (const file of files) {
+      const row = el("li");
+      if (file.is_image) {
+        const link = el("a", { href: file.href, target: "_blank", rel: "noopener noreferrer", class: "picture" });
+        link.append(el("img", { src: file.href, alt: file.name, loading: "lazy" }));
+        row.append(link, el("br"));
+      }
+      row.append(file.href ? el("a", { href: file.href, target: "_blank", rel: "noopener noreferrer" }, file.name)
+        : file.name);
+      if (file.size) row.append(" ", el("small", {}, "(" + file.size + " bytes)"));
+      list.append(row);
+    }
+    return list;
   }
 
   async function refreshConversation() {

@@ -83,7 +83,7 @@ async def test_an_sms_is_offered_accepted_answered_transferred_live_and_closed(
         await expect(amy.locator(".done")).to_have_text("Conversation transferred.")
 
         colleague_offer = zoe.locator(".offer")  # live, on the page zoe already had open
-        await expect(colleague_offer).to_contain_text("+15551230000")
+        await expect(colleague_offer).to_contain_text("+1 555-123-0000")
         await colleague_offer.locator("button.accept").click()
         await expect(zoe.locator("#entries")).to_contain_text("Transfer note: meter exchange needed")
         await expect(zoe.locator("#entries")).to_contain_text("An engineer is on the way.")

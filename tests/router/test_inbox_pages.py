@@ -270,7 +270,7 @@ async def test_an_agent_goes_available_accepts_an_offer_replies_and_closes(inbox
         await client.post("/inbox/presence", data={"presence": "available", "csrf": token})
         conversation = await w.arrive(address="+15551230000", body="My meter is broken")
         page = await (await client.get("/inbox")).text()
-        assert "My meter is broken" in page and "+15551230000" in page
+        assert "My meter is broken" in page and "+1 555-123-0000" in page  # the number as people write it
         [offer] = await w.offers("amy")
         response = await client.post(
             f"/inbox/t/acme/offers/{offer['reservation']}/accept", data={"csrf": token}, allow_redirects=False
@@ -490,19 +490,26 @@ async def test_the_list_marks_unread_conversations_until_opened(inbox: Inbox) ->
         assert row["unread"] and row["preview"] == "are you there?"
 
 
-async def test_canned_replies_fill_in_the_customers_fields(inbox: Inbox, tmp_path, monkeypatch) -> None:
+async def test_canned_replies_fill_in_the_customers_name_and_never_an_address(
+    inbox: Inbox, tmp_path, monkeypatch
+) -> None:
     from router.app.inbox import canned
 
     folder = tmp_path / "acme"
     folder.mkdir()
-    (folder / "greeting.txt").write_text("Hello {{ customer }}, this is {{ agent_name }} from {{ tenant_name }}.")
+    (folder / "greeting.txt").write_text(
+        "Hello {{ customer or 'there' }} ({{ customer_first_name }}), this is {{ agent_name }} from {{ tenant_name }}."
+    )
     monkeypatch.setattr(canned, "replies_folder", lambda: tmp_path)
     w = inbox.world
     client, _token = await logged_in(inbox, "amy")
     async with client:
         conversation = await w.assigned_to("amy", address="+15551230000")
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
-        assert "Hello +15551230000, this is Amy Adams from Acme Energy." in page
+        assert "Hello there (), this is Amy Adams from Acme Energy." in page  # no name given: never the number
+        conversation = await w.assigned_to("amy", channel="email", address="ana@example.com", name="Ana Lima")
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert "Hello Ana Lima (Ana), this is Amy Adams from Acme Energy." in page
 
 
 async def test_a_supervisor_sees_the_floor_and_an_agent_does_not(inbox: Inbox) -> None:
@@ -726,3 +733,40 @@ async def test_an_id_in_a_url_that_is_not_of_its_shape_is_404_not_another_key(in
         bad = offer["reservation"].replace(".", ":")
         response = await client.post(f"/inbox/t/acme/offers/{bad}/accept", data={"csrf": token})
         assert response.status == 404
+
+
+async def test_offers_lists_and_the_conversation_show_the_customers_name_and_an_agent_can_correct_it(
+    inbox: Inbox,
+) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        await w.available("amy")
+        conversation = await w.arrive(channel="email", address="ana@example.com", name="Ana L.", body="Hi there")
+        state = await (await client.get("/inbox/state.json")).json()
+        [offer] = state["offers"]
+        assert (offer["customer"], offer["address"]) == ("Ana L.", "ana@example.com")
+        await w.accept_offer("amy")
+        state = await (await client.get("/inbox/state.json")).json()
+        assert [c["customer"] for c in state["conversations"]] == ["Ana L."]
+        live = await (await client.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
+        assert live["entries"][0]["address"] == "Ana L. <ana@example.com>"
+
+        response = await client.post(
+            f"/inbox/t/acme/c/{conversation}/rename", data={"csrf": token, "name": "Ana Lima"}, allow_redirects=False
+        )
+        assert response.headers["Location"] == f"/inbox/t/acme/c/{conversation}?done=renamed"
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert '<span id="customer">Ana Lima</span>' in page and "<title>Ana Lima · Agent inbox</title>" in page
+        state = await (await client.get("/inbox/state.json")).json()
+        assert [c["customer"] for c in state["conversations"]] == ["Ana Lima"]
+        forged = await client.post(f"/inbox/t/acme/c/{conversation}/rename", data={"name": "Mallory"})
+        assert forged.status == 403  # no CSRF token
+    sue, _token = await logged_in(inbox, "sue")
+    async with sue:
+        floor = await (await sue.get("/inbox/floor.json")).json()
+        [acme] = floor["tenants"]
+        assert [c["customer"] for c in acme["in_progress"]] == ["Ana Lima"]
+        query = {"go": "1", "tenant": "acme", "address": "ana@example.com"}
+        results = await (await sue.get("/inbox/search", params=query)).text()
+        assert ">Ana Lima</a> <small>ana@example.com</small>" in results

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from channels.voice.callbacks import dial_back
-from router import agents, assign, customers, events
+from router import agents, assign, customers, events, names
 from router.agents import AgentError
 from router.app.inbox import attachments
 from router.app.inbox.access import CONVERSATION_PATH, OFFER_PATH, agent_of, conversation_of, tenant_of
@@ -160,6 +160,14 @@ async def call(request: web.Request, c: _Context) -> str:
     return c.done("calling")
 
 
+async def rename(request: web.Request, c: _Context) -> str:
+    """Correct what the customer is called (empty: back to the name their channel gave)."""
+    name = await names.rename(c.store, c.tenant.id, c.record["customer"], c.form.get("name", ""))
+    # the name itself stays out of the log: it is personal data
+    log.info("customer %s of %s renamed by %s", c.record["customer"], c.tenant.id, c.agent)
+    return c.done("renamed" if name else "name_cleared")
+
+
 Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
 ACTIONS: dict[str, Action] = {
     "reply": reply,
@@ -168,6 +176,7 @@ ACTIONS: dict[str, Action] = {
     "close": close,
     "wrapup": wrapup,
     "call": call,
+    "rename": rename,
 }
 
 

@@ -3,7 +3,7 @@ as plain dicts the page template and the live JSON share."""
 
 from __future__ import annotations
 
-from router import agents, conversations, events
+from router import agents, conversations, events, names
 from router.app.inbox.accounts import User
 from router.config import Deployment, Tenant
 from router.keys import Keys
@@ -58,6 +58,7 @@ async def offers(store: Store, deployment: Deployment, user: User) -> list[dict[
     for tenant, agent in user.seats(deployment):
         for offer in await agents.offers(store, tenant, agent):
             record = await conversations.get(store, tenant.id, offer["conv"])
+            channel, address = names.where(record)
             result.append(
                 {
                     "tenant": tenant.id,
@@ -67,7 +68,8 @@ async def offers(store: Store, deployment: Deployment, user: User) -> list[dict[
                     "channel": offer.get("channel", ""),
                     "icon": CHANNEL_ICONS.get(offer.get("channel", ""), "•"),
                     "queue": offer.get("queue", ""),
-                    "customer": record.get("last_address") or record.get("address", ""),
+                    "customer": await names.of_conversation(store, tenant.id, record),
+                    "address": names.formatted_address(channel, address),
                     "kind": record.get("kind", "message"),
                     "preview": _preview(await _last_message(store, tenant.id, offer["conv"])),
                     "expires_at": int(offer.get("expires_at") or 0),
@@ -83,9 +85,10 @@ async def conversations_of(store: Store, deployment: Deployment, user: User) -> 
     for tenant, agent in user.seats(deployment):
         keys = Keys(tenant.id)
         read = {k.decode(): int(v) for k, v in (await store.redis.hgetall(keys.agent_read(agent))).items()}
-        for record in await agents.work(store, tenant, agent):
-            if record.get("state") == "reserved":
-                continue  # an offer, listed with the offers
+        work = [r for r in await agents.work(store, tenant, agent) if r.get("state") != "reserved"]  # offers: above
+        known = await names.records(store, tenant.id, (r.get("customer", "") for r in work))
+        for record in work:
+            channel, address = names.where(record)
             last_in = int(record.get("last_message_at") or 0)
             last_out = int(record.get("last_reply_at") or 0)
             last = await _last_message(store, tenant.id, record["id"])
@@ -94,9 +97,10 @@ async def conversations_of(store: Store, deployment: Deployment, user: User) -> 
                     "tenant": tenant.id,
                     "tenant_name": tenant.name or tenant.id,
                     "conversation": record["id"],
-                    "channel": record.get("last_channel") or record.get("channel", ""),
-                    "icon": CHANNEL_ICONS.get(record.get("last_channel") or record.get("channel", ""), "•"),
-                    "customer": record.get("last_address") or record.get("address", ""),
+                    "channel": channel,
+                    "icon": CHANNEL_ICONS.get(channel, "•"),
+                    "customer": names.display(known.get(record.get("customer", ""), {}), channel, address),
+                    "address": names.formatted_address(channel, address),
                     "state": "wrap-up" if record.get("state") == "closed" else record.get("state", ""),
                     "preview": _preview(last),
                     "activity_at": max(last_in, last_out, int(record.get("accepted_at") or 0)),

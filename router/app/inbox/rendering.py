@@ -25,6 +25,8 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "wrapped_up": "Wrap-up ended.",
     "calling": "Calling back: your phone rings first.",
     "reassigned": "Conversation reassigned.",
+    "renamed": "Customer's name saved.",
+    "name_cleared": "Customer's name cleared: the name their channel gave is shown.",
     "campaign_launch": "Campaign launched.",
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
