@@ -770,3 +770,21 @@ async def test_offers_lists_and_the_conversation_show_the_customers_name_and_an_
         query = {"go": "1", "tenant": "acme", "address": "ana@example.com"}
         results = await (await sue.get("/inbox/search", params=query)).text()
         assert ">Ana Lima</a> <small>ana@example.com</small>" in results
+
+
+async def test_an_agent_links_another_address_to_the_customer_and_what_comes_from_it_joins_their_history(
+    inbox: Inbox,
+) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        conversation = await w.assigned_to("amy", address="+15551230000", body="my meter")
+        form = {"csrf": token, "kind": "email", "address": "Ana@Example.com"}
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/link", data=form, allow_redirects=False)
+        assert response.headers["Location"] == f"/inbox/t/acme/c/{conversation}?done=linked"
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert '<span class="ident">Email ana@example.com</span>' in page
+        assert await w.arrive(channel="email", address="ana@example.com", body="the photo") == conversation
+        bad = {"csrf": token, "kind": "phone", "address": "not a number"}
+        refused = await client.post(f"/inbox/t/acme/c/{conversation}/link", data=bad)
+        assert refused.status == 409 and "not a phone number" in await refused.text()
