@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 import msgspec
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
 
 from router.keys import AccountKeys
 from router.store import Store, text
@@ -277,11 +279,11 @@ async def code_succeeded(store: Store, attempt: Attempt) -> None:
         await pipe.execute()
 
 
-def _index(pipe: object, lock: Lock, until: float, now: float) -> None:
+def _index(pipe: Pipeline | ClusterPipeline, lock: Lock, until: float, now: float) -> None:
     """List a lock for the desk (and drop the ended ones, so the list stays short)."""
-    pipe.zremrangebyscore(AccountKeys.locks, "-inf", now)  # type: ignore[attr-defined]
-    pipe.zadd(AccountKeys.locks, {lock.member(): until})  # type: ignore[attr-defined]
-    pipe.expire(AccountKeys.locks, LOCK_SECONDS + CLIENT_WINDOW_SECONDS)  # type: ignore[attr-defined]
+    pipe.zremrangebyscore(AccountKeys.locks, "-inf", now)
+    pipe.zadd(AccountKeys.locks, {lock.member(): until})
+    pipe.expire(AccountKeys.locks, LOCK_SECONDS + CLIENT_WINDOW_SECONDS)
 
 
 async def in_force(store: Store) -> list[Lock]:
