@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -71,6 +71,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
     webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
+    # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
+    second_factor_for_agents: Literal["optional", "required"] = "optional"
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""

@@ -33,6 +33,8 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled.",
+    "unlocked": "Lock lifted.",
+    "lock_gone": "That lock had already ended.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000

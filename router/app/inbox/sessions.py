@@ -33,7 +33,7 @@ MAX_SECONDS = 24 * 3600  # and none lives longer than this, however busy (a stol
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 PREFIX = "/inbox"
-PUBLIC = {"/inbox/login", "/inbox/static/inbox.css"}  # reachable without a session
+PUBLIC = {"/inbox/login", "/inbox/login/code", "/inbox/static/inbox.css"}  # reachable without a session
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 USER = web.RequestKey("inbox_user", accounts.User)
