@@ -89,6 +89,7 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
   inbox:   http://{host}:{settings.port}/inbox   demo logins (passwords for this start only):
 {logins}
+           (supervisor: at first login the desk asks to enrol an authenticator app, as in production)
 Next:
   contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
   contactrouter agent accept --tenant acme alice <reservation>
