@@ -1,8 +1,10 @@
-// The agent inbox, live: a websocket says what changed, the page fetches what it may
-// see from its JSON routes and redraws. Customer text only ever goes in via textContent.
+// The agent inbox, live: the socket (live.js) says what changed, the page fetches what it
+// may see from its JSON routes and redraws, and everything again when the connection
+// comes back. Customer text only ever goes in via textContent.
 (function () {
   "use strict";
   const page = document.currentScript.dataset.page;
+  const live = window.InboxLive;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   let skew = Number(document.querySelector('meta[name="server-now"]').content) - Date.now();
   const now = () => Date.now() + skew;
@@ -102,10 +104,7 @@
   }
 
   async function refreshInbox() {
-    const response = await fetch("/inbox/state.json", { credentials: "same-origin" });
-    if (response.status === 401) { location.assign("/inbox/login"); return; }
-    if (!response.ok) return;
-    const data = await response.json();
+    const data = await live.fetchJSON("/inbox/state.json");
     skew = data.now - Date.now();
     drawPresences(data.presences);
     drawOffers(data.offers);
@@ -138,9 +137,7 @@
     const after = last ? last.dataset.id : "";
     const url = "/inbox/t/" + path(history.dataset.tenant) + "/c/" + path(history.dataset.conversation) +
       "/messages.json?after=" + encodeURIComponent(after);
-    const response = await fetch(url, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const data = await response.json();
+    const data = await live.fetchJSON(url);
     for (const e of data.entries) {
       if (!entries.querySelector('[data-id="' + CSS.escape(e.id) + '"]')) entries.append(drawEntry(e));
     }
@@ -196,40 +193,31 @@
 
   // --- the socket ---
 
-  let pending = null;
-  function soon(action) {  // many events in a burst: one redraw
-    if (pending) return;
-    pending = setTimeout(() => { pending = null; action().catch(() => {}); }, 300);
+  const pending = new Map();
+  function soon(action) {  // many events in a burst: one redraw each
+    if (pending.has(action)) return;
+    pending.set(action, setTimeout(() => { pending.delete(action); action().catch(() => {}); }, 300));
   }
 
-  let delay = 1000;
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/inbox/live");
-    socket.onopen = () => { delay = 1000; };
-    socket.onmessage = (message) => {
-      const event = JSON.parse(message.data);
-      document.body.dataset.live = "on";
-      if (page === "inbox") { soon(refreshInbox); return; }
-      if (page === "conversation" && history) {
-        if (event.conversation === history.dataset.conversation && event.tenant === history.dataset.tenant) {
-          soon(refreshConversation);
-          if (event.kind === "visitor_typing") { showTyping(event.active); return; }
-          if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
-          if (event.kind === "message" && event.direction === "in") showTyping(false);
-          if (event.kind === "transferred") notice("This conversation was transferred.");
-          if (event.kind === "closed") notice("This conversation was closed.");
-        } else if (event.kind === "reserved") {
-          notice("A new offer is waiting in your inbox.");
-        }
-      }
-    };
-    socket.onclose = (closed) => {
-      document.body.dataset.live = "off";
-      if (closed.code === 4401) { location.href = "/inbox/login"; return; }  // the session ended
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
+  function onEvent(event) {
+    if (page === "inbox") { soon(refreshInbox); return; }
+    if (page !== "conversation" || !history) return;
+    if (event.conversation === history.dataset.conversation && event.tenant === history.dataset.tenant) {
+      if (event.kind === "visitor_typing") { showTyping(event.active); return; }
+      if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
+      soon(refreshConversation);
+      if (event.kind === "message" && event.direction === "in") showTyping(false);
+      if (event.kind === "transferred") notice("This conversation was transferred.");
+      if (event.kind === "closed") notice("This conversation was closed.");
+    } else if (event.kind === "reserved") {
+      notice("A new offer is waiting in your inbox.");
+    }
+  }
+
+  async function resync() {  // what happened while the socket was away
+    if (page === "inbox") return refreshInbox();
+    if (page === "conversation" && history) return refreshConversation();
+    return undefined;
   }
 
   const canned = document.getElementById("canned");
@@ -241,5 +229,5 @@
 
   tick();
   setInterval(tick, 1000);
-  connect();
+  live.start({ onEvent: onEvent, onResync: resync });
 })();

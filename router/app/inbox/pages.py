@@ -29,6 +29,8 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "live.js": "application/javascript",
+    "reply.js": "application/javascript",
 }
 
 
