@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -112,7 +113,7 @@ async def web_process(w: World, port: int) -> AsyncIterator[TestServer]:
 
 
 async def test_the_banner_shows_while_the_web_process_is_down_and_the_page_is_current_after_it_restarts(
-    browser: Browser,
+    browser: Browser, artifacts: Path
 ) -> None:
     w, _unused = await start_inbox()
     await w.available("amy")
@@ -126,6 +127,7 @@ async def test_the_banner_shows_while_the_web_process_is_down_and_the_page_is_cu
     await expect(status).to_contain_text("Reconnecting")
     await expect(amy.locator("body")).to_have_attribute("data-live", "reconnecting")
     assert await status.get_attribute("role") == "status"
+    await amy.screenshot(path=str(artifacts / "inbox-reconnecting.png"))
     await w.arrive(body="I wrote while the web process was down")  # no socket hears of it
 
     async with web_process(w, port):

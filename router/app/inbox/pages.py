@@ -30,6 +30,8 @@ STATIC = {
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
     "live.js": "application/javascript",
+    "attention.js": "application/javascript",
+    "shortcuts.js": "application/javascript",
     "reply.js": "application/javascript",
 }
 
