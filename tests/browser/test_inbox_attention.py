@@ -75,8 +75,11 @@ async def test_a_new_offer_chimes_notifies_and_counts_in_the_title(browser: Brow
         await expect(enable).to_be_hidden()
         await expect(amy.locator("#attention-status")).to_have_text("Notifications are on.")
 
+        hint = amy.locator("#presence-hint")  # offline: the page says why nothing is offered
+        await expect(hint).to_have_text(re.compile(r"^You are not available, so no contacts are offered to you"))
         await go_available(amy)
         await expect(amy.locator("body")).to_have_attribute("data-live", "on")
+        await expect(hint).to_be_hidden()
         await expect(amy).to_have_title("Agent inbox")
         await w.arrive(address="+15551230000", body="My meter reads zero")
         await expect(amy.locator(".offer")).to_contain_text("My meter reads zero")
