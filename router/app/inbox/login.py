@@ -1,10 +1,12 @@
 """Logging in and out of the inbox.
 
 The login form has no session yet, so its CSRF token is a double-submit cookie.
-A successful login always gets a new session id (no session fixation); a failed
-one says no more than "wrong login or password", or "too many attempts" for any name
-tried too often, existing or not (so the answer never tells which logins exist). A
-client that fails too often across names is throttled: 429, with Retry-After.
+A successful login always gets a new session id (no session fixation), and goes back
+to the page the agent was on when their session ended (`next`, a path of the inbox
+only); a failed one says no more than "wrong login or password", or "too many
+attempts" for any name tried too often, existing or not (so the answer never tells
+which logins exist). A client that fails too often across names is throttled: 429,
+with Retry-After. `/inbox/session.json` tells a page whether its session lasts.
 
 A login with a second factor is two steps: a right password starts a pending login
 (its own short-lived cookie, router/app/inbox/second_factor.py), and only the right
@@ -18,12 +20,14 @@ import logging
 import math
 import secrets
 import time
+from urllib.parse import urlencode
 
 from aiohttp import web
 
+from router import events
 from router.app.inbox import accounts, lockout, second_factor, sessions
 from router.app.inbox.rendering import read_form, render
-from router.app.inbox.sessions import SESSION
+from router.app.inbox.sessions import SESSION, USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 
 log = logging.getLogger(__name__)
@@ -44,9 +48,12 @@ def client_address(request: web.Request) -> str:
     return request.app[SETTINGS].client_address(request.remote, request.headers.getall("X-Forwarded-For", []))
 
 
-async def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+async def login_page(
+    request: web.Request, error: str = "", status: int = 200, next_path: str | None = None
+) -> web.Response:
     token = secrets.token_urlsafe(32)
-    response = render(request, "login.html", status=status, login_csrf=token, error=error)
+    next_path = sessions.safe_next(next_path if next_path is not None else request.query.get("next", ""))
+    response = render(request, "login.html", status=status, login_csrf=token, error=error, next_path=next_path)
     sessions.set_cookie(response, request, sessions.LOGIN_COOKIE, token, max_age=3600)
     return response
 
@@ -69,22 +76,24 @@ async def login(request: web.Request) -> web.Response:
     except accounts.Throttled as throttled:
         wait = max(1, math.ceil(throttled.until - time.time()))
         log.warning("inbox login throttled: %s (tried %r)", client, typed)
-        response = await login_page(request, THROTTLED.format(minutes=math.ceil(wait / 60)), status=429)
+        message = THROTTLED.format(minutes=math.ceil(wait / 60))
+        response = await login_page(request, message, status=429, next_path=form.get("next", ""))
         response.headers["Retry-After"] = str(wait)
         return response
     except accounts.LoginFailed as failed:
         log.info("inbox login failed for %r from %s%s", typed, client, " (locked)" if failed.locked_until else "")
         # The same words whether or not the login exists: unknown names are locked alike.
         error = TOO_MANY if failed.locked_until else WRONG
-        return await login_page(request, error, status=401)
+        return await login_page(request, error, status=401, next_path=form.get("next", ""))
+    next_path = sessions.safe_next(form.get("next", ""))
     if user.second_factor:
         token, _pending = await second_factor.begin(store, user.login)
-        response = web.HTTPSeeOther(CODE_PATH)
+        response = web.HTTPSeeOther(CODE_PATH + (f"?{urlencode({'next': next_path})}" if next_path else ""))
         sessions.set_cookie(response, request, PENDING_COOKIE, token, max_age=second_factor.PENDING_SECONDS)
         response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.PREFIX)
         log.info("inbox login: %s, password right, asked for the code", user.login)
         raise response
-    raise await _start_session(request, user)
+    raise await _start_session(request, user, next_path)
 
 
 async def code_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
@@ -92,7 +101,8 @@ async def code_page(request: web.Request, error: str = "", status: int = 200) ->
     pending = await second_factor.pending(request.app[STORE], request.cookies.get(PENDING_COOKIE, ""))
     if pending is None:
         raise web.HTTPSeeOther(f"{sessions.PREFIX}/login")
-    return render(request, "login_code.html", status=status, login_csrf=pending.csrf, error=error)
+    next_path = sessions.safe_next(request.query.get("next", ""))
+    return render(request, "login_code.html", status=status, login_csrf=pending.csrf, error=error, next_path=next_path)
 
 
 async def code(request: web.Request) -> web.Response:
@@ -122,7 +132,7 @@ async def code(request: web.Request) -> web.Response:
     user = await accounts.get(store, pending.login)
     if user is None:  # removed meanwhile
         return await _back_to_login(request, START_AGAIN)
-    response = await _start_session(request, user)
+    response = await _start_session(request, user, form.get("next", ""))
     response.del_cookie(PENDING_COOKIE, path=sessions.PREFIX)
     raise response
 
@@ -133,25 +143,27 @@ async def _back_to_login(request: web.Request, error: str) -> web.Response:
     return response
 
 
-async def _start_session(request: web.Request, user: accounts.User) -> web.HTTPSeeOther:
+async def _start_session(request: web.Request, user: accounts.User, next_path: str = "") -> web.HTTPSeeOther:
     """A new session for a user who has passed every step; the redirect that carries it."""
     store = request.app[STORE]
     old = await sessions.load(store, request.cookies.get(sessions.COOKIE, ""))
     if old is not None:
         await sessions.destroy(store, old)  # a new id on every login: no session fixation
     session_id, _session = await sessions.create(store, user.login)
-    response = web.HTTPSeeOther(landing(request, user))
+    response = web.HTTPSeeOther(landing(request, user, next_path))
     sessions.set_cookie(response, request, sessions.COOKIE, session_id, max_age=sessions.IDLE_SECONDS)
     response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.PREFIX)
     log.info("inbox login: %s", user.login)
     return response
 
 
-def landing(request: web.Request, user: accounts.User) -> str:
-    """Where a new session starts: enrolment first for a login that must have a second factor."""
+def landing(request: web.Request, user: accounts.User, next_path: str = "") -> str:
+    """Where a new session starts: enrolment first for a login that must have a second factor,
+    else the page the user was on when their last session ended, else their home page."""
     if not user.second_factor and second_factor.required(user, request.app[DEPLOYMENT]):
         return ENROL_PATH
-    return f"{sessions.PREFIX}/floor" if user.supervises and not any(user.memberships.values()) else sessions.PREFIX
+    home = f"{sessions.PREFIX}/floor" if user.supervises and not any(user.memberships.values()) else sessions.PREFIX
+    return sessions.safe_next(next_path) or home
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -161,8 +173,15 @@ async def logout(request: web.Request) -> web.Response:
     raise response
 
 
+async def session_state(request: web.Request) -> web.Response:
+    """200 while the session lasts (the sessions middleware answers 401 once it has ended):
+    a page asks before it reconnects its live socket, whose refusal a script cannot read."""
+    return web.json_response({"login": request[USER].login, "now": events.now_ms()})
+
+
 def routes(app: web.Application) -> None:
     app.router.add_get("/login", login_page)
+    app.router.add_get("/session.json", session_state)
     app.router.add_post("/login", login)
     app.router.add_get("/login/code", code_page)
     app.router.add_post("/login/code", code)

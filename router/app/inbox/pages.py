@@ -30,6 +30,10 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "live.js": "application/javascript",
+    "attention.js": "application/javascript",
+    "shortcuts.js": "application/javascript",
+    "reply.js": "application/javascript",
 }
 
 
