@@ -144,25 +144,57 @@
     noOffers();
   }
 
-  function drawConversations(conversations) {
+  // --- the list pane (both pages): tabs with counts, filters, rows, pages ---
+
+  // the list's own query (tab, sort, filters, page), kept in the page's address
+  const LIST_PARAMS = ["tab", "sort", "channel", "state", "tenant", "offset"];
+  function listQuery() {
+    const here = new URLSearchParams(location.search);
+    const query = new URLSearchParams();
+    for (const name of LIST_PARAMS) if (here.get(name)) query.set(name, here.get(name));
+    return query.toString();
+  }
+
+  function drawList(list) {
     const body = document.getElementById("conversations");
+    if (!body || !list) return;
     const since = now();
-    body.replaceChildren(...conversations.map((c) => {
-      const row = el("tr", { "data-conversation": c.conversation, class: c.unread ? "unread" : "" });
-      const who = el("td");
-      who.append(el("a", { href: "/inbox/t/" + path(c.tenant) + "/c/" + path(c.conversation) }, c.customer), " ",
-        el("small", {}, c.tenant_name));
-      row.append(
-        el("td", { class: "icon", title: c.channel }, c.icon),
-        who,
-        el("td", { class: "preview" }, c.preview),
-        el("td", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
-        el("td", { class: "sla", "data-due": c.sla_due_at }),
-        el("td", {}, c.state),
-      );
-      return row;
+    body.replaceChildren(...list.rows.map((c) => {
+      const item = el("li", { class: "conv" + (c.unread ? " unread" : ""), "data-conversation": c.conversation,
+        "data-tenant": c.tenant });
+      const link = el("a", { href: "/inbox/t/" + path(c.tenant) + "/c/" + path(c.conversation) });
+      if (current && current.tenant === c.tenant && current.conversation === c.conversation) {
+        link.setAttribute("aria-current", "page");
+      }
+      const top = el("span", { class: "line" });
+      top.append(el("span", { class: "icon", title: c.channel }, c.icon), el("span", { class: "customer" }, c.customer),
+        el("small", { class: "tenant-name" }, c.tenant_name));
+      const bottom = el("span", { class: "line small" });
+      bottom.append(el("span", { class: "state" }, c.state), (c.agent && list.tab !== "mine" ? " · " + c.agent : ""),
+        " · waiting ", el("span", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
+        " · SLA ", el("span", { class: "sla", "data-due": c.sla_due_at }));
+      link.append(top, el("span", { class: "preview" }, c.preview), bottom);
+      item.append(link);
+      return item;
     }));
-    document.getElementById("no-conversations").hidden = conversations.length > 0;
+    document.getElementById("no-conversations").hidden = list.rows.length > 0;
+    for (const node of document.querySelectorAll("[data-count]")) {
+      const count = list.counts[node.dataset.count];
+      node.textContent = count ? String(count) : "";
+    }
+    const pager = document.getElementById("pager");
+    if (pager) {
+      pager.hidden = list.total <= list.limit;
+      pager.querySelector(".range").textContent = (list.offset + 1) + "–" +
+        Math.min(list.offset + list.limit, list.total) + " of " + list.total;
+      pager.querySelector('[rel="prev"]').hidden = list.offset === 0;
+      pager.querySelector('[rel="next"]').hidden = list.offset + list.limit >= list.total;
+    }
+  }
+
+  const filters = document.getElementById("list-filters");
+  if (filters) {  // a changed filter shows its first page at once
+    filters.addEventListener("change", () => filters.requestSubmit());
   }
 
   // the agent's offers and conversations, for the title's count and the shortcuts on every page
@@ -173,10 +205,13 @@
     : null;
 
   async function refreshState() {
-    const data = await live.fetchJSON("/inbox/state.json");
+    const query = listQuery();
+    const data = await live.fetchJSON("/inbox/state.json" + (query ? "?" + query : ""));
     skew = data.now - Date.now();
     state = data;
     attention.update(data, current);
+    drawList(data.list);
+    tick();
     return data;
   }
 
@@ -184,8 +219,6 @@
     const data = await refreshState();
     drawPresences(data.presences);
     drawOffers(data.offers);
-    drawConversations(data.conversations);
-    tick();
   }
 
   // --- the conversation page ---
@@ -304,6 +337,7 @@
       if (event.kind === "visitor_typing") { showTyping(event.active); return; }
       if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
       soon(refreshConversation);
+      soon(refreshState);  // its row in the list too
       if (event.kind === "message" && event.direction === "in") showTyping(false);
       if (event.kind === "transferred") notice("This conversation was transferred.");
       if (event.kind === "closed") notice("This conversation was closed.");
@@ -338,7 +372,7 @@
       return;
     }
     if (!state || !current) return;
-    const list = state.conversations;
+    const list = state.list.rows;
     const at = list.findIndex((c) => c.tenant === current.tenant && c.conversation === current.conversation);
     const next = list[at < 0 ? 0 : at + by];
     if (next) location.assign("/inbox/t/" + path(next.tenant) + "/c/" + path(next.conversation));

@@ -368,7 +368,7 @@ async def test_the_visitors_prechat_name_is_on_the_offer_the_list_the_conversati
             "Thank you for getting in touch; I am looking into it now."
         )
         await agent.goto(str(server.make_url("/inbox")))
-        await expect(agent.locator("#conversations tr a")).to_have_text("Jane Doe")
+        await expect(agent.locator("#conversations .customer")).to_have_text("Jane Doe")
         assert "v-" not in await agent.locator("main").inner_text()  # no visitor id anywhere on the page
 
 

@@ -33,9 +33,9 @@ async def test_an_agent_sees_their_own_list_with_unread_counts_and_cannot_open_t
         assert data["list"]["counts"]["mine"] == 1  # one unread
         assert data["list"]["tabs"] == ["mine"]
         sneaky = await (await client.get("/inbox/state.json", params={"tab": "all"})).json()
-        assert sneaky["list"]["tab"] == "mine" and len(sneaky["conversations"]) == 2
+        assert sneaky["list"]["tab"] == "mine" and len(sneaky["list"]["rows"]) == 2
         emails = await (await client.get("/inbox/state.json", params={"channel": "email"})).json()
-        assert [c["preview"] for c in emails["conversations"]] == ["second"] and emails["list"]["total"] == 1
+        assert [c["preview"] for c in emails["list"]["rows"]] == ["second"] and emails["list"]["total"] == 1
 
 
 async def test_a_supervisor_sees_the_waiting_queue_and_every_open_conversation_sorted_and_filtered(
@@ -49,14 +49,14 @@ async def test_a_supervisor_sees_the_waiting_queue_and_every_open_conversation_s
     client, _token = await logged_in(inbox, "sue")
     async with client:
         queue = await (await client.get("/inbox/state.json", params={"tab": "queue", "sort": "waiting"})).json()
-        assert [c["preview"] for c in queue["conversations"]] == ["waits long", "waits a bit"]
-        assert {c["state"] for c in queue["conversations"]} == {"queued"}
+        assert [c["preview"] for c in queue["list"]["rows"]] == ["waits long", "waits a bit"]
+        assert {c["state"] for c in queue["list"]["rows"]} == {"queued"}
         assert queue["list"]["counts"]["queue"] == 2 and queue["list"]["counts"]["all"] == 3
         everything = await (await client.get("/inbox/state.json", params={"tab": "all"})).json()
-        assert {c["conversation"] for c in everything["conversations"]} >= {held}
-        assert next(c for c in everything["conversations"] if c["conversation"] == held)["agent"] == "Zoe Zhang"
+        assert {c["conversation"] for c in everything["list"]["rows"]} >= {held}
+        assert next(c for c in everything["list"]["rows"] if c["conversation"] == held)["agent"] == "Zoe Zhang"
         assigned = await (await client.get("/inbox/state.json", params={"tab": "all", "state": "assigned"})).json()
-        assert [c["conversation"] for c in assigned["conversations"]] == [held]
+        assert [c["conversation"] for c in assigned["list"]["rows"]] == [held]
 
 
 async def test_the_list_pages_past_a_hundred_rows(inbox: Inbox) -> None:
@@ -68,6 +68,6 @@ async def test_the_list_pages_past_a_hundred_rows(inbox: Inbox) -> None:
         first = await (await client.get("/inbox/state.json", params={"tab": "queue"})).json()
         second = await (await client.get("/inbox/state.json", params={"tab": "queue", "offset": "100"})).json()
     assert first["list"]["total"] == second["list"]["total"] == listing.PAGE + 5
-    assert len(first["conversations"]) == listing.PAGE and len(second["conversations"]) == 5
-    seen = {c["conversation"] for c in first["conversations"]} | {c["conversation"] for c in second["conversations"]}
+    assert len(first["list"]["rows"]) == listing.PAGE and len(second["list"]["rows"]) == 5
+    seen = {c["conversation"] for c in first["list"]["rows"]} | {c["conversation"] for c in second["list"]["rows"]}
     assert len(seen) == listing.PAGE + 5

@@ -783,7 +783,7 @@ async def test_an_agent_links_another_address_to_the_customer_and_what_comes_fro
         response = await client.post(f"/inbox/t/acme/c/{conversation}/link", data=form, allow_redirects=False)
         assert response.headers["Location"] == f"/inbox/t/acme/c/{conversation}?done=linked"
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
-        assert '<span class="ident">Email ana@example.com</span>' in page
+        assert '<li class="ident">Email ana@example.com</li>' in page
         assert await w.arrive(channel="email", address="ana@example.com", body="the photo") == conversation
         bad = {"csrf": token, "kind": "phone", "address": "not a number"}
         refused = await client.post(f"/inbox/t/acme/c/{conversation}/link", data=bad)

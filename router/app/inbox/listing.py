@@ -81,11 +81,6 @@ async def offers(store: Store, deployment: Deployment, user: User) -> list[dict[
     return sorted(result, key=lambda o: o["expires_at"])
 
 
-async def conversations_of(store: Store, deployment: Deployment, user: User) -> list[dict[str, object]]:
-    """The conversations holding the user's slots in every tenant, newest activity first."""
-    return (await page(store, deployment, user, Filter())).rows
-
-
 # --- the list's tabs, sorts, filters and pages ---
 
 TABS = ("mine", "queue", "all")  # offers are listed on their own; queue and all for supervisors

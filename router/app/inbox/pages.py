@@ -58,40 +58,63 @@ async def _presences(request: web.Request) -> list[dict[str, str]]:
     return result
 
 
+async def _lists(request: web.Request) -> tuple[listing.Page, listing.Filter, listing.Page]:
+    """The user's own conversations (for attention: counts, title, shortcuts) and the list
+    pane as the page's query asks (?tab=mine|queue|all&sort=activity|sla|waiting&channel=
+    &tenant=&state=&offset=: listing.Filter); the same page when it asks for the default."""
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    mine = await listing.page(store, deployment, user, listing.Filter())
+    flt = listing.Filter.parse(request.query, user)
+    return mine, flt, mine if flt == listing.Filter() else await listing.page(store, deployment, user, flt)
+
+
+def _list_view(request: web.Request, flt: listing.Filter, shown: listing.Page) -> dict[str, object]:
+    """The list pane's own fields, for the template and the JSON alike."""
+    user, deployment = request[USER], request.app[DEPLOYMENT]
+    tenants = user.tenants(deployment)
+    return {
+        "tab": flt.tab,
+        "sort": flt.sort,
+        "channel": flt.channel,
+        "state": flt.state,
+        "tenant": flt.tenant,
+        "offset": flt.offset,
+        "limit": flt.limit,
+        "total": shown.total,
+        "counts": shown.counts,
+        "rows": shown.rows,
+        "tabs": list(listing.TABS if user.supervises else ("mine",)),
+        "tenants": [(t, deployment.tenant(t).name or t) for t in tenants] if len(tenants) > 1 else [],
+        "channels": list(listing.CHANNEL_ICONS),
+        "states": list(listing.STATES),
+        "sorts": list(listing.SORTS),
+    }
+
+
 async def inbox(request: web.Request) -> web.Response:
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    _mine, flt, shown = await _lists(request)
     return render(
         request,
         "inbox.html",
         presences=await _presences(request),
         offers=await listing.offers(store, deployment, user),
-        conversations=await listing.conversations_of(store, deployment, user),
+        listing=_list_view(request, flt, shown),
         presence_choices=("available", "away", "offline"),
     )
 
 
 async def state_json(request: web.Request) -> web.Response:
-    """What the inbox page shows, for the live script to redraw it without a reload; the
-    list as its query asks (?tab=mine|queue|all&sort=activity|sla|waiting&channel=&tenant=
-    &state=&offset=: listing.Filter)."""
+    """What the desk's pages show, for the live script to redraw them without a reload."""
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
-    flt = listing.Filter.parse(request.query, user)
-    shown = await listing.page(store, deployment, user, flt)
+    mine, flt, shown = await _lists(request)
     return web.json_response(
         {
             "now": events.now_ms(),
             "presences": await _presences(request),
             "offers": await listing.offers(store, deployment, user),
-            "conversations": shown.rows,
-            "list": {
-                "tab": flt.tab,
-                "sort": flt.sort,
-                "offset": flt.offset,
-                "limit": flt.limit,
-                "total": shown.total,
-                "counts": shown.counts,
-                "tabs": list(listing.TABS if user.supervises else ("mine",)),
-            },
+            "conversations": mine.rows,
+            "list": _list_view(request, flt, shown),
         }
     )
 
@@ -235,6 +258,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
+        listing=_list_view(request, *(await _lists(request))[1:]),
+        current_conversation=record["id"],
     )
 
 

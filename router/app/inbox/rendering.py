@@ -56,6 +56,7 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
             csrf=session.csrf if session else "",
             done=DONE.get(request.query.get("done", ""), ""),
             now_ms=events.now_ms(),
+            request_path=request.path,
             **context,
         )
     )
