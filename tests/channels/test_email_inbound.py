@@ -42,6 +42,7 @@ email = { addresses = ["care@globex.example"] }
 id = "sales"
 """
 MAX_BYTES = 64_000
+SMTP_POLICY = EmailMessage().policy.clone(linesep="\r\n")
 
 
 def mail(body: str = "My invoice is wrong.", *, subject: str = "Invoice", **headers: str) -> EmailMessage:
@@ -158,6 +159,68 @@ async def test_the_size_is_refused_up_front_when_the_client_declares_it(mailbox:
 
     code, _ = await asyncio.to_thread(declare)
     assert code == 552
+
+
+def sendmail(port: int, data: bytes) -> dict | smtplib.SMTPDataError:
+    """smtplib.sendmail as scripts call it: the bytes as they are (bare LFs and all)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        try:
+            return client.sendmail("jane@example.com", ["help@acme.example"], data)
+        except smtplib.SMTPDataError as refused:
+            return refused
+
+
+async def test_mail_whose_lines_end_in_a_bare_lf_is_taken_in(mailbox: Mailbox) -> None:
+    # Python's own idiom: msg.as_bytes() has LF line ends, which smtplib sends unchanged;
+    # a 5 KB message of short lines, dot-stuffed by smtplib where a line starts with a dot
+    lines = [f"Line {n} of my complaint." for n in range(200)]
+    message = mail("\n".join([*lines, ".", ".profile is a file", "Regards"]), Message_ID="<lf@example.com>")
+    data = message.as_bytes()
+    assert b"\r" not in data and len(data) > 5000
+    assert await asyncio.to_thread(sendmail, mailbox.port, data) == {}  # no recipient refused
+    [contact] = await mailbox.contacts()
+    assert (contact.provider_id, contact.subject) == ("lf@example.com", "Invoice")
+    assert contact.body.strip() == "\n".join([*lines, ".", ".profile is a file", "Regards"])
+
+
+async def test_a_line_longer_than_998_octets_is_refused_with_500(mailbox: Mailbox) -> None:
+    # RFC 5321 4.5.3.1.6: 998 octets and the CRLF (aiosmtpd leaves room for one more, a
+    # leading dot's stuffing); 4.5.3.1.10: the reply is "500 Line too long"
+    for n, ending in enumerate((b"\r\n", b"\n")):
+        head = b"From: jane@example.com" + ending + b"To: help@acme.example" + ending
+        for length in (998, 1000):
+            raw = head + b"Message-ID: <%d.%d@example.com>" % (length, n) + ending + ending
+            raw += b"x" * length + ending + b"end" + ending
+            outcome = await asyncio.to_thread(sendmail, mailbox.port, raw)
+            if length == 998:
+                assert outcome == {}, (ending, outcome)
+            else:
+                assert isinstance(outcome, smtplib.SMTPDataError), (ending, outcome)
+                assert outcome.smtp_code == 500 and b"Line too long" in outcome.smtp_error
+    assert sorted(c.provider_id for c in await mailbox.contacts()) == ["998.0@example.com", "998.1@example.com"]
+
+
+async def test_a_lone_dot_beside_a_bare_lf_does_not_end_the_mail(mailbox: Mailbox) -> None:
+    """Only CRLF.CRLF ends the mail: a dot on a line of its own next to a bare LF is text,
+    so nobody can slip a second message in where another server would not see one."""
+    smuggled = b"\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<help@acme.example>\r\nDATA\r\n"
+    smuggled += b"From: evil@example.com\r\nSubject: smuggled\r\n\r\nhi\r\n.\n"
+    raw = mail("Hello", Message_ID="<carrier@example.com>").as_bytes(policy=SMTP_POLICY) + smuggled
+
+    def transaction() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10) as client:
+            client.ehlo()
+            client.mail("jane@example.com")
+            client.rcpt("help@acme.example")
+            client.putcmd("data")
+            assert client.getreply()[0] == 354
+            client.send(raw + b"\r\n.\r\n")  # unstuffed, as an attacker's client sends it
+            return client.getreply()
+
+    code, _ = await asyncio.to_thread(transaction)
+    assert code == 250
+    [contact] = await mailbox.contacts()
+    assert contact.provider_id == "carrier@example.com" and "MAIL FROM:<evil@example.com>" in contact.body
 
 
 async def test_a_store_failure_answers_451_so_the_sender_retries(mailbox: Mailbox, monkeypatch) -> None:
