@@ -2,10 +2,11 @@
 decides what an agent sees.
 
 `read(raw)` never raises on a malformed message: what could be read is kept, and
-what could not is counted in `defects`. Text parts are decoded here (not with
-get_content()) so that a mislabelled legacy charset still reads: GB2312 mail is
-often really GBK/GB18030, Big5 often Big5-HKSCS, ISO-2022-JP often uses the
-extensions; each label is read with its superset.
+what could not is counted in `defects`. Text parts and the headers people read
+(subject, display names) are decoded here (not with get_content() or the email
+package's header objects) so that a mislabelled legacy charset still reads: each
+label is read with its supersets (channels.email.charsets), in the body and in
+RFC 2047 encoded words alike, and raw 8-bit headers in the message's charset.
 """
 
 from __future__ import annotations
@@ -20,23 +21,8 @@ from email.utils import getaddresses
 from functools import lru_cache
 from html.parser import HTMLParser
 
-# A declared charset -> the codec that reads it and what senders put under its name.
-CHARSET_SUPERSETS = {
-    "gb2312": "gb18030",
-    "gbk": "gb18030",
-    "x-gbk": "gb18030",
-    "cp936": "gb18030",
-    "big5": "big5hkscs",
-    "x-big5": "big5hkscs",
-    "iso-2022-jp": "iso2022_jp_ext",
-    "ks_c_5601-1987": "cp949",
-    "euc-kr": "cp949",
-    "shift_jis": "cp932",
-    "x-sjis": "cp932",
-    "iso-8859-1": "cp1252",  # the web's rule: Latin-1 labels are Windows-1252 in practice
-    "us-ascii": "utf-8",
-    "ascii": "utf-8",
-}
+from channels.email import charsets
+
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponse")
@@ -118,31 +104,46 @@ def clean(text: str) -> str:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\x00", "")
 
 
-def _header(message: EmailMessage, name: str, default: str = "") -> str:
-    """A header's decoded value (RFC 2047 words decoded); a broken one reads as raw text."""
-    try:
-        value = message.get(name)
-    except Exception:  # the header parser gave up on it: keep the raw bytes as text
-        value = next((v for k, v in message.raw_items() if k.lower() == name.lower()), None)
-    return default if value is None else clean(" ".join(str(value).split()))
+def _raw_values(message: EmailMessage, name: str) -> list[str]:
+    """A header's values as they came (no header objects: each is decoded here)."""
+    name = name.lower()
+    return [charsets.FOLD.sub("", str(v)) for k, v in message.raw_items() if k.lower() == name]
 
 
-def _addresses(message: EmailMessage, name: str) -> list[tuple[str, str]]:
-    try:
-        values = [str(v) for v in message.get_all(name, [])]
-    except Exception:
-        values = [v for k, v in message.raw_items() if k.lower() == name.lower()]
-    return [(clean(n), clean(a).strip().lower()) for n, a in getaddresses(values) if "@" in a]
+def _header(message: EmailMessage, name: str, fallback: tuple[str, ...] = ()) -> str:
+    """A header's text, its RFC 2047 words decoded and raw 8-bit bytes read in the
+    message's charset (`fallback`), on one line."""
+    values = _raw_values(message, name)
+    return clean(" ".join(charsets.header(values[0], *fallback).split())) if values else ""
+
+
+def _addresses(message: EmailMessage, name: str, fallback: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(display name, address) pairs, the names decoded as _header decodes text."""
+    pairs = getaddresses(_raw_values(message, name))
+    return [
+        (clean(" ".join(charsets.header(n, *fallback).split())), clean(a).strip().lower()) for n, a in pairs if "@" in a
+    ]
+
+
+def _message_charsets(message: EmailMessage) -> tuple[str, ...]:
+    """The first charset the message declares (its own, else its first text part's): what a
+    raw 8-bit header was most likely written in."""
+    for part in message.walk():
+        charset = part.get_param("charset")
+        if isinstance(charset, str) and charset:
+            return (charset.lower(),)
+    return ()
 
 
 def _headers(message: EmailMessage, mail: Mail) -> None:
-    senders = _addresses(message, "From") or _addresses(message, "Sender")
+    fallback = _message_charsets(message)
+    senders = _addresses(message, "From", fallback) or _addresses(message, "Sender", fallback)
     if senders:
         mail.sender_name, mail.sender = senders[0]
     replies = _addresses(message, "Reply-To")
     mail.reply_to = replies[0][1] if replies else ""
     mail.to = [a for _n, a in _addresses(message, "To") + _addresses(message, "Cc")]
-    mail.subject = _header(message, "Subject")
+    mail.subject = _header(message, "Subject", fallback)
     mail.date = _header(message, "Date")
     ids = MESSAGE_ID.findall(_header(message, "Message-ID"))
     mail.message_id = ids[0] if ids else ""
@@ -241,17 +242,11 @@ def text_of(part: EmailMessage) -> str:
         data = part.get_payload(decode=True) or b""
     except Exception:
         data = str(part.get_payload()).encode("utf-8", "surrogateescape")
-    declared = (part.get_content_charset() or "utf-8").lower()
-    codec = CHARSET_SUPERSETS.get(declared, declared)
-    for charset in (codec, declared, "utf-8"):
-        try:
-            return clean(data.decode(charset)).replace("\r\n", "\n")
-        except (LookupError, UnicodeDecodeError):
-            continue
-    try:  # a few bad bytes in a known charset: keep the rest
-        return clean(data.decode(codec, "replace")).replace("\r\n", "\n")
-    except LookupError:  # an unknown charset label
-        return clean(data.decode("utf-8", "replace")).replace("\r\n", "\n")
+    try:
+        declared = part.get_content_charset() or "utf-8"
+    except Exception:  # a charset parameter the header parser cannot read
+        declared = "utf-8"
+    return clean(charsets.decode(data, declared)).replace("\r\n", "\n")
 
 
 class _TextExtractor(HTMLParser):

@@ -295,6 +295,21 @@ async def test_legacy_charsets_and_encoded_subjects_are_decoded(mailbox: Mailbox
     assert [(c.subject, c.body.strip()) for c in contacts] == [(s, b) for _c, b, s in cases]
 
 
+async def test_subjects_and_names_in_legacy_charsets_arrive_whole(mailbox: Mailbox) -> None:
+    from tests.channels.test_email_mime import encoded_word, headed
+
+    cases = [  # the issue's: 朱\ufffdF基的问题, and half-width kana left as =?ISO-2022-JP?B?...?=
+        ("GB2312", "gbk", "朱镕基的问题", "朱先生"),
+        ("ISO-2022-JP", "iso2022_jp_ext", "ｾｰﾙのお知らせ", "ﾔﾏﾀﾞ ﾀﾛｳ"),
+        ("Big5", "big5hkscs", "佢哋嘅帳單", "陳大文"),
+    ]
+    for n, (label, codec, subject, name) in enumerate(cases):
+        sender = f"{encoded_word(name.encode(codec), label)} <c{n}@example.cn>"
+        raw = headed(encoded_word(subject.encode(codec), label), sender).replace(b"<h@", b"<%d@" % n)
+        assert (await mailbox.send(raw, sender=f"c{n}@example.cn"))[0] == 250
+    assert [(c.subject, c.name) for c in await mailbox.contacts()] == [(s, n) for _l, _c, s, n in cases]
+
+
 async def test_html_only_mail_arrives_as_text_with_the_html_kept(mailbox: Mailbox) -> None:
     message = mail()
     message.set_content("<p>Hello <b>there</b></p><p>Second line</p>", subtype="html")
