@@ -75,6 +75,7 @@ class Draft:
     in_reply_to: str = ""
     references: list[str] = field(default_factory=list)
     reply_to: str = ""
+    cc: list[str] = field(default_factory=list)  # others in the conversation the agent chose to copy
     token: str = ""
     files: list[tuple[events.Attachment, bytes]] = field(default_factory=list)  # stored attachments, read
     links: list[events.Attachment] = field(default_factory=list)  # attachments only reachable by URL
@@ -131,6 +132,8 @@ def build(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> Emai
     mail = EmailMessage(policy=SEVEN_BIT)
     mail["From"] = formataddr((tenant.email.from_name or tenant.name or "", draft.sender))
     mail["To"] = draft.to
+    if draft.cc:
+        mail["Cc"] = ", ".join(draft.cc)
     mail["Subject"] = draft.subject
     mail["Date"] = format_datetime(_utc(message.occurred_at))
     mail["Message-ID"] = f"<{draft.message_id}>"

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # characters; events.Body's limit
 MAX_SUBJECT = 998  # RFC 5322's line limit is plenty for a subject
+MAX_METADATA = 1024  # characters of a header kept in a contact's metadata
 # A message this big is read in a worker thread: parsing holds the event loop for as long
 # as it runs (seconds for a message near SMTP_MAX_BYTES), and every other SMTP session
 # waits meanwhile. A smaller one parses faster than the hand-off to a thread costs.
@@ -198,6 +199,21 @@ class InboundHandler:
                 metadata["html_omitted"] = "1"  # the text body is still there
         return attachments, metadata
 
+    def _others(self, mail: mime.Mail, sender: str) -> str:
+        """Whom else the mail was to (its To and Cc, none of our own addresses), for an agent's
+        explicit reply-all: ", "-separated, as many whole addresses as fit the metadata."""
+        others = [
+            a
+            for a in dict.fromkeys(mail.to)
+            if a != sender and self.deployment.tenant_by_email(threads.without_token(a)) is None
+        ]
+        kept = ""
+        for address in others:
+            if len(kept) + len(address) + 2 > MAX_METADATA:
+                break
+            kept = f"{kept}, {address}" if kept else address
+        return kept
+
     def _contact(
         self,
         mail: mime.Mail,
@@ -215,8 +231,9 @@ class InboundHandler:
             "date": mail.date,
             "message_id": mail.message_id,
             "defects": ", ".join(sorted(set(mail.defects))),
+            "cc": self._others(mail, sender),
         }
-        metadata.update({k: v[:1024] for k, v in details.items() if v})
+        metadata.update({k: v[:MAX_METADATA] for k, v in details.items() if v})
         if mail.auto_submitted:
             metadata["auto_submitted"] = "1"
         body = mail.body

@@ -56,8 +56,9 @@ class EmailSender:
 
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = self.deployment.tenant(message.tenant)
-        if not ADDRESS.fullmatch(message.to):
-            raise PermanentFailure(f"{message.to!r} is not an email address")
+        for address in (message.to, *message.cc):
+            if not ADDRESS.fullmatch(address):
+                raise PermanentFailure(f"{address!r} is not an email address")
         draft = await self.draft(tenant, message)
         try:
             mail = build(tenant, message, draft)
@@ -106,6 +107,7 @@ class EmailSender:
             in_reply_to=in_reply_to,
             references=references,
             reply_to=threads.plus_address(sender, token) if token and sender else "",
+            cc=[a for a in message.cc if a != message.to],
             token=token,
             files=files,
             links=links,

@@ -183,19 +183,55 @@ async def test_the_customer_s_answer_to_our_reply_joins_the_conversation(office:
     await office.dispatch()
     ours = office.relay.received[0].message
     answer = customer_mail(
-        "Thanks!", From="jane.work@example.org", subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.org>",
+        "Thanks!", subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.com>",
         In_Reply_To=ours["Message-ID"], References=f"{ours['References']} {ours['Message-ID']}",
     )  # fmt: skip
     assert await office.customer_writes(answer) == 250
     routed = await office.route()
     assert set(routed.values()) == {conversation}
     second = await conversations.send_reply(office.world.store, "acme", conversation, "amy", "You're welcome.")
-    assert second.to == "jane.work@example.org"
+    assert second.to == "jane@example.com"
     await office.dispatch()
     follow_up = office.relay.received[1].message
-    assert follow_up["In-Reply-To"] == "<thanks@example.org>"
-    assert follow_up["References"] == f"<first@example.com> {ours['Message-ID']} <thanks@example.org>"
+    assert follow_up["In-Reply-To"] == "<thanks@example.com>"
+    assert follow_up["References"] == f"<first@example.com> {ours['Message-ID']} <thanks@example.com>"
     assert follow_up["Subject"] == ours["Subject"]  # "Re: " once, the same token
+
+
+async def test_someone_on_cc_who_replies_joins_the_thread_but_replies_still_go_to_the_customer(
+    office: Office,
+) -> None:
+    # the case: Jane copies her colleague; he answers our reply into the thread
+    first = customer_mail("What is my balance?", Cc="Bob Lee <bob@corp.example>", Message_ID="<first@example.com>")
+    assert await office.customer_writes(first) == 250
+    [conversation] = set((await office.route()).values())
+    await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Which account?")
+    await office.dispatch()
+    ours = office.relay.received[0].message
+    bob = customer_mail(
+        "Account 42, send it to me", From="Bob Lee <bob@corp.example>", subject=f"Re: {ours['Subject']}",
+        Message_ID="<bob@corp.example>", In_Reply_To=ours["Message-ID"], References=ours["Message-ID"],
+    )  # fmt: skip
+    assert await office.customer_writes(bob) == 250
+    assert set((await office.route()).values()) == {conversation}  # he is in the conversation
+    record = await office.world.conversation(conversation)
+    assert (record["last_channel"], record["last_address"]) == ("email", "jane@example.com")
+
+    balance = await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Your balance is 1,204.")
+    await office.dispatch()
+    assert balance.to == "jane@example.com" and balance.cc == ()
+    assert office.relay.received[1].rcpt_tos == ["jane@example.com"]
+    assert "Cc" not in office.relay.received[1].message
+
+    # copying him is the agent's explicit choice, and goes as a Cc header
+    await conversations.send_reply(
+        office.world.store, "acme", conversation, "amy", "Bob, Jane has the figures.", cc=("bob@corp.example",)
+    )
+    await office.dispatch()
+    copied = office.relay.received[2]
+    assert copied.rcpt_tos == ["jane@example.com", "bob@corp.example"]
+    assert (copied.message["To"], copied.message["Cc"]) == ("jane@example.com", "bob@corp.example")
+    assert copied.message["In-Reply-To"] == "<bob@corp.example>"
 
 
 async def test_a_reply_without_threading_headers_joins_by_the_reply_address(office: Office) -> None:
