@@ -10,7 +10,8 @@ inbound stream, and only then answer 250. A delivery report marks the message
 it returns instead (channels.email.status), when one of our own mail servers
 handed it over (channels.email.trust). A failure before the contact is on
 the stream answers 451, so the sending server retries; the retry carries the
-same Message-ID and adds nothing twice. The size limit (552) is enforced by
+same Message-ID and adds nothing twice. A message too deeply nested to read at
+all answers 554: a retry would fail the same way. The size limit (552) is enforced by
 aiosmtpd's data_size_limit, before this handler runs.
 """
 
@@ -88,6 +89,9 @@ class InboundHandler:
         peer = session.peer
         try:
             mail = await parse(raw, mime.read)
+        except mime.Unreadable as exc:  # the same every time: a retry would only come back for days
+            log.warning("mail from %s (%s) refused: %s", envelope.mail_from, peer, exc)
+            return f"554 5.6.0 message refused: {exc}"
         except Exception:  # the parser is lenient; this is a bug of ours, so the sender retries
             log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
             return "451 4.3.0 message could not be read; try again later"
@@ -189,6 +193,8 @@ class InboundHandler:
             attachments.append(
                 events.Attachment(url=ref, content_type=part.content_type, filename=part.filename, size=len(part.data))
             )
+        if mail.parts_left_out:
+            omitted.append(f"{mail.parts_left_out} more attachments (at most {mime.MAX_ATTACHMENTS} a message)")
         if omitted:
             metadata["attachments_omitted"] = "; ".join(omitted)
         if mail.html:
@@ -237,6 +243,8 @@ class InboundHandler:
         if mail.auto_submitted:
             metadata["auto_submitted"] = "1"
         body = mail.body
+        if mail.parts_left_out:  # where the agent reads it
+            body += f"\n\n[{mail.parts_left_out} more attachments left out: at most {mime.MAX_ATTACHMENTS} a message]"
         if len(body) > MAX_BODY:
             body = body[: MAX_BODY - 40] + "\n[message shortened]"
             metadata["truncated"] = "1"

@@ -24,6 +24,9 @@ from html.parser import HTMLParser
 from channels.email import charsets
 
 MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
+# Files kept from one message: a 287 KB mail of tiny parts made 9,000 files, a 990 KB
+# event and a 1.9 MB inbox page. The rest are counted (Mail.parts_left_out), not kept.
+MAX_ATTACHMENTS = 100
 AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponse")
 
@@ -55,7 +58,13 @@ class Mail:
     bounce: bool = False  # a delivery status notification (multipart/report)
     auth_results: list[str] = field(default_factory=list)  # Authentication-Results, topmost first
     attachments: list[Part] = field(default_factory=list)
+    parts_left_out: int = 0  # attachments beyond MAX_ATTACHMENTS
     defects: list[str] = field(default_factory=list)
+
+
+class Unreadable(ValueError):
+    """A message no reading of ours will ever get through (multipart nested too deep for
+    the parser): the sender should not retry it."""
 
 
 class _ParseOnce(policy.EmailPolicy):
@@ -85,12 +94,17 @@ READ_POLICY = _ParseOnce()
 
 
 def read(raw: bytes) -> Mail:
-    message = BytesParser(policy=READ_POLICY).parsebytes(raw)
-    mail = Mail()
-    _headers(message, mail)
-    mail.bounce = _is_bounce(message)
-    _content(message, mail)
-    mail.defects += [type(d).__name__ for part in message.walk() for d in part.defects]
+    """Raises Unreadable for a message nested deeper than the email package can follow
+    (it recurses per level, some hundreds deep), else never."""
+    try:
+        message = BytesParser(policy=READ_POLICY).parsebytes(raw)
+        mail = Mail()
+        _headers(message, mail)
+        mail.bounce = _is_bounce(message)
+        _content(message, mail)
+        mail.defects += [type(d).__name__ for part in message.walk() for d in part.defects]
+    except RecursionError:
+        raise Unreadable("its parts are nested too deeply to read") from None
     return mail
 
 
@@ -211,8 +225,10 @@ def _collect(part: EmailMessage, used: set[int], mail: Mail, texts: list[str], f
                 f"---------- Forwarded message ----------\nFrom: {inner.sender_name} <{inner.sender}>\n"
                 f"Subject: {inner.subject}\n\n{inner.body}"
             )
-            mail.attachments.append(Part(data, content_type, filename or _eml_name(inner.subject)))
-            mail.attachments += inner.attachments
+            _keep(mail, Part(data, content_type, filename or _eml_name(inner.subject)))
+            for inner_part in inner.attachments:
+                _keep(mail, inner_part)
+            mail.parts_left_out += inner.parts_left_out
         return
     if part.get_content_maintype() == "multipart" or content_type in (
         "message/delivery-status",
@@ -223,12 +239,22 @@ def _collect(part: EmailMessage, used: set[int], mail: Mail, texts: list[str], f
     if content_type == "text/plain" and not filename and disposition != "attachment":
         texts.append(text_of(part))  # a body split around inline images
         return
+    if len(mail.attachments) >= MAX_ATTACHMENTS:
+        mail.parts_left_out += 1  # not even decoded
+        return
     try:
         data = part.get_payload(decode=True) or b""
     except Exception:
         mail.defects.append("UndecodablePart")
         return
-    mail.attachments.append(Part(data, content_type, filename))
+    _keep(mail, Part(data, content_type, filename))
+
+
+def _keep(mail: Mail, part: Part) -> None:
+    if len(mail.attachments) < MAX_ATTACHMENTS:
+        mail.attachments.append(part)
+    else:
+        mail.parts_left_out += 1
 
 
 def _eml_name(subject: str) -> str:

@@ -332,6 +332,35 @@ async def test_attachments_are_stored_by_content_and_referenced_from_the_contact
     assert "huge.pdf (30000 bytes)" in contact.metadata["attachments_omitted"]
 
 
+async def test_at_most_100_attachments_are_kept_and_the_message_says_how_many_were_left_out(
+    mailbox: Mailbox,
+) -> None:
+    message = mail("Logs attached")
+    for n in range(300):  # tiny parts: a 287 KB mail of them once made 9,000 files
+        message.add_attachment(b"%d" % n, maintype="application", subtype="octet-stream", filename=f"log{n}.txt")
+    assert (await mailbox.send(message))[0] == 250
+    [contact] = await mailbox.contacts()
+    assert [a.filename for a in contact.attachments] == [f"log{n}.txt" for n in range(100)]
+    assert contact.body.endswith("[200 more attachments left out: at most 100 a message]")
+    assert contact.metadata["attachments_omitted"] == "200 more attachments (at most 100 a message)"
+
+
+def nested(depth: int) -> bytes:
+    """Multipart inside multipart, `depth` levels, a line of text at the bottom."""
+    head = b"From: jane@example.com\r\nTo: help@acme.example\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(b"Content-Type: multipart/mixed; boundary=%d\r\n\r\n--%d\r\n" % (i, i) for i in range(depth))
+    closing = b"".join(b"--%d--\r\n" % i for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nthe bottom\r\n" + closing
+
+
+async def test_multipart_nested_too_deep_to_read_is_refused_for_good_with_554(mailbox: Mailbox) -> None:
+    code, text = await mailbox.send(nested(1000))  # a 451 had the sender retry it for days
+    assert code == 554 and "nested too deeply" in text
+    assert (await mailbox.send(nested(40)))[0] == 250  # deep, but readable
+    [contact] = await mailbox.contacts()
+    assert contact.body == "the bottom"
+
+
 async def test_an_auto_reply_is_flagged_so_it_is_never_answered(mailbox: Mailbox) -> None:
     await mailbox.send(mail("I am out of office", Auto_Submitted="auto-replied"))
     await mailbox.send(mail("newsletter", Precedence="bulk", From="news@example.com"), sender="news@example.com")
