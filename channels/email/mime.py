@@ -29,6 +29,8 @@ MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 MAX_ATTACHMENTS = 100
 AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 AUTO_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Autoresponse")
+LIST_HEADERS = ("List-Id", "List-Unsubscribe")
+AUTO_SUPPRESS = {"all", "autoreply", "oof"}  # X-Auto-Response-Suppress values that refuse an auto-reply
 
 
 @dataclass
@@ -169,13 +171,18 @@ def _headers(message: EmailMessage, mail: Mail) -> None:
 
 
 def _is_automatic(message: EmailMessage) -> bool:
-    """RFC 3834 Auto-Submitted, Precedence bulk/junk/list, and the vendors' X-Autoreply kin."""
+    """Mail never to answer automatically: RFC 3834 Auto-Submitted, Precedence bulk/junk/list,
+    the vendors' X-Autoreply kin, mailing-list mail (List-Id, List-Unsubscribe: RFC 3834
+    section 2) and Exchange's X-Auto-Response-Suppress asking for no auto-reply."""
     auto = _header(message, "Auto-Submitted").lower()
     if auto and not auto.startswith("no"):
         return True
     if _header(message, "Precedence").lower() in AUTO_PRECEDENCE:
         return True
-    return any(_header(message, name) for name in AUTO_HEADERS)
+    suppress = {w.strip().lower() for w in _header(message, "X-Auto-Response-Suppress").split(",")}
+    if suppress & AUTO_SUPPRESS:
+        return True
+    return any(_header(message, name) for name in AUTO_HEADERS + LIST_HEADERS)
 
 
 def _is_bounce(message: EmailMessage) -> bool:

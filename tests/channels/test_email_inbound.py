@@ -365,7 +365,9 @@ async def test_an_auto_reply_is_flagged_so_it_is_never_answered(mailbox: Mailbox
     await mailbox.send(mail("I am out of office", Auto_Submitted="auto-replied"))
     await mailbox.send(mail("newsletter", Precedence="bulk", From="news@example.com"), sender="news@example.com")
     await mailbox.send(mail("plain", From="x@example.com"), sender="")  # a null return path
-    assert [c.metadata.get("auto_submitted") for c in await mailbox.contacts()] == ["1", "1", "1"]
+    await mailbox.send(mail("Meeting", From="y@example.com", X_Auto_Response_Suppress="All"), sender="y@example.com")
+    await mailbox.send(mail("Digest", From="z@example.com", List_Id="<news.lists.example.com>"), sender="z@example.com")
+    assert [c.metadata.get("auto_submitted") for c in await mailbox.contacts()] == ["1"] * 5
 
 
 async def test_a_bounce_is_accepted_and_logged_but_opens_no_conversation(mailbox: Mailbox, caplog) -> None:

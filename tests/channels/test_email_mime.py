@@ -221,10 +221,15 @@ def test_auto_replies_and_bulk_mail_are_flagged() -> None:
         {"Precedence": "junk"},
         {"Precedence": "list"},
         {"X_Autoreply": "yes"},
+        {"X_Auto_Response_Suppress": "All"},
+        {"X_Auto_Response_Suppress": "DR, OOF, AutoReply"},
+        {"List_Id": "Customers <customers.lists.example.com>"},
+        {"List_Unsubscribe": "<mailto:leave@lists.example.com>"},
     ]
     for headers in flagged:
         assert mime.read(message(**headers).as_bytes()).auto_submitted, headers
     assert not mime.read(message(Auto_Submitted="no").as_bytes()).auto_submitted
+    assert not mime.read(message(X_Auto_Response_Suppress="DR, NDR").as_bytes()).auto_submitted  # reports only
 
 
 def test_delivery_status_reports_are_bounces() -> None:
