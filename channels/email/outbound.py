@@ -84,13 +84,14 @@ class EmailSender:
         sender = self._sender(tenant, message)
         domain = (tenant.email.sender() or sender).rpartition("@")[2] or "localhost"
         own_id = threads.message_id(message.id, domain)
-        in_reply_to, references, subject, token = "", [], "", ""
+        in_reply_to, references, subject, token, quoted = "", [], "", "", None
         if message.conversation:
             try:
                 history = await conversations.history(self.store, tenant.id, message.conversation)
             except conversations.NotFound:
                 history = []
             in_reply_to, references, subject = threads.thread_headers(history, message.id, domain)
+            quoted = threads.answered(history, message.id)
             token = await threads.conversation_token(self.store, tenant.id, message.conversation)
         if message.subject:
             subject = threads.with_token(message.subject, token)
@@ -111,6 +112,7 @@ class EmailSender:
             token=token,
             files=files,
             links=links,
+            quoted=quoted,
         )
 
     def _sender(self, tenant: Tenant, message: events.OutboundMessage) -> str:

@@ -294,6 +294,23 @@ async def test_an_automatic_reply_says_so_in_auto_submitted(office: Office) -> N
     mail = office.relay.received[0].message
     assert mail["Auto-Submitted"] == "auto-replied" and mail["In-Reply-To"] == "<first@example.com>"
     assert "sent automatically" in part_text(mail, "plain")
+    assert "wrote:" not in part_text(mail, "plain")  # an automatic answer quotes nothing
+
+
+async def test_an_agent_reply_quotes_the_mail_it_answers(office: Office) -> None:
+    first = customer_mail("My invoice is wrong.\n\n<b>Twice</b> this year.", Message_ID="<first@example.com>")
+    assert await office.customer_writes(first) == 250
+    [conversation] = set((await office.route()).values())
+    await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Fixed it.")
+    await office.dispatch()
+    mail = office.relay.received[0].message
+    text, html = part_text(mail, "plain"), part_text(mail, "html")
+    intro = re.search(r"On \d{1,2} \w{3} \d{4}, at \d\d:\d\d, Jane Doe <jane@example.com> wrote:", text)
+    assert intro, text
+    assert text.index("Fixed it.") < intro.start()
+    assert "\n> My invoice is wrong.\n>\n> <b>Twice</b> this year.\n" in text
+    assert "Jane Doe &lt;jane@example.com&gt; wrote:" in html
+    assert "My invoice is wrong.<br><br>&lt;b&gt;Twice&lt;/b&gt; this year.</blockquote>" in html  # escaped
 
 
 async def test_campaign_mail_is_auto_generated_and_carries_stored_attachments(office: Office) -> None:
