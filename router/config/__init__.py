@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -31,15 +31,23 @@ from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
 from router.errors import ConfigError, UnknownTenant
 from router.events import CHANNELS, TenantId
+from router.keyring import KeyRing
 
 
 class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
     """A tenant's Twilio account (SMS and voice). The auth token is never in the file:
-    the file names the environment variable that holds it, read once at start-up."""
+    the file names the environment variable that holds it, read once at start-up. During
+    a rotation it holds the new token and the old one ("NEW,OLD", router.keyring): the new
+    one calls Twilio, and webhooks signed with either are accepted."""
 
     account_sid: AccountSid
     auth_token_env: EnvName
-    auth_token: str = ""  # filled from auth_token_env by load_deployment
+    auth_token: str = ""  # filled from auth_token_env by load_deployment: the newest token
+    auth_tokens: tuple[str, ...] = ()  # every token listed there, newest first
+
+    def auth_ring(self) -> KeyRing:
+        """The tokens a webhook's signature may be made with."""
+        return KeyRing(self.auth_tokens or ((self.auth_token,) if self.auth_token else ()))
 
 
 class Tenant(msgspec.Struct, forbid_unknown_fields=True):
@@ -63,6 +71,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
     webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
+    # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
+    second_factor_for_agents: Literal["optional", "required"] = "optional"
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -222,25 +232,28 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
     for index, tenant in enumerate(deployment.tenants):
         where = f"$.tenants[{index}]"
         if tenant.twilio is not None and not tenant.twilio.auth_token:
-            token = env.get(tenant.twilio.auth_token_env, "")
-            if not token:
+            tokens = KeyRing.parse(env.get(tenant.twilio.auth_token_env, ""))
+            if not tokens:
                 raise ConfigError(
                     f"`{where}.twilio.auth_token_env`: environment variable {tenant.twilio.auth_token_env} is not set"
                 )
-            tenant = msgspec.structs.replace(tenant, twilio=msgspec.structs.replace(tenant.twilio, auth_token=token))
+            twilio = msgspec.structs.replace(tenant.twilio, auth_token=tokens.current, auth_tokens=tokens.keys)
+            tenant = msgspec.structs.replace(tenant, twilio=twilio)
         if tenant.telegram is not None and not tenant.telegram.token:
             tenant = msgspec.structs.replace(
                 tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")
             )
         if tenant.webchat is not None and tenant.webchat.identity_secret_env and not tenant.webchat.identity_secret:
-            secret = env.get(tenant.webchat.identity_secret_env, "")
-            if len(secret) < 16:  # an HMAC key a visitor could guess would let anyone pose as a customer
+            secrets = KeyRing.parse(env.get(tenant.webchat.identity_secret_env, ""))
+            # an HMAC key a visitor could guess would let anyone pose as a customer
+            if not secrets or any(len(secret) < 16 for secret in secrets.keys):
                 raise ConfigError(
                     f"`{where}.webchat.identity_secret_env`: environment variable "
-                    f"{tenant.webchat.identity_secret_env} is not set or shorter than 16 characters"
+                    f"{tenant.webchat.identity_secret_env} is not set or a key is shorter than 16 characters"
                 )
-            tenant = msgspec.structs.replace(
-                tenant, webchat=msgspec.structs.replace(tenant.webchat, identity_secret=secret)
+            webchat = msgspec.structs.replace(
+                tenant.webchat, identity_secret=secrets.current, identity_secrets=secrets.keys
             )
+            tenant = msgspec.structs.replace(tenant, webchat=webchat)
         tenants.append(tenant)
     return msgspec.structs.replace(deployment, tenants=tenants)

@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, expect
 from channels.sandbox import outbox
 from router import agents, bus
 from tests.factories import World
-from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - fixture
+from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, code_at, start_inbox, this_step  # noqa: F401 - fixture
 from workers.dispatch import Dispatcher
 
 TIMEOUT_MS = 10_000
@@ -26,6 +26,10 @@ async def log_in(browser: Browser, server: TestServer, login: str) -> Page:
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_load_state()
+    if page.url.endswith("/inbox/login/code"):  # a supervisor: their second factor is SECRET
+        await page.fill("input[name=code]", code_at(this_step()))
+        await page.click("#code-form button[type=submit]")
+        await page.wait_for_load_state()
     return page
 
 

@@ -169,6 +169,26 @@ async def rename(request: web.Request, c: _Context) -> str:
     return c.done("renamed" if name else "name_cleared")
 
 
+LINKABLE = {"phone": "sms", "email": "email"}  # address kinds an agent may add to a customer, by hand
+
+
+async def link(request: web.Request, c: _Context) -> str:
+    """Add an address the customer gave (a second number, a work email) to their record, so
+    what comes from it joins their history; one that was another customer's moves here."""
+    kind = c.form.get("kind", "")
+    if kind not in LINKABLE:
+        raise AgentError("choose a phone number or an email address to link")
+    address = customers.normalise(LINKABLE[kind], c.form.get("address", ""))
+    previous = await customers.link(
+        c.store, c.tenant.id, c.record["customer"], customers.identity(LINKABLE[kind], address)
+    )
+    log.info(
+        "%s of %s linked to customer %s by %s%s",
+        kind, c.tenant.id, c.record["customer"], c.agent, f" (was customer {previous})" if previous else "",
+    )  # fmt: skip
+    return c.done("linked_moved" if previous else "linked")
+
+
 Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
 ACTIONS: dict[str, Action] = {
     "reply": reply,
@@ -178,6 +198,7 @@ ACTIONS: dict[str, Action] = {
     "wrapup": wrapup,
     "call": call,
     "rename": rename,
+    "link": link,
 }
 
 

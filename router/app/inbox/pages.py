@@ -31,6 +31,10 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "live.js": "application/javascript",
+    "attention.js": "application/javascript",
+    "shortcuts.js": "application/javascript",
+    "reply.js": "application/javascript",
 }
 
 
@@ -68,14 +72,27 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 async def state_json(request: web.Request) -> web.Response:
-    """What the inbox page shows, for the live script to redraw it without a reload."""
+    """What the inbox page shows, for the live script to redraw it without a reload; the
+    list as its query asks (?tab=mine|queue|all&sort=activity|sla|waiting&channel=&tenant=
+    &state=&offset=: listing.Filter)."""
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    flt = listing.Filter.parse(request.query, user)
+    shown = await listing.page(store, deployment, user, flt)
     return web.json_response(
         {
             "now": events.now_ms(),
             "presences": await _presences(request),
             "offers": await listing.offers(store, deployment, user),
-            "conversations": await listing.conversations_of(store, deployment, user),
+            "conversations": shown.rows,
+            "list": {
+                "tab": flt.tab,
+                "sort": flt.sort,
+                "offset": flt.offset,
+                "limit": flt.limit,
+                "total": shown.total,
+                "counts": shown.counts,
+                "tabs": list(listing.TABS if user.supervises else ("mine",)),
+            },
         }
     )
 
