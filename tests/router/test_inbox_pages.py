@@ -325,6 +325,54 @@ async def test_a_reply_may_switch_to_another_address_of_the_customer(inbox: Inbo
         assert len(await w.outgoing()) == 1
 
 
+async def test_someone_on_cc_who_replied_is_shown_as_not_the_customer_and_copied_only_by_choice(
+    inbox: Inbox,
+) -> None:
+    w = inbox.world
+    client, token = await logged_in(inbox, "amy")
+    async with client:
+        conversation = await w.assigned_to(
+            "amy",
+            channel="email",
+            address="jane@example.com",
+            name="Jane Doe",
+            provider_id="<m1@example.com>",
+            metadata={"cc": "bob@corp.example"},
+        )
+        await w.arrive(
+            channel="email",
+            address="bob@corp.example",
+            name="Bob Lee",
+            provider_id="<m2@corp.example>",
+            thread=("<m1@example.com>",),
+            body="Send the balance to me",
+        )
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        # his message says he is not the customer, and so does his choice in "Send to"
+        assert "Bob Lee &lt;bob@corp.example&gt; (not the customer)" in page
+        assert "Jane Doe &lt;jane@example.com&gt; (not the customer)" not in page
+        options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', page[page.index('id="reply-to"') :])
+        assert options[:2] == [
+            ("email|jane@example.com", "Email jane@example.com"),  # the default
+            ("email|bob@corp.example", "Email bob@corp.example (not the customer)"),
+        ]
+        assert '<input type="checkbox" name="cc" value="bob@corp.example" id="reply-cc">' in page  # not ticked
+        live = await (await client.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
+        assert live["entries"][-1]["address"] == "Bob Lee <bob@corp.example> (not the customer)"
+
+        data = {"csrf": token, "key": "k1", "body": "Your balance is 1,204.", "to": "email|jane@example.com"}
+        await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=data)
+        data = {**data, "key": "k2", "body": "Copying Bob, as Jane asked.", "cc": "bob@corp.example"}
+        await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=data)
+        sent = await w.outgoing()
+        assert [(m.to, m.cc) for m in sent] == [
+            ("jane@example.com", ()),
+            ("jane@example.com", ("bob@corp.example",)),
+        ]
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert "jane@example.com (Cc: bob@corp.example)" in page
+
+
 async def test_an_agent_rejects_an_offer(inbox: Inbox) -> None:
     w = inbox.world
     client, token = await logged_in(inbox, "amy")

@@ -105,6 +105,7 @@ async def reply(request: web.Request, c: _Context) -> str:
         subject=form.get("subject", "").strip()[:200],
         idempotency_key=form.get("key", "")[:64],
         attachments=files,
+        cc=tuple(form.get("cc", "").split(",")),  # the others the page offered to copy, if ticked
     )
     return c.done("replied")
 

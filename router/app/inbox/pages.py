@@ -19,6 +19,7 @@ from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
+from router.customers import ADDRESS_KIND, identity
 from router.keys import Keys
 from router.store import Store
 
@@ -136,19 +137,46 @@ def _address_label(ident: str) -> str:
     return _label(kind, REPLY_CHANNELS.get(kind, kind), address)
 
 
-def _reply_options(identities: list[str], record: dict[str, str]) -> list[dict[str, str]]:
-    """Where a reply may go: the address the customer last wrote from first, then the
-    customer's other addresses on channels that carry text."""
+NOT_THE_CUSTOMER = "(not the customer)"
+
+
+def _reply_options(
+    identities: list[str], record: dict[str, str], others: list[tuple[str, str]] = ()
+) -> list[dict[str, str]]:
+    """Where a reply may go: the address the customer last wrote from first (the default),
+    then the customer's other addresses on channels that carry text, then the others in
+    the conversation (a colleague on Cc who replied into the thread), each said to be not
+    the customer: an agent answers them only by choosing to."""
     current = (record.get("last_channel") or record.get("channel", ""), record.get("last_address", ""))
     options = []
-    if current[1] and current[0] != "voice":
+    if current[1] and current[0] != "voice" and current not in others:
         options.append({"value": f"{current[0]}|{current[1]}", "label": _label(current[0], *current)})
     for ident in identities:
         kind, _, address = ident.partition(":")
         channel = REPLY_CHANNELS.get(kind)
         if channel and (channel, address) != current:
             options.append({"value": f"{channel}|{address}", "label": _label(channel, channel, address)})
+    for channel, address in others:
+        if channel in REPLY_CHANNELS.values():
+            label = f"{_label(channel, channel, address)} {NOT_THE_CUSTOMER}"
+            options.append({"value": f"{channel}|{address}", "label": label})
     return options
+
+
+def _who(view: dict[str, object], entry: events.HistoryEntry, identities: set[str]) -> dict[str, object]:
+    """An entry's address line says who else is in the thread: a message from someone who is
+    not the customer (a colleague on Cc who replied), and whom a reply was copied to."""
+    someone_else = entry.channel in ADDRESS_KIND and identity(entry.channel, entry.address) not in identities
+    if entry.kind == "in" and someone_else:
+        view["address"] = f"{view['address']} {NOT_THE_CUSTOMER}"
+    elif entry.kind == "out" and entry.metadata.get("cc"):
+        view["address"] = f"{view['address']} (Cc: {entry.metadata['cc']})"
+    return view
+
+
+async def _identities(store: Store, tenant: str, customer: str) -> set[str]:
+    fields = await store.redis.hkeys(Keys(tenant).customer(customer))
+    return {f.decode().removeprefix("ident:") for f in fields if f.startswith(b"ident:")}
 
 
 PRECHAT_LABELS = {"prechat_name": "Name", "prechat_email": "Email", "prechat_topic": "Topic", "page": "Page"}
@@ -197,6 +225,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     customer_record = (await names.records(store, tenant.id, [record["customer"]])).get(record["customer"], {})
     agent_names = tenant_agent_names(tenant)
     root = attachment_store(request).root
+    identities = set(profile["identities"])
     threads = []
     statuses: dict[str, str] = {}
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
@@ -208,7 +237,10 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "id": conv_id,
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
-                "entries": [messages.view(entry, files_url, root, media, agent_names) for entry in entries],
+                "entries": [
+                    _who(messages.view(entry, files_url, root, media, agent_names), entry, identities)
+                    for entry in entries
+                ],
                 "source": entries,
             }
         )
@@ -218,7 +250,9 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         and record.get("state") == "closed"
         and bool(await store.redis.sismember(Keys(tenant.id).agent_work(agent), record["id"]))
     )
-    reply_options = _reply_options(profile["identities"], record)
+    current = next((t["source"] for t in threads if t["current"]), None)
+    others = await conversations.participants(store, tenant.id, record, current)
+    reply_options = _reply_options(profile["identities"], record, others)
     # A file may go along where the channel can deliver one (router.app.inbox.attachments).
     attach_types = sorted(
         {
@@ -251,6 +285,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         all_agents=[(a.id, a.name or a.id) for a in tenant.agents if a.id != record.get("agent")],
         queues=[(q.id, q.name or q.id) for q in tenant.queues],
         reply_options=reply_options,
+        cc_others=[address for channel, address in others if channel == "email"],
         attach_types=attach_types,
         canned=canned.replies(tenant, fields) if holding else [],
         idempotency_key=events.new_id(),
@@ -273,6 +308,7 @@ async def messages_json(request: web.Request) -> web.Response:
     base = f"/inbox/t/{tenant.id}/c/{record['id']}"
     files_url, media = base + "/files", messages.media_links(entries, base + "/media")
     agent_names = tenant_agent_names(tenant)
+    identities = await _identities(request.app[STORE], tenant.id, record["customer"])
     agent = request[USER].agent_in(tenant.id)
     if agent:
         await listing.mark_read(request.app[STORE], tenant.id, agent, record["id"])
@@ -283,7 +319,8 @@ async def messages_json(request: web.Request) -> web.Response:
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
             "entries": [
-                {**messages.live_view(e, agent_names), "attachments": messages.attachment_views(e, files_url, media)}
+                _who(messages.live_view(e, agent_names), e, identities)
+                | {"attachments": messages.attachment_views(e, files_url, media)}
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
