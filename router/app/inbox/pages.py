@@ -29,6 +29,7 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "softphone.js": "application/javascript",
 }
 
 

@@ -1,0 +1,106 @@
+"""The softphone in a real browser (Debian's chromium): on a tenant without a Twilio
+account, an accepted call rings a simulated call in the page, through the desk's own
+flow, and the server records it as a real call would be."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from playwright.async_api import Browser, Page, expect
+
+from channels.voice import simulated
+from router import events
+from tests.browser.test_inbox import TIMEOUT_MS, go_available, log_in
+from tests.factories import World
+from tests.router.test_inbox_pages import cheap_hashes, start_inbox  # noqa: F401 - fixture
+
+CALLER = "+12015550123"
+
+
+async def the_call(w: World, agent: str) -> dict[str, str]:
+    [call] = await simulated.calls_of(w.store, "acme", agent)
+    return await simulated.record(w.store, "acme", call["sid"])
+
+
+async def accepted_call(w: World, page: Page) -> str:
+    """A caller waits; the agent accepts the call's offer in the page; returns the conversation."""
+    await go_available(page)
+    await expect(page.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+    conversation = await w.arrive(channel="voice", kind="call", address=CALLER, body="")
+    await page.locator(".offer button.accept").click()
+    await expect(page.locator(".done")).to_have_text("Offer accepted.")
+    return conversation
+
+
+async def test_a_simulated_call_is_answered_and_hung_up_in_the_softphone(browser: Browser, artifacts: Path) -> None:
+    w, server = await start_inbox()
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        phone = amy.locator("#softphone")
+        await expect(phone).to_be_visible()
+        await expect(phone.locator("#softphone-note")).to_have_text("Simulated call (no Twilio account configured)")
+        await expect(phone.locator("#softphone-status")).to_have_text("ready")
+
+        conversation = await accepted_call(w, amy)
+        await expect(phone.locator("#softphone-status")).to_have_text("ringing")
+        await expect(phone.locator("#softphone-who")).to_have_text(CALLER)
+        await expect(phone.locator("#softphone-kind")).to_have_text("incoming call · Acme Energy · simulated")
+        await amy.screenshot(path=str(artifacts / "softphone-ringing.png"), full_page=True)
+        assert (await the_call(w, "amy"))["status"] == "ringing"
+
+        await phone.get_by_role("button", name="Answer").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("in call")
+        await expect(phone.locator("#softphone-timer")).to_have_text(re.compile(r"^\d+:\d\d$"))
+        call = await the_call(w, "amy")
+        assert (call["status"], call["conversation"], call["from"]) == ("in-progress", conversation, CALLER)
+
+        await phone.get_by_role("button", name="Mute").click()
+        await expect(phone.get_by_role("button", name="Mute")).to_have_attribute("aria-pressed", "true")
+        await phone.locator("#softphone-keypad").get_by_role("button", name="1", exact=True).click()
+        await phone.locator("#softphone-keypad").get_by_role("button", name="#").click()
+        await expect(phone.locator("#softphone-digits")).to_have_text("1#")
+        await amy.screenshot(path=str(artifacts / "softphone-in-call.png"), full_page=True)
+
+        await phone.get_by_role("button", name="Hang up").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("call ended")
+        call = await the_call(w, "amy")
+        assert (call["status"], call["hung_up_by"], call["muted"], call["digits"]) == ("completed", "agent", "1", "1#")
+        assert int(call["started_at"]) <= int(call["answered_at"]) <= int(call["ended_at"]) <= events.now_ms()
+        assert int(call["duration_s"]) >= 0
+        # the call is over, the conversation is not: the agent closes it with a disposition
+        assert (await w.conversation(conversation))["state"] == "assigned"
+
+
+async def test_the_caller_hanging_up_while_it_rings_is_an_abandon_the_page_shows(browser: Browser) -> None:
+    w, server = await start_inbox()
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        conversation = await accepted_call(w, amy)
+        phone = amy.locator("#softphone")
+        await expect(phone.locator("#softphone-status")).to_have_text("ringing")
+        await phone.get_by_role("button", name="The customer hangs up (simulation)").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("missed: the caller hung up")
+        assert (await the_call(w, "amy"))["status"] == "canceled"
+        record = await w.conversation(conversation)
+        assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+
+
+async def test_a_call_in_progress_is_transferred_to_a_queue_from_the_softphone(browser: Browser) -> None:
+    w, server = await start_inbox()
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        conversation = await accepted_call(w, amy)
+        phone = amy.locator("#softphone")
+        await phone.get_by_role("button", name="Answer").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("in call")
+        await phone.get_by_role("button", name="Hold").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("on hold")
+        assert (await the_call(w, "amy"))["held"] == "1"
+        await phone.get_by_label("Transfer to").select_option("queue:billing")
+        await phone.get_by_role("button", name="Transfer").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("transferred")
+        call = await the_call(w, "amy")
+        assert (call["status"], call["hung_up_by"]) == ("completed", "transfer")
+        record = await w.conversation(conversation)
+        assert (record["state"], record["queue"]) == ("queued", "billing")
