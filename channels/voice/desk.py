@@ -59,6 +59,21 @@ async def hold(
     log.info("agent %s of %s %s call %s", agent, tenant.id, "holds" if on else "resumes", caller)
 
 
+async def hang_up_held(store: Store, twilio: TwilioClients, tenant: Tenant, agent: str, conversation: str) -> None:
+    """End a caller's call the agent holds (with Twilio, the agent's leg ended when it was
+    put on hold, so the page's own hang-up has nothing left to end)."""
+    caller = await _callers_leg(store, tenant, agent, conversation, (waiting.HELD,))
+    if tenant.twilio is not None:
+        try:
+            await twilio.client(tenant).calls(caller).update_async(status="completed")
+        except TwilioError as exc:
+            raise DeskError(f"Twilio refused to end the call: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeskError(f"Twilio did not answer: {type(exc).__name__}") from None
+    await inbound.update_call(store, tenant.id, caller, state="closed", hung_up_by="agent")
+    log.info("agent %s of %s hung up held call %s", agent, tenant.id, caller)
+
+
 async def transfer(
     store: Store,
     twilio: TwilioClients,

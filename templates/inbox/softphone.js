@@ -254,7 +254,14 @@
 
   $("answer").addEventListener("click", () => { if (current) { stopRinging(); current.call.accept(); } });
   $("decline").addEventListener("click", () => { if (current) current.call.reject(); });
-  $("hangup").addEventListener("click", () => { if (current) current.call.disconnect(); });
+  $("hangup").addEventListener("click", () => {
+    if (!current) return;
+    if (current.call.status() !== "closed") { current.call.disconnect(); return; }
+    // Twilio: holding the caller ended the agent's leg; the router ends the caller's
+    post("/inbox/t/" + path(current.seat.tenant) + "/softphone/hangup",
+      { conversation: current.conversation, call: current.call.parameters.CallSid })
+      .then(() => ended("call ended"), (e) => error(e.message));
+  });
   $("mute").addEventListener("click", () => { if (current) current.call.mute(!current.call.isMuted()); });
   $("hold").addEventListener("click", () => { if (current) holdOrResume(); });
   $("transfer").addEventListener("submit", (event) => { if (current) transfer(event); });
@@ -298,7 +305,10 @@
     const device = seat.mode === "twilio" ? await twilioDevice(seat) : new SimulatedDevice(seat);
     device.on("registered", () => { if (!current) setStatus("ready", "idle"); });
     device.on("unregistered", () => { if (!current) setStatus("reconnecting…", "idle"); });
-    device.on("error", (e) => error(e.message || String(e)));
+    device.on("error", (e) => {
+      error(e.message || String(e));
+      if (!current && device.state !== "registered") setStatus("not connected", "idle");
+    });
     device.on("incoming", (call) => incoming(seat, call));
     await device.register();
     return device;

@@ -7,13 +7,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, expect
 
 from channels.voice import simulated
 from router import events
+from router.app import web
+from router.app.inbox import accounts
+from router.settings import Settings
 from tests.browser.test_inbox import TIMEOUT_MS, go_available, log_in
-from tests.factories import World
-from tests.router.test_inbox_pages import cheap_hashes, start_inbox  # noqa: F401 - fixture
+from tests.factories import World, world
+from tests.router.test_inbox_pages import DEPLOYMENT, PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - fixture
 
 CALLER = "+12015550123"
 
@@ -104,3 +108,41 @@ async def test_a_call_in_progress_is_transferred_to_a_queue_from_the_softphone(b
         assert (call["status"], call["hung_up_by"]) == ("completed", "transfer")
         record = await w.conversation(conversation)
         assert (record["state"], record["queue"]) == ("queued", "billing")
+
+
+async def test_with_a_twilio_account_the_page_loads_twilios_sdk_from_us_and_registers_with_its_token(
+    browser: Browser,
+) -> None:
+    """Twilio itself is out of reach here: this shows the SDK we vendored loads under the
+    page's policy, from our server alone, and is handed a token for the agent's identity."""
+    key = 'api_key_sid = "SK' + "5" * 32 + '", api_key_secret_env = "ACME_TWILIO_KEY"'
+    account = 'twilio = { account_sid = "AC' + "1" * 32 + '", auth_token_env = "ACME_TWILIO_TOKEN", ' + key + " }"
+    text = DEPLOYMENT.replace("wrapup_seconds = 60", "wrapup_seconds = 60\n" + account, 1)
+    w = await world(text, {"ACME_TWILIO_TOKEN": "token", "ACME_TWILIO_KEY": "k" * 40})
+    await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})
+    async with TestServer(web.application(w.store, w.deployment, Settings())) as server:
+        page = await (await browser.new_context()).new_page()
+        loaded, sockets, refused = [], [], []
+        page.on("request", lambda request: loaded.append(request.url))
+        page.on("websocket", lambda socket: sockets.append(socket.url))
+        page.on("console", lambda message: refused.append(message.text) if "Content Security" in message.text else None)
+        page.set_default_timeout(TIMEOUT_MS)
+        async with page.expect_response(lambda r: r.url.endswith("/inbox/t/acme/softphone/token")) as token:
+            await page.goto(str(server.make_url("/inbox/login")))
+            await page.fill("input[name=login]", "amy")
+            await page.fill("input[name=password]", PASSWORD)
+            await page.click("button[type=submit]")
+        assert (await (await token.value).json())["identity"] == "amy"
+        await page.wait_for_function("() => typeof window.Twilio?.Device === 'function'")
+        await expect(page.locator("#softphone")).to_be_visible()
+        await expect(page.locator("#softphone-note")).to_be_hidden()  # a real softphone: nothing simulated
+        # Twilio is out of reach (or refuses a token of an account that does not exist): the panel says so
+        await expect(page.locator("#softphone-error")).to_be_visible()
+        await expect(page.locator("#softphone-status")).to_have_text("not connected")
+        # by then the SDK has tried Twilio's signalling: the page's policy let it, and loaded nothing else
+        origin = str(server.make_url("/")).rstrip("/")
+        scripts = [url for url in loaded if url.endswith(".js")]
+        assert f"{origin}/inbox/static/vendor/twilio.min.js" in scripts
+        assert all(url.startswith(origin) for url in scripts), scripts  # no CDN
+        assert [url for url in sockets if url.startswith("wss://") and url.split("/")[2].endswith(".twilio.com")]
+        assert refused == []

@@ -173,6 +173,25 @@ async def test_a_held_caller_hears_hold_music_and_is_put_through_again_when_resu
         assert (await desk.phone.answer(f"{waiting.WAIT_PATH}?n=1")).one("Identity").text == "zoe"
 
 
+async def test_a_held_caller_is_hung_up_by_the_router_when_the_agent_hangs_up(desk):
+    client, token = await desk.agent("zoe")
+    async with client:
+        conversation = await desk.call_with("zoe")
+        body = {"conversation": conversation, "call": "CA" + "9" * 32, "on": True}
+        await client.post("/inbox/t/acme/softphone/hold", json=body, headers={"X-CSRF-Token": token})
+        response = await client.post("/inbox/t/acme/softphone/hangup", json=body, headers={"X-CSRF-Token": token})
+        assert await response.json() == {"ended": True}
+        _hold, end = desk.updates
+        assert (end.path, end["Status"]) == (
+            f"/2010-04-01/Accounts/{ACME_SID}/Calls/{desk.phone.sid}.json",
+            "completed",
+        )
+        call = await desk.phone.call_record()
+        assert (call["state"], call["hung_up_by"]) == ("closed", "agent")
+        again = await client.post("/inbox/t/acme/softphone/hangup", json=body, headers={"X-CSRF-Token": token})
+        assert again.status == 409 and len(desk.updates) == 2  # nothing held any more
+
+
 async def test_a_transferred_caller_waits_in_the_new_queue(desk):
     client, token = await desk.agent("zoe")
     async with client:

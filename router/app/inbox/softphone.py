@@ -8,8 +8,8 @@ the web process for.
 - GET /inbox/t/{tenant}/softphone/simulated (websocket) and POST
   .../simulated/{call}/{action}: the simulated calls of a tenant without Twilio
   (channels.voice.simulated), the page's stand-in for Twilio's signalling.
-- POST .../softphone/hold and .../softphone/transfer: the desk's actions on a call,
-  either kind (channels.voice.desk).
+- POST .../softphone/hold, .../softphone/transfer (and .../softphone/hangup for a
+  held Twilio call): the desk's actions on a call, either kind (channels.voice.desk).
 - POST /inbox/t/{tenant}/c/{conversation}/dial: the agent calls the customer
   (click-to-call), their own phone or softphone first; refused outside the tenant's
   callback regions and for costly number types, as callbacks are.
@@ -219,6 +219,16 @@ async def hold(request: web.Request) -> web.Response:
     return web.json_response({"held": on})
 
 
+async def hang_up(request: web.Request) -> web.Response:
+    """End a held caller's call (with Twilio, the page's call ended when it was held)."""
+    tenant, agent, conversation, _sid, _body = await _call_context(request)
+    try:
+        await desk.hang_up_held(request.app[STORE], request.app[TWILIO], tenant, agent, conversation)
+    except desk.DeskError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return web.json_response({"ended": True})
+
+
 async def transfer(request: web.Request) -> web.Response:
     tenant, agent, conversation, sid, body = await _call_context(request)
     kind, _, name = _text(body, "target").partition(":")
@@ -319,6 +329,7 @@ def routes(app: web.Application) -> None:
     add.add_post(base + "/simulated/{call:" + ID + "}/{action:" + "|".join(SIMULATED_ACTIONS) + "}", simulated_action)
     add.add_post(base + "/hold", hold)
     add.add_post(base + "/transfer", transfer)
+    add.add_post(base + "/hangup", hang_up)
     add.add_post(CONVERSATION_PATH + "/dial", dial)
     add.add_get("/softphone/sounds/{name:[a-z0-9]+}.wav", sound)
     add.add_get("/static/vendor/{name}", vendored)
