@@ -134,7 +134,7 @@
     // hold and transfer move a caller's call (the router placed the others inside the agent's leg)
     const callers = Boolean(current && current.conversation && current.call.customParameters.get("kind") === "call");
     $("answer").hidden = $("decline").hidden = !ringing;
-    $("mute").hidden = $("hangup").hidden = $("keypad").hidden = !talking;
+    $("mute").hidden = $("hangup").hidden = $("keypad").hidden = $("keys").hidden = !talking;
     $("hold").hidden = $("transfer").hidden = !talking || !callers;
     $("mute").disabled = which === "held";
     for (const key of $("keypad").querySelectorAll("button")) key.disabled = which === "held";

@@ -50,6 +50,8 @@ async def test_a_simulated_call_is_answered_and_hung_up_in_the_softphone(browser
         await expect(phone.locator("#softphone-status")).to_have_text("ringing")
         await expect(phone.locator("#softphone-who")).to_have_text(CALLER)
         await expect(phone.locator("#softphone-kind")).to_have_text("incoming call · Acme Energy · simulated")
+        await expect(phone.locator("#softphone-keypad")).to_be_hidden()  # answer or decline, nothing else yet
+        await expect(phone.get_by_role("button", name="Hang up")).to_be_hidden()
         await amy.screenshot(path=str(artifacts / "softphone-ringing.png"), full_page=True)
         assert (await the_call(w, "amy"))["status"] == "ringing"
 
@@ -59,6 +61,8 @@ async def test_a_simulated_call_is_answered_and_hung_up_in_the_softphone(browser
         call = await the_call(w, "amy")
         assert (call["status"], call["conversation"], call["from"]) == ("in-progress", conversation, CALLER)
 
+        await expect(phone.locator("#softphone-keypad")).to_be_visible()
+        await expect(phone.get_by_role("button", name="Answer")).to_be_hidden()
         await phone.get_by_role("button", name="Mute").click()
         await expect(phone.get_by_role("button", name="Mute")).to_have_attribute("aria-pressed", "true")
         await phone.locator("#softphone-keypad").get_by_role("button", name="1", exact=True).click()
