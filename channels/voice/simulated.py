@@ -38,7 +38,6 @@ PREFIX = "SIM"  # never Twilio's CA: waiting's CALL_SID refuses it in any webhoo
 RING_S = 30  # as long as the router lets an agent's phone ring (outbound.AGENT_RING_S)
 LISTED = 5  # the newest calls an agent's softphone is shown
 KEEP_MS = 24 * 3600 * 1000  # calls older than this leave the agent's list (their record stays its TTL)
-ENDED = frozenset({"completed", "busy", "no-answer", "canceled"})
 NOT_TAKEN = frozenset({"busy", "no-answer"})
 FIELDS = (
     "sid", "status", "kind", "direction", "conversation", "customer", "from", "to", "held", "muted", "digits",

@@ -2,12 +2,12 @@
 without a Twilio account, a simulated call (channels.voice.simulated).
 
 An agent without a phone takes calls in the browser as the Twilio Client named
-`client_identity(agent)`: the wait loop dials it (<Client>), callbacks and the
-agent's own calls ring it first (`agent_leg`). The browser registers as that
-identity with an access token signed by the tenant's API key (`access_token`),
-which grants incoming calls only: every call the softphone carries is placed by the
-router, which checks regions and number types and records it, so a page can never
-dial a number of its own choosing.
+`client_identity(agent)`: the wait loop dials it (<Client>), and callbacks and the
+agent's own calls ring it first (client:<identity>, by outbound.VoiceSender). The
+browser registers as that identity with an access token signed by the tenant's API
+key (`access_token`), which grants incoming calls only: every call the softphone
+carries is placed by the router, which checks regions and number types and records
+it, so a page can never dial a number of its own choosing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from typing import Literal
 from twilio.jwt.access_token import AccessToken
 from twilio.jwt.access_token.grants import VoiceGrant
 
+from router import events
 from router.config import Tenant
+from router.keys import Keys
+from router.store import Store
 
 Mode = Literal["twilio", "simulated", "unavailable"]
 TOKEN_TTL_S = 3600  # the SDK asks for a new one before it expires (tokenWillExpire)
@@ -43,12 +46,6 @@ def phone_of(tenant: Tenant, agent: str) -> str:
     return next((a.phone for a in tenant.agents if a.id == agent), "")
 
 
-def agent_leg(tenant: Tenant, agent: str) -> str:
-    """Where a call the router places rings the agent first: their phone, else their
-    softphone (client:<identity>)."""
-    return phone_of(tenant, agent) or CLIENT + client_identity(agent)
-
-
 def access_token(tenant: Tenant, agent: str, ttl_s: int = TOKEN_TTL_S) -> str:
     """A JWT for Twilio.Device: the agent's identity, allowed incoming calls, signed
     with the tenant's API key secret (HS256)."""
@@ -60,3 +57,18 @@ def access_token(tenant: Tenant, agent: str, ttl_s: int = TOKEN_TTL_S) -> str:
     )
     token.add_grant(VoiceGrant(incoming_allow=True))
     return token.to_jwt()
+
+
+async def placed(store: Store, tenant: Tenant, agent: str, sid: str) -> events.OutboundMessage | None:
+    """The callback or agent's call whose leg to the agent is the CallSid `sid`, if the
+    router placed it for this agent: what the page shows of a call Twilio rings without
+    the parameters a <Client> dial carries."""
+    keys = Keys(tenant.id)
+    message_id = await store.redis.get(keys.provider_message(sid))
+    if message_id is None:
+        return None
+    payload = await store.redis.hget(keys.delivery(message_id.decode()), "payload")
+    message = events.decode_outbound(payload) if payload else None
+    if message is None or message.channel != "voice" or message.metadata.get("agent") != agent:
+        return None
+    return message

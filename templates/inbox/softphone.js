@@ -132,13 +132,13 @@
   function show(which) {  // the buttons a call's state offers
     const ringing = which === "ringing", talking = which === "talking" || which === "held";
     // hold and transfer move a caller's call (the router placed the others inside the agent's leg)
-    const callers = Boolean(current && current.conversation && current.call.customParameters.get("kind") === "call");
+    const callers = Boolean(current && current.conversation && current.kind === "call");
     $("answer").hidden = $("decline").hidden = !ringing;
     $("mute").hidden = $("hangup").hidden = $("keypad").hidden = $("keys").hidden = !talking;
     $("hold").hidden = $("transfer").hidden = !talking || !callers;
     $("mute").disabled = which === "held";
     for (const key of $("keypad").querySelectorAll("button")) key.disabled = which === "held";
-    $("customer-hangup").hidden = !(talking || ringing) || !current || !current.call.customParameters.get("simulated");
+    $("customer-hangup").hidden = !(talking || ringing) || !current || !current.simulated;
   }
 
   function timer(start) {
@@ -169,15 +169,13 @@
     if (!current.since) { current.since = Date.now(); timer(current.since); }
   }
 
-  function bind(seat, call) {
-    const parameters = call.customParameters;
-    current = { seat: seat, call: call, conversation: parameters.get("conversation") || "", since: 0 };
-    const simulated = Boolean(parameters.get("simulated"));
+  function bind(seat, call, info) {
+    current = { seat: seat, call: call, since: 0, ...info };
+    const kind = info.kind;
     $("call").hidden = false;
-    $("who").textContent = parameters.get("customer") || call.parameters.From || "";
-    const kind = parameters.get("kind");
+    $("who").textContent = info.customer;
     $("kind").textContent = (kind === "callback" ? "callback" : kind === "dial" ? "your call" : "incoming call") +
-      " · " + seat.tenant_name + (simulated ? " · simulated" : "");
+      " · " + seat.tenant_name + (info.simulated ? " · simulated" : "");
     $("digits").textContent = "";
     $("timer").textContent = "";
     $("mute").setAttribute("aria-pressed", "false");
@@ -211,8 +209,26 @@
     call.on("error", (e) => error(e.message || String(e)));
   }
 
-  function incoming(seat, call) {
-    const conversation = call.customParameters.get("conversation") || "";
+  // Which conversation and customer a call is for: a <Client> dial and a simulated call say
+  // so; Twilio rings a call the router placed (a callback, the agent's own) without, so ask.
+  async function detailsOf(seat, call) {
+    const p = call.customParameters;
+    const info = { conversation: p.get("conversation") || "", customer: p.get("customer") || "",
+      kind: p.get("kind") || "", simulated: Boolean(p.get("simulated")) };
+    if (!info.conversation && seat.mode === "twilio") {
+      try {
+        Object.assign(info, await post("/inbox/t/" + path(seat.tenant) + "/softphone/placed",
+          { call: call.parameters.CallSid }));
+      } catch (e) { /* not a call the router placed for this agent: shown by its number */ }
+    }
+    info.customer = info.customer || call.parameters.From || "";
+    return info;
+  }
+
+  async function incoming(seat, call) {
+    const info = await detailsOf(seat, call);
+    if (call.status() === "closed") return;  // gone while we asked
+    const conversation = info.conversation;
     if (current && current.conversation === conversation && conversation && current.call.status() === "closed") {
       // Twilio: holding a caller ended the agent's leg, and resuming dials the agent again; take it up
       current.call = call;
@@ -221,7 +237,7 @@
       return;
     }
     if (current && current.call.status() !== "closed") { call.reject(); return; }  // one call at a time
-    bind(seat, call);
+    bind(seat, call, info);
     if (call.status() === "open") { talking(); return; }  // already answered (before this page)
     setStatus("ringing", "ringing");
     show("ringing");
@@ -309,7 +325,7 @@
       error(e.message || String(e));
       if (!current && device.state !== "registered") setStatus("not connected", "idle");
     });
-    device.on("incoming", (call) => incoming(seat, call));
+    device.on("incoming", (call) => { incoming(seat, call).catch((e) => error(e.message || String(e))); });
     await device.register();
     return device;
   }

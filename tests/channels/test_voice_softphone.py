@@ -228,13 +228,22 @@ async def voice(desk):
     yield Voice(desk.world, desk.api, desk.phone.client, desk.sender)
 
 
-async def test_a_callback_accepted_by_an_agent_without_a_phone_rings_their_softphone_first(voice):
+async def test_a_callback_accepted_by_an_agent_without_a_phone_rings_their_softphone_first(desk, voice):
     conversation = await voice.callback_accepted("zoe")
     assert await voice.dispatch() == 1
     [call] = voice.calls
     assert call["To"] == f"client:{softphone.client_identity('zoe')}"
     assert dialled_number(call).text == "+15551230000"
     assert (await voice.w.conversation(conversation))["callback_outcome"] == "dialling"
+    # Twilio rings it without the parameters of a <Client> dial: the page asks what it is
+    zoe, zoe_token = await desk.agent("zoe")
+    amy, amy_token = await desk.agent("amy")
+    async with zoe, amy:
+        body = {"call": voice.api.call_sids[0]}
+        response = await zoe.post("/inbox/t/acme/softphone/placed", json=body, headers={"X-CSRF-Token": zoe_token})
+        assert await response.json() == {"conversation": conversation, "customer": "+15551230000", "kind": "callback"}
+        response = await amy.post("/inbox/t/acme/softphone/placed", json=body, headers={"X-CSRF-Token": amy_token})
+        assert response.status == 404  # not amy's call
 
 
 async def test_the_agent_calls_the_customer_from_the_conversation_softphone_first_dialled_once(desk):

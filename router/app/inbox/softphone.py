@@ -4,7 +4,8 @@ the web process for.
 - POST /inbox/softphone/seats: the user's seats, how each takes calls (Twilio's SDK, a
   simulated call, or not at all) and where a call may be transferred.
 - POST /inbox/t/{tenant}/softphone/token: an access token for Twilio.Device, the
-  agent's identity with incoming calls allowed (channels.voice.softphone).
+  agent's identity with incoming calls allowed (channels.voice.softphone); .../placed:
+  the conversation and customer of a call the router placed to the agent.
 - GET /inbox/t/{tenant}/softphone/simulated (websocket) and POST
   .../simulated/{call}/{action}: the simulated calls of a tenant without Twilio
   (channels.voice.simulated), the page's stand-in for Twilio's signalling.
@@ -120,6 +121,21 @@ def _text(body: dict[str, object], name: str, pattern: re.Pattern[str] | None = 
     if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
         raise web.HTTPBadRequest(text=f"{name}: missing or malformed")
     return value
+
+
+async def placed(request: web.Request) -> web.Response:
+    """Which conversation and customer a call the router placed to the agent's softphone is
+    for (Twilio rings it without the parameters a <Client> dial carries); 404 for a call
+    that is not the agent's."""
+    tenant, agent = _seat(request)
+    body = await _json(request)
+    message = await softphone.placed(
+        request.app[STORE], tenant, agent, _text(body, "call", re.compile(r"CA[0-9a-f]{32}"))
+    )
+    if message is None:
+        raise web.HTTPNotFound(text="no call of yours")
+    kind = message.metadata.get("action", "")
+    return web.json_response({"conversation": message.conversation, "customer": message.to, "kind": kind})
 
 
 # --- simulated calls ---
@@ -325,6 +341,7 @@ def routes(app: web.Application) -> None:
     add.add_post("/softphone/seats", seats)
     base = "/t/{tenant}/softphone"
     add.add_post(base + "/token", token)
+    add.add_post(base + "/placed", placed)
     add.add_get(base + "/simulated", simulated_socket)
     add.add_post(base + "/simulated/{call:" + ID + "}/{action:" + "|".join(SIMULATED_ACTIONS) + "}", simulated_action)
     add.add_post(base + "/hold", hold)
