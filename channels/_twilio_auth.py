@@ -17,6 +17,7 @@ from twilio.request_validator import SIGNATURE_HEADER, RequestValidator
 from router.appkeys import DEPLOYMENT, SETTINGS
 from router.config import Tenant
 from router.errors import UnknownTenant
+from router.keyring import KeyRing, ring
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,34 +58,36 @@ async def read_form(request: web.Request) -> MultiDictProxy[str]:
     return form  # type: ignore[return-value]  # urlencoded: every value is a str
 
 
-async def verified_form(request: web.Request, auth_token: str, settings: Settings) -> MultiDictProxy[str]:
-    """The POST form, after checking X-Twilio-Signature against it and public_url.
+async def verified_form(request: web.Request, auth_token: KeyRing | str, settings: Settings) -> MultiDictProxy[str]:
+    """The POST form, after checking X-Twilio-Signature against it and public_url, with
+    each of the tokens (during a rotation, the new one and the old: router.keyring).
 
     Raises HTTPForbidden(text=reason) when the signature is missing or wrong, or no
     token is known. With TWILIO_SIGNATURES=off nothing is checked (the web app logs
     a warning at start).
     """
+    tokens = ring(auth_token)
     form = await read_form(request)
     if not settings.twilio_signatures:
         return form
     signature = request.headers.get(SIGNATURE_HEADER, "")
     if not signature:
         raise web.HTTPForbidden(text=f"missing {SIGNATURE_HEADER} header")
-    if not auth_token:
+    if not tokens:
         raise web.HTTPForbidden(text="no Twilio auth token for this number: webhook refused")
     url = public_url(request, settings)
-    if not RequestValidator(auth_token).validate(url, form, signature):
+    if not tokens.any(lambda token: RequestValidator(token).validate(url, form, signature)):
         log.warning("refused a webhook with a wrong %s for %s", SIGNATURE_HEADER, url)
         raise web.HTTPForbidden(text=f"invalid {SIGNATURE_HEADER} for {url}")
     return form
 
 
-def token_for(tenant: Tenant, settings: Settings) -> str | None:
-    """The token a tenant's webhooks are signed with: its Twilio account's auth token,
-    or, for a tenant without an account, the sandbox token; None when neither exists."""
+def tokens_for(tenant: Tenant, settings: Settings) -> KeyRing:
+    """The tokens a tenant's webhooks may be signed with: its Twilio account's auth tokens,
+    or, for a tenant without an account, the sandbox token; empty when neither exists."""
     if tenant.twilio is not None:
-        return tenant.twilio.auth_token or None
-    return settings.twilio_sandbox_token or None
+        return tenant.twilio.auth_ring()
+    return KeyRing.parse(settings.twilio_sandbox_token)
 
 
 ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
@@ -93,11 +96,11 @@ ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 async def verified_tenant_form(request: web.Request, tenant: Tenant, settings: Settings) -> MultiDictProxy[str]:
     """A webhook's form, signed with the tenant's token and sent for the tenant's
     own Twilio account (AccountSid); 403 otherwise."""
-    token = token_for(tenant, settings)
-    if token is None and settings.twilio_signatures:
+    tokens = tokens_for(tenant, settings)
+    if not tokens and settings.twilio_signatures:
         log.warning("webhook refused: tenant %s has no Twilio auth token (nor a sandbox one)", tenant.id)
         raise web.HTTPForbidden(text=f"no Twilio auth token for tenant {tenant.id}: webhook refused")
-    form = await verified_form(request, token or "", settings)
+    form = await verified_form(request, tokens, settings)
     account = form.get("AccountSid", "")
     if not ACCOUNT_SID.fullmatch(account):
         raise web.HTTPBadRequest(text=f"malformed AccountSid {account!r}")

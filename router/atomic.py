@@ -36,6 +36,7 @@ class IntakeArgs(NamedTuple):
     own_ref: str  # its own Message-ID (email), or ""
     tenant_address: str  # the tenant's number or address the customer wrote to
     kind: str  # message | call | callback | voicemail
+    name: str  # the name the channel gives the customer (pre-chat, email display name), or ""
     entry_id: str  # its inbound stream entry
 
 

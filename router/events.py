@@ -55,6 +55,7 @@ class InboundContact(msgspec.Struct, frozen=True, kw_only=True):
     channel: Channel
     address: NonEmpty  # the customer's address on this channel (E.164, email, chat id)
     provider_id: NonEmpty  # the provider's id, used to drop retried webhooks
+    name: str = ""  # what the customer calls themselves here (pre-chat form, email display name, Telegram)
     occurred_at: int
     direction: Literal["in"] = "in"
     to: str = ""  # the tenant's address that was contacted
@@ -100,6 +101,7 @@ class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     body: str = ""
     subject: str = ""
     address: str = ""  # the customer's address it came from or went to
+    name: str = ""  # the name a customer's message came with (InboundContact.name)
     agent: str = ""
     attachments: tuple[Attachment, ...] = ()
     contact_kind: str = "message"  # message | call | callback | voicemail

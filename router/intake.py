@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, scripts
+from router import assign, atomic, bus, events, names, scripts
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -42,6 +42,7 @@ def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime
 
 def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, entry_id: str) -> IntakeArgs:
     address = normalise(contact.channel, contact.address)
+    name = names.clean(contact.name)
     queue = tenant.queue(queue_id)
     priority = contact.priority if contact.priority is not None else queue.priority
     entry = events.HistoryEntry(
@@ -52,6 +53,7 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
         body=contact.body,
         subject=contact.subject,
         address=address,
+        name=name,
         attachments=contact.attachments,
         contact_kind=contact.kind,
         metadata=contact.metadata,
@@ -70,6 +72,7 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
         own_ref=contact.provider_id if contact.channel == "email" else "",
         tenant_address=contact.to,
         kind=contact.kind,
+        name=name,
         entry_id=entry_id,
     )
 

@@ -230,6 +230,7 @@ class InboundHandler:
                 "tenant": tenant.id,
                 "channel": "email",
                 "address": sender,
+                "name": mail.sender_name,
                 "to": to,
                 "provider_id": provider_id[:1024],
                 "occurred_at": events.now_ms(),

@@ -157,6 +157,7 @@ async def normalise(tenant: Tenant, bot: Bot, files: AttachmentStore, message: M
                 "tenant": tenant.id,
                 "channel": "telegram",
                 "address": str(message.chat.id),
+                "name": user.full_name if user is not None else "",
                 "provider_id": f"{message.chat.id}:{message.message_id}",
                 "occurred_at": int(message.date.timestamp() * 1000),
                 "body": "\n".join(parts.body),

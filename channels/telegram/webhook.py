@@ -67,10 +67,11 @@ def _webhook_tenant(request: web.Request) -> Tenant:
     except UnknownTenant:
         raise web.HTTPNotFound(text="no such tenant") from None
     telegram = tenant.telegram
-    if telegram is None or telegram.mode != "webhook" or not telegram.webhook_secret:
+    if telegram is None or telegram.mode != "webhook" or not telegram.webhook_ring():
         raise web.HTTPNotFound(text="this tenant takes no Telegram webhooks")
     given = request.headers.get(SECRET_HEADER, "").encode()
-    if not hmac.compare_digest(given, telegram.webhook_secret.encode()):
+    # during a rotation both secrets pass: updates Telegram sent before set_webhook took the new one
+    if not telegram.webhook_ring().any(lambda secret: hmac.compare_digest(given, secret.encode())):
         log.warning("Telegram webhook for %s refused: %s secret", tenant.id, "wrong" if given else "no")
         raise web.HTTPForbidden(text="wrong or missing secret token")
     return tenant

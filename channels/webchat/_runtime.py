@@ -17,13 +17,14 @@ from router.attachments import AttachmentStore
 from router.config import Tenant
 from router.config.webchat import WebchatChannel
 from router.errors import UnknownTenant
+from router.keyring import KeyRing
 
 MAX_SOCKETS_PER_ADDRESS = 50  # open chats from one address in one web process (an office shares one)
 
 
 @dataclass
 class Runtime:
-    secret: str
+    secret: KeyRing  # signs with the newest key, verifies with each (router.keyring)
     hub: LiveHub
     attachments: AttachmentStore
     sockets: Counter[str] = field(default_factory=Counter)  # open sockets per client address
@@ -73,12 +74,5 @@ def is_open(tenant: Tenant, when: dt.datetime | None = None) -> bool:
 
 
 def client_ip(request: web.Request) -> str:
-    """The visitor's address: behind TRUSTED_PROXY_HOPS proxies, the entry the outermost one
-    appended to X-Forwarded-For (earlier entries are whatever the client claimed)."""
-    hops = request.app[SETTINGS].trusted_proxy_hops
-    if hops > 0:
-        chain = [part.strip() for part in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
-        chain = [part for part in chain if part]
-        if len(chain) >= hops:
-            return chain[-hops]
-    return request.remote or "unknown"
+    """The visitor's address (behind TRUSTED_PROXY_HOPS proxies, from X-Forwarded-For)."""
+    return request.app[SETTINGS].client_address(request.remote, request.headers.getall("X-Forwarded-For", []))

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from channels.webchat._runtime import RUNTIME, chat_tenant
 from channels.webchat.identity import seal, unseal
+from router.keyring import KeyRing
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,14 @@ def setup(app: web.Application) -> None:
 
 
 def sign_link(
-    secret: str, tenant: str, visitor: str, ref: str, content_type: str, name: str, *, now: float | None = None
+    secret: KeyRing | str,
+    tenant: str,
+    visitor: str,
+    ref: str,
+    content_type: str,
+    name: str,
+    *,
+    now: float | None = None,
 ) -> str:
     """A link token for one stored file: base64url JSON, a dot, and its HMAC."""
     claims = {
@@ -50,7 +58,7 @@ def sign_link(
     return seal(secret, "webchat-file", claims)
 
 
-def verify_link(secret: str, tenant: str, link: str, *, now: float | None = None) -> dict[str, Any] | None:
+def verify_link(secret: KeyRing | str, tenant: str, link: str, *, now: float | None = None) -> dict[str, Any] | None:
     """The claims of a link signed for this tenant and still valid, else None."""
     claims = unseal(secret, "webchat-file", link, max_length=MAX_LINK)
     try:
@@ -61,7 +69,7 @@ def verify_link(secret: str, tenant: str, link: str, *, now: float | None = None
         return None
 
 
-def linked(item: dict[str, Any], secret: str, tenant: str, visitor: str) -> dict[str, Any]:
+def linked(item: dict[str, Any], secret: KeyRing | str, tenant: str, visitor: str) -> dict[str, Any]:
     """A message item as a tab gets it: each file's store reference replaced by a signed link."""
     files = item.get("files")
     if not files:
@@ -76,7 +84,7 @@ def linked(item: dict[str, Any], secret: str, tenant: str, visitor: str) -> dict
     return {**item, "files": shown}
 
 
-def linked_frame(frame: str, secret: str, tenant: str, visitor: str) -> str:
+def linked_frame(frame: str, secret: KeyRing | str, tenant: str, visitor: str) -> str:
     """A live frame (JSON text) with its files linked; frames without files pass untouched."""
     if '"ref":' not in frame:
         return frame

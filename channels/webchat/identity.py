@@ -22,7 +22,8 @@ from typing import Any
 
 from router.config.webchat import WebchatChannel
 from router.errors import ContactRouterError
-from router.keys import WEBCHAT_SECRET
+from router.keyring import KeyRing, ring
+from router.keys import WEBCHAT_PREVIOUS_SECRET, WEBCHAT_SECRET
 from router.settings import Settings
 from router.store import Store, text
 
@@ -62,18 +63,20 @@ def _mac(secret: str, purpose: str, payload: str) -> str:
     return _b64(hmac.new(secret.encode(), f"{purpose}:{payload}".encode(), hashlib.sha256).digest())
 
 
-def seal(secret: str, purpose: str, claims: dict[str, Any]) -> str:
-    """Claims signed with the server's secret for one purpose: base64url JSON, a dot, and its HMAC."""
+def seal(secret: KeyRing | str, purpose: str, claims: dict[str, Any]) -> str:
+    """Claims signed with the server's (newest) secret for one purpose: base64url JSON, a
+    dot, and its HMAC."""
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-    return f"{payload}.{_mac(secret, purpose, payload)}"
+    return f"{payload}.{_mac(ring(secret).current, purpose, payload)}"
 
 
-def unseal(secret: str, purpose: str, sealed: str, *, max_length: int) -> Any:
-    """The claims of a string seal() made for this purpose, else None (forged, too long or garbled)."""
+def unseal(secret: KeyRing | str, purpose: str, sealed: str, *, max_length: int) -> Any:
+    """The claims of a string seal() made for this purpose with any of the secret's keys,
+    else None (forged, too long or garbled)."""
     payload, _, mac = sealed.partition(".")
     if not payload or not mac or len(sealed) > max_length:
         return None
-    if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+    if not ring(secret).any(lambda key: hmac.compare_digest(mac, _mac(key, purpose, payload))):
         return None
     try:
         return json.loads(_unb64(payload))
@@ -81,13 +84,13 @@ def unseal(secret: str, purpose: str, sealed: str, *, max_length: int) -> Any:
         return None
 
 
-def sign_token(secret: str, tenant: str, visitor: str, *, now: float | None = None) -> str:
+def sign_token(secret: KeyRing | str, tenant: str, visitor: str, *, now: float | None = None) -> str:
     """A visitor token: base64url JSON {t, v, exp}, a dot, and its HMAC."""
     expires = int((time.time() if now is None else now) + TOKEN_TTL_S)
     return seal(secret, "webchat-visitor", {"t": tenant, "v": visitor, "exp": expires})
 
 
-def verify_token(secret: str, tenant: str, token: str, *, now: float | None = None) -> str:
+def verify_token(secret: KeyRing | str, tenant: str, token: str, *, now: float | None = None) -> str:
     """The visitor a token names; raises Refused if it is forged, expired or another tenant's."""
     claims = unseal(secret, "webchat-visitor", token, max_length=1024)
     try:
@@ -111,25 +114,38 @@ def identified_visitor(webchat: WebchatChannel, kind: object, value: object, sig
 
     Raises Refused unless the tenant has an identity secret and the signature is its HMAC.
     """
-    if not webchat.identity_secret:
+    keys = KeyRing(webchat.identity_secrets or ((webchat.identity_secret,) if webchat.identity_secret else ()))
+    if not keys:
         raise Refused("identity_refused", "this chat does not accept identified customers")
     if kind not in IDENTITY_KINDS or not isinstance(value, str) or not isinstance(signature, str):
         raise Refused("identity_refused", "an identity needs kind (email or id), value and signature")
     pattern = _EMAIL if kind == "email" else _CUSTOMER_ID
     if not pattern.fullmatch(value):
         raise Refused("identity_refused", f"not a valid customer {kind}")
-    expected = customer_signature(webchat.identity_secret, str(kind), value)
-    if not hmac.compare_digest(signature.lower().encode(), expected.encode()):
+    given = signature.lower().encode()
+    if not keys.any(lambda key: hmac.compare_digest(given, customer_signature(key, str(kind), value).encode())):
         raise Refused("identity_refused", "the customer's identity is not signed by this site")
     return f"{kind}:{value.lower() if kind == 'email' else value}"
 
 
-async def server_secret(store: Store, settings: Settings) -> str:
-    """The secret visitor tokens are signed with: WEBCHAT_SECRET, else one generated once
-    and kept in the store, so every web process (and a restarted one) signs alike."""
+async def server_secret(store: Store, settings: Settings) -> KeyRing:
+    """The secret visitor tokens and file links are signed with: WEBCHAT_SECRET (during a
+    rotation "NEW,OLD": router.keyring), else one generated once and kept in the store, so
+    every web process (and a restarted one) signs alike, with the keys `rotate_secret` left
+    behind still verifying."""
     if settings.webchat_secret:
-        return settings.webchat_secret
+        return KeyRing.parse(settings.webchat_secret)
     await store.redis.set(WEBCHAT_SECRET, secrets.token_urlsafe(32), nx=True)
-    secret = await store.redis.get(WEBCHAT_SECRET)
+    # two reads, not MGET: the keys have no common hash tag, so may be on two cluster shards
+    current, previous = await store.redis.get(WEBCHAT_SECRET), await store.redis.get(WEBCHAT_PREVIOUS_SECRET)
     log.info("WEBCHAT_SECRET is not set: web chat tokens are signed with the secret kept in the store")
-    return text(secret)
+    return KeyRing((text(current), *([text(previous)] if previous else [])))
+
+
+async def rotate_secret(store: Store) -> None:
+    """A new store-kept secret signs from the web processes' next start; the old one keeps
+    verifying for TOKEN_TTL_S (every visitor's token is re-signed when they next connect)."""
+    current = await store.redis.get(WEBCHAT_SECRET)
+    if current:  # kept first, so no moment passes where a token signed with it fails
+        await store.redis.set(WEBCHAT_PREVIOUS_SECRET, current, ex=TOKEN_TTL_S)
+    await store.redis.set(WEBCHAT_SECRET, secrets.token_urlsafe(32))

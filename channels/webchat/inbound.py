@@ -45,6 +45,7 @@ async def deliver(
         tenant=tenant.id,
         channel="webchat",
         address=visitor,
+        name=metadata.get("prechat_name", ""),
         provider_id=f"{visitor}:{client_id}",  # the visitor's own: no one else's id can collide with it
         occurred_at=events.now_ms(),
         body=body,

@@ -69,6 +69,7 @@ async def leave_message(request: web.Request) -> web.Response:
             tenant=tenant.id,
             channel="email",
             address=email.strip(),
+            name=name,
             provider_id=f"webchat-offline:{form_id}",
             occurred_at=events.now_ms(),
             subject=f"Web chat message from {name}" if name else "Web chat message",

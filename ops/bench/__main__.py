@@ -1,13 +1,13 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns")
+BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import campaigns
 
         return campaigns.main(rest)
+    if name == "desk":
+        from ops.bench import desk
+
+        return desk.main(rest)
     return 2
 
 

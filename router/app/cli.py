@@ -343,14 +343,14 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
 async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Namespace) -> None:
     """Post webhooks signed as Twilio signs them and print the TwiML answers."""
     from channels import simulate
-    from channels._twilio_auth import token_for
+    from channels._twilio_auth import tokens_for
 
     tenant = deployment.tenant(a.tenant)
     try:
         simulate.check_numbers(tenant, a.channel if a.channel == "sms" else "voice", a.to or "")
     except simulate.SimulationError as exc:
         raise CliError(str(exc)) from None
-    token = token_for(tenant, settings) or await _sandbox_token(settings)
+    token = tokens_for(tenant, settings).current or await _sandbox_token(settings)
     url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
     account = tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32
     try:

@@ -8,6 +8,10 @@ spends from a per-message step budget; `range()`, `*`, `**`, format widths and t
 filters and str methods that multiply a text are bounded; and the output is streamed
 and cut off at the campaign's `max_message_kb`. Each template is
 compiled once per campaign; rendering a recipient is then one call.
+
+These checks see only what the sandbox can intercept, so live paths never call Renderer
+themselves: router.campaigns.isolated runs it in a child process with hard time and
+memory limits.
 """
 
 from __future__ import annotations
@@ -296,7 +300,12 @@ class Renderer:
         except Exception as exc:  # anything a user's template can raise, reported with its line
             line = _template_line(exc)
             where = f"template {name}" + (f", line {line}" if line else "")
-            message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+            if isinstance(exc, MemoryError):  # the child process's limit (router.campaigns.isolated)
+                message = "it needs more memory than a message may use; rendering stopped"
+            elif isinstance(exc, RecursionError):
+                message = "it calls itself too deeply; rendering stopped"
+            else:
+                message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
             raise TemplateProblem(f"{where}: {message}") from None
         finally:
             _steps.reset(token)
@@ -330,39 +339,6 @@ def _check_say(text: str, name: str) -> None:
         raise TemplateProblem(f"template {name}: {len(text):,} characters, more than a call can say ({SAY_LIMIT:,})")
 
 
-def preview(campaign: Campaign, recipients: list[Recipient]) -> list[tuple[Recipient, str, Rendered | str]]:
-    """The message each recipient would get on the campaign's channel (or the error it hits);
-    a voice campaign's answering-machine message follows as its own row (channel MACHINE)."""
-    renderer = Renderer(campaign)
-    rows: list[tuple[Recipient, str, Rendered | str]] = []
-    channel = campaign.channel
-    for recipient in recipients:
-        try:
-            rows.append((recipient, channel, renderer.render(channel, recipient, _sample_extra(channel))))
-        except TemplateProblem as exc:
-            rows.append((recipient, channel, str(exc)))
-        if channel == "voice" and renderer.has_machine_message:
-            try:
-                rows.append((recipient, MACHINE, Rendered(body=renderer.render_machine(recipient))))
-            except TemplateProblem as exc:
-                rows.append((recipient, MACHINE, str(exc)))
-    return rows
-
-
-def problems(campaign: Campaign, recipients: list[Recipient]) -> list[str]:
-    """What the campaign's templates hit for these recipients on every channel they may get
-    (fallback and answering-machine message included), as "line N: error"; [] when all render."""
-    renderer = Renderer(campaign)
-    found: list[str] = []
-    for recipient in recipients:
-        try:
-            for channel in campaign.channels:
-                renderer.render(channel, recipient, _sample_extra(channel))
-            renderer.render_machine(recipient)
-        except TemplateProblem as exc:
-            found.append(f"line {recipient.line}: {exc}")
-    return found
-
-
-def _sample_extra(channel: str) -> dict[str, str]:
+def sample_extra(channel: str) -> dict[str, str]:
+    """What a preview fills in for the fields only a real send knows (the unsubscribe link)."""
     return {"unsubscribe_url": "https://example.invalid/u/PREVIEW"} if channel == "email" else {}

@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -31,11 +31,14 @@ from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
 from router.errors import ConfigError, UnknownTenant
 from router.events import CHANNELS, TenantId
+from router.keyring import KeyRing
 
 
 class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
     """A tenant's Twilio account (SMS and voice). The auth token is never in the file:
-    the file names the environment variable that holds it, read once at start-up.
+    the file names the environment variable that holds it, read once at start-up. During
+    a rotation it holds the new token and the old one ("NEW,OLD", router.keyring): the new
+    one calls Twilio, and webhooks signed with either are accepted.
 
     An API key (its SID, and the variable holding its secret) signs the access tokens
     of the agents' softphone (the Voice JavaScript SDK); without one, agents without a
@@ -45,12 +48,17 @@ class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
     auth_token_env: EnvName
     api_key_sid: ApiKeySid | None = None
     api_key_secret_env: EnvName | None = None
-    auth_token: str = ""  # filled from auth_token_env by load_deployment
+    auth_token: str = ""  # filled from auth_token_env by load_deployment: the newest token
+    auth_tokens: tuple[str, ...] = ()  # every token listed there, newest first
     api_key_secret: str = ""  # filled from api_key_secret_env by load_deployment
 
     def __post_init__(self) -> None:
         if (self.api_key_sid is None) != (self.api_key_secret_env is None):
             raise FieldError("api_key_sid", "an API key needs both api_key_sid and api_key_secret_env")
+
+    def auth_ring(self) -> KeyRing:
+        """The tokens a webhook's signature may be made with."""
+        return KeyRing(self.auth_tokens or ((self.auth_token,) if self.auth_token else ()))
 
     @property
     def softphone(self) -> bool:
@@ -79,6 +87,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
     webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
+    # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
+    second_factor_for_agents: Literal["optional", "required"] = "optional"
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -260,12 +270,13 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
     for index, tenant in enumerate(deployment.tenants):
         where = f"$.tenants[{index}]"
         if tenant.twilio is not None and not tenant.twilio.auth_token:
-            token = env.get(tenant.twilio.auth_token_env, "")
-            if not token:
+            tokens = KeyRing.parse(env.get(tenant.twilio.auth_token_env, ""))
+            if not tokens:
                 raise ConfigError(
                     f"`{where}.twilio.auth_token_env`: environment variable {tenant.twilio.auth_token_env} is not set"
                 )
-            tenant = msgspec.structs.replace(tenant, twilio=msgspec.structs.replace(tenant.twilio, auth_token=token))
+            twilio = msgspec.structs.replace(tenant.twilio, auth_token=tokens.current, auth_tokens=tokens.keys)
+            tenant = msgspec.structs.replace(tenant, twilio=twilio)
         if tenant.twilio is not None and tenant.twilio.api_key_secret_env and not tenant.twilio.api_key_secret:
             secret = env.get(tenant.twilio.api_key_secret_env, "")
             if not secret:
@@ -281,14 +292,16 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
                 tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")
             )
         if tenant.webchat is not None and tenant.webchat.identity_secret_env and not tenant.webchat.identity_secret:
-            secret = env.get(tenant.webchat.identity_secret_env, "")
-            if len(secret) < 16:  # an HMAC key a visitor could guess would let anyone pose as a customer
+            secrets = KeyRing.parse(env.get(tenant.webchat.identity_secret_env, ""))
+            # an HMAC key a visitor could guess would let anyone pose as a customer
+            if not secrets or any(len(secret) < 16 for secret in secrets.keys):
                 raise ConfigError(
                     f"`{where}.webchat.identity_secret_env`: environment variable "
-                    f"{tenant.webchat.identity_secret_env} is not set or shorter than 16 characters"
+                    f"{tenant.webchat.identity_secret_env} is not set or a key is shorter than 16 characters"
                 )
-            tenant = msgspec.structs.replace(
-                tenant, webchat=msgspec.structs.replace(tenant.webchat, identity_secret=secret)
+            webchat = msgspec.structs.replace(
+                tenant.webchat, identity_secret=secrets.current, identity_secrets=secrets.keys
             )
+            tenant = msgspec.structs.replace(tenant, webchat=webchat)
         tenants.append(tenant)
     return msgspec.structs.replace(deployment, tenants=tenants)

@@ -10,6 +10,7 @@ import msgspec
 
 from router.config.fields import EnvName, FieldError
 from router.errors import ConfigError
+from router.keyring import KeyRing
 
 # What Telegram accepts as a webhook's secret_token (1-256 of these characters).
 _WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -31,8 +32,17 @@ class TelegramChannel(msgspec.Struct, forbid_unknown_fields=True):
     # signs /start payloads that carry a customer's id (`contactrouter telegram link`)
     link_key_env: EnvName | None = None
     token: str = ""  # filled from the environment by load_deployment
-    webhook_secret: str = ""
-    link_key: str = ""
+    webhook_secret: str = ""  # the newest of webhook_secrets
+    link_key: str = ""  # the newest of link_keys: signs new links
+    # every secret and link key listed in their variables, newest first (router.keyring)
+    webhook_secrets: tuple[str, ...] = ()
+    link_keys: tuple[str, ...] = ()
+
+    def webhook_ring(self) -> KeyRing:
+        return KeyRing(self.webhook_secrets or ((self.webhook_secret,) if self.webhook_secret else ()))
+
+    def link_ring(self) -> KeyRing:
+        return KeyRing(self.link_keys or ((self.link_key,) if self.link_key else ()))
 
     def __post_init__(self) -> None:
         if self.mode == "webhook" and self.secret_env is None:
@@ -64,6 +74,14 @@ def resolve(telegram: TelegramChannel, env: Mapping[str, str], where: str) -> Te
         values[field] = value
     if not _BOT_TOKEN.fullmatch(values["token"]):
         raise ConfigError(f"`{where}.token_env`: {telegram.token_env} is not a bot token")
-    if "webhook_secret" in values and not _WEBHOOK_SECRET.fullmatch(values["webhook_secret"]):
-        raise ConfigError(f"`{where}.secret_env`: {telegram.secret_env} must be 1-256 characters A-Z, a-z, 0-9, _ or -")
-    return msgspec.structs.replace(telegram, **values)
+    rings = {}
+    for field in ("webhook_secret", "link_key"):  # these two may list old keys during a rotation
+        if field in values:
+            rings[field + "s"] = KeyRing.parse(values[field]).keys
+            values[field] = rings[field + "s"][0] if rings[field + "s"] else ""
+    if "webhook_secrets" in rings and not all(_WEBHOOK_SECRET.fullmatch(s) for s in rings["webhook_secrets"] or [""]):
+        raise ConfigError(
+            f"`{where}.secret_env`: {telegram.secret_env} must be 1-256 characters A-Z, a-z, 0-9, _ or - "
+            "(or several such, comma-separated, during a rotation)"
+        )
+    return msgspec.structs.replace(telegram, **values, **rings)

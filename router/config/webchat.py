@@ -47,7 +47,8 @@ class WebchatChannel(msgspec.Struct, forbid_unknown_fields=True):
     prechat_required: list[PrechatField] = []
     topics: list[ChatTopic] = []  # the "topic" field's choices, each routing to its queue
     identity_secret_env: EnvName | None = None
-    identity_secret: str = ""  # filled from identity_secret_env by load_deployment
+    identity_secret: str = ""  # filled from identity_secret_env by load_deployment: the newest key
+    identity_secrets: tuple[str, ...] = ()  # every key listed there, newest first (router.keyring)
     demo_page: bool = False  # serve /webchat/{tenant}/demo, a page showing the widget
     limits: WebchatLimits = msgspec.field(default_factory=WebchatLimits)
 

@@ -24,7 +24,7 @@
 -- Returns {results, rounds}: results has {outcome, conversation, customer,
 -- queue} per contact, or {"error", message}; rounds has {queue, offers made,
 -- error or ""} for each round.
-local ARGS_PER_CONTACT, HEADER = 14, 6
+local ARGS_PER_CONTACT, HEADER = 15, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local LOWEST, HIGHEST = ARGV[5], ARGV[6]
 local ACK_CHUNK = 1000
@@ -63,7 +63,8 @@ local function intake(at)
   local refs, own_ref = ARGV[at + 10], ARGV[at + 11]
   local tenant_address = ARGV[at + 12]  -- the tenant's number or address the customer wrote to
   local kind = ARGV[at + 13]  -- message | call | callback | voicemail
-  local entry_id = ARGV[at + 14]
+  local name = ARGV[at + 14]  -- the name the channel gives the customer, or ""
+  local entry_id = ARGV[at + 15]
   -- A customer or conversation this contact opens takes the contact's id: a call
   -- that failed part way and runs again on redelivery fills in the same records
   -- instead of leaving a half-made conversation behind.
@@ -73,6 +74,8 @@ local function intake(at)
 
   -- The customer's fields this call sets, written at the end.
   local cust_fields = {"ident:" .. ident, "1", "last_seen", NOW_S}
+  -- the newest name a channel gave; one an agent chose ("name") is never overwritten
+  if name ~= "" then cust_fields[5], cust_fields[6] = "channel_name", name end
   local customer = redis.call("HGET", identities_key(), ident)
   local known = {}  -- open_conv, campaign_conv, campaign_until, last_agent: none for a new customer
   if customer then

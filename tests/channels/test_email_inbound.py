@@ -125,6 +125,7 @@ async def test_mail_for_a_tenant_address_becomes_a_contact_on_its_stream(mailbox
         "m1@example.com",
     )
     assert contact.metadata["from_name"] == "Jane Doe"
+    assert contact.name == "Jane Doe"  # what the desk calls her
     assert "auto_submitted" not in contact.metadata
     assert await mailbox.contacts("globex") == []
 

@@ -110,6 +110,7 @@ async def test_a_text_with_the_right_secret_becomes_one_contact_before_telegram_
     assert contact.provider_id == f"{CHAT}:17"
     assert contact.metadata["telegram_username"] == "janed"
     assert contact.metadata["telegram_name"] == "Jane Doe"
+    assert contact.name == "Jane Doe"  # what the desk calls her
     conversation = await telegram.world.deliver(contact)
     assert (await telegram.world.conversation(conversation))["channel"] == "telegram"
     customer = await find(telegram.world.store, "acme", identity("telegram", str(CHAT)))

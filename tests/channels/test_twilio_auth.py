@@ -7,8 +7,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from twilio.request_validator import RequestValidator
 
-from channels._twilio_auth import MAX_FORM_BYTES, public_url, token_for, verified_form
+from channels._twilio_auth import MAX_FORM_BYTES, public_url, tokens_for, verified_form
 from router.config import resolve_secrets
+from router.keyring import KeyRing
 from router.settings import Settings
 from tests.factories import deployment
 
@@ -27,8 +28,8 @@ id = "sales"
 """
 
 
-def tenants():
-    return resolve_secrets(deployment(TENANTS), {"ACME_TWILIO_TOKEN": TOKEN}).tenants
+def tenants(token: str = TOKEN):
+    return resolve_secrets(deployment(TENANTS), {"ACME_TWILIO_TOKEN": token}).tenants
 
 
 def test_public_url_is_the_requests_own_without_a_public_url():
@@ -42,11 +43,18 @@ def test_public_url_behind_a_proxy_is_the_public_url_with_path_and_query():
     assert public_url(request, settings) == "https://router.example.com/twilio/sms?x=%2F1"
 
 
-def test_token_for_a_tenant_is_its_auth_token_else_the_sandbox_token_else_none():
+def test_tokens_for_a_tenant_are_its_auth_tokens_else_the_sandbox_token_else_none():
     acme, globex = tenants()
-    assert token_for(acme, Settings(twilio_sandbox_token="sandbox")) == TOKEN
-    assert token_for(globex, Settings(twilio_sandbox_token="sandbox")) == "sandbox"
-    assert token_for(globex, Settings()) is None
+    assert tokens_for(acme, Settings(twilio_sandbox_token="sandbox")).keys == (TOKEN,)
+    assert tokens_for(globex, Settings(twilio_sandbox_token="sandbox")).keys == ("sandbox",)
+    assert not tokens_for(globex, Settings())
+
+
+def test_during_a_rotation_the_new_token_calls_twilio_and_both_verify():
+    new = "f" * 32
+    acme, _globex = tenants(f" {new} , {TOKEN} ")
+    assert acme.twilio.auth_token == new  # what the REST client authenticates with
+    assert tokens_for(acme, Settings()).keys == (new, TOKEN)
 
 
 def test_sandbox_token_comes_from_the_environment():
@@ -60,7 +68,7 @@ async def hook():
 
     async def make(settings: Settings) -> TestClient:
         async def handler(request: web.Request) -> web.Response:
-            form = await verified_form(request, TOKEN, settings)
+            form = await verified_form(request, KeyRing((TOKEN, "o" * 32)), settings)
             return web.json_response(dict(form))
 
         app = web.Application()
@@ -103,6 +111,13 @@ async def test_a_missing_or_wrong_signature_is_forbidden(hook, headers, reason):
     response = await client.post("/hook", data=PARAMS, headers=headers)
     assert response.status == 403
     assert reason in await response.text()
+
+
+async def test_a_signature_by_the_old_token_during_a_rotation_is_accepted(hook):
+    client = await hook(Settings())
+    url = str(client.make_url("/hook"))
+    response = await client.post("/hook", data=PARAMS, headers=sign(url, PARAMS, token="o" * 32))
+    assert response.status == 200
 
 
 async def test_a_signature_by_another_token_is_forbidden(hook):

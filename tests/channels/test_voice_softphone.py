@@ -18,7 +18,7 @@ from twilio.request_validator import RequestValidator
 from channels.voice import inbound, softphone, waiting
 from channels.voice.outbound import VoiceSender
 from router import customers
-from router.app.inbox import accounts
+from router.app.inbox import accounts, second_factor
 from router.app.web import application
 from router.keys import Keys
 from router.settings import Settings
@@ -26,7 +26,7 @@ from tests.channels.test_voice_callbacks import Voice, dialled_number, query
 from tests.channels.twilio_api import TwilioApi
 from tests.channels.voice_phone import ACME_SID, ACME_TOKEN, CALLER, SANDBOX_TOKEN, TENANTS, Phone
 from tests.factories import World, world
-from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, csrf_of, log_in  # noqa: F401 - fixture
+from tests.router.test_inbox_pages import PASSWORD, SECRET, cheap_hashes, csrf_of, log_in  # noqa: F401 - fixture
 
 API_KEY = "SK" + "5" * 32
 KEY_SECRET = "key-secret-0123456789abcdef0123456789"
@@ -115,6 +115,7 @@ async def test_a_token_is_only_for_a_seat_of_the_users_own(desk):
     zoe, zoe_token = await desk.agent("zoe")
     gus, gus_token = await desk.agent("gus", "globex")
     await accounts.add(desk.world.store, "sue", PASSWORD, "supervisor", {"acme": ""})
+    await second_factor.activate(desk.world.store, "sue", SECRET)  # supervisors need one
     sue = ClientSession(base_url=str(desk.phone.client.make_url("/")), cookie_jar=CookieJar(unsafe=True))
     async with zoe, gus, sue:
         other = await zoe.post("/inbox/t/globex/softphone/token", headers={"X-CSRF-Token": zoe_token})

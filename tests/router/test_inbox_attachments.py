@@ -1,5 +1,5 @@
-"""An agent attaches a file to a web chat reply: the bytes decide the type, the tenant's
-web chat limits decide what goes, and the reply carries it from the attachment store."""
+"""An agent attaches a file to a web chat or email reply: the bytes decide the type, the
+channel's limits decide what goes, and the reply carries it from the attachment store."""
 
 from __future__ import annotations
 
@@ -93,14 +93,14 @@ async def test_a_file_that_is_not_an_allowed_type_or_too_large_is_refused(inbox:
     assert await asyncio.to_thread(lambda: [p for p in tmp_path.rglob("*") if p.is_file()]) == []
 
 
-async def test_a_file_goes_only_to_web_chat_and_a_multipart_post_needs_its_csrf_first(inbox: Inbox) -> None:
+async def test_a_file_goes_only_to_web_chat_or_email_and_a_multipart_post_needs_its_csrf_first(inbox: Inbox) -> None:
     conversation = await chat_held_by_amy(inbox)
     client, csrf = await logged_in(inbox, "amy")
     async with client:
         form = reply_form(csrf, png())
         form.add_field("to", "sms|+15551230000")
         response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=form)
-        assert response.status == 409 and "web chat replies only" in await response.text()
+        assert response.status == 409 and "web chat and email replies only" in await response.text()
         late = FormData()
         late.add_field("body", "hello")
         late.add_field("csrf", csrf)
@@ -118,3 +118,37 @@ async def test_a_multipart_reply_without_a_file_is_text_only(inbox: Inbox) -> No
         assert "Reply sent." in await response.text()
     [message] = await inbox.world.outgoing()
     assert (message.body, message.attachments) == ("Here you are", ())
+
+
+async def test_an_email_reply_carries_a_pdf_and_the_page_shows_a_customers_picture_inline(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    store = AttachmentStore(tmp_path)
+    picture = await store.put(png())
+    attached = events.Attachment(url=picture, content_type="image/png", filename="meter.png", size=len(png()))
+    conversation = await inbox.world.assigned_to(
+        "amy", channel="email", address="ana@example.com", body="my meter", attachments=(attached,)
+    )
+    pdf = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
+    client, csrf = await logged_in(inbox, "amy")
+    async with client:
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        href = f"/inbox/t/acme/c/{conversation}/files/{picture.removeprefix('store:')}"
+        assert f'<img\n              src="{href}" alt="meter.png"' in page  # a picture, not only a link
+        live = await (await client.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
+        [file] = live["entries"][0]["attachments"]
+        assert (file["href"], file["is_image"]) == (href, True)  # live too, without a reload
+
+        form = FormData()
+        form.add_field("csrf", csrf)
+        form.add_field("key", events.new_id())
+        form.add_field("body", "The contract is attached.")
+        form.add_field("to", "email|ana@example.com")
+        form.add_field("file", pdf, filename="contract.pdf", content_type="application/pdf")
+        response = await client.post(f"/inbox/t/acme/c/{conversation}/reply", data=form)
+        assert "Reply sent." in await response.text()
+    [message] = await inbox.world.outgoing()
+    [attachment] = message.attachments
+    assert (message.channel, message.to) == ("email", "ana@example.com")
+    assert (attachment.content_type, attachment.filename) == ("application/pdf", "contract.pdf")
+    assert store.read(attachment.url) == pdf

@@ -70,7 +70,8 @@ async def test_a_recording_and_mms_media_are_fetched_with_the_tenants_credential
     async with client:
         page = await (await client.get(f"/inbox/t/acme/c/{voicemail}")).text()
         assert "api.twilio.com" not in page  # no link an agent's browser could not open
-        links = re.findall(r'href="(/inbox/t/acme/c/[^"]+/media/\d+)"', page)
+        # each media link once (a picture is linked by its image and by its name)
+        links = list(dict.fromkeys(re.findall(r'href="(/inbox/t/acme/c/[^"]+/media/\d+)"', page)))
         assert len(links) == 2
         bodies = {}
         for link in links:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from router.campaigns import registry
+from router.campaigns.isolated import shared
 from router.campaigns.model import check_against, load_campaign
-from router.campaigns.render import problems
 from router.config import load_deployment
 from tests.factories import world
 from workers.campaigns import audience
@@ -30,4 +30,4 @@ async def test_an_example_campaign_fits_the_demo_deployment_and_renders_for_the_
     w = await world()
     report = await audience.import_csv(w.store, campaign, io.StringIO((EXAMPLES / "acme-audience.csv").read_text()))
     assert report.imported == 3
-    assert problems(campaign, await registry.first_recipients(w.store, "acme", campaign.id, 3)) == []
+    assert await shared().problems(campaign, await registry.first_recipients(w.store, "acme", campaign.id, 3)) == []

@@ -2,8 +2,9 @@
 
 import pytest
 
+from router.campaigns.isolated import shared
 from router.campaigns.model import CampaignError, Recipient, parse_campaign
-from router.campaigns.render import Rendered, Renderer, TemplateProblem, preview, problems
+from router.campaigns.render import Rendered, Renderer, TemplateProblem
 
 
 def campaign(kind: str = "cross_sell", sms: str = "Hi {{ name }}", **extra: str):
@@ -106,8 +107,8 @@ def test_collections_email_carries_the_unsubscribe_link():
     assert "https://x/u/1" in message.body
 
 
-def test_preview_shows_each_recipients_message_or_the_error_it_hits():
-    rows = preview(
+async def test_preview_shows_each_recipients_message_or_the_error_it_hits():
+    rows = await shared().preview(
         campaign(sms="Hi {{ name }}, {{ balance }} due"),
         [person(name="Jane", balance="$5"), person(name="Tom")],
     )
@@ -240,17 +241,20 @@ def test_a_voice_message_longer_than_a_call_can_say_fails_with_the_reason():
         machine.render_machine(person(name="Janet"))
 
 
-def test_preview_of_a_voice_campaign_shows_the_answering_machine_message_too():
-    rows = preview(voice_campaign(machine="Call us back, {{ name }}, about {{ account }}."), [person(name="Jane")])
+async def test_preview_of_a_voice_campaign_shows_the_answering_machine_message_too():
+    machine = voice_campaign(machine="Call us back, {{ name }}, about {{ account }}.")
+    rows = await shared().preview(machine, [person(name="Jane")])
     assert [(channel, result.body if isinstance(result, Rendered) else result) for _r, channel, result in rows] == [
         ("voice", "Hello Jane"),
         ("voice machine", "template voice machine, line 1: 'account' is undefined"),
     ]
-    rows = preview(voice_campaign(), [person(name="Jane")])
+    rows = await shared().preview(voice_campaign(), [person(name="Jane")])
     assert rows[1][2] == Rendered(body="Call us back, Jane.")
 
 
-def test_problems_renders_every_channel_and_the_machine_message_for_the_first_recipients():
+async def test_problems_renders_every_channel_and_the_machine_message_for_the_first_recipients():
     campaign_ = voice_campaign()
-    assert problems(campaign_, [person(name="Jane", balance="$5")]) == []
-    assert problems(campaign_, [person(name="Jane")]) == ["line 2: template sms/en, line 1: 'balance' is undefined"]
+    assert await shared().problems(campaign_, [person(name="Jane", balance="$5")]) == []
+    assert await shared().problems(campaign_, [person(name="Jane")]) == [
+        "line 2: template sms/en, line 1: 'balance' is undefined"
+    ]

@@ -19,15 +19,14 @@ import asyncio
 import sys
 from pathlib import Path
 
-from router.campaigns import registry
+from router.campaigns import isolated, registry
 from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
-from router.campaigns.render import preview, problems
 from router.config import Deployment
 from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, pacing, results
+from workers.campaigns import audience, pacing, results, unsubscribe
 
 SHOWN_REJECTS = 20
 CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would
@@ -64,6 +63,9 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
     pace = actions.add_parser("pace", help="limit a channel's campaign messages per minute for a tenant")
     pace.add_argument("channel", choices=CHANNELS)
     pace.add_argument("per_minute", type=int)
+    actions.add_parser(
+        "rotate-link-key", help="a new key signs unsubscribe links; links signed with the last 5 keys still work"
+    )
     for parser in actions.choices.values():
         parser.add_argument("--tenant", help="the tenant (needed when the campaign id alone does not say)")
     return ["campaign"]
@@ -81,7 +83,7 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         if missing:
             print(f"note: agents of {campaign.tenant} cannot close with {', '.join(missing)} (add to its dispositions)")
         await _check_templates(store, campaign)  # a replaced draft may have its audience already
-    elif act in ("list", "dnc", "dispute", "pace"):
+    elif act in ("list", "dnc", "dispute", "pace", "rotate-link-key"):
         await _tenant_command(store, deployment, a)
     else:
         tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
@@ -113,7 +115,7 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
         recipients = await registry.first_recipients(store, tenant, a.campaign, a.n)
         if not recipients:
             print("no recipients yet: `contactrouter campaign import` first")
-        for recipient, channel, result in preview(campaign, recipients):
+        for recipient, channel, result in await isolated.shared().preview(campaign, recipients):
             to = audience.address_for(channel, recipient) or recipient.phone  # the machine row: the phone
             print(f"--- line {recipient.line}: {channel} to {to}")
             if isinstance(result, str):
@@ -148,6 +150,12 @@ async def _tenant_command(store: Store, deployment: Deployment, a: argparse.Name
         await pacing.set_channel_limit(store, a.tenant, a.channel, a.per_minute)
         limit = f"{a.per_minute}/min" if a.per_minute > 0 else "no limit"
         print(f"{a.tenant} {a.channel} campaigns: {limit}")
+    elif act == "rotate-link-key":
+        await unsubscribe.rotate_signing_key(store, a.tenant)
+        print(
+            f"{a.tenant}: unsubscribe links are signed with a new key once the campaigns workers restart; "
+            f"links already sent keep working until {unsubscribe.KEPT_KEYS} more rotations"
+        )
     else:
         key = keys.do_not_contact if act == "dnc" else keys.disputes
         if a.list_action == "show":
@@ -166,7 +174,7 @@ async def _check_templates(store: Store, campaign: Campaign) -> None:
     too): a field the file lacks, or a message too long to send or say, shows now rather
     than when the campaign runs (where it skips the recipient)."""
     recipients = await registry.first_recipients(store, campaign.tenant, campaign.id, CHECKED)
-    found = problems(campaign, recipients)
+    found = await isolated.shared().problems(campaign, recipients)
     if found:
         print(f"warning: the first recipients' messages do not render ({len(found)} of {len(recipients)}):")
         for problem in found:

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import html
 import secrets
+from collections.abc import Sequence
 
 import msgspec
 from aiohttp import web
@@ -41,11 +42,32 @@ def _unb64(value: str) -> bytes:
     return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
 
 
+KEPT_KEYS = 5  # earlier keys that still verify the links in mail already sent
+
+
 async def signing_key(store: Store, tenant: str) -> bytes:
     """The tenant's key, made on first use (SET NX: every process ends up with the same one)."""
     key = Keys(tenant).campaign_signing_key
     await store.redis.set(key, secrets.token_bytes(32), nx=True)
     return await store.redis.get(key)
+
+
+async def verifying_keys(store: Store, tenant: str) -> list[bytes]:
+    """The key that signs now, then the KEPT_KEYS before it, newest first: a link in a
+    mail sent before a rotation must still unsubscribe (CAN-SPAM: for 30 days at least)."""
+    current = await signing_key(store, tenant)
+    return [current, *await store.redis.lrange(Keys(tenant).campaign_previous_signing_keys, 0, -1)]
+
+
+async def rotate_signing_key(store: Store, tenant: str) -> None:
+    """A new key signs from the campaigns workers' next start; the old one joins the kept ones."""
+    keys = Keys(tenant)
+    current = await signing_key(store, tenant)
+    async with store.redis.pipeline(transaction=True) as pipe:  # one tenant: one hash tag, one slot
+        pipe.lpush(keys.campaign_previous_signing_keys, current)
+        pipe.ltrim(keys.campaign_previous_signing_keys, 0, KEPT_KEYS - 1)
+        pipe.set(keys.campaign_signing_key, secrets.token_bytes(32))
+        await pipe.execute()
 
 
 def make_token(key: bytes, tenant: str, channel: str, address: str, campaign: str) -> str:
@@ -54,13 +76,15 @@ def make_token(key: bytes, tenant: str, channel: str, address: str, campaign: st
     return f"{_b64(payload)}.{_b64(mac)}"
 
 
-def read_token(key: bytes, tenant: str, token: str) -> tuple[str, str, str]:
-    """(channel, address, campaign) of a token made for this tenant, else BadToken."""
+def read_token(key: bytes | Sequence[bytes], tenant: str, token: str) -> tuple[str, str, str]:
+    """(channel, address, campaign) of a token made for this tenant with the key (or one of
+    the keys), else BadToken."""
+    keys = [key] if isinstance(key, bytes) else list(key)
     try:
         body, mac = token.split(".")
-        payload = _unb64(body)
-        expected = hmac.new(key, payload, hashlib.sha256).digest()[:16]
-        if not hmac.compare_digest(expected, _unb64(mac)):
+        payload, given = _unb64(body), _unb64(mac)
+        matched = [hmac.compare_digest(hmac.new(k, payload, hashlib.sha256).digest()[:16], given) for k in keys]
+        if not any(matched):
             raise BadToken("signature does not match")
         owner, channel, address, campaign = msgspec.msgpack.decode(payload, type=tuple[str, str, str, str])
     except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -94,7 +118,9 @@ async def _verified(request: web.Request) -> tuple[Store, str, str, str, str]:
     except UnknownTenant:
         raise web.HTTPNotFound(text="unknown link") from None
     try:
-        channel, address, campaign = read_token(await signing_key(store, tenant), tenant, request.match_info["token"])
+        channel, address, campaign = read_token(
+            await verifying_keys(store, tenant), tenant, request.match_info["token"]
+        )
     except BadToken:
         raise web.HTTPNotFound(text="unknown link") from None
     return store, tenant, channel, address, campaign

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import msgspec
 
 from router import events, scripts
-from router.campaigns import compliance, registry
+from router.campaigns import compliance, isolated, registry
 from router.campaigns.model import MACHINE_MESSAGE, Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
-from router.campaigns.render import Renderer, TemplateProblem
+from router.campaigns.render import TemplateProblem
 from router.config import Deployment
 from router.customers import identity
 from router.keys import Keys
@@ -48,7 +48,6 @@ SEND_CHUNK = 50  # recipients per send (and settle) script call
 class _Loaded:
     raw: bytes
     campaign: Campaign
-    renderer: Renderer
 
 
 @dataclass(slots=True)
@@ -74,8 +73,11 @@ class CampaignWorker:
         lease_ms: int = LEASE_MS,
         public_url: str = "",
         clock: Callable[[], dt.datetime] | None = None,
+        renderer: isolated.IsolatedRenderer | None = None,
     ) -> None:
         self.store = store
+        # templates are run in a bounded child process, never on this loop
+        self.renderer = renderer or isolated.shared()
         self.deployment = deployment
         self.batch = batch
         self.lease_ms = lease_ms
@@ -117,7 +119,7 @@ class CampaignWorker:
         loaded = self._campaigns.get((tenant, campaign_id))
         if loaded is None or loaded.raw != raw:
             campaign = decode_campaign(raw)
-            loaded = _Loaded(raw, campaign, Renderer(campaign))
+            loaded = _Loaded(raw, campaign)
             self._campaigns[(tenant, campaign_id)] = loaded
         return loaded, text(state)
 
@@ -315,7 +317,7 @@ class CampaignWorker:
         metadata = {"campaign_recipient": str(recipient.seq), "attempt": str(item.attempt), "kind": campaign.kind}
         # Rendered now, not when the machine answers: a template that cannot be said skips
         # the recipient with its reason instead of placing a call that can only hang up.
-        machine = loaded.renderer.render_machine(recipient) if item.channel == "voice" else ""
+        machine = await self.renderer.render_machine(campaign, recipient) if item.channel == "voice" else ""
         variant = campaign.variant_of(recipient.seq)
         if variant:
             metadata["variant"] = variant
@@ -325,7 +327,7 @@ class CampaignWorker:
             extra["unsubscribe_url"] = link
             metadata["header:List-Unsubscribe"] = f"<{link}>"
             metadata["header:List-Unsubscribe-Post"] = unsubscribe.POST_HEADER
-        rendered = loaded.renderer.render(item.channel, recipient, extra)
+        rendered = await self.renderer.render(campaign, item.channel, recipient, extra)
         mid = message_id(campaign.id, recipient.seq, item.attempt)
         conversation = conversation_id(campaign.id, recipient.seq)
         agent = f"campaign:{campaign.id}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from functools import lru_cache
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -34,16 +33,14 @@ from channels.voice.campaign import outcome
 from channels.voice.campaign.dial import ANSWER_PATH, CHOICE_PATH
 from router import bus, events
 from router.appkeys import STORE
-from router.campaigns import registry
+from router.campaigns import isolated, registry
 from router.campaigns.model import (
     MACHINE_MESSAGE,
     Campaign,
     CampaignError,
-    decode_campaign,
     decode_recipient,
-    encode_campaign,
 )
-from router.campaigns.render import Renderer, TemplateProblem
+from router.campaigns.render import TemplateProblem
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -256,11 +253,6 @@ async def opt_out(store: Store, tenant: str, message: events.OutboundMessage, si
     return bool(await store.redis.sadd(keys.suppression("voice"), message.to))
 
 
-@lru_cache(maxsize=64)
-def _renderer(definition: bytes) -> Renderer:
-    return Renderer(decode_campaign(definition))
-
-
 async def machine_message(store: Store, campaign: Campaign, message: events.OutboundMessage) -> str:
     """The recipient's answering-machine message, rendered by the campaigns worker when it
     queued the call (so it is known to render and to fit a <Say>); "" for none. A call
@@ -275,7 +267,8 @@ async def machine_message(store: Store, campaign: Campaign, message: events.Outb
     if not blob:
         return ""
     try:
-        return _renderer(encode_campaign(campaign)).render_machine(decode_recipient(blob))
+        # in the bounded child process: the web process's loop never runs a template
+        return await isolated.shared().render_machine(campaign, decode_recipient(blob))
     except TemplateProblem as exc:
         log.warning("campaign %s recipient %s: machine message not rendered: %s", campaign.id, seq, exc)
         return ""

@@ -11,7 +11,9 @@ from router.app.inbox import (
     actions,
     campaigns,
     chat,
+    enrolment,
     live,
+    locks,
     login,
     media,
     pages,
@@ -44,13 +46,15 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def application(store_of: web.Application) -> web.Application:
     """The inbox on its own: routes relative to its mount point, the store, deployment
     and settings of the web process (`store_of`) that mounts it."""
-    inbox = web.Application(middlewares=[sessions.middleware])
+    inbox = web.Application(middlewares=[sessions.middleware, enrolment.gate])
     for key in (STORE, DEPLOYMENT, SETTINGS):
         inbox[key] = store_of[key]  # type: ignore[index]
     inbox.on_response_prepare.append(_security_headers)
     inbox.cleanup_ctx.append(live.hub_context)
     inbox.on_shutdown.append(live.close_sockets)
     login.routes(inbox)
+    enrolment.routes(inbox)
+    locks.routes(inbox)
     pages.routes(inbox)
     media.routes(inbox)
     actions.routes(inbox)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from channels.voice.callbacks import dial_back
-from router import agents, assign, customers, events
+from router import agents, assign, customers, events, names
 from router.agents import AgentError
 from router.app.inbox import attachments
 from router.app.inbox.access import CONVERSATION_PATH, OFFER_PATH, agent_of, conversation_of, tenant_of
@@ -163,6 +163,34 @@ async def call(request: web.Request, c: _Context) -> str:
     return c.done("calling")
 
 
+async def rename(request: web.Request, c: _Context) -> str:
+    """Correct what the customer is called (empty: back to the name their channel gave)."""
+    name = await names.rename(c.store, c.tenant.id, c.record["customer"], c.form.get("name", ""))
+    # the name itself stays out of the log: it is personal data
+    log.info("customer %s of %s renamed by %s", c.record["customer"], c.tenant.id, c.agent)
+    return c.done("renamed" if name else "name_cleared")
+
+
+LINKABLE = {"phone": "sms", "email": "email"}  # address kinds an agent may add to a customer, by hand
+
+
+async def link(request: web.Request, c: _Context) -> str:
+    """Add an address the customer gave (a second number, a work email) to their record, so
+    what comes from it joins their history; one that was another customer's moves here."""
+    kind = c.form.get("kind", "")
+    if kind not in LINKABLE:
+        raise AgentError("choose a phone number or an email address to link")
+    address = customers.normalise(LINKABLE[kind], c.form.get("address", ""))
+    previous = await customers.link(
+        c.store, c.tenant.id, c.record["customer"], customers.identity(LINKABLE[kind], address)
+    )
+    log.info(
+        "%s of %s linked to customer %s by %s%s",
+        kind, c.tenant.id, c.record["customer"], c.agent, f" (was customer {previous})" if previous else "",
+    )  # fmt: skip
+    return c.done("linked_moved" if previous else "linked")
+
+
 Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
 ACTIONS: dict[str, Action] = {
     "reply": reply,
@@ -171,6 +199,8 @@ ACTIONS: dict[str, Action] = {
     "close": close,
     "wrapup": wrapup,
     "call": call,
+    "rename": rename,
+    "link": link,
 }
 
 

@@ -27,9 +27,9 @@ from router.app.inbox.access import tenant_of
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
-from router.campaigns import registry
+from router.campaigns import isolated, registry
 from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions
-from router.campaigns.render import Rendered, preview
+from router.campaigns.render import Rendered
 from router.config import Tenant
 from router.store import Store
 from workers.campaigns.audience import address_for
@@ -173,7 +173,8 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         variant_counts=VARIANT_COUNTS,
         variants=variants,
         rejects=(await registry.rejects(store, tenant.id, campaign.id))[:SHOWN_REJECTS],
-        previews=_preview_view(campaign, preview(campaign, recipients)),
+        # in the bounded child process: a runaway template never holds this loop
+        previews=_preview_view(campaign, await isolated.shared().preview(campaign, recipients)),
         missing=missing_dispositions(campaign, request.app[DEPLOYMENT]),
         window=campaign.effective_window(),
     )

@@ -1,6 +1,7 @@
 """Canned replies: each tenant's ready-made answers, written by its team as Jinja2
 files (templates/inbox/canned/<tenant>/*.txt) and rendered in the sandbox, since
-they are not our code. Fields: customer, agent_name, tenant_name."""
+they are not our code. Fields: customer (the customer's name, or "" when nobody gave
+one: write `{{ customer or "there" }}`), customer_first_name, agent_name, tenant_name."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from router.templating import sandboxed
 
 log = logging.getLogger(__name__)
 
+
+def fields(customer_name: str, agent_name: str, tenant_name: str) -> dict[str, str]:
+    """What a canned reply may say: never an id or an address in place of a name."""
+    return {
+        "customer": customer_name,
+        "customer_first_name": customer_name.split()[0] if customer_name else "",
+        "agent_name": agent_name,
+        "tenant_name": tenant_name,
+    }
 
 
 def replies_folder() -> Path:

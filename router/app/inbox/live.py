@@ -2,8 +2,9 @@
 
 One follower per tenant and web process reads the tenant's events stream (and its
 web chat visitors' typing and read marks) with XREAD BLOCK from the last ids it
-saw and hands each entry to the sockets that subscribed to that tenant, so a
-hundred open inboxes cost one blocked Redis connection per tenant, not a hundred.
+saw and hands each entry to the sockets of that tenant it concerns (the agents
+it names, and the supervisors), so a hundred open inboxes cost one blocked Redis
+connection per tenant, not a hundred, and an entry wakes its agents' sockets only.
 A socket only ever receives what its user may see: an agent what names them or
 happens to a conversation they hold, a supervisor everything in their tenants.
 Notices carry ids and states, never customer text: the page fetches that over its
@@ -34,7 +35,11 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 5000
 BATCH = 200
 QUEUE_SIZE = 1000  # a socket this far behind is closed (the page reconnects and redraws)
-HEARTBEAT_S = 25.0
+HEARTBEAT_S = 25.0  # the protocol's ping: how the server notices a client gone silently
+# A socket with nothing to say for this long says {"kind": "beat"}: a page that hears
+# nothing for a few beats takes its connection for dead (a browser cannot see pings)
+# and reconnects, instead of showing a page that no longer changes.
+BEAT_S = 10.0
 # How soon an open socket notices that its session ended (password changed, login removed,
 # logged out elsewhere, expired): it then says so and closes, and no notice reaches it after.
 SESSION_CHECK_S = 5.0
@@ -54,20 +59,36 @@ class Hub:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.subscribers: dict[str, set[asyncio.Queue]] = {}
+        # tenant -> each socket's queue -> the agent it listens for there (None: everything, a supervisor's)
+        self.subscribers: dict[str, dict[asyncio.Queue, str | None]] = {}
+        # tenant -> agent (or None) -> their queues: a notice is put only in the queues of the agents it
+        # names and of the supervisors, not in every socket's of the tenant (500 agents cost 500 wake-ups
+        # a notice, most of them to drop it)
+        self.listeners: dict[str, dict[str | None, set[asyncio.Queue]]] = {}
         self.followers: dict[str, asyncio.Task] = {}
         self.sockets: set[web.WebSocketResponse] = set()
 
-    def subscribe(self, tenant: str, queue: asyncio.Queue) -> None:
-        self.subscribers.setdefault(tenant, set()).add(queue)
+    def subscribe(self, tenant: str, queue: asyncio.Queue, agent: str | None = None) -> None:
+        """The tenant's notices naming `agent` go to `queue`; every notice of the tenant if `agent` is None."""
+        self.subscribers.setdefault(tenant, {})[queue] = agent
+        self.listeners.setdefault(tenant, {}).setdefault(agent, set()).add(queue)
         if tenant not in self.followers or self.followers[tenant].done():
             self.followers[tenant] = asyncio.create_task(self._follow(tenant), name=f"inbox-live-{tenant}")
 
     def unsubscribe(self, tenant: str, queue: asyncio.Queue) -> None:
-        waiting = self.subscribers.get(tenant, set())
-        waiting.discard(queue)
-        if not waiting and tenant in self.followers:
+        self._forget(tenant, queue)
+        if not self.subscribers.get(tenant) and tenant in self.followers:
             self.followers.pop(tenant).cancel()  # nobody watches this tenant: free the connection
+
+    def _forget(self, tenant: str, queue: asyncio.Queue) -> None:
+        subscribed = self.subscribers.get(tenant, {})
+        if queue not in subscribed:
+            return
+        agent = subscribed.pop(queue)
+        queues = self.listeners[tenant][agent]
+        queues.discard(queue)
+        if not queues:
+            del self.listeners[tenant][agent]
 
     async def _follow(self, tenant: str) -> None:
         keys = Keys(tenant)
@@ -90,14 +111,18 @@ class Hub:
                     self._publish(tenant, notice)
 
     def _publish(self, tenant: str, notice: Notice) -> None:
-        for queue in list(self.subscribers.get(tenant, ())):
+        listeners = self.listeners.get(tenant, {})
+        queues = [*listeners.get(None, ())]
+        for agent in notice.agents:
+            queues += listeners.get(agent, ())
+        for queue in queues:
             try:
                 queue.put_nowait(notice)
             except asyncio.QueueFull:  # a stalled socket: tell it to go and redraw
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(None)
-                self.subscribers[tenant].discard(queue)
+                self._forget(tenant, queue)
 
     async def _event_notice(self, tenant: str, entry_id: str, data: bytes) -> Notice:
         event = events.decode_state(data, entry_id)
@@ -202,7 +227,7 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     hub.sockets.add(socket)
     queue: asyncio.Queue = asyncio.Queue(maxsize=QUEUE_SIZE)
     for tenant in tenants:
-        hub.subscribe(tenant, queue)
+        hub.subscribe(tenant, queue, None if user.supervises else user.agent_in(tenant))
 
     async def drain_client() -> None:
         async for message in socket:  # the page sends nothing; this notices a close
@@ -222,11 +247,18 @@ async def live(request: web.Request) -> web.WebSocketResponse:
 
     reader = asyncio.create_task(drain_client())
     watcher = asyncio.create_task(session_lasts())
+    getter = asyncio.ensure_future(queue.get())
+    clock = asyncio.get_running_loop().time
     try:
-        await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms()})
+        await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms(), "beat_s": BEAT_S})
+        sent_at = clock()
         while not reader.done():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            quiet = max(0.0, sent_at + BEAT_S - clock())
+            done, _ = await asyncio.wait({getter, reader, watcher}, timeout=quiet, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await socket.send_json({"kind": "beat", "now": events.now_ms()})
+                sent_at = clock()
+                continue
             if watcher in done:
                 getter.cancel()
                 await socket.send_json({"kind": "session_ended"})
@@ -238,11 +270,14 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             notice = getter.result()
             if notice is None:  # fell behind: the page reconnects and redraws everything
                 break
+            getter = asyncio.ensure_future(queue.get())
             if concerns(user, notice):
                 await socket.send_json(notice.payload)
+                sent_at = clock()
     except ConnectionResetError:
         pass
     finally:
+        getter.cancel()
         hub.sockets.discard(socket)
         for tenant in tenants:
             hub.unsubscribe(tenant, queue)

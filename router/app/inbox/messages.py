@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from markupsafe import Markup
 
 from channels.email.sanitise import safe_html
-from router import events
+from router import events, names
 from router.app.inbox.listing import CHANNEL_ICONS
 
 log = logging.getLogger(__name__)
 
 STORE_PREFIX = "store:"
 # Shown in the browser rather than downloaded: formats the browser renders without running anything.
-INLINE_TYPES = {"application/pdf", "image/png", "image/jpeg", "image/gif", "audio/mpeg", "audio/wav", "audio/x-wav"}
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}  # shown in the page as pictures
+INLINE_TYPES = {"application/pdf", "audio/mpeg", "audio/wav", "audio/x-wav", *IMAGE_TYPES}
 MAX_HTML_BYTES = 2 * 1024 * 1024
 
 
@@ -91,40 +93,64 @@ def _read_html(root: Path | None, digest: str) -> str | None:
 
 
 def view(
-    entry: events.HistoryEntry, files_url: str, attachment_root: Path | None, media: dict[str, str] | None = None
+    entry: events.HistoryEntry,
+    files_url: str,
+    attachment_root: Path | None,
+    media: dict[str, str] | None = None,
+    agent_names: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
     """One entry for the template: text stays text; links point only at our own routes
-    behind the login: stored files, and provider media (`media`, from media_links) that
-    the web process fetches with the tenant's credentials."""
-    attachments = []
+    behind the login (see attachment_views)."""
+    html = _read_html(attachment_root, file_ref(entry.metadata.get("html", "")))
+    return {
+        **live_view(entry, agent_names),
+        "occurred_at": entry.occurred_at,
+        "html": sanitise_html(html) if html is not None else None,
+        "attachments": attachment_views(entry, files_url, media),
+    }
+
+
+def attachment_views(
+    entry: events.HistoryEntry, files_url: str, media: dict[str, str] | None = None
+) -> list[dict[str, object]]:
+    """An entry's files for the page and the live JSON, each linked only at our own routes
+    behind the login: stored files, and provider media (`media`, from media_links) that the
+    web process fetches with the tenant's credentials. Pictures are shown as pictures."""
+    views = []
     for attachment in entry.attachments:
         digest = file_ref(attachment.url)
-        if digest:
-            href = f"{files_url}/{digest}"
-        else:
-            href = (media or {}).get(attachment.url, "")
-        attachments.append(
+        href = f"{files_url}/{digest}" if digest else (media or {}).get(attachment.url, "")
+        views.append(
             {
                 "name": attachment.filename or attachment.content_type,
                 "href": href,
                 "content_type": attachment.content_type,
                 "size": attachment.size,
+                "is_image": bool(href) and attachment.content_type in IMAGE_TYPES,
                 "is_pdf": attachment.content_type == "application/pdf",
                 "is_audio": attachment.content_type.startswith("audio/"),
             }
         )
-    html = _read_html(attachment_root, file_ref(entry.metadata.get("html", "")))
-    return {
-        **live_view(entry),
-        "occurred_at": entry.occurred_at,
-        "html": sanitise_html(html) if html is not None else None,
-        "attachments": attachments,
-    }
+    return views
 
 
-def live_view(entry: events.HistoryEntry) -> dict[str, object]:
+# Where messages stored before HistoryEntry.name kept the name they were sent under.
+SENDER_NAME_FIELDS = ("from_name", "telegram_name", "prechat_name")
+
+
+def sender(entry: events.HistoryEntry) -> str:
+    """Who a message is from or to, for people: the name it came with and the address
+    (formatted), "Ana Lima <ana@example.com>"; never a visitor's or chat's id."""
+    name = entry.name or names.clean(next((entry.metadata[f] for f in SENDER_NAME_FIELDS if entry.metadata.get(f)), ""))
+    address = names.formatted_address(entry.channel, entry.address)
+    if name and address:
+        return f"{name} <{address}>"
+    return name or address or names.display({}, entry.channel, entry.address)
+
+
+def live_view(entry: events.HistoryEntry, agent_names: Mapping[str, str] | None = None) -> dict[str, object]:
     """An entry for the live JSON: text only (the page shows formatted mail on reload); `view`
-    adds the rest to it."""
+    adds the rest to it. `address` and `agent` are for people: names, not ids."""
     return {
         "id": entry.id,
         "kind": entry.kind,
@@ -134,6 +160,6 @@ def live_view(entry: events.HistoryEntry) -> dict[str, object]:
         "when": _when(entry.occurred_at),
         "body": entry.body,
         "subject": entry.subject,
-        "address": entry.address,
-        "agent": entry.agent,
+        "address": sender(entry),
+        "agent": (agent_names or {}).get(entry.agent, entry.agent),
     }

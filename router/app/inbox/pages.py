@@ -11,13 +11,14 @@ import logging
 
 from aiohttp import web
 
-from router import agents, conversations, customers, events, templating
-from router.app.inbox import campaigns, canned, chat, listing, messages
+from router import agents, conversations, customers, events, names, templating
+from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
-from router.appkeys import DEPLOYMENT, SETTINGS, STORE
-from router.attachments import AttachmentStore
+from router.appkeys import DEPLOYMENT, STORE
+from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
 
@@ -29,14 +30,12 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "live.js": "application/javascript",
+    "attention.js": "application/javascript",
+    "shortcuts.js": "application/javascript",
+    "reply.js": "application/javascript",
     "softphone.js": "application/javascript",
 }
-
-
-def attachment_store(request: web.Request) -> AttachmentStore:
-    """Where the email adapter keeps attachments (and HTML bodies), by SHA-256."""
-    settings = request.app[SETTINGS]
-    return AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
 
 
 # --- the inbox ---
@@ -73,19 +72,46 @@ async def inbox(request: web.Request) -> web.Response:
 
 
 async def state_json(request: web.Request) -> web.Response:
-    """What the inbox page shows, for the live script to redraw it without a reload."""
+    """What the inbox page shows, for the live script to redraw it without a reload; the
+    list as its query asks (?tab=mine|queue|all&sort=activity|sla|waiting&channel=&tenant=
+    &state=&offset=: listing.Filter)."""
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    flt = listing.Filter.parse(request.query, user)
+    shown = await listing.page(store, deployment, user, flt)
     return web.json_response(
         {
             "now": events.now_ms(),
             "presences": await _presences(request),
             "offers": await listing.offers(store, deployment, user),
-            "conversations": await listing.conversations_of(store, deployment, user),
+            "conversations": shown.rows,
+            "list": {
+                "tab": flt.tab,
+                "sort": flt.sort,
+                "offset": flt.offset,
+                "limit": flt.limit,
+                "total": shown.total,
+                "counts": shown.counts,
+                "tabs": list(listing.TABS if user.supervises else ("mine",)),
+            },
         }
     )
 
 
 # --- a conversation ---
+
+
+CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "telegram": "Telegram", "webchat": "Web chat", "phone": "Phone"}
+
+
+def _label(kind: str, channel: str, address: str) -> str:
+    """ "SMS +1 555-123-0000", "Email ana@example.com", "Web chat": for people."""
+    shown = names.formatted_address(channel, address)
+    return f"{CHANNEL_LABELS.get(kind, kind)} {shown}".strip()
+
+
+def _address_label(ident: str) -> str:
+    kind, _, address = ident.partition(":")
+    return _label(kind, REPLY_CHANNELS.get(kind, kind), address)
 
 
 def _reply_options(identities: list[str], record: dict[str, str]) -> list[dict[str, str]]:
@@ -94,13 +120,25 @@ def _reply_options(identities: list[str], record: dict[str, str]) -> list[dict[s
     current = (record.get("last_channel") or record.get("channel", ""), record.get("last_address", ""))
     options = []
     if current[1] and current[0] != "voice":
-        options.append({"value": f"{current[0]}|{current[1]}", "label": f"{current[0]}: {current[1]}"})
+        options.append({"value": f"{current[0]}|{current[1]}", "label": _label(current[0], *current)})
     for ident in identities:
         kind, _, address = ident.partition(":")
         channel = REPLY_CHANNELS.get(kind)
         if channel and (channel, address) != current:
-            options.append({"value": f"{channel}|{address}", "label": f"{channel}: {address}"})
+            options.append({"value": f"{channel}|{address}", "label": _label(channel, channel, address)})
     return options
+
+
+PRECHAT_LABELS = {"prechat_name": "Name", "prechat_email": "Email", "prechat_topic": "Topic", "page": "Page"}
+
+
+def _prechat(threads: list[dict]) -> list[tuple[str, str]]:
+    """The newest web chat message's pre-chat answers (and the page it was sent from)."""
+    for thread in reversed(threads):  # oldest first
+        for entry in reversed(thread["source"]):
+            if entry.kind == "in" and entry.channel == "webchat":
+                return [(label, entry.metadata[f]) for f, label in PRECHAT_LABELS.items() if entry.metadata.get(f)]
+    return []
 
 
 async def delivery_statuses(store: Store, tenant: str, entries: list[events.HistoryEntry]) -> dict[str, str]:
@@ -120,6 +158,11 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
+    """Each agent's id to what people call them."""
+    return {a.id: a.name or a.id for a in tenant.agents}
+
+
 async def conversation(request: web.Request, error: str = "", status: int = 200) -> web.Response:
     tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
     store, user = request.app[STORE], request[USER]
@@ -129,6 +172,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         if record.get("agent") == agent:
             await chat.mark_read(store, tenant, record)
     profile = await customers.profile(store, tenant.id, record["customer"])
+    customer_record = (await names.records(store, tenant.id, [record["customer"]])).get(record["customer"], {})
+    agent_names = tenant_agent_names(tenant)
     root = attachment_store(request).root
     threads = []
     statuses: dict[str, str] = {}
@@ -141,7 +186,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "id": conv_id,
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
-                "entries": [messages.view(entry, files_url, root, media) for entry in entries],
+                "entries": [messages.view(entry, files_url, root, media, agent_names) for entry in entries],
+                "source": entries,
             }
         )
     holding = record.get("agent") == agent and record.get("state") == "assigned"
@@ -150,19 +196,16 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         and record.get("state") == "closed"
         and bool(await store.redis.sismember(Keys(tenant.id).agent_work(agent), record["id"]))
     )
-    names = {a.id: a.name or a.id for a in tenant.agents}
     reply_options = _reply_options(profile["identities"], record)
     # A file may go along where the channel can deliver one (router.app.inbox.attachments).
-    attach_types = (
-        list(tenant.webchat.limits.upload_types)
-        if tenant.webchat is not None and any(o["value"].startswith("webchat|") for o in reply_options)
-        else []
+    attach_types = sorted(
+        {
+            content_type
+            for option in reply_options
+            for content_type in (attachments.policy(tenant, option["value"].partition("|")[0]) or ([], 0))[0]
+        }
     )
-    fields = {
-        "customer": record.get("last_address") or record.get("address", ""),
-        "agent_name": names.get(agent, agent),
-        "tenant_name": tenant.name or tenant.id,
-    }
+    fields = canned.fields(names.known_name(customer_record), agent_names.get(agent, agent), tenant.name or tenant.id)
     return render(
         request,
         "conversation.html",
@@ -171,6 +214,12 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         tenant=tenant,
         brand=brand(tenant),
         record=record,
+        customer=names.display(customer_record, *names.where(record)),
+        agent_names=agent_names,
+        customer_name=customer_record.get("name", ""),
+        customer_channel_name=customer_record.get("channel_name", ""),
+        addresses=[_address_label(ident) for ident in profile["identities"]],
+        prechat=_prechat(threads),
         profile=profile,
         threads=threads,
         holding=holding,
@@ -197,6 +246,9 @@ async def messages_json(request: web.Request) -> web.Response:
     entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
     ids = [e.id for e in entries]
     start = ids.index(after) + 1 if after in ids else 0
+    base = f"/inbox/t/{tenant.id}/c/{record['id']}"
+    files_url, media = base + "/files", messages.media_links(entries, base + "/media")
+    agent_names = tenant_agent_names(tenant)
     agent = request[USER].agent_in(tenant.id)
     if agent:
         await listing.mark_read(request.app[STORE], tenant.id, agent, record["id"])
@@ -206,7 +258,10 @@ async def messages_json(request: web.Request) -> web.Response:
         {
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
-            "entries": [messages.live_view(e) for e in entries[start:]],
+            "entries": [
+                {**messages.live_view(e, agent_names), "attachments": messages.attachment_views(e, files_url, media)}
+                for e in entries[start:]
+            ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
         }
     )

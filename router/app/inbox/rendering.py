@@ -26,10 +26,16 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "calling": "Calling back: your phone or softphone rings first.",
     "dialling": "Calling the customer: your phone or softphone rings first.",
     "reassigned": "Conversation reassigned.",
+    "renamed": "Customer's name saved.",
+    "name_cleared": "Customer's name cleared: the name their channel gave is shown.",
+    "linked": "Address linked to this customer.",
+    "linked_moved": "Address linked to this customer (it was another customer's until now).",
     "campaign_launch": "Campaign launched.",
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled.",
+    "unlocked": "Lock lifted.",
+    "lock_gone": "That lock had already ended.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from aiohttp import web
 
-from router import conversations, customers, events
+from router import conversations, customers, events, names
 from router.app.inbox.access import tenant_of
 from router.app.inbox.rendering import render
 from router.app.inbox.sessions import USER, require_role
@@ -138,7 +138,8 @@ async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, obje
             {
                 "conversation": conversation,
                 "customer": record.get("customer", ""),
-                "address": record.get("last_address") or record.get("address", ""),
+                "name": await names.of_conversation(store, tenant.id, record),
+                "address": names.formatted_address(*names.where(record)),
                 "channel": record.get("last_channel") or record.get("channel", ""),
                 "state": record.get("state", ""),
                 "disposition": record.get("disposition", ""),

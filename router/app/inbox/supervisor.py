@@ -11,9 +11,9 @@ import msgspec
 from aiohttp import web
 
 from router import agents as agents_api
-from router import events, floor
+from router import events, floor, names
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
-from router.app.inbox.pages import conversation
+from router.app.inbox.pages import conversation, tenant_agent_names
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
@@ -117,24 +117,26 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                     "handled": total,
                 }
             )
-        names = {a.id: a.name or a.id for a in tenant.agents}
+        agent_names = tenant_agent_names(tenant)
+        work = [(a.id, record) for a in tenant.agents for record in await agents_api.work(store, tenant, a.id)]
+        known = await names.records(store, tenant.id, (record.get("customer", "") for _, record in work))
         in_progress = []
-        for agent in tenant.agents:
-            for record in await agents_api.work(store, tenant, agent.id):
-                in_progress.append(
-                    {
-                        "conversation": record["id"],
-                        "agent": names[agent.id],
-                        "state": "wrap-up" if record.get("state") == "closed" else record.get("state", ""),
-                        "channel": record.get("last_channel") or record.get("channel", ""),
-                        "customer": record.get("last_address") or record.get("address", ""),
-                        "queue": record.get("queue", ""),
-                    }
-                )
+        for agent_id, record in work:
+            channel, address = names.where(record)
+            in_progress.append(
+                {
+                    "conversation": record["id"],
+                    "agent": agent_names[agent_id],
+                    "state": "wrap-up" if record.get("state") == "closed" else record.get("state", ""),
+                    "channel": channel,
+                    "customer": names.display(known.get(record.get("customer", ""), {}), channel, address),
+                    "queue": record.get("queue", ""),
+                }
+            )
         agents = [
             {
                 "agent": a.agent,
-                "name": names.get(a.agent, a.agent),
+                "name": agent_names.get(a.agent, a.agent),
                 "presence": a.presence,
                 "reason": a.reason,
                 "load": a.load.get("total", 0),
