@@ -85,7 +85,7 @@ async def test_a_new_offer_chimes_notifies_and_counts_in_the_title(browser: Brow
         await expect(amy.locator(".offer")).to_contain_text("My meter reads zero")
         await expect(amy).to_have_title("(1) Agent inbox")
         assert await notifications(amy, 1) == [
-            {"title": "New offer: +15551230000", "body": "SMS · Acme Energy\nMy meter reads zero"}
+            {"title": "New offer: +1 555-123-0000", "body": "SMS · Acme Energy\nMy meter reads zero"}
         ]
         assert await amy.evaluate("window.__tones") == [880, 1320]  # an offer's two rising notes
         await expect(amy.locator("#attention-status")).to_have_text("1 new offer.")
@@ -94,7 +94,7 @@ async def test_a_new_offer_chimes_notifies_and_counts_in_the_title(browser: Brow
         await expect(amy.get_by_role("button", name="Sound off")).to_have_attribute("aria-pressed", "false")
         await w.arrive(address="+15551230001", body="second")  # zoe is away: amy has room for it
         await expect(amy).to_have_title("(2) Agent inbox")
-        assert [n["title"] for n in await notifications(amy, 2)][1] == "New offer: +15551230001"
+        assert [n["title"] for n in await notifications(amy, 2)][1] == "New offer: +1 555-123-0001"
         assert await amy.evaluate("window.__tones") == [880, 1320]  # no tone this time
 
 
@@ -107,15 +107,15 @@ async def test_a_message_in_a_conversation_not_on_screen_alerts_and_one_on_scree
         await expect(amy).to_have_title("(2) Agent inbox")  # two conversations with unread messages
         await expect(amy.locator("#attention-status")).to_have_text("")  # there when the page opened: no alert
         await amy.goto(str(server.make_url(f"/inbox/t/acme/c/{elsewhere}")))
-        await expect(amy).to_have_title("(1) +15550000001 · Agent inbox")  # the other one is still unread
+        await expect(amy).to_have_title("(1) +1 555-000-0001 · Agent inbox")  # the other one is still unread
         await amy.goto(str(server.make_url(f"/inbox/t/acme/c/{here}")))
         await expect(amy.locator("body")).to_have_attribute("data-live", "on")
-        title = "+15550000002 · Agent inbox"
+        title = "+1 555-000-0002 · Agent inbox"
         await expect(amy).to_have_title(title)  # both read now
 
         await w.arrive(address="+15550000001", body="are you still there?")
         assert await notifications(amy, 1) == [
-            {"title": "New message from +15550000001", "body": "are you still there?"}
+            {"title": "New message from +1 555-000-0001", "body": "are you still there?"}
         ]
         await expect(amy).to_have_title(f"(1) {title}")
         assert await amy.evaluate("window.__tones") == [660]  # a message's one note
@@ -145,7 +145,7 @@ async def test_an_offer_about_to_expire_says_so_and_one_that_expired_says_it_did
         offer = amy.locator(".offer")
         await expect(offer.locator(".countdown")).to_contain_text(re.compile(r"^expiring: \d s left$"))
         await expect(offer).to_have_class(re.compile(r"\bexpiring\b"))
-        await expect(amy.locator("#attention-status")).to_contain_text("The offer from +15551230000 expires in")
+        await expect(amy.locator("#attention-status")).to_contain_text("The offer from +1 555-123-0000 expires in")
 
         [reservation] = [o["reservation"] for o in await _offers(w, "amy")]
         await timers.handle(w.store, w.tenant, f"res:{reservation}")  # the timers worker's due timeout
@@ -229,7 +229,7 @@ async def test_slash_in_the_reply_box_lists_the_canned_replies_filtered_as_typed
         conversation = await w.assigned_to("amy", address="+15550000001", body="my bill is wrong")
         amy = await desk(browser, server, "amy")
         await amy.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
-        fields = {"customer": "+15550000001", "agent_name": "Amy Adams", "tenant_name": "Acme Energy"}
+        fields = canned.fields("", "Amy Adams", "Acme Energy")
         names = [c["name"] for c in canned.replies(w.tenant, fields)]
         assert names == ["greeting", "meter reading", "payment plan"]  # templates/inbox/canned/acme
 
