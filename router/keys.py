@@ -148,6 +148,10 @@ class Keys:
         """A phone call (Twilio CallSid): its conversation, contact and progress."""
         return f"{self.base}:call:{call_sid}"
 
+    def softphone(self, agent_id: str) -> str:
+        """The simulated calls of an agent's softphone (a tenant without Twilio), by start (zset)."""
+        return f"{self.base}:softphone:{agent_id}"
+
     def suppression(self, channel: str) -> str:
         """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
         return f"{self.base}:suppress:{channel}"

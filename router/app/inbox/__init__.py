@@ -20,15 +20,18 @@ from router.app.inbox import (
     reports,
     search,
     sessions,
+    softphone,
     supervisor,
 )
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 
 # What an inbox page may load: only our own scripts, styles, images and socket. Inline
-# style attributes carry a tenant's brand colour; no inline script is ever allowed.
+# style attributes carry a tenant's brand colour; no inline script is ever allowed. The
+# softphone's SDK (served by us) also talks to Twilio's signalling and insights hosts.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    "connect-src 'self' wss://*.twilio.com https://*.twilio.com; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'"
 )
 
 
@@ -60,6 +63,7 @@ def application(store_of: web.Application) -> web.Application:
     search.routes(inbox)
     reports.routes(inbox)
     campaigns.routes(inbox)
+    softphone.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -153,11 +153,14 @@ async def wrapup(request: web.Request, c: _Context) -> str:
 
 
 async def call(request: web.Request, c: _Context) -> str:
-    """Dial an accepted callback again (after a failed attempt), agent first."""
+    """Dial an accepted callback again (after a failed attempt), agent first: each form
+    (its key) dials once, however often it is sent."""
     record = c.record
     if record.get("agent") != c.agent or record.get("state") != "assigned" or record.get("kind") != "callback":
         raise AgentError("only an accepted callback can be called")
-    await dial_back(c.store, c.tenant, c.agent, record.get("reservation", ""))
+    # a form of a page from before the key was there dials too: never silently nothing
+    again = c.form.get("key", "") or events.new_id()
+    await dial_back(c.store, c.tenant, c.agent, record.get("reservation", ""), again=again)
     return c.done("calling")
 
 

@@ -35,6 +35,7 @@ STATIC = {
     "attention.js": "application/javascript",
     "shortcuts.js": "application/javascript",
     "reply.js": "application/javascript",
+    "softphone.js": "application/javascript",
 }
 
 
