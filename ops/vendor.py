@@ -1,11 +1,13 @@
-"""Front-end packages from npm, vendored into the inbox's static files.
+"""Front-end packages from npm, vendored into the inbox's static files (and the tests').
 
-    python -m ops.vendor            # fetch the pinned versions with npm, write them and the manifest
-    python -m ops.vendor --check    # the files on disk are the ones the manifest names (no network)
+    python -m ops.vendor            # fetch the pinned versions with npm, write them and the manifests
+    python -m ops.vendor --check    # the files on disk are the ones the manifests name (no network)
 
 The pages never load a script from a CDN: each package's built file is copied, with its
 licence, into templates/inbox/vendor/ and committed, so a machine with only Python (and
-an installed wheel, which carries templates/) serves it. Re-running needs node's `npm`,
+an installed wheel, which carries templates/) serves it. What only the tests use (axe-core,
+which the browser tests inject into the pages) goes to tests/browser/vendor/ instead, and
+never into the wheel. Re-running needs node's `npm`,
 which checks each tarball against the registry's integrity hash; MANIFEST.json keeps
 that hash and each file's SHA-256. To upgrade, change a version below and run it again.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "templates" / "inbox" / "vendor"
+TEST_TARGET = ROOT / "tests" / "browser" / "vendor"
 MANIFEST = "MANIFEST.json"
 
 
@@ -32,8 +35,9 @@ MANIFEST = "MANIFEST.json"
 class Package:
     name: str  # on npm
     version: str  # pinned: a new version is a reviewed change of this line
-    files: dict[str, str]  # path in the package's tarball -> file name in TARGET
+    files: dict[str, str]  # path in the package's tarball -> file name in its folder
     why: str
+    folder: Path = TARGET  # TARGET (served by the web process) or TEST_TARGET (the tests')
 
 
 PACKAGES = (
@@ -42,6 +46,13 @@ PACKAGES = (
         version="2.18.5",
         files={"package/dist/twilio.min.js": "twilio.min.js", "package/LICENSE.md": "twilio-voice-sdk.LICENSE.md"},
         why="the agents' softphone (Twilio.Device), router/app/inbox/softphone.py",
+    ),
+    Package(
+        name="axe-core",
+        version="4.14.1",
+        files={"package/axe.min.js": "axe.min.js", "package/LICENSE": "axe-core.LICENSE"},
+        why="accessibility checks of the desk, the floor and the widget in the browser tests",
+        folder=TEST_TARGET,
     ),
 )
 
@@ -76,23 +87,27 @@ def fetch(package: Package, into: Path) -> dict[str, object]:
     return {"version": package.version, "integrity": packed["integrity"], "files": files, "why": package.why}
 
 
-def vendor(target: Path = TARGET) -> dict[str, object]:
+def vendor() -> dict[str, object]:
     if shutil.which("npm") is None:
         raise SystemExit("npm is needed to vendor front-end packages (node's package manager)")
-    target.mkdir(parents=True, exist_ok=True)
-    manifest = {package.name: fetch(package, target) for package in PACKAGES}
-    (target / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
-    return manifest
+    every: dict[str, object] = {}
+    for folder in dict.fromkeys(package.folder for package in PACKAGES):
+        folder.mkdir(parents=True, exist_ok=True)
+        manifest = {package.name: fetch(package, folder) for package in PACKAGES if package.folder == folder}
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", "utf-8")
+        every.update(manifest)
+    return every
 
 
-def problems(target: Path = TARGET) -> list[str]:
-    """What differs between the vendored files and the manifest and the pinned versions."""
+def problems(target: Path = TARGET, folder: Path | None = None) -> list[str]:
+    """What differs between the vendored files in `target` and its manifest and the pinned
+    versions of the packages that belong in `folder` (by default, `target` itself)."""
     try:
         manifest = json.loads((target / MANIFEST).read_text("utf-8"))
     except (OSError, ValueError) as exc:
         return [f"no readable {MANIFEST} in {target}: {exc}"]
     found = []
-    for package in PACKAGES:
+    for package in (p for p in PACKAGES if p.folder == (folder or target)):
         entry = manifest.get(package.name)
         if entry is None or entry.get("version") != package.version:
             found.append(f"{package.name}: vendored {entry and entry.get('version')}, pinned {package.version}")
@@ -111,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="check the vendored files against the manifest")
     args = parser.parse_args(argv)
     if args.check:
-        found = problems()
+        found = [problem for folder in dict.fromkeys(p.folder for p in PACKAGES) for problem in problems(folder)]
         for problem in found:
             print(f"vendor: {problem}", file=sys.stderr)
         if not found:

@@ -21,9 +21,11 @@ def test_a_vendored_file_changed_by_hand_or_a_new_pin_not_fetched_is_found(tmp_p
     copy = tmp_path / "vendor"
     shutil.copytree(vendor.TARGET, copy)
     (copy / "twilio.min.js").write_text("window.Twilio = {};")
-    assert vendor.problems(copy) == ["@twilio/voice-sdk: twilio.min.js is not the file npm gave (changed by hand?)"]
+    assert vendor.problems(copy, vendor.TARGET) == [
+        "@twilio/voice-sdk: twilio.min.js is not the file npm gave (changed by hand?)"
+    ]
     (copy / vendor.MANIFEST).write_text('{"@twilio/voice-sdk": {"version": "2.0.0", "files": {}}}')
-    assert vendor.problems(copy) == ["@twilio/voice-sdk: vendored 2.0.0, pinned 2.18.5"]
+    assert vendor.problems(copy, vendor.TARGET) == ["@twilio/voice-sdk: vendored 2.0.0, pinned 2.18.5"]
 
 
 def test_the_wheel_ships_the_vendored_files():
