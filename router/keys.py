@@ -303,6 +303,7 @@ class AccountKeys:
     # Login throttling (router/app/inbox/lockout.py): counters keyed by a digest of what was
     # typed and of the client's address, so an odd or long value costs a fixed-size key.
     locks = f"{base}:locks"  # sorted set: every lock and throttle in force, by when it ends
+    audit = f"{base}:audit"  # stream: who did what with accounts and personal data (router/app/inbox/audit.py)
 
     @classmethod
     def attempts(cls, digest: str) -> str:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from router.app.inbox import (
     actions,
+    audit,
     campaigns,
     chat,
     enrolment,
@@ -55,6 +56,7 @@ def application(store_of: web.Application) -> web.Application:
     login.routes(inbox)
     enrolment.routes(inbox)
     locks.routes(inbox)
+    audit.routes(inbox)
     pages.routes(inbox)
     media.routes(inbox)
     actions.routes(inbox)

@@ -13,7 +13,9 @@ import logging
 import msgspec
 from aiohttp import web
 
+from router import audit
 from router.app.inbox import lockout, second_factor, sessions
+from router.app.inbox.audit import tenants_of
 from router.app.inbox.login import ENROL_PATH, client_address, landing
 from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import USER, Handler
@@ -74,6 +76,9 @@ async def confirm(request: web.Request) -> web.Response:
     if codes is None:
         return await page(request, WRONG_CODE, status=400)
     log.info("inbox: %s turned a second factor on", user.login)
+    await audit.record(
+        store, "second_factor_on", actor=user.login, client=client_address(request), tenants=tenants_of(user)
+    )
     return render(
         request,
         "recovery_codes.html",
@@ -95,6 +100,9 @@ async def recovery_codes(request: web.Request) -> web.Response:
         await lockout.code_succeeded(store, attempt)
         codes = await second_factor.new_recovery_codes(store, user.login)
         log.info("inbox: %s made new recovery codes", user.login)
+        await audit.record(
+            store, "recovery_codes", actor=user.login, client=client_address(request), tenants=tenants_of(user)
+        )
         return render(request, "recovery_codes.html", codes=codes, next=landing(request, user))
     if counted.locked_until > attempt.at:
         await lockout.code_refused(store, attempt)

@@ -13,7 +13,10 @@ import logging
 
 from aiohttp import web
 
+from router import audit
 from router.app.inbox import accounts, lockout
+from router.app.inbox.audit import tenants_of
+from router.app.inbox.login import client_address
 from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
@@ -62,6 +65,16 @@ async def lift(request: web.Request) -> web.Response:
     if not await _visible(request, lock) or not await lockout.lift(request.app[STORE], lock):
         raise web.HTTPSeeOther(f"/inbox{PATH}?done=lock_gone")  # ended meanwhile, or not theirs to see
     log.info("inbox: %s lifted a lock (%s %r %s)", request[USER].login, kind, lock.name[:64], lock.client)
+    owner = await accounts.get(request.app[STORE], lock.name) if lock.name else None
+    await audit.record(
+        request.app[STORE],
+        "unlocked",
+        actor=request[USER].login,
+        client=client_address(request),
+        tenants=tenants_of(owner),
+        target=lock.name or lock.client,
+        detail=KINDS[kind],
+    )
     raise web.HTTPSeeOther(f"/inbox{PATH}?done=unlocked")
 
 

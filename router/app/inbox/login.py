@@ -24,11 +24,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from router import events
+from router import audit, events
 from router.app.inbox import accounts, lockout, second_factor, sessions
+from router.app.inbox.audit import tenants_of
 from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import SESSION, USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +78,14 @@ async def login(request: web.Request) -> web.Response:
     except accounts.Throttled as throttled:
         wait = max(1, math.ceil(throttled.until - time.time()))
         log.warning("inbox login throttled: %s (tried %r)", client, typed)
+        await _audit_failure(store, "login_throttled", typed, client)
         message = THROTTLED.format(minutes=math.ceil(wait / 60))
         response = await login_page(request, message, status=429, next_path=form.get("next", ""))
         response.headers["Retry-After"] = str(wait)
         return response
     except accounts.LoginFailed as failed:
         log.info("inbox login failed for %r from %s%s", typed, client, " (locked)" if failed.locked_until else "")
+        await _audit_failure(store, "login_locked" if failed.locked_until else "login_failed", typed, client)
         # The same words whether or not the login exists: unknown names are locked alike.
         error = TOO_MANY if failed.locked_until else WRONG
         return await login_page(request, error, status=401, next_path=form.get("next", ""))
@@ -123,6 +127,7 @@ async def code(request: web.Request) -> web.Response:
     judged = counted.codes <= lockout.CODE_MAX_FAILURES  # else it came in behind as many as the window allows
     if not judged or not await second_factor.verify(store, pending.login, form.get("code", "")[:64]):
         log.info("inbox login: wrong second-factor code for %s from %s", pending.login, client_address(request))
+        await _audit_failure(store, "code_failed", pending.login, client_address(request))
         if await lockout.code_failed(store, attempt, counted):
             await second_factor.end(store, pending)
             return await _back_to_login(request, CODE_LOCKED)
@@ -154,7 +159,14 @@ async def _start_session(request: web.Request, user: accounts.User, next_path: s
     sessions.set_cookie(response, request, sessions.COOKIE, session_id, max_age=sessions.IDLE_SECONDS)
     response.del_cookie(sessions.LOGIN_COOKIE, path=sessions.PREFIX)
     log.info("inbox login: %s", user.login)
+    await audit.record(store, "login", actor=user.login, client=client_address(request), tenants=tenants_of(user))
     return response
+
+
+async def _audit_failure(store: Store, action: str, typed: str, client: str) -> None:
+    """A failed step, under the name typed (which may be no login at all: then no tenant)."""
+    user = await accounts.get(store, typed) if accounts.LOGIN.fullmatch(typed) else None
+    await audit.record(store, action, actor=typed, client=client, tenants=tenants_of(user))
 
 
 def landing(request: web.Request, user: accounts.User, next_path: str = "") -> str:
@@ -168,6 +180,10 @@ def landing(request: web.Request, user: accounts.User, next_path: str = "") -> s
 
 async def logout(request: web.Request) -> web.Response:
     await sessions.destroy(request.app[STORE], request[SESSION])
+    user = request[USER]
+    await audit.record(
+        request.app[STORE], "logout", actor=user.login, client=client_address(request), tenants=tenants_of(user)
+    )
     response = web.HTTPSeeOther("/inbox/login")
     response.del_cookie(sessions.COOKIE, path=sessions.PREFIX)
     raise response
