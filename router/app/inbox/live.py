@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -237,13 +238,16 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     async def session_lasts() -> None:
         """Returns once the socket's session is gone; a store outage is not its end."""
         key = AccountKeys.session(request[SESSION].digest)
+        # the first check at a random point of the period: sockets that connect together (every
+        # desk after a restart) then check spread over it, not all in the same moment
+        await asyncio.sleep(random.uniform(0, SESSION_CHECK_S))
         while True:
-            await asyncio.sleep(SESSION_CHECK_S)
             try:
                 if not await hub.store.redis.exists(key):
                     return
             except STORE_ERRORS:
-                continue
+                pass
+            await asyncio.sleep(SESSION_CHECK_S)
 
     reader = asyncio.create_task(drain_client())
     watcher = asyncio.create_task(session_lasts())
