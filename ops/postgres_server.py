@@ -11,7 +11,7 @@ import glob
 import os
 import pwd
 import shutil
-import socket
+import signal
 import subprocess
 import tempfile
 import time
@@ -63,10 +63,12 @@ class PostgresServer:
         subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **self._user)
 
     def start(self) -> PostgresServer:
-        self._run(
-            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-        )  # fmt: skip
+        """Start the server (again, after halt(): on the same port, with its data)."""
+        if not self.data.exists():
+            self._run(
+                str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
+            )  # fmt: skip
         log = (self.dir / "postgres.log").open("ab")
         self.process = subprocess.Popen(
             [
@@ -89,14 +91,19 @@ class PostgresServer:
         self.stop()
         raise RuntimeError(f"postgres did not start on port {self.port}; see {self.dir / 'postgres.log'}")
 
-    def stop(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its data (start() brings it back). A "fast" shutdown
+        (SIGINT): open connections are cut, as a restarting database cuts them."""
         if self.process and self.process.poll() is None:
-            self.process.terminate()  # SIGTERM: a "smart" shutdown
+            self.process.send_signal(signal.SIGINT)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:
@@ -125,12 +132,4 @@ def answering(url: str) -> bool:
         with psycopg.connect(url, connect_timeout=2):
             return True
     except Exception:
-        return False
-
-
-def reachable(host: str = "127.0.0.1", port: int = 5432) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
         return False
