@@ -7,8 +7,10 @@ after that transaction committed. Every write is an upsert keyed by our ids, so 
 batch redelivered after a crash, or replayed, changes nothing.
 
 Every EVICT_EVERY_S it also evicts, per tenant, the conversations closed more than
-CONTACTROUTER_HOT_DAYS ago: each is archived once more, committed, and then removed
-from Redis by evict.lua only if Redis still holds exactly what was committed.
+CONTACTROUTER_HOT_DAYS (or the tenant's hot_days) ago: each is archived once more,
+committed, and then removed from Redis by evict.lua only if Redis still holds exactly
+what was committed. Then it deletes from the archive what is older than the tenant's
+retention_days, if it has one.
 
 While PostgreSQL is away the worker waits with the batch it holds (nothing acknowledged,
 nothing evicted); the events wait in the streams, whose trimming keeps what a group
@@ -134,15 +136,27 @@ def consumer(store: Store, deployment: Deployment, settings: Settings, stop: asy
     )
 
 
+async def expire(store: Store, tenant: str, *, retention_days: int, now_ms: int | None = None) -> dict[str, int]:
+    """Retention: delete from the archive what closed more than `retention_days` ago (0: keep for ever)."""
+    if retention_days <= 0:
+        return {}
+    now_ms = now_ms if now_ms is not None else events.now_ms()
+    return await archive_of(store).expire(tenant, now_ms - retention_days * DAY_MS)
+
+
 async def _evict_loop(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     outage = StoreOutage("archive eviction")
     while not await stopped(stop, EVICT_EVERY_S):
         started = time.monotonic()
         try:
             for tenant in deployment.tenants:
-                outcomes = await evict(store, tenant.id, hot_days=settings.hot_days)
+                hot_days = settings.hot_days if tenant.hot_days is None else tenant.hot_days
+                outcomes = await evict(store, tenant.id, hot_days=hot_days)
                 if outcomes.get("evicted"):
                     log.info("evicted %d archived conversations of %s from Redis", outcomes["evicted"], tenant.id)
+                gone = await expire(store, tenant.id, retention_days=tenant.retention_days)
+                if gone.get("conversations") or gone.get("events"):
+                    log.info("retention: deleted %s of %s from the archive", gone, tenant.id)
         except (*DATABASE_ERRORS, *STORE_ERRORS) as exc:
             outage.failed(exc)
             continue

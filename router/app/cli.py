@@ -131,14 +131,17 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("conversation")
     conv.add_argument("--tenant", required=True)
 
-    cust = sub.add_parser("customer", help="customers: show, link an address, merge two")
-    cust.add_argument("action", choices=["show", "find", "link", "merge"])
+    cust = sub.add_parser("customer", help="customers: show, link an address, merge two, erase one")
+    cust.add_argument("action", choices=["show", "find", "link", "merge", "erase"])
     cust.add_argument(
         "args",
         nargs="+",
-        help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS | merge KEEP ABSORB",
+        help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS | merge KEEP ABSORB"
+        " | erase CUSTOMER --by WHO (everything held of them, in Redis and the archive)",
     )
     cust.add_argument("--tenant", required=True)
+    cust.add_argument("--by", default="", help="erase: who asks for it (kept in the audit entry)")
+    cust.add_argument("--reason", default="", help="erase: why (e.g. the request's reference)")
 
     outbox = sub.add_parser("outbox", help="messages the sandbox transport kept instead of sending")
     outbox.add_argument("--tenant", required=True)
@@ -281,6 +284,11 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
         keep, absorb = _need(args, 2, "customer merge KEEP ABSORB")[:2]
         await customers.merge(store, a.tenant, keep, absorb)
         print(f"merged {absorb} into {keep}")
+    elif a.action == "erase":
+        from router.records import erasure
+
+        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:

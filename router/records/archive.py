@@ -146,6 +146,63 @@ class Archive:
                 (tenant, list(conversations)),
             )
 
+    async def expire(self, tenant: str, closed_before_ms: int, *, batch: int = 1000) -> dict[str, int]:
+        """Retention: delete the conversations closed before the cut-off (those Redis no longer
+        holds), their messages and events, and any other events that old; how many went."""
+        cutoff = _at(closed_before_ms)
+        gone = {"conversations": 0, "messages": 0, "events": 0}
+        while True:
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT id FROM conversations WHERE tenant = %s AND closed_at < %s AND evicted_at IS NOT NULL"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (tenant, cutoff, batch),
+                )
+                ids = [row[0] for row in await cur.fetchall()]
+                if ids:
+                    counted = await _delete_conversations(conn, tenant, ids)
+                    for name, count in counted.items():
+                        gone[name] += count
+            if len(ids) < batch:
+                break
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("DELETE FROM events WHERE tenant = %s AND occurred_at < %s", (tenant, cutoff))
+            gone["events"] += cur.rowcount
+        return gone
+
+    async def erase_customer(
+        self, tenant: str, customer: str, *, by: str, reason: str = "", redis: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """Delete everything the archive holds of a customer, and say so in `erasures`, in
+        one transaction; how many of each went (with `redis`'s counts, as erase() passes them)."""
+        counts = dict(redis or {})
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id FROM conversations WHERE tenant = %s AND customer = %s", (tenant, customer)
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+            counts.update(await _delete_conversations(conn, tenant, ids))
+            cur = await conn.execute("DELETE FROM identities WHERE tenant = %s AND customer = %s", (tenant, customer))
+            counts["identities"] = cur.rowcount
+            cur = await conn.execute("DELETE FROM customers WHERE tenant = %s AND id = %s", (tenant, customer))
+            counts["customers"] = cur.rowcount
+            if any(counts.values()):
+                await conn.execute(
+                    "INSERT INTO erasures (tenant, customer, erased_by, reason, erased) VALUES (%s, %s, %s, %s, %s)",
+                    (tenant, customer, by, reason, Jsonb(counts)),
+                )
+        return counts
+
+    async def erasures(self, tenant: str) -> list[dict[str, object]]:
+        """The audit of erasures, oldest first."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT customer, erased_at, erased_by, reason, erased FROM erasures WHERE tenant = %s ORDER BY id",
+                (tenant,),
+            )
+            return await cur.fetchall()
+
     # --- reading (router.conversations asks here for what Redis no longer has) ---
 
     async def conversation(self, tenant: str, conversation: str) -> dict[str, str] | None:
@@ -231,6 +288,15 @@ class Archive:
                 (tenant, list(messages)),
             )
             return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+
+
+async def _delete_conversations(conn: AsyncConnection, tenant: str, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {"conversations": 0, "messages": 0, "events": 0}
+    messages = await conn.execute("DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
+    return {"conversations": gone.rowcount, "messages": messages.rowcount, "events": evented.rowcount}
 
 
 async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> None:
