@@ -131,7 +131,8 @@ async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, obje
             text=query.text,
             limit=MAX_CANDIDATES,
         )
-        candidates += [c for c in archived if c not in set(candidates)]
+        known = set(candidates)
+        candidates += [c for c in archived if c not in known]
     needle = query.text.casefold()
     results = []
     for conversation in candidates[:MAX_CANDIDATES]:
