@@ -168,7 +168,12 @@ async def _evict_loop(store: Store, deployment: Deployment, settings: Settings, 
 
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
-    archive_of(store)
+    if store.archive is None:
+        # `honcho start` runs every type of the Procfile: without an archive this one waits,
+        # rather than failing and taking the others down with it.
+        log.warning("archive process started without DATABASE_URL: no archive, Redis keeps everything; it waits")
+        await stop.wait()
+        return
     group = consumer(store, deployment, settings, stop)
     log.info("archive worker %s reading %d events streams", settings.consumer, len(group.streams))
     await asyncio.gather(group.run(stop), _evict_loop(store, deployment, settings, stop))

@@ -215,3 +215,18 @@ async def test_without_an_archive_redis_keeps_everything(w: World) -> None:
     finally:
         w.store.archive = archive
     assert Keys(w.tenant.id).conversation(conversation) == w.keys.conversation(conversation)
+
+
+async def test_the_archive_process_without_a_database_waits_instead_of_failing() -> None:
+    import asyncio
+
+    from router.settings import Settings
+
+    made = await world(DEPLOYMENT)
+    stop = asyncio.Event()
+    running = asyncio.create_task(archive_worker.run(made.store, made.deployment, Settings(), stop))
+    await asyncio.sleep(0)  # it started, and waits
+    assert not running.done()
+    stop.set()
+    await running
+    await made.store.close()
