@@ -265,6 +265,15 @@ async def voice_callback(
     return text(outcome), text(current)
 
 
+async def simulated_call(
+    store: Store, tenant: str, *, sid: str, action: str, by: str = "", value: str = ""
+) -> tuple[str, str]:
+    """simulated_call.lua: a simulated call answered, declined, hung up `by` someone, put on
+    hold, muted or sent digits (`value`); (changed | unchanged, its status after)."""
+    outcome, status = await store.scripts.simulated_call(keys=[Keys(tenant).call(sid)], args=[action, by, value])
+    return text(outcome), text(status)
+
+
 async def outbox_send(store: Store, *, marker: str, outbox: str, provider_id: str, message: bytes, ttl_s: int) -> bool:
     """outbox_send.lua: keep a message in the sandbox outbox once; True if added."""
     added, _entry_id = await store.scripts.outbox_send(keys=[marker, outbox], args=[provider_id, message, ttl_s])

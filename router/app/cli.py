@@ -24,7 +24,7 @@ import msgspec
 from ops import streams
 from router import agents, bus, conversations, customers, events, floor, templating
 from router.app import processes
-from router.config import Deployment, load_deployment
+from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
 from router.keys import SANDBOX_TWILIO_TOKEN
 from router.settings import Settings
@@ -449,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
                 f"{sum(len(t.agents) for t in deployment.tenants)} agents"
             )
+            for warning in warnings_of(deployment):
+                print(f"warning: {warning}")
             return 0
         if a.command == "up":
             from router.app import embedded

@@ -61,7 +61,9 @@ async def test_an_evicted_conversation_reads_as_before_on_its_page_and_in_the_cu
         assert "My meter is broken" in page and "Thanks, we will call you" in page
         assert re.search(r'<span class="status"[^>]*>sent</span>', page)
         current = await (await client.get(f"/inbox/t/acme/c/{new}")).text()
-        assert current.index("My meter is broken") < current.index("Still broken")  # one history, oldest first
+        threads = current[current.index('<div class="thread') :]  # the conversation pane's history
+        assert threads.index("My meter is broken") < threads.index("Still broken")  # one history, oldest first
+        assert f'<a href="/inbox/t/acme/c/{old}">Earlier conversation</a>' in threads
         live = await (await client.get(f"/inbox/t/acme/c/{old}/messages.json")).json()
         assert [e["body"] for e in live["entries"]] == ["My meter is broken", "Thanks, we will call you"]
         assert set(live["statuses"].values()) == {"sent"}

@@ -10,9 +10,8 @@ import argparse
 import getpass
 import os
 import sys
-import time
 
-from router.app.inbox import accounts
+from router.app.inbox import accounts, lockout, second_factor
 from router.config import Deployment
 from router.store import Store
 
@@ -20,7 +19,7 @@ PASSWORD_ENV = "CONTACTROUTER_PASSWORD"
 
 
 def register(sub: argparse._SubParsersAction) -> list[str]:
-    user = sub.add_parser("user", help="inbox accounts: add, passwd, list, unlock, remove")
+    user = sub.add_parser("user", help="inbox accounts: add, passwd, list, unlock, reset-second-factor, remove")
     actions = user.add_subparsers(dest="user_action", required=True)
     add = actions.add_parser("add", help="create a login (password from $CONTACTROUTER_PASSWORD or a prompt)")
     add.add_argument("login")
@@ -30,9 +29,13 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
     add.add_argument("--name", default="")
     passwd = actions.add_parser("passwd", help="set a new password (ends the login's sessions)")
     passwd.add_argument("login")
-    actions.add_parser("list", help="every login with its role, memberships and lock")
-    unlock = actions.add_parser("unlock", help="lift a lock-out after repeated wrong passwords")
+    actions.add_parser("list", help="every login with its role, memberships, second factor and locks")
+    unlock = actions.add_parser("unlock", help="lift a login's locks after repeated wrong passwords or codes")
     unlock.add_argument("login")
+    reset = actions.add_parser(
+        "reset-second-factor", help="forget a login's second factor (a lost phone); ends its sessions"
+    )
+    reset.add_argument("login")
     remove = actions.add_parser("remove", help="delete a login and end its sessions")
     remove.add_argument("login")
     return ["user"]
@@ -61,15 +64,29 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         await accounts.set_password(store, a.login, read_password())
         print(f"password of {a.login} changed; its sessions ended")
     elif act == "list":
+        locks = await lockout.in_force(store)
         for user in await accounts.all_users(store):
-            lock = "  LOCKED" if user.locked_until > time.time() else ""
-            print(f"{user.login}  {user.role}  {_memberships(user)}{lock}")
+            factor = "  2FA" if user.second_factor else ""
+            print(f"{user.login}  {user.role}  {_memberships(user)}{factor}{_locks(user, locks)}")
     elif act == "unlock":
         await accounts.unlock(store, a.login)
         print(f"unlocked {a.login}")
+    elif act == "reset-second-factor":
+        await second_factor.reset(store, a.login)
+        print(f"second factor of {a.login} reset; its sessions ended (it enrols again at its next login)")
     elif act == "remove":
         await accounts.remove(store, a.login)
         print(f"removed {a.login}")
+
+
+def _locks(user: accounts.User, locks: list[lockout.Lock]) -> str:
+    """What locks the login out, as `user list` shows it."""
+    shown = []
+    for lock in locks:
+        if lock.name != user.login or lock.kind == "client":
+            continue
+        shown.append({"pair": f"from {lock.client}", "name": "name-wide", "code": "second step"}[lock.kind])
+    return f"  LOCKED ({', '.join(shown)})" if shown else ""
 
 
 def _memberships(user: accounts.User) -> str:
