@@ -183,3 +183,26 @@ async def test_while_postgresql_is_down_events_wait_in_the_stream_and_none_is_lo
         bodies = sorted(r[0] for r in conn.execute("SELECT body FROM messages"))
         assert bodies == sorted([f"before {n}" for n in range(5)] + [f"during {n}" for n in range(5, 10)])
     assert "archive database" in workers.log("archive-1")  # it said the database was away, once
+
+
+async def test_a_fault_drill_killing_the_archive_and_restarting_postgresql_archives_everything_once():
+    from ops.faults import DrillOptions, run_drill
+    from ops.faults._report import render
+    from ops.redis_server import RedisServerMissing
+
+    options = DrillOptions(
+        seconds=10.0, rate=20.0, settle_s=60.0, kill=("archive",), kill_every_s=2.0, restart_postgres=1, seed=7
+    )
+    try:
+        report = await run_drill(options)
+    except (RedisServerMissing, PostgresMissing) as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}: fault drills must run in CI", pytrace=False)
+        pytest.skip(f"the drill needs redis-server and PostgreSQL: {exc}")
+    summary = render(report)
+    assert report.faults.get("SIGKILL archive", 0) > 0 and report.faults.get("postgres stop+start") == 1, summary
+    assert report.quiet and report.tally.ok, summary
+    assert report.archive is not None and report.archive["events"] > 0, summary
+    assert (report.archive["events_missing"], report.archive["events_unknown"]) == (0, 0), summary
+    assert report.archive["conversations"] > 0 and report.archive["histories_differing"] == 0, summary
+    assert report.ok, summary
