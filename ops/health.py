@@ -12,7 +12,7 @@ import msgspec
 from redis.exceptions import RedisError, ResponseError
 
 from router.config import Deployment
-from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.keys import ARCHIVE_GROUP, DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.store import STORE_ERRORS, Store, text
 
 # A probe answers within this, whatever the store does: a load balancer or an
@@ -51,7 +51,9 @@ async def group_states(store: Store, deployment: Deployment, *, redis: Any = Non
     `redis` if given (check() passes the store's fail-fast probe client)."""
     redis = store.redis if redis is None else redis
     states = []
-    for tenant, stream, group in expected_groups(deployment):
+    # The archive's group is there only where an archive runs (DATABASE_URL): shown when it is.
+    optional = [(t.id, Keys(t.id).events, ARCHIVE_GROUP) for t in deployment.tenants]
+    for tenant, stream, group in expected_groups(deployment) + optional:
         try:
             groups = {text(g["name"]): g for g in await redis.xinfo_groups(stream)}
             length = int(await redis.xlen(stream))
@@ -59,7 +61,8 @@ async def group_states(store: Store, deployment: Deployment, *, redis: Any = Non
             groups, length = {}, 0
         info = groups.get(group)
         if info is None:
-            states.append(GroupState(tenant=tenant, stream=stream, group=group, exists=False))
+            if group != ARCHIVE_GROUP:
+                states.append(GroupState(tenant=tenant, stream=stream, group=group, exists=False))
             continue
         lag = info.get("lag")
         states.append(

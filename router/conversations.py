@@ -42,22 +42,35 @@ def complete(conversation: str, record: dict[str, str]) -> dict[str, str]:
     }
 
 
+# Redis holds the hot set; a conversation closed long enough ago is only in the archive
+# (router/records), when there is one (store.archive). These three read both, so no
+# caller needs to know where a record lives.
+
+
 async def get(store: Store, tenant: str, conversation: str) -> dict[str, str]:
     record = await store.redis.hgetall(Keys(tenant).conversation(conversation))
-    if not record:
-        raise NotFound(conversation)
-    return complete(conversation, _decode(record))
+    if record:
+        return complete(conversation, _decode(record))
+    if store.archive is not None and (archived := await store.archive.conversation(tenant, conversation)):
+        return complete(conversation, archived)
+    raise NotFound(conversation)
 
 
 async def history(store: Store, tenant: str, conversation: str) -> list[events.HistoryEntry]:
     raw = await store.redis.lrange(Keys(tenant).conversation_log(conversation), 0, -1)
+    if not raw and store.archive is not None:  # a history is never empty while Redis holds it
+        return await store.archive.history(tenant, conversation)
     return [events.decode_history(item) for item in raw]
 
 
 async def customer_history(store: Store, tenant: str, customer: str) -> list[tuple[str, list[events.HistoryEntry]]]:
     """Every conversation of a customer, oldest first, with its messages: one history across channels."""
     keys = Keys(tenant)
-    conversations = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    hot = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    conversations = hot
+    if store.archive is not None:
+        # The archive's are older than any Redis still holds, except those it holds too.
+        conversations = [c for c in await store.archive.customer_conversations(tenant, customer) if c not in hot] + hot
     return [(c, await history(store, tenant, c)) for c in conversations]
 
 

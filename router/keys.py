@@ -14,6 +14,7 @@ PROVIDER_ID_TTL_S = 30 * 24 * 3600
 ROUTING_GROUP = "routing"
 DISPATCH_GROUP = "dispatch"
 CAMPAIGNS_GROUP = "campaigns"  # follows the events stream for campaign results
+ARCHIVE_GROUP = "archive"  # follows the events stream into the system of record (PostgreSQL)
 
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.

@@ -27,6 +27,11 @@ class Settings(msgspec.Struct, kw_only=True):
     """Process settings from the environment."""
 
     redis_url: str | None = None  # None: the embedded store
+    # PostgreSQL, the system of record (router/records); None: no archive, Redis keeps everything
+    database_url: str | None = None
+    # a closed conversation stays in Redis this long after its close, then (once archived) only in PostgreSQL
+    hot_days: float = 7.0
+    archive_pool: int = 4  # connections each process keeps to PostgreSQL
     cluster: bool = False
     config_path: str | None = None  # None: the demo deployment
     consumer: str = ""  # this process's consumer name in the groups
@@ -117,6 +122,9 @@ class Settings(msgspec.Struct, kw_only=True):
         read = _Reader(os.environ if env is None else env)
         read.text("redis_url", "REDIS_URL")
         read.flag("cluster", "REDIS_CLUSTER")
+        read.text("database_url", "DATABASE_URL")
+        read.number("hot_days", "CONTACTROUTER_HOT_DAYS")
+        read.number("archive_pool", "CONTACTROUTER_ARCHIVE_POOL", least=1)
         read.text("config_path", "CONTACTROUTER_CONFIG")
         read.text("templates_dir", "TEMPLATES_DIR")
         read.text("ops_token", "OPS_TOKEN")

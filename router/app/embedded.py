@@ -83,12 +83,19 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     passwords = await demo_accounts(store, deployment)
     logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
     tenants = ", ".join(t.id for t in deployment.tenants)
+    roles = ALL_ROLES + (["archive"] if settings.database_url else [])
+    archive = (
+        "PostgreSQL at DATABASE_URL (closed conversations leave Redis after CONTACTROUTER_HOT_DAYS)"
+        if settings.database_url
+        else "off (no DATABASE_URL): the embedded store keeps everything"
+    )
     print(
         f"""
 Contact router is up: every role in this process, embedded store, demo tenants: {tenants}.
   health:  http://{host}:{settings.port}/healthz   readiness: http://{host}:{settings.port}/readyz
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
+  archive: {archive}
   smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
   inbox:   http://{host}:{settings.port}/inbox   (the supervisor enrols an authenticator app at first login)
@@ -110,7 +117,7 @@ Stop with Ctrl-C.
         flush=True,
     )
     try:
-        failed = await processes.run_roles(ALL_ROLES, store, deployment, settings)
+        failed = await processes.run_roles(roles, store, deployment, settings)
     finally:
         await store.close()
         tcp.shutdown()

@@ -202,10 +202,13 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
         for message_id in outgoing:
             pipe.hmget(keys.delivery(message_id), "status", "error")
         rows = await pipe.execute()
+    found = {m: (s.decode(), (e or b"").decode()) for m, (s, e) in zip(outgoing, rows, strict=True) if s}
+    if store.archive is not None and len(found) < len(outgoing):  # an archived conversation's, evicted from Redis
+        found = {**await store.archive.deliveries(tenant, [m for m in outgoing if m not in found]), **found}
     result = {}
-    for message_id, (state, error) in zip(outgoing, rows, strict=True):
-        label = state.decode() if state else "queued"
-        result[message_id] = f"{label}: {error.decode()}" if error and label in ("failed", "refused") else label
+    for message_id in outgoing:
+        label, error = found.get(message_id) or ("queued", "")
+        result[message_id] = f"{label}: {error}" if error and label in ("failed", "refused") else label
     return result
 
 
