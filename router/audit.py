@@ -44,6 +44,7 @@ ACTIONS = {
     "second_factor_reset": "reset a second factor",
     "recovery_codes": "made new recovery codes",
     "export": "exported data",
+    "erasure": "erased a customer's data",
     "recording_opened": "opened a recording or a customer's file",
 }
 

@@ -22,7 +22,7 @@ from types import ModuleType
 import msgspec
 
 from ops import streams
-from router import agents, bus, conversations, customers, events, floor, templating
+from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
@@ -288,6 +288,15 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
         from router.records import erasure
 
         counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        await audit.record(
+            store,
+            "erasure",
+            actor=audit.cli_actor(),
+            client="cli",
+            tenants=(a.tenant,),
+            target=f"customer {args[0]}",
+            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else ""),
+        )
         print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
