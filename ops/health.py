@@ -18,7 +18,7 @@ import msgspec
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError, TryAgainError
 
 from router.config import Deployment
-from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
+from router.keys import ARCHIVE_GROUP, DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, text
 
@@ -120,17 +120,17 @@ async def _read_shard(redis: Any, tenants: list[str]) -> list[_TenantReading]:
     async with redis.pipeline(transaction=False) as pipe:
         for tenant in tenants:
             keys = Keys(tenant)
-            for stream in (keys.inbound, keys.outbound):
+            for stream in (keys.inbound, keys.outbound, keys.events):
                 pipe.xinfo_stream(stream)
                 pipe.xinfo_groups(stream)
             for role in WATCHED_ROLES:  # GETs: a cluster's pipeline takes no MGET
                 pipe.get(keys.worker_alive(role))
         replies = await pipe.execute(raise_on_error=False)
     readings = []
-    per_tenant = 4 + len(WATCHED_ROLES)
+    per_tenant = 6 + len(WATCHED_ROLES)
     for index, tenant in enumerate(tenants):
         mine = replies[index * per_tenant : (index + 1) * per_tenant]
-        stream_in, groups_in, stream_out, groups_out, *beats = mine
+        stream_in, groups_in, stream_out, groups_out, stream_ev, groups_ev, *beats = mine
         away = next((reply for reply in mine if isinstance(reply, _AWAY)), None)
         keys = Keys(tenant)
         if away is not None:  # CLUSTERDOWN, TRYAGAIN: the shard is away, not the stream missing
@@ -140,6 +140,10 @@ async def _read_shard(redis: Any, tenants: list[str]) -> list[_TenantReading]:
             await _group_state(redis, tenant, keys.inbound, ROUTING_GROUP, stream_in, groups_in),
             await _group_state(redis, tenant, keys.outbound, DISPATCH_GROUP, stream_out, groups_out),
         ]
+        # The archive's group is there only where an archive runs (DATABASE_URL): shown when it is.
+        archive = await _group_state(redis, tenant, keys.events, ARCHIVE_GROUP, stream_ev, groups_ev)
+        if archive.exists:
+            groups.append(archive)
         workers = [
             WorkerState(tenant=tenant, role=role, alive=beat is not None, last=text(beat) if beat else "")
             for role, beat in zip(WATCHED_ROLES, beats, strict=True)

@@ -133,7 +133,11 @@ async def reply(
     subject: str = "",
     idempotency_key: str = "",
     attachments: tuple[events.Attachment, ...] = (),
+    cc: tuple[str, ...] = (),
 ) -> events.OutboundMessage:
+    """Send a reply in a conversation the agent holds: to where its customer last wrote
+    unless the agent chooses another of their addresses or someone else in it, and (email)
+    copied to others in it only when the agent asks (conversations.send_reply)."""
     await _held(store, tenant, agent, conversation)
     return await conversations.send_reply(
         store,
@@ -146,6 +150,7 @@ async def reply(
         subject=subject,
         idempotency_key=idempotency_key,
         attachments=attachments,
+        cc=cc,
     )
 
 

@@ -265,6 +265,15 @@ async def voice_callback(
     return text(outcome), text(current)
 
 
+async def simulated_call(
+    store: Store, tenant: str, *, sid: str, action: str, by: str = "", value: str = ""
+) -> tuple[str, str]:
+    """simulated_call.lua: a simulated call answered, declined, hung up `by` someone, put on
+    hold, muted or sent digits (`value`); (changed | unchanged, its status after)."""
+    outcome, status = await store.scripts.simulated_call(keys=[Keys(tenant).call(sid)], args=[action, by, value])
+    return text(outcome), text(status)
+
+
 async def outbox_send(store: Store, *, marker: str, outbox: str, provider_id: str, message: bytes, ttl_s: int) -> bool:
     """outbox_send.lua: keep a message in the sandbox outbox once; True if added."""
     added, _entry_id = await store.scripts.outbox_send(keys=[marker, outbox], args=[provider_id, message, ttl_s])
@@ -275,3 +284,23 @@ async def lease(store: Store, *, key: str, owner: str, lease_ms: int) -> bool:
     """lease.lua: take the lease `key`, or renew it when `owner` holds it; True if held.
     Sent by the store's client of the moment (a test may stand in for it)."""
     return bool(int(await store.scripts.lease(keys=[key], args=[owner, lease_ms], client=store.redis)))
+
+
+# the archive (router/records)
+
+
+async def evict(
+    store: Store,
+    tenant: str,
+    *,
+    conversation: str,
+    held: bytes,
+    closed_before: int,
+    message_ids: str,
+    fields: Iterable[str],
+) -> str:
+    """evict.lua: remove a closed conversation's records from Redis if they are still
+    what the archive committed (`held`, spelt from `fields`, the hash's field names, and
+    the replies `message_ids`, one a line); "evicted", "gone", "open", "recent" or "changed"."""
+    args = [conversation, held, closed_before, message_ids, *fields]
+    return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from router import assign, atomic, events
-from router.customers import identity
+from router.customers import ADDRESS_KIND, identity
 from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store, text
@@ -42,23 +42,58 @@ def complete(conversation: str, record: dict[str, str]) -> dict[str, str]:
     }
 
 
+# Redis holds the hot set; a conversation closed long enough ago is only in the archive
+# (router/records), when there is one (store.archive). These three read both, so no
+# caller needs to know where a record lives.
+
+
 async def get(store: Store, tenant: str, conversation: str) -> dict[str, str]:
     record = await store.redis.hgetall(Keys(tenant).conversation(conversation))
-    if not record:
-        raise NotFound(conversation)
-    return complete(conversation, _decode(record))
+    if record:
+        return complete(conversation, _decode(record))
+    if store.archive is not None and (archived := await store.archive.conversation(tenant, conversation)):
+        return complete(conversation, archived)
+    raise NotFound(conversation)
 
 
 async def history(store: Store, tenant: str, conversation: str) -> list[events.HistoryEntry]:
     raw = await store.redis.lrange(Keys(tenant).conversation_log(conversation), 0, -1)
+    if not raw and store.archive is not None:  # a history is never empty while Redis holds it
+        return await store.archive.history(tenant, conversation)
     return [events.decode_history(item) for item in raw]
 
 
 async def customer_history(store: Store, tenant: str, customer: str) -> list[tuple[str, list[events.HistoryEntry]]]:
     """Every conversation of a customer, oldest first, with its messages: one history across channels."""
     keys = Keys(tenant)
-    conversations = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    hot = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    conversations = hot
+    if store.archive is not None:
+        # The archive's are older than any Redis still holds, except those it holds too.
+        conversations = [c for c in await store.archive.customer_conversations(tenant, customer) if c not in hot] + hot
     return [(c, await history(store, tenant, c)) for c in conversations]
+
+
+async def participants(
+    store: Store, tenant: str, record: dict[str, str], entries: list[events.HistoryEntry] | None = None
+) -> list[tuple[str, str]]:
+    """The others in a conversation, as (channel, address), first seen first: each address
+    its messages came from, or (email) were also sent to (metadata "cc"), that is not one
+    of its customer's. An agent answers or copies them only by choosing to: a colleague on
+    Cc who replied into the thread does not become who the replies go to."""
+    if entries is None:
+        entries = await history(store, tenant, record["id"])
+    customer = await store.redis.hkeys(Keys(tenant).customer(record["customer"]))
+    own = {text(k).removeprefix("ident:") for k in customer if text(k).startswith("ident:")}
+    found: dict[tuple[str, str], None] = {}
+    for entry in entries:
+        if entry.kind != "in" or entry.channel not in ADDRESS_KIND:
+            continue
+        addresses = [entry.address, *(entry.metadata.get("cc", "").split(",") if entry.channel == "email" else ())]
+        for address in filter(None, (a.strip() for a in addresses)):
+            if identity(entry.channel, address) not in own:
+                found.setdefault((entry.channel, address), None)
+    return list(found)
 
 
 async def add_note(
@@ -94,26 +129,20 @@ async def send_reply(
     subject: str = "",
     idempotency_key: str = "",
     attachments: tuple[events.Attachment, ...] = (),  # e.g. a file the agent attached ("store:<sha256>")
+    cc: tuple[str, ...] = (),
 ) -> events.OutboundMessage:
     """Record an agent's reply in the history and queue it for delivery, in one transaction.
 
-    The reply leaves through the channel the customer last wrote on, unless the
-    agent picks another address of the same customer. A client that may retry
-    (a browser resubmitting, a CLI rerun) passes an idempotency key: the same
-    key gives back the first reply instead of sending a second one.
+    The reply leaves through the channel and address the customer last wrote from, unless
+    the agent picks another address of the same customer, or chooses someone else in the
+    conversation (`participants`: a colleague on Cc who replied), who is never the default.
+    An email may copy (`cc`) others in the conversation. A client that may retry (a
+    browser resubmitting, a CLI rerun) passes an idempotency key: the same key gives back
+    the first reply instead of sending a second one.
     """
     keys = Keys(tenant)
     record = await get(store, tenant, conversation)
-    channel = channel or record.get("last_channel") or record["channel"]
-    address = address or (record.get("last_address") if channel == record.get("last_channel") else None)
-    if not address:
-        raise AddressError(f"no {channel} address known for this customer; give one")
-    owner = await store.redis.hget(keys.identities, identity(channel, address))
-    # The address that last wrote into this conversation may be answered even if it
-    # is not the customer's own (an email reply in the thread from a colleague's address).
-    wrote_here = channel == record.get("last_channel") and address == record.get("last_address")
-    if not wrote_here and (owner is None or owner.decode() != record["customer"]):
-        raise AddressError(f"{address} is not an address of this conversation's customer")
+    channel, address, cc = await _recipients(store, keys, record, channel, address, cc)
     # answer from the number or address the customer wrote to (a tenant may have several)
     sender = record.get("tenant_address", "") if channel == record.get("last_channel") else ""
     message = events.OutboundMessage(
@@ -128,6 +157,7 @@ async def send_reply(
         subject=subject,
         agent=agent,
         attachments=attachments,
+        cc=cc,
     )
     payload = events.encode(message)
     entry = events.HistoryEntry(
@@ -140,6 +170,7 @@ async def send_reply(
         address=address,
         agent=agent,
         attachments=attachments,
+        metadata={"cc": ", ".join(cc)} if cc else {},
     )
     added = events.MessageAdded(
         tenant=tenant,
@@ -168,6 +199,39 @@ async def send_reply(
         added=events.encode(added),
     )
     return events.decode_outbound(first)
+
+
+async def _recipients(
+    store: Store, keys: Keys, record: dict[str, str], channel: str | None, address: str | None, cc: tuple[str, ...]
+) -> tuple[str, str, tuple[str, ...]]:
+    """(channel, address, cc) of a reply, checked: by default where the customer last wrote;
+    another address only if it is the customer's, or one of the conversation's participants
+    the agent chose; copies (email only) only to the conversation's people. AddressError if not."""
+    chosen = bool(address)
+    channel = channel or record.get("last_channel") or record["channel"]
+    address = address or (record.get("last_address") if channel == record.get("last_channel") else None)
+    if not address:
+        raise AddressError(f"no {channel} address known for this customer; give one")
+
+    async def customers_own(channel: str, address: str) -> bool:
+        owner = await store.redis.hget(keys.identities, identity(channel, address))
+        return owner is not None and owner.decode() == record["customer"]
+
+    others: list[tuple[str, str]] = []
+    if not await customers_own(channel, address):
+        others = await participants(store, keys.shard, record)
+        # never by default: a conversation from before intake told participants apart may
+        # have one as its last address
+        if not chosen or (channel, address) not in others:
+            raise AddressError(f"{address} is not an address of this conversation's customer")
+    cc = tuple(dict.fromkeys(a.strip().lower() for a in cc if a.strip() and a.strip().lower() != address))
+    if cc and channel != "email":
+        raise AddressError("only an email can be copied to others")
+    for copied in cc:
+        others = others or await participants(store, keys.shard, record)
+        if ("email", copied) not in others and not await customers_own("email", copied):
+            raise AddressError(f"{copied} is not in this conversation: only its participants may be copied")
+    return channel, address, cc
 
 
 async def _record_once(

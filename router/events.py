@@ -85,6 +85,7 @@ class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
     body: Body = ""
     subject: str = ""
     attachments: tuple[Attachment, ...] = ()
+    cc: tuple[str, ...] = ()  # email: others in the conversation an agent chose to copy
     agent: str = ""
     campaign: str = ""
     automatic: bool = False  # auto-replies must never answer auto-replies (RFC 3834)

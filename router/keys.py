@@ -14,6 +14,7 @@ PROVIDER_ID_TTL_S = 30 * 24 * 3600
 ROUTING_GROUP = "routing"
 DISPATCH_GROUP = "dispatch"
 CAMPAIGNS_GROUP = "campaigns"  # follows the events stream for campaign results
+ARCHIVE_GROUP = "archive"  # follows the events stream into the system of record (PostgreSQL)
 
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.
@@ -147,6 +148,10 @@ class Keys:
     def call(self, call_sid: str) -> str:
         """A phone call (Twilio CallSid): its conversation, contact and progress."""
         return f"{self.base}:call:{call_sid}"
+
+    def softphone(self, agent_id: str) -> str:
+        """The simulated calls of an agent's softphone (a tenant without Twilio), by start (zset)."""
+        return f"{self.base}:softphone:{agent_id}"
 
     def suppression(self, channel: str) -> str:
         """Addresses that opted out of a channel (SMS STOP); nothing is ever sent to them."""
@@ -300,6 +305,52 @@ class AccountKeys:
     def session(cls, digest: str) -> str:
         """A session by the SHA-256 of its cookie: a copy of the store holds no live cookie."""
         return f"{cls.base}:session:{digest}"
+
+    # Login throttling (router/app/inbox/lockout.py): counters keyed by a digest of what was
+    # typed and of the client's address, so an odd or long value costs a fixed-size key.
+    locks = f"{base}:locks"  # sorted set: every lock and throttle in force, by when it ends
+    audit = f"{base}:audit"  # stream: who did what with accounts and personal data (router/app/inbox/audit.py)
+
+    @classmethod
+    def attempts(cls, digest: str) -> str:
+        """Failed logins of one name from one client (tries, locked_until)."""
+        return f"{cls.base}:attempts:{digest}"
+
+    @classmethod
+    def name_attempts(cls, digest: str) -> str:
+        """Failed logins of one name from any client, and its wrong second-factor codes."""
+        return f"{cls.base}:name-attempts:{digest}"
+
+    @classmethod
+    def client_failures(cls, digest: str) -> str:
+        """One client's failed logins across names: a sorted set, a sliding window."""
+        return f"{cls.base}:client-failures:{digest}"
+
+    @classmethod
+    def user_clients(cls, login: str) -> str:
+        """The clients a login last logged in from (sorted set by time)."""
+        return f"{cls.base}:user:{login}:clients"
+
+    # The second factor (router/app/inbox/second_factor.py).
+    @classmethod
+    def enrolment(cls, login: str) -> str:
+        """A TOTP secret shown to its user and not yet confirmed with a code."""
+        return f"{cls.base}:user:{login}:enrolment"
+
+    @classmethod
+    def recovery_codes(cls, login: str) -> str:
+        """The SHA-256 of each unused recovery code."""
+        return f"{cls.base}:user:{login}:recovery"
+
+    @classmethod
+    def totp_step(cls, login: str) -> str:
+        """The last time step whose code was accepted (a sorted set of one, for ZADD GT)."""
+        return f"{cls.base}:user:{login}:totp-step"
+
+    @classmethod
+    def pending_login(cls, digest: str) -> str:
+        """A login whose password was right, waiting for its code, by the SHA-256 of its cookie."""
+        return f"{cls.base}:pending:{digest}"
 
 
 def shard_of(key: str) -> str:

@@ -27,6 +27,11 @@ class Settings(msgspec.Struct, kw_only=True):
     """Process settings from the environment."""
 
     redis_url: str | None = None  # None: the embedded store; for a cluster, several seed nodes split by commas
+    # PostgreSQL, the system of record (router/records); None: no archive, Redis keeps everything
+    database_url: str | None = None
+    # a closed conversation stays in Redis this long after its close, then (once archived) only in PostgreSQL
+    hot_days: float = 7.0
+    archive_pool: int = 4  # connections each process keeps to PostgreSQL
     cluster: bool = False
     # how long a command keeps retrying a lost connection or a cluster failing over before its
     # error reaches the caller (a webhook then answers 503); above Redis Cluster's node timeout
@@ -79,8 +84,13 @@ class Settings(msgspec.Struct, kw_only=True):
     # signs web chat visitors' tokens; empty: the web process keeps a generated one in the store
     webchat_secret: str = ""
     # reverse proxies in front of the web process that append to X-Forwarded-For: the client's
-    # address (for web chat flood limits) is that many entries from its end; 0: the peer address
+    # address (for web chat flood limits and inbox login throttling) is that many entries from
+    # its end; 0: the peer address, and X-Forwarded-For is ignored (a client could write anything)
     trusted_proxy_hops: int = 0
+    # failed inbox logins (and second-factor codes) one client address may make across all
+    # names in 15 minutes before it is throttled (429); raise it for a centre whose staff
+    # all log in through one address
+    login_client_failures: int = 30
     metrics_port: int = 0  # roles other than web serve /metrics here; 0: none (web serves it on PORT)
     # the token that reads /metrics and /readyz's detail on the web port (a secret: never logged);
     # empty: the web port serves no metrics and only readiness's status
@@ -104,6 +114,17 @@ class Settings(msgspec.Struct, kw_only=True):
         """Where providers and browsers reach the web process: PUBLIC_URL, else host and port."""
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    def client_address(self, peer: str | None, forwarded_for: list[str]) -> str:
+        """The client's address: behind TRUSTED_PROXY_HOPS proxies, the entry the outermost one
+        appended to X-Forwarded-For (earlier entries are whatever the client claimed); else
+        the peer's. `forwarded_for` is every X-Forwarded-For header, in order."""
+        if self.trusted_proxy_hops > 0:
+            chain = [part.strip() for part in ",".join(forwarded_for).split(",")]
+            chain = [part for part in chain if part]
+            if len(chain) >= self.trusted_proxy_hops:
+                return chain[-self.trusted_proxy_hops]
+        return peer or "unknown"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The settings the environment (default: os.environ) gives; ConfigError names a bad variable."""
@@ -111,6 +132,9 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("redis_url", "REDIS_URL")
         read.flag("cluster", "REDIS_CLUSTER")
         read.number("redis_retry_s", "REDIS_RETRY_S")
+        read.text("database_url", "DATABASE_URL")
+        read.number("hot_days", "CONTACTROUTER_HOT_DAYS")
+        read.number("archive_pool", "CONTACTROUTER_ARCHIVE_POOL", least=1)
         read.text("config_path", "CONTACTROUTER_CONFIG")
         read.text("templates_dir", "TEMPLATES_DIR")
         read.text("ops_token", "OPS_TOKEN")
@@ -151,6 +175,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("telegram_api_base", "TELEGRAM_API_BASE", _without_slash)
         read.text("webchat_secret", "WEBCHAT_SECRET")
         read.number("trusted_proxy_hops", "TRUSTED_PROXY_HOPS")
+        read.number("login_client_failures", "LOGIN_CLIENT_FAILURES", least=1)
         read.number("metrics_port", "METRICS_PORT")
         return cls(**read.values)
 

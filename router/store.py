@@ -71,6 +71,9 @@ class Store:
         self.embedded = embedded
         self.cluster = cluster
         self.scripts = Scripts(redis)
+        # The system of record behind Redis (router.records.archive.Archive) when DATABASE_URL
+        # is set; router.conversations reads there what Redis no longer holds.
+        self.archive: Any = None
 
     async def load_scripts(self) -> None:
         await self.scripts.load(self.redis)

@@ -49,8 +49,8 @@ def check_templates(checkout_templates: Path) -> list[str]:
     if missing:
         problems.append(f"the wheel lacks {len(missing)} files of templates/: {', '.join(sorted(missing)[:10])}")
     for name in templating.pages().list_templates(extensions=["html", "js", "txt"]):
-        if name.startswith(("inbox/canned/", "campaigns/")):
-            continue  # users' templates, rendered sandboxed with their own fields
+        if name.startswith(("inbox/canned/", "campaigns/", "inbox/vendor/")):
+            continue  # users' templates, rendered sandboxed with their own fields; packages from npm
         try:
             templating.pages().get_template(name)
         except Exception as exc:
@@ -116,11 +116,22 @@ def _page_problem(url: str, piece: str, deadline: float) -> str:
             time.sleep(0.2)
 
 
+def check_migrations() -> list[str]:
+    """The archive's schema versions ship with the package (`contactrouter db upgrade` reads them there)."""
+    from router.records import migrate
+
+    try:
+        shipped = migrate.migrations()
+    except Exception as exc:
+        return [f"the archive's migrations do not load: {exc}"]
+    return [] if shipped else ["the wheel lacks router/records/migrations/*.sql"]
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    problems = check_templates(Path(argv[1]).resolve()) + check_pages()
+    problems = check_templates(Path(argv[1]).resolve()) + check_migrations() + check_pages()
     for problem in problems:
         print(f"installed copy: {problem}", file=sys.stderr)
     if not problems:

@@ -19,6 +19,9 @@ def test_up_serves_health_and_an_agent_takes_the_demo_contact(up: tuple[str, int
     health = wait_for(lambda: _get(f"http://127.0.0.1:{port}/readyz"), "readiness")
     assert health == 200
 
+    # the demo agents are offline until someone goes available: nobody misses an offer
+    assert run_cli(url, "agent", "offers", "--tenant", "acme", "alice").stdout.strip() == ""
+    assert run_cli(url, "agent", "login", "--tenant", "acme", "alice").returncode == 0
     offers = wait_for(lambda: run_cli(url, "agent", "offers", "--tenant", "acme", "alice").stdout.strip(), "an offer")
     reservation = offers.split()[0]
     conversation = reservation.rsplit(".", 1)[0]
@@ -56,6 +59,7 @@ def _get(url: str) -> int | None:
 
 def test_status_shows_waiting_contacts_and_agents(up: tuple[str, int]) -> None:
     url, _port = up
+    assert run_cli(url, "agent", "login", "--tenant", "globex", "carol").returncode == 0
     added = run_cli(url, "contact", "add", "--tenant", "globex", "--channel", "sms", "--from", "+15557654321", "hi")
     assert added.returncode == 0, added.stderr
     # globex's demo agent carol is available with room, so the new contact is offered, not waiting
@@ -68,6 +72,7 @@ def test_status_shows_waiting_contacts_and_agents(up: tuple[str, int]) -> None:
 
 def test_a_simulated_call_goes_through_the_menu_and_is_offered_to_an_agent(up: tuple[str, int]) -> None:
     url, port = up
+    assert run_cli(url, "agent", "login", "--tenant", "acme", "alice").returncode == 0
     call = run_cli(
         url, "simulate", "call", "--tenant", "acme", "--from", "+15557770002", "--url", f"http://127.0.0.1:{port}",
         "--press", "1",

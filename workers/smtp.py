@@ -5,6 +5,13 @@ the rest, so neither channel knows the other's.
 
 The server runs on this process's event loop (not aiosmtpd's Controller, which
 starts its own thread and loop) so the handler shares the store's connection.
+
+Lines of mail that end in a bare LF (Python's `sendmail(..., msg.as_bytes())`, many
+scripts and appliances) are taken as lines ending in CRLF, as Postfix does
+(`smtpd_forbid_bare_newline = normalize`); the mail still ends only at CRLF.CRLF.
+A line longer than RFC 5321's 998 octets is refused, after the whole message was
+read, with "500 Line too long" (its section 4.5.3.1.10), and more mail than
+SMTP_MAX_BYTES with 552: both by aiosmtpd.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
     def protocol() -> SMTP:
         # SIZE is advertised in EHLO; MAIL FROM with a bigger SIZE, or more DATA
         # than this, is refused with 552 before the handler sees it.
-        return SMTP(
+        return _Server(
             handler,
             data_size_limit=settings.smtp_max_bytes,
             enable_SMTPUTF8=True,
@@ -63,6 +70,47 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         attachments.root,
     )
     return server
+
+
+class _DataLines:
+    """The reader aiosmtpd's DATA phase uses, as it uses it (`readuntil(CRLF)`, and `read`
+    after an overlong line), giving it lines that end in a bare LF as lines ending in CRLF.
+
+    aiosmtpd reads DATA up to each CRLF within its line limit, so a message whose lines
+    end in LF alone was one line, refused "500 Line too long" from about 1,000 bytes on.
+    A lone dot ends the mail only after a CRLF and before one (RFC 5321 4.1.1.4): a dot
+    next to a bare LF is text, given on as a stuffed dot, so no one can end a message
+    early where another server would not (SMTP smuggling)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._after_bare_lf = False
+
+    async def readuntil(self, separator: bytes = b"\r\n") -> bytes:
+        assert separator == b"\r\n", separator  # the only way aiosmtpd reads DATA
+        line = await self._reader.readuntil(b"\n")  # LimitOverrunError as before: an overlong line
+        bare = not line.endswith(b"\r\n")
+        if bare:
+            line = line[:-1] + b"\r\n"
+        if line == b".\r\n" and (bare or self._after_bare_lf):
+            line = b"..\r\n"
+        self._after_bare_lf = bare
+        return line
+
+    async def read(self, n: int = -1) -> bytes:
+        return await self._reader.read(n)
+
+
+class _Server(SMTP):
+    """aiosmtpd's SMTP server, reading DATA through _DataLines."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        reader = self._reader
+        self._reader = _DataLines(reader)  # type: ignore[assignment]
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._reader = reader
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:

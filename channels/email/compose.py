@@ -17,10 +17,11 @@ from email import policy
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from zoneinfo import ZoneInfo
 
 import jinja2
 
-from router import events
+from router import events, names
 from router.config import Tenant
 from router.templating import pages
 
@@ -62,6 +63,7 @@ _FORMS = {
     "List-Id": re.compile(r"(?:[\x20-\x3b\x3d\x3f-\x7e]* )?<[A-Za-z0-9._-]+\.[A-Za-z0-9.-]+>"),
 }
 MAX_LIST_ITEM = 900  # each item on a line of its own, within RFC 5322's 998
+MAX_QUOTED = 10_000  # characters of the answered mail quoted below a reply
 
 
 @dataclass
@@ -75,9 +77,11 @@ class Draft:
     in_reply_to: str = ""
     references: list[str] = field(default_factory=list)
     reply_to: str = ""
+    cc: list[str] = field(default_factory=list)  # others in the conversation the agent chose to copy
     token: str = ""
     files: list[tuple[events.Attachment, bytes]] = field(default_factory=list)  # stored attachments, read
     links: list[events.Attachment] = field(default_factory=list)  # attachments only reachable by URL
+    quoted: events.HistoryEntry | None = None  # the customer's mail it answers, quoted below the reply
 
 
 def render(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> tuple[str, str]:
@@ -94,11 +98,24 @@ def render(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> tup
         "automatic": message.automatic,
         "token": draft.token,
         "links": [{"name": a.filename or a.url, "url": a.url} for a in draft.links],
+        "quote": _quote(tenant, draft.quoted) if draft.quoted and not message.automatic else None,
     }
     env = pages()
     text = _template(env, tenant.id, "reply.txt").render(context)
     html = _template(env, tenant.id, "reply.html").render(context)
     return text.strip() + "\n", html
+
+
+def _quote(tenant: Tenant, entry: events.HistoryEntry) -> dict[str, object]:
+    """The answered mail as mail clients quote it: who wrote it when (in the tenant's time
+    zone), then its text line by line, cut at MAX_QUOTED characters."""
+    when = dt.datetime.fromtimestamp(entry.occurred_at / 1000, ZoneInfo(tenant.timezone))
+    name = names.clean(entry.name or entry.metadata.get("from_name", ""))
+    who = formataddr((name, entry.address)) if name else entry.address
+    text = entry.body.strip()
+    if len(text) > MAX_QUOTED:
+        text = text[:MAX_QUOTED].rstrip() + " […]"
+    return {"intro": f"On {when.day} {when:%b %Y, at %H:%M}, {who} wrote:", "lines": text.splitlines()}
 
 
 def _template(env: jinja2.Environment, tenant: str, name: str) -> jinja2.Template:
@@ -131,6 +148,8 @@ def build(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> Emai
     mail = EmailMessage(policy=SEVEN_BIT)
     mail["From"] = formataddr((tenant.email.from_name or tenant.name or "", draft.sender))
     mail["To"] = draft.to
+    if draft.cc:
+        mail["Cc"] = ", ".join(draft.cc)
     mail["Subject"] = draft.subject
     mail["Date"] = format_datetime(_utc(message.occurred_at))
     mail["Message-ID"] = f"<{draft.message_id}>"

@@ -41,9 +41,10 @@ TIMEOUT_S = 60.0
 FAX_REFERENCE_PREFIX = "fax."
 
 
-# Reports on mail we sent (a DSN, a fax gateway's mail) only ever move a message forward:
-# a late "delivered" never undoes a failure, a repeated report counts once.
-RANK = {"sending": 0, "retry": 0, "sent": 1, "unknown": 1, "delivered": 2, "failed": 3, "refused": 3}
+# Reports on mail we sent (a DSN, a fax gateway's mail) only ever move a message forward,
+# and the first that settles it (delivered, failed) is final: a late failure never undoes a
+# delivery, nor a late "delivered" a failure, and a repeated report counts once.
+RANK = {"sending": 0, "retry": 0, "sent": 1, "unknown": 1, "delivered": 3, "failed": 3, "refused": 3}
 
 
 class NoRelay(Exception):

@@ -10,7 +10,8 @@ inbound stream, and only then answer 250. A delivery report marks the message
 it returns instead (channels.email.status), when one of our own mail servers
 handed it over (channels.email.trust). A failure before the contact is on
 the stream answers 451, so the sending server retries; the retry carries the
-same Message-ID and adds nothing twice. The size limit (552) is enforced by
+same Message-ID and adds nothing twice. A message too deeply nested to read at
+all answers 554: a retry would fail the same way. The size limit (552) is enforced by
 aiosmtpd's data_size_limit, before this handler runs.
 """
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # characters; events.Body's limit
 MAX_SUBJECT = 998  # RFC 5322's line limit is plenty for a subject
+MAX_METADATA = 1024  # characters of a header kept in a contact's metadata
 # A message this big is read in a worker thread: parsing holds the event loop for as long
 # as it runs (seconds for a message near SMTP_MAX_BYTES), and every other SMTP session
 # waits meanwhile. A smaller one parses faster than the hand-off to a thread costs.
@@ -87,6 +89,9 @@ class InboundHandler:
         peer = session.peer
         try:
             mail = await parse(raw, mime.read)
+        except mime.Unreadable as exc:  # the same every time: a retry would only come back for days
+            log.warning("mail from %s (%s) refused: %s", envelope.mail_from, peer, exc)
+            return f"554 5.6.0 message refused: {exc}"
         except Exception:  # the parser is lenient; this is a bug of ours, so the sender retries
             log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
             return "451 4.3.0 message could not be read; try again later"
@@ -188,6 +193,8 @@ class InboundHandler:
             attachments.append(
                 events.Attachment(url=ref, content_type=part.content_type, filename=part.filename, size=len(part.data))
             )
+        if mail.parts_left_out:
+            omitted.append(f"{mail.parts_left_out} more attachments (at most {mime.MAX_ATTACHMENTS} a message)")
         if omitted:
             metadata["attachments_omitted"] = "; ".join(omitted)
         if mail.html:
@@ -197,6 +204,21 @@ class InboundHandler:
             except AttachmentTooLarge:
                 metadata["html_omitted"] = "1"  # the text body is still there
         return attachments, metadata
+
+    def _others(self, mail: mime.Mail, sender: str) -> str:
+        """Whom else the mail was to (its To and Cc, none of our own addresses), for an agent's
+        explicit reply-all: ", "-separated, as many whole addresses as fit the metadata."""
+        others = [
+            a
+            for a in dict.fromkeys(mail.to)
+            if a != sender and self.deployment.tenant_by_email(threads.without_token(a)) is None
+        ]
+        kept = ""
+        for address in others:
+            if len(kept) + len(address) + 2 > MAX_METADATA:
+                break
+            kept = f"{kept}, {address}" if kept else address
+        return kept
 
     def _contact(
         self,
@@ -215,11 +237,14 @@ class InboundHandler:
             "date": mail.date,
             "message_id": mail.message_id,
             "defects": ", ".join(sorted(set(mail.defects))),
+            "cc": self._others(mail, sender),
         }
-        metadata.update({k: v[:1024] for k, v in details.items() if v})
+        metadata.update({k: v[:MAX_METADATA] for k, v in details.items() if v})
         if mail.auto_submitted:
             metadata["auto_submitted"] = "1"
         body = mail.body
+        if mail.parts_left_out:  # where the agent reads it
+            body += f"\n\n[{mail.parts_left_out} more attachments left out: at most {mime.MAX_ATTACHMENTS} a message]"
         if len(body) > MAX_BODY:
             body = body[: MAX_BODY - 40] + "\n[message shortened]"
             metadata["truncated"] = "1"

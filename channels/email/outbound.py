@@ -56,8 +56,9 @@ class EmailSender:
 
     async def send(self, message: events.OutboundMessage) -> str:
         tenant = self.deployment.tenant(message.tenant)
-        if not ADDRESS.fullmatch(message.to):
-            raise PermanentFailure(f"{message.to!r} is not an email address")
+        for address in (message.to, *message.cc):
+            if not ADDRESS.fullmatch(address):
+                raise PermanentFailure(f"{address!r} is not an email address")
         draft = await self.draft(tenant, message)
         try:
             mail = build(tenant, message, draft)
@@ -83,13 +84,14 @@ class EmailSender:
         sender = self._sender(tenant, message)
         domain = (tenant.email.sender() or sender).rpartition("@")[2] or "localhost"
         own_id = threads.message_id(message.id, domain)
-        in_reply_to, references, subject, token = "", [], "", ""
+        in_reply_to, references, subject, token, quoted = "", [], "", "", None
         if message.conversation:
             try:
                 history = await conversations.history(self.store, tenant.id, message.conversation)
             except conversations.NotFound:
                 history = []
             in_reply_to, references, subject = threads.thread_headers(history, message.id, domain)
+            quoted = threads.answered(history, message.id)
             token = await threads.conversation_token(self.store, tenant.id, message.conversation)
         if message.subject:
             subject = threads.with_token(message.subject, token)
@@ -106,9 +108,11 @@ class EmailSender:
             in_reply_to=in_reply_to,
             references=references,
             reply_to=threads.plus_address(sender, token) if token and sender else "",
+            cc=[a for a in message.cc if a != message.to],
             token=token,
             files=files,
             links=links,
+            quoted=quoted,
         )
 
     def _sender(self, tenant: Tenant, message: events.OutboundMessage) -> str:

@@ -127,3 +127,14 @@ def thread_headers(history: list[events.HistoryEntry], current: str, domain: str
     if len(chain) > MAX_REFERENCES:
         chain = chain[:1] + chain[-(MAX_REFERENCES - 1) :]
     return in_reply_to or (chain[-1] if chain else ""), chain, subject
+
+
+def answered(history: list[events.HistoryEntry], current: str) -> events.HistoryEntry | None:
+    """The customer's email an outbound message answers: the newest one before it."""
+    found = None
+    for entry in history:
+        if entry.id == current:
+            break
+        if entry.kind == "in" and entry.channel == "email":
+            found = entry
+    return found

@@ -1,5 +1,7 @@
 """Callbacks: when an agent accepts a callback, the router calls the agent, then
-the customer (agent first), and follows each dial to its outcome.
+the customer (agent first), and follows each dial to its outcome. An agent's own
+call to a customer from the inbox (dial_customer) goes the same way, dialled once.
+The agent's leg rings their phone, else their softphone (channels.voice.softphone).
 
 - dial_back: accept() of a conversation of kind "callback" queues one voice
   OutboundMessage on the tenant's outbound stream, with an id made from the
@@ -23,6 +25,7 @@ from aiohttp import web
 from redis.exceptions import WatchError
 
 from channels._twilio_auth import tenant_form
+from channels.voice import softphone
 from channels.voice.outbound import CALLBACK, GREETING
 from router import assign, atomic, events
 from router.appkeys import STORE
@@ -35,11 +38,16 @@ log = logging.getLogger(__name__)
 LEGS = ("agent", "customer")
 
 
-async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) -> events.OutboundMessage | None:
+async def dial_back(
+    store: Store, tenant: Tenant, agent: str, reservation: str, again: str = ""
+) -> events.OutboundMessage | None:
     """After an accept: queue the call back if the reservation's conversation is a
     callback; None if it is not. Repeating it (a retried accept) queues nothing more
     and gives back the first message, so an accept interrupted between the
-    reservation and this step is completed by accepting again."""
+    reservation and this step is completed by accepting again.
+
+    `again` (the key of the agent's "Call now" form) dials once more after the first
+    dial failed or was spent; each key dials once, however often its form is sent."""
     keys = Keys(tenant.id)
     conversation = assign.conversation_of(reservation)
     kind, address, last_address, called = await store.redis.hmget(
@@ -48,9 +56,9 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
     if kind != CALLBACK.encode():
         return None
     dial = await _number_to_dial(store, keys, conversation)
-    phone = next((a.phone for a in tenant.agents if a.id == agent), "")
+    suffix = f".{_key(again)}" if again else ""
     message = events.OutboundMessage(
-        id=f"{reservation}.callback",  # one call per accepted offer, whatever is repeated
+        id=f"{reservation}.callback{suffix}",  # one call per accepted offer (and per Call now)
         tenant=tenant.id,
         channel="voice",
         to=dial or text(last_address or address or b""),
@@ -59,10 +67,56 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
         conversation=conversation,
         body=GREETING,
         agent=agent,
-        metadata={"action": CALLBACK, "agent": agent, "agent_phone": phone, "reservation": reservation},
+        metadata={
+            "action": CALLBACK,
+            "agent": agent,
+            "agent_phone": softphone.phone_of(tenant, agent),
+            "reservation": reservation,
+        },
     )
+    message = await _queue(store, keys, message)
+    log.info("calling back %s for %s: agent %s first", message.to, tenant.id, agent)
+    return message
+
+
+async def dial_customer(
+    store: Store, tenant: Tenant, agent: str, conversation: str, number: str, key: str
+) -> events.OutboundMessage:
+    """The agent calls the customer of a conversation they hold (click-to-call): their
+    own phone or softphone rings first, then the customer's number, dialled once. The
+    caller checks the number (the customer's, and callable_number); each form key
+    places one call."""
+    keys = Keys(tenant.id)
+    called = text(await store.redis.hget(keys.conversation(conversation), "tenant_address") or b"")
+    message = events.OutboundMessage(
+        id=f"{conversation}.dial.{_key(key)}",
+        tenant=tenant.id,
+        channel="voice",
+        to=number,
+        sender=called,
+        occurred_at=events.now_ms(),
+        conversation=conversation,
+        body=GREETING,
+        agent=agent,
+        metadata={"action": softphone.DIAL, "agent": agent, "agent_phone": softphone.phone_of(tenant, agent)},
+    )
+    message = await _queue(store, keys, message)
+    log.info("agent %s of %s calls %s", agent, tenant.id, number)
+    return message
+
+
+def _key(key: str) -> str:
+    """A form's idempotency key as a part of a message id: letters and digits only."""
+    cleaned = "".join(c for c in key if c.isascii() and c.isalnum())[:32]
+    if not cleaned:
+        raise ValueError("a dial needs its form's key")
+    return cleaned
+
+
+async def _queue(store: Store, keys: Keys, message: events.OutboundMessage) -> events.OutboundMessage:
+    """Queue the dial once per message id; a repeat gives back the first message."""
     payload = events.encode(message)
-    seen = keys.seen("callback", reservation)
+    seen = keys.seen("callback", message.id.removesuffix(".callback"))
     while True:
         async with store.redis.pipeline(transaction=True) as pipe:
             # WATCH makes the check and the append one step: a concurrent accept
@@ -74,17 +128,16 @@ async def dial_back(store: Store, tenant: Tenant, agent: str, reservation: str) 
                 return events.decode_outbound(first)
             pipe.multi()
             pipe.set(seen, payload, ex=7 * 24 * 3600)
-            pipe.hset(keys.conversation(conversation), mapping={"callback_outcome": "dialling", "callback_attempts": 0})
+            fresh = {"callback_outcome": "dialling", "callback_attempts": 0}
+            pipe.hset(keys.conversation(message.conversation), mapping=fresh)
             pipe.xadd(keys.outbound, {"e": payload})
             try:
                 await pipe.execute()
-                break
+                return message
             except WatchError:
                 # a concurrent accept wrote first, or the connection dropped while
                 # watching (nothing written): look again
                 continue
-    log.info("calling back %s for %s: agent %s first", message.to, tenant.id, agent)
-    return message
 
 
 async def _number_to_dial(store: Store, keys: Keys, conversation: str) -> str:
@@ -98,11 +151,19 @@ async def _number_to_dial(store: Store, keys: Keys, conversation: str) -> str:
 
 
 async def record(
-    store: Store, tenant: Tenant, message: str, attempt: str, leg: str, status: str, sid: str
+    store: Store,
+    tenant: Tenant,
+    message: str,
+    attempt: str,
+    leg: str,
+    status: str,
+    sid: str,
+    *,
+    dials_allowed: int | None = None,
 ) -> tuple[str, str]:
     """Apply one report on a dial: ("updated", outcome) where outcome is connected,
     retry or no-answer; ("unchanged", current status); ("unknown", "") for no
-    callback of ours."""
+    callback of ours. Dials allowed: the callback policy's, unless the dial says."""
     policy = tenant.voice.callback
     return await atomic.voice_callback(
         store,
@@ -112,7 +173,7 @@ async def record(
         leg=leg,
         status=status,
         sid=sid,
-        dials_allowed=policy.attempts,
+        dials_allowed=dials_allowed or policy.attempts,
         spacing_ms=int(policy.spacing_s * 1000),
     )
 
@@ -124,7 +185,10 @@ async def status_callback(request: web.Request) -> web.Response:
     sid, status = form.get("CallSid", ""), form.get("CallStatus", "")
     if not message or not attempt.isdigit() or leg not in LEGS or not sid or not status:
         raise web.HTTPBadRequest(text="message, attempt, leg, CallSid and CallStatus are required")
-    outcome, current = await record(store, tenant, message, attempt, leg, status, sid)
+    dials = request.query.get("dials", "")
+    outcome, current = await record(
+        store, tenant, message, attempt, leg, status, sid, dials_allowed=int(dials) if dials.isdigit() else None
+    )
     if outcome == "unknown":
         # Answered 200 all the same: Twilio retrying would not make it ours.
         log.warning("callback report %s for unknown message %s of %s ignored", status, message, tenant.id)

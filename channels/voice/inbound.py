@@ -98,6 +98,15 @@ async def conversation_of(store: Store, tenant: str, call_sid: str, call: dict[s
     return None
 
 
+async def latest_call(store: Store, tenant: str, conversation: str) -> str:
+    """The CallSid of the conversation's latest call in (its contact's metadata), or ""."""
+    for raw in reversed(await store.redis.lrange(Keys(tenant).conversation_log(conversation), -20, -1)):
+        entry = events.decode_history(raw)
+        if entry.contact_kind == "call" and entry.metadata.get("call_sid"):
+            return entry.metadata["call_sid"]
+    return ""
+
+
 # --- webhooks ----------------------------------------------------------------------
 
 

@@ -1,16 +1,20 @@
 """Outbound calls: dialling a customer back, agent first.
 
 When an agent accepts a callback, the router queues an OutboundMessage on the
-voice channel (channels.voice.callbacks.dial_back); the dispatcher hands it to
-VoiceSender, which asks the tenant's Twilio account to call the agent's phone
-with TwiML that says a word and then dials the customer from the tenant's
-number (the one the customer called, else its first). Each leg reports to
-channels.voice.callbacks, which decides whether the customer was reached or
-the dispatcher's retry schedule dials again.
+voice channel (channels.voice.callbacks.dial_back; an agent's own call from the
+inbox, callbacks.dial_customer, is one too); the dispatcher hands it to
+VoiceSender, which asks the tenant's Twilio account to call the agent's phone, or
+their softphone (client:<identity>) when they have none, with TwiML that says a
+word and then dials the customer from the tenant's number (the one the customer
+called, else its first). Each leg reports to channels.voice.callbacks, which
+decides whether the customer was reached or the dispatcher's retry schedule dials
+again.
 
 At most once, as for SMS: a mark before each request, the CallSid written as
 soon as Twilio answers, and a request that got no answer is recorded unknown,
-never dialled again blindly. Tenants without Twilio get the sandbox outbox.
+never dialled again blindly. Tenants without Twilio get the sandbox outbox, or,
+for an agent without a phone, a call on their simulated softphone
+(channels.voice.simulated).
 Campaign messages (OutboundMessage.campaign) are calls too, placed by
 channels.voice.campaign.dial with answering-machine detection. Other voice
 messages (a text reply on a call's conversation) still go to the sandbox outbox,
@@ -27,6 +31,7 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused
+from channels.voice import simulated, softphone
 from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Tenant
@@ -41,17 +46,20 @@ AGENT_RING_S = 30  # how long the agent's phone rings
 CUSTOMER_RING_S = 30  # how long the customer's phone rings, once the agent answered
 
 
-def callback_status_url(settings: Settings, tenant: str, message: str, attempt: int, leg: str) -> str:
+def callback_status_url(settings: Settings, tenant: str, message: str, attempt: int, leg: str, dials: int = 0) -> str:
     """Where Twilio reports the progress of one leg of one dial (channels.voice.callbacks).
 
     The message, the dispatcher attempt that placed the call and the leg ride in the
     query (Twilio signs the whole URL), so a report is matched to its dial even when
     it overtakes our own record of the call, and a late report of an earlier dial
-    is recognised as such.
+    is recognised as such. `dials`, when given, is how many dials the call may take
+    (an agent's own call is dialled once), else the tenant's callback policy's.
     """
     base = settings.base_url
-    query = urlencode({"message": message, "attempt": attempt, "leg": leg})
-    return f"{base}/twilio/{tenant}/voice/callback-status?{query}"
+    fields: dict[str, object] = {"message": message, "attempt": attempt, "leg": leg}
+    if dials:
+        fields["dials"] = dials
+    return f"{base}/twilio/{tenant}/voice/callback-status?{urlencode(fields)}"
 
 
 def agent_first_twiml(
@@ -73,7 +81,13 @@ def agent_first_twiml(
 
 
 def is_callback(message: events.OutboundMessage) -> bool:
-    return message.metadata.get("action") == CALLBACK
+    """A call the router places agent first: a callback, or the agent's own call to a
+    customer (softphone.DIAL, dialled once)."""
+    return message.metadata.get("action") in (CALLBACK, softphone.DIAL)
+
+
+def _dials(message: events.OutboundMessage) -> int:
+    return 1 if message.metadata.get("action") == softphone.DIAL else 0
 
 
 class VoiceSender(TwilioSender):
@@ -83,9 +97,11 @@ class VoiceSender(TwilioSender):
         tenant = self.deployment.tenant(message.tenant)
         if message.campaign and tenant.twilio is not None:
             return await campaign_dial.place_call(self, tenant, message)
-        if not is_callback(message) or tenant.twilio is None:
+        if not is_callback(message) or (tenant.twilio is None and message.metadata.get("agent_phone")):
             return await self.sandbox.send(message)
         try:
+            if tenant.twilio is None:  # the sandbox: the agent's simulated softphone rings
+                return await self._ring_simulated(tenant, message)
             return await self._dial(tenant, message)
         except (PermanentFailure, OutcomeUnknown) as exc:
             # the dispatcher records the delivery; the conversation shows the outcome too
@@ -97,9 +113,15 @@ class VoiceSender(TwilioSender):
 
     async def _dial(self, tenant: Tenant, message: events.OutboundMessage) -> str:
         await self._still_wanted(message)
+        agent = message.metadata.get("agent", "")
+        # the agent's phone, else their softphone (a Twilio Client) when the account can sign its tokens
         agent_phone = message.metadata.get("agent_phone", "")
-        if not agent_phone:
-            raise PermanentFailure(f"agent {message.metadata.get('agent', '')!r} has no phone to call first")
+        if not agent_phone and softphone.mode(tenant) == "unavailable":
+            raise PermanentFailure(
+                f"agent {agent!r} has neither a phone nor the softphone (tenant {tenant.id}'s Twilio account "
+                "has no API key)"
+            )
+        agent_phone = agent_phone or softphone.CLIENT + softphone.client_identity(agent)
         if not tenant.voice.numbers:
             raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
         # the number the customer called us on, else the tenant's first
@@ -108,7 +130,7 @@ class VoiceSender(TwilioSender):
         twiml = agent_first_twiml(
             message.to,
             caller_id,
-            callback_status_url(self.settings, tenant.id, message.id, attempt, "customer"),
+            callback_status_url(self.settings, tenant.id, message.id, attempt, "customer", _dials(message)),
             language=tenant.voice.language,
         )
         try:
@@ -117,7 +139,9 @@ class VoiceSender(TwilioSender):
                 from_=caller_id,
                 twiml=twiml,
                 timeout=AGENT_RING_S,
-                status_callback=callback_status_url(self.settings, tenant.id, message.id, attempt, "agent"),
+                status_callback=callback_status_url(
+                    self.settings, tenant.id, message.id, attempt, "agent", _dials(message)
+                ),
                 status_callback_event=["completed"],
                 status_callback_method="POST",
             )
@@ -128,12 +152,22 @@ class VoiceSender(TwilioSender):
         await self._record(message, call.sid, attempt)
         return call.sid
 
+    async def _ring_simulated(self, tenant: Tenant, message: events.OutboundMessage) -> str:
+        """Without Twilio, the agent's leg rings their simulated softphone
+        (channels.voice.simulated), marked and recorded as a real dial is."""
+        await self._still_wanted(message)
+        attempt = await self._mark_requested(message, conversation=message.conversation)
+        sid = await simulated.place(self.store, tenant, message, attempt)
+        await self._record(message, sid, attempt)
+        return sid
+
     async def reconcile(self, message: events.OutboundMessage) -> tuple[Reconciled, str]:
         """After a dispatcher died mid-send: the marks say whether this attempt
         called Twilio (requested) and got a CallSid back (called). A CallSid of an
         earlier dial says nothing about this one."""
         tenant = self.deployment.tenant(message.tenant)
-        if not (is_callback(message) or message.campaign) or tenant.twilio is None:
+        simulated_ring = is_callback(message) and tenant.twilio is None and not message.metadata.get("agent_phone")
+        if not (is_callback(message) or message.campaign) or (tenant.twilio is None and not simulated_ring):
             return await self.sandbox.reconcile(message)
         provider_id, attempts, requested, called = await self.store.redis.hmget(
             Keys(message.tenant).delivery(message.id), "provider_id", "attempts", "requested", "called"

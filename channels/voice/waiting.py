@@ -36,7 +36,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import inbound, status, voicemail
+from channels.voice import inbound, softphone, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import agents, bus, conversations, events
 from router.appkeys import STORE
@@ -73,6 +73,7 @@ HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call
 NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
 ANNOUNCE_EVERY = 3  # rounds between announcements of the position (about 30 s)
 WAITING = ("queued", "reserved")
+HELD = "held"  # a call's state while its agent holds it (channels.voice.softphone.hold)
 
 
 def setup(app: web.Application) -> None:
@@ -91,9 +92,13 @@ async def wait(request: web.Request) -> web.Response:
     response = VoiceResponse()
     await status.resolve_pending(store, tenant.id)  # calls whose hang-up came before routing
     call = await inbound.get_call(store, tenant.id, sid)
-    if call.get("state") not in ("queued", "connected"):
+    if call.get("state") not in ("queued", "connected", HELD):
         response.say("Sorry, we cannot find your call. Please call again.", language=language)
         response.hangup()
+        return twiml(response)
+    if call.get("state") == HELD:  # the agent put the caller on hold: music until they resume
+        _hold(request, response, tenant, "", options=False)
+        response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
         return twiml(response)
     conversation = await inbound.conversation_of(store, tenant.id, sid, call)
     if conversation is None:
@@ -120,15 +125,21 @@ async def _connect(
     store: Store, tenant: Tenant, sid: str, record: dict[str, str], response: VoiceResponse, action: str
 ) -> None:
     """Put the caller through to the agent who took the call: their phone, or their
-    browser (a Twilio Client named after the agent id) when they have none. How
+    softphone (the Twilio Client named softphone.client_identity(agent)) when they have
+    none, told which conversation and customer it is (parameters the page reads). How
     the dial ended comes back to `dialed`."""
     agent_id = record.get("agent", "")
-    phone = next((a.phone for a in tenant.agents if a.id == agent_id), "")
+    phone = softphone.phone_of(tenant, agent_id)
     dial = response.dial(action=action, method="POST")
     if phone:
         dial.number(phone)
     else:
-        dial.client(agent_id)
+        client = dial.client()
+        client.identity(softphone.client_identity(agent_id))
+        client.parameter(name="tenant", value=tenant.id)
+        client.parameter(name="conversation", value=record.get("id", ""))
+        client.parameter(name="customer", value=record.get("last_address") or record.get("address", ""))
+        client.parameter(name="kind", value="call")
     response.hangup()
     await inbound.update_call(store, tenant.id, sid, state="connected", agent=agent_id)
 
@@ -169,10 +180,12 @@ def _options(tenant: Tenant) -> str:
     return " ".join(said)
 
 
-def _hold(request: web.Request, response: VoiceResponse, tenant: Tenant, announcement: str) -> None:
+def _hold(
+    request: web.Request, response: VoiceResponse, tenant: Tenant, announcement: str, options: bool = True
+) -> None:
     """The announcement, the options (as a Gather, so a key works during the hold
     music too) and a round of hold music or silence."""
-    language, options = tenant.voice.language, _options(tenant)
+    language, options = tenant.voice.language, _options(tenant) if options else ""
     where = (
         response.gather(input="dtmf", num_digits=1, timeout=1, action=url(request, CHOICE_PATH))
         if options
@@ -358,6 +371,11 @@ async def dialed(request: web.Request) -> web.Response:
     agent_id = call.get("agent", "")
     conversation = call.get("conversation", "")
     caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
+    if not caller_gone and call.get("state") in (HELD, "queued"):
+        # the softphone put the caller on hold or transferred them (channels.voice.softphone
+        # moved their leg): they wait in the loop, not hang up with the agent's leg
+        response.redirect(url(request, f"{WAIT_PATH}?n=1"))
+        return twiml(response)
     if caller_gone and status_ not in AGENT_ANSWERED and agent_id and conversation:
         log.info("caller of %s (%s) hung up while agent %s's phone rang: abandoned", sid, tenant.id, agent_id)
         await status.abandoned(store, tenant.id, sid, call, agent=agent_id, wait=False)

@@ -74,12 +74,5 @@ def is_open(tenant: Tenant, when: dt.datetime | None = None) -> bool:
 
 
 def client_ip(request: web.Request) -> str:
-    """The visitor's address: behind TRUSTED_PROXY_HOPS proxies, the entry the outermost one
-    appended to X-Forwarded-For (earlier entries are whatever the client claimed)."""
-    hops = request.app[SETTINGS].trusted_proxy_hops
-    if hops > 0:
-        chain = [part.strip() for part in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
-        chain = [part for part in chain if part]
-        if len(chain) >= hops:
-            return chain[-hops]
-    return request.remote or "unknown"
+    """The visitor's address (behind TRUSTED_PROXY_HOPS proxies, from X-Forwarded-For)."""
+    return request.app[SETTINGS].client_address(request.remote, request.headers.getall("X-Forwarded-For", []))

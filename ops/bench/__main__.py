@@ -1,13 +1,13 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk")
+BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import desk
 
         return desk.main(rest)
+    if name == "archive":
+        from ops.bench import archive
+
+        return archive.main(rest)
     return 2
 
 

@@ -67,6 +67,7 @@ import argon2
 import msgspec
 import redis.asyncio as aioredis
 
+from ops.bench._args import positive
 from ops.bench._http import start_web, stop_web, wait_ready
 from ops.bench._load import BODY
 from ops.bench._measure import CpuMeter, percentile, proc_cpu, self_cpu
@@ -573,20 +574,10 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ops.bench desk", description=__doc__.split("\n\n")[0])
-    p.add_argument("--agents", type=_positive, default=500, help="agents, each logged in with a live socket (500)")
-    p.add_argument("--messages", type=_positive, default=1000, help="customer messages measured (1000)")
+    p.add_argument("--agents", type=positive, default=500, help="agents, each logged in with a live socket (500)")
+    p.add_argument("--messages", type=positive, default=1000, help="customer messages measured (1000)")
     p.add_argument("--rate", type=float, default=50, help="customer messages a second, open loop (50)")
     p.add_argument("--form-logins", type=int, default=10, help="agents logged in through the login form (10)")
     p.add_argument("--idle", type=float, default=30, help="seconds with every socket open and nothing sent (30)")

@@ -50,6 +50,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from ops.bench._args import positive
 from ops.bench._load import deployment_toml
 from ops.bench._processes import code_version
 from ops.bench._raw import raw_ceiling
@@ -111,21 +112,11 @@ def _workers(value: str) -> list[int]:
     return counts
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError("a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return n
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ops.bench routing", description=__doc__.split("\n\n")[0])
     p.add_argument("--contacts", type=int, default=20_000, help="contacts in each throughput phase (20000)")
     p.add_argument(
-        "--rounds", type=_positive, default=3, help="throughput rounds per worker count, each between two ceilings (3)"
+        "--rounds", type=positive, default=3, help="throughput rounds per worker count, each between two ceilings (3)"
     )
     p.add_argument("--rate", type=float, default=500, help="offered contacts/s in the latency phase (500)")
     p.add_argument("--duration", type=float, default=10, help="seconds of the latency phase (10)")

@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, default=50, help="contacts offered per second (50)")
     run.add_argument("--fsync", choices=("everysec", "always"), default="everysec", help="AOF appendfsync (everysec)")
     run.add_argument(
-        "--kill", type=_roles, default=(), help="roles to SIGKILL at random moments: routing,dispatch,timers"
+        "--kill", type=_roles, default=(), help="roles to SIGKILL at random moments: routing,dispatch,timers,archive"
     )
     run.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between two kills (3)")
     run.add_argument("--restart-redis", type=int, default=0, metavar="N", help="restart redis-server N times (0)")
@@ -42,6 +42,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--redis-down", type=float, default=0.5, help="seconds Redis stays down each restart (0.5)")
     run.add_argument("--drop-connections", type=int, default=0, metavar="N", help="CLIENT KILL TYPE normal N times (0)")
+    run.add_argument("--archive", action="store_true", help="run an archive worker into a PostgreSQL of its own")
+    run.add_argument(
+        "--restart-postgres", type=int, default=0, metavar="N", help="stop and start the archive's PostgreSQL N times"
+    )
+    run.add_argument("--postgres-down", type=float, default=1.0, help="seconds PostgreSQL stays down each time (1)")
     run.add_argument("--routing", type=int, default=2, help="routing workers (2)")
     run.add_argument("--settle", type=float, default=60, help="seconds to wait for quiet after the load (60)")
     run.add_argument("--seed", type=int, help="random seed, to replay a drill's fault moments")
@@ -63,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         redis_crash=a.redis_crash,
         redis_down_s=a.redis_down,
         drop_connections=a.drop_connections,
+        archive=a.archive,
+        restart_postgres=a.restart_postgres,
+        postgres_down_s=a.postgres_down,
         routing=a.routing,
         settle_s=a.settle,
         seed=a.seed,

@@ -17,11 +17,13 @@ from typing import Literal, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ops.faults import _archive as archive_audit
 from ops.faults._agents import Agents
 from ops.faults._audit import Tally, audit, outstanding
 from ops.faults._customers import Customers
 from ops.faults._injector import Injector, RedisCrash
 from ops.faults._supervisor import Supervisor
+from ops.postgres_server import PostgresServer
 from ops.redis_server import RedisServer
 from router import agents as desk_actions
 from router.app import processes
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ROLES = ("routing", "dispatch", "timers")
+ROLES = ("routing", "dispatch", "timers", "archive")
 RESTART_AFTER_S = 0.3  # a dead worker is started again this long after its exit is seen, as a process manager would
 
 DEPLOYMENT = """
@@ -74,6 +76,11 @@ class DrillOptions:
     redis_crash: RedisCrash = "kill"  # how: SIGKILL (a crash) or SHUTDOWN (graceful, fsyncs the AOF)
     redis_down_s: float = 0.5  # how long Redis stays down each time
     drop_connections: int = 0  # times every client connection is cut (CLIENT KILL TYPE normal)
+    # an archive worker into a PostgreSQL of the drill's own (implied by killing the archive role
+    # or restarting PostgreSQL), audited against Redis at the end
+    archive: bool = False
+    restart_postgres: int = 0  # times PostgreSQL is stopped and started during the load
+    postgres_down_s: float = 1.0  # how long it stays down each time
     routing: int = 2  # routing workers (dispatch and timers: one each, as the README advises)
     tenants: int = 2
     agents: int = 6  # per tenant
@@ -102,10 +109,11 @@ class DrillReport:
     seed: int
     seconds: float = 0.0
     logdir: str = ""
+    archive: dict[str, int] | None = None  # the archive's audit (ops/faults/_archive.py), when one ran
 
     @property
     def ok(self) -> bool:
-        return self.quiet and self.tally.ok and not self.unexpected_exits
+        return self.quiet and self.tally.ok and not self.unexpected_exits and archive_audit.whole(self.archive)
 
 
 async def run_drill(options: DrillOptions) -> DrillReport:
@@ -118,16 +126,19 @@ async def run_drill(options: DrillOptions) -> DrillReport:
     deployment = load_deployment(config)
     started = time.monotonic()
     server = RedisServer(appendonly=True, appendfsync=options.fsync)
-    supervisor = Supervisor(
-        server.url,
-        config,
-        logdir,
-        {
-            "CONTACTROUTER_CLAIM_IDLE_MS": str(options.claim_idle_ms),
-            "CONTACTROUTER_SEND_LEASE_MS": str(options.send_lease_ms),
-            "LOG_LEVEL": "INFO",
-        },
-    )
+    archived = options.archive or "archive" in options.kill or options.restart_postgres > 0
+    postgres = PostgresServer() if archived else None
+    env = {
+        "CONTACTROUTER_CLAIM_IDLE_MS": str(options.claim_idle_ms),
+        "CONTACTROUTER_SEND_LEASE_MS": str(options.send_lease_ms),
+        "LOG_LEVEL": "INFO",
+    }
+    database_url = ""
+    if postgres is not None:
+        postgres.start()
+        database_url = await asyncio.to_thread(_archive_database, postgres)
+        env["DATABASE_URL"] = database_url
+    supervisor = Supervisor(server.url, config, logdir, env)
     store = connect(Settings(redis_url=server.url))
     try:
         with server:
@@ -135,12 +146,14 @@ async def run_drill(options: DrillOptions) -> DrillReport:
                 await processes.prepare(store, deployment)
                 # One generator each, so the faults' moments and victims replay from the seed
                 # whatever the timing of the customers and agents.
-                injector = Injector(server, supervisor, random.Random(seed))
+                injector = Injector(server, supervisor, random.Random(seed), postgres=postgres)
                 customers = Customers(store, tenants, random.Random(seed + 1), tag=f"drill{seed}")
                 agents = Agents(store, deployment, random.Random(seed + 2))
                 supervisor.add("routing", options.routing)
                 supervisor.add("dispatch", 1)
                 supervisor.add("timers", 1)
+                if archived:
+                    supervisor.add("archive", 1)
                 await _until_connected(server.url, supervisor)
                 for tenant in deployment.tenants:
                     for agent in tenant.agents:
@@ -158,13 +171,16 @@ async def run_drill(options: DrillOptions) -> DrillReport:
                         options.restart_redis, options.seconds, options.redis_crash, options.redis_down_s, faulting
                     ),
                     injector.drop_connections(options.drop_connections, options.seconds, faulting),
+                    injector.restart_postgres(
+                        options.restart_postgres, options.seconds, options.postgres_down_s, faulting
+                    ),
                 ]
                 fault_tasks = [asyncio.create_task(f) for f in faults]
                 await customers.run(options.rate, options.seconds)
                 faulting.set()
                 await asyncio.gather(*fault_tasks)
 
-                quiet, left = await _settle(store, deployment, agents, supervisor, options.settle_s)
+                quiet, left = await _settle(store, deployment, agents, supervisor, options.settle_s, archived)
                 working.set()
                 await desk
                 tally = await _retrying(
@@ -172,6 +188,9 @@ async def run_drill(options: DrillOptions) -> DrillReport:
                         store, deployment, len(customers.offered), customers.accepted, set(agents.replies.values())
                     )
                 )
+                archive_result = None
+                if archived:
+                    archive_result = await _retrying(lambda: archive_audit.audit(store, deployment, database_url))
                 watching.set()
                 await watcher
                 report = DrillReport(
@@ -187,11 +206,14 @@ async def run_drill(options: DrillOptions) -> DrillReport:
                     ingest_retries=customers.retried,
                     seed=seed,
                     logdir=str(logdir),
+                    archive=archive_result,
                 )
             finally:
                 supervisor.stop_all()  # the workers go before their Redis does
     finally:
         await store.close()
+        if postgres is not None:
+            postgres.stop()
     report.seconds = round(time.monotonic() - started, 1)
     if options.logdir is None and report.ok:
         shutil.rmtree(logdir, ignore_errors=True)
@@ -241,8 +263,21 @@ async def _restart_the_dead(supervisor: Supervisor, stop: asyncio.Event) -> None
         await asyncio.sleep(0.05)
 
 
+def _archive_database(postgres: PostgresServer) -> str:
+    """A database for the drill's archive on its own PostgreSQL, with the schema applied."""
+    import psycopg
+
+    from router.records import migrate
+
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE archive")
+    url = postgres.url.rsplit("/", 1)[0] + "/archive"
+    migrate.upgrade(url)
+    return url
+
+
 async def _settle(
-    store: Store, deployment: Deployment, agents: Agents, supervisor: Supervisor, within_s: float
+    store: Store, deployment: Deployment, agents: Agents, supervisor: Supervisor, within_s: float, archived: bool
 ) -> tuple[bool, dict[str, int]]:
     """Wait until nothing is left to do: streams read and acknowledged, no delivery
     scheduled or in flight, nobody waiting, no agent holding work; twice in a row."""
@@ -252,6 +287,8 @@ async def _settle(
     while time.monotonic() < deadline:
         try:
             left = await outstanding(store, deployment)
+            if archived and (behind := await archive_audit.behind(store, deployment)):
+                left["events the archive has not acknowledged"] = behind
             if not left and not supervisor.down() and await agents.idle():
                 calm += 1
                 if calm >= 2:

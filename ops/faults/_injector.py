@@ -1,4 +1,5 @@
-"""The faults themselves: SIGKILL of a worker, a Redis restart, dropped client connections.
+"""The faults themselves: SIGKILL of a worker, a Redis restart, dropped client connections,
+a PostgreSQL restart (under the archive).
 
 Each runs at random moments of the load phase; what was done is counted, so the
 report says what the pipeline survived.
@@ -17,6 +18,7 @@ from typing import Literal
 import redis.asyncio as aioredis
 
 from ops.faults._supervisor import Supervisor
+from ops.postgres_server import PostgresServer
 from ops.redis_server import RedisServer
 from router.stopping import stopped
 
@@ -30,6 +32,7 @@ class Injector:
     server: RedisServer
     supervisor: Supervisor
     rng: random.Random
+    postgres: PostgresServer | None = None  # the archive's, when the drill runs one
     started: float = 0.0  # the event loop's time when the load began: fault moments count from it
     done: Counter = field(default_factory=Counter)  # fault -> times injected
     timeline: list[str] = field(default_factory=list)  # "12.3 s SIGKILL dispatch-1", to match with what went wrong
@@ -76,6 +79,23 @@ class Injector:
             self.done[f"redis {crash}+start"] += 1
             self._note("redis up")
             log.info("restarted redis-server (%s)", crash)
+
+    async def restart_postgres(self, times: int, seconds: float, down_s: float, stop: asyncio.Event) -> None:
+        """Stop PostgreSQL (a fast shutdown: connections cut) and start it again on the same port
+        and data, `times` times, once in each equal slice of the run: the archive must hold its
+        batch, acknowledge nothing it did not commit, and catch up."""
+        if self.postgres is None:
+            return
+        for at in _moments(self.rng, times, seconds):
+            if await _wait_until(stop, self.started + at):
+                return
+            self._note("postgres stop")
+            await asyncio.to_thread(self.postgres.halt)
+            await asyncio.sleep(down_s)
+            await asyncio.to_thread(self.postgres.start)
+            self.done["postgres stop+start"] += 1
+            self._note("postgres up")
+            log.info("restarted postgres")
 
     async def drop_connections(self, times: int, seconds: float, stop: asyncio.Event) -> None:
         """CLIENT KILL TYPE normal: every client connection (workers' and the drill's own) is cut."""

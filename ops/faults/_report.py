@@ -10,7 +10,8 @@ def render(report: DrillReport) -> str:
     kills = f"{','.join(o.kill)} (every {o.kill_every_s:g} s on average)" if o.kill else "no worker"
     lines = [
         f"fault drill: {o.seconds:g} s at {o.rate:g} contacts/s; redis-server with AOF appendfsync {o.fsync};"
-        f" {o.routing} routing + 1 dispatch + 1 timers workers; seed {report.seed}",
+        f" {o.routing} routing + 1 dispatch + 1 timers{' + 1 archive' if report.archive is not None else ''}"
+        f" workers; seed {report.seed}",
         f"  faults asked: SIGKILL of {kills},"
         f" {o.restart_redis} Redis restart(s) by {o.redis_crash}, {o.drop_connections} connection drop(s)",
         "  faults injected: " + (", ".join(f"{k} x{v}" for k, v in sorted(report.faults.items())) or "none"),
@@ -24,6 +25,13 @@ def render(report: DrillReport) -> str:
         + ("" if report.quiet else f" (still outstanding: {report.left})")
         + f"; whole drill {report.seconds:g} s; ingest retried {report.ingest_retries} time(s) through outages",
     ]
+    if report.archive is not None:
+        a = report.archive
+        lines.append(
+            f"  archive (PostgreSQL, {o.restart_postgres} restart(s)): {a.get('events', 0)} events,"
+            f" {a.get('events_missing', 0)} missing, {a.get('events_unknown', 0)} not in the stream;"
+            f" {a.get('conversations', 0)} conversations, {a.get('histories_differing', 0)} histories differing"
+        )
     if t.replies_lost:
         lines.append(f"  replies the agents were told were recorded but are in no history: {t.replies_lost}")
     for kind, ids in t.examples.items():

@@ -25,9 +25,9 @@ from types import ModuleType
 import msgspec
 
 from ops import streams
-from router import agents, bus, conversations, customers, events, floor, templating
+from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
-from router.config import Deployment, load_deployment
+from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
 from router.keys import SANDBOX_TWILIO_TOKEN
 from router.settings import Settings
@@ -35,7 +35,7 @@ from router.store import Store, connect
 
 EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
 
-ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram"]
+ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram", "archive"]
 
 # Commands that live beside their feature. Each module has `register(sub)`, which adds its
 # subcommands and returns their names, and `async def command(store, deployment, a)`; a
@@ -152,14 +152,17 @@ def _parser() -> argparse.ArgumentParser:
     conv.add_argument("conversation")
     conv.add_argument("--tenant", required=True)
 
-    cust = sub.add_parser("customer", help="customers: show, link an address, merge two")
-    cust.add_argument("action", choices=["show", "find", "link", "merge"])
+    cust = sub.add_parser("customer", help="customers: show, link an address, merge two, erase one")
+    cust.add_argument("action", choices=["show", "find", "link", "merge", "erase"])
     cust.add_argument(
         "args",
         nargs="+",
-        help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS | merge KEEP ABSORB",
+        help="show CUSTOMER | find CHANNEL ADDRESS | link CUSTOMER CHANNEL ADDRESS | merge KEEP ABSORB"
+        " | erase CUSTOMER --by WHO (everything held of them, in Redis and the archive)",
     )
     cust.add_argument("--tenant", required=True)
+    cust.add_argument("--by", default="", help="erase: who asks for it (kept in the audit entry)")
+    cust.add_argument("--reason", default="", help="erase: why (e.g. the request's reference)")
 
     outbox = sub.add_parser("outbox", help="messages the sandbox transport kept instead of sending")
     outbox.add_argument("--tenant", required=True)
@@ -177,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(name)
         for command in module.register(sub):
             EXTENSIONS[command] = module
+    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations")
+    db.add_argument("action", choices=["upgrade", "status"], help="upgrade: apply what is missing; status: versions")
+
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
     trim.add_argument("--keep-hours", type=float, default=72.0)
@@ -299,6 +305,20 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
         keep, absorb = _need(args, 2, "customer merge KEEP ABSORB")[:2]
         await customers.merge(store, a.tenant, keep, absorb)
         print(f"merged {absorb} into {keep}")
+    elif a.action == "erase":
+        from router.records import erasure
+
+        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        await audit.record(
+            store,
+            "erasure",
+            actor=audit.cli_actor(),
+            client="cli",
+            tenants=(a.tenant,),
+            target=f"customer {args[0]}",
+            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else ""),
+        )
+        print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
@@ -385,6 +405,29 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
         raise CliError(str(exc)) from None
 
 
+def _db(settings: Settings, a: argparse.Namespace) -> None:
+    """`db upgrade` applies the schema's versions the database lacks; `db status` lists them."""
+    import psycopg
+
+    from router.records import migrate
+
+    if not settings.database_url:
+        raise CliError("set DATABASE_URL (the archive's PostgreSQL, e.g. postgresql://user@host/contactrouter)")
+    try:
+        if a.action == "upgrade":
+            done = migrate.upgrade(settings.database_url)
+            print(f"applied {', '.join(done)}" if done else "up to date", f"(schema version {migrate.latest()})")
+            return
+        with psycopg.connect(settings.database_url) as conn:
+            have = migrate.applied(conn)
+    except psycopg.OperationalError as exc:
+        raise CliError(f"the database does not answer: {str(exc).strip().splitlines()[0]}") from None
+    missing = [f"{m.version:04d}_{m.name}" for m in migrate.migrations() if m.version not in have]
+    print(f"schema version {max(have) if have else 0} of {migrate.latest()}")
+    if missing:
+        print(f"missing: {', '.join(missing)} (run `contactrouter db upgrade`)")
+
+
 async def _sandbox_token(settings: Settings) -> str:
     """The sandbox token `contactrouter up` keeps in its embedded store."""
     if settings.redis_url is None:
@@ -407,12 +450,18 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
     if settings.redis_url is None:
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
     store = connect(settings)
+    if settings.database_url:  # what Redis no longer holds is read from the archive
+        from router.records.archive import Archive
+
+        store.archive = await Archive.connect(settings.database_url, size=1)
     try:
         if a.command != "health":  # health answers fast on a dead store: no script load, which retries
             await store.load_scripts()
         run = EXTENSIONS[a.command].command if a.command in EXTENSIONS else COMMANDS[a.command]
         await run(store, deployment, a)
     finally:
+        if store.archive is not None:
+            await store.archive.close()
         await store.close()
 
 
@@ -454,6 +503,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
                 f"{sum(len(t.agents) for t in deployment.tenants)} agents"
             )
+            for warning in warnings_of(deployment):
+                print(f"warning: {warning}")
             return 0
         if a.command == "up":
             from router.app import embedded
@@ -472,6 +523,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if a.command == "simulate":
             asyncio.run(_simulate(settings, deployment, a))
+            return 0
+        if a.command == "db":
+            _db(settings, a)
             return 0
         asyncio.run(_with_store(settings, deployment, a))
         return 0

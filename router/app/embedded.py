@@ -9,7 +9,7 @@ import tempfile
 
 import msgspec
 
-from router import agents, bus, events
+from router import bus, events
 from router.app import processes
 from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
@@ -34,10 +34,14 @@ def _port_free(host: str, port: int) -> bool:
 
 
 async def load_demo(store: Store, deployment: Deployment) -> None:
-    """Agents available and a few customers waiting, so there is something to see."""
-    for tenant in deployment.tenants:
-        for agent in tenant.agents[:1]:
-            await agents.set_presence(store, tenant, agent.id, "available")
+    """A few customers waiting, so there is something to see.
+
+    The demo agents stay offline, as a real centre's agents are until someone sits down
+    at the desk (the inbox, or `contactrouter agent login`) and goes available. Seeding
+    them available offered the demo contacts to agents nobody was watching: each offer
+    timed out, and a few minutes after `up` the demo agents were away for missed offers
+    nobody could have seen. Offline, the contacts wait in their queues (the floor shows
+    them) and are offered the moment a demo agent goes available."""
     for index, (tenant, channel, address, body) in enumerate(DEMO_CONTACTS):
         contact = events.InboundContact(
             id=events.new_id(),
@@ -79,18 +83,29 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     passwords = await demo_accounts(store, deployment)
     logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
     tenants = ", ".join(t.id for t in deployment.tenants)
+    roles = ALL_ROLES + (["archive"] if settings.database_url else [])
+    archive = (
+        "PostgreSQL at DATABASE_URL (closed conversations leave Redis after CONTACTROUTER_HOT_DAYS)"
+        if settings.database_url
+        else "off (no DATABASE_URL): the embedded store keeps everything"
+    )
     print(
         f"""
 Contact router is up: every role in this process, embedded store, demo tenants: {tenants}.
   health:  http://{host}:{settings.port}/healthz   readiness: http://{host}:{settings.port}/readyz
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
+  archive: {archive}
   smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
-  inbox:   http://{host}:{settings.port}/inbox   demo logins (passwords for this start only):
+  inbox:   http://{host}:{settings.port}/inbox   (the supervisor enrols an authenticator app at first login)
+           demo logins (passwords for this start only):
 {logins}
 Next:
-  contactrouter agent offers --tenant acme alice       # the demo contact offered to Alice
+  # The demo agents are offline until one goes available, as at a real desk: log in to
+  # the inbox as alice and set yourself available, and the demo contact is offered. Or:
+  contactrouter agent login --tenant acme alice        # Alice available: the demo contact is offered
+  contactrouter agent offers --tenant acme alice       # the offer, with its reservation
   contactrouter agent accept --tenant acme alice <reservation>
   contactrouter agent reply --tenant acme alice <conversation> "Thanks, looking into it"
   contactrouter outbox --tenant acme                   # what would have been sent
@@ -102,7 +117,7 @@ Stop with Ctrl-C.
         flush=True,
     )
     try:
-        failed = await processes.run_roles(ALL_ROLES, store, deployment, settings)
+        failed = await processes.run_roles(roles, store, deployment, settings)
     finally:
         await store.close()
         tcp.shutdown()

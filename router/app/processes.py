@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ops import health
 from router import bus, queues
@@ -23,6 +24,9 @@ from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
+
+if TYPE_CHECKING:
+    from router.records.archive import Archive
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ def roles() -> dict[str, Role]:
     # and the roles load every channel adapter and worker.
     from channels.telegram import polling as telegram_polling
     from router.app import web
-    from workers import dispatch, routing, smtp, timers
+    from workers import archive, dispatch, routing, smtp, timers
     from workers.campaigns import worker as campaigns_worker
 
     return {
@@ -45,6 +49,7 @@ def roles() -> dict[str, Role]:
         "smtp": smtp.run,
         "campaigns": campaigns_worker.run,
         "telegram": telegram_polling.run,
+        "archive": archive.run,
     }
 
 
@@ -141,6 +146,44 @@ async def run_roles(
     await prepare(store, deployment, stop)
     if stop.is_set():  # asked to stop while waiting for the store
         return []
+    if settings.database_url and store.archive is None:
+        store.archive = await open_archive(settings, stop, wait="archive" in names)
+        if store.archive is None:  # asked to stop while waiting for the database
+            return []
+    try:
+        return await _run(names, store, deployment, settings, stop)
+    finally:
+        if store.archive is not None:
+            await store.archive.close()
+            store.archive = None
+
+
+async def open_archive(settings: Settings, stop: asyncio.Event, *, wait: bool) -> Archive | None:
+    """The system of record's connection pool (router/records). The archive role waits for
+    PostgreSQL and a current schema; the other roles only read from it, and open the pool
+    without waiting, so that the web process serves without it (an archived conversation
+    answers with an error until it is back)."""
+    from router.records.archive import Archive
+    from workers.archive import DATABASE_ERRORS
+
+    assert settings.database_url
+    if not wait:
+        return await Archive.connect(settings.database_url, size=settings.archive_pool)
+    outage = StoreOutage("archive database")
+    while True:
+        try:
+            archive = await Archive.open(settings.database_url, size=settings.archive_pool)
+        except DATABASE_ERRORS as exc:
+            if await stopped(stop, outage.failed(exc, every_attempt=True)):
+                return None
+            continue
+        outage.recovered()
+        return archive
+
+
+async def _run(
+    names: list[str], store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event
+) -> list[str]:
     available = roles()
     tasks = []
     for name in names:

@@ -16,15 +16,15 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
 from router.config import telegram as _telegram
 from router.config.email import EmailChannel
 from router.config.fax import FaxChannel
-from router.config.fields import DESCRIPTIONS, AccountSid, EnvName, FieldError, Seconds
-from router.config.routing import Agent, Queue
+from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
+from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
 from router.config.telegram import TelegramChannel
 from router.config.voice import VoiceChannel
@@ -38,16 +38,32 @@ class TwilioAccount(msgspec.Struct, forbid_unknown_fields=True):
     """A tenant's Twilio account (SMS and voice). The auth token is never in the file:
     the file names the environment variable that holds it, read once at start-up. During
     a rotation it holds the new token and the old one ("NEW,OLD", router.keyring): the new
-    one calls Twilio, and webhooks signed with either are accepted."""
+    one calls Twilio, and webhooks signed with either are accepted.
+
+    An API key (its SID, and the variable holding its secret) signs the access tokens
+    of the agents' softphone (the Voice JavaScript SDK); without one, agents without a
+    phone cannot take calls."""
 
     account_sid: AccountSid
     auth_token_env: EnvName
+    api_key_sid: ApiKeySid | None = None
+    api_key_secret_env: EnvName | None = None
     auth_token: str = ""  # filled from auth_token_env by load_deployment: the newest token
     auth_tokens: tuple[str, ...] = ()  # every token listed there, newest first
+    api_key_secret: str = ""  # filled from api_key_secret_env by load_deployment
+
+    def __post_init__(self) -> None:
+        if (self.api_key_sid is None) != (self.api_key_secret_env is None):
+            raise FieldError("api_key_sid", "an API key needs both api_key_sid and api_key_secret_env")
 
     def auth_ring(self) -> KeyRing:
         """The tokens a webhook's signature may be made with."""
         return KeyRing(self.auth_tokens or ((self.auth_token,) if self.auth_token else ()))
+
+    @property
+    def softphone(self) -> bool:
+        """Whether the account can sign the softphone's access tokens."""
+        return self.api_key_sid is not None
 
 
 class Tenant(msgspec.Struct, forbid_unknown_fields=True):
@@ -61,6 +77,10 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     wrapup_seconds: Seconds = 0
     entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
     dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
+    # with an archive (DATABASE_URL): days a closed conversation stays in Redis (None: CONTACTROUTER_HOT_DAYS),
+    # and days after its close that the archive keeps it (0: for ever)
+    hot_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
     queues: list[Queue] = []
     agents: list[Agent] = []
     addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
@@ -71,6 +91,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     telegram: TelegramChannel | None = None  # without a bot, Telegram replies go to the sandbox outbox
     webchat: WebchatChannel | None = None  # without it, the tenant has no chat widget
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
+    # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
+    second_factor_for_agents: Literal["optional", "required"] = "optional"
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -192,7 +214,29 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
                     f"{source}: `$.tenants[{index}].telegram.{field}`: "
                     "secrets never go in the file; name an environment variable"
                 )
+        if tenant.twilio is not None and tenant.twilio.api_key_secret:
+            raise ConfigError(
+                f"{source}: `$.tenants[{index}].twilio.api_key_secret`: "
+                "secrets never go in the file; name an environment variable (api_key_secret_env)"
+            )
     return deployment
+
+
+def warnings_of(deployment: Deployment) -> list[str]:
+    """What a deployment allows but probably does not mean (`config check` prints them;
+    start-up goes ahead): an agent who may be offered calls and could never answer one."""
+    found = []
+    for tenant in deployment.tenants:
+        if not tenant.voice.numbers or tenant.twilio is None or tenant.twilio.softphone:
+            continue  # no calls; the sandbox's simulated softphone; or the softphone rings
+        for agent in tenant.agents:
+            if capacity_of(agent)["voice"] > 0 and not agent.phone:
+                found.append(
+                    f"tenant {tenant.id}: agent {agent.id} can take voice calls but has neither a phone nor "
+                    "the softphone (set the agent's phone, or [tenants.twilio] api_key_sid and api_key_secret_env, "
+                    "or give the agent capacity voice = 0)"
+                )
+    return found
 
 
 def _explain(exc: msgspec.ValidationError, raw: dict[str, Any]) -> str:
@@ -237,6 +281,16 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
                 )
             twilio = msgspec.structs.replace(tenant.twilio, auth_token=tokens.current, auth_tokens=tokens.keys)
             tenant = msgspec.structs.replace(tenant, twilio=twilio)
+        if tenant.twilio is not None and tenant.twilio.api_key_secret_env and not tenant.twilio.api_key_secret:
+            secret = env.get(tenant.twilio.api_key_secret_env, "")
+            if not secret:
+                raise ConfigError(
+                    f"`{where}.twilio.api_key_secret_env`: environment variable "
+                    f"{tenant.twilio.api_key_secret_env} is not set"
+                )
+            tenant = msgspec.structs.replace(
+                tenant, twilio=msgspec.structs.replace(tenant.twilio, api_key_secret=secret)
+            )
         if tenant.telegram is not None and not tenant.telegram.token:
             tenant = msgspec.structs.replace(
                 tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")

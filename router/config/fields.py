@@ -40,13 +40,18 @@ WebOrigin = Annotated[
 AccountSid = Annotated[
     str, msgspec.Meta(pattern=r"^AC[0-9a-fA-F]{32}$", description="a Twilio account SID (AC and 32 hex digits)")
 ]
+ApiKeySid = Annotated[
+    str, msgspec.Meta(pattern=r"^SK[0-9a-fA-F]{32}$", description="a Twilio API key SID (SK and 32 hex digits)")
+]
 MenuKey = Annotated[str, msgspec.Meta(pattern=r"^[0-9*#]$", description="one key of a phone: 0-9, * or #")]
 
 # the repr of a pattern (as msgspec quotes it) -> what a value matching it is, for
 # messages clearer than the regular expression
 DESCRIPTIONS = {
     repr(meta.pattern): meta.description
-    for meta in (t.__metadata__[0] for t in (Name, E164, EnvName, Region, HexColor, WebOrigin, AccountSid, MenuKey))
+    for meta in (
+        t.__metadata__[0] for t in (Name, E164, EnvName, Region, HexColor, WebOrigin, AccountSid, ApiKeySid, MenuKey)
+    )
 }
 
 

@@ -87,7 +87,8 @@ local function intake(at)
     redis.call("HSET", identities_key(), ident, customer)
   end
 
-  -- An email reply joins the thread it answers, even from another address.
+  -- An email reply joins the thread it answers, even from another address (whose
+  -- customer is not the conversation's: see below).
   local conv = nil
   if refs ~= "" then
     for ref in string.gmatch(refs, "[^\n]+") do
@@ -114,10 +115,16 @@ local function intake(at)
   local c, q
   if conv then
     c = conversation_key(conv)
-    redis.call("HSET", c, "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
-      "tenant_address", tenant_address)
-    local f = redis.call("HMGET", c, "agent", "queue")
+    local f = redis.call("HMGET", c, "agent", "queue", "customer")
     agent, queue = f[1] or "", f[2]
+    if f[3] == customer then
+      redis.call("HSET", c, "last_message_at", NOW_S, "last_channel", channel, "last_address", address,
+        "tenant_address", tenant_address)
+    else
+      -- someone else in the thread (a colleague on Cc who replied): the message joins it,
+      -- but replies still go where the customer last wrote, unless an agent chooses otherwise
+      redis.call("HSET", c, "last_message_at", NOW_S)
+    end
   else
     outcome = "new"
     conv = campaign_conv or new_conv

@@ -1,5 +1,6 @@
 // The supervisors' floor, live: redrawn from /inbox/floor.json when the events
-// socket reports a change, and every few seconds for the growing waits.
+// socket (live.js) reports a change or comes back, and every few seconds for the
+// growing waits.
 (function () {
   "use strict";
   function el(tag, attrs, text) {
@@ -45,27 +46,14 @@
     if (busy) return;
     busy = true;
     try {
-      const response = await fetch("/inbox/floor.json", { credentials: "same-origin" });
-      if (response.status === 401) { location.assign("/inbox/login"); return; }
-      if (response.ok) (await response.json()).tenants.forEach(draw);
+      (await window.InboxLive.fetchJSON("/inbox/floor.json")).tenants.forEach(draw);
     } finally {
       busy = false;
     }
   }
 
-  let delay = 1000;
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/inbox/live");
-    socket.onopen = () => { delay = 1000; };
-    socket.onmessage = () => { document.body.dataset.live = "on"; refresh().catch(() => {}); };
-    socket.onclose = (closed) => {
-      if (closed.code === 4401) { location.href = "/inbox/login"; return; }  // the session ended
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
-  }
-
+  // the socket says when to redraw (and the page redraws all when it reconnects); the
+  // timer keeps the growing waits current
+  window.InboxLive.start({ onEvent: () => refresh().catch(() => {}), onResync: refresh });
   setInterval(() => refresh().catch(() => {}), 3000);
-  connect();
 })();

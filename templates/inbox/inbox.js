@@ -1,8 +1,15 @@
-// The agent inbox, live: a websocket says what changed, the page fetches what it may
-// see from its JSON routes and redraws. Customer text only ever goes in via textContent.
+// The agent inbox, live: the socket (live.js) says what changed, the page fetches what it
+// may see from its JSON routes and redraws, and everything again when the connection
+// comes back. It feeds attention.js its state (offers, unread conversations) and tells
+// shortcuts.js what accept, next and previous mean here. Customer text only ever goes
+// in via textContent.
 (function () {
   "use strict";
   const page = document.currentScript.dataset.page;
+  const live = window.InboxLive;
+  const attention = window.InboxAttention;
+  const shortcuts = window.InboxShortcuts;
+  const EXPIRING_S = 10;  // an offer this close to its end says so, and is announced once
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   let skew = Number(document.querySelector('meta[name="server-now"]').content) - Date.now();
   const now = () => Date.now() + skew;
@@ -30,11 +37,21 @@
     return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
   }
 
+  const announced = new Set();
   function tick() {
     for (const node of document.querySelectorAll("[data-expires]")) {
       const left = (Number(node.dataset.expires) - now()) / 1000;
-      node.textContent = left > 0 ? duration(left) + " left" : "expired";
-      node.classList.toggle("urgent", left < 10);
+      const offer = node.closest(".offer");
+      if (offer && offer.classList.contains("expired")) continue;
+      node.textContent = left > 0 ? (left < EXPIRING_S ? "expiring: " : "") + duration(left) + " left" : "expiring now";
+      node.classList.toggle("urgent", left < EXPIRING_S);
+      if (offer) offer.classList.toggle("expiring", left < EXPIRING_S);
+      if (offer && left < EXPIRING_S && left > 0 && !announced.has(offer.dataset.reservation)) {
+        announced.add(offer.dataset.reservation);
+        const who = offer.querySelector(".customer");
+        attention.announce("The offer from " + (who ? who.textContent : "a customer") + " expires in " +
+          Math.ceil(left) + " seconds.");
+      }
     }
     for (const node of document.querySelectorAll("[data-due]")) {
       const due = Number(node.dataset.due);
@@ -54,6 +71,15 @@
   function drawPresences(presences) {
     const list = document.getElementById("presences");
     if (!list || !presences.length) return;
+    // offline or away everywhere: say why nothing is offered (the demo's agents start offline)
+    let hint = document.getElementById("presence-hint");
+    if (!hint) {
+      hint = el("p", { id: "presence-hint", class: "hint" });
+      list.after(hint);
+    }
+    hint.hidden = presences.some((p) => p.presence === "available");
+    hint.textContent = hint.hidden ? "" : "You are not available, so no contacts are offered to you: " +
+      "set your presence to available to receive offers.";
     for (const p of presences) {
       const node = list.querySelector('[data-tenant="' + CSS.escape(p.tenant) + '"]');
       if (!node) continue;
@@ -62,8 +88,46 @@
     }
   }
 
+  // Offers that ended without an answer stay listed, saying so, until dismissed: an
+  // offer never just vanishes. drawn: the offers last drawn, by reservation.
+  let drawn = new Map();
+  const ended = new Map();
+
+  function offerEnded(reservation, how) {
+    const o = drawn.get(reservation);
+    if (!o || ended.has(reservation)) return;
+    ended.set(reservation, Object.assign({ how: how }, o));
+    attention.announce(how === "expired" ? "The offer from " + o.customer + " expired: it went back to the queue."
+      : "The offer from " + o.customer + " was withdrawn.");
+  }
+
+  function drawEnded(o) {
+    const item = el("li", { class: "offer expired", "data-reservation": o.reservation });
+    const dismiss = el("button", { type: "button", class: "dismiss" }, "Dismiss");
+    dismiss.addEventListener("click", () => { ended.delete(o.reservation); item.remove(); noOffers(); });
+    item.append(
+      el("span", { class: "icon", title: o.channel }, o.icon),
+      el("span", { class: "tenant" }, o.tenant_name),
+      el("span", { class: "customer" }, o.customer),
+      el("span", { class: "preview" }, o.preview),
+      el("span", { class: "outcome" }, o.how === "expired" ? "Expired: it went back to the queue."
+        : "Withdrawn: no longer offered to you."),
+      dismiss,
+    );
+    return item;
+  }
+
+  function noOffers() {
+    document.getElementById("no-offers").hidden = document.querySelectorAll("#offers .offer").length > 0;
+  }
+
   function drawOffers(offers) {
     const list = document.getElementById("offers");
+    const open = new Set(offers.map((o) => o.reservation));
+    for (const [reservation, o] of drawn) {  // gone since the last look: how did it end?
+      if (!open.has(reservation)) offerEnded(reservation, o.expires_at <= now() + 1000 ? "expired" : "withdrawn");
+    }
+    drawn = new Map(offers.map((o) => [o.reservation, o]));
     list.replaceChildren(...offers.map((o) => {
       const item = el("li", { class: "offer", "data-reservation": o.reservation });
       item.append(
@@ -76,41 +140,85 @@
         postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/reject", "Reject", "reject"),
       );
       return item;
-    }));
-    document.getElementById("no-offers").hidden = offers.length > 0;
+    }), ...Array.from(ended.values()).filter((o) => !open.has(o.reservation)).map(drawEnded));
+    noOffers();
   }
 
-  function drawConversations(conversations) {
+  // --- the list pane (both pages): tabs with counts, filters, rows, pages ---
+
+  // the list's own query (tab, sort, filters, page), kept in the page's address
+  const LIST_PARAMS = ["tab", "sort", "channel", "state", "tenant", "offset"];
+  function listQuery() {
+    const here = new URLSearchParams(location.search);
+    const query = new URLSearchParams();
+    for (const name of LIST_PARAMS) if (here.get(name)) query.set(name, here.get(name));
+    return query.toString();
+  }
+
+  function drawList(list) {
     const body = document.getElementById("conversations");
+    if (!body || !list) return;
     const since = now();
-    body.replaceChildren(...conversations.map((c) => {
-      const row = el("tr", { "data-conversation": c.conversation, class: c.unread ? "unread" : "" });
-      const who = el("td");
-      who.append(el("a", { href: "/inbox/t/" + path(c.tenant) + "/c/" + path(c.conversation) }, c.customer), " ",
-        el("small", {}, c.tenant_name));
-      row.append(
-        el("td", { class: "icon", title: c.channel }, c.icon),
-        who,
-        el("td", { class: "preview" }, c.preview),
-        el("td", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
-        el("td", { class: "sla", "data-due": c.sla_due_at }),
-        el("td", {}, c.state),
-      );
-      return row;
+    body.replaceChildren(...list.rows.map((c) => {
+      const item = el("li", { class: "conv" + (c.unread ? " unread" : ""), "data-conversation": c.conversation,
+        "data-tenant": c.tenant });
+      const link = el("a", { href: "/inbox/t/" + path(c.tenant) + "/c/" + path(c.conversation) });
+      if (current && current.tenant === c.tenant && current.conversation === c.conversation) {
+        link.setAttribute("aria-current", "page");
+      }
+      const top = el("span", { class: "line" });
+      top.append(el("span", { class: "icon", title: c.channel }, c.icon), el("span", { class: "customer" }, c.customer),
+        el("small", { class: "tenant-name" }, c.tenant_name));
+      const bottom = el("span", { class: "line small" });
+      bottom.append(el("span", { class: "state" }, c.state), (c.agent && list.tab !== "mine" ? " · " + c.agent : ""),
+        " · waiting ", el("span", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
+        " · SLA ", el("span", { class: "sla", "data-due": c.sla_due_at }));
+      link.append(top, el("span", { class: "preview" }, c.preview), bottom);
+      item.append(link);
+      return item;
     }));
-    document.getElementById("no-conversations").hidden = conversations.length > 0;
+    document.getElementById("no-conversations").hidden = list.rows.length > 0;
+    for (const node of document.querySelectorAll("[data-count]")) {
+      const count = list.counts[node.dataset.count];
+      node.textContent = count ? String(count) : "";
+    }
+    const pager = document.getElementById("pager");
+    if (pager) {
+      pager.hidden = list.total <= list.limit;
+      pager.querySelector(".range").textContent = (list.offset + 1) + "–" +
+        Math.min(list.offset + list.limit, list.total) + " of " + list.total;
+      pager.querySelector('[rel="prev"]').hidden = list.offset === 0;
+      pager.querySelector('[rel="next"]').hidden = list.offset + list.limit >= list.total;
+    }
+  }
+
+  const filters = document.getElementById("list-filters");
+  if (filters) {  // a changed filter shows its first page at once
+    filters.addEventListener("change", () => filters.requestSubmit());
+  }
+
+  // the agent's offers and conversations, for the title's count and the shortcuts on every page
+  let state = null;
+  const current = page === "conversation" && document.getElementById("history")
+    ? { tenant: document.getElementById("history").dataset.tenant,
+      conversation: document.getElementById("history").dataset.conversation }
+    : null;
+
+  async function refreshState() {
+    const query = listQuery();
+    const data = await live.fetchJSON("/inbox/state.json" + (query ? "?" + query : ""));
+    skew = data.now - Date.now();
+    state = data;
+    attention.update(data, current);
+    drawList(data.list);
+    tick();
+    return data;
   }
 
   async function refreshInbox() {
-    const response = await fetch("/inbox/state.json", { credentials: "same-origin" });
-    if (response.status === 401) { location.assign("/inbox/login"); return; }
-    if (!response.ok) return;
-    const data = await response.json();
-    skew = data.now - Date.now();
+    const data = await refreshState();
     drawPresences(data.presences);
     drawOffers(data.offers);
-    drawConversations(data.conversations);
-    tick();
   }
 
   // --- the conversation page ---
@@ -157,11 +265,11 @@
     const after = last ? last.dataset.id : "";
     const url = "/inbox/t/" + path(history.dataset.tenant) + "/c/" + path(history.dataset.conversation) +
       "/messages.json?after=" + encodeURIComponent(after);
-    const response = await fetch(url, { credentials: "same-origin" });
-    if (!response.ok) return;
-    const data = await response.json();
+    const data = await live.fetchJSON(url);
     for (const e of data.entries) {
-      if (!entries.querySelector('[data-id="' + CSS.escape(e.id) + '"]')) entries.append(drawEntry(e));
+      if (entries.querySelector('[data-id="' + CSS.escape(e.id) + '"]')) continue;
+      entries.append(drawEntry(e));
+      if (e.kind === "in") attention.messageHere(current, e.address, e.body.slice(0, 140));
     }
     for (const [id, status] of Object.entries(data.statuses || {})) {
       const node = entries.querySelector('.status[data-message="' + CSS.escape(id) + '"]');
@@ -215,41 +323,76 @@
 
   // --- the socket ---
 
-  let pending = null;
-  function soon(action) {  // many events in a burst: one redraw
-    if (pending) return;
-    pending = setTimeout(() => { pending = null; action().catch(() => {}); }, 300);
+  const pending = new Map();
+  function soon(action) {  // many events in a burst: one redraw each
+    if (pending.has(action)) return;
+    pending.set(action, setTimeout(() => { pending.delete(action); action().catch(() => {}); }, 300));
   }
 
-  let delay = 1000;
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    const socket = new WebSocket(scheme + location.host + "/inbox/live");
-    socket.onopen = () => { delay = 1000; };
-    socket.onmessage = (message) => {
-      const event = JSON.parse(message.data);
-      document.body.dataset.live = "on";
-      if (page === "inbox") { soon(refreshInbox); return; }
-      if (page === "conversation" && history) {
-        if (event.conversation === history.dataset.conversation && event.tenant === history.dataset.tenant) {
-          soon(refreshConversation);
-          if (event.kind === "visitor_typing") { showTyping(event.active); return; }
-          if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
-          if (event.kind === "message" && event.direction === "in") showTyping(false);
-          if (event.kind === "transferred") notice("This conversation was transferred.");
-          if (event.kind === "closed") notice("This conversation was closed.");
-        } else if (event.kind === "reserved") {
-          notice("A new offer is waiting in your inbox.");
-        }
-      }
-    };
-    socket.onclose = (closed) => {
-      document.body.dataset.live = "off";
-      if (closed.code === 4401) { location.href = "/inbox/login"; return; }  // the session ended
-      setTimeout(connect, delay);
-      delay = Math.min(delay * 2, 30000);
-    };
+  function onEvent(event) {
+    if (event.kind === "timed_out" && drawn.has(event.reservation)) offerEnded(event.reservation, "expired");
+    if (page === "inbox") { soon(refreshInbox); return; }
+    if (page !== "conversation" || !history) return;
+    if (event.conversation === history.dataset.conversation && event.tenant === history.dataset.tenant) {
+      if (event.kind === "visitor_typing") { showTyping(event.active); return; }
+      if (event.kind === "visitor_read") { markSeen(event.up_to); return; }
+      soon(refreshConversation);
+      soon(refreshState);  // its row in the list too
+      if (event.kind === "message" && event.direction === "in") showTyping(false);
+      if (event.kind === "transferred") notice("This conversation was transferred.");
+      if (event.kind === "closed") notice("This conversation was closed.");
+      return;
+    }
+    if (event.kind === "visitor_typing" || event.kind === "visitor_read") return;
+    soon(refreshState);  // elsewhere: an offer, another conversation's message (the title's count)
+    if (event.kind === "reserved") notice("A new offer is waiting in your inbox.");
+    if (event.kind === "timed_out" && state && state.offers.some((o) => o.reservation === event.reservation)) {
+      notice("An offer expired unanswered: it went back to the queue.");
+    }
   }
+
+  async function resync() {
+    if (page === "inbox") return refreshInbox();
+    if (page === "conversation" && history) return Promise.all([refreshConversation(), refreshState()]);
+    return undefined;
+  }
+
+  // --- the shortcuts' meaning on these pages ---
+
+  function conversationLinks() {
+    return Array.from(document.querySelectorAll("#conversations a"));
+  }
+
+  function step(by) {
+    if (page === "inbox") {  // move along the list; Enter opens
+      const links = conversationLinks();
+      if (!links.length) return;
+      const at = links.indexOf(document.activeElement);
+      links[at < 0 ? (by > 0 ? 0 : links.length - 1) : Math.min(links.length - 1, Math.max(0, at + by))].focus();
+      return;
+    }
+    if (!state || !current) return;
+    const list = state.list.rows;
+    const at = list.findIndex((c) => c.tenant === current.tenant && c.conversation === current.conversation);
+    const next = list[at < 0 ? 0 : at + by];
+    if (next) location.assign("/inbox/t/" + path(next.tenant) + "/c/" + path(next.conversation));
+  }
+
+  shortcuts.define({
+    accept() {
+      const button = document.querySelector(".offer:not(.expired) button.accept");
+      if (button) { button.click(); return; }
+      const first = state && state.offers[0];  // on a conversation page: the offer listed on the inbox
+      if (!first) return;
+      const form = postButton("/inbox/t/" + path(first.tenant) + "/offers/" + path(first.reservation) + "/accept",
+        "Accept", "accept");
+      form.hidden = true;
+      document.body.append(form);
+      form.requestSubmit();
+    },
+    next() { step(1); },
+    previous() { step(-1); },
+  });
 
   const canned = document.getElementById("canned");
   if (canned) {
@@ -260,5 +403,5 @@
 
   tick();
   setInterval(tick, 1000);
-  connect();
+  live.start({ onEvent: onEvent, onResync: resync });
 })();

@@ -130,7 +130,15 @@
     "button.send { border: 0; border-radius: 8px; padding: 9px 12px; background: var(--cr-color); color: var(--cr-text);",
     "  cursor: pointer; font-weight: 600; }",
     "label.attach { cursor: pointer; padding: 8px 2px; line-height: 0; }",
-    "label.attach input { display: none; }"
+    "label.attach input { display: none; }",
+    // a phone: the panel takes the screen's width and the height the browser's bars leave
+    // (dvh), and a 16 px text box, which iOS would otherwise zoom into on focus
+    "@media (max-width: 480px) {",
+    "  .launcher { right: 12px; bottom: 12px; }",
+    "  .panel { left: 8px; right: 8px; bottom: 80px; width: auto; max-width: none;",
+    "    max-height: calc(100vh - 96px); max-height: calc(100dvh - 96px); }",
+    "  textarea, input, select { font-size: 16px; }",
+    "}"
   ].join("\n");
   if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
     // a constructed sheet is not inline style: it works on sites whose CSP forbids style-src 'unsafe-inline'

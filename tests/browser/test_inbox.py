@@ -12,7 +12,7 @@ from playwright.async_api import Browser, Page, expect
 from channels.sandbox import outbox
 from router import agents, bus
 from tests.factories import World
-from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - fixture
+from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, code_at, start_inbox, this_step  # noqa: F401 - fixture
 from workers.dispatch import Dispatcher
 
 TIMEOUT_MS = 10_000
@@ -26,6 +26,10 @@ async def log_in(browser: Browser, server: TestServer, login: str) -> Page:
     await page.fill("input[name=password]", PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_load_state()
+    if page.url.endswith("/inbox/login/code"):  # a supervisor: their second factor is SECRET
+        await page.fill("input[name=code]", code_at(this_step()))
+        await page.click("#code-form button[type=submit]")
+        await page.wait_for_load_state()
     return page
 
 
@@ -106,6 +110,43 @@ async def test_an_sms_is_offered_accepted_answered_transferred_live_and_closed(
         await agents.set_presence(w.store, w.tenant, "zoe", "away", "lunch")  # hands the offer back
         await expect(acme.locator('tr[data-queue="support"] .waiting')).to_have_text("1")
         await sue.screenshot(path=str(artifacts / "floor.png"), full_page=True)
+
+
+async def test_a_colleague_on_cc_who_replied_is_marked_live_and_copied_only_when_ticked(
+    browser: Browser, artifacts: Path
+) -> None:
+    w, server = await start_inbox()
+    async with server:
+        conversation = await w.assigned_to(
+            "amy", channel="email", address="jane@example.com", name="Jane Doe", body="What is my balance?",
+            provider_id="<m1@example.com>", metadata={"cc": "bob@corp.example"},
+        )  # fmt: skip
+        amy = await log_in(browser, server, "amy")
+        await amy.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+        await expect(amy.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+        await w.arrive(
+            channel="email", address="bob@corp.example", name="Bob Lee", body="Send it to me instead",
+            provider_id="<m2@corp.example>", thread=("<m1@example.com>",),
+        )  # fmt: skip
+        bob = amy.locator("#entries .entry-in").last  # arrives over the websocket
+        await expect(bob).to_contain_text("Send it to me instead")
+        await expect(bob.locator(".meta")).to_contain_text("Bob Lee <bob@corp.example> (not the customer)")
+        await amy.reload()
+        await expect(amy.locator("#reply-to")).to_have_value("email|jane@example.com")  # the default
+        await expect(amy.locator("#reply-to option").nth(1)).to_have_text("Email bob@corp.example (not the customer)")
+        await amy.screenshot(path=str(artifacts / "conversation-participant.png"), full_page=True)
+
+        await amy.fill("#reply-body", "Your balance is 1,204.")
+        await amy.focus("#reply-to")
+        await amy.keyboard.press("Tab")  # the Cc box comes next, by keyboard too
+        await expect(amy.locator("#reply-cc")).to_be_focused()
+        await amy.keyboard.press("Space")
+        await expect(amy.locator("#reply-cc")).to_be_checked()
+        await amy.click("#reply-form button[type=submit]")
+        await expect(amy.locator(".done")).to_have_text("Reply sent.")
+        [sent] = await w.outgoing()
+        assert (sent.to, sent.cc) == ("jane@example.com", ("bob@corp.example",))
+        await expect(amy.locator("#entries .entry-out .meta")).to_contain_text("(Cc: bob@corp.example)")
 
 
 async def test_an_agent_of_one_tenant_cannot_open_another_tenants_conversation(browser: Browser) -> None:

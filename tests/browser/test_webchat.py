@@ -293,6 +293,18 @@ async def test_the_widget_reconnects_after_a_restart_and_sends_what_was_written_
     assert [c.body for c in contacts] == ["Before the restart", "During the restart"]
 
 
+async def chat_open_on_both_sides(browser: Browser, server: TestServer, w: World, first: str) -> tuple[Page, Page]:
+    """A visitor wrote `first`; alice accepted it and has the conversation open: (visitor, agent)."""
+    visitor = await browser.new_page()
+    await open_widget(visitor, str(server.make_url("/webchat/acme/demo")))
+    await write(visitor, first)
+    await expect(visitor.locator(".msg.in .state")).to_have_text("Sent")
+    conversation = await offered_conversation(w, "alice")
+    agent = await log_in(browser, server, "alice")
+    await agent.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+    return visitor, agent
+
+
 async def test_an_agent_attaches_a_picture_in_the_inbox_and_the_visitor_sees_it(
     browser: Browser, tmp_path: Path, artifacts: Path
 ) -> None:
@@ -300,14 +312,7 @@ async def test_an_agent_attaches_a_picture_in_the_inbox_and_the_visitor_sees_it(
     await accounts.add(w.store, "alice", PASSWORD, "agent", {"acme": "alice"})
     await w.available("alice")
     async with running(w, tmp_path) as server:
-        visitor = await browser.new_page()
-        await open_widget(visitor, str(server.make_url("/webchat/acme/demo")))
-        await write(visitor, "Where is the meter's serial number?")
-        await expect(visitor.locator(".msg.in .state")).to_have_text("Sent")
-        conversation = await offered_conversation(w, "alice")
-
-        agent = await log_in(browser, server, "alice")
-        await agent.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+        visitor, agent = await chat_open_on_both_sides(browser, server, w, "Where is the meter's serial number?")
         picture = io.BytesIO()
         Image.new("RGB", (40, 30), "purple").save(picture, "PNG")
         await agent.fill("#reply-body", "Here, on the label:")
@@ -316,7 +321,8 @@ async def test_an_agent_attaches_a_picture_in_the_inbox_and_the_visitor_sees_it(
         )
         await agent.click("#reply-form button[type=submit]")
         await expect(agent.locator(".done")).to_have_text("Reply sent.")
-        await expect(agent.locator("#entries .entry-out .attachments a")).to_have_text("label.png")
+        await expect(agent.locator("#entries .entry-out .attachments a:not(.picture)")).to_have_text("label.png")
+        await expect(agent.locator("#entries .entry-out .attachments img")).to_have_attribute("alt", "label.png")
 
         reply = visitor.locator(".msg.out")
         await expect(reply.locator(".text")).to_have_text("Here, on the label:")
@@ -362,7 +368,7 @@ async def test_the_visitors_prechat_name_is_on_the_offer_the_list_the_conversati
             "Thank you for getting in touch; I am looking into it now."
         )
         await agent.goto(str(server.make_url("/inbox")))
-        await expect(agent.locator("#conversations tr a")).to_have_text("Jane Doe")
+        await expect(agent.locator("#conversations .customer")).to_have_text("Jane Doe")
         assert "v-" not in await agent.locator("main").inner_text()  # no visitor id anywhere on the page
 
 
@@ -373,12 +379,7 @@ async def test_a_visitors_picture_appears_inline_live_in_the_agents_open_convers
     await accounts.add(w.store, "alice", PASSWORD, "agent", {"acme": "alice"})
     await w.available("alice")
     async with running(w, tmp_path) as server:
-        visitor = await browser.new_page()
-        await open_widget(visitor, str(server.make_url("/webchat/acme/demo")))
-        await write(visitor, "Here is my meter")
-        conversation = await offered_conversation(w, "alice")
-        agent = await log_in(browser, server, "alice")
-        await agent.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+        visitor, agent = await chat_open_on_both_sides(browser, server, w, "Here is my meter")
         await expect(agent.locator("body")).to_have_attribute("data-live", "on")
 
         picture = io.BytesIO()

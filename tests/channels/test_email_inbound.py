@@ -42,6 +42,7 @@ email = { addresses = ["care@globex.example"] }
 id = "sales"
 """
 MAX_BYTES = 64_000
+SMTP_POLICY = EmailMessage().policy.clone(linesep="\r\n")
 
 
 def mail(body: str = "My invoice is wrong.", *, subject: str = "Invoice", **headers: str) -> EmailMessage:
@@ -160,6 +161,68 @@ async def test_the_size_is_refused_up_front_when_the_client_declares_it(mailbox:
     assert code == 552
 
 
+def sendmail(port: int, data: bytes) -> dict | smtplib.SMTPDataError:
+    """smtplib.sendmail as scripts call it: the bytes as they are (bare LFs and all)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        try:
+            return client.sendmail("jane@example.com", ["help@acme.example"], data)
+        except smtplib.SMTPDataError as refused:
+            return refused
+
+
+async def test_mail_whose_lines_end_in_a_bare_lf_is_taken_in(mailbox: Mailbox) -> None:
+    # Python's own idiom: msg.as_bytes() has LF line ends, which smtplib sends unchanged;
+    # a 5 KB message of short lines, dot-stuffed by smtplib where a line starts with a dot
+    lines = [f"Line {n} of my complaint." for n in range(200)]
+    message = mail("\n".join([*lines, ".", ".profile is a file", "Regards"]), Message_ID="<lf@example.com>")
+    data = message.as_bytes()
+    assert b"\r" not in data and len(data) > 5000
+    assert await asyncio.to_thread(sendmail, mailbox.port, data) == {}  # no recipient refused
+    [contact] = await mailbox.contacts()
+    assert (contact.provider_id, contact.subject) == ("lf@example.com", "Invoice")
+    assert contact.body.strip() == "\n".join([*lines, ".", ".profile is a file", "Regards"])
+
+
+async def test_a_line_longer_than_998_octets_is_refused_with_500(mailbox: Mailbox) -> None:
+    # RFC 5321 4.5.3.1.6: 998 octets and the CRLF (aiosmtpd leaves room for one more, a
+    # leading dot's stuffing); 4.5.3.1.10: the reply is "500 Line too long"
+    for n, ending in enumerate((b"\r\n", b"\n")):
+        head = b"From: jane@example.com" + ending + b"To: help@acme.example" + ending
+        for length in (998, 1000):
+            raw = head + b"Message-ID: <%d.%d@example.com>" % (length, n) + ending + ending
+            raw += b"x" * length + ending + b"end" + ending
+            outcome = await asyncio.to_thread(sendmail, mailbox.port, raw)
+            if length == 998:
+                assert outcome == {}, (ending, outcome)
+            else:
+                assert isinstance(outcome, smtplib.SMTPDataError), (ending, outcome)
+                assert outcome.smtp_code == 500 and b"Line too long" in outcome.smtp_error
+    assert sorted(c.provider_id for c in await mailbox.contacts()) == ["998.0@example.com", "998.1@example.com"]
+
+
+async def test_a_lone_dot_beside_a_bare_lf_does_not_end_the_mail(mailbox: Mailbox) -> None:
+    """Only CRLF.CRLF ends the mail: a dot on a line of its own next to a bare LF is text,
+    so nobody can slip a second message in where another server would not see one."""
+    smuggled = b"\n.\r\nMAIL FROM:<evil@example.com>\r\nRCPT TO:<help@acme.example>\r\nDATA\r\n"
+    smuggled += b"From: evil@example.com\r\nSubject: smuggled\r\n\r\nhi\r\n.\n"
+    raw = mail("Hello", Message_ID="<carrier@example.com>").as_bytes(policy=SMTP_POLICY) + smuggled
+
+    def transaction() -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", mailbox.port, timeout=10) as client:
+            client.ehlo()
+            client.mail("jane@example.com")
+            client.rcpt("help@acme.example")
+            client.putcmd("data")
+            assert client.getreply()[0] == 354
+            client.send(raw + b"\r\n.\r\n")  # unstuffed, as an attacker's client sends it
+            return client.getreply()
+
+    code, _ = await asyncio.to_thread(transaction)
+    assert code == 250
+    [contact] = await mailbox.contacts()
+    assert contact.provider_id == "carrier@example.com" and "MAIL FROM:<evil@example.com>" in contact.body
+
+
 async def test_a_store_failure_answers_451_so_the_sender_retries(mailbox: Mailbox, monkeypatch) -> None:
     async def down(_store, _contact):
         raise RedisConnectionError("store unreachable")
@@ -232,6 +295,21 @@ async def test_legacy_charsets_and_encoded_subjects_are_decoded(mailbox: Mailbox
     assert [(c.subject, c.body.strip()) for c in contacts] == [(s, b) for _c, b, s in cases]
 
 
+async def test_subjects_and_names_in_legacy_charsets_arrive_whole(mailbox: Mailbox) -> None:
+    from tests.channels.test_email_mime import encoded_word, headed
+
+    cases = [  # the issue's: 朱\ufffdF基的问题, and half-width kana left as =?ISO-2022-JP?B?...?=
+        ("GB2312", "gbk", "朱镕基的问题", "朱先生"),
+        ("ISO-2022-JP", "iso2022_jp_ext", "ｾｰﾙのお知らせ", "ﾔﾏﾀﾞ ﾀﾛｳ"),
+        ("Big5", "big5hkscs", "佢哋嘅帳單", "陳大文"),
+    ]
+    for n, (label, codec, subject, name) in enumerate(cases):
+        sender = f"{encoded_word(name.encode(codec), label)} <c{n}@example.cn>"
+        raw = headed(encoded_word(subject.encode(codec), label), sender).replace(b"<h@", b"<%d@" % n)
+        assert (await mailbox.send(raw, sender=f"c{n}@example.cn"))[0] == 250
+    assert [(c.subject, c.name) for c in await mailbox.contacts()] == [(s, n) for _l, _c, s, n in cases]
+
+
 async def test_html_only_mail_arrives_as_text_with_the_html_kept(mailbox: Mailbox) -> None:
     message = mail()
     message.set_content("<p>Hello <b>there</b></p><p>Second line</p>", subtype="html")
@@ -254,11 +332,42 @@ async def test_attachments_are_stored_by_content_and_referenced_from_the_contact
     assert "huge.pdf (30000 bytes)" in contact.metadata["attachments_omitted"]
 
 
+async def test_at_most_100_attachments_are_kept_and_the_message_says_how_many_were_left_out(
+    mailbox: Mailbox,
+) -> None:
+    message = mail("Logs attached")
+    for n in range(300):  # tiny parts: a 287 KB mail of them once made 9,000 files
+        message.add_attachment(b"%d" % n, maintype="application", subtype="octet-stream", filename=f"log{n}.txt")
+    assert (await mailbox.send(message))[0] == 250
+    [contact] = await mailbox.contacts()
+    assert [a.filename for a in contact.attachments] == [f"log{n}.txt" for n in range(100)]
+    assert contact.body.endswith("[200 more attachments left out: at most 100 a message]")
+    assert contact.metadata["attachments_omitted"] == "200 more attachments (at most 100 a message)"
+
+
+def nested(depth: int) -> bytes:
+    """Multipart inside multipart, `depth` levels, a line of text at the bottom."""
+    head = b"From: jane@example.com\r\nTo: help@acme.example\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+    opening = b"".join(b"Content-Type: multipart/mixed; boundary=%d\r\n\r\n--%d\r\n" % (i, i) for i in range(depth))
+    closing = b"".join(b"--%d--\r\n" % i for i in reversed(range(depth)))
+    return head + opening + b"Content-Type: text/plain\r\n\r\nthe bottom\r\n" + closing
+
+
+async def test_multipart_nested_too_deep_to_read_is_refused_for_good_with_554(mailbox: Mailbox) -> None:
+    code, text = await mailbox.send(nested(1000))  # a 451 had the sender retry it for days
+    assert code == 554 and "nested too deeply" in text
+    assert (await mailbox.send(nested(40)))[0] == 250  # deep, but readable
+    [contact] = await mailbox.contacts()
+    assert contact.body == "the bottom"
+
+
 async def test_an_auto_reply_is_flagged_so_it_is_never_answered(mailbox: Mailbox) -> None:
     await mailbox.send(mail("I am out of office", Auto_Submitted="auto-replied"))
     await mailbox.send(mail("newsletter", Precedence="bulk", From="news@example.com"), sender="news@example.com")
     await mailbox.send(mail("plain", From="x@example.com"), sender="")  # a null return path
-    assert [c.metadata.get("auto_submitted") for c in await mailbox.contacts()] == ["1", "1", "1"]
+    await mailbox.send(mail("Meeting", From="y@example.com", X_Auto_Response_Suppress="All"), sender="y@example.com")
+    await mailbox.send(mail("Digest", From="z@example.com", List_Id="<news.lists.example.com>"), sender="z@example.com")
+    assert [c.metadata.get("auto_submitted") for c in await mailbox.contacts()] == ["1"] * 5
 
 
 async def test_a_bounce_is_accepted_and_logged_but_opens_no_conversation(mailbox: Mailbox, caplog) -> None:

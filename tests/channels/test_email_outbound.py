@@ -183,19 +183,55 @@ async def test_the_customer_s_answer_to_our_reply_joins_the_conversation(office:
     await office.dispatch()
     ours = office.relay.received[0].message
     answer = customer_mail(
-        "Thanks!", From="jane.work@example.org", subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.org>",
+        "Thanks!", subject=f"Re: {ours['Subject']}", Message_ID="<thanks@example.com>",
         In_Reply_To=ours["Message-ID"], References=f"{ours['References']} {ours['Message-ID']}",
     )  # fmt: skip
     assert await office.customer_writes(answer) == 250
     routed = await office.route()
     assert set(routed.values()) == {conversation}
     second = await conversations.send_reply(office.world.store, "acme", conversation, "amy", "You're welcome.")
-    assert second.to == "jane.work@example.org"
+    assert second.to == "jane@example.com"
     await office.dispatch()
     follow_up = office.relay.received[1].message
-    assert follow_up["In-Reply-To"] == "<thanks@example.org>"
-    assert follow_up["References"] == f"<first@example.com> {ours['Message-ID']} <thanks@example.org>"
+    assert follow_up["In-Reply-To"] == "<thanks@example.com>"
+    assert follow_up["References"] == f"<first@example.com> {ours['Message-ID']} <thanks@example.com>"
     assert follow_up["Subject"] == ours["Subject"]  # "Re: " once, the same token
+
+
+async def test_someone_on_cc_who_replies_joins_the_thread_but_replies_still_go_to_the_customer(
+    office: Office,
+) -> None:
+    # the case: Jane copies her colleague; he answers our reply into the thread
+    first = customer_mail("What is my balance?", Cc="Bob Lee <bob@corp.example>", Message_ID="<first@example.com>")
+    assert await office.customer_writes(first) == 250
+    [conversation] = set((await office.route()).values())
+    await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Which account?")
+    await office.dispatch()
+    ours = office.relay.received[0].message
+    bob = customer_mail(
+        "Account 42, send it to me", From="Bob Lee <bob@corp.example>", subject=f"Re: {ours['Subject']}",
+        Message_ID="<bob@corp.example>", In_Reply_To=ours["Message-ID"], References=ours["Message-ID"],
+    )  # fmt: skip
+    assert await office.customer_writes(bob) == 250
+    assert set((await office.route()).values()) == {conversation}  # he is in the conversation
+    record = await office.world.conversation(conversation)
+    assert (record["last_channel"], record["last_address"]) == ("email", "jane@example.com")
+
+    balance = await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Your balance is 1,204.")
+    await office.dispatch()
+    assert balance.to == "jane@example.com" and balance.cc == ()
+    assert office.relay.received[1].rcpt_tos == ["jane@example.com"]
+    assert "Cc" not in office.relay.received[1].message
+
+    # copying him is the agent's explicit choice, and goes as a Cc header
+    await conversations.send_reply(
+        office.world.store, "acme", conversation, "amy", "Bob, Jane has the figures.", cc=("bob@corp.example",)
+    )
+    await office.dispatch()
+    copied = office.relay.received[2]
+    assert copied.rcpt_tos == ["jane@example.com", "bob@corp.example"]
+    assert (copied.message["To"], copied.message["Cc"]) == ("jane@example.com", "bob@corp.example")
+    assert copied.message["In-Reply-To"] == "<bob@corp.example>"
 
 
 async def test_a_reply_without_threading_headers_joins_by_the_reply_address(office: Office) -> None:
@@ -258,6 +294,23 @@ async def test_an_automatic_reply_says_so_in_auto_submitted(office: Office) -> N
     mail = office.relay.received[0].message
     assert mail["Auto-Submitted"] == "auto-replied" and mail["In-Reply-To"] == "<first@example.com>"
     assert "sent automatically" in part_text(mail, "plain")
+    assert "wrote:" not in part_text(mail, "plain")  # an automatic answer quotes nothing
+
+
+async def test_an_agent_reply_quotes_the_mail_it_answers(office: Office) -> None:
+    first = customer_mail("My invoice is wrong.\n\n<b>Twice</b> this year.", Message_ID="<first@example.com>")
+    assert await office.customer_writes(first) == 250
+    [conversation] = set((await office.route()).values())
+    await conversations.send_reply(office.world.store, "acme", conversation, "amy", "Fixed it.")
+    await office.dispatch()
+    mail = office.relay.received[0].message
+    text, html = part_text(mail, "plain"), part_text(mail, "html")
+    intro = re.search(r"On \d{1,2} \w{3} \d{4}, at \d\d:\d\d, Jane Doe <jane@example.com> wrote:", text)
+    assert intro, text
+    assert text.index("Fixed it.") < intro.start()
+    assert "\n> My invoice is wrong.\n>\n> <b>Twice</b> this year.\n" in text
+    assert "Jane Doe &lt;jane@example.com&gt; wrote:" in html
+    assert "My invoice is wrong.<br><br>&lt;b&gt;Twice&lt;/b&gt; this year.</blockquote>" in html  # escaped
 
 
 async def test_campaign_mail_is_auto_generated_and_carries_stored_attachments(office: Office) -> None:

@@ -115,17 +115,25 @@ async def test_a_bounce_sent_to_another_tenant_cannot_fail_our_message(office: O
     assert await office.contacts("globex") == []
 
 
-async def test_a_positive_report_marks_the_reply_delivered_and_never_undoes_a_bounce(office: Office) -> None:
-    reply, message_id = await sent_reply(office)
-    assert await office.customer_writes(dsn(message_id, action="delivered", status="2.0.0"), sender="") == 250
-    assert (await delivery(office, reply.id))["status"] == "delivered"
-    assert await office.customer_writes(dsn(message_id, report_id="<dsn-2@mx.example.net>"), sender="") == 250
-    assert (await delivery(office, reply.id))["status"] == "failed"
-    late = dsn(message_id, action="delivered", status="2.0.0", report_id="<dsn-3@mx.example.net>")
+async def test_the_first_report_that_settles_a_reply_is_final(office: Office) -> None:
+    delivered, delivered_id = await sent_reply(office)
+    assert await office.customer_writes(dsn(delivered_id, action="delivered", status="2.0.0"), sender="") == 250
+    assert (await delivery(office, delivered.id))["status"] == "delivered"
+    late = dsn(delivered_id, report_id="<dsn-2@mx.example.net>")  # a late failure report
     assert await office.customer_writes(late, sender="") == 250
-    assert (await delivery(office, reply.id))["status"] == "failed"
-    statuses = [e.status for e in await office.world.events(events.DeliveryStatus) if e.message == reply.id]
-    assert statuses == ["sent", "delivered", "failed"]
+    assert (await delivery(office, delivered.id))["status"] == "delivered"
+
+    bounced = await conversations.send_reply(office.world.store, "acme", delivered.conversation, "amy", "And this.")
+    assert await office.dispatch() == ["delivered", "sent"]  # the first is not sent again
+    [_, second] = office.relay.received
+    bounced_id = second.message["Message-ID"]
+    assert await office.customer_writes(dsn(bounced_id, report_id="<dsn-3@mx.example.net>"), sender="") == 250
+    late = dsn(bounced_id, action="delivered", status="2.0.0", report_id="<dsn-4@mx.example.net>")
+    assert await office.customer_writes(late, sender="") == 250
+    assert (await delivery(office, bounced.id))["status"] == "failed"
+    statuses = [(e.message, e.status) for e in await office.world.events(events.DeliveryStatus)]
+    assert [s for m, s in statuses if m == delivered.id] == ["sent", "delivered"]
+    assert [s for m, s in statuses if m == bounced.id] == ["sent", "failed"]
 
 
 async def test_a_bounce_not_handed_over_by_our_mx_or_relay_marks_nothing(tmp_path: Path, caplog) -> None:

@@ -155,6 +155,14 @@ async def test_a_late_confirmation_does_not_undo_a_failure(office: Office) -> No
     assert (await office.record(message))["status"] == "failed"
 
 
+async def test_a_late_failure_does_not_undo_a_confirmation(office: Office) -> None:
+    message, _ = await office.reply()
+    ref = office.relay.received[0].message["Message-ID"]
+    await office.report("Your fax to 15551234567 was sent successfully", "", In_Reply_To=ref)
+    await office.report("Fax to 15551234567 failed: no answer", "", In_Reply_To=ref, Message_ID="<late@efax>")
+    assert (await office.record(message))["status"] == "delivered"
+
+
 async def test_a_gateway_report_quoting_one_of_our_emails_does_not_settle_that_email(office: Office) -> None:
     # anyone can write "from" a gateway's domain; our emails' Message-IDs reach every customer
     store = office.world.store

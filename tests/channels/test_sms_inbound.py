@@ -453,6 +453,7 @@ def simulate(store_url: str, port: int, text: str, **env: str) -> subprocess.Com
 @pytest.mark.e2e
 def test_simulate_sms_reaches_the_demo_agent_through_contactrouter_up(up: tuple[str, int]):
     store_url, port = up
+    assert run_cli(store_url, "agent", "login", "--tenant", "acme", "alice").returncode == 0  # the demo starts offline
     sent = wait_for(
         lambda: (run := simulate(store_url, port, "Is my meter broken?")).returncode == 0 and run,
         "the web process to take a simulated SMS",

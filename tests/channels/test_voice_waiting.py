@@ -3,11 +3,13 @@ callback that keeps the caller's place."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import pytest
+from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import inbound, status, waiting
+from channels.voice import inbound, softphone, status, waiting
 from router import conversations, events
 from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
 
@@ -186,9 +188,19 @@ async def test_an_agent_without_a_phone_takes_the_call_in_the_browser(phone):
     await queued(phone)
     await phone.route()
     await phone.world.available("zoe")
-    await phone.world.accept_offer("zoe")
+    conversation = await phone.world.accept_offer("zoe")
     answer = await phone.answer(WAIT)
-    assert answer.one("Client").text == "zoe"
+    # the softphone registers as this identity, and shows which conversation and customer it is
+    expected = VoiceResponse()
+    client = expected.dial(action=str(phone.client.make_url(waiting.DIALED_PATH)), method="POST").client()
+    client.identity(softphone.client_identity("zoe"))
+    client.parameter(name="tenant", value="acme")
+    client.parameter(name="conversation", value=conversation)
+    client.parameter(name="customer", value=CALLER)
+    client.parameter(name="kind", value="call")
+    expected.hangup()
+    assert ET.tostring(answer.root) == ET.tostring(ET.fromstring(str(expected)))
+    assert answer.one("Identity").text == "zoe"
 
 
 # --- callbacks ---------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """A local stand-in for Twilio's Messages and Calls resources, for tests that drive
 the real twilio client: it records every request it receives and answers as
-Twilio does, 201 with the created message or call, or an error when a test asks
-for one.
+Twilio does, 201 with the created message or call (200 with a call updated), or an
+error when a test asks for one.
 
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url)
@@ -69,6 +69,7 @@ class TwilioApi:
         app = web.Application()
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create_call)
+        app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update_call)
         app.router.add_get("/{path:.+}", self._get_media)
         self._runner, self.url = await fake_server.start(app)
         return self
@@ -126,6 +127,26 @@ class TwilioApi:
                 "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
             },
             status=201,
+        )
+
+    async def _update_call(self, request: web.Request) -> web.Response:
+        """A live call redirected (Url) or ended (Status): answered with the call."""
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        account, sid = request.match_info["account"], request.match_info["sid"]
+        now = formatdate(usegmt=True)
+        return web.json_response(
+            {
+                "sid": sid,
+                "account_sid": account,
+                "api_version": "2010-04-01",
+                "date_created": now,
+                "date_updated": now,
+                "direction": "inbound",
+                "status": form.get("Status", "in-progress"),
+                "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+            }
         )
 
     async def _create_message(self, request: web.Request) -> web.Response:

@@ -6,6 +6,8 @@ would; agents act through router.agents; timers run as the timers worker runs th
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 import pytest
 import redis.asyncio as aioredis
@@ -306,3 +308,28 @@ async def test_routing_goes_on_after_redis_lost_its_script_cache(real_store):
     assert await route_inbound(world) == 1
     assert len(await world.offered("amy")) == 1
     assert len(await world.events(events.Queued)) == 1
+
+
+async def test_a_simulated_call_answered_as_the_customer_hangs_up_ends_one_way_on_a_real_redis(real_store):
+    """simulated_call.lua on a real redis-server (its clock; a script that reads TIME and
+    writes): the agent answering while the customer hangs up is either a call answered and
+    then ended by the customer, or a call missed; never both, never half."""
+    from channels.voice import simulated
+
+    world = await make_world(real_store)
+    await world.available("amy")
+    await world.arrive(channel="voice", kind="call", address="+12015550123", body="")
+    [offer] = await world.offers("amy")
+    await agents.accept(real_store, world.tenant, "amy", offer["reservation"])
+    sid = await simulated.on_accept(real_store, world.tenant, "amy", offer["reservation"])
+    answered, hung_up = await asyncio.gather(
+        simulated.act(real_store, world.tenant, "amy", sid, "answer"),
+        simulated.act(real_store, world.tenant, "amy", sid, "hangup", by="customer"),
+    )
+    call = await simulated.record(real_store, world.tenant.id, sid)
+    if answered == "in-progress":
+        assert (hung_up, call["status"], call["hung_up_by"]) == ("completed", "completed", "customer")
+        assert int(call["started_at"]) <= int(call["answered_at"]) <= int(call["ended_at"])
+    else:
+        assert (answered, hung_up, call["status"]) == ("canceled", "canceled", "canceled")
+        assert "answered_at" not in call

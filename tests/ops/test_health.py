@@ -255,3 +255,18 @@ async def test_readyz_on_a_dead_store_answers_503_at_once():
         await store.close()
     assert (status, body["ready"]) == (503, False)
     assert body["problems"][0].startswith("store unreachable")
+
+
+async def test_the_archives_backlog_is_shown_where_an_archive_runs():
+    from router.keys import ARCHIVE_GROUP
+
+    w = await world()
+    await serving(w)
+    await bus.ensure_group(w.store, w.keys.events, ARCHIVE_GROUP)  # the archive worker made its group
+    await w.arrive()  # its events wait for the archive
+    result = await health.check(w.store, w.deployment, max_lag=1)
+    [archive] = [g for g in result.groups if g.group == ARCHIVE_GROUP]
+    assert (archive.stream, archive.exists, archive.lag) == ("cr:{acme}:events", True, archive.length)
+    assert archive.length > 1
+    behind = f"cr:{{acme}}:events: consumer group archive is {archive.length} entries behind (limit 1)"
+    assert result.problems == [behind]

@@ -157,17 +157,60 @@ async def test_an_agent_may_reply_to_another_address_of_the_same_customer():
     assert (message.channel, message.to) == ("email", "jane@example.com")
 
 
-async def test_a_reply_answers_whoever_last_wrote_in_an_email_thread():
-    w = await world(CENTRE)
-    conversation = await assigned_to_amy(w, channel="email", address="jane@example.com", provider_id="<m1@example.com>")
-    await w.arrive(
+async def cc_d_colleague_replies(w) -> str:
+    """Jane writes by email, copying Bob; amy holds it; Bob answers into the thread."""
+    conversation = await assigned_to_amy(
+        w,
         channel="email",
-        address="jane.work@corp.example",
-        provider_id="<m2@corp.example>",
-        thread=("<m1@example.com>",),
+        address="jane@example.com",
+        provider_id="<m1@example.com>",
+        metadata={"cc": "bob@corp.example"},
     )
-    message = await agents.reply(w.store, w.tenant, "amy", conversation, "Thanks, both of you")
-    assert (message.channel, message.to) == ("email", "jane.work@corp.example")
+    joined = await w.arrive(
+        channel="email", address="bob@corp.example", provider_id="<m2@corp.example>", thread=("<m1@example.com>",)
+    )
+    assert joined == conversation  # he is part of the conversation
+    return conversation
+
+
+async def test_someone_else_replying_into_an_email_thread_does_not_take_its_replies():
+    w = await world(CENTRE)
+    conversation = await cc_d_colleague_replies(w)
+    record = await w.conversation(conversation)
+    customer = record["customer"]
+    assert (record["last_channel"], record["last_address"]) == ("email", "jane@example.com")
+    message = await agents.reply(w.store, w.tenant, "amy", conversation, "Your balance is 1,204.")
+    assert (message.channel, message.to, message.cc) == ("email", "jane@example.com", ())
+    assert (await w.conversation(conversation))["customer"] == customer
+    assert await conversations.participants(w.store, "acme", record) == [("email", "bob@corp.example")]
+
+
+async def test_an_agent_answers_someone_else_in_the_thread_only_by_choosing_them():
+    w = await world(CENTRE)
+    conversation = await cc_d_colleague_replies(w)
+    message = await agents.reply(
+        w.store, w.tenant, "amy", conversation, "Bob: noted", channel="email", address="bob@corp.example"
+    )
+    assert message.to == "bob@corp.example"
+    # a conversation from before intake told them apart, its last address Bob's: never the default
+    await w.store.redis.hset(w.keys.conversation(conversation), "last_address", "bob@corp.example")
+    with pytest.raises(ValueError, match=r"bob@corp\.example is not an address of this conversation's customer"):
+        await agents.reply(w.store, w.tenant, "amy", conversation, "Your balance")
+
+
+async def test_an_email_reply_copies_others_in_the_conversation_only_when_asked():
+    w = await world(CENTRE)
+    conversation = await cc_d_colleague_replies(w)
+    message = await agents.reply(w.store, w.tenant, "amy", conversation, "To you both", cc=("Bob@Corp.example",))
+    assert (message.to, message.cc) == ("jane@example.com", ("bob@corp.example",))
+    [*_, entry] = await conversations.history(w.store, "acme", conversation)
+    assert entry.metadata["cc"] == "bob@corp.example"  # the history says whom it was copied to
+    with pytest.raises(ValueError, match="only its participants may be copied"):
+        await agents.reply(w.store, w.tenant, "amy", conversation, "hi", cc=("stranger@example.com",))
+    sms = await assigned_to_amy(w, channel="sms", address="+15551230000")
+    with pytest.raises(ValueError, match="only an email"):
+        await agents.reply(w.store, w.tenant, "amy", sms, "hi", cc=("bob@corp.example",))
+    assert len(await outbound_messages(w)) == 1
 
 
 async def test_a_reply_to_someone_elses_address_is_refused():

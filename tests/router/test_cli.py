@@ -63,3 +63,19 @@ def test_config_check_refuses_half_a_tls_certificate_as_the_smtp_process_would(
     monkeypatch.delenv("SMTP_TLS_KEY", raising=False)
     assert cli.main(["config", "check"]) == 2
     assert "SMTP_TLS_CERT and SMTP_TLS_KEY go together" in capsys.readouterr().err
+
+
+def test_config_check_passes_with_a_warning_of_an_agent_who_could_never_answer_a_call(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.router.test_config import ACCOUNT, CALLS
+
+    path = tmp_path / "deploy.toml"
+    path.write_text(CALLS.format(twilio=ACCOUNT))
+    monkeypatch.setenv("ACME_TWILIO_TOKEN", "token")
+    assert cli.main(["--config", str(path), "config", "check"]) == 0
+    ok, warning = capsys.readouterr().out.splitlines()
+    assert ok == "ok: 1 tenants, 1 queues, 3 agents"
+    assert warning.startswith(
+        "warning: tenant acme: agent zoe can take voice calls but has neither a phone nor the softphone"
+    )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from router.config import load_deployment, parse_deployment
+from router.config import load_deployment, parse_deployment, resolve_secrets, warnings_of
 from router.config.fields import FieldError
 from router.config.routing import DEFAULT_CAPACITY, Agent, Queue, capacity_of
 from router.errors import ConfigError, ContactRouterError, UnknownTenant
@@ -226,3 +226,62 @@ def test_an_unknown_tenant_is_a_lookup_error_naming_the_known_ones():
         demo.tenant("initech")
     assert isinstance(error.value, LookupError) and isinstance(error.value, ContactRouterError)
     assert error.value.tenant_id == "initech"
+
+
+ACCOUNT = 'account_sid = "AC0123456789abcdef0123456789abcdef", auth_token_env = "ACME_TWILIO_TOKEN"'
+API_KEY = 'api_key_sid = "SK0123456789abcdef0123456789abcdef", api_key_secret_env = "ACME_TWILIO_KEY"'
+CALLS = """
+[[tenants]]
+id = "acme"
+twilio = {{ {twilio} }}
+voice = {{ numbers = ["+15550100001"] }}
+[[tenants.queues]]
+id = "support"
+[[tenants.agents]]
+id = "amy"
+phone = "+15557000001"
+[[tenants.agents]]
+id = "zoe"
+[[tenants.agents]]
+id = "bill"
+capacity = {{ voice = 0 }}
+"""
+
+
+def test_the_softphones_api_key_secret_is_read_from_the_variable_the_file_names():
+    env = {"ACME_TWILIO_TOKEN": "token", "ACME_TWILIO_KEY": "key secret"}
+    account = resolve_secrets(deployment(CALLS.format(twilio=f"{ACCOUNT}, {API_KEY}")), env).tenant("acme").twilio
+    assert (account.api_key_sid, account.api_key_secret, account.softphone) == (
+        "SK0123456789abcdef0123456789abcdef",
+        "key secret",
+        True,
+    )
+    with pytest.raises(ConfigError, match="ACME_TWILIO_KEY is not set"):
+        resolve_secrets(deployment(CALLS.format(twilio=f"{ACCOUNT}, {API_KEY}")), {"ACME_TWILIO_TOKEN": "token"})
+
+
+@pytest.mark.parametrize(
+    ("twilio", "message"),
+    [
+        (
+            f'{ACCOUNT}, api_key_sid = "SK0123456789abcdef0123456789abcdef"',
+            "needs both api_key_sid and api_key_secret_env",
+        ),
+        (f'{ACCOUNT}, api_key_sid = "AK01", api_key_secret_env = "K"', "is not a Twilio API key SID"),
+        (f'{ACCOUNT}, {API_KEY}, api_key_secret = "in the file"', "secrets never go in the file"),
+    ],
+)
+def test_a_half_or_misplaced_api_key_is_refused(twilio, message):
+    with pytest.raises(ConfigError, match=message):
+        deployment(CALLS.format(twilio=twilio))
+
+
+def test_config_check_warns_of_agents_who_could_never_answer_a_call():
+    without_key = deployment(CALLS.format(twilio=ACCOUNT))
+    # amy has a phone, bill takes no calls: only zoe is left without a way to answer
+    assert warnings_of(without_key) == [
+        "tenant acme: agent zoe can take voice calls but has neither a phone nor the softphone (set the agent's "
+        "phone, or [tenants.twilio] api_key_sid and api_key_secret_env, or give the agent capacity voice = 0)"
+    ]
+    assert warnings_of(deployment(CALLS.format(twilio=f"{ACCOUNT}, {API_KEY}"))) == []  # the softphone rings
+    assert warnings_of(load_deployment(None)) == []  # the sandbox: simulated calls ring the softphone

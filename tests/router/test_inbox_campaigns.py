@@ -258,7 +258,8 @@ async def test_a_reply_shows_its_campaign_context_inert_and_the_kinds_dispositio
     client, _csrf = await logged_in(inbox, "amy")
     async with client:
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
-    panel = page[page.index('id="campaign-context"') : page.index('id="history"')]
+    start = page.index('id="campaign-context"')
+    panel = page[start : page.index("</section>", start)]
     assert "June &lt;dues&gt;" in panel and "collections" in panel
     assert "<dt>balance</dt><dd>$120.00</dd>" in panel and "<dt>due date</dt><dd>2027-06-30</dd>" in panel
     assert "<dd>&lt;script&gt;alert(&#39;offer&#39;)&lt;/script&gt;</dd>" in panel

@@ -182,3 +182,22 @@ async def test_a_socket_whose_session_lasts_stays_open(inbox: Inbox, monkeypatch
         await w.available("amy")
         await w.arrive()
         assert (await next_event(socket, "reserved"))["agent"] == "amy"
+
+
+async def test_a_quiet_socket_beats_so_the_page_can_tell_a_dead_connection(
+    inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser cannot see the protocol's pings: without a word now and then, a page could
+    not tell a quiet connection from one that died without closing."""
+    from router.app.inbox import live
+
+    monkeypatch.setattr(live, "BEAT_S", 0.05)
+    w = inbox.world
+    client, _token = await logged_in(inbox, "amy")
+    async with client, client.ws_connect("/inbox/live") as socket:
+        assert (await next_event(socket, "hello"))["beat_s"] == 0.05
+        assert (await next_event(socket, "beat"))["now"] > 0
+        await w.available("amy")
+        await w.arrive()
+        assert (await next_event(socket, "reserved"))["agent"] == "amy"  # beats do not hold notices back
+        await next_event(socket, "beat")

@@ -16,12 +16,12 @@ from aiohttp.test_utils import TestServer
 
 from ops import reports as reports_api
 from router.app import web
-from router.app.inbox import accounts, charts, reports
+from router.app.inbox import accounts, charts, reports, second_factor
 from router.keys import Keys
 from router.settings import Settings
 from tests.factories import World, deployment, world
 from tests.ops.test_reports import DAY, FLOOR, a_day_on_the_floor, clock  # noqa: F401 - fixture
-from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, log_in, start_inbox  # noqa: F401 - fixture
+from tests.router.test_inbox_pages import PASSWORD, SECRET, cheap_hashes, log_in, start_inbox  # noqa: F401 - fixture
 
 REPORT = f"/inbox/reports?tenant=acme&period=day&date={DAY.isoformat()}"
 
@@ -78,6 +78,7 @@ class Page(HTMLParser):
 async def serving(w: World) -> AsyncIterator[TestServer]:
     """The web process on w, with supervisor sue and agent amy of acme."""
     await accounts.add(w.store, "sue", PASSWORD, "supervisor", {"acme": ""})
+    await second_factor.activate(w.store, "sue", SECRET)
     await accounts.add(w.store, "amy", PASSWORD, "agent", {"acme": "amy"})
     async with TestServer(web.application(w.store, w.deployment, Settings())) as server:
         yield server

@@ -1,5 +1,6 @@
 """`contactrouter up` makes demo logins with passwords fresh for each start, prints
-them once, and the inbox serves them: Alice logs in and finds the demo contact."""
+them once, and the inbox serves them: Alice logs in, goes available and is offered the
+demo contact, which waited for her (the demo agents start offline: nobody misses offers)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from ops.redis_server import free_port
 from tests.processes import CLI, wait_for
-from tests.router.test_inbox_pages import log_in
+from tests.router.test_inbox_pages import csrf_of, log_in
 
 pytestmark = pytest.mark.e2e  # a `contactrouter up` process per test
 
@@ -53,6 +54,11 @@ async def test_up_prints_demo_logins_with_fresh_passwords_and_alice_can_log_in()
         async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
             response = await log_in(client, "alice", logins["alice"])
             assert response.status == 303 and response.headers["Location"] == "/inbox"
+            page = await (await client.get("/inbox")).text()
+            assert "Hi, my meter reading looks wrong this month" not in page, "offered to nobody at a desk"
+            assert re.search(r'data-tenant="acme">offline<', page)
+            form = {"presence": "available", "csrf": csrf_of(page)}
+            assert (await client.post("/inbox/presence", data=form)).status == 200
             page = await (await client.get("/inbox")).text()
             assert re.search(r"Hi, my meter reading looks wrong this month", page), "the demo contact is offered"
     finally:

@@ -186,3 +186,19 @@ def test_the_retry_budget_outlasts_a_cluster_failover_unless_told_otherwise():
     assert Settings.from_env({"REDIS_RETRY_S": "35.5"}).redis_retry_s == 35.5
     with pytest.raises(ConfigError, match=r"^environment: REDIS_RETRY_S: 'soon' is not a number$"):
         Settings.from_env({"REDIS_RETRY_S": "soon"})
+
+
+def test_the_client_address_is_the_peers_unless_proxies_are_trusted():
+    forwarded = ["10.0.0.1, 198.51.100.9", "203.0.113.7"]  # the client's claim, then what two proxies appended
+    assert Settings().client_address("192.0.2.1", forwarded) == "192.0.2.1"  # X-Forwarded-For ignored
+    assert Settings(trusted_proxy_hops=1).client_address("192.0.2.1", forwarded) == "203.0.113.7"
+    assert Settings(trusted_proxy_hops=2).client_address("192.0.2.1", forwarded) == "198.51.100.9"
+    assert Settings(trusted_proxy_hops=1).client_address("192.0.2.1", []) == "192.0.2.1"  # not through the proxy
+    assert Settings(trusted_proxy_hops=4).client_address("192.0.2.1", forwarded) == "192.0.2.1"
+    assert Settings().client_address(None, []) == "unknown"
+
+
+def test_login_client_failures_is_at_least_one():
+    assert Settings.from_env({"LOGIN_CLIENT_FAILURES": "200"}).login_client_failures == 200
+    with pytest.raises(ConfigError, match="LOGIN_CLIENT_FAILURES: must be at least 1"):
+        Settings.from_env({"LOGIN_CLIENT_FAILURES": "0"})

@@ -40,6 +40,7 @@ async def open_conversation(store: Store) -> None:
         KEYS.conversation("c1"),
         mapping={"channel": "sms", "last_channel": "sms", "last_address": "+15551230000", "customer": "u1"},
     )
+    await store.redis.hset(KEYS.identities, "phone:+15551230000", "u1")  # the customer's own number
 
 
 async def test_a_reply_without_a_key_whose_answer_was_lost_is_sent_once(real_store: Store, monkeypatch):

@@ -19,6 +19,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from router import audit
 from router.campaigns import isolated, registry
 from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
 from router.config import Deployment
@@ -183,6 +184,15 @@ async def _check_templates(store: Store, campaign: Campaign) -> None:
 
 async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | None) -> None:
     report = await results.report(store, tenant, campaign_id)
+    if csv_file:
+        await audit.record(
+            store,
+            "export",
+            actor=audit.cli_actor(),
+            client="cli",
+            tenants=(tenant,),
+            target=f"campaign {campaign_id} results",
+        )
     if csv_file == "-":
         results.write_csv(report, sys.stdout)
         return

@@ -9,24 +9,30 @@ from aiohttp import web
 
 from router.app.inbox import (
     actions,
+    audit,
     campaigns,
     chat,
+    enrolment,
     live,
+    locks,
     login,
     media,
     pages,
     reports,
     search,
     sessions,
+    softphone,
     supervisor,
 )
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 
 # What an inbox page may load: only our own scripts, styles, images and socket. Inline
-# style attributes carry a tenant's brand colour; no inline script is ever allowed.
+# style attributes carry a tenant's brand colour; no inline script is ever allowed. The
+# softphone's SDK (served by us) also talks to Twilio's signalling and insights hosts.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    "connect-src 'self' wss://*.twilio.com https://*.twilio.com; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'"
 )
 
 
@@ -41,13 +47,16 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def application(store_of: web.Application) -> web.Application:
     """The inbox on its own: routes relative to its mount point, the store, deployment
     and settings of the web process (`store_of`) that mounts it."""
-    inbox = web.Application(middlewares=[sessions.middleware])
+    inbox = web.Application(middlewares=[sessions.middleware, enrolment.gate])
     for key in (STORE, DEPLOYMENT, SETTINGS):
         inbox[key] = store_of[key]  # type: ignore[index]
     inbox.on_response_prepare.append(_security_headers)
     inbox.cleanup_ctx.append(live.hub_context)
     inbox.on_shutdown.append(live.close_sockets)
     login.routes(inbox)
+    enrolment.routes(inbox)
+    locks.routes(inbox)
+    audit.routes(inbox)
     pages.routes(inbox)
     media.routes(inbox)
     actions.routes(inbox)
@@ -56,6 +65,7 @@ def application(store_of: web.Application) -> web.Application:
     search.routes(inbox)
     reports.routes(inbox)
     campaigns.routes(inbox)
+    softphone.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -2,15 +2,14 @@
 
 A membership ties a login to a tenant, and in that tenant to the agent it acts as
 (empty for a supervisor who watches a tenant without taking contacts). Admins see
-every tenant. Repeated failures lock the name typed for a while, whether or not such
-a login exists (so the lock-out does not reveal which do); the count lives in a
-counter of its own that expires, and a lock is also kept on the user's hash.
+every tenant. Repeated failures lock the name typed out for a while, from the client
+that failed (and, after failures from many clients, name-wide), whether or not such a
+login exists, so the lock-out does not reveal which do: router/app/inbox/lockout.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import secrets
@@ -21,6 +20,7 @@ import argon2
 import msgspec
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from router.app.inbox import lockout
 from router.config import Deployment, Tenant
 from router.errors import ContactRouterError, UnknownTenant
 from router.keys import AccountKeys
@@ -31,9 +31,10 @@ ROLES: tuple[str, ...] = ("agent", "supervisor", "admin")
 LOGIN = re.compile(r"^[a-z0-9][a-z0-9_.@-]{0,62}$")
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024  # Argon2 takes anything; a cap keeps a huge form field from costing CPU
-MAX_FAILURES = 5
-LOCK_SECONDS = 15 * 60
-MAX_LOGIN_TYPED = 256  # of a typed login, what counts towards its lock
+MAX_FAILURES = lockout.MAX_FAILURES
+NAME_MAX_FAILURES = lockout.NAME_MAX_FAILURES
+LOCK_SECONDS = lockout.LOCK_SECONDS
+CLIENT_MAX_FAILURES = 30  # Settings.login_client_failures's default
 
 HASHER = argon2.PasswordHasher()  # Argon2id with the library's current recommended cost
 # Verified when the login does not exist, so a wrong login costs as much as a wrong password.
@@ -52,13 +53,21 @@ class LoginFailed(Exception):
         self.locked_until = locked_until
 
 
+class Throttled(Exception):
+    """Too many failed logins from this client, whatever the names: try again at `until`."""
+
+    def __init__(self, until: float) -> None:
+        super().__init__("throttled")
+        self.until = until
+
+
 class User(msgspec.Struct, frozen=True, kw_only=True):
     login: str
     role: str
     memberships: dict[str, str]  # tenant -> agent id ("" : watches the tenant, takes no contacts)
     name: str = ""
-    locked_until: float = 0.0
     failures: int = 0
+    second_factor: bool = False  # a TOTP secret is confirmed (router/app/inbox/second_factor.py)
 
     def tenants(self, deployment: Deployment) -> list[str]:
         """The tenants this user may see, in the deployment's order."""
@@ -118,8 +127,8 @@ def _user(record: dict[bytes, bytes]) -> User:
         role=fields["role"],
         memberships=json.loads(fields.get("memberships") or "{}"),
         name=fields.get("name", ""),
-        locked_until=float(fields.get("locked_until") or 0),
         failures=int(fields.get("failures") or 0),
+        second_factor=bool(fields.get("totp_secret")),
     )
 
 
@@ -158,7 +167,6 @@ async def add(
         "memberships": json.dumps(memberships, sort_keys=True),
         "name": name,
         "failures": "0",
-        "locked_until": "0",
         "password_changed_at": str(int(time.time())),
     }
     if not replace:
@@ -173,85 +181,69 @@ async def add(
     return User(login=login, role=role, memberships=memberships, name=name)
 
 
-def _attempts_key(login: str) -> str:
-    """The failure counter of whatever was typed as a login, existing or not. A digest,
-    so a long or odd string costs a fixed-size key."""
-    digest = hashlib.sha256(login.strip().lower()[:MAX_LOGIN_TYPED].encode()).hexdigest()[:32]
-    return f"{AccountKeys.base}:attempts:{digest}"
+async def authenticate(
+    store: Store, login: str, password: str, *, client: str, client_limit: int = CLIENT_MAX_FAILURES
+) -> User:
+    """The user, if the password is right and nothing locks it out from this client; else
+    LoginFailed, or Throttled for a client past client_limit failures (router/app/inbox/
+    lockout.py has the counters and why).
 
+    Every name typed is counted alike, existing or not, so the lock-out cannot tell anyone
+    which logins exist, and every attempt not throttled pays for one Argon2 verification,
+    locked or not, known or not: the answer takes as long whatever the case.
 
-async def authenticate(store: Store, login: str, password: str) -> User:
-    """The user, if the password is right and the login not locked; else LoginFailed.
-
-    Every name typed is counted alike, existing or not, so the lock-out cannot tell
-    anyone which logins exist: MAX_FAILURES failures within LOCK_SECONDS of each other
-    lock that name for LOCK_SECONDS (even against the right password). A counter
-    expires LOCK_SECONDS after its last attempt, and every attempt pays for one Argon2
-    verification, so the counters stay few. Known and unknown names, locked or not,
-    cost the same work: one hash read, one verification, one pipeline.
-
-    An attempt is counted before it is judged, in the transaction that reads the lock:
-    guesses sent in parallel cannot all be judged before their failures are counted.
-    The attempt numbered past MAX_FAILURES in a window is refused unjudged and locks
-    the name; a right password clears the count.
+    An attempt is counted before it is judged, in the transaction that reads the locks:
+    guesses sent in parallel cannot all be judged before their failures are counted. The
+    attempt numbered past a limit in its window is refused unjudged and locks.
     """
-    now = time.time()
-    attempts = _attempts_key(login)
+    attempt = lockout.Attempt.of(login, client)
     try:
         login = check_login(login)
     except AccountError:
         login = ""
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(AccountKeys.user(login or "-"))  # "-" is no valid login: the same round trip
-        pipe.hget(attempts, "locked_until")
-        pipe.hincrby(attempts, "tries", 1)
-        pipe.expire(attempts, LOCK_SECONDS)
-        record, counted_lock, tries, _ = await pipe.execute()
+    # "-" is no valid login: an unknown name costs the same round trip
+    record, counted = await lockout.count(
+        store, attempt, AccountKeys.user(login or "-"), AccountKeys.user_clients(login or "-")
+    )
+    if counted.client_failures > client_limit:
+        raise Throttled(await lockout.throttled(store, attempt, counted))
     user = _user(record) if login and record else None
-    locked_until = max(float(counted_lock or 0), user.locked_until if user else 0.0)
     digest = record.get(b"hash", b"").decode() if user else ""
     try:
-        # Verified even for a locked or unknown login: the answer takes as long whatever the case.
         await asyncio.to_thread(HASHER.verify, digest or _DECOY, password[:MAX_PASSWORD])
         ok = user is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
-    if locked_until > now:
-        # refused by the lock, not judged: not counted towards the next one either
-        await store.redis.hincrby(attempts, "tries", -1)
-        raise LoginFailed(locked_until)
-    if tries > MAX_FAILURES:  # came in behind as many attempts as a window allows
-        raise LoginFailed(await _lock(store, attempts, user, now))
-    if not ok:
-        async with store.redis.pipeline(transaction=False) as pipe:
-            if user is not None:  # for `user list`
-                pipe.hincrby(AccountKeys.user(user.login), "failures", 1)
-            else:  # the same round trip, so a known login answers no slower than an unknown one
-                pipe.exists(attempts)
-            await pipe.execute()
-        raise LoginFailed(await _lock(store, attempts, user, now) if tries >= MAX_FAILURES else 0.0)
-    assert user is not None
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.delete(attempts)
-        pipe.hset(
-            AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0", "last_login_at": str(int(now))}
+    # While the name is locked, a right password still gets in from a client the login
+    # uses, or goes on to its second factor: strangers cannot keep its owner out.
+    through_name_lock = ok and user is not None and (counted.known_client or user.second_factor)
+    if counted.pair_locked_until > attempt.at:
+        await lockout.refused_by_lock(store, attempt)
+        raise LoginFailed(counted.pair_locked_until)
+    if counted.name_locked_until > attempt.at and not through_name_lock:
+        await lockout.refused_by_lock(store, attempt)
+        raise LoginFailed(counted.name_locked_until)
+    over_pair = counted.pair_tries > MAX_FAILURES  # came in behind as many attempts as a window allows
+    over_name = counted.name_tries > NAME_MAX_FAILURES and not through_name_lock
+    if not ok or over_pair or over_name:
+        until = await lockout.failed(
+            store,
+            attempt,
+            counted,
+            login=user.login if user else "",
+            client_limit=client_limit,
+            lock_pair=counted.pair_tries >= MAX_FAILURES,
+            lock_name=counted.name_tries >= NAME_MAX_FAILURES and not through_name_lock,
         )
-        await pipe.execute()
+        raise LoginFailed(until)
+    assert user is not None
+    await lockout.succeeded(store, attempt, user.login)
+    await store.redis.hset(
+        AccountKeys.user(user.login), mapping={"failures": "0", "last_login_at": str(int(time.time()))}
+    )
     if HASHER.check_needs_rehash(digest):  # the library's cost went up since this hash was made
         await store.redis.hset(AccountKeys.user(user.login), "hash", await asyncio.to_thread(HASHER.hash, password))
-    return msgspec.structs.replace(user, failures=0, locked_until=0.0)
-
-
-async def _lock(store: Store, attempts: str, user: User | None, now: float) -> float:
-    """Lock the name typed (and the user, if it is one) for LOCK_SECONDS; returns the lock's end."""
-    until = now + LOCK_SECONDS
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(attempts, mapping={"tries": "0", "locked_until": str(until)})
-        pipe.expire(attempts, LOCK_SECONDS)
-        if user is not None:  # kept on the user too, for `user list` and `user unlock`
-            pipe.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": str(until)})
-        await pipe.execute()
-    return until
+    return msgspec.structs.replace(user, failures=0)
 
 
 async def set_password(store: Store, login: str, password: str) -> None:
@@ -268,13 +260,12 @@ async def set_password(store: Store, login: str, password: str) -> None:
 
 
 async def unlock(store: Store, login: str) -> None:
+    """Lift every lock of a login: from each client, name-wide, and of its second step."""
     user = await get(store, login)
     if user is None:
         raise AccountError(f"no user {login!r}")
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(AccountKeys.user(user.login), mapping={"failures": "0", "locked_until": "0"})
-        pipe.delete(_attempts_key(user.login))
-        await pipe.execute()
+    await lockout.lift_login(store, user.login)
+    await store.redis.hset(AccountKeys.user(user.login), "failures", "0")
 
 
 async def remove(store: Store, login: str) -> None:
@@ -282,8 +273,16 @@ async def remove(store: Store, login: str) -> None:
     if user is None:
         raise AccountError(f"no user {login!r}")
     await end_sessions(store, user.login)
+    await lockout.lift_login(store, user.login)
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.delete(AccountKeys.user(user.login))
+        for key in (
+            AccountKeys.user(user.login),
+            AccountKeys.user_clients(user.login),
+            AccountKeys.enrolment(user.login),
+            AccountKeys.recovery_codes(user.login),
+            AccountKeys.totp_step(user.login),
+        ):
+            pipe.delete(key)
         pipe.srem(AccountKeys.users, user.login)
         await pipe.execute()
 

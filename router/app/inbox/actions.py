@@ -105,6 +105,7 @@ async def reply(request: web.Request, c: _Context) -> str:
         subject=form.get("subject", "").strip()[:200],
         idempotency_key=form.get("key", "")[:64],
         attachments=files,
+        cc=tuple(form.get("cc", "").split(",")),  # the others the page offered to copy, if ticked
     )
     return c.done("replied")
 
@@ -152,11 +153,14 @@ async def wrapup(request: web.Request, c: _Context) -> str:
 
 
 async def call(request: web.Request, c: _Context) -> str:
-    """Dial an accepted callback again (after a failed attempt), agent first."""
+    """Dial an accepted callback again (after a failed attempt), agent first: each form
+    (its key) dials once, however often it is sent."""
     record = c.record
     if record.get("agent") != c.agent or record.get("state") != "assigned" or record.get("kind") != "callback":
         raise AgentError("only an accepted callback can be called")
-    await dial_back(c.store, c.tenant, c.agent, record.get("reservation", ""))
+    # a form of a page from before the key was there dials too: never silently nothing
+    again = c.form.get("key", "") or events.new_id()
+    await dial_back(c.store, c.tenant, c.agent, record.get("reservation", ""), again=again)
     return c.done("calling")
 
 
@@ -168,6 +172,26 @@ async def rename(request: web.Request, c: _Context) -> str:
     return c.done("renamed" if name else "name_cleared")
 
 
+LINKABLE = {"phone": "sms", "email": "email"}  # address kinds an agent may add to a customer, by hand
+
+
+async def link(request: web.Request, c: _Context) -> str:
+    """Add an address the customer gave (a second number, a work email) to their record, so
+    what comes from it joins their history; one that was another customer's moves here."""
+    kind = c.form.get("kind", "")
+    if kind not in LINKABLE:
+        raise AgentError("choose a phone number or an email address to link")
+    address = customers.normalise(LINKABLE[kind], c.form.get("address", ""))
+    previous = await customers.link(
+        c.store, c.tenant.id, c.record["customer"], customers.identity(LINKABLE[kind], address)
+    )
+    log.info(
+        "%s of %s linked to customer %s by %s%s",
+        kind, c.tenant.id, c.record["customer"], c.agent, f" (was customer {previous})" if previous else "",
+    )  # fmt: skip
+    return c.done("linked_moved" if previous else "linked")
+
+
 Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
 ACTIONS: dict[str, Action] = {
     "reply": reply,
@@ -177,6 +201,7 @@ ACTIONS: dict[str, Action] = {
     "wrapup": wrapup,
     "call": call,
     "rename": rename,
+    "link": link,
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator
 from typing import NamedTuple
 
@@ -35,7 +36,11 @@ log = logging.getLogger(__name__)
 BLOCK_MS = 5000
 BATCH = 200
 QUEUE_SIZE = 1000  # a socket this far behind is closed (the page reconnects and redraws)
-HEARTBEAT_S = 25.0
+HEARTBEAT_S = 25.0  # the protocol's ping: how the server notices a client gone silently
+# A socket with nothing to say for this long says {"kind": "beat"}: a page that hears
+# nothing for a few beats takes its connection for dead (a browser cannot see pings)
+# and reconnects, instead of showing a page that no longer changes.
+BEAT_S = 10.0
 # How soon an open socket notices that its session ended (password changed, login removed,
 # logged out elsewhere, expired): it then says so and closes, and no notice reaches it after.
 SESSION_CHECK_S = 5.0
@@ -233,21 +238,31 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     async def session_lasts() -> None:
         """Returns once the socket's session is gone; a store outage is not its end."""
         key = AccountKeys.session(request[SESSION].digest)
+        # the first check at a random point of the period: sockets that connect together (every
+        # desk after a restart) then check spread over it, not all in the same moment
+        await asyncio.sleep(random.uniform(0, SESSION_CHECK_S))
         while True:
-            await asyncio.sleep(SESSION_CHECK_S)
             try:
                 if not await hub.store.redis.exists(key):
                     return
             except STORE_ERRORS:
-                continue
+                pass
+            await asyncio.sleep(SESSION_CHECK_S)
 
     reader = asyncio.create_task(drain_client())
     watcher = asyncio.create_task(session_lasts())
+    getter = asyncio.ensure_future(queue.get())
+    clock = asyncio.get_running_loop().time
     try:
-        await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms()})
+        await socket.send_json({"kind": "hello", "tenants": tenants, "now": events.now_ms(), "beat_s": BEAT_S})
+        sent_at = clock()
         while not reader.done():
-            getter = asyncio.ensure_future(queue.get())
-            done, _ = await asyncio.wait({getter, reader, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            quiet = max(0.0, sent_at + BEAT_S - clock())
+            done, _ = await asyncio.wait({getter, reader, watcher}, timeout=quiet, return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await socket.send_json({"kind": "beat", "now": events.now_ms()})
+                sent_at = clock()
+                continue
             if watcher in done:
                 getter.cancel()
                 await socket.send_json({"kind": "session_ended"})
@@ -259,11 +274,14 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             notice = getter.result()
             if notice is None:  # fell behind: the page reconnects and redraws everything
                 break
+            getter = asyncio.ensure_future(queue.get())
             if concerns(user, notice):
                 await socket.send_json(notice.payload)
+                sent_at = clock()
     except ConnectionResetError:
         pass
     finally:
+        getter.cancel()
         hub.sockets.discard(socket)
         for tenant in tenants:
             hub.unsubscribe(tenant, queue)

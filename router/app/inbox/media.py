@@ -19,9 +19,11 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp import web
 
-from router import conversations, events
+from router import audit, conversations, events
 from router.app.inbox import messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.login import client_address
+from router.app.inbox.sessions import USER
 from router.appkeys import SETTINGS, STORE
 from router.config import Tenant
 from router.settings import Settings
@@ -101,6 +103,15 @@ async def media(request: web.Request) -> web.StreamResponse:
     if url is None:
         log.warning("media %s of %s/%s is not on Twilio's hosts: not fetched", attachment.url, tenant.id, record["id"])
         raise web.HTTPNotFound()
+    if attachment.content_type.startswith("audio/"):  # a voicemail or call recording: who listened
+        await audit.record(
+            request.app[STORE],
+            "recording_opened",
+            actor=request[USER].login,
+            client=client_address(request),
+            tenants=(tenant.id,),
+            target=f"conversation {record['id']}, recording {n}",
+        )
     cap = settings.attachment_max_bytes
     session = request.app[CLIENT]
     try:

@@ -19,6 +19,7 @@ from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
+from router.customers import ADDRESS_KIND, identity
 from router.keys import Keys
 from router.store import Store
 
@@ -30,6 +31,11 @@ STATIC = {
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
+    "live.js": "application/javascript",
+    "attention.js": "application/javascript",
+    "shortcuts.js": "application/javascript",
+    "reply.js": "application/javascript",
+    "softphone.js": "application/javascript",
 }
 
 
@@ -54,27 +60,63 @@ async def _presences(request: web.Request) -> list[dict[str, str]]:
     return result
 
 
+async def _lists(request: web.Request) -> tuple[listing.Page, listing.Filter, listing.Page]:
+    """The user's own conversations (for attention: counts, title, shortcuts) and the list
+    pane as the page's query asks (?tab=mine|queue|all&sort=activity|sla|waiting&channel=
+    &tenant=&state=&offset=: listing.Filter); the same page when it asks for the default."""
+    store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    mine = await listing.page(store, deployment, user, listing.Filter())
+    flt = listing.Filter.parse(request.query, user)
+    return mine, flt, mine if flt == listing.Filter() else await listing.page(store, deployment, user, flt)
+
+
+def _list_view(request: web.Request, flt: listing.Filter, shown: listing.Page) -> dict[str, object]:
+    """The list pane's own fields, for the template and the JSON alike."""
+    user, deployment = request[USER], request.app[DEPLOYMENT]
+    tenants = user.tenants(deployment)
+    return {
+        "tab": flt.tab,
+        "sort": flt.sort,
+        "channel": flt.channel,
+        "state": flt.state,
+        "tenant": flt.tenant,
+        "offset": flt.offset,
+        "limit": flt.limit,
+        "total": shown.total,
+        "counts": shown.counts,
+        "rows": shown.rows,
+        "tabs": list(listing.TABS if user.supervises else ("mine",)),
+        "tenants": [(t, deployment.tenant(t).name or t) for t in tenants] if len(tenants) > 1 else [],
+        "channels": list(listing.CHANNEL_ICONS),
+        "states": list(listing.STATES),
+        "sorts": list(listing.SORTS),
+    }
+
+
 async def inbox(request: web.Request) -> web.Response:
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    _mine, flt, shown = await _lists(request)
     return render(
         request,
         "inbox.html",
         presences=await _presences(request),
         offers=await listing.offers(store, deployment, user),
-        conversations=await listing.conversations_of(store, deployment, user),
+        listing=_list_view(request, flt, shown),
         presence_choices=("available", "away", "offline"),
     )
 
 
 async def state_json(request: web.Request) -> web.Response:
-    """What the inbox page shows, for the live script to redraw it without a reload."""
+    """What the desk's pages show, for the live script to redraw them without a reload."""
     store, deployment, user = request.app[STORE], request.app[DEPLOYMENT], request[USER]
+    mine, flt, shown = await _lists(request)
     return web.json_response(
         {
             "now": events.now_ms(),
             "presences": await _presences(request),
             "offers": await listing.offers(store, deployment, user),
-            "conversations": await listing.conversations_of(store, deployment, user),
+            "conversations": mine.rows,
+            "list": _list_view(request, flt, shown),
         }
     )
 
@@ -96,19 +138,46 @@ def _address_label(ident: str) -> str:
     return _label(kind, REPLY_CHANNELS.get(kind, kind), address)
 
 
-def _reply_options(identities: list[str], record: dict[str, str]) -> list[dict[str, str]]:
-    """Where a reply may go: the address the customer last wrote from first, then the
-    customer's other addresses on channels that carry text."""
+NOT_THE_CUSTOMER = "(not the customer)"
+
+
+def _reply_options(
+    identities: list[str], record: dict[str, str], others: list[tuple[str, str]] = ()
+) -> list[dict[str, str]]:
+    """Where a reply may go: the address the customer last wrote from first (the default),
+    then the customer's other addresses on channels that carry text, then the others in
+    the conversation (a colleague on Cc who replied into the thread), each said to be not
+    the customer: an agent answers them only by choosing to."""
     current = (record.get("last_channel") or record.get("channel", ""), record.get("last_address", ""))
     options = []
-    if current[1] and current[0] != "voice":
+    if current[1] and current[0] != "voice" and current not in others:
         options.append({"value": f"{current[0]}|{current[1]}", "label": _label(current[0], *current)})
     for ident in identities:
         kind, _, address = ident.partition(":")
         channel = REPLY_CHANNELS.get(kind)
         if channel and (channel, address) != current:
             options.append({"value": f"{channel}|{address}", "label": _label(channel, channel, address)})
+    for channel, address in others:
+        if channel in REPLY_CHANNELS.values():
+            label = f"{_label(channel, channel, address)} {NOT_THE_CUSTOMER}"
+            options.append({"value": f"{channel}|{address}", "label": label})
     return options
+
+
+def _who(view: dict[str, object], entry: events.HistoryEntry, identities: set[str]) -> dict[str, object]:
+    """An entry's address line says who else is in the thread: a message from someone who is
+    not the customer (a colleague on Cc who replied), and whom a reply was copied to."""
+    someone_else = entry.channel in ADDRESS_KIND and identity(entry.channel, entry.address) not in identities
+    if entry.kind == "in" and someone_else:
+        view["address"] = f"{view['address']} {NOT_THE_CUSTOMER}"
+    elif entry.kind == "out" and entry.metadata.get("cc"):
+        view["address"] = f"{view['address']} (Cc: {entry.metadata['cc']})"
+    return view
+
+
+async def _identities(store: Store, tenant: str, customer: str) -> set[str]:
+    fields = await store.redis.hkeys(Keys(tenant).customer(customer))
+    return {f.decode().removeprefix("ident:") for f in fields if f.startswith(b"ident:")}
 
 
 PRECHAT_LABELS = {"prechat_name": "Name", "prechat_email": "Email", "prechat_topic": "Topic", "page": "Page"}
@@ -133,10 +202,13 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
         for message_id in outgoing:
             pipe.hmget(keys.delivery(message_id), "status", "error")
         rows = await pipe.execute()
+    found = {m: (s.decode(), (e or b"").decode()) for m, (s, e) in zip(outgoing, rows, strict=True) if s}
+    if store.archive is not None and len(found) < len(outgoing):  # an archived conversation's, evicted from Redis
+        found = {**await store.archive.deliveries(tenant, [m for m in outgoing if m not in found]), **found}
     result = {}
-    for message_id, (state, error) in zip(outgoing, rows, strict=True):
-        label = state.decode() if state else "queued"
-        result[message_id] = f"{label}: {error.decode()}" if error and label in ("failed", "refused") else label
+    for message_id in outgoing:
+        label, error = found.get(message_id) or ("queued", "")
+        result[message_id] = f"{label}: {error}" if error and label in ("failed", "refused") else label
     return result
 
 
@@ -157,6 +229,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     customer_record = (await names.records(store, tenant.id, [record["customer"]])).get(record["customer"], {})
     agent_names = tenant_agent_names(tenant)
     root = attachment_store(request).root
+    identities = set(profile["identities"])
     threads = []
     statuses: dict[str, str] = {}
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
@@ -168,7 +241,10 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "id": conv_id,
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
-                "entries": [messages.view(entry, files_url, root, media, agent_names) for entry in entries],
+                "entries": [
+                    _who(messages.view(entry, files_url, root, media, agent_names), entry, identities)
+                    for entry in entries
+                ],
                 "source": entries,
             }
         )
@@ -178,7 +254,9 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         and record.get("state") == "closed"
         and bool(await store.redis.sismember(Keys(tenant.id).agent_work(agent), record["id"]))
     )
-    reply_options = _reply_options(profile["identities"], record)
+    current = next((t["source"] for t in threads if t["current"]), None)
+    others = await conversations.participants(store, tenant.id, record, current)
+    reply_options = _reply_options(profile["identities"], record, others)
     # A file may go along where the channel can deliver one (router.app.inbox.attachments).
     attach_types = sorted(
         {
@@ -211,6 +289,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         all_agents=[(a.id, a.name or a.id) for a in tenant.agents if a.id != record.get("agent")],
         queues=[(q.id, q.name or q.id) for q in tenant.queues],
         reply_options=reply_options,
+        cc_others=[address for channel, address in others if channel == "email"],
         attach_types=attach_types,
         canned=canned.replies(tenant, fields) if holding else [],
         idempotency_key=events.new_id(),
@@ -218,6 +297,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
+        listing=_list_view(request, *(await _lists(request))[1:]),
+        current_conversation=record["id"],
     )
 
 
@@ -231,6 +312,7 @@ async def messages_json(request: web.Request) -> web.Response:
     base = f"/inbox/t/{tenant.id}/c/{record['id']}"
     files_url, media = base + "/files", messages.media_links(entries, base + "/media")
     agent_names = tenant_agent_names(tenant)
+    identities = await _identities(request.app[STORE], tenant.id, record["customer"])
     agent = request[USER].agent_in(tenant.id)
     if agent:
         await listing.mark_read(request.app[STORE], tenant.id, agent, record["id"])
@@ -241,7 +323,8 @@ async def messages_json(request: web.Request) -> web.Response:
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
             "entries": [
-                {**messages.live_view(e, agent_names), "attachments": messages.attachment_views(e, files_url, media)}
+                _who(messages.live_view(e, agent_names), e, identities)
+                | {"attachments": messages.attachment_views(e, files_url, media)}
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),

@@ -23,14 +23,19 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "transferred": "Conversation transferred.",
     "closed": "Conversation closed.",
     "wrapped_up": "Wrap-up ended.",
-    "calling": "Calling back: your phone rings first.",
+    "calling": "Calling back: your phone or softphone rings first.",
+    "dialling": "Calling the customer: your phone or softphone rings first.",
     "reassigned": "Conversation reassigned.",
     "renamed": "Customer's name saved.",
     "name_cleared": "Customer's name cleared: the name their channel gave is shown.",
+    "linked": "Address linked to this customer.",
+    "linked_moved": "Address linked to this customer (it was another customer's until now).",
     "campaign_launch": "Campaign launched.",
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
     "campaign_cancel": "Campaign cancelled.",
+    "unlocked": "Lock lifted.",
+    "lock_gone": "That lock had already ended.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000
@@ -52,6 +57,7 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
             csrf=session.csrf if session else "",
             done=DONE.get(request.query.get("done", ""), ""),
             now_ms=events.now_ms(),
+            request_path=request.path,
             **context,
         )
     )

@@ -21,9 +21,10 @@ import msgspec
 from aiohttp import web
 
 from ops import reports
-from router import events
+from router import audit, events
 from router.app.inbox import charts
 from router.app.inbox.access import tenant_of
+from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
@@ -230,6 +231,15 @@ async def csv_download(request: web.Request) -> web.Response:
     result = await reports.report(request.app[STORE], query.tenant, query.period, query.day)
     body = io.StringIO()
     reports.write_csv_rows(body, result, query.by)
+    user = request[USER]
+    await audit.record(
+        request.app[STORE],
+        "export",
+        actor=user.login,
+        client=client_address(request),
+        tenants=(query.tenant.id,),
+        target=f"report {query.period} {result.start.date()} by {query.by}",
+    )
     name = UNSAFE_FILENAME.sub("_", f"report-{query.tenant.id}-{query.period}-{result.start.date()}-{query.by}.csv")
     return web.Response(
         text=body.getvalue(),

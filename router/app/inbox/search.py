@@ -4,7 +4,8 @@ There is no separate search index: candidates come from what the keyspace alread
 holds. An address (or customer id) finds the customer's conversations through the
 identity map; otherwise the tenant's events stream, whose entry ids are times, gives
 the conversations opened in the date range (as far back as the stream is kept).
-The other filters are checked on each candidate, and the work is bounded.
+The other filters are checked on each candidate, and the work is bounded. With an
+archive (DATABASE_URL), it adds the archived conversations that match, however old.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ async def _opened_between(store: Store, tenant: Tenant, start_ms: int, end_ms: i
 async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, object]]:
     keys = Keys(tenant.id)
     start_ms, end_ms = _bounds_ms(tenant, query)
+    owners: set[str] = set()
     if query.customer or query.address:
         owners = {query.customer} if query.customer else set()
         if query.address:
@@ -118,6 +120,19 @@ async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, obje
     else:
         candidates = await _opened_between(store, tenant, start_ms, end_ms)
         dated = True
+    if store.archive is not None:  # every conversation ever archived, not only what Redis and the stream hold
+        owners_given = bool(query.customer or query.address)
+        archived = await store.archive.search(
+            tenant.id,
+            customers=sorted(owners) if owners_given else None,
+            start_ms=start_ms if dated else None,
+            end_ms=end_ms if dated else None,
+            disposition=query.disposition,
+            text=query.text,
+            limit=MAX_CANDIDATES,
+        )
+        known = set(candidates)
+        candidates += [c for c in archived if c not in known]
     needle = query.text.casefold()
     results = []
     for conversation in candidates[:MAX_CANDIDATES]:

@@ -5,6 +5,11 @@ SHA-256 (a copy of the store has no live cookie), with an idle expiry that every
 request renews. Each session has its own CSRF token, which every POST must carry
 (form field `csrf`, the first field of a multipart form, or header `X-CSRF-Token`).
 The login form, before any session, is protected by a double-submit cookie.
+
+Without a session, a page the browser navigates to is redirected to the login, which
+returns to it afterwards (`?next=`, a path of the inbox only); anything a script asks
+for (a JSON route, a fetch, the live socket) is answered 401, so the page sees that its
+session is gone instead of silently following a redirect to the login form's HTML.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote, urlsplit
 
 import msgspec
 from aiohttp import BodyPartReader, MultipartReader, web
@@ -33,8 +39,10 @@ MAX_SECONDS = 24 * 3600  # and none lives longer than this, however busy (a stol
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 PREFIX = "/inbox"
-PUBLIC = {"/inbox/login", "/inbox/static/inbox.css"}  # reachable without a session
+LOGIN = f"{PREFIX}/login"
+PUBLIC = {LOGIN, f"{LOGIN}/code", "/inbox/static/inbox.css"}  # reachable without a session
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+NEXT_MAX = 1000  # a longer `next` is dropped: the inbox's own paths are short
 
 USER = web.RequestKey("inbox_user", accounts.User)
 
@@ -120,16 +128,21 @@ def tokens_match(expected: str, given: str) -> bool:
     return bool(expected) and bool(given) and hmac.compare_digest(expected.encode(), given.encode())
 
 
+def _origins(request: web.Request) -> set[str]:
+    """This site's origins: the one asked for, and the public address's."""
+    allowed = {f"{request.scheme}://{request.host}"}
+    public = request.app[SETTINGS].public_url
+    if public:
+        allowed.add("/".join(public.split("/")[:3]))
+    return allowed
+
+
 def same_origin(request: web.Request) -> bool:
     """A request's Origin (when the browser sends one) must be this site's own."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True  # not sent by every browser on same-origin form posts; the CSRF token decides
-    allowed = {f"{request.scheme}://{request.host}"}
-    public = request.app[SETTINGS].public_url
-    if public:
-        allowed.add("/".join(public.split("/")[:3]))
-    return origin in allowed
+    return origin in _origins(request)
 
 
 async def _csrf_given(request: web.Request) -> str:
@@ -169,15 +182,71 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     session = await load(store, request.cookies.get(COOKIE, ""))
     user = await accounts.get(store, session.login) if session else None
     if session is None or user is None:
-        if request.method in SAFE_METHODS and request.headers.get("Upgrade", "").lower() != "websocket":
-            raise web.HTTPFound(f"{PREFIX}/login")
-        raise web.HTTPUnauthorized(text="log in first")
+        if not _navigation(request):
+            raise web.HTTPUnauthorized(text="log in first")
+        if request.method in SAFE_METHODS:
+            raise web.HTTPFound(login_url(request.path_qs))
+        # A form posted after the session ended (the page had no time to notice): the
+        # login, then back to the page the form was on. What it posted is not replayed.
+        raise web.HTTPSeeOther(login_url(_referred_path(request)))
     if request.method not in SAFE_METHODS and not tokens_match(session.csrf, await _csrf_given(request)):
         log.warning("CSRF token missing or wrong: %s %s by %s", request.method, path, user.login)
         raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page and try again")
     request[SESSION] = session
     request[USER] = user
     return await handler(request)
+
+
+def _navigation(request: web.Request) -> bool:
+    """A browser going to a page (answered with the login), rather than a script's fetch,
+    a JSON route or the live socket (answered 401, which a script can act on: a redirect
+    it would follow silently). Browsers say which with Sec-Fetch-Mode; a client that
+    sends none is taken as navigating, except to a JSON route, and posts only count when
+    a browser says so, so a script's or a tool's POST without a session stays a 401."""
+    if request.path.endswith(".json") or request.headers.get("Upgrade", "").lower() == "websocket":
+        return False
+    mode = request.headers.get("Sec-Fetch-Mode")
+    if request.method in SAFE_METHODS:
+        return mode in (None, "navigate")
+    return mode == "navigate"
+
+
+def _referred_path(request: web.Request) -> str:
+    """The path of the page a form was posted from, when it is one of ours."""
+    parts = urlsplit(request.headers.get("Referer", ""))
+    if f"{parts.scheme}://{parts.netloc}" not in _origins(request):
+        return ""
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def safe_next(value: str) -> str:
+    """Where the login may send the browser afterwards: a path of the inbox on this site,
+    or "" (so a link cannot make our login page send anyone elsewhere: no scheme, no
+    host, no `//` or backslash that a browser would read as another host, nothing past
+    the inbox)."""
+    if not value or len(value) > NEXT_MAX or "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or value.startswith("//"):
+        return ""
+    if not (parts.path == PREFIX or parts.path.startswith(PREFIX + "/")) or "//" in parts.path:
+        return ""
+    if parts.path in (LOGIN, f"{PREFIX}/logout") or ".." in parts.path.split("/"):
+        return ""
+    return value
+
+
+def login_url(next_path: str) -> str:
+    """The login page, returning to next_path afterwards if it is a safe one (the inbox
+    itself, where a login lands anyway, needs no `next`)."""
+    target = safe_next(next_path)
+    parts = urlsplit(target)
+    # a `done` message was said once; it is not said again after the login
+    query = "&".join(pair for pair in parts.query.split("&") if pair and not pair.startswith("done="))
+    target = parts.path + (f"?{query}" if query else "")
+    if not target or target in (PREFIX, PREFIX + "/"):
+        return LOGIN
+    return f"{LOGIN}?next={quote(target, safe='/')}"
 
 
 def require_role(*roles: str) -> Callable[[Handler], Handler]:

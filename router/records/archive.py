@@ -1,0 +1,424 @@
+"""The archive: PostgreSQL as the system of record (schema in migrations/).
+
+Writes are upserts keyed by the tenant and our ids, so a redelivered or replayed batch
+changes nothing. A conversation is written from a snapshot read from Redis inside the
+transaction, after taking a lock on that conversation for the transaction: two archive
+workers writing the same conversation run one after the other, and the later one reads
+the later state, so an older snapshot never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+
+import msgspec
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from router import events
+from router.records import migrate, snapshot
+from router.store import Store
+
+log = logging.getLogger(__name__)
+
+UTC = dt.UTC
+
+
+def _at(ms: str | int | None) -> dt.datetime | None:
+    """A Redis time (milliseconds since the epoch, as text) as a timestamptz."""
+    try:
+        value = int(ms or 0)
+    except ValueError:
+        return None
+    return dt.datetime.fromtimestamp(value / 1000, UTC) if value else None
+
+
+def _ms(when: dt.datetime) -> int:
+    return round(when.timestamp() * 1000)
+
+
+def _amount(value: str) -> Decimal | None:
+    try:
+        return Decimal(value) if value else None
+    except InvalidOperation:
+        return None
+
+
+def _date(value: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _pool(url: str, size: int) -> AsyncConnectionPool:
+    # autocommit: a read is its own statement; writes open a transaction (conn.transaction())
+    return AsyncConnectionPool(url, min_size=1, max_size=size, open=False, timeout=10, kwargs={"autocommit": True})
+
+
+class Archive:
+    """A pool of connections to the archive's database, and what is read and written there."""
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, size: int = 4) -> Archive:
+        """A pool that connects in the background: queries wait for the database (up to the
+        pool's timeout) instead of start-up."""
+        pool = _pool(url, size)
+        await pool.open(wait=False)
+        return cls(pool)
+
+    @classmethod
+    async def open(cls, url: str, *, size: int = 4) -> Archive:
+        """Connect (waiting for the database to answer) and check its schema is this code's."""
+        pool = _pool(url, size)
+        try:
+            await pool.open(wait=True, timeout=10)
+        except BaseException:
+            await pool.close()
+            raise
+        try:
+            async with pool.connection() as conn:
+                cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+                have: list[int] = []
+                if (await cur.fetchone())[0]:
+                    have = [
+                        r[0] for r in await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
+                    ]
+            migrate.check_versions(have)
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # --- writing ---
+
+    async def archive(
+        self,
+        store: Store,
+        tenant: str,
+        entries: Sequence[tuple[str, events.StateEvent]] = (),
+        conversations: Iterable[str] = (),
+    ) -> list[snapshot.Snapshot]:
+        """Write the events stream's entries and the named conversations (as Redis holds
+        them now) in one transaction; returns the snapshots written, once committed.
+        A conversation Redis no longer has is left as the archive has it."""
+        written = []
+        async with self.pool.connection() as conn, conn.transaction():
+            for conversation in sorted(set(conversations)):  # one order: two writers never deadlock
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{tenant}:{conversation}",)
+                )
+                taken = await snapshot.read(store, tenant, conversation)
+                if taken is not None:
+                    await _write_snapshot(conn, taken)
+                    written.append(taken)
+            if entries:
+                await _write_events(conn, tenant, entries)
+        return written
+
+    async def evictable(self, tenant: str, closed_before_ms: int, limit: int = 500) -> list[str]:
+        """Archived conversations closed before the cut-off that Redis may still hold."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM conversations WHERE tenant = %s AND state = 'closed' AND evicted_at IS NULL"
+                " AND closed_at < %s ORDER BY closed_at LIMIT %s",
+                (tenant, _at(closed_before_ms), limit),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def mark_evicted(self, tenant: str, conversations: Sequence[str]) -> None:
+        if not conversations:
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE conversations SET evicted_at = now() WHERE tenant = %s AND id = ANY(%s) AND evicted_at IS NULL",
+                (tenant, list(conversations)),
+            )
+
+    async def expire(self, tenant: str, closed_before_ms: int, *, batch: int = 1000) -> dict[str, int]:
+        """Retention: delete the conversations closed before the cut-off (those Redis no longer
+        holds), their messages and events, and any other events that old; how many went."""
+        cutoff = _at(closed_before_ms)
+        gone = {"conversations": 0, "messages": 0, "events": 0}
+        while True:
+            async with self.pool.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT id FROM conversations WHERE tenant = %s AND closed_at < %s AND evicted_at IS NOT NULL"
+                    " LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (tenant, cutoff, batch),
+                )
+                ids = [row[0] for row in await cur.fetchall()]
+                if ids:
+                    counted = await _delete_conversations(conn, tenant, ids)
+                    for name, count in counted.items():
+                        gone[name] += count
+            if len(ids) < batch:
+                break
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("DELETE FROM events WHERE tenant = %s AND occurred_at < %s", (tenant, cutoff))
+            gone["events"] += cur.rowcount
+        return gone
+
+    async def erase_customer(
+        self, tenant: str, customer: str, *, by: str, reason: str = "", redis: dict[str, int] | None = None
+    ) -> dict[str, int]:
+        """Delete everything the archive holds of a customer, and say so in `erasures`, in
+        one transaction; how many of each went (with `redis`'s counts, as erase() passes them)."""
+        counts = dict(redis or {})
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT id FROM conversations WHERE tenant = %s AND customer = %s", (tenant, customer)
+            )
+            ids = [row[0] for row in await cur.fetchall()]
+            counts.update(await _delete_conversations(conn, tenant, ids))
+            cur = await conn.execute("DELETE FROM identities WHERE tenant = %s AND customer = %s", (tenant, customer))
+            counts["identities"] = cur.rowcount
+            cur = await conn.execute("DELETE FROM customers WHERE tenant = %s AND id = %s", (tenant, customer))
+            counts["customers"] = cur.rowcount
+            if any(counts.values()):
+                await conn.execute(
+                    "INSERT INTO erasures (tenant, customer, erased_by, reason, erased) VALUES (%s, %s, %s, %s, %s)",
+                    (tenant, customer, by, reason, Jsonb(counts)),
+                )
+        return counts
+
+    async def erasures(self, tenant: str) -> list[dict[str, object]]:
+        """The audit of erasures, oldest first."""
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT customer, erased_at, erased_by, reason, erased FROM erasures WHERE tenant = %s ORDER BY id",
+                (tenant,),
+            )
+            return await cur.fetchall()
+
+    # --- reading (router.conversations asks here for what Redis no longer has) ---
+
+    async def conversation(self, tenant: str, conversation: str) -> dict[str, str] | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT record FROM conversations WHERE tenant = %s AND id = %s", (tenant, conversation)
+            )
+            row = await cur.fetchone()
+        return dict(row[0]) if row else None
+
+    async def history(self, tenant: str, conversation: str) -> list[events.HistoryEntry]:
+        async with self.pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT id, kind, channel, occurred_at, body, subject, address, name, agent, attachments,"
+                " contact_kind, metadata FROM messages WHERE tenant = %s AND conversation = %s ORDER BY position",
+                (tenant, conversation),
+            )
+            rows = await cur.fetchall()
+        return [msgspec.convert({**row, "occurred_at": _ms(row["occurred_at"])}, events.HistoryEntry) for row in rows]
+
+    async def customer_conversations(self, tenant: str, customer: str) -> list[str]:
+        """The customer's archived conversations, oldest first."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id FROM conversations WHERE tenant = %s AND customer = %s ORDER BY created_at, id",
+                (tenant, customer),
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def search(
+        self,
+        tenant: str,
+        *,
+        customers: Sequence[str] | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        disposition: str = "",
+        text: str = "",
+        limit: int = 2000,
+    ) -> list[str]:
+        """Conversations matching every filter given, newest first: of these customers, opened
+        in the range, closed with the disposition, with the text in a message, note or subject
+        (as words, or as a substring: Chinese and Japanese have no spaces to find words by)."""
+        where = ["c.tenant = %(tenant)s"]
+        if customers is not None:
+            where.append("c.customer = ANY(%(customers)s)")
+        if start_ms is not None:
+            where.append("c.created_at >= %(start)s")
+        if end_ms is not None:
+            where.append("c.created_at <= %(end)s")
+        if disposition:
+            where.append("c.disposition = %(disposition)s")
+        if text:
+            where.append(
+                "EXISTS (SELECT 1 FROM messages m WHERE m.tenant = c.tenant AND m.conversation = c.id"
+                " AND (m.search @@ plainto_tsquery('simple', %(text)s)"
+                " OR m.body ILIKE %(like)s OR m.subject ILIKE %(like)s))"
+            )
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        params = {
+            "tenant": tenant,
+            "customers": list(customers or []),
+            "start": _at(start_ms) if start_ms is not None else None,
+            "end": _at(end_ms) if end_ms is not None else None,
+            "disposition": disposition,
+            "text": text,
+            "like": like,
+            "limit": limit,
+        }
+        sql = f"SELECT c.id FROM conversations c WHERE {' AND '.join(where)} ORDER BY c.created_at DESC LIMIT %(limit)s"
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql.encode(), params)  # built from the fixed clauses above only
+            return [row[0] for row in await cur.fetchall()]
+
+    async def deliveries(self, tenant: str, messages: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Each archived reply's last delivery status and error."""
+        if not messages:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, delivery_status, delivery_error FROM messages WHERE tenant = %s AND id = ANY(%s)",
+                (tenant, list(messages)),
+            )
+            return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
+
+
+async def _delete_conversations(conn: AsyncConnection, tenant: str, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {"conversations": 0, "messages": 0, "events": 0}
+    messages = await conn.execute("DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
+    return {"conversations": gone.rowcount, "messages": messages.rowcount, "events": evented.rowcount}
+
+
+async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> None:
+    tenant, record = taken.tenant, taken.record
+    customer = taken.customer
+    if customer and record.get("customer"):
+        await conn.execute(
+            "INSERT INTO customers (tenant, id, name, channel_name, last_agent, last_seen, record)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, id) DO UPDATE SET"
+            " name = excluded.name, channel_name = excluded.channel_name, last_agent = excluded.last_agent,"
+            " last_seen = excluded.last_seen, record = excluded.record, archived_at = now()",
+            (
+                tenant,
+                record["customer"],
+                customer.get("name", ""),
+                customer.get("channel_name", ""),
+                customer.get("last_agent", ""),
+                _at(customer.get("last_seen")),
+                Jsonb(customer),
+            ),
+        )
+        idents = [name[6:] for name in customer if name.startswith("ident:")]
+        if idents:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO identities (tenant, identity, customer) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (tenant, identity) DO UPDATE SET customer = excluded.customer",
+                    [(tenant, ident, record["customer"]) for ident in idents],
+                )
+    await conn.execute(
+        "INSERT INTO conversations (tenant, id, customer, channel, address, queue, agent, state, kind, disposition,"
+        " promise_amount, promise_date, campaign, created_at, answered_at, closed_at, last_message_at, record, digest)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant, id) DO UPDATE SET customer = excluded.customer, channel = excluded.channel,"
+        " address = excluded.address, queue = excluded.queue, agent = excluded.agent, state = excluded.state,"
+        " kind = excluded.kind, disposition = excluded.disposition, promise_amount = excluded.promise_amount,"
+        " promise_date = excluded.promise_date, campaign = excluded.campaign, created_at = excluded.created_at,"
+        " answered_at = excluded.answered_at, closed_at = excluded.closed_at,"
+        " last_message_at = excluded.last_message_at, record = excluded.record, digest = excluded.digest,"
+        " archived_at = now(), evicted_at = NULL",
+        (
+            tenant,
+            taken.conversation,
+            record.get("customer", ""),
+            record.get("channel", ""),
+            record.get("address", ""),
+            record.get("queue", ""),
+            record.get("agent", ""),
+            record.get("state", ""),
+            record.get("kind", ""),
+            record.get("disposition", ""),
+            _amount(record.get("promise_amount", "")),
+            _date(record.get("promise_date", "")),
+            record.get("campaign", ""),
+            _at(record.get("created_at")),
+            _at(record.get("answered_at")),
+            _at(record.get("closed_at")),
+            _at(record.get("last_message_at") or record.get("created_at")),
+            Jsonb(record),
+            taken.digest,
+        ),
+    )
+    rows = []
+    for position, entry in enumerate(taken.entries):
+        delivery = taken.deliveries.get(entry.id, {}) if entry.kind == "out" else {}
+        rows.append(
+            (
+                tenant,
+                entry.id,
+                taken.conversation,
+                position,
+                entry.kind,
+                entry.channel,
+                _at(entry.occurred_at),
+                entry.body,
+                entry.subject,
+                entry.address,
+                entry.name,
+                entry.agent,
+                entry.contact_kind,
+                Jsonb(msgspec.to_builtins(entry.attachments)),
+                Jsonb(entry.metadata),
+                # a reply with no delivery record yet is queued (router.app.inbox.pages says so too)
+                delivery.get("status", "") or ("queued" if entry.kind == "out" else ""),
+                delivery.get("error", ""),
+                delivery.get("provider_id", ""),
+                int(delivery.get("attempts") or 0),
+            )
+        )
+    if rows:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO messages (tenant, id, conversation, position, kind, channel, occurred_at, body, subject,"
+                " address, name, agent, contact_kind, attachments, metadata, delivery_status, delivery_error,"
+                " provider_id, attempts)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (tenant, id) DO UPDATE SET conversation = excluded.conversation,"
+                " position = excluded.position, delivery_status = excluded.delivery_status,"
+                " delivery_error = excluded.delivery_error, provider_id = excluded.provider_id,"
+                " attempts = excluded.attempts",
+                rows,
+            )
+
+
+async def _write_events(conn: AsyncConnection, tenant: str, entries: Sequence[tuple[str, events.StateEvent]]) -> None:
+    rows = []
+    for entry_id, event in entries:
+        payload = msgspec.to_builtins(event)
+        rows.append(
+            (
+                tenant,
+                entry_id,
+                payload.get("type", ""),
+                _at(event.occurred_at) or dt.datetime.now(UTC),
+                event.conversation,
+                getattr(event, "agent", "") or "",
+                Jsonb(payload),
+            )
+        )
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO events (tenant, entry, type, occurred_at, conversation, agent, payload)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, entry) DO NOTHING",
+            rows,
+        )

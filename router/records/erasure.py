@@ -1,0 +1,73 @@
+"""Erasure of one customer on request (GDPR art. 17, PIPL art. 47): everything the product
+holds of them, in Redis and in the archive, with an audit entry that says what was erased,
+when and by whom, and nothing of what it held.
+
+Redis goes first: once it no longer holds the customer, no archive worker can write them
+back from a snapshot. A customer with a conversation still open is refused (close it first).
+"""
+
+from __future__ import annotations
+
+from router import events
+from router.errors import ContactRouterError
+from router.keys import Keys
+from router.store import Store, text
+
+
+class ErasureRefused(ContactRouterError):
+    """The customer cannot be erased now (unknown, or a conversation still open)."""
+
+
+async def erase(store: Store, tenant: str, customer: str, *, by: str, reason: str = "") -> dict[str, int]:
+    """Erase a customer; returns how many of each kind of record went (also in the audit entry)."""
+    if store.archive is None:
+        raise ErasureRefused("erasure needs the archive (DATABASE_URL): it keeps the audit entry, and old records")
+    if not by:
+        raise ErasureRefused("say who asks for the erasure (--by)")
+    archived = await store.archive.customer_conversations(tenant, customer)
+    redis_counts = await _erase_from_redis(store, tenant, customer, archived)
+    counts = await store.archive.erase_customer(tenant, customer, by=by, reason=reason, redis=redis_counts)
+    if not any(counts.values()):
+        raise ErasureRefused(f"no customer {customer} in {tenant}")
+    return counts
+
+
+async def _erase_from_redis(store: Store, tenant: str, customer: str, archived: list[str]) -> dict[str, int]:
+    """Delete the customer's keys; `archived`: their conversations the archive has (evicted ones
+    may still have markers here)."""
+    keys = Keys(tenant)
+    record = {text(k): text(v) for k, v in (await store.redis.hgetall(keys.customer(customer))).items()}
+    hot = [text(c) for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
+    conversations = hot + [c for c in archived if c not in hot]
+    doomed = [keys.customer(customer), keys.customer_conversations(customer)]
+    identities = [name[6:] for name in record if name.startswith("ident:")]
+    for conversation in conversations:
+        fields = await store.redis.hmget(keys.conversation(conversation), "state", "attempts")
+        state, attempts = (text(f) if f is not None else "" for f in fields)
+        if state and state not in ("closed",):
+            raise ErasureRefused(f"conversation {conversation} is {state}: close it before erasing its customer")
+        doomed += [keys.conversation(conversation), keys.conversation_log(conversation)]
+        doomed.append(keys.conversation_declined(conversation))
+        doomed += [keys.reservation(f"{conversation}.{n}") for n in range(1, int(attempts or 0) + 1)]
+        # A reply's or note's marker holds the reply itself until it expires: it goes now.
+        # (Erasure is rare: a scan of the keyspace per conversation is its cost.)
+        for scope in ("reply", "note"):
+            doomed += [text(k) async for k in store.redis.scan_iter(match=f"{keys.seen(scope, conversation)}:*")]
+        for raw in await store.redis.lrange(keys.conversation_log(conversation), 0, -1):
+            entry = events.decode_history(raw)
+            if entry.kind == "out":
+                doomed.append(keys.delivery(entry.id))
+                provider = await store.redis.hget(keys.delivery(entry.id), "provider_id")
+                if provider:
+                    doomed.append(keys.provider_message(text(provider)))
+    async with store.redis.pipeline(transaction=True) as pipe:
+        for ident in identities:
+            pipe.hget(keys.identities, ident)
+        owners = await pipe.execute()
+    async with store.redis.pipeline(transaction=True) as pipe:
+        for ident, owner in zip(identities, owners, strict=True):
+            if owner is not None and text(owner) == customer:  # an address since linked to another stays theirs
+                pipe.hdel(keys.identities, ident)
+        pipe.delete(*doomed)
+        await pipe.execute()
+    return {"redis_conversations": len(hot), "redis_identities": len(identities)}
