@@ -2,8 +2,9 @@
 
 A campaign is a hash (definition as JSON, state, row count) in its tenant's
 keyspace; the running ones are in a set the campaigns workers read each round,
-and the send script checks the state again at the moment of sending, so a pause
-or a cancel stops sending at once, even mid-batch.
+and the send script checks the state again at the moment of queueing, and the
+dispatcher's lease at the moment of sending, so a pause or a cancel stops sending at
+once, even mid-batch and for messages already queued.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ COUNTERS = (
     "skipped",
     "retried",
     "rescheduled",
+    "refused_at_send",  # messages the dispatcher would not let leave (held for later or refused)
 )
+REFUSED_AT_SEND = "refused_at_send:"  # its counters per reason
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +58,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     counts: dict[str, int]
     dispositions: dict[str, int] = {}
     variants: dict[str, dict[str, int]] = {}  # A/B variant -> its own counters
+    refused_at_send: dict[str, int] = {}  # reason (outside_window, paused, do_not_contact...) -> messages
 
     @property
     def done(self) -> int:
@@ -174,6 +178,7 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
     counts = dict.fromkeys(COUNTERS, 0)
     dispositions: dict[str, int] = {}
     variants: dict[str, dict[str, int]] = {}
+    refused: dict[str, int] = {}
     for field, value in stats.items():
         name = text(field)
         if name.startswith("v:"):  # v:<variant>:<counter>
@@ -181,6 +186,8 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
             variants.setdefault(variant, {})[counter] = int(value)
         elif name.startswith("disposition:"):
             dispositions[name.partition(":")[2]] = int(value)
+        elif name.startswith(REFUSED_AT_SEND):
+            refused[name.removeprefix(REFUSED_AT_SEND)] = int(value)
         else:
             counts[name] = int(value)
     return Progress(
@@ -191,6 +198,7 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
         counts=counts,
         dispositions=dispositions,
         variants=variants,
+        refused_at_send=dict(sorted(refused.items())),
     )
 
 

@@ -210,15 +210,18 @@ def _dnc_address(raw: str) -> str:
 
 
 def bar(progress: registry.Progress, width: int = 30) -> str:
-    """One line: a bar of recipients done, then every counter."""
+    """One line: a bar of recipients done, then every counter (and the messages refused as
+    they were to leave, by reason)."""
     share = progress.share
     filled = round(share * width)
     c = progress.counts
+    why = ", ".join(f"{reason} {n:,}" for reason, n in progress.refused_at_send.items())
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {progress.state}  queued {progress.queued:,}  "
         f"sent {c['sent']:,}  delivered {c['delivered']:,}  failed {c['failed']:,}  "
         f"suppressed {c['suppressed']:,}  replied {c['replied']:,}  converted {c['converted']:,}"
         + (f"  skipped {c['skipped']:,}" if c["skipped"] else "")
+        + (f"  refused at send {c['refused_at_send']:,} ({why})" if c["refused_at_send"] else "")
     )
 
 

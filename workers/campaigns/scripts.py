@@ -91,6 +91,53 @@ def send_call(store: Store, tenant: str, batch: SendBatch, recipients: list[Reci
     )
 
 
+class SendCheck(NamedTuple):
+    """campaigns/begin_send.lua's arguments (ARGV[1] to ARGV[23]), before its caps (CapArgs)."""
+
+    message_id: str
+    payload: bytes  # the outbound message, kept in its delivery record as begin_send.lua keeps it
+    lease_ms: int
+    campaign_key: str  # the campaign's hash (its state)
+    status: str  # the campaign's status hash
+    due: str  # its due set
+    stats: str  # its counters
+    seq: int
+    attempt: int
+    channel: str
+    address: str
+    conv: str  # the recipient's campaign conversation
+    ident: str  # the address as an identity (whose customer a dispute may name)
+    suppression: str  # the channel's opt-outs
+    dnc: str  # the do-not-contact set
+    disputes: str  # the disputes set, or "" (not collections)
+    debt: str  # "debt:<account>" or ""
+    cap: str  # the caps' attempts key (where this message's attempt was recorded)
+    talked: str  # the key of the last conversation about the debt (or address)
+    open_from: int  # the window span around the judging moment (ms), 0 and 0 when outside it
+    open_until: int
+    reopens: int  # when the window opens next (ms)
+    variant: str  # the A/B variant's counter prefix ("v:<name>:") or ""
+
+
+class CapArgs(NamedTuple):
+    """campaigns/begin_send.lua's arguments for one cap on the message's channel."""
+
+    max_attempts: int
+    days_ms: int
+    quiet_ms: int
+
+
+def begin_send_call(store: Store, tenant: str, check: SendCheck, caps: Sequence[CapArgs]) -> scripts.Call:
+    """One campaigns/begin_send.lua call, for the dispatcher's pipeline: the send's lease
+    if every rule of the campaign allows the message now, else its refusal recorded. Its
+    reply is begin_send.lua's, or ("refused" | "held", attempts, reason)."""
+    return scripts.Call(
+        store.scripts["campaigns/begin_send"],
+        Keys(tenant).base,
+        [*check, *(arg for cap in caps for arg in cap)],
+    )
+
+
 class Settlement(NamedTuple):
     """campaigns/settle.lua's arguments for one recipient."""
 

@@ -7,7 +7,9 @@ with the send script, which checks suppression and the campaign's state at that
 instant and records everything in one step. The outbound message id is derived
 from campaign, recipient and attempt, and the send script refuses a second send
 of an attempt: a worker killed anywhere leaves its recipients to be claimed again
-when their lease ends, and nothing goes twice. The dispatch process delivers.
+when their lease ends, and nothing goes twice. The dispatch process delivers, after
+judging every rule again as the message is to leave (workers/campaigns/gate.py); a
+message it holds back comes back here (held:...) and is queued again under its id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +37,7 @@ from router.store import STORE_ERRORS, Store, StoreOutage, text
 from workers.campaigns import pacing, results, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
+from workers.campaigns.gate import ZONES, zones_metadata
 from workers.campaigns.ids import conversation_id, message_id, variant_prefix
 
 log = logging.getLogger(__name__)
@@ -82,7 +86,8 @@ class CampaignWorker:
         self.public_url = public_url or "http://127.0.0.1:8080"
         self._campaigns: dict[tuple[str, str], _Loaded] = {}
         self._keys: dict[str, bytes] = {}
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))  # tests move time; Redis's clock runs leases
+        # tests move time (time.time also moves the embedded store's); Redis's clock runs leases
+        self.clock = clock or (lambda: dt.datetime.fromtimestamp(time.time(), dt.UTC))
 
     async def step(self) -> int:
         """One round over every running campaign; returns how many recipients were handled."""
@@ -340,7 +345,8 @@ class CampaignWorker:
             subject=rendered.subject,
             campaign=campaign.id,
             automatic=True,
-            metadata={**metadata, MACHINE_MESSAGE: machine} if machine else metadata,
+            # the zones it was judged in, for the dispatcher to judge it in again (workers/campaigns/gate.py)
+            metadata={**metadata, **({MACHINE_MESSAGE: machine} if machine else {}), ZONES: zones_metadata(item.zones)},
         )
         entry = events.HistoryEntry(
             id=mid,
@@ -412,9 +418,10 @@ def _other_identity(channel: str, recipient: Recipient) -> str:
 
 
 def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
-    """The attempt and channel a claimed recipient is due for: its first, or a retry."""
-    if status.startswith("retry:"):
-        _, attempt, channel = status.split(":", 2)
+    """The attempt and channel a claimed recipient is due for: its first, a retry, or one
+    the dispatcher held back when it was to leave (held:<attempt>:<channel>:<reason>)."""
+    if status.startswith(("retry:", "held:")):
+        _, attempt, channel = status.split(":", 3)[:3]
         return int(attempt), channel
     return 1, campaign.channel
 
