@@ -33,6 +33,16 @@ TRANSITIONS = {
     "resume": (("paused",), "running"),
     "cancel": (("draft", "running", "paused"), "cancelled"),
 }
+# action -> the campaign's field holding when it was last taken (ms)
+CHANGED_AT = {
+    "launch": "launched_at",
+    "pause": "paused_at",
+    "resume": "resumed_at",
+    "cancel": "cancelled_at",
+    "finish": "finished_at",
+}
+# what versions before December 2026 wrote instead ("{action}ed_at"), still read
+OLD_CHANGED_AT = {"paused_at": "pauseed_at", "resumed_at": "resumeed_at", "cancelled_at": "canceled_at"}
 COUNTERS = (
     "imported",
     "rejected",
@@ -148,7 +158,7 @@ async def change(store: Store, tenant: str, campaign_id: str, action: str) -> st
             await pipe.reset()
             raise CampaignError(f"cannot {action} campaign {campaign_id}: it is {text(state)}")
         pipe.multi()
-        pipe.hset(key, mapping={"state": target, f"{action}ed_at": now_ms()})
+        pipe.hset(key, mapping={"state": target, CHANGED_AT[action]: now_ms()})
         if target == "running":
             pipe.sadd(keys.campaigns_running, campaign_id)
         else:
@@ -161,9 +171,23 @@ async def finish(store: Store, tenant: str, campaign_id: str) -> None:
     """A running campaign past its end: nothing more goes out."""
     keys = Keys(tenant)
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.campaign(campaign_id), mapping={"state": "finished", "finished_at": now_ms()})
+        pipe.hset(keys.campaign(campaign_id), mapping={"state": "finished", CHANGED_AT["finish"]: now_ms()})
         pipe.srem(keys.campaigns_running, campaign_id)
         await pipe.execute()
+
+
+async def changes(store: Store, tenant: str, campaign_id: str) -> dict[str, int]:
+    """When the campaign was last launched, paused, resumed, cancelled and finished (ms),
+    those it was; the names older versions wrote are read too."""
+    fields = list(CHANGED_AT.values())
+    old = [OLD_CHANGED_AT.get(f, f) for f in fields]
+    values = await store.redis.hmget(Keys(tenant).campaign(campaign_id), fields + old)
+    found = {}
+    for action, new, was in zip(CHANGED_AT, values[: len(fields)], values[len(fields) :], strict=True):
+        value = new if new is not None else was
+        if value is not None:
+            found[action] = int(value)
+    return found
 
 
 async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:

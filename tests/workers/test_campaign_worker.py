@@ -12,6 +12,7 @@ from router.keys import Keys
 from router.scripts import run_pipelined
 from tests.factories import world
 from tests.workers import campaigns
+from workers.campaigns import cli as campaign_cli
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.worker import CampaignWorker
 
@@ -385,3 +386,21 @@ async def test_a_machine_message_too_long_to_say_skips_the_recipient_with_the_re
     status = (await w.store.redis.hget(KEYS.campaign_status("spring"), "1")).decode()
     assert status == "skipped:template voice machine: 7,200 characters, more than a call can say (4,096)"
     assert (await registry.progress(w.store, "acme", "spring")).counts["skipped"] == 1
+
+
+async def test_state_changes_are_recorded_by_name_and_the_old_misspelt_ones_still_read(capsys):
+    w = await world(DEPLOYMENT)
+    await launched(w, people(1))
+    await registry.change(w.store, "acme", "spring", "pause")
+    await registry.change(w.store, "acme", "spring", "resume")
+    record = await w.store.redis.hgetall(KEYS.campaign("spring"))
+    assert {b"launched_at", b"paused_at", b"resumed_at"} <= set(record)
+    assert not {b"pauseed_at", b"resumeed_at"} & set(record)
+    # a campaign paused and resumed by a version that wrote "{action}ed_at"
+    await w.store.redis.hdel(KEYS.campaign("spring"), "paused_at", "resumed_at")
+    paused, resumed = 1811851200000, 1811854800000  # 12:00 and 13:00 UTC, 1 June 2027
+    await w.store.redis.hset(KEYS.campaign("spring"), mapping={"pauseed_at": paused, "resumeed_at": resumed})
+    changed = await registry.changes(w.store, "acme", "spring")
+    assert (changed["pause"], changed["resume"]) == (paused, resumed) and "cancel" not in changed
+    await campaign_cli._progress(w.store, "acme", "spring", watch=False)
+    assert "paused 2027-06-01 12:00 UTC  resumed 2027-06-01 13:00 UTC" in capsys.readouterr().out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -201,6 +202,13 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
 
 
+CHANGED = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled", "finish": "finished"}
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _dnc_address(raw: str) -> str:
     """An email in lower case, anything else as an E.164 number."""
     try:
@@ -236,6 +244,9 @@ async def _progress(store: Store, tenant: str, campaign_id: str, *, watch: bool)
         await asyncio.sleep(WATCH_S)
     if live:
         print()
+    changed = await registry.changes(store, tenant, campaign_id)
+    if changed:
+        print("  ".join(f"{CHANGED[action]} {_when(at)}" for action, at in changed.items()))
     for name, counts in sorted(progress.variants.items()):
         shown = "  ".join(f"{k} {counts.get(k, 0):,}" for k in ("sent", "delivered", "failed", "replied", "converted"))
         print(f"variant {name}: {shown}")
