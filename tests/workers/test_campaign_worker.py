@@ -404,3 +404,11 @@ async def test_state_changes_are_recorded_by_name_and_the_old_misspelt_ones_stil
     assert (changed["pause"], changed["resume"]) == (paused, resumed) and "cancel" not in changed
     await campaign_cli._progress(w.store, "acme", "spring", watch=False)
     assert "paused 2027-06-01 12:00 UTC  resumed 2027-06-01 13:00 UTC" in capsys.readouterr().out
+
+
+async def test_recipients_go_in_file_order():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(12))
+    wk = worker(w, batch=5)
+    await drain(wk)
+    assert [m.id for m in await w.outgoing()] == [f"cmp-spring-{n}-1" for n in range(1, 13)]  # not 1, 10, 11, 12, 2...

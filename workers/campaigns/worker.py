@@ -288,8 +288,8 @@ class CampaignWorker:
                 outcome = text(outcome)
                 if outcome == "sent":
                     sent += 1
-                elif outcome in ("recheck", "stopped"):  # due again at once: decided afresh, or after a resume
-                    later.append((item.recipient.seq, 0, ""))
+                elif outcome in ("recheck", "stopped"):  # decided afresh, or after a resume
+                    later.append((item.recipient.seq, item.recipient.seq, ""))  # due at once, in file order
         return sent
 
     async def _channel_pacing(self, tenant: str, now_ms: int, pending: list[_Pending], later: list) -> list:

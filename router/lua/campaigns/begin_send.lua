@@ -13,8 +13,9 @@
 --   refused, the recipient suppressed:refused_at_send:<attempt>:<channel>:<reason>;
 -- - for later (paused, cap, outside_window): the delivery is held, and the recipient
 --   handed back to its campaign (held:<attempt>:<channel>:<reason>), due again when the
---   window reopens, or at once for the campaigns worker to judge (caps), or to claim when
---   the campaign runs again (a paused campaign's recipients are not claimed);
+--   window reopens, or at once (its number as its score: in file order) for the campaigns
+--   worker to judge (caps), or to claim when the campaign runs again (a paused
+--   campaign's recipients are not claimed);
 -- either way the attempt is taken off the caps' history, the recipient's `sent` taken
 -- back, and refused_at_send and refused_at_send:<reason> counted.
 -- ARGV: the 23 of workers/campaigns/scripts.py SendCheck, then per cap on the message's
@@ -107,7 +108,7 @@ if redis.call("HGET", status, seq) == "sent:" .. attempt .. ":" .. channel then
     counters[#counters + 1] = "suppressed"
   else
     redis.call("HSET", status, seq, "held:" .. attempt .. ":" .. channel .. ":" .. reason)
-    redis.call("ZADD", due, reason == "outside_window" and reopens or NOW_S, seq)
+    redis.call("ZADD", due, reason == "outside_window" and reopens or seq, seq)  -- else due at once, in file order
   end
   redis.call("HINCRBY", stats, "sent", -1)
   redis.call("HINCRBY", stats, "refused_at_send:" .. reason, 1)
