@@ -12,7 +12,9 @@ from router.keys import Keys
 from router.scripts import run_pipelined
 from tests.factories import world
 from tests.workers import campaigns
+from tests.workers.campaigns import Clock
 from workers.campaigns import cli as campaign_cli
+from workers.campaigns import pacing
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.worker import CampaignWorker
 
@@ -412,3 +414,26 @@ async def test_recipients_go_in_file_order():
     wk = worker(w, batch=5)
     await drain(wk)
     assert [m.id for m in await w.outgoing()] == [f"cmp-spring-{n}-1" for n in range(1, 13)]  # not 1, 10, 11, 12, 2...
+
+
+async def test_a_tenant_pace_below_the_campaigns_makes_the_worker_wait_for_a_token_not_spin():
+    with Clock(NOON_NY) as clock:
+        w = await world(DEPLOYMENT)
+        await pacing.set_channel_limit(w.store, "acme", "sms", 60)  # `campaign pace sms 60`: one a second
+        await launched(w, people(20))  # the campaign's own pace: 6,000 a minute
+        due = KEYS.campaign_due("spring")
+        wk = CampaignWorker(w.store, w.deployment)
+        assert await wk.step() == 1  # a batch as big as the tenant's pace lets out
+        waiting = await w.store.redis.zrange(due, 0, -1, withscores=True)
+        assert [score for _seq, score in waiting] == [float(n) for n in range(2, 21)]  # none claimed, none put back
+        clock.forward(0.5)
+        assert await wk.step() == 0  # no token yet (half of one): it waits...
+        assert await w.store.redis.zrange(due, 0, -1, withscores=True) == waiting
+        bucket = await w.store.redis.hgetall(KEYS.rate_bucket("channel:sms"))
+        clock.forward(0.25)
+        assert await wk.step() == 0
+        assert await w.store.redis.hgetall(KEYS.rate_bucket("channel:sms")) == bucket  # ...without asking again
+        clock.forward(0.25)
+        assert await wk.step() == 1
+        assert [m.id for m in await w.outgoing()] == ["cmp-spring-1-1", "cmp-spring-2-1"]
+        assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 0

@@ -85,6 +85,7 @@ class CampaignWorker:
         self.lease_ms = lease_ms
         self.public_url = public_url or "http://127.0.0.1:8080"
         self._campaigns: dict[tuple[str, str], _Loaded] = {}
+        self._resting: dict[tuple[str, str], float] = {}  # campaigns out of tokens: until when (s, by the clock)
         self._keys: dict[str, bytes] = {}
         # tests move time (time.time also moves the embedded store's); Redis's clock runs leases
         self.clock = clock or (lambda: dt.datetime.fromtimestamp(time.time(), dt.UTC))
@@ -137,18 +138,27 @@ class CampaignWorker:
         if campaign.end and now >= campaign.end:
             await registry.finish(self.store, tenant, campaign_id)
             return 0
-        bucket = pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)
-        tokens, _wait = await pacing.take(self.store, tenant, self.batch, [bucket])
+        if now.timestamp() < self._resting.get((tenant, campaign_id), 0.0):
+            return 0  # no token for it yet: asking again would only spin
+        # The campaign's bucket and the tenant's for the campaign's channel, in one take: a
+        # batch is no bigger than the slower of the two lets out. (A retry on the fallback
+        # channel pays that channel's bucket when it is sent, and this one's all the same.)
+        buckets = [pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)]
+        limits = await pacing.channel_limits(self.store, tenant)
+        if campaign.channel in limits:
+            buckets.append(pacing.channel_bucket(tenant, campaign.channel, limits[campaign.channel]))
+        tokens, wait = await pacing.take(self.store, tenant, self.batch, buckets)
         if not tokens:
+            self._resting[(tenant, campaign_id)] = now.timestamp() + wait / 1000
             return 0
         seqs, blobs, statuses = await campaign_scripts.claim(
             self.store, tenant, campaign_id, count=tokens, lease_ms=self.lease_ms
         )
         if not seqs:
-            await pacing.give_back(self.store, tenant, tokens, [bucket])
+            await pacing.give_back(self.store, tenant, tokens, buckets)
             return 0
         sent = await self._handle(tenant, loaded, now, list(zip(seqs, blobs, statuses, strict=True)))
-        await pacing.give_back(self.store, tenant, tokens - sent, [bucket])
+        await pacing.give_back(self.store, tenant, tokens - sent, buckets)
         return len(seqs)
 
     async def _handle(self, tenant: str, loaded: _Loaded, now: dt.datetime, claimed: list) -> int:
@@ -240,7 +250,7 @@ class CampaignWorker:
             return 0
         campaign = loaded.campaign
         keys = Keys(tenant)
-        pending = await self._channel_pacing(tenant, now_ms, pending, later)
+        pending = await self._channel_pacing(tenant, now_ms, pending, later, paid=campaign.channel)
         if not pending:
             return 0
         # Who the recipients already are (the send script creates the missing ones).
@@ -292,7 +302,13 @@ class CampaignWorker:
                     later.append((item.recipient.seq, item.recipient.seq, ""))  # due at once, in file order
         return sent
 
-    async def _channel_pacing(self, tenant: str, now_ms: int, pending: list[_Pending], later: list) -> list:
+    async def _channel_pacing(
+        self, tenant: str, now_ms: int, pending: list[_Pending], later: list, *, paid: str
+    ) -> list:
+        """The tenant's pace of the channels other than `paid` (the campaign's, whose tokens
+        the batch took): those that get no token now wait for one."""
+        if all(item.channel == paid for item in pending):
+            return pending
         limits = await pacing.channel_limits(self.store, tenant)
         if not limits:
             return pending
@@ -301,7 +317,7 @@ class CampaignWorker:
         for item in pending:
             by_channel.setdefault(item.channel, []).append(item)
         for channel, items in by_channel.items():
-            if channel not in limits:
+            if channel == paid or channel not in limits:
                 ready += items
                 continue
             bucket = pacing.channel_bucket(tenant, channel, limits[channel])
