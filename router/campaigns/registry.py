@@ -168,10 +168,13 @@ async def change(store: Store, tenant: str, campaign_id: str, action: str) -> st
 
 
 async def finish(store: Store, tenant: str, campaign_id: str) -> None:
-    """A running campaign past its end: nothing more goes out."""
+    """A running campaign past its end: nothing more goes out. (One with nobody left to
+    send to finishes too: campaigns/complete.lua.)"""
     keys = Keys(tenant)
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.campaign(campaign_id), mapping={"state": "finished", CHANGED_AT["finish"]: now_ms()})
+        pipe.hset(
+            keys.campaign(campaign_id), mapping={"state": "finished", CHANGED_AT["finish"]: now_ms(), "ended": "end"}
+        )
         pipe.srem(keys.campaigns_running, campaign_id)
         await pipe.execute()
 

@@ -149,6 +149,30 @@ async def test_a_failed_text_is_retried_once_by_email():
     assert (progress.counts["retried"], progress.counts["failed"], progress.queued) == (1, 1, 0)
 
 
+async def test_a_failure_reported_after_the_campaign_finished_opens_it_again_for_the_retry():
+    with Clock(NOON_NY):
+        w, worker = await sent_world()
+        [message] = await w.outgoing()
+        assert await Dispatcher(w.store).deliver(message, events.encode(message)) == "sent"
+        results = await follow(w)  # the dispatcher's report: the text is no longer pending
+        assert await worker.step() == 0
+        assert (await registry.progress(w.store, "acme", "dues")).state == "finished"
+        undelivered = events.DeliveryStatus(
+            tenant="acme",
+            occurred_at=events.now_ms(),
+            channel="sms",
+            message="cmp-dues-1-1",
+            status="undelivered",
+            error="30003",
+        )
+        await results.apply("acme", undelivered)  # Twilio's status callback, a minute later
+        progress = await registry.progress(w.store, "acme", "dues")
+        assert (progress.state, progress.queued) == ("running", 1)
+        assert await registry.running(w.store, "acme") == ["dues"]
+        assert await worker.step() == 1
+        assert [(m.id, m.channel) for m in await w.outgoing()][-1] == ("cmp-dues-1-2", "email")
+
+
 async def test_an_agents_disposition_is_counted_and_a_promise_to_pay_converts():
     w, _worker = await sent_world()
     conversation = await w.arrive(address="+12125550000", body="ok")

@@ -258,3 +258,18 @@ async def test_a_call_queued_before_a_conversation_about_the_debt_waits_out_the_
     assert await floor.worker.step() == 1  # the worker works out when the cap allows it: 7 days on
     assert await floor.due() == [("1", ms(talked + dt.timedelta(days=7)))]
     assert (await floor.progress()).refused_at_send == {"cap": 1}
+
+
+async def test_a_late_report_of_a_held_text_does_not_let_the_campaign_finish_while_it_is_queued_again(floor):
+    await floor.queue()
+    await registry.change(floor.w.store, "acme", "dues", "pause")
+    await floor.outbound.dispatch()  # held back: the campaign is paused
+    await registry.change(floor.w.store, "acme", "dues", "resume")
+    assert await floor.worker.step() == 1  # queued again, before the results follower read the report
+    results = Results(floor.w.store)
+    for event in await floor.w.events(events.DeliveryStatus):
+        await results.apply("acme", event)
+    assert await floor.worker.step() == 0
+    assert (await floor.progress()).state == "running"  # its text is still with the dispatcher
+    await floor.outbound.dispatch()
+    assert await floor.sent() == ["cmp-dues-1-1"]

@@ -6,6 +6,7 @@ import datetime as dt
 import pytest
 
 from channels.sms import optout
+from router import events
 from router.campaigns import registry
 from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
@@ -16,7 +17,9 @@ from tests.workers.campaigns import Clock
 from workers.campaigns import cli as campaign_cli
 from workers.campaigns import pacing
 from workers.campaigns import scripts as campaign_scripts
+from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
+from workers.dispatch import Dispatcher
 
 KEYS = Keys("acme")
 DEPLOYMENT = """
@@ -219,7 +222,7 @@ async def test_a_worker_killed_between_claim_and_publish_is_resumed_without_dupl
 async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
     w = await world(DEPLOYMENT)
     campaign = await launched(w, people(3))
-    seqs, blobs, statuses = await campaign_scripts.claim(w.store, "acme", "spring", count=10, lease_ms=60_000)
+    seqs, blobs, statuses, _next = await campaign_scripts.claim(w.store, "acme", "spring", count=10, lease_ms=60_000)
     claimed = list(zip(seqs, blobs, statuses, strict=True))
     first, stale = worker(w), worker(w)
     loaded, _ = await first._load("acme", campaign.id)
@@ -437,3 +440,36 @@ async def test_a_tenant_pace_below_the_campaigns_makes_the_worker_wait_for_a_tok
         assert await wk.step() == 1
         assert [m.id for m in await w.outgoing()] == ["cmp-spring-1-1", "cmp-spring-2-1"]
         assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 0
+
+
+async def test_a_campaign_whose_recipients_are_all_settled_finishes_and_is_polled_no_more():
+    with Clock(NOON_NY):
+        w = await world(DEPLOYMENT)
+        await launched(w, people(3))
+        wk = CampaignWorker(w.store, w.deployment)
+        assert await wk.step() == 3
+        assert await wk.step() == 0
+        # nobody is due, but the texts are still with the dispatcher: not finished yet
+        assert (await registry.progress(w.store, "acme", "spring")).state == "running"
+        dispatcher = Dispatcher(w.store)
+        for message in await w.outgoing():
+            assert await dispatcher.deliver(message, events.encode(message)) == "sent"
+        results = Results(w.store)
+        for event in await w.events(events.DeliveryStatus):
+            await results.apply("acme", event)
+        assert await wk.step() == 0
+        progress = await registry.progress(w.store, "acme", "spring")
+        assert (progress.state, progress.queued, progress.counts["sent"]) == ("finished", 0, 3)
+        assert await registry.running(w.store, "acme") == []  # the workers' rounds leave it out
+        assert "finish" in await registry.changes(w.store, "acme", "spring")
+
+
+async def test_a_campaign_with_a_recipient_due_later_is_not_finished():
+    with Clock(NOON_NY):
+        w = await world(DEPLOYMENT)
+        await launched(w, people(1, timezone="Asia/Tokyo"))  # 01:00 there: due at 08:00
+        wk = CampaignWorker(w.store, w.deployment)
+        await wk.step()
+        assert await wk.step() == 0
+        progress = await registry.progress(w.store, "acme", "spring")
+        assert (progress.state, progress.queued) == ("running", 1)

@@ -76,6 +76,7 @@ class SendGate:
             status=keys.campaign_status(message.campaign),
             due=keys.campaign_due(message.campaign),
             stats=keys.campaign_stats(message.campaign),
+            pending=keys.campaign_pending(message.campaign),
             seq=seq,
             attempt=attempt,
             channel=message.channel,

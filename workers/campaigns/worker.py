@@ -151,11 +151,13 @@ class CampaignWorker:
         if not tokens:
             self._resting[(tenant, campaign_id)] = now.timestamp() + wait / 1000
             return 0
-        seqs, blobs, statuses = await campaign_scripts.claim(
+        seqs, blobs, statuses, next_due = await campaign_scripts.claim(
             self.store, tenant, campaign_id, count=tokens, lease_ms=self.lease_ms
         )
         if not seqs:
             await pacing.give_back(self.store, tenant, tokens, buckets)
+            if next_due < 0 and await campaign_scripts.complete(self.store, tenant, campaign_id):
+                log.info("campaign %s of %s finished: every recipient settled", campaign_id, tenant)
             return 0
         sent = await self._handle(tenant, loaded, now, list(zip(seqs, blobs, statuses, strict=True)))
         await pacing.give_back(self.store, tenant, tokens - sent, buckets)
@@ -281,6 +283,7 @@ class CampaignWorker:
             priority=self.deployment.tenant(tenant).queue(campaign.queue).priority,
             campaign_key=keys.campaign(campaign.id),
             dnc=keys.do_not_contact,
+            pending=keys.campaign_pending(campaign.id),
         )
         # A few dozen recipients per script call: one round trip for the batch, while no
         # call holds Redis long enough to delay routing.

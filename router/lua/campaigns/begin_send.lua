@@ -18,25 +18,26 @@
 --   campaign's recipients are not claimed);
 -- either way the attempt is taken off the caps' history, the recipient's `sent` taken
 -- back, and refused_at_send and refused_at_send:<reason> counted.
--- ARGV: the 23 of workers/campaigns/scripts.py SendCheck, then per cap on the message's
+-- ARGV: the 24 of workers/campaigns/scripts.py SendCheck, then per cap on the message's
 -- channel its 3 (CapArgs); tests/router/test_scripts.py holds both to the names below.
 -- Returns {"go", attempt}, {"in_flight", attempt}, {"stale", attempt}, {"scheduled",
 -- attempts}, {final status, attempts} (as begin_send.lua), or {"refused" | "held",
 -- attempts, reason}.
 local message_id, payload, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
--- the campaign's hash (its state), its recipients' statuses, due set and counters
-local campaign_key, status, due, stats = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+-- the campaign's hash (its state), its recipients' statuses, due set and counters, its
+-- messages not yet through the dispatcher
+local campaign_key, status, due, stats, pending = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 -- the recipient, the attempt and where it goes; its conversation; the address as an identity
-local seq, attempt, channel, address, conv, ident = ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+local seq, attempt, channel, address, conv, ident = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 -- the channel's opt-outs, the do-not-contact set, the disputes set ("" unless
 -- collections), "debt:<account>" or ""
-local suppression, dnc, disputes, debt = ARGV[14], ARGV[15], ARGV[16], ARGV[17]
+local suppression, dnc, disputes, debt = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
 -- the caps' attempts key, the key of the last conversation about the debt (or address)
-local cap, talked = ARGV[18], ARGV[19]
+local cap, talked = ARGV[19], ARGV[20]
 -- the window span around the judging moment (ms; 0, 0 when it was outside), when the
 -- window opens next, the A/B variant's counter prefix or ""
-local open_from, open_until, reopens, variant = tonumber(ARGV[20]), tonumber(ARGV[21]), ARGV[22], ARGV[23]
-local HEAD, PER_CAP = 23, 3
+local open_from, open_until, reopens, variant = tonumber(ARGV[21]), tonumber(ARGV[22]), ARGV[23], ARGV[24]
+local HEAD, PER_CAP = 24, 3
 
 -- The delivery record, as begin_send.lua reads it.
 local k = delivery_key(message_id)
@@ -97,6 +98,7 @@ local why = "refused_at_send: " .. reason
 redis.call("HSET", k, "status", outcome, "error", why, "payload", payload, "updated_at", NOW_S)
 redis.call("ZREM", retries_key(), message_id)
 redis.call("ZREM", cap, message_id)  -- never placed: no attempt for any cap to count
+redis.call("SREM", pending, message_id)
 emit({type = "delivery", channel = channel, direction = "out", conversation = conv, message = message_id,
   status = outcome, error = why, attempt = attempts})
 -- The recipient, if this attempt is still where it stands (it always is, but for a

@@ -1,12 +1,14 @@
 -- Send a batch of recipients' messages, each at most once per attempt, with the
--- compliance checks that must hold at the instant of sending: the campaign still
+-- compliance checks that must hold at the instant they are queued: the campaign still
 -- running (a pause stops even a batch in flight), the channel's opt-outs, the
 -- do-not-contact list, an open dispute (of the customer or the debt), and an
--- unchanged frequency-cap history (else the worker decides again). A sent recipient
+-- unchanged frequency-cap history (else the worker decides again). The dispatcher
+-- judges them all again as a message is to leave (begin_send.lua). A sent recipient
 -- gets, in this one step: the customer and their campaign conversation (so that a
 -- reply routes to the campaign's queue: intake.lua reads campaign_conv), the history
--- entry, the outbound message and its event, the cap attempt, its status.
--- ARGV: the batch's 13 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
+-- entry, the outbound message and its event, the cap attempt, its status, its place
+-- among the messages pending at the dispatcher.
+-- ARGV: the batch's 14 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
 -- (RecipientArgs); tests/router/test_scripts.py holds both to the names below.
 -- A recipient due for a retry, or held (handed back by campaigns/begin_send.lua), may go;
 -- a held one's message keeps its id and its one history entry.
@@ -14,7 +16,9 @@
 local status, due, stats, outbound, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local queue, campaign, reply_until, cap_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local disputes, priority, campaign_key, dnc = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local HEAD, PER_RECIPIENT = 13, 18
+-- the message ids not yet through the dispatcher
+local pending = ARGV[14]
+local HEAD, PER_RECIPIENT = 14, 18
 local results = {}
 if redis.call("HGET", campaign_key, "state") ~= "running" then
   for _ = HEAD + 1, #ARGV, PER_RECIPIENT do results[#results + 1] = "stopped" end
@@ -88,6 +92,7 @@ local function one(at)
   end
   redis.call("HSET", status, seq, "sent:" .. attempt .. ":" .. channel)
   redis.call("ZREM", due, seq)
+  redis.call("SADD", pending, message_id)
   sent = sent + 1
   if variant ~= "" then redis.call("HINCRBY", stats, variant .. "sent", 1) end
   return "sent"
