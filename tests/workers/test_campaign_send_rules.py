@@ -273,3 +273,20 @@ async def test_a_late_report_of_a_held_text_does_not_let_the_campaign_finish_whi
     assert (await floor.progress()).state == "running"  # its text is still with the dispatcher
     await floor.outbound.dispatch()
     assert await floor.sent() == ["cmp-dues-1-1"]
+
+
+async def test_a_message_of_a_campaign_no_longer_there_is_refused(floor):
+    message = events.OutboundMessage(
+        id="cmp-gone-1-1",
+        tenant="acme",
+        channel="sms",
+        to=JANE,
+        occurred_at=ms(floor.clock.utc),
+        conversation="cmp-gone-1",
+        body="Hi",
+        campaign="gone",
+    )
+    assert await floor.dispatcher.deliver(message, events.encode(message)) == "refused"
+    assert await floor.sent() == []
+    record = await floor.w.store.redis.hmget(KEYS.delivery("cmp-gone-1-1"), "status", "error")
+    assert record == [b"refused", b"refused_at_send: cancelled"]

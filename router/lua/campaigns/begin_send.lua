@@ -97,7 +97,7 @@ local outcome = final and "refused" or "held"
 local why = "refused_at_send: " .. reason
 redis.call("HSET", k, "status", outcome, "error", why, "payload", payload, "updated_at", NOW_S)
 redis.call("ZREM", retries_key(), message_id)
-redis.call("ZREM", cap, message_id)  -- never placed: no attempt for any cap to count
+if cap ~= "" then redis.call("ZREM", cap, message_id) end  -- never placed: no attempt for any cap to count
 redis.call("SREM", pending, message_id)
 emit({type = "delivery", channel = channel, direction = "out", conversation = conv, message = message_id,
   status = outcome, error = why, attempt = attempts})
