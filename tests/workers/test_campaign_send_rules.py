@@ -290,3 +290,11 @@ async def test_a_message_of_a_campaign_no_longer_there_is_refused(floor):
     assert await floor.sent() == []
     record = await floor.w.store.redis.hmget(KEYS.delivery("cmp-gone-1-1"), "status", "error")
     assert record == [b"refused", b"refused_at_send: cancelled"]
+
+
+async def test_a_text_counts_against_the_caps_from_when_it_left_not_from_when_it_was_queued(floor):
+    await floor.queue()
+    floor.clock.forward(3 * 3600)  # the dispatcher was three hours late
+    await floor.outbound.dispatch()
+    attempts = await floor.w.store.redis.zrange(KEYS.contact_attempts("sms", "debt:A-1"), 0, -1, withscores=True)
+    assert attempts == [(b"cmp-dues-1-1", float(ms(floor.clock.utc)))]

@@ -5,10 +5,11 @@
 -- running; the address has not opted out nor gone on the do-not-contact list, and no
 -- dispute of the debt or the customer is open (lib.lua's contact_refusal, as at queue
 -- time); the frequency caps of its channel and the quiet period after a conversation
--- allow one more attempt (its own, recorded when it was queued, not counted); and NOW is
--- inside the window span the dispatcher worked out in the recipient's zones a moment
--- before (workers/campaigns/gate.py), so a delay between judging and leasing can only
--- refuse, never widen the window. A refusal is recorded in this step too:
+-- allow one more attempt (its own, recorded when it was queued, not counted; it is moved
+-- to NOW if it goes); and NOW is inside the window span the dispatcher worked out in the
+-- recipient's zones a moment before (workers/campaigns/gate.py), so a delay between
+-- judging and leasing can only refuse, never widen the window. A refusal is recorded in
+-- this step too:
 -- - final (cancelled, ended, opted_out, do_not_contact, disputed): the delivery is
 --   refused, the recipient suppressed:refused_at_send:<attempt>:<channel>:<reason>;
 -- - for later (paused, cap, outside_window): the delivery is held, and the recipient
@@ -87,6 +88,9 @@ else
 end
 
 if not reason then  -- every rule allows it: the lease, as begin_send.lua takes it
+  -- The caps count an attempt from when it leaves, not from when it was queued: a
+  -- message that waited a day must not let the next one go a day early.
+  if cap ~= "" then redis.call("ZADD", cap, "XX", NOW_S, message_id) end
   local attempt_no = redis.call("HINCRBY", k, "attempts", 1)
   redis.call("HSET", k, "status", "sending", "payload", payload, "sending_since", NOW_S, "updated_at", NOW_S)
   redis.call("ZADD", retries_key(), S(NOW + lease_ms), message_id)
