@@ -248,6 +248,11 @@ class Keys:
         """Recipient number -> what happened to them ("sent:1:sms", "suppressed:dnc", ...)."""
         return f"{self.base}:cmp:{campaign_id}:st"
 
+    def campaign_pending(self, campaign_id: str) -> str:
+        """Message ids queued and not yet through the dispatcher (sent, refused, held back):
+        a campaign is finished only when there are none, and nobody is due."""
+        return f"{self.base}:cmp:{campaign_id}:pending"
+
     def campaign_rejects(self, campaign_id: str) -> str:
         """CSV rows the audience import refused: line number -> reason."""
         return f"{self.base}:cmp:{campaign_id}:rej"

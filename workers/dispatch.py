@@ -2,8 +2,10 @@
 
 At most once: the attempt is recorded (begin_send) before the provider is
 called; a message found mid-send after a crash is reconciled with the provider,
-never blindly sent again. Temporary failures are retried with backoff from a
-per-shard schedule; the final status is recorded and appended as an event.
+never blindly sent again. A campaign message's lease also judges every rule of its
+campaign again, in the same step (workers/campaigns/gate.py). Temporary failures
+are retried with backoff from a per-shard schedule; the final status is recorded
+and appended as an event.
 
 A read batch is delivered concurrently (at most `concurrency` sends at once per
 process), but the messages of one conversation, or to one recipient, go one
@@ -36,6 +38,7 @@ from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
+from workers.campaigns.gate import SendGate, is_campaign_message
 
 Ref = TypeVar("Ref", bound=Hashable)  # what a caller of _deliver_all gets back for a settled item
 
@@ -132,6 +135,7 @@ class Dispatcher:
         lease_ms: int = SEND_LEASE_MS,
         concurrency: int = CONCURRENCY,
         max_deliveries: int = MAX_DELIVERIES,
+        deployment: Deployment | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"dispatch concurrency must be at least 1, not {concurrency}")
@@ -144,6 +148,8 @@ class Dispatcher:
         self.max_deliveries = max_deliveries
         self._gate = asyncio.Semaphore(concurrency)  # for the process: batches and retry passes together
         self._scripts = _Pipeliner(store.redis)
+        # A campaign message's lease judges its campaign's every rule again, in the same step.
+        self.campaign_gate = SendGate(store, deployment)
 
     async def handle(self, entries: list[bus.Entry]) -> set[bus.Entry]:
         """Deliver a batch; each entry on its own, so one bad entry holds back no other.
@@ -198,12 +204,16 @@ class Dispatcher:
 
     async def deliver(self, message: events.OutboundMessage, payload: bytes) -> str:
         """Send a message unless it was already attempted; returns its status afterwards."""
-        status, attempt = await self._scripts.call(
-            atomic.begin_send_call(
+        if is_campaign_message(message):  # the lease, or the refusal (held or refused) the rules call for now
+            lease = await self.campaign_gate.lease_call(message, payload, self.lease_ms)
+        else:
+            lease = atomic.begin_send_call(
                 self.store, message.tenant, message_id=message.id, payload=payload, lease_ms=self.lease_ms
             )
-        )
+        status, attempt, *why = await self._scripts.call(lease)
         status, attempt = text(status), int(attempt)
+        if why:
+            log.info("campaign message %s of %s %s at send: %s", message.id, message.tenant, status, text(why[0]))
         if status == "go":
             return await self._attempt(message, attempt)
         if status == "stale":  # a dispatcher died (or hung past its lease) mid-send
@@ -395,6 +405,7 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
         lease_ms=settings.send_lease_ms,
         concurrency=settings.dispatch_concurrency,
         max_deliveries=settings.max_deliveries,
+        deployment=deployment,
     )
     streams = [Keys(t.id).outbound for t in deployment.tenants]
     consumer = bus.Consumer(

@@ -7,7 +7,10 @@
   address), and none for `quiet_days` after a conversation about it.
 Suppression (the channel's opt-outs, the do-not-contact list, open disputes) is
 checked by the send script (router/lua/campaigns/send.lua) in the same step as the
-send, so an opt-out is honoured at once, even for a batch already claimed.
+send, so an opt-out is honoured at once, even for a batch already claimed. Every rule
+is judged again when the dispatcher takes a message's send lease
+(router/lua/campaigns/begin_send.lua, workers/campaigns/gate.py); for the window this
+module gives it the span around that moment that is inside it (open_span).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ DAY_MS = 86_400_000
 HISTORY_DAYS = 31
 HORIZON = dt.timedelta(days=15)  # a window that never opens within this is none at all
 UNKNOWN_ZONE = "Etc/Unknown"
+# How far on either side of the moment a message is judged its window span reaches:
+# far more than the moment between judging and taking the send's lease.
+SPAN_REACH = dt.timedelta(minutes=10)
 
 
 class NoWindow(ContactRouterError, ValueError):
@@ -101,6 +107,31 @@ def _next_in(when: dt.datetime, zone: str, window: Window) -> dt.datetime | None
         if candidate >= when and _allowed_in(candidate, zone, window):
             return candidate
     return None
+
+
+def open_span(
+    when: dt.datetime, zones: Sequence[str], window: Window, reach: dt.timedelta = SPAN_REACH
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """The stretch of time around `when` (an aware instant) that is inside the window in
+    every zone, as (from, until), reaching at most `reach` either way; None when `when`
+    is outside the window.
+
+    The window's edges are whole local minutes and every zone's offset today is a whole
+    number of minutes, so whether an instant is inside changes only at a whole UTC minute:
+    an instant inside makes its whole minute inside, and each minute on either side is
+    checked by its first instant. So (from, until) never reaches past an edge, across DST
+    changes too, and an instant compared with it later (on Redis's clock, when the send's
+    lease is taken) is inside the window exactly when it falls within it."""
+    if not allowed(when, zones, window):
+        return None
+    minute = when.astimezone(dt.UTC).replace(second=0, microsecond=0)
+    step = dt.timedelta(minutes=1)
+    start, end = minute, minute + step
+    while end - minute < reach and allowed(end, zones, window):
+        end += step
+    while minute - start < reach and allowed(start - step, zones, window):
+        start -= step
+    return start, end
 
 
 def next_allowed(when: dt.datetime, zones: Sequence[str], window: Window) -> dt.datetime:

@@ -2,8 +2,9 @@
 
 A campaign is a hash (definition as JSON, state, row count) in its tenant's
 keyspace; the running ones are in a set the campaigns workers read each round,
-and the send script checks the state again at the moment of sending, so a pause
-or a cancel stops sending at once, even mid-batch.
+and the send script checks the state again at the moment of queueing, and the
+dispatcher's lease at the moment of sending, so a pause or a cancel stops sending at
+once, even mid-batch and for messages already queued.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ TRANSITIONS = {
     "resume": (("paused",), "running"),
     "cancel": (("draft", "running", "paused"), "cancelled"),
 }
+# action -> the campaign's field holding when it was last taken (ms)
+CHANGED_AT = {
+    "launch": "launched_at",
+    "pause": "paused_at",
+    "resume": "resumed_at",
+    "cancel": "cancelled_at",
+    "finish": "finished_at",
+}
+# what versions before December 2026 wrote instead ("{action}ed_at"), still read
+OLD_CHANGED_AT = {"paused_at": "pauseed_at", "resumed_at": "resumeed_at", "cancelled_at": "canceled_at"}
 COUNTERS = (
     "imported",
     "rejected",
@@ -44,7 +55,9 @@ COUNTERS = (
     "skipped",
     "retried",
     "rescheduled",
+    "refused_at_send",  # messages the dispatcher would not let leave (held for later or refused)
 )
+REFUSED_AT_SEND = "refused_at_send:"  # its counters per reason
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
@@ -55,6 +68,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     counts: dict[str, int]
     dispositions: dict[str, int] = {}
     variants: dict[str, dict[str, int]] = {}  # A/B variant -> its own counters
+    refused_at_send: dict[str, int] = {}  # reason (outside_window, paused, do_not_contact...) -> messages
 
     @property
     def done(self) -> int:
@@ -144,7 +158,7 @@ async def change(store: Store, tenant: str, campaign_id: str, action: str) -> st
             await pipe.reset()
             raise CampaignError(f"cannot {action} campaign {campaign_id}: it is {text(state)}")
         pipe.multi()
-        pipe.hset(key, mapping={"state": target, f"{action}ed_at": now_ms()})
+        pipe.hset(key, mapping={"state": target, CHANGED_AT[action]: now_ms()})
         if target == "running":
             pipe.sadd(keys.campaigns_running, campaign_id)
         else:
@@ -154,12 +168,29 @@ async def change(store: Store, tenant: str, campaign_id: str, action: str) -> st
 
 
 async def finish(store: Store, tenant: str, campaign_id: str) -> None:
-    """A running campaign past its end: nothing more goes out."""
+    """A running campaign past its end: nothing more goes out. (One with nobody left to
+    send to finishes too: campaigns/complete.lua.)"""
     keys = Keys(tenant)
     async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.campaign(campaign_id), mapping={"state": "finished", "finished_at": now_ms()})
+        pipe.hset(
+            keys.campaign(campaign_id), mapping={"state": "finished", CHANGED_AT["finish"]: now_ms(), "ended": "end"}
+        )
         pipe.srem(keys.campaigns_running, campaign_id)
         await pipe.execute()
+
+
+async def changes(store: Store, tenant: str, campaign_id: str) -> dict[str, int]:
+    """When the campaign was last launched, paused, resumed, cancelled and finished (ms),
+    those it was; the names older versions wrote are read too."""
+    fields = list(CHANGED_AT.values())
+    old = [OLD_CHANGED_AT.get(f, f) for f in fields]
+    values = await store.redis.hmget(Keys(tenant).campaign(campaign_id), fields + old)
+    found = {}
+    for action, new, was in zip(CHANGED_AT, values[: len(fields)], values[len(fields) :], strict=True):
+        value = new if new is not None else was
+        if value is not None:
+            found[action] = int(value)
+    return found
 
 
 async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
@@ -174,6 +205,7 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
     counts = dict.fromkeys(COUNTERS, 0)
     dispositions: dict[str, int] = {}
     variants: dict[str, dict[str, int]] = {}
+    refused: dict[str, int] = {}
     for field, value in stats.items():
         name = text(field)
         if name.startswith("v:"):  # v:<variant>:<counter>
@@ -181,6 +213,8 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
             variants.setdefault(variant, {})[counter] = int(value)
         elif name.startswith("disposition:"):
             dispositions[name.partition(":")[2]] = int(value)
+        elif name.startswith(REFUSED_AT_SEND):
+            refused[name.removeprefix(REFUSED_AT_SEND)] = int(value)
         else:
             counts[name] = int(value)
     return Progress(
@@ -191,6 +225,7 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
         counts=counts,
         dispositions=dispositions,
         variants=variants,
+        refused_at_send=dict(sorted(refused.items())),
     )
 
 

@@ -469,3 +469,15 @@ local function schedule_queue_timers(conv, queue, enqueued_at, q, timers)
   end
   add_timers(due, timers)
 end
+
+-- Why a campaign message may not reach this address (nil if nothing stands in the way):
+-- the channel's opt-outs, the do-not-contact list, an open dispute of the debt or of the
+-- customer (collections only: `disputes` is "" for other kinds). One rule for the moment
+-- a message is queued (campaigns/send.lua) and the moment it leaves (campaigns/begin_send.lua).
+local function contact_refusal(suppression, dnc, address, disputes, debt, customer)
+  if redis.call("SISMEMBER", suppression, address) == 1 then return "opted_out" end
+  if redis.call("SISMEMBER", dnc, address) == 1 then return "do_not_contact" end
+  if disputes ~= "" and ((debt ~= "" and redis.call("SISMEMBER", disputes, debt) == 1)
+      or (customer and redis.call("SISMEMBER", disputes, customer) == 1)) then return "disputed" end
+  return nil
+end

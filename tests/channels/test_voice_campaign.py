@@ -28,7 +28,7 @@ from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.channels.twilio_api import Received, TwilioApi
 from tests.factories import World, route_inbound, world
-from tests.workers.campaigns import create_campaign
+from tests.workers.campaigns import Clock, create_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher
@@ -93,10 +93,10 @@ AUDIENCE = f"phone,name,balance,account\n{JANE},Jane,$120.00,A-1\n"
 
 class Campaigns:
     """The world, the campaigns worker, the dispatcher placing calls through the fake
-    Twilio API, and the web process Twilio's webhooks reach."""
+    Twilio API, the web process Twilio's webhooks reach, and the clock they all read."""
 
-    def __init__(self, w: World, api: TwilioApi, client: TestClient, sender: VoiceSender) -> None:
-        self.w, self.api, self.web, self.sender = w, api, client, sender
+    def __init__(self, w: World, api: TwilioApi, client: TestClient, sender: VoiceSender, clock: Clock) -> None:
+        self.w, self.api, self.web, self.sender, self.clock = w, api, client, sender, clock
         self.dispatcher = Dispatcher(w.store, {"voice": sender})
         self.worker = CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY)
 
@@ -183,12 +183,19 @@ def path(url: str) -> str:
 
 @pytest.fixture
 async def campaigns():
+    # Noon in New York as the worker sees it, and as the dispatcher judges the window
+    with Clock(NOON_NY, ticking=True) as clock:
+        async for made in _campaigns(clock):
+            yield made
+
+
+async def _campaigns(clock: Clock):
     w = await world(TENANTS, {"ACME_TWILIO_TOKEN": TOKEN})
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url, public_url=PUBLIC, twilio_sandbox_token=SANDBOX_TOKEN)
         sender = VoiceSender(w.store, w.deployment, settings, timeout_s=0.5)
         async with TestClient(TestServer(web.application(w.store, w.deployment, settings))) as client:
-            yield Campaigns(w, api, client, sender)
+            yield Campaigns(w, api, client, sender, clock)
         await sender.close()
 
 
@@ -330,6 +337,43 @@ async def test_a_call_queued_before_the_opt_out_is_not_placed_and_not_counted(ca
     assert await campaigns.w.store.redis.zrange(CAP, 0, -1) == [b"cmp-dues-1-1"]
 
 
+async def test_a_call_to_a_number_put_on_do_not_contact_after_it_was_queued_is_never_dialled(campaigns):
+    await campaigns.launch()
+    await campaigns.w.store.redis.sadd(KEYS.do_not_contact, JANE)
+    assert await campaigns.dispatch() == 1
+    assert campaigns.calls == []
+    assert await campaigns.status() == "suppressed:refused_at_send:1:voice:do_not_contact"
+    assert await campaigns.w.store.redis.zcard(CAP) == 0  # no call: nothing for the 7-in-7 cap
+
+
+async def test_a_call_about_a_debt_disputed_after_it_was_queued_is_never_dialled(campaigns):
+    await campaigns.launch()
+    await campaigns.w.store.redis.sadd(KEYS.disputes, "debt:A-1")
+    await campaigns.dispatch()
+    assert campaigns.calls == []
+    assert await campaigns.status() == "suppressed:refused_at_send:1:voice:disputed"
+
+
+async def test_a_call_queued_before_a_pause_is_dialled_only_after_the_resume(campaigns):
+    await campaigns.launch()
+    await registry.change(campaigns.w.store, "acme", "dues", "pause")
+    await campaigns.dispatch()
+    assert campaigns.calls == []
+    assert await campaigns.status() == "held:1:voice:paused"
+    await registry.change(campaigns.w.store, "acme", "dues", "resume")
+    assert await campaigns.worker.step() == 1
+    assert await campaigns.dispatch() == 1
+    assert len(campaigns.calls) == 1 and await campaigns.status() == "sent:1:voice"
+
+
+async def test_a_call_whose_dispatch_was_delayed_past_9_pm_local_is_not_dialled(campaigns):
+    await campaigns.launch()  # at noon in New York
+    campaigns.clock.to(dt.datetime(2027, 6, 2, 1, 5, tzinfo=dt.UTC))  # 21:05 there
+    await campaigns.dispatch()
+    assert campaigns.calls == []
+    assert await campaigns.status() == "held:1:voice:outside_window"
+
+
 async def test_a_call_to_a_number_opted_out_since_it_was_queued_counts_suppressed_not_failed(campaigns):
     await campaigns.launch()
     await campaigns.launch(campaign_toml("dues2"))
@@ -338,9 +382,11 @@ async def test_a_call_to_a_number_opted_out_since_it_was_queued_counts_suppresse
     await campaigns.press(await campaigns.answered_by("human"), "9")
     await campaigns.dispatcher.deliver(second, second_payload)
     await campaigns.follow()
-    counts = (await registry.progress(campaigns.w.store, "acme", "dues2")).counts
+    progress = await registry.progress(campaigns.w.store, "acme", "dues2")
+    counts = progress.counts
     assert (counts["sent"], counts["failed"], counts["suppressed"], counts["retried"]) == (0, 0, 1, 0)
-    assert (await campaigns.status("dues2")).startswith("suppressed:refused:1:voice:")
+    assert (counts["refused_at_send"], progress.refused_at_send) == (1, {"opted_out": 1})
+    assert await campaigns.status("dues2") == "suppressed:refused_at_send:1:voice:opted_out"
 
 
 async def test_a_forged_webhook_is_refused_and_changes_nothing(campaigns):

@@ -18,6 +18,7 @@ from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_
 from tests.workers.campaigns import create_campaign
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
+from workers.dispatch import Dispatcher
 
 NOON_NY = dt.datetime(2027, 6, 1, 16, 0, tzinfo=dt.UTC)  # a Tuesday, inside every send window
 DEPLOYMENT = """
@@ -182,6 +183,22 @@ async def test_the_campaign_page_shows_variants_rejects_and_an_inert_preview(inb
 
         data = await (await client.get("/inbox/campaigns/acme/dues/progress.json")).json()
         assert data["campaigns"][0]["counts"]["sent"] == 3 and data["campaigns"][0]["state"] == "running"
+
+
+async def test_the_campaign_page_counts_the_messages_held_back_as_they_were_to_leave(inbox: Inbox) -> None:
+    w = inbox.world
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
+    assert await worker(w).step() == 3
+    await registry.change(w.store, "acme", "dues", "pause")  # before the dispatcher got to them
+    dispatcher = Dispatcher(w.store)
+    for message in await w.outgoing():
+        assert await dispatcher.deliver(message, events.encode(message)) == "held"
+    client, _csrf = await logged_in(inbox, "sue")
+    async with client:
+        shown = figures(await (await client.get("/inbox/campaigns/acme/dues")).text())
+        assert (shown["queued"], shown["sent"], shown["refused_at_send"]) == ("3", "0", "3")
+        data = await (await client.get("/inbox/campaigns/acme/dues/progress.json")).json()
+        assert data["campaigns"][0]["counts"]["refused_at_send"] == 3
 
 
 async def test_pause_and_resume_need_the_csrf_token_and_stop_the_sending(inbox: Inbox) -> None:

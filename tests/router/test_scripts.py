@@ -117,6 +117,17 @@ def test_campaign_send_args_are_named_as_send_lua_reads_them():
     )
 
 
+def test_campaign_begin_send_args_are_named_as_begin_send_lua_reads_them():
+    assert argv_names("campaigns/begin_send", None) == list(campaign_scripts.SendCheck._fields)
+    assert argv_names("campaigns/begin_send", "at") == list(campaign_scripts.CapArgs._fields)
+    sizes = re.search(r"local HEAD, PER_CAP = (\d+), (\d+)", scripts.source("campaigns/begin_send"))
+    assert sizes is not None
+    assert (int(sizes.group(1)), int(sizes.group(2))) == (
+        len(campaign_scripts.SendCheck._fields),
+        len(campaign_scripts.CapArgs._fields),
+    )
+
+
 def test_the_header_reader_sees_a_gap_in_the_arguments():
     assert argv_names_in("local a, b = ARGV[at + 1], tonumber(ARGV[at + 2])", "at") == ["a", "b"]
     with pytest.raises(AssertionError, match="offsets"):
@@ -243,7 +254,7 @@ class _Recorder:
 _ALIASES = {"conv": "conversation", "res": "reservation", "err": "error"}
 # values a call turns into others before sending (a flag, lists of pairs)
 _CONVERTED = {"fields": {}, "order": {}, "buckets": [], "only_unanswered": False}
-_STRUCTS = {"intake", "campaigns/send", "campaigns/settle"}  # checked field by field above
+_STRUCTS = {"intake", "campaigns/send", "campaigns/settle", "campaigns/begin_send"}  # checked field by field above
 
 
 async def sent_by(name: str) -> tuple[list[str], list, list]:

@@ -257,3 +257,35 @@ def test_each_kind_counts_its_own_attempts_and_collections_count_per_debt():
     marketing = compliance.cap_subject("cross_sell", "sms", "+1", {"account": "A-9"}, "account")
     assert compliance.attempts_subject("cross_sell", marketing) == "cross_sell:addr:+1"
     assert compliance.attempts_subject("notice", "addr:+1") != compliance.attempts_subject("cross_sell", "addr:+1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(when=instants, zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True), window=windows)
+def test_the_span_the_dispatcher_is_given_never_reaches_outside_the_window(when, zones, window):
+    span = compliance.open_span(when, zones, window)
+    if span is None:
+        assert not compliance.allowed(when, zones, window)
+        return
+    start, end = span
+    assert start <= when < end and end - start <= 2 * compliance.SPAN_REACH + dt.timedelta(minutes=1)
+    # every second of it is inside the window in every zone, its edges too
+    for instant in (start, end - dt.timedelta(seconds=1), start + (end - start) / 2):
+        assert compliance.allowed(instant, zones, window)
+    minute = dt.timedelta(minutes=1)
+    probe = start
+    while probe < end:
+        assert compliance.allowed(probe, zones, window) and compliance.allowed(probe + minute / 2, zones, window)
+        probe += minute
+    # and it is as long as it may be: short of its reach only at the window's edge
+    floor = when.replace(second=0, microsecond=0)
+    if end - floor < compliance.SPAN_REACH:
+        assert not compliance.allowed(end, zones, window)
+    if floor - start < compliance.SPAN_REACH:
+        assert not compliance.allowed(start - dt.timedelta(seconds=1), zones, window)
+
+
+def test_the_span_ends_at_21_00_local_and_includes_no_later_second():
+    nine_pm = dt.datetime(2027, 6, 1, 21, tzinfo=ZoneInfo("America/New_York"))
+    span = compliance.open_span(nine_pm - dt.timedelta(seconds=30), ["America/New_York"], COLLECTIONS)
+    assert span is not None and span[1] == nine_pm
+    assert compliance.open_span(nine_pm, ["America/New_York"], COLLECTIONS) is None

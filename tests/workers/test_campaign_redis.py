@@ -17,6 +17,7 @@ from router.store import connect
 from tests.factories import deployment
 from workers.campaigns import audience
 from workers.campaigns.worker import CampaignWorker
+from workers.dispatch import Dispatcher
 
 KEYS = Keys("acme")
 NOON_NY = dt.datetime(2027, 6, 1, 16, 0, tzinfo=dt.UTC)
@@ -129,3 +130,31 @@ async def test_the_campaigns_role_sends_through_dispatch_to_the_sandbox_outbox(r
     # the results follower reads the events stream in its own consumer group
     groups = {g["name"].decode() for g in await real_store.redis.xinfo_groups(KEYS.events)}
     assert "campaigns" in groups
+
+
+async def test_on_redis_a_message_the_rules_now_refuse_is_held_or_refused_as_it_is_to_leave(real_store):
+    config = await prepared(real_store, 3)
+    worker = CampaignWorker(real_store, config)  # the real clock: the campaign's window is all day
+    assert await worker.step() == 3
+    await real_store.redis.sadd(KEYS.do_not_contact, "+12125550000")  # after the messages were queued
+    await registry.change(real_store, "acme", "offer", "pause")
+    dispatcher = Dispatcher(real_store, deployment=config)
+    queued = [events.decode_outbound(f[b"e"]) for _id, f in await real_store.redis.xrange(KEYS.outbound)]
+    assert [await dispatcher.deliver(m, events.encode(m)) for m in queued] == ["refused", "held", "held"]
+    statuses = await real_store.redis.hmget(KEYS.campaign_status("offer"), ["1", "2", "3"])
+    assert statuses == [b"suppressed:refused_at_send:1:sms:do_not_contact", b"held:1:sms:paused", b"held:1:sms:paused"]
+    # the delivery events Redis's own MessagePack wrote read as the product's events
+    states = [events.decode_state(f[b"e"]) for _id, f in await real_store.redis.xrange(KEYS.events)]
+    reports = [state for state in states if isinstance(state, events.DeliveryStatus)]
+    assert [(r.message, r.status, r.error) for r in reports] == [
+        ("cmp-offer-1-1", "refused", "refused_at_send: do_not_contact"),
+        ("cmp-offer-2-1", "held", "refused_at_send: paused"),
+        ("cmp-offer-3-1", "held", "refused_at_send: paused"),
+    ]
+    await registry.change(real_store, "acme", "offer", "resume")
+    assert await worker.step() == 2
+    again = [events.decode_outbound(f[b"e"]) for _id, f in await real_store.redis.xrange(KEYS.outbound)][3:]
+    assert [await dispatcher.deliver(m, events.encode(m)) for m in again] == ["sent", "sent"]
+    progress = await registry.progress(real_store, "acme", "offer")
+    assert (progress.counts["sent"], progress.counts["suppressed"], progress.queued) == (2, 1, 0)
+    assert progress.refused_at_send == {"do_not_contact": 1, "paused": 2}

@@ -17,7 +17,7 @@ from router.campaigns import registry
 from router.campaigns.model import Campaign
 from router.keys import Keys
 from tests.factories import PROMISE, World, world
-from tests.workers.campaigns import create_campaign
+from tests.workers.campaigns import Clock, create_campaign
 from workers.campaigns import unsubscribe
 from workers.campaigns.results import Results, write_csv
 from workers.campaigns.results import report as results_report
@@ -111,8 +111,9 @@ async def test_a_contact_from_someone_else_routes_as_usual():
 async def test_delivery_is_counted_from_the_dispatchers_reports():
     w, _worker = await sent_world()
     dispatcher = Dispatcher(w.store)
-    for _id, fields in await w.store.redis.xrange(KEYS.outbound):
-        await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"])
+    with Clock(NOON_NY):  # inside the window, as the dispatcher judges it
+        for _id, fields in await w.store.redis.xrange(KEYS.outbound):
+            assert await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"]) == "sent"
     status = events.DeliveryStatus(
         tenant="acme", occurred_at=events.now_ms(), channel="sms", message="cmp-dues-1-1", status="delivered"
     )
@@ -146,6 +147,30 @@ async def test_a_failed_text_is_retried_once_by_email():
     await results.apply("acme", final)  # the policy allows two attempts: this one is final
     progress = await registry.progress(w.store, "acme", "dues")
     assert (progress.counts["retried"], progress.counts["failed"], progress.queued) == (1, 1, 0)
+
+
+async def test_a_failure_reported_after_the_campaign_finished_opens_it_again_for_the_retry():
+    with Clock(NOON_NY):
+        w, worker = await sent_world()
+        [message] = await w.outgoing()
+        assert await Dispatcher(w.store).deliver(message, events.encode(message)) == "sent"
+        results = await follow(w)  # the dispatcher's report: the text is no longer pending
+        assert await worker.step() == 0
+        assert (await registry.progress(w.store, "acme", "dues")).state == "finished"
+        undelivered = events.DeliveryStatus(
+            tenant="acme",
+            occurred_at=events.now_ms(),
+            channel="sms",
+            message="cmp-dues-1-1",
+            status="undelivered",
+            error="30003",
+        )
+        await results.apply("acme", undelivered)  # Twilio's status callback, a minute later
+        progress = await registry.progress(w.store, "acme", "dues")
+        assert (progress.state, progress.queued) == ("running", 1)
+        assert await registry.running(w.store, "acme") == ["dues"]
+        assert await worker.step() == 1
+        assert [(m.id, m.channel) for m in await w.outgoing()][-1] == ("cmp-dues-1-2", "email")
 
 
 async def test_an_agents_disposition_is_counted_and_a_promise_to_pay_converts():
@@ -283,7 +308,8 @@ async def test_a_recipient_who_opted_out_after_queueing_is_refused_at_dispatch_a
     w = await texts_only_world()
     dispatcher = Dispatcher(w.store, {"sms": RefusingSender()})
     [(_id, fields)] = await w.store.redis.xrange(KEYS.outbound)
-    assert await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"]) == "refused"
+    with Clock(NOON_NY):  # inside the window, as the dispatcher judges it before the sender refuses
+        assert await dispatcher.deliver(events.decode_outbound(fields[b"e"]), fields[b"e"]) == "refused"
     results = await follow(w)
     for event in await w.events(events.DeliveryStatus):
         await results.apply("acme", event)  # a redelivered report changes nothing

@@ -6,14 +6,20 @@ import datetime as dt
 import pytest
 
 from channels.sms import optout
+from router import events
 from router.campaigns import registry
 from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
 from router.scripts import run_pipelined
 from tests.factories import world
 from tests.workers import campaigns
+from tests.workers.campaigns import Clock
+from workers.campaigns import cli as campaign_cli
+from workers.campaigns import pacing
 from workers.campaigns import scripts as campaign_scripts
+from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
+from workers.dispatch import Dispatcher
 
 KEYS = Keys("acme")
 DEPLOYMENT = """
@@ -216,7 +222,7 @@ async def test_a_worker_killed_between_claim_and_publish_is_resumed_without_dupl
 async def test_a_stale_worker_replaying_its_claim_sends_nothing_twice():
     w = await world(DEPLOYMENT)
     campaign = await launched(w, people(3))
-    seqs, blobs, statuses = await campaign_scripts.claim(w.store, "acme", "spring", count=10, lease_ms=60_000)
+    seqs, blobs, statuses, _next = await campaign_scripts.claim(w.store, "acme", "spring", count=10, lease_ms=60_000)
     claimed = list(zip(seqs, blobs, statuses, strict=True))
     first, stale = worker(w), worker(w)
     loaded, _ = await first._load("acme", campaign.id)
@@ -385,3 +391,85 @@ async def test_a_machine_message_too_long_to_say_skips_the_recipient_with_the_re
     status = (await w.store.redis.hget(KEYS.campaign_status("spring"), "1")).decode()
     assert status == "skipped:template voice machine: 7,200 characters, more than a call can say (4,096)"
     assert (await registry.progress(w.store, "acme", "spring")).counts["skipped"] == 1
+
+
+async def test_state_changes_are_recorded_by_name_and_the_old_misspelt_ones_still_read(capsys):
+    w = await world(DEPLOYMENT)
+    await launched(w, people(1))
+    await registry.change(w.store, "acme", "spring", "pause")
+    await registry.change(w.store, "acme", "spring", "resume")
+    record = await w.store.redis.hgetall(KEYS.campaign("spring"))
+    assert {b"launched_at", b"paused_at", b"resumed_at"} <= set(record)
+    assert not {b"pauseed_at", b"resumeed_at"} & set(record)
+    # a campaign paused and resumed by a version that wrote "{action}ed_at"
+    await w.store.redis.hdel(KEYS.campaign("spring"), "paused_at", "resumed_at")
+    paused, resumed = 1811851200000, 1811854800000  # 12:00 and 13:00 UTC, 1 June 2027
+    await w.store.redis.hset(KEYS.campaign("spring"), mapping={"pauseed_at": paused, "resumeed_at": resumed})
+    changed = await registry.changes(w.store, "acme", "spring")
+    assert (changed["pause"], changed["resume"]) == (paused, resumed) and "cancel" not in changed
+    await campaign_cli._progress(w.store, "acme", "spring", watch=False)
+    assert "paused 2027-06-01 12:00 UTC  resumed 2027-06-01 13:00 UTC" in capsys.readouterr().out
+
+
+async def test_recipients_go_in_file_order():
+    w = await world(DEPLOYMENT)
+    await launched(w, people(12))
+    wk = worker(w, batch=5)
+    await drain(wk)
+    assert [m.id for m in await w.outgoing()] == [f"cmp-spring-{n}-1" for n in range(1, 13)]  # not 1, 10, 11, 12, 2...
+
+
+async def test_a_tenant_pace_below_the_campaigns_makes_the_worker_wait_for_a_token_not_spin():
+    with Clock(NOON_NY) as clock:
+        w = await world(DEPLOYMENT)
+        await pacing.set_channel_limit(w.store, "acme", "sms", 60)  # `campaign pace sms 60`: one a second
+        await launched(w, people(20))  # the campaign's own pace: 6,000 a minute
+        due = KEYS.campaign_due("spring")
+        wk = CampaignWorker(w.store, w.deployment)
+        assert await wk.step() == 1  # a batch as big as the tenant's pace lets out
+        waiting = await w.store.redis.zrange(due, 0, -1, withscores=True)
+        assert [score for _seq, score in waiting] == [float(n) for n in range(2, 21)]  # none claimed, none put back
+        clock.forward(0.5)
+        assert await wk.step() == 0  # no token yet (half of one): it waits...
+        assert await w.store.redis.zrange(due, 0, -1, withscores=True) == waiting
+        bucket = await w.store.redis.hgetall(KEYS.rate_bucket("channel:sms"))
+        clock.forward(0.25)
+        assert await wk.step() == 0
+        assert await w.store.redis.hgetall(KEYS.rate_bucket("channel:sms")) == bucket  # ...without asking again
+        clock.forward(0.25)
+        assert await wk.step() == 1
+        assert [m.id for m in await w.outgoing()] == ["cmp-spring-1-1", "cmp-spring-2-1"]
+        assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 0
+
+
+async def test_a_campaign_whose_recipients_are_all_settled_finishes_and_is_polled_no_more():
+    with Clock(NOON_NY):
+        w = await world(DEPLOYMENT)
+        await launched(w, people(3))
+        wk = CampaignWorker(w.store, w.deployment)
+        assert await wk.step() == 3
+        assert await wk.step() == 0
+        # nobody is due, but the texts are still with the dispatcher: not finished yet
+        assert (await registry.progress(w.store, "acme", "spring")).state == "running"
+        dispatcher = Dispatcher(w.store)
+        for message in await w.outgoing():
+            assert await dispatcher.deliver(message, events.encode(message)) == "sent"
+        results = Results(w.store)
+        for event in await w.events(events.DeliveryStatus):
+            await results.apply("acme", event)
+        assert await wk.step() == 0
+        progress = await registry.progress(w.store, "acme", "spring")
+        assert (progress.state, progress.queued, progress.counts["sent"]) == ("finished", 0, 3)
+        assert await registry.running(w.store, "acme") == []  # the workers' rounds leave it out
+        assert "finish" in await registry.changes(w.store, "acme", "spring")
+
+
+async def test_a_campaign_with_a_recipient_due_later_is_not_finished():
+    with Clock(NOON_NY):
+        w = await world(DEPLOYMENT)
+        await launched(w, people(1, timezone="Asia/Tokyo"))  # 01:00 there: due at 08:00
+        wk = CampaignWorker(w.store, w.deployment)
+        await wk.step()
+        assert await wk.step() == 0
+        progress = await registry.progress(w.store, "acme", "spring")
+        assert (progress.state, progress.queued) == ("running", 1)

@@ -8,6 +8,7 @@ scripts.py     calls of the Lua scripts (router/lua/campaigns): claim with a lea
                most once, settle, count
 ids.py         the ids of a campaign's messages, conversations and variant stats
 worker.py      the role: claim, check, render, publish (at most once per attempt)
+gate.py        every rule again as a message leaves, in the dispatcher's lease (held or refused)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;
                the results report per campaign and A/B variant
 unsubscribe.py one-click List-Unsubscribe (RFC 8058) on the web process

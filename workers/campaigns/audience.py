@@ -208,7 +208,9 @@ async def _import_chunk(store: Store, campaign: Campaign, columns: _Columns, chu
     async with store.redis.pipeline(transaction=False) as pipe:
         if kept:
             pipe.hset(keys.campaign_audience(campaign.id), mapping={r.seq: encode_recipient(r) for r in kept})
-            pipe.zadd(keys.campaign_due(campaign.id), dict.fromkeys((r.seq for r in kept), 0))
+            # Due at once, in file order: a score is a time, and any before now is due; equal
+            # scores would go by the members' text ("1", "10", "100", "11"...).
+            pipe.zadd(keys.campaign_due(campaign.id), {r.seq: r.seq for r in kept})
             pipe.hincrby(keys.campaign_stats(campaign.id), "imported", len(kept))
         if rejects:
             room = max(0, KEEP_REJECTS - report.rejected)

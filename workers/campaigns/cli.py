@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -219,6 +220,13 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
 
 
+CHANGED = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled", "finish": "finished"}
+
+
+def _when(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def _dnc_address(raw: str) -> str:
     """An email in lower case, anything else as an E.164 number."""
     try:
@@ -228,15 +236,18 @@ def _dnc_address(raw: str) -> str:
 
 
 def bar(progress: registry.Progress, width: int = 30) -> str:
-    """One line: a bar of recipients done, then every counter."""
+    """One line: a bar of recipients done, then every counter (and the messages refused as
+    they were to leave, by reason)."""
     share = progress.share
     filled = round(share * width)
     c = progress.counts
+    why = ", ".join(f"{reason} {n:,}" for reason, n in progress.refused_at_send.items())
     return (
         f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%} {progress.state}  queued {progress.queued:,}  "
         f"sent {c['sent']:,}  delivered {c['delivered']:,}  failed {c['failed']:,}  "
         f"suppressed {c['suppressed']:,}  replied {c['replied']:,}  converted {c['converted']:,}"
         + (f"  skipped {c['skipped']:,}" if c["skipped"] else "")
+        + (f"  refused at send {c['refused_at_send']:,} ({why})" if c["refused_at_send"] else "")
     )
 
 
@@ -251,6 +262,9 @@ async def _progress(store: Store, tenant: str, campaign_id: str, *, watch: bool)
         await asyncio.sleep(WATCH_S)
     if live:
         print()
+    changed = await registry.changes(store, tenant, campaign_id)
+    if changed:
+        print("  ".join(f"{CHANGED[action]} {_when(at)}" for action, at in changed.items()))
     for name, counts in sorted(progress.variants.items()):
         shown = "  ".join(f"{k} {counts.get(k, 0):,}" for k in ("sent", "delivered", "failed", "replied", "converted"))
         print(f"variant {name}: {shown}")

@@ -86,9 +86,16 @@ class Results:
 
     async def _delivery(self, tenant: str, event: events.DeliveryStatus) -> None:
         parsed = parse_message_id(event.message)
-        if parsed is None or (event.status not in DELIVERED and event.status not in FAILED and event.status != MACHINE):
+        if parsed is None:
             return
         campaign_id, seq, attempt = parsed
+        # Through the dispatcher (sent, failed, refused...): no longer pending. Not after a
+        # temporary failure (it tries again), nor when held back: campaigns/begin_send.lua took
+        # that one off itself, and by now it may be queued again under the same id.
+        if event.status not in ("retry", "held"):
+            await self.store.redis.srem(Keys(tenant).campaign_pending(campaign_id), event.message)
+        if event.status not in DELIVERED and event.status not in FAILED and event.status != MACHINE:
+            return
         campaign = await self._campaign(tenant, campaign_id)
         if campaign is None:
             return

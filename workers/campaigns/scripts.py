@@ -17,7 +17,7 @@ from router.store import Store
 
 
 class SendBatch(NamedTuple):
-    """campaigns/send.lua's first arguments, shared by the batch (ARGV[1] to ARGV[13])."""
+    """campaigns/send.lua's first arguments, shared by the batch (ARGV[1] to ARGV[14])."""
 
     status: str  # the campaign's status hash
     due: str  # its due set
@@ -32,6 +32,7 @@ class SendBatch(NamedTuple):
     priority: int  # the queue's priority, for the campaign's conversations
     campaign_key: str  # the campaign's hash (its state)
     dnc: str  # the do-not-contact set
+    pending: str  # the campaign's messages not yet through the dispatcher
 
 
 class RecipientArgs(NamedTuple):
@@ -58,17 +59,19 @@ class RecipientArgs(NamedTuple):
 
 
 class Claimed(NamedTuple):
-    """What campaigns/claim.lua leased: recipient numbers, their audience blobs and statuses."""
+    """What campaigns/claim.lua leased: recipient numbers, their audience blobs and statuses;
+    with none due, when the next one is (ms; -1 for nobody left)."""
 
     seqs: list[bytes]
     recipients: list[bytes]
     statuses: list[bytes]
+    next_due: int = 0
 
 
 async def claim(store: Store, tenant: str, campaign: str, *, count: int, lease_ms: int) -> Claimed:
     """Lease up to `count` due recipients of a campaign to this worker for `lease_ms`."""
     keys = Keys(tenant)
-    seqs, recipients, statuses, *_now = await store.scripts["campaigns/claim"](
+    seqs, recipients, statuses, _now, *rest = await store.scripts["campaigns/claim"](
         keys=[keys.base],
         args=[
             keys.campaign_due(campaign),
@@ -78,7 +81,24 @@ async def claim(store: Store, tenant: str, campaign: str, *, count: int, lease_m
             lease_ms,
         ],
     )
-    return Claimed(seqs, recipients, statuses)
+    return Claimed(seqs, recipients, statuses, int(float(rest[0])) if rest else 0)
+
+
+async def complete(store: Store, tenant: str, campaign: str) -> bool:
+    """Finish a running campaign with nobody due and no message at the dispatcher
+    (campaigns/complete.lua); True if it finished now."""
+    keys = Keys(tenant)
+    finished = await store.scripts["campaigns/complete"](
+        keys=[keys.base],
+        args=[
+            keys.campaign(campaign),
+            keys.campaign_due(campaign),
+            keys.campaign_pending(campaign),
+            keys.campaigns_running,
+            campaign,
+        ],
+    )
+    return bool(int(finished))
 
 
 def send_call(store: Store, tenant: str, batch: SendBatch, recipients: list[RecipientArgs]) -> scripts.Call:
@@ -88,6 +108,54 @@ def send_call(store: Store, tenant: str, batch: SendBatch, recipients: list[Reci
         store.scripts["campaigns/send"],
         Keys(tenant).base,
         [*batch, *(arg for recipient in recipients for arg in recipient)],
+    )
+
+
+class SendCheck(NamedTuple):
+    """campaigns/begin_send.lua's arguments (ARGV[1] to ARGV[24]), before its caps (CapArgs)."""
+
+    message_id: str
+    payload: bytes  # the outbound message, kept in its delivery record as begin_send.lua keeps it
+    lease_ms: int
+    campaign_key: str  # the campaign's hash (its state)
+    status: str  # the campaign's status hash
+    due: str  # its due set
+    stats: str  # its counters
+    pending: str  # its messages not yet through the dispatcher
+    seq: int
+    attempt: int
+    channel: str
+    address: str
+    conv: str  # the recipient's campaign conversation
+    ident: str  # the address as an identity (whose customer a dispute may name)
+    suppression: str  # the channel's opt-outs
+    dnc: str  # the do-not-contact set
+    disputes: str  # the disputes set, or "" (not collections)
+    debt: str  # "debt:<account>" or ""
+    cap: str  # the caps' attempts key (where this message's attempt was recorded)
+    talked: str  # the key of the last conversation about the debt (or address)
+    open_from: int  # the window span around the judging moment (ms), 0 and 0 when outside it
+    open_until: int
+    reopens: int  # when the window opens next (ms)
+    variant: str  # the A/B variant's counter prefix ("v:<name>:") or ""
+
+
+class CapArgs(NamedTuple):
+    """campaigns/begin_send.lua's arguments for one cap on the message's channel."""
+
+    max_attempts: int
+    days_ms: int
+    quiet_ms: int
+
+
+def begin_send_call(store: Store, tenant: str, check: SendCheck, caps: Sequence[CapArgs]) -> scripts.Call:
+    """One campaigns/begin_send.lua call, for the dispatcher's pipeline: the send's lease
+    if every rule of the campaign allows the message now, else its refusal recorded. Its
+    reply is begin_send.lua's, or ("refused" | "held", attempts, reason)."""
+    return scripts.Call(
+        store.scripts["campaigns/begin_send"],
+        Keys(tenant).base,
+        [*check, *(arg for cap in caps for arg in cap)],
     )
 
 
@@ -136,6 +204,9 @@ async def outcome(
             due_ms,
             reason,
             variant,
+            keys.campaign(campaign),
+            keys.campaigns_running,
+            campaign,
         ],
     )
     return bool(int(counted))

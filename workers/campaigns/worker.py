@@ -7,7 +7,9 @@ with the send script, which checks suppression and the campaign's state at that
 instant and records everything in one step. The outbound message id is derived
 from campaign, recipient and attempt, and the send script refuses a second send
 of an attempt: a worker killed anywhere leaves its recipients to be claimed again
-when their lease ends, and nothing goes twice. The dispatch process delivers.
+when their lease ends, and nothing goes twice. The dispatch process delivers, after
+judging every rule again as the message is to leave (workers/campaigns/gate.py); a
+message it holds back comes back here (held:...) and is queued again under its id.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +37,7 @@ from router.store import STORE_ERRORS, Store, StoreOutage, text
 from workers.campaigns import pacing, results, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
+from workers.campaigns.gate import ZONES, zones_metadata
 from workers.campaigns.ids import conversation_id, message_id, variant_prefix
 
 log = logging.getLogger(__name__)
@@ -83,8 +87,10 @@ class CampaignWorker:
         self.lease_ms = lease_ms
         self.public_url = public_url or "http://127.0.0.1:8080"
         self._campaigns: dict[tuple[str, str], _Loaded] = {}
+        self._resting: dict[tuple[str, str], float] = {}  # campaigns out of tokens: until when (s, by the clock)
         self._keys: dict[str, bytes] = {}
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))  # tests move time; Redis's clock runs leases
+        # tests move time (time.time also moves the embedded store's); Redis's clock runs leases
+        self.clock = clock or (lambda: dt.datetime.fromtimestamp(time.time(), dt.UTC))
 
     async def step(self) -> int:
         """One round over every running campaign; returns how many recipients were handled."""
@@ -134,18 +140,29 @@ class CampaignWorker:
         if campaign.end and now >= campaign.end:
             await registry.finish(self.store, tenant, campaign_id)
             return 0
-        bucket = pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)
-        tokens, _wait = await pacing.take(self.store, tenant, self.batch, [bucket])
+        if now.timestamp() < self._resting.get((tenant, campaign_id), 0.0):
+            return 0  # no token for it yet: asking again would only spin
+        # The campaign's bucket and the tenant's for the campaign's channel, in one take: a
+        # batch is no bigger than the slower of the two lets out. (A retry on the fallback
+        # channel pays that channel's bucket when it is sent, and this one's all the same.)
+        buckets = [pacing.campaign_bucket(tenant, campaign_id, campaign.pacing.per_minute, campaign.pacing.burst)]
+        limits = await pacing.channel_limits(self.store, tenant)
+        if campaign.channel in limits:
+            buckets.append(pacing.channel_bucket(tenant, campaign.channel, limits[campaign.channel]))
+        tokens, wait = await pacing.take(self.store, tenant, self.batch, buckets)
         if not tokens:
+            self._resting[(tenant, campaign_id)] = now.timestamp() + wait / 1000
             return 0
-        seqs, blobs, statuses = await campaign_scripts.claim(
+        seqs, blobs, statuses, next_due = await campaign_scripts.claim(
             self.store, tenant, campaign_id, count=tokens, lease_ms=self.lease_ms
         )
         if not seqs:
-            await pacing.give_back(self.store, tenant, tokens, [bucket])
+            await pacing.give_back(self.store, tenant, tokens, buckets)
+            if next_due < 0 and await campaign_scripts.complete(self.store, tenant, campaign_id):
+                log.info("campaign %s of %s finished: every recipient settled", campaign_id, tenant)
             return 0
         sent = await self._handle(tenant, loaded, now, list(zip(seqs, blobs, statuses, strict=True)))
-        await pacing.give_back(self.store, tenant, tokens - sent, [bucket])
+        await pacing.give_back(self.store, tenant, tokens - sent, buckets)
         return len(seqs)
 
     async def _handle(self, tenant: str, loaded: _Loaded, now: dt.datetime, claimed: list) -> int:
@@ -237,7 +254,7 @@ class CampaignWorker:
             return 0
         campaign = loaded.campaign
         keys = Keys(tenant)
-        pending = await self._channel_pacing(tenant, now_ms, pending, later)
+        pending = await self._channel_pacing(tenant, now_ms, pending, later, paid=campaign.channel)
         if not pending:
             return 0
         # Who the recipients already are (the send script creates the missing ones).
@@ -268,6 +285,7 @@ class CampaignWorker:
             priority=self.deployment.tenant(tenant).queue(campaign.queue).priority,
             campaign_key=keys.campaign(campaign.id),
             dnc=keys.do_not_contact,
+            pending=keys.campaign_pending(campaign.id),
         )
         # A few dozen recipients per script call: one round trip for the batch, while no
         # call holds Redis long enough to delay routing.
@@ -285,11 +303,17 @@ class CampaignWorker:
                 outcome = text(outcome)
                 if outcome == "sent":
                     sent += 1
-                elif outcome in ("recheck", "stopped"):  # due again at once: decided afresh, or after a resume
-                    later.append((item.recipient.seq, 0, ""))
+                elif outcome in ("recheck", "stopped"):  # decided afresh, or after a resume
+                    later.append((item.recipient.seq, item.recipient.seq, ""))  # due at once, in file order
         return sent
 
-    async def _channel_pacing(self, tenant: str, now_ms: int, pending: list[_Pending], later: list) -> list:
+    async def _channel_pacing(
+        self, tenant: str, now_ms: int, pending: list[_Pending], later: list, *, paid: str
+    ) -> list:
+        """The tenant's pace of the channels other than `paid` (the campaign's, whose tokens
+        the batch took): those that get no token now wait for one."""
+        if all(item.channel == paid for item in pending):
+            return pending
         limits = await pacing.channel_limits(self.store, tenant)
         if not limits:
             return pending
@@ -298,7 +322,7 @@ class CampaignWorker:
         for item in pending:
             by_channel.setdefault(item.channel, []).append(item)
         for channel, items in by_channel.items():
-            if channel not in limits:
+            if channel == paid or channel not in limits:
                 ready += items
                 continue
             bucket = pacing.channel_bucket(tenant, channel, limits[channel])
@@ -342,7 +366,8 @@ class CampaignWorker:
             subject=rendered.subject,
             campaign=campaign.id,
             automatic=True,
-            metadata={**metadata, MACHINE_MESSAGE: machine} if machine else metadata,
+            # the zones it was judged in, for the dispatcher to judge it in again (workers/campaigns/gate.py)
+            metadata={**metadata, **({MACHINE_MESSAGE: machine} if machine else {}), ZONES: zones_metadata(item.zones)},
         )
         entry = events.HistoryEntry(
             id=mid,
@@ -414,9 +439,10 @@ def _other_identity(channel: str, recipient: Recipient) -> str:
 
 
 def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
-    """The attempt and channel a claimed recipient is due for: its first, or a retry."""
-    if status.startswith("retry:"):
-        _, attempt, channel = status.split(":", 2)
+    """The attempt and channel a claimed recipient is due for: its first, a retry, or one
+    the dispatcher held back when it was to leave (held:<attempt>:<channel>:<reason>)."""
+    if status.startswith(("retry:", "held:")):
+        _, attempt, channel = status.split(":", 3)[:3]
         return int(attempt), channel
     return 1, campaign.channel
 

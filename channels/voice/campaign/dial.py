@@ -8,11 +8,15 @@ before the request and the CallSid recorded with it, so the dispatcher's reconci
 a call never requested from one whose answer was lost, and a redelivered message finds
 its delivery settled and places nothing.
 
+Every rule of the campaign (pressing 9 or a do-not-contact entry since the call was
+queued, a dispute, a pause, the window, the 7-in-7 cap and the quiet period) was judged
+again a moment before, in the dispatcher's lease (workers/campaigns/gate.py), which
+gives back the attempt of a call it refuses.
+
 The collections cap (7 calls in 7 days per debt) counts the attempt when the campaigns
 worker queues the message, once per message id (router/lua/campaigns/send.lua). A call
-Twilio certainly never placed (it refused the request, or the number opted out since)
-gives that attempt back here, so the cap counts exactly the calls placed; a call whose
-fate is unknown stays counted.
+Twilio certainly never placed (it refused the request) gives that attempt back here, so
+the cap counts exactly the calls placed; a call whose fate is unknown stays counted.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from channels._twilio_rest import TwilioError, no_answer, twilio_failure
-from channels.transport import PermanentFailure, Refused
+from channels.transport import PermanentFailure
 from router import events
 from router.campaigns import compliance, registry
 from router.campaigns.model import Campaign, CampaignError, decode_recipient
@@ -61,22 +65,12 @@ async def place_call(sender: VoiceSender, tenant: Tenant, message: events.Outbou
     """Call the recipient for a campaign message; returns the CallSid. Raises the
     dispatcher's outcomes (channels.transport) as the callback dial does."""
     store = sender.store
-    keys = Keys(tenant.id)
     if not tenant.voice.numbers:
         raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
     try:
         campaign, _state = await registry.load(store, tenant.id, message.campaign)
     except CampaignError as exc:
         raise PermanentFailure(str(exc)) from None
-    # Pressing 9 on an earlier call (or a do-not-contact entry) after this message was
-    # queued: honoured at once, as the campaigns' send script does at queue time.
-    async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.sismember(keys.suppression("voice"), message.to)
-        pipe.sismember(keys.do_not_contact, message.to)
-        opted_out, dnc = await pipe.execute()
-    if opted_out or dnc:
-        await give_back_attempt(store, campaign, message)
-        raise Refused(f"{message.to} is on the {'voice opt-out' if opted_out else 'do-not-contact'} list")
     caller_id = message.sender if message.sender in tenant.voice.numbers else tenant.voice.numbers[0]
     settings = sender.settings
     attempt = await sender._mark_requested(message, conversation=message.conversation)

@@ -40,7 +40,7 @@ SHOWN_REJECTS = 20  # as the CLI's import: the rest are a `campaign rejects` awa
 PREVIEWS = 3
 # The counters beside each bar: what is left, then what happened to what was sent.
 BAR = ("queued", "sent", "delivered", "failed", "suppressed", "replied", "converted")
-MORE = ("imported", "rejected", "skipped", "retried", "rescheduled")
+MORE = ("imported", "rejected", "skipped", "retried", "rescheduled", "refused_at_send")
 VARIANT_COUNTS = ("sent", "delivered", "failed", "suppressed", "replied", "converted")
 CAMPAIGN_PATH = "/campaigns/{tenant}/{campaign:[a-z0-9][a-z0-9_-]{0,62}}"
 

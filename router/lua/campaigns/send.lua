@@ -1,18 +1,24 @@
 -- Send a batch of recipients' messages, each at most once per attempt, with the
--- compliance checks that must hold at the instant of sending: the campaign still
+-- compliance checks that must hold at the instant they are queued: the campaign still
 -- running (a pause stops even a batch in flight), the channel's opt-outs, the
 -- do-not-contact list, an open dispute (of the customer or the debt), and an
--- unchanged frequency-cap history (else the worker decides again). A sent recipient
+-- unchanged frequency-cap history (else the worker decides again). The dispatcher
+-- judges them all again as a message is to leave (begin_send.lua). A sent recipient
 -- gets, in this one step: the customer and their campaign conversation (so that a
 -- reply routes to the campaign's queue: intake.lua reads campaign_conv), the history
--- entry, the outbound message and its event, the cap attempt, its status.
--- ARGV: the batch's 13 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
+-- entry, the outbound message and its event, the cap attempt, its status, its place
+-- among the messages pending at the dispatcher.
+-- ARGV: the batch's 14 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
 -- (RecipientArgs); tests/router/test_scripts.py holds both to the names below.
+-- A recipient due for a retry, or held (handed back by campaigns/begin_send.lua), may go;
+-- a held one's message keeps its id and its one history entry.
 -- Returns one outcome per recipient: sent | done:<status> | suppressed:<reason> | recheck | stopped.
 local status, due, stats, outbound, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local queue, campaign, reply_until, cap_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local disputes, priority, campaign_key, dnc = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
-local HEAD, PER_RECIPIENT = 13, 18
+-- the message ids not yet through the dispatcher
+local pending = ARGV[14]
+local HEAD, PER_RECIPIENT = 14, 18
 local results = {}
 if redis.call("HGET", campaign_key, "state") ~= "running" then
   for _ = HEAD + 1, #ARGV, PER_RECIPIENT do results[#results + 1] = "stopped" end
@@ -35,19 +41,19 @@ local function one(at)
   -- customer if nobody has it yet, so a reply on that channel routes too
   local other_ident = ARGV[at + 18]
   local st = redis.call("HGET", status, seq)
+  -- held: the dispatcher handed this attempt back (refused when it was to leave); it is
+  -- queued again under its id, already in the conversation's history
+  local held = false
   if st then
     local state, n = string.match(st, "^(%a+):?(%d*)")
-    if state ~= "retry" and not (state == "sent" and tonumber(n) < tonumber(attempt)) then
+    held = state == "held"
+    if state ~= "retry" and not held and not (state == "sent" and tonumber(n) < tonumber(attempt)) then
       redis.call("ZREM", due, seq)
       return "done:" .. st
     end
   end
   local customer = redis.call("HGET", identities_key(), ident)
-  local reason = nil
-  if redis.call("SISMEMBER", suppression, address) == 1 then reason = "opted_out"
-  elseif redis.call("SISMEMBER", dnc, address) == 1 then reason = "do_not_contact"
-  elseif disputes ~= "" and ((debt ~= "" and redis.call("SISMEMBER", disputes, debt) == 1)
-      or (customer and redis.call("SISMEMBER", disputes, customer) == 1)) then reason = "disputed" end
+  local reason = contact_refusal(suppression, dnc, address, disputes, debt, customer)
   if reason then
     redis.call("HSET", status, seq, "suppressed:" .. reason)
     redis.call("ZREM", due, seq)
@@ -71,14 +77,14 @@ local function one(at)
       "priority", priority, "level", "0", "attempts", "0")
     redis.call("ZADD", customer_conversations_key(customer), S(NOW), conv)
   end
-  redis.call("RPUSH", conversation_log_key(conv), entry)
+  if not held then redis.call("RPUSH", conversation_log_key(conv), entry) end
   redis.call("HSET", c, "last_channel", channel, "last_address", address, "last_reply_at", S(NOW))
   redis.call("HSET", cust, "ident:" .. ident, "1", "campaign_conv", conv, "campaign_until", reply_until)
   if other_ident ~= "" and redis.call("HSETNX", identities_key(), other_ident, customer) == 1 then
     redis.call("HSET", cust, "ident:" .. other_ident, "1")
   end
   redis.call("XADD", outbound, "*", "e", message)
-  redis.call("XADD", events, "*", "e", message_event)
+  if not held then redis.call("XADD", events, "*", "e", message_event) end
   if cap ~= "" then
     redis.call("ZADD", cap, S(NOW), message_id)
     -- only ever lengthened: a campaign with a shorter cap must not drop what a longer one counts
@@ -86,6 +92,7 @@ local function one(at)
   end
   redis.call("HSET", status, seq, "sent:" .. attempt .. ":" .. channel)
   redis.call("ZREM", due, seq)
+  redis.call("SADD", pending, message_id)
   sent = sent + 1
   if variant ~= "" then redis.call("HINCRBY", stats, variant .. "sent", 1) end
   return "sent"
