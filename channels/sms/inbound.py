@@ -83,10 +83,8 @@ async def incoming(request: web.Request) -> web.Response:
         contact = _contact(tenant, sender, form)
         added, entry_id = await bus.ingest(store, contact)
     except _STORE_ERRORS:
-        log.exception("SMS %s for %s not stored; answering 503 so Twilio retries", form["MessageSid"], tenant.id)
-        raise web.HTTPServiceUnavailable(
-            text="the message could not be stored; retry", headers={"Retry-After": "5"}
-        ) from None
+        log.exception("SMS %s for %s not stored; answering 5xx so Twilio retries", form["MessageSid"], tenant.id)
+        raise web.HTTPInternalServerError(text="the message could not be stored; retry") from None
     if not added:
         log.info("SMS %s for %s was a retry of entry %s", form["MessageSid"], tenant.id, entry_id)
     return twiml()

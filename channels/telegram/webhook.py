@@ -93,9 +93,7 @@ async def update(request: web.Request) -> web.Response:
         log.error("Telegram update for %s refused: %s", tenant.id, exc)
         raise web.HTTPBadRequest(text=str(exc)) from None
     except _STORE_ERRORS:
-        log.exception("Telegram update for %s not stored; answering 503 so Telegram retries", tenant.id)
-        raise web.HTTPServiceUnavailable(
-            text="the update could not be stored; retry", headers={"Retry-After": "5"}
-        ) from None
+        log.exception("Telegram update for %s not stored; answering 5xx so Telegram retries", tenant.id)
+        raise web.HTTPInternalServerError(text="the update could not be stored; retry") from None
     log.debug("Telegram update %s for %s: %s", data.get("update_id"), tenant.id, outcome)
     return web.Response(text="ok")

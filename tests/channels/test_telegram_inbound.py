@@ -326,7 +326,7 @@ async def test_a_user_who_blocked_the_bot_and_writes_again_can_be_answered_again
     assert contact.body == "I'm back"
 
 
-async def test_an_attachment_disk_failure_answers_503_and_the_retry_stores_the_photo(telegram, monkeypatch):
+async def test_an_attachment_disk_failure_answers_500_and_the_retry_stores_the_photo(telegram, monkeypatch):
     sizes = telegram_api.photo_sizes(telegram.api, b"jpeg" * 100)
     update = telegram.api.push(telegram_api.message(photo=sizes))
 
@@ -335,7 +335,7 @@ async def test_an_attachment_disk_failure_answers_503_and_the_retry_stores_the_p
 
     with monkeypatch.context() as patch:
         patch.setattr(AttachmentStore, "put", disk_full)
-        assert (await telegram.post(update)).status == 503
+        assert (await telegram.post(update)).status == 500
     assert await telegram.inbound() == []
     assert (await telegram.post(update)).status == 200
     [contact] = await telegram.inbound()
