@@ -8,9 +8,9 @@ import pytest
 
 from router.campaigns import registry
 from router.campaigns.isolated import shared
-from router.campaigns.model import check_against, load_campaign
+from router.campaigns.model import check_against, load_campaign, missing_dispositions
 from router.config import load_deployment
-from tests.factories import world
+from tests.factories import deployment, world
 from workers.campaigns import audience
 
 EXAMPLES = Path(__file__).parents[2] / "templates" / "campaigns"
@@ -31,3 +31,20 @@ async def test_an_example_campaign_fits_the_demo_deployment_and_renders_for_the_
     report = await audience.import_csv(w.store, campaign, io.StringIO((EXAMPLES / "acme-audience.csv").read_text()))
     assert report.imported == 3
     assert await shared().problems(campaign, await registry.first_recipients(w.store, "acme", campaign.id, 3)) == []
+
+
+def test_a_collections_campaign_names_the_dispositions_its_tenants_agents_cannot_record_yet():
+    campaign = load_campaign(EXAMPLES / "acme-collections.toml")
+    assert missing_dispositions(campaign, load_deployment(None)) == []  # the demo tenant lists them all
+    narrow = deployment(
+        """
+        [[tenants]]
+        id = "acme"
+        dispositions = ["resolved", "promise_to_pay"]
+        [[tenants.queues]]
+        id = "support"
+        [[tenants.queues]]
+        id = "collections"
+        """
+    )
+    assert missing_dispositions(campaign, narrow) == ["paid", "disputed", "wrong_number", "not_interested"]
