@@ -44,23 +44,12 @@ from router.campaigns import registry
 from router.keys import Keys
 from tests.factories import World, world
 from tests.workers.campaigns import Clock, Outbound, create_campaign
+from tests.workers.test_campaign_send_rules import DEPLOYMENT
 from workers.campaigns.gate import SendGate
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher
 
-DEPLOYMENT = """
-[[tenants]]
-id = "acme"
-entry = { default = "support" }
-dispositions = ["resolved", "promise_to_pay", "paid", "disputed"]
-[[tenants.queues]]
-id = "support"
-[[tenants.queues]]
-id = "collections"
-[[tenants.agents]]
-id = "amy"
-"""
 KEYS = Keys("acme")
 DAY_MS = 86_400_000
 
