@@ -54,6 +54,7 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         # than this, is refused with 552 before the handler sees it.
         return _Server(
             handler,
+            hostname=settings.smtp_hostname or None,  # None: aiosmtpd's socket.getfqdn()
             data_size_limit=settings.smtp_max_bytes,
             enable_SMTPUTF8=True,
             timeout=60,
