@@ -34,6 +34,8 @@ from router.store import Store
 
 log = logging.getLogger(__name__)
 
+SWEEP_EVERY_S = 3600.0
+
 
 async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
     """Listen for mail; returns the server (close it to stop)."""
@@ -129,11 +131,29 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+async def sweep_attachments(attachments: AttachmentStore, stop: asyncio.Event) -> None:
+    """Until stop: remove the temporary files of attachments whose write a killed process
+    abandoned, now and every hour (a crash would otherwise leave them for ever)."""
+    while not stop.is_set():
+        try:
+            if removed := await asyncio.to_thread(attachments.sweep):
+                log.info("removed %d abandoned temporary attachment file(s) from %s", removed, attachments.root)
+        except OSError as exc:  # a missing or unreadable store: the next sweep tries again
+            log.warning("attachment store %s not swept: %s", attachments.root, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=SWEEP_EVERY_S)
+        except TimeoutError:
+            continue
+
+
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     server = await start(store, deployment, settings)
+    attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
+    sweeping = asyncio.create_task(sweep_attachments(attachments, stop))
     try:
         await stop.wait()
     finally:
+        sweeping.cancel()
         server.close()
         try:
             await asyncio.wait_for(server.wait_closed(), timeout=5)
