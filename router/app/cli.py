@@ -24,6 +24,7 @@ from types import ModuleType
 
 import msgspec
 
+from channels.fax import fonts as fax_fonts
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
@@ -503,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
                 f"{sum(len(t.agents) for t in deployment.tenants)} agents"
             )
-            for warning in warnings_of(deployment):
+            for warning in warnings_of(deployment) + fax_fonts.warnings(deployment):
                 print(f"warning: {warning}")
             return 0
         if a.command == "up":
