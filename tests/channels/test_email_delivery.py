@@ -155,7 +155,7 @@ def test_the_ehlo_name_must_be_a_host_name() -> None:
     assert Settings.from_env({"SMTP_HOSTNAME": "MX.Acme.Example."}).smtp_hostname == "mx.acme.example"
     assert Settings.from_env({}).smtp_hostname == ""  # this machine's FQDN
     for bad in ("mx acme", "mx.acme.example\r\nRCPT TO:<x@y>", "-mx.example", "a" * 64 + ".example"):
-        with pytest.raises(ConfigError, match="SMTP_HOSTNAME: .* is not a host name"):
+        with pytest.raises(ConfigError, match=r"SMTP_HOSTNAME: .* is not a host name"):
             Settings.from_env({"SMTP_HOSTNAME": bad})
 
 

@@ -212,6 +212,30 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+async def faxed_pdfs(store: Store, tenant: str, entries: list[events.HistoryEntry]) -> dict[str, str]:
+    """Each fax reply's PDF as it was faxed (channels.fax.outbound keeps it): message id ->
+    its attachment store digest."""
+    faxes = [e.id for e in entries if e.kind == "out" and e.channel == "fax"]
+    if not faxes:
+        return {}
+    keys = Keys(tenant)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        for message_id in faxes:
+            pipe.hget(keys.delivery(message_id), "fax_pdf")
+        rows = await pipe.execute()
+    found = {m: messages.file_ref((url or b"").decode()) for m, url in zip(faxes, rows, strict=True)}
+    return {m: digest for m, digest in found.items() if digest}
+
+
+def _with_faxed_pdf(view: dict[str, object], digest: str | None, files_url: str) -> dict[str, object]:
+    """A fax reply's view with a link to the PDF actually faxed, once it was rendered."""
+    if digest:
+        faxed = {"name": "fax.pdf (as faxed)", "href": f"{files_url}/{digest}", "content_type": "application/pdf"}
+        faxed |= {"size": 0, "is_image": False, "is_pdf": True, "is_audio": False}
+        view["attachments"] = [*view["attachments"], faxed]  # type: ignore[misc]
+    return view
+
+
 def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
     """Each agent's id to what people call them."""
     return {a.id: a.name or a.id for a in tenant.agents}
@@ -234,6 +258,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     statuses: dict[str, str] = {}
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
         statuses.update(await delivery_statuses(store, tenant.id, entries))
+        faxed = await faxed_pdfs(store, tenant.id, entries)
         files_url = f"/inbox/t/{tenant.id}/c/{conv_id}/files"
         media = messages.media_links(entries, f"/inbox/t/{tenant.id}/c/{conv_id}/media")
         threads.append(
@@ -242,7 +267,11 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
                 "entries": [
-                    _who(messages.view(entry, files_url, root, media, agent_names), entry, identities)
+                    _with_faxed_pdf(
+                        _who(messages.view(entry, files_url, root, media, agent_names), entry, identities),
+                        faxed.get(entry.id),
+                        files_url,
+                    )
                     for entry in entries
                 ],
                 "source": entries,
@@ -338,6 +367,8 @@ async def file(request: web.Request) -> web.FileResponse:
     digest = request.match_info["digest"]
     entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
     content_type = messages.refs_of(entries).get(digest)
+    if content_type is None and digest in (await faxed_pdfs(request.app[STORE], tenant.id, entries)).values():
+        content_type = "application/pdf"
     if content_type is None or not messages.file_ref(messages.STORE_PREFIX + digest):
         raise web.HTTPNotFound()
     path = attachment_store(request).path(messages.STORE_PREFIX + digest)
