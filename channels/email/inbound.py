@@ -3,7 +3,8 @@
 RCPT: only the tenants' own addresses and domains are accepted (550 for anyone
 else: never an open relay); an address with a conversation token
 (help+c-xxxxxxxxxx@) is the address without it. DATA: parse the message
-(channels.email.mime), store its attachments, normalise it to one InboundContact
+(channels.email.mime), store its attachments and the message as it came
+(the contact's `raw`, for the desk's original-message view), normalise it to one InboundContact
 per tenant addressed, with the conversation tokens it carries ahead of its
 In-Reply-To/References (channels.email.threads), append it to the tenant's
 inbound stream, and only then answer 250. A delivery report marks the message
@@ -125,7 +126,7 @@ class InboundHandler:
         tokens = threads.tokens_in(envelope.rcpt_tos + mail.to, mail.subject)
         mail.thread = [threads.thread_ref(t) for t in tokens] + mail.thread
         try:
-            attachments, metadata = await self._store_files(mail)
+            attachments, metadata = await self._store_files(mail, raw)
             contacts = [
                 self._contact(mail, tenant, to, sender, provider_id, attachments, metadata) for tenant, to in tenants
             ]
@@ -179,8 +180,13 @@ class InboundHandler:
                 log.info("bounce %s for %s: %s %s (%s)", provider_id, tenant_id, outcome, status, report.error)
         return "250 2.0.0 OK: delivery report received"
 
-    async def _store_files(self, mail: mime.Mail) -> tuple[list[events.Attachment], dict[str, str]]:
+    async def _store_files(self, mail: mime.Mail, raw: bytes) -> tuple[list[events.Attachment], dict[str, str]]:
         attachments, omitted, metadata = [], [], {}
+        # the message as it came, headers and all, for the desk's "original message" view
+        try:
+            metadata["raw"] = await self.attachments.put(raw)
+        except AttachmentTooLarge:
+            metadata["raw_omitted"] = "1"
         for part in mail.attachments:
             try:
                 ref = await self.attachments.put(part.data)

@@ -7,13 +7,14 @@ every form on them posts the session's CSRF token (checked by the sessions middl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
 from router import agents, conversations, customers, events, names, templating
 from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
-from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.access import CONVERSATION_PATH, ID, conversation_of
 from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
@@ -378,6 +379,37 @@ async def file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers=headers)
 
 
+async def original(request: web.Request) -> web.Response:
+    """A customer's mail as it came, headers and all, as escaped text (the template
+    autoescapes it): for reading what a client sent, where a header decoded oddly or a
+    message looks forged. Only the conversation's own entries, behind the login."""
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
+    entry = next((e for e in entries if e.id == request.match_info["entry"]), None)
+    digest = messages.original_ref(entry) if entry is not None else ""
+    if not digest:
+        raise web.HTTPNotFound()
+    try:
+        text, size = await asyncio.to_thread(messages.read_original, attachment_store(request).root, digest)
+    except OSError:
+        log.warning("original message %s of %s is missing from the attachment store", digest, record["id"])
+        raise web.HTTPNotFound() from None
+    response = render(
+        request,
+        "original.html",
+        tenant=tenant,
+        brand=brand(tenant),
+        record=record,
+        entry=messages.live_view(entry, tenant_agent_names(tenant)),
+        text=text,
+        size=size,
+        shortened=size > messages.MAX_RAW_SHOWN,
+        download=f"/inbox/t/{tenant.id}/c/{record['id']}/files/{digest}",
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
 async def static(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if name not in STATIC:
@@ -394,4 +426,5 @@ def routes(app: web.Application) -> None:
     add.add_get(base, conversation)
     add.add_get(base + "/messages.json", messages_json)
     add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)
+    add.add_get(base + "/original/{entry:" + ID + "}", original)
     add.add_get("/static/{name}", static)
