@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 SWEEP_EVERY_S = 3600.0
 
 
-async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
-    """Listen for mail; returns the server (close it to stop)."""
+def inbound_handler(store: Store, deployment: Deployment, settings: Settings) -> InboundHandler:
+    """What takes in a mail, however it came (SMTP here, a mailbox in workers.imap): the fax
+    channel's claim first, then email."""
     attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
     trust = MailTrust.from_settings(settings)
 
@@ -48,7 +49,13 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         # mail from a tenant's fax gateway is a received fax, or a report on one we sent
         return await fax_inbound.receive(store, attachments, tenants, mail, sender, provider_id, trust, peer)
 
-    handler = InboundHandler(store, deployment, attachments, trust, claims=[fax])
+    return InboundHandler(store, deployment, attachments, trust, claims=[fax])
+
+
+async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
+    """Listen for mail; returns the server (close it to stop)."""
+    handler = inbound_handler(store, deployment, settings)
+    attachments = handler.attachments
     tls = tls_context(settings)
 
     def protocol() -> SMTP:

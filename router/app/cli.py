@@ -36,7 +36,7 @@ from router.store import Store, connect
 
 EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
 
-ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram", "archive"]
+ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "imap", "campaigns", "telegram", "archive"]
 
 # Commands that live beside their feature. Each module has `register(sub)`, which adds its
 # subcommands and returns their names, and `async def command(store, deployment, a)`; a

@@ -214,6 +214,11 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
                     f"{source}: `$.tenants[{index}].telegram.{field}`: "
                     "secrets never go in the file; name an environment variable"
                 )
+        if tenant.email.imap is not None and tenant.email.imap.password:
+            raise ConfigError(
+                f"{source}: `$.tenants[{index}].email.imap.password`: "
+                "secrets never go in the file; name an environment variable (password_env)"
+            )
         if tenant.twilio is not None and tenant.twilio.api_key_secret:
             raise ConfigError(
                 f"{source}: `$.tenants[{index}].twilio.api_key_secret`: "
@@ -291,6 +296,15 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
             tenant = msgspec.structs.replace(
                 tenant, twilio=msgspec.structs.replace(tenant.twilio, api_key_secret=secret)
             )
+        if tenant.email.imap is not None and not tenant.email.imap.password:
+            password = env.get(tenant.email.imap.password_env, "")
+            if not password:
+                raise ConfigError(
+                    f"`{where}.email.imap.password_env`: environment variable "
+                    f"{tenant.email.imap.password_env} is not set"
+                )
+            imap = msgspec.structs.replace(tenant.email.imap, password=password)
+            tenant = msgspec.structs.replace(tenant, email=msgspec.structs.replace(tenant.email, imap=imap))
         if tenant.telegram is not None and not tenant.telegram.token:
             tenant = msgspec.structs.replace(
                 tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")
