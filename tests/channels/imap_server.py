@@ -1,9 +1,9 @@
 """A throwaway Dovecot IMAP server on a free loopback port, for the IMAP fetching tests.
 
 Debian's dovecot-imapd (.ci/run installs it), started in the foreground with a
-configuration of its own in a temporary folder: plain-text logins over loopback (no
-TLS: the tests are about fetching, not certificates), Maildir mailboxes, one
-passwd-file user per mailbox. Dovecot runs mail processes as a non-root user, so the
+configuration of its own in a temporary folder: logins over loopback, in plain text
+unless given a certificate (then also implicit TLS on `tls_port`, and STARTTLS on
+`port`), Maildir mailboxes, one passwd-file user per mailbox. Dovecot runs mail processes as a non-root user, so the
 mail lives in a folder owned by `nobody`.
 """
 
@@ -34,7 +34,7 @@ listen = 127.0.0.1
 base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 1
@@ -56,7 +56,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service anvil {{
@@ -68,12 +69,13 @@ service anvil {{
 class DovecotServer:
     """Dovecot as a child process; use as a context manager. `users` maps login to password."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], certificate: tuple[Path, Path] | None = None) -> None:
         if not Path(BINARY).is_file():
             raise DovecotMissing("dovecot is not installed (Debian: apt-get install dovecot-imapd)")
         if os.geteuid() != 0:
             raise DovecotMissing("dovecot must be started as root (it drops to its own users)")
         self.port = free_port()
+        self.tls_port = free_port() if certificate else 0
         self.dir = Path(tempfile.mkdtemp(prefix="cr-dovecot-"))
         self.dir.chmod(0o755)  # the mail processes (nobody) reach their mail through it
         account = pwd.getpwnam(MAIL_USER)
@@ -81,7 +83,12 @@ class DovecotServer:
         os.chown(self.dir / "mail", account.pw_uid, account.pw_gid)
         (self.dir / "users").write_text("".join(f"{login}:{{PLAIN}}{password}\n" for login, password in users.items()))
         self.config = self.dir / "dovecot.conf"
-        self.config.write_text(CONFIG.format(dir=self.dir, port=self.port, uid=account.pw_uid, gid=account.pw_gid))
+        ssl = f"ssl = yes\nssl_cert = <{certificate[0]}\nssl_key = <{certificate[1]}" if certificate else "ssl = no"
+        self.config.write_text(
+            CONFIG.format(
+                dir=self.dir, port=self.port, tls_port=self.tls_port, ssl=ssl, uid=account.pw_uid, gid=account.pw_gid
+            )
+        )
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> DovecotServer:
@@ -89,7 +96,7 @@ class DovecotServer:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"dovecot exited at start: {self.log()}")
+                raise RuntimeError(f"dovecot exited at start: {self.log()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
                     if sock.recv(64).startswith(b"* OK"):
@@ -97,7 +104,7 @@ class DovecotServer:
             except OSError:
                 time.sleep(0.05)
         self.__exit__(None, None, None)
-        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.log()}")
+        raise RuntimeError(f"dovecot did not answer on port {self.port}: {self.log()[-2000:]}")
 
     def __exit__(self, *exc: object) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -111,6 +118,6 @@ class DovecotServer:
 
     def log(self) -> str:
         try:
-            return (self.dir / "dovecot.log").read_text()[-2000:]
+            return (self.dir / "dovecot.log").read_text()
         except OSError:
             return "(no log)"

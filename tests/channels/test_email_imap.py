@@ -22,11 +22,13 @@ from router.errors import ConfigError
 from router.keys import Keys
 from router.settings import Settings
 from tests.channels.imap_server import DovecotMissing, DovecotServer
+from tests.channels.test_email_delivery import Certificate, certificate
 from tests.channels.test_email_inbound import mail
 from tests.factories import World, deployment, route_inbound, world
 from workers import imap as imap_worker
 
 pytestmark = pytest.mark.e2e  # a real Dovecot on a loopback port
+__all__ = ["certificate"]  # the session fixture
 
 USER, PASSWORD = "help@acme.example", "imap-s3cret"
 MAX_BYTES = 64_000
@@ -283,3 +285,63 @@ def test_the_mailbox_password_comes_from_the_environment_only() -> None:
     mailbox = resolve_secrets(deployment(tenants(0)), {"ACME_IMAP_PASSWORD": "p"}).tenants[0].email.imap
     assert (mailbox.password, mailbox.server_port, mailbox.folder) == ("p", 143, "INBOX")
     assert imap.mailbox_id(mailbox) == imap.mailbox_id(mailbox) and len(imap.mailbox_id(mailbox)) == 16
+
+
+@pytest.fixture(scope="module")
+def tls_dovecot(certificate: Certificate) -> Iterator[tuple[DovecotServer, Path]]:
+    """Dovecot with the SMTP tests' self-signed certificate for 127.0.0.1: implicit TLS and STARTTLS."""
+    try:
+        server = DovecotServer({USER: PASSWORD}, certificate=(certificate.cert, certificate.key))
+    except DovecotMissing as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and {exc}: the IMAP tests must run in CI", pytrace=False)
+        pytest.skip(f"IMAP test needs Dovecot: {exc}")
+    with server:
+        yield server, certificate.cert
+
+
+def over_tls(port: int, tls: str, ca_file: str) -> str:
+    return tenants(port).replace('tls = "none"', f'tls = "{tls}"\nca_file = "{ca_file}"')
+
+
+@pytest.mark.parametrize("tls", ["tls", "starttls"])
+async def test_a_mailbox_is_fetched_over_verified_tls(
+    tls_dovecot: tuple[DovecotServer, Path], tls: str, tmp_path: Path
+) -> None:
+    server, ca = tls_dovecot
+    empty_mailbox(server)
+    port = server.tls_port if tls == "tls" else server.port
+    the_world = await world(over_tls(port, tls, str(ca)), env={"ACME_IMAP_PASSWORD": PASSWORD})
+    desk = Desk(the_world, server, Settings(attachment_dir=str(tmp_path), smtp_max_bytes=MAX_BYTES))
+    try:
+        desk.customer_writes(mail("Over TLS", Message_ID=f"<{tls}@example.com>"))
+        fetcher = desk.fetcher()
+        try:
+            assert (await fetcher.fetch_new())["accepted"] == 1
+        finally:
+            await fetcher.close()
+        assert [c.provider_id for c in await desk.contacts()] == [f"{tls}@example.com"]
+    finally:
+        await the_world.store.close()
+
+
+async def test_an_untrusted_certificate_is_never_sent_the_password(
+    tls_dovecot: tuple[DovecotServer, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, _ca = tls_dovecot
+    the_world = await world(over_tls(server.tls_port, "tls", ""), env={"ACME_IMAP_PASSWORD": PASSWORD})
+    try:
+        [fetcher] = imap_worker.fetchers(the_world.store, the_world.deployment, Settings(attachment_dir=str(tmp_path)))
+        logins = server.log().count("Login: user=")
+        stop = asyncio.Event()
+        task = asyncio.create_task(fetcher.run(stop))
+        for _ in range(100):
+            if "CERTIFICATE_VERIFY_FAILED" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+        assert server.log().count("Login: user=") == logins  # the server never saw a login
+    finally:
+        await the_world.store.close()
