@@ -118,6 +118,10 @@ class MailboxFetcher:
                 client.starttls(context)  # refused or failed: we never log in in the clear
             client.login(mailbox.user, mailbox.password)
             selected = client.select_folder(mailbox.folder)
+            if b"\\*" not in selected.get(b"PERMANENTFLAGS", ()) and not mailbox.done_folder:
+                # our keywords will not stick: every pass would read the folder's mail again
+                # (de-duplication keeps it from becoming contacts twice, at the cost of reading it)
+                log.warning("imap %s keeps no keywords of ours: set done_folder", self.name)
             if mailbox.done_folder and not client.folder_exists(mailbox.done_folder):
                 client.create_folder(mailbox.done_folder)
             capabilities = client.capabilities()

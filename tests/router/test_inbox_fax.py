@@ -98,3 +98,14 @@ async def test_the_agent_can_check_a_japanese_reply_printed_in_real_glyphs(inbox
         href = re.search(r'href="([^"]+/files/[0-9a-f]{64})"[^>]*>fax.pdf \(as faxed\)', page).group(1)
         text = "".join(page_text(await (await client.get(href)).read()).split())
         assert body in text and "?" not in text
+
+
+async def test_the_live_view_links_the_faxed_pdf_too(inbox: Inbox, tmp_path: Path) -> None:
+    conversation = await fax_reply_sent(inbox, tmp_path, "Confirmed.")
+    client, _csrf = await logged_in(inbox, "amy")
+    async with client:
+        live = await (await client.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
+        [reply] = [e for e in live["entries"] if e["kind"] == "out"]
+        [faxed] = reply["attachments"]
+        assert faxed["name"] == "fax.pdf (as faxed)" and faxed["is_pdf"]
+        assert (await client.get(faxed["href"])).status == 200

@@ -341,6 +341,7 @@ async def messages_json(request: web.Request) -> web.Response:
     start = ids.index(after) + 1 if after in ids else 0
     base = f"/inbox/t/{tenant.id}/c/{record['id']}"
     files_url, media = base + "/files", messages.media_links(entries, base + "/media")
+    faxed = await faxed_pdfs(request.app[STORE], tenant.id, entries)
     agent_names = tenant_agent_names(tenant)
     identities = await _identities(request.app[STORE], tenant.id, record["customer"])
     agent = request[USER].agent_in(tenant.id)
@@ -353,8 +354,12 @@ async def messages_json(request: web.Request) -> web.Response:
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
             "entries": [
-                _who(messages.live_view(e, agent_names), e, identities)
-                | {"attachments": messages.attachment_views(e, files_url, media)}
+                _with_faxed_pdf(
+                    _who(messages.live_view(e, agent_names), e, identities)
+                    | {"attachments": messages.attachment_views(e, files_url, media)},
+                    faxed.get(e.id),
+                    files_url,
+                )
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
