@@ -10,10 +10,10 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from channels.fax import fonts
 from channels.fax.outbound import FaxSender
 from router import events
 from router.settings import Settings
+from tests.channels.test_fax_render import cjk_installed
 from tests.router.test_inbox_pages import DEPLOYMENT, Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401
 from workers.dispatch import Dispatcher
 
@@ -88,8 +88,7 @@ async def test_the_pdf_as_faxed_is_linked_beside_the_reply_and_served_only_behin
 
 
 async def test_the_agent_can_check_a_japanese_reply_printed_in_real_glyphs(inbox: Inbox, tmp_path: Path) -> None:
-    if fonts.cjk("ja") is None:
-        pytest.skip("Noto Sans CJK is not installed (Debian's fonts-noto-cjk)")
+    cjk_installed()  # a skip with the reason here; a failure in CI
     body = "ご注文ありがとうございます。"
     conversation = await fax_reply_sent(inbox, tmp_path, body)
     client, _csrf = await logged_in(inbox, "amy")
