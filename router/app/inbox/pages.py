@@ -7,13 +7,12 @@ every form on them posts the session's CSRF token (checked by the sessions middl
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aiohttp import web
 
 from router import agents, conversations, customers, events, names, templating
-from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
+from router.app.inbox import attachments, campaigns, canned, chat, listing, messages, originals
 from router.app.inbox.access import CONVERSATION_PATH, ID, conversation_of
 from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
@@ -213,30 +212,6 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
-async def faxed_pdfs(store: Store, tenant: str, entries: list[events.HistoryEntry]) -> dict[str, str]:
-    """Each fax reply's PDF as it was faxed (channels.fax.outbound keeps it): message id ->
-    its attachment store digest."""
-    faxes = [e.id for e in entries if e.kind == "out" and e.channel == "fax"]
-    if not faxes:
-        return {}
-    keys = Keys(tenant)
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for message_id in faxes:
-            pipe.hget(keys.delivery(message_id), "fax_pdf")
-        rows = await pipe.execute()
-    found = {m: messages.file_ref((url or b"").decode()) for m, url in zip(faxes, rows, strict=True)}
-    return {m: digest for m, digest in found.items() if digest}
-
-
-def _with_faxed_pdf(view: dict[str, object], digest: str | None, files_url: str) -> dict[str, object]:
-    """A fax reply's view with a link to the PDF actually faxed, once it was rendered."""
-    if digest:
-        faxed = {"name": "fax.pdf (as faxed)", "href": f"{files_url}/{digest}", "content_type": "application/pdf"}
-        faxed |= {"size": 0, "is_image": False, "is_pdf": True, "is_audio": False}
-        view["attachments"] = [*view["attachments"], faxed]  # type: ignore[misc]
-    return view
-
-
 def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
     """Each agent's id to what people call them."""
     return {a.id: a.name or a.id for a in tenant.agents}
@@ -259,7 +234,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     statuses: dict[str, str] = {}
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
         statuses.update(await delivery_statuses(store, tenant.id, entries))
-        faxed = await faxed_pdfs(store, tenant.id, entries)
+        faxed = await originals.faxed_pdfs(store, tenant.id, entries)
         files_url = f"/inbox/t/{tenant.id}/c/{conv_id}/files"
         media = messages.media_links(entries, f"/inbox/t/{tenant.id}/c/{conv_id}/media")
         threads.append(
@@ -268,7 +243,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
                 "entries": [
-                    _with_faxed_pdf(
+                    originals.with_faxed_pdf(
                         _who(messages.view(entry, files_url, root, media, agent_names), entry, identities),
                         faxed.get(entry.id),
                         files_url,
@@ -341,7 +316,7 @@ async def messages_json(request: web.Request) -> web.Response:
     start = ids.index(after) + 1 if after in ids else 0
     base = f"/inbox/t/{tenant.id}/c/{record['id']}"
     files_url, media = base + "/files", messages.media_links(entries, base + "/media")
-    faxed = await faxed_pdfs(request.app[STORE], tenant.id, entries)
+    faxed = await originals.faxed_pdfs(request.app[STORE], tenant.id, entries)
     agent_names = tenant_agent_names(tenant)
     identities = await _identities(request.app[STORE], tenant.id, record["customer"])
     agent = request[USER].agent_in(tenant.id)
@@ -354,7 +329,7 @@ async def messages_json(request: web.Request) -> web.Response:
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
             "entries": [
-                _with_faxed_pdf(
+                originals.with_faxed_pdf(
                     _who(messages.live_view(e, agent_names), e, identities)
                     | {"attachments": messages.attachment_views(e, files_url, media)},
                     faxed.get(e.id),
@@ -373,7 +348,7 @@ async def file(request: web.Request) -> web.FileResponse:
     digest = request.match_info["digest"]
     entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
     content_type = messages.refs_of(entries).get(digest)
-    if content_type is None and digest in (await faxed_pdfs(request.app[STORE], tenant.id, entries)).values():
+    if content_type is None and digest in (await originals.faxed_pdfs(request.app[STORE], tenant.id, entries)).values():
         content_type = "application/pdf"
     if content_type is None or not messages.file_ref(messages.STORE_PREFIX + digest):
         raise web.HTTPNotFound()
@@ -382,37 +357,6 @@ async def file(request: web.Request) -> web.FileResponse:
         raise web.HTTPNotFound()
     headers = messages.file_headers(content_type, inline=content_type in messages.INLINE_TYPES)
     return web.FileResponse(path, headers=headers)
-
-
-async def original(request: web.Request) -> web.Response:
-    """A customer's mail as it came, headers and all, as escaped text (the template
-    autoescapes it): for reading what a client sent, where a header decoded oddly or a
-    message looks forged. Only the conversation's own entries, behind the login."""
-    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
-    entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
-    entry = next((e for e in entries if e.id == request.match_info["entry"]), None)
-    digest = messages.original_ref(entry) if entry is not None else ""
-    if not digest:
-        raise web.HTTPNotFound()
-    try:
-        text, size = await asyncio.to_thread(messages.read_original, attachment_store(request).root, digest)
-    except OSError:
-        log.warning("original message %s of %s is missing from the attachment store", digest, record["id"])
-        raise web.HTTPNotFound() from None
-    response = render(
-        request,
-        "original.html",
-        tenant=tenant,
-        brand=brand(tenant),
-        record=record,
-        entry=messages.live_view(entry, tenant_agent_names(tenant)),
-        text=text,
-        size=size,
-        shortened=size > messages.MAX_RAW_SHOWN,
-        download=f"/inbox/t/{tenant.id}/c/{record['id']}/files/{digest}",
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
 
 
 async def static(request: web.Request) -> web.Response:
@@ -431,5 +375,5 @@ def routes(app: web.Application) -> None:
     add.add_get(base, conversation)
     add.add_get(base + "/messages.json", messages_json)
     add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)
-    add.add_get(base + "/original/{entry:" + ID + "}", original)
+    add.add_get(base + "/original/{entry:" + ID + "}", originals.original)
     add.add_get("/static/{name}", static)
