@@ -84,6 +84,7 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
     tenants = ", ".join(t.id for t in deployment.tenants)
     roles = ALL_ROLES + (["archive"] if settings.database_url else [])
+    roles += ["imap"] if any(t.email.imap is not None for t in deployment.tenants) else []
     archive = (
         "PostgreSQL at DATABASE_URL (closed conversations leave Redis after CONTACTROUTER_HOT_DAYS)"
         if settings.database_url
