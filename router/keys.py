@@ -195,6 +195,10 @@ class Keys:
         """The lease of the one `telegram` process polling a bot (Telegram allows one)."""
         return f"{self.base}:telegram:{bot_id}:poller"
 
+    def imap_fetcher(self, mailbox: str) -> str:
+        """The lease of the one `imap` process fetching a mailbox (channels.email.imap)."""
+        return f"{self.base}:imap:{mailbox}:fetcher"
+
     def worker_alive(self, role: str) -> str:
         """A worker of the role serves this tenant: set by each one's heartbeat, expiring
         soon after the last (ops/health.py), holding the name of the one that beat last."""

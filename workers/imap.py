@@ -1,8 +1,8 @@
 """The `imap` process: fetches each tenant's mailbox at a provider ([tenants.email.imap])
 and takes its mail in through the same handler as the `smtp` process (workers.smtp), one
-task per mailbox, woken by IDLE (channels.email.imap). Run one `imap` process: two would
-fetch the same mailboxes, and although nothing would be taken in twice (see
-channels.email.imap), they would race to mark the same messages.
+task per mailbox, woken by IDLE (channels.email.imap). One process fetches a mailbox
+at a time (its lease): a second `imap` process stands by and takes over when the first
+stops or dies.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ def fetchers(store: Store, deployment: Deployment, settings: Settings) -> list[M
     """One fetcher for each tenant's mailbox."""
     handler = smtp.inbound_handler(store, deployment, settings)
     return [
-        MailboxFetcher(store, tenant, handler, max_bytes=settings.smtp_max_bytes, mailbox=tenant.email.imap)
+        MailboxFetcher(
+            store,
+            tenant,
+            handler,
+            max_bytes=settings.smtp_max_bytes,
+            mailbox=tenant.email.imap,
+            owner=settings.consumer or "imap",
+        )
         for tenant in deployment.tenants
         if tenant.email.imap is not None
     ]

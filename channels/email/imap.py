@@ -21,6 +21,10 @@ Each message becomes a contact exactly once, however the process dies:
 A crash between fetching and marking therefore loses nothing (the message is still
 unmarked) and duplicates nothing (ingest and the marker both say it is in).
 
+One process fetches a mailbox at a time: it holds the mailbox's lease in the store
+(lease.lua, renewed while it waits), and another `imap` process stands by until the
+lease lapses, so two never race to mark the same messages.
+
 Delivery reports fetched from a mailbox are not trusted to mark our messages (nor is a
 fax gateway's mail taken as a fax): the server that handed the mail to the provider is
 not one we can see, so the peer is no address of our own mail servers.
@@ -40,10 +44,11 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from channels.email.inbound import InboundHandler
+from router import atomic
 from router.config import Tenant
 from router.config.email import ImapMailbox
 from router.keys import PROVIDER_ID_TTL_S, Keys
-from router.store import Store
+from router.store import STORE_ERRORS, Store
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ IDLE_RENEW_S = 25 * 60  # RFC 2177: re-issue IDLE before the server's 30-minute 
 POLL_S = 30.0  # how often a server without IDLE is asked
 IDLE_CHECK_S = 1.0  # how long one wait for news lasts, so a stop is heard within a second
 BACKOFF_S = (1, 2, 5, 10, 30, 60)  # reconnects after a failure, then every minute
+LEASE_MS = 60_000  # the mailbox's lease: renewed every third of it; a dead process's lapses
 
 Outcome = str  # "accepted" | "refused" | "retry"
 
@@ -85,7 +91,14 @@ class MailboxFetcher:
     woken by IDLE, until stopped."""
 
     def __init__(
-        self, store: Store, tenant: Tenant, handler: InboundHandler, *, max_bytes: int, mailbox: ImapMailbox
+        self,
+        store: Store,
+        tenant: Tenant,
+        handler: InboundHandler,
+        *,
+        max_bytes: int,
+        mailbox: ImapMailbox,
+        owner: str = "imap",
     ) -> None:
         self.store = store
         self.tenant = tenant
@@ -95,6 +108,8 @@ class MailboxFetcher:
         self.address = tenant.email.imap_address()
         self.peer = f"imap:{mailbox.host}"  # no IP address: never one of our own mail servers
         self.keys = Keys(tenant.id)
+        self.owner = owner  # this process's name, on the mailbox's lease
+        self.lease_key = self.keys.imap_fetcher(mailbox_id(mailbox))
         self.name = f"{mailbox.user}@{mailbox.host}/{mailbox.folder}"  # for logs: never the password
         self.client: IMAPClient | None = None
         self.uidvalidity = 0
@@ -221,9 +236,16 @@ class MailboxFetcher:
         failures = 0
         while not stop.is_set():
             try:
+                if not await self.hold_lease():
+                    await self.close()  # another process fetches the mailbox; stand by
+                    await _stopped(stop, LEASE_MS / 4000)
+                    continue
                 await self.fetch_new()
                 failures = 0
                 await self._wait(stop)
+            except STORE_ERRORS as exc:
+                log.warning("imap %s: the store is away (%s); trying again", self.name, type(exc).__name__)
+                failures += 1
             except LoginError:
                 # the password may be rotated meanwhile; never logged
                 log.error("imap %s: login refused (check the user and %s)", self.name, self.mailbox.password_env)
@@ -236,30 +258,48 @@ class MailboxFetcher:
                 failures += 1
             if failures:
                 await self.close()
-                delay = BACKOFF_S[min(failures, len(BACKOFF_S)) - 1]
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                except TimeoutError:
-                    pass
+                await _stopped(stop, BACKOFF_S[min(failures, len(BACKOFF_S)) - 1])
         await self.close()
+        await self.release_lease()
+
+    async def hold_lease(self) -> bool:
+        """Take the mailbox's lease, or renew it when we hold it (atomic: lease.lua)."""
+        return await atomic.lease(self.store, key=self.lease_key, owner=self.owner, lease_ms=LEASE_MS)
+
+    async def release_lease(self) -> None:
+        """Hand the mailbox over at once to a process standing by (else it lapses)."""
+        try:
+            if await self.store.redis.get(self.lease_key) == self.owner.encode():
+                await self.store.redis.delete(self.lease_key)
+        except STORE_ERRORS:
+            pass
 
     async def _wait(self, stop: asyncio.Event) -> None:
         """Until the server says the folder changed (IDLE), POLL_S passed (no IDLE), or stop."""
         if not self.can_idle:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=POLL_S)
-            except TimeoutError:
-                pass
+            await _stopped(stop, POLL_S)  # below LEASE_MS: the next pass renews the lease in time
             return
         assert self.client is not None
         await asyncio.to_thread(self.client.idle)
-        began = time.monotonic()
+        began = renewed = time.monotonic()
         try:
             while not stop.is_set() and time.monotonic() - began < IDLE_RENEW_S:
                 if await asyncio.to_thread(self.client.idle_check, IDLE_CHECK_S):
                     break  # EXISTS, EXPUNGE, FETCH: something changed; look
+                if time.monotonic() - renewed > LEASE_MS / 3000:
+                    if not await self.hold_lease():
+                        break  # another process took the mailbox over: the next turn stands by
+                    renewed = time.monotonic()
         finally:
             await asyncio.to_thread(self.client.idle_done)
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less when stopped meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
 
 
 def _close(client: IMAPClient) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+import msgspec
 import pytest
 from imapclient import IMAPClient
 
@@ -345,3 +346,35 @@ async def test_an_untrusted_certificate_is_never_sent_the_password(
         assert server.log().count("Login: user=") == logins  # the server never saw a login
     finally:
         await the_world.store.close()
+
+
+async def test_a_second_imap_process_stands_by_and_takes_over_when_the_first_stops(desk: Desk) -> None:
+    def fetcher(owner: str) -> MailboxFetcher:
+        settings = msgspec.structs.replace(desk.settings, consumer=owner)
+        [one] = imap_worker.fetchers(desk.world.store, desk.world.deployment, settings)
+        return one
+
+    first, second = fetcher("imap-a"), fetcher("imap-b")
+    stop_first, stop_second = asyncio.Event(), asyncio.Event()
+    running_first = asyncio.create_task(first.run(stop_first))
+    for _ in range(100):
+        if first.client is not None:
+            break
+        await asyncio.sleep(0.05)
+    running_second = asyncio.create_task(second.run(stop_second))
+    try:
+        await asyncio.sleep(1)
+        assert first.client is not None and second.client is None  # standing by: not even connected
+        stop_first.set()
+        await asyncio.wait_for(running_first, timeout=15)  # hands the lease over as it stops
+        await asyncio.to_thread(desk.customer_writes, mail("After the hand-over", Message_ID="<h1@example.com>"))
+        for _ in range(400):  # the standby looks again within a quarter of the lease
+            if await desk.contacts():
+                break
+            await asyncio.sleep(0.05)
+        [contact] = await desk.contacts()
+        assert contact.provider_id == "h1@example.com" and second.client is not None
+    finally:
+        stop_first.set()
+        stop_second.set()
+        await asyncio.wait_for(asyncio.gather(running_first, running_second), timeout=15)
