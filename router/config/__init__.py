@@ -229,9 +229,16 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
 
 def warnings_of(deployment: Deployment) -> list[str]:
     """What a deployment allows but probably does not mean (`config check` prints them;
-    start-up goes ahead): an agent who may be offered calls and could never answer one."""
+    start-up goes ahead): an agent who may be offered calls and could never answer one, a
+    mailbox fetched in the clear over the network."""
     found = []
     for tenant in deployment.tenants:
+        imap = tenant.email.imap
+        if imap is not None and imap.tls == "none" and imap.host.lower() not in ("127.0.0.1", "::1", "localhost"):
+            found.append(
+                f"tenant {tenant.id}: email.imap.tls is none: the mailbox password and mail cross the network "
+                f"to {imap.host} in the clear (use tls or starttls)"
+            )
         if not tenant.voice.numbers or tenant.twilio is None or tenant.twilio.softphone:
             continue  # no calls; the sandbox's simulated softphone; or the softphone rings
         for agent in tenant.agents:

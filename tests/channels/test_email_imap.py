@@ -378,3 +378,14 @@ async def test_a_second_imap_process_stands_by_and_takes_over_when_the_first_sto
         stop_first.set()
         stop_second.set()
         await asyncio.wait_for(asyncio.gather(running_first, running_second), timeout=15)
+
+
+def test_config_check_warns_of_a_mailbox_fetched_in_the_clear_over_the_network() -> None:
+    from router.config import warnings_of
+
+    remote = resolve_secrets(
+        deployment(tenants(143).replace("127.0.0.1", "imap.example.net")), {"ACME_IMAP_PASSWORD": "p"}
+    )
+    [warning] = warnings_of(remote)
+    assert "email.imap.tls is none" in warning and "imap.example.net in the clear" in warning
+    assert warnings_of(resolve_secrets(deployment(tenants(143)), {"ACME_IMAP_PASSWORD": "p"})) == []  # loopback
