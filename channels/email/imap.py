@@ -77,7 +77,7 @@ def envelope_sender(raw: bytes) -> str:
     return_path = headers.get("Return-Path")
     if return_path is not None:
         return parseaddr(str(return_path))[1] or ""
-    return parseaddr(str(headers.get("From", "")))[1] or "unknown@invalid"
+    return parseaddr(str(headers.get("From", "")))[1]  # none: refused, no one to answer (550)
 
 
 def tls_context(mailbox: ImapMailbox) -> ssl.SSLContext:

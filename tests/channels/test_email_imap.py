@@ -389,3 +389,12 @@ def test_config_check_warns_of_a_mailbox_fetched_in_the_clear_over_the_network()
     [warning] = warnings_of(remote)
     assert "email.imap.tls is none" in warning and "imap.example.net in the clear" in warning
     assert warnings_of(resolve_secrets(deployment(tenants(143)), {"ACME_IMAP_PASSWORD": "p"})) == []  # loopback
+
+
+def test_the_envelope_sender_is_the_return_path_else_the_from_address() -> None:
+    assert imap.envelope_sender(b"Return-Path: <bounces@list.example>\r\nFrom: Jane <jane@example.com>\r\n\r\nhi") == (
+        "bounces@list.example"
+    )
+    assert imap.envelope_sender(b"Return-Path: <>\r\nFrom: jane@example.com\r\n\r\nhi") == ""  # a null return path
+    assert imap.envelope_sender(b"From: Jane <jane@example.com>\r\n\r\nhi") == "jane@example.com"
+    assert imap.envelope_sender(b"Subject: nobody\r\n\r\nhi") == ""
