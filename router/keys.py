@@ -263,6 +263,13 @@ class Keys:
         return f"{self.base}:dnc"
 
     @property
+    def revocations(self) -> str:
+        """Identities ("phone:+1...") whose message read like a consent revocation ("please stop
+        texting me") that no agent has confirmed or dismissed yet -> the flag (JSON): no
+        campaign reaches the person meanwhile (router/consent.py)."""
+        return f"{self.base}:revoke"
+
+    @property
     def disputes(self) -> str:
         """Customer ids, and debts ("debt:<account>"), with an open dispute: no collections."""
         return f"{self.base}:disputes"
