@@ -183,7 +183,7 @@ async def test_the_agent_sees_the_flag_on_the_conversation_and_confirms_it(inbox
     async with client:
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
         assert "Possible opt-out: please confirm" in page
-        assert "<q>stop texting me</q> by sms" in page
+        assert "<q>stop texting me</q> (SMS, " in page
         assert f'name="ident" value="phone:{JANE}"' in page
         stranger = await client.post(
             f"/inbox/t/acme/c/{conversation}/revocation",

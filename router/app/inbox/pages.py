@@ -213,11 +213,28 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+# How a sentence names a channel (a possible opt-out's card: "(SMS, ...)", "opt-out of calls").
+CHANNEL_WORDS = {
+    "sms": "SMS",
+    "voice": "calls",
+    "email": "email",
+    "fax": "fax",
+    "telegram": "Telegram",
+    "webchat": "web chat",
+}
+
+
 def _revocation_view(flag: revocations.Flag) -> dict[str, str]:
     """A flag as the conversation's page shows it: the words, where and when they came."""
     when = dt.datetime.fromtimestamp(flag.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if flag.at else ""
-    named = ", ".join(flag.channels) if flag.channels else flag.channel
-    return {"ident": flag.ident, "phrase": flag.phrase, "channel": flag.channel, "when": when, "covers": named}
+    named = " and ".join(CHANNEL_WORDS.get(c, c) for c in (flag.channels or (flag.channel,)))
+    return {
+        "ident": flag.ident,
+        "phrase": flag.phrase,
+        "channel": CHANNEL_WORDS.get(flag.channel, flag.channel),
+        "when": when,
+        "covers": named,
+    }
 
 
 def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
