@@ -64,9 +64,27 @@ class Flag(msgspec.Struct, frozen=True, kw_only=True):
     at: int = 0  # when it came (ms)
 
 
+# Where a reply's quotation of an earlier mail starts: what follows is not the customer's
+# words (a campaign email's own "to unsubscribe, click..." quoted back must raise nothing).
+QUOTE_STARTS = re.compile(
+    r"^(?:On .{0,300} wrote:|-{2,} ?(?:Original Message|Forwarded message) ?-{2,}|(?:From|发件人|寄件者): .*)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def own_words(body: str) -> str:
+    """The part of a message its sender wrote: up to a quoted earlier mail, without the
+    lines quoted with ">"."""
+    found = QUOTE_STARTS.search(body)
+    if found:
+        body = body[: found.start()]
+    return "\n".join(line for line in body.splitlines() if not line.lstrip().startswith(">"))
+
+
 def detect(body: str) -> tuple[str, tuple[str, ...]] | None:
-    """The words of `body` that read like a revocation of consent, and the channels they
-    name, or None."""
+    """The words of `body` (its sender's own: own_words) that read like a revocation of
+    consent, and the channels they name, or None."""
+    body = own_words(body)
     for pattern in PATTERNS:
         found = pattern.search(body)
         if found:

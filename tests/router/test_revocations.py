@@ -54,6 +54,16 @@ def test_ordinary_messages_raise_no_flag(body):
     assert revocations.detect(body) is None
 
 
+def test_a_reply_quoting_a_campaign_emails_unsubscribe_line_raises_no_flag():
+    reply = (
+        "Thanks, I will pay on Friday.\n\nOn Tue, 1 Jun 2027 at 12:00, Acme <dues@acme.test> wrote:\n"
+        "> Your balance is due.\n> To unsubscribe, click here."
+    )
+    assert revocations.detect(reply) is None
+    assert revocations.detect("Thanks\n> unsubscribe\n") is None
+    assert revocations.detect("Please unsubscribe me.\n\nOn Tue, 1 Jun 2027, Acme wrote:\n> hi") == ("unsubscribe", ())
+
+
 async def flagged(floor: Floor, body: str = "please stop texting me") -> str:
     """Jane writes `body`; returns her conversation."""
     return await floor.w.arrive(channel="sms", address=JANE, body=body)
