@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router import customers
+from router import consent, customers
 from router.keys import Keys
 from router.store import text
 from tests.factories import world
@@ -187,3 +187,21 @@ async def test_no_message_reaches_a_person_on_any_channel_after_an_opt_out_on_on
             assert "opted_out" in status or "do_not_contact" in status
         else:
             assert await floor.sent() == ["cmp-dues-1-1"]
+
+
+async def test_on_a_real_redis_server_an_opt_out_of_a_linked_number_stops_email_to_the_customer(real_store):
+    """The same rule in redis-server's own Lua (the embedded store runs another interpreter)."""
+    w = await world(DEPLOYMENT, store=real_store)
+    await w.arrive(channel="sms", address=JANE, body="hello")
+    customer = await customers.find(w.store, "acme", customers.identity("sms", JANE))
+    await customers.link(w.store, "acme", customer, "phone:+12125550199")
+    await w.store.redis.sadd(KEYS.suppression("voice"), "+12125550199")  # she pressed 9 on a call to it
+    assert await consent.refusal(w.store, w.tenant, "email", JANE_EMAIL, other=f"phone:{JANE}") == "opted_out"
+    assert await consent.customer_refusal(w.store, w.tenant, customer, "sms") == "opted_out"
+    any_hour = 'start = "00:00", end = "24:00"'  # redis-server keeps its own clock
+    offer = definition("email", "cross_sell").replace('start = "08:00", end = "21:00"', any_hour)
+    await create_campaign(w, offer, AUDIENCE)
+    floor = Floor(w, None)
+    assert await floor.worker.step() == 1
+    assert await w.outgoing() == []
+    assert await floor.status() == "suppressed:opted_out"
