@@ -122,3 +122,22 @@ def test_results_per_campaign_and_variant_on_screen_and_as_csv(run, tmp_path):
     status, out, _ = run("results", "acme-dues", "--csv", str(target))
     assert status == 0 and out == f"wrote 1 rows to {target}\n"
     assert target.read_text().splitlines()[1] == "acme-dues,all,100,0,0,0,0,0,0,0.00,0.0000,0,0,0,0,0"
+
+
+def test_create_and_launch_of_an_email_campaign_say_why_it_cannot_go_out(run, monkeypatch, tmp_path):
+    """Without the tenant's address, campaign email could carry no working unsubscribe (its
+    mailto: goes there); the demo's own offer, against a deployment whose globex has none."""
+    demo = (Path(__file__).parents[2] / "router" / "demo.toml").read_text("utf-8")
+    bare = tmp_path / "bare.toml"
+    bare.write_text(demo.replace('addresses = ["offers@globex.example"]', ""), "utf-8")
+    offer = str(EXAMPLES / "globex-upgrade.toml")
+    monkeypatch.setenv("CONTACTROUTER_CONFIG", str(bare))
+    status, _, err = run("create", offer)
+    assert status == 2 and "an email campaign cannot go out: tenant globex has no email address" in err
+    monkeypatch.delenv("CONTACTROUTER_CONFIG")  # the demo, with globex's address
+    assert run("create", offer)[0] == 0
+    monkeypatch.setenv("CONTACTROUTER_CONFIG", str(bare))  # ...which the deployment has lost by launch
+    status, _, err = run("launch", "globex-fibre")
+    assert status == 2 and "cannot launch campaign globex-fibre: an email campaign cannot go out" in err
+    monkeypatch.delenv("CONTACTROUTER_CONFIG")
+    assert run("launch", "globex-fibre")[1] == "campaign globex-fibre: running\n"

@@ -89,10 +89,10 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         await _tenant_command(store, deployment, a)
     else:
         tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
-        await _campaign_command(store, tenant, a)
+        await _campaign_command(store, deployment, tenant, a)
 
 
-async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) -> None:
+async def _campaign_command(store: Store, deployment: Deployment, tenant: str, a: argparse.Namespace) -> None:
     act = a.campaign_action
     if act == "import":
         campaign, state = await registry.load(store, tenant, a.campaign)
@@ -127,7 +127,7 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
                     print(f"Subject: {result.subject}")
                 print(result.body)
     elif act in registry.TRANSITIONS:
-        state = await registry.change(store, tenant, a.campaign, act)
+        state = await registry.change(store, tenant, a.campaign, act, deployment=deployment)
         print(f"campaign {a.campaign}: {state}")
     elif act == "progress":
         await _progress(store, tenant, a.campaign, watch=a.watch)
