@@ -198,3 +198,28 @@ async def test_a_forged_or_another_tenant_s_token_unsubscribes_nobody_and_is_rea
     [forged_mail] = await office.contacts("acme")
     [misdirected] = await office.contacts("globex")
     assert forged_mail.address == misdirected.address == "mallory@example.com"  # an agent sees it
+
+
+async def test_a_permanent_failure_counts_as_failed_and_is_not_tried_again(office: Office) -> None:
+    """A send that can only fail again (here the relay knows no such mailbox) is not retried
+    on its channel, whatever attempts the retry policy has left, and counts as failed."""
+    office.relay.answers["rcpt"] = "550 5.1.1 <jane@example.com>: no such user"
+    await create_campaign(office.world, OFFER, "email,name\njane@example.com,Jane\n")
+    assert await office.send_campaign() == ["failed"]
+    [report] = await office.world.events(events.DeliveryStatus)
+    assert report.permanent and "no such user" in report.error
+    progress = await registry.progress(office.world.store, "acme", "fibre")
+    assert (progress.counts["failed"], progress.counts["retried"]) == (1, 0)
+    assert await office.world.store.redis.zcard(KEYS.campaign_due("fibre")) == 0
+    [status] = await office.world.store.redis.hvals(KEYS.campaign_status("fibre"))
+    assert status.startswith(b"failed:1:email:failed: ")
+
+
+async def test_after_a_permanent_failure_the_fallback_channel_is_still_tried(office: Office) -> None:
+    office.relay.answers["rcpt"] = "550 5.1.1 <jane@example.com>: no such user"
+    text_next = OFFER.replace('channel = "email"', 'channel = "email"\nfallback_channel = "sms"')
+    text_next += '[templates.sms.en]\nbody = "Hi {{ name }}, fibre is here."\n'
+    await create_campaign(office.world, text_next, "email,phone,name\njane@example.com,+12125550100,Jane\n")
+    assert await office.send_campaign() == ["failed"]
+    [status] = await office.world.store.redis.hvals(KEYS.campaign_status("fibre"))
+    assert status == b"retry:2:sms"
