@@ -316,3 +316,11 @@ def valid_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-/]*", name))
+
+
+def placeless_zone(name: str) -> bool:
+    """Whether a zone names no place: an abbreviation or fixed offset (EST, MST, HST, UTC,
+    EST5EDT, Etc/GMT+5) or a legacy name without an area (Japan). EST is UTC-5 all year,
+    while a New Yorker keeps daylight saving time (and "EST" in Sydney is another zone),
+    so a window judged in it is an hour off half the year; only Area/Location says where."""
+    return "/" not in name or name.startswith(("Etc/", "SystemV/"))

@@ -51,8 +51,9 @@ async def test_good_rows_import_with_e164_numbers_and_their_fields():
     )
     assert jane.fields["balance"] == "120.50" and jane.fields["due_date"] == "2026-12-01"
     assert tom.phone == "+447911123456" and tom.email == ""
-    # the number's possible time zones are worked out once, at import; an explicit zone needs none
-    assert "Europe/London" in tom.zones and jane.zones == ()
+    # the number's possible time zones are worked out once, at import, beside an explicit zone
+    # (which narrows them when it is one of them, and never widens the window when not)
+    assert "Europe/London" in tom.zones and jane.zones == ("America/New_York",)
     assert await w.store.redis.zcard(Keys("acme").campaign_due("spring")) == 2
 
 
@@ -151,3 +152,19 @@ def test_email_addresses_are_checked():
     assert audience.valid_email("jane.doe+bills@example.co.uk")
     for bad in ("jane", "jane@", "@example.com", "jane@example", "ja ne@example.com", "jane@@example.com"):
         assert not audience.valid_email(bad), bad
+
+
+@pytest.mark.parametrize("zone", ["EST", "MST", "HST", "EST5EDT", "UTC", "Etc/GMT+5", "Japan"])
+async def test_a_zone_that_names_no_place_is_refused_with_its_line_and_the_way_out(zone):
+    """EST is UTC-5 all year: a New Yorker's window judged in it is an hour off all summer."""
+    w = await world()
+    report, recipients = await imported(
+        w.store, f"phone,name,account,timezone\n+12125551234,Ann,A1,{zone}\n+12125551235,Bo,A2,America/New_York\n"
+    )
+    assert [r.fields["name"] for r in recipients] == ["Bo"]
+    [(line, reason)] = report.rejects
+    assert line == 2
+    assert reason == (
+        f"time zone {zone!r} is an abbreviation or a fixed offset, not a place: give the recipient's IANA zone "
+        "(such as America/New_York, which keeps daylight saving time), or leave it empty to use the phone number's"
+    )

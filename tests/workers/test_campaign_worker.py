@@ -145,6 +145,25 @@ async def test_a_recipient_asleep_in_their_time_zone_is_rescheduled_to_8_am_loca
     assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 2
 
 
+async def test_a_row_zone_that_contradicts_the_number_waits_for_the_window_in_both():
+    """A New York number whose row says Pacific/Honolulu, at 21:30 in New York (15:30 in
+    Honolulu): it used to go, past the window's 20:00 (and the 21:00 collections limit) where
+    the number is."""
+    with Clock(dt.datetime(2027, 6, 2, 1, 30, tzinfo=dt.UTC)) as clock:
+        w = await world(DEPLOYMENT)
+        await launched(w, people(1, timezone="Pacific/Honolulu"))
+        wk = CampaignWorker(w.store, w.deployment)
+        await wk.step()
+        assert await w.outgoing() == []
+        [(_seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
+        three_pm_ny = dt.datetime(2027, 6, 2, 19, 0, tzinfo=dt.UTC)  # 09:00 in Honolulu
+        assert due == three_pm_ny.timestamp() * 1000
+        clock.to(three_pm_ny)
+        await wk.step()
+        [message] = await w.outgoing()
+        assert message.metadata["zones"] == "Pacific/Honolulu,America/New_York"  # the dispatcher judges both too
+
+
 async def test_pause_stops_sending_and_resume_carries_on():
     w = await world(DEPLOYMENT)
     await launched(w, people(30))
@@ -505,7 +524,9 @@ async def test_a_campaign_whose_recipients_are_all_settled_finishes_and_is_polle
 async def test_a_campaign_with_a_recipient_due_later_is_not_finished():
     with Clock(NOON_NY):
         w = await world(DEPLOYMENT)
-        await launched(w, people(1, timezone="Asia/Tokyo"))  # 01:00 there: due at 08:00
+        # 01:00 in Tokyo, where the row says she is; due at 08:00 there (19:00 in New York,
+        # where her number is, and both must be inside the window)
+        await launched(w, people(1, timezone="Asia/Tokyo"), definition(window='{ start = "08:00", end = "21:00" }'))
         wk = CampaignWorker(w.store, w.deployment)
         await wk.step()
         assert await wk.step() == 0

@@ -18,7 +18,7 @@ from typing import TextIO
 import phonenumbers
 
 from router.campaigns.compliance import phone_zones
-from router.campaigns.model import Campaign, Recipient, encode_recipient, valid_zone
+from router.campaigns.model import Campaign, Recipient, encode_recipient, placeless_zone, valid_zone
 from router.errors import ContactRouterError
 from router.keys import Keys
 from router.store import Store
@@ -126,13 +126,21 @@ def parse_row(campaign: Campaign, columns: _Columns, row: list[str], line: int, 
     zone = values[columns.zone] if columns.zone is not None else ""
     if zone and not valid_zone(zone):
         raise RowError(f"unknown time zone {zone!r}")
+    if zone and placeless_zone(zone):
+        raise RowError(
+            f"time zone {zone!r} is an abbreviation or a fixed offset, not a place: give the recipient's "
+            "IANA zone (such as America/New_York, which keeps daylight saving time), or leave it empty "
+            "to use the phone number's"
+        )
     locale = values[columns.locale] if columns.locale is not None else ""
     if locale and not _LOCALE.fullmatch(locale):
         raise RowError(f"locale {locale!r} is not a language tag")
     fields = {name: value for name, value in zip(columns.names, values, strict=True) if name}
     if phone:
         fields[columns.names[columns.phone]] = phone
-    zones = phone_zones(number) if number is not None and not zone else ()
+    # the number's zones, with or without the file's: a zone that contradicts them narrows
+    # the window to both (router.campaigns.compliance.zones_for), never widens it
+    zones = phone_zones(number) if number is not None else ()
     return Recipient(
         seq=seq, line=line, phone=phone, email=email, timezone=zone, locale=locale, fields=fields, zones=zones
     )
