@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from channels.email.outbound import EmailSender
 from ops.redis_server import free_port
@@ -27,6 +28,7 @@ from tests.channels.test_email_delivery import RelaySink, start_sink
 from tests.factories import World, world
 from tests.workers.campaigns import Clock, create_campaign
 from workers import smtp
+from workers.campaigns import unsubscribe
 from workers.campaigns.results import Results
 from workers.campaigns.worker import CampaignWorker
 from workers.dispatch import Dispatcher
@@ -223,3 +225,17 @@ async def test_after_a_permanent_failure_the_fallback_channel_is_still_tried(off
     assert await office.send_campaign() == ["failed"]
     [status] = await office.world.store.redis.hvals(KEYS.campaign_status("fibre"))
     assert status == b"retry:2:sms"
+
+
+async def test_an_unsubscribe_mail_the_store_cannot_take_is_answered_451_so_it_comes_again() -> None:
+    w = await world(DEPLOYMENT)
+    token = unsubscribe.make_token(b"k" * 32, "acme", "email", "jane@example.com", "fibre")
+
+    class Away:
+        async def set(self, *_args, **_kwargs):
+            raise RedisConnectionError("the store is away")
+
+    w.store.redis = Away()  # type: ignore[assignment]
+    acme = w.deployment.tenant("acme")
+    reply, left = await unsubscribe.by_mail(w.store, [(acme, "help@acme.example")], f"unsubscribe {token}", "m1")
+    assert reply is not None and reply.startswith("451 ") and left == [(acme, "help@acme.example")]
