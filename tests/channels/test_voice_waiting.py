@@ -3,15 +3,13 @@ callback that keeps the caller's place."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import pytest
-from twilio.twiml.voice_response import VoiceResponse
 
 from channels.voice import estimate, inbound, waiting
-from router import conversations, events
-from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
+from router import conversations
+from tests.channels.voice_phone import CALLER, Phone, serve
 
 WAIT = f"{waiting.WAIT_PATH}?n=0"
 
