@@ -181,7 +181,8 @@ async def _standing(
     call = await inbound.get_call(store, tenant, caller)
     if call.get("state") not in ("queued", "connected") or call.get("ended_at"):
         return None
-    if await inbound.conversation_of(store, tenant, caller, call) != conversation:
+    found = await inbound.conversation_of(store, tenant, caller, call)
+    if found is not None and found != conversation:  # (None: not looked up by the loop yet)
         return None
     return record, call
 
