@@ -104,8 +104,8 @@ def agent_status_url(settings: Settings, tenant: str, query: str) -> str:
 
 
 def _conference_url(request: web.Request, tenant: str, conversation: str, role: str) -> str:
-    return url(request, CONFERENCE_PATH.format(tenant=tenant) + "?" + urlencode({"conversation": conversation,
-                                                                                  "role": role}))  # fmt: skip
+    query = urlencode({"conversation": conversation, "role": role})
+    return url(request, CONFERENCE_PATH.format(tenant=tenant) + "?" + query)
 
 
 def hold_url(base: str, tenant: Tenant) -> tuple[str, str]:

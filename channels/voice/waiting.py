@@ -95,7 +95,7 @@ async def wait(request: web.Request) -> web.Response:
         response.hangup()
         return twiml(response)
     if call.get("state") == HELD:  # held out of a conference (calls held before conferences): music
-        _hold(request, response, tenant, "", options=False)
+        _hold(request, response, tenant, None, options=False)
         response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
         return twiml(response)
     conversation = await inbound.conversation_of(store, tenant.id, sid, call)

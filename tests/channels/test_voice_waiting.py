@@ -104,6 +104,16 @@ async def test_the_expected_wait_is_shared_among_the_queues_available_agents(pho
     )
 
 
+async def test_a_call_held_outside_a_conference_hears_hold_music_only(phone):
+    # held before calls were bridged in conferences: the loop keeps them on hold, no options
+    await queued(phone)
+    await phone.route()
+    await inbound.update_call(phone.world.store, "acme", phone.sid, state=waiting.HELD)
+    answer = await phone.answer(f"{waiting.WAIT_PATH}?n=3")
+    assert answer.verbs == ["Pause", "Redirect"]
+    assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=4"
+
+
 async def test_between_announcements_the_caller_hears_hold_music_and_may_still_press_a_key(phone):
     await queued(phone)
     await phone.route()
