@@ -241,3 +241,18 @@ async def test_hold_holds_the_callers_participant_and_the_agent_stays(desk, voic
     assert urlsplit(held["HoldUrl"]).path == bridge.HOLD_PATH.format(tenant="acme")
     call = await desk.phone.call_record()
     assert (call["state"], call["held"]) == ("connected", "0")
+
+
+async def test_an_agent_leg_twilio_refuses_to_place_is_a_missed_offer(desk, voice):
+    await desk.phone.answer(inbound.PATH)
+    await desk.phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
+    await desk.phone.route()
+    await desk.world.available("amy")
+    conversation = await desk.world.accept_offer("amy")
+    desk.api.answer(400, 21211, "The 'To' number is not a valid phone number.")
+    await voice.dispatch()
+    assert desk.api.call_sids == []  # nothing was placed
+    record = await desk.world.conversation(conversation)
+    assert (record["state"], record["queue"]) == ("queued", "support")
+    assert (await desk.world.agent("amy"))["presence"] == "away"
+    assert (await desk.phone.call_record())["state"] == "queued"
