@@ -46,6 +46,7 @@ ACTIONS = {
     "export": "exported data",
     "erasure": "erased a customer's data",
     "recording_opened": "opened a recording or a customer's file",
+    "article": "wrote, reviewed, published or archived a knowledge-base article",
 }
 
 

@@ -23,6 +23,7 @@ import msgspec
 from router.config import telegram as _telegram
 from router.config.email import EmailChannel
 from router.config.fax import FaxChannel
+from router.config.knowledge import KnowledgeBase
 from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
@@ -93,6 +94,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
     # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
     second_factor_for_agents: Literal["optional", "required"] = "optional"
+    knowledge: KnowledgeBase = msgspec.field(default_factory=KnowledgeBase)  # its articles' categories and writers
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
