@@ -23,8 +23,8 @@ import msgspec
 from router.config import telegram as _telegram
 from router.config.email import EmailChannel
 from router.config.fax import FaxChannel
-from router.config.knowledge import KnowledgeBase
 from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
+from router.config.knowledge import KnowledgeBase
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
 from router.config.telegram import TelegramChannel
