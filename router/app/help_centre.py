@@ -27,7 +27,7 @@ from channels.webchat._runtime import client_ip
 from channels.webchat.origins import is_allowed, request_origin
 from router.app.inbox.access import ID
 from router.app.inbox.rendering import brand
-from router.appkeys import DEPLOYMENT, STORE
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
 from router.errors import UnknownTenant
 from router.knowledge import articles
@@ -154,10 +154,14 @@ async def suggest(request: web.Request) -> web.Response:
 
 
 def _same_site(request: web.Request, tenant: Tenant) -> bool:
-    """A POST from our own page or from a page the tenant's chat runs on: a browser always
-    sends Origin with a cross-site POST, so another site cannot inflate the count."""
+    """A POST from our own page or from a page the tenant's chat runs on: browsers send Origin
+    with a POST, so another site cannot inflate the count (one that sends none must say
+    Sec-Fetch-Site: same-origin)."""
     origin = request_origin(request)
-    if origin == f"{request.scheme}://{request.host}".lower():
+    if not origin:
+        return request.headers.get("Sec-Fetch-Site") == "same-origin"
+    public = request.app[SETTINGS].public_url
+    if origin in {f"{request.scheme}://{request.host}".lower(), "/".join(public.split("/")[:3]).lower()}:
         return True
     return tenant.webchat is not None and is_allowed(request, tenant.webchat)
 

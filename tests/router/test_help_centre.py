@@ -105,6 +105,8 @@ async def test_this_answered_my_question_counts_a_deflected_contact_from_the_pag
     refused = await http.post(f"/help/acme/a/{article.id}/helped", headers={"Origin": "https://evil.example"})
     assert refused.status == 403
     assert (await http.post(f"/help/acme/a/{article.id}/helped")).status == 403  # no Origin: not a browser's
+    cross_site = {"Sec-Fetch-Site": "cross-site"}
+    assert (await http.post(f"/help/acme/a/{article.id}/helped", headers=cross_site)).status == 403
     assert (await articles.get(w.store, "acme", article.id)).helped == 2
     today = dt.datetime.now(dt.UTC).date().isoformat()  # acme's zone is UTC
     assert await articles.deflected(w.store, "acme") == {today: 2}
@@ -115,3 +117,14 @@ async def test_a_flood_from_one_address_is_refused_for_the_rest_of_the_minute(cl
     monkeypatch.setattr(help_centre, "PER_MINUTE", 3)
     statuses = [(await http.get("/help/acme/suggest.json?q=card", headers=SITE)).status for _ in range(5)]
     assert statuses[:1] == [200] and statuses[-1] == 429
+
+
+async def test_behind_a_tls_proxy_the_public_addresss_own_page_may_count() -> None:
+    w = await world(WITH_CHAT)
+    article = await published(w, "Paying by card", "Use any card.", category="billing")
+    settings = Settings(public_url="https://router.acme.example")
+    async with TestClient(TestServer(web.application(w.store, w.deployment, settings))) as http:
+        own = {"Origin": "https://router.acme.example"}
+        response = await http.post(f"/help/acme/a/{article.id}/helped", headers=own, allow_redirects=False)
+        assert response.status == 303
+    assert (await articles.get(w.store, "acme", article.id)).helped == 1
