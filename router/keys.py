@@ -316,6 +316,10 @@ class Keys:
         """The search index: articles holding a term, scored by its weight in each."""
         return f"{self.base}:kb:t:{term}"
 
+    def kb_query(self, token: str) -> str:
+        """A search's scratch ranking (ZUNIONSTORE), deleted in the same transaction that made it."""
+        return f"{self.base}:kb:q:{token}"
+
     @property
     def kb_deflected(self) -> str:
         """Contacts the help articles deflected: local date (YYYY-MM-DD) -> count."""

@@ -215,17 +215,24 @@ async def find(
 ) -> list[Article]:
     """The best matches for a query among the articles in these states (and categories,
     and locale, when given), best first."""
-    ranked = await search.ranked(store, tenant.id, query, tenant.knowledge.locales)
-    found: list[Article] = []
-    for article in await many(store, tenant.id, [article_id for article_id, _score in ranked]):
-        if article.status not in statuses or (categories is not None and article.category not in categories):
+    ranked = [
+        article_id for article_id, _score in await search.ranked(store, tenant.id, query, tenant.knowledge.locales)
+    ]
+    keys = Keys(tenant.id)
+    async with store.redis.pipeline(transaction=False) as pipe:  # only what the filter needs, for every candidate
+        for article_id in ranked:
+            pipe.hmget(keys.kb_article(article_id), "status", "category", "locale")
+        facets = await pipe.execute()
+    wanted = []
+    for article_id, (status, category, language) in zip(ranked, facets, strict=True):
+        if status is None or text(status) not in statuses:
             continue
-        if locale and article.locale != locale:
+        if (categories is not None and text(category) not in categories) or (locale and text(language) != locale):
             continue
-        found.append(article)
-        if len(found) == limit:
+        wanted.append(article_id)
+        if len(wanted) == limit:
             break
-    return found
+    return await many(store, tenant.id, wanted)
 
 
 # --- changing ---

@@ -8,9 +8,9 @@ becomes its Snowball stem in the article's language (snowballstemmer), so "refun
 is not known.
 
 Index: one sorted set per term (`Keys.kb_term`) holding the articles with that term, scored
-by its BM25 weight in each (title terms count three times); a query is one ZUNION of its
-terms' sets, each weighted by the term's inverse document frequency, so Redis adds the
-scores up and hands back the best first. The index is written in the same transaction as
+by its BM25 weight in each (title terms count three times); a query is one ZUNIONSTORE of
+its terms' sets, each weighted by the term's inverse document frequency, so Redis adds the
+scores up, and only the best come back. The index is written in the same transaction as
 the article (router/knowledge/articles.py), so a search never finds a version that is not stored.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 import unicodedata
 from collections import Counter
 from functools import cache
@@ -101,7 +102,13 @@ async def ranked(store: Store, tenant: str, query: str, locales: list[str]) -> l
     }
     if not weighted:
         return []
-    rows = await store.redis.zunion(weighted, withscores=True)
-    rows.sort(key=lambda row: -row[1])
+    # ZUNIONSTORE, the best CANDIDATES, DEL in one transaction: Redis ranks, and only the top
+    # comes back (a bare ZUNION returns every article holding any of the terms).
+    scratch = keys.kb_query(secrets.token_hex(8))
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.zunionstore(scratch, weighted)
+        pipe.zrevrange(scratch, 0, CANDIDATES - 1, withscores=True)
+        pipe.delete(scratch)
+        _count, rows, _deleted = await pipe.execute()
     floor = rows[0][1] * RELEVANCE if rows else 0
-    return [(text(member), float(score)) for member, score in rows[:CANDIDATES] if score >= floor]
+    return [(text(member), float(score)) for member, score in rows if score >= floor]
