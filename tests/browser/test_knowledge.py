@@ -45,6 +45,7 @@ async def test_a_supervisor_publishes_through_review_and_an_agent_only_reads(bro
         sue = await log_in(browser, server, "sue")
         await sue.get_by_role("link", name="Knowledge").click()
         await sue.get_by_role("link", name="Write an article").click()
+        assert await violations(sue) == []  # the form
         await sue.get_by_label("Title").fill("Reading your meter")
         await sue.get_by_label("Body").fill("1. Open the cupboard.\n2. Read the **black** digits.")
         await sue.get_by_role("button", name="Save the draft").click()
@@ -66,6 +67,9 @@ async def test_a_supervisor_publishes_through_review_and_an_agent_only_reads(bro
         await expect(sue.locator("#kb-history li").nth(3)).to_contain_text("say where the cupboard is")  # newest first
         await sue.screenshot(path=str(artifacts / "knowledge-article.png"), full_page=True)
         assert await violations(sue) == []
+        await sue.get_by_role("link", name="← Knowledge base: Acme Energy").click()
+        await expect(sue.locator("#kb-articles")).to_contain_text("Reading your meter")
+        assert await violations(sue) == []  # the list
 
         amy = await log_in(browser, server, "amy")
         await amy.goto(str(server.make_url("/inbox/t/acme/knowledge")))
@@ -156,5 +160,10 @@ async def test_the_widget_suggests_articles_while_the_visitor_types_and_counts_a
         assert await violations(article_page) == []
         await article_page.get_by_role("button", name="This answered my question").click()
         await expect(article_page.locator(".thanks")).to_have_text("Thank you: we are glad it helped.")
+        await article_page.get_by_role("link", name="More help from Acme Energy").click()
+        await article_page.get_by_label("Search the help articles").fill("password")
+        await article_page.keyboard.press("Enter")
+        await expect(article_page.locator("#results")).to_contain_text("Reset your password")
+        assert await violations(article_page) == []  # the help centre
     assert (await articles.get(w.store, "acme", password.id)).helped == 1
     assert sum((await articles.deflected(w.store, "acme")).values()) == 2
