@@ -164,20 +164,23 @@ async def edit_form(request: web.Request) -> web.Response:
 
 
 async def update(request: web.Request) -> web.Response:
+    """A new version of the article, made on the version the form was opened on. Refused, the
+    form comes back with what was typed (and, after a conflict, the stored version's number:
+    saving again then replaces the colleague's version knowingly)."""
     tenant, article = await _article(request)
     user, form = request[USER], await read_form(request)
+    version = form.get("version", "")
     try:
-        version = int(form.get("version", ""))
         await articles.edit(
             request.app[STORE], tenant, article.id, _draft(form), actor=user.login, role=user.role,
-            version=version, client=client_address(request),
+            version=int(version) if version.isdigit() else -1, client=client_address(request),
         )  # fmt: skip
-    except ValueError as exc:
-        if isinstance(exc, articles.NotAllowed):
-            raise web.HTTPForbidden(text=str(exc)) from None
-        message = str(exc) if isinstance(exc, KnowledgeError) else "the form lost its version: open the article again"
-        return _form(request, tenant, {**form, "version": str(article.version)}, article=article, error=message,
-                     status=409 if isinstance(exc, articles.Conflict) else 422)  # fmt: skip
+    except articles.NotAllowed as exc:
+        raise web.HTTPForbidden(text=str(exc)) from None
+    except KnowledgeError as exc:
+        status = 409 if isinstance(exc, articles.Conflict) else 422
+        values = {**form, "version": str(article.version)}
+        return _form(request, tenant, values, article=article, error=str(exc), status=status)
     raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/knowledge/{article.id}?done=kb_saved")
 
 
