@@ -1,4 +1,5 @@
-// The knowledge base beside the reply box: search as you type (debounced), then insert an
+// The knowledge base beside the reply box: the articles for the customer's last message at
+// once, then search as you type (debounced), and insert an
 // article's answer or its public link into the reply at the cursor. Each insertion is told
 // to the server, which counts it once per conversation on the article. Article text only
 // ever goes in via textContent or the textarea's value.
@@ -46,7 +47,7 @@
     return node;
   }
 
-  function show(answer) {
+  function show(answer, suggested) {
     results.replaceChildren();
     for (const article of answer.articles) {
       const item = document.createElement("li");
@@ -64,12 +65,16 @@
       }
       results.append(item);
     }
+    if (suggested) {
+      status.textContent = answer.articles.length ? "Articles for the customer's last message:" : "";
+      return;
+    }
     status.textContent = answer.query ? (answer.articles.length ? answer.articles.length + " article" +
       (answer.articles.length === 1 ? "" : "s") + " found." : "No article matches.") : "";
   }
 
-  function search() {
-    const query = queryBox.value.trim();
+  function search(suggestion) {
+    const query = suggestion || queryBox.value.trim();
     const mine = ++asked;
     if (!query) { show({ query: "", articles: [] }); return; }
     fetch(panel.dataset.search + "?q=" + encodeURIComponent(query), { credentials: "same-origin" })
@@ -77,10 +82,11 @@
         if (!response.ok) throw new Error(String(response.status));
         return response.json();
       })
-      .then((answer) => { if (mine === asked) show(answer); })
+      .then((answer) => { if (mine === asked) show(answer, Boolean(suggestion)); })
       .catch((error) => { if (mine === asked) status.textContent = "The search failed (" + error.message + "): try again."; });
   }
 
-  queryBox.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, DEBOUNCE_MS); });
+  queryBox.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => search(), DEBOUNCE_MS); });
   panel.addEventListener("submit", (event) => { event.preventDefault(); clearTimeout(timer); search(); });
+  if (panel.dataset.suggest.trim()) search(panel.dataset.suggest.trim());
 })();

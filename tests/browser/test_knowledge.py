@@ -94,9 +94,11 @@ async def test_an_agent_searches_from_the_reply_box_and_inserts_an_answer_that_i
         conversation = await w.arrive(address="+15551230000", body="Where is my refund?")
         await w.accept_offer("amy")
         await amy.goto(str(server.make_url(f"/inbox/t/acme/c/{conversation}")))
+        results = amy.locator("#kb-results li")
+        await expect(amy.locator("#kb-status")).to_have_text("Articles for the customer's last message:")
+        await expect(results.first).to_contain_text("Refunds")  # "Where is my refund?", before any typing
         await amy.fill("#reply-body", "Hello,")
         await amy.get_by_label("Search the knowledge base").fill("refunding")  # debounced, no Enter
-        results = amy.locator("#kb-results li")
         await expect(results.first).to_contain_text("Refunds")
         await expect(amy.locator(f'#kb-results li[data-article="{hostile.id}"] strong')).to_have_text(HOSTILE_TITLE)
         assert await amy.locator("#kb-results script, #kb-results img").count() == 0
