@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from router.app.inbox import accounts
 from router.knowledge import articles
 from tests.router.knowledge.factories import published
 from tests.router.test_inbox_pages import (  # noqa: F401 - cheap_hashes: autouse
     DEPLOYMENT,
+    PASSWORD,
     Inbox,
     cheap_hashes,
     csrf_of,
@@ -83,6 +85,18 @@ async def test_a_supervisor_writes_sends_for_review_and_publishes_through_the_pa
 
         listing = await (await client.get("/inbox/t/acme/knowledge?q=meters")).text()
         assert "Reading your meter" in listing
+
+
+async def test_people_are_shown_by_their_names_in_the_history_and_the_list(inbox: Inbox) -> None:
+    w = inbox.world
+    await accounts.add(w.store, "ann", PASSWORD, "admin", {}, name="Ann Lee")
+    draft = articles.Draft(title="Meter", body="Read it.", category="billing", locale="en")
+    article = await articles.create(w.store, w.tenant, draft, actor="ann", role="admin")
+    client, _token = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get(f"/inbox/t/acme/knowledge/{article.id}")).text()
+        listing = await (await client.get("/inbox/t/acme/knowledge")).text()
+    assert "<strong>Ann Lee</strong> wrote the first draft" in page and "<td>Ann Lee</td>" in listing
 
 
 async def test_an_agent_reads_published_articles_only_and_cannot_write_or_publish(inbox: Inbox) -> None:

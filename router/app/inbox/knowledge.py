@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from router.app.inbox import accounts
 from router.app.inbox.access import ID, conversation_of, tenant_of
 from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, read_form, render
@@ -43,6 +44,15 @@ def when(at_ms: int, tenant: Tenant) -> str:
     """A time in the tenant's own zone, as its people read it."""
     moment = dt.datetime.fromtimestamp(at_ms / 1000, ZoneInfo(tenant.timezone))
     return moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+async def people(request: web.Request, logins: set[str]) -> dict[str, str]:
+    """Each login's name as its people know it (the login itself when it has none, or is the CLI's)."""
+    names = {}
+    for login in logins:
+        user = await accounts.get(request.app[STORE], login)
+        names[login] = (user.name if user else "") or login
+    return names
 
 
 def _statuses(request: web.Request, tenant: Tenant) -> tuple[str, ...]:
@@ -93,6 +103,7 @@ async def listing(request: web.Request) -> web.Response:
         labels=STATUSES, state=status if status in visible else "", category=category, query=query,
         categories={c.id: c.name for c in tenant.knowledge.categories},
         may_write=articles.may_write(role, tenant.knowledge),
+        names=await people(request, {a.updated_by for a in found}),
         tenants=[request.app[DEPLOYMENT].tenant(t) for t in user_tenants],
     )  # fmt: skip
 
@@ -106,6 +117,7 @@ async def show(request: web.Request) -> web.Response:
         request, "knowledge_article.html", tenant=tenant, brand=brand(tenant), article=article,
         body=to_html(article.body, article.format), labels=STATUSES,
         steps=[(step, when(step.at, tenant)) for step in reversed(steps)],
+        names=await people(request, {step.actor for step in steps}),
         done_words=articles.DONE, category=category.name if category else article.category,
         moves=articles.moves_for(role, tenant.knowledge, article.status),
         may_edit=articles.may_edit(role, tenant.knowledge, article.status),
