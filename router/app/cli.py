@@ -29,7 +29,7 @@ from router import agents, audit, bus, conversations, customers, events, floor, 
 from router.app import processes
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
-from router.keys import SANDBOX_TWILIO_TOKEN
+from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
 from router.settings import Settings
 from router.store import Store, connect
 
@@ -110,7 +110,9 @@ def _parser() -> argparse.ArgumentParser:
         kind.add_argument("--tenant", required=True)
         kind.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
         kind.add_argument("--to", help="the tenant's number (default: its first number on the channel)")
-        kind.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
+        kind.add_argument(
+            "--url", help="the web process (default: where the `up` at REDIS_URL listens, else http://$HOST:$PORT)"
+        )
 
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
@@ -392,7 +394,7 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
     except simulate.SimulationError as exc:
         raise CliError(str(exc)) from None
     token = tokens_for(tenant, settings).current or await _sandbox_token(settings)
-    url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    url = (a.url or await _up_web_url(settings) or f"http://{settings.host}:{settings.port}").rstrip("/")
     account = tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32
     try:
         async with simulate.Webhooks(url, settings.public_url or url, token, account) as hooks:
@@ -426,6 +428,23 @@ def _db(settings: Settings, a: argparse.Namespace) -> None:
     print(f"schema version {max(have) if have else 0} of {migrate.latest()}")
     if missing:
         print(f"missing: {', '.join(missing)} (run `contactrouter db upgrade`)")
+
+
+async def _up_web_url(settings: Settings) -> str | None:
+    """The web process of the `contactrouter up` whose store REDIS_URL names (it records where
+    it listens), so `simulate` finds it without PORT; None without such a store."""
+    if settings.redis_url is None:
+        return None
+    from redis.exceptions import RedisError
+
+    store = connect(settings)
+    try:
+        url = await store.probe.get(UP_WEB_URL)
+    except RedisError:
+        return None  # no store to ask: HOST and PORT say where the web process is
+    finally:
+        await store.close()
+    return url.decode() if url else None
 
 
 async def _sandbox_token(settings: Settings) -> str:
@@ -510,11 +529,11 @@ def main(argv: list[str] | None = None) -> int:
             from router.app import embedded
 
             processes.setup_logging(settings, json_logs=False)
-            failed = asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
+            failed = processes.run_to_exit(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
             return 1 if failed else 0
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
-            failed = asyncio.run(_run_role(settings, deployment, a.role))
+            failed = processes.run_to_exit(_run_role(settings, deployment, a.role))
             return 1 if failed else 0  # so a process manager restarts a failed role
         extension = EXTENSIONS.get(a.command)
         needs_store = getattr(extension, "NEEDS_STORE", True)

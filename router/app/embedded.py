@@ -13,7 +13,7 @@ from router import bus, events
 from router.app import processes
 from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
-from router.keys import SANDBOX_TWILIO_TOKEN
+from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
 from router.settings import Settings
 from router.store import Store, connect, serve_embedded
 
@@ -31,6 +31,13 @@ DEMO_CONTACTS = [
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
+
+
+def next_free(host: str, port: int) -> int:
+    """`port`, or the first free one after it."""
+    while not _port_free(host, port):
+        port += 1
+    return port
 
 
 async def load_demo(store: Store, deployment: Deployment) -> None:
@@ -59,8 +66,7 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
 async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:
     """Run every role on the embedded store until stopped; returns the roles that failed."""
     host = settings.host
-    while not _port_free(host, store_port):
-        store_port += 1
+    store_port = next_free(host, store_port)
     server, _thread, tcp = serve_embedded(host, store_port)
     store = connect(settings, embedded_server=server)
     # Tenants without a Twilio account take signed webhooks from the simulator:
@@ -68,10 +74,14 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     if not settings.twilio_sandbox_token:
         settings = msgspec.structs.replace(settings, twilio_sandbox_token=secrets.token_urlsafe(24))
     await store.redis.set(SANDBOX_TWILIO_TOKEN, settings.twilio_sandbox_token)
-    # The SMTP server takes the next free port; the demo's attachments go to a temp dir.
-    smtp_port = settings.smtp_port
-    while not _port_free(settings.smtp_host, smtp_port):
-        smtp_port += 1
+    await store.redis.set(UP_WEB_URL, f"http://{host}:{settings.port}")  # for `contactrouter simulate`
+    # The SMTP server takes the next free port, and the banner and log say so (mail sent to
+    # SMTP_PORT would reach whatever holds it); the demo's attachments go to a temp dir.
+    smtp_port = next_free(settings.smtp_host, settings.smtp_port)
+    smtp_moved = ""
+    if smtp_port != settings.smtp_port:
+        smtp_moved = f"  (SMTP_PORT {settings.smtp_port} is taken: mail goes to {smtp_port} instead)"
+        log.warning("SMTP_PORT %d is taken; the SMTP server listens on %d", settings.smtp_port, smtp_port)
     settings = msgspec.structs.replace(
         settings,
         smtp_port=smtp_port,
@@ -96,7 +106,8 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
   archive: {archive}
-  smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
+  smtp:    {settings.smtp_host}:{smtp_port}{smtp_moved}
+           (mail to help@acme.example becomes an acme contact)
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
   inbox:   http://{host}:{settings.port}/inbox   (the supervisor enrols an authenticator app at first login)
            demo logins (passwords for this start only):

@@ -14,8 +14,8 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ops import health
 from router import bus, queues
@@ -31,6 +31,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
+T = TypeVar("T")
+EXIT_GRACE_S = 3.0  # how long tasks left over at exit get to end after they are cancelled
+
+
+def run_to_exit(main: Coroutine[Any, Any, T], grace_s: float = EXIT_GRACE_S) -> T:
+    """asyncio.run, except that the tasks still running when `main` returns get `grace_s` to
+    end once cancelled, not forever: a Redis read that misses its cancel (redis-py can lose
+    one inside a blocking XREAD) kept `run web` on a busy port alive after it said it stops,
+    deaf to SIGTERM. Those left are named in one warning and abandoned with the loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        stray = asyncio.all_tasks(loop)
+        for task in stray:
+            task.cancel()
+        if stray:
+            loop.run_until_complete(asyncio.wait(stray, timeout=grace_s))
+        if left := sorted(task.get_name() for task in stray if not task.done()):
+            log.warning("exiting without waiting for %s: not ended %.0f s after cancelled", ", ".join(left), grace_s)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def roles() -> dict[str, Role]:

@@ -25,6 +25,11 @@ from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
 
+
+class PortBusy(OSError):
+    """The web port could not be bound: the role fails and the process exits non-zero."""
+
+
 RETRY_AFTER_S = 5  # what a 503 asks the caller to wait (Twilio retries a 5xx webhook anyway)
 # The store is away for a moment (failing over, restarting, out of connections), not broken:
 # beyond the client's retry budget (REDIS_RETRY_S), a request is answered 503, never 500.
@@ -168,7 +173,13 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
     # WEB_REUSE_PORT: several web processes share PORT, and the kernel spreads the connections
     # among them; one that dies or restarts leaves the others listening.
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.web_reuse_port or None)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        # A port taken: the app's background tasks (the live feeds) started with the runner, and
+        # must end with it, or the process would say it stops and never exit.
+        await runner.cleanup()
+        raise PortBusy(f"web cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from exc
     log.info(
         "web listening on http://%s:%d%s",
         settings.host,
