@@ -26,6 +26,7 @@ from channels.email import mime
 from channels.email.inbound import Addressed, InboundHandler
 from channels.email.trust import MailTrust
 from channels.fax import inbound as fax_inbound
+from router import logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment
 from router.errors import ConfigError
@@ -108,7 +109,8 @@ class _Server(SMTP):
         reader = self._reader
         self._reader = _DataLines(reader)  # type: ignore[assignment]
         try:
-            await super().smtp_DATA(arg)
+            with logcontext.about():  # a mail's lines carry its tenant and contact once taken in, not the next mail's
+                await super().smtp_DATA(arg)
         finally:
             self._reader = reader
 

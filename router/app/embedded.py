@@ -9,7 +9,7 @@ import tempfile
 
 import msgspec
 
-from router import bus, events
+from router import bus, events, logcontext
 from router.app import processes
 from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
@@ -60,7 +60,8 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
             body=body,
             subject="Invoice copy" if channel == "email" else "",
         )
-        await bus.ingest(store, contact)
+        with logcontext.about():  # the roles started after it are about no demo contact
+            await bus.ingest(store, contact)
 
 
 async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:

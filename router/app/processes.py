@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ops import health
-from router import bus, queues
+from router import bus, logcontext, queues
 from router.config import Deployment
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.settings import Settings
@@ -75,9 +75,9 @@ def roles() -> dict[str, Role]:
     }
 
 
-# The ids a log call may pass in `extra`, and the access log's parts; JSON logs carry
-# them as fields of their own.
-CONTEXT_FIELDS = ("tenant", "conversation", "contact")
+# The ids a line is about (router/logcontext.py, or a call's `extra`), and the access log's
+# parts; JSON logs carry them as fields of their own.
+CONTEXT_FIELDS = logcontext.FIELDS
 ACCESS_FIELDS = ("method", "path", "status", "ms", "peer")
 
 
@@ -105,11 +105,22 @@ class JsonLogs(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextLogs(logging.Formatter):
+    """A line for people: the ids it is about after the message, `[tenant=acme conversation=...]`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        ids = " ".join(f"{name}={value}" for name in CONTEXT_FIELDS if (value := getattr(record, name, None)))
+        return f"{line} [{ids}]" if ids else line
+
+
 def setup_logging(settings: Settings, *, json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonLogs() if json_logs else TextLogs())
+    handler.addFilter(logcontext.LogContext())  # every line inside one contact's handling carries its ids
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 

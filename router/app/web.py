@@ -16,6 +16,7 @@ from redis.exceptions import ReadOnlyError, TryAgainError
 
 from channels import setup_webhooks
 from ops import access, health, metrics
+from router import logcontext
 from router.app import inbox
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
@@ -90,6 +91,16 @@ class _Unavailable:
         self._logged_at, self._since_logged = time.monotonic(), 0
 
 
+@web.middleware
+async def about_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's lines, its access line too, carry the tenant and conversation its path
+    names (each request runs in a task of its own, so nothing leaks into the next); a webhook
+    adds its tenant and contact once it has taken the contact in (router/bus.py)."""
+    match = request.match_info
+    logcontext.bind(tenant=match.get("tenant", ""), conversation=match.get("conversation", ""))
+    return await handler(request)
+
+
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, every few seconds
 SECRET_PARTS = ("token", "link")  # path parts that are credentials: an unsubscribe token, a signed file link
 
@@ -151,7 +162,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
     unavailable = _Unavailable()
-    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[unavailable.middleware])
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[about_request, unavailable.middleware])
     app.on_response_prepare.append(unavailable.responding)
     app[STORE] = store
     app[DEPLOYMENT] = deployment
