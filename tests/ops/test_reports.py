@@ -150,6 +150,28 @@ async def test_the_short_abandon_threshold_decides_which_abandons_leave_the_seco
     assert (both.short_abandoned, both.service_level_no_short) == (2, pytest.approx(1 / 3))
 
 
+async def test_abandons_within_the_target_are_neutral_in_the_third_service_level(clock):
+    w = await a_day_on_the_floor(clock)
+    support = (await reports.report(w.store, w.tenant, "day", DAY)).queues[0]
+    # C gave up after 3 s, inside the 20 s target: it had no chance to be met, so it counts
+    # neither way; G gave up after 30 s and counts against
+    assert support.service_level_abandons_neutral == pytest.approx(1 / 4, abs=1e-4)
+
+
+async def test_a_first_reply_still_inside_its_target_is_pending_not_missed(clock):
+    w = await world(FLOOR)
+    await w.available("amy")
+    mail = await w.arrive(channel="email", address="jane@example.com", body="Invoice?")
+    clock.at(10)
+    assert await w.accept_offer("amy") == mail
+    clock.at(1800)  # half its hour gone, no reply yet
+    letters = (await reports.report(w.store, w.tenant, "day", DAY)).queues[1]
+    assert (letters.handled, letters.pending, letters.answered_in_target, letters.service_level) == (1, 1, 0, None)
+    clock.at(3700)  # the hour passed without a reply: missed
+    letters = (await reports.report(w.store, w.tenant, "day", DAY)).queues[1]
+    assert (letters.handled, letters.pending, letters.answered_in_target, letters.service_level) == (1, 0, 0, 0.0)
+
+
 async def test_the_tenant_total_adds_the_queues_up(clock):
     w = await a_day_on_the_floor(clock)
     total = (await reports.report(w.store, w.tenant, "day", DAY)).total
