@@ -26,6 +26,7 @@ from channels.email import mime
 from channels.email.inbound import Addressed, InboundHandler
 from channels.email.trust import MailTrust
 from channels.fax import inbound as fax_inbound
+from ops import metrics
 from router import logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment
@@ -104,6 +105,11 @@ class _DataLines:
 
 class _Server(SMTP):
     """aiosmtpd's SMTP server, reading DATA through _DataLines."""
+
+    async def push(self, status: str | bytes) -> None:
+        code = status[:3].decode() if isinstance(status, bytes) else status[:3]
+        metrics.SMTP_REPLIES.labels(code).inc()  # every reply, by its code (250, 451, 550, ...)
+        await super().push(status)
 
     async def smtp_DATA(self, arg: str) -> None:
         reader = self._reader

@@ -79,7 +79,12 @@ def _parser() -> argparse.ArgumentParser:
         "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
     )
     supervise.add_argument(
-        "--metrics-port", type=int, default=0, help="each process but web gets a METRICS_PORT, counting up from this"
+        "--metrics-port", type=int, default=0, help="each process gets a METRICS_PORT of its own, counting up from this"
+    )
+    supervise.add_argument(
+        "--scrape-targets",
+        metavar="FILE",
+        help="with --metrics-port: also write every process's metrics address there, for Prometheus's file_sd_configs",
     )
 
     check = sub.add_parser("config", help="configuration")
@@ -494,9 +499,15 @@ def _supervisor_config(a: argparse.Namespace) -> str:
         raise CliError(f"no Procfile at {a.procfile}")
     else:  # an installed package has no Procfile: the one of the checkout, written out
         types, source = {role: f"contactrouter run {role} --json-logs" for role in ROLE_NAMES}, "every role"
+    formation = supervisord.parse_formation(a.formation, list(types))
+    if a.scrape_targets:
+        if not a.metrics_port:
+            raise CliError("--scrape-targets needs --metrics-port")
+        targets = supervisord.metrics_targets(types, formation, a.metrics_port)
+        Path(a.scrape_targets).write_text(json.dumps(targets, indent=2) + "\n", "utf-8")
     return supervisord.render(
         types,
-        supervisord.parse_formation(a.formation, list(types)),
+        formation,
         directory=os.path.abspath(a.directory or "."),
         log_dir=os.path.abspath(a.log_dir) if a.log_dir else "",
         programs_only=a.programs_only,

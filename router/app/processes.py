@@ -227,7 +227,7 @@ async def _run(
     beats = asyncio.create_task(
         health.heartbeat(store, deployment, names, consumer_name("+".join(names), settings), stop), name="heartbeat"
     )
-    if settings.metrics_port and "web" not in names:  # the web role serves /metrics on its own port
+    if settings.metrics_port:  # a port per process: web's too, beside its PORT shared by every web process
         from ops import metrics
 
         tasks.append(asyncio.create_task(metrics.serve(store, deployment, settings, stop), name="metrics"))

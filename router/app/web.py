@@ -101,6 +101,24 @@ async def about_request(request: web.Request, handler: Handler) -> web.StreamRes
     return await handler(request)
 
 
+@web.middleware
+async def count_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts each answer by its route's pattern (`/inbox/t/{tenant}/c/{conversation}`: ids are
+    no labels, or every conversation would be a series of its own) and status code."""
+    info = request.match_info
+    route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        metrics.HTTP_REQUESTS.labels(route, request.method, str(exc.status)).inc()
+        raise
+    except BaseException:
+        metrics.HTTP_REQUESTS.labels(route, request.method, "500").inc()
+        raise
+    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
+    return response
+
+
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, every few seconds
 SECRET_PARTS = ("token", "link")  # path parts that are credentials: an unsubscribe token, a signed file link
 
@@ -162,7 +180,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
     unavailable = _Unavailable()
-    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[about_request, unavailable.middleware])
+    middlewares = [about_request, count_request, unavailable.middleware]  # count_request sees the 503s
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
     app.on_response_prepare.append(unavailable.responding)
     app[STORE] = store
     app[DEPLOYMENT] = deployment

@@ -5,6 +5,7 @@ one process at a time."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -63,16 +64,36 @@ def test_each_process_is_a_program_restarted_whatever_its_exit_and_webs_share_th
     assert "[supervisord]" not in supervisord.render(types, {"web": 1}, directory="/srv", programs_only=True)
 
 
-def test_with_a_metrics_port_each_worker_serves_its_metrics_on_a_port_of_its_own():
+def test_with_a_metrics_port_each_process_serves_its_metrics_on_a_port_of_its_own():
     types = {name: f"contactrouter run {name}" for name in ("web", "routing", "timers")}
     conf = supervisord.render(types, {"web": 2, "routing": 2, "timers": 1}, directory="/srv", metrics_port=9100)
     assert re.findall(r"\[program:([\w-]+)\][^[]*?environment=(.*)", conf) == [
-        ("web-0", 'WEB_REUSE_PORT="true"'),  # web serves /metrics on its PORT
-        ("web-1", 'WEB_REUSE_PORT="true"'),
-        ("routing-0", 'METRICS_PORT="9100"'),
-        ("routing-1", 'METRICS_PORT="9101"'),
-        ("timers-0", 'METRICS_PORT="9102"'),
+        # the web processes share PORT, so a scrape there reaches either: each has its own port too
+        ("web-0", 'WEB_REUSE_PORT="true",METRICS_PORT="9100"'),
+        ("web-1", 'WEB_REUSE_PORT="true",METRICS_PORT="9101"'),
+        ("routing-0", 'METRICS_PORT="9102"'),
+        ("routing-1", 'METRICS_PORT="9103"'),
+        ("timers-0", 'METRICS_PORT="9104"'),
     ]
+
+
+def test_the_scrape_targets_name_every_process_and_its_metrics_port(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Procfile").write_text("web: contactrouter run web\nrouting: contactrouter run routing\n")
+    targets = tmp_path / "targets.json"
+    args = ["supervisor-config", "--formation", "routing=2", "--metrics-port", "9100", "--scrape-targets", str(targets)]
+    assert cli.main(args) == 0
+    conf = capsys.readouterr().out
+    listed = json.loads(targets.read_text())
+    assert [(t["labels"]["process"], t["targets"]) for t in listed] == [
+        ("web-0", ["127.0.0.1:9100"]),
+        ("routing-0", ["127.0.0.1:9101"]),
+        ("routing-1", ["127.0.0.1:9102"]),
+    ]
+    for target in listed:  # the ports the configuration gives the processes
+        section = conf.split(f"[program:{target['labels']['process']}]")[1].split("[program:")[0]
+        assert f'METRICS_PORT="{target["targets"][0].rpartition(":")[2]}"' in section
+    assert cli.main(["supervisor-config", "--scrape-targets", str(targets)]) == 2  # no ports to list
 
 
 def test_an_installation_without_a_procfile_runs_every_role(tmp_path, monkeypatch, capsys):
