@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -154,6 +155,28 @@ class Supervised:
             self.process.wait()
 
 
+WEBHOOKS_ANSWERED = r'contactrouter_http_requests_total\{code="200",method="POST",route="/twilio/sms"\} (\S+)'
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -187,9 +210,10 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
     port = free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
+    targets = tmp_path / "targets.json"
     generated = subprocess.run(
         [CLI, "supervisor-config", "--formation", "web=2,routing=2,smtp=0,campaigns=0,telegram=0,archive=0",
-         "--log-dir", str(logs)],
+         "--log-dir", str(logs), "--metrics-port", str(free_ports(6)), "--scrape-targets", str(targets)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     conf = tmp_path / "supervisord.conf"
@@ -255,5 +279,15 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
             assert routed
         finally:
             client.close()
+        # every process serves its own metrics on the port the configuration gave it
+        webhooks = 0.0
+        for target in json.loads(targets.read_text()):
+            with urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=30) as response:
+                scraped = response.read().decode()
+            assert "contactrouter_store_up 1.0" in scraped, target
+            if target["labels"]["role"] == "web":  # each web process counts the requests it answered
+                sms = re.search(WEBHOOKS_ANSWERED, scraped)
+                webhooks += float(sms.group(1)) if sms else 0
+        assert webhooks >= 1  # web-0's count started again with it
     finally:
         supervised.stop()
