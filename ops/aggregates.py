@@ -164,12 +164,14 @@ class _Agent:
     presence: list[tuple[int, str]] = field(default_factory=list)
 
 
-class _Tally:
+class Tally:
     """One pass over the events: contacts offered in the period and every agent's time.
 
     Whatever starts (a contact queued, an agent's handling) is followed until the end of
     the day after the one it started in, however long the period: so a month is exactly
-    the sum of its days, and a day can be rolled up once the next one is over.
+    the sum of its days, and a day can be rolled up once the next one is over. It reads
+    events, not Redis: a report over the archive feeds it the archived events the same way
+    (`before` for the day before the period, `add` for the rest, in stream order).
     """
 
     def __init__(self, start_ms: int, end_ms: int, midnights: list[int], presence_at_start: dict[str, str]) -> None:
@@ -370,7 +372,7 @@ async def compute(
     start_ms, end_ms = midnights[2], midnights[-4]
     if presence_at_start is None:
         presence_at_start = await _presence_before(store, tenant, start_ms)
-    tally = _Tally(start_ms, end_ms, midnights, presence_at_start)
+    tally = Tally(start_ms, end_ms, midnights, presence_at_start)
     async for event in read_events(store, tenant.id, midnights[1], start_ms):
         tally.before(event)
     read_until = min(midnights[-3], now_ms)
@@ -390,7 +392,7 @@ class Today:
     def __init__(self, tenant: Tenant, day: dt.date) -> None:
         self.tenant, self.day = tenant, day
         midnights = _midnights(tenant, day - dt.timedelta(days=2), day + dt.timedelta(days=3))
-        self._tally = _Tally(midnights[2], midnights[3], midnights, {})
+        self._tally = Tally(midnights[2], midnights[3], midnights, {})
         self._last: str | None = None  # the last events stream id read
 
     async def queues(self, store: Store, now_ms: int) -> dict[str, QueueSums]:
