@@ -393,21 +393,26 @@ class Today:
         self.tenant, self.day = tenant, day
         midnights = _midnights(tenant, day - dt.timedelta(days=2), day + dt.timedelta(days=3))
         self._tally = Tally(midnights[2], midnights[3], midnights, {})
-        self._last: str | None = None  # the last events stream id read
+        # the last events stream id read: from the day before, for what is still open at midnight
+        self._last = f"{midnights[1] - 1}-{2**64 - 1}"
 
-    async def queues(self, store: Store, now_ms: int) -> dict[str, QueueSums]:
-        """Each queue's sums of the contacts queued this day, as known now."""
+    async def queues(self, store: Store, now_ms: int, *, max_events: int | None = None) -> dict[str, QueueSums]:
+        """Each queue's sums of the contacts queued this day, as known now. With `max_events`,
+        a long day is caught up over several calls (a scrape must stay short), each reading on
+        from where the last stopped."""
         tally = self._tally
-        if self._last is None:  # the day before: what is still open at midnight
-            async for event in read_events(store, self.tenant.id, tally.midnights[1], tally.start_ms):
-                tally.before(event)
-            self._last = f"{tally.start_ms - 1}-{2**64 - 1}"
         stream = Keys(self.tenant.id).events
-        while True:
+        read = 0
+        while max_events is None or read < max_events:
             rows = await store.redis.xrange(stream, min=f"({self._last}", count=PAGE)
-            for entry_id, fields in rows:
+            read += len(rows)
+            for entry_id, fields in rows:  # no await in here: a cancelled call never counts a row twice
                 event = decode_event(entry_id, fields)
-                if event is not None:
+                if event is None:
+                    continue
+                if int(text(entry_id).partition("-")[0]) < tally.start_ms:
+                    tally.before(event)
+                else:
                     tally.add(event)
             if rows:
                 self._last = text(rows[-1][0])

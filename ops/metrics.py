@@ -200,7 +200,7 @@ class Metrics:
             today = self._today.get(tenant.id)
             if today is None or today.day != day:
                 today = self._today[tenant.id] = aggregates.Today(tenant, day)
-            sums = await today.queues(self.store, now)
+            sums = await today.queues(self.store, now, max_events=EVENTS_PER_SCRAPE)
             for queue in tenant.queues:
                 rated = figures.rates(sums.get(queue.id, figures.QueueSums()))
                 handled.add_metric([tenant.id, queue.id], sums[queue.id].handled if queue.id in sums else 0)

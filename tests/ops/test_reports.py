@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ops import aggregates, reports
-from router import agents, bus, conversations, events
+from router import agents, bus, conversations, events, figures
 from router.app import cli, processes
 from tests.factories import World, contact, deployment, world
 
@@ -234,6 +234,23 @@ async def test_reading_pages_through_a_long_stream(clock, monkeypatch):
     w = await a_day_on_the_floor(clock)
     report = await reports.report(w.store, w.tenant, "day", DAY)
     assert (report.total.offered, report.total.handled, report.agents[0].handling_s) == (6, 4, 810)
+
+
+async def test_today_read_on_a_few_events_at_a_time_comes_to_the_days_report(clock, monkeypatch):
+    """The floor and the metrics read the day on from where they stopped, a page per scrape."""
+    monkeypatch.setattr(aggregates, "PAGE", 3)
+    w = await a_day_on_the_floor(clock)
+    today, now = aggregates.Today(w.tenant, DAY), events.now_ms()
+    first = await today.queues(w.store, now, max_events=1)
+    for _ in range(100):  # more than enough pages of 3 for the day's events
+        sums = await today.queues(w.store, now, max_events=1)
+    assert first != sums  # the first call read only the start
+    report = await reports.report(w.store, w.tenant, "day", DAY)
+    for row in report.queues:
+        assert (sums[row.queue].offered, sums[row.queue].handled, sums[row.queue].abandoned) == (
+            row.offered, row.handled, row.abandoned,
+        )  # fmt: skip
+        assert figures.rates(sums[row.queue]).service_level == row.service_level
 
 
 async def test_a_report_says_when_the_stream_was_trimmed_past_its_start(clock):
