@@ -1,8 +1,9 @@
 """Prometheus metrics: every process serves its own /metrics.
 
-The web process mounts /metrics on its app (`mount`); the other roles serve it on
-METRICS_PORT when set (`serve`). A scrape reads what it reports from Redis, so no
-code path has to count for it:
+Every process serves it on METRICS_PORT when set, a port of its own (`serve`; see
+ops/supervisord.py for why not the client's multiprocess mode); the web process also mounts
+it on its PORT for a scrape with OPS_TOKEN (`mount`). A scrape reads what it reports from
+Redis, so no code path has to count for it, and never waits long for it (`refresh`):
 - gauges of the shared state right now: queue depth and oldest wait per queue,
   stream length, pending and lag per consumer group, dead letters;
 - counters from the tenants' events streams (the audit trail every state change is
