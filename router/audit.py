@@ -48,6 +48,7 @@ ACTIONS = {
     "recording_opened": "opened a recording or a customer's file",
     "consent_revoked": "confirmed a customer's revocation of consent (opt-out recorded)",
     "revocation_dismissed": "dismissed a possible revocation of consent (no opt-out)",
+    "article": "wrote, reviewed, published or archived a knowledge-base article",
 }
 
 

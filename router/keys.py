@@ -310,6 +310,42 @@ class Keys:
         return f"{self.base}:cmp:signing-key:previous"
 
 
+    # the knowledge base (router/knowledge)
+    @property
+    def kb_articles(self) -> str:
+        """The tenant's article ids, scored by when each last changed (ms)."""
+        return f"{self.base}:kb:articles"
+
+    def kb_article(self, article_id: str) -> str:
+        """An article: title, body, category, locale, status, counters, version."""
+        return f"{self.base}:kb:a:{article_id}"
+
+    def kb_history(self, article_id: str) -> str:
+        """Who did what to an article and when (a list of JSON entries, oldest first)."""
+        return f"{self.base}:kb:a:{article_id}:log"
+
+    def kb_uses(self, article_id: str) -> str:
+        """Conversations an agent inserted the article into (its "inserted" count is their number)."""
+        return f"{self.base}:kb:a:{article_id}:used"
+
+    def kb_terms(self, article_id: str) -> str:
+        """The search terms an article is indexed under, so a new version can leave the old ones."""
+        return f"{self.base}:kb:a:{article_id}:terms"
+
+    def kb_term(self, term: str) -> str:
+        """The search index: articles holding a term, scored by its weight in each."""
+        return f"{self.base}:kb:t:{term}"
+
+    def kb_query(self, token: str) -> str:
+        """A search's scratch ranking (ZUNIONSTORE), deleted in the same transaction that made it."""
+        return f"{self.base}:kb:q:{token}"
+
+    @property
+    def kb_deflected(self) -> str:
+        """Contacts the help articles deflected: local date (YYYY-MM-DD) -> count."""
+        return f"{self.base}:kb:deflected"
+
+
 class AccountKeys:
     """The agent inbox's accounts and sessions. They belong to no tenant (one login may
     serve several), so they share a hash tag of their own: one cluster slot."""
