@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from router import assign, atomic
+from router import assign, atomic, logcontext
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -21,10 +21,11 @@ async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
     """Handle the tenant's due timers; returns how many were handled."""
     due = await atomic.claim_timers(store, tenant.id, lease_ms=LEASE_MS, limit=limit)
     for member in due:
-        try:
-            await handle(store, tenant, member)
-        except Exception:
-            log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
+        with logcontext.about(tenant=tenant.id):
+            try:
+                await handle(store, tenant, member)
+            except Exception:
+                log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
     return len(due)
 
 
