@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from channels.voice import bridge, callbacks, campaign, inbound, status, voicemail, waiting
+from channels.voice import bridge, callbacks, campaign, inbound, recording, status, voicemail, waiting
 from channels.voice._webhook import twilio_context
 from channels.voice.outbound import CALLBACK, VoiceSender
 from router import agents
@@ -34,6 +34,7 @@ def setup(app: web.Application) -> None:
     bridge.setup(app)
     waiting.setup(app)
     voicemail.setup(app)
+    recording.setup(app)
     status.setup(app)
     campaign.setup(app)
     callbacks.setup(app)

@@ -42,7 +42,7 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import tenant_form
 from channels._twilio_rest import TwilioError
-from channels.voice import inbound
+from channels.voice import inbound, recording
 from channels.voice._webhook import TWILIO, twiml, url
 from router import agents, conversations, events, names
 from router.appkeys import STORE
@@ -67,6 +67,7 @@ TAKE = "1"
 MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
 NOT_REACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
 CONFERENCE_EVENTS = "start end join leave hold"
+ROLES = ("customer", "agent", "supervisor", "colleague")  # a colleague: a warm transfer's (channels.voice.transfer)
 PARTICIPANT_STATES = {
     "participant-join": "in",
     "participant-leave": "left",
@@ -104,8 +105,13 @@ def agent_status_url(settings: Settings, tenant: str, query: str) -> str:
 
 
 def _conference_url(request: web.Request, tenant: str, conversation: str, role: str) -> str:
+    return conference_events_url(url(request, ""), tenant, conversation, role)
+
+
+def conference_events_url(base: str, tenant: str, conversation: str, role: str) -> str:
+    """The conference's statusCallback, naming the conversation and the participant's role."""
     query = urlencode({"conversation": conversation, "role": role})
-    return url(request, CONFERENCE_PATH.format(tenant=tenant) + "?" + query)
+    return base + CONFERENCE_PATH.format(tenant=tenant) + "?" + query
 
 
 def hold_url(base: str, tenant: Tenant) -> tuple[str, str]:
@@ -120,9 +126,13 @@ def hold_url(base: str, tenant: Tenant) -> tuple[str, str]:
 # --- TwiML ------------------------------------------------------------------------
 
 
-def caller_joins(request: web.Request, response: VoiceResponse, tenant: Tenant, conversation: str) -> None:
-    """The caller's leg into the conversation's conference; when the conference ends, the
-    Dial's action (waiting.dialed) says what follows."""
+def caller_joins(
+    request: web.Request, response: VoiceResponse, tenant: Tenant, conversation: str, *, recorded: bool = False
+) -> None:
+    """The caller's leg into the conversation's conference, told first when the call is
+    recorded; when the conference ends, the Dial's action (waiting.dialed) says what follows."""
+    if recorded:
+        recording.consent(response, tenant)
     wait, method = hold_url(url(request, ""), tenant)
     dial = response.dial(action=url(request, DIALED_PATH), method="POST")
     dial.conference(
@@ -294,6 +304,10 @@ async def screen_answer(request: web.Request) -> web.Response:
         response.hangup()
         return twiml(response)
     if await take(store, tenant, conversation, caller, agent, form["CallSid"]):
+        record = await conversations.get(store, tenant.id, conversation)
+        if recording.applies(tenant, record.get("queue", ""), placed=False):
+            # before the caller is moved, so the consent they hear is in the recording too
+            await recording.start(store, request.app[TWILIO], url(request, ""), tenant, conversation, caller)
         await move_caller(request, tenant, caller)
     agent_joins(request, response, tenant, conversation)
     return twiml(response)
@@ -337,7 +351,7 @@ async def conference_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
     tenant, form = await tenant_form(request, ("ConferenceSid", "StatusCallbackEvent"))
     conversation, role = request.query.get("conversation", ""), request.query.get("role", "")
-    if not conversation or role not in ("customer", "agent"):
+    if not conversation or role not in ROLES:
         raise web.HTTPBadRequest(text="conversation and role are required")
     key = Keys(tenant.id).conference(conversation)
     event, sid = form["StatusCallbackEvent"], form.get("CallSid", "")

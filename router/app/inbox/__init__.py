@@ -18,6 +18,7 @@ from router.app.inbox import (
     login,
     media,
     pages,
+    recordings,
     reports,
     search,
     sessions,
@@ -66,6 +67,7 @@ def application(store_of: web.Application) -> web.Application:
     reports.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
+    recordings.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from router import agents, conversations, customers, events, names, templating
-from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
+from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
@@ -297,6 +297,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
+        call=await call_panel.panel(store, tenant, record, user),
         listing=_list_view(request, *(await _lists(request))[1:]),
         current_conversation=record["id"],
     )

@@ -1,0 +1,33 @@
+"""What the conversation page shows of a call beyond its messages: the call's
+recordings (played behind the login, router.app.inbox.recordings), whether one is
+running and may be paused by this user, and which supervisors are on the call
+(listening, coaching or in it: channels.voice.monitor), so the agent knows."""
+
+from __future__ import annotations
+
+from channels.voice import monitor, recording
+from router.app.inbox.accounts import User
+from router.config import Tenant
+from router.store import Store
+
+
+async def panel(store: Store, tenant: Tenant, record: dict[str, str], user: User) -> dict[str, object]:
+    found = await recording.of_conversation(store, tenant.id, record["id"])
+    base = f"/inbox/t/{tenant.id}/c/{record['id']}/recordings"
+    running = next((r for r in reversed(found) if r.get("state") in ("in-progress", "paused")), None)
+    holder = record.get("agent", "") and record.get("agent") == user.agent_in(tenant.id)
+    return {
+        "recordings": [
+            {
+                "href": f"{base}/{r['sid']}" if r.get("state") == "completed" and not r.get("simulated") else "",
+                "state": r.get("state", ""),
+                "duration_s": r.get("duration_s", ""),
+                "simulated": bool(r.get("simulated")),
+                "started_at": int(r.get("started_at", "0") or 0),
+            }
+            for r in found
+        ],
+        "running": running["state"] if running else "",
+        "may_pause": bool(running) and (bool(holder) or user.supervises),
+        "listeners": await monitor.listeners(store, tenant.id, record["id"]),
+    }
