@@ -150,6 +150,14 @@ async def leave(store: Store, twilio: TwilioClients, tenant: Tenant, conversatio
     log.info("supervisor %s of %s leaves %s", login, tenant.id, conversation)
 
 
+async def live_call(store: Store, tenant: str, conversation: str) -> bool:
+    """Whether the conversation's call is bridged and going on (what the floor offers to join)."""
+    ended, caller = await store.redis.hmget(Keys(tenant).conference(conversation), "ended_at", "caller")
+    if ended is not None or caller is None:
+        return False
+    return (await inbound.get_call(store, tenant, text(caller))).get("state") == "connected"
+
+
 async def listeners(store: Store, tenant: str, conversation: str) -> list[dict[str, str]]:
     """The supervisors on the conversation's call now: login, mode and state."""
     raw = await store.redis.hgetall(Keys(tenant).conference(conversation))

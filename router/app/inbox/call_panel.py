@@ -10,13 +10,26 @@ from router.app.inbox.accounts import User
 from router.config import Tenant
 from router.store import Store
 
+LISTENING = {"listen": "listening", "whisper": "coaching you", "barge": "speaking"}
+
+
+def listeners_text(listeners: list[dict[str, str]]) -> str:
+    """Who is on the call besides the agent, for people: "sue (listening), tom (coaching you)"."""
+    return ", ".join(
+        f"{li['login']} ({LISTENING.get(li['mode'], li['mode'])}{', joining' if li['state'] == 'joining' else ''})"
+        for li in listeners
+    )
+
 
 async def panel(store: Store, tenant: Tenant, record: dict[str, str], user: User) -> dict[str, object]:
     found = await recording.of_conversation(store, tenant.id, record["id"])
     base = f"/inbox/t/{tenant.id}/c/{record['id']}/recordings"
     running = next((r for r in reversed(found) if r.get("state") in ("in-progress", "paused")), None)
     holder = record.get("agent", "") and record.get("agent") == user.agent_in(tenant.id)
+    listeners = await monitor.listeners(store, tenant.id, record["id"])
+    live = await monitor.live_call(store, tenant.id, record["id"])
     return {
+        "live": live,
         "recordings": [
             {
                 "href": f"{base}/{r['sid']}" if r.get("state") == "completed" and not r.get("simulated") else "",
@@ -29,5 +42,8 @@ async def panel(store: Store, tenant: Tenant, record: dict[str, str], user: User
         ],
         "running": running["state"] if running else "",
         "may_pause": bool(running) and (bool(holder) or user.supervises),
-        "listeners": await monitor.listeners(store, tenant.id, record["id"]),
+        "listeners": listeners,
+        "listeners_text": listeners_text(listeners),
+        "may_monitor": user.supervises and live,
+        "on_call": any(li["login"] == user.login for li in listeners),
     }

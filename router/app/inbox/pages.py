@@ -11,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from channels.voice import monitor
 from router import agents, conversations, customers, events, names, templating
 from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
@@ -329,6 +330,9 @@ async def messages_json(request: web.Request) -> web.Response:
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
+            "listeners": call_panel.listeners_text(
+                await monitor.listeners(request.app[STORE], tenant.id, record["id"])
+            ),
         }
     )
 

@@ -36,6 +36,15 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "campaign_cancel": "Campaign cancelled.",
     "unlocked": "Lock lifted.",
     "lock_gone": "That lock had already ended.",
+    "recording-paused": "Recording paused.",
+    "recording-in-progress": "Recording resumed.",
+    "monitor-listen": "Listening: your phone or softphone rings; you are muted.",
+    "monitor-whisper": "Whispering: only the agent hears you.",
+    "monitor-barge": "In the call: the customer and the agent hear you.",
+    "monitor-leave": "You left the call.",
+    "transfer-consulting": "Calling your colleague: the customer is on hold meanwhile.",
+    "transfer-completed": "Call handed over.",
+    "transfer-cancelled": "Consultation ended: the customer is back with you.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000
