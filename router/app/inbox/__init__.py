@@ -10,6 +10,7 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    call_transfer,
     campaigns,
     chat,
     enrolment,
@@ -68,6 +69,7 @@ def application(store_of: web.Application) -> web.Application:
     campaigns.routes(inbox)
     softphone.routes(inbox)
     recordings.routes(inbox)
+    call_transfer.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

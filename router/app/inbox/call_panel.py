@@ -5,7 +5,7 @@ running and may be paused by this user, and which supervisors are on the call
 
 from __future__ import annotations
 
-from channels.voice import monitor, recording
+from channels.voice import monitor, recording, transfer
 from router.app.inbox.accounts import User
 from router.config import Tenant
 from router.store import Store
@@ -46,4 +46,16 @@ async def panel(store: Store, tenant: Tenant, record: dict[str, str], user: User
         "listeners_text": listeners_text(listeners),
         "may_monitor": user.supervises and live,
         "on_call": any(li["login"] == user.login for li in listeners),
+        "may_transfer": bool(holder) and live and record.get("state") == "assigned",
+        "consulting": (await transfer.consultation(store, tenant.id, record["id"])).get("target", ""),
+        "transfer_targets": transfer_targets(tenant, user.agent_in(tenant.id)),
     }
+
+
+def transfer_targets(tenant: Tenant, agent: str) -> list[dict[str, str]]:
+    """Where a call may go: colleagues, queues and the tenant's allowed outside numbers."""
+    return (
+        [{"value": f"agent:{a.id}", "label": f"Agent: {a.name or a.id}"} for a in tenant.agents if a.id != agent]
+        + [{"value": f"queue:{q.id}", "label": f"Queue: {q.name or q.id}"} for q in tenant.queues]
+        + [{"value": f"number:{n}", "label": f"Number: {n}"} for n in tenant.voice.transfer_numbers]
+    )
