@@ -220,6 +220,9 @@ class VoiceSender(TwilioSender):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise no_answer(exc) from exc
         await self._record(message, call.sid, attempt)
+        await bridge.expect_report(
+            self.store, tenant.id, message.conversation, meta.get("call_sid", ""), agent, meta.get("reservation", "")
+        )
         return call.sid
 
     async def _ring_simulated(self, tenant: Tenant, message: events.OutboundMessage) -> str:
