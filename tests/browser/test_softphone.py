@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, expect
 
-from channels.voice import bridge, inbound, simulated
+from channels.voice import bridge, inbound, recording, simulated
 from router import events
 from router.app import web
 from router.app.inbox import accounts
@@ -182,3 +182,37 @@ async def test_a_callers_call_rings_with_the_whisper_and_the_agents_1_puts_the_c
             "amy",
             bridge.conference_name(conversation),
         )
+
+
+RECORDED = DEPLOYMENT.replace(
+    "wrapup_seconds = 60\n", 'wrapup_seconds = 60\n\n[tenants.voice]\nrecording = "inbound"\n', 1
+)
+
+
+async def test_a_recorded_call_is_paused_and_resumed_from_the_softphone(browser: Browser, artifacts: Path) -> None:
+    w, server = await start_inbox(RECORDED)
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        await go_available(amy)
+        await expect(amy.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+        caller_sid = "CA" + "7" * 32
+        await inbound.update_call(w.store, "acme", caller_sid, state="queued", **{"from": CALLER})
+        conversation = await w.arrive(
+            channel="voice", kind="call", address=CALLER, body="", metadata={"call_sid": caller_sid}
+        )
+        await amy.locator(".offer button.accept").click()
+        phone = amy.locator("#softphone")
+        await phone.get_by_role("button", name="Answer").click()
+        record_button = phone.locator("#softphone-record")
+        await expect(record_button).to_be_hidden()  # nothing is recorded before the caller is put through
+        await phone.locator("#softphone-keypad").get_by_role("button", name="1", exact=True).click()
+        await expect(record_button).to_have_text("Pause recording")
+        await record_button.click()
+        await expect(record_button).to_have_text("Resume recording")
+        await expect(record_button).to_have_attribute("aria-pressed", "true")
+        [found] = await recording.of_conversation(w.store, "acme", conversation)
+        assert (found["state"], found["paused_by"], found["simulated"]) == ("paused", "amy", "1")
+        await amy.screenshot(path=str(artifacts / "softphone-recording-paused.png"), full_page=True)
+        await record_button.click()
+        await expect(record_button).to_have_text("Pause recording")
+        assert (await recording.of_conversation(w.store, "acme", conversation))[0]["state"] == "in-progress"

@@ -20,7 +20,7 @@ from channels.voice import desk, inbound, transfer
 from router.agents import AgentError
 from router.app.inbox.access import CONVERSATION_PATH, agent_of, conversation_of
 from router.app.inbox.pages import conversation as conversation_page
-from router.app.inbox.rendering import read_form
+from router.app.inbox.rendering import read_fields
 from router.app.inbox.softphone import TWILIO
 from router.appkeys import SETTINGS, STORE
 
@@ -32,7 +32,7 @@ async def call_transfer(request: web.Request) -> web.Response:
     tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
     agent = agent_of(request, tenant)
     wants_json = "application/json" in request.headers.get("Accept", "")
-    form = await read_form(request)
+    form = await read_fields(request)
     action, target, note = form.get("action", ""), form.get("target", ""), form.get("note", "").strip()[:2000]
     if action not in ACTIONS:
         raise web.HTTPBadRequest(text=f"action: one of {', '.join(ACTIONS)}")

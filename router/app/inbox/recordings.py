@@ -23,7 +23,7 @@ from router.app.inbox import media
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation as conversation_page
-from router.app.inbox.rendering import read_form
+from router.app.inbox.rendering import read_fields
 from router.app.inbox.sessions import USER
 from router.app.inbox.softphone import TWILIO
 from router.appkeys import SETTINGS, STORE
@@ -58,7 +58,7 @@ async def play(request: web.Request) -> web.StreamResponse:
 async def pause(request: web.Request) -> web.Response:
     tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
     user = request[USER]
-    form = await read_form(request)
+    form = await read_fields(request)
     paused = form.get("paused", "")
     if paused not in ("0", "1"):
         raise web.HTTPBadRequest(text="paused: 1 or 0")

@@ -73,6 +73,28 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
     return web.Response(text=body, status=status, content_type="text/html")
 
 
+async def read_fields(request: web.Request) -> dict[str, str]:
+    """A form's text fields, or a JSON object's (the softphone panel posts JSON to routes a
+    page's form posts to as well): each at most MAX_TEXT characters; booleans as "1"/"0"."""
+    if request.content_type != "application/json":
+        return await read_form(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    fields = {}
+    for name, value in body.items():
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_TEXT, actual_size=len(value))
+            fields[str(name)] = value
+    return fields
+
+
 async def read_form(request: web.Request) -> dict[str, str]:
     """A form's text fields, each at most MAX_TEXT characters."""
     form = await request.post()
