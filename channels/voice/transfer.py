@@ -12,9 +12,9 @@ Warm, on the conversation's conference (channels.voice.bridge):
    is called into the conference on their own leg (Conference Participants, create):
    their phone, else their softphone; or the outside number. The agent and the colleague
    talk; the caller hears the music and nothing of it.
-2. `hand_over`: the conversation moves first (to the colleague: offered to them, and
-   their accept places no new leg, as they are on the call; to a number: closed as
-   transferred), then the caller is let back in and the agent leaves the conference
+2. `hand_over`: the conversation moves first (to the colleague: offered to them and
+   accepted for them, as they agreed on the phone, which places no new leg, as they are
+   on the call; to a number: closed as transferred), then the caller is let back in and the agent leaves the conference
    (their participant no longer ends it, then is removed). The colleague's participant
    ends the conference when they hang up, as the agent's did.
 3. `cancel`: the colleague is removed and the caller let back in, to the agent.
@@ -198,7 +198,8 @@ async def hand_over(
     note: str = "",
 ) -> str:
     """The consulted colleague takes the call: the conversation moves, the caller is let
-    back in, the agent leaves. Returns the outcome: offered (a colleague) or transferred."""
+    back in, the agent leaves. Returns the outcome: assigned (to the colleague; offered if
+    their offer could not be accepted for them) or transferred."""
     found = await consultation(store, tenant.id, conversation)
     if not found or found.get("agent") != agent:
         raise TransferError("no consultation of yours is under way on this call")
@@ -225,6 +226,7 @@ async def hand_over(
         except agents.AgentError as exc:
             await inbound.update_call(store, tenant.id, caller, agent=agent, agent_leg=agent_leg)
             raise TransferError(str(exc)) from None
+        outcome = await _accepted_for(store, tenant, name, conversation, outcome)
     else:
         await _leave_conversation(store, tenant, agent, conversation, name)
         await inbound.update_call(store, tenant.id, caller, transferred_to=name)
@@ -250,6 +252,21 @@ async def hand_over(
         await pipe.execute()
     log.info("agent %s of %s handed call %s over to %s (%s)", agent, tenant.id, caller, found["target"], outcome)
     return outcome
+
+
+async def _accepted_for(store: Store, tenant: Tenant, colleague: str, conversation: str, outcome: str) -> str:
+    """The colleague agreed on the phone and is on the call: their offer is accepted for
+    them ("assigned"), so it cannot time out and go to someone else while they talk.
+    Should that fail (the offer ended meanwhile), it stays as it is ("offered")."""
+    reservation = (await conversations.get(store, tenant.id, conversation)).get("reservation", "")
+    try:
+        await agents.accept(store, tenant, colleague, reservation)
+    except agents.AgentError as exc:
+        log.warning(
+            "the offer of %s to %s of %s was not accepted for them: %s", conversation, colleague, tenant.id, exc
+        )
+        return outcome
+    return "assigned"
 
 
 async def cancel(

@@ -72,15 +72,16 @@ async def test_a_warm_transfer_holds_the_caller_consults_then_hands_over_and_the
     assert (unhold.path, unhold["Hold"]) == (f"{PARTICIPANTS}/{caller}.json", "false")
     assert (stays.path, stays["EndConferenceOnExit"]) == (f"{PARTICIPANTS}/{zoe_leg}.json", "false")
     assert (leaves.method, leaves.path) == ("DELETE", f"{PARTICIPANTS}/{zoe_leg}.json")
-    # the conversation went along: offered to amy, who is on the call already
+    # the conversation went along: to amy, who is on the call already, accepted for her
     [moved] = await desk.world.events(events.Transferred)
     assert (moved.agent, moved.to_agent) == ("zoe", "amy")
+    [accepted] = [e for e in await desk.world.events(events.Accepted) if e.agent == "amy"]
     call = await desk.phone.call_record()
     assert (call["agent"], call["agent_leg"], call["state"]) == ("amy", colleague, "connected")
-    assert await desk.world.accept_offer("amy") == conversation
     voice = Voice(desk.world, desk.api, desk.phone.client, desk.sender)
-    assert await voice.dispatch() == 0  # her accept places no second leg
-    assert (await desk.world.conversation(conversation))["agent"] == "amy"
+    assert await voice.dispatch() == 0  # her accept placed no second leg
+    record = await desk.world.conversation(conversation)
+    assert (record["state"], record["agent"], record["reservation"]) == ("assigned", "amy", accepted.reservation)
     assert await transfer.consultation(desk.world.store, "acme", conversation) == {}
 
 
