@@ -29,6 +29,7 @@ one, but has no sound.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from urllib.parse import urlencode
 
@@ -135,7 +136,7 @@ async def start(
     None if Twilio refused (logged: the call goes on unrecorded rather than not at all).
     In the sandbox the simulated call gets a marker instead."""
     if tenant.twilio is None or twilio is None:
-        sid = SIMULATED + call.removeprefix("SIM")[:32]
+        sid = SIMULATED + hashlib.sha256(f"{tenant.id}:{call}".encode()).hexdigest()[:32]
         await _keep(store, tenant.id, conversation, sid, call, {"state": "in-progress", "simulated": "1"})
         log.info("simulated call %s of %s recorded (a marker: no sound)", call, tenant.id)
         return sid

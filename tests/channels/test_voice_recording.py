@@ -11,12 +11,20 @@ from unittest.mock import ANY
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from twilio.request_validator import RequestValidator
 
 from channels.voice import recording
+from channels.voice.outbound import VoiceSender
 from router import audit, events
+from router.app import web
 from router.config.voice import CONSENT
+from router.settings import Settings
+from tests.channels import test_voice_callbacks as callbacks_test
 from tests.channels.test_voice_softphone import ENV, WAIT, WITH_KEY, Desk, desk_of
+from tests.channels.twilio_api import TwilioApi
 from tests.channels.voice_phone import ACME_SID
+from tests.factories import world
 
 RECORDED = WITH_KEY.replace(
     "expected_handle_seconds = 240",
@@ -183,3 +191,52 @@ async def test_a_recording_twilio_no_longer_has_is_deleted_here_too(desk):
     later = events.now_ms() + 31 * DAY_MS
     assert await recording.delete_expired(desk.world.store, desk.sender.twilio, desk.world.tenant, now_ms=later) == 1
     assert (await recording.get(desk.world.store, "acme", sid))["state"] == "deleted"
+
+
+async def test_with_all_a_callback_is_recorded_from_the_customers_answer_and_can_be_paused():
+    text = callbacks_test.TENANTS.replace("[tenants.voice]\n", '[tenants.voice]\nrecording = "all"\n', 1)
+    w = await world(text, {"ACME_TWILIO_TOKEN": callbacks_test.TOKEN})
+    async with TwilioApi() as api:
+        settings = Settings(twilio_api_base=api.url, public_url=callbacks_test.PUBLIC)
+        sender = VoiceSender(w.store, w.deployment, settings, timeout_s=0.5)
+        async with TestClient(TestServer(web.application(w.store, w.deployment, settings))) as client:
+            voice = callbacks_test.Voice(w, api, client, sender)
+            conversation = await voice.callback_accepted()
+            assert await voice.dispatch() == 1
+            [call] = voice.calls
+            dial = callbacks_test.twiml(call).find("./Dial")
+            assert (dial.get("record"), dial.get("recordingStatusCallbackEvent")) == (
+                "record-from-answer-dual",
+                "in-progress completed absent",
+            )
+            callback = dial.get("recordingStatusCallback")
+            assert callback == f"{callbacks_test.PUBLIC}/twilio/acme/voice/call-recording?conversation={conversation}"
+            # Twilio reports the Dial's recording on the agent's leg (the call it placed)
+            [placed] = api.call_sids
+            sid = "RE" + "9" * 32
+            form = {"AccountSid": callbacks_test.ACCOUNT, "CallSid": placed, "RecordingSid": sid,
+                    "RecordingStatus": "in-progress"}  # fmt: skip
+            signature = RequestValidator(callbacks_test.TOKEN).compute_signature(callback, form)
+            reported = await client.post(
+                callback.removeprefix(callbacks_test.PUBLIC), data=form, headers={"X-Twilio-Signature": signature}
+            )
+            assert reported.status == 200
+            found = await recording.pause(w.store, sender.twilio, w.tenant, conversation, paused=True, by="amy")
+            assert (found["sid"], found["call"], found["state"]) == (sid, placed, "paused")
+        await sender.close()
+    [pause] = [r for r in api.requests if "/Recordings/" in r.path]
+    assert pause.path == f"/2010-04-01/Accounts/{callbacks_test.ACCOUNT}/Calls/{placed}/Recordings/{sid}.json"
+
+
+async def test_inbound_only_leaves_a_callback_unrecorded():
+    w = await world(callbacks_test.TENANTS.replace("[tenants.voice]\n", '[tenants.voice]\nrecording = "inbound"\n', 1),
+                    {"ACME_TWILIO_TOKEN": callbacks_test.TOKEN})  # fmt: skip
+    async with TwilioApi() as api:
+        settings = Settings(twilio_api_base=api.url, public_url=callbacks_test.PUBLIC)
+        sender = VoiceSender(w.store, w.deployment, settings, timeout_s=0.5)
+        async with TestClient(TestServer(web.application(w.store, w.deployment, settings))) as client:
+            voice = callbacks_test.Voice(w, api, client, sender)
+            await voice.callback_accepted()
+            assert await voice.dispatch() == 1
+            assert callbacks_test.twiml(voice.calls[0]).find("./Dial").get("record") is None
+        await sender.close()
