@@ -11,6 +11,7 @@ import pytest
 from aiohttp import ClientSession, CookieJar
 
 from channels.voice import bridge, monitor
+from router import audit
 from router.app.inbox import accounts, second_factor
 from tests.channels.test_voice_softphone import ENV, WITH_KEY, Desk, desk_of
 from tests.channels.voice_phone import ACME_NUMBER, ACME_SID, AMY_PHONE
@@ -68,6 +69,10 @@ async def test_listen_whisper_barge_and_leave_are_participant_changes_and_the_ag
         assert left.status == 303
         live = await (await zoe.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
         assert live["listeners"] == ""
+    entries, _ = await audit.read(desk.world.store, tenant="acme", action="call_monitored")
+    assert [(e.actor, e.target, e.detail) for _id, e in reversed(entries)] == [
+        ("sue", f"conversation {conversation}", mode) for mode in ("listen", "whisper", "barge")
+    ]
     add, whisper, barge, remove = participants(desk)
     assert add.path == f"/2010-04-01/Accounts/{ACME_SID}/Conferences/{ROOM}/Participants.json"
     assert (add["To"], add["From"], add["Label"]) == (AMY_PHONE, ACME_NUMBER, "supervisor-sue")

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from channels.voice import monitor
 from router import agents as agents_api
-from router import events, floor, names
+from router import audit, events, floor, names
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation, tenant_agent_names
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
@@ -233,6 +234,16 @@ async def monitor_call(request: web.Request) -> web.Response:
             )
     except monitor.MonitorError as exc:
         return await conversation(request, error=str(exc), status=409)
+    if mode != "leave":  # hearing a customer's call is access to their data, as a recording is
+        await audit.record(
+            request.app[STORE],
+            "call_monitored",
+            actor=user.login,
+            client=client_address(request),
+            tenants=(tenant.id,),
+            target=f"conversation {record['id']}",
+            detail=mode,
+        )
     raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{record['id']}?done=monitor-{mode}")
 
 
