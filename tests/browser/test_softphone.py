@@ -15,6 +15,7 @@ from router import events
 from router.app import web
 from router.app.inbox import accounts
 from router.settings import Settings
+from tests.browser.test_accessibility import violations
 from tests.browser.test_inbox import TIMEOUT_MS, go_available, log_in
 from tests.factories import World, world
 from tests.router.test_inbox_pages import DEPLOYMENT, PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - fixture
@@ -216,3 +217,9 @@ async def test_a_recorded_call_is_paused_and_resumed_from_the_softphone(browser:
         await record_button.click()
         await expect(record_button).to_have_text("Pause recording")
         assert (await recording.of_conversation(w.store, "acme", conversation))[0]["state"] == "in-progress"
+        # the conversation page shows the call: the recording, and transferring it; nothing axe finds serious
+        await amy.goto(f"{server.make_url('/')}inbox/t/acme/c/{conversation}")
+        panel = amy.locator("#call-panel")
+        await expect(panel.locator("#recording-state")).to_have_text("on")
+        await expect(panel.get_by_role("button", name="Consult first")).to_be_visible()
+        assert await violations(amy) == []
