@@ -240,6 +240,7 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
                 f"{_pct(row.abandon_rate):>8}{_s(row.aht_s):>7}{_s(row.first_response_s):>9}{_s(row.resolution_s):>9}"
             )
         print(f"occupancy {_pct(result.total.occupancy)}; CSAT: no survey results recorded")
+        print(f"contacts deflected by help articles: {result.deflected}")
     if a.csv:
         count = reports.write_csv(a.csv, result, a.by)
         print(f"wrote {count} rows to {a.csv}")

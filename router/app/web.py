@@ -1,6 +1,7 @@
 """The web process: health and readiness, metrics, every channel's webhooks (from the
 channels' registry), the agents' inbox under /inbox and campaign email's one-click
-unsubscribe."""
+unsubscribe, and the
+tenants' public help centres."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from redis.exceptions import ReadOnlyError, TryAgainError
 
 from channels import setup_webhooks
 from ops import access, health, metrics
-from router.app import inbox
+from router.app import help_centre, inbox
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
 from router.settings import Settings
@@ -157,6 +158,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     setup_webhooks(app)
     inbox.setup(app)
     unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email
+    help_centre.setup(app)  # each tenant's public help articles, and the chat widget's suggestions
     if not settings.twilio_signatures:
         log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")
     return app

@@ -24,6 +24,7 @@ from router.config import telegram as _telegram
 from router.config.email import EmailChannel
 from router.config.fax import FaxChannel
 from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
+from router.config.knowledge import KnowledgeBase
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
 from router.config.telegram import TelegramChannel
@@ -93,6 +94,11 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
     # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
     second_factor_for_agents: Literal["optional", "required"] = "optional"
+    # what a customer's opt-out (SMS STOP, a pressed 9, an unsubscribe, do-not-contact) covers for
+    # campaigns: every channel of the person ("person": consent revoked "by any reasonable means"),
+    # or only the channel and address it came from ("channel")
+    opt_out_scope: Literal["person", "channel"] = "person"
+    knowledge: KnowledgeBase = msgspec.field(default_factory=KnowledgeBase)  # its articles' categories and writers
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""

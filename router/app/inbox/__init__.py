@@ -14,6 +14,7 @@ from router.app.inbox import (
     campaigns,
     chat,
     enrolment,
+    knowledge,
     live,
     locks,
     login,
@@ -70,6 +71,7 @@ def application(store_of: web.Application) -> web.Application:
     softphone.routes(inbox)
     recordings.routes(inbox)
     call_transfer.routes(inbox)
+    knowledge.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -7,12 +7,13 @@ every form on them posts the session's CSRF token (checked by the sessions middl
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from aiohttp import web
 
 from channels.voice import monitor
-from router import agents, conversations, customers, events, names, templating
+from router import agents, conversations, customers, events, names, revocations, templating
 from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.attachments import attachment_store
@@ -213,6 +214,30 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+# How a sentence names a channel (a possible opt-out's card: "(SMS, ...)", "opt-out of calls").
+CHANNEL_WORDS = {
+    "sms": "SMS",
+    "voice": "calls",
+    "email": "email",
+    "fax": "fax",
+    "telegram": "Telegram",
+    "webchat": "web chat",
+}
+
+
+def _revocation_view(flag: revocations.Flag) -> dict[str, str]:
+    """A flag as the conversation's page shows it: the words, where and when they came."""
+    when = dt.datetime.fromtimestamp(flag.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if flag.at else ""
+    named = " and ".join(CHANNEL_WORDS.get(c, c) for c in (flag.channels or (flag.channel,)))
+    return {
+        "ident": flag.ident,
+        "phrase": flag.phrase,
+        "channel": CHANNEL_WORDS.get(flag.channel, flag.channel),
+        "when": when,
+        "covers": named,
+    }
+
+
 def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
     """Each agent's id to what people call them."""
     return {a.id: a.name or a.id for a in tenant.agents}
@@ -266,6 +291,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
             for content_type in (attachments.policy(tenant, option["value"].partition("|")[0]) or ([], 0))[0]
         }
     )
+    flags = await revocations.pending(store, tenant.id, sorted(identities))  # awaiting an agent's decision
     fields = canned.fields(names.known_name(customer_record), agent_names.get(agent, agent), tenant.name or tenant.id)
     return render(
         request,
@@ -299,6 +325,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
         call=await call_panel.panel(store, tenant, record, user),
+        revocations=[_revocation_view(flag) for flag in flags],
         listing=_list_view(request, *(await _lists(request))[1:]),
         current_conversation=record["id"],
     )
