@@ -141,8 +141,8 @@
     $("answer").hidden = $("decline").hidden = !ringing;
     $("mute").hidden = $("hangup").hidden = $("keypad").hidden = $("keys").hidden = !talking;
     $("hold").hidden = $("transfer").hidden = !talking || !callers;
-    // a simulated call says whether it is recorded; with Twilio the router answers the click
-    $("record").hidden = !talking || !callers || (current.simulated && !current.recording);
+    // shown while the call is recorded (a simulated call says so; else call.json, asked every few seconds)
+    $("record").hidden = !talking || !callers || !current.recording;
     $("consulting").hidden = !talking || !callers || !current.consulting;
     if (current && current.consulting) $("transfer").hidden = true;
     $("mute").disabled = which === "held";
@@ -164,6 +164,7 @@
 
   function ended(text) {
     stopRinging();
+    $("listeners").hidden = true;
     clearInterval(clock);
     setStatus(text, "idle");
     show("idle");
@@ -287,6 +288,20 @@
     } catch (e) { current.transferring = false; error(e.message); return; }
     if (current && current.call.status() === "closed") ended("transferred");
   }
+
+  // during a caller's call: who else is on it (a supervisor listening), and its recording
+  async function pollCall() {
+    if (!current || !current.answered || current.kind !== "call" || !current.conversation) return;
+    const call = current;
+    const response = await fetch("/inbox/t/" + path(call.seat.tenant) + "/c/" + path(call.conversation) +
+      "/call.json", { credentials: "same-origin" });
+    if (!response.ok || current !== call) return;
+    const data = await response.json();
+    $("listeners").textContent = data.listeners ? "On this call: " + data.listeners : "";
+    $("listeners").hidden = !data.listeners;
+    if (data.recording !== call.recording) drawRecording(data.recording);
+  }
+  setInterval(() => pollCall().catch(() => {}), 4000);
 
   // pause the recording while a card number is read out (the router asks Twilio)
   async function pauseOrResumeRecording() {

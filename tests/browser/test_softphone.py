@@ -10,7 +10,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, expect
 
-from channels.voice import bridge, inbound, recording, simulated
+from channels._twilio_rest import TwilioClients
+from channels.voice import bridge, inbound, monitor, recording, simulated
 from router import events
 from router.app import web
 from router.app.inbox import accounts
@@ -217,6 +218,12 @@ async def test_a_recorded_call_is_paused_and_resumed_from_the_softphone(browser:
         await record_button.click()
         await expect(record_button).to_have_text("Pause recording")
         assert (await recording.of_conversation(w.store, "acme", conversation))[0]["state"] == "in-progress"
+        # a supervisor listens in: the panel says so
+        twilio = TwilioClients(Settings())
+        await monitor.join(w.store, twilio, "", w.tenant, conversation, login="sue", seat="zoe", mode="listen")
+        await expect(phone.locator("#softphone-listeners")).to_have_text(
+            "On this call: sue (listening)", timeout=10_000
+        )
         # the conversation page shows the call: the recording, and transferring it; nothing axe finds serious
         await amy.goto(f"{server.make_url('/')}inbox/t/acme/c/{conversation}")
         panel = amy.locator("#call-panel")

@@ -65,6 +65,8 @@ async def test_listen_whisper_barge_and_leave_are_participant_changes_and_the_ag
         assert (await desk.phone.post(events_url, joined)).status == 200
         live = await (await zoe.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
         assert live["listeners"] == "sue (speaking)"
+        call = await (await zoe.get(f"/inbox/t/acme/c/{conversation}/call.json")).json()  # the softphone's
+        assert (call["live"], call["listeners"], call["recording"]) == (True, "sue (speaking)", "")
         left = await sue.post(url, data={"mode": "leave", "csrf": token}, allow_redirects=False)
         assert left.status == 303
         live = await (await zoe.get(f"/inbox/t/acme/c/{conversation}/messages.json")).json()
@@ -105,6 +107,10 @@ async def test_only_a_supervisor_joins_and_only_a_live_call(desk):
         assert as_agent.status in (403, 404)
         bad = await sue.post(f"/inbox/t/acme/c/{conversation}/monitor", data={"mode": "shout", "csrf": token})
         assert bad.status == 400
+    gus, _ = await desk.agent("gus", "globex")
+    async with gus:  # another tenant's agent learns nothing of the call
+        assert (await gus.get(f"/inbox/t/acme/c/{conversation}/call.json")).status == 404
+        assert (await gus.get(f"/inbox/t/globex/c/{conversation}/call.json")).status == 404
     assert participants(desk) == []
 
 

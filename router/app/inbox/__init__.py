@@ -10,6 +10,7 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    call_panel,
     call_transfer,
     campaigns,
     chat,
@@ -71,6 +72,7 @@ def application(store_of: web.Application) -> web.Application:
     softphone.routes(inbox)
     recordings.routes(inbox)
     call_transfer.routes(inbox)
+    call_panel.routes(inbox)
     knowledge.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox

@@ -1,12 +1,20 @@
 """What the conversation page shows of a call beyond its messages: the call's
 recordings (played behind the login, router.app.inbox.recordings), whether one is
 running and may be paused by this user, and which supervisors are on the call
-(listening, coaching or in it: channels.voice.monitor), so the agent knows."""
+(listening, coaching or in it: channels.voice.monitor), so the agent knows.
+
+GET /inbox/t/{tenant}/c/{conversation}/call.json is the same, briefly, for the
+softphone panel, which asks every few seconds during a caller's call: who is on it,
+the recording's state, the consultation under way."""
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from channels.voice import monitor, recording, transfer
+from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.accounts import User
+from router.appkeys import STORE
 from router.config import Tenant
 from router.store import Store
 
@@ -59,3 +67,21 @@ def transfer_targets(tenant: Tenant, agent: str) -> list[dict[str, str]]:
         + [{"value": f"queue:{q.id}", "label": f"Queue: {q.name or q.id}"} for q in tenant.queues]
         + [{"value": f"number:{n}", "label": f"Number: {n}"} for n in tenant.voice.transfer_numbers]
     )
+
+
+async def call_json(request: web.Request) -> web.Response:
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    store = request.app[STORE]
+    running = await recording.running(store, tenant.id, record["id"])
+    return web.json_response(
+        {
+            "live": await monitor.live_call(store, tenant.id, record["id"]),
+            "listeners": listeners_text(await monitor.listeners(store, tenant.id, record["id"])),
+            "recording": running["state"] if running else "",
+            "consulting": (await transfer.consultation(store, tenant.id, record["id"])).get("target", ""),
+        }
+    )
+
+
+def routes(app: web.Application) -> None:
+    app.router.add_get(CONVERSATION_PATH + "/call.json", call_json)
