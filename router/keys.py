@@ -157,6 +157,23 @@ class Keys:
         ConferenceSid, and each participant's CallSid as `p:<CallSid>` -> role and state."""
         return f"{self.base}:conf:{conversation_id}"
 
+    def recording(self, recording_sid: str) -> str:
+        """A call recording (Twilio RecordingSid, hash): its conversation, call, state, URL."""
+        return f"{self.base}:rec:{recording_sid}"
+
+    @property
+    def recordings(self) -> str:
+        """Every call recording kept, by when it began (sorted set): what retention deletes."""
+        return f"{self.base}:recs"
+
+    def conversation_recordings(self, conversation_id: str) -> str:
+        """The RecordingSids of a conversation's calls (sorted set, by when each began)."""
+        return f"{self.base}:conv-recs:{conversation_id}"
+
+    def consult(self, conversation_id: str) -> str:
+        """A warm transfer under way (hash): the colleague's consultation leg and whom it calls."""
+        return f"{self.base}:consult:{conversation_id}"
+
     def voice_handled(self, queue: str) -> str:
         """A queue's latest measured call handle times in ms (list, newest first): the
         expected-wait estimate's handle time."""

@@ -6,6 +6,7 @@ service-level checks and the end of a sticky hold.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from router import assign, atomic, logcontext
 from router.config import Tenant
@@ -15,6 +16,9 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker died
+# Timer kinds a channel adds (its package registers them on import, as agents.ON_ACCEPT):
+# kind -> what to do with the rest of the member. The timer is removed once it returns.
+EXTRA: dict[str, Callable[[Store, Tenant, str], Awaitable[None]]] = {}
 
 
 async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
@@ -52,6 +56,9 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
         queue = await store.redis.hget(keys.conversation(rest), "queue")
         if queue:
             await assign.assign_queue(store, tenant.id, queue.decode())
+    elif kind in EXTRA:
+        await EXTRA[kind](store, tenant, rest)
+        await store.redis.zrem(keys.timers, member)
     else:
         log.error("unknown timer %r in %s; dropped", member, tenant.id)
         await store.redis.zrem(keys.timers, member)

@@ -10,6 +10,8 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    call_panel,
+    call_transfer,
     campaigns,
     chat,
     enrolment,
@@ -19,6 +21,7 @@ from router.app.inbox import (
     login,
     media,
     pages,
+    recordings,
     reports,
     search,
     sessions,
@@ -67,6 +70,9 @@ def application(store_of: web.Application) -> web.Application:
     reports.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
+    recordings.routes(inbox)
+    call_transfer.routes(inbox)
+    call_panel.routes(inbox)
     knowledge.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox

@@ -8,14 +8,17 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from channels.voice import monitor
 from ops import aggregates
 from router import agents as agents_api
-from router import events, figures, floor, names
+from router import audit, events, figures, floor, names
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation, tenant_agent_names
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
-from router.appkeys import DEPLOYMENT, STORE
+from router.app.inbox.softphone import TWILIO as SOFTPHONE_TWILIO
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
 from router.figures import QueueSums
 from router.store import Store
@@ -71,6 +74,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
         in_progress = []
         for agent_id, record in work:
             channel, address = names.where(record)
+            on_call = await monitor.live_call(store, tenant.id, record["id"])
             in_progress.append(
                 {
                     "conversation": record["id"],
@@ -79,6 +83,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                     "channel": channel,
                     "customer": names.display(known.get(record.get("customer", ""), {}), channel, address),
                     "queue": record.get("queue", ""),
+                    "live_call": on_call,
                 }
             )
         agents = [
@@ -151,8 +156,48 @@ async def reassign(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{record['id']}?done=reassigned")
 
 
+@require_role("supervisor", "admin")
+async def monitor_call(request: web.Request) -> web.Response:
+    """Listen to, whisper to (coach the agent) or barge into a live call, or leave it
+    (form: mode=listen|whisper|barge|leave): the supervisor's seat in the tenant rings."""
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    form = await request.post()
+    user, mode = request[USER], str(form.get("mode", ""))
+    if mode not in (*monitor.MODES, "leave"):
+        raise web.HTTPBadRequest(text="mode: listen, whisper, barge or leave")
+    twilio = request.app[SOFTPHONE_TWILIO]
+    try:
+        if mode == "leave":
+            await monitor.leave(request.app[STORE], twilio, tenant, record["id"], login=user.login)
+        else:
+            await monitor.join(
+                request.app[STORE],
+                twilio,
+                request.app[SETTINGS].base_url,
+                tenant,
+                record["id"],
+                login=user.login,
+                seat=user.agent_in(tenant.id),
+                mode=mode,  # type: ignore[arg-type]
+            )
+    except monitor.MonitorError as exc:
+        return await conversation(request, error=str(exc), status=409)
+    if mode != "leave":  # hearing a customer's call is access to their data, as a recording is
+        await audit.record(
+            request.app[STORE],
+            "call_monitored",
+            actor=user.login,
+            client=client_address(request),
+            tenants=(tenant.id,),
+            target=f"conversation {record['id']}",
+            detail=mode,
+        )
+    raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{record['id']}?done=monitor-{mode}")
+
+
 def routes(app: web.Application) -> None:
     app[LEVELS] = ServiceLevels()
     app.router.add_get("/floor", floor_page)
     app.router.add_get("/floor.json", floor_json)
     app.router.add_post(CONVERSATION_PATH + "/reassign", reassign)
+    app.router.add_post(CONVERSATION_PATH + "/monitor", monitor_call)
