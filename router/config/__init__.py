@@ -26,6 +26,7 @@ from router.config.fax import FaxChannel
 from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
+from router.config.survey import Survey
 from router.config.telegram import TelegramChannel
 from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
@@ -93,6 +94,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
     # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
     second_factor_for_agents: Literal["optional", "required"] = "optional"
+    survey: Survey | None = None  # without it, nobody is asked to rate a conversation
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -109,6 +111,10 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
         for field, queue in self._queue_references():
             if queue not in queue_ids:
                 raise FieldError(field, f"unknown queue {queue!r}")
+        if self.survey is not None:
+            for disposition in self.survey.dispositions:
+                if disposition not in self.dispositions:
+                    raise FieldError("survey.dispositions", f"unknown disposition {disposition!r}")
         try:
             self.fax.check_sender(self.email)
         except FieldError as exc:
