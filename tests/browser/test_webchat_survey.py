@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, Page, expect
 
-from router import agents, surveys
+from router import agents
 from tests.browser.test_accessibility import AXE, BLOCKING
 from tests.browser.test_webchat import acme, offered_conversation, open_widget, running, write
 from tests.factories import World, world
@@ -54,7 +54,9 @@ async def test_the_widget_asks_for_a_rating_then_a_comment_and_a_reload_shows_it
         page = await browser.new_page()
         conversation = await closed_chat(w, page, str(server.make_url("/webchat/acme/demo")))
         survey = page.locator(".msg.survey")
-        await expect(survey.locator(".text")).to_have_text(surveys.FALLBACK["webchat"])
+        await expect(survey.locator(".text")).to_have_text(
+            "How did Alice Martin do? Rate this chat from 1 (poor) to 5 (excellent)."
+        )
         await expect(survey.get_by_role("group").get_by_role("button")).to_have_count(5)
         assert await violations(page, ["#contactrouter-webchat-acme", ".msg.survey"]) == []
         await page.screenshot(path=artifacts / "webchat-survey.png")

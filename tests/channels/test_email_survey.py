@@ -62,7 +62,9 @@ def path(link: str) -> str:
 async def test_the_survey_mail_carries_a_signed_link_per_rating_as_buttons_and_text(web):
     w, _client = web
     conversation, survey = await surveyed(w)
-    assert (survey.channel, survey.to, survey.subject) == ("email", CUSTOMER, "How did we do?")
+    assert (survey.channel, survey.to) == ("email", CUSTOMER)
+    assert survey.subject == "How did we do? Rate your conversation with Acme <Energy>"
+    assert "Thank you for contacting Acme <Energy>. How did amy do?" in survey.body
     links = [survey.metadata[f"survey:rating:{n}"] for n in range(1, 6)]
     assert all(link.startswith("http://127.0.0.1:8080/survey/acme/") for link in links)
     ring = await survey_links.key_ring(w.store, "acme")

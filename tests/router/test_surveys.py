@@ -264,3 +264,24 @@ async def test_a_template_cannot_escape_the_sandbox(tmp_path, monkeypatch):
 
 def test_the_keys_of_the_survey_figures():
     assert Keys("acme").survey_day("2026-12-08") == "cr:{acme}:csat:day:2026-12-08"
+
+
+@pytest.mark.parametrize("locale", ["en", "zh"])
+@pytest.mark.parametrize("channel", ["sms", "telegram", "webchat", "email"])
+async def test_every_shipped_wording_renders_in_the_sandbox(locale, channel):
+    w = await surveyed_world()
+    fields = {"tenant_name": "Acme", "agent_name": "Amy", "customer": "Jane Doe", "customer_first_name": "Jane"}
+    body, subject = surveys.wording(w.tenant, channel, locale, fields)
+    assert body not in surveys.FALLBACK.values()
+    assert "5" in body
+    assert "Acme" in body or channel == "webchat"
+    assert "Acme" in subject
+
+
+async def test_a_telegram_customers_language_picks_the_wording():
+    w = await surveyed_world('channels = ["telegram"]')
+    conversation = await closed(w, channel="telegram", address="4242", metadata={"language": "zh-hans"})
+    await w.fire("survey:")
+    [survey] = await surveys_sent(w)
+    assert survey.body.startswith("感谢您联系Acme")
+    assert conversation == survey.metadata["survey"]
