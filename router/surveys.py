@@ -355,12 +355,21 @@ async def followups(store: Store, tenant: str, limit: int = 50) -> list[dict[str
     found = []
     for conversation in await store.redis.zrevrange(keys.survey_followups, 0, limit - 1):
         conversation = text(conversation)
-        fields = await store.redis.hmget(
-            keys.conversation(conversation), "survey_rating", "survey_comment", "queue", "agent", "survey_rated_at"
-        )
-        rating, words, queue, agent, at = (text(v) if v else "" for v in fields)
+        wanted = ("survey_rating", "survey_comment", "queue", "agent", "survey_rated_at", "customer")
+        values = await store.redis.hmget(keys.conversation(conversation), [*wanted, "survey_channel", "survey_address"])
+        fields = dict(zip(wanted, (text(v) if v else "" for v in values), strict=False))
         found.append(
-            {"conversation": conversation, "rating": rating, "comment": words, "queue": queue, "agent": agent, "at": at}
+            {
+                "conversation": conversation,
+                "rating": fields["survey_rating"],
+                "comment": fields["survey_comment"],
+                "queue": fields["queue"],
+                "agent": fields["agent"],
+                "at": fields["survey_rated_at"],
+                "customer": fields["customer"],
+                "channel": text(values[6] or b""),
+                "address": text(values[7] or b""),
+            }
         )
     return found
 
@@ -368,8 +377,7 @@ async def followups(store: Store, tenant: str, limit: int = 50) -> list[dict[str
 async def follow_up_done(store: Store, tenant: str, conversation: str, by: str) -> bool:
     """A supervisor followed up a low rating; False if it was not open."""
     keys = Keys(tenant)
-    async with store.redis.pipeline(transaction=True) as pipe:
-        pipe.zrem(keys.survey_followups, conversation)
-        pipe.hset(keys.conversation(conversation), mapping={"survey_followup": f"done:{by}"})
-        removed, _ = await pipe.execute()
-    return bool(removed)
+    if not await store.redis.zrem(keys.survey_followups, conversation):
+        return False
+    await store.redis.hset(keys.conversation(conversation), "survey_followup", f"done:{by}")
+    return True

@@ -19,6 +19,7 @@ from router.app.inbox import (
     media,
     pages,
     reports,
+    satisfaction,
     search,
     sessions,
     softphone,
@@ -64,6 +65,7 @@ def application(store_of: web.Application) -> web.Application:
     supervisor.routes(inbox)
     search.routes(inbox)
     reports.routes(inbox)
+    satisfaction.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
     inbox.router.add_get("/live", live.live)

@@ -36,6 +36,7 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "campaign_cancel": "Campaign cancelled.",
     "unlocked": "Lock lifted.",
     "lock_gone": "That lock had already ended.",
+    "followed_up": "Low rating marked as followed up.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000
