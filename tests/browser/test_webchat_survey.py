@@ -12,8 +12,12 @@ from playwright.async_api import Browser, Page, expect
 
 from router import agents
 from tests.browser.test_accessibility import AXE, BLOCKING
+from tests.browser.test_inbox import TIMEOUT_MS, log_in
 from tests.browser.test_webchat import acme, offered_conversation, open_widget, running, write
 from tests.factories import World, world
+from tests.ops.test_satisfaction import played, today
+from tests.router.test_inbox_pages import cheap_hashes  # noqa: F401 - autouse: cheap Argon2id
+from tests.router.test_inbox_reports import serving
 
 SURVEY = 'survey = { channels = ["webchat", "email"] }'
 SURVEYED = acme().replace('brand_color = "#c2410c"', f'brand_color = "#c2410c"\n{SURVEY}')
@@ -119,3 +123,37 @@ async def test_the_email_rating_page_records_a_click_and_takes_a_comment(browser
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("status")).to_have_text("We have your comment. Thank you.")
         assert (await w.conversation(conversation))["survey_comment"] == "Sorted in one call"
+
+
+async def test_a_supervisor_sees_satisfaction_in_the_reports_and_follows_up_a_low_rating_on_the_floor(
+    browser: Browser, artifacts: Path
+) -> None:
+    w = await played()
+    async with serving(w) as server:
+        sue = await log_in(browser, server, "sue")
+        errors: list[str] = []
+        sue.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        await sue.click("header >> text=Reports")
+        await sue.fill("input[name=date]", today(w).isoformat())
+        await sue.click("#report-form button[type=submit]")
+        section = sue.locator("#satisfaction")
+        await expect(section.locator('[data-figure="csat"]')).to_have_text("50.0 %", timeout=TIMEOUT_MS)
+        csat = section.locator("#chart-csat svg")
+        await expect(csat.locator('g[data-label="support"] text.value')).to_have_text("66.7 %")
+        await expect(section.locator("#chart-ratings rect.bar")).to_have_count(5)
+        await expect(section.locator("#satisfaction-comments li")).to_have_count(2)
+        await section.screenshot(path=str(artifacts / "reports-satisfaction.png"))
+        assert await violations(sue) == []
+
+        await sue.click("header >> text=Floor")
+        low = sue.locator("ul.low-ratings li")
+        await expect(low).to_have_count(2, timeout=TIMEOUT_MS)
+        await expect(sue.locator('tbody.csat tr[data-queue="support"]')).to_contain_text("66.7 %")
+        await sue.screenshot(path=str(artifacts / "floor-satisfaction.png"), full_page=True)
+        await low.first.get_by_role("button", name="Followed up").focus()
+        await sue.keyboard.press("Enter")
+        await expect(sue.get_by_role("status").filter(has_text="followed up")).to_be_visible()
+        await expect(sue.locator("ul.low-ratings li")).to_have_count(1)
+        await sue.wait_for_timeout(3500)  # the floor's own redraw keeps the list as it is
+        await expect(sue.locator("ul.low-ratings li")).to_have_count(1)
+        assert errors == []
