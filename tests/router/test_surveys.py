@@ -285,3 +285,20 @@ async def test_a_telegram_customers_language_picks_the_wording():
     [survey] = await surveys_sent(w)
     assert survey.body.startswith("感谢您联系Acme")
     assert conversation == survey.metadata["survey"]
+
+
+async def test_on_a_real_redis_a_survey_goes_once_and_a_texted_rating_counts(real_store):
+    """The same scripts on Redis's own Lua (cmsgpack, XPENDING by consumer), not the embedded store's."""
+    w = await world(SURVEYED.format(survey="low_rating = 3"), store=real_store)
+    conversation = await closed(w)
+    await w.fire("survey:")
+    await w.store.redis.zadd(w.keys.timers, {f"survey:{conversation}": 0})
+    await w.fire("survey:")
+    assert len(await surveys_sent(w)) == 1
+    await reply(w, "3")
+    record = await w.conversation(conversation)
+    assert (record["survey_rating"], record["survey_followup"]) == ("3", "open")
+    [sent] = await w.events(events.SurveySent)
+    [result] = await w.events(events.SurveyResult)
+    assert (sent.outcome, result.rating, result.low, result.agent) == ("sent", 3, True, "amy")
+    assert result.sent_at == int(record["survey_sent_at"])
