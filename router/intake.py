@@ -97,6 +97,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     done: set[Entry] = set()
     passed_over: set[Entry] = set()
     work: list[_Work] = []
+    senders: set[tuple[str, str, str]] = set()  # (tenant, channel, address) of the contacts in `work`
     for entry in entries:
         try:
             contact = events.decode_inbound(entry.payload)
@@ -116,7 +117,9 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue
-        if tenant.survey is not None and surveys.rating_of(contact.body) is not None:
+        sender = (tenant.id, contact.channel, contact.address)
+        # a digit after another message of the same batch answers that message's new conversation
+        if tenant.survey is not None and surveys.rating_of(contact.body) is not None and sender not in senders:
             answered = await _survey_answer(store, tenant, contact, entry, consumer)
             if answered == "failed":
                 continue
@@ -125,6 +128,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
                 if answered == "duplicate":
                     passed_over.add(entry)
                 continue
+        senders.add(sender)
         work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)

@@ -60,9 +60,12 @@ async def answer(store: Store, tenant: Tenant, bot: Bot, query: CallbackQuery) -
         return "ignored"
     conversation, rating = found.group(1), int(found.group(2))
     chat = str(message.chat.id)
-    outcome, _counted = await surveys.rate(
-        store, tenant, conversation, rating, channel="telegram", ident=identity("telegram", chat)
-    )
+    try:
+        outcome, _counted = await surveys.rate(
+            store, tenant, conversation, rating, channel="telegram", ident=identity("telegram", chat)
+        )
+    except surveys.SurveyError as exc:  # the tenant asks no surveys (any more)
+        outcome = str(exc)
     if outcome not in ("rated", "already"):
         log.info("Telegram rating of %s for %s not recorded: %s", chat, tenant.id, outcome)
     text = THANKS if outcome in ("rated", "already") else "This survey is closed."

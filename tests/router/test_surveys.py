@@ -302,3 +302,16 @@ async def test_on_a_real_redis_a_survey_goes_once_and_a_texted_rating_counts(rea
     [result] = await w.events(events.SurveyResult)
     assert (sent.outcome, result.rating, result.low, result.agent) == ("sent", 3, True, "amy")
     assert result.sent_at == int(record["survey_sent_at"])
+
+
+async def test_a_digit_after_another_message_in_the_same_batch_belongs_to_the_new_conversation():
+    w = await surveyed_world()
+    conversation = await closed(w)
+    await w.fire("survey:")
+    items = [contact("acme", body="my meter broke again"), contact("acme", body="5")]
+    entries = await inbound_entries(w.store, items)
+    assert await route_entries(w.store, w.deployment, entries) == set(entries)
+    assert "survey_rating" not in await w.conversation(conversation)
+    [_first, second] = await w.events(events.Queued)
+    bodies = [e.body for e in await conversations.history(w.store, "acme", second.conversation)]
+    assert bodies == ["my meter broke again", "5"]
