@@ -72,9 +72,7 @@ async def set_webhook(bots: TelegramBots, tenant: Tenant, settings: Settings) ->
         # Telegram calls only HTTPS webhooks; the address is where it reaches the web process.
         raise TelegramCommandError("set PUBLIC_URL to the https:// address Telegram reaches the web process at")
     url = webhook_url(settings, tenant)
-    await bots.bot(tenant).set_webhook(
-        url, secret_token=telegram.webhook_secret, allowed_updates=ALLOWED_UPDATES
-    )
+    await bots.bot(tenant).set_webhook(url, secret_token=telegram.webhook_secret, allowed_updates=ALLOWED_UPDATES)
     return f"webhook of {tenant.id}'s bot set to {url}"
 
 
