@@ -149,6 +149,16 @@ class Keys:
         """A phone call (Twilio CallSid): its conversation, contact and progress."""
         return f"{self.base}:call:{call_sid}"
 
+    def conference(self, conversation_id: str) -> str:
+        """The Twilio Conference a conversation's call is bridged in (hash): its name and
+        ConferenceSid, and each participant's CallSid as `p:<CallSid>` -> role and state."""
+        return f"{self.base}:conf:{conversation_id}"
+
+    def voice_handled(self, queue: str) -> str:
+        """A queue's latest measured call handle times in ms (list, newest first): the
+        expected-wait estimate's handle time."""
+        return f"{self.base}:q:{queue}:voice-handled"
+
     def softphone(self, agent_id: str) -> str:
         """The simulated calls of an agent's softphone (a tenant without Twilio), by start (zset)."""
         return f"{self.base}:softphone:{agent_id}"

@@ -245,9 +245,10 @@ class Dispatcher:
         except Refused as exc:
             return await self._finish(message, "refused", attempt, error=str(exc))
         except PermanentFailure as exc:
-            return await self._finish(message, "failed", attempt, error=str(exc))
+            return await self._finish(message, "failed", attempt, error=str(exc), permanent=True)
         except UnknownTenant as exc:  # a tenant since removed from the deployment: never sendable
-            return await self._finish(message, "failed", attempt, error=f"unknown tenant {exc.tenant_id!r}")
+            error = f"unknown tenant {exc.tenant_id!r}"
+            return await self._finish(message, "failed", attempt, error=error, permanent=True)
         except Exception as exc:
             failure = exc
         else:
@@ -282,6 +283,7 @@ class Dispatcher:
         provider_id: str = "",
         error: str = "",
         due_ms: int = 0,
+        permanent: bool = False,
     ) -> str:
         """Record this attempt's outcome, unless another pass already settled it."""
         keys = Keys(message.tenant)
@@ -296,6 +298,7 @@ class Dispatcher:
             status=status,
             error=error,
             attempt=attempt,
+            permanent=permanent,
         )
         recorded = await self._scripts.call(
             atomic.finish_send_call(

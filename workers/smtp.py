@@ -1,7 +1,8 @@
 """The `smtp` process: an aiosmtpd server on SMTP_HOST:SMTP_PORT until stop, offering
 STARTTLS when SMTP_TLS_CERT and SMTP_TLS_KEY name a certificate. It decides which
-channel a mail is for: the fax channel claims its gateways' mail first, and email takes
-the rest, so neither channel knows the other's.
+channel a mail is for: the fax channel claims its gateways' mail first, then a campaign
+email's mailto: unsubscribe is honoured (workers/campaigns/unsubscribe.py), and email
+takes the rest, so no channel knows another's.
 
 The server runs on this process's event loop (not aiosmtpd's Controller, which
 starts its own thread and loop) so the handler shares the store's connection.
@@ -31,6 +32,7 @@ from router.config import Deployment
 from router.errors import ConfigError
 from router.settings import Settings
 from router.store import Store
+from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,13 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         # mail from a tenant's fax gateway is a received fax, or a report on one we sent
         return await fax_inbound.receive(store, attachments, tenants, mail, sender, provider_id, trust, peer)
 
-    handler = InboundHandler(store, deployment, attachments, trust, claims=[fax])
+    async def unsubscribing(
+        tenants: Addressed, mail: mime.Mail, sender: str, provider_id: str, peer: object
+    ) -> tuple[str | None, Addressed]:
+        # mail to a campaign email's mailto: List-Unsubscribe (a signed token in its subject)
+        return await unsubscribe.by_mail(store, tenants, mail.subject, provider_id)
+
+    handler = InboundHandler(store, deployment, attachments, trust, claims=[fax, unsubscribing])
     tls = tls_context(settings)
 
     def protocol() -> SMTP:

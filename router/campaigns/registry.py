@@ -143,20 +143,31 @@ async def find_tenant(store: Store, deployment: Deployment, campaign_id: str, te
     return owners[0]
 
 
-async def change(store: Store, tenant: str, campaign_id: str, action: str) -> str:
-    """Launch, pause, resume or cancel; returns the new state."""
+async def change(
+    store: Store, tenant: str, campaign_id: str, action: str, *, deployment: Deployment | None = None
+) -> str:
+    """Launch, pause, resume or cancel; returns the new state. A launch checks the campaign
+    against the deployment again, as create did (it may have changed since), so it needs it."""
     starts, target = TRANSITIONS[action]
+    if action == "launch" and deployment is None:
+        raise TypeError("a launch checks the campaign against the deployment: pass deployment")
     keys = Keys(tenant)
     key = keys.campaign(campaign_id)
     async with store.redis.pipeline(transaction=True) as pipe:
         await pipe.watch(key)
-        state = await pipe.hget(key, "state")
+        state, definition = await pipe.hmget(key, "state", "definition")
         if state is None:
             await pipe.reset()
             raise CampaignError(f"no campaign {campaign_id!r} for tenant {tenant}")
         if text(state) not in starts:
             await pipe.reset()
             raise CampaignError(f"cannot {action} campaign {campaign_id}: it is {text(state)}")
+        if deployment is not None and action == "launch":
+            try:
+                check_against(decode_campaign(definition), deployment)
+            except CampaignError as exc:
+                await pipe.reset()
+                raise CampaignError(f"cannot launch campaign {campaign_id}: {exc}") from None
         pipe.multi()
         pipe.hset(key, mapping={"state": target, CHANGED_AT[action]: now_ms()})
         if target == "running":

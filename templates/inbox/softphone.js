@@ -41,7 +41,7 @@
       this._muted = data.muted === "1";
       this.parameters = { CallSid: data.sid, From: data.from, To: data.to };
       this.customParameters = new Map([["tenant", data.tenant], ["conversation", data.conversation],
-        ["customer", data.customer], ["kind", data.kind], ["simulated", "1"]]);
+        ["customer", data.customer], ["kind", data.kind], ["simulated", "1"], ["whisper", data.whisper || ""]]);
     }
     status() { return this._status; }
     accept() { this._status = "connecting"; this._act("answer"); }
@@ -175,7 +175,9 @@
     $("call").hidden = false;
     $("who").textContent = info.customer;
     $("kind").textContent = (kind === "callback" ? "callback" : kind === "dial" ? "your call" : "incoming call") +
-      " · " + seat.tenant_name + (info.simulated ? " · simulated" : "");
+      " · " + seat.tenant_name + (info.simulated ? " · simulated" : "") +
+      // a caller's call is screened: the agent hears (here, reads) the whisper and presses 1 to take it
+      (info.whisper ? " · " + info.whisper : "");
     $("digits").textContent = "";
     $("timer").textContent = "";
     $("mute").setAttribute("aria-pressed", "false");
@@ -198,9 +200,9 @@
     call.on("accept", () => { if (current && current.call === call) talking(); });
     call.on("disconnect", () => {
       if (!current || current.call !== call) return;
-      // With Twilio, holding or transferring a caller ends the agent's leg: not the end of the call.
+      // Transferring a caller ends the agent's leg: not the end of the call. (Holding keeps the
+      // agent in the caller's conference, so a disconnect while held is the end.)
       if (current.transferring) { ended("transferred"); return; }
-      if (current.held) return;
       ended("call ended");
     });
     call.on("cancel", () => { if (current && current.call === call) ended("missed: the caller hung up"); });
@@ -214,7 +216,7 @@
   async function detailsOf(seat, call) {
     const p = call.customParameters;
     const info = { conversation: p.get("conversation") || "", customer: p.get("customer") || "",
-      kind: p.get("kind") || "", simulated: Boolean(p.get("simulated")) };
+      kind: p.get("kind") || "", simulated: Boolean(p.get("simulated")), whisper: p.get("whisper") || "" };
     if (!info.conversation && seat.mode === "twilio") {
       try {
         Object.assign(info, await post("/inbox/t/" + path(seat.tenant) + "/softphone/placed",

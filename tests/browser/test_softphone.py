@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, expect
 
-from channels.voice import simulated
+from channels.voice import bridge, inbound, simulated
 from router import events
 from router.app import web
 from router.app.inbox import accounts
@@ -150,3 +150,35 @@ async def test_with_a_twilio_account_the_page_loads_twilios_sdk_from_us_and_regi
         assert all(url.startswith(origin) for url in scripts), scripts  # no CDN
         assert [url for url in sockets if url.startswith("wss://") and url.split("/")[2].endswith(".twilio.com")]
         assert refused == []
+
+
+async def test_a_callers_call_rings_with_the_whisper_and_the_agents_1_puts_the_caller_through(browser: Browser) -> None:
+    w, server = await start_inbox()
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        await go_available(amy)
+        await expect(amy.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+        caller_sid = "CA" + "6" * 32  # the caller's own call, waiting in the queue after the IVR
+        await inbound.update_call(w.store, "acme", caller_sid, state="queued", **{"from": CALLER})
+        conversation = await w.arrive(
+            channel="voice", kind="call", address=CALLER, body="", metadata={"call_sid": caller_sid}
+        )
+        await amy.locator(".offer button.accept").click()
+        phone = amy.locator("#softphone")
+        await expect(phone.locator("#softphone-status")).to_have_text("ringing")
+        await expect(phone.locator("#softphone-kind")).to_contain_text("To take it, press 1.")
+        await phone.get_by_role("button", name="Answer").click()
+        await expect(phone.locator("#softphone-status")).to_have_text("in call")
+        assert (await inbound.get_call(w.store, "acme", caller_sid))["state"] == "queued"  # the whisper first
+        await phone.locator("#softphone-keypad").get_by_role("button", name="1", exact=True).click()
+        await expect(phone.locator("#softphone-digits")).to_have_text("1")
+        for _ in range(50):
+            caller = await inbound.get_call(w.store, "acme", caller_sid)
+            if caller.get("state") == "connected":
+                break
+            await amy.wait_for_timeout(100)
+        assert (caller["state"], caller["agent"], caller["conference"]) == (
+            "connected",
+            "amy",
+            bridge.conference_name(conversation),
+        )

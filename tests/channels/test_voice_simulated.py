@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from channels.sandbox import outbox
-from channels.voice import inbound, simulated
+from channels.voice import bridge, inbound, simulated
 from channels.voice.outbound import VoiceSender
 from router import agents, events
 from router.keys import Keys
@@ -217,3 +217,57 @@ async def test_a_callback_for_an_agent_with_a_phone_still_goes_to_the_sandbox_ou
     [(_entry, _provider, kept)] = await outbox(voice.w.store, "acme")
     assert kept.metadata["agent_phone"] == "+15557000001"
     assert await simulated.calls_of(voice.w.store, "acme", "amy") == []
+
+
+# --- a caller's call in the sandbox: screened as with Twilio ---
+
+
+async def caller_waiting(w: World, sid_in: str) -> None:
+    """A caller came through the IVR and waits in the queue (their own call's record)."""
+    await inbound.update_call(w.store, "acme", sid_in, state="queued", started_at=str(events.now_ms()),
+                              **{"from": CALLER})  # fmt: skip
+
+
+async def test_a_screened_call_rings_with_the_whisper_and_1_bridges_the_callers_call(w):
+    sid_in = "CA" + "3" * 32
+    await caller_waiting(w, sid_in)
+    conversation, sid = await accepted_call(w, metadata={"call_sid": sid_in})
+    [listed] = await simulated.calls_of(w.store, "acme", "zoe")
+    assert listed["whisper"] == "A call from the support queue: a caller we have no name for. To take it, press 1."
+    assert listed["linked_state"] == "queued"
+    await simulated.act(w.store, w.tenant, "zoe", sid, "answer")
+    assert (await inbound.get_call(w.store, "acme", sid_in))["state"] == "queued"  # not taken yet: the whisper
+    await simulated.act(w.store, w.tenant, "zoe", sid, "digits", value="1")
+    caller = await inbound.get_call(w.store, "acme", sid_in)
+    assert (caller["state"], caller["agent"], caller["conference"]) == (
+        "connected",
+        "zoe",
+        bridge.conference_name(conversation),
+    )
+    [listed] = await simulated.calls_of(w.store, "acme", "zoe")
+    assert listed["linked_state"] == "connected"
+
+
+async def test_a_screened_call_hung_up_before_1_is_a_missed_offer(w):
+    sid_in = "CA" + "4" * 32
+    await caller_waiting(w, sid_in)
+    conversation, sid = await accepted_call(w, metadata={"call_sid": sid_in})
+    await simulated.act(w.store, w.tenant, "zoe", sid, "answer")
+    await simulated.act(w.store, w.tenant, "zoe", sid, "digits", value="2")  # not the key that takes it
+    await simulated.act(w.store, w.tenant, "zoe", sid, "hangup")
+    record = await w.conversation(conversation)
+    assert (record["state"], record["queue"]) == ("queued", "support")
+    assert (await w.agent("zoe"))["presence"] == "away"
+    assert (await inbound.get_call(w.store, "acme", sid_in))["state"] == "queued"  # still waiting, in their place
+
+
+async def test_in_the_sandbox_an_agent_with_a_phone_gets_the_screened_offer_in_the_outbox(voice):
+    w = voice.w
+    sid_in = "CA" + "5" * 32
+    await caller_waiting(w, sid_in)
+    conversation, _sid = await accepted_call(w, "amy", metadata={"call_sid": sid_in})
+    assert await voice.dispatch() == 1
+    [(_entry, _provider, kept)] = await outbox(w.store, "acme")
+    assert (kept.to, kept.conversation, kept.metadata["action"]) == ("+15557000001", conversation, bridge.OFFER)
+    assert kept.body.endswith("To take it, press 1.")
+    assert kept.metadata["call_sid"] == sid_in

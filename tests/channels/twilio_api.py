@@ -1,7 +1,7 @@
-"""A local stand-in for Twilio's Messages and Calls resources, for tests that drive
-the real twilio client: it records every request it receives and answers as
-Twilio does, 201 with the created message or call (200 with a call updated), or an
-error when a test asks for one.
+"""A local stand-in for Twilio's Messages, Calls and conference Participants resources,
+for tests that drive the real twilio client: it records every request it receives and
+answers as Twilio does, 201 with the created message or call (200 with a call or a
+participant updated), or an error when a test asks for one.
 
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url)
@@ -70,6 +70,9 @@ class TwilioApi:
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create_message)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls.json", self._create_call)
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update_call)
+        app.router.add_post(
+            "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json", self._update_participant
+        )
         app.router.add_get("/{path:.+}", self._get_media)
         self._runner, self.url = await fake_server.start(app)
         return self
@@ -146,6 +149,27 @@ class TwilioApi:
                 "direction": "inbound",
                 "status": form.get("Status", "in-progress"),
                 "uri": f"/2010-04-01/Accounts/{account}/Calls/{sid}.json",
+            }
+        )
+
+    async def _update_participant(self, request: web.Request) -> web.Response:
+        """A conference participant held, muted or changed: answered with the participant."""
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        account, conference, sid = (request.match_info[k] for k in ("account", "conference", "sid"))
+        now = formatdate(usegmt=True)
+        return web.json_response(
+            {
+                "account_sid": account,
+                "call_sid": sid,
+                "conference_sid": conference,
+                "date_created": now,
+                "date_updated": now,
+                "hold": form.get("Hold") == "true",
+                "muted": form.get("Muted") == "true",
+                "status": "connected",
+                "uri": f"/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json",
             }
         )
 

@@ -13,7 +13,7 @@ import pytest
 from router import events
 from router.campaigns import registry
 from router.campaigns.model import parse_campaign
-from tests.factories import World
+from tests.factories import World, deployment
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 from tests.workers.campaigns import create_campaign
 from workers.campaigns.results import Results
@@ -170,7 +170,7 @@ async def test_the_campaign_page_shows_variants_rejects_and_an_inert_preview(inb
         assert re.search(r'data-action="launch"\s*>', page) and re.search(r'data-action="pause"[^>]*hidden', page)
 
         assert await worker(w).step() == 0  # a draft sends nothing
-        await registry.change(w.store, "acme", "dues", "launch")
+        await registry.change(w.store, "acme", "dues", "launch", deployment=w.deployment)
         assert await worker(w).step() == 3
         progress = await registry.progress(w.store, "acme", "dues")
         page = await (await client.get("/inbox/campaigns/acme/dues")).text()
@@ -303,3 +303,28 @@ async def test_a_conversation_of_no_campaign_has_no_campaign_panel(inbox: Inbox)
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
     assert 'id="campaign-context"' not in page and "<optgroup" not in page
     assert '<option value="resolved">' in page
+
+
+async def test_a_campaign_that_cannot_launch_says_why_on_its_page_and_its_launch_is_refused(inbox: Inbox) -> None:
+    """An email offer of acme, created while acme had an address, which the deployment the
+    web process runs has no more: its mailto: unsubscribe would go nowhere."""
+    w = inbox.world
+    offer = UPGRADE.replace('tenant = "globex"', 'tenant = "acme"').replace('queue = "sales"', 'queue = "support"')
+    offer = offer.replace('channel = "sms"', 'channel = "email"').replace(
+        "[templates.sms.en]", '[templates.email.en]\nsubject = "Upgrade"'
+    )
+    then = deployment(
+        DEPLOYMENT.replace(
+            "[[tenants.queues]]", 'email = { addresses = ["help@acme.example"] }\n\n[[tenants.queues]]', 1
+        )
+    )
+    await registry.create(w.store, then, parse_campaign(offer))
+    client, csrf = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get("/inbox/campaigns/acme/upgrade")).text()
+        notice = page[page.index('id="launch-problem"') :]
+        assert "It cannot be launched as it stands" in notice and "tenant acme has no email address" in notice
+        refused = await client.post("/inbox/campaigns/acme/upgrade/launch", data={"csrf": csrf}, allow_redirects=False)
+        assert refused.status == 409
+        assert "cannot launch campaign upgrade: an email campaign cannot go out: tenant acme" in await refused.text()
+    assert (await registry.load(w.store, "acme", "upgrade"))[1] == "draft"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 
@@ -89,10 +90,10 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         await _tenant_command(store, deployment, a)
     else:
         tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
-        await _campaign_command(store, tenant, a)
+        await _campaign_command(store, deployment, tenant, a)
 
 
-async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) -> None:
+async def _campaign_command(store: Store, deployment: Deployment, tenant: str, a: argparse.Namespace) -> None:
     act = a.campaign_action
     if act == "import":
         campaign, state = await registry.load(store, tenant, a.campaign)
@@ -100,13 +101,22 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
             raise CampaignError(f"campaign {a.campaign} is {state}: nothing more can be added")
         try:
             # A one-shot command: reading the file between the batches' writes blocks nobody.
-            with Path(a.csv).open(newline="", encoding="utf-8-sig") as source:  # noqa: ASYNC230
-                report = await audience.import_csv(store, campaign, source)
+            with Path(a.csv).open("rb") as raw:  # noqa: ASYNC230
+                # Read through once first: a file that is not UTF-8 is refused before any row is queued.
+                audience.check_utf8(raw)
+                raw.seek(0)
+                with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as source:
+                    report = await audience.import_csv(store, campaign, source)
         except OSError as exc:
-            raise CampaignError(f"{a.csv}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise CampaignError(f"{a.csv}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise CampaignError(f"{a.csv}: {exc.strerror or exc}") from None
+        except audience.AudienceError as exc:
+            raise CampaignError(f"{a.csv}: {exc}") from None
         print(f"imported {report.imported:,} recipients, rejected {report.rejected:,} rows")
+        if report.already:
+            print(
+                f"{report.already:,} rows were already in the campaign, unchanged, from an earlier import: "
+                "left as they were"
+            )
         for line, reason in report.rejects[:SHOWN_REJECTS]:
             print(f"  line {line}: {reason}")
         if report.rejected > SHOWN_REJECTS:
@@ -127,7 +137,7 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
                     print(f"Subject: {result.subject}")
                 print(result.body)
     elif act in registry.TRANSITIONS:
-        state = await registry.change(store, tenant, a.campaign, act)
+        state = await registry.change(store, tenant, a.campaign, act, deployment=deployment)
         print(f"campaign {a.campaign}: {state}")
     elif act == "progress":
         await _progress(store, tenant, a.campaign, watch=a.watch)

@@ -265,7 +265,7 @@ class CampaignWorker:
                 fields = await self._recipient_args(
                     tenant, loaded, keys, now_ms, item, text(owner) if owner else events.new_id()
                 )
-            except TemplateProblem as exc:
+            except (TemplateProblem, unsubscribe.NoUnsubscribe) as exc:  # the same on every attempt: skipped
                 log.warning("campaign %s recipient %s: %s", campaign.id, item.recipient.seq, exc)
                 final.append((item.recipient.seq, f"skipped:{exc}"[:500], "skipped"))
                 continue
@@ -346,11 +346,11 @@ class CampaignWorker:
         if variant:
             metadata["variant"] = variant
         if item.channel == "email":
+            # Every campaign email carries a way to unsubscribe that works: one that could not
+            # is skipped with the reason here, never queued to fail (or count as sent) later.
             token = unsubscribe.make_token(await self._signing_key(tenant), tenant, "email", item.address, campaign.id)
-            link = unsubscribe.url(self.public_url, tenant, token)
-            extra["unsubscribe_url"] = link
-            metadata["header:List-Unsubscribe"] = f"<{link}>"
-            metadata["header:List-Unsubscribe-Post"] = unsubscribe.POST_HEADER
+            metadata.update(unsubscribe.headers(self.deployment.tenant(tenant), self.public_url, token))
+            extra["unsubscribe_url"] = unsubscribe.url(self.public_url, tenant, token)  # the page, in the body
         rendered = await self.renderer.render(campaign, item.channel, recipient, extra)
         mid = message_id(campaign.id, recipient.seq, item.attempt)
         conversation = conversation_id(campaign.id, recipient.seq)
@@ -449,6 +449,12 @@ def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     public = settings.base_url
+    if not unsubscribe.one_click_allowed(public):
+        log.warning(
+            "PUBLIC_URL %s is not https: campaign email carries a mailto: List-Unsubscribe only, without "
+            "one-click (RFC 8058), which large mailbox providers ask of bulk senders",
+            public,
+        )
     worker = CampaignWorker(store, deployment, batch=max(settings.batch, 1) * 2, public_url=public)
     log.info("campaigns worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
     await asyncio.gather(worker.run(stop), results.run(store, deployment, settings, stop))

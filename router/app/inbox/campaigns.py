@@ -28,9 +28,9 @@ from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
 from router.campaigns import isolated, registry
-from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions
+from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, check_against, missing_dispositions
 from router.campaigns.render import Rendered
-from router.config import Tenant
+from router.config import Deployment, Tenant
 from router.store import Store
 from workers.campaigns.audience import address_for
 
@@ -176,8 +176,18 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         # in the bounded child process: a runaway template never holds this loop
         previews=_preview_view(campaign, await isolated.shared().preview(campaign, recipients)),
         missing=missing_dispositions(campaign, request.app[DEPLOYMENT]),
+        launch_problem=_launch_problem(campaign, request.app[DEPLOYMENT]),
         window=campaign.effective_window(),
     )
+
+
+def _launch_problem(campaign: Campaign, deployment: Deployment) -> str:
+    """What a launch would refuse, said before anyone presses Launch ("" for nothing)."""
+    try:
+        check_against(campaign, deployment)
+    except CampaignError as exc:
+        return str(exc)
+    return ""
 
 
 @require_role("supervisor", "admin")
@@ -198,7 +208,9 @@ async def act(request: web.Request) -> web.Response:
     tenant, campaign = await _campaign_of(request)
     action = request.match_info["action"]
     try:
-        state = await registry.change(request.app[STORE], tenant.id, campaign.id, action)
+        state = await registry.change(
+            request.app[STORE], tenant.id, campaign.id, action, deployment=request.app[DEPLOYMENT]
+        )
     except CampaignError as exc:  # e.g. pausing a campaign someone else just paused
         return await _detail(request, error=str(exc), status=409)
     log.info("campaign %s of %s: %s by %s, now %s", campaign.id, tenant.id, action, request[USER].login, state)

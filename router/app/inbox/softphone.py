@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels._twilio_rest import TwilioClients
-from channels.voice import callbacks, desk, simulated, softphone, waiting
-from router import customers, templating
+from channels.voice import bridge, callbacks, desk, simulated, softphone, waiting
+from router import conversations, customers, templating
 from router.agents import AgentError
 from router.app.inbox import live, tones
 from router.app.inbox.access import CONVERSATION_PATH, ID, agent_of, conversation_of, tenant_of
@@ -135,6 +135,11 @@ async def placed(request: web.Request) -> web.Response:
     if message is None:
         raise web.HTTPNotFound(text="no call of yours")
     kind = message.metadata.get("action", "")
+    if kind == bridge.OFFER:  # a caller's call this agent took: screened, the whisper first
+        record = await conversations.get(request.app[STORE], tenant.id, message.conversation)
+        customer = record.get("last_address") or record.get("address", "")
+        body = {"conversation": message.conversation, "customer": customer, "kind": "call", "whisper": message.body}
+        return web.json_response(body)
     return web.json_response({"conversation": message.conversation, "customer": message.to, "kind": kind})
 
 
