@@ -221,6 +221,8 @@ async def send_due(store: Store, tenant: Tenant, conversation: str, *, base_url:
 
 def rating_of(body: str) -> int | None:
     """The rating a text reply gives, if it is a bare 1-5; else None (an ordinary message)."""
+    if len(body) > 16:  # every contact of a surveying tenant comes through here: most are longer
+        return None
     found = _RATING.match(body)
     return unicodedata.digit(found.group(1)) if found else None
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from router import agents, conversations, events, surveys
+from router.errors import ConfigError
 from router.keys import Keys
-from tests.factories import contact, inbound_entries, route_entries, world
+from tests.factories import contact, deployment, inbound_entries, route_entries, world
 
 SURVEYED = """
 [[tenants]]
@@ -315,3 +318,19 @@ async def test_a_digit_after_another_message_in_the_same_batch_belongs_to_the_ne
     [_first, second] = await w.events(events.Queued)
     bodies = [e.body for e in await conversations.history(w.store, "acme", second.conversation)]
     assert bodies == ["my meter broke again", "5"]
+
+
+@pytest.mark.parametrize(
+    ("survey", "problem"),
+    [
+        ('channels = ["voice"]', "survey.channels"),
+        ('dispositions = ["happy"]', "unknown disposition 'happy'"),
+        ("share = 1.5", "survey.share"),
+        ("low_rating = 6", "survey.low_rating"),
+        ('channels = ["sms", "sms"]', "listed twice"),
+        ('caps = [{ channel = "sms", max = 0, days = 7 }]', "max"),
+    ],
+)
+def test_a_survey_section_that_cannot_work_is_refused_naming_its_field(survey, problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        deployment(SURVEYED.format(survey=survey))
