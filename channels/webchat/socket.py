@@ -16,7 +16,7 @@ server -> tab:
   {"type": "welcome", "token", "history", "open", "prechat_done", "agent_read"}
   {"type": "links", "items": [{"id", "files"}]}  (the history's files, newly signed)
   {"type": "ack", "id", "duplicate"}   {"type": "error", "code", "message", "id"?, "retry_after"?}
-  message / typing / read items (transcript.ChatItem)
+  message / typing / read / survey / rated items (transcript.ChatItem)
 
 A message is acknowledged only once it is on the inbound stream; its id is the
 provider id there, so a tab resending after a reconnect adds nothing twice.
@@ -320,7 +320,13 @@ class ChatSession:
         self.send({"type": "ack", "id": client_id, "duplicate": duplicate})
 
     async def _rating(self, frame: dict[str, Any]) -> None:
-        retry = await limits.take(self.store, self.tenant.id, self._quotas())
+        refused = survey.refusal(frame)
+        if refused is not None:
+            self.send(refused)
+            return
+        # ratings have a quota of their own: a survey's clicks never stop the visitor writing
+        quota = [("rating", self.visitor, self.webchat.limits.per_visitor_per_minute)]
+        retry = await limits.take(self.store, self.tenant.id, quota)
         if retry:
             self.send(_error("rate_limited", "you are sending too fast", retry_after=retry))
             return

@@ -13,6 +13,7 @@ survey that cannot be answered any more gets an error frame (code "survey_closed
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -28,9 +29,8 @@ log = logging.getLogger(__name__)
 ANSWERED = ("rated", "already", "commented")
 
 
-async def answer(store: Store, tenant: Tenant, visitor: str, frame: dict[str, Any]) -> dict[str, Any] | None:
-    """Record a tab's rating frame; an error frame for the tab, or None when recorded (the
-    "rated" item reaches every tab of the visitor through the transcript)."""
+def refusal(frame: dict[str, Any]) -> dict[str, Any] | None:
+    """An error frame for a rating frame that is malformed, before it costs anything; None if well formed."""
     conversation, rating, words = frame.get("conversation"), frame.get("rating"), frame.get("comment", "")
     if not isinstance(conversation, str) or not conversation or len(conversation) > 64:
         return _error("bad_request", "a rating names its conversation")
@@ -40,34 +40,42 @@ async def answer(store: Store, tenant: Tenant, visitor: str, frame: dict[str, An
         return _error("bad_request", "a rating is a whole number from 1 to 5")
     if rating is None and not words.strip():
         return _error("bad_request", "a rating frame carries a rating or a comment")
+    return None
+
+
+async def answer(store: Store, tenant: Tenant, visitor: str, frame: dict[str, Any]) -> dict[str, Any] | None:
+    """Record a tab's well-formed rating frame (see `refusal`). None when recorded: the "rated"
+    item reaches every tab of the visitor through the transcript. Else the frame for this tab
+    alone: an error, or, for a survey answered before (another tab, a second click), how it was."""
+    conversation, rating, words = frame["conversation"], frame.get("rating"), frame.get("comment", "")
     if tenant.survey is None:
         return _error("survey_closed", "this survey is closed")
     ident = identity("webchat", normalise("webchat", visitor))
     try:
         if rating is not None:
-            outcome, counted = await surveys.rate(
+            outcome, _counted = await surveys.rate(
                 store, tenant, conversation, rating, channel="webchat", ident=ident, comment=words
             )
-            commented = bool(words.strip()) and outcome == "rated"
         else:
             outcome = await surveys.comment(store, tenant, conversation, words, channel="webchat", ident=ident)
-            counted, commented = 0, outcome in ("commented", "already")
     except surveys.SurveyError as exc:
         return _error("bad_request", str(exc))
     if outcome not in ANSWERED:
         log.info("web chat rating of %s for %s not recorded: %s", visitor, tenant.id, outcome)
         return _error("survey_closed", "this survey is closed", conversation=conversation)
-    if not counted:
-        record = await store.redis.hget(Keys(tenant.id).conversation(conversation), "survey_rating")
-        counted = int(record or 0)
+    given, commented = await store.redis.hmget(
+        Keys(tenant.id).conversation(conversation), "survey_rating", "survey_comment"
+    )
     item = transcript.ChatItem(
         type="rated",
         id=events.new_id(),
         conversation=conversation,
-        rating=counted,
-        commented=commented,
+        rating=int(given or 0),
+        commented=bool(commented),
         at=events.now_ms(),
     )
+    if outcome == "already":
+        return json.loads(transcript.encode(item))
     await transcript.append(store, tenant.id, visitor, item)
     return None
 

@@ -34,7 +34,16 @@
   }
 
   function surveyAsked(item) {
-    if (shown[item.id]) return;
+    if (shown[item.id]) {
+      // replayed after a reconnect: a rating sent as the connection dropped may never have
+      // arrived, so the buttons work again (a "rated" item later in the replay settles it)
+      var known = surveys[item.conversation];
+      if (known && !known.rated) {
+        known.buttons.forEach(function (b) { b.disabled = false; b.setAttribute("aria-pressed", "false"); });
+        known.status.textContent = "";
+      }
+      return;
+    }
     var bubble = el("div", "msg out survey");
     bubble.dataset.id = item.id;
     bubble.appendChild(el("div", "who", item.agent || CONFIG.title));
@@ -100,6 +109,7 @@
   function surveyRated(item) {
     var survey = surveys[item.conversation];
     if (!survey) return;
+    survey.rated = true;
     survey.buttons.forEach(function (b, i) {
       b.disabled = true;
       b.setAttribute("aria-pressed", i + 1 === item.rating ? "true" : "false");
