@@ -334,3 +334,14 @@ async def test_a_digit_after_another_message_in_the_same_batch_belongs_to_the_ne
 def test_a_survey_section_that_cannot_work_is_refused_naming_its_field(survey, problem):
     with pytest.raises(ConfigError, match=re.escape(problem)):
         deployment(SURVEYED.format(survey=survey))
+
+
+async def test_a_share_of_zero_asks_nobody_and_the_share_is_the_one_sampled():
+    w = await surveyed_world("share = 0.0")
+    await closed(w)
+    assert await w.timers("survey:") == {}
+    w = await surveyed_world("share = 0.5")
+    for n in range(8):
+        conversation = await closed(w, address=f"+1555123{n:04d}")
+        planned = f"survey:{conversation}" in await w.timers("survey:")
+        assert planned == surveys.sampled(conversation, 0.5)
