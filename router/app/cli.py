@@ -47,6 +47,7 @@ COMMAND_MODULES: list[str] = [
     "ops.cli",
     "workers.campaigns.cli",
     "channels.webchat.cli",
+    "router.app.survey_cli",
 ]
 
 

@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from router import agents, conversations, events, surveys
+from router import agents, conversations, events, survey_links, surveys
+from router.app import cli, survey_cli
 from router.errors import ConfigError
 from router.keys import Keys
 from tests.factories import contact, deployment, inbound_entries, route_entries, world
@@ -345,3 +346,20 @@ async def test_a_share_of_zero_asks_nobody_and_the_share_is_the_one_sampled():
         conversation = await closed(w, address=f"+1555123{n:04d}")
         planned = f"survey:{conversation}" in await w.timers("survey:")
         assert planned == surveys.sampled(conversation, 0.5)
+
+
+async def test_the_cli_rotates_the_link_key_and_lists_the_low_ratings(capsys):
+    w = await surveyed_world()
+    conversation = await closed(w)
+    await w.fire("survey:")
+    await reply(w, "1")
+    before = await survey_links.key_ring(w.store, "acme")
+    rotate = cli._parser().parse_args(["survey", "rotate-link-key", "--tenant", "acme"])
+    await survey_cli.command(w.store, w.deployment, rotate)
+    after = await survey_links.key_ring(w.store, "acme")
+    assert after.current != before.current and after.keys[1] == before.current
+    followups = cli._parser().parse_args(["survey", "followups", "--tenant", "acme"])
+    await survey_cli.command(w.store, w.deployment, followups)
+    printed = capsys.readouterr().out
+    assert "rating links are signed with a new key" in printed
+    assert f"{conversation} rated 1 of 5 (support, amy)" in printed
