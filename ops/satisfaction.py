@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
+from ops.reports import Report
 from router import events
 from router.config import Tenant
 from router.keys import Keys
@@ -150,13 +151,13 @@ async def today(store: Store, tenant: Tenant) -> Satisfaction:
     return await period(store, tenant, day, day + dt.timedelta(days=1), comments=False)
 
 
-def fill(report: object, figures: Satisfaction) -> None:
-    """Write the CSAT into an ops.reports.Report's queue rows and total (its `csat` column)."""
+def fill(report: Report, figures: Satisfaction) -> None:
+    """Write the CSAT into a report's queue rows and total (its `csat` column)."""
     by_queue = {row.name: row for row in figures.queues}
-    for row in getattr(report, "queues", []):
+    for row in report.queues:
         found = by_queue.get(row.queue)
         row.csat = found.csat if found else None
-    report.total.csat = figures.total.csat  # type: ignore[attr-defined]
+    report.total.csat = figures.total.csat
 
 
 def _pct(value: float | None) -> str:
