@@ -240,6 +240,7 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
                 f"{_pct(row.abandon_rate):>8}{_s(row.aht_s):>7}{_s(row.first_response_s):>9}{_s(row.resolution_s):>9}"
             )
         print(f"occupancy {_pct(result.total.occupancy)}")
+        print(f"contacts deflected by help articles: {result.deflected}")
     # satisfaction surveys: their own figures (ops/satisfaction.py), and the CSAT column of the CSV
     figures = await satisfaction.period(store, tenant, result.start.date(), result.end.date())
     satisfaction.fill(result, figures)

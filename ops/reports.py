@@ -101,6 +101,7 @@ class Report(msgspec.Struct, kw_only=True):
     queues: list[QueueRow]
     agents: list[AgentRow]
     arrivals: dict[str, dict[int, int]] = {}  # queue -> minute since the epoch -> contacts offered
+    deflected: int = 0  # "this answered my question" on a help article (router/knowledge), by local date
 
 
 def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -243,7 +244,18 @@ async def report(
     start, end = period_bounds(tenant, period, day)
     now_ms = events.now_ms() if now_ms is None else now_ms
     agg = await aggregate(store, tenant, start.date(), end.date(), now_ms=now_ms)
-    return build(tenant, period, start, end, agg, short_abandon_s)
+    result = build(tenant, period, start, end, agg, short_abandon_s)
+    result.deflected = await deflected(store, tenant, start.date(), end.date())
+    return result
+
+
+async def deflected(store: Store, tenant: Tenant, first: dt.date, after: dt.date) -> int:
+    """Contacts the help articles deflected on the days from `first` up to `after` (counted
+    per local date when the customer said an article answered their question)."""
+    days = [(first + dt.timedelta(days=n)).isoformat() for n in range((after - first).days)]
+    if not days:
+        return 0
+    return sum(int(count or 0) for count in await store.redis.hmget(Keys(tenant.id).kb_deflected, days))
 
 
 class Arrivals(msgspec.Struct, frozen=True):

@@ -279,6 +279,15 @@ async def outbox_send(store: Store, *, marker: str, outbox: str, provider_id: st
     return bool(int(added))
 
 
+async def contact_refusal(
+    store: Store, tenant: str, *, scope: str, channel: str, ident: str, other_ident: str = ""
+) -> str | None:
+    """contact_refusal.lua: why a campaign-like message may not reach the identity on the
+    channel (opted_out, do_not_contact, revocation_pending), or None (router/consent.py)."""
+    reason = await store.scripts["contact_refusal"](keys=[Keys(tenant).base], args=[scope, channel, ident, other_ident])
+    return text(reason) if reason else None
+
+
 async def lease(store: Store, *, key: str, owner: str, lease_ms: int) -> bool:
     """lease.lua: take the lease `key`, or renew it when `owner` holds it; True if held.
     Sent by the store's client of the moment (a test may stand in for it)."""
@@ -315,6 +324,8 @@ async def survey_send(
     *,
     channel: str,
     address: str,
+    ident: str,
+    scope: str,
     outbound: bytes,
     entry: bytes,
     message: str,
@@ -324,21 +335,21 @@ async def survey_send(
     answer_until: int,
 ) -> str:
     """survey_send.lua: ask the customer of a closed conversation to rate it, at most once;
-    `caps` is the channel's survey caps as "max:window_ms" joined by ","; the outcome
-    (sent, or why not)."""
+    `ident` is the address as an identity, `scope` the tenant's opt_out_scope, `caps` the
+    channel's survey caps as "max:window_ms" joined by ","; the outcome (sent, or why not)."""
     keys = Keys(tenant)
     cap = keys.contact_attempts(channel, f"survey:addr:{address}") if caps else ""
     args = [
         conversation,
         channel,
         address,
+        ident,
+        scope,
         outbound,
         entry,
         message,
         day,
         keys.survey_day(day),
-        keys.suppression(channel),
-        keys.do_not_contact,
         keys.outbound,
         cap,
         caps,

@@ -230,7 +230,8 @@ class OptedIn(_State, kw_only=True, frozen=True, tag="opted_in"):
 
 class SurveySent(_State, kw_only=True, frozen=True, tag="survey_sent"):
     """A closed conversation's customer was asked to rate it (router/surveys.py), or was not:
-    `outcome` is sent, or why not (opted_out, do_not_contact, capped, wrote_again)."""
+    `outcome` is sent, or why not (opted_out, do_not_contact, revocation_pending, capped,
+    wrote_again)."""
 
     outcome: str
     queue: str = ""

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, names, scripts, surveys
+from router import assign, atomic, bus, events, names, revocations, scripts, surveys
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -132,6 +132,11 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)
+    # Before the contacts are stored (and their entries acknowledged): a crash in between
+    # leaves a flag for a message routing then stores on redelivery, never a stored message
+    # whose revocation nobody is asked about.
+    flags = [(item.tenant.id, flag) for item in work if (flag := revocations.flag_of(item.contact))]
+    await revocations.raise_flags(store, flags)
     results, full = await _intake_all(store, work, consumer)
     for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
         if isinstance(result, Exception):

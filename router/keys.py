@@ -205,6 +205,10 @@ class Keys:
         """The lease of the one `telegram` process polling a bot (Telegram allows one)."""
         return f"{self.base}:telegram:{bot_id}:poller"
 
+    def imap_fetcher(self, mailbox: str) -> str:
+        """The lease of the one `imap` process fetching a mailbox (channels.email.imap)."""
+        return f"{self.base}:imap:{mailbox}:fetcher"
+
     def worker_alive(self, role: str) -> str:
         """A worker of the role serves this tenant: set by each one's heartbeat, expiring
         soon after the last (ops/health.py), holding the name of the one that beat last."""
@@ -273,6 +277,13 @@ class Keys:
         return f"{self.base}:dnc"
 
     @property
+    def revocations(self) -> str:
+        """Identities ("phone:+1...") whose message read like a consent revocation ("please stop
+        texting me") that no agent has confirmed or dismissed yet -> the flag (JSON): no
+        campaign reaches the person meanwhile (router/consent.py)."""
+        return f"{self.base}:revoke"
+
+    @property
     def disputes(self) -> str:
         """Customer ids, and debts ("debt:<account>"), with an open dispute: no collections."""
         return f"{self.base}:disputes"
@@ -324,6 +335,42 @@ class Keys:
     def survey_previous_signing_keys(self) -> str:
         """The keys that signed rating links before a rotation (a list, newest first): still verify."""
         return f"{self.base}:csat:signing-key:previous"
+
+
+    # the knowledge base (router/knowledge)
+    @property
+    def kb_articles(self) -> str:
+        """The tenant's article ids, scored by when each last changed (ms)."""
+        return f"{self.base}:kb:articles"
+
+    def kb_article(self, article_id: str) -> str:
+        """An article: title, body, category, locale, status, counters, version."""
+        return f"{self.base}:kb:a:{article_id}"
+
+    def kb_history(self, article_id: str) -> str:
+        """Who did what to an article and when (a list of JSON entries, oldest first)."""
+        return f"{self.base}:kb:a:{article_id}:log"
+
+    def kb_uses(self, article_id: str) -> str:
+        """Conversations an agent inserted the article into (its "inserted" count is their number)."""
+        return f"{self.base}:kb:a:{article_id}:used"
+
+    def kb_terms(self, article_id: str) -> str:
+        """The search terms an article is indexed under, so a new version can leave the old ones."""
+        return f"{self.base}:kb:a:{article_id}:terms"
+
+    def kb_term(self, term: str) -> str:
+        """The search index: articles holding a term, scored by its weight in each."""
+        return f"{self.base}:kb:t:{term}"
+
+    def kb_query(self, token: str) -> str:
+        """A search's scratch ranking (ZUNIONSTORE), deleted in the same transaction that made it."""
+        return f"{self.base}:kb:q:{token}"
+
+    @property
+    def kb_deflected(self) -> str:
+        """Contacts the help articles deflected: local date (YYYY-MM-DD) -> count."""
+        return f"{self.base}:kb:deflected"
 
 
 class AccountKeys:

@@ -204,6 +204,8 @@ async def send_due(store: Store, tenant: Tenant, conversation: str, *, base_url:
         conversation,
         channel=channel,
         address=address,
+        ident=identity(channel, address),
+        scope=tenant.opt_out_scope,
         outbound=events.encode(message),
         entry=msgspec.msgpack.encode(entry),
         message=message.id,

@@ -1,13 +1,13 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive")
+BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "knowledge")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import archive
 
         return archive.main(rest)
+    if name == "knowledge":
+        from ops.bench import knowledge
+
+        return knowledge.main(rest)
     return 2
 
 

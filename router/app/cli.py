@@ -24,6 +24,7 @@ from types import ModuleType
 
 import msgspec
 
+from channels.fax import fonts as fax_fonts
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
@@ -35,7 +36,7 @@ from router.store import Store, connect
 
 EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
 
-ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram", "archive"]
+ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "imap", "campaigns", "telegram", "archive"]
 
 # Commands that live beside their feature. Each module has `register(sub)`, which adds its
 # subcommands and returns their names, and `async def command(store, deployment, a)`; a
@@ -47,6 +48,7 @@ COMMAND_MODULES: list[str] = [
     "ops.cli",
     "workers.campaigns.cli",
     "channels.webchat.cli",
+    "router.knowledge.cli",
     "router.app.survey_cli",
 ]
 
@@ -504,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
                 f"{sum(len(t.agents) for t in deployment.tenants)} agents"
             )
-            for warning in warnings_of(deployment):
+            for warning in warnings_of(deployment) + fax_fonts.warnings(deployment):
                 print(f"warning: {warning}")
             return 0
         if a.command == "up":

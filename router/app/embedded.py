@@ -14,6 +14,7 @@ from router.app import processes
 from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
 from router.keys import SANDBOX_TWILIO_TOKEN
+from router.knowledge import articles as knowledge
 from router.settings import Settings
 from router.store import Store, connect, serve_embedded
 
@@ -28,13 +29,27 @@ DEMO_CONTACTS = [
 ]
 
 
+# A few published articles of the demo's knowledge base: (category, locale, title, body).
+DEMO_ARTICLES = [
+    ("meter", "en", "Reading your meter",
+     "1. Open the meter cupboard.\n2. Read the **black** digits from left to right; leave out the red ones.\n"
+     "3. Send us the reading in the chat or by SMS."),
+    ("billing", "en", "Paying your bill", "Pay by card on your account page, or by bank transfer to the account "
+     "on your bill. A payment takes up to **three working days** to show."),
+    ("billing", "zh-CN", "如何支付账单",
+     "您可以在账户页面用银行卡支付。也可以按账单上的账号银行转账。付款最多需要三个工作日到账。"),
+    ("procedures", "en", "Refunds over 100", "Refunds over 100 need a supervisor's approval: add a note and "
+     "transfer the conversation to the billing queue."),
+]  # fmt: skip
+
+
 def _port_free(host: str, port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0
 
 
 async def load_demo(store: Store, deployment: Deployment) -> None:
-    """A few customers waiting, so there is something to see.
+    """A few customers waiting, and a few help articles, so there is something to see.
 
     The demo agents stay offline, as a real centre's agents are until someone sits down
     at the desk (the inbox, or `contactrouter agent login`) and goes available. Seeding
@@ -54,6 +69,14 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
             subject="Invoice copy" if channel == "email" else "",
         )
         await bus.ingest(store, contact)
+    acme = next((t for t in deployment.tenants if t.id == "acme"), None)  # the bundled demo's, with its categories
+    demo_kb = acme is not None and {a[0] for a in DEMO_ARTICLES} <= {c.id for c in acme.knowledge.categories}
+    if acme is not None and demo_kb and not await knowledge.listing(store, acme.id):
+        for category, locale, title, body in DEMO_ARTICLES:
+            draft = knowledge.Draft(title=title, body=body, category=category, locale=locale)
+            article = await knowledge.create(store, acme, draft, actor="demo", role="admin")
+            for step in ("submit", "publish"):
+                await knowledge.move(store, acme, article.id, step, actor="demo", role="admin")
 
 
 async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:
@@ -84,6 +107,7 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     logins = "\n".join(f"           {login:<12} {password}" for login, password in passwords.items())
     tenants = ", ".join(t.id for t in deployment.tenants)
     roles = ALL_ROLES + (["archive"] if settings.database_url else [])
+    roles += ["imap"] if any(t.email.imap is not None for t in deployment.tenants) else []
     archive = (
         "PostgreSQL at DATABASE_URL (closed conversations leave Redis after CONTACTROUTER_HOT_DAYS)"
         if settings.database_url
@@ -98,6 +122,7 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   archive: {archive}
   smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
+  help:    http://{host}:{settings.port}/help/acme  (the public help articles; the widget suggests them)
   inbox:   http://{host}:{settings.port}/inbox   (the supervisor enrols an authenticator app at first login)
            demo logins (passwords for this start only):
 {logins}

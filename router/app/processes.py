@@ -38,7 +38,7 @@ def roles() -> dict[str, Role]:
     # and the roles load every channel adapter and worker.
     from channels.telegram import polling as telegram_polling
     from router.app import web
-    from workers import archive, dispatch, routing, smtp, timers
+    from workers import archive, dispatch, imap, routing, smtp, timers
     from workers.campaigns import worker as campaigns_worker
 
     return {
@@ -47,6 +47,7 @@ def roles() -> dict[str, Role]:
         "dispatch": dispatch.run,
         "timers": timers.run,
         "smtp": smtp.run,
+        "imap": imap.run,
         "campaigns": campaigns_worker.run,
         "telegram": telegram_polling.run,
         "archive": archive.run,

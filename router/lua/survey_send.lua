@@ -3,20 +3,22 @@
 -- it is), so a timers worker that died after this call, or a second one that claimed the
 -- timer after the lease, finds it decided and sends nothing twice. Judged here, at the
 -- instant the message is queued: the customer has not written again meanwhile (a new
--- conversation is open), the address is not opted out of the channel nor on the
--- do-not-contact list (contact_refusal, the campaigns' rule), and the survey caps of the
--- channel allow another (counted, like campaign caps, by address under the kind "survey").
+-- conversation is open), nothing of lib.lua's contact_refusal stands in the way (the
+-- campaigns' rule: the person's opt-outs and do-not-contact entries under the tenant's
+-- opt_out_scope, a revocation awaiting an agent), and the survey caps of the channel allow
+-- another (counted, like campaign caps, by address under the kind "survey").
 -- A survey that goes is, in the same step: the message on the outbound stream and in the
 -- history, the customer's pending survey, the cap attempt, the day's "sent" figures of the
 -- queue and the agent, and a survey_sent event. The timer is removed in every case.
--- ARGV: conversation, channel, address, outbound (MessagePack; the message's id is
--- message), history entry, message, day (the local date the figures count on), day key,
--- suppression key (the channel's opt-outs), do-not-contact key, outbound stream key, cap
--- attempts key ("" for none), caps ("max:window_ms" joined by ","), cap ttl (ms), answer_until
--- (ms: an answer counts until then).
--- Returns the outcome: sent | opted_out | do_not_contact | capped | wrote_again | decided:<state> | unknown.
-local conv, channel, address, outbound, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local message, day, day_key, suppression, dnc = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+-- ARGV: conversation, channel, address, ident (the address as an identity), scope (the
+-- tenant's opt_out_scope), outbound (MessagePack; the message's id is message), history
+-- entry, message, day (the local date the figures count on), day key, outbound stream key,
+-- cap attempts key ("" for none), caps ("max:window_ms" joined by ","), cap ttl (ms),
+-- answer_until (ms: an answer counts until then).
+-- Returns the outcome: sent | opted_out | do_not_contact | revocation_pending | capped |
+-- wrote_again | decided:<state> | unknown.
+local conv, channel, address, ident, scope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local outbound, entry, message, day, day_key = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local outbound_stream, cap, caps, cap_ttl, answer_until = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
 local c = conversation_key(conv)
 redis.call("ZREM", timers_key(), "survey:" .. conv)
@@ -35,7 +37,7 @@ end
 if state ~= "closed" then return decide("reopened") end
 local open = customer and redis.call("HGET", customer_key(customer), "open_conv")
 if open and open ~= "" and open ~= conv then return decide("wrote_again") end
-local refusal = contact_refusal(suppression, dnc, address, "", "", customer)
+local refusal = contact_refusal(scope, channel, {ident}, "", "")
 if refusal then return decide(refusal) end
 if cap ~= "" then
   for max, window in string.gmatch(caps, "(%d+):(%d+)") do

@@ -34,10 +34,11 @@ UNIT = ROOT / "ops" / "systemd" / "contactrouter@.service"
 
 def test_the_formation_names_how_many_of_each_type_and_the_rest_run_once():
     types = supervisord.parse_procfile((ROOT / "Procfile").read_text())
-    assert list(types) == ["web", "smtp", "routing", "dispatch", "campaigns", "timers", "telegram", "archive"]
+    assert list(types) == ["web", "smtp", "imap", "routing", "dispatch", "campaigns", "timers", "telegram", "archive"]
     formation = supervisord.parse_formation("web=2, routing=3,telegram=0", list(types))
     assert formation == {
-        "web": 2, "smtp": 1, "routing": 3, "dispatch": 1, "campaigns": 1, "timers": 1, "telegram": 0, "archive": 1,
+        "web": 2, "smtp": 1, "imap": 1, "routing": 3, "dispatch": 1, "campaigns": 1, "timers": 1, "telegram": 0,
+        "archive": 1,
     }  # fmt: skip
     with pytest.raises(ConfigError, match="no process type 'routers'"):
         supervisord.parse_formation("routers=3", list(types))
@@ -167,7 +168,7 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
     logs = tmp_path / "logs"
     logs.mkdir()
     generated = subprocess.run(
-        [CLI, "supervisor-config", "--formation", "web=2,routing=2,smtp=0,campaigns=0,telegram=0,archive=0",
+        [CLI, "supervisor-config", "--formation", "web=2,routing=2,smtp=0,imap=0,campaigns=0,telegram=0,archive=0",
          "--log-dir", str(logs)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip

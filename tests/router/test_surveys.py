@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from router import agents, conversations, events, survey_links, surveys
+from router import agents, conversations, customers, events, survey_links, surveys
 from router.app import cli, survey_cli
 from router.errors import ConfigError
 from router.keys import Keys
@@ -363,3 +363,14 @@ async def test_the_cli_rotates_the_link_key_and_lists_the_low_ratings(capsys):
     printed = capsys.readouterr().out
     assert "rating links are signed with a new key" in printed
     assert f"{conversation} rated 1 of 5 (support, amy)" in printed
+
+
+@pytest.mark.parametrize(("scope", "outcome"), [("person", "opted_out"), ("channel", "sent")])
+async def test_an_opt_out_on_another_channel_of_the_person_counts_under_the_tenants_scope(scope, outcome):
+    w = await world(SURVEYED.format(survey="").replace('timezone = "Europe/London"', f'opt_out_scope = "{scope}"'))
+    conversation = await closed(w, channel="email", address="jane@example.com")
+    customer = (await w.conversation(conversation))["customer"]
+    await customers.link(w.store, "acme", customer, customers.identity("sms", "+15551230000"))
+    await w.store.redis.sadd(w.keys.suppression("sms"), "+15551230000")  # she texted STOP once
+    await w.fire("survey:")
+    assert [e.outcome for e in await w.events(events.SurveySent)] == [outcome]

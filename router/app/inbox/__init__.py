@@ -13,6 +13,7 @@ from router.app.inbox import (
     campaigns,
     chat,
     enrolment,
+    knowledge,
     live,
     locks,
     login,
@@ -68,6 +69,7 @@ def application(store_of: web.Application) -> web.Application:
     satisfaction.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
+    knowledge.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 
