@@ -19,6 +19,9 @@ ARCHIVE_GROUP = "archive"  # follows the events stream into the system of record
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.
 SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
+# Where the web process of `contactrouter up` listens (http://host:port), kept in its embedded
+# store so that `contactrouter simulate` in another terminal finds it without PORT exported.
+UP_WEB_URL = f"{PREFIX}:sandbox:web-url"
 
 # The secret web chat visitor tokens are signed with, when WEBCHAT_SECRET is not set:
 # the first web process generates it and every web process reads it from here.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from router import assign, atomic, surveys
+from router import assign, atomic, logcontext, surveys
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -23,10 +23,11 @@ async def run_due(store: Store, tenant: Tenant, *, limit: int = 200, base_url: s
     the web process is reached (the links of survey email)."""
     due = await atomic.claim_timers(store, tenant.id, lease_ms=LEASE_MS, limit=limit)
     for member in due:
-        try:
-            await handle(store, tenant, member, base_url=base_url)
-        except Exception:
-            log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
+        with logcontext.about(tenant=tenant.id):
+            try:
+                await handle(store, tenant, member, base_url=base_url)
+            except Exception:
+                log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
     return len(due)
 
 
