@@ -333,10 +333,12 @@ async def survey_send(
     caps: str,
     cap_ttl: int,
     answer_until: int,
+    asked: str = "close",
 ) -> str:
     """survey_send.lua: ask the customer of a closed conversation to rate it, at most once;
     `ident` is the address as an identity, `scope` the tenant's opt_out_scope, `caps` the
-    channel's survey caps as "max:window_ms" joined by ","; the outcome (sent, or why not)."""
+    channel's survey caps as "max:window_ms" joined by ","; `asked` "call" for the voice
+    keypad survey (the call's TwiML asks: nothing queued); the outcome (sent, or why not)."""
     keys = Keys(tenant)
     cap = keys.contact_attempts(channel, f"survey:addr:{address}") if caps else ""
     args = [
@@ -355,6 +357,7 @@ async def survey_send(
         caps,
         cap_ttl,
         answer_until,
+        asked,
     ]
     return text(await store.scripts.survey_send(keys=[keys.base], args=args))
 

@@ -10,6 +10,9 @@ rate it 1-5 on the channel they last wrote from, once.
    - web chat: the widget shows the question with five buttons and a comment box;
    - SMS, Telegram: "reply 1-5" (Telegram also with a button per rating);
    - email: five signed one-click links to the web process's rating page (survey_links).
+   Voice is not planned at the close: its keypad survey is asked while the caller is still
+   on the line, when the agent hangs up (`ask_on_call`, from channels.voice.survey), through
+   the same script, which then queues no message (the call's own TwiML asks).
 3. **Answered** (`answer_text` for a text reply on the routing path, `rate` and `comment`
    for the widget, the Telegram buttons and the rating page): survey_answer.lua records the
    first rating, and a comment, on the conversation and in the day's figures of its queue
@@ -56,8 +59,11 @@ FALLBACK = {
     "telegram": "How did we do? Tap a number from 1 (poor) to 5 (excellent), or reply with one.",
     "webchat": "How did we do? Rate this chat from 1 (poor) to 5 (excellent).",
     "email": "How did we do? Choose a rating from 1 (poor) to 5 (excellent).",
+    "voice": "How did we do? Please rate this call on your keypad, from 1 for poor to 5 for excellent.",
 }
 SUBJECT = "How did we do?"
+THANKS = "Thank you for your rating. Goodbye."  # said after a keypad rating (voice.thanks.txt)
+CALL_ANSWER_S = 600  # a keypad rating counts this long after the question: the call is short
 
 
 class SurveyError(ContactRouterError, ValueError):
@@ -84,6 +90,8 @@ def due_at(tenant: Tenant, record: dict[str, str], disposition: str, now_ms: int
     channel = record.get("last_channel") or record.get("channel", "")
     if not survey.asks_on(channel) or record.get("kind") == "campaign":
         return ""
+    if channel == "voice":  # asked on the call when the agent hung up (ask_on_call), never after
+        return ""
     if survey.dispositions and disposition not in survey.dispositions:
         return ""
     if not sampled(record["id"], survey.share):
@@ -108,7 +116,8 @@ def _template_paths(tenant: str, locale: str, default: str, channel: str) -> lis
 def wording(tenant: Tenant, channel: str, locale: str, fields: dict[str, str]) -> tuple[str, str]:
     """The survey's (text, email subject) in the customer's locale where the tenant has it,
     else the survey's default locale. The templates are the tenant's, so they run in the
-    sandbox; a broken one is logged and the built-in wording goes instead."""
+    sandbox; a broken one is logged and the built-in wording goes instead. For voice, the
+    second is the thanks said after a rating (voice.thanks.txt beside voice.txt)."""
     survey = tenant.survey or Survey()
     folder = templating.folder()
     env = templating.sandboxed()
@@ -118,19 +127,22 @@ def wording(tenant: Tenant, channel: str, locale: str, fields: dict[str, str]) -
             continue
         try:
             body = env.from_string(file.read_text("utf-8")).render(fields).strip()
-            return body, _subject(env, file, fields)
+            if channel == "voice":
+                return body, _beside(env, file, "voice.thanks.txt", fields, THANKS)
+            return body, _beside(env, file, "email.subject.txt", fields, SUBJECT)
         except jinja2.TemplateError as exc:
             log.warning("survey template %s of %s: %s; the built-in wording goes instead", path, tenant.id, exc)
             break
-    return FALLBACK[channel], SUBJECT
+    return FALLBACK[channel], THANKS if channel == "voice" else SUBJECT
 
 
-def _subject(env: jinja2.Environment, file: Path, fields: dict[str, str]) -> str:
-    """An email survey's subject: email.subject.txt beside its body, else SUBJECT."""
-    subject = file.with_name("email.subject.txt")
-    if not subject.is_file():
-        return SUBJECT
-    return " ".join(env.from_string(subject.read_text("utf-8")).render(fields).split())[:200] or SUBJECT
+def _beside(env: jinja2.Environment, file: Path, name: str, fields: dict[str, str], default: str) -> str:
+    """A one-line companion of a survey's body (an email's subject, a call's thanks): the
+    template `name` beside it, else `default`."""
+    companion = file.with_name(name)
+    if not companion.is_file():
+        return default
+    return " ".join(env.from_string(companion.read_text("utf-8")).render(fields).split())[:200] or default
 
 
 async def _locale(store: Store, tenant: Tenant, conversation: str) -> str:
@@ -196,26 +208,83 @@ async def send_due(store: Store, tenant: Tenant, conversation: str, *, base_url:
         address=address,
         metadata={"survey": conversation},
     )
-    caps = survey.caps_on(channel)
-    cap_days = max([cap.days for cap in caps] + [CAP_HISTORY_DAYS])
-    outcome = await atomic.survey_send(
-        store,
-        tenant.id,
-        conversation,
-        channel=channel,
-        address=address,
-        ident=identity(channel, address),
-        scope=tenant.opt_out_scope,
-        outbound=events.encode(message),
-        entry=msgspec.msgpack.encode(entry),
-        message=message.id,
-        day=local_day(tenant, now),
-        caps=",".join(f"{cap.max}:{int(cap.days * DAY_MS)}" for cap in caps),
-        cap_ttl=int(cap_days * DAY_MS),
-        answer_until=now + int(survey.answer_hours * 3_600_000),
-    )
+    until = now + int(survey.answer_hours * 3_600_000)
+    outcome = await _decide(store, tenant, message, entry, outbound=events.encode(message), answer_until=until)
     log.info("survey of %s/%s on %s: %s", tenant.id, conversation, channel, outcome)
     return outcome
+
+
+async def _decide(
+    store: Store,
+    tenant: Tenant,
+    message: events.OutboundMessage,
+    entry: events.HistoryEntry,
+    *,
+    outbound: bytes,
+    answer_until: int,
+    asked: str = "close",
+) -> str:
+    """survey_send.lua with the channel's caps: whether the survey goes (the outcome)."""
+    caps = (tenant.survey or Survey()).caps_on(message.channel)
+    cap_days = max([cap.days for cap in caps] + [CAP_HISTORY_DAYS])
+    return await atomic.survey_send(
+        store,
+        tenant.id,
+        message.conversation,
+        channel=message.channel,
+        address=message.to,
+        ident=identity(message.channel, message.to),
+        scope=tenant.opt_out_scope,
+        outbound=outbound,
+        entry=msgspec.msgpack.encode(entry),
+        message=message.id,
+        day=local_day(tenant, message.occurred_at),
+        caps=",".join(f"{cap.max}:{int(cap.days * DAY_MS)}" for cap in caps),
+        cap_ttl=int(cap_days * DAY_MS),
+        answer_until=answer_until,
+        asked=asked,
+    )
+
+
+async def ask_on_call(store: Store, tenant: Tenant, conversation: str, *, locale: str) -> tuple[str, str, str]:
+    """The agent hung up and the caller is still on the line: whether to ask them for a
+    keypad rating now, judged and recorded as a sent survey is (the channel asks, the sampled
+    share, the opt-outs, the caps, once per conversation; `dispositions` do not apply, as
+    the call is rated before the agent chooses one). (outcome, the question, the thanks):
+    "sent" means ask; anything else, hang up."""
+    survey = tenant.survey
+    keys = Keys(tenant.id)
+    raw = await store.redis.hgetall(keys.conversation(conversation))
+    record = {k.decode(): v.decode() for k, v in raw.items()}
+    if not record or survey is None or not survey.asks_on("voice") or record.get("kind") == "campaign":
+        return "not_asked", "", ""
+    if record.get("survey"):
+        return f"decided:{record['survey']}", "", ""
+    if not sampled(conversation, survey.share):
+        return "not_sampled", "", ""
+    address = record.get("address", "")
+    question, thanks = wording(tenant, "voice", locale, await _fields(store, tenant, record))
+    now = events.now_ms()
+    message = events.OutboundMessage(
+        id=events.new_id(),
+        tenant=tenant.id,
+        channel="voice",
+        to=address,
+        occurred_at=now,
+        conversation=conversation,
+        body=question,
+        automatic=True,
+        metadata={"survey": conversation},
+    )
+    entry = events.HistoryEntry(
+        id=message.id, kind="out", channel="voice", occurred_at=now, body=question, address=address,
+        metadata={"survey": conversation},
+    )  # fmt: skip
+    outcome = await _decide(
+        store, tenant, message, entry, outbound=b"", answer_until=now + CALL_ANSWER_S * 1000, asked="call"
+    )
+    log.info("keypad survey of %s/%s: %s", tenant.id, conversation, outcome)
+    return outcome, question, thanks
 
 
 # --- 3. answered ---

@@ -39,7 +39,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import bridge, estimate, inbound, recording, status, voicemail
+from channels.voice import bridge, estimate, inbound, recording, status, survey, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, conversations, events
 from router.appkeys import STORE
@@ -320,7 +320,8 @@ def _spoken(number: str) -> str:
 async def dialed(request: web.Request) -> web.Response:
     """The caller's conference ended or they left it (the Dial's action). Moved out by
     the agent (a transfer: their call is queued again, or held outside a conference):
-    back to the loop. Otherwise the call is over: the agent hung up, or the caller did."""
+    back to the loop. The agent hung up with the caller still on the line: the keypad
+    survey where the tenant asks one (channels.voice.survey). Otherwise the call is over."""
     store = request.app[STORE]
     tenant, form = await call_form(request)
     response = VoiceResponse()
@@ -328,6 +329,11 @@ async def dialed(request: web.Request) -> web.Response:
     caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
     if not caller_gone and call.get("state") in (HELD, "queued"):
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
-    else:
-        response.hangup()
+        return twiml(response)
+    if not caller_gone and call.get("state") == "connected":
+        # the agent hung up and the caller is still on the line: the keypad survey, if asked
+        asked = await survey.offer(request, tenant, form["CallSid"], call)
+        if asked is not None:
+            return twiml(asked)
+    response.hangup()
     return twiml(response)

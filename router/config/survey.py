@@ -13,10 +13,11 @@ import msgspec
 
 from router.config.fields import FieldError
 
-# The channels a survey can ask on. Voice (a keypad survey after the agent hangs up) and
-# fax are not among them.
-SurveyChannel = Literal["webchat", "sms", "telegram", "email"]
-SURVEY_CHANNELS: tuple[str, ...] = ("webchat", "sms", "telegram", "email")
+# The channels a survey can ask on (fax is not among them). Voice asks on the keypad while
+# the caller is still on the line after the agent hangs up (channels.voice.survey); it asks
+# only where listed, so `channels` left out keeps the channels it meant before voice could.
+SurveyChannel = Literal["webchat", "sms", "telegram", "email", "voice"]
+SURVEY_CHANNELS: tuple[str, ...] = ("webchat", "sms", "telegram", "email")  # the default
 Locale = Annotated[
     str, msgspec.Meta(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", description="a locale such as en or zh-CN")
 ]

@@ -14,12 +14,17 @@
 -- tenant's opt_out_scope), outbound (MessagePack; the message's id is message), history
 -- entry, message, day (the local date the figures count on), day key, outbound stream key,
 -- cap attempts key ("" for none), caps ("max:window_ms" joined by ","), cap ttl (ms),
--- answer_until (ms: an answer counts until then).
+-- answer_until (ms: an answer counts until then), asked ("close": after the close, by the
+-- timers worker; "call": the voice keypad survey, while the caller is still on the line
+-- after the agent hung up: the conversation need not be closed yet, no message is queued
+-- (the question is the call's own TwiML) and no pending survey is set on the customer, so a
+-- text "4" from them is never taken as the answer to a question asked on a call).
 -- Returns the outcome: sent | opted_out | do_not_contact | revocation_pending | capped |
 -- wrote_again | decided:<state> | unknown.
 local conv, channel, address, ident, scope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local outbound, entry, message, day, day_key = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local outbound_stream, cap, caps, cap_ttl, answer_until = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
+local on_call = ARGV[16] == "call"
 local c = conversation_key(conv)
 redis.call("ZREM", timers_key(), "survey:" .. conv)
 local f = redis.call("HMGET", c, "state", "survey", "customer", "queue", "agent")
@@ -34,7 +39,7 @@ local function decide(outcome, sent_message)
   return outcome
 end
 
-if state ~= "closed" then return decide("reopened") end
+if state ~= "closed" and not on_call then return decide("reopened") end
 local open = customer and redis.call("HGET", customer_key(customer), "open_conv")
 if open and open ~= "" and open ~= conv then return decide("wrote_again") end
 local refusal = contact_refusal(scope, channel, {ident}, "", "")
@@ -49,9 +54,9 @@ if cap ~= "" then
 end
 redis.call("HSET", c, "survey_message", message, "survey_sent_at", NOW_S, "survey_until", answer_until,
   "survey_address", address)
-if customer then redis.call("HSET", customer_key(customer), "survey", conv) end
+if customer and not on_call then redis.call("HSET", customer_key(customer), "survey", conv) end
 redis.call("RPUSH", conversation_log_key(conv), entry)
-redis.call("XADD", outbound_stream, "*", "e", outbound)
+if not on_call then redis.call("XADD", outbound_stream, "*", "e", outbound) end
 if queue ~= "" then redis.call("HINCRBY", day_key, "q:" .. queue .. ":sent", 1) end
 if agent ~= "" then redis.call("HINCRBY", day_key, "a:" .. agent .. ":sent", 1) end
 return decide("sent", message)

@@ -87,6 +87,12 @@ async def test_a_tenant_without_a_survey_or_a_channel_it_does_not_ask_on_gets_no
     assert await w.timers("survey:") == {}
 
 
+async def test_a_call_is_not_surveyed_at_its_close_as_its_keypad_survey_was_asked_on_the_call():
+    w = await surveyed_world('channels = ["voice", "sms"]')
+    await closed(w, channel="voice")
+    assert await w.timers("survey:") == {}
+
+
 async def test_only_the_dispositions_named_are_surveyed():
     w = await surveyed_world('dispositions = ["resolved"]')
     await closed(w, disposition="no_answer")
@@ -271,15 +277,18 @@ def test_the_keys_of_the_survey_figures():
 
 
 @pytest.mark.parametrize("locale", ["en", "zh"])
-@pytest.mark.parametrize("channel", ["sms", "telegram", "webchat", "email"])
+@pytest.mark.parametrize("channel", ["sms", "telegram", "webchat", "email", "voice"])
 async def test_every_shipped_wording_renders_in_the_sandbox(locale, channel):
     w = await surveyed_world()
     fields = {"tenant_name": "Acme", "agent_name": "Amy", "customer": "Jane Doe", "customer_first_name": "Jane"}
-    body, subject = surveys.wording(w.tenant, channel, locale, fields)
+    body, second = surveys.wording(w.tenant, channel, locale, fields)
     assert body not in surveys.FALLBACK.values()
     assert "5" in body
     assert "Acme" in body or channel == "webchat"
-    assert "Acme" in subject
+    if channel == "voice":  # the thanks said after a keypad rating
+        assert second and "{" not in second and (locale == "en" or second != surveys.THANKS)
+    else:  # the email subject
+        assert "Acme" in second
 
 
 async def test_a_telegram_customers_language_picks_the_wording():
@@ -324,7 +333,7 @@ async def test_a_digit_after_another_message_in_the_same_batch_belongs_to_the_ne
 @pytest.mark.parametrize(
     ("survey", "problem"),
     [
-        ('channels = ["voice"]', "survey.channels"),
+        ('channels = ["fax"]', "survey.channels"),
         ('dispositions = ["happy"]', "unknown disposition 'happy'"),
         ("share = 1.5", "survey.share"),
         ("low_rating = 6", "survey.low_rating"),
