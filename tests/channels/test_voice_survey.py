@@ -177,3 +177,16 @@ async def test_the_talk_time_ends_when_the_agent_hangs_up_not_after_the_survey(d
     handled = await desk.world.store.redis.lrange(Keys("acme").voice_handled("support"), 0, -1)
     assert [int(v) for v in handled] == [90_000]
     assert (await inbound.get_call(desk.world.store, "acme", desk.phone.sid))["state"] == survey.STATE
+
+
+async def test_the_voice_caps_count_per_caller():
+    capped = ASKING.replace("low_rating = 2", 'low_rating = 2\ncaps = [{ channel = "voice", max = 1, days = 30 }]')
+    async for desk in desk_of(capped, ENV):
+        first = await desk.call_with("amy")
+        assert (await agent_hangs_up(desk)).verbs == ["Gather", "Hangup"]
+        await agents.close(desk.world.store, desk.world.tenant, "amy", first, "resolved")
+        again = Desk(desk.phone.another(), desk.api, desk.sender)  # the same caller calls again
+        second = await again.call_with("amy")
+        assert second != first
+        assert (await agent_hangs_up(again)).verbs == ["Hangup"]
+        assert (await desk.world.conversation(second))["survey"] == "capped"

@@ -383,3 +383,13 @@ async def test_an_opt_out_on_another_channel_of_the_person_counts_under_the_tena
     await w.store.redis.sadd(w.keys.suppression("sms"), "+15551230000")  # she texted STOP once
     await w.fire("survey:")
     assert [e.outcome for e in await w.events(events.SurveySent)] == [outcome]
+
+
+def test_the_config_check_accepts_voice_among_the_survey_channels_and_caps():
+    survey = 'channels = ["voice", "sms"]\ncaps = [{ channel = "voice", max = 1, days = 30 }]'
+    [tenant] = deployment(SURVEYED.format(survey=survey)).tenants
+    assert tenant.survey.asks_on("voice") and not tenant.survey.asks_on("email")
+    assert [cap.channel for cap in tenant.survey.caps_on("voice")] == ["voice"]
+    # left out, `channels` keeps the channels it meant before voice could ask
+    [tenant] = deployment(SURVEYED.format(survey="")).tenants
+    assert not tenant.survey.asks_on("voice")
