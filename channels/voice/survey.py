@@ -15,7 +15,8 @@ as sent. Then the caller hears the question in a <Gather numDigits=1>:
 - another key, or a second post of the same Gather, records nothing and hangs up;
 - no key: the Gather falls through to <Hangup>; nothing is recorded.
 
-A caller who hangs up first (the Dial's action then says the call is over) is not asked.
+A caller who hangs up first (the Dial's action then says the call is over) is not asked,
+nor one handed over to an outside number by a warm transfer (channels.voice.transfer).
 The call's state is "survey" meanwhile, so its talk time (channels.voice.status) ends when
 the agent hung up and the desk no longer offers to hold or transfer it.
 
@@ -52,6 +53,8 @@ async def offer(request: web.Request, tenant: Tenant, caller: str, call: dict[st
     """The agent left the caller's conference: the survey's TwiML if the caller is to be
     asked (recorded as sent), else None (the call ends as before)."""
     store = request.app[STORE]
+    if call.get("transferred_to"):  # handed over to an outside number: not the tenant's call to rate
+        return None
     conversation = await inbound.conversation_of(store, tenant.id, caller, call)
     if conversation is None or tenant.survey is None or not tenant.survey.asks_on("voice"):
         return None

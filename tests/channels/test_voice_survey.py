@@ -136,6 +136,13 @@ async def test_a_caller_who_hangs_up_first_is_not_asked(desk):
     assert "survey" not in await desk.world.conversation(conversation)
 
 
+async def test_a_caller_handed_over_to_an_outside_number_is_not_asked(desk):
+    conversation = await desk.call_with("amy")
+    await inbound.update_call(desk.world.store, "acme", desk.phone.sid, transferred_to="+15558880000")
+    assert (await agent_hangs_up(desk)).verbs == ["Hangup"]
+    assert "survey" not in await desk.world.conversation(conversation)
+
+
 async def test_a_call_is_asked_once_and_its_close_plans_no_second_survey(desk):
     conversation = await desk.call_with("amy")
     await press(desk, await agent_hangs_up(desk), "5")
