@@ -24,7 +24,8 @@
 local conv, channel, address, ident, scope = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local outbound, entry, message, day, day_key = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local outbound_stream, cap, caps, cap_ttl, answer_until = ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]
-local on_call = ARGV[16] == "call"
+local asked = ARGV[16]
+local on_call = asked == "call"
 local c = conversation_key(conv)
 redis.call("ZREM", timers_key(), "survey:" .. conv)
 local f = redis.call("HMGET", c, "state", "survey", "customer", "queue", "agent")
