@@ -317,6 +317,28 @@ async def test_on_a_real_redis_a_survey_goes_once_and_a_texted_rating_counts(rea
     assert result.sent_at == int(record["survey_sent_at"])
 
 
+async def asked_on_a_call(w) -> None:
+    """The voice keypad survey's path through survey_send.lua and survey_answer.lua: asked
+    before the close, recorded as sent, never answered by a text."""
+    conversation = await w.assigned_to("amy", channel="voice", address="+15551230000")
+    outcome, question, thanks = await surveys.ask_on_call(w.store, w.tenant, conversation, locale="en-GB")
+    assert (outcome, "keypad" in question, thanks) == ("sent", True, "Thank you for your rating. Goodbye.")
+    assert (await surveys.ask_on_call(w.store, w.tenant, conversation, locale="en-GB"))[0] == "decided:sent"
+    assert await surveys_sent(w) == []  # the call's TwiML asks: nothing on the outbound stream
+    customer = (await w.conversation(conversation))["customer"]
+    assert await w.store.redis.hget(w.keys.customer(customer), "survey") is None
+    assert await surveys.rate(w.store, w.tenant, conversation, 5, channel="voice") == ("rated", 5)
+    assert await surveys.rate(w.store, w.tenant, conversation, 1, channel="voice") == ("already", 5)
+
+
+async def test_a_call_is_asked_while_open_once_with_nothing_queued_and_no_pending_text_answer():
+    await asked_on_a_call(await surveyed_world('channels = ["voice"]'))
+
+
+async def test_on_a_real_redis_a_call_is_asked_while_open_and_rated_once(real_store):
+    await asked_on_a_call(await world(SURVEYED.format(survey='channels = ["voice"]'), store=real_store))
+
+
 async def test_a_digit_after_another_message_in_the_same_batch_belongs_to_the_new_conversation():
     w = await surveyed_world()
     conversation = await closed(w)
