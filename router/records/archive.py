@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from router import events
-from router.records import migrate, snapshot
+from router.records import migrate, search, snapshot
 from router.store import Store
 
 log = logging.getLogger(__name__)
@@ -234,49 +234,10 @@ class Archive:
             return [row[0] for row in await cur.fetchall()]
 
     async def search(
-        self,
-        tenant: str,
-        *,
-        customers: Sequence[str] | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        disposition: str = "",
-        text: str = "",
-        limit: int = 2000,
-    ) -> list[str]:
-        """Conversations matching every filter given, newest first: of these customers, opened
-        in the range, closed with the disposition, with the text in a message, note or subject
-        (as words, or as a substring: Chinese and Japanese have no spaces to find words by)."""
-        where = ["c.tenant = %(tenant)s"]
-        if customers is not None:
-            where.append("c.customer = ANY(%(customers)s)")
-        if start_ms is not None:
-            where.append("c.created_at >= %(start)s")
-        if end_ms is not None:
-            where.append("c.created_at <= %(end)s")
-        if disposition:
-            where.append("c.disposition = %(disposition)s")
-        if text:
-            where.append(
-                "EXISTS (SELECT 1 FROM messages m WHERE m.tenant = c.tenant AND m.conversation = c.id"
-                " AND (m.search @@ plainto_tsquery('simple', %(text)s)"
-                " OR m.body ILIKE %(like)s OR m.subject ILIKE %(like)s))"
-            )
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params = {
-            "tenant": tenant,
-            "customers": list(customers or []),
-            "start": _at(start_ms) if start_ms is not None else None,
-            "end": _at(end_ms) if end_ms is not None else None,
-            "disposition": disposition,
-            "text": text,
-            "like": like,
-            "limit": limit,
-        }
-        sql = f"SELECT c.id FROM conversations c WHERE {' AND '.join(where)} ORDER BY c.created_at DESC LIMIT %(limit)s"
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.encode(), params)  # built from the fixed clauses above only
-            return [row[0] for row in await cur.fetchall()]
+        self, tenant: str, filters: search.Filters, *, offset: int = 0, limit: int = 50
+    ) -> search.Page:
+        """A page of the tenant's archived conversations matching every filter, with the total."""
+        return await search.search(self, tenant, filters, offset=offset, limit=limit)
 
     async def deliveries(self, tenant: str, messages: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each archived reply's last delivery status and error."""

@@ -84,3 +84,8 @@ async def test_the_supervisors_search_finds_archived_conversations(inbox: Inbox)
         assert await hits(text="call") == [old]  # a word of the reply
         assert await hits(disposition="promise_to_pay") == [old]
         assert await hits(disposition="resolved") == []
+        assert await hits(agent="amy") == [old]  # by agent and queue too, across all history
+        assert await hits(agent="zoe") == []
+        page = await (await client.get("/inbox/search", params={"go": "1", "tenant": "acme", "agent": "amy"})).text()
+        assert '<h2 id="total">1 conversation</h2>' in page
+        assert (await client.get("/inbox/search", params={"go": "1", "page": "0"})).status == 400
