@@ -83,11 +83,13 @@ async def drill(
     deployment,
     contacts: int,
     *,
+    first: int = 0,
     address: Callable[[int], str] = address_of,
     body: Callable[[int], str] = body_of,
 ) -> int:
     """N SMS contacts, each routed, accepted, answered once, closed and its reply sent; returns how many closed.
-    `address` and `body` give the n-th contact's (addresses distinct within one drill)."""
+    The contacts are numbers first.. (their provider ids too); `address` and `body` give the n-th's
+    (addresses distinct within one drill)."""
     tenant = deployment.tenants[0]
     keys = Keys(TENANT)
     settings = Settings(consumer="bench", batch=100, block_ms=10)
@@ -99,7 +101,7 @@ async def drill(
     await dispatcher.ensure_groups()
     for agent in tenant.agents:
         await agents.set_presence(store, tenant, agent.id, "available")
-    for n in range(contacts):
+    for n in range(first, first + contacts):
         await bus.ingest(
             store,
             events.InboundContact(
@@ -115,7 +117,7 @@ async def drill(
         )
     closed = 0
     while closed < contacts:
-        await router.read()
+        read = await router.read()
         progressed = False
         for agent in tenant.agents:
             for offer in await agents.offers(store, tenant, agent.id):
@@ -127,7 +129,7 @@ async def drill(
                 progressed = True
         while await dispatcher.read():
             pass
-        if not progressed and not await store.redis.xlen(keys.inbound):
+        if not progressed and not read:  # nothing routed, offered or left to read
             break
     return closed
 
