@@ -25,13 +25,11 @@ import time
 from collections import defaultdict
 
 import msgspec
-import psycopg
-from psycopg_pool import PoolTimeout
 
 from router import atomic, bus, events
 from router.config import Deployment
 from router.keys import ARCHIVE_GROUP, Keys, shard_of
-from router.records.archive import Archive
+from router.records.archive import UNAVAILABLE, Archive
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
@@ -41,8 +39,7 @@ log = logging.getLogger(__name__)
 EVICT_EVERY_S = 60.0
 EVICT_BATCH = 200  # conversations archived again and evicted per transaction
 DAY_MS = 86_400_000
-# What PostgreSQL being away raises: a connection refused or dropped, no connection in time.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
+DATABASE_ERRORS = UNAVAILABLE  # PostgreSQL away: a connection refused or dropped, no connection in time
 
 
 def archive_of(store: Store) -> Archive:

@@ -15,10 +15,11 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from router import events
 from router.records import migrate, search, snapshot
@@ -27,6 +28,8 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
+# What PostgreSQL being away raises: a connection refused or dropped, no connection in time.
+UNAVAILABLE: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
 
 
 def _at(ms: str | int | None) -> dt.datetime | None:
