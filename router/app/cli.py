@@ -27,6 +27,7 @@ import msgspec
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
+from router.attachments import AttachmentStore
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
 from router.keys import SANDBOX_TWILIO_TOKEN
@@ -308,7 +309,8 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
     elif a.action == "erase":
         from router.records import erasure
 
-        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        files = AttachmentStore(a.settings.attachment_dir, a.settings.attachment_max_bytes)
+        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason, files=files)
         await audit.record(
             store,
             "erasure",
@@ -316,9 +318,9 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
             client="cli",
             tenants=(a.tenant,),
             target=f"customer {args[0]}",
-            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else ""),
+            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else "") + f"; erased {erasure.describe(counts)}",
         )
-        print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        print(f"erased {args[0]}: {erasure.describe(counts)}")
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
@@ -450,6 +452,7 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
     if settings.redis_url is None:
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
     store = connect(settings)
+    a.settings = settings  # for the commands that need more than the store (the attachment store's folder)
     if settings.database_url:  # what Redis no longer holds is read from the archive
         from router.records.archive import Archive
 
