@@ -298,9 +298,12 @@ async def evict(
     closed_before: int,
     message_ids: str,
     fields: Iterable[str],
+    thread_refs: str = "",
 ) -> str:
     """evict.lua: remove a closed conversation's records from Redis if they are still
     what the archive committed (`held`, spelt from `fields`, the hash's field names, and
-    the replies `message_ids`, one a line); "evicted", "gone", "open", "recent" or "changed"."""
-    args = [conversation, held, closed_before, message_ids, *fields]
+    the replies `message_ids`, one a line), with the email thread references that lead to
+    it (`thread_refs`, one a line: its customers' Message-IDs; its token and its replies'
+    Message-IDs the script finds); "evicted", "gone", "open", "recent" or "changed"."""
+    args = [conversation, held, closed_before, message_ids, thread_refs, *fields]
     return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))

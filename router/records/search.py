@@ -86,7 +86,7 @@ async def search(archive: Archive, tenant: str, filters: Filters, *, offset: int
         "limit": limit,
     }
     where = " AND ".join(_where(filters))  # built from the fixed clauses above only; values are parameters
-    async with archive.pool.connection() as conn:
+    async with archive.reading() as conn:
         cur = await conn.execute(
             f"SELECT c.id, count(*) OVER () FROM conversations c WHERE {where}"
             " ORDER BY c.created_at DESC, c.id DESC OFFSET %(offset)s LIMIT %(limit)s".encode(),
