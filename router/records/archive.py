@@ -322,9 +322,7 @@ class Archive:
             )
             return [row[0] for row in await cur.fetchall()]
 
-    async def search(
-        self, tenant: str, filters: search.Filters, *, offset: int = 0, limit: int = 50
-    ) -> search.Page:
+    async def search(self, tenant: str, filters: search.Filters, *, offset: int = 0, limit: int = 50) -> search.Page:
         """A page of the tenant's archived conversations matching every filter, with the total."""
         return await search.search(self, tenant, filters, offset=offset, limit=limit)
 

@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # a type only: search runs on the archive's pool
     from router.records.archive import Archive
 
 MAX_PAGE = 500
+# Matches counted exactly up to here: counting every one of a common word's hundreds of
+# thousands would take a second; "more than 1,000" tells a supervisor to narrow the search.
+COUNT_CAP = 1000
+_TEXT = "(m.search @@ plainto_tsquery('simple', %(text)s) OR m.body ILIKE %(like)s OR m.subject ILIKE %(like)s)"
 
 
 class Filters(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,8 +38,9 @@ class Filters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Page(msgspec.Struct, frozen=True):
-    total: int  # every conversation that matches
+    total: int  # every conversation that matches, up to COUNT_CAP
     conversations: list[str]  # this page's, newest first
+    more: bool = False  # more than COUNT_CAP match: `total` is COUNT_CAP
 
 
 def like_pattern(value: str) -> str:
@@ -48,9 +53,11 @@ def _where(filters: Filters) -> list[str]:
     if filters.customers is not None:
         where.append("c.customer = ANY(%(customers)s)")
     if filters.address:
+        # one set from two trigram indexes (an OR across them would read every conversation)
         where.append(
-            "(c.address ILIKE %(address)s OR c.customer IN"
-            " (SELECT i.customer FROM identities i WHERE i.tenant = %(tenant)s AND i.identity ILIKE %(address)s))"
+            "c.id IN (SELECT a.id FROM conversations a WHERE a.tenant = %(tenant)s AND a.address ILIKE %(address)s"
+            " UNION SELECT o.id FROM identities i JOIN conversations o ON o.tenant = i.tenant"
+            " AND o.customer = i.customer WHERE i.tenant = %(tenant)s AND i.identity ILIKE %(address)s)"
         )
     if filters.start is not None:
         where.append("c.created_at >= %(start)s")
@@ -61,15 +68,13 @@ def _where(filters: Filters) -> list[str]:
             where.append(f"c.{name} = %({name})s")
     if filters.text:
         where.append(
-            "EXISTS (SELECT 1 FROM messages m WHERE m.tenant = c.tenant AND m.conversation = c.id"
-            " AND (m.search @@ plainto_tsquery('simple', %(text)s)"
-            " OR m.body ILIKE %(like)s OR m.subject ILIKE %(like)s))"
+            f"EXISTS (SELECT 1 FROM messages m WHERE m.tenant = c.tenant AND m.conversation = c.id AND {_TEXT})"
         )
     return where
 
 
 async def search(archive: Archive, tenant: str, filters: Filters, *, offset: int = 0, limit: int = 50) -> Page:
-    """One page of the tenant's conversations matching `filters`, and how many match in all."""
+    """One page of the tenant's conversations matching `filters`, and how many match (up to COUNT_CAP)."""
     limit = max(1, min(limit, MAX_PAGE))
     params = {
         "tenant": tenant,
@@ -84,18 +89,29 @@ async def search(archive: Archive, tenant: str, filters: Filters, *, offset: int
         "like": like_pattern(filters.text),
         "offset": max(0, offset),
         "limit": limit,
+        "cap": COUNT_CAP + 1,
     }
-    where = " AND ".join(_where(filters))  # built from the fixed clauses above only; values are parameters
+    clauses = _where(filters)
+    where = " AND ".join(clauses)  # built from the fixed clauses above only; values are parameters
+    order = " ORDER BY c.created_at DESC, c.id DESC OFFSET %(offset)s LIMIT %(limit)s"
     async with archive.reading() as conn:
         cur = await conn.execute(
-            f"SELECT c.id, count(*) OVER () FROM conversations c WHERE {where}"
-            " ORDER BY c.created_at DESC, c.id DESC OFFSET %(offset)s LIMIT %(limit)s".encode(),
-            params,
+            f"SELECT count(*) FROM (SELECT 1 FROM conversations c WHERE {where} LIMIT %(cap)s) s".encode(), params
         )
-        rows = await cur.fetchall()
-        if rows:
-            return Page(rows[0][1], [row[0] for row in rows])
-        if not offset:
-            return Page(0, [])
-        cur = await conn.execute(f"SELECT count(*) FROM conversations c WHERE {where}".encode(), params)
-        return Page((await cur.fetchone())[0], [])
+        counted = (await cur.fetchone())[0]
+        if counted == 0 or (counted <= COUNT_CAP and offset >= counted):
+            return Page(counted, [])
+        if filters.text and counted <= COUNT_CAP:
+            # Few match: from the messages that match, then newest first. (Walking every conversation
+            # newest first to find a few would look at them all; many match: that walk ends soon.)
+            rest = " AND ".join(clauses[:-1])
+            sql = (
+                "WITH hits AS MATERIALIZED (SELECT DISTINCT m.conversation FROM messages m"
+                f" WHERE m.tenant = %(tenant)s AND {_TEXT})"
+                f" SELECT c.id FROM conversations c JOIN hits h ON h.conversation = c.id WHERE {rest}{order}"
+            )
+        else:
+            sql = f"SELECT c.id FROM conversations c WHERE {where}{order}"
+        cur = await conn.execute(sql.encode(), params)
+        found = [row[0] for row in await cur.fetchall()]
+    return Page(min(counted, COUNT_CAP), found, more=counted > COUNT_CAP)

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from router import agents, conversations
+from router.records import search as records_search
 from router.records.archive import Archive
 from router.records.search import Filters, like_pattern
 from tests.factories import World, deployment, world
@@ -140,3 +141,21 @@ async def test_a_tenant_never_finds_another_tenants_conversations(w: World) -> N
     assert await ids(other, text="meter") == [theirs]
     assert await ids(w, address="+15551230001") == [ours]
     assert await ids(w, customers=[(await conversations.get(w.store, "beta", theirs))["customer"]]) == []
+
+
+async def test_past_the_count_cap_the_total_says_more_and_pages_still_come(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(records_search, "COUNT_CAP", 2)
+    made = [
+        await closed(w, "amy", address=f"+1555123000{n}", body="my meter", disposition="resolved") for n in range(4)
+    ]
+    await archived(w)
+
+    first = await w.store.archive.search(w.tenant.id, Filters(text="meter"), limit=3)
+    last = await w.store.archive.search(w.tenant.id, Filters(text="meter"), offset=3, limit=3)
+    few = await w.store.archive.search(w.tenant.id, Filters(text="meter", address="+15551230001"), limit=3)
+
+    assert (first.total, first.more, first.conversations) == (2, True, list(reversed(made))[:3])
+    assert last.conversations == [made[0]]
+    assert (few.total, few.more, few.conversations) == (1, False, [made[1]])

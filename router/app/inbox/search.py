@@ -122,7 +122,8 @@ class Results(msgspec.Struct, kw_only=True):
     rows: list[dict[str, object]]  # this page's, newest first
     total: int  # every conversation that matches (without an archive: of those looked at)
     page: int
-    pages: int
+    pages: int  # at least this many (more: the total is a floor)
+    more: bool = False  # more match than the archive counts (records.search.COUNT_CAP): `total` is that cap
 
 
 def _within(query: Query, record: dict[str, str], start_ms: int, end_ms: int, dated: bool) -> bool:
@@ -182,7 +183,10 @@ async def _from_archive(store: Store, tenant: Tenant, query: Query) -> Results:
         except conversations.NotFound:  # erased or expired since the query ran
             continue
         rows.append(await _row(store, tenant, conversation, record))
-    return Results(rows=rows, total=found.total, page=query.page, pages=max(1, -(-found.total // PAGE_SIZE)))
+    pages = max(1, -(-found.total // PAGE_SIZE))
+    if found.more and len(found.conversations) == PAGE_SIZE:
+        pages = max(pages, query.page + 1)  # uncounted: there may be a next page
+    return Results(rows=rows, total=found.total, page=query.page, pages=pages, more=found.more)
 
 
 def _at(ms: int | None) -> dt.datetime | None:
