@@ -181,8 +181,14 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(name)
         for command in module.register(sub):
             EXTENSIONS[command] = module
-    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations")
-    db.add_argument("action", choices=["upgrade", "status"], help="upgrade: apply what is missing; status: versions")
+    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations, backfill")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "status", "backfill"],
+        help="upgrade: apply what is missing; status: versions; backfill: archive the conversations Redis holds"
+        " whose events were trimmed before the archive ran (--tenant)",
+    )
+    db.add_argument("--tenant", help="backfill: the tenant")
 
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
@@ -371,6 +377,17 @@ async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -
         print(f"{agent.agent:<16}{agent.presence + reason:<12}{load or '-'}")
 
 
+async def _backfill(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    """`db backfill --tenant T`: archive what Redis holds that no events entry will name again."""
+    from router.records import backfill
+
+    if not a.tenant:
+        raise CliError("db backfill needs --tenant")
+    deployment.tenant(a.tenant)
+    seen, written = await backfill.backfill(store, a.tenant)
+    print(f"{a.tenant}: {seen} conversations in Redis, {written} archived now (the rest were archived already)")
+
+
 COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[None]]] = {
     "contact": _contact_add,
     "agent": _agent,
@@ -380,6 +397,7 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
     "dead": _dead,
     "trim": _trim,
     "status": _status,
+    "db": _backfill,
 }
 
 
@@ -527,9 +545,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "simulate":
             asyncio.run(_simulate(settings, deployment, a))
             return 0
-        if a.command == "db":
+        if a.command == "db" and a.action != "backfill":
             _db(settings, a)
             return 0
+        if a.command == "db":
+            if not settings.database_url:
+                raise CliError("set DATABASE_URL (the archive's PostgreSQL, e.g. postgresql://user@host/contactrouter)")
         asyncio.run(_with_store(settings, deployment, a))
         return 0
     except ContactRouterError as exc:  # a refused request: one line; anything else is a bug, with its traceback
