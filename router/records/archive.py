@@ -351,6 +351,7 @@ async def _delete_conversations(
     if files is not None:
         for (attachments,) in await messages.fetchall():
             files |= retention.stored_refs(attachments)
+    await conn.execute("DELETE FROM recordings WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
     return {"conversations": gone.rowcount, "messages": messages.rowcount, "events": evented.rowcount}
@@ -416,6 +417,17 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
             taken.digest,
         ),
     )
+    recordings = [_recording(tenant, taken.conversation, entry) for entry in taken.entries]
+    if any(recordings):
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO recordings (tenant, id, conversation, message, url, content_type, duration_s, occurred_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, id) DO UPDATE SET"
+                " conversation = excluded.conversation, message = excluded.message,"
+                " url = CASE WHEN recordings.expired_at IS NULL THEN excluded.url ELSE '' END,"
+                " content_type = excluded.content_type, duration_s = excluded.duration_s",
+                [r for r in recordings if r],
+            )
     rows = []
     for position, entry in enumerate(taken.entries):
         delivery = taken.deliveries.get(entry.id, {}) if entry.kind == "out" else {}
@@ -456,6 +468,25 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
                 " attempts = excluded.attempts",
                 rows,
             )
+
+
+def _recording(tenant: str, conversation: str, entry: events.HistoryEntry) -> tuple | None:
+    """A voice message's recording as a `recordings` row (None: the entry has none)."""
+    recording = entry.metadata.get("recording_sid", "")
+    audio = next((a for a in entry.attachments if a.content_type.startswith("audio/")), None)
+    if entry.channel != "voice" or not recording or audio is None:
+        return None
+    duration = entry.metadata.get("duration_s", "")
+    return (
+        tenant,
+        recording,
+        conversation,
+        entry.id,
+        audio.url,
+        audio.content_type,
+        int(duration) if duration.isdigit() else None,
+        _at(entry.occurred_at),
+    )
 
 
 async def _write_events(conn: AsyncConnection, tenant: str, entries: Sequence[tuple[str, events.StateEvent]]) -> None:

@@ -79,6 +79,11 @@ async def expire_kind(
                     await update.executemany(
                         "UPDATE messages SET attachments = %s, metadata = %s WHERE tenant = %s AND id = %s", updates
                     )
+                if kind == RECORDINGS:
+                    await conn.execute(
+                        "UPDATE recordings SET url = '', expired_at = now() WHERE tenant = %s AND message = ANY(%s)",
+                        (tenant, [message for *_rest, message in updates]),
+                    )
         if len(rows) < BATCH:
             break
         after = rows[-1][0]

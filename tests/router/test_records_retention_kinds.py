@@ -47,9 +47,11 @@ def stored_long_ago(files: AttachmentStore, ref: str) -> None:
     os.utime(files.path(ref), (old, old))
 
 
-async def conversation_with(w: World, address: str, attachments: list[dict], *, channel: str = "sms") -> str:
+async def conversation_with(
+    w: World, address: str, attachments: list[dict], *, channel: str = "sms", metadata: dict | None = None
+) -> str:
     conversation = await w.assigned_to(
-        "amy", channel=channel, address=address, body="see attached", attachments=attachments
+        "amy", channel=channel, address=address, body="see attached", attachments=attachments, metadata=metadata or {}
     )
     await agents.reply(w.store, w.tenant, "amy", conversation, "thanks")
     await agents.close(w.store, w.tenant, "amy", conversation, "resolved")
@@ -67,6 +69,13 @@ def archived_attachments(url: str, conversation: str) -> list[tuple[list, dict]]
     with psycopg.connect(url) as conn:
         return conn.execute(
             "SELECT attachments, metadata FROM messages WHERE conversation = %s AND kind = 'in'", (conversation,)
+        ).fetchall()
+
+
+def recordings(url: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT id, conversation, url, duration_s, expired_at IS NOT NULL FROM recordings ORDER BY id"
         ).fetchall()
 
 
@@ -127,9 +136,14 @@ async def test_recordings_go_after_their_period_and_other_attachments_stay(
 ) -> None:
     photo = await files.put(b"a photo")
     call = await conversation_with(
-        w, "+15551230001", [RECORDING, {"url": photo, "content_type": "image/jpeg"}], channel="voice"
+        w,
+        "+15551230001",
+        [RECORDING, {"url": photo, "content_type": "image/jpeg"}],
+        channel="voice",
+        metadata={"recording_sid": "RE1", "duration_s": "12"},
     )
     await archived_and_evicted(w)
+    assert recordings(archive_url) == [("RE1", call, RECORDING["url"], 12, False)]
 
     later = events.now_ms() + 100 * DAY_MS
     within = await archive_worker.expire(w.store, w.tenant.id, retention_days=0, recordings_days=120, now_ms=later)
@@ -141,6 +155,12 @@ async def test_recordings_go_after_their_period_and_other_attachments_stay(
     assert {kind: n for kind, n in gone.items() if n} == {"recordings": 1}  # its file is Twilio's, not in our store
     [(attachments, metadata)] = archived_attachments(archive_url, call)
     assert [a["url"] for a in attachments] == [photo] and metadata["recordings_expired"] == "1"
+    assert recordings(archive_url) == [("RE1", call, "", 12, True)]  # listed still, its audio gone
+    await archive_worker.write_batch(w.store, await events_entries(w))  # archived again: it stays expired
+    assert recordings(archive_url) == [("RE1", call, "", 12, True)]
+    customer = (await conversations.get(w.store, w.tenant.id, call))["customer"]
+    await erasure.erase(w.store, w.tenant.id, customer, by="dpo")
+    assert recordings(archive_url) == []
 
 
 async def test_erasure_removes_the_customers_files_and_web_chat_transcript_and_counts_them(
