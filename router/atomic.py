@@ -280,6 +280,15 @@ async def outbox_send(store: Store, *, marker: str, outbox: str, provider_id: st
     return bool(int(added))
 
 
+async def contact_refusal(
+    store: Store, tenant: str, *, scope: str, channel: str, ident: str, other_ident: str = ""
+) -> str | None:
+    """contact_refusal.lua: why a campaign-like message may not reach the identity on the
+    channel (opted_out, do_not_contact, revocation_pending), or None (router/consent.py)."""
+    reason = await store.scripts["contact_refusal"](keys=[Keys(tenant).base], args=[scope, channel, ident, other_ident])
+    return text(reason) if reason else None
+
+
 async def lease(store: Store, *, key: str, owner: str, lease_ms: int) -> bool:
     """lease.lua: take the lease `key`, or renew it when `owner` holds it; True if held.
     Sent by the store's client of the moment (a test may stand in for it)."""

@@ -204,6 +204,9 @@ class DeliveryStatus(_State, kw_only=True, frozen=True, tag="delivery"):
     status: str  # sending | sent | delivered | failed | refused | unknown
     error: str = ""
     attempt: int = 0
+    # failed for good (channels.transport.PermanentFailure): the same message would fail the
+    # same way again, so nobody sends it again (a campaign may still try its fallback channel)
+    permanent: bool = False
 
 
 class Abandoned(_State, kw_only=True, frozen=True, tag="abandoned"):

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, names, scripts
+from router import assign, atomic, bus, events, logcontext, names, revocations, scripts
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -119,28 +119,36 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)
+    # Before the contacts are stored (and their entries acknowledged): a crash in between
+    # leaves a flag for a message routing then stores on redelivery, never a stored message
+    # whose revocation nobody is asked about.
+    flags = [(item.tenant.id, flag) for item in work if (flag := revocations.flag_of(item.contact))]
+    await revocations.raise_flags(store, flags)
     results, full = await _intake_all(store, work, consumer)
     for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
-        if isinstance(result, Exception):
-            log.error("intake of %s failed: %s", entry.id, result)
-            continue
-        outcome, conversation, _customer, queue_id = (text(r) for r in result)
-        done.add(entry)
-        if outcome == "duplicate":
-            passed_over.add(entry)
-            if any(q.hours is not None for q in tenant.queues):
-                # The client sends a call again when its answer was lost: the first run stored
-                # this contact and the answer saying it opened a conversation never came. A
-                # conversation this contact opened has the contact's id (intake.lua); whether
-                # it came after hours is decided as of when it was stored (a worker passing
-                # over another's entry may read its clock on the other side of opening time).
-                created = await store.redis.hget(Keys(tenant.id).conversation(contact.id), "created_at")
-                if created:
-                    when = dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC)
-                    queue_id, after_hours = pick_queue(tenant, contact, when)
-                    conversation, outcome = contact.id, "new"
-        if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
-            await _auto_reply(store, tenant, contact, conversation, queue_id)
+        # Every line logged about this contact names it, its tenant and, once known, its conversation.
+        with logcontext.about(tenant=tenant.id, contact=contact.id):
+            if isinstance(result, Exception):
+                log.error("intake of %s failed: %s", entry.id, result)
+                continue
+            outcome, conversation, _customer, queue_id = (text(r) for r in result)
+            logcontext.bind(conversation=conversation)
+            done.add(entry)
+            if outcome == "duplicate":
+                passed_over.add(entry)
+                if any(q.hours is not None for q in tenant.queues):
+                    # The client sends a call again when its answer was lost: the first run stored
+                    # this contact and the answer saying it opened a conversation never came. A
+                    # conversation this contact opened has the contact's id (intake.lua); whether
+                    # it came after hours is decided as of when it was stored (a worker passing
+                    # over another's entry may read its clock on the other side of opening time).
+                    created = await store.redis.hget(Keys(tenant.id).conversation(contact.id), "created_at")
+                    if created:
+                        when = dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC)
+                        queue_id, after_hours = pick_queue(tenant, contact, when)
+                        conversation, outcome = contact.id, "new"
+            if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
+                await _auto_reply(store, tenant, contact, conversation, queue_id)
     for tenant_id, queue_id in full:
         # A round examines LOOKAHEAD waiting conversations and a batch can queue more
         # than that: offer again while a round reserved every conversation it examined.

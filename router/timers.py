@@ -6,8 +6,9 @@ service-level checks and the end of a sticky hold.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from router import assign, atomic
+from router import assign, atomic, logcontext
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -15,16 +16,20 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker died
+# Timer kinds a channel adds (its package registers them on import, as agents.ON_ACCEPT):
+# kind -> what to do with the rest of the member. The timer is removed once it returns.
+EXTRA: dict[str, Callable[[Store, Tenant, str], Awaitable[None]]] = {}
 
 
 async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
     """Handle the tenant's due timers; returns how many were handled."""
     due = await atomic.claim_timers(store, tenant.id, lease_ms=LEASE_MS, limit=limit)
     for member in due:
-        try:
-            await handle(store, tenant, member)
-        except Exception:
-            log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
+        with logcontext.about(tenant=tenant.id):
+            try:
+                await handle(store, tenant, member)
+            except Exception:
+                log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
     return len(due)
 
 
@@ -51,6 +56,9 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
         queue = await store.redis.hget(keys.conversation(rest), "queue")
         if queue:
             await assign.assign_queue(store, tenant.id, queue.decode())
+    elif kind in EXTRA:
+        await EXTRA[kind](store, tenant, rest)
+        await store.redis.zrem(keys.timers, member)
     else:
         log.error("unknown timer %r in %s; dropped", member, tenant.id)
         await store.redis.zrem(keys.timers, member)

@@ -180,7 +180,7 @@ async def _evict_loop(store: Store, deployment: Deployment, settings: Settings, 
                     store,
                     tenant.id,
                     retention_days=tenant.retention_days,
-                    recordings_days=tenant.recordings_retention_days,
+                    recordings_days=tenant.voice.recording_retention_days or 0,  # as the calls' (channels.voice)
                     attachments_days=tenant.attachments_retention_days,
                     files=files,
                 )

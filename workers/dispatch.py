@@ -30,7 +30,7 @@ import msgspec
 from channels import sandbox_senders
 from channels import senders as default_senders
 from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
-from router import atomic, bus, events, scripts
+from router import atomic, bus, events, logcontext, scripts
 from router.config import Deployment
 from router.customers import WITHHELD
 from router.errors import UnknownTenant
@@ -175,13 +175,14 @@ class Dispatcher:
 
         async def in_order(sequence: list[tuple[events.OutboundMessage, bytes, Ref]]) -> None:
             for message, payload, ref in sequence:
-                try:
-                    async with self._gate:
-                        await self.deliver(message, payload)
-                except Exception:
-                    # Left pending: its lease lets a later pass reconcile and finish it.
-                    log.exception("delivering %s of %s failed", message.id, message.tenant)
-                    continue
+                with logcontext.about(tenant=message.tenant, conversation=message.conversation):
+                    try:
+                        async with self._gate:
+                            await self.deliver(message, payload)
+                    except Exception:
+                        # Left pending: its lease lets a later pass reconcile and finish it.
+                        log.exception("delivering %s of %s failed", message.id, message.tenant)
+                        continue
                 done.add(ref)
 
         if not work:
@@ -245,9 +246,10 @@ class Dispatcher:
         except Refused as exc:
             return await self._finish(message, "refused", attempt, error=str(exc))
         except PermanentFailure as exc:
-            return await self._finish(message, "failed", attempt, error=str(exc))
+            return await self._finish(message, "failed", attempt, error=str(exc), permanent=True)
         except UnknownTenant as exc:  # a tenant since removed from the deployment: never sendable
-            return await self._finish(message, "failed", attempt, error=f"unknown tenant {exc.tenant_id!r}")
+            error = f"unknown tenant {exc.tenant_id!r}"
+            return await self._finish(message, "failed", attempt, error=error, permanent=True)
         except Exception as exc:
             failure = exc
         else:
@@ -282,6 +284,7 @@ class Dispatcher:
         provider_id: str = "",
         error: str = "",
         due_ms: int = 0,
+        permanent: bool = False,
     ) -> str:
         """Record this attempt's outcome, unless another pass already settled it."""
         keys = Keys(message.tenant)
@@ -296,6 +299,7 @@ class Dispatcher:
             status=status,
             error=error,
             attempt=attempt,
+            permanent=permanent,
         )
         recorded = await self._scripts.call(
             atomic.finish_send_call(

@@ -21,7 +21,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
-from router import atomic
+from router import atomic, logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
@@ -126,12 +126,13 @@ class Poller:
             if not await self.hold_lease():
                 log.warning("Telegram polling lease for %s lost mid-batch; left to its holder", self.tenant.id)
                 break
-            try:
-                outcome = await inbound.receive(self.store, self.tenant, self.bot, self.files, update)
-            except inbound.MalformedUpdate as exc:
-                log.error("Telegram update %d for %s skipped: %s", update.update_id, self.tenant.id, exc)
-            else:
-                log.debug("Telegram update %d for %s: %s", update.update_id, self.tenant.id, outcome)
+            with logcontext.about(tenant=self.tenant.id):  # the update's contact is bound once taken in
+                try:
+                    outcome = await inbound.receive(self.store, self.tenant, self.bot, self.files, update)
+                except inbound.MalformedUpdate as exc:
+                    log.error("Telegram update %d for %s skipped: %s", update.update_id, self.tenant.id, exc)
+                else:
+                    log.debug("Telegram update %d for %s: %s", update.update_id, self.tenant.id, outcome)
             self.offset = update.update_id + 1
         return len(updates)
 

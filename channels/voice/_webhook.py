@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import read_form, verified_tenant_form
+from channels._twilio_rest import TwilioClients
 from router.appkeys import DEPLOYMENT, SETTINGS
 from router.config import Tenant
 
@@ -25,6 +27,13 @@ log = logging.getLogger(__name__)
 
 CALL_FIELDS = ("CallSid", "AccountSid", "From", "To")
 CALL_SID = re.compile(r"CA[0-9a-fA-F]{32}")
+TWILIO = web.AppKey("voice_twilio", TwilioClients)  # the webhooks' own REST calls (moving a caller's leg)
+
+
+async def twilio_context(app: web.Application) -> AsyncIterator[None]:
+    app[TWILIO] = TwilioClients(app[SETTINGS])
+    yield
+    await app[TWILIO].close()
 
 
 def twiml(response: VoiceResponse) -> web.Response:

@@ -1,6 +1,8 @@
 """Callbacks: when an agent accepts a callback, the router calls the agent, then
 the customer (agent first), and follows each dial to its outcome. An agent's own
 call to a customer from the inbox (dial_customer) goes the same way, dialled once.
+An accepted caller's call (offer_call) has its agent leg queued the same way, to be
+screened and bridged (channels.voice.bridge).
 The agent's leg rings their phone, else their softphone (channels.voice.softphone).
 
 - dial_back: accept() of a conversation of kind "callback" queues one voice
@@ -25,9 +27,9 @@ from aiohttp import web
 from redis.exceptions import WatchError
 
 from channels._twilio_auth import tenant_form
-from channels.voice import softphone
+from channels.voice import bridge, inbound, simulated, softphone
 from channels.voice.outbound import CALLBACK, GREETING
-from router import assign, atomic, events
+from router import assign, atomic, conversations, events
 from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
@@ -105,6 +107,46 @@ async def dial_customer(
     return message
 
 
+async def offer_call(store: Store, tenant: Tenant, agent: str, reservation: str) -> events.OutboundMessage | str | None:
+    """After an accepted call (agents.ON_ACCEPT["call"]): call the agent's leg, which is
+    screened before the caller is bridged (channels.voice.bridge), once per reservation
+    however often the accept is repeated. In the sandbox an agent without a phone gets
+    the call on their simulated softphone instead (its id is returned)."""
+    phone = softphone.phone_of(tenant, agent)
+    if softphone.mode(tenant) == "simulated" and not phone:
+        return await simulated.on_accept(store, tenant, agent, reservation)
+    conversation = assign.conversation_of(reservation)
+    caller = await inbound.latest_call(store, tenant.id, conversation)
+    if not caller:
+        return None  # no caller on the line to bridge (a call's conversation without its call)
+    call = await inbound.get_call(store, tenant.id, caller)
+    if call.get("state") == "connected" and call.get("agent") == agent:
+        return None  # handed over warm (channels.voice.transfer): the agent is on the call already
+    keys = Keys(tenant.id)
+    record = await conversations.get(store, tenant.id, conversation)
+    message = events.OutboundMessage(
+        id=f"{reservation}.{bridge.OFFER}",
+        tenant=tenant.id,
+        channel="voice",
+        to=phone or softphone.CLIENT + softphone.client_identity(agent),
+        sender=record.get("tenant_address", ""),
+        occurred_at=events.now_ms(),
+        conversation=conversation,
+        body=await bridge.whisper(store, tenant, record),
+        agent=agent,
+        metadata={
+            "action": bridge.OFFER,
+            "agent": agent,
+            "agent_phone": phone,
+            "reservation": reservation,
+            "call_sid": caller,
+        },
+    )
+    message = await _queue(store, keys, message, fresh={})
+    log.info("call %s of %s taken by agent %s: their leg is called and screened", caller, tenant.id, agent)
+    return message
+
+
 def _key(key: str) -> str:
     """A form's idempotency key as a part of a message id: letters and digits only."""
     cleaned = "".join(c for c in key if c.isascii() and c.isalnum())[:32]
@@ -113,8 +155,11 @@ def _key(key: str) -> str:
     return cleaned
 
 
-async def _queue(store: Store, keys: Keys, message: events.OutboundMessage) -> events.OutboundMessage:
-    """Queue the dial once per message id; a repeat gives back the first message."""
+async def _queue(
+    store: Store, keys: Keys, message: events.OutboundMessage, fresh: dict[str, str | int] | None = None
+) -> events.OutboundMessage:
+    """Queue the dial once per message id; a repeat gives back the first message. `fresh`:
+    the conversation's fields the dial starts with (a callback's outcome by default)."""
     payload = events.encode(message)
     seen = keys.seen("callback", message.id.removesuffix(".callback"))
     while True:
@@ -128,8 +173,9 @@ async def _queue(store: Store, keys: Keys, message: events.OutboundMessage) -> e
                 return events.decode_outbound(first)
             pipe.multi()
             pipe.set(seen, payload, ex=7 * 24 * 3600)
-            fresh = {"callback_outcome": "dialling", "callback_attempts": 0}
-            pipe.hset(keys.conversation(message.conversation), mapping=fresh)
+            starting = {"callback_outcome": "dialling", "callback_attempts": 0} if fresh is None else fresh
+            if starting:
+                pipe.hset(keys.conversation(message.conversation), mapping=starting)
             pipe.xadd(keys.outbound, {"e": payload})
             try:
                 await pipe.execute()

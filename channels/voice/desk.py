@@ -2,10 +2,11 @@
 controls (answer, mute, keys, hang up): hold it, resume it, transfer it to a queue or
 a colleague.
 
-A caller's call with Twilio is moved by the REST API: on hold, the caller's leg goes
-back to the wait loop in the state "held" (music until resumed; the agent's leg ends);
-resumed, the loop dials the agent again, whose softphone takes it up by itself;
-transferred, the conversation moves (agents.transfer) and the caller waits in the loop
+A caller's call with Twilio is in its conversation's conference with the agent
+(channels.voice.bridge): on hold, the caller's participant is held through the REST API
+(hold music) while the agent stays on the line; resumed, it is let back in;
+transferred, the caller's leg is moved to the wait loop (which ends the conference and
+the agent's leg), the conversation moves (agents.transfer) and the caller waits in the loop
 for whoever accepts it next, as any caller does. Calls the router placed (callbacks,
 the agent's own calls) are the agent's leg with the customer dialled inside it, which
 cannot be held without ending it: they are hung up, not held or transferred. A
@@ -19,10 +20,11 @@ import logging
 import aiohttp
 
 from channels._twilio_rest import TwilioClients, TwilioError
-from channels.voice import inbound, simulated, waiting
+from channels.voice import bridge, inbound, simulated, waiting
 from router import agents
 from router.config import Tenant
 from router.errors import ContactRouterError
+from router.keys import Keys
 from router.settings import Settings
 from router.store import Store
 
@@ -45,24 +47,34 @@ async def hold(
     *,
     on: bool,
 ) -> None:
-    """Put the agent's call on hold (on) or take it off hold."""
+    """Put the agent's call on hold (on) or take it off hold: the caller's participant in
+    the conversation's conference is held (hold music) while the agent stays in it."""
     if simulated.is_simulated(sid):
         await _simulated(store, tenant, agent, sid, "hold" if on else "resume")
         return
-    caller = await _callers_leg(store, tenant, agent, conversation, ("connected",) if on else (waiting.HELD,))
-    await inbound.update_call(store, tenant.id, caller, state=waiting.HELD if on else "connected")
-    try:
-        await _to_wait_loop(twilio, settings, tenant, caller)
-    except DeskError:
-        await inbound.update_call(store, tenant.id, caller, state="connected" if on else waiting.HELD)
-        raise
+    caller = await callers_leg(store, tenant, agent, conversation, ("connected",))
+    if (await inbound.get_call(store, tenant.id, caller)).get("held") == ("1" if on else "0"):
+        return  # already so: a repeated click
+    room = await bridge.conference(store, tenant.id, conversation)
+    if tenant.twilio is not None:
+        if not room.get("sid"):
+            raise DeskError("the call is not in its conference yet: try again in a moment")
+        music, method = bridge.hold_url(settings.base_url, tenant)
+        try:
+            participant = twilio.client(tenant).conferences(room["sid"]).participants(caller)
+            await participant.update_async(hold=on, hold_url=music, hold_method=method)
+        except TwilioError as exc:
+            raise DeskError(f"Twilio refused to {'hold' if on else 'resume'} the call: {exc}") from None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeskError(f"Twilio did not answer: {type(exc).__name__}") from None
+    await inbound.update_call(store, tenant.id, caller, held="1" if on else "0")
     log.info("agent %s of %s %s call %s", agent, tenant.id, "holds" if on else "resumes", caller)
 
 
 async def hang_up_held(store: Store, twilio: TwilioClients, tenant: Tenant, agent: str, conversation: str) -> None:
-    """End a caller's call the agent holds (with Twilio, the agent's leg ended when it was
-    put on hold, so the page's own hang-up has nothing left to end)."""
-    caller = await _callers_leg(store, tenant, agent, conversation, (waiting.HELD,))
+    """End a caller's call the agent holds, when the page's own leg is gone (a page that
+    held a call outside a conference, or lost its leg while the caller was held)."""
+    caller = await callers_leg(store, tenant, agent, conversation, (waiting.HELD, "connected"))
     if tenant.twilio is not None:
         try:
             await twilio.client(tenant).calls(caller).update_async(status="completed")
@@ -70,7 +82,7 @@ async def hang_up_held(store: Store, twilio: TwilioClients, tenant: Tenant, agen
             raise DeskError(f"Twilio refused to end the call: {exc}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeskError(f"Twilio did not answer: {type(exc).__name__}") from None
-    await inbound.update_call(store, tenant.id, caller, state="closed", hung_up_by="agent")
+    await inbound.update_call(store, tenant.id, caller, state="closed", hung_up_by="agent", held="0")
     log.info("agent %s of %s hung up held call %s", agent, tenant.id, caller)
 
 
@@ -100,9 +112,10 @@ async def transfer(
         if call.get("linked"):  # the caller's own call waits for the next agent, as with Twilio
             await inbound.update_call(store, tenant.id, call["linked"], state="queued", agent="")
         return outcome
-    caller = await _callers_leg(store, tenant, agent, conversation, ("connected", waiting.HELD))
+    caller = await callers_leg(store, tenant, agent, conversation, ("connected", waiting.HELD))
     outcome = await agents.transfer(store, tenant, agent, conversation, to_agent=to_agent, to_queue=to_queue, note=note)
-    await inbound.update_call(store, tenant.id, caller, state="queued", agent="")
+    await inbound.update_call(store, tenant.id, caller, state="queued", agent="", held="0")
+    await store.redis.hdel(Keys(tenant.id).call(caller), "bridged_at")  # the next agent's take bridges anew
     try:
         await _to_wait_loop(twilio, settings, tenant, caller)
     except DeskError as exc:
@@ -120,7 +133,7 @@ async def _simulated(store: Store, tenant: Tenant, agent: str, sid: str, action:
         raise DeskError(f"the call is {after or 'gone'}")
 
 
-async def _callers_leg(store: Store, tenant: Tenant, agent: str, conversation: str, states: tuple[str, ...]) -> str:
+async def callers_leg(store: Store, tenant: Tenant, agent: str, conversation: str, states: tuple[str, ...]) -> str:
     """The CallSid of the caller's call in the conversation, if it is with this agent
     in one of these states."""
     sid = await inbound.latest_call(store, tenant.id, conversation)

@@ -11,8 +11,10 @@ goes on to the wait loop (channels.voice.waiting).
 A caller who withheld their number is taken all the same, as "anonymous:<CallSid>"
 (a customer of that one call; see _caller). Each call has a record,
 Keys.call(CallSid), a hash: tenant, from, to,
-started_at, state (ivr, queued, connected, callback_requested, voicemail,
-closed, abandoned), contact, queue, conversation once routing opened it, Twilio's
+started_at, queued_at (queue entry: every wait counts from it) and ivr_ms (the time in
+the greeting and menu before it, kept apart), state (ivr, queued, connected, held,
+callback_requested, voicemail, closed, abandoned), contact, queue, conversation once
+routing opened it, agent and conference once bridged (channels.voice.bridge), Twilio's
 last status, abandon_pending while a hang-up waits for routing to open the
 conversation (channels.voice.status). The wait loop and the status callbacks read it.
 """
@@ -201,7 +203,17 @@ async def enter_queue(
             response.hangup()
             await update_call(store, tenant.id, sid, state="closed", queue=queue_id)
             return
-    call = await get_call(store, tenant.id, sid)
+    # The wait is counted from here, queue entry, as TaskRouter and Connect count it: the
+    # time in the greeting and menu is the IVR's, kept apart (ivr_ms). A retried webhook
+    # keeps the first entry.
+    key = Keys(tenant.id).call(sid)
+    async with store.redis.pipeline(transaction=True) as pipe:
+        pipe.hsetnx(key, "queued_at", str(events.now_ms()))
+        pipe.hgetall(key)
+        _fresh, raw = await pipe.execute()
+    call = {text(k): text(v) for k, v in raw.items()}
+    queued_at = int(call["queued_at"])
+    ivr_ms = max(0, queued_at - int(call.get("started_at") or queued_at))
     contact_id = call.get("contact") or events.new_id()
     try:
         contact = events.build(
@@ -214,16 +226,16 @@ async def enter_queue(
                 "address": _caller(form),
                 "to": form["To"],
                 "provider_id": sid,
-                "occurred_at": int(call.get("started_at") or events.now_ms()),
+                "occurred_at": queued_at,  # the conversation's enqueued_at: waits count from here
                 "queue": queue_id,
-                "metadata": {"call_sid": sid},
+                "metadata": {"call_sid": sid, "ivr_ms": str(ivr_ms), "call_started_at": call.get("started_at", "")},
             },
         )
     except events.InvalidEvent as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     # The contact id is kept before the contact is added: a retried webhook then
     # names the same contact, which ingest adds only once (per CallSid).
-    await update_call(store, tenant.id, sid, contact=contact_id, queue=queue_id, state="queued")
+    await update_call(store, tenant.id, sid, contact=contact_id, queue=queue_id, state="queued", ivr_ms=str(ivr_ms))
     added, entry_id = await bus.ingest(store, contact)
     if not added:
         log.info("call %s of %s was already queued (entry %s)", sid, tenant.id, entry_id)

@@ -27,16 +27,18 @@ import logging
 from urllib.parse import urlencode
 
 import aiohttp
+from twilio.base import values
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused
-from channels.voice import simulated, softphone
+from channels.voice import bridge, recording, simulated, softphone
 from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.settings import Settings
+from router.store import text
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +65,28 @@ def callback_status_url(settings: Settings, tenant: str, message: str, attempt: 
 
 
 def agent_first_twiml(
-    customer: str, caller_id: str, status_callback: str, *, language: str = "en-US", greeting: str = GREETING
+    customer: str,
+    caller_id: str,
+    status_callback: str,
+    *,
+    language: str = "en-US",
+    greeting: str = GREETING,
+    recording_callback: str = "",
 ) -> str:
     """What the agent hears when they answer: a word, then the customer's phone
-    ringing; the customer sees the tenant's number."""
+    ringing; the customer sees the tenant's number. With a recording_callback the call
+    is recorded from the customer's answer, dual-channel (channels.voice.recording)."""
     response = VoiceResponse()
     response.say(greeting, language=language)
-    dial = Dial(caller_id=caller_id, timeout=CUSTOMER_RING_S)
+    record = {}
+    if recording_callback:
+        record = {
+            "record": recording.DIAL_RECORD,
+            "recording_status_callback": recording_callback,
+            "recording_status_callback_event": " ".join(recording.STATUS_EVENTS),
+            "recording_status_callback_method": "POST",
+        }
+    dial = Dial(caller_id=caller_id, timeout=CUSTOMER_RING_S, **record)
     dial.number(
         customer,
         status_callback=status_callback,
@@ -81,9 +98,10 @@ def agent_first_twiml(
 
 
 def is_callback(message: events.OutboundMessage) -> bool:
-    """A call the router places agent first: a callback, or the agent's own call to a
-    customer (softphone.DIAL, dialled once)."""
-    return message.metadata.get("action") in (CALLBACK, softphone.DIAL)
+    """A call the router places agent first: a callback, the agent's own call to a
+    customer (softphone.DIAL, dialled once), or the agent's leg of a caller's call
+    (bridge.OFFER, screened, then bridged into the caller's conference)."""
+    return message.metadata.get("action") in (CALLBACK, softphone.DIAL, bridge.OFFER)
 
 
 def _dials(message: events.OutboundMessage) -> int:
@@ -102,8 +120,15 @@ class VoiceSender(TwilioSender):
         try:
             if tenant.twilio is None:  # the sandbox: the agent's simulated softphone rings
                 return await self._ring_simulated(tenant, message)
+            if message.metadata.get("action") == bridge.OFFER:
+                return await self._offer(tenant, message)
             return await self._dial(tenant, message)
         except (PermanentFailure, OutcomeUnknown) as exc:
+            if message.metadata.get("action") == bridge.OFFER:
+                # the agent cannot be called: the caller's call goes on to the next agent
+                agent, caller, reservation = (message.metadata.get(k, "") for k in ("agent", "call_sid", "reservation"))
+                await bridge.missed(self.store, tenant, agent, message.conversation, caller, reservation, str(exc))
+                raise
             # the dispatcher records the delivery; the conversation shows the outcome too
             outcome = "refused" if isinstance(exc, Refused) else "failed"
             if isinstance(exc, OutcomeUnknown):
@@ -132,6 +157,7 @@ class VoiceSender(TwilioSender):
             caller_id,
             callback_status_url(self.settings, tenant.id, message.id, attempt, "customer", _dials(message)),
             language=tenant.voice.language,
+            recording_callback=await self._recording_callback(tenant, message),
         )
         try:
             call = await self.twilio.client(tenant).calls.create_async(
@@ -150,6 +176,53 @@ class VoiceSender(TwilioSender):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise no_answer(exc) from exc
         await self._record(message, call.sid, attempt)
+        return call.sid
+
+    async def _recording_callback(self, tenant: Tenant, message: events.OutboundMessage) -> str:
+        """Where the recording of a placed call is reported, if its queue records them all."""
+        queue = text(await self.store.redis.hget(Keys(tenant.id).conversation(message.conversation), "queue") or b"")
+        if not recording.applies(tenant, queue, placed=True):
+            return ""
+        return recording.callback_url(self.settings.base_url, tenant.id, message.conversation)
+
+    async def _offer(self, tenant: Tenant, message: events.OutboundMessage) -> str:
+        """The agent's leg of a caller's call: their phone (with answering-machine
+        detection, so a voicemail is a missed offer) or softphone, answered by the
+        screen (bridge.screen), the status of the leg to bridge.agent_status."""
+        await self._still_wanted(message)
+        meta = message.metadata
+        agent, agent_phone = meta.get("agent", ""), meta.get("agent_phone", "")
+        if not agent_phone and softphone.mode(tenant) == "unavailable":
+            raise PermanentFailure(
+                f"agent {agent!r} has neither a phone nor the softphone (tenant {tenant.id}'s Twilio account "
+                "has no API key)"
+            )
+        if not tenant.voice.numbers:
+            raise PermanentFailure(f"tenant {tenant.id} has no voice number to call from")
+        caller_id = message.sender if message.sender in tenant.voice.numbers else tenant.voice.numbers[0]
+        query = bridge.offer_query(message.conversation, meta.get("call_sid", ""), agent, meta.get("reservation", ""))
+        attempt = await self._mark_requested(message, conversation=message.conversation)
+        try:
+            call = await self.twilio.client(tenant).calls.create_async(
+                to=agent_phone or softphone.CLIENT + softphone.client_identity(agent),
+                from_=caller_id,
+                url=bridge.screen_url(self.settings, tenant.id, query),
+                method="POST",
+                timeout=AGENT_RING_S,
+                # synchronous detection: the screen is asked only once Twilio knows who answered
+                machine_detection="Enable" if agent_phone else values.unset,
+                status_callback=bridge.agent_status_url(self.settings, tenant.id, query),
+                status_callback_event=["completed"],
+                status_callback_method="POST",
+            )
+        except TwilioError as exc:
+            raise twilio_failure(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise no_answer(exc) from exc
+        await self._record(message, call.sid, attempt)
+        await bridge.expect_report(
+            self.store, tenant.id, message.conversation, meta.get("call_sid", ""), agent, meta.get("reservation", "")
+        )
         return call.sid
 
     async def _ring_simulated(self, tenant: Tenant, message: events.OutboundMessage) -> str:

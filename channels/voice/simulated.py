@@ -4,15 +4,16 @@ to be Twilio: its ids start with SIM (no Twilio webhook accepts them), and the p
 says "simulated call".
 
 The calls ring where Twilio would ring an agent without a phone, through the same
-desk flow: an accepted call (the ON_ACCEPT hook `on_accept`, where the wait loop
-would dial the agent's Client), and the agent's leg of a callback or of a call the
+desk flow: an accepted call (`on_accept`, from callbacks.offer_call, where Twilio
+would call the agent's Client to be screened: it rings with the whisper, and the
+agent's 1 bridges the caller's call, bridge.take), and the agent's leg of a callback or of a call the
 agent places from the inbox (`place`, where VoiceSender would ask Twilio to call the
 agent first). The server drives each call: ringing, then in-progress when the agent
 answers, then completed, busy, no-answer or canceled; the record (Keys.call(sid), a
 hash like a real call's) keeps when it was answered and ended, its duration and who
 hung up. What follows a call's end is what a real call's reports set off: a call the
-agent did not take goes back to its queue and the agent is set away (as
-waiting.dialed does); a caller who hangs up while it rings has abandoned; the
+agent did not take, or hung up before pressing 1, goes back to its queue and the
+agent is set away (as bridge.missed does); a caller who hangs up while it rings has abandoned; the
 callback's outcome is decided by voice_callback.lua, as Twilio's reports on its legs
 decide it.
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from channels.voice import inbound, softphone, status
+from channels.voice import bridge, inbound, recording, softphone, status
 from router import agents, assign, atomic, conversations, events
 from router.config import Tenant
 from router.keys import Keys
@@ -41,7 +42,8 @@ KEEP_MS = 24 * 3600 * 1000  # calls older than this leave the agent's list (thei
 NOT_TAKEN = frozenset({"busy", "no-answer"})
 FIELDS = (
     "sid", "status", "kind", "direction", "conversation", "customer", "from", "to", "held", "muted", "digits",
-    "started_at", "answered_at", "ended_at", "duration_s", "hung_up_by", "tenant",
+    "started_at", "answered_at", "ended_at", "duration_s", "hung_up_by", "tenant", "whisper", "linked_state",
+    "recording",
 )  # fmt: skip
 
 
@@ -71,6 +73,7 @@ async def ring(
     message: str = "",
     attempt: int = 0,
     linked: str = "",
+    whisper: str = "",
 ) -> str:
     """A call ringing on the agent's softphone; returns its id. Ringing it again (a
     retried accept or send) changes nothing of a call that already rang."""
@@ -99,6 +102,7 @@ async def ring(
                 "message": message,
                 "attempt": str(attempt),
                 "linked": linked,  # the caller's own (IVR) call, when there is one
+                "whisper": whisper,  # what the agent hears first: the queue, the customer, "press 1"
             },
         )
         pipe.expire(keys.call(sid), inbound.CALL_TTL_S)
@@ -122,6 +126,10 @@ async def calls_of(store: Store, tenant: str, agent: str) -> list[dict[str, str]
     for sid in sids:
         call = await record(store, tenant, sid)
         if call:
+            if call.get("linked"):  # waiting for the agent's 1 (queued), or put through (connected)
+                call["linked_state"] = (await inbound.get_call(store, tenant, call["linked"])).get("state", "")
+                running = await recording.running(store, tenant, call.get("conversation", ""))
+                call["recording"] = running["state"] if running else ""
             found.append({name: call.get(name, "") for name in FIELDS})
     return found
 
@@ -138,7 +146,7 @@ async def act(
     outcome, after = await atomic.simulated_call(store, tenant.id, sid=sid, action=action, by=by, value=value)
     if outcome == "changed":
         call["status"] = after
-        await _follow(store, tenant, call, action, by)
+        await _follow(store, tenant, call, action, by, value)
     return after
 
 
@@ -152,20 +160,32 @@ async def expire_due(store: Store, tenant: Tenant, agent: str) -> None:
                 await act(store, tenant, agent, call["sid"], "expire", by="")
 
 
-async def _follow(store: Store, tenant: Tenant, call: dict[str, str], action: str, by: str) -> None:
+async def _follow(store: Store, tenant: Tenant, call: dict[str, str], action: str, by: str, value: str) -> None:
     if call.get("kind") == "call":
-        await _follow_incoming(store, tenant, call, by)
+        await _follow_incoming(store, tenant, call, action, by, value)
     else:
         await _follow_placed(store, tenant, call, action)
 
 
-async def _follow_incoming(store: Store, tenant: Tenant, call: dict[str, str], by: str) -> None:
-    """As the wait loop's dial to the agent ends (waiting.dialed), and the caller's
-    status report: not taken, back to the queue; hung up while ringing, abandoned;
-    over, the caller's call is over too."""
+async def _follow_incoming(
+    store: Store, tenant: Tenant, call: dict[str, str], action: str, by: str, value: str
+) -> None:
+    """As Twilio's reports on the agent's leg and the caller's call decide it
+    (channels.voice.bridge, status): the agent's 1 after the whisper bridges the
+    caller's call; not taken, or hung up before pressing 1, back to the queue; hung up
+    by the caller while ringing, abandoned; over, the caller's call is over too."""
     agent, conversation, after = call["agent"], call["conversation"], call["status"]
     linked = await inbound.get_call(store, tenant.id, call["linked"]) if call.get("linked") else {}
-    if after in NOT_TAKEN:
+    waiting = linked.get("state") == "queued"  # not taken at the whisper yet
+    if action == "digits" and waiting and value.startswith(bridge.TAKE):
+        if await bridge.take(store, tenant, conversation, call["linked"], agent, call["sid"]):
+            queue = (await conversations.get(store, tenant.id, conversation)).get("queue", "")
+            if recording.applies(tenant, queue, placed=False):  # a marker: the sandbox records no sound
+                await recording.start(store, None, "", tenant, conversation, call["linked"])
+    elif after == "completed" and by == "agent" and waiting:
+        reservation = (await conversations.get(store, tenant.id, conversation)).get("reservation", "")
+        await bridge.missed(store, tenant, agent, conversation, call["linked"], reservation, "not taken at the whisper")
+    elif after in NOT_TAKEN:
         record_ = await conversations.get(store, tenant.id, conversation)
         if record_.get("state") == "assigned" and record_.get("agent") == agent:
             log.info("agent %s of %s did not take simulated call %s (%s): back to the queue", agent, tenant.id,
@@ -183,6 +203,7 @@ async def _follow_incoming(store: Store, tenant: Tenant, call: dict[str, str], b
             if freed:
                 await assign.assign_agent(store, tenant.id, freed)
     elif after == "completed" and by != "transfer" and linked:
+        await recording.stop_simulated(store, tenant.id, conversation)
         ended = await record(store, tenant.id, call["sid"])
         await inbound.update_call(
             store,
@@ -231,6 +252,7 @@ async def on_accept(store: Store, tenant: Tenant, agent: str, reservation: str) 
         return None
     conversation = assign.conversation_of(reservation)
     record_ = await conversations.get(store, tenant.id, conversation)
+    linked = await inbound.latest_call(store, tenant.id, conversation)
     return await ring(
         store,
         tenant,
@@ -239,7 +261,8 @@ async def on_accept(store: Store, tenant: Tenant, agent: str, reservation: str) 
         kind="call",
         conversation=conversation,
         customer=record_.get("last_address") or record_.get("address", ""),
-        linked=await inbound.latest_call(store, tenant.id, conversation),
+        linked=linked,
+        whisper=await bridge.whisper(store, tenant, record_) if linked else "",
     )
 
 

@@ -6,8 +6,10 @@ number called (or, for a call we placed, the number it came from). Each report
 updates the call's record; a repeated report (same CallSid and status) changes
 nothing. A caller who hangs up while their conversation still waits (queued, or
 offered to an agent who has not taken it) abandoned it: the conversation is
-closed "abandoned" (the offered agent freed at once) and one Abandoned event,
-with the queue and the time waited, goes to the tenant's events stream.
+closed "abandoned" (the offered agent freed at once, and so is an agent whose leg was
+being screened) and one Abandoned event, with the queue and the time waited since
+queue entry (the IVR's time apart), goes to the tenant's events stream. A bridged
+call's end gives its queue one measured talk time (estimate.record_handled).
 
 A hang-up reported before routing has opened the call's conversation (routing
 lags more than the bounded wait) is not lost: the call's record gets
@@ -25,7 +27,7 @@ import logging
 from aiohttp import web
 from redis.exceptions import WatchError
 
-from channels.voice import inbound
+from channels.voice import estimate, inbound
 from channels.voice._webhook import call_form
 from router import assign, atomic, conversations, events
 from router.appkeys import STORE
@@ -83,10 +85,24 @@ async def status_callback(request: web.Request) -> web.Response:
             fields["duration_s"] = form["CallDuration"]
     await inbound.update_call(store, tenant.id, sid, **fields)
     if status in ENDED and call.get("state") == "queued":
-        await abandoned(store, tenant.id, sid, call)
+        # hung up while waiting, or while the agent who took the call was being
+        # screened (bridge): that agent is freed, not blamed
+        await abandoned(store, tenant.id, sid, call, agent=await _screening_agent(store, tenant.id, sid, call))
+    elif status in ENDED and call.get("state") == "connected" and call.get("bridged_at"):
+        talk_ms = int(fields["ended_at"]) - int(call["bridged_at"])
+        await estimate.record_handled(store, tenant.id, call.get("queue", ""), talk_ms)
     # Marked only once the effect is stored: a failure above is redone on a retry.
     await store.redis.set(seen, "1", ex=PROVIDER_ID_TTL_S)
     return web.Response(text="")
+
+
+async def _screening_agent(store: Store, tenant: str, sid: str, call: dict[str, str]) -> str:
+    """The agent who took the waiting call and has not been bridged to it yet, or ""."""
+    conversation = await inbound.conversation_of(store, tenant, sid, call)
+    if conversation is None:
+        return ""
+    record = await conversations.get(store, tenant, conversation)
+    return record.get("agent", "") if record.get("state") == "assigned" else ""
 
 
 def pending_key(tenant: str) -> str:
@@ -156,7 +172,8 @@ async def abandoned(
         # an agent took it just before the caller hung up
         await _settled(store, tenant, sid)
         return False
-    started = int(call.get("started_at") or events.now_ms())
+    # from queue entry: the IVR's time before it is not waiting (inbound.enter_queue)
+    started = int(call.get("queued_at") or call.get("started_at") or events.now_ms())
     event = events.Abandoned(
         tenant=tenant,
         occurred_at=events.now_ms(),

@@ -4,8 +4,12 @@ call.
 
 POST /twilio/voice/wait?n=<round> is asked again and again (each answer ends in
 a Redirect back to it): the call's conversation, once routing has opened it, is
-assigned -> Dial the agent; queued -> announce (every ANNOUNCE_EVERY rounds), hold,
-come back. POST /twilio/voice/wait/choice takes a key pressed while holding:
+waiting (queued, offered, or taken by an agent whose leg is being screened) ->
+announce the figures (every ANNOUNCE_EVERY rounds, channels.voice.estimate), hold,
+come back; taken at the whisper (the call "connected", channels.voice.bridge) -> into
+the conversation's conference. The bridge does not wait for a round: the agent's key
+moves the caller's leg here at once (REST), and the loop answers with the conference.
+POST /twilio/voice/wait/choice takes a key pressed while holding:
 1 asks for a callback (POST /twilio/voice/callback confirms the caller's number
 or takes another one, /twilio/voice/callback/number), 2 leaves a voicemail.
 
@@ -21,10 +25,9 @@ personal or unknown numbers (toll fraud): such a number is asked for again, and
 a caller whose own number is one of them (or withheld) is asked for a number
 instead of being offered their own.
 
-A caller who hangs up while the agent's phone rings (the Dial's action carries
-the caller's CallStatus, or the status callback came first) is not sent back to
-the queue: the conversation is closed "abandoned" and counted once
-(channels.voice.status.abandoned).
+A caller who hangs up while the agent's leg rings or is screened is not sent back
+to the queue: their status callback closes the conversation "abandoned" and counts
+it once (channels.voice.status.abandoned), and the agent is not blamed.
 """
 
 from __future__ import annotations
@@ -36,14 +39,13 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import inbound, softphone, status, voicemail
+from channels.voice import bridge, estimate, inbound, recording, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
-from router import agents, bus, conversations, events
+from router import bus, conversations, events
 from router.appkeys import STORE
 from router.config import Tenant
 from router.customers import InvalidAddress, normalise
-from router.keys import Keys
-from router.store import Store, text
+from router.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,7 @@ WAIT_PATH = inbound.WAIT_PATH
 CHOICE_PATH = "/twilio/voice/wait/choice"
 CALLBACK_PATH = "/twilio/voice/callback"
 CALLBACK_NUMBER_PATH = "/twilio/voice/callback/number"
-DIALED_PATH = "/twilio/voice/dialed"
-# Twilio's DialCallStatus when the agent's phone was not picked up ("canceled" is
-# not one: the dial was cancelled, by the caller hanging up or through the API)
-AGENT_NOT_REACHED = frozenset({"busy", "no-answer", "failed"})
-AGENT_ANSWERED = frozenset({"completed", "answered"})
+DIALED_PATH = bridge.DIALED_PATH
 NumberType = phonenumbers.PhoneNumberType
 # never called back, whatever the region: where a callback could be toll fraud
 UNCALLABLE_TYPES = frozenset(
@@ -69,7 +67,7 @@ UNCALLABLE_TYPES = frozenset(
     }
 )
 
-HOLD_S = 10  # a round of the loop without hold music: how soon an accepted call is put through
+HOLD_S = 10  # a round of the loop without hold music (the bridge itself does not wait for one)
 NOT_ROUTED_PAUSE_S = 2  # routing usually opens the conversation within milliseconds
 ANNOUNCE_EVERY = 3  # rounds between announcements of the position (about 30 s)
 WAITING = ("queued", "reserved")
@@ -96,8 +94,8 @@ async def wait(request: web.Request) -> web.Response:
         response.say("Sorry, we cannot find your call. Please call again.", language=language)
         response.hangup()
         return twiml(response)
-    if call.get("state") == HELD:  # the agent put the caller on hold: music until they resume
-        _hold(request, response, tenant, "", options=False)
+    if call.get("state") == HELD:  # held out of a conference (calls held before conferences): music
+        _hold(request, response, tenant, None, options=False)
         response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
         return twiml(response)
     conversation = await inbound.conversation_of(store, tenant.id, sid, call)
@@ -109,11 +107,13 @@ async def wait(request: web.Request) -> web.Response:
         return twiml(response)
     record = await conversations.get(store, tenant.id, conversation)
     state = record.get("state")
-    if state == "assigned":
-        await _connect(store, tenant, sid, record, response, url(request, DIALED_PATH))
-    elif state in WAITING:
-        announcement = await announce(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else ""
-        _hold(request, response, tenant, announcement)
+    if call.get("state") == "connected" and state == "assigned" and record.get("agent") == call.get("agent"):
+        # the agent took the call at the whisper (bridge.take): into their conference
+        recorded = recording.applies(tenant, record.get("queue", ""), placed=False)
+        bridge.caller_joins(request, response, tenant, conversation, recorded=recorded)
+    elif state in WAITING or state == "assigned":  # waiting, or the agent's leg is being screened
+        figures = await estimate.figures(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else None
+        _hold(request, response, tenant, figures)
         response.redirect(url(request, f"{WAIT_PATH}?n={round_ + 1}"))
     else:  # closed by someone else meanwhile (a supervisor, a transfer elsewhere)
         response.say("Thank you for calling. Goodbye.", language=language)
@@ -121,54 +121,9 @@ async def wait(request: web.Request) -> web.Response:
     return twiml(response)
 
 
-async def _connect(
-    store: Store, tenant: Tenant, sid: str, record: dict[str, str], response: VoiceResponse, action: str
-) -> None:
-    """Put the caller through to the agent who took the call: their phone, or their
-    softphone (the Twilio Client named softphone.client_identity(agent)) when they have
-    none, told which conversation and customer it is (parameters the page reads). How
-    the dial ended comes back to `dialed`."""
-    agent_id = record.get("agent", "")
-    phone = softphone.phone_of(tenant, agent_id)
-    dial = response.dial(action=action, method="POST")
-    if phone:
-        dial.number(phone)
-    else:
-        client = dial.client()
-        client.identity(softphone.client_identity(agent_id))
-        client.parameter(name="tenant", value=tenant.id)
-        client.parameter(name="conversation", value=record.get("id", ""))
-        client.parameter(name="customer", value=record.get("last_address") or record.get("address", ""))
-        client.parameter(name="kind", value="call")
-    response.hangup()
-    await inbound.update_call(store, tenant.id, sid, state="connected", agent=agent_id)
-
-
 async def announce(store: Store, tenant: Tenant, record: dict[str, str]) -> str:
-    """ "You are number 2 in the queue. The expected wait is about 4 minutes."
-
-    Expected wait: position x expected_handle_seconds / the queue's members who
-    are available (at least one), in minutes.
-    """
-    keys = Keys(tenant.id)
-    queue, level = record.get("queue", ""), record.get("level", "0") or "0"
-    rank = await store.redis.zrank(keys.waiting(queue), record["id"])
-    if rank is None:  # offered to an agent right now
-        return "An agent will be with you shortly."
-    position = rank + 1
-    members = [text(m) for m in await store.redis.zrange(keys.members(queue, int(level)), 0, -1)]
-    async with store.redis.pipeline(transaction=False) as pipe:
-        for member in members:
-            pipe.hget(keys.agent(member), "presence")
-        presences = await pipe.execute()
-    available = sum(1 for p in presences if p is not None and text(p) == "available")
-    seconds = position * tenant.voice.expected_handle_seconds / max(1, available)
-    minutes = round(seconds / 60)
-    if minutes < 1:
-        expected = "less than a minute"
-    else:
-        expected = "about one minute" if minutes == 1 else f"about {minutes} minutes"
-    return f"You are number {position} in the queue. The expected wait is {expected}."
+    """What a waiting caller is told of their place and wait (channels.voice.estimate)."""
+    return estimate.spoken(await estimate.figures(store, tenant, record))
 
 
 def _options(tenant: Tenant) -> str:
@@ -181,20 +136,27 @@ def _options(tenant: Tenant) -> str:
 
 
 def _hold(
-    request: web.Request, response: VoiceResponse, tenant: Tenant, announcement: str, options: bool = True
+    request: web.Request,
+    response: VoiceResponse,
+    tenant: Tenant,
+    figures: estimate.Figures | None,
+    options: bool = True,
 ) -> None:
-    """The announcement, the options (as a Gather, so a key works during the hold
-    music too) and a round of hold music or silence."""
-    language, options = tenant.voice.language, _options(tenant) if options else ""
+    """The figures (when given), the options (as a Gather, so a key works during the hold
+    music too) and a round of hold music or silence. With no estimate of the wait (nobody
+    can take the call now), the callback and voicemail come first."""
+    language, said_options = tenant.voice.language, _options(tenant) if options else ""
     where = (
         response.gather(input="dtmf", num_digits=1, timeout=1, action=url(request, CHOICE_PATH))
-        if options
+        if said_options
         else response
     )
-    if announcement:
-        where.say(announcement, language=language)
-        if options:
-            where.say(options, language=language)
+    if figures is not None:
+        announcement = estimate.spoken(figures)
+        unknown = figures.position > 0 and figures.wait_s is None
+        for words in [said_options, announcement] if unknown else [announcement, said_options]:
+            if words:
+                where.say(words, language=language)
     if tenant.voice.hold_music_url:
         where.play(tenant.voice.hold_music_url)
     else:
@@ -335,7 +297,7 @@ async def _request_callback(
             "to": form["To"],
             "provider_id": f"callback:{sid}",
             "occurred_at": events.now_ms(),
-            "original_at": int(call["started_at"]),
+            "original_at": int(call.get("queued_at") or call["started_at"]),  # its place: from queue entry
             "queue": call.get("queue", ""),
             "body": f"Callback requested to {number}",
             "metadata": {"call_sid": sid, "call_conversation": conversation, "dial": number},
@@ -356,42 +318,16 @@ def _spoken(number: str) -> str:
 
 
 async def dialed(request: web.Request) -> web.Response:
-    """The dial to the agent ended. Answered: the call is over. The caller hung up
-    before the agent answered (their CallStatus ended, or the status callback
-    said so first): the conversation is closed as abandoned, counted once, and
-    the agent is not blamed. Not picked up: the caller goes back to the queue with
-    their place (their original age), the agent is set away, and the next agent
-    is offered the call."""
+    """The caller's conference ended or they left it (the Dial's action). Moved out by
+    the agent (a transfer: their call is queued again, or held outside a conference):
+    back to the loop. Otherwise the call is over: the agent hung up, or the caller did."""
     store = request.app[STORE]
     tenant, form = await call_form(request)
-    sid, language = form["CallSid"], tenant.voice.language
     response = VoiceResponse()
-    status_ = form.get("DialCallStatus", "")
-    call = await inbound.get_call(store, tenant.id, sid)
-    agent_id = call.get("agent", "")
-    conversation = call.get("conversation", "")
+    call = await inbound.get_call(store, tenant.id, form["CallSid"])
     caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
     if not caller_gone and call.get("state") in (HELD, "queued"):
-        # the softphone put the caller on hold or transferred them (channels.voice.softphone
-        # moved their leg): they wait in the loop, not hang up with the agent's leg
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
-        return twiml(response)
-    if caller_gone and status_ not in AGENT_ANSWERED and agent_id and conversation:
-        log.info("caller of %s (%s) hung up while agent %s's phone rang: abandoned", sid, tenant.id, agent_id)
-        await status.abandoned(store, tenant.id, sid, call, agent=agent_id, wait=False)
+    else:
         response.hangup()
-        return twiml(response)
-    if status_ not in AGENT_NOT_REACHED or not agent_id or not conversation:
-        response.hangup()
-        return twiml(response)
-    record = await conversations.get(store, tenant.id, conversation)
-    if record.get("state") == "assigned" and record.get("agent") == agent_id:
-        log.warning("agent %s of %s did not pick up call %s (%s): back to the queue", agent_id, tenant.id, sid, status_)
-        await agents.transfer(
-            store, tenant, agent_id, conversation, to_queue=record["queue"], note=f"agent phone {status_}"
-        )
-        await agents.set_presence(store, tenant, agent_id, "away", "missed call")
-    await inbound.update_call(store, tenant.id, sid, state="queued", agent="")
-    response.say("Sorry, we could not reach the agent. You keep your place in the queue.", language=language)
-    response.redirect(url(request, f"{WAIT_PATH}?n=1"))
     return twiml(response)

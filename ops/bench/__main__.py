@@ -1,13 +1,24 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, retention.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge, retention.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "retention")
+BENCHMARKS = (
+    "routing",
+    "instructions",
+    "webhooks",
+    "email",
+    "pipeline",
+    "campaigns",
+    "desk",
+    "archive",
+    "knowledge",
+    "retention",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import archive
 
         return archive.main(rest)
+    if name == "knowledge":
+        from ops.bench import knowledge
+
+        return knowledge.main(rest)
     if name == "retention":
         from ops.bench import retention
 

@@ -130,7 +130,7 @@ async def child(url: str, rows: int, batch: int, trace: bool) -> dict:
     if trace:
         tracemalloc.reset_peak()
     assert report.imported == rows, report.rejects[:5]
-    await registry.change(store, TENANT, campaign.id, "launch")
+    await registry.change(store, TENANT, campaign.id, "launch", deployment=deployment)
     worker = CampaignWorker(store, deployment, batch=batch)
     redis_cpu = await _redis_cpu(store)
     own_cpu = _own_cpu()

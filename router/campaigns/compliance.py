@@ -1,8 +1,9 @@
 """The rules every campaign message passes before it may go: pure functions.
 
-- Send windows are in the recipient's local time: the file's time zone column, else
-  every zone the phone number may be in (phonenumbers.timezone); a message goes
-  only at an instant inside the window in *all* of them, across DST changes.
+- Send windows are in the recipient's local time: every zone the phone number may be in
+  (phonenumbers.timezone), narrowed by the file's time zone column when it names one of
+  them (and joined by it when it contradicts them); a message goes only at an instant
+  inside the window in *all* of them, across DST changes.
 - Frequency caps: no more than `max` attempts within any `days` window per debt (or
   address), and none for `quiet_days` after a conversation about it.
 Suppression (the channel's opt-outs, the do-not-contact list, open disputes) is
@@ -53,21 +54,20 @@ def phone_zones(number: phonenumbers.PhoneNumber) -> tuple[str, ...]:
 
 
 def zones_for(phone: str, explicit: str, fallback: str, known: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The time zones a recipient may be in: the explicit one, else the phone number's
-    (all of them, when a number spans several; `known` when the import worked them out),
-    else the fallback (the tenant's)."""
-    if explicit:
-        return (explicit,)
-    if known:
-        return known
-    if phone:
+    """The time zones a recipient may be in: the phone number's (all of them, when a number
+    spans several; `known` when the import worked them out), narrowed to the explicit one
+    (the file's column) when it is one of them. An explicit zone that contradicts the
+    number's region never widens the window: the message goes only when it is open there
+    and in every zone of the region. Without either, the fallback (the tenant's)."""
+    region = known
+    if not region and phone:
         try:
-            zones = phone_zones(phonenumbers.parse(phone))
+            region = phone_zones(phonenumbers.parse(phone))
         except phonenumbers.NumberParseException:
-            zones = ()
-        if zones:
-            return zones
-    return (fallback,)
+            region = ()
+    if explicit:
+        return (explicit,) if not region or explicit in region else (explicit, *region)
+    return region or (fallback,)
 
 
 def _minutes(clock: str) -> int:

@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 import msgspec
 
-from router.config import Deployment
+from router.config import Deployment, Tenant
+from router.customers import identity
 from router.errors import ContactRouterError, UnknownTenant
 from router.events import Channel, TenantId
 from router.templating import sandboxed
@@ -185,6 +186,15 @@ class Recipient(msgspec.Struct, frozen=True, array_like=True):
     zones: tuple[str, ...] = ()  # the phone number's possible time zones, worked out once at import
 
 
+def other_identity(channel: str, recipient: Recipient) -> str:
+    """The recipient's address of the other kind (email when texted or called, phone when
+    emailed), as an identity, or "": the same person's, whose opt-outs count for every
+    message to them under the tenant's opt_out_scope "person"."""
+    if channel == "email":
+        return identity("sms", recipient.phone) if recipient.phone else ""
+    return identity("email", recipient.email) if recipient.email else ""
+
+
 _encoder = msgspec.msgpack.Encoder()
 _recipient_decoder = msgspec.msgpack.Decoder(Recipient)
 _campaign_decoder = msgspec.json.Decoder(Campaign)
@@ -279,13 +289,28 @@ def _check(campaign: Campaign, source: str) -> None:
 
 
 def check_against(campaign: Campaign, deployment: Deployment) -> None:
-    """The tenant exists and has the campaign's queue."""
+    """The tenant exists and has the campaign's queue; its campaign email could carry a
+    working unsubscribe. Checked at create and again at launch (the deployment may change)."""
     try:
         tenant = deployment.tenant(campaign.tenant)
     except UnknownTenant:
         raise CampaignError(f"unknown tenant {campaign.tenant!r}") from None
     if campaign.queue not in {q.id for q in tenant.queues}:
         raise CampaignError(f"`$.queue`: tenant {tenant.id} has no queue {campaign.queue!r}")
+    if "email" in campaign.channels and (problem := email_unsubscribe_problem(tenant)):
+        raise CampaignError(f"an email campaign cannot go out: {problem}")
+
+
+def email_unsubscribe_problem(tenant: Tenant) -> str:
+    """Why the tenant's campaign email could not carry a working unsubscribe ("" when it can).
+    Its List-Unsubscribe mailto: (workers/campaigns/unsubscribe.py) goes to the tenant's own
+    address, which the smtp process receives; mail leaves from that address too."""
+    if tenant.email.sender():
+        return ""
+    return (
+        f"tenant {tenant.id} has no email address ([tenants.email] addresses) for its List-Unsubscribe "
+        "mailto: (and to send from), so its campaign email could carry no working unsubscribe"
+    )
 
 
 def missing_dispositions(campaign: Campaign, deployment: Deployment) -> list[str]:
@@ -301,3 +326,11 @@ def valid_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_+\-/]*", name))
+
+
+def placeless_zone(name: str) -> bool:
+    """Whether a zone names no place: an abbreviation or fixed offset (EST, MST, HST, UTC,
+    EST5EDT, Etc/GMT+5) or a legacy name without an area (Japan). EST is UTC-5 all year,
+    while a New Yorker keeps daylight saving time (and "EST" in Sydney is another zone),
+    so a window judged in it is an hour off half the year; only Area/Location says where."""
+    return "/" not in name or name.startswith(("Etc/", "SystemV/"))

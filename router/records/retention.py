@@ -1,8 +1,8 @@
 """Retention per kind of record, and the attachment store's files of what is erased.
 
 A tenant keeps its conversations `retention_days` (Archive.expire), and may keep two kinds
-of what they carry for less: calls' recordings (`recordings_retention_days`: a voice
-message's audio) and other attachments (`attachments_retention_days`). When its time
+of what they carry for less: calls' recordings (`[tenants.voice] recording_retention_days`:
+a voice message's audio) and other attachments (`attachments_retention_days`). When its time
 comes, such a file leaves its message in the archive (the message stays, its metadata
 saying how many of that kind expired), and a file we store (`store:<sha256>`) is deleted
 from the attachment store unless another message still refers to it: the store is shared

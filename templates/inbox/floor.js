@@ -10,6 +10,22 @@
     return node;
   }
 
+  // listen, whisper or barge into a live call: a plain form, as the page first drew it
+  function monitorCell(tenantId, c) {
+    const cell = el("td", { class: "monitor" });
+    if (!c.live_call) return cell;
+    const form = el("form", { method: "post", class: "inline", action: "/inbox/t/" + encodeURIComponent(tenantId) +
+      "/c/" + encodeURIComponent(c.conversation) + "/monitor" });
+    const token = document.querySelector('meta[name="csrf-token"]');
+    form.append(el("input", { type: "hidden", name: "csrf", value: token ? token.content : "" }));
+    for (const [mode, label] of [["listen", "Listen"], ["whisper", "Whisper"], ["barge", "Barge in"]]) {
+      form.append(el("button", { type: "submit", name: "mode", value: mode, "aria-label": label + ": " + c.customer },
+        label), " ");
+    }
+    cell.append(form);
+    return cell;
+  }
+
   function draw(tenant) {
     const section = document.querySelector('section[data-tenant="' + CSS.escape(tenant.tenant) + '"]');
     if (!section) return;
@@ -36,7 +52,8 @@
         encodeURIComponent(c.conversation) }, c.customer);
       const cell = el("td");
       cell.append(link);
-      row.append(cell, el("td", {}, c.agent), el("td", {}, c.state), el("td", {}, c.channel), el("td", {}, c.queue));
+      row.append(cell, el("td", {}, c.agent), el("td", {}, c.state), el("td", {}, c.channel), el("td", {}, c.queue),
+        monitorCell(tenant.tenant, c));
       return row;
     }));
   }

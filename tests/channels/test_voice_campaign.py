@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
 from channels.sandbox import outbox
+from channels.voice import bridge
 from channels.voice.campaign import answer
 from channels.voice.outbound import VoiceSender
 from router import agents, bus, conversations, events
@@ -249,8 +250,13 @@ async def test_a_person_who_presses_1_waits_in_the_campaigns_queue_in_the_campai
     assert "You are number 1 in the queue." in " ".join(s.text or "" for s in waiting.iter("Say"))
     await agents.set_presence(w.store, w.tenant, "amy", "available")
     assert await w.accept_offer("amy") == "cmp-dues-1"
+    # amy's leg is called to be screened; taken at the whisper, the callee joins her conference
+    [offer] = [m for m in await w.outgoing() if m.metadata.get("action") == bridge.OFFER]
+    assert (offer.to, offer.conversation) == (AMY_PHONE, "cmp-dues-1")
+    callee = offer.metadata["call_sid"]
+    await bridge.take(w.store, w.tenant, "cmp-dues-1", callee, "amy", "CA" + "7" * 32)
     connected = await campaigns.twiml("/twilio/voice/wait?n=1")
-    assert [n.text for n in connected.iter("Number")] == [AMY_PHONE]
+    assert [n.text for n in connected.iter("Conference")] == [bridge.conference_name("cmp-dues-1")]
 
     await campaigns.follow()
     counts = (await registry.progress(w.store, "acme", "dues")).counts

@@ -3,11 +3,17 @@ twilio's own RequestValidator, as Twilio signs them."""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 from collections.abc import AsyncIterator
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from channels.voice import inbound, status, voicemail
+from ops import cli, reports
+from router import events
+from router.keys import Keys
 from router.settings import Settings
 from tests.channels.voice_phone import ACME_NUMBER, CALLER, GLOBEX_NUMBER, Phone, serve
 
@@ -46,7 +52,9 @@ async def test_a_key_picks_the_queue_and_the_call_enters_it_then_waits(phone):
     assert (contact.address, contact.to, contact.provider_id) == (CALLER, ACME_NUMBER, phone.sid)
     record = await phone.call_record()
     assert (record["state"], record["queue"], record["contact"]) == ("queued", "billing", contact.id)
-    assert contact.occurred_at == int(record["started_at"])
+    # the wait counts from queue entry; the greeting and menu are the IVR's time, kept apart
+    assert contact.occurred_at == int(record["queued_at"]) >= int(record["started_at"])
+    assert contact.metadata["ivr_ms"] == record["ivr_ms"] == str(int(record["queued_at"]) - int(record["started_at"]))
 
 
 async def test_a_spoken_word_picks_the_queue(phone):
@@ -226,3 +234,29 @@ async def test_an_anonymous_caller_is_not_offered_a_callback_to_their_number_but
     callback = (await phone.inbound())[-1]
     # the customer of the number they gave: the only one they told us
     assert (callback.kind, callback.address, callback.metadata["dial"]) == ("callback", "+12025550143", "+12025550143")
+
+
+async def test_the_report_counts_the_answer_wait_from_queue_entry_not_the_ivr(phone, capsys):
+    # 30 s in the greeting and menu, then answered at once: ASA and service level see no wait
+    await phone.answer(VOICE)
+    key = Keys("acme").call(phone.sid)
+    started = int((await phone.call_record())["started_at"])
+    await phone.world.store.redis.hset(key, "started_at", str(started - 30_000))
+    await phone.answer(f"{MENU}?attempt=1", Digits="1")
+    await phone.route()
+    await phone.world.available("amy")
+    await phone.world.accept_offer("amy")
+    [accepted] = await phone.world.events(events.Accepted)
+    assert accepted.waited_ms < 30_000
+    tenant = phone.world.tenant
+    day = dt.datetime.now(ZoneInfo(tenant.timezone)).date()
+    result = await reports.report(phone.world.store, tenant, "day", day)
+    [support] = [row for row in result.queues if row.queue == "support"]
+    assert (support.handled, support.service_level) == (1, 1.0)
+    assert support.asa_s is not None and support.asa_s < 30
+    # what `contactrouter report` prints is that report
+    args = argparse.Namespace(tenant="acme", period="day", date=day, by="queue", csv=None, short_abandon=5.0,
+                              action=None)  # fmt: skip
+    await cli._report(phone.world.store, phone.world.deployment, args)
+    [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("support")]
+    assert "100.0%" in row and " 0s " in row  # service level and ASA

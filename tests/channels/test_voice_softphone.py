@@ -15,7 +15,7 @@ from aiohttp import ClientSession, CookieJar
 from aiohttp.test_utils import TestClient, TestServer
 from twilio.request_validator import RequestValidator
 
-from channels.voice import inbound, softphone, waiting
+from channels.voice import bridge, inbound, softphone, waiting
 from channels.voice.outbound import VoiceSender
 from router import customers
 from router.app.inbox import accounts, second_factor
@@ -24,7 +24,7 @@ from router.keys import Keys
 from router.settings import Settings
 from tests.channels.test_voice_callbacks import Voice, dialled_number, query
 from tests.channels.twilio_api import TwilioApi
-from tests.channels.voice_phone import ACME_SID, ACME_TOKEN, CALLER, SANDBOX_TOKEN, TENANTS, Phone
+from tests.channels.voice_phone import ACME_NUMBER, ACME_SID, ACME_TOKEN, CALLER, SANDBOX_TOKEN, TENANTS, Phone, twiml
 from tests.factories import World, world
 from tests.router.test_inbox_pages import PASSWORD, SECRET, cheap_hashes, csrf_of, log_in  # noqa: F401 - fixture
 
@@ -47,6 +47,7 @@ class Desk:
     phone: Phone  # Twilio's webhooks
     api: TwilioApi  # Twilio's REST API
     sender: VoiceSender
+    since: int = 0  # requests to the fake API before the test's own
 
     @property
     def world(self) -> World:
@@ -60,18 +61,36 @@ class Desk:
         return client, csrf_of(await (await client.get("/inbox")).text())
 
     async def call_with(self, agent: str) -> str:
-        """A caller waits, the agent accepts, the wait loop puts them through; the conversation."""
+        """A caller waits, the agent accepts, takes it at the whisper, and both legs are in
+        the conversation's conference (its sid recorded); the conversation."""
         await self.phone.answer(inbound.PATH)
         await self.phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
         await self.phone.route()
         await self.world.available(agent)
         conversation = await self.world.accept_offer(agent)
-        assert (await self.phone.answer(WAIT)).one("Identity").text == agent
+        assert await Voice(self.world, self.api, self.phone.client, self.sender).dispatch() == 1
+        leg = self.api.call_sids[-1]
+        taken = self.phone.params(sid=leg, Digits="1", To=f"client:{agent}", Direction="outbound-api")
+        taken["From"] = ACME_NUMBER
+        answer_path = (
+            bridge.SCREEN_ANSWER_PATH.format(tenant="acme")
+            + "?"
+            + bridge.offer_query(
+                conversation, self.phone.sid, agent, (await self.world.conversation(conversation))["reservation"]
+            )
+        )
+        assert (await twiml(await self.phone.post(answer_path, taken))).one("Conference") is not None
+        assert (await self.phone.answer(WAIT)).one("Conference").text == bridge.conference_name(conversation)
+        joined = {"AccountSid": ACME_SID, "ConferenceSid": "CF" + "3" * 32, "CallSid": self.phone.sid,
+                  "StatusCallbackEvent": "participant-join"}  # fmt: skip
+        events_path = bridge.CONFERENCE_PATH.format(tenant="acme") + f"?conversation={conversation}&role=customer"
+        assert (await self.phone.post(events_path, joined)).status == 200
+        self.since = len(self.api.requests)  # what the softphone does next is what a test looks at
         return conversation
 
     @property
     def updates(self) -> list:
-        return [r for r in self.api.requests if "/Calls/" in r.path]
+        return [r for r in self.api.requests[self.since :] if "/Calls/" in r.path or "/Participants/" in r.path]
 
 
 async def desk_of(text: str, env: dict[str, str]) -> AsyncIterator[Desk]:
@@ -97,7 +116,7 @@ async def test_the_token_is_signed_with_the_api_key_and_names_the_client_the_wai
     client, token = await desk.agent("zoe")
     async with client:
         await desk.call_with("zoe")
-        dialled = (await desk.phone.answer(WAIT)).one("Identity").text  # <Dial><Client><Identity>
+        dialled = desk.api.requests[0]["To"].removeprefix("client:")  # the Client the agent's leg calls
         response = await client.post("/inbox/t/acme/softphone/token", headers={"X-CSRF-Token": token})
         assert response.status == 200
         body = await response.json()
@@ -149,7 +168,7 @@ async def test_an_account_without_an_api_key_gives_no_softphone(desk):
 # --- hold and transfer: the caller's leg moved through Twilio's REST API ---
 
 
-async def test_a_held_caller_hears_hold_music_and_is_put_through_again_when_resumed(desk):
+async def test_a_held_caller_hears_hold_music_in_the_conference_and_the_agent_stays(desk):
     client, token = await desk.agent("zoe")
     async with client:
         conversation = await desk.call_with("zoe")
@@ -157,21 +176,18 @@ async def test_a_held_caller_hears_hold_music_and_is_put_through_again_when_resu
         response = await client.post("/inbox/t/acme/softphone/hold", json=body, headers={"X-CSRF-Token": token})
         assert response.status == 200, await response.text()
         [update] = desk.updates
-        assert update.path == f"/2010-04-01/Accounts/{ACME_SID}/Calls/{desk.phone.sid}.json"  # the caller's leg
-        # back to the wait loop, at the address Twilio reaches us at (PUBLIC_URL, else host and port)
-        assert (update["Url"], update["Method"]) == (f"{Settings().base_url}{waiting.WAIT_PATH}?n=1", "POST")
-        assert (await desk.phone.call_record())["state"] == waiting.HELD
-        # the agent's leg ends as the caller's is moved: not a hang-up for the caller
-        assert (await desk.phone.answer(waiting.DIALED_PATH, DialCallStatus="completed")).verbs == ["Redirect"]
-        held = await desk.phone.answer(f"{waiting.WAIT_PATH}?n=1")
-        assert held.verbs == ["Pause", "Redirect"]  # no options, no agent dialled
+        # the caller's participant, at the address Twilio reaches us at (PUBLIC_URL, else host and port)
+        assert update.path.endswith(f"/Conferences/{'CF' + '3' * 32}/Participants/{desk.phone.sid}.json")
+        assert (update["Hold"], update["HoldUrl"]) == ("true", f"{Settings().base_url}/twilio/acme/voice/hold")
+        assert (await desk.phone.call_record())["held"] == "1"
+        held = await desk.phone.answer("/twilio/acme/voice/hold", AccountSid=ACME_SID)
+        assert held.verbs == ["Say", "Pause", "Redirect"]
 
         body["on"] = False
         response = await client.post("/inbox/t/acme/softphone/hold", json=body, headers={"X-CSRF-Token": token})
         assert response.status == 200
-        assert len(desk.updates) == 2
+        assert [u["Hold"] for u in desk.updates] == ["true", "false"]
         assert (await desk.phone.call_record())["state"] == "connected"
-        assert (await desk.phone.answer(f"{waiting.WAIT_PATH}?n=1")).one("Identity").text == "zoe"
 
 
 async def test_a_held_caller_is_hung_up_by_the_router_when_the_agent_hangs_up(desk):

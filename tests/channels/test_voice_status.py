@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from channels.voice import inbound, status
+from channels.voice import bridge, inbound, status
 from router import events
+from router.keys import Keys
 from tests.channels.voice_phone import Phone, new_sid, serve
 
 
@@ -64,14 +65,41 @@ async def test_a_caller_who_hangs_up_while_offered_frees_the_agent_at_once(phone
     assert len(await phone.world.events(events.Abandoned)) == 1
 
 
-async def test_a_caller_put_through_to_an_agent_did_not_abandon(phone):
+async def test_a_caller_put_through_to_an_agent_did_not_abandon_and_their_talk_time_is_measured(phone):
     await waiting_call(phone)
     await phone.world.available("amy")
     conversation = await phone.world.accept_offer("amy")
-    await phone.answer("/twilio/voice/wait?n=0")  # Dial
+    await bridge.take(phone.world.store, phone.world.tenant, conversation, phone.sid, "amy", new_sid())
+    assert (await phone.answer("/twilio/voice/wait?n=0")).verbs == ["Dial", "Hangup"]  # the conference
     await report(phone, "completed")
     assert (await phone.world.conversation(conversation))["state"] == "assigned"
     assert await phone.world.events(events.Abandoned) == []
+    [talk_ms] = await phone.world.store.redis.lrange(Keys("acme").voice_handled("support"), 0, -1)
+    assert 0 <= int(talk_ms) < 60_000
+
+
+async def test_a_caller_who_hangs_up_while_the_agent_is_screened_abandoned_and_the_agent_is_freed(phone):
+    await waiting_call(phone)
+    await phone.world.available("amy")
+    conversation = await phone.world.accept_offer("amy")  # amy's leg rings, or hears the whisper
+    await report(phone, "completed")
+    record = await phone.world.conversation(conversation)
+    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
+    assert len(await phone.world.events(events.Abandoned)) == 1
+    assert (await phone.world.agent("amy"))["presence"] == "available"  # not the agent's fault
+
+
+async def test_the_time_waited_counts_from_queue_entry_not_the_start_of_the_call(phone):
+    await phone.answer(inbound.PATH)
+    key = Keys("acme").call(phone.sid)
+    started = int((await phone.call_record())["started_at"])
+    await phone.world.store.redis.hset(key, "started_at", str(started - 8000))  # 8 s in the menu
+    await phone.answer(f"{inbound.MENU_PATH}?attempt=1", Digits="1")
+    await phone.route()
+    await report(phone, "completed")
+    [abandoned] = await phone.world.events(events.Abandoned)
+    assert abandoned.waited_ms < 8000
+    assert int((await phone.call_record())["ivr_ms"]) >= 8000
 
 
 async def test_a_caller_who_asked_for_a_callback_did_not_abandon(phone):

@@ -3,15 +3,13 @@ callback that keeps the caller's place."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
 import pytest
-from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import inbound, softphone, status, waiting
-from router import conversations, events
-from tests.channels.voice_phone import AMY_PHONE, CALLER, Phone, serve
+from channels.voice import estimate, inbound, waiting
+from router import conversations
+from tests.channels.voice_phone import CALLER, Phone, serve
 
 WAIT = f"{waiting.WAIT_PATH}?n=0"
 
@@ -37,7 +35,7 @@ async def test_before_routing_opened_the_conversation_the_caller_is_asked_to_hol
     assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=1"
 
 
-async def test_a_waiting_caller_hears_their_position_and_expected_wait_and_the_options(phone):
+async def test_with_nobody_to_take_the_call_the_caller_hears_the_options_first_and_no_estimate(phone):
     callers = [await queued(phone.another(), caller=f"+1555123000{i}") for i in range(3)]
     await phone.route()
     for position, caller in enumerate(callers, start=1):
@@ -46,15 +44,43 @@ async def test_a_waiting_caller_hears_their_position_and_expected_wait_and_the_o
         gather = answer.one("Gather")
         assert gather.get("numDigits") == "1"
         assert answer.path("Gather") == waiting.CHOICE_PATH
-        [announcement, options] = [say.text for say in gather.iter("Say")]
-        # nobody is available: 240 s per caller ahead, and their own
-        assert announcement == (
-            f"You are number {position} in the queue. The expected wait is about {4 * position} minutes."
-        )
+        [options, announcement] = [say.text for say in gather.iter("Say")]
         assert options == "To be called back without losing your place, press 1. To leave a voicemail, press 2."
+        assert announcement == (
+            f"You are number {position} in the queue. "
+            "We cannot estimate the wait right now, as no agent is available to take your call."
+        )
         assert gather.find("Pause").get("length") == str(waiting.HOLD_S)
         assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=1"
     assert (await callers[0].call_record())["conversation"]
+
+
+async def test_messages_waiting_in_the_same_queue_are_not_ahead_of_a_caller(phone):
+    # the issue's case: 4 SMS and 1 email wait in support, nobody is on
+    for i in range(4):
+        await phone.world.arrive(channel="sms", address=f"+1201555010{i}", body="hello", queue="support")
+    await phone.world.arrive(channel="email", address="ann@example.com", body="hello", queue="support")
+    await queued(phone)
+    await phone.route()
+    assert len(await phone.world.waiting("support")) == 6
+    said = (await phone.answer(WAIT)).said()
+    assert "You are number 1 in the queue." in said
+    assert "We cannot estimate the wait right now" in said
+    assert "minutes" not in said
+
+
+async def test_the_expected_wait_uses_the_queues_measured_handle_time(phone):
+    await phone.world.available("amy")
+    await queued(phone.another(), caller="+15557770000")  # amy takes one call: 1 agent able
+    await phone.route()
+    await phone.world.accept_offer("amy")
+    for talk_s in (60, 120, 180):  # three answered calls of support: 2 minutes on average
+        await estimate.record_handled(phone.world.store, "acme", "support", talk_s * 1000)
+    first, second = await queued(phone.another()), await queued(phone.another(), caller="+15551230009")
+    await phone.route()
+    assert "You are number 1 in the queue. The expected wait is about 2 minutes." in (await first.answer(WAIT)).said()
+    said = (await second.answer(WAIT, caller="+15551230009")).said()
+    assert "You are number 2 in the queue. The expected wait is about 4 minutes." in said
 
 
 async def test_the_expected_wait_is_shared_among_the_queues_available_agents(phone):
@@ -78,6 +104,16 @@ async def test_the_expected_wait_is_shared_among_the_queues_available_agents(pho
     )
 
 
+async def test_a_call_held_outside_a_conference_hears_hold_music_only(phone):
+    # held before calls were bridged in conferences: the loop keeps them on hold, no options
+    await queued(phone)
+    await phone.route()
+    await inbound.update_call(phone.world.store, "acme", phone.sid, state=waiting.HELD)
+    answer = await phone.answer(f"{waiting.WAIT_PATH}?n=3")
+    assert answer.verbs == ["Pause", "Redirect"]
+    assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=4"
+
+
 async def test_between_announcements_the_caller_hears_hold_music_and_may_still_press_a_key(phone):
     await queued(phone)
     await phone.route()
@@ -85,122 +121,6 @@ async def test_between_announcements_the_caller_hears_hold_music_and_may_still_p
     assert answer.verbs == ["Gather", "Redirect"]
     assert answer.said() == ""
     assert answer.path("Redirect", "text") == f"{waiting.WAIT_PATH}?n=2"
-
-
-async def test_once_an_agent_takes_the_call_the_caller_is_put_through_to_their_phone(phone):
-    await queued(phone)
-    await phone.route()
-    await phone.world.available("amy")
-    assert (await phone.answer(WAIT)).said().startswith("An agent will be with you shortly.")  # offered
-    await phone.world.accept_offer("amy")
-    answer = await phone.answer(f"{waiting.WAIT_PATH}?n=4")
-    assert answer.verbs == ["Dial", "Hangup"]
-    assert answer.one("Number").text == AMY_PHONE
-    record = await phone.call_record()
-    assert (record["state"], record["agent"]) == ("connected", "amy")
-
-
-async def test_an_agent_who_does_not_pick_up_sends_the_caller_back_to_their_place(phone):
-    await queued(phone)
-    await phone.route()
-    await phone.world.available("amy", "zoe")
-    [offer] = [o for agent in ("amy", "zoe") for o in await phone.world.offers(agent)]
-    taker = offer["agent"]
-    other = "zoe" if taker == "amy" else "amy"
-    await phone.world.accept_offer(taker)
-    await phone.answer(WAIT)  # the Dial to the agent
-    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="no-answer")
-    assert answer.verbs == ["Say", "Redirect"]
-    assert (await phone.world.agent(taker))["presence"] == "away"
-    conversation = (await phone.call_record())["conversation"]
-    assert await phone.world.offered(other) == [conversation]  # the next agent is offered the call
-    assert (await phone.call_record())["state"] == "queued"
-
-
-async def _ringing_agent(phone: Phone) -> tuple[str, str, str]:
-    """A queued call taken by one of amy and zoe, whose phone now rings; returns the
-    conversation, the taker and the other agent."""
-    await queued(phone)
-    await phone.route()
-    await phone.world.available("amy", "zoe")
-    [offer] = [o for agent in ("amy", "zoe") for o in await phone.world.offers(agent)]
-    taker = offer["agent"]
-    conversation = await phone.world.accept_offer(taker)
-    assert (await phone.answer(WAIT)).verbs == ["Dial", "Hangup"]
-    return conversation, taker, "zoe" if taker == "amy" else "amy"
-
-
-async def _assert_abandoned_while_ringing(phone: Phone, conversation: str, taker: str, other: str) -> None:
-    record = await phone.world.conversation(conversation)
-    assert (record["state"], record["disposition"]) == ("closed", "abandoned")
-    [abandoned] = await phone.world.events(events.Abandoned)
-    assert (abandoned.conversation, abandoned.provider_id) == (conversation, phone.sid)
-    assert (await phone.world.agent(taker))["presence"] == "available"  # not the agent's fault
-    assert await phone.world.offered(other) == []  # nobody is offered the caller who left
-    assert await phone.world.waiting("support") == []
-    assert (await phone.call_record())["state"] == "abandoned"
-
-
-@pytest.mark.parametrize("dial_status", ["no-answer", "canceled"])
-async def test_a_caller_who_hangs_up_while_the_agents_phone_rings_abandoned_dial_action_first(phone, dial_status):
-    conversation, taker, other = await _ringing_agent(phone)
-    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus=dial_status, CallStatus="completed")
-    assert answer.verbs == ["Hangup"]
-    response = await phone.post(status.PATH, phone.params(CallStatus="completed"))
-    assert response.status == 200
-    await phone.answer(waiting.DIALED_PATH, DialCallStatus=dial_status, CallStatus="completed")  # a retry
-    await _assert_abandoned_while_ringing(phone, conversation, taker, other)
-
-
-@pytest.mark.parametrize("call_status", ["completed", "in-progress"])  # the record knows it ended either way
-async def test_a_caller_who_hangs_up_while_the_agents_phone_rings_abandoned_status_first(phone, call_status):
-    conversation, taker, other = await _ringing_agent(phone)
-    response = await phone.post(status.PATH, phone.params(CallStatus="completed"))
-    assert response.status == 200
-    assert (await phone.world.conversation(conversation))["state"] == "assigned"  # the Dial action decides
-    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="no-answer", CallStatus=call_status)
-    assert answer.verbs == ["Hangup"]
-    await _assert_abandoned_while_ringing(phone, conversation, taker, other)
-
-
-async def test_a_cancelled_dial_is_not_the_agents_fault(phone):
-    assert "canceled" not in waiting.AGENT_NOT_REACHED
-    conversation, taker, _other = await _ringing_agent(phone)
-    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="canceled")
-    assert answer.verbs == ["Hangup"]
-    assert (await phone.world.agent(taker))["presence"] == "available"
-    assert (await phone.world.conversation(conversation))["state"] == "assigned"
-
-
-async def test_an_answered_dial_ends_the_call_when_the_agent_hangs_up(phone):
-    await queued(phone)
-    await phone.route()
-    await phone.world.available("amy")
-    await phone.world.accept_offer("amy")
-    await phone.answer(WAIT)
-    answer = await phone.answer(waiting.DIALED_PATH, DialCallStatus="completed")
-    assert answer.verbs == ["Hangup"]
-    conversation = (await phone.call_record())["conversation"]
-    assert (await conversations.get(phone.world.store, "acme", conversation))["state"] == "assigned"
-
-
-async def test_an_agent_without_a_phone_takes_the_call_in_the_browser(phone):
-    await queued(phone)
-    await phone.route()
-    await phone.world.available("zoe")
-    conversation = await phone.world.accept_offer("zoe")
-    answer = await phone.answer(WAIT)
-    # the softphone registers as this identity, and shows which conversation and customer it is
-    expected = VoiceResponse()
-    client = expected.dial(action=str(phone.client.make_url(waiting.DIALED_PATH)), method="POST").client()
-    client.identity(softphone.client_identity("zoe"))
-    client.parameter(name="tenant", value="acme")
-    client.parameter(name="conversation", value=conversation)
-    client.parameter(name="customer", value=CALLER)
-    client.parameter(name="kind", value="call")
-    expected.hangup()
-    assert ET.tostring(answer.root) == ET.tostring(ET.fromstring(str(expected)))
-    assert answer.one("Identity").text == "zoe"
 
 
 # --- callbacks ---------------------------------------------------------------------
@@ -225,7 +145,7 @@ async def test_a_callback_to_the_callers_own_number_replaces_the_call_and_keeps_
     assert (record["state"], record["disposition"]) == ("closed", "callback_requested")
     callback = (await phone.inbound())[-1]
     assert (callback.kind, callback.address, callback.provider_id) == ("callback", CALLER, f"callback:{phone.sid}")
-    assert callback.original_at == int((await phone.call_record())["started_at"])
+    assert callback.original_at == int((await phone.call_record())["queued_at"])  # its place, from queue entry
     assert (callback.queue, callback.metadata["call_sid"]) == ("support", phone.sid)
 
     await phone.route()

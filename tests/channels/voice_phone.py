@@ -192,11 +192,23 @@ class Phone:
         return Phone(self.client, self.world)
 
 
+# Twilio's documented TwiML verbs and nouns (twilio.com/docs/voice/twiml): an answer of
+# ours may use nothing else
+DOCUMENTED = frozenset(
+    {
+        "Response", "Say", "Play", "Pause", "Gather", "Redirect", "Hangup", "Reject", "Record", "Dial", "Number",
+        "Client", "Identity", "Parameter", "Conference", "Queue", "Enqueue", "Leave", "Sip", "Connect", "Stream",
+        "Start", "Stop", "Refer", "Sms", "Task", "Application",
+    }
+)  # fmt: skip
+
+
 async def twiml(response: ClientResponse) -> Answer:
     assert response.status == 200, await response.text()
     assert response.content_type == "text/xml"
     root = ET.fromstring(await response.text())
     assert root.tag == "Response"
+    assert {element.tag for element in root.iter()} <= DOCUMENTED, ET.tostring(root)
     return Answer(root)
 
 

@@ -4,16 +4,18 @@ registry the CLI uses; agents see a reply's campaign context on its conversation
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import AsyncIterator
 
 import pytest
 
-from router import events
+from router import audit, events
 from router.campaigns import registry
 from router.campaigns.model import parse_campaign
-from tests.factories import World
+from tests.factories import World, deployment
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 from tests.workers.campaigns import create_campaign
 from workers.campaigns.results import Results
@@ -170,7 +172,7 @@ async def test_the_campaign_page_shows_variants_rejects_and_an_inert_preview(inb
         assert re.search(r'data-action="launch"\s*>', page) and re.search(r'data-action="pause"[^>]*hidden', page)
 
         assert await worker(w).step() == 0  # a draft sends nothing
-        await registry.change(w.store, "acme", "dues", "launch")
+        await registry.change(w.store, "acme", "dues", "launch", deployment=w.deployment)
         assert await worker(w).step() == 3
         progress = await registry.progress(w.store, "acme", "dues")
         page = await (await client.get("/inbox/campaigns/acme/dues")).text()
@@ -303,3 +305,57 @@ async def test_a_conversation_of_no_campaign_has_no_campaign_panel(inbox: Inbox)
         page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
     assert 'id="campaign-context"' not in page and "<optgroup" not in page
     assert '<option value="resolved">' in page
+
+
+async def test_a_campaign_that_cannot_launch_says_why_on_its_page_and_its_launch_is_refused(inbox: Inbox) -> None:
+    """An email offer of acme, created while acme had an address, which the deployment the
+    web process runs has no more: its mailto: unsubscribe would go nowhere."""
+    w = inbox.world
+    offer = UPGRADE.replace('tenant = "globex"', 'tenant = "acme"').replace('queue = "sales"', 'queue = "support"')
+    offer = offer.replace('channel = "sms"', 'channel = "email"').replace(
+        "[templates.sms.en]", '[templates.email.en]\nsubject = "Upgrade"'
+    )
+    then = deployment(
+        DEPLOYMENT.replace(
+            "[[tenants.queues]]", 'email = { addresses = ["help@acme.example"] }\n\n[[tenants.queues]]', 1
+        )
+    )
+    await registry.create(w.store, then, parse_campaign(offer))
+    client, csrf = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get("/inbox/campaigns/acme/upgrade")).text()
+        notice = page[page.index('id="launch-problem"') :]
+        assert "It cannot be launched as it stands" in notice and "tenant acme has no email address" in notice
+        refused = await client.post("/inbox/campaigns/acme/upgrade/launch", data={"csrf": csrf}, allow_redirects=False)
+        assert refused.status == 409
+        assert "cannot launch campaign upgrade: an email campaign cannot go out: tenant acme" in await refused.text()
+    assert (await registry.load(w.store, "acme", "upgrade"))[1] == "draft"
+
+
+async def test_a_supervisor_downloads_every_recipients_results_and_the_audit_trail_says_who(inbox: Inbox) -> None:
+    w = inbox.world
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
+    assert await worker(w).step() == 3
+    delivered = events.DeliveryStatus(
+        tenant="acme", occurred_at=events.now_ms(), channel="sms", message="cmp-dues-1-1", status="delivered"
+    )
+    await results(w, delivered)
+    client, _csrf = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get("/inbox/campaigns/acme/dues")).text()
+        assert 'href="/inbox/campaigns/acme/dues/recipients.csv"' in page
+        response = await client.get("/inbox/campaigns/acme/dues/recipients.csv")
+        assert response.status == 200 and response.content_type == "text/csv"
+        assert 'filename="campaign-acme-dues-recipients.csv"' in response.headers["Content-Disposition"]
+        table = list(csv.DictReader(io.StringIO(await response.text())))
+        assert (await client.get("/inbox/campaigns/globex/upgrade/recipients.csv")).status == 404
+    assert [(r["name"], r["outcome"], r["channel"]) for r in table] == [
+        ("Jane", "delivered", "sms"),
+        ("<b>Bob</b>", "sent", "sms"),
+        ("Ana", "sent", "sms"),
+    ]
+    entries, _ = await audit.read(w.store, tenant="acme", action="export")
+    assert [(e.actor, e.target) for _id, e in entries] == [("sue", "campaign dues recipients")]
+    client, _csrf = await logged_in(inbox, "amy")  # an agent may not
+    async with client:
+        assert (await client.get("/inbox/campaigns/acme/dues/recipients.csv", allow_redirects=False)).status == 403

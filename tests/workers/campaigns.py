@@ -26,7 +26,7 @@ async def create_campaign(
     report = await audience.import_csv(w.store, campaign, io.StringIO(csv_text))
     assert report.rejected == rejected, report.rejects
     if launch:
-        await registry.change(w.store, campaign.tenant, campaign.id, "launch")
+        await registry.change(w.store, campaign.tenant, campaign.id, "launch", deployment=w.deployment)
     return campaign
 
 

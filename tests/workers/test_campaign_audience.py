@@ -51,8 +51,9 @@ async def test_good_rows_import_with_e164_numbers_and_their_fields():
     )
     assert jane.fields["balance"] == "120.50" and jane.fields["due_date"] == "2026-12-01"
     assert tom.phone == "+447911123456" and tom.email == ""
-    # the number's possible time zones are worked out once, at import; an explicit zone needs none
-    assert "Europe/London" in tom.zones and jane.zones == ()
+    # the number's possible time zones are worked out once, at import, beside an explicit zone
+    # (which narrows them when it is one of them, and never widens the window when not)
+    assert "Europe/London" in tom.zones and jane.zones == ("America/New_York",)
     assert await w.store.redis.zcard(Keys("acme").campaign_due("spring")) == 2
 
 
@@ -133,9 +134,9 @@ async def test_rows_are_written_batch_by_batch_while_the_file_is_read():
     seen_before_reading: list[int] = []
     real_chunk = audience._import_chunk
 
-    async def chunk(store, campaign, columns, rows, report):
+    async def chunk(*args):
         seen_before_reading.append(source.read)  # lines read when this batch is written
-        await real_chunk(store, campaign, columns, rows, report)
+        return await real_chunk(*args)
 
     audience._import_chunk = chunk
     try:
@@ -151,3 +152,82 @@ def test_email_addresses_are_checked():
     assert audience.valid_email("jane.doe+bills@example.co.uk")
     for bad in ("jane", "jane@", "@example.com", "jane@example", "ja ne@example.com", "jane@@example.com"):
         assert not audience.valid_email(bad), bad
+
+
+@pytest.mark.parametrize("zone", ["EST", "MST", "HST", "EST5EDT", "UTC", "Etc/GMT+5", "Japan"])
+async def test_a_zone_that_names_no_place_is_refused_with_its_line_and_the_way_out(zone):
+    """EST is UTC-5 all year: a New Yorker's window judged in it is an hour off all summer."""
+    w = await world()
+    report, recipients = await imported(
+        w.store, f"phone,name,account,timezone\n+12125551234,Ann,A1,{zone}\n+12125551235,Bo,A2,America/New_York\n"
+    )
+    assert [r.fields["name"] for r in recipients] == ["Bo"]
+    [(line, reason)] = report.rejects
+    assert line == 2
+    assert reason == (
+        f"time zone {zone!r} is an abbreviation or a fixed offset, not a place: give the recipient's IANA zone "
+        "(such as America/New_York, which keeps daylight saving time), or leave it empty to use the phone number's"
+    )
+
+
+def refusal(data: bytes, chunk: int = audience.CHECK_BYTES) -> str:
+    with pytest.raises(audience.AudienceError) as caught:
+        audience.check_utf8(io.BytesIO(data), chunk)
+    return str(caught.value)
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_its_first_bad_bytes_by_line_and_byte():
+    assert refusal(b"\xffphone\n").startswith(
+        "line 1, byte 1 (byte 1 of the file): FF is not UTF-8 (invalid start byte)"
+    )
+    data = "phone,name\n+12125550100,Zoë\n+12125550101,Jos".encode() + b"\xe9\n"
+    expected = "line 3, byte 17 (byte 46 of the file): E9 is not UTF-8 (invalid continuation byte)"
+    # wherever the reads cut the file, even inside the ë before it or right at the bad byte
+    for chunk in (1, 2, 3, 7, 27, 28, 45, 46, 1 << 20):
+        assert refusal(data, chunk).startswith(expected), chunk
+    assert refusal("ë".encode()[:1]).startswith("line 1, byte 1 (byte 1 of the file): C3 is not UTF-8 (unexpected end")
+    for good in (b"", "\ufeffphone,name\n+12125550100,Zoë\n".encode(), b"a\r\nb\r\n"):
+        for chunk in (1, 2, 1 << 20):
+            audience.check_utf8(io.BytesIO(good), chunk)  # no error
+
+
+def rows(count: int) -> list[str]:
+    return ["phone,name,account\n"] + [f"+1212555{i:04d},P{i},A{i}\n" for i in range(count)]
+
+
+def cut_short(lines: list[str], after: int):
+    """The file's lines until the import dies (a killed command, a lost store) after `after`."""
+    yield from lines[: after + 1]
+    raise KeyboardInterrupt
+
+
+async def test_importing_again_after_an_import_cut_short_adds_the_rest_and_refuses_nothing():
+    w = await world()
+    campaign = parse_campaign(CAMPAIGN)
+    with pytest.raises(KeyboardInterrupt):
+        await audience.import_csv(w.store, campaign, cut_short(rows(2500), 2300))  # type: ignore[arg-type]
+    keys = Keys("acme")
+    assert await w.store.redis.zcard(keys.campaign_due("spring")) == 2000  # the batches written before
+    again = await audience.import_csv(w.store, campaign, io.StringIO("".join(rows(2500))))
+    assert (again.imported, again.rejected, again.already) == (500, 0, 2000)
+    assert await w.store.redis.zcard(keys.campaign_due("spring")) == 2500
+    # A changed row, or a repeat within the file, is still a duplicate.
+    changed = rows(1)[0] + "+12125550000,Someone else,A0\n+12125559999,New,A9\n+1 212 555 9999,New again,A9\n"
+    third = await audience.import_csv(w.store, campaign, io.StringIO(changed))
+    assert (third.imported, third.already) == (1, 0)
+    assert [line for line, _reason in third.rejects] == [2, 4]
+
+
+async def test_an_address_an_earlier_import_claimed_but_never_stored_is_imported_on_the_rerun():
+    w = await world()
+    campaign = parse_campaign(CAMPAIGN)
+    keys = Keys("acme")
+    # the import died between claiming the address and storing its row
+    await w.store.redis.hset(keys.campaign("spring"), "rows", 1)
+    await w.store.redis.hset(keys.campaign_audience("spring"), "@+12125550000", 1)
+    report = await audience.import_csv(w.store, campaign, io.StringIO("".join(rows(2))))
+    assert (report.imported, report.rejected) == (2, 0)
+    [(seq, _due)] = await w.store.redis.zrange(keys.campaign_due("spring"), 0, 0, withscores=True)
+    recipient = decode_recipient(await w.store.redis.hget(keys.campaign_audience("spring"), seq))
+    assert recipient.phone == "+12125550000"
+    assert await w.store.redis.hget(keys.campaign_audience("spring"), "@+12125550000") == seq

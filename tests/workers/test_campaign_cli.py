@@ -122,3 +122,55 @@ def test_results_per_campaign_and_variant_on_screen_and_as_csv(run, tmp_path):
     status, out, _ = run("results", "acme-dues", "--csv", str(target))
     assert status == 0 and out == f"wrote 1 rows to {target}\n"
     assert target.read_text().splitlines()[1] == "acme-dues,all,100,0,0,0,0,0,0,0.00,0.0000,0,0,0,0,0"
+
+
+def test_create_and_launch_of_an_email_campaign_say_why_it_cannot_go_out(run, monkeypatch, tmp_path):
+    """Without the tenant's address, campaign email could carry no working unsubscribe (its
+    mailto: goes there); the demo's own offer, against a deployment whose globex has none."""
+    demo = (Path(__file__).parents[2] / "router" / "demo.toml").read_text("utf-8")
+    bare = tmp_path / "bare.toml"
+    bare.write_text(demo.replace('addresses = ["offers@globex.example"]', ""), "utf-8")
+    offer = str(EXAMPLES / "globex-upgrade.toml")
+    monkeypatch.setenv("CONTACTROUTER_CONFIG", str(bare))
+    status, _, err = run("create", offer)
+    assert status == 2 and "an email campaign cannot go out: tenant globex has no email address" in err
+    monkeypatch.delenv("CONTACTROUTER_CONFIG")  # the demo, with globex's address
+    assert run("create", offer)[0] == 0
+    monkeypatch.setenv("CONTACTROUTER_CONFIG", str(bare))  # ...which the deployment has lost by launch
+    status, _, err = run("launch", "globex-fibre")
+    assert status == 2 and "cannot launch campaign globex-fibre: an email campaign cannot go out" in err
+    monkeypatch.delenv("CONTACTROUTER_CONFIG")
+    assert run("launch", "globex-fibre")[1] == "campaign globex-fibre: running\n"
+
+
+def audience_rows(count: int, *, latin1_at: int = 0) -> bytes:
+    """The example audience's columns, `count` rows (lines 2 on), and at line `latin1_at`
+    a name saved in Latin-1, as a spreadsheet exports it (é is the one byte E9)."""
+    lines = ["phone,email,name,account,balance,due_date,offer,timezone,locale"]
+    lines += [f"+1212555{i:04d},,Person {i},AC-{i},$1.00,2026-12-01,,," for i in range(count)]
+    data = ("\n".join(lines) + "\n").encode()
+    if latin1_at:
+        start = data.index(f"Person {latin1_at - 2},".encode())
+        data = data[:start] + "Jos\xe9".encode("latin-1") + data[start + len("Person") :]
+    return data
+
+
+def test_a_file_that_is_not_utf8_is_refused_whole_with_the_right_line_and_byte(run, tmp_path):
+    """The case that found it: a byte of Latin-1 at line 2,302 aborted the import after 2,000
+    rows with the byte's place in an 8 KB read ("byte 4711"), and importing the fixed file
+    then refused those 2,000 rows as duplicates."""
+    assert run("create", str(EXAMPLES / "acme-collections.toml"))[0] == 0
+    broken = tmp_path / "audience.csv"
+    broken.write_bytes(audience_rows(2500, latin1_at=2302))
+    position = broken.read_bytes().index(b"\xe9")
+    line_start = broken.read_bytes().rindex(b"\n", 0, position) + 1
+    status, out, err = run("import", "acme-dues", str(broken))
+    assert status == 2 and out == ""
+    assert f"line 2,302, byte {position - line_start + 1} (byte {position + 1:,} of the file): E9 is not UTF-8" in err
+    assert "Nothing was imported" in err
+    assert "queued 0  sent 0" in run("progress", "acme-dues")[1]
+
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_bytes(broken.read_bytes().replace(b"\xe9", "é".encode()))
+    status, out, _ = run("import", "acme-dues", str(fixed))
+    assert status == 0 and out.startswith("imported 2,500 recipients, rejected 0 rows\n")

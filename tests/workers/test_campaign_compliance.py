@@ -107,9 +107,14 @@ def test_zones_that_share_no_allowed_hour_mean_no_window():
         )
 
 
-def test_a_phone_number_gives_its_zones_and_an_explicit_zone_wins():
+def test_a_phone_number_gives_its_zones_and_an_explicit_zone_narrows_them_never_widens():
     assert compliance.zones_for("+12125551234", "", "UTC") == ("America/New_York",)
-    assert compliance.zones_for("+12125551234", "Europe/Paris", "UTC") == ("Europe/Paris",)
+    assert compliance.zones_for("+12125551234", "America/New_York", "UTC") == ("America/New_York",)
+    # A zone the number's region is not in: the window must be open in both.
+    assert compliance.zones_for("+12125551234", "Europe/Paris", "UTC") == ("Europe/Paris", "America/New_York")
+    # One of the region's zones: just that one (the file knows which side of the line).
+    assert compliance.zones_for("+34600123456", "Atlantic/Canary", "UTC") == ("Atlantic/Canary",)
+    assert compliance.zones_for("", "Europe/Paris", "UTC") == ("Europe/Paris",)  # an email-only row
     assert compliance.zones_for("+34600123456", "", "UTC") == ("Atlantic/Canary", "Europe/Madrid")
     assert compliance.zones_for("+15551230000", "", "Europe/Dublin") == ("Europe/Dublin",)  # a fictional number
     assert compliance.zones_for("", "", "Europe/Dublin") == ("Europe/Dublin",)
@@ -289,3 +294,14 @@ def test_the_span_ends_at_21_00_local_and_includes_no_later_second():
     span = compliance.open_span(nine_pm - dt.timedelta(seconds=30), ["America/New_York"], COLLECTIONS)
     assert span is not None and span[1] == nine_pm
     assert compliance.open_span(nine_pm, ["America/New_York"], COLLECTIONS) is None
+
+
+def test_a_row_zone_that_contradicts_the_number_s_region_does_not_open_the_window():
+    """The case that found it: a New York number whose row says Pacific/Honolulu was texted
+    at 21:30 in New York (15:30 in Honolulu), past the 21:00 collections limit there."""
+    zones = compliance.zones_for("+12125551234", "Pacific/Honolulu", "UTC")
+    window = Window(start="08:00", end="21:00")
+    half_past_nine_ny = dt.datetime(2027, 6, 2, 1, 30, tzinfo=dt.UTC)
+    assert not compliance.allowed(half_past_nine_ny, zones, window)
+    # Next: 14:00 in New York, which is 08:00 in Honolulu.
+    assert compliance.next_allowed(half_past_nine_ny, zones, window) == dt.datetime(2027, 6, 2, 18, 0, tzinfo=dt.UTC)

@@ -48,7 +48,7 @@ async def prepared(store, rows: int):
     csv_text = "phone,name\n" + "".join(f"+1212555{i:04d},P{i}\n" for i in range(rows))
     report = await audience.import_csv(store, campaign, io.StringIO(csv_text))
     assert report.imported == rows
-    await registry.change(store, "acme", "offer", "launch")
+    await registry.change(store, "acme", "offer", "launch", deployment=config)
     return config
 
 

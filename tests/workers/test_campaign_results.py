@@ -30,6 +30,7 @@ DEPLOYMENT = """
 [[tenants]]
 id = "acme"
 entry = { default = "support" }
+email = { addresses = ["help@acme.example"] }  # where campaign email leaves from, and its mailto: unsubscribe goes
 dispositions = ["resolved", "promise_to_pay", "paid", "disputed", "converted"]
 
 [[tenants.queues]]

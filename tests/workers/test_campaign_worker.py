@@ -11,7 +11,7 @@ from router.campaigns import registry
 from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
 from router.scripts import run_pipelined
-from tests.factories import world
+from tests.factories import deployment, world
 from tests.workers import campaigns
 from tests.workers.campaigns import Clock
 from workers.campaigns import cli as campaign_cli
@@ -26,6 +26,7 @@ DEPLOYMENT = """
 [[tenants]]
 id = "acme"
 entry = { default = "support" }
+email = { addresses = ["help@acme.example"] }  # where campaign email leaves from, and its mailto: unsubscribe goes
 
 [[tenants.queues]]
 id = "support"
@@ -142,6 +143,25 @@ async def test_a_recipient_asleep_in_their_time_zone_is_rescheduled_to_8_am_loca
     eight_tokyo = dt.datetime(2027, 6, 2, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=9)))
     assert [score for _seq, score in due] == [eight_tokyo.timestamp() * 1000] * 2
     assert (await registry.progress(w.store, "acme", "spring")).counts["rescheduled"] == 2
+
+
+async def test_a_row_zone_that_contradicts_the_number_waits_for_the_window_in_both():
+    """A New York number whose row says Pacific/Honolulu, at 21:30 in New York (15:30 in
+    Honolulu): it used to go, past the window's 20:00 (and the 21:00 collections limit) where
+    the number is."""
+    with Clock(dt.datetime(2027, 6, 2, 1, 30, tzinfo=dt.UTC)) as clock:
+        w = await world(DEPLOYMENT)
+        await launched(w, people(1, timezone="Pacific/Honolulu"))
+        wk = CampaignWorker(w.store, w.deployment)
+        await wk.step()
+        assert await w.outgoing() == []
+        [(_seq, due)] = await w.store.redis.zrange(KEYS.campaign_due("spring"), 0, -1, withscores=True)
+        three_pm_ny = dt.datetime(2027, 6, 2, 19, 0, tzinfo=dt.UTC)  # 09:00 in Honolulu
+        assert due == three_pm_ny.timestamp() * 1000
+        clock.to(three_pm_ny)
+        await wk.step()
+        [message] = await w.outgoing()
+        assert message.metadata["zones"] == "Pacific/Honolulu,America/New_York"  # the dispatcher judges both too
 
 
 async def test_pause_stops_sending_and_resume_carries_on():
@@ -277,8 +297,45 @@ async def test_email_campaigns_carry_one_click_unsubscribe_headers():
     await drain(worker(w, public_url="https://cc.example"))
     [message] = await w.outgoing()
     assert message.subject == "About account A"
-    assert message.metadata["header:List-Unsubscribe"].startswith("<https://cc.example/unsubscribe/acme/")
+    link, mailto = message.metadata["header:List-Unsubscribe"].split(", ")
+    assert link.startswith("<https://cc.example/unsubscribe/acme/")
+    assert mailto.startswith("<mailto:help@acme.example?subject=unsubscribe%20")
     assert message.metadata["header:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+async def test_an_email_campaign_needs_its_tenant_s_address_at_create_and_again_at_launch(capsys):
+    """Its mailto: unsubscribe goes there (and mail leaves from there): without one, no
+    campaign email could carry a working unsubscribe, so none is created or launched."""
+    w = await world(DEPLOYMENT)
+    bare = deployment(DEPLOYMENT.replace('email = { addresses = ["help@acme.example"] }', ""))
+    offer = parse_campaign(definition(kind="cross_sell", channel="email"))
+    with pytest.raises(CampaignError, match=r"tenant acme has no email address .* no working unsubscribe"):
+        await registry.create(w.store, bare, offer)
+    email_too = '[templates.email.en]\nsubject = "Your account"\nbody = "Hi"\n'
+    texts = parse_campaign(definition(fallback_channel='"email"') + email_too)  # a fallback to email needs it too
+    with pytest.raises(CampaignError, match="no email address"):
+        await registry.create(w.store, bare, texts)
+    # Created while the tenant had an address, launched after it lost it: refused, still a draft.
+    await campaigns.create_campaign(
+        w, definition(kind="cross_sell", channel="email"), "email,name\nj@example.com,J\n", launch=False
+    )
+    with pytest.raises(CampaignError, match=r"cannot launch campaign spring: .*no email address"):
+        await registry.change(w.store, "acme", "spring", "launch", deployment=bare)
+    assert (await registry.load(w.store, "acme", "spring"))[1] == "draft"
+
+
+async def test_an_email_whose_tenant_lost_its_address_after_launch_is_skipped_with_the_reason_never_sent():
+    w = await world(DEPLOYMENT)
+    await launched(
+        w, "email,name,balance,account\nj@example.com,J,1,A\n", definition(kind="cross_sell", channel="email")
+    )
+    bare = deployment(DEPLOYMENT.replace('email = { addresses = ["help@acme.example"] }', ""))
+    await drain(CampaignWorker(w.store, bare, clock=lambda: NOON_NY))
+    assert await w.outgoing() == []
+    progress = await registry.progress(w.store, "acme", "spring")
+    assert (progress.counts["sent"], progress.counts["skipped"]) == (0, 1)
+    [status] = await w.store.redis.hvals(KEYS.campaign_status("spring"))
+    assert b"no email address" in status
 
 
 async def test_a_campaign_must_name_a_queue_of_its_tenant():
@@ -467,7 +524,9 @@ async def test_a_campaign_whose_recipients_are_all_settled_finishes_and_is_polle
 async def test_a_campaign_with_a_recipient_due_later_is_not_finished():
     with Clock(NOON_NY):
         w = await world(DEPLOYMENT)
-        await launched(w, people(1, timezone="Asia/Tokyo"))  # 01:00 there: due at 08:00
+        # 01:00 in Tokyo, where the row says she is; due at 08:00 there (19:00 in New York,
+        # where her number is, and both must be inside the window)
+        await launched(w, people(1, timezone="Asia/Tokyo"), definition(window='{ start = "08:00", end = "21:00" }'))
         wk = CampaignWorker(w.store, w.deployment)
         await wk.step()
         assert await wk.step() == 0

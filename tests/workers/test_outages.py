@@ -100,7 +100,7 @@ async def test_the_campaigns_worker_waits_out_an_outage_and_then_sends(monkeypat
     campaign = parse_campaign(CAMPAIGN)
     await registry.create(w.store, w.deployment, campaign)
     await audience.import_csv(w.store, campaign, io.StringIO(AUDIENCE))
-    await registry.change(w.store, "acme", "dues", "launch")
+    await registry.change(w.store, "acme", "dues", "launch", deployment=w.deployment)
     real = w.store.redis
     w.store.redis = Unreachable(real, failures=5)
     quick_outages(monkeypatch, campaign_worker)

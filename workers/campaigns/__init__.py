@@ -11,6 +11,6 @@ worker.py      the role: claim, check, render, publish (at most once per attempt
 gate.py        every rule again as a message leaves, in the dispatcher's lease (held or refused)
 results.py     delivery, replies, dispositions from the events stream; fallback channel;
                the results report per campaign and A/B variant
-unsubscribe.py one-click List-Unsubscribe (RFC 8058) on the web process
+unsubscribe.py List-Unsubscribe: the mailto: the smtp process honours, one-click (RFC 8058) on the web process
 cli.py         `contactrouter campaign ...`
 """

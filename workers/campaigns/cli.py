@@ -6,6 +6,7 @@ campaign preview CAMPAIGN [-n 3]         the first recipients' messages, or the 
 campaign launch|pause|resume|cancel CAMPAIGN
 campaign progress CAMPAIGN [--watch]     counters and a progress bar
 campaign results CAMPAIGN [--csv FILE]   sent ... converted, dispositions, conversion rate, per A/B variant
+campaign export CAMPAIGN [--json] [-o FILE]   every recipient: contacted when, on what, outcome, disposition, promise
 campaign list --tenant T                 the tenant's campaigns and their state
 campaign dnc add|remove --tenant T ADDRESS...     the do-not-contact list
 campaign dispute add|remove --tenant T WHO...     open disputes (customer id, or debt:ACCOUNT)
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import io
 import sys
 from pathlib import Path
 
@@ -28,7 +30,7 @@ from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, pacing, results, unsubscribe
+from workers.campaigns import audience, export, pacing, results, unsubscribe
 
 SHOWN_REJECTS = 20
 CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would
@@ -55,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> list[str]:
     res = actions.add_parser("results", help="results per campaign and A/B variant")
     res.add_argument("campaign")
     res.add_argument("--csv", metavar="FILE", help="write them as CSV to FILE (- for standard output)")
+    exp = actions.add_parser("export", help="every recipient's results, as CSV (or JSON)")
+    exp.add_argument("campaign")
+    exp.add_argument("--json", action="store_true", help="a JSON array of objects instead of CSV")
+    exp.add_argument("-o", "--output", metavar="FILE", default="-", help="write to FILE (default: standard output)")
     rejects = actions.add_parser("rejects", help="the CSV rows the imports refused, by line")
     rejects.add_argument("campaign")
     actions.add_parser("list", help="the tenant's campaigns")
@@ -89,10 +95,10 @@ async def command(store: Store, deployment: Deployment, a: argparse.Namespace) -
         await _tenant_command(store, deployment, a)
     else:
         tenant = await registry.find_tenant(store, deployment, a.campaign, a.tenant)
-        await _campaign_command(store, tenant, a)
+        await _campaign_command(store, deployment, tenant, a)
 
 
-async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) -> None:
+async def _campaign_command(store: Store, deployment: Deployment, tenant: str, a: argparse.Namespace) -> None:
     act = a.campaign_action
     if act == "import":
         campaign, state = await registry.load(store, tenant, a.campaign)
@@ -100,13 +106,22 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
             raise CampaignError(f"campaign {a.campaign} is {state}: nothing more can be added")
         try:
             # A one-shot command: reading the file between the batches' writes blocks nobody.
-            with Path(a.csv).open(newline="", encoding="utf-8-sig") as source:  # noqa: ASYNC230
-                report = await audience.import_csv(store, campaign, source)
+            with Path(a.csv).open("rb") as raw:  # noqa: ASYNC230
+                # Read through once first: a file that is not UTF-8 is refused before any row is queued.
+                audience.check_utf8(raw)
+                raw.seek(0)
+                with io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as source:
+                    report = await audience.import_csv(store, campaign, source)
         except OSError as exc:
-            raise CampaignError(f"{a.csv}: {exc.strerror}") from None
-        except UnicodeDecodeError as exc:
-            raise CampaignError(f"{a.csv}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+            raise CampaignError(f"{a.csv}: {exc.strerror or exc}") from None
+        except audience.AudienceError as exc:
+            raise CampaignError(f"{a.csv}: {exc}") from None
         print(f"imported {report.imported:,} recipients, rejected {report.rejected:,} rows")
+        if report.already:
+            print(
+                f"{report.already:,} rows were already in the campaign, unchanged, from an earlier import: "
+                "left as they were"
+            )
         for line, reason in report.rejects[:SHOWN_REJECTS]:
             print(f"  line {line}: {reason}")
         if report.rejected > SHOWN_REJECTS:
@@ -127,12 +142,14 @@ async def _campaign_command(store: Store, tenant: str, a: argparse.Namespace) ->
                     print(f"Subject: {result.subject}")
                 print(result.body)
     elif act in registry.TRANSITIONS:
-        state = await registry.change(store, tenant, a.campaign, act)
+        state = await registry.change(store, tenant, a.campaign, act, deployment=deployment)
         print(f"campaign {a.campaign}: {state}")
     elif act == "progress":
         await _progress(store, tenant, a.campaign, watch=a.watch)
     elif act == "results":
         await _results(store, tenant, a.campaign, a.csv)
+    elif act == "export":
+        await _export(store, tenant, a.campaign, a.output, as_json=a.json)
     elif act == "rejects":
         for line, reason in await registry.rejects(store, tenant, a.campaign):
             print(f"line {line}: {reason}")
@@ -218,6 +235,31 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         ]
         cells = "  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
+
+
+async def _export(store: Store, tenant: str, campaign_id: str, output: str, *, as_json: bool) -> None:
+    """Every recipient's results, audited as an export of personal data (as `results --csv` is)."""
+    await registry.load(store, tenant, campaign_id)  # no such campaign: said before anything is written
+    await audit.record(
+        store,
+        "export",
+        actor=audit.cli_actor(),
+        client="cli",
+        tenants=(tenant,),
+        target=f"campaign {campaign_id} recipients",
+        detail="json" if as_json else "csv",
+    )
+    write = export.write_json if as_json else export.write_csv
+    if output == "-":
+        await write(store, tenant, campaign_id, sys.stdout)
+        return
+    try:
+        # A one-shot command: writing its own file between the chunks' reads blocks nobody.
+        with Path(output).open("w", newline="", encoding="utf-8") as out:  # noqa: ASYNC230
+            written = await write(store, tenant, campaign_id, out)
+    except OSError as exc:
+        raise CampaignError(f"{output}: {exc.strerror}") from None
+    print(f"wrote {written:,} recipients to {output}")
 
 
 CHANGED = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled", "finish": "finished"}

@@ -106,7 +106,7 @@ class Results:
         if retryable and attempt < campaign.retry.attempts:
             blob = await self.store.redis.hget(keys.campaign_audience(campaign_id), seq)
             recipient = decode_recipient(blob) if blob else None
-            next_channel = _next_channel(campaign, event.channel, event.status, recipient)
+            next_channel = _next_channel(campaign, event.channel, event.status, recipient, event.permanent)
             due_ms = events.now_ms() + int(campaign.retry.spacing_minutes * 60_000)
         left_message = machine and not next_channel and bool(campaign.voice.machine_message)
         if event.status in DELIVERED or left_message:
@@ -213,8 +213,9 @@ class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def contacted(self) -> int:
-        """Recipients sent a message (a retry is the same recipient; a refusal at dispatch is none)."""
-        return max(self.counts.get("sent", 0) - self.counts.get("retried", 0), 0)
+        """Recipients sent a message (a retry is the same recipient, counted once by
+        registry.progress; a refusal at dispatch is none)."""
+        return self.counts.get("sent", 0)
 
     @property
     def conversion_rate(self) -> float:
@@ -283,13 +284,13 @@ def write_csv(result: Report, out: TextIO) -> None:
         )
 
 
-def _next_channel(campaign: Campaign, channel: str, status: str, recipient) -> str:
+def _next_channel(campaign: Campaign, channel: str, status: str, recipient, permanent: bool = False) -> str:
     """The channel of the next attempt: the fallback once, else the same channel again
-    (never after a refusal, which repeats itself)."""
+    (never after a refusal or a permanent failure, which repeat themselves)."""
     fallback = campaign.fallback_channel
     if fallback and channel != fallback and recipient is not None and address_for(fallback, recipient):
         return fallback
-    if status == "refused":
+    if status == "refused" or permanent:
         return ""
     return channel
 

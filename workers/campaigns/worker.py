@@ -26,7 +26,16 @@ import msgspec
 
 from router import events, scripts
 from router.campaigns import compliance, isolated, registry
-from router.campaigns.model import MACHINE_MESSAGE, Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
+from router.campaigns.model import (
+    MACHINE_MESSAGE,
+    Campaign,
+    Cap,
+    Recipient,
+    Window,
+    decode_campaign,
+    decode_recipient,
+    other_identity,
+)
 from router.campaigns.render import TemplateProblem
 from router.config import Deployment
 from router.customers import identity
@@ -265,7 +274,7 @@ class CampaignWorker:
                 fields = await self._recipient_args(
                     tenant, loaded, keys, now_ms, item, text(owner) if owner else events.new_id()
                 )
-            except TemplateProblem as exc:
+            except (TemplateProblem, unsubscribe.NoUnsubscribe) as exc:  # the same on every attempt: skipped
                 log.warning("campaign %s recipient %s: %s", campaign.id, item.recipient.seq, exc)
                 final.append((item.recipient.seq, f"skipped:{exc}"[:500], "skipped"))
                 continue
@@ -284,7 +293,7 @@ class CampaignWorker:
             disputes=keys.disputes if campaign.kind == "collections" else "",
             priority=self.deployment.tenant(tenant).queue(campaign.queue).priority,
             campaign_key=keys.campaign(campaign.id),
-            dnc=keys.do_not_contact,
+            scope=self.deployment.tenant(tenant).opt_out_scope,
             pending=keys.campaign_pending(campaign.id),
         )
         # A few dozen recipients per script call: one round trip for the batch, while no
@@ -346,11 +355,11 @@ class CampaignWorker:
         if variant:
             metadata["variant"] = variant
         if item.channel == "email":
+            # Every campaign email carries a way to unsubscribe that works: one that could not
+            # is skipped with the reason here, never queued to fail (or count as sent) later.
             token = unsubscribe.make_token(await self._signing_key(tenant), tenant, "email", item.address, campaign.id)
-            link = unsubscribe.url(self.public_url, tenant, token)
-            extra["unsubscribe_url"] = link
-            metadata["header:List-Unsubscribe"] = f"<{link}>"
-            metadata["header:List-Unsubscribe-Post"] = unsubscribe.POST_HEADER
+            metadata.update(unsubscribe.headers(self.deployment.tenant(tenant), self.public_url, token))
+            extra["unsubscribe_url"] = unsubscribe.url(self.public_url, tenant, token)  # the page, in the body
         rendered = await self.renderer.render(campaign, item.channel, recipient, extra)
         mid = message_id(campaign.id, recipient.seq, item.attempt)
         conversation = conversation_id(campaign.id, recipient.seq)
@@ -406,10 +415,9 @@ class CampaignWorker:
             cap=item.cap_key,
             cap_seen=item.cap_seen,
             message_id=mid,
-            suppression=keys.suppression(item.channel),
             debt=debt,
             variant=variant_prefix(variant),
-            other_ident=_other_identity(item.channel, recipient),
+            other_ident=other_identity(item.channel, recipient),
         )
         return fields
 
@@ -430,14 +438,6 @@ class CampaignWorker:
                 log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)
 
 
-def _other_identity(channel: str, recipient: Recipient) -> str:
-    """The recipient's address of the other kind (email when texted or called, phone when
-    emailed), as an identity, or ""."""
-    if channel == "email":
-        return identity("sms", recipient.phone) if recipient.phone else ""
-    return identity("email", recipient.email) if recipient.email else ""
-
-
 def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
     """The attempt and channel a claimed recipient is due for: its first, a retry, or one
     the dispatcher held back when it was to leave (held:<attempt>:<channel>:<reason>)."""
@@ -449,6 +449,12 @@ def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:
 
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     public = settings.base_url
+    if not unsubscribe.one_click_allowed(public):
+        log.warning(
+            "PUBLIC_URL %s is not https: campaign email carries a mailto: List-Unsubscribe only, without "
+            "one-click (RFC 8058), which large mailbox providers ask of bulk senders",
+            public,
+        )
     worker = CampaignWorker(store, deployment, batch=max(settings.batch, 1) * 2, public_url=public)
     log.info("campaigns worker %s watching %d tenants", settings.consumer, len(deployment.tenants))
     await asyncio.gather(worker.run(stop), results.run(store, deployment, settings, stop))

@@ -10,14 +10,18 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    call_panel,
+    call_transfer,
     campaigns,
     chat,
     enrolment,
+    knowledge,
     live,
     locks,
     login,
     media,
     pages,
+    recordings,
     reports,
     search,
     sessions,
@@ -66,6 +70,10 @@ def application(store_of: web.Application) -> web.Application:
     reports.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
+    recordings.routes(inbox)
+    call_transfer.routes(inbox)
+    call_panel.routes(inbox)
+    knowledge.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -7,6 +7,7 @@ campaign panel an agent sees on a reply's conversation.
     GET  /inbox/campaigns.json                              its figures, for the page's script
     GET  /inbox/campaigns/{tenant}/{campaign}               one campaign
     GET  /inbox/campaigns/{tenant}/{campaign}/progress.json its figures
+    GET  /inbox/campaigns/{tenant}/{campaign}/recipients.csv every recipient's results (audited)
     POST /inbox/campaigns/{tenant}/{campaign}/{action}      launch | pause | resume | cancel
 
 Every action is router.campaigns.registry's own, the one the CLI calls, so the web and
@@ -16,22 +17,26 @@ campaign it does not have, is 404.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
 
 from aiohttp import web
 
-from router import events
+from router import audit, events
 from router.app.inbox.access import tenant_of
+from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
 from router.campaigns import isolated, registry
-from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, missing_dispositions
+from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, check_against, missing_dispositions
 from router.campaigns.render import Rendered
-from router.config import Tenant
+from router.config import Deployment, Tenant
 from router.store import Store
+from workers.campaigns import export
 from workers.campaigns.audience import address_for
 
 log = logging.getLogger(__name__)
@@ -176,8 +181,18 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         # in the bounded child process: a runaway template never holds this loop
         previews=_preview_view(campaign, await isolated.shared().preview(campaign, recipients)),
         missing=missing_dispositions(campaign, request.app[DEPLOYMENT]),
+        launch_problem=_launch_problem(campaign, request.app[DEPLOYMENT]),
         window=campaign.effective_window(),
     )
+
+
+def _launch_problem(campaign: Campaign, deployment: Deployment) -> str:
+    """What a launch would refuse, said before anyone presses Launch ("" for nothing)."""
+    try:
+        check_against(campaign, deployment)
+    except CampaignError as exc:
+        return str(exc)
+    return ""
 
 
 @require_role("supervisor", "admin")
@@ -198,11 +213,52 @@ async def act(request: web.Request) -> web.Response:
     tenant, campaign = await _campaign_of(request)
     action = request.match_info["action"]
     try:
-        state = await registry.change(request.app[STORE], tenant.id, campaign.id, action)
+        state = await registry.change(
+            request.app[STORE], tenant.id, campaign.id, action, deployment=request.app[DEPLOYMENT]
+        )
     except CampaignError as exc:  # e.g. pausing a campaign someone else just paused
         return await _detail(request, error=str(exc), status=409)
     log.info("campaign %s of %s: %s by %s, now %s", campaign.id, tenant.id, action, request[USER].login, state)
     raise web.HTTPSeeOther(f"/inbox/campaigns/{tenant.id}/{campaign.id}?done=campaign_{action}")
+
+
+@require_role("supervisor", "admin")
+async def recipients_csv(request: web.Request) -> web.StreamResponse:
+    """Every recipient's results as CSV (workers/campaigns/export.py), streamed a chunk of
+    recipients at a time; an export of personal data, so audited first, as the CLI's is."""
+    tenant, campaign = await _campaign_of(request)
+    store = request.app[STORE]
+    await audit.record(
+        store,
+        "export",
+        actor=request[USER].login,
+        client=client_address(request),
+        tenants=(tenant.id,),
+        target=f"campaign {campaign.id} recipients",
+        detail="csv",
+    )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            # the campaign id matches CAMPAIGN_PATH's pattern: nothing to escape in the name
+            "Content-Disposition": f'attachment; filename="campaign-{tenant.id}-{campaign.id}-recipients.csv"',
+        }
+    )
+    await response.prepare(request)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(export.csv_header())
+    count = 0
+    async for row in export.rows(store, tenant.id, campaign.id):
+        writer.writerow(export.csv_row(row))
+        count += 1
+        if count % export.CHUNK == 0:
+            await response.write(buffer.getvalue().encode())
+            buffer.seek(0)
+            buffer.truncate()
+    await response.write(buffer.getvalue().encode())
+    await response.write_eof()
+    return response
 
 
 async def conversation_panel(store: Store, tenant: Tenant, record: dict[str, str]) -> dict[str, object] | None:
@@ -244,5 +300,6 @@ def routes(app: web.Application) -> None:
     add.add_get("/campaigns.json", campaigns_json)
     add.add_get(CAMPAIGN_PATH, campaign_page)
     add.add_get(CAMPAIGN_PATH + "/progress.json", campaign_json)
+    add.add_get(CAMPAIGN_PATH + "/recipients.csv", recipients_csv)
     actions = "|".join(registry.TRANSITIONS)
     add.add_post(CAMPAIGN_PATH + "/{action:" + actions + "}", act)

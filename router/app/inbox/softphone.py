@@ -32,8 +32,9 @@ from collections.abc import AsyncIterator
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels._twilio_rest import TwilioClients
-from channels.voice import callbacks, desk, simulated, softphone, waiting
-from router import customers, templating
+from channels.voice import bridge, callbacks, desk, simulated, softphone, waiting
+from channels.voice import transfer as transfer_call
+from router import conversations, customers, templating
 from router.agents import AgentError
 from router.app.inbox import live, tones
 from router.app.inbox.access import CONVERSATION_PATH, ID, agent_of, conversation_of, tenant_of
@@ -86,7 +87,8 @@ async def seats(request: web.Request) -> web.Response:
                     {"value": f"agent:{a.id}", "label": f"Agent: {a.name or a.id}"}
                     for a in tenant.agents
                     if a.id != agent
-                ],
+                ]
+                + [{"value": f"number:{n}", "label": f"Number: {n}"} for n in tenant.voice.transfer_numbers],
             }
         )
     return web.json_response({"seats": found})
@@ -135,6 +137,11 @@ async def placed(request: web.Request) -> web.Response:
     if message is None:
         raise web.HTTPNotFound(text="no call of yours")
     kind = message.metadata.get("action", "")
+    if kind == bridge.OFFER:  # a caller's call this agent took: screened, the whisper first
+        record = await conversations.get(request.app[STORE], tenant.id, message.conversation)
+        customer = record.get("last_address") or record.get("address", "")
+        body = {"conversation": message.conversation, "customer": customer, "kind": "call", "whisper": message.body}
+        return web.json_response(body)
     return web.json_response({"conversation": message.conversation, "customer": message.to, "kind": kind})
 
 
@@ -249,8 +256,14 @@ async def transfer(request: web.Request) -> web.Response:
     tenant, agent, conversation, sid, body = await _call_context(request)
     kind, _, name = _text(body, "target").partition(":")
     note = body.get("note", "")
-    if kind not in ("agent", "queue") or not name or not isinstance(note, str):
-        raise web.HTTPBadRequest(text="target: agent:<id> or queue:<id>")
+    if kind not in ("agent", "queue", "number") or not name or not isinstance(note, str):
+        raise web.HTTPBadRequest(text="target: agent:<id>, queue:<id> or number:<E.164>")
+    if kind == "number":  # cold, to an outside number the tenant allows: the conversation closes
+        try:
+            await transfer_call.to_number(request.app[STORE], request.app[TWILIO], tenant, agent, conversation, name)
+        except desk.DeskError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        return web.json_response({"transferred": transfer_call.TRANSFERRED})
     try:
         outcome = await desk.transfer(
             request.app[STORE],
