@@ -248,9 +248,7 @@ class Archive:
             counts.update(await _delete_conversations(conn, tenant, ids, refs))
             alone: set[str] = set()
             for ref in sorted(refs):  # their messages are gone (in this transaction): who else refers to it?
-                cur = await conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM messages WHERE attachments @> %s)", (Jsonb([{"url": ref}]),)
-                )
+                cur = await conn.execute(retention.REFERRED, retention.referred_params(ref))
                 if not (await cur.fetchone())[0]:
                     alone.add(ref)
             counts["attachments"] = len(alone)
@@ -346,11 +344,12 @@ async def _delete_conversations(
     if not ids:
         return {"conversations": 0, "messages": 0, "events": 0}
     messages = await conn.execute(
-        "DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s) RETURNING attachments", (tenant, ids)
+        "DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s) RETURNING attachments, metadata",
+        (tenant, ids),
     )
     if files is not None:
-        for (attachments,) in await messages.fetchall():
-            files |= retention.stored_refs(attachments)
+        for attachments, metadata in await messages.fetchall():
+            files |= retention.stored_refs(attachments) | retention.metadata_refs(metadata)
     await conn.execute("DELETE FROM recordings WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))

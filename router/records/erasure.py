@@ -17,6 +17,7 @@ from router.attachments import AttachmentStore
 from router.customers import ADDRESS_KIND
 from router.errors import ContactRouterError
 from router.keys import Keys
+from router.records import retention
 from router.store import Store, text
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ async def _erase_from_redis(
         for raw in await store.redis.lrange(keys.conversation_log(conversation), 0, -1):
             entry = events.decode_history(raw)
             files.update(a.url for a in entry.attachments if a.url.startswith(STORED))
+            files.update(retention.metadata_refs(entry.metadata))  # an email's HTML body and original
             if entry.kind == "out":
                 doomed.append(keys.delivery(entry.id))
                 provider = await store.redis.hget(keys.delivery(entry.id), "provider_id")

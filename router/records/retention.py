@@ -42,8 +42,28 @@ def kind_of(channel: str, attachment: dict) -> str:
     return RECORDINGS if channel == "voice" and audio else ATTACHMENTS
 
 
+# A message's metadata that names a stored file: an email's HTML body and its whole original
+# (channels/email/inbound.py). They are files of the message as its attachments are.
+FILE_METADATA = ("html", "raw")
+# Whether any message still refers to a stored file, as an attachment or by its metadata.
+REFERRED = (
+    "SELECT EXISTS (SELECT 1 FROM messages WHERE attachments @> %s"
+    + "".join(" OR metadata @> %s" for _ in FILE_METADATA)
+    + ")"
+)
+
+
+def referred_params(ref: str) -> tuple[Jsonb, ...]:
+    return (Jsonb([{"url": ref}]), *(Jsonb({name: ref}) for name in FILE_METADATA))
+
+
 def stored_refs(attachments: Iterable[dict]) -> set[str]:
     return {str(a.get("url", "")) for a in attachments if str(a.get("url", "")).startswith(PREFIX)}
+
+
+def metadata_refs(metadata: dict) -> set[str]:
+    """The stored files a message's metadata names (FILE_METADATA)."""
+    return {str(metadata[name]) for name in FILE_METADATA if str(metadata.get(name, "")).startswith(PREFIX)}
 
 
 async def expire_kind(
@@ -59,21 +79,25 @@ async def expire_kind(
             cur = await conn.execute(
                 "SELECT m.id, m.channel, m.attachments, m.metadata FROM messages m JOIN conversations c"
                 " ON c.tenant = m.tenant AND c.id = m.conversation WHERE m.tenant = %s AND m.occurred_at < %s"
-                " AND m.attachments <> '[]' AND c.evicted_at IS NOT NULL AND m.id > %s"
+                " AND (m.attachments <> '[]' OR m.metadata ?| %s) AND c.evicted_at IS NOT NULL AND m.id > %s"
                 " ORDER BY m.id LIMIT %s FOR UPDATE OF m",
-                (tenant, before, after, BATCH),
+                (tenant, before, list(FILE_METADATA), after, BATCH),
             )
             rows = await cur.fetchall()
             updates = []
             for message, channel, attachments, metadata in rows:
                 gone = [a for a in attachments if kind_of(channel, a) == kind]
-                if not gone:
+                # an email's HTML body and original go with its attachments (its text stays)
+                named = metadata_refs(metadata) if kind == ATTACHMENTS else set()
+                if not gone and not named:
                     continue
                 kept = [a for a in attachments if kind_of(channel, a) != kind]
-                noted = {**metadata, f"{kind}_expired": str(len(gone) + int(metadata.get(f"{kind}_expired", 0) or 0))}
+                noted = {k: v for k, v in metadata.items() if not (k in FILE_METADATA and v in named)}
+                count = len(gone) + len(named) + int(metadata.get(f"{kind}_expired", 0) or 0)
+                noted[f"{kind}_expired"] = str(count)
                 updates.append((Jsonb(kept), Jsonb(noted), tenant, message))
-                taken += len(gone)
-                refs |= stored_refs(gone)
+                taken += len(gone) + len(named)
+                refs |= stored_refs(gone) | named
             if updates:
                 async with conn.cursor() as update:
                     await update.executemany(
@@ -96,9 +120,7 @@ async def unreferenced(archive: Archive, refs: Iterable[str]) -> set[str]:
     alone = set()
     async with archive.pool.connection() as conn:
         for ref in sorted(set(refs)):
-            cur = await conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM messages WHERE attachments @> %s)", (Jsonb([{"url": ref}]),)
-            )
+            cur = await conn.execute(REFERRED, referred_params(ref))
             if not (await cur.fetchone())[0]:
                 alone.add(ref)
     return alone

@@ -187,3 +187,35 @@ async def test_erasure_removes_the_customers_files_and_web_chat_transcript_and_c
     assert audit["erased"] == counts
     assert "1 attachments, 1 attachments shared kept, " in erasure.describe(counts)
     assert evicted
+
+
+async def test_an_emails_html_body_and_original_are_its_files_too(
+    w: World, files: AttachmentStore, archive_url: str
+) -> None:
+    html, raw = await files.put(b"<p>my account 1234</p>"), await files.put(b"From: ann@example.com\r\n\r\nhi")
+    kept = await conversation_with(w, "ann@example.com", [], channel="email", metadata={"html": html, "raw": raw})
+    await archived_and_evicted(w)
+    for ref in (html, raw):
+        stored_long_ago(files, ref)
+
+    later = events.now_ms() + 40 * DAY_MS
+    gone = await archive_worker.expire(
+        w.store, w.tenant.id, retention_days=0, attachments_days=30, files=files, now_ms=later
+    )
+
+    assert gone == {"attachments": 2, "attachments_files": 2}
+    assert not files.path(html).exists() and not files.path(raw).exists()
+    [(_attachments, metadata)] = archived_attachments(archive_url, kept)
+    assert "html" not in metadata and "raw" not in metadata and metadata["attachments_expired"] == "2"
+
+
+async def test_erasure_removes_an_emails_html_body_and_original(w: World, files: AttachmentStore) -> None:
+    html, raw = await files.put(b"<p>my passport</p>"), await files.put(b"From: ann@example.com\r\n\r\npassport")
+    mail = await conversation_with(w, "ann@example.com", [], channel="email", metadata={"html": html, "raw": raw})
+    await archive_worker.write_batch(w.store, await events_entries(w))
+    customer = (await conversations.get(w.store, w.tenant.id, mail))["customer"]
+
+    counts = await erasure.erase(w.store, w.tenant.id, customer, by="dpo", files=files)
+
+    assert counts["attachments"] == 2
+    assert not files.path(html).exists() and not files.path(raw).exists()
