@@ -417,6 +417,7 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
         ),
     )
     recordings = [_recording(tenant, taken.conversation, entry) for entry in taken.entries]
+    recordings += [_call_recording(tenant, taken.conversation, found) for found in taken.calls]
     if any(recordings):
         async with conn.cursor() as cur:
             await cur.executemany(
@@ -467,6 +468,23 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
                 " attempts = excluded.attempts",
                 rows,
             )
+
+
+def _call_recording(tenant: str, conversation: str, found: dict[str, str]) -> tuple | None:
+    """A call's recording (channels/voice/recording.py's hash) as a `recordings` row; a deleted one
+    (its retention ended: a tombstone) has no audio left to point at."""
+    duration = found.get("duration_s", "")
+    deleted = found.get("state") == "deleted"
+    return (
+        tenant,
+        found["sid"],
+        conversation,
+        "",  # a call's, not a message's
+        "" if deleted else found.get("url", ""),
+        "audio/wav" if found.get("url") else "",
+        int(duration) if duration.isdigit() else None,
+        _at(found.get("started_at")) or dt.datetime.now(UTC),
+    )
 
 
 def _recording(tenant: str, conversation: str, entry: events.HistoryEntry) -> tuple | None:

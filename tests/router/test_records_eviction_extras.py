@@ -75,3 +75,32 @@ async def test_an_email_conversations_thread_references_leave_redis_with_it(w: W
     after = {text(k): text(v) for k, v in (await w.store.redis.hgetall(w.keys.threads)).items()}
     assert mail not in after.values()
     assert after.get("<m2@example.com>") == other  # the open one's stay
+
+
+async def test_a_calls_recordings_are_archived_beside_it_and_stay_for_their_own_retention(
+    w: World, archive_url: str
+) -> None:
+    conversation = await closed_conversation(w, address="+15551230003", body="a call")
+    started = events.now_ms()
+    # as channels/voice/recording.py keeps a recording Twilio reported completed
+    await w.store.redis.hset(
+        w.keys.recording("RE42"),
+        mapping={
+            "sid": "RE42",
+            "conversation": conversation,
+            "call": "CA1",
+            "state": "completed",
+            "url": "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE42",
+            "duration_s": "93",
+            "started_at": str(started),
+        },
+    )
+    await w.store.redis.zadd(w.keys.recordings, {"RE42": started})
+    await w.store.redis.zadd(w.keys.conversation_recordings(conversation), {"RE42": started})
+
+    assert (await archive_and_evict(w))["evicted"] == 1
+
+    with psycopg.connect(archive_url) as conn:
+        row = conn.execute("SELECT conversation, url, duration_s FROM recordings WHERE id = 'RE42'").fetchone()
+    assert row == (conversation, "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE42", 93)
+    assert await w.store.redis.exists(w.keys.recording("RE42"))  # its own retention deletes it, at Twilio too
