@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, logcontext, names, revocations, scripts
+from router import assign, atomic, bus, events, logcontext, names, revocations, scripts, surveys
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -97,6 +97,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     done: set[Entry] = set()
     passed_over: set[Entry] = set()
     work: list[_Work] = []
+    senders: set[tuple[str, str, str]] = set()  # (tenant, channel, address) of the contacts in `work`
     for entry in entries:
         try:
             contact = events.decode_inbound(entry.payload)
@@ -116,6 +117,18 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue
+        sender = (tenant.id, contact.channel, contact.address)
+        # a digit after another message of the same batch answers that message's new conversation
+        if tenant.survey is not None and surveys.rating_of(contact.body) is not None and sender not in senders:
+            answered = await _survey_answer(store, tenant, contact, entry, consumer)
+            if answered == "failed":
+                continue
+            if answered is not None:
+                done.add(entry)
+                if answered == "duplicate":
+                    passed_over.add(entry)
+                continue
+        senders.add(sender)
         work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)
@@ -155,6 +168,23 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
         while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
             pass
     return Routed(done, passed_over)
+
+
+async def _survey_answer(
+    store: Store, tenant: Tenant, contact: events.InboundContact, entry: Entry, consumer: str
+) -> str | None:
+    """A bare 1-5 from a customer a survey waits on is its answer, recorded and acknowledged
+    in one step: "rated", or "duplicate" (recorded before); "failed" leaves the entry pending,
+    for redelivery. None: an ordinary message after all (no survey waits, it expired, the
+    customer wrote again), routed as any other."""
+    try:
+        outcome = await surveys.answer_text(
+            store, tenant, contact, entry_id=entry.id, group=ROUTING_GROUP, consumer=consumer
+        )
+    except Exception:  # its entry stays pending: redelivered, as a contact whose intake failed
+        log.exception("survey answer %s of %s failed", entry.id, tenant.id)
+        return "failed"
+    return outcome if outcome in ("rated", "duplicate") else None
 
 
 async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[list, list[tuple[str, str]]]:

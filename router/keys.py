@@ -330,6 +330,32 @@ class Keys:
         """The keys that signed those links before a rotation (a list, newest first): still verify."""
         return f"{self.base}:cmp:signing-key:previous"
 
+    # satisfaction surveys (router/surveys.py)
+    def survey_day(self, day: str) -> str:
+        """The figures of the surveys sent on a local date (YYYY-MM-DD), per queue and agent
+        ("q:<queue>:sent", "a:<agent>:r4", ...): counted when sent and when answered."""
+        return f"{self.base}:csat:day:{day}"
+
+    @property
+    def survey_comments(self) -> str:
+        """Survey answers that came with a comment (a stream, newest last, capped)."""
+        return f"{self.base}:csat:comments"
+
+    @property
+    def survey_followups(self) -> str:
+        """Conversations rated low that a supervisor has yet to follow up, scored by when rated."""
+        return f"{self.base}:csat:followups"
+
+    @property
+    def survey_signing_key(self) -> str:
+        """The secret that signs the tenant's email rating links."""
+        return f"{self.base}:csat:signing-key"
+
+    @property
+    def survey_previous_signing_keys(self) -> str:
+        """The keys that signed rating links before a rotation (a list, newest first): still verify."""
+        return f"{self.base}:csat:signing-key:previous"
+
 
     # the knowledge base (router/knowledge)
     @property

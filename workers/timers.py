@@ -39,7 +39,7 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
     try:
         while not stop.is_set():
             try:
-                handled = await _run_due(store, deployment)
+                handled = await _run_due(store, deployment, settings.base_url)
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     await _sweep(store, deployment)
@@ -60,11 +60,11 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
             await asyncio.gather(upkeep, return_exceptions=True)
 
 
-async def _run_due(store: Store, deployment: Deployment) -> int:
+async def _run_due(store: Store, deployment: Deployment, base_url: str) -> int:
     handled = 0
     for tenant in deployment.tenants:
         try:
-            handled += await timers.run_due(store, tenant)
+            handled += await timers.run_due(store, tenant, base_url=base_url)
         except STORE_ERRORS:
             raise
         except Exception:  # one tenant's bad timer must not stop the others'

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 25  # how long Telegram holds a getUpdates open when there is nothing new
 LEASE_MS = 60_000  # renewed before every poll: longer than one poll, short enough to fail over
 BACKOFF_S = (1, 2, 5, 10, 30)
-ALLOWED_UPDATES = ["message", "my_chat_member"]  # what inbound acts on; Telegram filters the rest
+ALLOWED_UPDATES = ["message", "my_chat_member", "callback_query"]  # what inbound acts on; Telegram filters the rest
 _STORE_ERRORS = (RedisError, OSError)
 
 

@@ -50,6 +50,7 @@ COMMAND_MODULES: list[str] = [
     "workers.campaigns.cli",
     "channels.webchat.cli",
     "router.knowledge.cli",
+    "router.app.survey_cli",
 ]
 
 

@@ -1,7 +1,6 @@
 """The web process: health and readiness, metrics, every channel's webhooks (from the
-channels' registry), the agents' inbox under /inbox and campaign email's one-click
-unsubscribe, and the
-tenants' public help centres."""
+channels' registry), the agents' inbox under /inbox, campaign email's one-click
+unsubscribe, survey email's rating page and the tenants' public help centres."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from redis.exceptions import ReadOnlyError, TryAgainError
 from channels import setup_webhooks
 from ops import access, health, metrics
 from router import logcontext
-from router.app import help_centre, inbox
+from router.app import help_centre, inbox, rating_page
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
 from router.records.archive import ArchiveUnavailable
@@ -206,6 +205,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     inbox.setup(app)
     unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email
     help_centre.setup(app)  # each tenant's public help articles, and the chat widget's suggestions
+    rating_page.setup(app)  # the signed one-click rating links of survey email
     if not settings.twilio_signatures:
         log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")
     return app

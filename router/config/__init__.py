@@ -27,6 +27,7 @@ from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, F
 from router.config.knowledge import KnowledgeBase
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
+from router.config.survey import Survey
 from router.config.telegram import TelegramChannel
 from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
@@ -101,6 +102,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     # or only the channel and address it came from ("channel")
     opt_out_scope: Literal["person", "channel"] = "person"
     knowledge: KnowledgeBase = msgspec.field(default_factory=KnowledgeBase)  # its articles' categories and writers
+    survey: Survey | None = None  # without it, nobody is asked to rate a conversation
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -117,6 +119,10 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
         for field, queue in self._queue_references():
             if queue not in queue_ids:
                 raise FieldError(field, f"unknown queue {queue!r}")
+        if self.survey is not None:
+            for disposition in self.survey.dispositions:
+                if disposition not in self.dispositions:
+                    raise FieldError("survey.dispositions", f"unknown disposition {disposition!r}")
         try:
             self.fax.check_sender(self.email)
         except FieldError as exc:

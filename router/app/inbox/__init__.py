@@ -23,6 +23,7 @@ from router.app.inbox import (
     pages,
     recordings,
     reports,
+    satisfaction,
     search,
     sessions,
     softphone,
@@ -68,6 +69,7 @@ def application(store_of: web.Application) -> web.Application:
     supervisor.routes(inbox)
     search.routes(inbox)
     reports.routes(inbox)
+    satisfaction.routes(inbox)
     campaigns.routes(inbox)
     softphone.routes(inbox)
     recordings.routes(inbox)

@@ -54,6 +54,7 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "transfer-consulting": "Calling your colleague: the customer is on hold meanwhile.",
     "transfer-completed": "Call handed over.",
     "transfer-cancelled": "Consultation ended: the customer is back with you.",
+    "followed_up": "Low rating marked as followed up.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000

@@ -1,5 +1,6 @@
 """The supervisors' floor: per queue what waits, for how long, and today's service
-level; per agent their state and load. Refreshed live by the page's script."""
+level and CSAT; per agent their state and load; low ratings to follow up. Refreshed
+live by the page's script."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from channels.voice import monitor
 from ops import aggregates
 from router import agents as agents_api
 from router import audit, events, figures, floor, names
+from router.app.inbox import satisfaction
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation, tenant_agent_names
@@ -110,6 +112,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                 "agents": agents,
                 "by_state": by_state,
                 "in_progress": in_progress,
+                "satisfaction": await satisfaction.floor_today(store, tenant),
             }
         )
     return result
