@@ -351,6 +351,7 @@ async def _delete_conversations(
         for attachments, metadata in await messages.fetchall():
             files |= retention.stored_refs(attachments) | retention.metadata_refs(metadata)
     await conn.execute("DELETE FROM recordings WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    await conn.execute("DELETE FROM survey_results WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
     return {"conversations": gone.rowcount, "messages": messages.rowcount, "events": evented.rowcount}
@@ -527,3 +528,35 @@ async def _write_events(conn: AsyncConnection, tenant: str, entries: Sequence[tu
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, entry) DO NOTHING",
             rows,
         )
+    surveyed = [(entry_id, e) for entry_id, e in entries if isinstance(e, events.SurveyResult) and e.conversation]
+    if surveyed:
+        async with conn.cursor() as cur:
+            await cur.executemany(_SURVEY_UPSERT, [_survey_row(tenant, entry_id, e) for entry_id, e in surveyed])
+
+
+# A survey's newest answer wins, by its events entry id (a rating, then maybe a comment): a
+# comment given alone keeps the rating, and an older entry delivered again changes nothing.
+_ENTRY_ORDER = "(split_part({0}.entry, '-', 1)::bigint, split_part({0}.entry, '-', 2)::bigint)"
+_SURVEY_UPSERT = (
+    "INSERT INTO survey_results (tenant, conversation, rating, comment, queue, agent, low, sent_at, answered_at, entry)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, conversation) DO UPDATE SET"
+    " rating = excluded.rating, comment = CASE WHEN excluded.comment <> '' THEN excluded.comment"
+    " ELSE survey_results.comment END, queue = excluded.queue, agent = excluded.agent, low = excluded.low,"
+    " sent_at = excluded.sent_at, answered_at = excluded.answered_at, entry = excluded.entry"
+    f" WHERE {_ENTRY_ORDER.format('excluded')} > {_ENTRY_ORDER.format('survey_results')}"
+)
+
+
+def _survey_row(tenant: str, entry_id: str, event: events.SurveyResult) -> tuple:
+    return (
+        tenant,
+        event.conversation,
+        event.rating,
+        event.comment,
+        event.queue,
+        event.agent,
+        event.low,
+        _at(event.sent_at),
+        _at(event.occurred_at) or dt.datetime.now(UTC),
+        entry_id,
+    )
