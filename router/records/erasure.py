@@ -98,10 +98,26 @@ async def _erase_from_redis(
         for ident in identities:
             pipe.hget(keys.identities, ident)
         owners = await pipe.execute()
+    # Their survey comments (a capped stream, router/surveys.py) and low ratings awaiting a follow-up.
+    erased = set(conversations)
+    comments = [
+        entry_id
+        for entry_id, fields in await store.redis.xrange(keys.survey_comments)
+        if text(fields.get(b"conversation", b"")) in erased
+    ]
     async with store.redis.pipeline(transaction=True) as pipe:
+        if comments:
+            pipe.xdel(keys.survey_comments, *comments)
+        if conversations:
+            pipe.zrem(keys.survey_followups, *conversations)
         for ident, owner in zip(identities, owners, strict=True):
             if owner is not None and text(owner) == customer:  # an address since linked to another stays theirs
                 pipe.hdel(keys.identities, ident)
         pipe.delete(*doomed)
         await pipe.execute()
-    return {"redis_conversations": len(hot), "redis_identities": len(identities), "webchat_transcripts": len(visitors)}
+    return {
+        "redis_conversations": len(hot),
+        "redis_identities": len(identities),
+        "webchat_transcripts": len(visitors),
+        "survey_comments": len(comments),
+    }

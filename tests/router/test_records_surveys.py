@@ -50,5 +50,14 @@ async def test_the_newest_answer_wins_and_a_late_comment_keeps_the_rating(w: Wor
 
     await archive_worker.write_batch(w.store, await events_entries(w))
     customer = (await w.conversation(conversation))["customer"]
-    await erasure.erase(w.store, "acme", customer, by="dpo")
+    # as survey_answer.lua keeps a comment and a low rating to follow up
+    await w.store.redis.xadd(w.keys.survey_comments, {"conversation": conversation, "comment": "the agent was kind"})
+    await w.store.redis.xadd(w.keys.survey_comments, {"conversation": "01OTHER", "comment": "fine"})
+    await w.store.redis.zadd(w.keys.survey_followups, {conversation: events.now_ms(), "01OTHER": events.now_ms()})
+
+    counts = await erasure.erase(w.store, "acme", customer, by="dpo")
+
     assert rows(archive_url) == []
+    assert counts["survey_comments"] == 1
+    assert [f[b"conversation"] for _i, f in await w.store.redis.xrange(w.keys.survey_comments)] == [b"01OTHER"]
+    assert await w.store.redis.zrange(w.keys.survey_followups, 0, -1) == [b"01OTHER"]
