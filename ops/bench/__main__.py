@@ -1,13 +1,13 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, dialer.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive")
+BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "dialer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import archive
 
         return archive.main(rest)
+    if name == "dialer":
+        from ops.bench import dialer
+
+        return dialer.main(rest)
     return 2
 
 
