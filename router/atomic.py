@@ -304,3 +304,25 @@ async def evict(
     the replies `message_ids`, one a line); "evicted", "gone", "open", "recent" or "changed"."""
     args = [conversation, held, closed_before, message_ids, *fields]
     return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))
+
+
+# agent-paced campaign calls (router/campaigns/dial_state.py)
+
+
+async def campaign_dial_outcome(
+    store: Store,
+    tenant: str,
+    *,
+    figures: str,
+    ringing: str,
+    marker: str,
+    message: str,
+    outcome: str,
+    fate: str,
+    ring_ms: int,
+    day: str,
+    ttl: int,
+) -> bool:
+    """campaign_dial_outcome.lua: count a campaign call's outcome once; True the first time."""
+    args = [figures, ringing, marker, message, outcome, fate, ring_ms, day, ttl]
+    return bool(await store.scripts.campaign_dial_outcome(keys=[Keys(tenant).base], args=args))

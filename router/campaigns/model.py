@@ -93,10 +93,16 @@ class VoicePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     answered: a person hears the message with "press 1 for an agent, 9 to stop these
     calls"; a machine gets `machine_message` (a template, left after the beep) or, when it
     is empty, a hang-up. With `machine_retry` a machine counts as not reached, so the
-    retry policy calls again (on the fallback channel when there is one)."""
+    retry policy calls again (on the fallback channel when there is one). `dial_mode` says
+    whether agents are on the line."""
 
     machine_message: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     machine_retry: bool = True
+    # "message": the call plays the message and offers an agent on 1. "progressive" and
+    # "predictive": agents are on the line; a person who answers goes straight to a free
+    # agent (router.campaigns.dialing paces the calls for them), and hears the tenant's
+    # abandon message when none is free.
+    dial_mode: Literal["message", "progressive", "predictive"] = "message"
 
 
 class Template(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -258,6 +264,8 @@ def _check(campaign: Campaign, source: str) -> None:
                     raise CampaignError(
                         f"{where}.variants[{index}].templates.{channel}`: not a channel of the campaign"
                     )
+    if campaign.voice.dial_mode != "message" and campaign.channel != "voice":
+        raise CampaignError(f"{where}.voice.dial_mode`: agents on the line need channel = \"voice\"")
     if campaign.voice.machine_message:
         try:
             sandboxed().parse(campaign.voice.machine_message)

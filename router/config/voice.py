@@ -40,6 +40,9 @@ class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):
     hold_music_url: str = ""  # played between announcements; empty: a pause
     expected_handle_seconds: Annotated[float, msgspec.Meta(gt=0)] = 240  # for the expected-wait estimate
     callback: CallbackPolicy = msgspec.field(default_factory=CallbackPolicy)
+    # What a person hears when a campaign dialled ahead of its agents and none is free
+    # (who called, how to call back); empty: one made of the tenant's name and first number.
+    abandon_message: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
     def queue_references(self) -> Iterator[tuple[str, str]]:
         """(field, queue id) for each menu choice."""

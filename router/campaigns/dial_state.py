@@ -1,0 +1,125 @@
+"""What the dialler of an agent-paced campaign sees in Redis: its agents (free or busy),
+its calls in flight, and what it has measured. The campaigns worker reads it to pace
+(router.campaigns.dialing), the voice channel's answer webhook writes each call's outcome
+and asks for a free agent at the moment a person answers.
+
+- Agents: the campaign queue's members (level 0) who are available and take calls. Free
+  is one in the voice ready set with no call in hand; the queue's waiting calls are
+  already theirs (an answered campaign call waits there for its agent's screen), so they
+  are taken off. Busy is the rest: on a call, in wrap-up, or offered one.
+- In flight: the campaign's calls from the moment the worker queues them until the answer
+  or the status report says how they came out (Keys.campaign_ringing). One whose report
+  was lost leaves after STALE_MS rather than holding the pace down for ever.
+- Figures (Keys.campaign_dial_figures): counted once per message by
+  campaign_dial_outcome.lua; answers and abandons also per day for the 30-day rate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from router import atomic
+from router.campaigns.dialing import Floor, Measures
+from router.keys import Keys
+from router.store import Store, text
+
+ABANDON_DAYS = 30
+# A call queued this long ago without an outcome is not counted as in flight: the
+# dispatcher holds a message a few seconds, Twilio rings 30 s and AMD takes a few more.
+STALE_MS = 120_000
+MARKER_MS = 2 * 86_400_000  # an outcome marker outlives any retry of its webhook
+
+
+async def floor(store: Store, tenant: str, campaign: str, queue: str, now_ms: int) -> Floor:
+    ringing = Keys(tenant).campaign_ringing(campaign)
+    free, busy = await agents(store, tenant, queue)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.zremrangebyscore(ringing, "-inf", now_ms - STALE_MS)
+        pipe.zcard(ringing)
+        _dropped, in_flight = await pipe.execute()
+    return Floor(free_agents=free, busy_agents=busy, in_flight=int(in_flight))
+
+
+async def agents(store: Store, tenant: str, queue: str) -> tuple[int, int]:
+    """(free, busy) agents of the queue. Free is also the answer webhook's question when a
+    person picks up: none means an abandon."""
+    keys = Keys(tenant)
+    redis = store.redis
+    members = [text(m) for m in await redis.zrange(keys.members(queue, 0), 0, -1)]
+    async with redis.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.hmget(keys.agent(member), "presence", "cap:voice", "load:voice")
+            pipe.zscore(keys.ready("voice"), member)
+        pipe.zcard(keys.waiting_on(queue, "voice"))
+        replies = await pipe.execute()
+    free = busy = 0
+    for index in range(len(members)):
+        (presence, cap, load), ready = replies[2 * index], replies[2 * index + 1]
+        if presence != b"available" or int(cap or 0) <= 0:
+            continue
+        if ready is not None and int(load or 0) == 0:
+            free += 1
+        else:
+            busy += 1
+    taken = min(free, int(replies[-1]))  # waiting calls are already the free agents'
+    return free - taken, busy + taken
+
+
+async def measures(store: Store, tenant: str, campaign: str, handle_s: float, today: dt.date) -> Measures:
+    keys = Keys(tenant)
+    days = [(today - dt.timedelta(days=n)).isoformat() for n in range(ABANDON_DAYS)]
+    fields = ["outcomes", "answered", "ring_ms"]
+    fields += [f"answered:{d}" for d in days] + [f"abandoned:{d}" for d in days]
+    raw = [int(v or 0) for v in await store.redis.hmget(keys.campaign_dial_figures(campaign), fields)]
+    outcomes, answered, ring_ms = raw[:3]
+    return Measures(
+        outcomes=outcomes,
+        answered=answered,
+        ring_s=ring_ms / answered / 1000 if answered else Measures().ring_s,
+        handle_s=handle_s,
+        answered_30d=sum(raw[3 : 3 + ABANDON_DAYS]),
+        abandoned_30d=sum(raw[3 + ABANDON_DAYS :]),
+    )
+
+
+async def ringing(store: Store, tenant: str, campaign: str, messages: Iterable[str], now_ms: int) -> None:
+    """The worker queued these calls: in flight from now."""
+    batch = {message: now_ms for message in messages}
+    if batch:
+        await store.redis.zadd(Keys(tenant).campaign_ringing(campaign), batch)
+
+
+async def record_outcome(
+    store: Store,
+    tenant: str,
+    campaign: str,
+    message: str,
+    outcome: str,
+    *,
+    fate: str = "",
+    ring_ms: int = 0,
+    today: dt.date,
+) -> bool:
+    """Count a call's outcome once ("person", "machine" or "none"; a person's fate
+    "connected" or "abandoned"); True the first time."""
+    keys = Keys(tenant)
+    return await atomic.campaign_dial_outcome(
+        store,
+        tenant,
+        figures=keys.campaign_dial_figures(campaign),
+        ringing=keys.campaign_ringing(campaign),
+        marker=keys.seen("dial", message),
+        message=message,
+        outcome=outcome,
+        fate=fate,
+        ring_ms=max(0, ring_ms),
+        day=today.isoformat(),
+        ttl=MARKER_MS,
+    )
+
+
+async def figures(store: Store, tenant: str, campaign: str) -> dict[str, int]:
+    """The campaign's dialler totals (outcomes, answered, machines, connects, abandoned)."""
+    raw = await store.redis.hgetall(Keys(tenant).campaign_dial_figures(campaign))
+    return {text(k): int(v) for k, v in raw.items() if b":" not in k}
