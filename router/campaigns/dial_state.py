@@ -28,17 +28,33 @@ ABANDON_DAYS = 30
 # A call queued this long ago without an outcome is not counted as in flight: the
 # dispatcher holds a message a few seconds, Twilio rings 30 s and AMD takes a few more.
 STALE_MS = 120_000
+NEVER_RANG = frozenset({"held", "refused", "failed"})  # delivery statuses of a call not placed
 MARKER_MS = 2 * 86_400_000  # an outcome marker outlives any retry of its webhook
 
 
 async def floor(store: Store, tenant: str, campaign: str, queue: str, now_ms: int) -> Floor:
-    ringing = Keys(tenant).campaign_ringing(campaign)
     free, busy = await agents(store, tenant, queue)
+    return Floor(free_agents=free, busy_agents=busy, in_flight=await in_flight(store, tenant, campaign, now_ms))
+
+
+async def in_flight(store: Store, tenant: str, campaign: str, now_ms: int) -> int:
+    """The campaign's calls queued or ringing. A call the dispatcher refused or held at the
+    moment of dialling (a rule said no: recorded with its reason on its delivery), or that
+    Twilio refused, never rings: it leaves the set here."""
+    keys = Keys(tenant)
+    ringing = keys.campaign_ringing(campaign)
+    await store.redis.zremrangebyscore(ringing, "-inf", now_ms - STALE_MS)
+    messages = [text(m) for m in await store.redis.zrange(ringing, 0, -1)]
+    if not messages:
+        return 0
     async with store.redis.pipeline(transaction=False) as pipe:
-        pipe.zremrangebyscore(ringing, "-inf", now_ms - STALE_MS)
-        pipe.zcard(ringing)
-        _dropped, in_flight = await pipe.execute()
-    return Floor(free_agents=free, busy_agents=busy, in_flight=int(in_flight))
+        for message in messages:
+            pipe.hget(keys.delivery(message), "status")
+        statuses = await pipe.execute()
+    gone = [m for m, status in zip(messages, statuses, strict=True) if text(status or b"") in NEVER_RANG]
+    if gone:
+        await store.redis.zrem(ringing, *gone)
+    return len(messages) - len(gone)
 
 
 async def agents(store: Store, tenant: str, queue: str) -> tuple[int, int]:

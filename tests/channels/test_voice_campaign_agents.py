@@ -177,3 +177,16 @@ def test_agents_on_the_line_are_for_voice_campaigns_only():
     sms = agent_campaign().replace('channel = "voice"', 'channel = "sms"').replace("templates.voice", "templates.sms")
     with pytest.raises(CampaignError, match="dial_mode"):
         parse_campaign(sms, "sms.toml")
+
+
+async def test_a_call_refused_at_the_moment_of_dialling_is_recorded_and_frees_its_agent_for_the_next(dialler):
+    w = dialler.w
+    await agents.set_presence(w.store, w.tenant, "amy", "available")
+    await launch(dialler)
+    await w.store.redis.sadd(KEYS.do_not_contact, "+12125550000")  # after it was queued
+    await dialler.dispatch()
+    assert dialler.calls == []
+    record = await dialler.delivery()
+    assert (record["status"], record["error"]) == ("refused", "refused_at_send: do_not_contact")
+    assert await dialler.worker.step() == 1  # nothing rings for amy: John is called next
+    assert [m.to for m, _payload in await dialler.queued()] == ["+12125550000", "+12125550001"]
