@@ -19,8 +19,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
+import msgspec
+
 from router import atomic
-from router.campaigns.dialing import Floor, Measures
+from router.campaigns.dialing import ABANDON_LIMIT, Floor, Measures
 from router.keys import Keys
 from router.store import Store, text
 
@@ -139,3 +141,46 @@ async def figures(store: Store, tenant: str, campaign: str) -> dict[str, int]:
     """The campaign's dialler totals (outcomes, answered, machines, connects, abandoned)."""
     raw = await store.redis.hgetall(Keys(tenant).campaign_dial_figures(campaign))
     return {text(k): int(v) for k, v in raw.items() if b":" not in k}
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent-paced campaign's dialler figures, for `campaign results` and its page."""
+
+    dials: int  # calls placed or in flight
+    in_flight: int
+    answered: int  # by a person
+    machines: int
+    connects: int  # people put through to an agent
+    abandoned: int  # people who answered with no agent free
+    answer_rate: float  # people per call that rang out
+    answered_30d: int
+    abandoned_30d: int
+    abandon_rate_30d: float  # abandoned per answered, the rolling 30 days (limit: ABANDON_LIMIT)
+
+
+async def summary(store: Store, tenant: str, campaign: str, now: dt.datetime) -> Summary:
+    totals = await figures(store, tenant, campaign)
+    ringing = await in_flight(store, tenant, campaign, int(now.timestamp() * 1000))
+    measured = await measures(store, tenant, campaign, 0.0, now.date())
+    return Summary(
+        dials=totals.get("outcomes", 0) + ringing,
+        in_flight=ringing,
+        answered=totals.get("answered", 0),
+        machines=totals.get("machines", 0),
+        connects=totals.get("connects", 0),
+        abandoned=totals.get("abandoned", 0),
+        answer_rate=measured.answer_rate,
+        answered_30d=measured.answered_30d,
+        abandoned_30d=measured.abandoned_30d,
+        abandon_rate_30d=measured.abandon_rate,
+    )
+
+
+def describe(s: Summary, mode: str) -> str:
+    """The figures in a sentence (the CLI's `campaign results`)."""
+    return (
+        f"dialler ({mode}): {s.dials:,} dials ({s.in_flight:,} in flight), {s.answered:,} answered by a person "
+        f"({s.answer_rate:.1%} of calls that rang out), {s.machines:,} machines, {s.connects:,} put through to an "
+        f"agent, {s.abandoned:,} abandoned; {s.abandon_rate_30d:.2%} of answered calls abandoned over 30 days "
+        f"(limit {ABANDON_LIMIT:.0%})"
+    )

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from router import audit
-from router.campaigns import isolated, registry
+from router.campaigns import dial_state, isolated, registry
 from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
 from router.config import Deployment
 from router.customers import InvalidAddress, normalise
@@ -228,6 +228,10 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         ]
         cells = "  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
+    campaign, _state = await registry.load(store, tenant, campaign_id)
+    if campaign.voice.dial_mode != "message":
+        now = dt.datetime.now(dt.UTC)
+        print(dial_state.describe(await dial_state.summary(store, tenant, campaign_id, now), campaign.voice.dial_mode))
 
 
 CHANGED = {"launch": "launched", "pause": "paused", "resume": "resumed", "cancel": "cancelled", "finish": "finished"}

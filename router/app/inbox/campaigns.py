@@ -16,6 +16,7 @@ campaign it does not have, is 404.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -27,7 +28,8 @@ from router.app.inbox.access import tenant_of
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
-from router.campaigns import isolated, registry
+from router.campaigns import dial_state, isolated, registry
+from router.campaigns.dialing import ABANDON_LIMIT
 from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, check_against, missing_dispositions
 from router.campaigns.render import Rendered
 from router.config import Deployment, Tenant
@@ -159,9 +161,14 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         }
         for v in campaign.variants
     ]
+    dialler = None
+    if campaign.voice.dial_mode != "message":  # agents on the line: the dialler's figures
+        dialler = await dial_state.summary(store, tenant.id, campaign.id, dt.datetime.now(dt.UTC))
     return render(
         request,
         "campaign.html",
+        dialler=dialler,
+        abandon_limit=ABANDON_LIMIT,
         status=status,
         error=error,
         tenant=tenant,
