@@ -103,6 +103,9 @@ class VoicePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # agent (router.campaigns.dialing paces the calls for them), and hears the tenant's
     # abandon message when none is free.
     dial_mode: Literal["message", "progressive", "predictive"] = "message"
+    # What the agent reads as a call of the campaign connects: a template over the
+    # recipient's fields, shown beside the conversation (rendered in the bounded child).
+    script: Annotated[str, msgspec.Meta(max_length=20_000)] = ""
 
 
 class Template(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -266,6 +269,11 @@ def _check(campaign: Campaign, source: str) -> None:
                     )
     if campaign.voice.dial_mode != "message" and campaign.channel != "voice":
         raise CampaignError(f"{where}.voice.dial_mode`: agents on the line need channel = \"voice\"")
+    if campaign.voice.script:
+        try:
+            sandboxed().parse(campaign.voice.script)
+        except jinja2.TemplateSyntaxError as exc:
+            raise CampaignError(f"{where}.voice.script`: line {exc.lineno}: {exc.message}") from None
     if campaign.voice.machine_message:
         try:
             sandboxed().parse(campaign.voice.machine_message)

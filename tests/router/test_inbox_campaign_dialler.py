@@ -1,16 +1,21 @@
-"""The campaign page of a voice campaign with agents on the line shows its dialler's
-figures: dials, answers, machines, put through, abandoned, and the 30-day abandon rate
-against the limit. A campaign without agents on the line shows none."""
+"""The desk for voice campaigns with agents on the line: the campaign page shows its
+dialler's figures (dials, answers, machines, put through, abandoned, and the 30-day
+abandon rate against the limit; a campaign without agents on the line shows none), and
+the agent reads the campaign's script, rendered for the recipient, beside the call."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 
+import pytest
+
+from router.campaigns.model import CampaignError, parse_campaign
 from router.keys import Keys
-from tests.router.test_inbox_campaigns import AUDIENCE, DUES, inbox  # noqa: F401 - the fixture
+from tests.router.test_inbox_campaigns import AUDIENCE, DUES, NOON_NY, inbox  # noqa: F401 - the fixture
 from tests.router.test_inbox_pages import Inbox, cheap_hashes, logged_in, start_inbox  # noqa: F401 - autouse fixture
 from tests.workers.campaigns import create_campaign
+from workers.campaigns.worker import CampaignWorker
 
 CALLS = """
 id = "calls"
@@ -58,3 +63,44 @@ async def test_a_campaign_without_agents_on_the_line_shows_no_dialler(inbox: Inb
     async with client:
         page = await (await client.get("/inbox/campaigns/acme/dues")).text()
     assert "Dialler" not in page
+
+
+SCRIPTED = CALLS.replace('dial_mode = "predictive"', 'script = """{script}"""').replace('"calls"', '"scripted"')
+
+
+async def scripted_conversation(inbox: Inbox, script: str) -> str:  # noqa: F811
+    w = inbox.world
+    await create_campaign(w, SCRIPTED.replace("{script}", script), AUDIENCE, rejected=1)
+    assert await CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY).step() == 3
+    conversation = await w.arrive(address="+12125550001", body="You called me")
+    await w.available("amy")
+    assert await w.accept_offer("amy") == conversation
+    client, _csrf = await logged_in(inbox, "amy")
+    async with client:
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+    start = page.index('id="campaign-context"')
+    return page[start : page.index("</section>", start)]
+
+
+async def test_the_agent_reads_the_campaigns_script_for_the_recipient_escaped(inbox: Inbox) -> None:  # noqa: F811
+    panel = await scripted_conversation(
+        inbox, "Ask for {{ name }}.\nConfirm account {{ account }}; {{ balance }} is due. Offer: {{ offer }}"
+    )
+    script = re.search(r'<div class="script" id="campaign-script">(.*?)</div>', panel, re.S)
+    assert script, panel
+    assert script.group(1) == (
+        "Ask for Jane.\nConfirm account AC-1; $120.00 is due. "
+        "Offer: &lt;script&gt;alert(&#39;offer&#39;)&lt;/script&gt;"
+    )
+
+
+async def test_a_script_that_fails_for_the_recipient_says_why_instead(inbox: Inbox) -> None:  # noqa: F811
+    panel = await scripted_conversation(inbox, "Ask about {{ missing_field }}.")
+    assert (
+        "The campaign's script could not be shown: template agent script, line 1: &#39;missing_field&#39; is undefined"
+    ) in panel
+
+
+def test_a_script_that_does_not_compile_is_refused_with_its_line() -> None:
+    with pytest.raises(CampaignError, match=r"voice.script`: line 2"):
+        parse_campaign(SCRIPTED.replace("{script}", "Hello\n{% if %}"), "scripted.toml")
