@@ -14,7 +14,7 @@ import pytest
 from channels.voice import bridge
 from channels.voice.campaign import agents as campaign_agents
 from router import agents, events
-from router.campaigns import dial_state
+from router.campaigns import dial_state, registry
 from router.campaigns.model import CampaignError, parse_campaign
 from tests.channels.test_voice_campaign import (
     ACME_NUMBER,
@@ -179,13 +179,50 @@ def test_agents_on_the_line_are_for_voice_campaigns_only():
         parse_campaign(sms, "sms.toml")
 
 
-async def test_a_call_refused_at_the_moment_of_dialling_is_recorded_and_frees_its_agent_for_the_next(dialler):
+async def dnc(c: Campaigns) -> None:
+    await c.w.store.redis.sadd(KEYS.do_not_contact, "+12125550000")
+
+
+async def dispute(c: Campaigns) -> None:
+    await c.w.store.redis.sadd(KEYS.disputes, "debt:A-1")
+
+
+async def pause(c: Campaigns) -> None:
+    await registry.change(c.w.store, "acme", "dues", "pause")
+
+
+async def nine_pm(c: Campaigns) -> None:
+    c.clock.to(dt.datetime(2027, 6, 2, 1, 5, tzinfo=dt.UTC))  # 21:05 in New York
+
+
+@pytest.mark.parametrize(
+    ("after_queueing", "status"),
+    [
+        (dnc, "suppressed:refused_at_send:1:voice:do_not_contact"),
+        (dispute, "suppressed:refused_at_send:1:voice:disputed"),
+        (pause, "held:1:voice:paused"),
+        (nine_pm, "held:1:voice:outside_window"),
+    ],
+)
+async def test_a_dial_refused_at_its_moment_is_recorded_with_its_reason_and_no_longer_in_flight(
+    dialler, after_queueing, status
+):
     w = dialler.w
     await agents.set_presence(w.store, w.tenant, "amy", "available")
     await launch(dialler)
-    await w.store.redis.sadd(KEYS.do_not_contact, "+12125550000")  # after it was queued
+    await after_queueing(dialler)
     await dialler.dispatch()
     assert dialler.calls == []
+    assert await dialler.status() == status
+    assert await dial_state.in_flight(w.store, "acme", "dues", events.now_ms()) == 0  # its agent is free again
+
+
+async def test_after_a_refused_dial_the_free_agent_gets_the_next_recipient(dialler):
+    w = dialler.w
+    await agents.set_presence(w.store, w.tenant, "amy", "available")
+    await launch(dialler)
+    await dnc(dialler)
+    await dialler.dispatch()
     record = await dialler.delivery()
     assert (record["status"], record["error"]) == ("refused", "refused_at_send: do_not_contact")
     assert await dialler.worker.step() == 1  # nothing rings for amy: John is called next
