@@ -104,3 +104,30 @@ async def test_a_script_that_fails_for_the_recipient_says_why_instead(inbox: Inb
 def test_a_script_that_does_not_compile_is_refused_with_its_line() -> None:
     with pytest.raises(CampaignError, match=r"voice.script`: line 2"):
         parse_campaign(SCRIPTED.replace("{script}", "Hello\n{% if %}"), "scripted.toml")
+
+
+async def test_the_agent_stops_the_calls_when_the_customer_asks_and_no_campaign_calls_again(inbox: Inbox) -> None:  # noqa: F811
+    w = inbox.world
+    await create_campaign(w, SCRIPTED.replace("{script}", "Hello"), AUDIENCE, rejected=1)
+    assert await CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY).step() == 3
+    conversation = await w.arrive(address="+12125550001", body="Stop calling me")
+    await w.available("amy")
+    assert await w.accept_offer("amy") == conversation
+    path = f"/inbox/t/acme/c/{conversation}/do-not-call"
+
+    client, csrf = await logged_in(inbox, "zoe")  # not her conversation
+    async with client:
+        refused = await client.post(path, data={"csrf": csrf}, allow_redirects=False)
+        assert refused.status in (404, 409)
+    assert not await w.store.redis.sismember(Keys("acme").do_not_contact, "+12125550001")
+
+    client, csrf = await logged_in(inbox, "amy")
+    async with client:
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert 'id="do-not-call-form"' in page
+        assert (await client.post(path, allow_redirects=False)).status == 403  # no CSRF token
+        done = await client.post(path, data={"csrf": csrf}, allow_redirects=False)
+        assert done.status == 303
+        page = await (await client.get(done.headers["Location"])).text()
+    assert "no campaign will call it again" in page
+    assert await w.store.redis.sismember(Keys("acme").do_not_contact, "+12125550001")

@@ -30,6 +30,7 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "name_cleared": "Customer's name cleared: the name their channel gave is shown.",
     "linked": "Address linked to this customer.",
     "linked_moved": "Address linked to this customer (it was another customer's until now).",
+    "do_not_call": "The customer's number is on the do-not-contact list: no campaign will call it again.",
     "campaign_launch": "Campaign launched.",
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
