@@ -268,6 +268,11 @@ class Keys:
         ring time, connects and abandons, and answers and abandons per day (30-day rate)."""
         return f"{self.base}:cmp:{campaign_id}:dial"
 
+    def campaign_agent_figures(self, campaign_id: str) -> str:
+        """Per agent of the campaign's conversations: connects, right-party contacts,
+        promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""
+        return f"{self.base}:cmp:{campaign_id}:agents"
+
     def campaign_ringing(self, campaign_id: str) -> str:
         """An agent-paced campaign's calls queued or ringing, by when queued (ms)."""
         return f"{self.base}:cmp:{campaign_id}:ringing"

@@ -131,3 +131,24 @@ async def test_the_agent_stops_the_calls_when_the_customer_asks_and_no_campaign_
         page = await (await client.get(done.headers["Location"])).text()
     assert "no campaign will call it again" in page
     assert await w.store.redis.sismember(Keys("acme").do_not_contact, "+12125550001")
+
+
+async def test_the_page_shows_each_agents_figures(inbox: Inbox) -> None:  # noqa: F811
+    w = inbox.world
+    await create_campaign(w, CALLS, AUDIENCE, rejected=1)
+    await w.store.redis.hset(
+        Keys("acme").campaign_agent_figures("calls"),
+        mapping={
+            "amy:connects": 12, "amy:right_party": 10, "amy:promises": 3, "amy:promised_cents": 123456,
+            "amy:talk_ms": 1_800_000, "amy:wrap_ms": 240_000, "start:cmp-calls-1": 1,
+        },
+    )
+    client, _csrf = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get("/inbox/campaigns/acme/calls")).text()
+    table = re.search(r'<table class="per-agent">.*?</table>', page, re.S)
+    assert table, "no per-agent table"
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th>(.*?)</tr>", table.group(0), re.S)
+    assert [(name, re.findall(r"<td>(.*?)</td>", cells)) for name, cells in rows] == [
+        ("amy", ["12", "10", "3", "1,234.56", "30 min", "4 min"])
+    ]

@@ -42,6 +42,7 @@ from router.campaigns.render import Rendered, TemplateProblem
 from router.config import Deployment, Tenant
 from router.keys import Keys
 from router.store import Store
+from workers.campaigns import agent_figures
 from workers.campaigns.audience import address_for
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         }
         for v in campaign.variants
     ]
+    names_of = {a.id: a.name or a.id for a in tenant.agents}  # a person is shown by name
     dialler = None
     if campaign.voice.dial_mode != "message":  # agents on the line: the dialler's figures
         dialler = await dial_state.summary(store, tenant.id, campaign.id, dt.datetime.now(dt.UTC))
@@ -176,6 +178,10 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         request,
         "campaign.html",
         dialler=dialler,
+        per_agent=[
+            {"name": names_of.get(a.agent, a.agent), "figures": a}
+            for a in await agent_figures.per_agent(store, tenant.id, campaign.id)
+        ],
         abandon_limit=ABANDON_LIMIT,
         status=status,
         error=error,
