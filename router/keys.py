@@ -268,6 +268,10 @@ class Keys:
         ring time, connects and abandons, and answers and abandons per day (30-day rate)."""
         return f"{self.base}:cmp:{campaign_id}:dial"
 
+    def agent_campaign_callbacks(self, agent_id: str) -> str:
+        """The campaign conversations an agent is to call back, by when the customer asked."""
+        return f"{self.base}:agent:{agent_id}:cmp-callbacks"
+
     def campaign_agent_figures(self, campaign_id: str) -> str:
         """Per agent of the campaign's conversations: connects, right-party contacts,
         promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""

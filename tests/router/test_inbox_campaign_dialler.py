@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -152,3 +153,54 @@ async def test_the_page_shows_each_agents_figures(inbox: Inbox) -> None:  # noqa
     assert [(name, re.findall(r"<td>(.*?)</td>", cells)) for name, cells in rows] == [
         ("amy", ["12", "10", "3", "1,234.56", "30 min", "4 min"])
     ]
+
+
+def customer_time(days: int, clock: str) -> str:
+    """A time in New York (Jane's), `days` from today there."""
+    today = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    return f"{today + dt.timedelta(days=days)}T{clock}"
+
+
+async def test_a_callback_the_customer_asks_for_is_the_agents_at_their_time_and_judged_again_when_listed(
+    inbox: Inbox,  # noqa: F811
+) -> None:
+    w = inbox.world
+    await create_campaign(w, SCRIPTED.replace("{script}", "Hello"), AUDIENCE, rejected=1)
+    assert await CampaignWorker(w.store, w.deployment, clock=lambda: NOON_NY).step() == 3
+    conversation = await w.arrive(address="+12125550001", body="Call me tomorrow morning")
+    await w.available("amy")
+    assert await w.accept_offer("amy") == conversation
+    path = f"/inbox/t/acme/c/{conversation}/callback-at"
+    keys = Keys("acme")
+
+    client, csrf = await logged_in(inbox, "amy")
+    async with client:
+        page = await (await client.get(f"/inbox/t/acme/c/{conversation}")).text()
+        assert 'id="callback-form"' in page
+        late = await client.post(path, data={"csrf": csrf, "at": customer_time(1, "21:30")}, allow_redirects=False)
+        assert late.status == 409
+        assert "is outside the hours the campaign may call (09:00-20:00" in await late.text()
+        past = await client.post(path, data={"csrf": csrf, "at": customer_time(-1, "10:00")}, allow_redirects=False)
+        assert past.status == 409 and "has passed" in await past.text()
+        assert await w.store.redis.zcard(keys.agent_campaign_callbacks("amy")) == 0  # nothing stored
+
+        made = await client.post(path, data={"csrf": csrf, "at": customer_time(1, "10:00")}, allow_redirects=False)
+        assert made.status == 303
+        listed = await (await client.get("/inbox/campaign-callbacks")).text()
+        row = re.search(rf'<tr data-conversation="{conversation}">.*?</tr>', listed, re.S)
+        assert row, listed
+        assert "10:00 (America/New_York)" in row.group(0) and "Not yet" in row.group(0)
+
+        await w.store.redis.sadd(keys.do_not_contact, "+12125550001")  # since it was scheduled
+        listed = await (await client.get("/inbox/campaign-callbacks")).text()
+        assert "Cannot call: the number is on the do-not-contact list" in listed
+
+        done = await client.post(
+            f"/inbox/campaign-callbacks/acme/{conversation}/done", data={"csrf": csrf}, allow_redirects=False
+        )
+        assert done.status == 303
+        assert "No callbacks." in await (await client.get("/inbox/campaign-callbacks")).text()
+
+    client, _csrf = await logged_in(inbox, "zoe")  # someone else's callbacks are not hers
+    async with client:
+        assert "No callbacks." in await (await client.get("/inbox/campaign-callbacks")).text()

@@ -10,6 +10,7 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    campaign_callbacks,
     campaigns,
     chat,
     enrolment,
@@ -65,6 +66,7 @@ def application(store_of: web.Application) -> web.Application:
     search.routes(inbox)
     reports.routes(inbox)
     campaigns.routes(inbox)
+    campaign_callbacks.routes(inbox)
     softphone.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox

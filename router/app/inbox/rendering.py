@@ -31,6 +31,8 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "linked": "Address linked to this customer.",
     "linked_moved": "Address linked to this customer (it was another customer's until now).",
     "do_not_call": "The customer's number is on the do-not-contact list: no campaign will call it again.",
+    "callback_scheduled": "Callback scheduled: it is on your campaign callbacks, at the customer's time.",
+    "callback_done": "Callback taken off your list.",
     "campaign_launch": "Campaign launched.",
     "campaign_pause": "Campaign paused.",
     "campaign_resume": "Campaign resumed.",
