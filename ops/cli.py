@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from ops import health, reports, rollups, staffing
+from ops import health, reports, rollups, satisfaction, staffing
 from router import events
 from router.config import Deployment
 from router.errors import ContactRouterError
@@ -229,17 +229,23 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
             )
     else:
         print(
-            f"{'queue':<14}{'offered':>8}{'handled':>8}{'abandon':>8}{'short':>6}{'SL':>8}{'SL-short':>9}"
+            f"{'queue':<14}{'offered':>8}{'handled':>8}{'abandon':>8}{'short':>6}{'SL':>8}{'SL-short':>9}{'SL-neutr':>9}"
             f"{'ASA':>6}{'aband%':>8}{'AHT':>7}{'1st resp':>9}{'resolved':>9}"
         )
         for row in [*result.queues, result.total]:
             name = "all" if row.queue == "*" else row.queue
             print(
                 f"{name:<14}{row.offered:>8}{row.handled:>8}{row.abandoned:>8}{row.short_abandoned:>6}"
-                f"{_pct(row.service_level):>8}{_pct(row.service_level_no_short):>9}{_s(row.asa_s):>6}"
+                f"{_pct(row.service_level):>8}{_pct(row.service_level_no_short):>9}"
+                f"{_pct(row.service_level_abandons_neutral):>9}{_s(row.asa_s):>6}"
                 f"{_pct(row.abandon_rate):>8}{_s(row.aht_s):>7}{_s(row.first_response_s):>9}{_s(row.resolution_s):>9}"
             )
-        print(f"occupancy {_pct(result.total.occupancy)}; CSAT: no survey results recorded")
+        print(f"occupancy {_pct(result.total.occupancy)}")
+        print(f"contacts deflected by help articles: {result.deflected}")
+    # satisfaction surveys: their own figures (ops/satisfaction.py), and the CSAT column of the CSV
+    figures = await satisfaction.period(store, tenant, result.start.date(), result.end.date())
+    satisfaction.fill(result, figures)
+    print("\n".join(satisfaction.lines(figures, a.by)))
     if a.csv:
         count = reports.write_csv(a.csv, result, a.by)
         print(f"wrote {count} rows to {a.csv}")

@@ -44,7 +44,7 @@ from ops.aggregates import (  # PAGE, decode_event, read_events: ops/metrics.py 
     ms,
     read_events,  # noqa: F401
 )
-from router import events
+from router import events, figures
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 Period = Literal["day", "week", "month"]
 PERIODS: tuple[str, ...] = ("day", "week", "month")
-SHORT_ABANDON_S = 5.0
+SHORT_ABANDON_S = figures.SHORT_ABANDON_S
 # Members of Keys.report_rolled (ops/rollups.py), each scored by a day's start (ms):
 ROLLED_THROUGH = "through"  # the first day not rolled up yet
 HISTORY_SINCE = "since"  # the first day rolled up, when the stream then held everything ever added
@@ -68,8 +68,11 @@ class QueueRow(msgspec.Struct, kw_only=True):
     abandoned: int = 0
     short_abandoned: int = 0
     answered_in_target: int = 0
-    service_level: float | None = None  # answered in target / (handled + abandoned)
-    service_level_no_short: float | None = None  # the same without the short abandons
+    pending: int = 0  # first replies still due within their target: neither met nor missed yet
+    # router/figures.py defines each: answered in target / (handled + abandoned - pending),
+    service_level: float | None = None
+    service_level_no_short: float | None = None  # ... without the short abandons
+    service_level_abandons_neutral: float | None = None  # ... without the abandons within the target
     asa_s: float | None = None
     abandon_rate: float | None = None  # abandoned / offered
     aht_s: float | None = None
@@ -101,6 +104,7 @@ class Report(msgspec.Struct, kw_only=True):
     queues: list[QueueRow]
     agents: list[AgentRow]
     arrivals: dict[str, dict[int, int]] = {}  # queue -> minute since the epoch -> contacts offered
+    deflected: int = 0  # "this answered my question" on a help article (router/knowledge), by local date
 
 
 def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -165,27 +169,24 @@ async def aggregate(store: Store, tenant: Tenant, first: dt.date, after: dt.date
     return merge(parts)
 
 
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
-
-
 def _queue_row(name: str, sums: QueueSums, short_abandon_s: float) -> QueueRow:
-    short = sum(1 for waited in sums.abandon_waits_ms if waited < short_abandon_s * 1000)
-    counted = sums.handled + sums.abandoned
+    rated = figures.rates(sums, short_abandon_s)
     return QueueRow(
         queue=name,
         offered=sums.offered,
         handled=sums.handled,
         abandoned=sums.abandoned,
-        short_abandoned=short,
+        short_abandoned=rated.short_abandoned,
         answered_in_target=sums.answered_in_target,
-        service_level=_ratio(sums.answered_in_target, counted),
-        service_level_no_short=_ratio(sums.answered_in_target, counted - short),
-        asa_s=_ratio(sums.wait_ms / 1000, sums.handled),
-        abandon_rate=_ratio(sums.abandoned, sums.offered),
-        aht_s=_ratio(sums.handle_ms / 1000, sums.handle_count),
-        first_response_s=_ratio(sums.first_response_ms / 1000, sums.first_responses),
-        resolution_s=_ratio(sums.resolution_ms / 1000, sums.resolutions),
+        pending=sums.pending,
+        service_level=rated.service_level,
+        service_level_no_short=rated.service_level_no_short,
+        service_level_abandons_neutral=rated.service_level_abandons_neutral,
+        asa_s=rated.asa_s,
+        abandon_rate=rated.abandon_rate,
+        aht_s=rated.aht_s,
+        first_response_s=rated.first_response_s,
+        resolution_s=rated.resolution_s,
     )
 
 
@@ -196,10 +197,10 @@ def _agent_row(name: str, sums: AgentSums) -> AgentRow:
         accepted=sums.accepted,
         rejected=sums.rejected,
         timed_out=sums.timed_out,
-        aht_s=_ratio(sums.handle_ms / 1000, sums.handled),
+        aht_s=figures.ratio(sums.handle_ms / 1000, sums.handled),
         staffed_s=sums.staffed_ms / 1000,
         handling_s=sums.handling_ms / 1000,
-        occupancy=_ratio(sums.handling_ms, sums.staffed_ms),
+        occupancy=figures.ratio(sums.handling_ms, sums.staffed_ms),
     )
 
 
@@ -216,7 +217,7 @@ def build(
     names = known + sorted(set(agg.agents) - set(known))
     agents = [_agent_row(name, agg.agents.get(name, AgentSums())) for name in names]
     staffed_ms = sum(a.staffed_ms for a in agg.agents.values())
-    total.occupancy = _ratio(sum(a.handling_ms for a in agg.agents.values()), staffed_ms)
+    total.occupancy = figures.ratio(sum(a.handling_ms for a in agg.agents.values()), staffed_ms)
     arrivals = {name: dict(sums.arrivals) for name, sums in agg.queues.items()}
     return Report(
         tenant=tenant.id,
@@ -243,7 +244,18 @@ async def report(
     start, end = period_bounds(tenant, period, day)
     now_ms = events.now_ms() if now_ms is None else now_ms
     agg = await aggregate(store, tenant, start.date(), end.date(), now_ms=now_ms)
-    return build(tenant, period, start, end, agg, short_abandon_s)
+    result = build(tenant, period, start, end, agg, short_abandon_s)
+    result.deflected = await deflected(store, tenant, start.date(), end.date())
+    return result
+
+
+async def deflected(store: Store, tenant: Tenant, first: dt.date, after: dt.date) -> int:
+    """Contacts the help articles deflected on the days from `first` up to `after` (counted
+    per local date when the customer said an article answered their question)."""
+    days = [(first + dt.timedelta(days=n)).isoformat() for n in range((after - first).days)]
+    if not days:
+        return 0
+    return sum(int(count or 0) for count in await store.redis.hmget(Keys(tenant.id).kb_deflected, days))
 
 
 class Arrivals(msgspec.Struct, frozen=True):

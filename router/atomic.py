@@ -97,13 +97,12 @@ async def close(
     disposition: str,
     wrapup_ms: int = 0,
     only_unanswered: bool = False,
+    survey_due: str = "",
 ) -> tuple[str, str]:
     """close.lua: close a conversation (`by` an agent, or "" for a supervisor or the
-    system; only_unanswered: unless an agent has taken it); (outcome, the agent whose
-    slot was given back or "")."""
-    args = [conversation, by, disposition, wrapup_ms]
-    if only_unanswered:
-        args.append("unanswered")
+    system; only_unanswered: unless an agent has taken it; survey_due: when its survey's
+    timer comes due, ms, or ""); (outcome, the agent whose slot was given back or "")."""
+    args = [conversation, by, disposition, wrapup_ms, "unanswered" if only_unanswered else "", survey_due]
     outcome, freed = await store.scripts.close(keys=[Keys(tenant).base], args=args)
     return text(outcome), text(freed)
 
@@ -280,6 +279,15 @@ async def outbox_send(store: Store, *, marker: str, outbox: str, provider_id: st
     return bool(int(added))
 
 
+async def contact_refusal(
+    store: Store, tenant: str, *, scope: str, channel: str, ident: str, other_ident: str = ""
+) -> str | None:
+    """contact_refusal.lua: why a campaign-like message may not reach the identity on the
+    channel (opted_out, do_not_contact, revocation_pending), or None (router/consent.py)."""
+    reason = await store.scripts["contact_refusal"](keys=[Keys(tenant).base], args=[scope, channel, ident, other_ident])
+    return text(reason) if reason else None
+
+
 async def lease(store: Store, *, key: str, owner: str, lease_ms: int) -> bool:
     """lease.lua: take the lease `key`, or renew it when `owner` holds it; True if held.
     Sent by the store's client of the moment (a test may stand in for it)."""
@@ -306,6 +314,92 @@ async def evict(
     return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))
 
 
+# satisfaction surveys (router/surveys.py)
+
+
+async def survey_send(
+    store: Store,
+    tenant: str,
+    conversation: str,
+    *,
+    channel: str,
+    address: str,
+    ident: str,
+    scope: str,
+    outbound: bytes,
+    entry: bytes,
+    message: str,
+    day: str,
+    caps: str,
+    cap_ttl: int,
+    answer_until: int,
+) -> str:
+    """survey_send.lua: ask the customer of a closed conversation to rate it, at most once;
+    `ident` is the address as an identity, `scope` the tenant's opt_out_scope, `caps` the
+    channel's survey caps as "max:window_ms" joined by ","; the outcome (sent, or why not)."""
+    keys = Keys(tenant)
+    cap = keys.contact_attempts(channel, f"survey:addr:{address}") if caps else ""
+    args = [
+        conversation,
+        channel,
+        address,
+        ident,
+        scope,
+        outbound,
+        entry,
+        message,
+        day,
+        keys.survey_day(day),
+        keys.outbound,
+        cap,
+        caps,
+        cap_ttl,
+        answer_until,
+    ]
+    return text(await store.scripts.survey_send(keys=[keys.base], args=args))
+
+
+async def survey_answer(
+    store: Store,
+    tenant: str,
+    conversation: str,
+    *,
+    mode: str,
+    ident: str,
+    match: str,
+    rating: int | str,
+    comment: str,
+    low: int,
+    day: str,
+    entry: bytes,
+    group: str = "",
+    consumer: str = "",
+    entry_id: str = "",
+) -> tuple[str, str]:
+    """survey_answer.lua: record a rating (mode "rate") or a comment after it ("comment");
+    `match` "pending" for a text reply (with its inbound entry, acknowledged in the same
+    step), "owner" for an answer from the customer's own address; (outcome, the rating)."""
+    keys = Keys(tenant)
+    args = [
+        mode,
+        conversation,
+        ident,
+        match,
+        rating,
+        comment,
+        low,
+        day,
+        keys.survey_day(day),
+        keys.survey_comments,
+        keys.survey_followups,
+        entry,
+        keys.inbound,
+        group,
+        consumer,
+        entry_id,
+    ]
+    outcome, given = await store.scripts.survey_answer(keys=[keys.base], args=args)
+    return text(outcome), text(given)
 # agent-paced campaign calls (router/campaigns/dial_state.py)
 
 

@@ -2,7 +2,10 @@
 
 An event references a file as "store:<sha256>", so a message delivered twice, or
 the same logo in a thousand signatures, is stored once. A file is written to a
-temporary name and renamed into place, so a reader never sees half of one.
+temporary name and renamed into place, so a reader never sees half of one; a
+process killed in between leaves the temporary file, which `sweep` removes once it
+is older than any write could take (the `smtp` and `imap` processes sweep at start
+and every hour).
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ import asyncio
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from router.errors import ContactRouterError
 
 PREFIX = "store:"
 DEFAULT_DIR = Path("var") / "attachments"
+TEMPORARY_PREFIX = ".incoming-"
+STALE_S = 3600  # no write of one file takes this long: an older temporary file was abandoned
 
 
 class AttachmentTooLarge(ContactRouterError, ValueError):
@@ -48,7 +54,7 @@ class AttachmentStore:
         if target.exists():
             return ref
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX)
         try:
             with os.fdopen(fd, "wb") as file:
                 file.write(data)
@@ -61,3 +67,16 @@ class AttachmentStore:
     async def put(self, data: bytes) -> str:
         """Store bytes off the event loop; returns their reference."""
         return await asyncio.to_thread(self.put_sync, data)
+
+    def sweep(self, older_than_s: float = STALE_S) -> int:
+        """Remove temporary files abandoned by a process that died mid-write; returns how many."""
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for path in self.root.glob(f"*/{TEMPORARY_PREFIX}*"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another process swept it first
+                continue
+        return removed

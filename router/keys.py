@@ -19,6 +19,9 @@ ARCHIVE_GROUP = "archive"  # follows the events stream into the system of record
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.
 SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
+# Where the web process of `contactrouter up` listens (http://host:port), kept in its embedded
+# store so that `contactrouter simulate` in another terminal finds it without PORT exported.
+UP_WEB_URL = f"{PREFIX}:sandbox:web-url"
 
 # The secret web chat visitor tokens are signed with, when WEBCHAT_SECRET is not set:
 # the first web process generates it and every web process reads it from here.
@@ -154,6 +157,23 @@ class Keys:
         ConferenceSid, and each participant's CallSid as `p:<CallSid>` -> role and state."""
         return f"{self.base}:conf:{conversation_id}"
 
+    def recording(self, recording_sid: str) -> str:
+        """A call recording (Twilio RecordingSid, hash): its conversation, call, state, URL."""
+        return f"{self.base}:rec:{recording_sid}"
+
+    @property
+    def recordings(self) -> str:
+        """Every call recording kept, by when it began (sorted set): what retention deletes."""
+        return f"{self.base}:recs"
+
+    def conversation_recordings(self, conversation_id: str) -> str:
+        """The RecordingSids of a conversation's calls (sorted set, by when each began)."""
+        return f"{self.base}:conv-recs:{conversation_id}"
+
+    def consult(self, conversation_id: str) -> str:
+        """A warm transfer under way (hash): the colleague's consultation leg and whom it calls."""
+        return f"{self.base}:consult:{conversation_id}"
+
     def voice_handled(self, queue: str) -> str:
         """A queue's latest measured call handle times in ms (list, newest first): the
         expected-wait estimate's handle time."""
@@ -204,6 +224,10 @@ class Keys:
     def telegram_poller(self, bot_id: str) -> str:
         """The lease of the one `telegram` process polling a bot (Telegram allows one)."""
         return f"{self.base}:telegram:{bot_id}:poller"
+
+    def imap_fetcher(self, mailbox: str) -> str:
+        """The lease of the one `imap` process fetching a mailbox (channels.email.imap)."""
+        return f"{self.base}:imap:{mailbox}:fetcher"
 
     def worker_alive(self, role: str) -> str:
         """A worker of the role serves this tenant: set by each one's heartbeat, expiring
@@ -291,6 +315,13 @@ class Keys:
         return f"{self.base}:dnc"
 
     @property
+    def revocations(self) -> str:
+        """Identities ("phone:+1...") whose message read like a consent revocation ("please stop
+        texting me") that no agent has confirmed or dismissed yet -> the flag (JSON): no
+        campaign reaches the person meanwhile (router/consent.py)."""
+        return f"{self.base}:revoke"
+
+    @property
     def disputes(self) -> str:
         """Customer ids, and debts ("debt:<account>"), with an open dispute: no collections."""
         return f"{self.base}:disputes"
@@ -316,6 +347,68 @@ class Keys:
     def campaign_previous_signing_keys(self) -> str:
         """The keys that signed those links before a rotation (a list, newest first): still verify."""
         return f"{self.base}:cmp:signing-key:previous"
+
+    # satisfaction surveys (router/surveys.py)
+    def survey_day(self, day: str) -> str:
+        """The figures of the surveys sent on a local date (YYYY-MM-DD), per queue and agent
+        ("q:<queue>:sent", "a:<agent>:r4", ...): counted when sent and when answered."""
+        return f"{self.base}:csat:day:{day}"
+
+    @property
+    def survey_comments(self) -> str:
+        """Survey answers that came with a comment (a stream, newest last, capped)."""
+        return f"{self.base}:csat:comments"
+
+    @property
+    def survey_followups(self) -> str:
+        """Conversations rated low that a supervisor has yet to follow up, scored by when rated."""
+        return f"{self.base}:csat:followups"
+
+    @property
+    def survey_signing_key(self) -> str:
+        """The secret that signs the tenant's email rating links."""
+        return f"{self.base}:csat:signing-key"
+
+    @property
+    def survey_previous_signing_keys(self) -> str:
+        """The keys that signed rating links before a rotation (a list, newest first): still verify."""
+        return f"{self.base}:csat:signing-key:previous"
+
+
+    # the knowledge base (router/knowledge)
+    @property
+    def kb_articles(self) -> str:
+        """The tenant's article ids, scored by when each last changed (ms)."""
+        return f"{self.base}:kb:articles"
+
+    def kb_article(self, article_id: str) -> str:
+        """An article: title, body, category, locale, status, counters, version."""
+        return f"{self.base}:kb:a:{article_id}"
+
+    def kb_history(self, article_id: str) -> str:
+        """Who did what to an article and when (a list of JSON entries, oldest first)."""
+        return f"{self.base}:kb:a:{article_id}:log"
+
+    def kb_uses(self, article_id: str) -> str:
+        """Conversations an agent inserted the article into (its "inserted" count is their number)."""
+        return f"{self.base}:kb:a:{article_id}:used"
+
+    def kb_terms(self, article_id: str) -> str:
+        """The search terms an article is indexed under, so a new version can leave the old ones."""
+        return f"{self.base}:kb:a:{article_id}:terms"
+
+    def kb_term(self, term: str) -> str:
+        """The search index: articles holding a term, scored by its weight in each."""
+        return f"{self.base}:kb:t:{term}"
+
+    def kb_query(self, token: str) -> str:
+        """A search's scratch ranking (ZUNIONSTORE), deleted in the same transaction that made it."""
+        return f"{self.base}:kb:q:{token}"
+
+    @property
+    def kb_deflected(self) -> str:
+        """Contacts the help articles deflected: local date (YYYY-MM-DD) -> count."""
+        return f"{self.base}:kb:deflected"
 
 
 class AccountKeys:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
@@ -63,6 +64,9 @@ class Settings(msgspec.Struct, kw_only=True):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     smtp_max_bytes: int = 25 * 1024 * 1024  # a bigger message is refused (552)
+    # the name we give in SMTP: the smtp process's greeting and EHLO answer, and the EHLO we
+    # send to the relay (many relays and spam filters judge it); empty: this machine's FQDN
+    smtp_hostname: str = ""
     attachment_dir: str = ""  # the attachment store; empty: var/attachments under the working directory
     attachment_max_bytes: int = 20 * 1024 * 1024  # a bigger attachment is left out (and noted)
     smtp_tls_cert: str = ""  # inbound STARTTLS: certificate chain (PEM) and its key; both or neither
@@ -158,6 +162,7 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("smtp_host", "SMTP_HOST")
         read.number("smtp_port", "SMTP_PORT")
         read.number("smtp_max_bytes", "SMTP_MAX_BYTES", least=1)
+        read.text("smtp_hostname", "SMTP_HOSTNAME", _hostname)
         read.text("attachment_dir", "ATTACHMENT_DIR")
         read.number("attachment_max_bytes", "ATTACHMENT_MAX_BYTES", least=1)
         read.text("smtp_tls_cert", "SMTP_TLS_CERT")
@@ -176,7 +181,8 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("webchat_secret", "WEBCHAT_SECRET")
         read.number("trusted_proxy_hops", "TRUSTED_PROXY_HOPS")
         read.number("login_client_failures", "LOGIN_CLIENT_FAILURES", least=1)
-        read.number("metrics_port", "METRICS_PORT")
+        default_port = next(f.default for f in msgspec.structs.fields(cls) if f.name == "port")
+        read.port_or_offset("metrics_port", "METRICS_PORT", base=read.values.get("port", default_port))
         return cls(**read.values)
 
 
@@ -228,6 +234,21 @@ class _Reader:
         self.values[field] = number
         return True
 
+    def port_or_offset(self, field: str, name: str, base: int) -> bool:
+        """A port, or `+N`: N above `base` (PORT). honcho gives every process a PORT of its own
+        (5000, 5100, 5200, 5201, ...), so `METRICS_PORT=+1000` gives each its own metrics port."""
+        value = self._given(name).strip()
+        if not value.startswith("+"):
+            return self.number(field, name)
+        try:
+            offset = int(value[1:])
+        except ValueError:
+            raise self._refuse(name, f"{value!r} is neither a port nor +OFFSET (from PORT)") from None
+        if not 0 < base + offset < 65536:
+            raise self._refuse(name, f"PORT {base} {value} is no port")
+        self.values[field] = base + offset
+        return True
+
     def choice(self, field: str, name: str, choices: Collection[str], normalise: Callable[[str], str]) -> bool:
         if not (value := self._given(name)):
             return False
@@ -252,3 +273,15 @@ class _Reader:
 
 def _without_slash(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+_HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+def _hostname(name: str) -> str:
+    """A domain name for EHLO (RFC 5321 4.1.1.1): letters, digits, hyphens and dots only,
+    so that no header or command can be smuggled through it."""
+    name = name.strip().lower().rstrip(".")
+    if not _HOSTNAME.fullmatch(name):
+        raise ConfigError(f"environment: SMTP_HOSTNAME: {name!r} is not a host name (such as mail.example.com)")
+    return name

@@ -27,6 +27,8 @@ from channels.email import mime
 from channels.email.inbound import Addressed, InboundHandler
 from channels.email.trust import MailTrust
 from channels.fax import inbound as fax_inbound
+from ops import metrics
+from router import logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment
 from router.errors import ConfigError
@@ -36,9 +38,12 @@ from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
 
+SWEEP_EVERY_S = 3600.0
 
-async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
-    """Listen for mail; returns the server (close it to stop)."""
+
+def inbound_handler(store: Store, deployment: Deployment, settings: Settings) -> InboundHandler:
+    """What takes in a mail, however it came (SMTP here, a mailbox in workers.imap): the fax
+    channel's claim first, then a campaign's mailto: unsubscribe, then email."""
     attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
     trust = MailTrust.from_settings(settings)
 
@@ -54,7 +59,13 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         # mail to a campaign email's mailto: List-Unsubscribe (a signed token in its subject)
         return await unsubscribe.by_mail(store, tenants, mail.subject, provider_id)
 
-    handler = InboundHandler(store, deployment, attachments, trust, claims=[fax, unsubscribing])
+    return InboundHandler(store, deployment, attachments, trust, claims=[fax, unsubscribing])
+
+
+async def start(store: Store, deployment: Deployment, settings: Settings) -> asyncio.Server:
+    """Listen for mail; returns the server (close it to stop)."""
+    handler = inbound_handler(store, deployment, settings)
+    attachments = handler.attachments
     tls = tls_context(settings)
 
     def protocol() -> SMTP:
@@ -62,6 +73,7 @@ async def start(store: Store, deployment: Deployment, settings: Settings) -> asy
         # than this, is refused with 552 before the handler sees it.
         return _Server(
             handler,
+            hostname=settings.smtp_hostname or None,  # None: aiosmtpd's socket.getfqdn()
             data_size_limit=settings.smtp_max_bytes,
             enable_SMTPUTF8=True,
             timeout=60,
@@ -112,11 +124,17 @@ class _DataLines:
 class _Server(SMTP):
     """aiosmtpd's SMTP server, reading DATA through _DataLines."""
 
+    async def push(self, status: str | bytes) -> None:
+        code = status[:3].decode() if isinstance(status, bytes) else status[:3]
+        metrics.SMTP_REPLIES.labels(code).inc()  # every reply, by its code (250, 451, 550, ...)
+        await super().push(status)
+
     async def smtp_DATA(self, arg: str) -> None:
         reader = self._reader
         self._reader = _DataLines(reader)  # type: ignore[assignment]
         try:
-            await super().smtp_DATA(arg)
+            with logcontext.about():  # a mail's lines carry its tenant and contact once taken in, not the next mail's
+                await super().smtp_DATA(arg)
         finally:
             self._reader = reader
 
@@ -136,11 +154,29 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+async def sweep_attachments(attachments: AttachmentStore, stop: asyncio.Event) -> None:
+    """Until stop: remove the temporary files of attachments whose write a killed process
+    abandoned, now and every hour (a crash would otherwise leave them for ever)."""
+    while not stop.is_set():
+        try:
+            if removed := await asyncio.to_thread(attachments.sweep):
+                log.info("removed %d abandoned temporary attachment file(s) from %s", removed, attachments.root)
+        except OSError as exc:  # a missing or unreadable store: the next sweep tries again
+            log.warning("attachment store %s not swept: %s", attachments.root, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=SWEEP_EVERY_S)
+        except TimeoutError:
+            continue
+
+
 async def run(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     server = await start(store, deployment, settings)
+    attachments = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
+    sweeping = asyncio.create_task(sweep_attachments(attachments, stop))
     try:
         await stop.wait()
     finally:
+        sweeping.cancel()
         server.close()
         try:
             await asyncio.wait_for(server.wait_closed(), timeout=5)

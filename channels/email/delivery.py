@@ -64,6 +64,7 @@ async def deliver(settings: Settings, message: EmailMessage, *, timeout_s: float
     client = aiosmtplib.SMTP(
         hostname=settings.smtp_relay_host,
         port=settings.smtp_relay_port,
+        local_hostname=settings.smtp_hostname or None,  # None: aiosmtplib's socket.getfqdn()
         timeout=timeout_s,
         use_tls=settings.smtp_relay_tls == "tls",
         # False, not None: aiosmtplib's None means "STARTTLS if offered", and a

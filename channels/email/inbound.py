@@ -3,7 +3,8 @@
 RCPT: only the tenants' own addresses and domains are accepted (550 for anyone
 else: never an open relay); an address with a conversation token
 (help+c-xxxxxxxxxx@) is the address without it. DATA: parse the message
-(channels.email.mime), store its attachments, normalise it to one InboundContact
+(channels.email.mime), store its attachments and the message as it came
+(the contact's `raw`, for the desk's original-message view), normalise it to one InboundContact
 per tenant addressed, with the conversation tokens it carries ahead of its
 In-Reply-To/References (channels.email.threads), append it to the tenant's
 inbound stream, and only then answer 250. A delivery report marks the message
@@ -85,25 +86,28 @@ class InboundHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
-        raw: bytes = envelope.original_content or b""
-        peer = session.peer
+        return await self.take_in(envelope.original_content or b"", envelope.mail_from, envelope.rcpt_tos, session.peer)
+
+    async def take_in(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str], peer: object) -> str:
+        """One message, as SMTP's DATA hands it over (the IMAP fetcher hands over each message
+        of a mailbox the same way): returns the SMTP reply, 250 once it is on the stream."""
         try:
             mail = await parse(raw, mime.read)
         except mime.Unreadable as exc:  # the same every time: a retry would only come back for days
-            log.warning("mail from %s (%s) refused: %s", envelope.mail_from, peer, exc)
+            log.warning("mail from %s (%s) refused: %s", mail_from, peer, exc)
             return f"554 5.6.0 message refused: {exc}"
         except Exception:  # the parser is lenient; this is a bug of ours, so the sender retries
-            log.exception("mail from %s (%s) could not be parsed", envelope.mail_from, peer)
+            log.exception("mail from %s (%s) could not be parsed", mail_from, peer)
             return "451 4.3.0 message could not be read; try again later"
         provider_id = mail.message_id or mime.content_id(raw)
-        tenants = self._tenants(envelope.rcpt_tos)
+        tenants = self._tenants(rcpt_tos)
         # another channel's mail (a fax gateway's: a received fax, or a report on one we
         # sent): it answers for the tenants it claims; the others take it in as email
         for claim in self.claims:
-            claimed, tenants = await claim(tenants, mail, envelope.mail_from or "", provider_id, peer)
+            claimed, tenants = await claim(tenants, mail, mail_from or "", provider_id, peer)
             if claimed is not None and (not claimed.startswith("250") or not tenants):
                 return claimed
-        if reports.looks_like(raw, envelope.mail_from or "", mail.sender, mail.bounce):
+        if reports.looks_like(raw, mail_from or "", mail.sender, mail.bounce):
             if not self.trust.ours(peer):
                 # anyone can write a DSN quoting a Message-ID they were sent: only one our
                 # MX or relay handed over may mark a message (never answered either way)
@@ -112,20 +116,20 @@ class InboundHandler:
                 )
                 return "250 2.0.0 OK: delivery report received"
             return await self._bounce(raw, tenants, provider_id)
-        sender = mail.sender or (envelope.mail_from or "").lower()
+        sender = mail.sender or (mail_from or "").lower()
         try:
             sender = normalise("email", sender)
         except InvalidAddress:
             log.warning("mail %s from %r (%s) refused: no sender address to answer", provider_id, sender, peer)
             return "550 5.1.7 message has no usable sender address (From)"
-        if envelope.mail_from in ("", "<>", None):  # a null return path: an automatic message (RFC 3834)
+        if mail_from in ("", "<>", None):  # a null return path: an automatic message (RFC 3834)
             mail.auto_submitted = True
         # The conversation's token (reply address, subject) joins it when the client dropped
         # In-Reply-To; first, so a long References chain cannot crowd it out.
-        tokens = threads.tokens_in(envelope.rcpt_tos + mail.to, mail.subject)
+        tokens = threads.tokens_in(rcpt_tos + mail.to, mail.subject)
         mail.thread = [threads.thread_ref(t) for t in tokens] + mail.thread
         try:
-            attachments, metadata = await self._store_files(mail)
+            attachments, metadata = await self._store_files(mail, raw)
             contacts = [
                 self._contact(mail, tenant, to, sender, provider_id, attachments, metadata) for tenant, to in tenants
             ]
@@ -179,8 +183,13 @@ class InboundHandler:
                 log.info("bounce %s for %s: %s %s (%s)", provider_id, tenant_id, outcome, status, report.error)
         return "250 2.0.0 OK: delivery report received"
 
-    async def _store_files(self, mail: mime.Mail) -> tuple[list[events.Attachment], dict[str, str]]:
+    async def _store_files(self, mail: mime.Mail, raw: bytes) -> tuple[list[events.Attachment], dict[str, str]]:
         attachments, omitted, metadata = [], [], {}
+        # the message as it came, headers and all, for the desk's "original message" view
+        try:
+            metadata["raw"] = await self.attachments.put(raw)
+        except AttachmentTooLarge:
+            metadata["raw_omitted"] = "1"
         for part in mail.attachments:
             try:
                 ref = await self.attachments.put(part.data)

@@ -89,6 +89,7 @@ class FaxSender:
         except (jinja2.TemplateError, FPDFException) as exc:  # the same message would fail the same way again
             raise PermanentFailure(f"the fax could not be rendered: {type(exc).__name__}: {exc}") from exc
         mail = compose(tenant, gateway, message, rendered, sender)
+        pdf = await self._keep(rendered)
         ref = reference(message, sender)
         await self.store.redis.set(Keys(message.tenant).provider_message(ref), message.id, ex=PROVIDER_ID_TTL_S)
         fields = {
@@ -97,9 +98,11 @@ class FaxSender:
             "fax_to": str(mail["To"]),
             "fax_pages": str(rendered.pages),
             "fax_note": rendered.note,
+            "fax_pdf": pdf.url,
         }
         if not self.settings.smtp_relay_host:
-            return await self._to_sandbox(message, rendered, fields)
+            await self.store.redis.hset(Keys(message.tenant).delivery(message.id), "fax_pdf", pdf.url)
+            return await self._to_sandbox(message, pdf, fields)
         await delivery.send_recorded(self.store, self.settings, message, mail, ref, fields)
         log.info(
             "fax %s of %s to %s via %s (%d pages)", message.id, tenant.id, message.to, gateway.name, rendered.pages
@@ -122,19 +125,20 @@ class FaxSender:
             wanted = route.decode() if route else ""
         return next((g for g in sending if g.name == wanted), sending[0])
 
-    async def _to_sandbox(
-        self, message: events.OutboundMessage, rendered: render.RenderedFax, fields: dict[str, str]
-    ) -> str:
-        """No relay: the outbox keeps the message with its PDF, so the inbox can show what would have gone."""
+    async def _keep(self, rendered: render.RenderedFax) -> events.Attachment:
+        """The PDF as faxed, in the attachment store (the same bytes are stored once)."""
         try:
-            pdf = await self.attachments.put(rendered.pdf)
+            url = await self.attachments.put(rendered.pdf)
         except AttachmentTooLarge as exc:
             raise PermanentFailure(f"the fax PDF is too large to keep: {exc}") from exc
         except OSError as exc:
             raise TemporaryFailure(f"the fax PDF could not be stored: {exc}") from exc
-        attachment = events.Attachment(
-            url=pdf, content_type="application/pdf", filename="fax.pdf", size=len(rendered.pdf)
-        )
+        return events.Attachment(url=url, content_type="application/pdf", filename="fax.pdf", size=len(rendered.pdf))
+
+    async def _to_sandbox(
+        self, message: events.OutboundMessage, attachment: events.Attachment, fields: dict[str, str]
+    ) -> str:
+        """No relay: the outbox keeps the message with its PDF, so the inbox can show what would have gone."""
         kept = msgspec.structs.replace(
             message,
             attachments=(*message.attachments, attachment),

@@ -2,10 +2,12 @@
 
 The text comes from templates/fax/reply.txt; the page carries the tenant's name
 on its brand colour at the top and "Page n of N" at the bottom, with the text
-wrapped to the page. Unicode text needs a TrueType font: DejaVu Sans where it
-is installed. Without one, the PDF's core font can print Latin-1 only, so the
-text is transliterated and the rendering carries a note saying so; characters
-the font has no glyph for are replaced the same way.
+wrapped to the page. Unicode text needs a TrueType font (channels.fax.fonts):
+DejaVu Sans where it is installed, and for Chinese, Japanese or Korean text the
+Noto Sans CJK face of its script, with DejaVu Sans for what that face lacks.
+Without DejaVu Sans, the PDF's core font can print Latin-1 only, so the text is
+transliterated and the rendering carries a note saying so; characters no
+installed font has a glyph for are printed as '?' and noted the same way.
 """
 
 from __future__ import annotations
@@ -20,18 +22,12 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from channels.fax import fonts as installed
 from router.config import Tenant
 from router.events import OutboundMessage
 from router.templating import pages
 
 TEMPLATE = "fax/reply.txt"
-FONTS = (
-    (
-        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
-        Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
-    ),
-    (Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"), Path("/usr/share/fonts/dejavu/DejaVuSans-Bold.ttf")),
-)
 HEADER_MM = 18
 # What Latin-1 lacks but everyday text is full of (typographic quotes and dashes).
 PUNCTUATION = {
@@ -55,9 +51,15 @@ class RenderedFax:
     note: str = ""  # what could not be printed as written
 
 
-def reply_pdf(tenant: Tenant, message: OutboundMessage, *, fonts: tuple[Path, Path] | None = None) -> RenderedFax:
-    """The PDF a fax reply is sent as. `fonts` (regular, bold) overrides the installed DejaVu Sans."""
-    fonts = fonts if fonts is not None else next((pair for pair in FONTS if pair[0].is_file()), None)
+def reply_pdf(
+    tenant: Tenant,
+    message: OutboundMessage,
+    *,
+    fonts: tuple[Path, Path] | None = None,
+    cjk_fonts: tuple[Path, Path] | None = None,
+) -> RenderedFax:
+    """The PDF a fax reply is sent as. `fonts` (regular, bold) overrides the installed DejaVu
+    Sans, and `cjk_fonts` the installed Noto Sans CJK collections."""
     sent = dt.datetime.fromtimestamp(message.occurred_at / 1000, _zone(tenant.timezone))
     text = (
         pages()
@@ -74,16 +76,30 @@ def reply_pdf(tenant: Tenant, message: OutboundMessage, *, fonts: tuple[Path, Pa
     pdf.set_title(message.subject or f"Fax from {tenant.name or tenant.id}")
     pdf.set_author(tenant.name or tenant.id)
     pdf.set_creator("contactrouter")
+    latin = installed.latin(fonts)
+    script = installed.script_of(text + pdf.brand_name)
+    cjk = installed.cjk(script, cjk_fonts) if script else None
+    # the CJK face draws the text when it has CJK (its Latin and punctuation match its
+    # ideographs), DejaVu Sans what it lacks; else DejaVu Sans alone
+    faces = [("cjk", cjk), ("latin", latin)] if cjk else [("latin", latin)]
+    faces = [(name, pair) for name, pair in faces if pair is not None]
     note = ""
-    if fonts is not None and fonts[0].is_file():
-        pdf.add_font("body", fname=fonts[0])
-        pdf.add_font("body", style="B", fname=fonts[1] if fonts[1].is_file() else fonts[0])
-        cmap = pdf.fonts["body"].cmap
-        missing = sorted({c for c in text if ord(c) not in cmap and not c.isspace()})
+    if faces:
+        drawable: set[int] = set()
+        for name, pair in faces:
+            pdf.add_font(name, fname=pair.regular.path, collection_font_number=pair.regular.index)
+            pdf.add_font(name, style="B", fname=pair.bold.path, collection_font_number=pair.bold.index)
+            drawable |= set(pdf.fonts[name].cmap)
+        pdf.face = faces[0][0]
+        pdf.set_fallback_fonts([name for name, _ in faces[1:]])
+        missing = sorted({c for c in text + pdf.brand_name if ord(c) not in drawable and not c.isspace()})
         if missing:
             text = "".join("?" if c in missing else c for c in text)
-            note = f"no glyph for {''.join(missing[:20])!r} in {fonts[0].name}: printed as '?'"
-        pdf.face = "body"
+            pdf.brand_name = "".join("?" if c in missing else c for c in pdf.brand_name)
+            note = f"no glyph for {''.join(missing[:20])!r} in {' or '.join(p.regular.name for _, p in faces)}"
+            note += ": printed as '?'"
+            if script and cjk is None:
+                note += f" (install {installed.CJK_PACKAGE} for Chinese, Japanese and Korean)"
     else:
         text, changed = _latin1(text)
         pdf.brand_name, _ = _latin1(pdf.brand_name)

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from channels.voice import bridge, callbacks, campaign, inbound, status, voicemail, waiting
+from channels.voice import bridge, callbacks, campaign, inbound, recording, status, voicemail, waiting
 from channels.voice._webhook import twilio_context
 from channels.voice.outbound import CALLBACK, VoiceSender
-from router import agents
+from router import agents, timers
 
 __all__ = ["VoiceSender", "setup"]
 
 agents.ON_ACCEPT[CALLBACK] = callbacks.dial_back
 agents.ON_ACCEPT["call"] = callbacks.offer_call  # the agent's leg, screened (or the sandbox's softphone rings)
+timers.EXTRA[bridge.OFFER_TIMER] = bridge.report_overdue  # an agent leg Twilio never reported on
 
 
 def setup(app: web.Application) -> None:
@@ -34,6 +35,7 @@ def setup(app: web.Application) -> None:
     bridge.setup(app)
     waiting.setup(app)
     voicemail.setup(app)
+    recording.setup(app)
     status.setup(app)
     campaign.setup(app)
     callbacks.setup(app)

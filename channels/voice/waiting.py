@@ -39,7 +39,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import bridge, estimate, inbound, status, voicemail
+from channels.voice import bridge, estimate, inbound, recording, status, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, conversations, events
 from router.appkeys import STORE
@@ -109,7 +109,8 @@ async def wait(request: web.Request) -> web.Response:
     state = record.get("state")
     if call.get("state") == "connected" and state == "assigned" and record.get("agent") == call.get("agent"):
         # the agent took the call at the whisper (bridge.take): into their conference
-        bridge.caller_joins(request, response, tenant, conversation)
+        recorded = recording.applies(tenant, record.get("queue", ""), placed=False)
+        bridge.caller_joins(request, response, tenant, conversation, recorded=recorded)
     elif state in WAITING or state == "assigned":  # waiting, or the agent's leg is being screened
         figures = await estimate.figures(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else None
         _hold(request, response, tenant, figures)

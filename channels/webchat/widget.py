@@ -47,6 +47,7 @@ def widget_config(tenant: Tenant) -> dict[str, Any]:
         "messageBytes": webchat.limits.message_bytes,
         "uploadTypes": list(webchat.limits.upload_types),
         "uploadMaxBytes": webchat.limits.upload_max_bytes,
+        "help": bool(tenant.knowledge.public_categories),  # suggest help articles while the visitor types
     }
 
 

@@ -1,13 +1,15 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, dialer.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge, dialer.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "dialer")
+BENCHMARKS = (
+    "routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "knowledge", "dialer",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import archive
 
         return archive.main(rest)
+    if name == "knowledge":
+        from ops.bench import knowledge
+
+        return knowledge.main(rest)
     if name == "dialer":
         from ops.bench import dialer
 

@@ -24,18 +24,19 @@ from types import ModuleType
 
 import msgspec
 
+from channels.fax import fonts as fax_fonts
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
-from router.keys import SANDBOX_TWILIO_TOKEN
+from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
 from router.settings import Settings
 from router.store import Store, connect
 
 EXTENSIONS: dict[str, ModuleType] = {}  # command name -> the COMMAND_MODULES module that runs it
 
-ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "campaigns", "telegram", "archive"]
+ROLE_NAMES = ["web", "routing", "dispatch", "timers", "smtp", "imap", "campaigns", "telegram", "archive"]
 
 # Commands that live beside their feature. Each module has `register(sub)`, which adds its
 # subcommands and returns their names, and `async def command(store, deployment, a)`; a
@@ -47,6 +48,8 @@ COMMAND_MODULES: list[str] = [
     "ops.cli",
     "workers.campaigns.cli",
     "channels.webchat.cli",
+    "router.knowledge.cli",
+    "router.app.survey_cli",
 ]
 
 
@@ -79,7 +82,12 @@ def _parser() -> argparse.ArgumentParser:
         "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
     )
     supervise.add_argument(
-        "--metrics-port", type=int, default=0, help="each process but web gets a METRICS_PORT, counting up from this"
+        "--metrics-port", type=int, default=0, help="each process gets a METRICS_PORT of its own, counting up from this"
+    )
+    supervise.add_argument(
+        "--scrape-targets",
+        metavar="FILE",
+        help="with --metrics-port: also write every process's metrics address there, for Prometheus's file_sd_configs",
     )
 
     check = sub.add_parser("config", help="configuration")
@@ -110,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
         kind.add_argument("--tenant", required=True)
         kind.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
         kind.add_argument("--to", help="the tenant's number (default: its first number on the channel)")
-        kind.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
+        kind.add_argument(
+            "--url", help="the web process (default: where the `up` at REDIS_URL listens, else http://$HOST:$PORT)"
+        )
 
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
@@ -392,7 +402,7 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
     except simulate.SimulationError as exc:
         raise CliError(str(exc)) from None
     token = tokens_for(tenant, settings).current or await _sandbox_token(settings)
-    url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    url = (a.url or await _up_web_url(settings) or f"http://{settings.host}:{settings.port}").rstrip("/")
     account = tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32
     try:
         async with simulate.Webhooks(url, settings.public_url or url, token, account) as hooks:
@@ -426,6 +436,23 @@ def _db(settings: Settings, a: argparse.Namespace) -> None:
     print(f"schema version {max(have) if have else 0} of {migrate.latest()}")
     if missing:
         print(f"missing: {', '.join(missing)} (run `contactrouter db upgrade`)")
+
+
+async def _up_web_url(settings: Settings) -> str | None:
+    """The web process of the `contactrouter up` whose store REDIS_URL names (it records where
+    it listens), so `simulate` finds it without PORT; None without such a store."""
+    if settings.redis_url is None:
+        return None
+    from redis.exceptions import RedisError
+
+    store = connect(settings)
+    try:
+        url = await store.probe.get(UP_WEB_URL)
+    except RedisError:
+        return None  # no store to ask: HOST and PORT say where the web process is
+    finally:
+        await store.close()
+    return url.decode() if url else None
 
 
 async def _sandbox_token(settings: Settings) -> str:
@@ -475,9 +502,15 @@ def _supervisor_config(a: argparse.Namespace) -> str:
         raise CliError(f"no Procfile at {a.procfile}")
     else:  # an installed package has no Procfile: the one of the checkout, written out
         types, source = {role: f"contactrouter run {role} --json-logs" for role in ROLE_NAMES}, "every role"
+    formation = supervisord.parse_formation(a.formation, list(types))
+    if a.scrape_targets:
+        if not a.metrics_port:
+            raise CliError("--scrape-targets needs --metrics-port")
+        targets = supervisord.metrics_targets(types, formation, a.metrics_port)
+        Path(a.scrape_targets).write_text(json.dumps(targets, indent=2) + "\n", "utf-8")
     return supervisord.render(
         types,
-        supervisord.parse_formation(a.formation, list(types)),
+        formation,
         directory=os.path.abspath(a.directory or "."),
         log_dir=os.path.abspath(a.log_dir) if a.log_dir else "",
         programs_only=a.programs_only,
@@ -503,18 +536,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{sum(len(t.queues) for t in deployment.tenants)} queues, "
                 f"{sum(len(t.agents) for t in deployment.tenants)} agents"
             )
-            for warning in warnings_of(deployment):
+            for warning in warnings_of(deployment) + fax_fonts.warnings(deployment):
                 print(f"warning: {warning}")
             return 0
         if a.command == "up":
             from router.app import embedded
 
             processes.setup_logging(settings, json_logs=False)
-            failed = asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
+            failed = processes.run_to_exit(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
             return 1 if failed else 0
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
-            failed = asyncio.run(_run_role(settings, deployment, a.role))
+            failed = processes.run_to_exit(_run_role(settings, deployment, a.role))
             return 1 if failed else 0  # so a process manager restarts a failed role
         extension = EXTENSIONS.get(a.command)
         needs_store = getattr(extension, "NEEDS_STORE", True)

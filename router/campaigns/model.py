@@ -18,6 +18,7 @@ import jinja2
 import msgspec
 
 from router.config import Deployment, Tenant
+from router.customers import identity
 from router.errors import ContactRouterError, UnknownTenant
 from router.events import Channel, TenantId
 from router.templating import sandboxed
@@ -192,6 +193,15 @@ class Recipient(msgspec.Struct, frozen=True, array_like=True):
     locale: str = ""
     fields: dict[str, str] = {}
     zones: tuple[str, ...] = ()  # the phone number's possible time zones, worked out once at import
+
+
+def other_identity(channel: str, recipient: Recipient) -> str:
+    """The recipient's address of the other kind (email when texted or called, phone when
+    emailed), as an identity, or "": the same person's, whose opt-outs count for every
+    message to them under the tenant's opt_out_scope "person"."""
+    if channel == "email":
+        return identity("sms", recipient.phone) if recipient.phone else ""
+    return identity("email", recipient.email) if recipient.email else ""
 
 
 _encoder = msgspec.msgpack.Encoder()

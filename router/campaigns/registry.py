@@ -61,6 +61,13 @@ REFUSED_AT_SEND = "refused_at_send:"  # its counters per reason
 
 
 class Progress(msgspec.Struct, frozen=True, kw_only=True):
+    """A campaign's figures. `counts["sent"]` is recipients whose message went (their latest
+    attempt), each once however often it was retried: the raw counter counts attempts
+    (`counts["attempts"]`), and every retry scheduled (`retried`) takes one back, so a text
+    that failed and went again by email counts once, and one failed twice is one sent and
+    one failed. So sent = delivered + failed + those awaiting a report, recipient by
+    recipient, as the per-recipient export shows them (workers/campaigns/export.py)."""
+
     campaign: str
     tenant: str
     state: str
@@ -74,7 +81,7 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True):
     def done(self) -> int:
         """Recipients whose message went or never will."""
         c = self.counts
-        return c.get("sent", 0) - c.get("retried", 0) + c.get("suppressed", 0) + c.get("skipped", 0)
+        return c.get("sent", 0) + c.get("suppressed", 0) + c.get("skipped", 0)
 
     @property
     def share(self) -> float:
@@ -233,11 +240,18 @@ async def progress(store: Store, tenant: str, campaign_id: str) -> Progress:
         tenant=tenant,
         state=text(state),
         queued=queued,
-        counts=counts,
+        counts=reconciled(counts),
         dispositions=dispositions,
-        variants=variants,
+        variants={name: reconciled(counters) for name, counters in variants.items()},
         refused_at_send=dict(sorted(refused.items())),
     )
+
+
+def reconciled(counters: dict[str, int]) -> dict[str, int]:
+    """Counters as people read them: `sent` per recipient (attempts sent less the retries
+    they led to), the attempts themselves as `attempts`."""
+    attempts = counters.get("sent", 0)
+    return {**counters, "attempts": attempts, "sent": max(attempts - counters.get("retried", 0), 0)}
 
 
 async def running(store: Store, tenant: str) -> list[str]:

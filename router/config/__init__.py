@@ -24,8 +24,10 @@ from router.config import telegram as _telegram
 from router.config.email import EmailChannel
 from router.config.fax import FaxChannel
 from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, FieldError, Seconds
+from router.config.knowledge import KnowledgeBase
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
+from router.config.survey import Survey
 from router.config.telegram import TelegramChannel
 from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
@@ -93,6 +95,12 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     fax: FaxChannel = msgspec.field(default_factory=FaxChannel)
     # the inbox's TOTP second factor for this tenant's agents (supervisors and admins always need one)
     second_factor_for_agents: Literal["optional", "required"] = "optional"
+    # what a customer's opt-out (SMS STOP, a pressed 9, an unsubscribe, do-not-contact) covers for
+    # campaigns: every channel of the person ("person": consent revoked "by any reasonable means"),
+    # or only the channel and address it came from ("channel")
+    opt_out_scope: Literal["person", "channel"] = "person"
+    knowledge: KnowledgeBase = msgspec.field(default_factory=KnowledgeBase)  # its articles' categories and writers
+    survey: Survey | None = None  # without it, nobody is asked to rate a conversation
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -109,6 +117,10 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
         for field, queue in self._queue_references():
             if queue not in queue_ids:
                 raise FieldError(field, f"unknown queue {queue!r}")
+        if self.survey is not None:
+            for disposition in self.survey.dispositions:
+                if disposition not in self.dispositions:
+                    raise FieldError("survey.dispositions", f"unknown disposition {disposition!r}")
         try:
             self.fax.check_sender(self.email)
         except FieldError as exc:
@@ -214,6 +226,11 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
                     f"{source}: `$.tenants[{index}].telegram.{field}`: "
                     "secrets never go in the file; name an environment variable"
                 )
+        if tenant.email.imap is not None and tenant.email.imap.password:
+            raise ConfigError(
+                f"{source}: `$.tenants[{index}].email.imap.password`: "
+                "secrets never go in the file; name an environment variable (password_env)"
+            )
         if tenant.twilio is not None and tenant.twilio.api_key_secret:
             raise ConfigError(
                 f"{source}: `$.tenants[{index}].twilio.api_key_secret`: "
@@ -224,9 +241,16 @@ def parse_deployment(text: str, source: str = "config") -> Deployment:
 
 def warnings_of(deployment: Deployment) -> list[str]:
     """What a deployment allows but probably does not mean (`config check` prints them;
-    start-up goes ahead): an agent who may be offered calls and could never answer one."""
+    start-up goes ahead): an agent who may be offered calls and could never answer one, a
+    mailbox fetched in the clear over the network."""
     found = []
     for tenant in deployment.tenants:
+        imap = tenant.email.imap
+        if imap is not None and imap.tls == "none" and imap.host.lower() not in ("127.0.0.1", "::1", "localhost"):
+            found.append(
+                f"tenant {tenant.id}: email.imap.tls is none: the mailbox password and mail cross the network "
+                f"to {imap.host} in the clear (use tls or starttls)"
+            )
         if not tenant.voice.numbers or tenant.twilio is None or tenant.twilio.softphone:
             continue  # no calls; the sandbox's simulated softphone; or the softphone rings
         for agent in tenant.agents:
@@ -291,6 +315,15 @@ def resolve_secrets(deployment: Deployment, env: Mapping[str, str]) -> Deploymen
             tenant = msgspec.structs.replace(
                 tenant, twilio=msgspec.structs.replace(tenant.twilio, api_key_secret=secret)
             )
+        if tenant.email.imap is not None and not tenant.email.imap.password:
+            password = env.get(tenant.email.imap.password_env, "")
+            if not password:
+                raise ConfigError(
+                    f"`{where}.email.imap.password_env`: environment variable "
+                    f"{tenant.email.imap.password_env} is not set"
+                )
+            imap = msgspec.structs.replace(tenant.email.imap, password=password)
+            tenant = msgspec.structs.replace(tenant, email=msgspec.structs.replace(tenant.email, imap=imap))
         if tenant.telegram is not None and not tenant.telegram.token:
             tenant = msgspec.structs.replace(
                 tenant, telegram=_telegram.resolve(tenant.telegram, env, f"{where}.telegram")

@@ -48,12 +48,6 @@ local function has_waiting(queue)
   return waiting[queue]
 end
 
-local function is_open(conv)
-  if not conv or conv == "" then return false end
-  local state = redis.call("HGET", conversation_key(conv), "state")
-  return state and state ~= "closed"
-end
-
 local function intake(at)
   local contact, ident, channel, queue = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], ARGV[at + 4]
   -- priority and enqueued_at stay text (whole numbers, from Python): they are stored as
@@ -88,29 +82,45 @@ local function intake(at)
   end
 
   -- An email reply joins the thread it answers, even from another address (whose
-  -- customer is not the conversation's: see below).
-  local conv = nil
+  -- customer is not the conversation's: see below). A reply to the customer's own
+  -- closed conversation opens it again (`reopen`), unless an open one is referenced
+  -- too, or its agent is still wrapping it up (their slot is held for it).
+  local conv, reopen, reopen_attempts, reopen_queue = nil, nil, 0, nil
   if refs ~= "" then
     for ref in string.gmatch(refs, "[^\n]+") do
       local found = redis.call("HGET", threads_key(), ref)
-      if is_open(found) then conv = found break end
+      if found then
+        local f = redis.call("HMGET", conversation_key(found), "state", "customer", "agent", "queue", "attempts")
+        if f[1] and f[1] ~= "closed" then conv = found break end
+        if f[1] == "closed" and not reopen and f[2] == customer and conf(f[4])
+            and not (f[3] and f[3] ~= "" and redis.call("SISMEMBER", agent_work_key(f[3]), found) == 1) then
+          reopen, reopen_attempts, reopen_queue = found, tonumber(f[5] or 0), f[4]
+        end
+      end
     end
   end
+  if conv then reopen = nil end
+  -- Otherwise the message joins the customer's open conversation, except that a new
+  -- mail thread (a contact with its own reference, its Message-ID, whose references
+  -- matched nothing) does not join another mail thread: it opens its own conversation.
   -- (An open conversation with this contact's own id is one an earlier call for
   -- this contact began and failed to finish: it is made again, below.)
-  if not conv and known[1] ~= contact and is_open(known[1]) then conv = known[1] end
+  if not conv and not reopen and known[1] and known[1] ~= contact then
+    local f = redis.call("HMGET", conversation_key(known[1]), "state", "channel")
+    if f[1] and f[1] ~= "closed" and (own_ref == "" or f[2] ~= "email") then conv = known[1] end
+  end
   -- A reply to a campaign message opens the conversation the campaign started with this
   -- customer (workers/campaigns records it when it sends), in the campaign's queue with
   -- the campaign's context, while the campaign's reply window lasts.
   local campaign_conv = nil
-  if not conv and known[2] and tonumber(known[3] or 0) > NOW then
+  if not conv and not reopen and known[2] and tonumber(known[3] or 0) > NOW then
     local f = redis.call("HMGET", conversation_key(known[2]), "state", "queue", "priority")
     if f[1] == "campaign" and conf(f[2]) then
       campaign_conv, queue, priority = known[2], f[2], tonumber(f[3]) and f[3] or priority
     end
   end
 
-  local outcome, agent, chosen = "joined", "", nil
+  local outcome, agent, chosen, first_res = "joined", "", nil, nil
   local timers = {}  -- added in one ZADD
   local c, q
   if conv then
@@ -127,8 +137,14 @@ local function intake(at)
     end
   else
     outcome = "new"
-    conv = campaign_conv or new_conv
+    conv = campaign_conv or reopen or new_conv
     c = conversation_key(conv)
+    first_res = conv .. "." .. (reopen_attempts + 1)
+    if reopen then
+      queue = reopen_queue
+      -- what its closing and its last life left: it starts again at level 0
+      redis.call("HDEL", c, "closed_at", "disposition", "sla_breached", "accepted_at", "sticky_agent", "sticky_until")
+    end
     q = conf(queue)
     -- Sticky routing: hold the conversation for the customer's last agent for a while.
     local holder, hold_until = q and q.strategy == "sticky" and known[4], nil
@@ -157,9 +173,12 @@ local function intake(at)
     -- fewer costs less than its share, each one being searched for before it is added.
     local fields = {"customer", customer, "channel", channel, "address", address,
       "priority", priority, "enqueued_at", enqueued_at, "created_at", NOW_S,
-      "attempts", chosen and "1" or "0", "queue", queue, "kind", kind, "state", chosen and "reserved" or "queued",
-      "agent", chosen or "", "reservation", chosen and conv .. ".1" or ""}
-    if conv ~= new_conv then  -- a campaign's conversation: its own were the campaign's
+      "attempts", S(reopen_attempts + (chosen and 1 or 0)), "queue", queue, "kind", kind,
+      "state", chosen and "reserved" or "queued", "agent", chosen or "", "reservation", chosen and first_res or ""}
+    if reopen then  -- its reservations so far keep their ids (res:<conv>.<n>)
+      fields[#fields + 1], fields[#fields + 2] = "level", "0"
+    end
+    if conv ~= new_conv then  -- a campaign's or a reopened conversation: its own were earlier
       fields[#fields + 1], fields[#fields + 2] = "last_message_at", NOW_S
       fields[#fields + 1], fields[#fields + 2] = "last_channel", channel
       fields[#fields + 1], fields[#fields + 2] = "last_address", address
@@ -204,7 +223,7 @@ local function intake(at)
     .. "\168customer" .. (FIXSTR[#customer] or str_head(customer)) .. customer
     .. "\165agent" .. (FIXSTR[#agent] or str_head(agent)) .. agent
     .. "\171provider_id" .. (FIXSTR[#provider_id] or str_head(provider_id)) .. provider_id .. EVENT_TAIL)
-  if chosen then offer(conv, conv .. ".1", chosen, queue, channel, (q.reservation_timeout or 30) * 1000, timers) end
+  if chosen then offer(conv, first_res, chosen, queue, channel, (q.reservation_timeout or 30) * 1000, timers) end
   add_timers(timers)
   return {outcome, conv, customer, queue}
 end

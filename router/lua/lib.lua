@@ -61,6 +61,12 @@ local function delivery_key(id) return B .. ":msg:" .. id end
 
 local function provider_message_key(ref) return B .. ":provider:" .. ref end
 
+local function suppression_key(channel) return B .. ":suppress:" .. channel end
+
+local function do_not_contact_key() return B .. ":dnc" end
+
+local function revocations_key() return B .. ":revoke" end
+
 
 -- Numbers passed to redis.call are formatted with 14 significant digits by
 -- Redis's Lua; scores and millisecond times need all of theirs.
@@ -470,14 +476,71 @@ local function schedule_queue_timers(conv, queue, enqueued_at, q, timers)
   add_timers(due, timers)
 end
 
--- Why a campaign message may not reach this address (nil if nothing stands in the way):
--- the channel's opt-outs, the do-not-contact list, an open dispute of the debt or of the
--- customer (collections only: `disputes` is "" for other kinds). One rule for the moment
--- a message is queued (campaigns/send.lua) and the moment it leaves (campaigns/begin_send.lua).
-local function contact_refusal(suppression, dnc, address, disputes, debt, customer)
-  if redis.call("SISMEMBER", suppression, address) == 1 then return "opted_out" end
-  if redis.call("SISMEMBER", dnc, address) == 1 then return "do_not_contact" end
+-- The channels each kind of identity reaches (router/customers.py ADDRESS_KIND; a test
+-- holds the two together): an SMS STOP from a number covers calls to it under "person".
+local KIND_CHANNELS = {phone = {"sms", "voice", "fax"}, email = {"email"}, telegram = {"telegram"},
+  webchat = {"webchat"}}
+
+-- The identities of the person a message goes to, each once, in order: `idents` (its
+-- address's, then the other addresses the campaign row gives them, "" for none), and every
+-- identity of the customers those name. Returns the list and the customer of idents[1].
+local function person_identities(idents)
+  local list, seen, customer = {}, {}, nil
+  local function add(ident)
+    if ident ~= "" and not seen[ident] then
+      seen[ident] = true
+      list[#list + 1] = ident
+    end
+  end
+  for i, ident in ipairs(idents) do
+    add(ident)
+    local owner = ident ~= "" and redis.call("HGET", identities_key(), ident)
+    if owner then
+      if i == 1 then customer = owner end
+      for _, field in ipairs(redis.call("HKEYS", customer_key(owner))) do
+        if string.sub(field, 1, 6) == "ident:" then add(string.sub(field, 7)) end
+      end
+    end
+  end
+  return list, customer
+end
+
+-- Why a campaign message may not reach this person on `channel` (nil if nothing stands in
+-- the way); one rule for the moment a message is queued (campaigns/send.lua), the moment
+-- it leaves (campaigns/begin_send.lua) and anyone who asks (consent.lua). `idents` is the
+-- message's address as an identity first ("phone:+1...", "email:a@b"), then the others the
+-- campaign row gives the person. Under the tenant's opt_out_scope "person" (the default),
+-- an opt-out of any channel of any of the person's identities, or any of their addresses
+-- on the do-not-contact list, refuses it ("opted_out", "do_not_contact"); under "channel",
+-- only the address's own opt-out of this channel and its own do-not-contact entry do. A
+-- free-text revocation an agent has not yet confirmed or dismissed (`:revoke`) holds
+-- every channel of the person whatever the scope ("revocation_pending"): it may have
+-- meant any of them. Then, for collections (`disputes` not ""), an open dispute of the
+-- debt or of the customer ("disputed"). Returns the reason and the customer of idents[1].
+local function contact_refusal(scope, channel, idents, disputes, debt)
+  local person, customer = person_identities(idents)
+  -- the identities whose opt-outs and do-not-contact entries count, as {address, channels}
+  local judged = {}
+  for _, ident in ipairs(person) do
+    local kind, address = string.match(ident, "^([^:]+):(.*)$")
+    if kind and scope ~= "channel" then
+      judged[#judged + 1] = {address, KIND_CHANNELS[kind] or {}}
+    elseif kind and ident == idents[1] then
+      judged[#judged + 1] = {address, {channel}}
+    end
+  end
+  for _, one in ipairs(judged) do
+    for _, ch in ipairs(one[2]) do
+      if redis.call("SISMEMBER", suppression_key(ch), one[1]) == 1 then return "opted_out", customer end
+    end
+  end
+  for _, one in ipairs(judged) do
+    if redis.call("SISMEMBER", do_not_contact_key(), one[1]) == 1 then return "do_not_contact", customer end
+  end
+  for _, ident in ipairs(person) do
+    if redis.call("HEXISTS", revocations_key(), ident) == 1 then return "revocation_pending", customer end
+  end
   if disputes ~= "" and ((debt ~= "" and redis.call("SISMEMBER", disputes, debt) == 1)
-      or (customer and redis.call("SISMEMBER", disputes, customer) == 1)) then return "disputed" end
-  return nil
+      or (customer and redis.call("SISMEMBER", disputes, customer) == 1)) then return "disputed", customer end
+  return nil, customer
 end

@@ -183,10 +183,10 @@
   input.setAttribute("aria-label", "Message");
   var attach = el("label", "attach");
   attach.title = "Send a file";
-  attach.setAttribute("aria-label", "Send a file");
   attach.appendChild(paperclip());
   var fileInput = el("input");
   fileInput.type = "file";
+  fileInput.setAttribute("aria-label", "Send a file");  // a label element may not carry aria-label (axe)
   fileInput.accept = CONFIG.uploadTypes.join(",");
   attach.appendChild(fileInput);
   var sendButton = el("button", "send", "Send");
@@ -389,6 +389,8 @@
     if (ws && connected) ws.send(JSON.stringify(frame));
   }
 
+{% include "webchat/survey.js" %}
+
   // --- the socket ---
 
   function connect() {
@@ -443,7 +445,7 @@
       token = frame.token;
       if (!identity) stored(localStorage, tokenKey, token);
       agentRead = frame.agent_read || "";
-      frame.history.forEach(showMessage);
+      frame.history.forEach(function (item) { if (!showSurveyItem(item)) showMessage(item); });
       if (!frame.open) showOffline(CONFIG.offlineMessage);
       else if (!frame.prechat_done && !Object.keys(shown).length) show("prechat");
       else if (view !== "offline" || !offlineMessage.value) show("chat");
@@ -451,6 +453,8 @@
       markRead();
     } else if (frame.type === "message") {
       showMessage(frame);
+    } else if (frame.type === "survey" || frame.type === "rated") {
+      showSurveyItem(frame);
     } else if (frame.type === "ack") {
       pending.forEach(function (p) { if (p.id === frame.id) setState(p.bubble, "Sent"); });
     } else if (frame.type === "typing") {
@@ -495,6 +499,8 @@
     } else if (frame.code === "prechat_required") {
       show("prechat");
       if (waiting) setState(waiting.bubble, "Waiting for your answers");
+    } else if (frame.code === "survey_closed") {
+      surveyClosed(frame);
     } else if (frame.code === "prechat_invalid") {
       prechatError.textContent = frame.message;
     } else if (waiting) {
@@ -638,6 +644,105 @@
   });
   closeButton.addEventListener("click", function () { panel.hidden = true; stored(sessionStorage, openKey, null); });
   document.addEventListener("visibilitychange", markRead);
+
+  // --- help articles suggested while the visitor types (the knowledge base, router/app/help_centre.py) ---
+  // Until an agent has answered, what the visitor writes is looked up (after a pause, at most
+  // one request at a time) among the tenant's public articles; each suggestion opens its page
+  // and can be marked "This answered my question", which the reports count as a deflected
+  // contact. Titles and snippets go in with textContent like everything else here.
+
+  var helpBase = source.origin + "/help/" + encodeURIComponent(CONFIG.tenant);
+  var helpBox = el("div", "help");
+  helpBox.setAttribute("role", "region");
+  helpBox.setAttribute("aria-label", "Help articles");
+  helpBox.hidden = true;
+  panel.insertBefore(helpBox, composer);
+  if (CONFIG.help) {
+    var helpSheet = [
+      ".help { border-top: 1px solid #e5e7eb; padding: 8px 12px; max-height: 40%; overflow-y: auto; font-size: 13px; }",
+      ".help ul { list-style: none; margin: 4px 0 0; padding: 0; }",
+      ".help li { padding: 4px 0; border-bottom: 1px solid #f3f4f6; }",
+      ".help a { color: inherit; font-weight: 600; }",
+      ".help .snippet { display: block; color: #4b5563; }",
+      ".help button { border: 0; background: transparent; color: var(--cr-color); text-decoration: underline;",
+      "  cursor: pointer; padding: 0; font: inherit; }"
+    ].join("\n");
+    if (root.adoptedStyleSheets !== undefined && window.CSSStyleSheet && CSSStyleSheet.prototype.replaceSync) {
+      var extra = new CSSStyleSheet();
+      extra.replaceSync(helpSheet);
+      root.adoptedStyleSheets = root.adoptedStyleSheets.concat([extra]);
+    } else {
+      var helpStyle = el("style");
+      helpStyle.textContent = helpSheet;
+      root.appendChild(helpStyle);
+    }
+  }
+  var helpTimer = null;
+  var helpAsked = "";
+  var HELP_PAUSE_MS = 400;
+
+  function agentAnswered() {
+    return Object.keys(shown).some(function (id) { return shown[id].classList.contains("out"); });
+  }
+
+  function showHelp(items) {
+    helpBox.textContent = "";
+    if (!items.length) { helpBox.hidden = true; return; }
+    helpBox.appendChild(el("div", "hint", "These articles may answer your question:"));
+    var list = el("ul");
+    items.forEach(function (item) {
+      var row = el("li");
+      row.dataset.article = item.id;
+      var link = el("a", "", item.title);
+      link.href = source.origin + item.url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      link.lang = item.locale;
+      row.appendChild(link);
+      row.appendChild(el("span", "snippet", item.snippet));
+      var yes = el("button", "", "This answered my question");
+      yes.type = "button";
+      yes.addEventListener("click", function () { helped(item, row); });
+      row.appendChild(yes);
+      list.appendChild(row);
+    });
+    helpBox.appendChild(list);
+    helpBox.hidden = false;
+  }
+
+  function helped(item, row) {
+    fetch(helpBase + "/a/" + encodeURIComponent(item.id) + "/helped", {
+      method: "POST", headers: { "Accept": "application/json" }
+    }).then(function (response) {
+      if (!response.ok) throw new Error("status " + response.status);
+      helpBox.textContent = "";
+      helpBox.appendChild(el("div", "hint", "Glad it helped! You can still write to us if you need anything else."));
+      input.value = "";
+      sendTyping(false);
+    }).catch(function () {
+      row.appendChild(el("span", "snippet", "Could not record that: please try again."));
+    });
+  }
+
+  function suggest() {
+    var query = input.value.trim();
+    if (!CONFIG.help || agentAnswered() || query.length < 2) { helpAsked = ""; showHelp([]); return; }
+    if (query === helpAsked) return;
+    helpAsked = query;
+    var url = helpBase + "/suggest.json?q=" + encodeURIComponent(query) +
+      "&locale=" + encodeURIComponent(navigator.language || "");
+    fetch(url).then(function (response) {
+      if (!response.ok) throw new Error("status " + response.status);
+      return response.json();
+    }).then(function (answer) {
+      if (helpAsked === query) showHelp(answer.articles);
+    }).catch(function () { helpAsked = ""; });  // suggestions are a help, never in the way
+  }
+
+  if (CONFIG.help) {
+    input.addEventListener("input", function () { clearTimeout(helpTimer); helpTimer = setTimeout(suggest, HELP_PAUSE_MS); });
+    composer.addEventListener("submit", function () { clearTimeout(helpTimer); helpAsked = ""; showHelp([]); });
+  }
 
   setInterval(function () { send({ type: "links" }); }, LINKS_EVERY_MS);
 

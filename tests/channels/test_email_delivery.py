@@ -34,6 +34,7 @@ class Received:
     message: EmailMessage
     tls: bool
     login: str
+    ehlo: str = ""
 
 
 @dataclass
@@ -63,7 +64,8 @@ class RelaySink:
             return self.answers["data"]
         message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
         tls, login = session.ssl is not None, session.auth_data or ""
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message, tls, login))
+        received = Received(envelope.mail_from, list(envelope.rcpt_tos), message, tls, login, session.host_name or "")
+        self.received.append(received)
         return "250 2.0.0 queued as sink-1"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -142,6 +144,19 @@ async def test_a_message_reaches_the_relay_with_its_envelope(sink: RelaySink) ->
     [got] = sink.received
     assert (got.mail_from, got.rcpt_tos) == ("help@acme.example", ["jane@example.com", "boss@example.com"])
     assert got.message["Message-ID"] == "<m1@acme.example>" and got.message.get_content().strip() == "Fixed it."
+
+
+async def test_the_relay_is_greeted_with_the_configured_ehlo_name(sink: RelaySink) -> None:
+    await deliver(relay_settings(sink.port, smtp_hostname="mx.acme.example"), letter())
+    assert sink.received[0].ehlo == "mx.acme.example"
+
+
+def test_the_ehlo_name_must_be_a_host_name() -> None:
+    assert Settings.from_env({"SMTP_HOSTNAME": "MX.Acme.Example."}).smtp_hostname == "mx.acme.example"
+    assert Settings.from_env({}).smtp_hostname == ""  # this machine's FQDN
+    for bad in ("mx acme", "mx.acme.example\r\nRCPT TO:<x@y>", "-mx.example", "a" * 64 + ".example"):
+        with pytest.raises(ConfigError, match=r"SMTP_HOSTNAME: .* is not a host name"):
+            Settings.from_env({"SMTP_HOSTNAME": bad})
 
 
 async def test_without_a_relay_the_caller_is_told_to_use_the_sandbox() -> None:

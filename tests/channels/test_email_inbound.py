@@ -131,6 +131,28 @@ async def test_mail_for_a_tenant_address_becomes_a_contact_on_its_stream(mailbox
     assert await mailbox.contacts("globex") == []
 
 
+async def test_the_server_greets_and_answers_ehlo_with_the_configured_name(tmp_path: Path) -> None:
+    the_world = await world(TENANTS)
+    settings = Settings(smtp_port=free_port(), smtp_hostname="mx.acme.example", attachment_dir=str(tmp_path))
+    server = await smtp.start(the_world.store, the_world.deployment, settings)
+
+    def session() -> tuple[bytes, bytes]:
+        client = smtplib.SMTP(timeout=10)
+        try:
+            _code, greeting = client.connect("127.0.0.1", settings.smtp_port)
+            return greeting, client.ehlo("client.example.com")[1]
+        finally:
+            client.close()
+
+    try:
+        greeting, ehlo = await asyncio.to_thread(session)
+        assert greeting.split()[0] == b"mx.acme.example"
+        assert ehlo.splitlines()[0] == b"mx.acme.example"
+    finally:
+        server.close()
+        await the_world.store.close()
+
+
 async def test_any_address_of_a_tenant_domain_is_accepted(mailbox: Mailbox) -> None:
     code, _ = await mailbox.send(mail(To="billing@acme.example"), to="Billing@ACME.example")
     assert code == 250

@@ -79,3 +79,24 @@ def test_config_check_passes_with_a_warning_of_an_agent_who_could_never_answer_a
     assert warning.startswith(
         "warning: tenant acme: agent zoe can take voice calls but has neither a phone nor the softphone"
     )
+
+
+def test_config_check_warns_when_a_tenant_sends_faxes_and_the_cjk_font_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path
+) -> None:
+    from channels.fax import fonts
+
+    monkeypatch.setattr(fonts, "CJK_PAIRS", ((tmp_path / "none.ttc", tmp_path / "none-bold.ttc"),))
+    assert cli.main(["config", "check"]) == 0  # a warning, not a refusal: Latin text still prints
+    out = capsys.readouterr().out
+    assert "warning: tenants acme send faxes but Noto Sans CJK is not installed" in out
+    assert "(install Debian's fonts-noto-cjk)" in out
+
+
+def test_config_check_says_nothing_of_fax_fonts_when_they_are_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    from channels.fax import fonts
+
+    if fonts.cjk("ja") is None or fonts.latin() is None:
+        pytest.skip("DejaVu Sans or Noto Sans CJK is not installed")
+    assert cli.main(["config", "check"]) == 0
+    assert "fax" not in capsys.readouterr().out

@@ -4,13 +4,15 @@ registry the CLI uses; agents see a reply's campaign context on its conversation
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import re
 from collections.abc import AsyncIterator
 
 import pytest
 
-from router import events
+from router import audit, events
 from router.campaigns import registry
 from router.campaigns.model import parse_campaign
 from tests.factories import World, deployment
@@ -328,3 +330,32 @@ async def test_a_campaign_that_cannot_launch_says_why_on_its_page_and_its_launch
         assert refused.status == 409
         assert "cannot launch campaign upgrade: an email campaign cannot go out: tenant acme" in await refused.text()
     assert (await registry.load(w.store, "acme", "upgrade"))[1] == "draft"
+
+
+async def test_a_supervisor_downloads_every_recipients_results_and_the_audit_trail_says_who(inbox: Inbox) -> None:
+    w = inbox.world
+    await create_campaign(w, DUES, AUDIENCE, rejected=1)
+    assert await worker(w).step() == 3
+    delivered = events.DeliveryStatus(
+        tenant="acme", occurred_at=events.now_ms(), channel="sms", message="cmp-dues-1-1", status="delivered"
+    )
+    await results(w, delivered)
+    client, _csrf = await logged_in(inbox, "sue")
+    async with client:
+        page = await (await client.get("/inbox/campaigns/acme/dues")).text()
+        assert 'href="/inbox/campaigns/acme/dues/recipients.csv"' in page
+        response = await client.get("/inbox/campaigns/acme/dues/recipients.csv")
+        assert response.status == 200 and response.content_type == "text/csv"
+        assert 'filename="campaign-acme-dues-recipients.csv"' in response.headers["Content-Disposition"]
+        table = list(csv.DictReader(io.StringIO(await response.text())))
+        assert (await client.get("/inbox/campaigns/globex/upgrade/recipients.csv")).status == 404
+    assert [(r["name"], r["outcome"], r["channel"]) for r in table] == [
+        ("Jane", "delivered", "sms"),
+        ("<b>Bob</b>", "sent", "sms"),
+        ("Ana", "sent", "sms"),
+    ]
+    entries, _ = await audit.read(w.store, tenant="acme", action="export")
+    assert [(e.actor, e.target) for _id, e in entries] == [("sue", "campaign dues recipients")]
+    client, _csrf = await logged_in(inbox, "amy")  # an agent may not
+    async with client:
+        assert (await client.get("/inbox/campaigns/acme/dues/recipients.csv", allow_redirects=False)).status == 403

@@ -105,7 +105,8 @@ async def test_a_supervisor_sees_the_days_figures_in_tables_and_charts(floor: Te
         html = await response.text()
     page = Page(html)
     assert page.rows["support"][1:7] == ["5", "3", "2", "1", "20.0 %", "25.0 %"]  # offered ... SL without short
-    assert page.rows["support"][7:11] == ["80 % in 20 s", "32 s", "40.0 %", "1 min 33 s"]  # target, ASA, aband., AHT
+    assert page.rows["support"][7:9] == ["25.0 %", "0"]  # SL with abandons within the target neutral, pending
+    assert page.rows["support"][9:13] == ["80 % in 20 s", "32 s", "40.0 %", "1 min 33 s"]  # target, ASA, aband., AHT
     assert page.rows["letters"][1:3] + page.rows["letters"][5:6] == ["1", "1", "100.0 %"]
     assert page.rows["*"][0:3] == ["All queues", "6", "4"]
     assert 'data-figure="occupancy">44.1 %' in html  # (810 + 160) / 2200

@@ -179,6 +179,9 @@ _KEY_BUILDERS = [
     ("reservation_key", "reservation", ("v1.2",)),
     ("delivery_key", "delivery", ("m1",)),
     ("provider_message_key", "provider_message", ("SM1",)),
+    ("suppression_key", "suppression", ("sms",)),
+    ("do_not_contact_key", "do_not_contact", ()),
+    ("revocations_key", "revocations", ()),
 ]
 
 

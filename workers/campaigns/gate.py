@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from router import events, scripts
 from router.campaigns import compliance
-from router.campaigns.model import Campaign, Recipient, decode_campaign, decode_recipient
+from router.campaigns.model import Campaign, Recipient, decode_campaign, decode_recipient, other_identity
 from router.config import Deployment
 from router.customers import identity
 from router.errors import UnknownTenant
@@ -83,8 +83,8 @@ class SendGate:
             address=message.to,
             conv=message.conversation,
             ident=identity(message.channel, message.to),
-            suppression=keys.suppression(message.channel),
-            dnc=keys.do_not_contact,
+            scope=self._scope(message.tenant),
+            other_ident="",
             disputes="",
             debt="",
             cap="",
@@ -108,6 +108,7 @@ class SendGate:
             open_until=open_until,
             reopens=reopens,
             variant=variant_prefix(campaign.variant_of(seq)),
+            other_ident=other_identity(message.channel, recipient) if recipient else "",
         )
         day = compliance.DAY_MS
         caps = [
@@ -142,6 +143,15 @@ class SendGate:
         if recipient is None:
             return compliance.zones_for(message.to if message.channel != "email" else "", "", fallback)
         return compliance.zones_for(recipient.phone, recipient.timezone, fallback, recipient.zones)
+
+    def _scope(self, tenant: str) -> str:
+        """The tenant's opt_out_scope; without a deployment, the safe side ("person")."""
+        if self.deployment is not None:
+            try:
+                return self.deployment.tenant(tenant).opt_out_scope
+            except UnknownTenant:
+                pass
+        return "person"
 
     def _tenant_zone(self, tenant: str) -> str:
         if self.deployment is not None:

@@ -215,8 +215,9 @@ class VariantResult(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def contacted(self) -> int:
-        """Recipients sent a message (a retry is the same recipient; a refusal at dispatch is none)."""
-        return max(self.counts.get("sent", 0) - self.counts.get("retried", 0), 0)
+        """Recipients sent a message (a retry is the same recipient, counted once by
+        registry.progress; a refusal at dispatch is none)."""
+        return self.counts.get("sent", 0)
 
     @property
     def conversion_rate(self) -> float:

@@ -31,7 +31,7 @@ class SendBatch(NamedTuple):
     disputes: str  # the disputes set, or "" (not collections)
     priority: int  # the queue's priority, for the campaign's conversations
     campaign_key: str  # the campaign's hash (its state)
-    dnc: str  # the do-not-contact set
+    scope: str  # the tenant's opt_out_scope: "person" (an opt-out covers every channel) or "channel"
     pending: str  # the campaign's messages not yet through the dispatcher
 
 
@@ -52,7 +52,6 @@ class RecipientArgs(NamedTuple):
     cap: str  # the frequency cap's attempts key, or ""
     cap_seen: int  # the attempts the worker saw (-1: no cap applies, nothing to recheck)
     message_id: str
-    suppression: str  # the channel's opt-outs
     debt: str  # "debt:<account>" or ""
     variant: str  # the A/B variant's counter prefix ("v:<name>:") or ""
     other_ident: str  # the recipient's other identity ("" or, say, their email when texted)
@@ -128,8 +127,8 @@ class SendCheck(NamedTuple):
     address: str
     conv: str  # the recipient's campaign conversation
     ident: str  # the address as an identity (whose customer a dispute may name)
-    suppression: str  # the channel's opt-outs
-    dnc: str  # the do-not-contact set
+    scope: str  # the tenant's opt_out_scope: "person" or "channel"
+    other_ident: str  # the recipient's other identity ("" or, say, their email when texted)
     disputes: str  # the disputes set, or "" (not collections)
     debt: str  # "debt:<account>" or ""
     cap: str  # the caps' attempts key (where this message's attempt was recorded)

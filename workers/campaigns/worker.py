@@ -26,7 +26,16 @@ import msgspec
 
 from router import events, scripts
 from router.campaigns import compliance, dial_state, isolated, registry
-from router.campaigns.model import MACHINE_MESSAGE, Campaign, Cap, Recipient, Window, decode_campaign, decode_recipient
+from router.campaigns.model import (
+    MACHINE_MESSAGE,
+    Campaign,
+    Cap,
+    Recipient,
+    Window,
+    decode_campaign,
+    decode_recipient,
+    other_identity,
+)
 from router.campaigns.render import TemplateProblem
 from router.config import Deployment
 from router.customers import identity
@@ -289,7 +298,7 @@ class CampaignWorker:
             disputes=keys.disputes if campaign.kind == "collections" else "",
             priority=self.deployment.tenant(tenant).queue(campaign.queue).priority,
             campaign_key=keys.campaign(campaign.id),
-            dnc=keys.do_not_contact,
+            scope=self.deployment.tenant(tenant).opt_out_scope,
             pending=keys.campaign_pending(campaign.id),
         )
         # A few dozen recipients per script call: one round trip for the batch, while no
@@ -415,10 +424,9 @@ class CampaignWorker:
             cap=item.cap_key,
             cap_seen=item.cap_seen,
             message_id=mid,
-            suppression=keys.suppression(item.channel),
             debt=debt,
             variant=variant_prefix(variant),
-            other_ident=_other_identity(item.channel, recipient),
+            other_ident=other_identity(item.channel, recipient),
         )
         return fields
 
@@ -437,14 +445,6 @@ class CampaignWorker:
         for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
             if isinstance(result, Exception):  # their lease runs out and they are claimed again
                 log.error("campaign %s: settling %d recipients failed: %s", campaign_id, len(chunk), result)
-
-
-def _other_identity(channel: str, recipient: Recipient) -> str:
-    """The recipient's address of the other kind (email when texted or called, phone when
-    emailed), as an identity, or ""."""
-    if channel == "email":
-        return identity("sms", recipient.phone) if recipient.phone else ""
-    return identity("email", recipient.email) if recipient.email else ""
 
 
 def _attempt_of(status: str, campaign: Campaign) -> tuple[int, str]:

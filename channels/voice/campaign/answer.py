@@ -13,7 +13,8 @@ POST /twilio/{tenant}/voice/campaign/choice?message=<id>&attempt=<n> takes the k
 1 makes the callee an inbound voice contact in the campaign's queue, which joins the
 recipient's campaign conversation with its context (router/lua/intake.lua), and sends
 them on to the wait loop (channels.voice.waiting) like any caller; 9 puts the number on
-the tenant's voice suppression list, which every voice campaign checks before it inbound.
+the tenant's voice suppression list, which every voice campaign checks before it, and (under
+the tenant's opt_out_scope "person") every campaign to the person on any channel.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ before the request and the CallSid recorded with it, so the dispatcher's reconci
 a call never requested from one whose answer was lost, and a redelivered message finds
 its delivery settled and places nothing.
 
-Every rule of the campaign (pressing 9 or a do-not-contact entry since the call was
-queued, a dispute, a pause, the window, the 7-in-7 cap and the quiet period) was judged
+Every rule of the campaign (an opt-out on any of the person's channels, pressing 9 or
+a STOP among them, or a do-not-contact entry since the call was queued, a revocation
+awaiting an agent, a dispute, a pause, the window, the 7-in-7 cap and the quiet period) was judged
 again a moment before, in the dispatcher's lease (workers/campaigns/gate.py), which
 gives back the attempt of a call it refuses.
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from channels.voice.callbacks import dial_back
-from router import agents, assign, customers, events, names
+from router import agents, assign, customers, events, names, revocations
 from router.agents import AgentError
 from router.app.inbox import attachments
 from router.app.inbox.access import CONVERSATION_PATH, OFFER_PATH, agent_of, conversation_of, tenant_of
+from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation
 from router.app.inbox.rendering import read_form
 from router.app.inbox.sessions import USER
@@ -193,6 +194,25 @@ async def link(request: web.Request, c: _Context) -> str:
     return c.done("linked_moved" if previous else "linked")
 
 
+async def revocation(request: web.Request, c: _Context) -> str:
+    """Confirm (the opt-out is recorded, with who and when in the audit trail) or dismiss
+    (nothing is) a message that read like a revocation of consent (router/revocations.py)."""
+    decision, ident = c.form.get("decision", ""), c.form.get("ident", "")
+    if decision not in ("confirm", "dismiss"):
+        raise AgentError("confirm the opt-out or dismiss it")
+    fields = await c.store.redis.hkeys(Keys(c.tenant.id).customer(c.record["customer"]))
+    if f"ident:{ident}".encode() not in fields:  # only this customer's flags, whatever the form says
+        raise AgentError("that address is not this customer's")
+    who = {"actor": request[USER].login, "client": client_address(request), "conversation": c.conversation}
+    if decision == "confirm":
+        opted = await revocations.confirm(c.store, c.tenant.id, ident, **who)
+        settled = opted is not None
+    else:
+        settled = await revocations.dismiss(c.store, c.tenant.id, ident, **who)
+    log.info("revocation flag in %s of %s: %s by %s", c.conversation, c.tenant.id, decision, c.agent)
+    if not settled:
+        return c.done("revocation_gone")
+    return c.done("revocation_confirmed" if decision == "confirm" else "revocation_dismissed")
 async def do_not_call(request: web.Request, c: _Context) -> str:
     """The customer asked not to be called again (as a debtor may, FDCPA 1692c(c)): their
     number goes on the tenant's do-not-contact list, which every campaign checks when it
@@ -217,6 +237,7 @@ ACTIONS: dict[str, Action] = {
     "call": call,
     "rename": rename,
     "link": link,
+    "revocation": revocation,
     "do-not-call": do_not_call,
 }
 

@@ -27,6 +27,8 @@ STORE_PREFIX = "store:"
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}  # shown in the page as pictures
 INLINE_TYPES = {"application/pdf", "audio/mpeg", "audio/wav", "audio/x-wav", *IMAGE_TYPES}
 MAX_HTML_BYTES = 2 * 1024 * 1024
+RAW_TYPE = "message/rfc822"
+MAX_RAW_SHOWN = 1024 * 1024  # bytes of an original message shown in the page; the whole file downloads
 
 
 def file_headers(content_type: str, inline: bool) -> dict[str, str]:
@@ -61,6 +63,8 @@ def refs_of(entries: list[events.HistoryEntry]) -> dict[str, str]:
                 refs[digest] = attachment.content_type
         if digest := file_ref(entry.metadata.get("html", "")):
             refs.setdefault(digest, "text/html")
+        if digest := file_ref(entry.metadata.get("raw", "")):
+            refs.setdefault(digest, RAW_TYPE)  # downloaded, never shown: INLINE_TYPES has no message/rfc822
     return refs
 
 
@@ -107,7 +111,23 @@ def view(
         "occurred_at": entry.occurred_at,
         "html": sanitise_html(html) if html is not None else None,
         "attachments": attachment_views(entry, files_url, media),
+        "original": f"{files_url.removesuffix('/files')}/original/{entry.id}" if original_ref(entry) else "",
     }
+
+
+def original_ref(entry: events.HistoryEntry) -> str:
+    """The attachment store digest of a mail as it came (headers and all), or ""."""
+    return file_ref(entry.metadata.get("raw", "")) if entry.kind == "in" else ""
+
+
+def read_original(root: Path, digest: str) -> tuple[str, int]:
+    """An original message for the page: its first MAX_RAW_SHOWN bytes as text (8-bit
+    bytes a header should not hold are shown as U+FFFD, never interpreted), and its size."""
+    path = root / digest[:2] / digest
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(MAX_RAW_SHOWN)
+    return head.decode("utf-8", errors="replace"), size
 
 
 def attachment_views(

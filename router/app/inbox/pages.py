@@ -7,13 +7,15 @@ every form on them posts the session's CSRF token (checked by the sessions middl
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from aiohttp import web
 
-from router import agents, conversations, customers, events, names, templating
-from router.app.inbox import attachments, campaigns, canned, chat, listing, messages
-from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from channels.voice import monitor
+from router import agents, conversations, customers, events, names, revocations, templating
+from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages, originals
+from router.app.inbox.access import CONVERSATION_PATH, ID, conversation_of
 from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER
@@ -212,6 +214,30 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
     return result
 
 
+# How a sentence names a channel (a possible opt-out's card: "(SMS, ...)", "opt-out of calls").
+CHANNEL_WORDS = {
+    "sms": "SMS",
+    "voice": "calls",
+    "email": "email",
+    "fax": "fax",
+    "telegram": "Telegram",
+    "webchat": "web chat",
+}
+
+
+def _revocation_view(flag: revocations.Flag) -> dict[str, str]:
+    """A flag as the conversation's page shows it: the words, where and when they came."""
+    when = dt.datetime.fromtimestamp(flag.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if flag.at else ""
+    named = " and ".join(CHANNEL_WORDS.get(c, c) for c in (flag.channels or (flag.channel,)))
+    return {
+        "ident": flag.ident,
+        "phrase": flag.phrase,
+        "channel": CHANNEL_WORDS.get(flag.channel, flag.channel),
+        "when": when,
+        "covers": named,
+    }
+
+
 def tenant_agent_names(tenant: Tenant) -> dict[str, str]:
     """Each agent's id to what people call them."""
     return {a.id: a.name or a.id for a in tenant.agents}
@@ -234,6 +260,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     statuses: dict[str, str] = {}
     for conv_id, entries in await conversations.customer_history(store, tenant.id, record["customer"]):
         statuses.update(await delivery_statuses(store, tenant.id, entries))
+        faxed = await originals.faxed_pdfs(store, tenant.id, entries)
         files_url = f"/inbox/t/{tenant.id}/c/{conv_id}/files"
         media = messages.media_links(entries, f"/inbox/t/{tenant.id}/c/{conv_id}/media")
         threads.append(
@@ -242,7 +269,11 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
                 "current": conv_id == record["id"],
                 "record": record if conv_id == record["id"] else await conversations.get(store, tenant.id, conv_id),
                 "entries": [
-                    _who(messages.view(entry, files_url, root, media, agent_names), entry, identities)
+                    originals.with_faxed_pdf(
+                        _who(messages.view(entry, files_url, root, media, agent_names), entry, identities),
+                        faxed.get(entry.id),
+                        files_url,
+                    )
                     for entry in entries
                 ],
                 "source": entries,
@@ -265,6 +296,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
             for content_type in (attachments.policy(tenant, option["value"].partition("|")[0]) or ([], 0))[0]
         }
     )
+    flags = await revocations.pending(store, tenant.id, sorted(identities))  # awaiting an agent's decision
     fields = canned.fields(names.known_name(customer_record), agent_names.get(agent, agent), tenant.name or tenant.id)
     return render(
         request,
@@ -297,6 +329,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
+        call=await call_panel.panel(store, tenant, record, user),
+        revocations=[_revocation_view(flag) for flag in flags],
         listing=_list_view(request, *(await _lists(request))[1:]),
         current_conversation=record["id"],
     )
@@ -311,6 +345,7 @@ async def messages_json(request: web.Request) -> web.Response:
     start = ids.index(after) + 1 if after in ids else 0
     base = f"/inbox/t/{tenant.id}/c/{record['id']}"
     files_url, media = base + "/files", messages.media_links(entries, base + "/media")
+    faxed = await originals.faxed_pdfs(request.app[STORE], tenant.id, entries)
     agent_names = tenant_agent_names(tenant)
     identities = await _identities(request.app[STORE], tenant.id, record["customer"])
     agent = request[USER].agent_in(tenant.id)
@@ -323,11 +358,18 @@ async def messages_json(request: web.Request) -> web.Response:
             "state": record.get("state", ""),
             "agent": record.get("agent", ""),
             "entries": [
-                _who(messages.live_view(e, agent_names), e, identities)
-                | {"attachments": messages.attachment_views(e, files_url, media)}
+                originals.with_faxed_pdf(
+                    _who(messages.live_view(e, agent_names), e, identities)
+                    | {"attachments": messages.attachment_views(e, files_url, media)},
+                    faxed.get(e.id),
+                    files_url,
+                )
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
+            "listeners": call_panel.listeners_text(
+                await monitor.listeners(request.app[STORE], tenant.id, record["id"])
+            ),
         }
     )
 
@@ -338,6 +380,8 @@ async def file(request: web.Request) -> web.FileResponse:
     digest = request.match_info["digest"]
     entries = await conversations.history(request.app[STORE], tenant.id, record["id"])
     content_type = messages.refs_of(entries).get(digest)
+    if content_type is None and digest in (await originals.faxed_pdfs(request.app[STORE], tenant.id, entries)).values():
+        content_type = "application/pdf"
     if content_type is None or not messages.file_ref(messages.STORE_PREFIX + digest):
         raise web.HTTPNotFound()
     path = attachment_store(request).path(messages.STORE_PREFIX + digest)
@@ -363,4 +407,5 @@ def routes(app: web.Application) -> None:
     add.add_get(base, conversation)
     add.add_get(base + "/messages.json", messages_json)
     add.add_get(base + "/files/{digest:[0-9a-f]{64}}", file)
+    add.add_get(base + "/original/{entry:" + ID + "}", originals.original)
     add.add_get("/static/{name}", static)

@@ -29,7 +29,16 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "renamed": "Customer's name saved.",
     "name_cleared": "Customer's name cleared: the name their channel gave is shown.",
     "linked": "Address linked to this customer.",
+    "kb_saved": "Article saved.",
+    "kb_submit": "Article sent for review.",
+    "kb_publish": "Article published.",
+    "kb_return": "Article returned to draft.",
+    "kb_archive": "Article archived.",
+    "kb_restore": "Article restored as a draft.",
     "linked_moved": "Address linked to this customer (it was another customer's until now).",
+    "revocation_confirmed": "Opt-out recorded: no campaign or survey will reach the customer there.",
+    "revocation_dismissed": "Dismissed: no opt-out recorded, and campaigns may reach the customer again.",
+    "revocation_gone": "Someone else had already decided on that message.",
     "do_not_call": "The customer's number is on the do-not-contact list: no campaign will call it again.",
     "callback_scheduled": "Callback scheduled: it is on your campaign callbacks, at the customer's time.",
     "callback_done": "Callback taken off your list.",
@@ -39,6 +48,16 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "campaign_cancel": "Campaign cancelled.",
     "unlocked": "Lock lifted.",
     "lock_gone": "That lock had already ended.",
+    "recording-paused": "Recording paused.",
+    "recording-in-progress": "Recording resumed.",
+    "monitor-listen": "Listening: your phone or softphone rings; you are muted.",
+    "monitor-whisper": "Whispering: only the agent hears you.",
+    "monitor-barge": "In the call: the customer and the agent hear you.",
+    "monitor-leave": "You left the call.",
+    "transfer-consulting": "Calling your colleague: the customer is on hold meanwhile.",
+    "transfer-completed": "Call handed over.",
+    "transfer-cancelled": "Consultation ended: the customer is back with you.",
+    "followed_up": "Low rating marked as followed up.",
 }
 COLOUR = re.compile(r"^#[0-9a-fA-F]{3,8}$")
 MAX_TEXT = 100_000
@@ -65,6 +84,28 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
         )
     )
     return web.Response(text=body, status=status, content_type="text/html")
+
+
+async def read_fields(request: web.Request) -> dict[str, str]:
+    """A form's text fields, or a JSON object's (the softphone panel posts JSON to routes a
+    page's form posts to as well): each at most MAX_TEXT characters; booleans as "1"/"0"."""
+    if request.content_type != "application/json":
+        return await read_form(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    fields = {}
+    for name, value in body.items():
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_TEXT, actual_size=len(value))
+            fields[str(name)] = value
+    return fields
 
 
 async def read_form(request: web.Request) -> dict[str, str]:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ops import reports
 from router import audit, events
-from router.app.inbox import charts
+from router.app.inbox import charts, satisfaction
 from router.app.inbox.access import tenant_of
 from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, render
@@ -202,6 +202,8 @@ async def page(request: web.Request) -> web.Response:
     slots = intervals(tenant, query.period, start, end)
     result = await reports.report(store, tenant, query.period, query.day, now_ms=now_ms)
     counts = arrivals(result, [ms for ms, _label in slots])
+    figures, surveyed = await satisfaction.report_section(store, tenant, query.by, start, end)
+    satisfaction.fill(result, figures)  # the CSAT column (ops/satisfaction.py)
     last_day = end.date() - dt.timedelta(days=1)
     return _page(
         request,
@@ -219,6 +221,7 @@ async def page(request: web.Request) -> web.Response:
         earlier=_link("/inbox/reports", query, date=(start.date() - dt.timedelta(days=1)).isoformat()),
         later=_link("/inbox/reports", query, date=end.date().isoformat()),
         csv_url=_link("/inbox/reports.csv", query),
+        satisfaction=surveyed,
     )
 
 
@@ -229,6 +232,10 @@ async def csv_download(request: web.Request) -> web.Response:
     except BadQuery as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     result = await reports.report(request.app[STORE], query.tenant, query.period, query.day)
+    figures, _section = await satisfaction.report_section(
+        request.app[STORE], query.tenant, query.by, result.start, result.end
+    )
+    satisfaction.fill(result, figures)
     body = io.StringIO()
     reports.write_csv_rows(body, result, query.by)
     user = request[USER]

@@ -2,9 +2,10 @@
 -- only if every rule of its campaign still allows it, judged in this same step on Redis's
 -- clock. A message may wait in the outbound stream (a slow or stopped dispatcher, a
 -- provider's backoff) while the world changes; it leaves only if, now: the campaign is
--- running; the address has not opted out nor gone on the do-not-contact list, and no
--- dispute of the debt or the customer is open (lib.lua's contact_refusal, as at queue
--- time); the frequency caps of its channel and the quiet period after a conversation
+-- running; the person has not opted out nor gone on the do-not-contact list (on any of
+-- their channels, unless the tenant's opt_out_scope is "channel"), has no free-text
+-- revocation awaiting an agent, and no dispute of the debt or the customer is open
+-- (lib.lua's contact_refusal, as at queue time); the frequency caps of its channel and the quiet period after a conversation
 -- allow one more attempt (its own, recorded when it was queued, not counted; it is moved
 -- to NOW if it goes); and NOW is inside the window span the dispatcher worked out in the
 -- recipient's zones a moment before (workers/campaigns/gate.py), so a delay between
@@ -12,7 +13,7 @@
 -- this step too:
 -- - final (cancelled, ended, opted_out, do_not_contact, disputed): the delivery is
 --   refused, the recipient suppressed:refused_at_send:<attempt>:<channel>:<reason>;
--- - for later (paused, cap, outside_window): the delivery is held, and the recipient
+-- - for later (paused, cap, outside_window, revocation_pending): the delivery is held, and the recipient
 --   handed back to its campaign (held:<attempt>:<channel>:<reason>), due again when the
 --   window reopens, or at once (its number as its score: in file order) for the campaigns
 --   worker to judge (caps), or to claim when the campaign runs again (a paused
@@ -30,9 +31,9 @@ local message_id, payload, lease_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local campaign_key, status, due, stats, pending = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 -- the recipient, the attempt and where it goes; its conversation; the address as an identity
 local seq, attempt, channel, address, conv, ident = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
--- the channel's opt-outs, the do-not-contact set, the disputes set ("" unless
--- collections), "debt:<account>" or ""
-local suppression, dnc, disputes, debt = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
+-- the tenant's opt_out_scope ("person" or "channel"); the recipient's other identity ("" or,
+-- say, their email when texted); the disputes set ("" unless collections), "debt:<account>" or ""
+local scope, other_ident, disputes, debt = ARGV[15], ARGV[16], ARGV[17], ARGV[18]
 -- the caps' attempts key, the key of the last conversation about the debt (or address)
 local cap, talked = ARGV[19], ARGV[20]
 -- the window span around the judging moment (ms; 0, 0 when it was outside), when the
@@ -78,7 +79,8 @@ local reason, final = nil, true
 if state == "cancelled" or not state then reason = "cancelled"
 elseif state == "finished" then reason = "ended"
 else
-  reason = contact_refusal(suppression, dnc, address, disputes, debt, redis.call("HGET", identities_key(), ident))
+  reason = contact_refusal(scope, channel, {ident, other_ident}, disputes, debt)
+  if reason == "revocation_pending" then final = false end  -- an agent may dismiss it
   if not reason then
     final = false
     if state ~= "running" then reason = "paused"

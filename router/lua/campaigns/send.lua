@@ -1,24 +1,31 @@
 -- Send a batch of recipients' messages, each at most once per attempt, with the
 -- compliance checks that must hold at the instant they are queued: the campaign still
--- running (a pause stops even a batch in flight), the channel's opt-outs, the
--- do-not-contact list, an open dispute (of the customer or the debt), and an
--- unchanged frequency-cap history (else the worker decides again). The dispatcher
+-- running (a pause stops even a batch in flight), the person's opt-outs and
+-- do-not-contact entries (of this channel and address only under the tenant's
+-- opt_out_scope "channel"), a revocation awaiting an agent's confirmation (the recipient
+-- waits, REVOCATION_RECHECK_MS at a time, until it is confirmed or dismissed), an open
+-- dispute (of the customer or the debt), and an unchanged frequency-cap history (else
+-- the worker decides again): lib.lua's contact_refusal. The dispatcher
 -- judges them all again as a message is to leave (begin_send.lua). A sent recipient
 -- gets, in this one step: the customer and their campaign conversation (so that a
 -- reply routes to the campaign's queue: intake.lua reads campaign_conv), the history
 -- entry, the outbound message and its event, the cap attempt, its status, its place
 -- among the messages pending at the dispatcher.
--- ARGV: the batch's 14 (workers/campaigns/scripts.py SendBatch), then 18 per recipient
+-- ARGV: the batch's 14 (workers/campaigns/scripts.py SendBatch), then 17 per recipient
 -- (RecipientArgs); tests/router/test_scripts.py holds both to the names below.
 -- A recipient due for a retry, or held (handed back by campaigns/begin_send.lua), may go;
 -- a held one's message keeps its id and its one history entry.
--- Returns one outcome per recipient: sent | done:<status> | suppressed:<reason> | recheck | stopped.
+-- Returns one outcome per recipient: sent | done:<status> | suppressed:<reason> | recheck | stopped
+-- | waiting (a revocation awaits confirmation; due again later).
 local status, due, stats, outbound, events = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local queue, campaign, reply_until, cap_ttl = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local disputes, priority, campaign_key, dnc = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
+-- the tenant's opt_out_scope: "person" or "channel"
+local disputes, priority, campaign_key, scope = ARGV[10], ARGV[11], ARGV[12], ARGV[13]
 -- the message ids not yet through the dispatcher
 local pending = ARGV[14]
-local HEAD, PER_RECIPIENT = 14, 18
+local HEAD, PER_RECIPIENT = 14, 17
+-- how long a recipient waits before a pending revocation is looked at again
+local REVOCATION_RECHECK_MS = 15 * 60 * 1000
 local results = {}
 if redis.call("HGET", campaign_key, "state") ~= "running" then
   for _ = HEAD + 1, #ARGV, PER_RECIPIENT do results[#results + 1] = "stopped" end
@@ -35,11 +42,12 @@ local function one(at)
   local message, entry, message_event, context = ARGV[at + 8], ARGV[at + 9], ARGV[at + 10], ARGV[at + 11]
   -- the cap's attempts key ("" for none), the attempts the worker saw (-1: nothing to recheck)
   local cap, cap_seen, message_id = ARGV[at + 12], ARGV[at + 13], ARGV[at + 14]
-  -- the channel's opt-outs, "debt:<account>" or "", the A/B variant's counter prefix or ""
-  local suppression, debt, variant = ARGV[at + 15], ARGV[at + 16], ARGV[at + 17]
-  -- the recipient's other identity ("" or, say, their email when texted), linked to the
-  -- customer if nobody has it yet, so a reply on that channel routes too
-  local other_ident = ARGV[at + 18]
+  -- "debt:<account>" or "", the A/B variant's counter prefix or ""
+  local debt, variant = ARGV[at + 15], ARGV[at + 16]
+  -- the recipient's other identity ("" or, say, their email when texted): the same person's
+  -- (their opt-outs count under "person"), linked to the customer if nobody has it yet, so a
+  -- reply on that channel routes too
+  local other_ident = ARGV[at + 17]
   local st = redis.call("HGET", status, seq)
   -- held: the dispatcher handed this attempt back (refused when it was to leave); it is
   -- queued again under its id, already in the conversation's history
@@ -52,8 +60,11 @@ local function one(at)
       return "done:" .. st
     end
   end
-  local customer = redis.call("HGET", identities_key(), ident)
-  local reason = contact_refusal(suppression, dnc, address, disputes, debt, customer)
+  local reason, customer = contact_refusal(scope, channel, {ident, other_ident}, disputes, debt)
+  if reason == "revocation_pending" then  -- not final: an agent may dismiss it
+    redis.call("ZADD", due, S(NOW + REVOCATION_RECHECK_MS), seq)
+    return "waiting"
+  end
   if reason then
     redis.call("HSET", status, seq, "suppressed:" .. reason)
     redis.call("ZREM", due, seq)
