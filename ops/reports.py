@@ -80,7 +80,7 @@ class QueueRow(msgspec.Struct, kw_only=True):
     first_response_s: float | None = None  # text channels
     resolution_s: float | None = None  # text channels
     occupancy: float | None = None  # the tenant's row only: queues share their agents
-    csat: float | None = None  # no survey results are recorded yet
+    csat: float | None = None  # share of ratings of 4-5, filled by ops.satisfaction.fill (None: no answers)
 
 
 class AgentRow(msgspec.Struct, kw_only=True):

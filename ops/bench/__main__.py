@@ -1,6 +1,6 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge, retention.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge, dialer, retention.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ BENCHMARKS = (
     "desk",
     "archive",
     "knowledge",
+    "dialer",
     "retention",
 )
 
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import knowledge
 
         return knowledge.main(rest)
+    if name == "dialer":
+        from ops.bench import dialer
+
+        return dialer.main(rest)
     if name == "retention":
         from ops.bench import retention
 
