@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from router import events
 from router.config import Tenant
 from router.figures import Contact, QueueSums, count
 from router.keys import Keys
+from router.records.periods import ArchivedEvents
 from router.store import Store, text
 
 STAFFED = frozenset({"available", "busy"})
@@ -365,21 +367,31 @@ async def compute(
     *,
     now_ms: int,
     presence_at_start: dict[str, str] | None = None,
+    archived: ArchivedEvents | None = None,
 ) -> Aggregate:
-    """The aggregate of the days [first, after) from the stream: the day before is read for
-    what was still open at the start, the day after for outcomes (up to now_ms)."""
+    """The aggregate of the days [first, after) from the stream (or, given `archived`, from
+    the archive's copy of it): the day before is read for what was still open at the start,
+    the day after for outcomes (up to now_ms)."""
     midnights = _midnights(tenant, first - dt.timedelta(days=2), after + dt.timedelta(days=3))
     start_ms, end_ms = midnights[2], midnights[-4]
+    read = archived.read_events if archived is not None else functools.partial(read_events, store)
     if presence_at_start is None:
-        presence_at_start = await _presence_before(store, tenant, start_ms)
+        presence_at_start = (
+            await archived.presence_before(tenant.id, start_ms, PRESENCE_LOOKBACK_MS)
+            if archived is not None
+            else await _presence_before(store, tenant, start_ms)
+        )
     tally = Tally(start_ms, end_ms, midnights, presence_at_start)
-    async for event in read_events(store, tenant.id, midnights[1], start_ms):
+    async for event in read(tenant.id, midnights[1], start_ms):
         tally.before(event)
     read_until = min(midnights[-3], now_ms)
-    async for event in read_events(store, tenant.id, start_ms, read_until):
+    async for event in read(tenant.id, start_ms, read_until):
         tally.add(event)
     tally.finish(read_until)
-    complete = await _complete(store, tenant.id, start_ms)
+    if archived is not None:
+        complete = await archived.complete(tenant.id, start_ms)
+    else:
+        complete = await _complete(store, tenant.id, start_ms)
     return tally.aggregate(tenant, max(start_ms, min(end_ms, now_ms)), complete, read_until)
 
 

@@ -47,12 +47,13 @@ from ops.aggregates import (  # PAGE, decode_event, read_events: ops/metrics.py 
 from router import events, figures
 from router.config import Tenant
 from router.keys import Keys
+from router.records import archive, periods
 from router.store import Store
 
 log = logging.getLogger(__name__)
 
-Period = Literal["day", "week", "month"]
-PERIODS: tuple[str, ...] = ("day", "week", "month")
+Period = Literal["day", "week", "month", "quarter", "range"]
+PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "range")  # range: day to `until`, inclusive
 SHORT_ABANDON_S = figures.SHORT_ABANDON_S
 # Members of Keys.report_rolled (ops/rollups.py), each scored by a day's start (ms):
 ROLLED_THROUGH = "through"  # the first day not rolled up yet
@@ -79,7 +80,7 @@ class QueueRow(msgspec.Struct, kw_only=True):
     first_response_s: float | None = None  # text channels
     resolution_s: float | None = None  # text channels
     occupancy: float | None = None  # the tenant's row only: queues share their agents
-    csat: float | None = None  # no survey results are recorded yet
+    csat: float | None = None  # share of ratings of 4-5, filled by ops.satisfaction.fill (None: no answers)
 
 
 class AgentRow(msgspec.Struct, kw_only=True):
@@ -107,8 +108,10 @@ class Report(msgspec.Struct, kw_only=True):
     deflected: int = 0  # "this answered my question" on a help article (router/knowledge), by local date
 
 
-def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The period holding `day`, as midnights in the tenant's time zone."""
+def period_bounds(
+    tenant: Tenant, period: str, day: dt.date, until: dt.date | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The period holding `day` (a range: from `day` to `until`), as midnights in the tenant's time zone."""
     if period == "day":
         first, after = day, day + dt.timedelta(days=1)
     elif period == "week":
@@ -117,6 +120,13 @@ def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetim
     elif period == "month":
         first = day.replace(day=1)
         after = (first + dt.timedelta(days=32)).replace(day=1)
+    elif period == "quarter":
+        first = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+        after = (first + dt.timedelta(days=95)).replace(day=1)
+    elif period == "range" and until is not None and until >= day:
+        first, after = day, until + dt.timedelta(days=1)
+    elif period == "range":
+        raise ValueError("a range needs its last day, on or after its first")
     else:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     zone = ZoneInfo(tenant.timezone)
@@ -162,11 +172,27 @@ async def aggregate(store: Store, tenant: Tenant, first: dt.date, after: dt.date
                 parts.append(Aggregate(start_ms=run_start, end_ms=run_end))  # before anything happened
             else:
                 chained = parts[-1].presence if parts else None  # the day before's rollup knows who was logged in
-                parts.append(await compute(store, tenant, run[0], after_run, now_ms=now_ms, presence_at_start=chained))
+                computed = await compute(store, tenant, run[0], after_run, now_ms=now_ms, presence_at_start=chained)
+                if not computed.complete and store.archive is not None:  # trimmed: the archive keeps every event
+                    computed = await _from_archive(store, tenant, run[0], after_run, now_ms, chained) or computed
+                parts.append(computed)
             run = []
         if rollup is not None:
             parts.append(rollup)
     return merge(parts)
+
+
+async def _from_archive(
+    store: Store, tenant: Tenant, first: dt.date, after: dt.date, now_ms: int, presence: dict[str, str] | None
+) -> Aggregate | None:
+    """The days counted from the archive's events (router/records/periods.py), or None while it cannot answer."""
+    assert store.archive is not None
+    archived = periods.ArchivedEvents(store.archive)
+    try:
+        return await compute(store, tenant, first, after, now_ms=now_ms, presence_at_start=presence, archived=archived)
+    except archive.UNAVAILABLE as exc:
+        log.warning("the archive is unavailable (%s): the report covers what the events stream holds", exc)
+        return None
 
 
 def _queue_row(name: str, sums: QueueSums, short_abandon_s: float) -> QueueRow:
@@ -240,8 +266,9 @@ async def report(
     *,
     short_abandon_s: float = SHORT_ABANDON_S,
     now_ms: int | None = None,
+    until: dt.date | None = None,
 ) -> Report:
-    start, end = period_bounds(tenant, period, day)
+    start, end = period_bounds(tenant, period, day, until)
     now_ms = events.now_ms() if now_ms is None else now_ms
     agg = await aggregate(store, tenant, start.date(), end.date(), now_ms=now_ms)
     result = build(tenant, period, start, end, agg, short_abandon_s)

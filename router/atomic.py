@@ -306,11 +306,14 @@ async def evict(
     closed_before: int,
     message_ids: str,
     fields: Iterable[str],
+    thread_refs: str = "",
 ) -> str:
     """evict.lua: remove a closed conversation's records from Redis if they are still
     what the archive committed (`held`, spelt from `fields`, the hash's field names, and
-    the replies `message_ids`, one a line); "evicted", "gone", "open", "recent" or "changed"."""
-    args = [conversation, held, closed_before, message_ids, *fields]
+    the replies `message_ids`, one a line), with the email thread references that lead to
+    it (`thread_refs`, one a line: its customers' Message-IDs; its token and its replies'
+    Message-IDs the script finds); "evicted", "gone", "open", "recent" or "changed"."""
+    args = [conversation, held, closed_before, message_ids, thread_refs, *fields]
     return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))
 
 
@@ -403,3 +406,43 @@ async def survey_answer(
     ]
     outcome, given = await store.scripts.survey_answer(keys=[keys.base], args=args)
     return text(outcome), text(given)
+# agent-paced campaign calls (router/campaigns/dial_state.py)
+
+
+async def campaign_dial_outcome(
+    store: Store,
+    tenant: str,
+    *,
+    figures: str,
+    ringing: str,
+    marker: str,
+    message: str,
+    outcome: str,
+    fate: str,
+    ring_ms: int,
+    day: str,
+    ttl: int,
+) -> bool:
+    """campaign_dial_outcome.lua: count a campaign call's outcome once; True the first time."""
+    args = [figures, ringing, marker, message, outcome, fate, ring_ms, day, ttl]
+    return bool(await store.scripts.campaign_dial_outcome(keys=[Keys(tenant).base], args=args))
+
+
+async def campaign_agent_figures(
+    store: Store,
+    tenant: str,
+    *,
+    figures: str,
+    marker: str,
+    ttl: int,
+    kind: str,
+    agent: str,
+    conversation: str,
+    at: int,
+    disposition: str = "",
+    cents: int = 0,
+) -> bool:
+    """campaign_agent_figures.lua: one event of a campaign conversation for its agent's
+    figures, counted once; True the first time."""
+    args = [figures, marker, ttl, kind, agent, conversation, at, disposition, cents]
+    return bool(await store.scripts.campaign_agent_figures(keys=[Keys(tenant).base], args=args))

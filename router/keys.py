@@ -287,6 +287,24 @@ class Keys:
         a campaign is finished only when there are none, and nobody is due."""
         return f"{self.base}:cmp:{campaign_id}:pending"
 
+    def campaign_dial_figures(self, campaign_id: str) -> str:
+        """What the dialler measured of an agent-paced campaign's calls: outcomes, answers,
+        ring time, connects and abandons, and answers and abandons per day (30-day rate)."""
+        return f"{self.base}:cmp:{campaign_id}:dial"
+
+    def agent_campaign_callbacks(self, agent_id: str) -> str:
+        """The campaign conversations an agent is to call back, by when the customer asked."""
+        return f"{self.base}:agent:{agent_id}:cmp-callbacks"
+
+    def campaign_agent_figures(self, campaign_id: str) -> str:
+        """Per agent of the campaign's conversations: connects, right-party contacts,
+        promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""
+        return f"{self.base}:cmp:{campaign_id}:agents"
+
+    def campaign_ringing(self, campaign_id: str) -> str:
+        """An agent-paced campaign's calls queued or ringing, by when queued (ms)."""
+        return f"{self.base}:cmp:{campaign_id}:ringing"
+
     def campaign_rejects(self, campaign_id: str) -> str:
         """CSV rows the audience import refused: line number -> reason."""
         return f"{self.base}:cmp:{campaign_id}:rej"

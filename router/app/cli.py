@@ -28,6 +28,7 @@ from channels.fax import fonts as fax_fonts
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
+from router.attachments import AttachmentStore
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
 from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
@@ -190,8 +191,14 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(name)
         for command in module.register(sub):
             EXTENSIONS[command] = module
-    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations")
-    db.add_argument("action", choices=["upgrade", "status"], help="upgrade: apply what is missing; status: versions")
+    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations, backfill")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "status", "backfill"],
+        help="upgrade: apply what is missing; status: versions; backfill: archive the conversations Redis holds"
+        " whose events were trimmed before the archive ran (--tenant)",
+    )
+    db.add_argument("--tenant", help="backfill: the tenant")
 
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
@@ -318,7 +325,8 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
     elif a.action == "erase":
         from router.records import erasure
 
-        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        files = AttachmentStore(a.settings.attachment_dir, a.settings.attachment_max_bytes)
+        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason, files=files)
         await audit.record(
             store,
             "erasure",
@@ -326,9 +334,9 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
             client="cli",
             tenants=(a.tenant,),
             target=f"customer {args[0]}",
-            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else ""),
+            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else "") + f"; erased {erasure.describe(counts)}",
         )
-        print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        print(f"erased {args[0]}: {erasure.describe(counts)}")
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
@@ -379,6 +387,17 @@ async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -
         print(f"{agent.agent:<16}{agent.presence + reason:<12}{load or '-'}")
 
 
+async def _backfill(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    """`db backfill --tenant T`: archive what Redis holds that no events entry will name again."""
+    from router.records import backfill
+
+    if not a.tenant:
+        raise CliError("db backfill needs --tenant")
+    deployment.tenant(a.tenant)
+    seen, written = await backfill.backfill(store, a.tenant)
+    print(f"{a.tenant}: {seen} conversations in Redis, {written} archived now (the rest were archived already)")
+
+
 COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[None]]] = {
     "contact": _contact_add,
     "agent": _agent,
@@ -388,6 +407,7 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
     "dead": _dead,
     "trim": _trim,
     "status": _status,
+    "db": _backfill,
 }
 
 
@@ -477,6 +497,7 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
     if settings.redis_url is None:
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
     store = connect(settings)
+    a.settings = settings  # for the commands that need more than the store (the attachment store's folder)
     if settings.database_url:  # what Redis no longer holds is read from the archive
         from router.records.archive import Archive
 
@@ -557,9 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "simulate":
             asyncio.run(_simulate(settings, deployment, a))
             return 0
-        if a.command == "db":
+        if a.command == "db" and a.action != "backfill":
             _db(settings, a)
             return 0
+        if a.command == "db":
+            if not settings.database_url:
+                raise CliError("set DATABASE_URL (the archive's PostgreSQL, e.g. postgresql://user@host/contactrouter)")
         asyncio.run(_with_store(settings, deployment, a))
         return 0
     except ContactRouterError as exc:  # a refused request: one line; anything else is a bug, with its traceback

@@ -20,6 +20,7 @@ from router import logcontext
 from router.app import help_centre, inbox, rating_page
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
+from router.records.archive import ArchiveUnavailable
 from router.settings import Settings
 from router.store import STORE_ERRORS, Store
 from workers.campaigns import unsubscribe
@@ -55,6 +56,17 @@ class _Unavailable:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
+        except ArchiveUnavailable as exc:
+            # Redis answers; what only the archive holds (an evicted conversation) does not.
+            if request.get(_RESPONDING):
+                raise
+            self._log(request, exc)
+            return web.Response(
+                status=503,
+                text="archive unavailable: this record is kept only in the archive, whose database does not"
+                " answer; try again in a few seconds\n",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         except UNAVAILABLE as exc:
             cause: BaseException = exc
         except web.HTTPInternalServerError as exc:

@@ -80,9 +80,11 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
     dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
     # with an archive (DATABASE_URL): days a closed conversation stays in Redis (None: CONTACTROUTER_HOT_DAYS),
-    # and days after its close that the archive keeps it (0: for ever)
+    # and days after its close that the archive keeps it (0: for ever); a message's files may go sooner, the
+    # message staying (0: kept as long as their conversation; recordings: [tenants.voice] recording_retention_days)
     hot_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
     retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
+    attachments_retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
     queues: list[Queue] = []
     agents: list[Agent] = []
     addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses

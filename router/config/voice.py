@@ -54,6 +54,9 @@ class VoiceChannel(msgspec.Struct, forbid_unknown_fields=True):
     recording_retention_days: Annotated[int, msgspec.Meta(ge=0)] | None = None
     # outside numbers an agent may transfer a call to (E.164); none: colleagues and queues only
     transfer_numbers: list[E164] = []
+    # What a person hears when a campaign dialled ahead of its agents and none is free
+    # (who called, how to call back); empty: one made of the tenant's name and first number.
+    abandon_message: Annotated[str, msgspec.Meta(max_length=1000)] = ""
 
     def queue_references(self) -> Iterator[tuple[str, str]]:
         """(field, queue id) for each menu choice and each queue's recording mode."""

@@ -152,6 +152,35 @@ async def test_a_week_charts_its_days(floor: TestServer) -> None:
     assert arrivals[("Mon 2", "offered")] == 6 and sum(arrivals.values()) == 6
 
 
+async def test_a_custom_range_and_a_quarter_are_periods_too(floor: TestServer) -> None:
+    async with logged_in(floor, "sue") as client:
+        span = Page(
+            await (await client.get("/inbox/reports?tenant=acme&period=range&date=2026-11-01&until=2026-11-03")).text()
+        )
+        quarter = Page(await (await client.get("/inbox/reports?tenant=acme&period=quarter&date=2026-11-05")).text())
+    arrivals = span.bars("chart-arrivals")
+    assert [day for day, _series in arrivals] == ["11-01", "11-02", "11-03"]
+    assert arrivals[("11-02", "offered")] == 6
+    assert span.rows["*"][1] == quarter.rows["*"][1] == "6"
+    assert len(quarter.bars("chart-arrivals")) == 92  # October to December
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("period=range&date=2026-11-03", "until: a range needs its last day"),
+        ("period=range&date=2026-11-03&until=2026-11-01", "until: 2026-11-01 is before the range"),
+        ("period=range&date=2020-01-01&until=2026-11-01", "until: a range is at most 1098 days"),
+        ("period=range&date=2026-11-01&until=tomorrow", "until: &#39;tomorrow&#39; is not a day"),
+    ],
+)
+async def test_a_range_needs_a_last_day_after_its_first(query: str, message: str) -> None:
+    _w, server = await start_inbox()
+    async with server, logged_in(server, "sue") as client:
+        response = await client.get(f"/inbox/reports?tenant=acme&{query}")
+        assert response.status == 400 and message in await response.text()
+
+
 async def test_without_a_query_the_page_shows_today_for_the_first_tenant(floor: TestServer) -> None:
     async with logged_in(floor, "sue") as client:
         page = Page(await (await client.get("/inbox/reports")).text())

@@ -12,6 +12,7 @@ from router.app.inbox import (
     audit,
     call_panel,
     call_transfer,
+    campaign_callbacks,
     campaigns,
     chat,
     enrolment,
@@ -71,6 +72,7 @@ def application(store_of: web.Application) -> web.Application:
     reports.routes(inbox)
     satisfaction.routes(inbox)
     campaigns.routes(inbox)
+    campaign_callbacks.routes(inbox)
     softphone.routes(inbox)
     recordings.routes(inbox)
     call_transfer.routes(inbox)
