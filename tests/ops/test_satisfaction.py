@@ -111,7 +111,9 @@ async def test_the_report_carries_the_csat_and_the_cli_prints_the_table(capsys):
     assert [(q.queue, q.csat) for q in result.queues] == [("support", pytest.approx(2 / 3)), ("billing", 0.0)]
     assert result.total.csat == 0.5
 
-    args = argparse.Namespace(action="", tenant="acme", date=day, period="day", by="queue", short_abandon=5.0, csv=None, until=None)
+    args = argparse.Namespace(
+        action="", tenant="acme", date=day, period="day", by="queue", short_abandon=5.0, csv=None, until=None
+    )
     await cli._report(w.store, w.deployment, args)
     printed = capsys.readouterr().out
     assert "support            4        3    75.0%   66.7%    3.67        2" in printed
