@@ -301,6 +301,10 @@ class Keys:
         promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""
         return f"{self.base}:cmp:{campaign_id}:agents"
 
+    def campaign_preview(self, campaign_id: str, agent_id: str) -> str:
+        """The recipient (seq) an agent is previewing in a preview-mode campaign, while leased."""
+        return f"{self.base}:cmp:{campaign_id}:preview:{agent_id}"
+
     def campaign_ringing(self, campaign_id: str) -> str:
         """An agent-paced campaign's calls queued or ringing, by when queued (ms)."""
         return f"{self.base}:cmp:{campaign_id}:ringing"

@@ -84,6 +84,16 @@ async def agents(store: Store, tenant: str, queue: str) -> tuple[int, int]:
     return free - taken, busy + taken
 
 
+async def agent_free(store: Store, tenant: str, agent: str) -> bool:
+    """Whether this one agent is available, in the voice ready set and without a call."""
+    keys = Keys(tenant)
+    async with store.redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.agent(agent), "presence", "cap:voice", "load:voice")
+        pipe.zscore(keys.ready("voice"), agent)
+        (presence, cap, load), ready = await pipe.execute()
+    return presence == b"available" and int(cap or 0) > 0 and ready is not None and int(load or 0) == 0
+
+
 async def measures(store: Store, tenant: str, campaign: str, handle_s: float, today: dt.date) -> Measures:
     keys = Keys(tenant)
     days = [(today - dt.timedelta(days=n)).isoformat() for n in range(ABANDON_DAYS)]

@@ -102,8 +102,10 @@ class VoicePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # "message": the call plays the message and offers an agent on 1. "progressive" and
     # "predictive": agents are on the line; a person who answers goes straight to a free
     # agent (router.campaigns.dialing paces the calls for them), and hears the tenant's
-    # abandon message when none is free.
-    dial_mode: Literal["message", "progressive", "predictive"] = "message"
+    # abandon message when none is free. "preview": nothing is dialled until an agent has
+    # read the next recipient and pressed Dial (workers.campaigns.preview); the person who
+    # answers goes to that agent.
+    dial_mode: Literal["message", "preview", "progressive", "predictive"] = "message"
     # What the agent reads as a call of the campaign connects: a template over the
     # recipient's fields, shown beside the conversation (rendered in the bounded child).
     script: Annotated[str, msgspec.Meta(max_length=20_000)] = ""

@@ -153,6 +153,14 @@ local function intake(at)
     else
       holder = nil
     end
+    -- A campaign conversation may be held already: a call an agent placed from the
+    -- preview (workers/campaigns/preview.py) is theirs when the person answers.
+    if not holder and conv == campaign_conv then
+      local held = redis.call("HMGET", c, "sticky_agent", "sticky_until")
+      if held[1] and held[1] ~= "" and (tonumber(held[2]) or 0) > NOW then
+        holder, hold_until = held[1], tonumber(held[2])
+      end
+    end
     -- A new conversation that nothing waits ahead of in its queue is offered at
     -- once: the offer round route_batch runs after the batch (assign_queue.lua)
     -- would make the same offer with this conversation the only one waiting, so

@@ -89,7 +89,7 @@ class Killed(Exception):
 
 
 class KilledAfterClaim(CampaignWorker):
-    async def _send(self, tenant, loaded, now_ms, pending, later, final):
+    async def _send(self, tenant, loaded, now_ms, pending, later, final, agent=""):
         raise Killed
 
 

@@ -183,9 +183,9 @@ async def test_pause_stops_sending_and_resume_carries_on():
 class PausedMidBatch(CampaignWorker):
     """An operator pauses while this worker holds a claimed batch."""
 
-    async def _send(self, tenant, loaded, now_ms, pending, later, final):
+    async def _send(self, tenant, loaded, now_ms, pending, later, final, agent=""):
         await registry.change(self.store, tenant, loaded.campaign.id, "pause")
-        return await super()._send(tenant, loaded, now_ms, pending, later, final)
+        return await super()._send(tenant, loaded, now_ms, pending, later, final, agent)
 
 
 async def test_a_pause_stops_even_the_batch_in_flight():
@@ -220,8 +220,8 @@ class DiesMidBatch(CampaignWorker):
         super().__init__(*args, **kwargs)
         self.survive = survive
 
-    async def _send(self, tenant, loaded, now_ms, pending, later, final):
-        await super()._send(tenant, loaded, now_ms, pending[: self.survive], later, final)
+    async def _send(self, tenant, loaded, now_ms, pending, later, final, agent=""):
+        await super()._send(tenant, loaded, now_ms, pending[: self.survive], later, final, agent)
         raise Crash
 
 

@@ -1,5 +1,6 @@
 """The dialler of a voice campaign with agents on the line (`voice.dial_mode`
-progressive or predictive): how many of its recipients the worker may call now.
+preview, progressive or predictive): how many of its recipients the worker may call now
+(none in preview: its agents dial, workers.campaigns.preview).
 
 The decision is router.campaigns.dialing.pace, over the campaign's floor and figures as
 Redis holds them (router.campaigns.dial_state) and its queue's measured handle time (the
@@ -22,7 +23,7 @@ from router.store import Store
 
 log = logging.getLogger(__name__)
 
-AGENT_MODES = frozenset({DialMode.PROGRESSIVE.value, DialMode.PREDICTIVE.value})
+AGENT_MODES = frozenset(mode.value for mode in DialMode)
 
 
 def paced_by_agents(campaign: Campaign) -> bool:

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 LEASE_MS = 60_000  # a claimed recipient is another worker's again after this
+PREVIEW_HOLD_MS = 120_000  # a call placed from the preview is held for its agent this long
 IDLE_S = 0.2
 SEND_CHUNK = 50  # recipients per send (and settle) script call
 
@@ -179,7 +180,28 @@ class CampaignWorker:
         await pacing.give_back(self.store, tenant, tokens - sent, buckets)
         return len(seqs)
 
-    async def _handle(self, tenant: str, loaded: _Loaded, now: dt.datetime, claimed: list) -> int:
+    async def dial_for_agent(self, tenant: str, campaign_id: str, claimed: tuple, agent: str) -> str:
+        """Preview (workers.campaigns.preview): one recipient the agent claimed and read, sent
+        now through every rule as any recipient is (the window, the caps, then the
+        dispatcher's lease judges it all again at the moment of the dial), with the call
+        marked as the agent's and its conversation held for them, so the person who answers
+        is offered to that agent. Returns the recipient's status afterwards: `sent:...` when
+        the call was queued, else why not (held for later, skipped, refused)."""
+        loaded, state = await self._load(tenant, campaign_id)
+        if loaded is None or state != "running":
+            return f"stopped:the campaign is {state or 'gone'}"
+        keys = Keys(tenant)
+        sent = await self._handle(tenant, loaded, self.clock(), [claimed], agent=agent)
+        seq = int(claimed[0])
+        if sent:
+            hold_until = int(self.clock().timestamp() * 1000) + PREVIEW_HOLD_MS
+            await self.store.redis.hset(
+                keys.conversation(conversation_id(campaign_id, seq)),
+                mapping={"sticky_agent": agent, "sticky_until": hold_until, "preview_agent": agent},
+            )
+        return text(await self.store.redis.hget(keys.campaign_status(campaign_id), str(seq)) or b"")
+
+    async def _handle(self, tenant: str, loaded: _Loaded, now: dt.datetime, claimed: list, agent: str = "") -> int:
         campaign = loaded.campaign
         keys = Keys(tenant)
         fallback_zone = self.deployment.tenant(tenant).timezone
@@ -223,7 +245,7 @@ class CampaignWorker:
             item.capped = any(c.channel == channel for c in caps)
             pending.append(item)
         pending = await self._check_caps(keys, caps, window, now_ms, pending, later)
-        sent = await self._send(tenant, loaded, now_ms, pending, later, final)
+        sent = await self._send(tenant, loaded, now_ms, pending, later, final, agent)
         await self._settle(keys, campaign.id, later, final)
         return sent
 
@@ -262,7 +284,14 @@ class CampaignWorker:
         return ready
 
     async def _send(
-        self, tenant: str, loaded: _Loaded, now_ms: int, pending: list[_Pending], later: list, final: list
+        self,
+        tenant: str,
+        loaded: _Loaded,
+        now_ms: int,
+        pending: list[_Pending],
+        later: list,
+        final: list,
+        agent: str = "",
     ) -> int:
         if not pending:
             return 0
@@ -277,7 +306,7 @@ class CampaignWorker:
         for item, owner in zip(pending, owners, strict=True):
             try:
                 fields = await self._recipient_args(
-                    tenant, loaded, keys, now_ms, item, text(owner) if owner else events.new_id()
+                    tenant, loaded, keys, now_ms, item, text(owner) if owner else events.new_id(), agent
                 )
             except (TemplateProblem, unsubscribe.NoUnsubscribe) as exc:  # the same on every attempt: skipped
                 log.warning("campaign %s recipient %s: %s", campaign.id, item.recipient.seq, exc)
@@ -350,13 +379,15 @@ class CampaignWorker:
         return ready
 
     async def _recipient_args(
-        self, tenant: str, loaded: _Loaded, keys: Keys, now_ms: int, item: _Pending, customer: str
+        self, tenant: str, loaded: _Loaded, keys: Keys, now_ms: int, item: _Pending, customer: str, preview_agent: str
     ) -> campaign_scripts.RecipientArgs:
         """The send script's arguments for one recipient, its message rendered."""
         campaign = loaded.campaign
         recipient = item.recipient
         extra: dict[str, str] = {}
         metadata = {"campaign_recipient": str(recipient.seq), "attempt": str(item.attempt), "kind": campaign.kind}
+        if preview_agent:  # whose call it is: the person who answers goes to them (channels.voice.campaign.agents)
+            metadata["preview_agent"] = preview_agent
         # Rendered now, not when the machine answers: a template that cannot be said skips
         # the recipient with its reason instead of placing a call that can only hang up.
         machine = await self.renderer.render_machine(campaign, recipient) if item.channel == "voice" else ""

@@ -26,7 +26,9 @@ from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
 
-AGENT_MODES = frozenset({"progressive", "predictive"})
+AGENT_MODES = frozenset({"preview", "progressive", "predictive"})
+# The metadata of a call an agent placed from the preview (workers.campaigns.preview): whose it is.
+PREVIEW_AGENT = "preview_agent"
 
 
 def with_agents(campaign: Campaign) -> bool:
@@ -44,8 +46,14 @@ def abandon_message(tenant: Tenant) -> str:
 
 
 async def person_answered(store: Store, tenant: Tenant, campaign: Campaign, message: events.OutboundMessage) -> str:
-    """"connected" when an agent is free to take the person, else "abandoned"; counted."""
-    free, _busy = await dial_state.agents(store, tenant.id, campaign.queue)
+    """"connected" when an agent is free to take the person, else "abandoned"; counted.
+    A call placed from the preview is its agent's: connected while they are still ready
+    (the conversation is held for them, so routing offers it to them)."""
+    agent = message.metadata.get(PREVIEW_AGENT, "")
+    if agent:
+        free = int(await dial_state.agent_free(store, tenant.id, agent))
+    else:
+        free, _busy = await dial_state.agents(store, tenant.id, campaign.queue)
     fate = "connected" if free > 0 else "abandoned"
     await _count(store, tenant.id, campaign.id, message.id, "person", fate)
     return fate
