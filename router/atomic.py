@@ -441,8 +441,10 @@ async def campaign_agent_figures(
     at: int,
     disposition: str = "",
     cents: int = 0,
+    session: str = "",
 ) -> bool:
     """campaign_agent_figures.lua: one event of a campaign conversation for its agent's
-    figures, counted once; True the first time."""
-    args = [figures, marker, ttl, kind, agent, conversation, at, disposition, cents]
+    figures, counted once; True the first time. `session`: the campaign's session key, whose
+    agents wait between calls (their wait time)."""
+    args = [figures, marker, ttl, kind, agent, conversation, at, disposition, cents, session]
     return bool(await store.scripts.campaign_agent_figures(keys=[Keys(tenant).base], args=args))

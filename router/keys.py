@@ -298,8 +298,13 @@ class Keys:
 
     def campaign_agent_figures(self, campaign_id: str) -> str:
         """Per agent of the campaign's conversations: connects, right-party contacts,
-        promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""
+        promises and amounts, talk, wait and wrap-up time ("<agent>:<figure>" fields; "waiting:<agent>"
+        is when an agent in the session began waiting)."""
         return f"{self.base}:cmp:{campaign_id}:agents"
+
+    def campaign_session(self, campaign_id: str) -> str:
+        """The agents who joined an agent-paced campaign's session (the dialler dials for them)."""
+        return f"{self.base}:cmp:{campaign_id}:session"
 
     def campaign_preview(self, campaign_id: str, agent_id: str) -> str:
         """The recipient (seq) an agent is previewing in a preview-mode campaign, while leased."""

@@ -35,7 +35,7 @@ MARKER_MS = 2 * 86_400_000  # an outcome marker outlives any retry of its webhoo
 
 
 async def floor(store: Store, tenant: str, campaign: str, queue: str, now_ms: int) -> Floor:
-    free, busy = await agents(store, tenant, queue)
+    free, busy = await agents(store, tenant, queue, campaign)
     return Floor(free_agents=free, busy_agents=busy, in_flight=await in_flight(store, tenant, campaign, now_ms))
 
 
@@ -59,12 +59,16 @@ async def in_flight(store: Store, tenant: str, campaign: str, now_ms: int) -> in
     return len(messages) - len(gone)
 
 
-async def agents(store: Store, tenant: str, queue: str) -> tuple[int, int]:
-    """(free, busy) agents of the queue. Free is also the answer webhook's question when a
-    person picks up: none means an abandon."""
+async def agents(store: Store, tenant: str, queue: str, campaign: str = "") -> tuple[int, int]:
+    """(free, busy) agents of the queue: once anyone has joined the campaign's session
+    (router.campaigns.session), of those in it only. Free is also the answer webhook's
+    question when a person picks up: none means an abandon."""
     keys = Keys(tenant)
     redis = store.redis
     members = [text(m) for m in await redis.zrange(keys.members(queue, 0), 0, -1)]
+    joined = {text(m) for m in await redis.smembers(keys.campaign_session(campaign))} if campaign else set()
+    if joined:
+        members = [m for m in members if m in joined]
     async with redis.pipeline(transaction=False) as pipe:
         for member in members:
             pipe.hmget(keys.agent(member), "presence", "cap:voice", "load:voice")

@@ -3,14 +3,24 @@
 -- contact (any disposition but a wrong number) and a promise to pay with its amount, and
 -- starts the wrap-up; the end of wrap-up ends that. The marker and the counts are one
 -- step, so the results follower reading an event twice counts nothing twice.
+-- Wait time: an agent in the campaign's session waits from their joining, or from the
+-- close or end of wrap-up of their last campaign call, until they accept the next
+-- ("waiting:<agent>"; router/campaigns/session.py starts and ends it on join and leave).
 -- ARGV: figures key, marker key, marker ttl ms, kind ("accepted", "closed" or
--- "wrapped_up"), agent, conversation, at (ms), disposition, promised cents.
+-- "wrapped_up"), agent, conversation, at (ms), disposition, promised cents, session key.
 -- Returns 1 when counted, 0 when the event was counted already.
 local figures, marker, ttl, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local agent, conv, at, disposition, cents = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local session = ARGV[10]
 if not redis.call("SET", marker, "1", "NX", "PX", ttl) then return 0 end
 local mine = agent .. ":"
+local waiting = "waiting:" .. agent
 if kind == "accepted" then
+  local since = tonumber(redis.call("HGET", figures, waiting) or "")
+  if since then
+    redis.call("HINCRBY", figures, mine .. "wait_ms", math.max(0, at - since))
+    redis.call("HDEL", figures, waiting)
+  end
   redis.call("HINCRBY", figures, mine .. "connects", 1)
   redis.call("HSET", figures, "start:" .. conv, at)
   redis.call("HDEL", figures, "closed:" .. conv)  -- a close without wrap-up ends nothing more
@@ -34,5 +44,9 @@ elseif kind == "wrapped_up" then
     redis.call("HINCRBY", figures, mine .. "wrap_ms", math.max(0, at - closed))
     redis.call("HDEL", figures, "closed:" .. conv)
   end
+end
+-- free again after a close (a queue without wrap-up) or the end of wrap-up (which is later)
+if kind ~= "accepted" and session ~= "" and redis.call("SISMEMBER", session, agent) == 1 then
+  redis.call("HSET", figures, waiting, at)
 end
 return 1

@@ -1,7 +1,9 @@
 """Each agent's figures on a campaign, from the events the results follower reads:
 connects (offers of the campaign's conversations accepted), right-party contacts (closed
 with any disposition but a wrong number), promises to pay and their amounts, talk time
-(from the accept to the close) and wrap-up time (from the close to the end of wrap-up).
+(from the accept to the close), wrap-up time (from the close to the end of wrap-up) and,
+for an agent in the campaign's session, wait time (from joining, or the end of their last
+call, to the accept of the next; router/campaigns/session.py).
 Each event counts once (campaign_agent_figures.lua), so a follower reading it again, or
 two followers, change nothing.
 """
@@ -18,7 +20,7 @@ from router.store import Store, text
 from workers.campaigns.ids import parse_conversation_id
 
 MARKER_MS = 8 * 86_400_000  # longer than the events stream keeps an unread entry pending
-FIGURES = ("connects", "right_party", "promises", "promised_cents", "talk_ms", "wrap_ms")
+FIGURES = ("connects", "right_party", "promises", "promised_cents", "talk_ms", "wait_ms", "wrap_ms")
 
 
 class AgentFigures(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +30,7 @@ class AgentFigures(msgspec.Struct, frozen=True, kw_only=True):
     promises: int = 0
     promised_cents: int = 0
     talk_ms: int = 0
+    wait_ms: int = 0
     wrap_ms: int = 0
 
 
@@ -63,6 +66,7 @@ async def apply(store: Store, tenant: str, event: events.StateEvent) -> None:
         at=event.occurred_at,
         disposition=disposition,
         cents=cents,
+        session=keys.campaign_session(parsed[0]),
     )
 
 
@@ -72,7 +76,7 @@ async def per_agent(store: Store, tenant: str, campaign: str) -> list[AgentFigur
     found: dict[str, dict[str, int]] = {}
     for field, value in raw.items():
         agent, _, figure = text(field).rpartition(":")
-        if figure in FIGURES and agent and not agent.startswith(("start:", "closed:")):
+        if figure in FIGURES and agent and not agent.startswith(("start:", "closed:", "waiting:")):
             found.setdefault(agent, {})[figure] = int(value)
     return [AgentFigures(agent=agent, **figures) for agent, figures in sorted(found.items())]
 

@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 
 from channels.voice import estimate
-from router.campaigns import dial_state
+from router.campaigns import dial_state, session
 from router.campaigns.dialing import DialMode, Pace, pace
 from router.campaigns.model import Campaign
 from router.config import Tenant
@@ -23,11 +23,8 @@ from router.store import Store
 
 log = logging.getLogger(__name__)
 
-AGENT_MODES = frozenset(mode.value for mode in DialMode)
-
-
 def paced_by_agents(campaign: Campaign) -> bool:
-    return campaign.channel == "voice" and campaign.voice.dial_mode in AGENT_MODES
+    return session.agent_paced(campaign)
 
 
 async def calls_now(store: Store, tenant: Tenant, campaign: Campaign, now: dt.datetime) -> Pace:

@@ -194,7 +194,7 @@ class CampaignWorker:
         sent = await self._handle(tenant, loaded, self.clock(), [claimed], agent=agent)
         seq = int(claimed[0])
         if sent:
-            hold_until = int(self.clock().timestamp() * 1000) + PREVIEW_HOLD_MS
+            hold_until = events.now_ms() + PREVIEW_HOLD_MS  # on the routing's clock, not the campaign's
             await self.store.redis.hset(
                 keys.conversation(conversation_id(campaign_id, seq)),
                 mapping={"sticky_agent": agent, "sticky_until": hold_until, "preview_agent": agent},

@@ -53,7 +53,7 @@ async def person_answered(store: Store, tenant: Tenant, campaign: Campaign, mess
     if agent:
         free = int(await dial_state.agent_free(store, tenant.id, agent))
     else:
-        free, _busy = await dial_state.agents(store, tenant.id, campaign.queue)
+        free, _busy = await dial_state.agents(store, tenant.id, campaign.queue, campaign.id)
     fate = "connected" if free > 0 else "abandoned"
     await _count(store, tenant.id, campaign.id, message.id, "person", fate)
     return fate
