@@ -13,6 +13,7 @@ from router.app.inbox import (
     call_panel,
     call_transfer,
     campaign_callbacks,
+    campaign_session,
     campaigns,
     chat,
     enrolment,
@@ -73,6 +74,7 @@ def application(store_of: web.Application) -> web.Application:
     satisfaction.routes(inbox)
     campaigns.routes(inbox)
     campaign_callbacks.routes(inbox)
+    campaign_session.routes(inbox)
     softphone.routes(inbox)
     recordings.routes(inbox)
     call_transfer.routes(inbox)
