@@ -244,6 +244,7 @@ async def _moved(store: Store, tenant: Tenant, conversation: str, to_agent: str,
 
 
 PROMISE = "promise_to_pay"  # the disposition that carries terms: an amount and a date
+DO_NOT_CALL = "do_not_call"  # the customer asked not to be called again: the number goes on do-not-contact
 
 
 def promise_terms(amount: str, due: str, today: dt.date) -> dict[str, str]:
@@ -284,6 +285,13 @@ async def close(
         terms = promise_terms(promise_amount, promise_date, today)
         # written before the close, so whoever follows the Closed event finds them
         await store.redis.hset(Keys(tenant.id).conversation(conversation), mapping=terms)
+    if disposition == DO_NOT_CALL:
+        # the customer asked not to be called again (FDCPA 1692c(c)), as the conversation's
+        # "Do not call again" button records it: on the do-not-contact list before the close
+        address = record.get("address", "")
+        if not address.startswith("+"):
+            raise AgentError("this conversation has no phone number to stop calling")
+        await store.redis.sadd(Keys(tenant.id).do_not_contact, address)
     queue = tenant.queue(record["queue"])
     wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
     state, freed = await atomic.close(

@@ -48,9 +48,9 @@ CONVERTED = {
     "notice": frozenset({"converted"}),
 }
 DISPOSITIONS = {
-    "collections": ("promise_to_pay", "paid", "disputed", "wrong_number", "not_interested"),
-    "cross_sell": ("converted", "not_interested", "wrong_number"),
-    "notice": ("converted", "not_interested", "wrong_number"),
+    "collections": ("promise_to_pay", "paid", "disputed", "wrong_number", "not_interested", "do_not_call"),
+    "cross_sell": ("converted", "not_interested", "wrong_number", "do_not_call"),
+    "notice": ("converted", "not_interested", "wrong_number", "do_not_call"),
 }
 
 

@@ -116,13 +116,13 @@ def test_results_per_campaign_and_variant_on_screen_and_as_csv(run, tmp_path):
     assert lines[0] == "campaign acme-dues of acme (collections): draft"
     assert lines[1].split() == [
         "variant", "share", "sent", "delivered", "failed", "suppressed", "replied", "converted", "promised",
-        "conversion", "promise_to_pay", "paid", "disputed", "wrong_number", "not_interested",
+        "conversion", "promise_to_pay", "paid", "disputed", "wrong_number", "not_interested", "do_not_call",
     ]  # fmt: skip
-    assert lines[2].split() == ["all", "100%", "0", "0", "0", "0", "0", "0", "0.00", "0.0%", "0", "0", "0", "0", "0"]
+    assert lines[2].split() == ["all", "100%", "0", "0", "0", "0", "0", "0", "0.00", "0.0%", *["0"] * 6]
     target = tmp_path / "results.csv"
     status, out, _ = run("results", "acme-dues", "--csv", str(target))
     assert status == 0 and out == f"wrote 1 rows to {target}\n"
-    assert target.read_text().splitlines()[1] == "acme-dues,all,100,0,0,0,0,0,0,0.00,0.0000,0,0,0,0,0"
+    assert target.read_text().splitlines()[1] == "acme-dues,all,100,0,0,0,0,0,0,0.00,0.0000,0,0,0,0,0,0"
 
 
 def test_create_and_launch_of_an_email_campaign_say_why_it_cannot_go_out(run, monkeypatch, tmp_path):

@@ -47,4 +47,5 @@ def test_a_collections_campaign_names_the_dispositions_its_tenants_agents_cannot
         id = "collections"
         """
     )
-    assert missing_dispositions(campaign, narrow) == ["paid", "disputed", "wrong_number", "not_interested"]
+    missing = ["paid", "disputed", "wrong_number", "not_interested", "do_not_call"]
+    assert missing_dispositions(campaign, narrow) == missing

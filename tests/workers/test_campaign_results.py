@@ -355,14 +355,15 @@ async def test_the_results_report_per_campaign_and_variant():
     assert (whole.counts["promised_cents"], b.counts["promised_cents"], a.counts["promised_cents"]) == (12050, 12050, 0)
     assert b.conversion_rate == 1 / b.counts["sent"] and a.conversion_rate == 0.0
     assert whole.dispositions == {"promise_to_pay": 1} and whole.conversion_rate == 1 / 20
-    assert report.dispositions == ["promise_to_pay", "paid", "disputed", "wrong_number", "not_interested"]
+    kinds = ["promise_to_pay", "paid", "disputed", "wrong_number", "not_interested", "do_not_call"]
+    assert report.dispositions == kinds
 
     out = io.StringIO()
     write_csv(report, out)
     lines = out.getvalue().splitlines()
     assert lines[0] == (
         "campaign,variant,share,sent,delivered,failed,suppressed,replied,converted,promised,conversion_rate,"
-        "promise_to_pay,paid,disputed,wrong_number,not_interested"
+        "promise_to_pay,paid,disputed,wrong_number,not_interested,do_not_call"
     )
-    assert lines[1] == "dues,all,100,20,0,0,0,1,1,120.50,0.0500,1,0,0,0,0"
+    assert lines[1] == "dues,all,100,20,0,0,0,1,1,120.50,0.0500,1,0,0,0,0,0"
     assert lines[3].startswith(f"dues,B,50,{b.counts['sent']},0,0,0,1,1,120.50,")
