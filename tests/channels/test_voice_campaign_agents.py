@@ -108,7 +108,7 @@ async def test_a_person_who_answers_when_no_agent_is_free_hears_the_abandon_mess
     assert answer.find("Say").get("language") == "en-GB"
     assert await w.store.redis.xlen(KEYS.inbound) == 0  # nobody waits for an agent
     record = await dialler.delivery()
-    assert (record["status"], record["error"]) == ("delivered", "abandoned: no agent was free")
+    assert (record["status"], record["error"]) == ("abandoned", "no agent was free")
     await dialler.answered_by("human")  # Twilio retrying the webhook counts nothing more
     counted = await figures(dialler)
     assert (counted["answered"], counted["abandoned"], counted.get("connects", 0)) == (1, 1, 0)
@@ -227,3 +227,18 @@ async def test_after_a_refused_dial_the_free_agent_gets_the_next_recipient(diall
     assert (record["status"], record["error"]) == ("refused", "refused_at_send: do_not_contact")
     assert await dialler.worker.step() == 1  # nothing rings for amy: John is called next
     assert [m.to for m, _payload in await dialler.queued()] == ["+12125550000", "+12125550001"]
+
+
+async def test_an_abandoned_call_is_not_delivered_and_the_retry_policy_calls_again(dialler):
+    w = dialler.w
+    await agents.set_presence(w.store, w.tenant, "amy", "available")
+    await launch(dialler)
+    await dialler.dispatch()
+    await agents.set_presence(w.store, w.tenant, "amy", "away")
+    await dialler.answered_by("human")  # the abandon message, then the call ends
+    await dialler.follow()
+    progress = await registry.progress(w.store, "acme", "dues")
+    assert progress.counts.get("delivered", 0) == 0
+    assert await dialler.status() == "retry:2:voice"  # campaign_toml: two attempts, no spacing
+    # due again (the worker calls it, through every rule, when an agent is free for it)
+    assert await w.store.redis.zscore(KEYS.campaign_due("dues"), "1") <= events.now_ms()

@@ -94,7 +94,7 @@ async def test_when_the_agent_left_before_the_answer_it_is_an_abandon(previews):
     await agents.set_presence(w.store, w.tenant, "bob", "away")
     answer = await previews.answered_by("human")
     assert [e.tag for e in answer] == ["Say", "Hangup"]
-    assert (await previews.delivery())["error"] == "abandoned: no agent was free"
+    assert (await previews.delivery())["status"] == "abandoned"
 
 
 async def test_a_number_put_on_do_not_contact_while_the_agent_read_is_not_dialled(previews):

@@ -40,7 +40,9 @@ from workers.campaigns.ids import parse_conversation_id, parse_message_id, varia
 log = logging.getLogger(__name__)
 
 DELIVERED = frozenset({"delivered", "read"})
-FAILED = frozenset({"failed", "refused", "undelivered", "unknown", "busy", "no-answer", "canceled"})
+# "abandoned": a person answered a call of an agent-paced campaign and no agent was free
+# (channels.voice.campaign.agents); they heard the abandon message but were not reached.
+FAILED = frozenset({"failed", "refused", "undelivered", "unknown", "busy", "no-answer", "canceled", "abandoned"})
 # An answering machine took a campaign call (channels.voice.campaign): not reached while
 # the campaign's voice policy retries machines, else delivered if a message was left.
 MACHINE = "machine"

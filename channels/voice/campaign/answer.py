@@ -128,8 +128,8 @@ async def _answer_with_agents(
     fate = ""
     if state == "delivered":
         fate = await agents.person_answered(store, tenant, campaign, message)
-        if fate == "abandoned":
-            error = "abandoned: no agent was free"
+        if fate == "abandoned":  # not delivered: the retry policy may call again
+            state, error = "abandoned", "no agent was free"
             response.say(agents.abandon_message(tenant), language=tenant.voice.language)
     else:
         if state == "machine":

@@ -1,7 +1,9 @@
 """How a campaign call went, as its outbound message's delivery state.
 
 The answer webhook knows first who picked up: a person (delivered), an answering
-machine ("machine"), a fax ("refused": calling a fax again reaches nobody). Twilio's
+machine ("machine"), a fax ("refused": calling a fax again reaches nobody), or, with
+agents on the line, a person no agent was free for ("abandoned": not reached, so the
+retry policy may call again). Twilio's
 status callback, POST /twilio/{tenant}/voice/campaign/status?message=<id> (signed),
 reports the end: busy, no-answer, failed or canceled for a call nobody took, completed
 (classified by its AnsweredBy, for a call whose answer webhook never got through).
@@ -38,6 +40,7 @@ RANK = {
     "unknown": 1,
     "delivered": 2,
     "machine": 2,
+    "abandoned": 2,
     "refused": 2,
     "busy": 2,
     "no-answer": 2,
