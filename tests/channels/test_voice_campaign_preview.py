@@ -34,7 +34,9 @@ from workers.campaigns import preview
 
 AUDIENCE = "phone,name,balance,account\n+12125550000,Jane,$120.00,A-1\n+12125550001,John,$80.00,A-2\n"
 # two agents on the queue, so an answer that reached "any free agent" would be seen
-WITH_BOB = TENANTS.replace('[[tenants]]\nid = "globex"', '[[tenants.agents]]\nid = "bob"\n\n[[tenants]]\nid = "globex"')
+WITH_BOB = TENANTS.replace(
+    '[[tenants]]\nid = "globex"', '[[tenants.agents]]\nid = "bob"\nphone = "+15557770002"\n\n[[tenants]]\nid = "globex"'
+)
 
 
 @pytest.fixture

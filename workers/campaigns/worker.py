@@ -43,7 +43,7 @@ from router.keys import Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
-from workers.campaigns import dialer, pacing, results, unsubscribe
+from workers.campaigns import callback_dialler, dialer, pacing, results, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
 from workers.campaigns.gate import ZONES, zones_metadata
@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 200
 LEASE_MS = 60_000  # a claimed recipient is another worker's again after this
+CALLBACKS_EVERY_S = 1.0  # how often the due callbacks are looked at
 PREVIEW_HOLD_MS = 120_000  # a call placed from the preview is held for its agent this long
 IDLE_S = 0.2
 SEND_CHUNK = 50  # recipients per send (and settle) script call
@@ -99,12 +100,13 @@ class CampaignWorker:
         self._campaigns: dict[tuple[str, str], _Loaded] = {}
         self._resting: dict[tuple[str, str], float] = {}  # campaigns out of tokens: until when (s, by the clock)
         self._keys: dict[str, bytes] = {}
+        self._callbacks_after = 0.0  # the next look at the due callbacks (s, by the clock)
         # tests move time (time.time also moves the embedded store's); Redis's clock runs leases
         self.clock = clock or (lambda: dt.datetime.fromtimestamp(time.time(), dt.UTC))
 
     async def step(self) -> int:
         """One round over every running campaign; returns how many recipients were handled."""
-        handled = 0
+        handled = await self._callbacks()
         for tenant in self.deployment.tenants:
             for campaign_id in await registry.running(self.store, tenant.id):
                 try:
@@ -114,6 +116,20 @@ class CampaignWorker:
                 except Exception:
                     log.exception("campaign %s of %s failed a batch; retrying", campaign_id, tenant.id)
         return handled
+
+    async def _callbacks(self) -> int:
+        """The customers' callbacks that are due, to their agents (at most once a second)."""
+        now = self.clock()
+        if now.timestamp() < self._callbacks_after:
+            return 0
+        self._callbacks_after = now.timestamp() + CALLBACKS_EVERY_S
+        try:
+            return await callback_dialler.dial_due(self.store, self.deployment, now)
+        except STORE_ERRORS:
+            raise
+        except Exception:
+            log.exception("dialling the due callbacks failed; retrying")
+            return 0
 
     async def run(self, stop: asyncio.Event) -> None:
         outage = StoreOutage("campaigns worker")
