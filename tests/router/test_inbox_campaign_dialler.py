@@ -141,7 +141,8 @@ async def test_the_page_shows_each_agents_figures(inbox: Inbox) -> None:  # noqa
         Keys("acme").campaign_agent_figures("calls"),
         mapping={
             "amy:connects": 12, "amy:right_party": 10, "amy:promises": 3, "amy:promised_cents": 123456,
-            "amy:talk_ms": 1_800_000, "amy:wrap_ms": 240_000, "start:cmp-calls-1": 1,
+            "amy:talk_ms": 1_800_000, "amy:wait_ms": 420_000, "amy:wrap_ms": 240_000, "start:cmp-calls-1": 1,
+            "waiting:amy": 1,
         },
     )
     client, _csrf = await logged_in(inbox, "sue")
@@ -151,7 +152,7 @@ async def test_the_page_shows_each_agents_figures(inbox: Inbox) -> None:  # noqa
     assert table, "no per-agent table"
     rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th>(.*?)</tr>", table.group(0), re.S)
     assert [(name, re.findall(r"<td>(.*?)</td>", cells)) for name, cells in rows] == [
-        ("amy", ["12", "10", "3", "1,234.56", "30 min", "4 min"])
+        ("amy", ["12", "10", "3", "1,234.56", "30 min", "7 min", "4 min"])
     ]
 
 

@@ -202,7 +202,7 @@ def test_results_of_a_campaign_with_agents_on_the_line_give_the_dialler_figures(
             await store.redis.hset(
                 Keys("acme").campaign_agent_figures("acme-dialer"),
                 mapping={"amy:connects": 59, "amy:right_party": 50, "amy:promises": 20, "amy:promised_cents": 250000,
-                         "amy:talk_ms": 9_000_000, "amy:wrap_ms": 1_200_000},
+                         "amy:talk_ms": 9_000_000, "amy:wait_ms": 600_000, "amy:wrap_ms": 1_200_000},
             )
         finally:
             await store.close()
@@ -210,8 +210,8 @@ def test_results_of_a_campaign_with_agents_on_the_line_give_the_dialler_figures(
     asyncio.run(taken())
     status, out, _ = run("results", "acme-dialer")
     lines = out.splitlines()
-    assert lines[-3].split() == ["agent", "connects", "right", "party", "promises", "promised", "talk", "wrap"]
-    assert lines[-2].split() == ["amy", "59", "50", "20", "2,500.00", "2:30:00", "0:20:00"]
+    assert lines[-3].split() == ["agent", "connects", "right", "party", "promises", "promised", "talk", "wait", "wrap"]
+    assert lines[-2].split() == ["amy", "59", "50", "20", "2,500.00", "2:30:00", "0:10:00", "0:20:00"]
     assert status == 0
     assert out.splitlines()[-1] == (
         "dialler (predictive): 200 dials (0 in flight), 60 answered by a person (30.0% of calls that rang out), "

@@ -237,11 +237,12 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
     per_agent = await agent_figures.per_agent(store, tenant, campaign_id)
     if per_agent:
-        print(f"{'agent':<16}{'connects':>9}{'right party':>12}{'promises':>9}{'promised':>12}{'talk':>9}{'wrap':>9}")
+        heads = f"{'connects':>9}{'right party':>12}{'promises':>9}{'promised':>12}{'talk':>9}{'wait':>9}{'wrap':>9}"
+        print(f"{'agent':<16}{heads}")
         for a in per_agent:
             print(
                 f"{a.agent:<16}{a.connects:>9,}{a.right_party:>12,}{a.promises:>9,}{a.promised_cents / 100:>12,.2f}"
-                f"{_duration(a.talk_ms):>9}{_duration(a.wrap_ms):>9}"
+                f"{_duration(a.talk_ms):>9}{_duration(a.wait_ms):>9}{_duration(a.wrap_ms):>9}"
             )
     campaign, _state = await registry.load(store, tenant, campaign_id)
     if campaign.voice.dial_mode != "message":
