@@ -18,6 +18,9 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from router import i18n
+from router.terms import TERMS
+
 
 def _packaged() -> Path:
     """The templates installed with the router package: a folder on disk, as the
@@ -42,17 +45,28 @@ def folder() -> Path:
 
 
 @cache
-def pages() -> jinja2.Environment:
-    """Our own templates (inbox pages, widget, branded mail): everything escaped for HTML
-    unless a template says otherwise, and a missing variable is an error, not a blank."""
-    return jinja2.Environment(
+def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
+    """Our own templates (inbox pages, widget, branded mail) in `locale`: everything escaped
+    for HTML unless a template says otherwise, and a missing variable is an error, not a blank.
+
+    One environment per locale, each with its catalogue installed for `{% trans %}` and
+    `_()`: new-style gettext, so a translation is escaped like any other value and its
+    placeholders are filled by name (`_("Hello %(name)s", name=...)`)."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml", "j2"]),
         undefined=jinja2.StrictUndefined,
         enable_async=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    catalogue = i18n.translations(locale)
+    env.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["term"] = lambda value: catalogue.gettext(TERMS[value]) if value in TERMS else value
+    env.globals["locale"] = locale
+    env.globals["html_lang"] = i18n.html_lang(locale)
+    return env
 
 
 def sandboxed(*, html: bool = False) -> ImmutableSandboxedEnvironment:

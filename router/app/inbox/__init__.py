@@ -14,6 +14,7 @@ from router.app.inbox import (
     chat,
     enrolment,
     knowledge,
+    language,
     live,
     locks,
     login,
@@ -68,6 +69,7 @@ def application(store_of: web.Application) -> web.Application:
     campaigns.routes(inbox)
     softphone.routes(inbox)
     knowledge.routes(inbox)
+    language.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 
