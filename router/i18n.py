@@ -121,6 +121,23 @@ def translations(locale: str) -> NullTranslations:
     return Translations(buffer, domain=DOMAIN)
 
 
+@cache
+def messages_of(locale: str, source: str) -> dict[str, str]:
+    """The translations of the messages `source` (a path as the catalogue records it, e.g.
+    "templates/webchat/widget.js") asks for: the dictionary a script is given, so it carries
+    its own words and no more. Read from the .po, which keeps where each message is used."""
+    if locale == SOURCE or locale not in locales():
+        return {}
+    with (folder() / locale / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as handle:
+        catalog = read_po(handle, locale=locale, domain=DOMAIN)
+    return {
+        message.id: message.string
+        for message in catalog
+        if isinstance(message.id, str) and message.string and not message.fuzzy
+        and any(path == source for path, _line in message.locations)
+    }
+
+
 def gettext(locale: str, message: str) -> str:
     """`message` in `locale`, or as written when the catalogue has no translation."""
     return translations(locale).gettext(message)
