@@ -68,6 +68,9 @@ class InboundContact(msgspec.Struct, frozen=True, kw_only=True):
     original_at: int | None = None  # a callback keeps the age of the call it replaces
     thread: tuple[str, ...] = ()  # email Message-ID / In-Reply-To / References
     metadata: dict[str, str] = {}
+    # the customer's language when the channel knows it (BCP 47, e.g. "yue", "zh-Hant"); routing
+    # detects it from the first message when not given (router/language.py)
+    language: Annotated[str, msgspec.Meta(max_length=35, pattern=r"^([A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*)?$")] = ""
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):
