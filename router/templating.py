@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from router import i18n
+from router import formats, i18n
 from router.terms import TERMS
 
 
@@ -51,7 +51,8 @@ def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
 
     One environment per locale, each with its catalogue installed for `{% trans %}` and
     `_()`: new-style gettext, so a translation is escaped like any other value and its
-    placeholders are filled by name (`_("Hello %(name)s", name=...)`)."""
+    placeholders are filled by name (`_("Hello %(name)s", name=...)`). Dates, numbers and
+    money are written the locale's way by the filters of router/formats.py."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml", "j2"]),
@@ -65,6 +66,13 @@ def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
     env.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
     env.globals["term"] = lambda value: catalogue.gettext(TERMS[value]) if value in TERMS else value
     env.globals["locale"] = locale
+    env.filters.update(
+        datetime=lambda ms, timezone="UTC", width="medium": formats.datetime(ms, timezone, locale, width),
+        date=lambda ms, timezone="UTC", width="short": formats.date(ms, timezone, locale, width),
+        number=lambda value: formats.number(value, locale),
+        percent=lambda share: formats.percent(share, locale),
+        money=lambda amount, currency: formats.money(amount, currency, locale),
+    )
     env.globals["html_lang"] = i18n.html_lang(locale)
     return env
 
