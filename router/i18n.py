@@ -11,6 +11,7 @@ catalogue: LOCALES lists what is found on disk.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import logging
 from functools import cache
@@ -123,9 +124,10 @@ def translations(locale: str) -> NullTranslations:
 
 @cache
 def messages_of(locale: str, source: str) -> dict[str, str]:
-    """The translations of the messages `source` (a path as the catalogue records it, e.g.
-    "templates/webchat/widget.js") asks for: the dictionary a script is given, so it carries
-    its own words and no more. Read from the .po, which keeps where each message is used."""
+    """The translations of the messages the files `source` names (a path as the catalogue
+    records it, or a pattern: "templates/webchat/widget.js", "templates/inbox/*.js") ask for:
+    the dictionary a script is given, so it carries its own words and no more. Read from the
+    .po, which keeps where each message is used."""
     if locale == SOURCE or locale not in locales():
         return {}
     with (folder() / locale / "LC_MESSAGES" / f"{DOMAIN}.po").open("rb") as handle:
@@ -134,7 +136,7 @@ def messages_of(locale: str, source: str) -> dict[str, str]:
         message.id: message.string
         for message in catalog
         if isinstance(message.id, str) and message.string and not message.fuzzy
-        and any(path == source for path, _line in message.locations)
+        and any(fnmatch.fnmatchcase(path, source) for path, _line in message.locations)
     }
 
 

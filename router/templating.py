@@ -66,6 +66,9 @@ def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
     env.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
     env.globals["term"] = lambda value: catalogue.gettext(TERMS[value]) if value in TERMS else value
     env.globals["locale"] = locale
+    # the desk scripts' words (templates/inbox/*.js) and the stored values' names, for i18n.js
+    env.globals["script_messages"] = i18n.messages_of(locale, "templates/inbox/*.js")
+    env.globals["script_terms"] = {value: catalogue.gettext(message) for value, message in TERMS.items()}
     env.filters.update(
         datetime=lambda ms, timezone="UTC", width="medium": formats.datetime(ms, timezone, locale, width),
         date=lambda ms, timezone="UTC", width="short": formats.date(ms, timezone, locale, width),

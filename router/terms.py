@@ -21,6 +21,13 @@ TERMS: dict[str, str] = {
     "call": N_("call"),
     "callback": N_("callback"),
     "voicemail": N_("voicemail"),
+    # a reply's delivery (events.DeliveryStatus; "queued" above)
+    "sending": N_("sending"),
+    "sent": N_("sent"),
+    "delivered": N_("delivered"),
+    "failed": N_("failed"),
+    "refused": N_("refused"),
+    "unknown": N_("unknown"),
     # agents' presence
     "available": N_("available"),
     "away": N_("away"),

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 REPLY_CHANNELS = {"phone": "sms", "email": "email", "telegram": "telegram", "webchat": "webchat"}
 STATIC = {
     "inbox.js": "application/javascript",
+    "i18n.js": "application/javascript",
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
