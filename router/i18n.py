@@ -141,8 +141,9 @@ def messages_of(locale: str, source: str) -> dict[str, str]:
 
 
 def gettext(locale: str, message: str) -> str:
-    """`message` in `locale`, or as written when the catalogue has no translation."""
-    return translations(locale).gettext(message)
+    """`message` in `locale`, or as written when the catalogue has no translation ("" stays
+    "": gettext's empty msgid is the catalogue's header)."""
+    return translations(locale).gettext(message) if message else message
 
 
 def N_(message: str) -> str:

@@ -45,4 +45,10 @@ TERMS: dict[str, str] = {
     "webchat": N_("web chat"),
     "telegram": N_("Telegram"),
     "phone": N_("phone"),
+    # the short labels the desk shows for a channel in place of an icon (inbox/listing.py)
+    "SMS": N_("SMS"),
+    "Call": N_("Call"),
+    "Email": N_("Email"),
+    "Fax": N_("Fax"),
+    "Chat": N_("Chat"),
 }

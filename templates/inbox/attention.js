@@ -128,7 +128,7 @@
     for (const item of items.slice(0, MAX_NOTIFICATIONS)) {
       const o = item.data;
       if (item.kind === "offer") {
-        notify(gettext("New offer: %(who)s", { who: o.customer }), o.icon + " · " + o.tenant_name + (o.preview ? "\n" + o.preview : ""),
+        notify(gettext("New offer: %(who)s", { who: o.customer }), term(o.icon) + " · " + o.tenant_name + (o.preview ? "\n" + o.preview : ""),
           "/inbox", "offer-" + o.reservation);
       } else {
         notify(gettext("New message from %(who)s", { who: o.customer }), o.preview || "", conversationUrl(o), "message-" + o.conversation);

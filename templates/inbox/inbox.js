@@ -110,7 +110,7 @@
     const dismiss = el("button", { type: "button", class: "dismiss" }, gettext("Dismiss"));
     dismiss.addEventListener("click", () => { ended.delete(o.reservation); item.remove(); noOffers(); });
     item.append(
-      el("span", { class: "icon", title: term(o.channel) }, o.icon),
+      el("span", { class: "icon", title: term(o.channel) }, term(o.icon)),
       el("span", { class: "tenant" }, o.tenant_name),
       el("span", { class: "customer" }, o.customer),
       el("span", { class: "preview" }, o.preview),
@@ -135,7 +135,7 @@
     list.replaceChildren(...offers.map((o) => {
       const item = el("li", { class: "offer", "data-reservation": o.reservation });
       item.append(
-        el("span", { class: "icon", title: term(o.channel) }, o.icon),
+        el("span", { class: "icon", title: term(o.channel) }, term(o.icon)),
         el("span", { class: "tenant" }, o.tenant_name),
         el("span", { class: "customer" }, o.customer),
         el("span", { class: "preview" }, o.preview),
@@ -171,7 +171,8 @@
         link.setAttribute("aria-current", "page");
       }
       const top = el("span", { class: "line" });
-      top.append(el("span", { class: "icon", title: term(c.channel) }, c.icon), el("span", { class: "customer" }, c.customer),
+      top.append(el("span", { class: "icon", title: term(c.channel) }, term(c.icon)),
+        el("span", { class: "customer" }, c.customer),
         el("small", { class: "tenant-name" }, c.tenant_name));
       const bottom = el("span", { class: "line small" });
       bottom.append(el("span", { class: "state" }, term(c.state)), (c.agent && list.tab !== "mine" ? " · " + c.agent : ""),
@@ -236,7 +237,7 @@
     const who = e.kind === "in" ? e.address : e.kind === "out" ? e.agent + " → " + e.address
       : gettext("note by %(agent)s", { agent: e.agent });
     const meta = el("div", { class: "meta" });
-    meta.append(el("span", { class: "icon", title: term(e.channel) }, e.icon),
+    meta.append(el("span", { class: "icon", title: term(e.channel) }, term(e.icon)),
       " " + who + " · " + e.when + (e.contact_kind !== "message" ? " · " + term(e.contact_kind) : ""));
     if (e.kind === "out") {
       meta.append(" · ", el("span", { class: "status", "data-message": e.id }));

@@ -183,7 +183,7 @@
   // the composer
   var composer = el("form", "composer");
   var input = el("textarea");
-  input.placeholder = "Write a message\u2026";
+  input.placeholder = gettext("Write a message\u2026");
   input.setAttribute("aria-label", gettext("Message"));
   var attach = el("label", "attach");
   attach.title = gettext("Send a file");
