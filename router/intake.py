@@ -30,10 +30,13 @@ class Unroutable(ContactRouterError, ValueError):
 
 def with_language(contact: events.InboundContact) -> events.InboundContact:
     """The contact with the customer's language: as the channel gave it, else detected from
-    what they wrote (a new conversation keeps it; routing may pick its queue by it)."""
-    if contact.language or not contact.body:
+    what they wrote, else their browser's (a new conversation keeps it; routing may pick its
+    queue by it). Words come before the browser: a Cantonese speaker's browser says zh-HK."""
+    if contact.language:
         return contact
-    return msgspec.structs.replace(contact, language=language.detect(contact.body))
+    found = language.detect(contact.body) if contact.body else ""
+    found = found or contact.metadata.get(events.BROWSER_LANGUAGE, "")
+    return msgspec.structs.replace(contact, language=found) if found else contact
 
 
 def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime) -> tuple[str, bool]:

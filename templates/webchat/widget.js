@@ -407,7 +407,8 @@
     }
     ws = socket;
     socket.onopen = function () {
-      socket.send(JSON.stringify({ type: "hello", token: identity ? null : token, identity: identity, page: pageShown() }));
+      socket.send(JSON.stringify({ type: "hello", token: identity ? null : token, identity: identity, page: pageShown(),
+        language: navigator.language || "" }));
     };
     socket.onmessage = function (event) {
       var frame;

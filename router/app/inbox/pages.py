@@ -189,7 +189,12 @@ async def _identities(store: Store, tenant: str, customer: str) -> set[str]:
     return {f.decode().removeprefix("ident:") for f in fields if f.startswith(b"ident:")}
 
 
-PRECHAT_LABELS = {"prechat_name": "Name", "prechat_email": "Email", "prechat_topic": "Topic", "page": "Page"}
+PRECHAT_LABELS = {  # shown in the reader's language (conversation.html)
+    "prechat_name": N_("Name"),
+    "prechat_email": N_("Email"),
+    "prechat_topic": N_("Topic"),
+    "page": N_("Page"),
+}
 
 
 def _prechat(threads: list[dict]) -> list[tuple[str, str]]:
