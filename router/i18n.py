@@ -160,6 +160,15 @@ def display_name(locale: str) -> str:
 _NAMES = {"en": "English", "zh_Hans": "简体中文", "zh_Hant": "繁體中文"}
 
 
+def language_name(tag: str, locale: str) -> str:
+    """A customer's language ("yue", "zh-HK") named in the reader's locale ("粤语"), or the
+    tag as given when Babel does not know it."""
+    try:
+        return Locale.parse(tag.replace("-", "_")).get_display_name(locale) or tag
+    except (ValueError, TypeError, UnknownLocaleError):
+        return tag
+
+
 def html_lang(locale: str) -> str:
     """The BCP 47 tag for a page's lang attribute ("zh-Hant")."""
     return locale.replace("_", "-")

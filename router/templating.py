@@ -75,6 +75,7 @@ def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
         number=lambda value: formats.number(value, locale),
         percent=lambda share: formats.percent(share, locale),
         money=lambda amount, currency: formats.money(amount, currency, locale),
+        language_name=lambda tag: i18n.language_name(tag, locale),
     )
     env.globals["html_lang"] = i18n.html_lang(locale)
     return env

@@ -124,6 +124,7 @@ async def test_the_desk_shows_no_english_in_chinese(
         await page.fill("#reply-body", "工程师正在路上。")
         await page.locator("#reply-form button[type=submit]").click()
         await expect(page.locator("#entries .entry-out")).to_have_count(1)
+        await expect(page.locator("#language")).to_have_text("中文")  # the customer's, told from their words
         assert await untranslated(page, locale) == [], await untranslated(page, locale)
         await page.screenshot(path=str(artifacts / f"i18n-{locale}-conversation.png"), full_page=True)
 

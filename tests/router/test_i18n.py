@@ -63,3 +63,10 @@ def test_an_edited_catalogue_is_compiled_in_memory_when_its_mo_is_older(tmp_path
     finally:
         i18n.locales.cache_clear()
         i18n.translations.cache_clear()
+
+
+def test_a_customers_language_is_named_in_the_readers() -> None:
+    assert i18n.language_name("yue", "zh_Hans") == "粤语"
+    assert i18n.language_name("yue", "zh_Hant") == "粵語"
+    assert i18n.language_name("yue", "en") == "Cantonese"
+    assert i18n.language_name("not a tag", "en") == "not a tag"
