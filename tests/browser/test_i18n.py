@@ -18,7 +18,7 @@ from router import agents, i18n
 from tests.browser.test_inbox import TIMEOUT_MS
 from tests.browser.test_webchat import offered_conversation, running
 from tests.factories import world
-from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - autouse fixture
+from tests.router.test_inbox_pages import PASSWORD, cheap_hashes, code_at, start_inbox, this_step  # noqa: F401 - fixture
 
 # What a page shows of itself: text nodes (and the options of a shown list), and the
 # placeholder, aria-label and title of each shown element, through open shadow roots.
@@ -53,7 +53,7 @@ SHOWN = """(widgetOnly) => {
 # e-mail address's example, and the names of languages, products and standards.
 DATA = {
     "greeting", "meter", "reading", "payment", "plan",
-    "amy", "Acme", "Energy", "Amy", "Adams", "Zoe", "Zhang", "Alice", "Martin", "support", "billing",
+    "amy", "sue", "ana", "Acme", "Energy", "Amy", "Adams", "Zoe", "Zhang", "Alice", "Martin", "support", "billing",
     "resolved", "promise", "pay", "follow", "example", "com", "name",
     "English", "SLA", "PDF", "TOTP", "Telegram", "Twilio",
 }  # fmt: skip
@@ -190,3 +190,22 @@ async def test_the_widget_shows_no_english_in_chinese(
         await page.screenshot(path=str(artifacts / f"i18n-{locale}-widget.png"))
         assert await untranslated(page, locale, widget_only=True) == []
 
+
+
+async def test_a_supervisors_pages_show_no_english_in_traditional_chinese(browser: Browser) -> None:
+    w, server = await start_inbox()
+    async with server:
+        page = await new_page(browser, "zh-TW")
+        await page.goto(str(server.make_url("/inbox/login")))
+        await page.fill("input[name=login]", "sue")
+        await page.fill("input[name=password]", PASSWORD)
+        await page.get_by_role("button", name="登入").click()
+        await page.fill("input[name=code]", code_at(this_step()))
+        await page.locator("#code-form button[type=submit]").click()
+        await expect(page.locator("nav a[href='/inbox/locks']")).to_have_text("鎖定")
+        await w.arrive(channel="email", address="ana@example.com", body="請問我的帳單什麼時候寄出？")
+        for path, ready in (("/inbox?tab=all", "#conversations .conv"), ("/inbox/locks", "#no-locks"),
+                            ("/inbox/search?go=1&tenant=acme", "#results")):  # fmt: skip
+            await page.goto(str(server.make_url(path)))
+            await expect(page.locator(ready).first).to_be_visible()
+            assert await untranslated(page, "zh_Hant") == [], (path, await untranslated(page, "zh_Hant"))
