@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -19,13 +20,11 @@ import msgspec
 
 from router import events
 from router.config import Tenant
+from router.figures import Contact, QueueSums, count
 from router.keys import Keys
+from router.records.periods import ArchivedEvents
 from router.store import Store, text
 
-TEXT_CHANNELS = frozenset({"sms", "email", "fax", "webchat", "telegram"})
-# A call closed this way goes on as another contact (the callback, the voicemail):
-# it is neither offered twice nor abandoned.
-REPLACED = frozenset({"callback_requested", "voicemail"})
 STAFFED = frozenset({"available", "busy"})
 PAGE = 1000  # stream entries per read
 PRESENCE_LOOKBACK_MS = 7 * 24 * 3600 * 1000  # how far back an agent's presence at the start is looked for
@@ -99,25 +98,6 @@ async def _complete(store: Store, tenant: str, start_ms: int) -> bool:
 # --- summable aggregates: what a day's rollup stores and a longer period merges ---
 
 
-class QueueSums(msgspec.Struct, kw_only=True):
-    """A queue's contact figures as counts and summed durations (ms), so that the sums of
-    several days are the sums of their period; averages and ratios come at the end."""
-
-    offered: int = 0
-    handled: int = 0
-    abandoned: int = 0
-    answered_in_target: int = 0
-    wait_ms: int = 0  # summed over the handled
-    handle_ms: int = 0
-    handle_count: int = 0  # handled contacts whose handling ended (what AHT averages)
-    first_response_ms: int = 0
-    first_responses: int = 0
-    resolution_ms: int = 0
-    resolutions: int = 0
-    abandon_waits_ms: list[int] = []  # each abandon's wait: any short-abandon threshold applies later
-    arrivals: dict[int, int] = {}  # minute since the epoch -> contacts offered then
-
-
 class AgentSums(msgspec.Struct, kw_only=True):
     offers: int = 0
     accepted: int = 0
@@ -176,21 +156,6 @@ def merge(parts: Iterable[Aggregate]) -> Aggregate:
 
 
 @dataclass
-class _Contact:
-    queue: str
-    channel: str
-    queued_at: int
-    follow_until: int  # events after this are not this contact's any more
-    waited_ms: int | None = None  # until the first accept
-    abandoned_ms: int | None = None
-    first_response_ms: int | None = None
-    closed_at: int | None = None
-    disposition: str = ""
-    handle_ms: int = 0
-    handling: int = 0  # agent segments still open
-
-
-@dataclass
 class _Agent:
     offers: int = 0
     accepted: int = 0
@@ -201,19 +166,21 @@ class _Agent:
     presence: list[tuple[int, str]] = field(default_factory=list)
 
 
-class _Tally:
+class Tally:
     """One pass over the events: contacts offered in the period and every agent's time.
 
     Whatever starts (a contact queued, an agent's handling) is followed until the end of
     the day after the one it started in, however long the period: so a month is exactly
-    the sum of its days, and a day can be rolled up once the next one is over.
+    the sum of its days, and a day can be rolled up once the next one is over. It reads
+    events, not Redis: a report over the archive feeds it the archived events the same way
+    (`before` for the day before the period, `add` for the rest, in stream order).
     """
 
     def __init__(self, start_ms: int, end_ms: int, midnights: list[int], presence_at_start: dict[str, str]) -> None:
         self.start_ms, self.end_ms, self.midnights = start_ms, end_ms, midnights
-        self.contacts: dict[str, _Contact] = {}
+        self.contacts: dict[str, Contact] = {}
         self.earlier: dict[str, int] = {}  # conversations queued the day before: followed until
-        self.replaced: list[_Contact] = []  # a conversation queued again after its follow-up ended
+        self.replaced: list[Contact] = []  # a conversation queued again after its follow-up ended
         self.agents: dict[str, _Agent] = {}
         for agent, presence in presence_at_start.items():
             self.agent(agent).presence.append((start_ms, presence))
@@ -240,7 +207,7 @@ class _Tally:
         elif isinstance(event, events.Closed) and event.agent:
             self.closed_by[(event.agent, conv)] = event.occurred_at
 
-    def _contact(self, conv: str, at: int) -> _Contact | None:
+    def _contact(self, conv: str, at: int) -> Contact | None:
         contact = self.contacts.get(conv)
         return contact if contact is not None and at < contact.follow_until else None
 
@@ -252,7 +219,7 @@ class _Tally:
             if in_period and contact is None and self.earlier.get(conv, 0) <= at:
                 if conv in self.contacts:
                     self.replaced.append(self.contacts[conv])
-                self.contacts[conv] = _Contact(event.queue, event.channel, at, self.follow_until(at))
+                self.contacts[conv] = Contact(event.queue, event.channel, at, self.follow_until(at))
         elif isinstance(event, events.Reserved):
             if in_period:
                 self.agent(event.agent).offers += 1
@@ -315,36 +282,15 @@ class _Tally:
             else:
                 self.agent(agent).segments.append((began, min(read_until, self.follow_until(began))))
 
-    def aggregate(self, tenant: Tenant, agent_end: int, complete: bool) -> Aggregate:
+    def aggregate(self, tenant: Tenant, agent_end: int, complete: bool, decided_at: int) -> Aggregate:
+        """The sums of what was read; `decided_at`: how far the reading went (a first reply still
+        inside its target then is pending, not missed)."""
         targets = {queue.id: queue.sla for queue in tenant.queues}
         queues: dict[str, QueueSums] = {}
         for contact in [*self.replaced, *self.contacts.values()]:
-            if contact.disposition in REPLACED and contact.waited_ms is None:
-                continue
             row = queues.setdefault(contact.queue, QueueSums())
-            row.offered += 1
-            minute = max(contact.queued_at, self.start_ms) // 60_000
-            row.arrivals[minute] = row.arrivals.get(minute, 0) + 1
-            sla = targets.get(contact.queue)
-            if contact.abandoned_ms is not None:
-                row.abandoned += 1
-                row.abandon_waits_ms.append(contact.abandoned_ms)
-            elif contact.waited_ms is not None:
-                row.handled += 1
-                row.wait_ms += contact.waited_ms
-                if contact.handling == 0 and contact.handle_ms:
-                    row.handle_ms += contact.handle_ms
-                    row.handle_count += 1
-                measured = contact.first_response_ms if sla and sla.measure == "first_response" else contact.waited_ms
-                if sla and measured is not None and measured <= sla.seconds * 1000:
-                    row.answered_in_target += 1
-            if contact.channel in TEXT_CHANNELS:
-                if contact.first_response_ms is not None:
-                    row.first_response_ms += contact.first_response_ms
-                    row.first_responses += 1
-                if contact.closed_at is not None and contact.abandoned_ms is None:
-                    row.resolution_ms += contact.closed_at - contact.queued_at
-                    row.resolutions += 1
+            count(row, contact, targets.get(contact.queue), decided_at, self.start_ms // 60_000)
+        queues = {name: row for name, row in queues.items() if row.offered}
         for row in queues.values():
             row.abandon_waits_ms.sort()
         agents = {name: _agent_sums(record, self.start_ms, agent_end) for name, record in sorted(self.agents.items())}
@@ -421,19 +367,67 @@ async def compute(
     *,
     now_ms: int,
     presence_at_start: dict[str, str] | None = None,
+    archived: ArchivedEvents | None = None,
 ) -> Aggregate:
-    """The aggregate of the days [first, after) from the stream: the day before is read for
-    what was still open at the start, the day after for outcomes (up to now_ms)."""
+    """The aggregate of the days [first, after) from the stream (or, given `archived`, from
+    the archive's copy of it): the day before is read for what was still open at the start,
+    the day after for outcomes (up to now_ms)."""
     midnights = _midnights(tenant, first - dt.timedelta(days=2), after + dt.timedelta(days=3))
     start_ms, end_ms = midnights[2], midnights[-4]
+    read = archived.read_events if archived is not None else functools.partial(read_events, store)
     if presence_at_start is None:
-        presence_at_start = await _presence_before(store, tenant, start_ms)
-    tally = _Tally(start_ms, end_ms, midnights, presence_at_start)
-    async for event in read_events(store, tenant.id, midnights[1], start_ms):
+        presence_at_start = (
+            await archived.presence_before(tenant.id, start_ms, PRESENCE_LOOKBACK_MS)
+            if archived is not None
+            else await _presence_before(store, tenant, start_ms)
+        )
+    tally = Tally(start_ms, end_ms, midnights, presence_at_start)
+    async for event in read(tenant.id, midnights[1], start_ms):
         tally.before(event)
     read_until = min(midnights[-3], now_ms)
-    async for event in read_events(store, tenant.id, start_ms, read_until):
+    async for event in read(tenant.id, start_ms, read_until):
         tally.add(event)
     tally.finish(read_until)
-    complete = await _complete(store, tenant.id, start_ms)
-    return tally.aggregate(tenant, max(start_ms, min(end_ms, now_ms)), complete)
+    if archived is not None:
+        complete = await archived.complete(tenant.id, start_ms)
+    else:
+        complete = await _complete(store, tenant.id, start_ms)
+    return tally.aggregate(tenant, max(start_ms, min(end_ms, now_ms)), complete, read_until)
+
+
+class Today:
+    """A tenant's figures for one day so far, kept current by reading only the events added
+    since the last look: the floor and the metrics refresh every few seconds and must not
+    rescan the day, and must say what the day's report says (the same tally, counted by
+    router/figures.py)."""
+
+    def __init__(self, tenant: Tenant, day: dt.date) -> None:
+        self.tenant, self.day = tenant, day
+        midnights = _midnights(tenant, day - dt.timedelta(days=2), day + dt.timedelta(days=3))
+        self._tally = Tally(midnights[2], midnights[3], midnights, {})
+        # the last events stream id read: from the day before, for what is still open at midnight
+        self._last = f"{midnights[1] - 1}-{2**64 - 1}"
+
+    async def queues(self, store: Store, now_ms: int, *, max_events: int | None = None) -> dict[str, QueueSums]:
+        """Each queue's sums of the contacts queued this day, as known now. With `max_events`,
+        a long day is caught up over several calls (a scrape must stay short), each reading on
+        from where the last stopped."""
+        tally = self._tally
+        stream = Keys(self.tenant.id).events
+        read = 0
+        while max_events is None or read < max_events:
+            rows = await store.redis.xrange(stream, min=f"({self._last}", count=PAGE)
+            read += len(rows)
+            for entry_id, fields in rows:  # no await in here: a cancelled call never counts a row twice
+                event = decode_event(entry_id, fields)
+                if event is None:
+                    continue
+                if int(text(entry_id).partition("-")[0]) < tally.start_ms:
+                    tally.before(event)
+                else:
+                    tally.add(event)
+            if rows:
+                self._last = text(rows[-1][0])
+            if len(rows) < PAGE:
+                break
+        return tally.aggregate(self.tenant, max(tally.start_ms, now_ms), True, now_ms).queues

@@ -1,6 +1,7 @@
 """Operators' commands: `report`, `staffing` and `health`.
 
-contactrouter report --tenant T --period day|week|month [--date D] [--by queue|agent] [--csv FILE]
+contactrouter report --tenant T --period day|week|month|quarter [--date D] [--by queue|agent] [--csv FILE]
+contactrouter report --tenant T --period range --date FIRST --until LAST    any span of days
 contactrouter report rollup --tenant T [--from D] [--to D]    keep days' figures for good (backfill)
 contactrouter staffing --calls-per-interval 100 --interval-minutes 30 --aht 180 --target-sl 80 --target-seconds 20
 contactrouter staffing measured --tenant T --queue Q --date D
@@ -18,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from ops import health, reports, rollups, staffing
+from ops import health, reports, rollups, satisfaction, staffing
 from router import events
 from router.config import Deployment
 from router.errors import ContactRouterError
@@ -58,10 +59,13 @@ def _targets(parser: argparse.ArgumentParser, *, measured: bool) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> list[str]:
-    report = sub.add_parser("report", help="service level, ASA, abandons, AHT, occupancy for a day, week or month")
+    report = sub.add_parser(
+        "report", help="service level, ASA, abandons, AHT, occupancy for a day, week, month, quarter or range"
+    )
     report.add_argument("--tenant", help="required")
     report.add_argument("--period", choices=reports.PERIODS, default="day")
     report.add_argument("--date", type=_date, help="a day in the period (default: today in the tenant's zone)")
+    report.add_argument("--until", type=_date, help="a range's last day (--period range; --date is its first)")
     report.add_argument("--by", choices=["queue", "agent"], default="queue")
     report.add_argument("--csv", metavar="FILE", help="also write the rows to a CSV file")
     report.add_argument("--short-abandon", type=float, default=reports.SHORT_ABANDON_S, help="seconds (default 5)")
@@ -211,12 +215,17 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
         raise OpsCommandError("report needs --tenant")
     tenant = deployment.tenant(a.tenant)
     day = a.date or dt.datetime.now(ZoneInfo(tenant.timezone)).date()
-    result = await reports.report(store, tenant, a.period, day, short_abandon_s=a.short_abandon)
+    if (a.period == "range") != (a.until is not None) or (a.until is not None and a.until < day):
+        raise OpsCommandError("--period range needs --date FIRST and --until LAST (on or after it), and only it does")
+    result = await reports.report(store, tenant, a.period, day, short_abandon_s=a.short_abandon, until=a.until)
     print(
         f"{tenant.id}: {a.period} from {result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} ({tenant.timezone})"
     )
     if not result.complete:
-        print("warning: the events stream no longer holds the start of this period (trimmed); figures are partial")
+        print(
+            "warning: neither the events stream nor the archive holds the start of this period (trimmed);"
+            " figures are partial"
+        )
     if a.by == "agent":
         print(
             f"{'agent':<14}{'offers':>7}{'accepted':>9}{'rejected':>9}{'missed':>7}{'AHT':>7}"
@@ -229,18 +238,23 @@ async def _report(store: Store, deployment: Deployment, a: argparse.Namespace) -
             )
     else:
         print(
-            f"{'queue':<14}{'offered':>8}{'handled':>8}{'abandon':>8}{'short':>6}{'SL':>8}{'SL-short':>9}"
+            f"{'queue':<14}{'offered':>8}{'handled':>8}{'abandon':>8}{'short':>6}{'SL':>8}{'SL-short':>9}{'SL-neutr':>9}"
             f"{'ASA':>6}{'aband%':>8}{'AHT':>7}{'1st resp':>9}{'resolved':>9}"
         )
         for row in [*result.queues, result.total]:
             name = "all" if row.queue == "*" else row.queue
             print(
                 f"{name:<14}{row.offered:>8}{row.handled:>8}{row.abandoned:>8}{row.short_abandoned:>6}"
-                f"{_pct(row.service_level):>8}{_pct(row.service_level_no_short):>9}{_s(row.asa_s):>6}"
+                f"{_pct(row.service_level):>8}{_pct(row.service_level_no_short):>9}"
+                f"{_pct(row.service_level_abandons_neutral):>9}{_s(row.asa_s):>6}"
                 f"{_pct(row.abandon_rate):>8}{_s(row.aht_s):>7}{_s(row.first_response_s):>9}{_s(row.resolution_s):>9}"
             )
-        print(f"occupancy {_pct(result.total.occupancy)}; CSAT: no survey results recorded")
+        print(f"occupancy {_pct(result.total.occupancy)}")
         print(f"contacts deflected by help articles: {result.deflected}")
+    # satisfaction surveys: their own figures (ops/satisfaction.py), and the CSAT column of the CSV
+    figures = await satisfaction.period(store, tenant, result.start.date(), result.end.date())
+    satisfaction.fill(result, figures)
+    print("\n".join(satisfaction.lines(figures, a.by)))
     if a.csv:
         count = reports.write_csv(a.csv, result, a.by)
         print(f"wrote {count} rows to {a.csv}")

@@ -1,8 +1,9 @@
 """Prometheus metrics: every process serves its own /metrics.
 
-The web process mounts /metrics on its app (`mount`); the other roles serve it on
-METRICS_PORT when set (`serve`). A scrape reads what it reports from Redis, so no
-code path has to count for it:
+Every process serves it on METRICS_PORT when set, a port of its own (`serve`; see
+ops/supervisord.py for why not the client's multiprocess mode); the web process also mounts
+it on its PORT for a scrape with OPS_TOKEN (`mount`). A scrape reads what it reports from
+Redis, so no code path has to count for it, and never waits long for it (`refresh`):
 - gauges of the shared state right now: queue depth and oldest wait per queue,
   stream length, pending and lag per consumer group, dead letters;
 - counters from the tenants' events streams (the audit trail every state change is
@@ -17,18 +18,20 @@ own (the routing latency, process CPU and memory) is summed as usual.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from ops import access, health, reports
-from router import bus, events, floor
+from ops import access, aggregates, health, reports
+from router import bus, events, figures, floor
 from router.config import Deployment
 from router.keys import Keys, shard_of
 from router.settings import Settings
@@ -36,10 +39,17 @@ from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
+REFRESH_TIMEOUT_S = 2.0  # a scrape waits no longer for the store: it serves the last values read, with their age
 EVENTS_PER_SCRAPE = 50_000  # per tenant; a backlog beyond it is counted by the next scrapes
 WAIT_BUCKETS = (1, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 # Measured in this process (the default registry also carries process CPU, memory, GC).
+HTTP_REQUESTS = Counter(
+    "contactrouter_http_requests",
+    "Requests the web process answered, by route (its pattern: ids are not labels) and status code",
+    ["route", "method", "code"],
+)
+SMTP_REPLIES = Counter("contactrouter_smtp_replies", "Replies the smtp process sent, by SMTP reply code", ["code"])
 ROUTING_LATENCY = Histogram(
     "contactrouter_routing_latency_seconds",
     "From a contact's inbound stream entry to the end of its routing batch (queued, offered or dead-lettered)",
@@ -84,6 +94,10 @@ class Metrics:
         self.registry.register(self._state)
         self._lock = asyncio.Lock()  # two scrapes at once must not count the same events twice
         self._after: dict[str, str] = {}  # tenant -> last events stream id counted
+        self._today: dict[str, aggregates.Today] = {}  # tenant -> today's figures, read on incrementally
+        self._read: list[Metric] = []  # the last gauges the store gave, served while it does not answer
+        self._read_at: float | None = None  # when (monotonic)
+        self._failing = False
         r = self.registry
         self.contacts_in = Counter(
             "contactrouter_contacts_in", "Customer messages and calls received", ["tenant", "channel"], registry=r
@@ -125,19 +139,77 @@ class Metrics:
         )
 
     async def refresh(self) -> None:
+        """Read the gauges and count the new events, or, when the store does not answer within
+        REFRESH_TIMEOUT_S (the probe's 1 s first: a store that is down fails at once), keep the
+        last values read, with store_up 0 and their age: a scrape during an outage took 9 s."""
         async with self._lock:
-            families: list[Metric] = []
             up = GaugeMetricFamily("contactrouter_store_up", "1 when the store answered this scrape")
             try:
-                families += await self._gauges()
-                for tenant in self.deployment.tenants:
-                    await self._count_events(tenant.id)
-                up.add_metric([], 1)
-            except Exception as exc:  # the scrape still reports this process and store_up 0
-                log.warning("metrics: reading the store failed: %s", exc)
-                families, up = [], GaugeMetricFamily("contactrouter_store_up", "1 when the store answered this scrape")
+                await self.store.probe.ping()
+                self._read = await asyncio.wait_for(self._read_all(), REFRESH_TIMEOUT_S)
+            except Exception as exc:  # a timeout too; the scrape still reports this process
+                if not self._failing:
+                    reason = str(exc) or type(exc).__name__
+                    log.warning("metrics: reading the store failed (%s); serving the last values read", reason)
+                self._failing = True
                 up.add_metric([], 0)
-            self._state.families = [up, *families]
+            else:
+                if self._failing:
+                    log.info("metrics: the store answers again")
+                self._read_at, self._failing = time.monotonic(), False
+                up.add_metric([], 1)
+            age = GaugeMetricFamily(
+                "contactrouter_store_read_age_seconds",
+                "How old the values read from the store are (0 when this scrape read them; absent before any read)",
+            )
+            if self._read_at is not None:
+                age.add_metric([], round(time.monotonic() - self._read_at, 3) if self._failing else 0)
+            self._state.families = [up, age, *self._read]
+
+    async def _read_all(self) -> list[Metric]:
+        families = await self._gauges()
+        families += await self._floor()
+        for tenant in self.deployment.tenants:
+            await self._count_events(tenant.id)
+        return families
+
+    async def _floor(self) -> list[Metric]:
+        """Agents per presence, and today's service level and AHT per queue, as the floor and
+        the day's report count them (router/figures.py)."""
+        presence = GaugeMetricFamily(
+            "contactrouter_agents", "Agents by presence (available, busy, away, offline)", labels=["tenant", "presence"]
+        )
+        level = GaugeMetricFamily(
+            "contactrouter_service_level",
+            "Today's service level per queue (0-1): answered in target / (handled + abandoned - pending)",
+            labels=["tenant", "queue"],
+        )
+        aht = GaugeMetricFamily(
+            "contactrouter_aht_seconds", "Today's average handle time per queue", labels=["tenant", "queue"]
+        )
+        handled = GaugeMetricFamily(
+            "contactrouter_handled_today", "Contacts queued today that an agent took", labels=["tenant", "queue"]
+        )
+        now = events.now_ms()
+        for tenant in self.deployment.tenants:
+            counts = dict.fromkeys(("available", "busy", "away", "offline"), 0)
+            for agent in await floor.agents(self.store, tenant):
+                counts[agent.presence] = counts.get(agent.presence, 0) + 1
+            for state, number in counts.items():
+                presence.add_metric([tenant.id, state], number)
+            day = dt.datetime.fromtimestamp(now / 1000, ZoneInfo(tenant.timezone)).date()
+            today = self._today.get(tenant.id)
+            if today is None or today.day != day:
+                today = self._today[tenant.id] = aggregates.Today(tenant, day)
+            sums = await today.queues(self.store, now, max_events=EVENTS_PER_SCRAPE)
+            for queue in tenant.queues:
+                rated = figures.rates(sums.get(queue.id, figures.QueueSums()))
+                handled.add_metric([tenant.id, queue.id], sums[queue.id].handled if queue.id in sums else 0)
+                if rated.service_level is not None:
+                    level.add_metric([tenant.id, queue.id], rated.service_level)
+                if rated.aht_s is not None:
+                    aht.add_metric([tenant.id, queue.id], rated.aht_s)
+        return [presence, level, aht, handled]
 
     async def exposition(self) -> bytes:
         await self.refresh()

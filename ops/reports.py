@@ -44,16 +44,17 @@ from ops.aggregates import (  # PAGE, decode_event, read_events: ops/metrics.py 
     ms,
     read_events,  # noqa: F401
 )
-from router import events
+from router import events, figures
 from router.config import Tenant
 from router.keys import Keys
+from router.records import archive, periods
 from router.store import Store
 
 log = logging.getLogger(__name__)
 
-Period = Literal["day", "week", "month"]
-PERIODS: tuple[str, ...] = ("day", "week", "month")
-SHORT_ABANDON_S = 5.0
+Period = Literal["day", "week", "month", "quarter", "range"]
+PERIODS: tuple[str, ...] = ("day", "week", "month", "quarter", "range")  # range: day to `until`, inclusive
+SHORT_ABANDON_S = figures.SHORT_ABANDON_S
 # Members of Keys.report_rolled (ops/rollups.py), each scored by a day's start (ms):
 ROLLED_THROUGH = "through"  # the first day not rolled up yet
 HISTORY_SINCE = "since"  # the first day rolled up, when the stream then held everything ever added
@@ -68,15 +69,18 @@ class QueueRow(msgspec.Struct, kw_only=True):
     abandoned: int = 0
     short_abandoned: int = 0
     answered_in_target: int = 0
-    service_level: float | None = None  # answered in target / (handled + abandoned)
-    service_level_no_short: float | None = None  # the same without the short abandons
+    pending: int = 0  # first replies still due within their target: neither met nor missed yet
+    # router/figures.py defines each: answered in target / (handled + abandoned - pending),
+    service_level: float | None = None
+    service_level_no_short: float | None = None  # ... without the short abandons
+    service_level_abandons_neutral: float | None = None  # ... without the abandons within the target
     asa_s: float | None = None
     abandon_rate: float | None = None  # abandoned / offered
     aht_s: float | None = None
     first_response_s: float | None = None  # text channels
     resolution_s: float | None = None  # text channels
     occupancy: float | None = None  # the tenant's row only: queues share their agents
-    csat: float | None = None  # no survey results are recorded yet
+    csat: float | None = None  # share of ratings of 4-5, filled by ops.satisfaction.fill (None: no answers)
 
 
 class AgentRow(msgspec.Struct, kw_only=True):
@@ -104,8 +108,10 @@ class Report(msgspec.Struct, kw_only=True):
     deflected: int = 0  # "this answered my question" on a help article (router/knowledge), by local date
 
 
-def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    """The period holding `day`, as midnights in the tenant's time zone."""
+def period_bounds(
+    tenant: Tenant, period: str, day: dt.date, until: dt.date | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The period holding `day` (a range: from `day` to `until`), as midnights in the tenant's time zone."""
     if period == "day":
         first, after = day, day + dt.timedelta(days=1)
     elif period == "week":
@@ -114,6 +120,13 @@ def period_bounds(tenant: Tenant, period: str, day: dt.date) -> tuple[dt.datetim
     elif period == "month":
         first = day.replace(day=1)
         after = (first + dt.timedelta(days=32)).replace(day=1)
+    elif period == "quarter":
+        first = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+        after = (first + dt.timedelta(days=95)).replace(day=1)
+    elif period == "range" and until is not None and until >= day:
+        first, after = day, until + dt.timedelta(days=1)
+    elif period == "range":
+        raise ValueError("a range needs its last day, on or after its first")
     else:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
     zone = ZoneInfo(tenant.timezone)
@@ -159,34 +172,47 @@ async def aggregate(store: Store, tenant: Tenant, first: dt.date, after: dt.date
                 parts.append(Aggregate(start_ms=run_start, end_ms=run_end))  # before anything happened
             else:
                 chained = parts[-1].presence if parts else None  # the day before's rollup knows who was logged in
-                parts.append(await compute(store, tenant, run[0], after_run, now_ms=now_ms, presence_at_start=chained))
+                computed = await compute(store, tenant, run[0], after_run, now_ms=now_ms, presence_at_start=chained)
+                if not computed.complete and store.archive is not None:  # trimmed: the archive keeps every event
+                    computed = await _from_archive(store, tenant, run[0], after_run, now_ms, chained) or computed
+                parts.append(computed)
             run = []
         if rollup is not None:
             parts.append(rollup)
     return merge(parts)
 
 
-def _ratio(part: float, whole: float) -> float | None:
-    return part / whole if whole else None
+async def _from_archive(
+    store: Store, tenant: Tenant, first: dt.date, after: dt.date, now_ms: int, presence: dict[str, str] | None
+) -> Aggregate | None:
+    """The days counted from the archive's events (router/records/periods.py), or None while it cannot answer."""
+    assert store.archive is not None
+    archived = periods.ArchivedEvents(store.archive)
+    try:
+        return await compute(store, tenant, first, after, now_ms=now_ms, presence_at_start=presence, archived=archived)
+    except archive.UNAVAILABLE as exc:
+        log.warning("the archive is unavailable (%s): the report covers what the events stream holds", exc)
+        return None
 
 
 def _queue_row(name: str, sums: QueueSums, short_abandon_s: float) -> QueueRow:
-    short = sum(1 for waited in sums.abandon_waits_ms if waited < short_abandon_s * 1000)
-    counted = sums.handled + sums.abandoned
+    rated = figures.rates(sums, short_abandon_s)
     return QueueRow(
         queue=name,
         offered=sums.offered,
         handled=sums.handled,
         abandoned=sums.abandoned,
-        short_abandoned=short,
+        short_abandoned=rated.short_abandoned,
         answered_in_target=sums.answered_in_target,
-        service_level=_ratio(sums.answered_in_target, counted),
-        service_level_no_short=_ratio(sums.answered_in_target, counted - short),
-        asa_s=_ratio(sums.wait_ms / 1000, sums.handled),
-        abandon_rate=_ratio(sums.abandoned, sums.offered),
-        aht_s=_ratio(sums.handle_ms / 1000, sums.handle_count),
-        first_response_s=_ratio(sums.first_response_ms / 1000, sums.first_responses),
-        resolution_s=_ratio(sums.resolution_ms / 1000, sums.resolutions),
+        pending=sums.pending,
+        service_level=rated.service_level,
+        service_level_no_short=rated.service_level_no_short,
+        service_level_abandons_neutral=rated.service_level_abandons_neutral,
+        asa_s=rated.asa_s,
+        abandon_rate=rated.abandon_rate,
+        aht_s=rated.aht_s,
+        first_response_s=rated.first_response_s,
+        resolution_s=rated.resolution_s,
     )
 
 
@@ -197,10 +223,10 @@ def _agent_row(name: str, sums: AgentSums) -> AgentRow:
         accepted=sums.accepted,
         rejected=sums.rejected,
         timed_out=sums.timed_out,
-        aht_s=_ratio(sums.handle_ms / 1000, sums.handled),
+        aht_s=figures.ratio(sums.handle_ms / 1000, sums.handled),
         staffed_s=sums.staffed_ms / 1000,
         handling_s=sums.handling_ms / 1000,
-        occupancy=_ratio(sums.handling_ms, sums.staffed_ms),
+        occupancy=figures.ratio(sums.handling_ms, sums.staffed_ms),
     )
 
 
@@ -217,7 +243,7 @@ def build(
     names = known + sorted(set(agg.agents) - set(known))
     agents = [_agent_row(name, agg.agents.get(name, AgentSums())) for name in names]
     staffed_ms = sum(a.staffed_ms for a in agg.agents.values())
-    total.occupancy = _ratio(sum(a.handling_ms for a in agg.agents.values()), staffed_ms)
+    total.occupancy = figures.ratio(sum(a.handling_ms for a in agg.agents.values()), staffed_ms)
     arrivals = {name: dict(sums.arrivals) for name, sums in agg.queues.items()}
     return Report(
         tenant=tenant.id,
@@ -240,8 +266,9 @@ async def report(
     *,
     short_abandon_s: float = SHORT_ABANDON_S,
     now_ms: int | None = None,
+    until: dt.date | None = None,
 ) -> Report:
-    start, end = period_bounds(tenant, period, day)
+    start, end = period_bounds(tenant, period, day, until)
     now_ms = events.now_ms() if now_ms is None else now_ms
     agg = await aggregate(store, tenant, start.date(), end.date(), now_ms=now_ms)
     result = build(tenant, period, start, end, agg, short_abandon_s)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from router import assign, atomic, conversations, events
+from router import assign, atomic, conversations, events, surveys
 from router.config import Tenant
 from router.errors import ContactRouterError
 from router.keys import Keys
@@ -287,7 +287,13 @@ async def close(
     queue = tenant.queue(record["queue"])
     wrapup = queue.wrapup_seconds if queue.wrapup_seconds is not None else tenant.wrapup_seconds
     state, freed = await atomic.close(
-        store, tenant.id, conversation, by=agent, disposition=disposition, wrapup_ms=int(wrapup * 1000)
+        store,
+        tenant.id,
+        conversation,
+        by=agent,
+        disposition=disposition,
+        wrapup_ms=int(wrapup * 1000),
+        survey_due=surveys.due_at(tenant, record, disposition, events.now_ms()),  # its timer, set with the close
     )
     if text(state) != "closed":
         # The store's client sends a script again when its answer was lost; the repeat

@@ -98,13 +98,12 @@ async def close(
     disposition: str,
     wrapup_ms: int = 0,
     only_unanswered: bool = False,
+    survey_due: str = "",
 ) -> tuple[str, str]:
     """close.lua: close a conversation (`by` an agent, or "" for a supervisor or the
-    system; only_unanswered: unless an agent has taken it); (outcome, the agent whose
-    slot was given back or "")."""
-    args = [conversation, by, disposition, wrapup_ms]
-    if only_unanswered:
-        args.append("unanswered")
+    system; only_unanswered: unless an agent has taken it; survey_due: when its survey's
+    timer comes due, ms, or ""); (outcome, the agent whose slot was given back or "")."""
+    args = [conversation, by, disposition, wrapup_ms, "unanswered" if only_unanswered else "", survey_due]
     outcome, freed = await store.scripts.close(keys=[Keys(tenant).base], args=args)
     return text(outcome), text(freed)
 
@@ -308,9 +307,143 @@ async def evict(
     closed_before: int,
     message_ids: str,
     fields: Iterable[str],
+    thread_refs: str = "",
 ) -> str:
     """evict.lua: remove a closed conversation's records from Redis if they are still
     what the archive committed (`held`, spelt from `fields`, the hash's field names, and
-    the replies `message_ids`, one a line); "evicted", "gone", "open", "recent" or "changed"."""
-    args = [conversation, held, closed_before, message_ids, *fields]
+    the replies `message_ids`, one a line), with the email thread references that lead to
+    it (`thread_refs`, one a line: its customers' Message-IDs; its token and its replies'
+    Message-IDs the script finds); "evicted", "gone", "open", "recent" or "changed"."""
+    args = [conversation, held, closed_before, message_ids, thread_refs, *fields]
     return text(await store.scripts.evict(keys=[Keys(tenant).base], args=args))
+
+
+# satisfaction surveys (router/surveys.py)
+
+
+async def survey_send(
+    store: Store,
+    tenant: str,
+    conversation: str,
+    *,
+    channel: str,
+    address: str,
+    ident: str,
+    scope: str,
+    outbound: bytes,
+    entry: bytes,
+    message: str,
+    day: str,
+    caps: str,
+    cap_ttl: int,
+    answer_until: int,
+    asked: str = "close",
+) -> str:
+    """survey_send.lua: ask the customer of a closed conversation to rate it, at most once;
+    `ident` is the address as an identity, `scope` the tenant's opt_out_scope, `caps` the
+    channel's survey caps as "max:window_ms" joined by ","; `asked` "call" for the voice
+    keypad survey (the call's TwiML asks: nothing queued); the outcome (sent, or why not)."""
+    keys = Keys(tenant)
+    cap = keys.contact_attempts(channel, f"survey:addr:{address}") if caps else ""
+    args = [
+        conversation,
+        channel,
+        address,
+        ident,
+        scope,
+        outbound,
+        entry,
+        message,
+        day,
+        keys.survey_day(day),
+        keys.outbound,
+        cap,
+        caps,
+        cap_ttl,
+        answer_until,
+        asked,
+    ]
+    return text(await store.scripts.survey_send(keys=[keys.base], args=args))
+
+
+async def survey_answer(
+    store: Store,
+    tenant: str,
+    conversation: str,
+    *,
+    mode: str,
+    ident: str,
+    match: str,
+    rating: int | str,
+    comment: str,
+    low: int,
+    day: str,
+    entry: bytes,
+    group: str = "",
+    consumer: str = "",
+    entry_id: str = "",
+) -> tuple[str, str]:
+    """survey_answer.lua: record a rating (mode "rate") or a comment after it ("comment");
+    `match` "pending" for a text reply (with its inbound entry, acknowledged in the same
+    step), "owner" for an answer from the customer's own address; (outcome, the rating)."""
+    keys = Keys(tenant)
+    args = [
+        mode,
+        conversation,
+        ident,
+        match,
+        rating,
+        comment,
+        low,
+        day,
+        keys.survey_day(day),
+        keys.survey_comments,
+        keys.survey_followups,
+        entry,
+        keys.inbound,
+        group,
+        consumer,
+        entry_id,
+    ]
+    outcome, given = await store.scripts.survey_answer(keys=[keys.base], args=args)
+    return text(outcome), text(given)
+# agent-paced campaign calls (router/campaigns/dial_state.py)
+
+
+async def campaign_dial_outcome(
+    store: Store,
+    tenant: str,
+    *,
+    figures: str,
+    ringing: str,
+    marker: str,
+    message: str,
+    outcome: str,
+    fate: str,
+    ring_ms: int,
+    day: str,
+    ttl: int,
+) -> bool:
+    """campaign_dial_outcome.lua: count a campaign call's outcome once; True the first time."""
+    args = [figures, ringing, marker, message, outcome, fate, ring_ms, day, ttl]
+    return bool(await store.scripts.campaign_dial_outcome(keys=[Keys(tenant).base], args=args))
+
+
+async def campaign_agent_figures(
+    store: Store,
+    tenant: str,
+    *,
+    figures: str,
+    marker: str,
+    ttl: int,
+    kind: str,
+    agent: str,
+    conversation: str,
+    at: int,
+    disposition: str = "",
+    cents: int = 0,
+) -> bool:
+    """campaign_agent_figures.lua: one event of a campaign conversation for its agent's
+    figures, counted once; True the first time."""
+    args = [figures, marker, ttl, kind, agent, conversation, at, disposition, cents]
+    return bool(await store.scripts.campaign_agent_figures(keys=[Keys(tenant).base], args=args))

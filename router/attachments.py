@@ -52,6 +52,9 @@ class AttachmentStore:
         ref = PREFIX + hashlib.sha256(data).hexdigest()
         target = self.path(ref)
         if target.exists():
+            # Stored again now: its time says so, and retention leaves a file stored lately (it may be
+            # referred to by a message the archive has not written yet).
+            os.utime(target)
             return ref
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX)
@@ -63,6 +66,20 @@ class AttachmentStore:
             Path(temporary).unlink(missing_ok=True)
             raise
         return ref
+
+    def remove_sync(self, ref: str, *, unless_stored_since: float | None = None) -> bool:
+        """Delete a file (unless stored again at or after the given time); whether it went."""
+        target = self.path(ref)
+        try:
+            if unless_stored_since is not None and target.stat().st_mtime >= unless_stored_since:
+                return False
+            target.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def remove(self, ref: str, *, unless_stored_since: float | None = None) -> bool:
+        return await asyncio.to_thread(self.remove_sync, ref, unless_stored_since=unless_stored_since)
 
     async def put(self, data: bytes) -> str:
         """Store bytes off the event loop; returns their reference."""

@@ -1,6 +1,6 @@
 """The audit trail of what people do with accounts and personal data: every login and
-failed login, lock and unlock, password, role and second-factor change, export and
-recording opened, with who, when and from where. Admins read it per tenant on the desk
+failed login, lock and unlock, password, role and second-factor change, export,
+recording opened and live call listened to, with who, when and from where. Admins read it per tenant on the desk
 (/inbox/audit, router/app/inbox/audit.py) and with `contactrouter user audit`.
 
 One stream under the accounts' hash tag (a login may serve several tenants): each entry
@@ -46,6 +46,7 @@ ACTIONS = {
     "export": "exported data",
     "erasure": "erased a customer's data",
     "recording_opened": "opened a recording or a customer's file",
+    "call_monitored": "listened to, whispered into or joined a live call",
     "consent_revoked": "confirmed a customer's revocation of consent (opt-out recorded)",
     "revocation_dismissed": "dismissed a possible revocation of consent (no opt-out)",
     "article": "wrote, reviewed, published or archived a knowledge-base article",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import msgspec
 from redis.exceptions import ResponseError
 
-from router import atomic, events
+from router import atomic, events, logcontext
 from router.keys import Keys, shard_of
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
@@ -67,6 +67,9 @@ async def ingest(store: Store, contact: events.InboundContact) -> tuple[bool, st
 
     Returns (added, entry id); a retried webhook gets (False, the first entry's id).
     """
+    # What is logged after a contact is taken in is about it (a webhook's request runs in a
+    # task of its own; a loop taking in many wraps each in logcontext.about).
+    logcontext.bind(tenant=contact.tenant, contact=contact.id)
     keys = Keys(contact.tenant)
     payload = events.encode(contact)
     seen = keys.seen(contact.channel, contact.provider_id)
@@ -177,17 +180,16 @@ class Consumer:
         started = time.monotonic()
         acks = {stream: self._acks.pop(stream) for stream in streams if self._acks.get(stream)}
         try:
+            block = self.store.blocking(self.block_ms)
             if acks:
                 async with self.store.redis.pipeline(transaction=False) as pipe:
                     for stream, ids in acks.items():
                         pipe.xack(stream, self.group, *ids)
-                    pipe.xreadgroup(
-                        self.group, self.name, {s: ">" for s in streams}, count=self.batch, block=self.block_ms
-                    )
+                    pipe.xreadgroup(self.group, self.name, {s: ">" for s in streams}, count=self.batch, block=block)
                     reply = (await pipe.execute())[-1]
             else:
                 reply = await self.store.redis.xreadgroup(
-                    self.group, self.name, {s: ">" for s in streams}, count=self.batch, block=self.block_ms
+                    self.group, self.name, {s: ">" for s in streams}, count=self.batch, block=block
                 )
         except BaseException:
             for stream, ids in acks.items():  # not known to be acknowledged: keep them for the next try
@@ -279,6 +281,10 @@ class Consumer:
     async def dead_letter(self, entry: Entry, reason: str) -> None:
         """Move an entry to the dead-letter stream and acknowledge it, as one step,
         unless another consumer finished it meanwhile (dead_letter.lua)."""
+        with logcontext.about(tenant=shard_of(entry.stream)):
+            await self._dead_letter(entry, reason)
+
+    async def _dead_letter(self, entry: Entry, reason: str) -> None:
         fields = {
             "stream": entry.stream,
             "id": entry.id,

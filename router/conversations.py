@@ -69,8 +69,14 @@ async def customer_history(store: Store, tenant: str, customer: str) -> list[tup
     hot = [c.decode() for c in await store.redis.zrange(keys.customer_conversations(customer), 0, -1)]
     conversations = hot
     if store.archive is not None:
+        from router.records.archive import ArchiveUnavailable
+
+        try:
+            archived = await store.archive.customer_conversations(tenant, customer)
+        except ArchiveUnavailable:
+            archived = []  # a hot conversation's page still opens, with the history Redis holds
         # The archive's are older than any Redis still holds, except those it holds too.
-        conversations = [c for c in await store.archive.customer_conversations(tenant, customer) if c not in hot] + hot
+        conversations = [c for c in archived if c not in hot] + hot
     return [(c, await history(store, tenant, c)) for c in conversations]
 
 

@@ -81,7 +81,9 @@ async def link(store: Store, tenant: str, customer_id: str, ident: str) -> str |
 
 
 async def merge(store: Store, tenant: str, keep: str, absorb: str) -> None:
-    """Fold one customer into another: identities and conversation history move."""
+    """Fold one customer into another: identities and conversation history move, in Redis and
+    then in the archive (the conversations only it holds too). Running it again finishes a merge
+    the archive was away for (Redis has nothing left to move; the archive does it then)."""
     keys = Keys(tenant)
     record = await store.redis.hgetall(keys.customer(absorb))
     idents = [k.decode()[6:] for k in record if k.startswith(b"ident:")]
@@ -99,6 +101,8 @@ async def merge(store: Store, tenant: str, keep: str, absorb: str) -> None:
         pipe.delete(keys.customer(absorb), keys.customer_conversations(absorb))
         pipe.hset(keys.customer(keep), "merged:" + absorb, "1")
         await pipe.execute()
+    if store.archive is not None:
+        await store.archive.merge_customers(tenant, keep, absorb)
 
 
 async def profile(store: Store, tenant: str, customer_id: str) -> dict[str, object]:

@@ -237,6 +237,28 @@ class OptedIn(_State, kw_only=True, frozen=True, tag="opted_in"):
     keyword: str = ""
 
 
+class SurveySent(_State, kw_only=True, frozen=True, tag="survey_sent"):
+    """A closed conversation's customer was asked to rate it (router/surveys.py), or was not:
+    `outcome` is sent, or why not (opted_out, do_not_contact, revocation_pending, capped,
+    wrote_again)."""
+
+    outcome: str
+    queue: str = ""
+    agent: str = ""
+    message: str = ""  # the survey's outbound message, when sent
+
+
+class SurveyResult(_State, kw_only=True, frozen=True, tag="survey_result"):
+    """A customer's answer to a survey: a rating 1-5, and a comment given with it or after."""
+
+    rating: int
+    comment: str = ""
+    queue: str = ""
+    agent: str = ""
+    low: bool = False  # at or below the tenant's low_rating: a follow-up is open for a supervisor
+    sent_at: int = 0  # when the survey was sent (its figures count on that day)
+
+
 StateEvent = (
     Queued
     | MessageAdded
@@ -254,6 +276,8 @@ StateEvent = (
     | Abandoned
     | OptedOut
     | OptedIn
+    | SurveySent
+    | SurveyResult
 )
 
 _encoder = msgspec.msgpack.Encoder()

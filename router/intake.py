@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, language, names, revocations, scripts
+from router import assign, atomic, bus, events, language, logcontext, names, revocations, scripts, surveys
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -109,6 +109,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     done: set[Entry] = set()
     passed_over: set[Entry] = set()
     work: list[_Work] = []
+    senders: set[tuple[str, str, str]] = set()  # (tenant, channel, address) of the contacts in `work`
     for entry in entries:
         try:
             contact = with_language(events.decode_inbound(entry.payload))
@@ -128,6 +129,18 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
             await dead_letter(entry, f"unroutable: {exc}")
             done.add(entry)
             continue
+        sender = (tenant.id, contact.channel, contact.address)
+        # a digit after another message of the same batch answers that message's new conversation
+        if tenant.survey is not None and surveys.rating_of(contact.body) is not None and sender not in senders:
+            answered = await _survey_answer(store, tenant, contact, entry, consumer)
+            if answered == "failed":
+                continue
+            if answered is not None:
+                done.add(entry)
+                if answered == "duplicate":
+                    passed_over.add(entry)
+                continue
+        senders.add(sender)
         work.append(_Work(entry, tenant, contact, after_hours, args))
     if not work:
         return Routed(done, passed_over)
@@ -138,32 +151,52 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     await revocations.raise_flags(store, flags)
     results, full = await _intake_all(store, work, consumer)
     for (entry, tenant, contact, after_hours, _args), result in zip(work, results, strict=True):
-        if isinstance(result, Exception):
-            log.error("intake of %s failed: %s", entry.id, result)
-            continue
-        outcome, conversation, _customer, queue_id = (text(r) for r in result)
-        done.add(entry)
-        if outcome == "duplicate":
-            passed_over.add(entry)
-            if any(q.hours is not None for q in tenant.queues):
-                # The client sends a call again when its answer was lost: the first run stored
-                # this contact and the answer saying it opened a conversation never came. A
-                # conversation this contact opened has the contact's id (intake.lua); whether
-                # it came after hours is decided as of when it was stored (a worker passing
-                # over another's entry may read its clock on the other side of opening time).
-                created = await store.redis.hget(Keys(tenant.id).conversation(contact.id), "created_at")
-                if created:
-                    when = dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC)
-                    queue_id, after_hours = pick_queue(tenant, contact, when)
-                    conversation, outcome = contact.id, "new"
-        if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
-            await _auto_reply(store, tenant, contact, conversation, queue_id)
+        # Every line logged about this contact names it, its tenant and, once known, its conversation.
+        with logcontext.about(tenant=tenant.id, contact=contact.id):
+            if isinstance(result, Exception):
+                log.error("intake of %s failed: %s", entry.id, result)
+                continue
+            outcome, conversation, _customer, queue_id = (text(r) for r in result)
+            logcontext.bind(conversation=conversation)
+            done.add(entry)
+            if outcome == "duplicate":
+                passed_over.add(entry)
+                if any(q.hours is not None for q in tenant.queues):
+                    # The client sends a call again when its answer was lost: the first run stored
+                    # this contact and the answer saying it opened a conversation never came. A
+                    # conversation this contact opened has the contact's id (intake.lua); whether
+                    # it came after hours is decided as of when it was stored (a worker passing
+                    # over another's entry may read its clock on the other side of opening time).
+                    created = await store.redis.hget(Keys(tenant.id).conversation(contact.id), "created_at")
+                    if created:
+                        when = dt.datetime.fromtimestamp(int(created) / 1000, dt.UTC)
+                        queue_id, after_hours = pick_queue(tenant, contact, when)
+                        conversation, outcome = contact.id, "new"
+            if outcome == "new" and after_hours and tenant.queue(queue_id).after_hours.action == "autoreply":
+                await _auto_reply(store, tenant, contact, conversation, queue_id)
     for tenant_id, queue_id in full:
         # A round examines LOOKAHEAD waiting conversations and a batch can queue more
         # than that: offer again while a round reserved every conversation it examined.
         while len(await assign.assign_queue(store, tenant_id, queue_id)) >= assign.LOOKAHEAD:
             pass
     return Routed(done, passed_over)
+
+
+async def _survey_answer(
+    store: Store, tenant: Tenant, contact: events.InboundContact, entry: Entry, consumer: str
+) -> str | None:
+    """A bare 1-5 from a customer a survey waits on is its answer, recorded and acknowledged
+    in one step: "rated", or "duplicate" (recorded before); "failed" leaves the entry pending,
+    for redelivery. None: an ordinary message after all (no survey waits, it expired, the
+    customer wrote again), routed as any other."""
+    try:
+        outcome = await surveys.answer_text(
+            store, tenant, contact, entry_id=entry.id, group=ROUTING_GROUP, consumer=consumer
+        )
+    except Exception:  # its entry stays pending: redelivered, as a contact whose intake failed
+        log.exception("survey answer %s of %s failed", entry.id, tenant.id)
+        return "failed"
+    return outcome if outcome in ("rated", "duplicate") else None
 
 
 async def _intake_all(store: Store, work: list[_Work], consumer: str) -> tuple[list, list[tuple[str, str]]]:

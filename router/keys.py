@@ -19,6 +19,9 @@ ARCHIVE_GROUP = "archive"  # follows the events stream into the system of record
 # The embedded store's sandbox Twilio token (`contactrouter up` generates it), read by
 # `contactrouter simulate` in another terminal to sign its webhooks.
 SANDBOX_TWILIO_TOKEN = f"{PREFIX}:sandbox:twilio-token"
+# Where the web process of `contactrouter up` listens (http://host:port), kept in its embedded
+# store so that `contactrouter simulate` in another terminal finds it without PORT exported.
+UP_WEB_URL = f"{PREFIX}:sandbox:web-url"
 
 # The secret web chat visitor tokens are signed with, when WEBCHAT_SECRET is not set:
 # the first web process generates it and every web process reads it from here.
@@ -154,6 +157,23 @@ class Keys:
         ConferenceSid, and each participant's CallSid as `p:<CallSid>` -> role and state."""
         return f"{self.base}:conf:{conversation_id}"
 
+    def recording(self, recording_sid: str) -> str:
+        """A call recording (Twilio RecordingSid, hash): its conversation, call, state, URL."""
+        return f"{self.base}:rec:{recording_sid}"
+
+    @property
+    def recordings(self) -> str:
+        """Every call recording kept, by when it began (sorted set): what retention deletes."""
+        return f"{self.base}:recs"
+
+    def conversation_recordings(self, conversation_id: str) -> str:
+        """The RecordingSids of a conversation's calls (sorted set, by when each began)."""
+        return f"{self.base}:conv-recs:{conversation_id}"
+
+    def consult(self, conversation_id: str) -> str:
+        """A warm transfer under way (hash): the colleague's consultation leg and whom it calls."""
+        return f"{self.base}:consult:{conversation_id}"
+
     def voice_handled(self, queue: str) -> str:
         """A queue's latest measured call handle times in ms (list, newest first): the
         expected-wait estimate's handle time."""
@@ -267,6 +287,24 @@ class Keys:
         a campaign is finished only when there are none, and nobody is due."""
         return f"{self.base}:cmp:{campaign_id}:pending"
 
+    def campaign_dial_figures(self, campaign_id: str) -> str:
+        """What the dialler measured of an agent-paced campaign's calls: outcomes, answers,
+        ring time, connects and abandons, and answers and abandons per day (30-day rate)."""
+        return f"{self.base}:cmp:{campaign_id}:dial"
+
+    def agent_campaign_callbacks(self, agent_id: str) -> str:
+        """The campaign conversations an agent is to call back, by when the customer asked."""
+        return f"{self.base}:agent:{agent_id}:cmp-callbacks"
+
+    def campaign_agent_figures(self, campaign_id: str) -> str:
+        """Per agent of the campaign's conversations: connects, right-party contacts,
+        promises and amounts, talk and wrap-up time ("<agent>:<figure>" fields)."""
+        return f"{self.base}:cmp:{campaign_id}:agents"
+
+    def campaign_ringing(self, campaign_id: str) -> str:
+        """An agent-paced campaign's calls queued or ringing, by when queued (ms)."""
+        return f"{self.base}:cmp:{campaign_id}:ringing"
+
     def campaign_rejects(self, campaign_id: str) -> str:
         """CSV rows the audience import refused: line number -> reason."""
         return f"{self.base}:cmp:{campaign_id}:rej"
@@ -309,6 +347,32 @@ class Keys:
     def campaign_previous_signing_keys(self) -> str:
         """The keys that signed those links before a rotation (a list, newest first): still verify."""
         return f"{self.base}:cmp:signing-key:previous"
+
+    # satisfaction surveys (router/surveys.py)
+    def survey_day(self, day: str) -> str:
+        """The figures of the surveys sent on a local date (YYYY-MM-DD), per queue and agent
+        ("q:<queue>:sent", "a:<agent>:r4", ...): counted when sent and when answered."""
+        return f"{self.base}:csat:day:{day}"
+
+    @property
+    def survey_comments(self) -> str:
+        """Survey answers that came with a comment (a stream, newest last, capped)."""
+        return f"{self.base}:csat:comments"
+
+    @property
+    def survey_followups(self) -> str:
+        """Conversations rated low that a supervisor has yet to follow up, scored by when rated."""
+        return f"{self.base}:csat:followups"
+
+    @property
+    def survey_signing_key(self) -> str:
+        """The secret that signs the tenant's email rating links."""
+        return f"{self.base}:csat:signing-key"
+
+    @property
+    def survey_previous_signing_keys(self) -> str:
+        """The keys that signed rating links before a rotation (a list, newest first): still verify."""
+        return f"{self.base}:csat:signing-key:previous"
 
 
     # the knowledge base (router/knowledge)

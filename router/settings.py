@@ -181,7 +181,8 @@ class Settings(msgspec.Struct, kw_only=True):
         read.text("webchat_secret", "WEBCHAT_SECRET")
         read.number("trusted_proxy_hops", "TRUSTED_PROXY_HOPS")
         read.number("login_client_failures", "LOGIN_CLIENT_FAILURES", least=1)
-        read.number("metrics_port", "METRICS_PORT")
+        default_port = next(f.default for f in msgspec.structs.fields(cls) if f.name == "port")
+        read.port_or_offset("metrics_port", "METRICS_PORT", base=read.values.get("port", default_port))
         return cls(**read.values)
 
 
@@ -231,6 +232,21 @@ class _Reader:
         if number < least:
             raise self._refuse(name, f"must be at least {least}, not {value!r}")
         self.values[field] = number
+        return True
+
+    def port_or_offset(self, field: str, name: str, base: int) -> bool:
+        """A port, or `+N`: N above `base` (PORT). honcho gives every process a PORT of its own
+        (5000, 5100, 5200, 5201, ...), so `METRICS_PORT=+1000` gives each its own metrics port."""
+        value = self._given(name).strip()
+        if not value.startswith("+"):
+            return self.number(field, name)
+        try:
+            offset = int(value[1:])
+        except ValueError:
+            raise self._refuse(name, f"{value!r} is neither a port nor +OFFSET (from PORT)") from None
+        if not 0 < base + offset < 65536:
+            raise self._refuse(name, f"PORT {base} {value} is no port")
+        self.values[field] = base + offset
         return True
 
     def choice(self, field: str, name: str, choices: Collection[str], normalise: Callable[[str], str]) -> bool:

@@ -63,8 +63,19 @@ def text(value: bytes | str) -> str:
 class Store:
     """A client for the deployment's Redis and the routing scripts registered on it."""
 
-    def __init__(self, redis: Any, *, embedded: bool = False, cluster: bool = False, probe: Any = None) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        embedded: bool = False,
+        cluster: bool = False,
+        probe: Any = None,
+        read_timeout_s: float | None = None,
+    ) -> None:
         self.redis = redis
+        # The client's socket read timeout (None: none): every blocking read must end before it
+        # (blocking), or an idle stream would read as a store that does not answer.
+        self.read_timeout_s = read_timeout_s
         # A client that fails fast (short timeout, no retries) for questions whose answer
         # is "is the store there?": /readyz, `contactrouter health`, start-up's wait.
         self.probe = redis if probe is None else probe
@@ -77,6 +88,15 @@ class Store:
 
     async def load_scripts(self) -> None:
         await self.scripts.load(self.redis)
+
+    def blocking(self, block_ms: int) -> int:
+        """How long a blocking read (XREAD/XREADGROUP BLOCK) may wait: `block_ms`, but ending a
+        second (or half the timeout, when that is under 2 s) before the client's read timeout,
+        which REDIS_URL's `socket_timeout` may set as low as it likes."""
+        if not self.read_timeout_s:
+            return block_ms
+        margin_s = min(1.0, self.read_timeout_s / 2)
+        return max(1, min(block_ms, int((self.read_timeout_s - margin_s) * 1000)))
 
     def keys(self, tenant: str) -> Keys:
         return Keys(tenant)
@@ -134,7 +154,7 @@ async def read_streams(
     runs: a store outage waits as `outage` says, any other failure is logged and
     waits a second, and both return no rows, so the loop simply reads again."""
     try:
-        rows = await store.redis.xread(positions, count=count, block=block_ms)
+        rows = await store.redis.xread(positions, count=count, block=store.blocking(block_ms))
     except asyncio.CancelledError:
         raise
     except STORE_ERRORS as exc:
@@ -199,15 +219,12 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     if settings.cluster:
         # Several seed nodes: the process starts (and restarts) while any one of them is down.
         nodes, options = cluster_nodes(settings.redis_url)
+        options = {"socket_timeout": max(SOCKET_TIMEOUT_S, settings.block_ms / 1000 + 5), **options}  # the URL's wins
         client = RedisCluster(
-            startup_nodes=nodes,
-            retry=retry,
-            retry_on_error=errors,
-            max_connections=MAX_CONNECTIONS,
-            **{"socket_timeout": max(SOCKET_TIMEOUT_S, settings.block_ms / 1000 + 5), **options},  # the URL's wins
+            startup_nodes=nodes, retry=retry, retry_on_error=errors, max_connections=MAX_CONNECTIONS, **options
         )
         probe = RedisCluster(startup_nodes=nodes, retry=Retry(NoBackoff(), 0), **{**options, **fast})
-        return Store(client, cluster=True, probe=probe)
+        return Store(client, cluster=True, probe=probe, read_timeout_s=_seconds(options.get("socket_timeout")))
     # A blocking pool: a burst of webhooks beyond the pool's size waits a moment
     # for a connection instead of failing (redis-py's default pool raises).
     pool = WaitingPool.from_url(
@@ -221,7 +238,15 @@ def connect(settings: Settings, *, embedded_server: fakeredis.FakeServer | None 
     probe_pool = aioredis.BlockingConnectionPool.from_url(
         settings.redis_url, max_connections=4, timeout=PROBE_TIMEOUT_S, retry=Retry(NoBackoff(), 0), **fast
     )
-    return Store(aioredis.Redis(connection_pool=pool), probe=aioredis.Redis.from_pool(probe_pool))
+    return Store(
+        aioredis.Redis(connection_pool=pool),
+        probe=aioredis.Redis.from_pool(probe_pool),
+        read_timeout_s=_seconds(pool.connection_kwargs.get("socket_timeout")),
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if value else None
 
 
 class _BlockingReadHandler(TCPFakeRequestHandler):

@@ -1,13 +1,14 @@
 """Timers kept in Redis (a sorted set per shard, scored by due time), so they
 survive restarts: reservation timeouts, wrap-up ends, escalation steps,
-service-level checks and the end of a sticky hold.
+service-level checks, the end of a sticky hold and satisfaction surveys.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
-from router import assign, atomic
+from router import assign, atomic, logcontext, surveys
 from router.config import Tenant
 from router.keys import Keys
 from router.store import Store
@@ -15,20 +16,26 @@ from router.store import Store
 log = logging.getLogger(__name__)
 
 LEASE_MS = 30_000  # a claimed timer comes due again after this if its worker died
+# Timer kinds a channel adds (its package registers them on import, as agents.ON_ACCEPT):
+# kind -> what to do with the rest of the member. The timer is removed once it returns.
+EXTRA: dict[str, Callable[[Store, Tenant, str], Awaitable[None]]] = {}
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"  # the web process's address when the caller gives none
 
 
-async def run_due(store: Store, tenant: Tenant, *, limit: int = 200) -> int:
-    """Handle the tenant's due timers; returns how many were handled."""
+async def run_due(store: Store, tenant: Tenant, *, limit: int = 200, base_url: str = "") -> int:
+    """Handle the tenant's due timers; returns how many were handled. `base_url` is where
+    the web process is reached (the links of survey email)."""
     due = await atomic.claim_timers(store, tenant.id, lease_ms=LEASE_MS, limit=limit)
     for member in due:
-        try:
-            await handle(store, tenant, member)
-        except Exception:
-            log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
+        with logcontext.about(tenant=tenant.id):
+            try:
+                await handle(store, tenant, member, base_url=base_url)
+            except Exception:
+                log.exception("timer %s of %s failed; it comes due again in %d ms", member, tenant.id, LEASE_MS)
     return len(due)
 
 
-async def handle(store: Store, tenant: Tenant, member: str) -> None:
+async def handle(store: Store, tenant: Tenant, member: str, *, base_url: str = "") -> None:
     keys = Keys(tenant.id)
     kind, _, rest = member.partition(":")
     if kind == "res":
@@ -51,6 +58,11 @@ async def handle(store: Store, tenant: Tenant, member: str) -> None:
         queue = await store.redis.hget(keys.conversation(rest), "queue")
         if queue:
             await assign.assign_queue(store, tenant.id, queue.decode())
+    elif kind == surveys.TIMER:  # a closed conversation's satisfaction survey (survey_send.lua removes it)
+        await surveys.send_due(store, tenant, rest, base_url=base_url or DEFAULT_BASE_URL)
+    elif kind in EXTRA:
+        await EXTRA[kind](store, tenant, rest)
+        await store.redis.zrem(keys.timers, member)
     else:
         log.error("unknown timer %r in %s; dropped", member, tenant.id)
         await store.redis.zrem(keys.timers, member)

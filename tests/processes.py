@@ -41,13 +41,15 @@ def wait_for(predicate: Callable[[], T], what: str, timeout: float = 20.0) -> T:
 
 
 @contextmanager
-def running_up() -> Iterator[tuple[str, int]]:
-    """`contactrouter up` on a free web port: yields (its store's URL, the web port)."""
+def running_up(env_extra: dict[str, str] | None = None, console: list[str] | None = None) -> Iterator[tuple[str, int]]:
+    """`contactrouter up` on a free web port: yields (its store's URL, the web port). Its
+    console's lines are added to `console` as they come."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "CONTACTROUTER_CONFIG")}
     env["PORT"] = str(port)
+    env.update(env_extra or {})
     process = subprocess.Popen([CLI, "up"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
+    lines: list[str] = console if console is not None else []
 
     def store_url() -> str | None:
         line = process.stdout.readline()

@@ -4,12 +4,14 @@ with demo data, and the CLI in another terminal drives it as an agent."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import urllib.request
 
 import pytest
 
-from tests.processes import CLI, run_cli, wait_for
+from ops.redis_server import free_port
+from tests.processes import CLI, run_cli, running_up, wait_for
 
 pytestmark = pytest.mark.e2e  # `contactrouter up` and the CLI, each in its own process
 
@@ -105,3 +107,25 @@ def test_simulating_a_call_to_a_tenant_without_voice_numbers_is_refused(tmp_path
     )  # fmt: skip
     assert result.returncode == 2
     assert "tenant initech has no voice numbers" in result.stderr
+
+
+def test_simulate_finds_the_web_process_of_up_without_port_exported(up: tuple[str, int]) -> None:
+    url, _port = up
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "CONTACTROUTER_CONFIG")}
+    result = subprocess.run(
+        [CLI, "simulate", "sms", "--tenant", "acme", "--from", "+15557770003", "hello"],
+        env={**env, "REDIS_URL": url}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "<Response" in result.stdout
+
+
+def test_up_says_so_when_smtp_port_is_taken() -> None:
+    taken = free_port()
+    console: list[str] = []
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", taken))
+        holder.listen()
+        with running_up({"SMTP_PORT": str(taken), "SMTP_HOST": "127.0.0.1"}, console):
+            smtp = wait_for(lambda: [line for line in console if line.lstrip().startswith("smtp:")], "the smtp line")
+    assert f"SMTP_PORT {taken} is taken" in smtp[0], smtp

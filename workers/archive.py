@@ -10,7 +10,8 @@ Every EVICT_EVERY_S it also evicts, per tenant, the conversations closed more th
 CONTACTROUTER_HOT_DAYS (or the tenant's hot_days) ago: each is archived once more,
 committed, and then removed from Redis by evict.lua only if Redis still holds exactly
 what was committed. Then it deletes from the archive what is older than the tenant's
-retention_days, if it has one.
+retention_days, if it has one, and takes recordings and attachments off messages older
+than the tenant's periods for them (router/records/retention.py).
 
 While PostgreSQL is away the worker waits with the batch it holds (nothing acknowledged,
 nothing evicted); the events wait in the streams, whose trimming keeps what a group
@@ -20,18 +21,19 @@ has not acknowledged.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections import defaultdict
 
 import msgspec
-import psycopg
-from psycopg_pool import PoolTimeout
 
 from router import atomic, bus, events
+from router.attachments import AttachmentStore
 from router.config import Deployment
 from router.keys import ARCHIVE_GROUP, Keys, shard_of
-from router.records.archive import Archive
+from router.records import retention
+from router.records.archive import UNAVAILABLE, Archive
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage
@@ -41,8 +43,7 @@ log = logging.getLogger(__name__)
 EVICT_EVERY_S = 60.0
 EVICT_BATCH = 200  # conversations archived again and evicted per transaction
 DAY_MS = 86_400_000
-# What PostgreSQL being away raises: a connection refused or dropped, no connection in time.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout)
+DATABASE_ERRORS = UNAVAILABLE  # PostgreSQL away: a connection refused or dropped, no connection in time
 
 
 def archive_of(store: Store) -> Archive:
@@ -87,6 +88,7 @@ async def evict(store: Store, tenant: str, *, hot_days: float, now_ms: int | Non
         if gone:
             outcomes["gone"] += len(gone)
         kept = 0
+        mails = await archive.email_message_ids(tenant, [taken.conversation for taken in snapshots])
         for taken in snapshots:
             outcome = await atomic.evict(
                 store,
@@ -96,6 +98,7 @@ async def evict(store: Store, tenant: str, *, hot_days: float, now_ms: int | Non
                 closed_before=closed_before,
                 message_ids="\n".join(taken.replies),
                 fields=taken.fields,
+                thread_refs="\n".join(mails.get(taken.conversation, ())),
             )
             outcomes[outcome] += 1
             if outcome in ("evicted", "gone"):
@@ -136,16 +139,35 @@ def consumer(store: Store, deployment: Deployment, settings: Settings, stop: asy
     )
 
 
-async def expire(store: Store, tenant: str, *, retention_days: int, now_ms: int | None = None) -> dict[str, int]:
-    """Retention: delete from the archive what closed more than `retention_days` ago (0: keep for ever)."""
-    if retention_days <= 0:
-        return {}
+async def expire(
+    store: Store,
+    tenant: str,
+    *,
+    retention_days: int,
+    recordings_days: int = 0,
+    attachments_days: int = 0,
+    files: AttachmentStore | None = None,
+    now_ms: int | None = None,
+) -> dict[str, int]:
+    """Retention: delete from the archive what closed more than `retention_days` ago, and take
+    recordings and other attachments off messages older than their own periods (0: kept as
+    long as their conversation, for ever by default), deleting the stored files nobody else's
+    message refers to from `files`. Returns how many of each went."""
     now_ms = now_ms if now_ms is not None else events.now_ms()
-    return await archive_of(store).expire(tenant, now_ms - retention_days * DAY_MS)
+    archive = archive_of(store)
+    gone: dict[str, int] = {}
+    for kind, days in ((retention.RECORDINGS, recordings_days), (retention.ATTACHMENTS, attachments_days)):
+        if days > 0 and (retention_days <= 0 or days < retention_days):
+            before = dt.datetime.fromtimestamp((now_ms - days * DAY_MS) / 1000, dt.UTC)
+            gone.update(await retention.expire_kind(archive, files, tenant, kind, before))
+    if retention_days > 0:
+        gone.update(await archive.expire(tenant, now_ms - retention_days * DAY_MS, files=files))
+    return gone
 
 
 async def _evict_loop(store: Store, deployment: Deployment, settings: Settings, stop: asyncio.Event) -> None:
     outage = StoreOutage("archive eviction")
+    files = AttachmentStore(settings.attachment_dir, settings.attachment_max_bytes)
     while not await stopped(stop, EVICT_EVERY_S):
         started = time.monotonic()
         try:
@@ -154,8 +176,15 @@ async def _evict_loop(store: Store, deployment: Deployment, settings: Settings, 
                 outcomes = await evict(store, tenant.id, hot_days=hot_days)
                 if outcomes.get("evicted"):
                     log.info("evicted %d archived conversations of %s from Redis", outcomes["evicted"], tenant.id)
-                gone = await expire(store, tenant.id, retention_days=tenant.retention_days)
-                if gone.get("conversations") or gone.get("events"):
+                gone = await expire(
+                    store,
+                    tenant.id,
+                    retention_days=tenant.retention_days,
+                    recordings_days=tenant.voice.recording_retention_days or 0,  # as the calls' (channels.voice)
+                    attachments_days=tenant.attachments_retention_days,
+                    files=files,
+                )
+                if any(gone.values()):
                     log.info("retention: deleted %s of %s from the archive", gone, tenant.id)
         except (*DATABASE_ERRORS, *STORE_ERRORS) as exc:
             outage.failed(exc)

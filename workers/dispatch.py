@@ -30,7 +30,7 @@ import msgspec
 from channels import sandbox_senders
 from channels import senders as default_senders
 from channels.transport import OutcomeUnknown, PermanentFailure, Refused, Sender, TemporaryFailure
-from router import atomic, bus, events, scripts
+from router import atomic, bus, events, logcontext, scripts
 from router.config import Deployment
 from router.customers import WITHHELD
 from router.errors import UnknownTenant
@@ -175,13 +175,14 @@ class Dispatcher:
 
         async def in_order(sequence: list[tuple[events.OutboundMessage, bytes, Ref]]) -> None:
             for message, payload, ref in sequence:
-                try:
-                    async with self._gate:
-                        await self.deliver(message, payload)
-                except Exception:
-                    # Left pending: its lease lets a later pass reconcile and finish it.
-                    log.exception("delivering %s of %s failed", message.id, message.tenant)
-                    continue
+                with logcontext.about(tenant=message.tenant, conversation=message.conversation):
+                    try:
+                        async with self._gate:
+                            await self.deliver(message, payload)
+                    except Exception:
+                        # Left pending: its lease lets a later pass reconcile and finish it.
+                        log.exception("delivering %s of %s failed", message.id, message.tenant)
+                        continue
                 done.add(ref)
 
         if not work:

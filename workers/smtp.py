@@ -27,6 +27,8 @@ from channels.email import mime
 from channels.email.inbound import Addressed, InboundHandler
 from channels.email.trust import MailTrust
 from channels.fax import inbound as fax_inbound
+from ops import metrics
+from router import logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment
 from router.errors import ConfigError
@@ -122,11 +124,17 @@ class _DataLines:
 class _Server(SMTP):
     """aiosmtpd's SMTP server, reading DATA through _DataLines."""
 
+    async def push(self, status: str | bytes) -> None:
+        code = status[:3].decode() if isinstance(status, bytes) else status[:3]
+        metrics.SMTP_REPLIES.labels(code).inc()  # every reply, by its code (250, 451, 550, ...)
+        await super().push(status)
+
     async def smtp_DATA(self, arg: str) -> None:
         reader = self._reader
         self._reader = _DataLines(reader)  # type: ignore[assignment]
         try:
-            await super().smtp_DATA(arg)
+            with logcontext.about():  # a mail's lines carry its tenant and contact once taken in, not the next mail's
+                await super().smtp_DATA(arg)
         finally:
             self._reader = reader
 

@@ -1,7 +1,8 @@
 """The timers worker: reservation timeouts, wrap-up ends, escalation, SLA checks,
 calls abandoned before routing caught up, and the periodic upkeep of streams: each
 tenant's days that are over are rolled up into their reports first, then the streams
-are trimmed (never past what a day not rolled up still needs).
+are trimmed (never past what a day not rolled up still needs); then call recordings
+past their retention are deleted (channels.voice.recording.delete_expired).
 
 Timers live in Redis, claimed with a lease, so a restart or a second timers
 worker loses and doubles nothing.
@@ -13,6 +14,8 @@ import asyncio
 import logging
 import time
 
+from channels._twilio_rest import TwilioClients
+from channels.voice import recording
 from channels.voice.status import resolve_pending
 from ops import rollups, streams
 from router import timers
@@ -36,7 +39,7 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
     try:
         while not stop.is_set():
             try:
-                handled = await _run_due(store, deployment)
+                handled = await _run_due(store, deployment, settings.base_url)
                 if time.monotonic() - last_sweep > SWEEP_EVERY_S:
                     last_sweep = time.monotonic()
                     await _sweep(store, deployment)
@@ -57,11 +60,11 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
             await asyncio.gather(upkeep, return_exceptions=True)
 
 
-async def _run_due(store: Store, deployment: Deployment) -> int:
+async def _run_due(store: Store, deployment: Deployment, base_url: str) -> int:
     handled = 0
     for tenant in deployment.tenants:
         try:
-            handled += await timers.run_due(store, tenant)
+            handled += await timers.run_due(store, tenant, base_url=base_url)
         except STORE_ERRORS:
             raise
         except Exception:  # one tenant's bad timer must not stop the others'
@@ -72,8 +75,24 @@ async def _run_due(store: Store, deployment: Deployment) -> int:
 async def _upkeep(store: Store, deployment: Deployment, settings: Settings) -> None:
     try:
         await _trim(store, deployment, settings)
+        await _expire_recordings(store, deployment, settings)
     except STORE_ERRORS as exc:  # the main loop reports the outage; the next pass catches up
         log.info("stream upkeep stopped by the store: %s", exc)
+
+
+async def _expire_recordings(store: Store, deployment: Deployment, settings: Settings) -> None:
+    """Call recordings kept past their tenant's retention: deleted at Twilio, then here."""
+    twilio = TwilioClients(settings)
+    try:
+        for tenant in deployment.tenants:
+            try:
+                await recording.delete_expired(store, twilio, tenant)
+            except STORE_ERRORS:
+                raise
+            except Exception:  # one tenant's failure must not keep the others' recordings
+                log.exception("deleting the expired recordings of %s failed", tenant.id)
+    finally:
+        await twilio.close()
 
 
 async def _trim(store: Store, deployment: Deployment, settings: Settings) -> None:

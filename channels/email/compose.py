@@ -99,11 +99,27 @@ def render(tenant: Tenant, message: events.OutboundMessage, draft: Draft) -> tup
         "token": draft.token,
         "links": [{"name": a.filename or a.url, "url": a.url} for a in draft.links],
         "quote": _quote(tenant, draft.quoted) if draft.quoted and not message.automatic else None,
+        "ratings": survey_ratings(message.metadata),
     }
     env = pages()
     text = _template(env, tenant.id, "reply.txt").render(context)
     html = _template(env, tenant.id, "reply.html").render(context)
     return text.strip() + "\n", html
+
+
+SURVEY_RATING = "survey:rating:"  # a survey email's signed one-click link per rating (router/surveys.py)
+_LINK = re.compile(r"https?://[\x21-\x7e]+")
+
+
+def survey_ratings(metadata: Mapping[str, str]) -> list[dict[str, object]]:
+    """A survey email's rating links, 1 to 5, as buttons (HTML) and lines (text); only
+    plain http(s) links, whatever else the metadata holds."""
+    found = []
+    for rating in range(1, 6):
+        link = metadata.get(f"{SURVEY_RATING}{rating}", "")
+        if _LINK.fullmatch(link):
+            found.append({"rating": rating, "url": link})
+    return found
 
 
 def _quote(tenant: Tenant, entry: events.HistoryEntry) -> dict[str, object]:

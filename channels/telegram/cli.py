@@ -13,6 +13,7 @@ from telegram.error import TelegramError
 
 from channels.telegram.bots import TelegramBots, config_of, redact
 from channels.telegram.deeplinks import customer_payload
+from channels.telegram.polling import ALLOWED_UPDATES
 from channels.telegram.webhook import PATH
 from router.config import Deployment, Tenant
 from router.errors import ContactRouterError
@@ -71,9 +72,7 @@ async def set_webhook(bots: TelegramBots, tenant: Tenant, settings: Settings) ->
         # Telegram calls only HTTPS webhooks; the address is where it reaches the web process.
         raise TelegramCommandError("set PUBLIC_URL to the https:// address Telegram reaches the web process at")
     url = webhook_url(settings, tenant)
-    await bots.bot(tenant).set_webhook(
-        url, secret_token=telegram.webhook_secret, allowed_updates=["message", "my_chat_member"]
-    )
+    await bots.bot(tenant).set_webhook(url, secret_token=telegram.webhook_secret, allowed_updates=ALLOWED_UPDATES)
     return f"webhook of {tenant.id}'s bot set to {url}"
 
 

@@ -6,7 +6,9 @@ video (files downloaded through the Bot API into the attachment store and
 referenced as "store:<sha256>"), a shared contact or location. `/start PAYLOAD`
 deep links pick the queue or link the chat to a customer (channels.telegram.deeplinks).
 A user blocking or unblocking the bot (my_chat_member) moves them on or off the
-tenant's Telegram suppression list. Everything else is acknowledged and ignored.
+tenant's Telegram suppression list. A tap on a survey's rating button (a callback query)
+is recorded as the rating (channels.telegram.survey). Everything else is acknowledged
+and ignored.
 
 Each update has its effect once: its update_id is looked up in the set of stored
 updates first and added to it only after the effect is durable; the contact's
@@ -25,7 +27,7 @@ from telegram import Bot, File, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
-from channels.telegram import dedupe, deeplinks, reachability
+from channels.telegram import dedupe, deeplinks, reachability, survey
 from channels.telegram.bots import CONNECT_TIMEOUT_S, TIMEOUT_S, bot_id, config_of, period_s, redact
 from router import bus, customers, events
 from router.attachments import AttachmentStore, AttachmentTooLarge
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 BOT_API_DOWNLOAD_LIMIT = 20 * 1024 * 1024
 FILE_REF = "telegram:"  # an attachment not downloaded: "telegram:<file_id>", fetchable later by the bot
 
-Outcome = Literal["added", "repeated", "duplicate", "ignored", "blocked", "unblocked"]
+Outcome = Literal["added", "repeated", "duplicate", "ignored", "blocked", "unblocked", "rated"]
 
 
 class MalformedUpdate(ContactRouterError, ValueError):
@@ -79,6 +81,10 @@ async def _act(store: Store, tenant: Tenant, bot: Bot, files: AttachmentStore, u
         if member.new_chat_member.status == ChatMemberStatus.MEMBER:
             await reachability.reachable(store, tenant.id, chat, "unblocked", provider_id)
             return "unblocked"
+        return "ignored"
+    if update.callback_query is not None:
+        if survey.matches(update):
+            return await survey.answer(store, tenant, bot, update.callback_query)  # type: ignore[return-value]
         return "ignored"
     message = update.message
     if message is None or message.chat.type != ChatType.PRIVATE or message.from_user is None:

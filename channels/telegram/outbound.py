@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from telegram import Bot, Message
+from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from channels.sandbox import SandboxSender
-from channels.telegram import reachability
+from channels.telegram import reachability, survey
 from channels.telegram.bots import TIMEOUT_S, TelegramBots, period_s, redact
 from channels.telegram.inbound import FILE_REF
 from channels.transport import (
@@ -75,6 +75,7 @@ class _Budget:
 class _Part:
     text: str = ""  # a text message, or the caption of a file
     attachment: events.Attachment | None = None
+    buttons: InlineKeyboardMarkup | None = None  # a survey's rating buttons (channels.telegram.survey)
 
 
 class TelegramSender:
@@ -218,7 +219,7 @@ class TelegramSender:
 async def _request(bot: Bot, chat_id: int, part: _Part, content: str | bytes | None) -> Message:
     attachment = part.attachment
     if attachment is None:
-        return await bot.send_message(chat_id, part.text)
+        return await bot.send_message(chat_id, part.text, reply_markup=part.buttons)
     caption = part.text or None
     filename = attachment.filename or None
     small = isinstance(content, str) or len(content or b"") <= PHOTO_MAX_BYTES
@@ -234,6 +235,9 @@ def _parts(message: events.OutboundMessage) -> list[_Part]:
     if len(message.attachments) == 1 and _units(body) <= CAPTION_LIMIT:
         return [_Part(text=body, attachment=message.attachments[0])]
     parts = [_Part(text=chunk) for chunk in split_text(body)]
+    conversation = message.metadata.get("survey", "")
+    if conversation and parts:  # a survey: its rating buttons under its (last) text
+        parts[-1] = _Part(text=parts[-1].text, buttons=survey.keyboard(conversation))
     parts += [_Part(attachment=attachment) for attachment in message.attachments]
     if not parts:
         raise PermanentFailure("the message has neither a body nor an attachment")

@@ -21,7 +21,7 @@ from telegram.error import InvalidToken, TelegramError
 
 from channels.telegram import inbound
 from channels.telegram.bots import TelegramBots, bot_id, config_of, redact
-from router import atomic
+from router import atomic, logcontext
 from router.attachments import AttachmentStore
 from router.config import Deployment, Tenant
 from router.keys import Keys
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 25  # how long Telegram holds a getUpdates open when there is nothing new
 LEASE_MS = 60_000  # renewed before every poll: longer than one poll, short enough to fail over
 BACKOFF_S = (1, 2, 5, 10, 30)
-ALLOWED_UPDATES = ["message", "my_chat_member"]  # what inbound acts on; Telegram filters the rest
+ALLOWED_UPDATES = ["message", "my_chat_member", "callback_query"]  # what inbound acts on; Telegram filters the rest
 _STORE_ERRORS = (RedisError, OSError)
 
 
@@ -126,12 +126,13 @@ class Poller:
             if not await self.hold_lease():
                 log.warning("Telegram polling lease for %s lost mid-batch; left to its holder", self.tenant.id)
                 break
-            try:
-                outcome = await inbound.receive(self.store, self.tenant, self.bot, self.files, update)
-            except inbound.MalformedUpdate as exc:
-                log.error("Telegram update %d for %s skipped: %s", update.update_id, self.tenant.id, exc)
-            else:
-                log.debug("Telegram update %d for %s: %s", update.update_id, self.tenant.id, outcome)
+            with logcontext.about(tenant=self.tenant.id):  # the update's contact is bound once taken in
+                try:
+                    outcome = await inbound.receive(self.store, self.tenant, self.bot, self.files, update)
+                except inbound.MalformedUpdate as exc:
+                    log.error("Telegram update %d for %s skipped: %s", update.update_id, self.tenant.id, exc)
+                else:
+                    log.debug("Telegram update %d for %s: %s", update.update_id, self.tenant.id, outcome)
             self.offset = update.update_id + 1
         return len(updates)
 

@@ -3,7 +3,8 @@ loop with position, expected wait and the callback offer (waiting), voicemail
 (voicemail), call status callbacks (status); dialling customers back when an agent
 takes a callback (callbacks, placed by outbound's VoiceSender); campaign calls with
 "press 1 for an agent" (campaign); the caller bridged to the agent who took the call
-in a conference per conversation, the agent's leg screened (bridge); the figures a
+in a conference per conversation, the agent's leg screened (bridge), and the keypad
+survey the caller hears when the agent hangs up (survey); the figures a
 waiting caller hears (estimate); the agents' softphone in the browser (softphone),
 and its simulated calls for tenants without Twilio (simulated).
 
@@ -16,15 +17,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from channels.voice import bridge, callbacks, campaign, inbound, status, voicemail, waiting
+from channels.voice import bridge, callbacks, campaign, inbound, recording, status, survey, voicemail, waiting
 from channels.voice._webhook import twilio_context
 from channels.voice.outbound import CALLBACK, VoiceSender
-from router import agents
+from router import agents, timers
 
 __all__ = ["VoiceSender", "setup"]
 
 agents.ON_ACCEPT[CALLBACK] = callbacks.dial_back
 agents.ON_ACCEPT["call"] = callbacks.offer_call  # the agent's leg, screened (or the sandbox's softphone rings)
+timers.EXTRA[bridge.OFFER_TIMER] = bridge.report_overdue  # an agent leg Twilio never reported on
 
 
 def setup(app: web.Application) -> None:
@@ -34,6 +36,8 @@ def setup(app: web.Application) -> None:
     bridge.setup(app)
     waiting.setup(app)
     voicemail.setup(app)
+    recording.setup(app)
+    survey.setup(app)
     status.setup(app)
     campaign.setup(app)
     callbacks.setup(app)

@@ -42,9 +42,9 @@ from twilio.twiml.voice_response import VoiceResponse
 
 from channels._twilio_auth import tenant_form
 from channels._twilio_rest import TwilioError
-from channels.voice import inbound
+from channels.voice import inbound, recording
 from channels.voice._webhook import TWILIO, twiml, url
-from router import agents, conversations, events, names
+from router import agents, bus, conversations, events, names
 from router.appkeys import STORE
 from router.config import Tenant
 from router.keys import Keys
@@ -62,11 +62,16 @@ HOLD_PATH = "/twilio/{tenant}/voice/hold"
 WAIT_PATH = inbound.WAIT_PATH
 DIALED_PATH = "/twilio/voice/dialed"  # the caller's conference ended (channels.voice.waiting.dialed)
 SCREEN_TIMEOUT_S = 6  # after the whisper, how long the agent has to press 1
+# An agent leg Twilio never reports on (a lost status callback) is a missed offer after
+# this: the ring (30 s), machine detection and the whisper are long over by then.
+OFFER_TIMER = "voffer"
+OFFER_TIMEOUT_S = 120
 TAKE = "1"
 # AnsweredBy of a call Twilio's machine detection says no person answered
 MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"})
 NOT_REACHED = frozenset({"busy", "no-answer", "failed", "canceled"})
 CONFERENCE_EVENTS = "start end join leave hold"
+ROLES = ("customer", "agent", "supervisor", "colleague")  # a colleague: a warm transfer's (channels.voice.transfer)
 PARTICIPANT_STATES = {
     "participant-join": "in",
     "participant-leave": "left",
@@ -104,8 +109,13 @@ def agent_status_url(settings: Settings, tenant: str, query: str) -> str:
 
 
 def _conference_url(request: web.Request, tenant: str, conversation: str, role: str) -> str:
+    return conference_events_url(url(request, ""), tenant, conversation, role)
+
+
+def conference_events_url(base: str, tenant: str, conversation: str, role: str) -> str:
+    """The conference's statusCallback, naming the conversation and the participant's role."""
     query = urlencode({"conversation": conversation, "role": role})
-    return url(request, CONFERENCE_PATH.format(tenant=tenant) + "?" + query)
+    return base + CONFERENCE_PATH.format(tenant=tenant) + "?" + query
 
 
 def hold_url(base: str, tenant: Tenant) -> tuple[str, str]:
@@ -120,9 +130,13 @@ def hold_url(base: str, tenant: Tenant) -> tuple[str, str]:
 # --- TwiML ------------------------------------------------------------------------
 
 
-def caller_joins(request: web.Request, response: VoiceResponse, tenant: Tenant, conversation: str) -> None:
-    """The caller's leg into the conversation's conference; when the conference ends, the
-    Dial's action (waiting.dialed) says what follows."""
+def caller_joins(
+    request: web.Request, response: VoiceResponse, tenant: Tenant, conversation: str, *, recorded: bool = False
+) -> None:
+    """The caller's leg into the conversation's conference, told first when the call is
+    recorded; when the conference ends, the Dial's action (waiting.dialed) says what follows."""
+    if recorded:
+        recording.consent(response, tenant)
     wait, method = hold_url(url(request, ""), tenant)
     dial = response.dial(action=url(request, DIALED_PATH), method="POST")
     dial.conference(
@@ -231,8 +245,34 @@ async def missed(
     except agents.AgentError:
         return False  # closed or moved meanwhile
     await agents.set_presence(store, tenant, agent, "away", "missed call")
+    # the reports' per-agent missed column counts timed-out offers: a missed screening is one
+    # (after its accept: the offer was taken on screen, the call was not)
+    missed_offer = events.TimedOut(
+        tenant=tenant.id, occurred_at=events.now_ms(), conversation=conversation, channel="voice",
+        reservation=reservation, agent=agent, queue=record.get("queue", ""),
+    )  # fmt: skip
+    await bus.publish(store, Keys(tenant.id).events, missed_offer, dedup=f"missed-screening:{reservation}:{caller}")
     log.warning("agent %s of %s missed call %s (%s): offered on", agent, tenant.id, caller, why)
     return True
+
+
+async def expect_report(
+    store: Store, tenant: str, conversation: str, caller: str, agent: str, reservation: str
+) -> None:
+    """After the agent's leg is placed: a timer that makes the offer a missed one if Twilio
+    never says how the leg went (timers.EXTRA[OFFER_TIMER], `report_overdue`)."""
+    member = f"{OFFER_TIMER}:{conversation}|{caller}|{agent}|{reservation}"
+    await store.redis.zadd(Keys(tenant).timers, {member: events.now_ms() + OFFER_TIMEOUT_S * 1000})
+
+
+async def report_overdue(store: Store, tenant: Tenant, rest: str) -> None:
+    """The offer's timer came due: still neither taken nor missed, it is missed now (a
+    taken, missed, abandoned or moved offer is no longer standing: nothing happens)."""
+    conversation, caller, agent, reservation = [*rest.split("|"), "", "", ""][:4]
+    if await missed(
+        store, tenant, agent, conversation, caller, reservation, "no report from Twilio on the agent's leg"
+    ):
+        log.warning("no report on the agent leg of %s (%s, agent %s): missed offer", caller, tenant.id, agent)
 
 
 # --- webhooks: the agent's leg --------------------------------------------------------
@@ -294,6 +334,10 @@ async def screen_answer(request: web.Request) -> web.Response:
         response.hangup()
         return twiml(response)
     if await take(store, tenant, conversation, caller, agent, form["CallSid"]):
+        record = await conversations.get(store, tenant.id, conversation)
+        if recording.applies(tenant, record.get("queue", ""), placed=False):
+            # before the caller is moved, so the consent they hear is in the recording too
+            await recording.start(store, request.app[TWILIO], url(request, ""), tenant, conversation, caller)
         await move_caller(request, tenant, caller)
     agent_joins(request, response, tenant, conversation)
     return twiml(response)
@@ -337,7 +381,7 @@ async def conference_events(request: web.Request) -> web.Response:
     store = request.app[STORE]
     tenant, form = await tenant_form(request, ("ConferenceSid", "StatusCallbackEvent"))
     conversation, role = request.query.get("conversation", ""), request.query.get("role", "")
-    if not conversation or role not in ("customer", "agent"):
+    if not conversation or role not in ROLES:
         raise web.HTTPBadRequest(text="conversation and role are required")
     key = Keys(tenant.id).conference(conversation)
     event, sid = form["StatusCallbackEvent"], form.get("CallSid", "")

@@ -119,6 +119,9 @@ async def offer_call(store: Store, tenant: Tenant, agent: str, reservation: str)
     caller = await inbound.latest_call(store, tenant.id, conversation)
     if not caller:
         return None  # no caller on the line to bridge (a call's conversation without its call)
+    call = await inbound.get_call(store, tenant.id, caller)
+    if call.get("state") == "connected" and call.get("agent") == agent:
+        return None  # handed over warm (channels.voice.transfer): the agent is on the call already
     keys = Keys(tenant.id)
     record = await conversations.get(store, tenant.id, conversation)
     message = events.OutboundMessage(

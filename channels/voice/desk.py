@@ -52,7 +52,7 @@ async def hold(
     if simulated.is_simulated(sid):
         await _simulated(store, tenant, agent, sid, "hold" if on else "resume")
         return
-    caller = await _callers_leg(store, tenant, agent, conversation, ("connected",))
+    caller = await callers_leg(store, tenant, agent, conversation, ("connected",))
     if (await inbound.get_call(store, tenant.id, caller)).get("held") == ("1" if on else "0"):
         return  # already so: a repeated click
     room = await bridge.conference(store, tenant.id, conversation)
@@ -74,7 +74,7 @@ async def hold(
 async def hang_up_held(store: Store, twilio: TwilioClients, tenant: Tenant, agent: str, conversation: str) -> None:
     """End a caller's call the agent holds, when the page's own leg is gone (a page that
     held a call outside a conference, or lost its leg while the caller was held)."""
-    caller = await _callers_leg(store, tenant, agent, conversation, (waiting.HELD, "connected"))
+    caller = await callers_leg(store, tenant, agent, conversation, (waiting.HELD, "connected"))
     if tenant.twilio is not None:
         try:
             await twilio.client(tenant).calls(caller).update_async(status="completed")
@@ -112,7 +112,7 @@ async def transfer(
         if call.get("linked"):  # the caller's own call waits for the next agent, as with Twilio
             await inbound.update_call(store, tenant.id, call["linked"], state="queued", agent="")
         return outcome
-    caller = await _callers_leg(store, tenant, agent, conversation, ("connected", waiting.HELD))
+    caller = await callers_leg(store, tenant, agent, conversation, ("connected", waiting.HELD))
     outcome = await agents.transfer(store, tenant, agent, conversation, to_agent=to_agent, to_queue=to_queue, note=note)
     await inbound.update_call(store, tenant.id, caller, state="queued", agent="", held="0")
     await store.redis.hdel(Keys(tenant.id).call(caller), "bridged_at")  # the next agent's take bridges anew
@@ -133,7 +133,7 @@ async def _simulated(store: Store, tenant: Tenant, agent: str, sid: str, action:
         raise DeskError(f"the call is {after or 'gone'}")
 
 
-async def _callers_leg(store: Store, tenant: Tenant, agent: str, conversation: str, states: tuple[str, ...]) -> str:
+async def callers_leg(store: Store, tenant: Tenant, agent: str, conversation: str, states: tuple[str, ...]) -> str:
     """The CallSid of the caller's call in the conversation, if it is with this agent
     in one of these states."""
     sid = await inbound.latest_call(store, tenant.id, conversation)

@@ -32,12 +32,13 @@ from twilio.twiml.voice_response import Dial, VoiceResponse
 
 from channels._twilio_rest import TwilioError, TwilioSender, no_answer, twilio_failure
 from channels.transport import OutcomeUnknown, PermanentFailure, Reconciled, Refused
-from channels.voice import bridge, simulated, softphone
+from channels.voice import bridge, recording, simulated, softphone
 from channels.voice.campaign import dial as campaign_dial
 from router import events
 from router.config import Tenant
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.settings import Settings
+from router.store import text
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +65,28 @@ def callback_status_url(settings: Settings, tenant: str, message: str, attempt: 
 
 
 def agent_first_twiml(
-    customer: str, caller_id: str, status_callback: str, *, language: str = "en-US", greeting: str = GREETING
+    customer: str,
+    caller_id: str,
+    status_callback: str,
+    *,
+    language: str = "en-US",
+    greeting: str = GREETING,
+    recording_callback: str = "",
 ) -> str:
     """What the agent hears when they answer: a word, then the customer's phone
-    ringing; the customer sees the tenant's number."""
+    ringing; the customer sees the tenant's number. With a recording_callback the call
+    is recorded from the customer's answer, dual-channel (channels.voice.recording)."""
     response = VoiceResponse()
     response.say(greeting, language=language)
-    dial = Dial(caller_id=caller_id, timeout=CUSTOMER_RING_S)
+    record = {}
+    if recording_callback:
+        record = {
+            "record": recording.DIAL_RECORD,
+            "recording_status_callback": recording_callback,
+            "recording_status_callback_event": " ".join(recording.STATUS_EVENTS),
+            "recording_status_callback_method": "POST",
+        }
+    dial = Dial(caller_id=caller_id, timeout=CUSTOMER_RING_S, **record)
     dial.number(
         customer,
         status_callback=status_callback,
@@ -141,6 +157,7 @@ class VoiceSender(TwilioSender):
             caller_id,
             callback_status_url(self.settings, tenant.id, message.id, attempt, "customer", _dials(message)),
             language=tenant.voice.language,
+            recording_callback=await self._recording_callback(tenant, message),
         )
         try:
             call = await self.twilio.client(tenant).calls.create_async(
@@ -160,6 +177,13 @@ class VoiceSender(TwilioSender):
             raise no_answer(exc) from exc
         await self._record(message, call.sid, attempt)
         return call.sid
+
+    async def _recording_callback(self, tenant: Tenant, message: events.OutboundMessage) -> str:
+        """Where the recording of a placed call is reported, if its queue records them all."""
+        queue = text(await self.store.redis.hget(Keys(tenant.id).conversation(message.conversation), "queue") or b"")
+        if not recording.applies(tenant, queue, placed=True):
+            return ""
+        return recording.callback_url(self.settings.base_url, tenant.id, message.conversation)
 
     async def _offer(self, tenant: Tenant, message: events.OutboundMessage) -> str:
         """The agent's leg of a caller's call: their phone (with answering-machine
@@ -196,6 +220,9 @@ class VoiceSender(TwilioSender):
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise no_answer(exc) from exc
         await self._record(message, call.sid, attempt)
+        await bridge.expect_report(
+            self.store, tenant.id, message.conversation, meta.get("call_sid", ""), agent, meta.get("reservation", "")
+        )
         return call.sid
 
     async def _ring_simulated(self, tenant: Tenant, message: events.OutboundMessage) -> str:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from channels.voice import bridge, inbound, softphone, status
+from channels.voice import bridge, inbound, recording, softphone, status
 from router import agents, assign, atomic, conversations, events
 from router.config import Tenant
 from router.keys import Keys
@@ -43,6 +43,7 @@ NOT_TAKEN = frozenset({"busy", "no-answer"})
 FIELDS = (
     "sid", "status", "kind", "direction", "conversation", "customer", "from", "to", "held", "muted", "digits",
     "started_at", "answered_at", "ended_at", "duration_s", "hung_up_by", "tenant", "whisper", "linked_state",
+    "recording",
 )  # fmt: skip
 
 
@@ -127,6 +128,8 @@ async def calls_of(store: Store, tenant: str, agent: str) -> list[dict[str, str]
         if call:
             if call.get("linked"):  # waiting for the agent's 1 (queued), or put through (connected)
                 call["linked_state"] = (await inbound.get_call(store, tenant, call["linked"])).get("state", "")
+                running = await recording.running(store, tenant, call.get("conversation", ""))
+                call["recording"] = running["state"] if running else ""
             found.append({name: call.get(name, "") for name in FIELDS})
     return found
 
@@ -175,7 +178,10 @@ async def _follow_incoming(
     linked = await inbound.get_call(store, tenant.id, call["linked"]) if call.get("linked") else {}
     waiting = linked.get("state") == "queued"  # not taken at the whisper yet
     if action == "digits" and waiting and value.startswith(bridge.TAKE):
-        await bridge.take(store, tenant, conversation, call["linked"], agent, call["sid"])
+        if await bridge.take(store, tenant, conversation, call["linked"], agent, call["sid"]):
+            queue = (await conversations.get(store, tenant.id, conversation)).get("queue", "")
+            if recording.applies(tenant, queue, placed=False):  # a marker: the sandbox records no sound
+                await recording.start(store, None, "", tenant, conversation, call["linked"])
     elif after == "completed" and by == "agent" and waiting:
         reservation = (await conversations.get(store, tenant.id, conversation)).get("reservation", "")
         await bridge.missed(store, tenant, agent, conversation, call["linked"], reservation, "not taken at the whisper")
@@ -197,6 +203,7 @@ async def _follow_incoming(
             if freed:
                 await assign.assign_agent(store, tenant.id, freed)
     elif after == "completed" and by != "transfer" and linked:
+        await recording.stop_simulated(store, tenant.id, conversation)
         ended = await record(store, tenant.id, call["sid"])
         await inbound.update_call(
             store,

@@ -27,7 +27,7 @@ import logging
 from aiohttp import web
 from redis.exceptions import WatchError
 
-from channels.voice import estimate, inbound
+from channels.voice import estimate, inbound, survey
 from channels.voice._webhook import call_form
 from router import assign, atomic, conversations, events
 from router.appkeys import STORE
@@ -88,8 +88,9 @@ async def status_callback(request: web.Request) -> web.Response:
         # hung up while waiting, or while the agent who took the call was being
         # screened (bridge): that agent is freed, not blamed
         await abandoned(store, tenant.id, sid, call, agent=await _screening_agent(store, tenant.id, sid, call))
-    elif status in ENDED and call.get("state") == "connected" and call.get("bridged_at"):
-        talk_ms = int(fields["ended_at"]) - int(call["bridged_at"])
+    elif status in ENDED and call.get("state") in ("connected", survey.STATE) and call.get("bridged_at"):
+        # the talk ended when the agent hung up, not after the keypad survey (channels.voice.survey)
+        talk_ms = int(call.get("survey_at") or fields["ended_at"]) - int(call["bridged_at"])
         await estimate.record_handled(store, tenant.id, call.get("queue", ""), talk_ms)
     # Marked only once the effect is stored: a failure above is redone on a retry.
     await store.redis.set(seen, "1", ex=PROVIDER_ID_TTL_S)

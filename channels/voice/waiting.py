@@ -39,7 +39,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from twilio.twiml.voice_response import VoiceResponse
 
-from channels.voice import bridge, estimate, inbound, status, voicemail
+from channels.voice import bridge, estimate, inbound, recording, status, survey, voicemail
 from channels.voice._webhook import call_form, twiml, url
 from router import bus, conversations, events
 from router.appkeys import STORE
@@ -109,7 +109,8 @@ async def wait(request: web.Request) -> web.Response:
     state = record.get("state")
     if call.get("state") == "connected" and state == "assigned" and record.get("agent") == call.get("agent"):
         # the agent took the call at the whisper (bridge.take): into their conference
-        bridge.caller_joins(request, response, tenant, conversation)
+        recorded = recording.applies(tenant, record.get("queue", ""), placed=False)
+        bridge.caller_joins(request, response, tenant, conversation, recorded=recorded)
     elif state in WAITING or state == "assigned":  # waiting, or the agent's leg is being screened
         figures = await estimate.figures(store, tenant, record) if round_ % ANNOUNCE_EVERY == 0 else None
         _hold(request, response, tenant, figures)
@@ -319,7 +320,8 @@ def _spoken(number: str) -> str:
 async def dialed(request: web.Request) -> web.Response:
     """The caller's conference ended or they left it (the Dial's action). Moved out by
     the agent (a transfer: their call is queued again, or held outside a conference):
-    back to the loop. Otherwise the call is over: the agent hung up, or the caller did."""
+    back to the loop. The agent hung up with the caller still on the line: the keypad
+    survey where the tenant asks one (channels.voice.survey). Otherwise the call is over."""
     store = request.app[STORE]
     tenant, form = await call_form(request)
     response = VoiceResponse()
@@ -327,6 +329,11 @@ async def dialed(request: web.Request) -> web.Response:
     caller_gone = form.get("CallStatus", "") in status.ENDED or bool(call.get("ended_at"))
     if not caller_gone and call.get("state") in (HELD, "queued"):
         response.redirect(url(request, f"{WAIT_PATH}?n=1"))
-    else:
-        response.hangup()
+        return twiml(response)
+    if not caller_gone and call.get("state") == "connected":
+        # the agent hung up and the caller is still on the line: the keypad survey, if asked
+        asked = await survey.offer(request, tenant, form["CallSid"], call)
+        if asked is not None:
+            return twiml(asked)
+    response.hangup()
     return twiml(response)

@@ -40,8 +40,10 @@ class WebchatSender:
             sender = tenant.webchat.title or tenant.name or tenant.id
         else:
             sender = next((a.name or a.id for a in tenant.agents if a.id == message.agent), message.agent)
+        survey = message.metadata.get("survey", "")
         item = transcript.ChatItem(
-            type="message",
+            type="survey" if survey else "message",  # a survey: the widget adds its rating buttons
+            conversation=survey,
             id=message.id,
             kind="out",
             text=message.body,

@@ -11,11 +11,12 @@ Frames (JSON), tab -> server:
   {"type": "message", "id": <the tab's own id for it>, "text"}
   {"type": "typing", "active": bool}        {"type": "read", "up_to": <message id>}
   {"type": "links"}                         (fresh file links for an open tab; once a minute at most)
+  {"type": "rating", "conversation", "rating"?, "comment"?}  (a satisfaction survey's answer: survey.py)
 server -> tab:
   {"type": "welcome", "token", "history", "open", "prechat_done", "agent_read"}
   {"type": "links", "items": [{"id", "files"}]}  (the history's files, newly signed)
   {"type": "ack", "id", "duplicate"}   {"type": "error", "code", "message", "id"?, "retry_after"?}
-  message / typing / read items (transcript.ChatItem)
+  message / typing / read / survey / rated items (transcript.ChatItem)
 
 A message is acknowledged only once it is on the inbound stream; its id is the
 provider id there, so a tab resending after a reconnect adds nothing twice.
@@ -32,7 +33,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from redis.exceptions import RedisError
 
-from channels.webchat import files, identity, inbound, limits, origins, signals, transcript
+from channels.webchat import files, identity, inbound, limits, origins, signals, survey, transcript
 from channels.webchat._runtime import MAX_SOCKETS_PER_ADDRESS, RUNTIME, Runtime, chat_tenant, client_ip, is_open
 from channels.webchat.live import Tab
 from router import customers, events
@@ -181,6 +182,7 @@ class ChatSession:
                 "typing": self._typing,
                 "read": self._read,
                 "links": self._links,
+                "rating": self._rating,
             }.get(frame.get("type"))
             if handler is None:
                 self.send(_error("bad_request", f"unknown frame type {str(frame.get('type'))[:32]!r}"))
@@ -322,6 +324,21 @@ class ChatSession:
             self.store, self.tenant, self.visitor, client_id, body, state, page=self.page, language=self.language
         )
         self.send({"type": "ack", "id": client_id, "duplicate": duplicate})
+
+    async def _rating(self, frame: dict[str, Any]) -> None:
+        refused = survey.refusal(frame)
+        if refused is not None:
+            self.send(refused)
+            return
+        # ratings have a quota of their own: a survey's clicks never stop the visitor writing
+        quota = [("rating", self.visitor, self.webchat.limits.per_visitor_per_minute)]
+        retry = await limits.take(self.store, self.tenant.id, quota)
+        if retry:
+            self.send(_error("rate_limited", "you are sending too fast", retry_after=retry))
+            return
+        refused = await survey.answer(self.store, self.tenant, self.visitor, frame)
+        if refused is not None:
+            self.send(refused)
 
     def _quotas(self) -> list[tuple[str, str, int]]:
         return [

@@ -47,10 +47,11 @@ def file_refs(attachments: Iterable[Attachment]) -> tuple[FileRef, ...]:
 
 
 class ChatItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One frame a visitor's tab is shown: a message, an agent typing, or a read mark.
-    It is sent to the browser as it is (JSON); the widget shows every text as text."""
+    """One frame a visitor's tab is shown: a message, an agent typing, a read mark, or a
+    satisfaction survey and its answer (channels.webchat.survey). It is sent to the browser
+    as it is (JSON); the widget shows every text as text."""
 
-    type: Literal["message", "typing", "read"]
+    type: Literal["message", "typing", "read", "survey", "rated"]
     id: str = ""  # the message's id (the contact's or the outbound message's)
     kind: Literal["in", "out", ""] = ""  # in: the visitor wrote it; out: an agent (or the tenant)
     text: str = ""
@@ -60,6 +61,9 @@ class ChatItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     files: tuple[FileRef, ...] = ()
     active: bool = False  # typing
     up_to: str = ""  # read: the agent has read the visitor's messages up to this id
+    conversation: str = ""  # survey, rated: the conversation rated
+    rating: int = 0  # rated: the rating that counts (the first)
+    commented: bool = False  # rated: a comment came with it or after
 
 
 _encode = msgspec.json.Encoder().encode

@@ -1,13 +1,25 @@
 """Benchmarks: `python -m ops.bench <name> [options]`.
 
-Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge.
+Names: routing, instructions, webhooks, email, pipeline, campaigns, desk, archive, knowledge, dialer, retention.
 """
 
 from __future__ import annotations
 
 import sys
 
-BENCHMARKS = ("routing", "instructions", "webhooks", "email", "pipeline", "campaigns", "desk", "archive", "knowledge")
+BENCHMARKS = (
+    "routing",
+    "instructions",
+    "webhooks",
+    "email",
+    "pipeline",
+    "campaigns",
+    "desk",
+    "archive",
+    "knowledge",
+    "dialer",
+    "retention",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         from ops.bench import knowledge
 
         return knowledge.main(rest)
+    if name == "dialer":
+        from ops.bench import dialer
+
+        return dialer.main(rest)
+    if name == "retention":
+        from ops.bench import retention
+
+        return retention.main(rest)
     return 2
 
 

@@ -26,6 +26,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import psycopg
 
@@ -33,7 +35,7 @@ from ops import streams
 from ops.postgres_server import PostgresServer
 from ops.redis_server import RedisServer
 from router import agents, bus, events
-from router.config import parse_deployment
+from router.config import Deployment, parse_deployment
 from router.keys import DISPATCH_GROUP, Keys
 from router.records import migrate
 from router.records.archive import Archive
@@ -68,8 +70,26 @@ async def key_bytes(store: Store) -> int:
     return total
 
 
-async def drill(store: Store, deployment, contacts: int) -> int:
-    """N SMS contacts, each routed, accepted, answered once, closed and its reply sent; returns how many closed."""
+def address_of(n: int) -> str:
+    return f"+1212555{n:04d}"
+
+
+def body_of(n: int) -> str:
+    return f"Hello, this is customer {n}: my meter reading looks wrong this month."
+
+
+async def drill(
+    store: Store,
+    deployment,
+    contacts: int,
+    *,
+    first: int = 0,
+    address: Callable[[int], str] = address_of,
+    body: Callable[[int], str] = body_of,
+) -> int:
+    """N SMS contacts, each routed, accepted, answered once, closed and its reply sent; returns how many closed.
+    The contacts are numbers first.. (their provider ids too); `address` and `body` give the n-th's
+    (addresses distinct within one drill)."""
     tenant = deployment.tenants[0]
     keys = Keys(TENANT)
     settings = Settings(consumer="bench", batch=100, block_ms=10)
@@ -81,23 +101,23 @@ async def drill(store: Store, deployment, contacts: int) -> int:
     await dispatcher.ensure_groups()
     for agent in tenant.agents:
         await agents.set_presence(store, tenant, agent.id, "available")
-    for n in range(contacts):
+    for n in range(first, first + contacts):
         await bus.ingest(
             store,
             events.InboundContact(
                 id=events.new_id(),
                 tenant=TENANT,
                 channel="sms",
-                address=f"+1212555{n:04d}",
+                address=address(n),
                 provider_id=f"SM{n:032d}",
                 occurred_at=events.now_ms(),
                 to="+15550001111",
-                body=f"Hello, this is customer {n}: my meter reading looks wrong this month.",
+                body=body(n),
             ),
         )
     closed = 0
     while closed < contacts:
-        await router.read()
+        read = await router.read()
         progressed = False
         for agent in tenant.agents:
             for offer in await agents.offers(store, tenant, agent.id):
@@ -109,12 +129,15 @@ async def drill(store: Store, deployment, contacts: int) -> int:
                 progressed = True
         while await dispatcher.read():
             pass
-        if not progressed and not await store.redis.xlen(keys.inbound):
+        if not progressed and not read:  # nothing routed, offered or left to read
             break
     return closed
 
 
-async def run(opts: argparse.Namespace) -> dict:
+@asynccontextmanager
+async def archived_store(agent_count: int) -> AsyncIterator[tuple[Store, Deployment, str]]:
+    """Its own redis-server and PostgreSQL (schema upgraded), a store with the archive, and the
+    bench tenant prepared: (store, deployment, the database's url)."""
     with RedisServer() as redis_server, PostgresServer() as pg:
         with psycopg.connect(pg.url, autocommit=True) as conn:
             conn.execute("CREATE DATABASE archive")
@@ -123,36 +146,41 @@ async def run(opts: argparse.Namespace) -> dict:
         store = connect(Settings(redis_url=redis_server.url))
         store.archive = await Archive.open(url)
         try:
-            deployment = parse_deployment(deployment_toml(opts.agents), "bench.toml")
+            deployment = parse_deployment(deployment_toml(agent_count), "bench.toml")
             from router.app import processes
 
             await processes.prepare(store, deployment)
-            keys = Keys(TENANT)
-            archiver = archive.consumer(store, deployment, Settings(consumer="bench", batch=500, block_ms=10), None)
-            await archiver.ensure_groups()
-            baseline, keys_baseline = await used_memory(store), await key_bytes(store)
-            pg_baseline = _database_bytes(url)
-
-            closed = await drill(store, deployment, opts.contacts)
-            while await archiver.read():
-                pass
-            for stream in (keys.inbound, keys.outbound, keys.events, keys.outbox):
-                await streams.trim(store, stream, keep_hours=0, approximate=False)
-            before, keys_before = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
-
-            outcomes = await archive.evict(
-                store, TENANT, hot_days=HOT_DAYS, now_ms=events.now_ms() + int((HOT_DAYS + 1) * DAY_MS)
-            )
-            after, keys_after = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
-            markers = [k async for k in store.redis.scan_iter(match=f"{keys.base}:seen:*", count=1000)]
-            if markers:
-                await store.redis.delete(*markers)
-            expired, keys_expired = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
-            left = sorted({_kind(text(k), keys.base) async for k in store.redis.scan_iter(match=f"{keys.base}:*")})
-            pg_bytes = _database_bytes(url) - pg_baseline
+            yield store, deployment, url
         finally:
             await store.archive.close()
             await store.close()
+
+
+async def run(opts: argparse.Namespace) -> dict:
+    async with archived_store(opts.agents) as (store, deployment, url):
+        keys = Keys(TENANT)
+        archiver = archive.consumer(store, deployment, Settings(consumer="bench", batch=500, block_ms=10), None)
+        await archiver.ensure_groups()
+        baseline, keys_baseline = await used_memory(store), await key_bytes(store)
+        pg_baseline = database_bytes(url)
+
+        closed = await drill(store, deployment, opts.contacts)
+        while await archiver.read():
+            pass
+        for stream in (keys.inbound, keys.outbound, keys.events, keys.outbox):
+            await streams.trim(store, stream, keep_hours=0, approximate=False)
+        before, keys_before = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
+
+        outcomes = await archive.evict(
+            store, TENANT, hot_days=HOT_DAYS, now_ms=events.now_ms() + int((HOT_DAYS + 1) * DAY_MS)
+        )
+        after, keys_after = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
+        markers = [k async for k in store.redis.scan_iter(match=f"{keys.base}:seen:*", count=1000)]
+        if markers:
+            await store.redis.delete(*markers)
+        expired, keys_expired = await used_memory(store) - baseline, await key_bytes(store) - keys_baseline
+        left = sorted({_kind(text(k), keys.base) async for k in store.redis.scan_iter(match=f"{keys.base}:*")})
+        pg_bytes = database_bytes(url) - pg_baseline
     per = max(closed, 1)
     before_each, after_each, expired_each = before / per, after / per, expired / per
     return {
@@ -192,7 +220,7 @@ def _kind(key: str, base: str) -> str:
     return ":".join(shown)
 
 
-def _database_bytes(url: str) -> int:
+def database_bytes(url: str) -> int:
     with psycopg.connect(url) as conn:
         conn.execute("CHECKPOINT")
         return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])

@@ -28,9 +28,10 @@ from channels.fax import fonts as fax_fonts
 from ops import streams
 from router import agents, audit, bus, conversations, customers, events, floor, templating
 from router.app import processes
+from router.attachments import AttachmentStore
 from router.config import Deployment, load_deployment, warnings_of
 from router.errors import ContactRouterError
-from router.keys import SANDBOX_TWILIO_TOKEN
+from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
 from router.settings import Settings
 from router.store import Store, connect
 
@@ -49,6 +50,7 @@ COMMAND_MODULES: list[str] = [
     "workers.campaigns.cli",
     "channels.webchat.cli",
     "router.knowledge.cli",
+    "router.app.survey_cli",
 ]
 
 
@@ -81,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         "--programs-only", action="store_true", help="only the program sections, for an existing supervisord's conf.d"
     )
     supervise.add_argument(
-        "--metrics-port", type=int, default=0, help="each process but web gets a METRICS_PORT, counting up from this"
+        "--metrics-port", type=int, default=0, help="each process gets a METRICS_PORT of its own, counting up from this"
+    )
+    supervise.add_argument(
+        "--scrape-targets",
+        metavar="FILE",
+        help="with --metrics-port: also write every process's metrics address there, for Prometheus's file_sd_configs",
     )
 
     check = sub.add_parser("config", help="configuration")
@@ -112,7 +119,9 @@ def _parser() -> argparse.ArgumentParser:
         kind.add_argument("--tenant", required=True)
         kind.add_argument("--from", dest="address", required=True, help="the customer's number (E.164)")
         kind.add_argument("--to", help="the tenant's number (default: its first number on the channel)")
-        kind.add_argument("--url", help="the web process (default: http://$HOST:$PORT)")
+        kind.add_argument(
+            "--url", help="the web process (default: where the `up` at REDIS_URL listens, else http://$HOST:$PORT)"
+        )
 
     agent = sub.add_parser("agent", help="act as an agent")
     agent.add_argument(
@@ -182,8 +191,14 @@ def _parser() -> argparse.ArgumentParser:
         module = importlib.import_module(name)
         for command in module.register(sub):
             EXTENSIONS[command] = module
-    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations")
-    db.add_argument("action", choices=["upgrade", "status"], help="upgrade: apply what is missing; status: versions")
+    db = sub.add_parser("db", help="the archive's PostgreSQL (DATABASE_URL): schema migrations, backfill")
+    db.add_argument(
+        "action",
+        choices=["upgrade", "status", "backfill"],
+        help="upgrade: apply what is missing; status: versions; backfill: archive the conversations Redis holds"
+        " whose events were trimmed before the archive ran (--tenant)",
+    )
+    db.add_argument("--tenant", help="backfill: the tenant")
 
     trim = sub.add_parser("trim", help="trim a tenant's streams (never drops unacknowledged entries)")
     trim.add_argument("--tenant", required=True)
@@ -310,7 +325,8 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
     elif a.action == "erase":
         from router.records import erasure
 
-        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason)
+        files = AttachmentStore(a.settings.attachment_dir, a.settings.attachment_max_bytes)
+        counts = await erasure.erase(store, a.tenant, args[0], by=a.by, reason=a.reason, files=files)
         await audit.record(
             store,
             "erasure",
@@ -318,9 +334,9 @@ async def _customer(store: Store, deployment: Deployment, a: argparse.Namespace)
             client="cli",
             tenants=(a.tenant,),
             target=f"customer {args[0]}",
-            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else ""),
+            detail=f"asked by {a.by}" + (f" ({a.reason})" if a.reason else "") + f"; erased {erasure.describe(counts)}",
         )
-        print(f"erased {args[0]}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+        print(f"erased {args[0]}: {erasure.describe(counts)}")
 
 
 async def _outbox(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
@@ -371,6 +387,17 @@ async def _status(store: Store, deployment: Deployment, a: argparse.Namespace) -
         print(f"{agent.agent:<16}{agent.presence + reason:<12}{load or '-'}")
 
 
+async def _backfill(store: Store, deployment: Deployment, a: argparse.Namespace) -> None:
+    """`db backfill --tenant T`: archive what Redis holds that no events entry will name again."""
+    from router.records import backfill
+
+    if not a.tenant:
+        raise CliError("db backfill needs --tenant")
+    deployment.tenant(a.tenant)
+    seen, written = await backfill.backfill(store, a.tenant)
+    print(f"{a.tenant}: {seen} conversations in Redis, {written} archived now (the rest were archived already)")
+
+
 COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[None]]] = {
     "contact": _contact_add,
     "agent": _agent,
@@ -380,6 +407,7 @@ COMMANDS: dict[str, Callable[[Store, Deployment, argparse.Namespace], Awaitable[
     "dead": _dead,
     "trim": _trim,
     "status": _status,
+    "db": _backfill,
 }
 
 
@@ -394,7 +422,7 @@ async def _simulate(settings: Settings, deployment: Deployment, a: argparse.Name
     except simulate.SimulationError as exc:
         raise CliError(str(exc)) from None
     token = tokens_for(tenant, settings).current or await _sandbox_token(settings)
-    url = (a.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    url = (a.url or await _up_web_url(settings) or f"http://{settings.host}:{settings.port}").rstrip("/")
     account = tenant.twilio.account_sid if tenant.twilio else "AC" + "0" * 32
     try:
         async with simulate.Webhooks(url, settings.public_url or url, token, account) as hooks:
@@ -430,6 +458,23 @@ def _db(settings: Settings, a: argparse.Namespace) -> None:
         print(f"missing: {', '.join(missing)} (run `contactrouter db upgrade`)")
 
 
+async def _up_web_url(settings: Settings) -> str | None:
+    """The web process of the `contactrouter up` whose store REDIS_URL names (it records where
+    it listens), so `simulate` finds it without PORT; None without such a store."""
+    if settings.redis_url is None:
+        return None
+    from redis.exceptions import RedisError
+
+    store = connect(settings)
+    try:
+        url = await store.probe.get(UP_WEB_URL)
+    except RedisError:
+        return None  # no store to ask: HOST and PORT say where the web process is
+    finally:
+        await store.close()
+    return url.decode() if url else None
+
+
 async def _sandbox_token(settings: Settings) -> str:
     """The sandbox token `contactrouter up` keeps in its embedded store."""
     if settings.redis_url is None:
@@ -452,6 +497,7 @@ async def _with_store(settings: Settings, deployment: Deployment, a: argparse.Na
     if settings.redis_url is None:
         raise CliError("set REDIS_URL (for `contactrouter up`, it prints the URL of its embedded store)")
     store = connect(settings)
+    a.settings = settings  # for the commands that need more than the store (the attachment store's folder)
     if settings.database_url:  # what Redis no longer holds is read from the archive
         from router.records.archive import Archive
 
@@ -477,9 +523,15 @@ def _supervisor_config(a: argparse.Namespace) -> str:
         raise CliError(f"no Procfile at {a.procfile}")
     else:  # an installed package has no Procfile: the one of the checkout, written out
         types, source = {role: f"contactrouter run {role} --json-logs" for role in ROLE_NAMES}, "every role"
+    formation = supervisord.parse_formation(a.formation, list(types))
+    if a.scrape_targets:
+        if not a.metrics_port:
+            raise CliError("--scrape-targets needs --metrics-port")
+        targets = supervisord.metrics_targets(types, formation, a.metrics_port)
+        Path(a.scrape_targets).write_text(json.dumps(targets, indent=2) + "\n", "utf-8")
     return supervisord.render(
         types,
-        supervisord.parse_formation(a.formation, list(types)),
+        formation,
         directory=os.path.abspath(a.directory or "."),
         log_dir=os.path.abspath(a.log_dir) if a.log_dir else "",
         programs_only=a.programs_only,
@@ -512,11 +564,11 @@ def main(argv: list[str] | None = None) -> int:
             from router.app import embedded
 
             processes.setup_logging(settings, json_logs=False)
-            failed = asyncio.run(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
+            failed = processes.run_to_exit(embedded.up(msgspec.structs.replace(settings, redis_url=None), deployment))
             return 1 if failed else 0
         if a.command == "run":
             processes.setup_logging(settings, json_logs=a.json_logs)
-            failed = asyncio.run(_run_role(settings, deployment, a.role))
+            failed = processes.run_to_exit(_run_role(settings, deployment, a.role))
             return 1 if failed else 0  # so a process manager restarts a failed role
         extension = EXTENSIONS.get(a.command)
         needs_store = getattr(extension, "NEEDS_STORE", True)
@@ -526,9 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         if a.command == "simulate":
             asyncio.run(_simulate(settings, deployment, a))
             return 0
-        if a.command == "db":
+        if a.command == "db" and a.action != "backfill":
             _db(settings, a)
             return 0
+        if a.command == "db":
+            if not settings.database_url:
+                raise CliError("set DATABASE_URL (the archive's PostgreSQL, e.g. postgresql://user@host/contactrouter)")
         asyncio.run(_with_store(settings, deployment, a))
         return 0
     except ContactRouterError as exc:  # a refused request: one line; anything else is a bug, with its traceback

@@ -9,11 +9,11 @@ import tempfile
 
 import msgspec
 
-from router import bus, events
+from router import bus, events, logcontext
 from router.app import processes
 from router.app.inbox.accounts import demo_accounts
 from router.config import Deployment
-from router.keys import SANDBOX_TWILIO_TOKEN
+from router.keys import SANDBOX_TWILIO_TOKEN, UP_WEB_URL
 from router.knowledge import articles as knowledge
 from router.settings import Settings
 from router.store import Store, connect, serve_embedded
@@ -48,6 +48,13 @@ def _port_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
+def next_free(host: str, port: int) -> int:
+    """`port`, or the first free one after it."""
+    while not _port_free(host, port):
+        port += 1
+    return port
+
+
 async def load_demo(store: Store, deployment: Deployment) -> None:
     """A few customers waiting, and a few help articles, so there is something to see.
 
@@ -68,7 +75,8 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
             body=body,
             subject="Invoice copy" if channel == "email" else "",
         )
-        await bus.ingest(store, contact)
+        with logcontext.about():  # the roles started after it are about no demo contact
+            await bus.ingest(store, contact)
     acme = next((t for t in deployment.tenants if t.id == "acme"), None)  # the bundled demo's, with its categories
     demo_kb = acme is not None and {a[0] for a in DEMO_ARTICLES} <= {c.id for c in acme.knowledge.categories}
     if acme is not None and demo_kb and not await knowledge.listing(store, acme.id):
@@ -82,8 +90,7 @@ async def load_demo(store: Store, deployment: Deployment) -> None:
 async def up(settings: Settings, deployment: Deployment, *, store_port: int = 6390) -> list[str]:
     """Run every role on the embedded store until stopped; returns the roles that failed."""
     host = settings.host
-    while not _port_free(host, store_port):
-        store_port += 1
+    store_port = next_free(host, store_port)
     server, _thread, tcp = serve_embedded(host, store_port)
     store = connect(settings, embedded_server=server)
     # Tenants without a Twilio account take signed webhooks from the simulator:
@@ -91,10 +98,14 @@ async def up(settings: Settings, deployment: Deployment, *, store_port: int = 63
     if not settings.twilio_sandbox_token:
         settings = msgspec.structs.replace(settings, twilio_sandbox_token=secrets.token_urlsafe(24))
     await store.redis.set(SANDBOX_TWILIO_TOKEN, settings.twilio_sandbox_token)
-    # The SMTP server takes the next free port; the demo's attachments go to a temp dir.
-    smtp_port = settings.smtp_port
-    while not _port_free(settings.smtp_host, smtp_port):
-        smtp_port += 1
+    await store.redis.set(UP_WEB_URL, f"http://{host}:{settings.port}")  # for `contactrouter simulate`
+    # The SMTP server takes the next free port, and the banner and log say so (mail sent to
+    # SMTP_PORT would reach whatever holds it); the demo's attachments go to a temp dir.
+    smtp_port = next_free(settings.smtp_host, settings.smtp_port)
+    smtp_moved = ""
+    if smtp_port != settings.smtp_port:
+        smtp_moved = f"  (SMTP_PORT {settings.smtp_port} is taken: mail goes to {smtp_port} instead)"
+        log.warning("SMTP_PORT %d is taken; the SMTP server listens on %d", settings.smtp_port, smtp_port)
     settings = msgspec.structs.replace(
         settings,
         smtp_port=smtp_port,
@@ -120,7 +131,8 @@ Contact router is up: every role in this process, embedded store, demo tenants: 
   store:   redis://{host}:{store_port}/0  (for the CLI in another terminal:
            export REDIS_URL=redis://{host}:{store_port}/0)
   archive: {archive}
-  smtp:    {settings.smtp_host}:{smtp_port}  (mail to help@acme.example becomes an acme contact)
+  smtp:    {settings.smtp_host}:{smtp_port}{smtp_moved}
+           (mail to help@acme.example becomes an acme contact)
   chat:    http://{host}:{settings.port}/webchat/acme/demo  (the web chat widget as a visitor sees it)
   help:    http://{host}:{settings.port}/help/acme  (the public help articles; the widget suggests them)
   inbox:   http://{host}:{settings.port}/inbox   (the supervisor enrols an authenticator app at first login)

@@ -14,11 +14,11 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ops import health
-from router import bus, queues
+from router import bus, logcontext, queues
 from router.config import Deployment
 from router.keys import DISPATCH_GROUP, ROUTING_GROUP, Keys
 from router.settings import Settings
@@ -31,6 +31,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Role = Callable[[Store, Deployment, Settings, asyncio.Event], Awaitable[None]]
+T = TypeVar("T")
+EXIT_GRACE_S = 3.0  # how long tasks left over at exit get to end after they are cancelled
+
+
+def run_to_exit(main: Coroutine[Any, Any, T], grace_s: float = EXIT_GRACE_S) -> T:
+    """asyncio.run, except that the tasks still running when `main` returns get `grace_s` to
+    end once cancelled, not forever: a Redis read that misses its cancel (redis-py can lose
+    one inside a blocking XREAD) kept `run web` on a busy port alive after it said it stops,
+    deaf to SIGTERM. Those left are named in one warning and abandoned with the loop."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        stray = asyncio.all_tasks(loop)
+        for task in stray:
+            task.cancel()
+        if stray:
+            loop.run_until_complete(asyncio.wait(stray, timeout=grace_s))
+        if left := sorted(task.get_name() for task in stray if not task.done()):
+            log.warning("exiting without waiting for %s: not ended %.0f s after cancelled", ", ".join(left), grace_s)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def roles() -> dict[str, Role]:
@@ -54,9 +76,9 @@ def roles() -> dict[str, Role]:
     }
 
 
-# The ids a log call may pass in `extra`, and the access log's parts; JSON logs carry
-# them as fields of their own.
-CONTEXT_FIELDS = ("tenant", "conversation", "contact")
+# The ids a line is about (router/logcontext.py, or a call's `extra`), and the access log's
+# parts; JSON logs carry them as fields of their own.
+CONTEXT_FIELDS = logcontext.FIELDS
 ACCESS_FIELDS = ("method", "path", "status", "ms", "peer")
 
 
@@ -84,11 +106,22 @@ class JsonLogs(logging.Formatter):
         return json.dumps(entry)
 
 
+class TextLogs(logging.Formatter):
+    """A line for people: the ids it is about after the message, `[tenant=acme conversation=...]`."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        ids = " ".join(f"{name}={value}" for name in CONTEXT_FIELDS if (value := getattr(record, name, None)))
+        return f"{line} [{ids}]" if ids else line
+
+
 def setup_logging(settings: Settings, *, json_logs: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLogs() if json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonLogs() if json_logs else TextLogs())
+    handler.addFilter(logcontext.LogContext())  # every line inside one contact's handling carries its ids
     logging.basicConfig(level=settings.log_level, handlers=[handler], force=True)
 
 
@@ -195,7 +228,7 @@ async def _run(
     beats = asyncio.create_task(
         health.heartbeat(store, deployment, names, consumer_name("+".join(names), settings), stop), name="heartbeat"
     )
-    if settings.metrics_port and "web" not in names:  # the web role serves /metrics on its own port
+    if settings.metrics_port:  # a port per process: web's too, beside its PORT shared by every web process
         from ops import metrics
 
         tasks.append(asyncio.create_task(metrics.serve(store, deployment, settings, stop), name="metrics"))

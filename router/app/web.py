@@ -1,7 +1,6 @@
 """The web process: health and readiness, metrics, every channel's webhooks (from the
-channels' registry), the agents' inbox under /inbox and campaign email's one-click
-unsubscribe, and the
-tenants' public help centres."""
+channels' registry), the agents' inbox under /inbox, campaign email's one-click
+unsubscribe, survey email's rating page and the tenants' public help centres."""
 
 from __future__ import annotations
 
@@ -17,14 +16,21 @@ from redis.exceptions import ReadOnlyError, TryAgainError
 
 from channels import setup_webhooks
 from ops import access, health, metrics
-from router.app import help_centre, inbox
+from router import logcontext
+from router.app import help_centre, inbox, rating_page
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Deployment
+from router.records.archive import ArchiveUnavailable
 from router.settings import Settings
 from router.store import STORE_ERRORS, Store
 from workers.campaigns import unsubscribe
 
 log = logging.getLogger(__name__)
+
+
+class PortBusy(OSError):
+    """The web port could not be bound: the role fails and the process exits non-zero."""
+
 
 RETRY_AFTER_S = 5  # what a 503 asks the caller to wait (Twilio retries a 5xx webhook anyway)
 # The store is away for a moment (failing over, restarting, out of connections), not broken:
@@ -50,6 +56,17 @@ class _Unavailable:
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
+        except ArchiveUnavailable as exc:
+            # Redis answers; what only the archive holds (an evicted conversation) does not.
+            if request.get(_RESPONDING):
+                raise
+            self._log(request, exc)
+            return web.Response(
+                status=503,
+                text="archive unavailable: this record is kept only in the archive, whose database does not"
+                " answer; try again in a few seconds\n",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         except UNAVAILABLE as exc:
             cause: BaseException = exc
         except web.HTTPInternalServerError as exc:
@@ -84,6 +101,34 @@ class _Unavailable:
             cause,
         )
         self._logged_at, self._since_logged = time.monotonic(), 0
+
+
+@web.middleware
+async def about_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The request's lines, its access line too, carry the tenant and conversation its path
+    names (each request runs in a task of its own, so nothing leaks into the next); a webhook
+    adds its tenant and contact once it has taken the contact in (router/bus.py)."""
+    match = request.match_info
+    logcontext.bind(tenant=match.get("tenant", ""), conversation=match.get("conversation", ""))
+    return await handler(request)
+
+
+@web.middleware
+async def count_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts each answer by its route's pattern (`/inbox/t/{tenant}/c/{conversation}`: ids are
+    no labels, or every conversation would be a series of its own) and status code."""
+    info = request.match_info
+    route = info.route.resource.canonical if info.route.resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        metrics.HTTP_REQUESTS.labels(route, request.method, str(exc.status)).inc()
+        raise
+    except BaseException:
+        metrics.HTTP_REQUESTS.labels(route, request.method, "500").inc()
+        raise
+    metrics.HTTP_REQUESTS.labels(route, request.method, str(response.status)).inc()
+    return response
 
 
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes, every few seconds
@@ -147,7 +192,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 def application(store: Store, deployment: Deployment, settings: Settings) -> web.Application:
     unavailable = _Unavailable()
-    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=[unavailable.middleware])
+    middlewares = [about_request, count_request, unavailable.middleware]  # count_request sees the 503s
+    app = web.Application(client_max_size=2 * 1024 * 1024, middlewares=middlewares)
     app.on_response_prepare.append(unavailable.responding)
     app[STORE] = store
     app[DEPLOYMENT] = deployment
@@ -159,6 +205,7 @@ def application(store: Store, deployment: Deployment, settings: Settings) -> web
     inbox.setup(app)
     unsubscribe.setup(app)  # one-click List-Unsubscribe (RFC 8058) for campaign email
     help_centre.setup(app)  # each tenant's public help articles, and the chat widget's suggestions
+    rating_page.setup(app)  # the signed one-click rating links of survey email
     if not settings.twilio_signatures:
         log.warning("Twilio signature checking is OFF (TWILIO_SIGNATURES=off): any request is trusted")
     return app
@@ -170,7 +217,13 @@ async def run(store: Store, deployment: Deployment, settings: Settings, stop: as
     # WEB_REUSE_PORT: several web processes share PORT, and the kernel spreads the connections
     # among them; one that dies or restarts leaves the others listening.
     site = web.TCPSite(runner, settings.host, settings.port, reuse_port=settings.web_reuse_port or None)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        # A port taken: the app's background tasks (the live feeds) started with the runner, and
+        # must end with it, or the process would say it stops and never exit.
+        await runner.cleanup()
+        raise PortBusy(f"web cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}") from exc
     log.info(
         "web listening on http://%s:%d%s",
         settings.host,

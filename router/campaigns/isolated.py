@@ -50,7 +50,7 @@ Preview = tuple[Recipient, str, Rendered | str]  # recipient, channel (or MACHIN
 
 
 class _Request(msgspec.Struct, array_like=True):
-    op: str  # "render" | "machine"
+    op: str  # "render" | "machine" | "script"
     digest: str
     definition: bytes | None  # the campaign, when the child may not have it yet
     channel: str
@@ -92,6 +92,8 @@ def _answer(request: _Request, renderers: OrderedDict[str, Renderer]) -> _Answer
         recipient = decode_recipient(request.recipient)
         if request.op == "machine":
             return _Answer(ok=True, body=renderer.render_machine(recipient))
+        if request.op == "script":
+            return _Answer(ok=True, body=renderer.render_script(recipient))
         rendered = renderer.render(request.channel, recipient, request.extra)
         return _Answer(ok=True, body=rendered.body, subject=rendered.subject)
     except TemplateProblem as exc:
@@ -129,6 +131,12 @@ class IsolatedRenderer:
         if "voice" not in campaign.channels or not campaign.voice.machine_message:
             return ""
         return (await self._ask(campaign, "machine", "voice", recipient, {})).body
+
+    async def render_script(self, campaign: Campaign, recipient: Recipient) -> str:
+        """The script an agent reads as the recipient's call connects ("" for none)."""
+        if not campaign.voice.script:
+            return ""
+        return (await self._ask(campaign, "script", "voice", recipient, {})).body
 
     async def preview(self, campaign: Campaign, recipients: list[Recipient]) -> list[Preview]:
         """The message each recipient would get on the campaign's channel (or the error it hits);

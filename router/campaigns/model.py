@@ -94,10 +94,19 @@ class VoicePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     answered: a person hears the message with "press 1 for an agent, 9 to stop these
     calls"; a machine gets `machine_message` (a template, left after the beep) or, when it
     is empty, a hang-up. With `machine_retry` a machine counts as not reached, so the
-    retry policy calls again (on the fallback channel when there is one)."""
+    retry policy calls again (on the fallback channel when there is one). `dial_mode` says
+    whether agents are on the line."""
 
     machine_message: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     machine_retry: bool = True
+    # "message": the call plays the message and offers an agent on 1. "progressive" and
+    # "predictive": agents are on the line; a person who answers goes straight to a free
+    # agent (router.campaigns.dialing paces the calls for them), and hears the tenant's
+    # abandon message when none is free.
+    dial_mode: Literal["message", "progressive", "predictive"] = "message"
+    # What the agent reads as a call of the campaign connects: a template over the
+    # recipient's fields, shown beside the conversation (rendered in the bounded child).
+    script: Annotated[str, msgspec.Meta(max_length=20_000)] = ""
 
 
 class Template(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -268,6 +277,13 @@ def _check(campaign: Campaign, source: str) -> None:
                     raise CampaignError(
                         f"{where}.variants[{index}].templates.{channel}`: not a channel of the campaign"
                     )
+    if campaign.voice.dial_mode != "message" and campaign.channel != "voice":
+        raise CampaignError(f"{where}.voice.dial_mode`: agents on the line need channel = \"voice\"")
+    if campaign.voice.script:
+        try:
+            sandboxed().parse(campaign.voice.script)
+        except jinja2.TemplateSyntaxError as exc:
+            raise CampaignError(f"{where}.voice.script`: line {exc.lineno}: {exc.message}") from None
     if campaign.voice.machine_message:
         try:
             sandboxed().parse(campaign.voice.machine_message)

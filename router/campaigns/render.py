@@ -38,6 +38,7 @@ MAX_POWER = 64  # `**` exponent: 10 ** 10 ** 9 would never finish
 # message (and the answering-machine message) longer than this never goes out.
 SAY_LIMIT = 4_096
 MACHINE = "voice machine"  # the preview row and template name of the answering-machine message
+SCRIPT = "agent script"  # the template name of the script an agent reads (voice.script)
 # Channels whose collections messages must tell the debtor how to opt out (Regulation F
 # 12 CFR 1006.6(e)): SMS says the keyword, email carries the unsubscribe link.
 OPTOUT_CHANNELS = frozenset({"sms", "email", "telegram", "webchat"})
@@ -235,6 +236,7 @@ class Renderer:
                     self._compiled[(variant, channel, locale)] = (body, subject)
         source = campaign.voice.machine_message if "voice" in campaign.channels else ""
         self._machine = self._compile(env, source, MACHINE) if source else None
+        self._script = self._compile(env, campaign.voice.script, SCRIPT) if campaign.voice.script else None
 
     @staticmethod
     def _compile(env: jinja2.Environment, source: str, name: str) -> jinja2.Template:
@@ -281,6 +283,12 @@ class Renderer:
         said = self._run(self._machine, dict(recipient.fields), MACHINE).strip()
         _check_say(said, MACHINE)
         return said
+
+    def render_script(self, recipient: Recipient) -> str:
+        """The agent's script for a recipient ("" for none); TemplateProblem names the line."""
+        if self._script is None:
+            return ""
+        return self._run(self._script, dict(recipient.fields), SCRIPT).strip()
 
     def _run(self, template: jinja2.Template, context: dict[str, str], name: str) -> str:
         """Render with the step budget, streaming, and stop once past max_bytes."""

@@ -27,6 +27,7 @@ from router.config.fields import DESCRIPTIONS, AccountSid, ApiKeySid, EnvName, F
 from router.config.knowledge import KnowledgeBase
 from router.config.routing import Agent, Queue, capacity_of
 from router.config.sms import SmsChannel
+from router.config.survey import Survey
 from router.config.telegram import TelegramChannel
 from router.config.voice import VoiceChannel
 from router.config.webchat import WebchatChannel
@@ -82,9 +83,11 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     entry_by_language: dict[str, str] = {}
     dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
     # with an archive (DATABASE_URL): days a closed conversation stays in Redis (None: CONTACTROUTER_HOT_DAYS),
-    # and days after its close that the archive keeps it (0: for ever)
+    # and days after its close that the archive keeps it (0: for ever); a message's files may go sooner, the
+    # message staying (0: kept as long as their conversation; recordings: [tenants.voice] recording_retention_days)
     hot_days: Annotated[float, msgspec.Meta(ge=0)] | None = None
     retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
+    attachments_retention_days: Annotated[int, msgspec.Meta(ge=0)] = 0
     queues: list[Queue] = []
     agents: list[Agent] = []
     addresses: dict[str, list[str]] = {}  # channel -> the tenant's own numbers/addresses
@@ -102,6 +105,7 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     # or only the channel and address it came from ("channel")
     opt_out_scope: Literal["person", "channel"] = "person"
     knowledge: KnowledgeBase = msgspec.field(default_factory=KnowledgeBase)  # its articles' categories and writers
+    survey: Survey | None = None  # without it, nobody is asked to rate a conversation
 
     def __post_init__(self) -> None:
         """Queues and agents are there and unique, and every queue a section names exists."""
@@ -118,6 +122,10 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
         for field, queue in self._queue_references():
             if queue not in queue_ids:
                 raise FieldError(field, f"unknown queue {queue!r}")
+        if self.survey is not None:
+            for disposition in self.survey.dispositions:
+                if disposition not in self.dispositions:
+                    raise FieldError("survey.dispositions", f"unknown disposition {disposition!r}")
         try:
             self.fax.check_sender(self.email)
         except FieldError as exc:

@@ -6,14 +6,18 @@
 -- A conversation that changed since (a late delivery report, a note, a merge) is left
 -- for the next archive.
 -- KEYS: base.
--- ARGV: conversation, what the archive holds of it, closed before (ms), the replies' ids (one a line), then
--- the conversation hash's field names in the order `held` spells them.
+-- ARGV: conversation, what the archive holds of it, closed before (ms), the replies' ids (one a line), the
+-- customers' email Message-IDs (one a line), then the conversation hash's field names in the order `held`
+-- spells them. The email thread references that lead to it go too (the threads hash: its token, its
+-- replies' and its customers' Message-IDs), each only while it still names this conversation: a mail
+-- answering it after this opens a new conversation, as a mail to a closed one does.
 -- Returns "evicted", "gone" (nothing to evict), "open", "recent" or "changed".
 local conv = ARGV[1]
 local held = ARGV[2]
 local closed_before = ARGV[3]
 local message_ids = ARGV[4]
-local FIELDS_AT = 4
+local thread_refs = ARGV[5]
+local FIELDS_AT = 5
 local c = conversation_key(conv)
 local count = redis.call("HLEN", c)
 if count == 0 then return "gone" end
@@ -47,6 +51,13 @@ for _, id in ipairs(replies) do redis.call("DEL", delivery_key(id)) end
 for _, ref in ipairs(refs) do  -- a provider's id, unless it has come to name another message
   if redis.call("GET", provider_message_key(ref[1])) == ref[2] then redis.call("DEL", provider_message_key(ref[1])) end
 end
+local threads = threads_key()
+local function unthread(ref)
+  if ref ~= "" and redis.call("HGET", threads, ref) == conv then redis.call("HDEL", threads, ref) end
+end
+if record.email_token then unthread("token:" .. record.email_token) end
+for _, ref in ipairs(refs) do unthread(ref[1]) end  -- an email reply's provider id is its Message-ID
+for ref in string.gmatch(thread_refs, "[^\n]+") do unthread(ref) end
 local customer = record.customer
 if customer and customer ~= "" then
   redis.call("ZREM", customer_conversations_key(customer), conv)

@@ -11,22 +11,37 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from decimal import Decimal, InvalidOperation
 
 import msgspec
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from router import events
-from router.records import migrate, snapshot
+from router.attachments import AttachmentStore
+from router.errors import ContactRouterError
+from router.records import migrate, retention, search, snapshot
 from router.store import Store
 
 log = logging.getLogger(__name__)
 
 UTC = dt.UTC
+READ_TIMEOUT_S = 2.0  # a reader (a page, the CLI) waits this long for a connection, not the pool's 10 s
+DOWN_FOR_S = 5.0  # after a failed read, reads fail at once for this long (a page does not wait again)
+
+
+class ArchiveUnavailable(ContactRouterError):
+    """The archive's database does not answer: what only it holds cannot be read now (the web answers 503)."""
+
+
+# What PostgreSQL being away raises: a connection refused or dropped, no connection in time.
+UNAVAILABLE: tuple[type[BaseException], ...] = (psycopg.OperationalError, PoolTimeout, ArchiveUnavailable)
 
 
 def _at(ms: str | int | None) -> dt.datetime | None:
@@ -66,6 +81,21 @@ class Archive:
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
+        self._down_until = 0.0
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a reader who is waiting (a page, a command): ArchiveUnavailable
+        after READ_TIMEOUT_S, or at once while the last read failed less than DOWN_FOR_S ago."""
+        if time.monotonic() < self._down_until:
+            raise ArchiveUnavailable("archive unavailable: its database did not answer a moment ago")
+        try:
+            async with self.pool.connection(timeout=READ_TIMEOUT_S) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            self._down_until = time.monotonic() + DOWN_FOR_S
+            log.warning("archive unavailable: %s: %s", type(exc).__name__, exc)
+            raise ArchiveUnavailable("archive unavailable: its database does not answer") from exc
 
     @classmethod
     async def connect(cls, url: str, *, size: int = 4) -> Archive:
@@ -137,6 +167,22 @@ class Archive:
             )
             return [row[0] for row in await cur.fetchall()]
 
+    async def email_message_ids(self, tenant: str, conversations: Sequence[str]) -> dict[str, list[str]]:
+        """The Message-IDs of the customers' mails in these conversations (their events say them)."""
+        if not conversations:
+            return {}
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT conversation, payload->>'provider_id' FROM events WHERE tenant = %s AND conversation = ANY(%s)"
+                " AND type = 'message' AND payload->>'channel' = 'email' AND payload->>'direction' = 'in'",
+                (tenant, list(conversations)),
+            )
+            found: dict[str, list[str]] = {}
+            for conversation, message_id in await cur.fetchall():
+                if message_id:
+                    found.setdefault(conversation, []).append(message_id)
+            return found
+
     async def mark_evicted(self, tenant: str, conversations: Sequence[str]) -> None:
         if not conversations:
             return
@@ -146,11 +192,15 @@ class Archive:
                 (tenant, list(conversations)),
             )
 
-    async def expire(self, tenant: str, closed_before_ms: int, *, batch: int = 1000) -> dict[str, int]:
+    async def expire(
+        self, tenant: str, closed_before_ms: int, *, batch: int = 1000, files: AttachmentStore | None = None
+    ) -> dict[str, int]:
         """Retention: delete the conversations closed before the cut-off (those Redis no longer
-        holds), their messages and events, and any other events that old; how many went."""
+        holds), their messages and events, and any other events that old, and from `files` the
+        stored files of their messages nothing else refers to; how many went."""
         cutoff = _at(closed_before_ms)
         gone = {"conversations": 0, "messages": 0, "events": 0}
+        refs: set[str] = set()
         while True:
             async with self.pool.connection() as conn, conn.transaction():
                 cur = await conn.execute(
@@ -160,7 +210,7 @@ class Archive:
                 )
                 ids = [row[0] for row in await cur.fetchall()]
                 if ids:
-                    counted = await _delete_conversations(conn, tenant, ids)
+                    counted = await _delete_conversations(conn, tenant, ids, refs)
                     for name, count in counted.items():
                         gone[name] += count
             if len(ids) < batch:
@@ -168,20 +218,41 @@ class Archive:
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM events WHERE tenant = %s AND occurred_at < %s", (tenant, cutoff))
             gone["events"] += cur.rowcount
+        if refs:
+            gone["attachments_files"] = await retention.remove_unreferenced(
+                self, files, refs, unless_stored_since=time.time() - retention.STORED_LATELY_S
+            )
         return gone
 
     async def erase_customer(
-        self, tenant: str, customer: str, *, by: str, reason: str = "", redis: dict[str, int] | None = None
-    ) -> dict[str, int]:
+        self,
+        tenant: str,
+        customer: str,
+        *,
+        by: str,
+        reason: str = "",
+        redis: dict[str, int] | None = None,
+        files: set[str] | None = None,
+    ) -> tuple[dict[str, int], set[str]]:
         """Delete everything the archive holds of a customer, and say so in `erasures`, in
-        one transaction; how many of each went (with `redis`'s counts, as erase() passes them)."""
+        one transaction; how many of each went (with `redis`'s counts, as erase() passes them),
+        and the stored files of theirs (theirs in the archive, and `files`: those Redis held)
+        that nothing else refers to, to be deleted once this has committed."""
         counts = dict(redis or {})
+        refs = set(files or ())
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 "SELECT id FROM conversations WHERE tenant = %s AND customer = %s", (tenant, customer)
             )
             ids = [row[0] for row in await cur.fetchall()]
-            counts.update(await _delete_conversations(conn, tenant, ids))
+            counts.update(await _delete_conversations(conn, tenant, ids, refs))
+            alone: set[str] = set()
+            for ref in sorted(refs):  # their messages are gone (in this transaction): who else refers to it?
+                cur = await conn.execute(retention.REFERRED, retention.referred_params(ref))
+                if not (await cur.fetchone())[0]:
+                    alone.add(ref)
+            counts["attachments"] = len(alone)
+            counts["attachments_shared_kept"] = len(refs) - len(alone)
             cur = await conn.execute("DELETE FROM identities WHERE tenant = %s AND customer = %s", (tenant, customer))
             counts["identities"] = cur.rowcount
             cur = await conn.execute("DELETE FROM customers WHERE tenant = %s AND id = %s", (tenant, customer))
@@ -191,11 +262,27 @@ class Archive:
                     "INSERT INTO erasures (tenant, customer, erased_by, reason, erased) VALUES (%s, %s, %s, %s, %s)",
                     (tenant, customer, by, reason, Jsonb(counts)),
                 )
-        return counts
+        return counts, alone
+
+    async def merge_customers(self, tenant: str, keep: str, absorb: str) -> int:
+        """A merge of two customers (router.customers.merge) in the archive: the absorbed one's
+        conversations, those only the archive holds too, and addresses become the kept one's;
+        how many conversations moved. Running it again changes nothing."""
+        async with self.pool.connection() as conn, conn.transaction():
+            moved = await conn.execute(
+                "UPDATE conversations SET customer = %s, record = jsonb_set(record, '{customer}', to_jsonb(%s::text))"
+                " WHERE tenant = %s AND customer = %s",
+                (keep, keep, tenant, absorb),
+            )
+            await conn.execute(
+                "UPDATE identities SET customer = %s WHERE tenant = %s AND customer = %s", (keep, tenant, absorb)
+            )
+            await conn.execute("DELETE FROM customers WHERE tenant = %s AND id = %s", (tenant, absorb))
+            return moved.rowcount
 
     async def erasures(self, tenant: str) -> list[dict[str, object]]:
         """The audit of erasures, oldest first."""
-        async with self.pool.connection() as conn:
+        async with self.reading() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT customer, erased_at, erased_by, reason, erased FROM erasures WHERE tenant = %s ORDER BY id",
@@ -206,7 +293,7 @@ class Archive:
     # --- reading (router.conversations asks here for what Redis no longer has) ---
 
     async def conversation(self, tenant: str, conversation: str) -> dict[str, str] | None:
-        async with self.pool.connection() as conn:
+        async with self.reading() as conn:
             cur = await conn.execute(
                 "SELECT record FROM conversations WHERE tenant = %s AND id = %s", (tenant, conversation)
             )
@@ -214,7 +301,7 @@ class Archive:
         return dict(row[0]) if row else None
 
     async def history(self, tenant: str, conversation: str) -> list[events.HistoryEntry]:
-        async with self.pool.connection() as conn:
+        async with self.reading() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT id, kind, channel, occurred_at, body, subject, address, name, agent, attachments,"
@@ -226,63 +313,22 @@ class Archive:
 
     async def customer_conversations(self, tenant: str, customer: str) -> list[str]:
         """The customer's archived conversations, oldest first."""
-        async with self.pool.connection() as conn:
+        async with self.reading() as conn:
             cur = await conn.execute(
                 "SELECT id FROM conversations WHERE tenant = %s AND customer = %s ORDER BY created_at, id",
                 (tenant, customer),
             )
             return [row[0] for row in await cur.fetchall()]
 
-    async def search(
-        self,
-        tenant: str,
-        *,
-        customers: Sequence[str] | None = None,
-        start_ms: int | None = None,
-        end_ms: int | None = None,
-        disposition: str = "",
-        text: str = "",
-        limit: int = 2000,
-    ) -> list[str]:
-        """Conversations matching every filter given, newest first: of these customers, opened
-        in the range, closed with the disposition, with the text in a message, note or subject
-        (as words, or as a substring: Chinese and Japanese have no spaces to find words by)."""
-        where = ["c.tenant = %(tenant)s"]
-        if customers is not None:
-            where.append("c.customer = ANY(%(customers)s)")
-        if start_ms is not None:
-            where.append("c.created_at >= %(start)s")
-        if end_ms is not None:
-            where.append("c.created_at <= %(end)s")
-        if disposition:
-            where.append("c.disposition = %(disposition)s")
-        if text:
-            where.append(
-                "EXISTS (SELECT 1 FROM messages m WHERE m.tenant = c.tenant AND m.conversation = c.id"
-                " AND (m.search @@ plainto_tsquery('simple', %(text)s)"
-                " OR m.body ILIKE %(like)s OR m.subject ILIKE %(like)s))"
-            )
-        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params = {
-            "tenant": tenant,
-            "customers": list(customers or []),
-            "start": _at(start_ms) if start_ms is not None else None,
-            "end": _at(end_ms) if end_ms is not None else None,
-            "disposition": disposition,
-            "text": text,
-            "like": like,
-            "limit": limit,
-        }
-        sql = f"SELECT c.id FROM conversations c WHERE {' AND '.join(where)} ORDER BY c.created_at DESC LIMIT %(limit)s"
-        async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.encode(), params)  # built from the fixed clauses above only
-            return [row[0] for row in await cur.fetchall()]
+    async def search(self, tenant: str, filters: search.Filters, *, offset: int = 0, limit: int = 50) -> search.Page:
+        """A page of the tenant's archived conversations matching every filter, with the total."""
+        return await search.search(self, tenant, filters, offset=offset, limit=limit)
 
     async def deliveries(self, tenant: str, messages: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Each archived reply's last delivery status and error."""
         if not messages:
             return {}
-        async with self.pool.connection() as conn:
+        async with self.reading() as conn:
             cur = await conn.execute(
                 "SELECT id, delivery_status, delivery_error FROM messages WHERE tenant = %s AND id = ANY(%s)",
                 (tenant, list(messages)),
@@ -290,10 +336,22 @@ class Archive:
             return {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
 
 
-async def _delete_conversations(conn: AsyncConnection, tenant: str, ids: list[str]) -> dict[str, int]:
+async def _delete_conversations(
+    conn: AsyncConnection, tenant: str, ids: list[str], files: set[str] | None = None
+) -> dict[str, int]:
+    """Delete conversations with their messages and events; the stored files their messages
+    referred to are added to `files`."""
     if not ids:
         return {"conversations": 0, "messages": 0, "events": 0}
-    messages = await conn.execute("DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    messages = await conn.execute(
+        "DELETE FROM messages WHERE tenant = %s AND conversation = ANY(%s) RETURNING attachments, metadata",
+        (tenant, ids),
+    )
+    if files is not None:
+        for attachments, metadata in await messages.fetchall():
+            files |= retention.stored_refs(attachments) | retention.metadata_refs(metadata)
+    await conn.execute("DELETE FROM recordings WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
+    await conn.execute("DELETE FROM survey_results WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     evented = await conn.execute("DELETE FROM events WHERE tenant = %s AND conversation = ANY(%s)", (tenant, ids))
     gone = await conn.execute("DELETE FROM conversations WHERE tenant = %s AND id = ANY(%s)", (tenant, ids))
     return {"conversations": gone.rowcount, "messages": messages.rowcount, "events": evented.rowcount}
@@ -359,6 +417,18 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
             taken.digest,
         ),
     )
+    recordings = [_recording(tenant, taken.conversation, entry) for entry in taken.entries]
+    recordings += [_call_recording(tenant, taken.conversation, found) for found in taken.calls]
+    if any(recordings):
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO recordings (tenant, id, conversation, message, url, content_type, duration_s, occurred_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, id) DO UPDATE SET"
+                " conversation = excluded.conversation, message = excluded.message,"
+                " url = CASE WHEN recordings.expired_at IS NULL THEN excluded.url ELSE '' END,"
+                " content_type = excluded.content_type, duration_s = excluded.duration_s",
+                [r for r in recordings if r],
+            )
     rows = []
     for position, entry in enumerate(taken.entries):
         delivery = taken.deliveries.get(entry.id, {}) if entry.kind == "out" else {}
@@ -401,6 +471,42 @@ async def _write_snapshot(conn: AsyncConnection, taken: snapshot.Snapshot) -> No
             )
 
 
+def _call_recording(tenant: str, conversation: str, found: dict[str, str]) -> tuple | None:
+    """A call's recording (channels/voice/recording.py's hash) as a `recordings` row; a deleted one
+    (its retention ended: a tombstone) has no audio left to point at."""
+    duration = found.get("duration_s", "")
+    deleted = found.get("state") == "deleted"
+    return (
+        tenant,
+        found["sid"],
+        conversation,
+        "",  # a call's, not a message's
+        "" if deleted else found.get("url", ""),
+        "audio/wav" if found.get("url") else "",
+        int(duration) if duration.isdigit() else None,
+        _at(found.get("started_at")) or dt.datetime.now(UTC),
+    )
+
+
+def _recording(tenant: str, conversation: str, entry: events.HistoryEntry) -> tuple | None:
+    """A voice message's recording as a `recordings` row (None: the entry has none)."""
+    recording = entry.metadata.get("recording_sid", "")
+    audio = next((a for a in entry.attachments if a.content_type.startswith("audio/")), None)
+    if entry.channel != "voice" or not recording or audio is None:
+        return None
+    duration = entry.metadata.get("duration_s", "")
+    return (
+        tenant,
+        recording,
+        conversation,
+        entry.id,
+        audio.url,
+        audio.content_type,
+        int(duration) if duration.isdigit() else None,
+        _at(entry.occurred_at),
+    )
+
+
 async def _write_events(conn: AsyncConnection, tenant: str, entries: Sequence[tuple[str, events.StateEvent]]) -> None:
     rows = []
     for entry_id, event in entries:
@@ -422,3 +528,35 @@ async def _write_events(conn: AsyncConnection, tenant: str, entries: Sequence[tu
             " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, entry) DO NOTHING",
             rows,
         )
+    surveyed = [(entry_id, e) for entry_id, e in entries if isinstance(e, events.SurveyResult) and e.conversation]
+    if surveyed:
+        async with conn.cursor() as cur:
+            await cur.executemany(_SURVEY_UPSERT, [_survey_row(tenant, entry_id, e) for entry_id, e in surveyed])
+
+
+# A survey's newest answer wins, by its events entry id (a rating, then maybe a comment): a
+# comment given alone keeps the rating, and an older entry delivered again changes nothing.
+_ENTRY_ORDER = "(split_part({0}.entry, '-', 1)::bigint, split_part({0}.entry, '-', 2)::bigint)"
+_SURVEY_UPSERT = (
+    "INSERT INTO survey_results (tenant, conversation, rating, comment, queue, agent, low, sent_at, answered_at, entry)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (tenant, conversation) DO UPDATE SET"
+    " rating = excluded.rating, comment = CASE WHEN excluded.comment <> '' THEN excluded.comment"
+    " ELSE survey_results.comment END, queue = excluded.queue, agent = excluded.agent, low = excluded.low,"
+    " sent_at = excluded.sent_at, answered_at = excluded.answered_at, entry = excluded.entry"
+    f" WHERE {_ENTRY_ORDER.format('excluded')} > {_ENTRY_ORDER.format('survey_results')}"
+)
+
+
+def _survey_row(tenant: str, entry_id: str, event: events.SurveyResult) -> tuple:
+    return (
+        tenant,
+        event.conversation,
+        event.rating,
+        event.comment,
+        event.queue,
+        event.agent,
+        event.low,
+        _at(event.sent_at),
+        _at(event.occurred_at) or dt.datetime.now(UTC),
+        entry_id,
+    )

@@ -31,6 +31,9 @@ class Snapshot(msgspec.Struct, kw_only=True):
     deliveries: dict[str, dict[str, str]]  # a reply's id -> its DELIVERY_FIELDS
     customer: dict[str, str]  # the customer's hash ({} if gone)
     held: bytes
+    # its calls' recordings (channels/voice/recording.py: each `rec:<sid>` hash), archived beside it; not
+    # in `held`: a recording is not evicted with its conversation (its own retention deletes it)
+    calls: list[dict[str, str]] = []
 
     @property
     def digest(self) -> str:
@@ -72,10 +75,18 @@ async def read(store: Store, tenant: str, conversation: str) -> Snapshot | None:
     async with store.redis.pipeline(transaction=False) as pipe:
         for message in replies:
             pipe.hmget(keys.delivery(message), *DELIVERY_FIELDS)
+        pipe.zrange(keys.conversation_recordings(conversation), 0, -1)
         if record.get("customer"):
             pipe.hgetall(keys.customer(record["customer"]))
         replies_raw = await pipe.execute()
     customer_raw = replies_raw.pop() if record.get("customer") else {}
+    sids = [text(sid) for sid in replies_raw.pop()]
+    calls = []
+    if sids:
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(keys.recording(sid))
+            calls = [{text(k): text(v) for k, v in found.items()} for found in await pipe.execute()]
     rows = [[text(v) if v is not None else "" for v in row] for row in replies_raw]
     return Snapshot(
         tenant=tenant,
@@ -86,4 +97,5 @@ async def read(store: Store, tenant: str, conversation: str) -> Snapshot | None:
         deliveries={m: dict(zip(DELIVERY_FIELDS, row, strict=True)) for m, row in zip(replies, rows, strict=True)},
         customer={text(k): text(v) for k, v in customer_raw.items()},
         held=spelt(pairs, len(raw_log), rows),
+        calls=[found for found in calls if found.get("sid")],
     )

@@ -282,6 +282,11 @@
       const node = entries.querySelector('.status[data-message="' + CSS.escape(id) + '"]');
       if (node) node.textContent = term(status);
     }
+    const listeners = document.getElementById("listeners");
+    if (listeners && typeof data.listeners === "string") {
+      document.getElementById("listeners-text").textContent = data.listeners;
+      listeners.hidden = !data.listeners;
+    }
     const state = document.getElementById("state");
     if (state && state.textContent !== term(data.state) && state.textContent !== term("wrap-up")) {
       state.textContent = term(data.state);
@@ -410,5 +415,10 @@
 
   tick();
   setInterval(tick, 1000);
+  // during a call, who listens in reaches no event stream: look every few seconds
+  const callPanel = document.getElementById("call-panel");
+  if (page === "conversation" && history && callPanel && callPanel.dataset.live) {
+    setInterval(() => refreshConversation().catch(() => {}), 5000);
+  }
   live.start({ onEvent: onEvent, onResync: resync });
 })();

@@ -16,7 +16,7 @@
   async function post(url, body) {
     const response = await fetch(url, {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
       body: JSON.stringify(body || {}),
     });
     if (response.status === 401) { location.assign("/inbox/login"); throw new Error("logged out"); }
@@ -58,7 +58,12 @@
       if (data.status === "in-progress" && this._status !== "open") {
         this._status = "open";
         this.emit("accept", this);
-      } else if (ENDED.has(data.status) && this._status !== "closed") {
+      }
+      if ((data.recording || "") !== (this.recording || "")) {  // the router's recording marker
+        this.recording = data.recording || "";
+        this.emit("recording", this.recording);
+      }
+      if (ENDED.has(data.status) && this._status !== "closed") {
         const was = this._status;
         this._status = "closed";
         if (was === "open") this.emit("disconnect", this);
@@ -136,6 +141,10 @@
     $("answer").hidden = $("decline").hidden = !ringing;
     $("mute").hidden = $("hangup").hidden = $("keypad").hidden = $("keys").hidden = !talking;
     $("hold").hidden = $("transfer").hidden = !talking || !callers;
+    // shown while the call is recorded (a simulated call says so; else call.json, asked every few seconds)
+    $("record").hidden = !talking || !callers || !current.recording;
+    $("consulting").hidden = !talking || !callers || !current.consulting;
+    if (current && current.consulting) $("transfer").hidden = true;
     $("mute").disabled = which === "held";
     for (const key of $("keypad").querySelectorAll("button")) key.disabled = which === "held";
     $("customer-hangup").hidden = !(talking || ringing) || !current || !current.simulated;
@@ -155,6 +164,7 @@
 
   function ended(text) {
     stopRinging();
+    $("listeners").hidden = true;
     clearInterval(clock);
     setStatus(text, "idle");
     show("idle");
@@ -169,8 +179,16 @@
     if (!current.since) { current.since = Date.now(); timer(current.since); }
   }
 
+  function drawRecording(state) {
+    if (!current) return;
+    current.recording = state;
+    $("record").setAttribute("aria-pressed", String(state === "paused"));
+    $("record").textContent = state === "paused" ? "Resume recording" : "Pause recording";
+    if (current.answered) show(current.held ? "held" : "talking");
+  }
+
   function bind(seat, call, info) {
-    current = { seat: seat, call: call, since: 0, ...info };
+    current = { seat: seat, call: call, since: 0, recording: call.recording || "", consulting: false, ...info };
     const kind = info.kind;
     $("call").hidden = false;
     $("who").textContent = info.customer;
@@ -208,6 +226,7 @@
     call.on("cancel", () => { if (current && current.call === call) ended(gettext("missed: the caller hung up")); });
     call.on("reject", () => { if (current && current.call === call) ended(gettext("declined")); });
     call.on("mute", (muted) => $("mute").setAttribute("aria-pressed", String(muted)));
+    call.on("recording", (state) => { if (current && current.call === call) drawRecording(state); });
     call.on("error", (e) => error(e.message || String(e)));
   }
 
@@ -270,6 +289,46 @@
     if (current && current.call.status() === "closed") ended("transferred");
   }
 
+  // during a caller's call: who else is on it (a supervisor listening), and its recording
+  async function pollCall() {
+    if (!current || !current.answered || current.kind !== "call" || !current.conversation) return;
+    const call = current;
+    const response = await fetch("/inbox/t/" + path(call.seat.tenant) + "/c/" + path(call.conversation) +
+      "/call.json", { credentials: "same-origin" });
+    if (!response.ok || current !== call) return;
+    const data = await response.json();
+    $("listeners").textContent = data.listeners ? "On this call: " + data.listeners : "";
+    $("listeners").hidden = !data.listeners;
+    if (data.recording !== call.recording) drawRecording(data.recording);
+  }
+  setInterval(() => pollCall().catch(() => {}), 4000);
+
+  // pause the recording while a card number is read out (the router asks Twilio)
+  async function pauseOrResumeRecording() {
+    const paused = current.recording !== "paused";
+    try {
+      const data = await post("/inbox/t/" + path(current.seat.tenant) + "/c/" + path(current.conversation) +
+        "/recording", { paused: paused });
+      drawRecording(data.recording);
+    } catch (e) { error(e.message); }
+  }
+
+  // warm transfer: the caller is held while the colleague is called in; then hand over or go back
+  async function callTransfer(action) {
+    if (action === "handover") current.transferring = true;
+    try {
+      await post("/inbox/t/" + path(current.seat.tenant) + "/c/" + path(current.conversation) + "/call/transfer",
+        { action: action, target: $("target").value });
+    } catch (e) { current.transferring = false; error(e.message); return; }
+    error("");
+    current.consulting = action === "consult";
+    current.held = action === "consult";
+    $("hold").setAttribute("aria-pressed", String(current.held));
+    $("hold").textContent = current.held ? "Resume" : "Hold";
+    if (action === "handover" && current.call.status() === "closed") { ended("transferred"); return; }
+    talking();
+  }
+
   $("answer").addEventListener("click", () => { if (current) { stopRinging(); current.call.accept(); } });
   $("decline").addEventListener("click", () => { if (current) current.call.reject(); });
   $("hangup").addEventListener("click", () => {
@@ -283,6 +342,10 @@
   $("mute").addEventListener("click", () => { if (current) current.call.mute(!current.call.isMuted()); });
   $("hold").addEventListener("click", () => { if (current) holdOrResume(); });
   $("transfer").addEventListener("submit", (event) => { if (current) transfer(event); });
+  $("record").addEventListener("click", () => { if (current) pauseOrResumeRecording(); });
+  $("consult").addEventListener("click", () => { if (current) callTransfer("consult"); });
+  $("handover").addEventListener("click", () => { if (current) callTransfer("handover"); });
+  $("back").addEventListener("click", () => { if (current) callTransfer("cancel"); });
   $("keypad").addEventListener("click", (event) => {
     const key = event.target.closest("button[data-digit]");
     if (!key || !current) return;

@@ -393,6 +393,8 @@
     if (ws && connected) ws.send(JSON.stringify(frame));
   }
 
+{% include "webchat/survey.js" %}
+
   // --- the socket ---
 
   function connect() {
@@ -448,7 +450,7 @@
       token = frame.token;
       if (!identity) stored(localStorage, tokenKey, token);
       agentRead = frame.agent_read || "";
-      frame.history.forEach(showMessage);
+      frame.history.forEach(function (item) { if (!showSurveyItem(item)) showMessage(item); });
       if (!frame.open) showOffline(CONFIG.offlineMessage);
       else if (!frame.prechat_done && !Object.keys(shown).length) show("prechat");
       else if (view !== "offline" || !offlineMessage.value) show("chat");
@@ -456,6 +458,8 @@
       markRead();
     } else if (frame.type === "message") {
       showMessage(frame);
+    } else if (frame.type === "survey" || frame.type === "rated") {
+      showSurveyItem(frame);
     } else if (frame.type === "ack") {
       pending.forEach(function (p) { if (p.id === frame.id) setState(p.bubble, gettext("Sent")); });
     } else if (frame.type === "typing") {
@@ -500,6 +504,8 @@
     } else if (frame.code === "prechat_required") {
       show("prechat");
       if (waiting) setState(waiting.bubble, gettext("Waiting for your answers"));
+    } else if (frame.code === "survey_closed") {
+      surveyClosed(frame);
     } else if (frame.code === "prechat_invalid") {
       prechatError.textContent = frame.message;
     } else if (waiting) {

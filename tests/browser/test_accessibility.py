@@ -68,3 +68,24 @@ async def test_the_check_finds_what_it_is_for(browser: Browser) -> None:
     await page.set_content('<html lang="en"><title>t</title><main><img src="data:,"><button></button></main></html>')
     found = await violations(page)
     assert any("image-alt" in line for line in found) and any("button-name" in line for line in found)
+
+
+async def test_the_search_and_a_custom_range_report_have_no_serious_accessibility_violation(browser: Browser) -> None:
+    w, server = await start_inbox()
+    async with server:
+        conversation = await w.assigned_to("amy", address="+15551230000", body="My meter reads zero")
+        sue = await log_in(browser, server, "sue")
+        await sue.goto(str(server.make_url("/inbox/search")))
+        await sue.select_option("select[name=agent]", "amy")
+        await sue.click("#search-form button[type=submit]")
+        await expect(sue.locator(f'tr[data-conversation="{conversation}"]')).to_be_visible()
+        await expect(sue.locator("#total")).to_have_text("1 conversation")
+        assert await violations(sue) == []
+
+        await sue.goto(str(server.make_url("/inbox/reports")))
+        await sue.select_option("select[name=period]", "range")
+        await sue.fill("input[name=date]", "2026-11-01")
+        await sue.fill("input[name=until]", "2026-11-07")
+        await sue.click("#report-form button[type=submit]")
+        await expect(sue.locator("#report")).to_be_visible()
+        assert await violations(sue) == []

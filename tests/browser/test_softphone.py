@@ -10,11 +10,13 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, expect
 
-from channels.voice import bridge, inbound, simulated
+from channels._twilio_rest import TwilioClients
+from channels.voice import bridge, inbound, monitor, recording, simulated
 from router import events
 from router.app import web
 from router.app.inbox import accounts
 from router.settings import Settings
+from tests.browser.test_accessibility import violations
 from tests.browser.test_inbox import TIMEOUT_MS, go_available, log_in
 from tests.factories import World, world
 from tests.router.test_inbox_pages import DEPLOYMENT, PASSWORD, cheap_hashes, start_inbox  # noqa: F401 - fixture
@@ -182,3 +184,49 @@ async def test_a_callers_call_rings_with_the_whisper_and_the_agents_1_puts_the_c
             "amy",
             bridge.conference_name(conversation),
         )
+
+
+RECORDED = DEPLOYMENT.replace(
+    "wrapup_seconds = 60\n", 'wrapup_seconds = 60\n\n[tenants.voice]\nrecording = "inbound"\n', 1
+)
+
+
+async def test_a_recorded_call_is_paused_and_resumed_from_the_softphone(browser: Browser, artifacts: Path) -> None:
+    w, server = await start_inbox(RECORDED)
+    async with server:
+        amy = await log_in(browser, server, "amy")
+        await go_available(amy)
+        await expect(amy.locator("body")).to_have_attribute("data-live", "on", timeout=TIMEOUT_MS)
+        caller_sid = "CA" + "7" * 32
+        await inbound.update_call(w.store, "acme", caller_sid, state="queued", **{"from": CALLER})
+        conversation = await w.arrive(
+            channel="voice", kind="call", address=CALLER, body="", metadata={"call_sid": caller_sid}
+        )
+        await amy.locator(".offer button.accept").click()
+        phone = amy.locator("#softphone")
+        await phone.get_by_role("button", name="Answer").click()
+        record_button = phone.locator("#softphone-record")
+        await expect(record_button).to_be_hidden()  # nothing is recorded before the caller is put through
+        await phone.locator("#softphone-keypad").get_by_role("button", name="1", exact=True).click()
+        await expect(record_button).to_have_text("Pause recording")
+        await record_button.click()
+        await expect(record_button).to_have_text("Resume recording")
+        await expect(record_button).to_have_attribute("aria-pressed", "true")
+        [found] = await recording.of_conversation(w.store, "acme", conversation)
+        assert (found["state"], found["paused_by"], found["simulated"]) == ("paused", "amy", "1")
+        await amy.screenshot(path=str(artifacts / "softphone-recording-paused.png"), full_page=True)
+        await record_button.click()
+        await expect(record_button).to_have_text("Pause recording")
+        assert (await recording.of_conversation(w.store, "acme", conversation))[0]["state"] == "in-progress"
+        # a supervisor listens in: the panel says so
+        twilio = TwilioClients(Settings())
+        await monitor.join(w.store, twilio, "", w.tenant, conversation, login="sue", seat="zoe", mode="listen")
+        await expect(phone.locator("#softphone-listeners")).to_have_text(
+            "On this call: sue (listening)", timeout=10_000
+        )
+        # the conversation page shows the call: the recording, and transferring it; nothing axe finds serious
+        await amy.goto(f"{server.make_url('/')}inbox/t/acme/c/{conversation}")
+        panel = amy.locator("#call-panel")
+        await expect(panel.locator("#recording-state")).to_have_text("on")
+        await expect(panel.get_by_role("button", name="Consult first")).to_be_visible()
+        assert await violations(amy) == []

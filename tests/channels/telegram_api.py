@@ -180,6 +180,12 @@ class TelegramApi:
         unique, path, data = found
         return _ok({"file_id": params["file_id"], "file_unique_id": unique, "file_size": len(data), "file_path": path})
 
+    async def _answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
+        return _ok(True)
+
+    async def _editMessageReplyMarkup(self, params: dict[str, Any]) -> web.Response:
+        return _ok({**self._message(params), "message_id": int(params["message_id"])})
+
     async def _setWebhook(self, params: dict[str, Any]) -> web.Response:
         self.webhook = dict(params)
         return _ok(True, description="Webhook was set")
@@ -239,6 +245,25 @@ def message(chat_id: int = 4242, message_id: int = 17, **content: Any) -> dict[s
             "chat": {"id": chat_id, "type": "private", "first_name": "Jane", "last_name": "Doe", "username": "janed"},
             "from": user(chat_id),
             **content,
+        }
+    }
+
+
+def callback_query(data: str, chat_id: int = 4242, message_id: int = 99, query_id: str = "q1") -> dict[str, Any]:
+    """A tap on an inline keyboard's button of a message the bot sent to a private chat."""
+    return {
+        "callback_query": {
+            "id": query_id,
+            "from": user(chat_id),
+            "chat_instance": "ci-1",
+            "data": data,
+            "message": {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private", "first_name": "Jane"},
+                "from": {"id": BOT_ID, "is_bot": True, "first_name": "Acme Help", "username": BOT_USERNAME},
+                "text": "How did we do?",
+            },
         }
     }
 

@@ -256,3 +256,30 @@ async def test_an_agent_leg_twilio_refuses_to_place_is_a_missed_offer(desk, voic
     assert (record["state"], record["queue"]) == ("queued", "support")
     assert (await desk.world.agent("amy"))["presence"] == "away"
     assert (await desk.phone.call_record())["state"] == "queued"
+
+
+async def test_an_agent_leg_twilio_never_reports_on_times_out_as_a_missed_offer(desk, voice):
+    conversation, _leg = await taken_by(desk, voice)
+    await desk.world.available("zoe")
+    reservation = (await desk.world.conversation(conversation))["reservation"]
+    [member] = await desk.world.timers(bridge.OFFER_TIMER)
+    assert member == f"{bridge.OFFER_TIMER}:{conversation}|{desk.phone.sid}|amy|{reservation}"
+    await desk.world.fire(bridge.OFFER_TIMER)  # no status callback ever came
+    assert (await desk.world.agent("amy"))["presence"] == "away"
+    assert await desk.world.offered("zoe") == [conversation]
+    assert (await desk.phone.call_record())["state"] == "queued"  # the caller keeps their place
+    assert await desk.world.timers(bridge.OFFER_TIMER) == {}
+    [missed] = await desk.world.events(events.Transferred)
+    assert missed.note == "agent phone no report from Twilio on the agent's leg"
+    [timed_out] = await desk.world.events(events.TimedOut)  # the reports' missed column counts it
+    assert (timed_out.agent, timed_out.reservation, timed_out.queue) == ("amy", reservation, "support")
+
+
+async def test_the_offer_timer_of_a_call_taken_in_time_changes_nothing(desk, voice):
+    conversation, leg = await taken_by(desk, voice)
+    screen = await agent_leg(desk, voice.calls[0]["Url"], leg, AnsweredBy="human")
+    await agent_leg(desk, screen.one("Gather").get("action"), leg, Digits="1")
+    await desk.world.fire(bridge.OFFER_TIMER)
+    assert (await desk.world.conversation(conversation))["state"] == "assigned"
+    assert (await desk.world.agent("amy"))["presence"] == "available"
+    assert await desk.world.events(events.Transferred) == []

@@ -256,7 +256,7 @@ async def test_the_report_counts_the_answer_wait_from_queue_entry_not_the_ivr(ph
     assert support.asa_s is not None and support.asa_s < 30
     # what `contactrouter report` prints is that report
     args = argparse.Namespace(tenant="acme", period="day", date=day, by="queue", csv=None, short_abandon=5.0,
-                              action=None)  # fmt: skip
+                              action=None, until=None)  # fmt: skip
     await cli._report(phone.world.store, phone.world.deployment, args)
     [row] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("support")]
     assert "100.0%" in row and " 0s " in row  # service level and ASA

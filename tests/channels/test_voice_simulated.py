@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from channels._twilio_rest import TwilioClients
 from channels.sandbox import outbox
-from channels.voice import bridge, inbound, simulated
+from channels.voice import bridge, inbound, monitor, recording, simulated, transfer
 from channels.voice.outbound import VoiceSender
 from router import agents, events
 from router.keys import Keys
@@ -271,3 +272,63 @@ async def test_in_the_sandbox_an_agent_with_a_phone_gets_the_screened_offer_in_t
     assert (kept.to, kept.conversation, kept.metadata["action"]) == ("+15557000001", conversation, bridge.OFFER)
     assert kept.body.endswith("To take it, press 1.")
     assert kept.metadata["call_sid"] == sid_in
+
+
+RECORDED = SANDBOX.replace(
+    'voice = { numbers = ["+15550100001"],',
+    'voice = { numbers = ["+15550100001"], recording = "inbound", transfer_numbers = ["+15550199999"],',
+)
+
+
+NO_TWILIO = TwilioClients(Settings())  # the sandbox never asks it anything
+
+
+async def bridged(w: World, sid_in: str) -> tuple[str, str]:
+    """zoe took a caller's call at the whisper: (conversation, her simulated call)."""
+    await caller_waiting(w, sid_in)
+    conversation, sid = await accepted_call(w, metadata={"call_sid": sid_in})
+    await simulated.act(w.store, w.tenant, "zoe", sid, "answer")
+    await simulated.act(w.store, w.tenant, "zoe", sid, "digits", value="1")
+    return conversation, sid
+
+
+async def test_in_the_sandbox_a_recorded_call_shows_its_marker_paused_resumed_and_completed():
+    w = await world(RECORDED)
+    conversation, sid = await bridged(w, "CA" + "5" * 32)
+    [listed] = await simulated.calls_of(w.store, "acme", "zoe")
+    assert listed["recording"] == "in-progress"
+    await recording.pause(w.store, NO_TWILIO, w.tenant, conversation, paused=True, by="zoe")
+    [listed] = await simulated.calls_of(w.store, "acme", "zoe")
+    assert listed["recording"] == "paused"
+    await recording.pause(w.store, NO_TWILIO, w.tenant, conversation, paused=False, by="zoe")
+    await simulated.act(w.store, w.tenant, "zoe", sid, "hangup")
+    [found] = await recording.of_conversation(w.store, "acme", conversation)
+    assert (found["state"], found["simulated"]) == ("completed", "1")  # a marker: no sound to play
+
+
+async def test_in_the_sandbox_a_supervisor_shows_on_the_call_without_twilio():
+    w = await world(RECORDED)
+    conversation, _sid = await bridged(w, "CA" + "6" * 32)
+    assert await monitor.live_call(w.store, "acme", conversation)
+    await monitor.join(w.store, NO_TWILIO, "", w.tenant, conversation, login="sue", seat="amy", mode="whisper")
+    assert await monitor.listeners(w.store, "acme", conversation) == [
+        {"login": "sue", "mode": "whisper", "state": "in"}
+    ]
+    await monitor.leave(w.store, NO_TWILIO, w.tenant, conversation, login="sue")
+    assert await monitor.listeners(w.store, "acme", conversation) == []
+
+
+async def test_in_the_sandbox_a_warm_transfer_holds_the_call_then_hands_it_to_the_colleague():
+    w = await world(RECORDED)
+    conversation, sid = await bridged(w, "CA" + "8" * 32)
+    await w.available("amy")
+    settings = Settings()
+    await transfer.consult(w.store, NO_TWILIO, settings, w.tenant, "zoe", conversation, sid, "agent:amy")
+    assert (await call_of(w, sid))["held"] == "1"
+    assert (await transfer.consultation(w.store, "acme", conversation))["target"] == "agent:amy"
+    outcome = await transfer.hand_over(w.store, NO_TWILIO, settings, w.tenant, "zoe", conversation)
+    assert outcome == "offered"
+    assert await w.offered("amy") == [conversation]
+    call = await call_of(w, sid)
+    assert (call["status"], call["hung_up_by"]) == ("completed", "transfer")
+    assert await transfer.consultation(w.store, "acme", conversation) == {}

@@ -1,7 +1,8 @@
-"""A local stand-in for Twilio's Messages, Calls and conference Participants resources,
-for tests that drive the real twilio client: it records every request it receives and
-answers as Twilio does, 201 with the created message or call (200 with a call or a
-participant updated), or an error when a test asks for one.
+"""A local stand-in for Twilio's Messages, Calls, call Recordings and conference
+Participants resources, for tests that drive the real twilio client: it records every
+request it receives and answers as Twilio does, 201 with the created message, call,
+recording or participant (200 with one updated, 204 for one deleted), or an error when
+a test asks for one.
 
     async with TwilioApi() as api:
         settings = Settings(twilio_api_base=api.url)
@@ -53,6 +54,8 @@ class TwilioApi:
     requests: list[Received] = field(default_factory=list)
     sids: list[str] = field(default_factory=list)  # of the messages created, in order
     call_sids: list[str] = field(default_factory=list)  # of the calls created, in order
+    recording_sids: list[str] = field(default_factory=list)  # of the call recordings started, in order
+    participant_sids: list[str] = field(default_factory=list)  # CallSids of the participants added, in order
     url: str = ""
     received: asyncio.Event = field(default_factory=asyncio.Event)  # set once a request arrived
     # Files served on GET (recordings, MMS media): path -> (content type, bytes), or a
@@ -72,6 +75,15 @@ class TwilioApi:
         app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{sid}.json", self._update_call)
         app.router.add_post(
             "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json", self._update_participant
+        )
+        app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings.json", self._create_recording)
+        app.router.add_post("/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{sid}.json", self._update_recording)
+        app.router.add_delete("/2010-04-01/Accounts/{account}/Recordings/{sid}.json", self._deleted)
+        app.router.add_post(
+            "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants.json", self._add_participant
+        )
+        app.router.add_delete(
+            "/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json", self._deleted
         )
         app.router.add_get("/{path:.+}", self._get_media)
         self._runner, self.url = await fake_server.start(app)
@@ -172,6 +184,71 @@ class TwilioApi:
                 "uri": f"/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json",
             }
         )
+
+    def _recording(self, request: web.Request, sid: str, form: MultiDict[str], status: str) -> dict[str, object]:
+        account, call = request.match_info["account"], request.match_info["call"]
+        now = formatdate(usegmt=True)
+        return {
+            "sid": sid,
+            "account_sid": account,
+            "call_sid": call,
+            "conference_sid": None,
+            "api_version": "2010-04-01",
+            "date_created": now,
+            "date_updated": now,
+            "start_time": now,
+            "duration": "-1",
+            "channels": 2 if form.get("RecordingChannels") == "dual" else 1,
+            "source": "StartCallRecordingAPI",
+            "status": status,
+            "track": form.get("RecordingTrack", "both"),
+            "uri": f"/2010-04-01/Accounts/{account}/Calls/{call}/Recordings/{sid}.json",
+        }
+
+    async def _create_recording(self, request: web.Request) -> web.Response:
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        sid = "RE" + secrets.token_hex(16)
+        self.recording_sids.append(sid)
+        return web.json_response(self._recording(request, sid, form, "in-progress"), status=201)
+
+    async def _update_recording(self, request: web.Request) -> web.Response:
+        """A recording paused or resumed (Status)."""
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        return web.json_response(self._recording(request, request.match_info["sid"], form, form.get("Status", "")))
+
+    async def _deleted(self, request: web.Request) -> web.Response:
+        """A recording deleted, a participant removed: 204, no body."""
+        _form, error = await self._receive(request)
+        return error if error is not None else web.Response(status=204)
+
+    async def _add_participant(self, request: web.Request) -> web.Response:
+        """A call placed into a conference (a supervisor, a colleague): the participant."""
+        form, error = await self._receive(request)
+        if error is not None:
+            return error
+        account, conference = request.match_info["account"], request.match_info["conference"]
+        sid = "CA" + secrets.token_hex(16)
+        self.participant_sids.append(sid)
+        now = formatdate(usegmt=True)
+        body = {
+            "account_sid": account,
+            "call_sid": sid,
+            "conference_sid": conference,
+            "date_created": now,
+            "date_updated": now,
+            "label": form.get("Label"),
+            "hold": False,
+            "muted": form.get("Muted") == "true",
+            "coaching": form.get("Coaching") == "true",
+            "call_sid_to_coach": form.get("CallSidToCoach"),
+            "status": "queued",
+            "uri": f"/2010-04-01/Accounts/{account}/Conferences/{conference}/Participants/{sid}.json",
+        }
+        return web.json_response(body, status=201)
 
     async def _create_message(self, request: web.Request) -> web.Response:
         form, error = await self._receive(request)

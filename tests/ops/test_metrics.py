@@ -260,3 +260,86 @@ def test_json_logs_carry_the_tenant_conversation_and_contact_ids_a_log_call_pass
     assert first["msg"] == "contact 01J0CONTACT queued"
     assert {key: first[key] for key in ids} == ids
     assert not set(ids) & set(second)
+
+
+async def test_a_scrape_while_the_store_hangs_serves_the_last_values_read_with_their_age(floor, monkeypatch):
+    w, scrape = floor
+    await w.arrive(address="+15551230001")
+    assert value(await scrape(), "contactrouter_queue_waiting", tenant="acme", queue="support") == 1
+
+    async def hangs(*_args, **_kwargs):
+        await asyncio.sleep(60)  # a failover the client's retries wait out
+
+    monkeypatch.setattr(metrics.floor, "queues", hangs)
+    # bounded well below the 60 s the store would take: the scrape gives up on it after 2 s
+    scraped = await asyncio.wait_for(scrape(), timeout=15)
+    assert value(scraped, "contactrouter_store_up") == 0
+    assert value(scraped, "contactrouter_queue_waiting", tenant="acme", queue="support") == 1  # the last read
+    assert value(scraped, "contactrouter_store_read_age_seconds") >= metrics.REFRESH_TIMEOUT_S
+
+
+async def test_a_store_that_is_down_is_not_waited_for(floor, monkeypatch):
+    w, scrape = floor
+    await scrape()
+
+    async def refused(*_args, **_kwargs):
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(w.store.probe, "ping", refused)
+    monkeypatch.setattr(metrics.floor, "queues", lambda *_a: asyncio.sleep(60))
+    scraped = await asyncio.wait_for(scrape(), timeout=1)  # the probe said so: nothing else is asked
+    assert value(scraped, "contactrouter_store_up") == 0
+
+
+async def test_agents_per_presence_and_todays_service_level_and_aht_per_queue(floor):
+    w, scrape = floor
+    await a_busy_minute(w)
+    conversation = (await w.store.redis.smembers(w.keys.agent_work("amy"))).pop().decode()
+    await agents.close(w.store, w.tenant, "amy", conversation, "resolved")
+    scraped = await scrape()
+    assert value(scraped, "contactrouter_agents", tenant="acme", presence="available") == 1
+    assert value(scraped, "contactrouter_agents", tenant="acme", presence="offline") == 0
+    assert value(scraped, "contactrouter_handled_today", tenant="acme", queue="support") == 1
+    assert value(scraped, "contactrouter_service_level", tenant="acme", queue="support") == 1.0
+    assert value(scraped, "contactrouter_aht_seconds", tenant="acme", queue="support") >= 0
+
+
+async def test_a_web_process_serves_its_own_metrics_on_metrics_port_with_its_requests_by_route_and_code():
+    w = await world(FLOOR)
+    settings = Settings(metrics_port=free_port(), port=free_port(), host="127.0.0.1")
+    route = "/inbox/t/{tenant}/c/{conversation}"  # the pattern: ids are no labels
+    labels = {"route": route, "method": "GET", "code": "302"}  # to the login page
+    before = REGISTRY.get_sample_value("contactrouter_http_requests_total", labels) or 0
+    stop = asyncio.Event()
+    process = asyncio.create_task(processes.run_roles(["web"], w.store, w.deployment, settings, stop))
+    try:
+        await get_metrics(settings.metrics_port)  # the web process's own port, beside its PORT
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{settings.port}/inbox/t/acme/c/no-such"
+            async with session.get(url, allow_redirects=False) as response:
+                assert response.status == 302
+        scraped = await get_metrics(settings.metrics_port)
+    finally:
+        stop.set()
+        await process
+    assert value(scraped, "contactrouter_http_requests_total", **labels) == before + 1
+
+
+async def test_smtp_replies_are_counted_by_code(tmp_path):
+    import aiosmtplib
+
+    from workers import smtp
+
+    w = await world()
+    settings = Settings(smtp_port=free_port(), attachment_dir=str(tmp_path))
+    server = await smtp.start(w.store, w.deployment, settings)
+    before = REGISTRY.get_sample_value("contactrouter_smtp_replies_total", {"code": "550"}) or 0
+    try:
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await aiosmtplib.send(
+                "Subject: hi\r\n\r\nhello", sender="a@example.com", recipients=["nobody@nowhere.example"],
+                hostname="127.0.0.1", port=settings.smtp_port,
+            )  # fmt: skip
+    finally:
+        server.close()
+    assert REGISTRY.get_sample_value("contactrouter_smtp_replies_total", {"code": "550"}) == before + 1

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ops import aggregates, reports
-from router import agents, bus, conversations, events
+from router import agents, bus, conversations, events, figures
 from router.app import cli, processes
 from tests.factories import World, contact, deployment, world
 
@@ -150,6 +150,28 @@ async def test_the_short_abandon_threshold_decides_which_abandons_leave_the_seco
     assert (both.short_abandoned, both.service_level_no_short) == (2, pytest.approx(1 / 3))
 
 
+async def test_abandons_within_the_target_are_neutral_in_the_third_service_level(clock):
+    w = await a_day_on_the_floor(clock)
+    support = (await reports.report(w.store, w.tenant, "day", DAY)).queues[0]
+    # C gave up after 3 s, inside the 20 s target: it had no chance to be met, so it counts
+    # neither way; G gave up after 30 s and counts against
+    assert support.service_level_abandons_neutral == pytest.approx(1 / 4, abs=1e-4)
+
+
+async def test_a_first_reply_still_inside_its_target_is_pending_not_missed(clock):
+    w = await world(FLOOR)
+    await w.available("amy")
+    mail = await w.arrive(channel="email", address="jane@example.com", body="Invoice?")
+    clock.at(10)
+    assert await w.accept_offer("amy") == mail
+    clock.at(1800)  # half its hour gone, no reply yet
+    letters = (await reports.report(w.store, w.tenant, "day", DAY)).queues[1]
+    assert (letters.handled, letters.pending, letters.answered_in_target, letters.service_level) == (1, 1, 0, None)
+    clock.at(3700)  # the hour passed without a reply: missed
+    letters = (await reports.report(w.store, w.tenant, "day", DAY)).queues[1]
+    assert (letters.handled, letters.pending, letters.answered_in_target, letters.service_level) == (1, 0, 0, 0.0)
+
+
 async def test_the_tenant_total_adds_the_queues_up(clock):
     w = await a_day_on_the_floor(clock)
     total = (await reports.report(w.store, w.tenant, "day", DAY)).total
@@ -212,6 +234,23 @@ async def test_reading_pages_through_a_long_stream(clock, monkeypatch):
     w = await a_day_on_the_floor(clock)
     report = await reports.report(w.store, w.tenant, "day", DAY)
     assert (report.total.offered, report.total.handled, report.agents[0].handling_s) == (6, 4, 810)
+
+
+async def test_today_read_on_a_few_events_at_a_time_comes_to_the_days_report(clock, monkeypatch):
+    """The floor and the metrics read the day on from where they stopped, a page per scrape."""
+    monkeypatch.setattr(aggregates, "PAGE", 3)
+    w = await a_day_on_the_floor(clock)
+    today, now = aggregates.Today(w.tenant, DAY), events.now_ms()
+    first = await today.queues(w.store, now, max_events=1)
+    for _ in range(100):  # more than enough pages of 3 for the day's events
+        sums = await today.queues(w.store, now, max_events=1)
+    assert first != sums  # the first call read only the start
+    report = await reports.report(w.store, w.tenant, "day", DAY)
+    for row in report.queues:
+        assert (sums[row.queue].offered, sums[row.queue].handled, sums[row.queue].abandoned) == (
+            row.offered, row.handled, row.abandoned,
+        )  # fmt: skip
+        assert figures.rates(sums[row.queue]).service_level == row.service_level
 
 
 async def test_a_report_says_when_the_stream_was_trimmed_past_its_start(clock):

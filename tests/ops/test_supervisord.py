@@ -5,10 +5,12 @@ one process at a time."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -64,16 +66,36 @@ def test_each_process_is_a_program_restarted_whatever_its_exit_and_webs_share_th
     assert "[supervisord]" not in supervisord.render(types, {"web": 1}, directory="/srv", programs_only=True)
 
 
-def test_with_a_metrics_port_each_worker_serves_its_metrics_on_a_port_of_its_own():
+def test_with_a_metrics_port_each_process_serves_its_metrics_on_a_port_of_its_own():
     types = {name: f"contactrouter run {name}" for name in ("web", "routing", "timers")}
     conf = supervisord.render(types, {"web": 2, "routing": 2, "timers": 1}, directory="/srv", metrics_port=9100)
     assert re.findall(r"\[program:([\w-]+)\][^[]*?environment=(.*)", conf) == [
-        ("web-0", 'WEB_REUSE_PORT="true"'),  # web serves /metrics on its PORT
-        ("web-1", 'WEB_REUSE_PORT="true"'),
-        ("routing-0", 'METRICS_PORT="9100"'),
-        ("routing-1", 'METRICS_PORT="9101"'),
-        ("timers-0", 'METRICS_PORT="9102"'),
+        # the web processes share PORT, so a scrape there reaches either: each has its own port too
+        ("web-0", 'WEB_REUSE_PORT="true",METRICS_PORT="9100"'),
+        ("web-1", 'WEB_REUSE_PORT="true",METRICS_PORT="9101"'),
+        ("routing-0", 'METRICS_PORT="9102"'),
+        ("routing-1", 'METRICS_PORT="9103"'),
+        ("timers-0", 'METRICS_PORT="9104"'),
     ]
+
+
+def test_the_scrape_targets_name_every_process_and_its_metrics_port(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Procfile").write_text("web: contactrouter run web\nrouting: contactrouter run routing\n")
+    targets = tmp_path / "targets.json"
+    args = ["supervisor-config", "--formation", "routing=2", "--metrics-port", "9100", "--scrape-targets", str(targets)]
+    assert cli.main(args) == 0
+    conf = capsys.readouterr().out
+    listed = json.loads(targets.read_text())
+    assert [(t["labels"]["process"], t["targets"]) for t in listed] == [
+        ("web-0", ["127.0.0.1:9100"]),
+        ("routing-0", ["127.0.0.1:9101"]),
+        ("routing-1", ["127.0.0.1:9102"]),
+    ]
+    for target in listed:  # the ports the configuration gives the processes
+        section = conf.split(f"[program:{target['labels']['process']}]")[1].split("[program:")[0]
+        assert f'METRICS_PORT="{target["targets"][0].rpartition(":")[2]}"' in section
+    assert cli.main(["supervisor-config", "--scrape-targets", str(targets)]) == 2  # no ports to list
 
 
 def test_an_installation_without_a_procfile_runs_every_role(tmp_path, monkeypatch, capsys):
@@ -134,6 +156,28 @@ class Supervised:
             self.process.wait()
 
 
+WEBHOOKS_ANSWERED = r'contactrouter_http_requests_total\{code="200",method="POST",route="/twilio/sms"\} (\S+)'
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports."""
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -167,9 +211,10 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
     port = free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
+    targets = tmp_path / "targets.json"
     generated = subprocess.run(
         [CLI, "supervisor-config", "--formation", "web=2,routing=2,smtp=0,imap=0,campaigns=0,telegram=0,archive=0",
-         "--log-dir", str(logs)],
+         "--log-dir", str(logs), "--metrics-port", str(free_ports(6)), "--scrape-targets", str(targets)],
         cwd=ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     conf = tmp_path / "supervisord.conf"
@@ -235,5 +280,15 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
             assert routed
         finally:
             client.close()
+        # every process serves its own metrics on the port the configuration gave it
+        webhooks = 0.0
+        for target in json.loads(targets.read_text()):
+            with urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=30) as response:
+                scraped = response.read().decode()
+            assert "contactrouter_store_up 1.0" in scraped, target
+            if target["labels"]["role"] == "web":  # each web process counts the requests it answered
+                sms = re.search(WEBHOOKS_ANSWERED, scraped)
+                webhooks += float(sms.group(1)) if sms else 0
+        assert webhooks >= 1  # web-0's count started again with it
     finally:
         supervised.stop()

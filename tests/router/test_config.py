@@ -143,6 +143,18 @@ ONE_QUEUE = "[[tenants]]\nid = 'acme'\n[[tenants.queues]]\nid = 'q'\n"
             r"voice\.menu\[0\]\.queue`: unknown queue 'sales'",
         ),
         (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nvoice = { recording_queues = { sales = 'all' } }"),
+            r"voice\.recording_queues\.sales`: unknown queue 'sales'",
+        ),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nvoice = { recording = 'sometimes' }"),
+            r"voice\.recording`",
+        ),
+        (
+            ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nvoice = { transfer_numbers = ['555-0199'] }"),
+            r"voice\.transfer_numbers\[0\]`: '555-0199' is not an E\.164 number",
+        ),
+        (
             ONE_QUEUE.replace("id = 'acme'", "id = 'acme'\nemail = { domains = ['localhost'] }"),
             r"email\.domains\[0\]`: 'localhost' is not an email domain",
         ),

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ops.redis_server import free_port
 from router import agents, bus, events
 from router.records.archive import Archive
 from router.store import text
@@ -84,3 +85,31 @@ async def test_the_supervisors_search_finds_archived_conversations(inbox: Inbox)
         assert await hits(text="call") == [old]  # a word of the reply
         assert await hits(disposition="promise_to_pay") == [old]
         assert await hits(disposition="resolved") == []
+        assert await hits(agent="amy") == [old]  # by agent and queue too, across all history
+        assert await hits(agent="zoe") == []
+        page = await (await client.get("/inbox/search", params={"go": "1", "tenant": "acme", "agent": "amy"})).text()
+        assert '<h2 id="total">1 conversation</h2>' in page
+        assert (await client.get("/inbox/search", params={"go": "1", "page": "0"})).status == 400
+
+
+async def test_an_evicted_conversation_answers_503_archive_unavailable_while_its_database_is_away(
+    inbox: Inbox,
+) -> None:
+    old = await evicted_conversation(inbox, "+15551230003", "My meter is broken")
+    hot = await inbox.world.assigned_to("amy", address="+15551230003", body="Still broken")
+    working = inbox.world.store.archive
+    inbox.world.store.archive = await Archive.connect(f"postgresql://contactrouter@127.0.0.1:{free_port()}/gone")
+    try:
+        client, _token = await logged_in(inbox, "amy")
+        async with client:
+            response = await client.get(f"/inbox/t/acme/c/{old}")
+            assert response.status == 503
+            assert "archive unavailable" in await response.text()
+            assert response.headers["Retry-After"]
+            again = await client.get(f"/inbox/t/acme/c/{old}/messages.json")  # at once: it failed a moment ago
+            assert again.status == 503
+            page = await client.get(f"/inbox/t/acme/c/{hot}")  # what Redis holds still opens
+            assert page.status == 200 and "Still broken" in await page.text()
+    finally:
+        await inbox.world.store.archive.close()
+        inbox.world.store.archive = working

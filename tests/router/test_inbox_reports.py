@@ -105,7 +105,8 @@ async def test_a_supervisor_sees_the_days_figures_in_tables_and_charts(floor: Te
         html = await response.text()
     page = Page(html)
     assert page.rows["support"][1:7] == ["5", "3", "2", "1", "20.0 %", "25.0 %"]  # offered ... SL without short
-    assert page.rows["support"][7:11] == ["80 % in 20 s", "32 s", "40.0 %", "1 min 33 s"]  # target, ASA, aband., AHT
+    assert page.rows["support"][7:9] == ["25.0 %", "0"]  # SL with abandons within the target neutral, pending
+    assert page.rows["support"][9:13] == ["80 % in 20 s", "32 s", "40.0 %", "1 min 33 s"]  # target, ASA, aband., AHT
     assert page.rows["letters"][1:3] + page.rows["letters"][5:6] == ["1", "1", "100.0 %"]
     assert page.rows["*"][0:3] == ["All queues", "6", "4"]
     assert 'data-figure="occupancy">44.1 %' in html  # (810 + 160) / 2200
@@ -149,6 +150,35 @@ async def test_a_week_charts_its_days(floor: TestServer) -> None:
     arrivals = page.bars("chart-arrivals")
     assert [day for day, _series in arrivals] == ["Mon 2", "Tue 3", "Wed 4", "Thu 5", "Fri 6", "Sat 7", "Sun 8"]
     assert arrivals[("Mon 2", "offered")] == 6 and sum(arrivals.values()) == 6
+
+
+async def test_a_custom_range_and_a_quarter_are_periods_too(floor: TestServer) -> None:
+    async with logged_in(floor, "sue") as client:
+        span = Page(
+            await (await client.get("/inbox/reports?tenant=acme&period=range&date=2026-11-01&until=2026-11-03")).text()
+        )
+        quarter = Page(await (await client.get("/inbox/reports?tenant=acme&period=quarter&date=2026-11-05")).text())
+    arrivals = span.bars("chart-arrivals")
+    assert [day for day, _series in arrivals] == ["11-01", "11-02", "11-03"]
+    assert arrivals[("11-02", "offered")] == 6
+    assert span.rows["*"][1] == quarter.rows["*"][1] == "6"
+    assert len(quarter.bars("chart-arrivals")) == 92  # October to December
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("period=range&date=2026-11-03", "until: a range needs its last day"),
+        ("period=range&date=2026-11-03&until=2026-11-01", "until: 2026-11-01 is before the range"),
+        ("period=range&date=2020-01-01&until=2026-11-01", "until: a range is at most 1098 days"),
+        ("period=range&date=2026-11-01&until=tomorrow", "until: &#39;tomorrow&#39; is not a day"),
+    ],
+)
+async def test_a_range_needs_a_last_day_after_its_first(query: str, message: str) -> None:
+    _w, server = await start_inbox()
+    async with server, logged_in(server, "sue") as client:
+        response = await client.get(f"/inbox/reports?tenant=acme&{query}")
+        assert response.status == 400 and message in await response.text()
 
 
 async def test_without_a_query_the_page_shows_today_for_the_first_tenant(floor: TestServer) -> None:

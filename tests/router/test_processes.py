@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import subprocess
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,6 +20,7 @@ from router.keys import Keys
 from router.settings import Settings
 from router.store import Store, StoreOutage
 from tests.factories import world
+from tests.processes import CLI
 
 
 def fake_roles(monkeypatch: pytest.MonkeyPatch, **roles: processes.Role) -> None:
@@ -129,3 +133,32 @@ async def test_a_stop_while_waiting_for_the_store_ends_start_up_without_running_
     finally:
         await store.close()
     assert started == []
+
+
+def test_tasks_that_miss_their_cancel_do_not_keep_the_process_from_exiting(caplog):
+    async def deaf() -> None:  # as a blocking Redis read that loses its cancel
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                continue
+
+    async def main() -> str:
+        asyncio.get_running_loop().create_task(deaf(), name="deaf-reader")
+        await asyncio.sleep(0)
+        return "done"
+
+    with caplog.at_level(logging.WARNING):
+        assert processes.run_to_exit(main(), grace_s=0.2) == "done"
+    assert "deaf-reader" in caplog.text
+
+
+def test_run_web_on_a_busy_port_exits_non_zero_promptly(redis_url: str):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        env = {k: v for k, v in os.environ.items() if k != "CONTACTROUTER_CONFIG"}
+        env.update(REDIS_URL=redis_url, HOST="127.0.0.1", PORT=str(holder.getsockname()[1]))
+        result = subprocess.run([CLI, "run", "web"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "web cannot listen on 127.0.0.1" in result.stderr

@@ -58,3 +58,23 @@ async def test_any_other_failure_is_logged_with_its_streams_and_the_loop_reads_a
     assert f"feed: reading {STREAM} failed; retrying" in caplog.text
     assert "a reply it could not parse" in caplog.text
     assert len(await read_streams(store, {STREAM: "0-0"}, StoreOutage("feed"), count=10, block_ms=1)) == 1
+
+
+async def test_an_idle_feed_is_no_outage_when_redis_url_sets_a_short_read_timeout(redis_url, caplog):
+    # The block asked for outlasts the client's read timeout: the read must end first, or an
+    # idle stream reads as a store that does not answer ("store unreachable").
+    store = connect(Settings(redis_url=f"{redis_url}?socket_timeout=1"))
+    outage = StoreOutage("feed")
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert await read_streams(store, {"cr:{idle}:events": "$"}, outage, count=10, block_ms=1500) == []
+    finally:
+        await store.close()
+    assert outage.failures == 0, caplog.text
+    assert "unreachable" not in caplog.text
+
+
+def test_blocking_reads_end_before_the_read_timeout():
+    assert connect(Settings(redis_url="redis://127.0.0.1:1/0?socket_timeout=5")).blocking(5000) == 4000
+    assert connect(Settings(redis_url="redis://127.0.0.1:1/0?socket_timeout=1")).blocking(5000) == 500
+    assert connect(Settings(redis_url="redis://127.0.0.1:1/0")).blocking(5000) == 5000

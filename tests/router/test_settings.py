@@ -202,3 +202,14 @@ def test_login_client_failures_is_at_least_one():
     assert Settings.from_env({"LOGIN_CLIENT_FAILURES": "200"}).login_client_failures == 200
     with pytest.raises(ConfigError, match="LOGIN_CLIENT_FAILURES: must be at least 1"):
         Settings.from_env({"LOGIN_CLIENT_FAILURES": "0"})
+
+
+def test_metrics_port_may_be_an_offset_from_port_so_each_honcho_process_gets_its_own():
+    # honcho gives each process its PORT (web 5000, smtp 5100, routing 5200 and 5201, ...)
+    ports = [Settings.from_env({"PORT": str(p), "METRICS_PORT": "+1000"}).metrics_port for p in (5000, 5200, 5201)]
+    assert ports == [6000, 6200, 6201]
+    assert Settings.from_env({"METRICS_PORT": "+1"}).metrics_port == 8081  # PORT's default, 8080
+    assert Settings.from_env({"METRICS_PORT": "9100"}).metrics_port == 9100
+    for bad in ("+x", "+70000"):
+        with pytest.raises(ConfigError, match="METRICS_PORT"):
+            Settings.from_env({"METRICS_PORT": bad})

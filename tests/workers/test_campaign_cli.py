@@ -8,6 +8,7 @@ import pytest
 
 from router.app import cli
 from router.config import load_deployment
+from router.keys import Keys
 from router.settings import Settings
 from router.store import connect
 from workers.campaigns.worker import CampaignWorker
@@ -174,3 +175,46 @@ def test_a_file_that_is_not_utf8_is_refused_whole_with_the_right_line_and_byte(r
     fixed.write_bytes(broken.read_bytes().replace(b"\xe9", "é".encode()))
     status, out, _ = run("import", "acme-dues", str(fixed))
     assert status == 0 and out.startswith("imported 2,500 recipients, rejected 0 rows\n")
+
+
+def test_results_of_a_campaign_with_agents_on_the_line_give_the_dialler_figures(run, redis_url):
+    run("create", str(EXAMPLES / "acme-dialer.toml"))
+
+    async def measured() -> None:
+        store = connect(Settings(redis_url=redis_url))
+        try:
+            today = dt.datetime.now(dt.UTC).date().isoformat()
+            await store.redis.hset(
+                Keys("acme").campaign_dial_figures("acme-dialer"),
+                mapping={"outcomes": 200, "answered": 60, "connects": 59, "abandoned": 1, "machines": 30,
+                         f"answered:{today}": 60, f"abandoned:{today}": 1},
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(measured())
+    status, out, _ = run("results", "acme-dialer")
+    assert status == 0 and "connects" not in out  # nobody has taken a call yet
+
+    async def taken() -> None:
+        store = connect(Settings(redis_url=redis_url))
+        try:
+            await store.redis.hset(
+                Keys("acme").campaign_agent_figures("acme-dialer"),
+                mapping={"amy:connects": 59, "amy:right_party": 50, "amy:promises": 20, "amy:promised_cents": 250000,
+                         "amy:talk_ms": 9_000_000, "amy:wrap_ms": 1_200_000},
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(taken())
+    status, out, _ = run("results", "acme-dialer")
+    lines = out.splitlines()
+    assert lines[-3].split() == ["agent", "connects", "right", "party", "promises", "promised", "talk", "wrap"]
+    assert lines[-2].split() == ["amy", "59", "50", "20", "2,500.00", "2:30:00", "0:20:00"]
+    assert status == 0
+    assert out.splitlines()[-1] == (
+        "dialler (predictive): 200 dials (0 in flight), 60 answered by a person (30.0% of calls that rang out), "
+        "30 machines, 59 put through to an agent, 1 abandoned; 1.67% of answered calls abandoned over 30 days "
+        "(limit 3%)"
+    )

@@ -19,7 +19,7 @@ async def test_an_outage_logs_one_warning_and_one_line_when_the_store_is_back(mo
     calls = 0
     back = asyncio.Event()
 
-    async def run_due(store, tenant) -> int:
+    async def run_due(store, tenant, **_options) -> int:
         nonlocal calls
         calls += 1
         if calls <= 4:

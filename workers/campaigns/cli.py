@@ -23,14 +23,14 @@ import sys
 from pathlib import Path
 
 from router import audit
-from router.campaigns import isolated, registry
+from router.campaigns import dial_state, isolated, registry
 from router.campaigns.model import Campaign, CampaignError, load_campaign, missing_dispositions
 from router.config import Deployment
 from router.customers import InvalidAddress, normalise
 from router.events import CHANNELS
 from router.keys import Keys
 from router.store import Store, text
-from workers.campaigns import audience, export, pacing, results, unsubscribe
+from workers.campaigns import agent_figures, audience, export, pacing, results, unsubscribe
 
 SHOWN_REJECTS = 20
 CHECKED = 5  # recipients whose messages `create` and `import` render, as a preview would
@@ -235,6 +235,23 @@ async def _results(store: Store, tenant: str, campaign_id: str, csv_file: str | 
         ]
         cells = "  ".join(f"{v:>{w}}" for v, w in zip(values, widths, strict=True))
         print(f"{row.variant or 'all':<10}{row.share:>5}%  {cells}")
+    per_agent = await agent_figures.per_agent(store, tenant, campaign_id)
+    if per_agent:
+        print(f"{'agent':<16}{'connects':>9}{'right party':>12}{'promises':>9}{'promised':>12}{'talk':>9}{'wrap':>9}")
+        for a in per_agent:
+            print(
+                f"{a.agent:<16}{a.connects:>9,}{a.right_party:>12,}{a.promises:>9,}{a.promised_cents / 100:>12,.2f}"
+                f"{_duration(a.talk_ms):>9}{_duration(a.wrap_ms):>9}"
+            )
+    campaign, _state = await registry.load(store, tenant, campaign_id)
+    if campaign.voice.dial_mode != "message":
+        now = dt.datetime.now(dt.UTC)
+        print(dial_state.describe(await dial_state.summary(store, tenant, campaign_id, now), campaign.voice.dial_mode))
+
+
+def _duration(ms: int) -> str:
+    """h:mm:ss of agent time."""
+    return str(dt.timedelta(seconds=ms // 1000))
 
 
 async def _export(store: Store, tenant: str, campaign_id: str, output: str, *, as_json: bool) -> None:

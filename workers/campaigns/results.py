@@ -32,6 +32,7 @@ from router.config import Deployment
 from router.keys import CAMPAIGNS_GROUP, Keys, shard_of
 from router.settings import Settings
 from router.store import Store, text
+from workers.campaigns import agent_figures
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
 from workers.campaigns.ids import parse_conversation_id, parse_message_id, variant_prefix
@@ -77,6 +78,7 @@ class Results:
         return done
 
     async def apply(self, tenant: str, event: events.StateEvent) -> None:
+        await agent_figures.apply(self.store, tenant, event)  # each agent's, per campaign
         if isinstance(event, events.DeliveryStatus):
             await self._delivery(tenant, event)
         elif isinstance(event, events.MessageAdded) and event.direction == "in":

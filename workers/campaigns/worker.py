@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import msgspec
 
 from router import events, scripts
-from router.campaigns import compliance, isolated, registry
+from router.campaigns import compliance, dial_state, isolated, registry
 from router.campaigns.model import (
     MACHINE_MESSAGE,
     Campaign,
@@ -43,7 +43,7 @@ from router.keys import Keys
 from router.settings import Settings
 from router.stopping import stopped
 from router.store import STORE_ERRORS, Store, StoreOutage, text
-from workers.campaigns import pacing, results, unsubscribe
+from workers.campaigns import dialer, pacing, results, unsubscribe
 from workers.campaigns import scripts as campaign_scripts
 from workers.campaigns.audience import address_for
 from workers.campaigns.gate import ZONES, zones_metadata
@@ -158,7 +158,12 @@ class CampaignWorker:
         limits = await pacing.channel_limits(self.store, tenant)
         if campaign.channel in limits:
             buckets.append(pacing.channel_bucket(tenant, campaign.channel, limits[campaign.channel]))
-        tokens, wait = await pacing.take(self.store, tenant, self.batch, buckets)
+        want = self.batch
+        if dialer.paced_by_agents(campaign):  # as many calls as the agents on the line can take
+            want = min(want, (await dialer.calls_now(self.store, self.deployment.tenant(tenant), campaign, now)).calls)
+            if not want:
+                return 0
+        tokens, wait = await pacing.take(self.store, tenant, want, buckets)
         if not tokens:
             self._resting[(tenant, campaign_id)] = now.timestamp() + wait / 1000
             return 0
@@ -303,7 +308,7 @@ class CampaignWorker:
             campaign_scripts.send_call(self.store, tenant, batch, [fields for _item, fields in chunk])
             for chunk in chunks
         ]
-        sent = 0
+        sent, queued = 0, []
         for chunk, result in zip(chunks, await scripts.run_pipelined(self.store.redis, calls), strict=True):
             if isinstance(result, Exception):
                 log.error("campaign %s: sending %d recipients failed: %s", campaign.id, len(chunk), result)
@@ -312,8 +317,12 @@ class CampaignWorker:
                 outcome = text(outcome)
                 if outcome == "sent":
                     sent += 1
+                    if item.channel == "voice":  # a fallback text is no call in flight
+                        queued.append(message_id(campaign.id, item.recipient.seq, item.attempt))
                 elif outcome in ("recheck", "stopped"):  # decided afresh, or after a resume
                     later.append((item.recipient.seq, item.recipient.seq, ""))  # due at once, in file order
+        if dialer.paced_by_agents(campaign):
+            await dial_state.ringing(self.store, tenant, campaign.id, queued, now_ms)
         return sent
 
     async def _channel_pacing(

@@ -30,7 +30,7 @@ from twilio.twiml.voice_response import VoiceResponse
 from channels._twilio_auth import tenant_form
 from channels.voice import inbound
 from channels.voice._webhook import twiml, url
-from channels.voice.campaign import outcome
+from channels.voice.campaign import agents, outcome
 from channels.voice.campaign.dial import ANSWER_PATH, CHOICE_PATH
 from router import bus, events
 from router.appkeys import STORE
@@ -93,6 +93,8 @@ async def answer(request: web.Request) -> web.Response:
     message, campaign = found
     sid, answered_by = form["CallSid"], form.get("AnsweredBy", "")
     state, error = outcome.answered(answered_by)
+    if agents.with_agents(campaign):
+        return await _answer_with_agents(request, response, tenant, form, campaign, message, state, error)
     if state == "machine":
         said = await machine_message(store, campaign, message)
         if said:
@@ -105,6 +107,44 @@ async def answer(request: web.Request) -> web.Response:
         _offer(request, response, tenant, campaign, message, attempt=1, body=message.body)
     else:
         response.hangup()
+    return twiml(response)
+
+
+async def _answer_with_agents(
+    request: web.Request,
+    response: VoiceResponse,
+    tenant: Tenant,
+    form: MultiDictProxy[str],
+    campaign: Campaign,
+    message: events.OutboundMessage,
+    state: str,
+    error: str,
+) -> web.Response:
+    """AMD has decided, and no agent has been involved yet (channels.voice.campaign.agents):
+    a person goes to a free agent or hears the abandon message; a machine gets the
+    campaign's machine message, if it allows one, or a hang-up."""
+    store = request.app[STORE]
+    sid, answered_by = form["CallSid"], form.get("AnsweredBy", "")
+    fate = ""
+    if state == "delivered":
+        fate = await agents.person_answered(store, tenant, campaign, message)
+        if fate == "abandoned":
+            error = "abandoned: no agent was free"
+            response.say(agents.abandon_message(tenant), language=tenant.voice.language)
+    else:
+        if state == "machine":
+            said = await machine_message(store, campaign, message)
+            if said:
+                response.say(said, language=tenant.voice.language)
+            error += ": message left" if said else ": hung up"
+        await agents.machine_answered(store, tenant.id, campaign.id, message.id)
+    await outcome.mark(store, tenant.id, message.id, sid, state, error, answered_by or "none")
+    if fate == "connected":
+        body = f"Answered a call of campaign {campaign.name or campaign.id}"
+        await _enter_queue(request, response, tenant, form, campaign, message, body=body)
+    else:
+        response.hangup()
+    log.info("campaign call %s of %s (%s): %s %s", sid, tenant.id, campaign.id, state, fate or error)
     return twiml(response)
 
 
@@ -177,6 +217,8 @@ async def _enter_queue(
     form: MultiDictProxy[str],
     campaign: Campaign,
     message: events.OutboundMessage,
+    *,
+    body: str = "",
 ) -> None:
     """The callee becomes a caller waiting in the campaign's queue: a call record as an
     incoming call has (its `from` the customer), an InboundContact once per CallSid,
@@ -198,7 +240,7 @@ async def _enter_queue(
                 "provider_id": sid,
                 "occurred_at": events.now_ms(),
                 "queue": campaign.queue,
-                "body": f"Asked for an agent during the call of campaign {campaign.name or campaign.id}",
+                "body": body or f"Asked for an agent during the call of campaign {campaign.name or campaign.id}",
                 "metadata": {
                     "call_sid": sid,
                     "campaign": campaign.id,

@@ -20,8 +20,9 @@ from aiohttp import web
 
 from channels._twilio_auth import tenant_form
 from channels.voice import status
+from channels.voice.campaign import agents
 from channels.voice.campaign.dial import STATUS_PATH
-from router import atomic
+from router import atomic, events
 from router.appkeys import STORE
 from router.keys import PROVIDER_ID_TTL_S, Keys
 from router.store import Store, text
@@ -95,6 +96,8 @@ async def status_callback(request: web.Request) -> web.Response:
     if state:
         if await store.redis.exists(keys.delivery(message)):
             outcome, current = await mark(store, tenant.id, message, sid, state, error)
+            if call_status in NOT_ANSWERED:
+                await _rang_out(store, tenant.id, message)
             log.info("campaign call %s of %s (%s): %s -> %s %s", sid, tenant.id, message, call_status, outcome, current)
         else:  # answered 200 all the same: Twilio retrying would not make it ours
             log.warning("status %s of campaign call %s: no message %s of %s", call_status, sid, message, tenant.id)
@@ -103,6 +106,14 @@ async def status_callback(request: web.Request) -> web.Response:
     if form.get("From") and form.get("To") and await store.redis.exists(keys.call(sid)):
         return await status.status_callback(request)
     return web.Response(text="")
+
+
+async def _rang_out(store: Store, tenant: str, message_id: str) -> None:
+    """An agent-paced campaign's dialler counts the call that nobody answered."""
+    payload = await store.redis.hget(Keys(tenant).delivery(message_id), "payload")
+    message = events.decode_outbound(payload) if payload else None
+    if message is not None:
+        await agents.rang_out(store, tenant, message)
 
 
 def setup(app: web.Application) -> None:

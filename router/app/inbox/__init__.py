@@ -10,6 +10,9 @@ from aiohttp import web
 from router.app.inbox import (
     actions,
     audit,
+    call_panel,
+    call_transfer,
+    campaign_callbacks,
     campaigns,
     chat,
     enrolment,
@@ -20,7 +23,9 @@ from router.app.inbox import (
     login,
     media,
     pages,
+    recordings,
     reports,
+    satisfaction,
     search,
     sessions,
     softphone,
@@ -66,8 +71,13 @@ def application(store_of: web.Application) -> web.Application:
     supervisor.routes(inbox)
     search.routes(inbox)
     reports.routes(inbox)
+    satisfaction.routes(inbox)
     campaigns.routes(inbox)
+    campaign_callbacks.routes(inbox)
     softphone.routes(inbox)
+    recordings.routes(inbox)
+    call_transfer.routes(inbox)
+    call_panel.routes(inbox)
     knowledge.routes(inbox)
     language.routes(inbox)
     inbox.router.add_get("/live", live.live)

@@ -213,6 +213,18 @@ async def revocation(request: web.Request, c: _Context) -> str:
     if not settled:
         return c.done("revocation_gone")
     return c.done("revocation_confirmed" if decision == "confirm" else "revocation_dismissed")
+async def do_not_call(request: web.Request, c: _Context) -> str:
+    """The customer asked not to be called again (as a debtor may, FDCPA 1692c(c)): their
+    number goes on the tenant's do-not-contact list, which every campaign checks when it
+    queues a call and again at the moment of dialling. Only the agent on the conversation."""
+    if c.record.get("agent") != c.agent:
+        raise AgentError("only the agent on this conversation can stop the calls")
+    address = c.record.get("address", "")
+    if not address.startswith("+"):
+        raise AgentError("this conversation has no phone number to stop calling")
+    await c.store.redis.sadd(Keys(c.tenant.id).do_not_contact, address)
+    log.info("conversation %s of %s: %s was asked not to call again", c.conversation, c.tenant.id, c.agent)
+    return c.done("do_not_call")
 
 
 Action = Callable[[web.Request, _Context], Awaitable[str]]  # returns where to send the browser
@@ -226,6 +238,7 @@ ACTIONS: dict[str, Action] = {
     "rename": rename,
     "link": link,
     "revocation": revocation,
+    "do-not-call": do_not_call,
 }
 
 

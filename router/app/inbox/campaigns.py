@@ -18,6 +18,7 @@ campaign it does not have, is 404.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -31,12 +32,21 @@ from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
-from router.campaigns import isolated, registry
-from router.campaigns.model import DISPOSITIONS, Campaign, CampaignError, check_against, missing_dispositions
-from router.campaigns.render import Rendered
+from router.campaigns import dial_state, isolated, registry
+from router.campaigns.dialing import ABANDON_LIMIT
+from router.campaigns.model import (
+    DISPOSITIONS,
+    Campaign,
+    CampaignError,
+    check_against,
+    decode_recipient,
+    missing_dispositions,
+)
+from router.campaigns.render import Rendered, TemplateProblem
 from router.config import Deployment, Tenant
+from router.keys import Keys
 from router.store import Store
-from workers.campaigns import export
+from workers.campaigns import agent_figures, export
 from workers.campaigns.audience import address_for
 
 log = logging.getLogger(__name__)
@@ -164,9 +174,19 @@ async def _detail(request: web.Request, error: str = "", status: int = 200) -> w
         }
         for v in campaign.variants
     ]
+    names_of = {a.id: a.name or a.id for a in tenant.agents}  # a person is shown by name
+    dialler = None
+    if campaign.voice.dial_mode != "message":  # agents on the line: the dialler's figures
+        dialler = await dial_state.summary(store, tenant.id, campaign.id, dt.datetime.now(dt.UTC))
     return render(
         request,
         "campaign.html",
+        dialler=dialler,
+        per_agent=[
+            {"name": names_of.get(a.agent, a.agent), "figures": a}
+            for a in await agent_figures.per_agent(store, tenant.id, campaign.id)
+        ],
+        abandon_limit=ABANDON_LIMIT,
         status=status,
         error=error,
         tenant=tenant,
@@ -283,7 +303,10 @@ async def conversation_panel(store: Store, tenant: Tenant, record: dict[str, str
     except CampaignError:  # the conversation outlives its campaign: keep the context
         campaign, state = None, ""
     kind = campaign.kind if campaign else ""
+    script, script_error = await _script(store, campaign, record.get("campaign_recipient", ""))
     return {
+        "script": script,
+        "script_error": script_error,
         "id": campaign_id,
         "name": (campaign.name if campaign else "") or campaign_id,
         "kind": kind,
@@ -292,6 +315,21 @@ async def conversation_panel(store: Store, tenant: Tenant, record: dict[str, str
         "fields": fields,
         "dispositions": [d for d in DISPOSITIONS.get(kind, ()) if d in tenant.dispositions],
     }
+
+
+async def _script(store: Store, campaign: Campaign | None, seq: str) -> tuple[str, str]:
+    """The campaign's agent script rendered for the recipient, or why it could not be
+    (in the bounded child: the web process's loop never runs a template)."""
+    if campaign is None or not campaign.voice.script or not seq:
+        return "", ""
+    blob = await store.redis.hget(Keys(campaign.tenant).campaign_audience(campaign.id), seq)
+    if not blob:
+        return "", ""
+    try:
+        return await isolated.shared().render_script(campaign, decode_recipient(blob)), ""
+    except TemplateProblem as exc:
+        log.warning("campaign %s recipient %s: script not rendered: %s", campaign.id, seq, exc)
+        return "", str(exc)
 
 
 def routes(app: web.Application) -> None:

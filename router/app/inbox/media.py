@@ -19,7 +19,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp import web
 
-from router import audit, conversations, events
+from router import audit, conversations
 from router.app.inbox import messages
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
 from router.app.inbox.login import client_address
@@ -112,6 +112,13 @@ async def media(request: web.Request) -> web.StreamResponse:
             tenants=(tenant.id,),
             target=f"conversation {record['id']}, recording {n}",
         )
+    return await relay(request, tenant, url, attachment.content_type, f"{tenant.id}/{record['id']}")
+
+
+async def relay(request: web.Request, tenant: Tenant, url: str, content_type: str, what: str) -> web.StreamResponse:
+    """Fetch a Twilio-hosted file (`url` from fetch_url) with the tenant's account and stream
+    it on, following redirects to Twilio's storage only; `what` names it in the logs."""
+    settings: Settings = request.app[SETTINGS]
     cap = settings.attachment_max_bytes
     session = request.app[CLIENT]
     try:
@@ -124,15 +131,15 @@ async def media(request: web.Request) -> web.StreamResponse:
                         raise web.HTTPBadGateway(text="the media is not where Twilio keeps media")
                     url = target
                     continue
-                return await _relay(request, upstream, attachment, cap)
+                return await _relay(request, upstream, content_type, cap)
     except (aiohttp.ClientError, TimeoutError) as exc:
-        log.warning("media of %s/%s could not be fetched: %s", tenant.id, record["id"], exc)
+        log.warning("media of %s could not be fetched: %s", what, exc)
         raise web.HTTPBadGateway(text="the media could not be fetched from Twilio; try again") from None
     raise web.HTTPBadGateway(text="too many redirects")
 
 
 async def _relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, attachment: events.Attachment, cap: int
+    request: web.Request, upstream: aiohttp.ClientResponse, fallback_type: str, cap: int
 ) -> web.StreamResponse:
     if upstream.status == 404:
         raise web.HTTPNotFound(text="Twilio no longer has this media")
@@ -143,7 +150,7 @@ async def _relay(
     length = None if upstream.headers.get("Content-Encoding") else upstream.content_length
     if length is not None and length > cap:
         raise web.HTTPBadGateway(text=f"the media is over {cap} bytes")
-    content_type = upstream.headers.get("Content-Type") or attachment.content_type
+    content_type = upstream.headers.get("Content-Type") or fallback_type
     response = web.StreamResponse(headers=_headers(content_type, length))
     await response.prepare(request)
     sent = 0

@@ -12,8 +12,9 @@ import logging
 
 from aiohttp import web
 
+from channels.voice import monitor
 from router import agents, conversations, customers, events, i18n, names, revocations, templating
-from router.app.inbox import attachments, campaigns, canned, chat, listing, messages, originals
+from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages, originals
 from router.app.inbox.access import CONVERSATION_PATH, ID, conversation_of
 from router.app.inbox.attachments import attachment_store
 from router.app.inbox.rendering import brand, locale_of, render
@@ -343,6 +344,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         icons=listing.CHANNEL_ICONS,
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
+        call=await call_panel.panel(store, tenant, record, user),
         revocations=[_revocation_view(flag, locale) for flag in flags],
         listing=_list_view(request, *(await _lists(request))[1:]),
         current_conversation=record["id"],
@@ -380,6 +382,9 @@ async def messages_json(request: web.Request) -> web.Response:
                 for e in entries[start:]
             ],
             "statuses": await delivery_statuses(request.app[STORE], tenant.id, entries),
+            "listeners": call_panel.listeners_text(
+                await monitor.listeners(request.app[STORE], tenant.id, record["id"])
+            ),
         }
     )
 

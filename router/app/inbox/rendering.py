@@ -41,12 +41,25 @@ DONE = {  # ?done=<code> after a redirect: fixed texts, so a link cannot put wor
     "revocation_confirmed": N_("Opt-out recorded: no campaign or survey will reach the customer there."),
     "revocation_dismissed": N_("Dismissed: no opt-out recorded, and campaigns may reach the customer again."),
     "revocation_gone": N_("Someone else had already decided on that message."),
+    "do_not_call": N_("The customer's number is on the do-not-contact list: no campaign will call it again."),
+    "callback_scheduled": N_("Callback scheduled: it is on your campaign callbacks, at the customer's time."),
+    "callback_done": N_("Callback taken off your list."),
     "campaign_launch": N_("Campaign launched."),
     "campaign_pause": N_("Campaign paused."),
     "campaign_resume": N_("Campaign resumed."),
     "campaign_cancel": N_("Campaign cancelled."),
     "unlocked": N_("Lock lifted."),
     "lock_gone": N_("That lock had already ended."),
+    "recording-paused": N_("Recording paused."),
+    "recording-in-progress": N_("Recording resumed."),
+    "monitor-listen": N_("Listening: your phone or softphone rings; you are muted."),
+    "monitor-whisper": N_("Whispering: only the agent hears you."),
+    "monitor-barge": N_("In the call: the customer and the agent hear you."),
+    "monitor-leave": N_("You left the call."),
+    "transfer-consulting": N_("Calling your colleague: the customer is on hold meanwhile."),
+    "transfer-completed": N_("Call handed over."),
+    "transfer-cancelled": N_("Consultation ended: the customer is back with you."),
+    "followed_up": N_("Low rating marked as followed up."),
 }
 def languages() -> list[tuple[str, str]]:
     """The desk's languages for the selector: (locale, its name in itself)."""
@@ -91,6 +104,28 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
         )
     )
     return web.Response(text=body, status=status, content_type="text/html")
+
+
+async def read_fields(request: web.Request) -> dict[str, str]:
+    """A form's text fields, or a JSON object's (the softphone panel posts JSON to routes a
+    page's form posts to as well): each at most MAX_TEXT characters; booleans as "1"/"0"."""
+    if request.content_type != "application/json":
+        return await read_form(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text="expected a JSON object") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    fields = {}
+    for name, value in body.items():
+        if isinstance(value, bool):
+            value = "1" if value else "0"
+        if isinstance(value, str):
+            if len(value) > MAX_TEXT:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_TEXT, actual_size=len(value))
+            fields[str(name)] = value
+    return fields
 
 
 async def read_form(request: web.Request) -> dict[str, str]:

@@ -1,7 +1,8 @@
-"""The supervisors' reports page: ops.reports' figures for a tenant's day, week or month
+"""The supervisors' reports page: ops.reports' figures for a tenant's day, week, month, quarter or range
 as tables and server-drawn SVG charts, and the same report as a CSV download.
 
-    GET /inbox/reports?tenant=T&period=day|week|month&date=YYYY-MM-DD&by=queue|agent
+    GET /inbox/reports?tenant=T&period=day|week|month|quarter&date=YYYY-MM-DD&by=queue|agent
+    GET /inbox/reports?tenant=T&period=range&date=FIRST&until=LAST&by=...  (any span of days)
     GET /inbox/reports.csv?... (the same query)
 
 Supervisors and admins only (403 for agents); a tenant the user has no membership of
@@ -22,7 +23,7 @@ from aiohttp import web
 
 from ops import reports
 from router import audit, events
-from router.app.inbox import charts
+from router.app.inbox import charts, satisfaction
 from router.app.inbox.access import tenant_of
 from router.app.inbox.login import client_address
 from router.app.inbox.rendering import brand, render
@@ -37,6 +38,7 @@ HOUR_MS = 3600 * 1000
 # Stream ids count from 1970 (UTC: a week or a zone ahead of it starts before); the far end keeps
 # the neighbouring periods the page links to within what datetime holds.
 YEARS = (1971, 9998)
+MAX_RANGE_DAYS = 3 * 366  # a custom range's length (the chart draws a bar a day)
 UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -49,6 +51,7 @@ class Query(msgspec.Struct, frozen=True):
     period: str
     day: dt.date
     by: str
+    until: dt.date | None = None  # a range's last day
 
 
 def parse_query(request: web.Request) -> Query:
@@ -65,15 +68,29 @@ def parse_query(request: web.Request) -> Query:
     if not given:
         day = dt.datetime.fromtimestamp(events.now_ms() / 1000, ZoneInfo(tenant.timezone)).date()  # the report's clock
     else:
-        try:
-            if not DATE.fullmatch(given):
-                raise ValueError(given)
-            day = dt.date.fromisoformat(given)
-        except ValueError:
-            raise BadQuery(f"date: {given[:40]!r} is not a day as YYYY-MM-DD") from None
-        if not YEARS[0] <= day.year <= YEARS[1]:
-            raise BadQuery(f"date: {given} is outside the years {YEARS[0]} to {YEARS[1]}")
-    return Query(tenant, period, day, by)
+        day = _day("date", given)
+    until = None
+    if period == "range":
+        if not params.get("until"):
+            raise BadQuery("until: a range needs its last day")
+        until = _day("until", params["until"])
+        if until < day:
+            raise BadQuery(f"until: {until} is before the range's first day {day}")
+        if (until - day).days >= MAX_RANGE_DAYS:
+            raise BadQuery(f"until: a range is at most {MAX_RANGE_DAYS} days")
+    return Query(tenant, period, day, by, until)
+
+
+def _day(name: str, given: str) -> dt.date:
+    try:
+        if not DATE.fullmatch(given):
+            raise ValueError(given)
+        day = dt.date.fromisoformat(given)
+    except ValueError:
+        raise BadQuery(f"{name}: {given[:40]!r} is not a day as YYYY-MM-DD") from None
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise BadQuery(f"{name}: {given} is outside the years {YEARS[0]} to {YEARS[1]}")
+    return day
 
 
 # --- arrivals per interval ---
@@ -92,7 +109,8 @@ def intervals(tenant: Tenant, period: str, start: dt.datetime, end: dt.datetime)
     for offset in range(days):
         day = start.date() + dt.timedelta(days=offset)
         midnight = dt.datetime.combine(day, dt.time(), zone)
-        result.append((int(midnight.timestamp() * 1000), f"{day:%a} {day.day}" if period == "week" else str(day.day)))
+        label = f"{day:%a} {day.day}" if period == "week" else str(day.day) if period == "month" else f"{day:%m-%d}"
+        result.append((int(midnight.timestamp() * 1000), label))
     return result
 
 
@@ -122,7 +140,19 @@ def duration(seconds: float | None) -> str:
 
 def _link(path: str, query: Query, **changes: str) -> str:
     params = {"tenant": query.tenant.id, "period": query.period, "date": query.day.isoformat(), "by": query.by}
+    if query.until is not None:
+        params["until"] = query.until.isoformat()
     return f"{path}?{urlencode({**params, **changes})}"
+
+
+def _neighbours(query: Query, start: dt.datetime, end: dt.datetime) -> tuple[dict[str, str], dict[str, str]]:
+    """The query changes for the period before and the one after (a range: as long, just before and after)."""
+    if query.until is None:
+        return {"date": (start.date() - dt.timedelta(days=1)).isoformat()}, {"date": end.date().isoformat()}
+    length = (end.date() - start.date()).days
+    shift = dt.timedelta(days=length)
+    earlier = {"date": (query.day - shift).isoformat(), "until": (query.until - shift).isoformat()}
+    return earlier, {"date": (query.day + shift).isoformat(), "until": (query.until + shift).isoformat()}
 
 
 def _charts(
@@ -195,18 +225,27 @@ async def page(request: web.Request) -> web.Response:
         query = parse_query(request)
     except BadQuery as exc:
         params = request.query
-        form = {name: params.get(name, "") for name in ("tenant", "period", "date", "by")}
+        form = {name: params.get(name, "") for name in ("tenant", "period", "date", "until", "by")}
         return _page(request, status=400, error=str(exc), form=form, report=None)
     tenant, store, now_ms = query.tenant, request.app[STORE], events.now_ms()
-    start, end = reports.period_bounds(tenant, query.period, query.day)
+    start, end = reports.period_bounds(tenant, query.period, query.day, query.until)
     slots = intervals(tenant, query.period, start, end)
-    result = await reports.report(store, tenant, query.period, query.day, now_ms=now_ms)
+    result = await reports.report(store, tenant, query.period, query.day, now_ms=now_ms, until=query.until)
+    earlier, later = _neighbours(query, start, end)
     counts = arrivals(result, [ms for ms, _label in slots])
+    figures, surveyed = await satisfaction.report_section(store, tenant, query.by, start, end)
+    satisfaction.fill(result, figures)  # the CSAT column (ops/satisfaction.py)
     last_day = end.date() - dt.timedelta(days=1)
     return _page(
         request,
         error="",
-        form={"tenant": tenant.id, "period": query.period, "date": query.day.isoformat(), "by": query.by},
+        form={
+            "tenant": tenant.id,
+            "period": query.period,
+            "date": query.day.isoformat(),
+            "until": query.until.isoformat() if query.until else "",
+            "by": query.by,
+        },
         report=result,
         tenant=tenant,
         brand=brand(tenant),
@@ -216,9 +255,10 @@ async def page(request: web.Request) -> web.Response:
         agent_names={a.id: a.name or a.id for a in tenant.agents},
         targets={q.id: f"{q.sla.percent:g} % in {duration(q.sla.seconds)}" for q in tenant.queues},
         charts=_charts(query, result, slots, counts),
-        earlier=_link("/inbox/reports", query, date=(start.date() - dt.timedelta(days=1)).isoformat()),
-        later=_link("/inbox/reports", query, date=end.date().isoformat()),
+        earlier=_link("/inbox/reports", query, **earlier),
+        later=_link("/inbox/reports", query, **later),
         csv_url=_link("/inbox/reports.csv", query),
+        satisfaction=surveyed,
     )
 
 
@@ -228,7 +268,11 @@ async def csv_download(request: web.Request) -> web.Response:
         query = parse_query(request)
     except BadQuery as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
-    result = await reports.report(request.app[STORE], query.tenant, query.period, query.day)
+    result = await reports.report(request.app[STORE], query.tenant, query.period, query.day, until=query.until)
+    figures, _section = await satisfaction.report_section(
+        request.app[STORE], query.tenant, query.by, result.start, result.end
+    )
+    satisfaction.fill(result, figures)
     body = io.StringIO()
     reports.write_csv_rows(body, result, query.by)
     user = request[USER]

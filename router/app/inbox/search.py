@@ -1,17 +1,20 @@
-"""Supervisors' conversation search: by customer, address, text, date and disposition.
+"""Supervisors' conversation search: by customer, address, text, date, disposition, queue and
+agent, a page of 50 at a time with the total.
 
 There is no separate search index: candidates come from what the keyspace already
 holds. An address (or customer id) finds the customer's conversations through the
 identity map; otherwise the tenant's events stream, whose entry ids are times, gives
 the conversations opened in the date range (as far back as the stream is kept).
 The other filters are checked on each candidate, and the work is bounded. With an
-archive (DATABASE_URL), it adds the archived conversations that match, however old.
+archive (DATABASE_URL), the archive answers instead, over every conversation it holds,
+however old (router/records/search.py); rows are read where they live now.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -25,9 +28,11 @@ from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
 from router.errors import ContactRouterError
 from router.keys import Keys
+from router.records import search as records_search
 from router.store import Store, text
 
-MAX_RESULTS = 100
+PAGE_SIZE = 50
+MAX_PAGE = 10_000
 MAX_CANDIDATES = 2000  # conversations looked at per search
 SCAN_BATCH = 500
 DEFAULT_DAYS = 7
@@ -41,6 +46,9 @@ class Query(msgspec.Struct, frozen=True, kw_only=True):
     date_from: dt.date | None = None  # in the tenant's time zone, inclusive
     date_to: dt.date | None = None
     disposition: str = ""
+    queue: str = ""  # the queue it was in last
+    agent: str = ""  # the agent who had it last
+    page: int = 1
 
 
 class SearchError(ContactRouterError, ValueError):
@@ -51,16 +59,22 @@ def _glob_escape(value: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", value)
 
 
-async def _customers_by_address(store: Store, tenant: Tenant, address: str) -> set[str]:
+async def _customers_by_exact_address(store: Store, tenant: Tenant, address: str) -> set[str]:
     keys = Keys(tenant.id)
     found: set[str] = set()
-    for channel in ("sms", "email", "telegram", "webchat"):  # an exact address first
+    for channel in ("sms", "email", "telegram", "webchat"):
         try:
             ident = customers.identity(channel, customers.normalise(channel, address))
         except customers.InvalidAddress:
             continue
         if owner := await store.redis.hget(keys.identities, ident):
             found.add(text(owner))
+    return found
+
+
+async def _customers_by_address(store: Store, tenant: Tenant, address: str) -> set[str]:
+    keys = Keys(tenant.id)
+    found = await _customers_by_exact_address(store, tenant, address)  # an exact address first
     if found:
         return found
     scanned = 0
@@ -104,10 +118,86 @@ async def _opened_between(store: Store, tenant: Tenant, start_ms: int, end_ms: i
     return list(found)
 
 
-async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, object]]:
+class Results(msgspec.Struct, kw_only=True):
+    rows: list[dict[str, object]]  # this page's, newest first
+    total: int  # every conversation that matches (without an archive: of those looked at)
+    page: int
+    pages: int  # at least this many (more: the total is a floor)
+    more: bool = False  # more match than the archive counts (records.search.COUNT_CAP): `total` is that cap
+
+
+def _within(query: Query, record: dict[str, str], start_ms: int, end_ms: int, dated: bool) -> bool:
+    created = int(record.get("created_at") or 0)
+    return (
+        (not dated or start_ms <= created <= end_ms)
+        and (not query.disposition or record.get("disposition") == query.disposition)
+        and (not query.queue or record.get("queue") == query.queue)
+        and (not query.agent or record.get("agent") == query.agent)
+    )
+
+
+async def _row(store: Store, tenant: Tenant, conversation: str, record: dict[str, str]) -> dict[str, object]:
+    created = int(record.get("created_at") or 0)
+    return {
+        "conversation": conversation,
+        "customer": record.get("customer", ""),
+        "name": await names.of_conversation(store, tenant.id, record),
+        "address": names.formatted_address(*names.where(record)),
+        "channel": record.get("last_channel") or record.get("channel", ""),
+        "state": record.get("state", ""),
+        "queue": next((q.name or q.id for q in tenant.queues if q.id == record.get("queue")), record.get("queue", "")),
+        "disposition": record.get("disposition", ""),
+        "agent": next((a.name or a.id for a in tenant.agents if a.id == record.get("agent")), record.get("agent", "")),
+        "created": dt.datetime.fromtimestamp(created / 1000, ZoneInfo(tenant.timezone)).strftime("%Y-%m-%d %H:%M"),
+        "created_at": created,
+    }
+
+
+async def _from_archive(store: Store, tenant: Tenant, query: Query) -> Results:
+    """Every conversation ever archived: the archive answers for the page and the total, and
+    each row is read where it lives now (Redis while hot: its latest state)."""
+    assert store.archive is not None
+    customers_given: list[str] | None = [query.customer] if query.customer else None
+    address = query.address
+    if query.address:
+        exact = await _customers_by_exact_address(store, tenant, query.address)
+        if exact:  # a whole address, however it was typed: its customers (and no substring guessing)
+            customers_given = sorted(exact & set(customers_given) if customers_given else exact)
+            address = ""
+    start_ms, end_ms = _bounds_ms(tenant, query) if query.date_from or query.date_to else (None, None)
+    filters = records_search.Filters(
+        customers=customers_given,
+        address=address,
+        start=_at(start_ms),
+        end=_at(end_ms),
+        disposition=query.disposition,
+        queue=query.queue,
+        agent=query.agent,
+        text=query.text,
+    )
+    found = await store.archive.search(tenant.id, filters, offset=(query.page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    rows = []
+    for conversation in found.conversations:
+        try:
+            record = await conversations.get(store, tenant.id, conversation)
+        except conversations.NotFound:  # erased or expired since the query ran
+            continue
+        rows.append(await _row(store, tenant, conversation, record))
+    pages = max(1, -(-found.total // PAGE_SIZE))
+    if found.more and len(found.conversations) == PAGE_SIZE:
+        pages = max(pages, query.page + 1)  # uncounted: there may be a next page
+    return Results(rows=rows, total=found.total, page=query.page, pages=pages, more=found.more)
+
+
+def _at(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+async def run(store: Store, tenant: Tenant, query: Query) -> Results:
+    if store.archive is not None:
+        return await _from_archive(store, tenant, query)
     keys = Keys(tenant.id)
     start_ms, end_ms = _bounds_ms(tenant, query)
-    owners: set[str] = set()
     if query.customer or query.address:
         owners = {query.customer} if query.customer else set()
         if query.address:
@@ -120,54 +210,25 @@ async def run(store: Store, tenant: Tenant, query: Query) -> list[dict[str, obje
     else:
         candidates = await _opened_between(store, tenant, start_ms, end_ms)
         dated = True
-    if store.archive is not None:  # every conversation ever archived, not only what Redis and the stream hold
-        owners_given = bool(query.customer or query.address)
-        archived = await store.archive.search(
-            tenant.id,
-            customers=sorted(owners) if owners_given else None,
-            start_ms=start_ms if dated else None,
-            end_ms=end_ms if dated else None,
-            disposition=query.disposition,
-            text=query.text,
-            limit=MAX_CANDIDATES,
-        )
-        known = set(candidates)
-        candidates += [c for c in archived if c not in known]
     needle = query.text.casefold()
-    results = []
+    matched = []
     for conversation in candidates[:MAX_CANDIDATES]:
         try:
             record = await conversations.get(store, tenant.id, conversation)
         except conversations.NotFound:
             continue
-        created = int(record.get("created_at") or 0)
-        if dated and not start_ms <= created <= end_ms:
-            continue
-        if query.disposition and record.get("disposition") != query.disposition:
+        if not _within(query, record, start_ms, end_ms, dated):
             continue
         if needle:
             history = await conversations.history(store, tenant.id, conversation)
             if not any(needle in f"{e.subject}\n{e.body}".casefold() for e in history):
                 continue
-        results.append(
-            {
-                "conversation": conversation,
-                "customer": record.get("customer", ""),
-                "name": await names.of_conversation(store, tenant.id, record),
-                "address": names.formatted_address(*names.where(record)),
-                "channel": record.get("last_channel") or record.get("channel", ""),
-                "state": record.get("state", ""),
-                "disposition": record.get("disposition", ""),
-                "agent": record.get("agent", ""),
-                "created": dt.datetime.fromtimestamp(created / 1000, ZoneInfo(tenant.timezone)).strftime(
-                    "%Y-%m-%d %H:%M"
-                ),
-                "created_at": created,
-            }
-        )
-        if len(results) >= MAX_RESULTS:
-            break
-    return sorted(results, key=lambda r: r["created_at"], reverse=True)
+        matched.append((int(record.get("created_at") or 0), conversation, record))
+    matched.sort(key=lambda m: (m[0], m[1]), reverse=True)
+    first = (query.page - 1) * PAGE_SIZE
+    rows = [await _row(store, tenant, c, record) for _at_ms, c, record in matched[first : first + PAGE_SIZE]]
+    total = len(matched)
+    return Results(rows=rows, total=total, page=query.page, pages=max(1, -(-total // PAGE_SIZE)))
 
 
 def parse(params: dict[str, str], default_tenant: str) -> Query:
@@ -180,6 +241,12 @@ def parse(params: dict[str, str], default_tenant: str) -> Query:
         except ValueError:
             raise SearchError(f"{name.replace('_', ' ')}: {value!r} is not a date (YYYY-MM-DD)") from None
 
+    def page() -> int:
+        value = params.get("page", "").strip() or "1"
+        if not value.isdigit() or not 1 <= int(value) <= MAX_PAGE:
+            raise SearchError(f"page: {value[:20]!r} is not a page number (1 to {MAX_PAGE})")
+        return int(value)
+
     return Query(
         tenant=params.get("tenant") or default_tenant,
         address=params.get("address", "").strip()[:200],
@@ -188,6 +255,9 @@ def parse(params: dict[str, str], default_tenant: str) -> Query:
         date_from=date("date_from"),
         date_to=date("date_to"),
         disposition=params.get("disposition", "").strip()[:100],
+        queue=params.get("queue", "").strip()[:100],
+        agent=params.get("agent", "").strip()[:100],
+        page=page(),
     )
 
 
@@ -215,9 +285,24 @@ async def search_page(request: web.Request) -> web.Response:
         tenants=tenants,
         params=params,
         results=results,
+        pages=_page_links(params, results),
         dispositions=sorted({d for t in tenants for d in t.dispositions}),
+        queues=sorted({(q.id, q.name or q.id) for t in tenants for q in t.queues}, key=lambda q: q[1]),
+        agents=sorted({(a.id, a.name or a.id) for t in tenants for a in t.agents}, key=lambda a: a[1]),
         query_tenant=query.tenant if query else tenants[0].id,
     )
+
+
+def _page_links(params: dict[str, str], results: Results | None) -> dict[str, str]:
+    """The previous and next pages' addresses (the same query, another page)."""
+    if results is None:
+        return {}
+    links = {}
+    if results.page > 1:
+        links["previous"] = "/inbox/search?" + urlencode({**params, "page": str(results.page - 1)})
+    if results.page < results.pages:
+        links["next"] = "/inbox/search?" + urlencode({**params, "page": str(results.page + 1)})
+    return links
 
 
 def routes(app: web.Application) -> None:

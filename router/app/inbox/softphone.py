@@ -33,6 +33,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from channels._twilio_rest import TwilioClients
 from channels.voice import bridge, callbacks, desk, simulated, softphone, waiting
+from channels.voice import transfer as transfer_call
 from router import conversations, customers, i18n, templating
 from router.agents import AgentError
 from router.app.inbox import live, tones
@@ -91,7 +92,8 @@ async def seats(request: web.Request) -> web.Response:
                     {"value": f"agent:{a.id}", "label": agent_label % {"name": a.name or a.id}}
                     for a in tenant.agents
                     if a.id != agent
-                ],
+                ]
+                + [{"value": f"number:{n}", "label": f"Number: {n}"} for n in tenant.voice.transfer_numbers],
             }
         )
     return web.json_response({"seats": found})
@@ -259,8 +261,14 @@ async def transfer(request: web.Request) -> web.Response:
     tenant, agent, conversation, sid, body = await _call_context(request)
     kind, _, name = _text(body, "target").partition(":")
     note = body.get("note", "")
-    if kind not in ("agent", "queue") or not name or not isinstance(note, str):
-        raise web.HTTPBadRequest(text="target: agent:<id> or queue:<id>")
+    if kind not in ("agent", "queue", "number") or not name or not isinstance(note, str):
+        raise web.HTTPBadRequest(text="target: agent:<id>, queue:<id> or number:<E.164>")
+    if kind == "number":  # cold, to an outside number the tenant allows: the conversation closes
+        try:
+            await transfer_call.to_number(request.app[STORE], request.app[TWILIO], tenant, agent, conversation, name)
+        except desk.DeskError as exc:
+            return web.json_response({"error": str(exc)}, status=409)
+        return web.json_response({"transferred": transfer_call.TRANSFERRED})
     try:
         outcome = await desk.transfer(
             request.app[STORE],

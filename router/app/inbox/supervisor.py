@@ -1,94 +1,46 @@
 """The supervisors' floor: per queue what waits, for how long, and today's service
-level; per agent their state and load. Refreshed live by the page's script."""
+level and CSAT; per agent their state and load; low ratings to follow up. Refreshed
+live by the page's script."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-import msgspec
 from aiohttp import web
 
+from channels.voice import monitor
+from ops import aggregates
 from router import agents as agents_api
-from router import events, floor, names
+from router import audit, events, figures, floor, names
+from router.app.inbox import satisfaction
 from router.app.inbox.access import CONVERSATION_PATH, conversation_of
+from router.app.inbox.login import client_address
 from router.app.inbox.pages import conversation, tenant_agent_names
 from router.app.inbox.rendering import brand, render
 from router.app.inbox.sessions import USER, require_role
-from router.appkeys import DEPLOYMENT, STORE
+from router.app.inbox.softphone import TWILIO as SOFTPHONE_TWILIO
+from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
-from router.keys import Keys
-from router.store import Store, text
-
-SCAN_BATCH = 1000
-
-
-@dataclass
-class _Day:
-    day: str
-    start: str  # the first stream id of the day
-    last: str = ""  # the last id read
-    counts: dict[str, list[int]] = field(default_factory=dict)  # queue -> [within target, handled]
-    counted: set[str] = field(default_factory=set)  # conversations already counted today
+from router.figures import QueueSums
+from router.store import Store
 
 
 class ServiceLevels:
-    """Today's service level per queue, kept up to date by reading only the events added
-    since the last look (a refresh every few seconds must not rescan the day).
-
-    A conversation counts once, when first answered: taken by an agent for "answer"
-    queues, the first reply for "first_response" queues (email, SMS); a caller who hangs
-    up counts as handled and not within target. Transfers do not count again."""
+    """Today's figures per queue, as the day's report counts them (ops.aggregates.Today, by
+    router/figures.py's definitions): the floor said 20 handled where the report said 15,
+    counting abandons as handled and what was answered today of yesterday's contacts."""
 
     def __init__(self) -> None:
-        self._days: dict[str, _Day] = {}
+        self._days: dict[str, aggregates.Today] = {}
 
-    async def today(self, store: Store, tenant: Tenant) -> dict[str, tuple[int, int]]:
-        """queue -> (answered within its target, handled) since the tenant's local midnight."""
-        local = dt.datetime.now(ZoneInfo(tenant.timezone))
-        day = local.date().isoformat()
+    async def today(self, store: Store, tenant: Tenant) -> dict[str, QueueSums]:
+        """queue -> its sums of the contacts queued since the tenant's local midnight."""
+        day = dt.datetime.now(ZoneInfo(tenant.timezone)).date()
         state = self._days.get(tenant.id)
         if state is None or state.day != day:
-            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            state = self._days[tenant.id] = _Day(day, f"{int(midnight.timestamp() * 1000)}-0")
-        queues = {q.id: q.sla for q in tenant.queues}
-        keys = Keys(tenant.id)
-        while True:
-            rows = await store.redis.xrange(
-                keys.events, min=f"({state.last}" if state.last else state.start, count=SCAN_BATCH
-            )
-            for entry_id, fields in rows:
-                state.last = text(entry_id)
-                try:
-                    event = events.decode_state(fields[b"e"])
-                except (msgspec.DecodeError, msgspec.ValidationError, KeyError):
-                    continue
-                if event.conversation in state.counted:
-                    continue
-                if isinstance(event, events.Accepted) and event.queue in queues:
-                    if queues[event.queue].measure == "answer":
-                        self._count(state, event.conversation, event.queue, event.waited_ms, queues)
-                elif isinstance(event, events.MessageAdded) and event.direction == "out" and event.conversation:
-                    queue, enqueued = await store.redis.hmget(
-                        keys.conversation(event.conversation), "queue", "enqueued_at"
-                    )
-                    queue = text(queue or b"")
-                    if queue in queues and queues[queue].measure == "first_response" and enqueued:
-                        self._count(state, event.conversation, queue, event.occurred_at - int(enqueued), queues)
-                elif isinstance(event, events.Abandoned) and event.queue in queues:
-                    self._count(state, event.conversation, event.queue, None, queues)
-            if len(rows) < SCAN_BATCH:
-                break
-        return {queue: (c[0], c[1]) for queue, c in state.counts.items()}
-
-    @staticmethod
-    def _count(state: _Day, conversation: str, queue: str, waited_ms: int | None, queues: dict) -> None:
-        count = state.counts.setdefault(queue, [0, 0])
-        count[0] += waited_ms is not None and waited_ms <= queues[queue].seconds * 1000
-        count[1] += 1
-        if conversation:
-            state.counted.add(conversation)
+            state = self._days[tenant.id] = aggregates.Today(tenant, day)
+        return await state.queues(store, events.now_ms())
 
 
 LEVELS = web.AppKey("inbox_service_levels", ServiceLevels)
@@ -104,7 +56,8 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
         queues = []
         for state in await floor.queues(store, tenant):
             queue = tenant.queue(state.queue)
-            within, total = answered.get(state.queue, (0, 0))
+            sums = answered.get(state.queue, QueueSums())
+            level = figures.rates(sums).service_level
             queues.append(
                 {
                     "queue": state.queue,
@@ -112,9 +65,9 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                     "waiting": state.waiting,
                     "oldest_wait_s": state.oldest_wait_s,
                     "by_channel": state.by_channel,
-                    "service_level": round(100 * within / total, 1) if total else None,
+                    "service_level": None if level is None else round(100 * level, 1),
                     "target": f"{queue.sla.percent:g}% in {queue.sla.seconds} s",
-                    "handled": total,
+                    "handled": sums.handled,
                 }
             )
         agent_names = tenant_agent_names(tenant)
@@ -123,6 +76,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
         in_progress = []
         for agent_id, record in work:
             channel, address = names.where(record)
+            on_call = await monitor.live_call(store, tenant.id, record["id"])
             in_progress.append(
                 {
                     "conversation": record["id"],
@@ -131,6 +85,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                     "channel": channel,
                     "customer": names.display(known.get(record.get("customer", ""), {}), channel, address),
                     "queue": record.get("queue", ""),
+                    "live_call": on_call,
                 }
             )
         agents = [
@@ -157,6 +112,7 @@ async def _floor(request: web.Request) -> list[dict[str, object]]:
                 "agents": agents,
                 "by_state": by_state,
                 "in_progress": in_progress,
+                "satisfaction": await satisfaction.floor_today(store, tenant),
             }
         )
     return result
@@ -203,8 +159,48 @@ async def reassign(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{record['id']}?done=reassigned")
 
 
+@require_role("supervisor", "admin")
+async def monitor_call(request: web.Request) -> web.Response:
+    """Listen to, whisper to (coach the agent) or barge into a live call, or leave it
+    (form: mode=listen|whisper|barge|leave): the supervisor's seat in the tenant rings."""
+    tenant, record = await conversation_of(request, request.match_info["tenant"], request.match_info["conversation"])
+    form = await request.post()
+    user, mode = request[USER], str(form.get("mode", ""))
+    if mode not in (*monitor.MODES, "leave"):
+        raise web.HTTPBadRequest(text="mode: listen, whisper, barge or leave")
+    twilio = request.app[SOFTPHONE_TWILIO]
+    try:
+        if mode == "leave":
+            await monitor.leave(request.app[STORE], twilio, tenant, record["id"], login=user.login)
+        else:
+            await monitor.join(
+                request.app[STORE],
+                twilio,
+                request.app[SETTINGS].base_url,
+                tenant,
+                record["id"],
+                login=user.login,
+                seat=user.agent_in(tenant.id),
+                mode=mode,  # type: ignore[arg-type]
+            )
+    except monitor.MonitorError as exc:
+        return await conversation(request, error=str(exc), status=409)
+    if mode != "leave":  # hearing a customer's call is access to their data, as a recording is
+        await audit.record(
+            request.app[STORE],
+            "call_monitored",
+            actor=user.login,
+            client=client_address(request),
+            tenants=(tenant.id,),
+            target=f"conversation {record['id']}",
+            detail=mode,
+        )
+    raise web.HTTPSeeOther(f"/inbox/t/{tenant.id}/c/{record['id']}?done=monitor-{mode}")
+
+
 def routes(app: web.Application) -> None:
     app[LEVELS] = ServiceLevels()
     app.router.add_get("/floor", floor_page)
     app.router.add_get("/floor.json", floor_json)
     app.router.add_post(CONVERSATION_PATH + "/reassign", reassign)
+    app.router.add_post(CONVERSATION_PATH + "/monitor", monitor_call)
