@@ -17,6 +17,7 @@ from router.app.inbox import (
     chat,
     enrolment,
     knowledge,
+    language,
     live,
     locks,
     login,
@@ -78,6 +79,7 @@ def application(store_of: web.Application) -> web.Application:
     call_transfer.routes(inbox)
     call_panel.routes(inbox)
     knowledge.routes(inbox)
+    language.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 
