@@ -37,7 +37,8 @@ class IntakeArgs(NamedTuple):
     tenant_address: str  # the tenant's number or address the customer wrote to
     kind: str  # message | call | callback | voicemail
     name: str  # the name the channel gives the customer (pre-chat, email display name), or ""
-    entry_id: str  # its inbound stream entry
+    language: str  # the customer's language (given or detected), or "": a new conversation keeps it
+    entry_id: str  # its inbound stream entry (the last: intake.lua reads the batch's ids by it)
 
 
 class IntakeBatch(NamedTuple):

@@ -47,6 +47,12 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     size: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
+# metadata: the language the customer's browser is set to (the chat widget's), which routing
+# takes when their words do not tell their language (router/intake.py)
+BROWSER_LANGUAGE = "browser_language"
+LANGUAGE_TAG = r"^([A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*)?$"  # BCP 47's shape: "yue", "zh-Hant-HK", "en-GB"
+
+
 class InboundContact(msgspec.Struct, frozen=True, kw_only=True):
     """One message or call from a customer, as every adapter normalises it."""
 
@@ -68,6 +74,9 @@ class InboundContact(msgspec.Struct, frozen=True, kw_only=True):
     original_at: int | None = None  # a callback keeps the age of the call it replaces
     thread: tuple[str, ...] = ()  # email Message-ID / In-Reply-To / References
     metadata: dict[str, str] = {}
+    # the customer's language when the channel knows it (BCP 47, e.g. "yue", "zh-Hant"); routing
+    # detects it from the first message when not given (router/language.py)
+    language: Annotated[str, msgspec.Meta(max_length=35, pattern=LANGUAGE_TAG)] = ""
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, kw_only=True):

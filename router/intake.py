@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from router import assign, atomic, bus, events, logcontext, names, revocations, scripts, surveys
+from router import assign, atomic, bus, events, language, logcontext, names, revocations, scripts, surveys
 from router.atomic import IntakeArgs, IntakeBatch
 from router.bus import Entry
 from router.config import Deployment, Tenant
@@ -28,10 +28,21 @@ class Unroutable(ContactRouterError, ValueError):
     """A contact that can never be routed (bad payload, unknown tenant); it is dead-lettered."""
 
 
+def with_language(contact: events.InboundContact) -> events.InboundContact:
+    """The contact with the customer's language: as the channel gave it, else detected from
+    what they wrote, else their browser's (a new conversation keeps it; routing may pick its
+    queue by it). Words come before the browser: a Cantonese speaker's browser says zh-HK."""
+    if contact.language:
+        return contact
+    found = language.detect(contact.body) if contact.body else ""
+    found = found or contact.metadata.get(events.BROWSER_LANGUAGE, "")
+    return msgspec.structs.replace(contact, language=found) if found else contact
+
+
 def pick_queue(tenant: Tenant, contact: events.InboundContact, when: dt.datetime) -> tuple[str, bool]:
     """The queue a new contact enters, and whether it arrived after hours."""
     queue_ids = {q.id for q in tenant.queues}
-    queue_id = contact.queue if contact.queue in queue_ids else tenant.entry_queue(contact.channel)
+    queue_id = contact.queue if contact.queue in queue_ids else tenant.entry_queue(contact.channel, contact.language)
     queue = tenant.queue(queue_id)
     if queue.hours is None or queue.hours.is_open(when):
         return queue_id, False
@@ -73,6 +84,7 @@ def _intake_args(tenant: Tenant, contact: events.InboundContact, queue_id: str, 
         tenant_address=contact.to,
         kind=contact.kind,
         name=name,
+        language=contact.language,
         entry_id=entry_id,
     )
 
@@ -100,7 +112,7 @@ async def route_batch(store: Store, deployment: Deployment, entries: list[Entry]
     senders: set[tuple[str, str, str]] = set()  # (tenant, channel, address) of the contacts in `work`
     for entry in entries:
         try:
-            contact = events.decode_inbound(entry.payload)
+            contact = with_language(events.decode_inbound(entry.payload))
             tenant = deployment.tenant(contact.tenant)
             if shard_of(entry.stream) != tenant.id:
                 raise Unroutable(f"contact of tenant {tenant.id} on {entry.stream}")

@@ -18,6 +18,9 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from router import formats, i18n
+from router.terms import TERMS
+
 
 def _packaged() -> Path:
     """The templates installed with the router package: a folder on disk, as the
@@ -42,17 +45,40 @@ def folder() -> Path:
 
 
 @cache
-def pages() -> jinja2.Environment:
-    """Our own templates (inbox pages, widget, branded mail): everything escaped for HTML
-    unless a template says otherwise, and a missing variable is an error, not a blank."""
-    return jinja2.Environment(
+def pages(locale: str = i18n.SOURCE) -> jinja2.Environment:
+    """Our own templates (inbox pages, widget, branded mail) in `locale`: everything escaped
+    for HTML unless a template says otherwise, and a missing variable is an error, not a blank.
+
+    One environment per locale, each with its catalogue installed for `{% trans %}` and
+    `_()`: new-style gettext, so a translation is escaped like any other value and its
+    placeholders are filled by name (`_("Hello %(name)s", name=...)`). Dates, numbers and
+    money are written the locale's way by the filters of router/formats.py."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_folder),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml", "j2"]),
         undefined=jinja2.StrictUndefined,
         enable_async=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    catalogue = i18n.translations(locale)
+    env.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
+    env.globals["term"] = lambda value: catalogue.gettext(TERMS[value]) if value in TERMS else value
+    env.globals["locale"] = locale
+    # the desk scripts' words (templates/inbox/*.js) and the stored values' names, for i18n.js
+    env.globals["script_messages"] = i18n.messages_of(locale, "templates/inbox/*.js")
+    env.globals["script_terms"] = {value: catalogue.gettext(message) for value, message in TERMS.items()}
+    env.filters.update(
+        datetime=lambda ms, timezone="UTC", width="medium": formats.datetime(ms, timezone, locale, width),
+        date=lambda ms, timezone="UTC", width="short": formats.date(ms, timezone, locale, width),
+        number=lambda value: formats.number(value, locale),
+        percent=lambda share: formats.percent(share, locale),
+        money=lambda amount, currency: formats.money(amount, currency, locale),
+        language_name=lambda tag: i18n.language_name(tag, locale),
+    )
+    env.globals["html_lang"] = i18n.html_lang(locale)
+    return env
 
 
 def sandboxed(*, html: bool = False) -> ImmutableSandboxedEnvironment:

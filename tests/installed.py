@@ -116,6 +116,26 @@ def _page_problem(url: str, piece: str, deadline: float) -> str:
             time.sleep(0.2)
 
 
+def check_catalogues() -> list[str]:
+    """The wheel carries every translation compiled (.mo), and a page renders in Chinese from it."""
+    from router import i18n, templating
+
+    installed = i18n.folder().resolve()
+    problems = []
+    if Path(sys.prefix).resolve() not in installed.parents:
+        problems.append(f"catalogues read from {installed}, outside the installed copy ({sys.prefix})")
+    for po in installed.glob("*/LC_MESSAGES/messages.po"):
+        if not po.with_suffix(".mo").is_file():
+            problems.append(f"the wheel lacks the compiled {po.with_suffix('.mo').relative_to(installed)}")
+    if "zh_Hant" not in i18n.locales():
+        problems.append(f"the wheel has catalogues for {i18n.locales()} only")
+    elif "登入" not in templating.pages("zh_Hant").get_template("inbox/login.html").render(
+        user=None, csrf="", done="", now_ms=0, request_path="/inbox/login", login_csrf="", next_path="", languages=[]
+    ):
+        problems.append("the login page does not render in Traditional Chinese from the installed catalogue")
+    return problems
+
+
 def check_migrations() -> list[str]:
     """The archive's schema versions ship with the package (`contactrouter db upgrade` reads them there)."""
     from router.records import migrate
@@ -131,7 +151,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    problems = check_templates(Path(argv[1]).resolve()) + check_migrations() + check_pages()
+    problems = check_templates(Path(argv[1]).resolve()) + check_catalogues() + check_migrations() + check_pages()
     for problem in problems:
         print(f"installed copy: {problem}", file=sys.stderr)
     if not problems:

@@ -14,15 +14,20 @@ from router.keys import Keys
 from router.store import Store
 
 
-def contact_fields(tenant: Tenant, state: dict[bytes, bytes], page: str = "") -> tuple[str, dict[str, str]]:
+def contact_fields(
+    tenant: Tenant, state: dict[bytes, bytes], page: str = "", language: str = ""
+) -> tuple[str, dict[str, str]]:
     """The queue a visitor's pre-chat topic picks ("" for the entry queue) and what the
-    agent is told about them."""
+    agent is told about them, with their browser's language (routing's fallback when it
+    cannot tell the language from what they wrote: router/intake.py)."""
     answers = {k.decode(): v.decode() for k, v in state.items() if k in (b"name", b"email", b"topic")}
     assert tenant.webchat is not None
     queue = next((t.queue for t in tenant.webchat.topics if t.label == answers.get("topic")), "")
     metadata = {f"prechat_{name}": value for name, value in answers.items()}
     if page:
         metadata["page"] = page
+    if language:
+        metadata[events.BROWSER_LANGUAGE] = language
     return queue, metadata
 
 
@@ -35,11 +40,12 @@ async def deliver(
     state: dict[bytes, bytes],
     *,
     page: str = "",
+    language: str = "",
     attachments: tuple[events.Attachment, ...] = (),
 ) -> bool:
     """Put a visitor's message on the inbound stream (once per client id) and show it in
     their history and open tabs; returns whether it was a resend of one already there."""
-    queue, metadata = contact_fields(tenant, state, page)
+    queue, metadata = contact_fields(tenant, state, page, language)
     contact = events.InboundContact(
         id=events.new_id(),
         tenant=tenant.id,

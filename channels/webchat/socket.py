@@ -116,6 +116,7 @@ class ChatSession:
         self.tab = Tab(ws)
         self.visitor = ""
         self.page = ""
+        self.language = ""
         self._typing_at = 0.0
         self._typing_active = False
         self._links_at = float("-inf")
@@ -214,6 +215,9 @@ class ChatSession:
         token = hello.get("token")
         page = hello.get("page")
         self.page = page[:500] if isinstance(page, str) else ""
+        language = hello.get("language")  # the browser's: routing's fallback when a message says too little
+        well_formed = isinstance(language, str) and len(language) <= 35 and re.fullmatch(events.LANGUAGE_TAG, language)
+        self.language = language if well_formed else ""
         try:
             if claimed is not None:
                 if not isinstance(claimed, dict):
@@ -316,7 +320,9 @@ class ChatSession:
         if retry:
             self.send(_error("rate_limited", "you are sending too fast", id=client_id, retry_after=retry))
             return
-        duplicate = await inbound.deliver(self.store, self.tenant, self.visitor, client_id, body, state, page=self.page)
+        duplicate = await inbound.deliver(
+            self.store, self.tenant, self.visitor, client_id, body, state, page=self.page, language=self.language
+        )
         self.send({"type": "ack", "id": client_id, "duplicate": duplicate})
 
     async def _rating(self, frame: dict[str, Any]) -> None:

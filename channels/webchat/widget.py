@@ -2,7 +2,8 @@
 
 GET /webchat/{tenant}/widget.js is rendered from templates/webchat/widget.js with
 the tenant's title, greeting, colours, pre-chat fields and limits as one JSON
-value (Jinja2's tojson, safe inside a script); GET /webchat/{tenant}/demo is a
+value (Jinja2's tojson, safe inside a script), and the widget's fixed words in the
+language the browser asks for (router/locale: the desk's catalogues); GET /webchat/{tenant}/demo is a
 plain page with the script tag, for tenants that enable it.
 """
 
@@ -13,11 +14,15 @@ from typing import Any
 from aiohttp import web
 
 from channels.webchat._runtime import chat_tenant, is_open
+from router import i18n
 from router.appkeys import SETTINGS
 from router.config import Tenant
+from router.config.webchat import DEFAULT_GREETING, DEFAULT_OFFLINE_MESSAGE
 from router.templating import pages
 
 DEFAULT_COLOR = "#1f6feb"
+WIDGET = "webchat/widget.js"
+WIDGET_SOURCE = "templates/" + WIDGET  # where the catalogue says the widget's words are used
 
 
 def setup(app: web.Application) -> None:
@@ -25,8 +30,9 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/webchat/{tenant}/demo", demo)
 
 
-def widget_config(tenant: Tenant) -> dict[str, Any]:
-    """What the widget needs to know, all of it public (it is served to any page)."""
+def widget_config(tenant: Tenant, locale: str = i18n.SOURCE) -> dict[str, Any]:
+    """What the widget needs to know, all of it public (it is served to any page), in
+    `locale` where the tenant kept our words (a tenant's own words are its to translate)."""
     webchat = tenant.webchat
     assert webchat is not None
     color = webchat.color or tenant.brand_color
@@ -35,10 +41,10 @@ def widget_config(tenant: Tenant) -> dict[str, Any]:
     return {
         "tenant": tenant.id,
         "title": webchat.title or tenant.name or tenant.id,
-        "greeting": webchat.greeting,
+        "greeting": _ours_translated(locale, webchat.greeting, DEFAULT_GREETING),
         "color": color,
         "textColor": webchat.text_color,
-        "offlineMessage": webchat.offline_message,
+        "offlineMessage": _ours_translated(locale, webchat.offline_message, DEFAULT_OFFLINE_MESSAGE),
         "prechat": list(webchat.prechat),
         "required": list(webchat.prechat_required),
         "topics": [t.label for t in webchat.topics],
@@ -51,13 +57,29 @@ def widget_config(tenant: Tenant) -> dict[str, Any]:
     }
 
 
+def _ours_translated(locale: str, text: str, default: str) -> str:
+    """Our default words in the visitor's language; a tenant's own words as it wrote them."""
+    return i18n.gettext(locale, text) if text == default else text
+
+
 async def script(request: web.Request) -> web.Response:
     tenant, _webchat = chat_tenant(request)
-    body = pages().get_template("webchat/widget.js").render(config=widget_config(tenant))
+    # The visitor's language is the one their browser asked for this script in.
+    locale = i18n.negotiate(request.headers.get("Accept-Language", ""))
+    body = (
+        pages(locale)
+        .get_template(WIDGET)
+        .render(config=widget_config(tenant, locale), texts=i18n.messages_of(locale, WIDGET_SOURCE))
+    )
     return web.Response(
         text=body,
         content_type="application/javascript",
-        headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"},
+        headers={
+            "Cache-Control": "public, max-age=300",
+            "Vary": "Accept-Language",  # a cache keeps one copy per language
+            "Content-Language": i18n.html_lang(locale),
+            "X-Content-Type-Options": "nosniff",
+        },
     )
 
 

@@ -78,6 +78,9 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
     calls_block_other_work: bool = True  # an agent on a call is offered nothing else meanwhile
     wrapup_seconds: Seconds = 0
     entry: dict[str, str] = {}  # channel (or "default") -> queue for new contacts
+    # the customer's language (given by the channel or detected from the first message: "yue", "zh",
+    # "en", "zh-Hant") -> queue for new contacts, before `entry`; a tag's language alone matches too
+    entry_by_language: dict[str, str] = {}
     dispositions: list[str] = msgspec.field(default_factory=lambda: ["resolved", "follow_up", "no_answer"])
     # with an archive (DATABASE_URL): days a closed conversation stays in Redis (None: CONTACTROUTER_HOT_DAYS),
     # and days after its close that the archive keeps it (0: for ever); a message's files may go sooner, the
@@ -132,6 +135,8 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
         """(field, queue id) for every field of the tenant that names one of its queues."""
         for channel, queue in self.entry.items():
             yield f"entry.{channel}", queue
+        for language, queue in self.entry_by_language.items():
+            yield f"entry_by_language.{language}", queue
         for index, queue in enumerate(self.queues):
             for field, other in queue.queue_references():
                 yield f"queues[{index}].{field}", other
@@ -147,7 +152,14 @@ class Tenant(msgspec.Struct, forbid_unknown_fields=True):
                 return queue
         raise KeyError(queue_id)
 
-    def entry_queue(self, channel: str) -> str:
+    def entry_queue(self, channel: str, language: str = "") -> str:
+        """The queue a new contact enters: by its language, if the tenant routes it, else by channel."""
+        if language and self.entry_by_language:
+            tags = {tag.lower(): queue for tag, queue in self.entry_by_language.items()}
+            wanted = language.lower().replace("_", "-")
+            found = tags.get(wanted) or tags.get(wanted.split("-")[0])
+            if found:
+                return found
         return self.entry.get(channel) or self.entry.get("default") or self.queues[0].id
 
 

@@ -9,6 +9,12 @@ import msgspec
 
 from router.config.fields import EnvName, FieldError, HexColor, WebOrigin
 from router.hours import BusinessHours
+from router.i18n import N_
+
+# The widget's words a tenant may change; while a tenant keeps these, each visitor reads them
+# in the browser's language (channels/webchat/widget.py), and a tenant's own words are kept as written.
+DEFAULT_GREETING = N_("Hi! How can we help you today?")
+DEFAULT_OFFLINE_MESSAGE = N_("We are offline right now. Leave your email and a message, and we will write back.")
 
 PrechatField = Literal["name", "email", "topic"]
 UploadType = Literal["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"]
@@ -38,10 +44,10 @@ class WebchatChannel(msgspec.Struct, forbid_unknown_fields=True):
 
     allowed_origins: list[WebOrigin] = []  # pages that may open the chat, e.g. "https://www.acme.example"
     title: str = ""  # the panel's title; default: the tenant's name
-    greeting: str = "Hi! How can we help you today?"
+    greeting: str = DEFAULT_GREETING  # left as is, it is said in the visitor's language
     color: HexColor | None = None  # default: the tenant's brand_color
     text_color: HexColor = "#ffffff"
-    offline_message: str = "We are offline right now. Leave your email and a message, and we will write back."
+    offline_message: str = DEFAULT_OFFLINE_MESSAGE  # likewise
     hours: BusinessHours | None = None  # default: the hours of the tenant's webchat entry queue
     prechat: list[PrechatField] = []  # asked before the first message
     prechat_required: list[PrechatField] = []

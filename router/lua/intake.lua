@@ -24,7 +24,7 @@
 -- Returns {results, rounds}: results has {outcome, conversation, customer,
 -- queue} per contact, or {"error", message}; rounds has {queue, offers made,
 -- error or ""} for each round.
-local ARGS_PER_CONTACT, HEADER = 15, 6
+local ARGS_PER_CONTACT, HEADER = 16, 6
 local COUNT, GROUP, CONSUMER, LOOKAHEAD = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
 local LOWEST, HIGHEST = ARGV[5], ARGV[6]
 local ACK_CHUNK = 1000
@@ -58,7 +58,8 @@ local function intake(at)
   local tenant_address = ARGV[at + 12]  -- the tenant's number or address the customer wrote to
   local kind = ARGV[at + 13]  -- message | call | callback | voicemail
   local name = ARGV[at + 14]  -- the name the channel gives the customer, or ""
-  local entry_id = ARGV[at + 15]
+  local language = ARGV[at + 15]  -- the customer's language, given or detected (router/language.py), or ""
+  local entry_id = ARGV[at + 16]
   -- A customer or conversation this contact opens takes the contact's id: a call
   -- that failed part way and runs again on redelivery fills in the same records
   -- instead of leaving a half-made conversation behind.
@@ -193,6 +194,9 @@ local function intake(at)
     end
     if tenant_address ~= "" or conv ~= new_conv then
       fields[#fields + 1], fields[#fields + 2] = "tenant_address", tenant_address
+    end
+    if language ~= "" then
+      fields[#fields + 1], fields[#fields + 2] = "language", language
     end
     if holder then
       fields[#fields + 1], fields[#fields + 2] = "sticky_agent", holder

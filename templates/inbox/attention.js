@@ -27,7 +27,7 @@
     if (!soundButton || !Audio) return;
     soundButton.hidden = false;
     soundButton.setAttribute("aria-pressed", String(soundOn()));
-    soundButton.textContent = soundOn() ? "Sound on" : "Sound off";
+    soundButton.textContent = soundOn() ? gettext("Sound on") : gettext("Sound off");
   }
 
   if (soundButton) {
@@ -86,7 +86,8 @@
     notifyButton.addEventListener("click", async () => {
       const answer = await Notification.requestPermission();
       drawNotifyButton();
-      announce(answer === "granted" ? "Notifications are on." : "Notifications stay off: the browser did not allow them.");
+      announce(answer === "granted" ? gettext("Notifications are on.")
+        : gettext("Notifications stay off: the browser did not allow them."));
     });
   }
 
@@ -127,16 +128,17 @@
     for (const item of items.slice(0, MAX_NOTIFICATIONS)) {
       const o = item.data;
       if (item.kind === "offer") {
-        notify("New offer: " + o.customer, o.icon + " · " + o.tenant_name + (o.preview ? "\n" + o.preview : ""),
+        notify(gettext("New offer: %(who)s", { who: o.customer }), term(o.icon) + " · " + o.tenant_name + (o.preview ? "\n" + o.preview : ""),
           "/inbox", "offer-" + o.reservation);
       } else {
-        notify("New message from " + o.customer, o.preview || "", conversationUrl(o), "message-" + o.conversation);
+        notify(gettext("New message from %(who)s", { who: o.customer }), o.preview || "", conversationUrl(o), "message-" + o.conversation);
       }
     }
     const offers = items.filter((item) => item.kind === "offer").length;
     const messages = items.length - offers;
-    announce([offers ? offers + (offers > 1 ? " new offers" : " new offer") : "",
-      messages ? messages + (messages > 1 ? " new messages" : " new message") : ""].filter(Boolean).join(" and ") + ".");
+    announce([offers ? (offers > 1 ? gettext("%(n)s new offers", { n: offers }) : gettext("1 new offer")) : "",
+      messages ? (messages > 1 ? gettext("%(n)s new messages", { n: messages }) : gettext("1 new message")) : ""]
+      .filter(Boolean).join(gettext(" and ")) + gettext("."));
   }
 
   function drawTitle() {

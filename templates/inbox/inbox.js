@@ -32,9 +32,9 @@
 
   function duration(seconds) {
     seconds = Math.max(0, Math.round(seconds));
-    if (seconds < 60) return seconds + " s";
-    if (seconds < 3600) return Math.floor(seconds / 60) + " min " + (seconds % 60) + " s";
-    return Math.floor(seconds / 3600) + " h " + Math.floor((seconds % 3600) / 60) + " min";
+    if (seconds < 60) return gettext("%(s)s s", { s: seconds });
+    if (seconds < 3600) return gettext("%(m)s min %(s)s s", { m: Math.floor(seconds / 60), s: seconds % 60 });
+    return gettext("%(h)s h %(m)s min", { h: Math.floor(seconds / 3600), m: Math.floor((seconds % 3600) / 60) });
   }
 
   const announced = new Set();
@@ -43,21 +43,24 @@
       const left = (Number(node.dataset.expires) - now()) / 1000;
       const offer = node.closest(".offer");
       if (offer && offer.classList.contains("expired")) continue;
-      node.textContent = left > 0 ? (left < EXPIRING_S ? "expiring: " : "") + duration(left) + " left" : "expiring now";
+      const time = { time: duration(left) };
+      node.textContent = left <= 0 ? gettext("expiring now")
+        : left < EXPIRING_S ? gettext("expiring: %(time)s left", time) : gettext("%(time)s left", time);
       node.classList.toggle("urgent", left < EXPIRING_S);
       if (offer) offer.classList.toggle("expiring", left < EXPIRING_S);
       if (offer && left < EXPIRING_S && left > 0 && !announced.has(offer.dataset.reservation)) {
         announced.add(offer.dataset.reservation);
         const who = offer.querySelector(".customer");
-        attention.announce("The offer from " + (who ? who.textContent : "a customer") + " expires in " +
-          Math.ceil(left) + " seconds.");
+        const name = who ? who.textContent : gettext("a customer");
+        attention.announce(gettext("The offer from %(who)s expires in %(n)s seconds.", { who: name, n: Math.ceil(left) }));
       }
     }
     for (const node of document.querySelectorAll("[data-due]")) {
       const due = Number(node.dataset.due);
-      if (!due) { node.textContent = "met"; continue; }
+      if (!due) { node.textContent = gettext("met"); continue; }
       const left = (due - now()) / 1000;
-      node.textContent = left >= 0 ? "in " + duration(left) : "overdue " + duration(-left);
+      node.textContent = left >= 0 ? gettext("in %(time)s", { time: duration(left) })
+        : gettext("overdue %(time)s", { time: duration(-left) });
       node.classList.toggle("overdue", left < 0);
     }
     for (const node of document.querySelectorAll("[data-since]")) {
@@ -78,12 +81,12 @@
       list.after(hint);
     }
     hint.hidden = presences.some((p) => p.presence === "available");
-    hint.textContent = hint.hidden ? "" : "You are not available, so no contacts are offered to you: " +
-      "set your presence to available to receive offers.";
+    hint.textContent = hint.hidden ? "" : gettext("You are not available, so no contacts are offered to you: " +
+      "set your presence to available to receive offers.");
     for (const p of presences) {
       const node = list.querySelector('[data-tenant="' + CSS.escape(p.tenant) + '"]');
       if (!node) continue;
-      node.textContent = p.presence + (p.reason ? " (" + p.reason + ")" : "");
+      node.textContent = term(p.presence) + (p.reason ? " (" + p.reason + ")" : "");
       node.className = "presence presence-" + p.presence;
     }
   }
@@ -97,21 +100,22 @@
     const o = drawn.get(reservation);
     if (!o || ended.has(reservation)) return;
     ended.set(reservation, Object.assign({ how: how }, o));
-    attention.announce(how === "expired" ? "The offer from " + o.customer + " expired: it went back to the queue."
-      : "The offer from " + o.customer + " was withdrawn.");
+    attention.announce(how === "expired"
+      ? gettext("The offer from %(who)s expired: it went back to the queue.", { who: o.customer })
+      : gettext("The offer from %(who)s was withdrawn.", { who: o.customer }));
   }
 
   function drawEnded(o) {
     const item = el("li", { class: "offer expired", "data-reservation": o.reservation });
-    const dismiss = el("button", { type: "button", class: "dismiss" }, "Dismiss");
+    const dismiss = el("button", { type: "button", class: "dismiss" }, gettext("Dismiss"));
     dismiss.addEventListener("click", () => { ended.delete(o.reservation); item.remove(); noOffers(); });
     item.append(
-      el("span", { class: "icon", title: o.channel }, o.icon),
+      el("span", { class: "icon", title: term(o.channel) }, term(o.icon)),
       el("span", { class: "tenant" }, o.tenant_name),
       el("span", { class: "customer" }, o.customer),
       el("span", { class: "preview" }, o.preview),
-      el("span", { class: "outcome" }, o.how === "expired" ? "Expired: it went back to the queue."
-        : "Withdrawn: no longer offered to you."),
+      el("span", { class: "outcome" }, o.how === "expired" ? gettext("Expired: it went back to the queue.")
+        : gettext("Withdrawn: no longer offered to you.")),
       dismiss,
     );
     return item;
@@ -131,13 +135,13 @@
     list.replaceChildren(...offers.map((o) => {
       const item = el("li", { class: "offer", "data-reservation": o.reservation });
       item.append(
-        el("span", { class: "icon", title: o.channel }, o.icon),
+        el("span", { class: "icon", title: term(o.channel) }, term(o.icon)),
         el("span", { class: "tenant" }, o.tenant_name),
         el("span", { class: "customer" }, o.customer),
         el("span", { class: "preview" }, o.preview),
         el("span", { class: "countdown", "data-expires": o.expires_at }),
-        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/accept", "Accept", "accept"),
-        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/reject", "Reject", "reject"),
+        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/accept", gettext("Accept"), "accept"),
+        postButton("/inbox/t/" + path(o.tenant) + "/offers/" + path(o.reservation) + "/reject", gettext("Reject"), "reject"),
       );
       return item;
     }), ...Array.from(ended.values()).filter((o) => !open.has(o.reservation)).map(drawEnded));
@@ -167,12 +171,14 @@
         link.setAttribute("aria-current", "page");
       }
       const top = el("span", { class: "line" });
-      top.append(el("span", { class: "icon", title: c.channel }, c.icon), el("span", { class: "customer" }, c.customer),
+      top.append(el("span", { class: "icon", title: term(c.channel) }, term(c.icon)),
+        el("span", { class: "customer" }, c.customer),
         el("small", { class: "tenant-name" }, c.tenant_name));
       const bottom = el("span", { class: "line small" });
-      bottom.append(el("span", { class: "state" }, c.state), (c.agent && list.tab !== "mine" ? " · " + c.agent : ""),
-        " · waiting ", el("span", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
-        " · SLA ", el("span", { class: "sla", "data-due": c.sla_due_at }));
+      bottom.append(el("span", { class: "state" }, term(c.state)), (c.agent && list.tab !== "mine" ? " · " + c.agent : ""),
+        " · " + gettext("waiting") + " ",
+        el("span", { class: "waiting", "data-since": c.waiting_s ? since - c.waiting_s * 1000 : 0 }),
+        " · " + gettext("SLA") + " ", el("span", { class: "sla", "data-due": c.sla_due_at }));
       link.append(top, el("span", { class: "preview" }, c.preview), bottom);
       item.append(link);
       return item;
@@ -185,8 +191,8 @@
     const pager = document.getElementById("pager");
     if (pager) {
       pager.hidden = list.total <= list.limit;
-      pager.querySelector(".range").textContent = (list.offset + 1) + "–" +
-        Math.min(list.offset + list.limit, list.total) + " of " + list.total;
+      pager.querySelector(".range").textContent = gettext("%(first)s–%(last)s of %(total)s",
+        { first: list.offset + 1, last: Math.min(list.offset + list.limit, list.total), total: list.total });
       pager.querySelector('[rel="prev"]').hidden = list.offset === 0;
       pager.querySelector('[rel="next"]').hidden = list.offset + list.limit >= list.total;
     }
@@ -228,10 +234,11 @@
 
   function drawEntry(e) {
     const item = el("li", { class: "entry entry-" + e.kind, "data-id": e.id });
-    const who = e.kind === "in" ? e.address : e.kind === "out" ? e.agent + " → " + e.address : "note by " + e.agent;
+    const who = e.kind === "in" ? e.address : e.kind === "out" ? e.agent + " → " + e.address
+      : gettext("note by %(agent)s", { agent: e.agent });
     const meta = el("div", { class: "meta" });
-    meta.append(el("span", { class: "icon", title: e.channel }, e.icon),
-      " " + who + " · " + e.when + (e.contact_kind !== "message" ? " · " + e.contact_kind : ""));
+    meta.append(el("span", { class: "icon", title: term(e.channel) }, term(e.icon)),
+      " " + who + " · " + e.when + (e.contact_kind !== "message" ? " · " + term(e.contact_kind) : ""));
     if (e.kind === "out") {
       meta.append(" · ", el("span", { class: "status", "data-message": e.id }));
     }
@@ -273,7 +280,7 @@
     }
     for (const [id, status] of Object.entries(data.statuses || {})) {
       const node = entries.querySelector('.status[data-message="' + CSS.escape(id) + '"]');
-      if (node) node.textContent = status;
+      if (node) node.textContent = term(status);
     }
     const listeners = document.getElementById("listeners");
     if (listeners && typeof data.listeners === "string") {
@@ -281,8 +288,8 @@
       listeners.hidden = !data.listeners;
     }
     const state = document.getElementById("state");
-    if (state && state.textContent !== data.state && state.textContent !== "wrap-up") {
-      state.textContent = data.state;
+    if (state && state.textContent !== term(data.state) && state.textContent !== term("wrap-up")) {
+      state.textContent = term(data.state);
     }
   }
 
@@ -344,15 +351,15 @@
       soon(refreshConversation);
       soon(refreshState);  // its row in the list too
       if (event.kind === "message" && event.direction === "in") showTyping(false);
-      if (event.kind === "transferred") notice("This conversation was transferred.");
-      if (event.kind === "closed") notice("This conversation was closed.");
+      if (event.kind === "transferred") notice(gettext("This conversation was transferred."));
+      if (event.kind === "closed") notice(gettext("This conversation was closed."));
       return;
     }
     if (event.kind === "visitor_typing" || event.kind === "visitor_read") return;
     soon(refreshState);  // elsewhere: an offer, another conversation's message (the title's count)
     if (event.kind === "reserved") notice("A new offer is waiting in your inbox.");
     if (event.kind === "timed_out" && state && state.offers.some((o) => o.reservation === event.reservation)) {
-      notice("An offer expired unanswered: it went back to the queue.");
+      notice(gettext("An offer expired unanswered: it went back to the queue."));
     }
   }
 
@@ -390,7 +397,7 @@
       const first = state && state.offers[0];  // on a conversation page: the offer listed on the inbox
       if (!first) return;
       const form = postButton("/inbox/t/" + path(first.tenant) + "/offers/" + path(first.reservation) + "/accept",
-        "Accept", "accept");
+        gettext("Accept"), "accept");
       form.hidden = true;
       document.body.append(form);
       form.requestSubmit();

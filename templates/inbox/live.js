@@ -41,7 +41,7 @@
     banner.append(el("strong", {}, message));
     if (retry) {
       banner.append(" ", el("span", { class: "live-countdown", "aria-hidden": "true" }));
-      const button = el("button", { type: "button", class: "live-retry" }, "Retry now");
+      const button = el("button", { type: "button", class: "live-retry" }, gettext("Retry now"));
       button.addEventListener("click", () => retryNow());
       banner.append(" ", button);
     }
@@ -53,7 +53,7 @@
     clearInterval(countdown);
     const update = () => {
       const node = region && region.querySelector(".live-countdown");
-      if (node) node.textContent = "(next try in " + Math.max(0, Math.ceil((at - Date.now()) / 1000)) + " s)";
+      if (node) node.textContent = gettext("(next try in %(n)s s)", { n: Math.max(0, Math.ceil((at - Date.now()) / 1000)) });
     };
     update();
     countdown = setInterval(update, 1000);
@@ -74,7 +74,7 @@
     leaving = true;
     stopSocket();
     document.dispatchEvent(new CustomEvent("inbox:leaving"));  // the reply box keeps its draft
-    say("ended", "Your session has ended: going to the login page…");
+    say("ended", gettext("Your session has ended: going to the login page…"));
     location.assign(loginUrl());
   }
 
@@ -136,19 +136,19 @@
     // what happened while the socket was away: the page asks for everything again
     Promise.resolve()
       .then(() => handlers.onResync(event))
-      .then(() => say(recovered ? "back" : "live", "Connected again: the page is up to date."))
-      .catch(() => say(recovered ? "back" : "live", "Connected again."));
+      .then(() => say(recovered ? "back" : "live", gettext("Connected again: the page is up to date.")))
+      .catch(() => say(recovered ? "back" : "live", gettext("Connected again.")));
   }
 
   function down() {
     if (leaving) return;
     if (!navigator.onLine) {
-      say("offline", "You are offline: this page is not up to date. It updates when the network is back.");
+      say("offline", gettext("You are offline: this page is not up to date. It updates when the network is back."));
       return;  // the browser's "online" event tries again
     }
     attempt += 1;
     const delay = Math.min(FIRST_DELAY_MS * 2 ** (attempt - 1), MAX_DELAY_MS) * (0.8 + Math.random() * 0.4);
-    say("reconnecting", "Reconnecting… this page may not be up to date.", true);
+    say("reconnecting", gettext("Reconnecting… this page may not be up to date."), true);
     const at = Date.now() + delay;
     showCountdown(at);
     clearTimeout(retryTimer);
@@ -179,7 +179,7 @@
 
   function retryNow() {
     clearInterval(countdown);
-    say("reconnecting", "Reconnecting… this page may not be up to date.");
+    say("reconnecting", gettext("Reconnecting… this page may not be up to date."));
     retry();
   }
 

@@ -35,7 +35,7 @@
     const note = document.createElement("p");
     note.className = "hint draft-restored";
     note.setAttribute("role", "status");
-    note.textContent = "Your unsent reply was kept: check it and send it.";
+    note.textContent = gettext("Your unsent reply was kept: check it and send it.");
     box.before(note);
   }
 
@@ -55,7 +55,7 @@
   picker.id = "canned-picker";
   picker.className = "canned-picker";
   picker.setAttribute("role", "listbox");
-  picker.setAttribute("aria-label", "Canned replies");
+  picker.setAttribute("aria-label", gettext("Canned replies"));
   picker.hidden = true;
   box.after(picker);
   box.setAttribute("aria-controls", picker.id);
@@ -63,7 +63,7 @@
   const hint = document.createElement("p");
   hint.id = "canned-hint";
   hint.className = "hint";
-  hint.textContent = "Type / at the start for canned replies.";
+  hint.textContent = gettext("Type / at the start for canned replies.");
   picker.after(hint);
 
   let shown = [];
@@ -105,7 +105,7 @@
       none.setAttribute("role", "option");
       none.setAttribute("aria-disabled", "true");
       none.setAttribute("aria-selected", "false");
-      none.textContent = "No canned reply matches.";
+      none.textContent = gettext("No canned reply matches.");
       picker.append(none);
     }
     picker.hidden = false;

@@ -174,7 +174,7 @@
   function talking() {
     stopRinging();
     current.answered = true;
-    setStatus(current.held ? "on hold" : "in call", current.held ? "held" : "talking");
+    setStatus(current.held ? gettext("on hold") : gettext("in call"), current.held ? "held" : "talking");
     show(current.held ? "held" : "talking");
     if (!current.since) { current.since = Date.now(); timer(current.since); }
   }
@@ -192,15 +192,15 @@
     const kind = info.kind;
     $("call").hidden = false;
     $("who").textContent = info.customer;
-    $("kind").textContent = (kind === "callback" ? "callback" : kind === "dial" ? "your call" : "incoming call") +
-      " · " + seat.tenant_name + (info.simulated ? " · simulated" : "") +
+    $("kind").textContent = (kind === "callback" ? gettext("callback") : kind === "dial" ? gettext("your call")
+      : gettext("incoming call")) + " · " + seat.tenant_name + (info.simulated ? " · " + gettext("simulated") : "") +
       // a caller's call is screened: the agent hears (here, reads) the whisper and presses 1 to take it
       (info.whisper ? " · " + info.whisper : "");
     $("digits").textContent = "";
     $("timer").textContent = "";
     $("mute").setAttribute("aria-pressed", "false");
     $("hold").setAttribute("aria-pressed", "false");
-    $("hold").textContent = "Hold";
+    $("hold").textContent = gettext("Hold");
     const open = $("open");
     open.hidden = !current.conversation;
     if (current.conversation) open.href = "/inbox/t/" + path(seat.tenant) + "/c/" + path(current.conversation);
@@ -220,11 +220,11 @@
       if (!current || current.call !== call) return;
       // Transferring a caller ends the agent's leg: not the end of the call. (Holding keeps the
       // agent in the caller's conference, so a disconnect while held is the end.)
-      if (current.transferring) { ended("transferred"); return; }
-      ended("call ended");
+      if (current.transferring) { ended(gettext("transferred")); return; }
+      ended(gettext("call ended"));
     });
-    call.on("cancel", () => { if (current && current.call === call) ended("missed: the caller hung up"); });
-    call.on("reject", () => { if (current && current.call === call) ended("declined"); });
+    call.on("cancel", () => { if (current && current.call === call) ended(gettext("missed: the caller hung up")); });
+    call.on("reject", () => { if (current && current.call === call) ended(gettext("declined")); });
     call.on("mute", (muted) => $("mute").setAttribute("aria-pressed", String(muted)));
     call.on("recording", (state) => { if (current && current.call === call) drawRecording(state); });
     call.on("error", (e) => error(e.message || String(e)));
@@ -260,7 +260,7 @@
     if (current && current.call.status() !== "closed") { call.reject(); return; }  // one call at a time
     bind(seat, call, info);
     if (call.status() === "open") { talking(); return; }  // already answered (before this page)
-    setStatus("ringing", "ringing");
+    setStatus(gettext("ringing"), "ringing");
     show("ringing");
     ring.play().catch(() => {});  // the browser may refuse sound before the first click
     $("answer").focus();
@@ -274,7 +274,7 @@
     } catch (e) { error(e.message); return; }
     current.held = on;
     $("hold").setAttribute("aria-pressed", String(on));
-    $("hold").textContent = on ? "Resume" : "Hold";
+    $("hold").textContent = on ? gettext("Resume") : gettext("Hold");
     talking();
   }
 
@@ -337,7 +337,7 @@
     // Twilio: holding the caller ended the agent's leg; the router ends the caller's
     post("/inbox/t/" + path(current.seat.tenant) + "/softphone/hangup",
       { conversation: current.conversation, call: current.call.parameters.CallSid })
-      .then(() => ended("call ended"), (e) => error(e.message));
+      .then(() => ended(gettext("call ended")), (e) => error(e.message));
   });
   $("mute").addEventListener("click", () => { if (current) current.call.mute(!current.call.isMuted()); });
   $("hold").addEventListener("click", () => { if (current) holdOrResume(); });
@@ -384,11 +384,11 @@
 
   async function start(seat) {
     const device = seat.mode === "twilio" ? await twilioDevice(seat) : new SimulatedDevice(seat);
-    device.on("registered", () => { if (!current) setStatus("ready", "idle"); });
-    device.on("unregistered", () => { if (!current) setStatus("reconnecting…", "idle"); });
+    device.on("registered", () => { if (!current) setStatus(gettext("ready"), "idle"); });
+    device.on("unregistered", () => { if (!current) setStatus(gettext("reconnecting…"), "idle"); });
     device.on("error", (e) => {
       error(e.message || String(e));
-      if (!current && device.state !== "registered") setStatus("not connected", "idle");
+      if (!current && device.state !== "registered") setStatus(gettext("not connected"), "idle");
     });
     device.on("incoming", (call) => { incoming(seat, call).catch((e) => error(e.message || String(e))); });
     await device.register();
@@ -404,11 +404,11 @@
     $("note").textContent = notes.join(" · ");
     $("note").hidden = !notes.length;
     show("idle");
-    if (!usable.length) { setStatus("off"); return; }
+    if (!usable.length) { setStatus(gettext("off")); return; }
     for (const seat of usable) {
-      start(seat).catch((e) => { setStatus("off"); error(e.message || String(e)); });
+      start(seat).catch((e) => { setStatus(gettext("off")); error(e.message || String(e)); });
     }
   }
 
-  main().catch((e) => { root.hidden = false; setStatus("off"); error(e.message || String(e)); });
+  main().catch((e) => { root.hidden = false; setStatus(gettext("off")); error(e.message || String(e)); });
 })();

@@ -10,6 +10,10 @@
 (function () {
   "use strict";
   var CONFIG = {{ config|tojson }};
+  // The widget's fixed words in the visitor's language (router/locale, picked by the browser's
+  // Accept-Language when it fetched this script); a word without a translation stays as written.
+  var TEXTS = {{ texts|tojson }};
+  function gettext(message) { return TEXTS[message] || message; }
   var script = document.currentScript;
   var marker = "__contactrouterWebchat_" + CONFIG.tenant;
   if (!script || window[marker]) return;
@@ -151,9 +155,9 @@
     root.appendChild(style);
   }
 
-  var launcher = el("button", "launcher", "Chat");
+  var launcher = el("button", "launcher", gettext("Chat"));
   launcher.type = "button";
-  launcher.setAttribute("aria-label", "Chat with " + CONFIG.title);
+  launcher.setAttribute("aria-label", gettext("Chat with %(title)s").replace("%(title)s", CONFIG.title));
   var badge = el("span", "badge");
   badge.hidden = true;
   launcher.appendChild(badge);
@@ -166,7 +170,7 @@
   head.appendChild(el("span", "title", CONFIG.title));
   var closeButton = el("button", "", "\u00d7");
   closeButton.type = "button";
-  closeButton.setAttribute("aria-label", "Close the chat");
+  closeButton.setAttribute("aria-label", gettext("Close the chat"));
   head.appendChild(closeButton);
   var notice = el("div", "notice");
   notice.hidden = true;
@@ -179,17 +183,17 @@
   // the composer
   var composer = el("form", "composer");
   var input = el("textarea");
-  input.placeholder = "Write a message\u2026";
-  input.setAttribute("aria-label", "Message");
+  input.placeholder = gettext("Write a message\u2026");
+  input.setAttribute("aria-label", gettext("Message"));
   var attach = el("label", "attach");
-  attach.title = "Send a file";
+  attach.title = gettext("Send a file");
   attach.appendChild(paperclip());
   var fileInput = el("input");
   fileInput.type = "file";
-  fileInput.setAttribute("aria-label", "Send a file");  // a label element may not carry aria-label (axe)
+  fileInput.setAttribute("aria-label", gettext("Send a file"));  // a label element may not carry aria-label (axe)
   fileInput.accept = CONFIG.uploadTypes.join(",");
   attach.appendChild(fileInput);
-  var sendButton = el("button", "send", "Send");
+  var sendButton = el("button", "send", gettext("Send"));
   sendButton.type = "submit";
   composer.appendChild(input);
   if (CONFIG.uploadTypes.length) composer.appendChild(attach);
@@ -198,15 +202,15 @@
   // the pre-chat questions
   var prechat = el("form", "prechat");
   prechat.hidden = true;
-  prechat.appendChild(el("div", "hint", "Before we start, tell us a little about you."));
+  prechat.appendChild(el("div", "hint", gettext("Before we start, tell us a little about you.")));
   var prechatInputs = {};
   CONFIG.prechat.forEach(function (name) {
     var field;
     var required = CONFIG.required.indexOf(name) >= 0;
-    var label = { name: "Your name", email: "Your email", topic: "Topic" }[name] + (required ? " *" : "");
+    var label = { name: gettext("Your name"), email: gettext("Your email"), topic: gettext("Topic") }[name] + (required ? " *" : "");
     if (name === "topic") {
       field = el("select");
-      field.appendChild(el("option", "", "Choose a topic"));
+      field.appendChild(el("option", "", gettext("Choose a topic")));
       field.firstChild.value = "";
       CONFIG.topics.forEach(function (topic) {
         var option = el("option", "", topic);
@@ -224,7 +228,7 @@
     prechat.appendChild(field);
   });
   var prechatError = el("div", "error");
-  var prechatButton = el("button", "send", "Start chatting");
+  var prechatButton = el("button", "send", gettext("Start chatting"));
   prechatButton.type = "submit";
   prechat.appendChild(prechatError);
   prechat.appendChild(prechatButton);
@@ -234,18 +238,18 @@
   offline.hidden = true;
   var offlineText = el("div", "hint", CONFIG.offlineMessage);
   var offlineName = el("input");
-  offlineName.placeholder = "Your name";
-  offlineName.setAttribute("aria-label", "Your name");
+  offlineName.placeholder = gettext("Your name");
+  offlineName.setAttribute("aria-label", gettext("Your name"));
   var offlineEmail = el("input");
   offlineEmail.type = "email";
-  offlineEmail.placeholder = "Your email";
-  offlineEmail.setAttribute("aria-label", "Your email");
+  offlineEmail.placeholder = gettext("Your email");
+  offlineEmail.setAttribute("aria-label", gettext("Your email"));
   var offlineMessage = el("textarea");
-  offlineMessage.placeholder = "Your message";
-  offlineMessage.setAttribute("aria-label", "Your message");
+  offlineMessage.placeholder = gettext("Your message");
+  offlineMessage.setAttribute("aria-label", gettext("Your message"));
   offlineMessage.style.height = "90px";
   var offlineError = el("div", "error");
-  var offlineButton = el("button", "send", "Send");
+  var offlineButton = el("button", "send", gettext("Send"));
   offlineButton.type = "submit";
   [offlineText, offlineName, offlineEmail, offlineMessage, offlineError, offlineButton].forEach(function (node) {
     offline.appendChild(node);
@@ -289,7 +293,7 @@
   function showOffline(reason) {
     offlineReason = reason;
     if (!siteAllowed()) {
-      say("Chat is not available on this site.");
+      say(gettext("Chat is not available on this site."));
       show("none");
       return;
     }
@@ -306,7 +310,7 @@
     stateLine.textContent = text;
     bubble.classList.toggle("failed", !!retry);
     if (retry) {
-      var again = el("button", "", "Retry");
+      var again = el("button", "", gettext("Retry"));
       again.type = "button";
       again.addEventListener("click", retry);
       stateLine.appendChild(document.createTextNode(" "));
@@ -356,7 +360,7 @@
     var bubble = bubbleFor(item);
     bubble.dataset.id = item.id;
     if (waiting) log.replaceChild(bubble, waiting.bubble); else log.appendChild(bubble);
-    if (waiting) setState(bubble, "Sent");
+    if (waiting) setState(bubble, gettext("Sent"));
     shown[item.id] = bubble;
     if (item.kind === "out") {
       lastOut = item.id > lastOut ? item.id : lastOut;
@@ -374,11 +378,11 @@
       var bubble = shown[id];
       if (bubble.classList.contains("in")) {
         var label = bubble.querySelector(".state");
-        if (label && label.textContent === "Read") setState(bubble, "");
+        if (label && label.textContent === gettext("Read")) setState(bubble, "");
         if (agentRead && id <= agentRead && (!newest || id > newest.dataset.id)) newest = bubble;
       }
     });
-    if (newest) setState(newest, "Read");
+    if (newest) setState(newest, gettext("Read"));
     if (!panel.hidden && !document.hidden && lastOut > readSent && connected) {
       readSent = lastOut;
       send({ type: "read", up_to: lastOut });
@@ -405,7 +409,8 @@
     }
     ws = socket;
     socket.onopen = function () {
-      socket.send(JSON.stringify({ type: "hello", token: identity ? null : token, identity: identity, page: pageShown() }));
+      socket.send(JSON.stringify({ type: "hello", token: identity ? null : token, identity: identity, page: pageShown(),
+        language: navigator.language || "" }));
     };
     socket.onmessage = function (event) {
       var frame;
@@ -430,7 +435,7 @@
       return;
     }
     if (!everConnected && failures >= 2 && view !== "offline") {
-      showOffline("We can't reach the chat right now. Leave your email and a message, and we will write back.");
+      showOffline(gettext("We can't reach the chat right now. Leave your email and a message, and we will write back."));
     }
     var delay = Math.min(30000, 1000 * Math.pow(2, Math.min(failures - 1, 5))) * (0.8 + Math.random() * 0.4);
     retryTimer = setTimeout(connect, delay);
@@ -456,10 +461,10 @@
     } else if (frame.type === "survey" || frame.type === "rated") {
       showSurveyItem(frame);
     } else if (frame.type === "ack") {
-      pending.forEach(function (p) { if (p.id === frame.id) setState(p.bubble, "Sent"); });
+      pending.forEach(function (p) { if (p.id === frame.id) setState(p.bubble, gettext("Sent")); });
     } else if (frame.type === "typing") {
       clearTimeout(agentTypingTimer);
-      typing.textContent = frame.active ? (frame.agent || CONFIG.title) + " is typing\u2026" : "";
+      typing.textContent = frame.active ? gettext("%(name)s is typing\u2026").replace("%(name)s", frame.agent || CONFIG.title) : "";
       agentTypingTimer = setTimeout(function () { typing.textContent = ""; }, 8000);
     } else if (frame.type === "read") {
       agentRead = frame.up_to > agentRead ? frame.up_to : agentRead;
@@ -490,7 +495,7 @@
       retryTimer = setTimeout(connect, 100);  // starts afresh as a new visitor
     } else if (frame.code === "identity_refused") {
       stopped = true;
-      say("We could not confirm who you are. Please sign in again.");
+      say(gettext("We could not confirm who you are. Please sign in again."));
     } else if (frame.code === "closed" && waiting) {
       pending.splice(pending.indexOf(waiting), 1);
       waiting.bubble.remove();
@@ -498,14 +503,14 @@
       showOffline(frame.message);
     } else if (frame.code === "prechat_required") {
       show("prechat");
-      if (waiting) setState(waiting.bubble, "Waiting for your answers");
+      if (waiting) setState(waiting.bubble, gettext("Waiting for your answers"));
     } else if (frame.code === "survey_closed") {
       surveyClosed(frame);
     } else if (frame.code === "prechat_invalid") {
       prechatError.textContent = frame.message;
     } else if (waiting) {
       var again = function () { resend(waiting); };
-      var why = frame.code === "rate_limited" ? "Not sent: you are sending too fast." : "Not sent: " + frame.message;
+      var why = frame.code === "rate_limited" ? gettext("Not sent: you are sending too fast.") : gettext("Not sent:") + " " + frame.message;
       setState(waiting.bubble, why, frame.code === "too_large" ? null : again);
       if (frame.code === "too_large") {
         pending.splice(pending.indexOf(waiting), 1);
@@ -518,7 +523,7 @@
 
   function resend(item) {
     if (!connected || item.file) return;
-    setState(item.bubble, "Sending\u2026");
+    setState(item.bubble, gettext("Sending\u2026"));
     send({ type: "message", id: item.id, text: item.text });
   }
 
@@ -568,7 +573,7 @@
     fileInput.value = "";
     if (!file) return;
     if (CONFIG.uploadTypes.indexOf(file.type) < 0) {
-      say("This kind of file cannot be sent here.");
+      say(gettext("This kind of file cannot be sent here."));
       return;
     }
     if (file.size > CONFIG.uploadMaxBytes) {
@@ -583,7 +588,7 @@
   });
 
   function upload(item) {
-    setState(item.bubble, "Uploading\u2026");
+    setState(item.bubble, gettext("Uploading\u2026"));
     var body = new FormData();
     body.append("token", token || "");
     body.append("id", item.id);
@@ -591,10 +596,10 @@
     fetch(httpBase + "/upload", { method: "POST", body: body }).then(function (response) {
       return response.json().then(function (answer) {
         if (!answer.ok) throw new Error(answer.message);
-        setState(item.bubble, "Sent");
+        setState(item.bubble, gettext("Sent"));
       });
     }).catch(function (error) {
-      setState(item.bubble, "Not sent: " + (error.message || "the upload failed"), function () { upload(item); });
+      setState(item.bubble, gettext("Not sent:") + " " + (error.message || gettext("the upload failed")), function () { upload(item); });
     });
   }
 
@@ -602,7 +607,7 @@
     event.preventDefault();
     var fields = {};
     Object.keys(prechatInputs).forEach(function (name) { fields[name] = prechatInputs[name].value.trim(); });
-    if (!connected) { prechatError.textContent = "Connecting\u2026 please try again in a moment."; return; }
+    if (!connected) { prechatError.textContent = gettext("Connecting\u2026 please try again in a moment."); return; }
     send({ type: "prechat", fields: fields });
   });
 
@@ -612,7 +617,7 @@
     var form = { id: offline.dataset.id || randomId(), name: offlineName.value.trim(),
       email: offlineEmail.value.trim(), message: offlineMessage.value.trim() };
     offline.dataset.id = form.id;  // a resubmission of the same form is one message
-    if (!form.email || !form.message) { offlineError.textContent = "Please give your email and a message."; return; }
+    if (!form.email || !form.message) { offlineError.textContent = gettext("Please give your email and a message."); return; }
     offlineButton.disabled = true;
     fetch(httpBase + "/offline", {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(form)
@@ -622,10 +627,10 @@
         offline.reset();
         delete offline.dataset.id;
         show("none");
-        say("Thank you! We will answer by email.");
+        say(gettext("Thank you! We will answer by email."));
       });
     }).catch(function (error) {
-      offlineError.textContent = "Not sent: " + (error.message || "please try again") + ".";
+      offlineError.textContent = gettext("Not sent:") + " " + (error.message || gettext("please try again"));
     }).then(function () { offlineButton.disabled = false; });
   });
 
@@ -654,7 +659,7 @@
   var helpBase = source.origin + "/help/" + encodeURIComponent(CONFIG.tenant);
   var helpBox = el("div", "help");
   helpBox.setAttribute("role", "region");
-  helpBox.setAttribute("aria-label", "Help articles");
+  helpBox.setAttribute("aria-label", gettext("Help articles"));
   helpBox.hidden = true;
   panel.insertBefore(helpBox, composer);
   if (CONFIG.help) {
@@ -688,7 +693,7 @@
   function showHelp(items) {
     helpBox.textContent = "";
     if (!items.length) { helpBox.hidden = true; return; }
-    helpBox.appendChild(el("div", "hint", "These articles may answer your question:"));
+    helpBox.appendChild(el("div", "hint", gettext("These articles may answer your question:")));
     var list = el("ul");
     items.forEach(function (item) {
       var row = el("li");
@@ -700,7 +705,7 @@
       link.lang = item.locale;
       row.appendChild(link);
       row.appendChild(el("span", "snippet", item.snippet));
-      var yes = el("button", "", "This answered my question");
+      var yes = el("button", "", gettext("This answered my question"));
       yes.type = "button";
       yes.addEventListener("click", function () { helped(item, row); });
       row.appendChild(yes);
@@ -716,11 +721,11 @@
     }).then(function (response) {
       if (!response.ok) throw new Error("status " + response.status);
       helpBox.textContent = "";
-      helpBox.appendChild(el("div", "hint", "Glad it helped! You can still write to us if you need anything else."));
+      helpBox.appendChild(el("div", "hint", gettext("Glad it helped! You can still write to us if you need anything else.")));
       input.value = "";
       sendTyping(false);
     }).catch(function () {
-      row.appendChild(el("span", "snippet", "Could not record that: please try again."));
+      row.appendChild(el("span", "snippet", gettext("Could not record that: please try again.")));
     });
   }
 

@@ -244,7 +244,12 @@ async def test_the_prechat_topic_routes_and_the_visitor_sees_typing_and_sends_a_
         ("billing", "Why is my bill so high?", 0),
         ("billing", "", 1),
     ]
-    assert contacts[0].metadata == {"prechat_name": "Jane", "prechat_topic": "My bill", "page": page.url}
+    assert contacts[0].metadata == {
+        "prechat_name": "Jane",
+        "prechat_topic": "My bill",
+        "page": page.url,
+        "browser_language": await page.evaluate("navigator.language"),  # routing's fallback
+    }
 
 
 async def test_when_the_chat_cannot_be_reached_the_widget_offers_the_form_and_keeps_what_was_typed(

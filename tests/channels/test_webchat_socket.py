@@ -19,11 +19,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from channels.webchat import identity, signals, socket
 from channels.webchat.live import QUEUE_SIZE, Tab
 from channels.webchat.outbound import WebchatSender
-from router import agents, bus, conversations, events
+from router import agents, bus, conversations, events, intake
 from router.app import web
 from router.keys import DISPATCH_GROUP, Keys
 from router.settings import Settings
 from tests.factories import World, route_inbound, world
+from tests.router.test_routing_language import CANTONESE
 from workers.dispatch import Dispatcher
 
 SHOP = "https://shop.acme.example"
@@ -447,3 +448,17 @@ async def test_a_message_the_store_did_not_take_is_not_acknowledged_and_can_be_r
             "duplicate": False,
         }
     assert [c.body for c in await inbound(w)] == ["Are you there?"]
+
+
+async def test_the_browsers_language_is_routings_fallback_when_the_words_do_not_tell_one() -> None:
+    w = await chat_world()
+    async with chat_server(w) as client:
+        ws, _welcome = await open_chat(client, language="zh-HK")
+        assert (await say(ws, "👍 123"))["type"] == "ack"  # nothing to tell a language by: the browser's
+        other, _ = await open_chat(client, language="zh-HK")
+        assert (await say(other, CANTONESE))["type"] == "ack"  # the words come first
+        forged, _ = await open_chat(client, language="<script>alert(1)</script>")
+        assert (await say(forged, "12345"))["type"] == "ack"
+    contacts = await inbound(w)
+    assert [c.metadata.get("browser_language") for c in contacts] == ["zh-HK", "zh-HK", None]
+    assert [intake.with_language(c).language for c in contacts] == ["zh-HK", "yue", ""]

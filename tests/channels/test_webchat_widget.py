@@ -42,6 +42,30 @@ async def test_the_widget_carries_the_tenants_look_and_nothing_in_it_can_end_the
         assert (await client.get("/webchat/nobody/widget.js")).status == 404
 
 
+def widget_texts(script: str) -> dict:
+    return json.loads(re.search(r"var TEXTS = (.*);\n", script).group(1))
+
+
+async def test_the_widget_speaks_the_visitors_browser_language_but_keeps_the_tenants_own_words() -> None:
+    w = await chat_world('greeting = "Welcome to Acme"')
+    async with chat_server(w) as client:
+        response = await client.get("/webchat/acme/widget.js", headers={"Accept-Language": "zh-HK,en;q=0.5"})
+        script = await response.text()
+        assert response.headers["Vary"] == "Accept-Language" and response.headers["Content-Language"] == "zh-Hant"
+        texts = widget_texts(script)
+        assert texts["Start chatting"] == "開始聊天" and texts["Send"] == "傳送"
+        assert "Log in" not in texts  # the widget's own words only, not the desk's
+        config = widget_config(script)
+        assert config["greeting"] == "Welcome to Acme"  # the tenant's words win
+        assert config["offlineMessage"].startswith("我們現在不在線上")  # ours, in the visitor's language
+
+        simplified = await (await client.get("/webchat/acme/widget.js", headers={"Accept-Language": "zh-CN"})).text()
+        assert widget_texts(simplified)["Start chatting"] == "开始聊天"
+        english = await (await client.get("/webchat/acme/widget.js", headers={"Accept-Language": "de"})).text()
+        assert widget_texts(english) == {} and widget_config(english)["offlineMessage"].startswith("We are offline")
+        assert 'gettext("Start chatting")' in english  # the script looks its words up; English is the msgid
+
+
 async def test_the_demo_page_escapes_the_tenants_name() -> None:
     w = await chat_world('demo_page = true\ntitle = "<b>Acme</b>"')
     async with chat_server(w) as client:

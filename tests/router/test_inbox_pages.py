@@ -843,3 +843,35 @@ async def test_an_agent_links_another_address_to_the_customer_and_what_comes_fro
         bad = {"csrf": token, "kind": "phone", "address": "not a number"}
         refused = await client.post(f"/inbox/t/acme/c/{conversation}/link", data=bad)
         assert refused.status == 409 and "not a phone number" in await refused.text()
+
+
+async def test_the_desk_speaks_the_browsers_language_until_the_agent_picks_one(inbox: Inbox) -> None:
+    async with inbox.client() as client:
+        login_page = await client.get("/inbox/login", headers={"Accept-Language": "zh-TW,zh;q=0.9"})
+        html = await login_page.text()
+        assert '<html lang="zh-Hant">' in html and "<h1>登入</h1>" in html
+        assert (await log_in(client, "amy")).status == 303
+        home = await (await client.get("/inbox", headers={"Accept-Language": "zh-CN"})).text()
+        assert "在线状态" in home and "Presence" not in home
+        token = csrf_of(home)
+
+        picked = await client.post(
+            "/inbox/language",
+            data={"csrf": token, "locale": "zh_Hant", "next": "/inbox?tab=mine"},
+            allow_redirects=False,
+        )
+        assert picked.status == 303 and picked.headers["Location"] == "/inbox?tab=mine"
+        assert (await accounts.get(inbox.world.store, "amy")).locale == "zh_Hant"  # stored with the login
+        home = await (await client.get("/inbox", headers={"Accept-Language": "zh-CN"})).text()
+        assert "上線狀態" in home and '<option value="zh_Hant" lang="zh-Hant" selected>繁體中文</option>' in home
+
+        refused = await client.post("/inbox/language", data={"csrf": token, "locale": "xx"}, allow_redirects=False)
+        assert refused.status == 400
+        elsewhere = await client.post(
+            "/inbox/language",
+            data={"csrf": token, "locale": "", "next": "https://evil.example/"},
+            allow_redirects=False,
+        )
+        assert elsewhere.headers["Location"] == "/inbox"  # back to following the browser, and never off-site
+        home = await (await client.get("/inbox", headers={"Accept-Language": "en-GB"})).text()
+        assert "Presence" in home and '<html lang="en">' in home

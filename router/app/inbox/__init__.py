@@ -18,6 +18,7 @@ from router.app.inbox import (
     chat,
     enrolment,
     knowledge,
+    language,
     live,
     locks,
     login,
@@ -80,6 +81,7 @@ def application(store_of: web.Application) -> web.Application:
     call_transfer.routes(inbox)
     call_panel.routes(inbox)
     knowledge.routes(inbox)
+    language.routes(inbox)
     inbox.router.add_get("/live", live.live)
     return inbox
 

@@ -20,6 +20,7 @@ import argon2
 import msgspec
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from router import i18n
 from router.app.inbox import lockout
 from router.config import Deployment, Tenant
 from router.errors import ContactRouterError, UnknownTenant
@@ -68,6 +69,7 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     name: str = ""
     failures: int = 0
     second_factor: bool = False  # a TOTP secret is confirmed (router/app/inbox/second_factor.py)
+    locale: str = ""  # the desk's language this user chose (router/i18n.py); "" follows the browser
 
     def tenants(self, deployment: Deployment) -> list[str]:
         """The tenants this user may see, in the deployment's order."""
@@ -129,6 +131,7 @@ def _user(record: dict[bytes, bytes]) -> User:
         name=fields.get("name", ""),
         failures=int(fields.get("failures") or 0),
         second_factor=bool(fields.get("totp_secret")),
+        locale=fields.get("locale", ""),
     )
 
 
@@ -257,6 +260,15 @@ async def set_password(store: Store, login: str, password: str) -> None:
         AccountKeys.user(user.login), mapping={"hash": digest, "password_changed_at": str(int(time.time()))}
     )
     await end_sessions(store, user.login)
+
+
+async def set_locale(store: Store, login: str, locale: str) -> None:
+    """The desk's language for this login ("" : the browser's); one of router.i18n.locales()."""
+    if locale and locale not in i18n.locales():
+        raise AccountError(f"no catalogue for {locale!r}: one of {', '.join(i18n.locales())}")
+    if await get(store, login) is None:
+        raise AccountError(f"no user {login!r}")
+    await store.redis.hset(AccountKeys.user(login), "locale", locale)
 
 
 async def unlock(store: Store, login: str) -> None:

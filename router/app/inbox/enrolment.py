@@ -20,12 +20,13 @@ from router.app.inbox.login import ENROL_PATH, client_address, landing
 from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import USER, Handler
 from router.appkeys import DEPLOYMENT, STORE
+from router.i18n import N_
 
 log = logging.getLogger(__name__)
 
 # What a login without its required second factor may reach.
 OPEN_TO_UNENROLLED = {ENROL_PATH, f"{sessions.PREFIX}/logout"}
-WRONG_CODE = "That code is not right. Enter the code your app shows now."
+WRONG_CODE = N_("That code is not right. Enter the code your app shows now.")
 
 
 @web.middleware

@@ -12,7 +12,8 @@ from router.config import Deployment, Tenant
 from router.keys import Keys
 from router.store import Store, text
 
-# Short labels rather than emoji: an agent's desktop may have no colour-emoji font.
+# Short labels rather than emoji: an agent's desktop may have no colour-emoji font. Pages show
+# them in the reader's language as terms (router/terms.py).
 CHANNEL_ICONS = {
     "sms": "SMS",
     "voice": "Call",

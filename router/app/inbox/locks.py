@@ -20,15 +20,16 @@ from router.app.inbox.login import client_address
 from router.app.inbox.rendering import read_form, render
 from router.app.inbox.sessions import USER, require_role
 from router.appkeys import DEPLOYMENT, STORE
+from router.i18n import N_
 
 log = logging.getLogger(__name__)
 
 PATH = "/locks"
-KINDS = {
-    "pair": "locked from one address",
-    "name": "locked from every address but those it uses",
-    "code": "second step locked",
-    "client": "address throttled",
+KINDS = {  # the audit trail keeps them in English; the page shows them in the reader's language
+    "pair": N_("locked from one address"),
+    "name": N_("locked from every address but those it uses"),
+    "code": N_("second step locked"),
+    "client": N_("address throttled"),
 }
 
 

@@ -24,22 +24,23 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from router import audit, events
+from router import audit, events, i18n
 from router.app.inbox import accounts, lockout, second_factor, sessions
 from router.app.inbox.audit import tenants_of
-from router.app.inbox.rendering import read_form, render
+from router.app.inbox.rendering import locale_of, read_form, render
 from router.app.inbox.sessions import SESSION, USER
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
+from router.i18n import N_
 from router.store import Store
 
 log = logging.getLogger(__name__)
 
-WRONG = "Wrong login or password."
-TOO_MANY = "Too many attempts, try again later."
-THROTTLED = "Too many failed logins from your network. Try again in {minutes} minutes."
-WRONG_CODE = "That code is not right. Enter the current code from your app, or a recovery code."
-CODE_LOCKED = "Too many wrong codes for this login. Try again later, or ask an admin to lift the lock."
-START_AGAIN = "That login step has ended. Log in again."
+WRONG = N_("Wrong login or password.")
+TOO_MANY = N_("Too many attempts, try again later.")
+THROTTLED = N_("Too many failed logins from your network. Try again in {minutes} minutes.")
+WRONG_CODE = N_("That code is not right. Enter the current code from your app, or a recovery code.")
+CODE_LOCKED = N_("Too many wrong codes for this login. Try again later, or ask an admin to lift the lock.")
+START_AGAIN = N_("That login step has ended. Log in again.")
 PENDING_COOKIE = "cr_pending"
 CODE_PATH = f"{sessions.PREFIX}/login/code"
 ENROL_PATH = f"{sessions.PREFIX}/second-factor"
@@ -79,7 +80,7 @@ async def login(request: web.Request) -> web.Response:
         wait = max(1, math.ceil(throttled.until - time.time()))
         log.warning("inbox login throttled: %s (tried %r)", client, typed)
         await _audit_failure(store, "login_throttled", typed, client)
-        message = THROTTLED.format(minutes=math.ceil(wait / 60))
+        message = i18n.gettext(locale_of(request), THROTTLED).format(minutes=math.ceil(wait / 60))
         response = await login_page(request, message, status=429, next_path=form.get("next", ""))
         response.headers["Retry-After"] = str(wait)
         return response

@@ -178,6 +178,7 @@ def live_view(entry: events.HistoryEntry, agent_names: Mapping[str, str] | None 
         "icon": CHANNEL_ICONS.get(entry.channel, "•"),
         "contact_kind": entry.contact_kind,
         "when": _when(entry.occurred_at),
+        "at": entry.occurred_at,  # epoch ms: a page writes it in the reader's locale and the tenant's zone
         "body": entry.body,
         "subject": entry.subject,
         "address": sender(entry),

@@ -13,15 +13,16 @@ import logging
 from aiohttp import web
 
 from channels.voice import monitor
-from router import agents, conversations, customers, events, names, revocations, templating
+from router import agents, conversations, customers, events, i18n, names, revocations, templating
 from router.app.inbox import attachments, call_panel, campaigns, canned, chat, listing, messages, originals
 from router.app.inbox.access import CONVERSATION_PATH, ID, conversation_of
 from router.app.inbox.attachments import attachment_store
-from router.app.inbox.rendering import brand, render
+from router.app.inbox.rendering import brand, locale_of, render
 from router.app.inbox.sessions import USER
 from router.appkeys import DEPLOYMENT, STORE
 from router.config import Tenant
 from router.customers import ADDRESS_KIND, identity
+from router.i18n import N_
 from router.keys import Keys
 from router.store import Store
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 REPLY_CHANNELS = {"phone": "sms", "email": "email", "telegram": "telegram", "webchat": "webchat"}
 STATIC = {
     "inbox.js": "application/javascript",
+    "i18n.js": "application/javascript",
     "inbox.css": "text/css",
     "floor.js": "application/javascript",
     "campaigns.js": "application/javascript",
@@ -126,25 +128,31 @@ async def state_json(request: web.Request) -> web.Response:
 # --- a conversation ---
 
 
-CHANNEL_LABELS = {"sms": "SMS", "email": "Email", "telegram": "Telegram", "webchat": "Web chat", "phone": "Phone"}
+CHANNEL_LABELS = {
+    "sms": N_("SMS"),
+    "email": N_("Email"),
+    "telegram": "Telegram",
+    "webchat": N_("Web chat"),
+    "phone": N_("Phone"),
+}
 
 
-def _label(kind: str, channel: str, address: str) -> str:
-    """ "SMS +1 555-123-0000", "Email ana@example.com", "Web chat": for people."""
+def _label(kind: str, channel: str, address: str, locale: str = i18n.SOURCE) -> str:
+    """ "SMS +1 555-123-0000", "Email ana@example.com", "Web chat": for people, in their language."""
     shown = names.formatted_address(channel, address)
-    return f"{CHANNEL_LABELS.get(kind, kind)} {shown}".strip()
+    return f"{i18n.gettext(locale, CHANNEL_LABELS.get(kind, kind))} {shown}".strip()
 
 
-def _address_label(ident: str) -> str:
+def _address_label(ident: str, locale: str = i18n.SOURCE) -> str:
     kind, _, address = ident.partition(":")
-    return _label(kind, REPLY_CHANNELS.get(kind, kind), address)
+    return _label(kind, REPLY_CHANNELS.get(kind, kind), address, locale)
 
 
-NOT_THE_CUSTOMER = "(not the customer)"
+NOT_THE_CUSTOMER = N_("(not the customer)")
 
 
 def _reply_options(
-    identities: list[str], record: dict[str, str], others: list[tuple[str, str]] = ()
+    identities: list[str], record: dict[str, str], others: list[tuple[str, str]] = (), locale: str = i18n.SOURCE
 ) -> list[dict[str, str]]:
     """Where a reply may go: the address the customer last wrote from first (the default),
     then the customer's other addresses on channels that carry text, then the others in
@@ -153,15 +161,15 @@ def _reply_options(
     current = (record.get("last_channel") or record.get("channel", ""), record.get("last_address", ""))
     options = []
     if current[1] and current[0] != "voice" and current not in others:
-        options.append({"value": f"{current[0]}|{current[1]}", "label": _label(current[0], *current)})
+        options.append({"value": f"{current[0]}|{current[1]}", "label": _label(current[0], *current, locale)})
     for ident in identities:
         kind, _, address = ident.partition(":")
         channel = REPLY_CHANNELS.get(kind)
         if channel and (channel, address) != current:
-            options.append({"value": f"{channel}|{address}", "label": _label(channel, channel, address)})
+            options.append({"value": f"{channel}|{address}", "label": _label(channel, channel, address, locale)})
     for channel, address in others:
         if channel in REPLY_CHANNELS.values():
-            label = f"{_label(channel, channel, address)} {NOT_THE_CUSTOMER}"
+            label = f"{_label(channel, channel, address, locale)} {i18n.gettext(locale, NOT_THE_CUSTOMER)}"
             options.append({"value": f"{channel}|{address}", "label": label})
     return options
 
@@ -182,7 +190,12 @@ async def _identities(store: Store, tenant: str, customer: str) -> set[str]:
     return {f.decode().removeprefix("ident:") for f in fields if f.startswith(b"ident:")}
 
 
-PRECHAT_LABELS = {"prechat_name": "Name", "prechat_email": "Email", "prechat_topic": "Topic", "page": "Page"}
+PRECHAT_LABELS = {  # shown in the reader's language (conversation.html)
+    "prechat_name": N_("Name"),
+    "prechat_email": N_("Email"),
+    "prechat_topic": N_("Topic"),
+    "page": N_("Page"),
+}
 
 
 def _prechat(threads: list[dict]) -> list[tuple[str, str]]:
@@ -216,23 +229,24 @@ async def delivery_statuses(store: Store, tenant: str, entries: list[events.Hist
 
 # How a sentence names a channel (a possible opt-out's card: "(SMS, ...)", "opt-out of calls").
 CHANNEL_WORDS = {
-    "sms": "SMS",
-    "voice": "calls",
-    "email": "email",
-    "fax": "fax",
+    "sms": N_("SMS"),
+    "voice": N_("calls"),
+    "email": N_("email"),
+    "fax": N_("fax"),
     "telegram": "Telegram",
-    "webchat": "web chat",
+    "webchat": N_("web chat"),
 }
 
 
-def _revocation_view(flag: revocations.Flag) -> dict[str, str]:
+def _revocation_view(flag: revocations.Flag, locale: str = i18n.SOURCE) -> dict[str, str]:
     """A flag as the conversation's page shows it: the words, where and when they came."""
     when = dt.datetime.fromtimestamp(flag.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC") if flag.at else ""
-    named = " and ".join(CHANNEL_WORDS.get(c, c) for c in (flag.channels or (flag.channel,)))
+    words = {channel: i18n.gettext(locale, word) for channel, word in CHANNEL_WORDS.items()}
+    named = i18n.gettext(locale, " and ").join(words.get(c, c) for c in (flag.channels or (flag.channel,)))
     return {
         "ident": flag.ident,
         "phrase": flag.phrase,
-        "channel": CHANNEL_WORDS.get(flag.channel, flag.channel),
+        "channel": words.get(flag.channel, flag.channel),
         "when": when,
         "covers": named,
     }
@@ -287,7 +301,8 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
     )
     current = next((t["source"] for t in threads if t["current"]), None)
     others = await conversations.participants(store, tenant.id, record, current)
-    reply_options = _reply_options(profile["identities"], record, others)
+    locale = locale_of(request)
+    reply_options = _reply_options(profile["identities"], record, others, locale)
     # A file may go along where the channel can deliver one (router.app.inbox.attachments).
     attach_types = sorted(
         {
@@ -310,7 +325,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         agent_names=agent_names,
         customer_name=customer_record.get("name", ""),
         customer_channel_name=customer_record.get("channel_name", ""),
-        addresses=[_address_label(ident) for ident in profile["identities"]],
+        addresses=[_address_label(ident, locale) for ident in profile["identities"]],
         prechat=_prechat(threads),
         profile=profile,
         threads=threads,
@@ -330,7 +345,7 @@ async def conversation(request: web.Request, error: str = "", status: int = 200)
         statuses=statuses,
         campaign=await campaigns.conversation_panel(store, tenant, record),
         call=await call_panel.panel(store, tenant, record, user),
-        revocations=[_revocation_view(flag) for flag in flags],
+        revocations=[_revocation_view(flag, locale) for flag in flags],
         listing=_list_view(request, *(await _lists(request))[1:]),
         current_conversation=record["id"],
     )

@@ -34,15 +34,16 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from channels._twilio_rest import TwilioClients
 from channels.voice import bridge, callbacks, desk, simulated, softphone, waiting
 from channels.voice import transfer as transfer_call
-from router import conversations, customers, templating
+from router import conversations, customers, i18n, templating
 from router.agents import AgentError
 from router.app.inbox import live, tones
 from router.app.inbox.access import CONVERSATION_PATH, ID, agent_of, conversation_of, tenant_of
 from router.app.inbox.pages import conversation as conversation_page
-from router.app.inbox.rendering import read_form
+from router.app.inbox.rendering import locale_of, read_form
 from router.app.inbox.sessions import SESSION, USER, same_origin
 from router.appkeys import DEPLOYMENT, SETTINGS, STORE
 from router.config import Tenant
+from router.i18n import N_
 from router.keys import AccountKeys
 from router.store import STORE_ERRORS
 
@@ -57,8 +58,8 @@ TWILIO = web.AppKey("softphone_twilio", TwilioClients)
 SOCKETS = web.AppKey("softphone_sockets", set)
 MODE_TEXT = {
     "twilio": "",
-    "simulated": "Simulated call (no Twilio account configured)",
-    "unavailable": "No softphone: the tenant's Twilio account has no API key",
+    "simulated": N_("Simulated call (no Twilio account configured)"),
+    "unavailable": N_("No softphone: the tenant's Twilio account has no API key"),
 }
 
 
@@ -70,6 +71,8 @@ def _seat(request: web.Request) -> tuple[Tenant, str]:
 async def seats(request: web.Request) -> web.Response:
     """How each of the user's seats takes calls in the page."""
     deployment = request.app[DEPLOYMENT]
+    locale = locale_of(request)
+    queue_label, agent_label = i18n.gettext(locale, "Queue: %(name)s"), i18n.gettext(locale, "Agent: %(name)s")
     found = []
     for tenant, agent in request[USER].seats(deployment):
         mode = softphone.mode(tenant)
@@ -81,10 +84,12 @@ async def seats(request: web.Request) -> web.Response:
                 "identity": softphone.client_identity(agent),
                 "mode": mode,
                 "has_phone": bool(softphone.phone_of(tenant, agent)),
-                "note": MODE_TEXT[mode],
-                "targets": [{"value": f"queue:{q.id}", "label": f"Queue: {q.name or q.id}"} for q in tenant.queues]
+                "note": i18n.gettext(locale, MODE_TEXT[mode]),
+                "targets": [
+                    {"value": f"queue:{q.id}", "label": queue_label % {"name": q.name or q.id}} for q in tenant.queues
+                ]
                 + [
-                    {"value": f"agent:{a.id}", "label": f"Agent: {a.name or a.id}"}
+                    {"value": f"agent:{a.id}", "label": agent_label % {"name": a.name or a.id}}
                     for a in tenant.agents
                     if a.id != agent
                 ]
