@@ -59,14 +59,19 @@ async def join(store: Store, tenant: Tenant, campaign_id: str, agent: str, now_m
 
 
 async def leave(store: Store, tenant: Tenant, campaign_id: str, agent: str, now_ms: int) -> bool:
-    """Out of the session; the wait so far counted. False when they were not in it."""
+    """Out of the session; the wait so far counted, and the recipient they were previewing
+    given back to the list at once (due now) rather than when its lease ends. False when
+    they were not in it."""
     keys = Keys(tenant.id)
     figures = keys.campaign_agent_figures(campaign_id)
     async with store.redis.pipeline(transaction=True) as pipe:
         pipe.srem(keys.campaign_session(campaign_id), agent)
         pipe.hget(figures, f"waiting:{agent}")
         pipe.hdel(figures, f"waiting:{agent}")
-        left, since, _ = await pipe.execute()
+        pipe.getdel(keys.campaign_preview(campaign_id, agent))
+        left, since, _, previewed = await pipe.execute()
+    if previewed is not None:  # XX: only while it is still waiting in the list (not sent or settled)
+        await store.redis.zadd(keys.campaign_due(campaign_id), {text(previewed): now_ms}, xx=True)
     if since is not None:
         await store.redis.hincrby(figures, f"{agent}:wait_ms", max(0, now_ms - int(text(since))))
     return bool(left)

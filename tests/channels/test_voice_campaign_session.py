@@ -72,3 +72,12 @@ async def test_wait_time_runs_from_joining_to_the_accept_and_from_the_end_of_the
     seconds = lambda ms: round(ms / 1000 / MINUTE)  # noqa: E731 (the real clock ticks too: whole minutes)
     assert (seconds(bob.wait_ms), seconds(bob.talk_ms)) == (3 + 1 + 4, 2)
     assert bob.connects == 1
+
+
+async def test_leaving_gives_the_recipient_being_previewed_back_to_the_list_at_once(previews):  # noqa: F811
+    w = previews.w
+    await session.join(w.store, w.tenant, "dues", "amy", events.now_ms())
+    assert (await preview.current(w.store, "acme", "dues", "amy")).seq == 1
+    await session.leave(w.store, w.tenant, "dues", "amy", events.now_ms())
+    assert await w.store.redis.zscore(KEYS.campaign_due("dues"), "1") <= events.now_ms()  # due, not amy's lease
+    assert [(await preview.current(w.store, "acme", "dues", agent)).seq for agent in ("bob", "amy")] == [2, 1]

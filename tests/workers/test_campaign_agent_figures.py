@@ -5,6 +5,8 @@ their amounts, talk and wrap-up time; each event once."""
 from __future__ import annotations
 
 from router import agents
+from router.campaigns import session
+from router.keys import Keys
 from tests.factories import PROMISE, World, world
 from tests.workers.campaigns import Clock, create_campaign
 from tests.workers.test_campaign_results import AUDIENCE, CAMPAIGN, DEPLOYMENT, NOON_NY, follow
@@ -61,3 +63,25 @@ async def test_a_conversation_of_no_campaign_counts_for_no_campaign():
     await agents.close(w.store, w.tenant, "amy", conversation, "resolved")
     await follow(w)
     assert await agent_figures.per_agent(w.store, "acme", "dues") == []
+
+
+async def test_an_agent_in_the_session_waits_from_the_end_of_wrap_up_not_from_the_close():
+    with Clock(NOON_NY) as clock:
+        w, _worker = await sent_world(WRAPPING)
+        keys = Keys("acme")
+        # in the campaign's session (router/campaigns/session.py joins only agent-paced campaigns)
+        await w.store.redis.sadd(keys.campaign_session("dues"), "amy")
+        await w.store.redis.hset(keys.campaign_agent_figures("dues"), "waiting:amy", int(clock.now * 1000))
+        clock.forward(30)  # waiting
+        conversation = await w.arrive(address="+12125550000", body="I can pay")
+        await w.available("amy")
+        assert await w.accept_offer("amy") == conversation
+        clock.forward(95)
+        await agents.close(w.store, w.tenant, "amy", conversation, "resolved")
+        clock.forward(20)  # wrap-up: not waiting
+        assert await agents.end_wrapup(w.store, w.tenant, "amy", conversation)
+        await follow(w)
+        clock.forward(10)  # waiting again, then she leaves
+        await session.leave(w.store, w.tenant, "dues", "amy", int(clock.now * 1000))
+    [amy] = await agent_figures.per_agent(w.store, "acme", "dues")
+    assert (amy.wait_ms, amy.talk_ms, amy.wrap_ms) == (40_000, 95_000, 20_000)
