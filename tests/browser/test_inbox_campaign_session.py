@@ -28,7 +28,7 @@ async def test_the_agent_joins_skips_with_a_reason_and_dials_by_keyboard(browser
 
             await card.get_by_role("button", name="Join June calls").focus()
             await amy.keyboard.press("Enter")
-            await expect(card.locator("h3").first).to_have_text("Next: +12125550001")
+            await expect(card.locator("h3").first).to_have_text("Next: Jane (+12125550001)")
             await expect(card.locator(".campaign-script")).to_have_text("Ask Jane about $120.00.")
             assert await violations(amy) == []
 
@@ -36,7 +36,7 @@ async def test_the_agent_joins_skips_with_a_reason_and_dials_by_keyboard(browser
             await card.get_by_role("button", name="Skip").focus()
             await amy.keyboard.press("Enter")
             await expect(amy.locator("#session-notice")).to_contain_text("Skipped")
-            await expect(card.locator("h3").first).to_have_text("Next: +12125550002")
+            await expect(card.locator("h3").first).to_have_text("Next: <b>Bob</b> (+12125550002)")  # as text
 
             await card.get_by_role("button", name="Dial +12125550002").focus()
             await amy.keyboard.press("Enter")

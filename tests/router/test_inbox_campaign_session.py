@@ -45,13 +45,13 @@ async def test_join_preview_dial_and_skip(inbox: Inbox) -> None:  # noqa: F811
             assert await session.members(w.store, "acme", "calls") == {"amy"}
             assert (await agents.status(w.store, w.tenant, "amy"))["presence"] == "available"
             page = html.unescape(await (await client.get("/inbox/campaign-session")).text())
-            assert "Next: +12125550001" in page and "Ask Jane about $120.00." in page
+            assert "Next: Jane (+12125550001)" in page and "Ask Jane about $120.00." in page
             assert "<script>alert('offer')</script>" not in await (await client.get("/inbox/campaign-session")).text()
             refused = await client.post(BASE + "/skip", data={"csrf": csrf, "recipient": "1", "reason": ""})
             assert refused.status == 409 and "choose why you skip" in await refused.text()
             skipped = await client.post(BASE + "/skip", data={"csrf": csrf, "recipient": "1", "reason": "other"})
             assert skipped.status == 200
-            assert "Next: +12125550002" in await skipped.text()
+            assert "Next: <b>Bob</b> (+12125550002)" in html.unescape(await skipped.text())
             dialled = await client.post(BASE + "/dial", data={"csrf": csrf, "recipient": "2"})
             assert dialled.status == 200, await dialled.text()
             assert "when the customer answers, the call is put through to you" in await dialled.text()

@@ -75,8 +75,12 @@ async def _preview_card(store: Store, tenant: Tenant, campaign: Campaign, agent:
             script_error = str(exc)
     fields = [(name.replace("_", " "), str(value)) for name, value in recipient.fields.items() if str(value).strip()]
     return {
-        "seq": previewed.seq, "phone": recipient.phone, "fields": fields, "script": script,
-        "script_error": script_error, "attempt": previewed.status.split(":")[1] if ":" in previewed.status else "1",
+        "seq": previewed.seq,
+        "phone": recipient.phone,
+        "name": recipient.fields.get("name", ""),
+        "fields": fields,
+        "script": script,
+        "script_error": script_error,
     }
 
 
