@@ -28,7 +28,6 @@ async def spoke_and_asked(c) -> None:
     assert await w.accept_offer("bob") == "cmp-dues-1"
     record = await conversations.get(w.store, "acme", "cmp-dues-1")
     await callbacks.schedule(w.store, "acme", "America/New_York", record, "bob", "2027-06-01T14:00", NOON_NY)
-    await agents.close(w.store, w.tenant, "bob", "cmp-dues-1", "resolved")
 
 
 async def dials(c) -> list:
@@ -45,6 +44,8 @@ async def test_at_its_time_the_callback_rings_the_agent_then_the_customer(previe
     assert (call.to, call.agent, call.conversation) == ("+12125550000", "bob", "cmp-dues-1")
     assert call.metadata["agent"] == "bob"  # the agent the customer asked for, not amy
     assert call.metadata["agent_phone"] == "+15557770002"  # his phone rings first, then Jane's number
+    await previews.dispatch()
+    assert [r.form.get("To") for r in previews.api.requests if r.path.endswith("/Calls.json")][-1] == "+15557770002"
     assert await store.redis.zcard(KEYS.agent_campaign_callbacks("bob")) == 0  # off the list: dialled
     assert await callback_dialler.dial_due(store, deployment, DUE + dt.timedelta(seconds=6)) == 0  # once
 
@@ -59,6 +60,16 @@ async def test_while_the_agent_is_away_it_waits_for_them_and_no_one_else_gets_it
     assert await w.store.redis.zcard(KEYS.agent_campaign_callbacks("bob")) == 1  # still his, due
     await agents.set_presence(w.store, w.tenant, "bob", "available")
     assert await callback_dialler.dial_due(w.store, w.deployment, DUE + dt.timedelta(seconds=9)) == 1
+
+
+async def test_a_closed_conversation_is_not_dialled_but_stays_on_the_agents_list(previews):  # noqa: F811
+    await spoke_and_asked(previews)
+    w = previews.w
+    await agents.close(w.store, w.tenant, "bob", "cmp-dues-1", "resolved")
+    previews.clock.to(DUE + dt.timedelta(seconds=5))
+    assert await callback_dialler.dial_due(w.store, w.deployment, DUE + dt.timedelta(seconds=5)) == 0
+    assert await dials(previews) == []
+    assert await w.store.redis.zcard(KEYS.agent_campaign_callbacks("bob")) == 1
 
 
 async def test_a_callback_is_judged_again_at_its_time(previews):  # noqa: F811

@@ -5,10 +5,12 @@ Each round of the campaigns worker looks at the callbacks that are due. Each is 
 again at that moment (callbacks.refusal: the campaign's state, do-not-contact, the voice
 opt-outs, a dispute, the calling hours now); one that may not be made stays on the
 agent's list, which says why. One that may is dialled when its agent is free (available,
-ready for a call, none in hand): their phone or softphone rings first, then the
-customer's number (channels.voice.callbacks.dial_customer), and it leaves their list.
-While the agent is busy or away it stays on their Callbacks page, due, for them to call
-(or for the next round once they are free): it is never given to another agent.
+ready for a call, no other in hand) and still holds the conversation: their phone or
+softphone rings first, then the customer's number (channels.voice.callbacks.dial_customer,
+whose sender refuses a dial for a conversation no longer with that agent), and it leaves
+their list. Otherwise it stays on their Callbacks page, due, for them (or for the next
+round): it is never given to another agent. (A conversation already closed is not opened
+again for the agent here: that needs routing to reserve it for them, not done yet.)
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import logging
 
 from channels.voice import callbacks as voice_callbacks
 from channels.voice import softphone, waiting
-from router.campaigns import callbacks, dial_state
+from router.campaigns import callbacks
 from router.config import Deployment, Tenant
 from router.keys import Keys
-from router.store import Store
+from router.store import Store, text
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,13 @@ async def _dial(store: Store, tenant: Tenant, callback: callbacks.Callback, now:
     why = await callbacks.refusal(store, tenant.id, tenant.timezone, callback, now)
     if why:
         return False  # shown on the agent's list
-    if not await dial_state.agent_free(store, tenant.id, callback.agent):
-        return False  # theirs to call, or the next round's once they are free
+    keys = Keys(tenant.id)
+    state, holder = await store.redis.hmget(keys.conversation(callback.conversation), "state", "agent")
+    if state != b"assigned" or text(holder or b"") != callback.agent:
+        return False  # not in their hands: theirs to call from the list
+    presence, calls = await store.redis.hmget(keys.agent(callback.agent), "presence", "load:voice")
+    if presence != b"available" or int(calls or 0) > 1:
+        return False  # away, or on another call: the next round's once they are free
     if not waiting.callable_number(tenant, callback.address):
         log.warning("callback %s of %s: %s is not callable", callback.conversation, tenant.id, callback.address)
         return False
