@@ -16,6 +16,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -282,9 +283,17 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
             client.close()
         # every process serves its own metrics on the port the configuration gave it
         webhooks = 0.0
+        def scrape(address: str) -> str:
+            """The process's metrics, or "" while its server is not listening yet (a
+            restarted process binds its metrics port a moment after supervisord's RUNNING)."""
+            try:
+                with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+                    return response.read().decode()
+            except OSError:
+                return ""
+
         for target in json.loads(targets.read_text()):
-            with urllib.request.urlopen(f"http://{target['targets'][0]}/metrics", timeout=30) as response:
-                scraped = response.read().decode()
+            scraped = wait_for(partial(scrape, target["targets"][0]), f"metrics of {target['labels']}", timeout=60)
             assert "contactrouter_store_up 1.0" in scraped, target
             if target["labels"]["role"] == "web":  # each web process counts the requests it answered
                 sms = re.search(WEBHOOKS_ANSWERED, scraped)
