@@ -283,6 +283,7 @@ def test_a_killed_worker_and_a_killed_web_process_are_restarted_while_webhooks_a
             client.close()
         # every process serves its own metrics on the port the configuration gave it
         webhooks = 0.0
+
         def scrape(address: str) -> str:
             """The process's metrics, or "" while its server is not listening yet (a
             restarted process binds its metrics port a moment after supervisord's RUNNING)."""
